@@ -1,0 +1,36 @@
+# The two commands a new user runs: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+# Debian packages the tests use when we can install them (root with apt): PostgreSQL 15
+# with HypoPG and pg_qualstats, pgBadger for the log benchmark, Chromium for the HTML test.
+APT_PACKAGES := postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql-15-pg-qualstats
+
+.PHONY: install demo test system-deps docs clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/queryaudit demo --out-dir reports
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  fi; \
+	else echo "not root or no apt-get: using the PostgreSQL and extensions already installed"; fi
+
+test: install system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+docs: install
+	$(VENV)/bin/queryaudit docs --out checks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from queryaudit.cli import run
+
+run()

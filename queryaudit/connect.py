@@ -1,0 +1,137 @@
+"""Safe sessions on the audited server, DSN resolution and one-line connection errors.
+
+Every session the auditor opens is read-only by default and bounded in time, so an
+audit of a production replica can neither write nor hold anything for long.
+"""
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import conninfo, sql
+
+from queryaudit.errors import AuditError
+
+APPLICATION_NAME = "queryaudit"
+# Every statement the auditor sends starts with this comment. pg_stat_statements keeps
+# comments in its texts, so the auditor's own statements can be left out of the
+# workload it audits (and counted separately: the audit's own server cost).
+MARKER = "/* queryaudit */ "
+
+
+class MarkedCursor(psycopg.Cursor):
+    def execute(self, query, params=None, **kwargs):
+        if isinstance(query, str):
+            query = MARKER + query
+        elif isinstance(query, sql.Composable):
+            query = sql.Composed([sql.SQL(MARKER), query])
+        return super().execute(query, params, **kwargs)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 1_000
+    idle_in_transaction_timeout_ms: int = 60_000
+    connect_timeout_s: int = 10
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """--dsn, else DATABASE_URL, else libpq's own PG* variables (an empty conninfo)."""
+    if dsn:
+        return dsn
+    return os.environ.get("DATABASE_URL", "")
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN as it may be shown: never the password."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
+    params.pop("password", None)
+    return conninfo.make_conninfo(**params)
+
+
+def describe_target(dsn: str) -> tuple[str | None, str | None]:
+    """(host, dbname) from a DSN and the PG* environment, without a password."""
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        params = {}
+    host = params.get("host") or os.environ.get("PGHOST")
+    db = params.get("dbname") or os.environ.get("PGDATABASE")
+    return host, db
+
+
+def connection_error_message(exc: Exception, dsn: str) -> str:
+    """Turn libpq's multi-line message into one line that says what to do."""
+    text = str(exc).strip()
+    if isinstance(exc, psycopg.ProgrammingError):  # raised before any network I/O: the string itself
+        return f"invalid connection string ({text.splitlines()[0]}): use key=value pairs or a postgresql:// URI"
+    where = redact_dsn(dsn) or "the server from PG* environment variables"
+    password = _password_of(dsn)
+    if m := re.search(r'database "([^"]+)" does not exist', text):
+        msg = f'database "{m.group(1)}" does not exist on {where}: check the database name in the DSN'
+    elif "password authentication failed" in text or "no password supplied" in text:
+        user = re.search(r'user "([^"]+)"', text)
+        msg = (f"authentication failed for user {user.group(1) if user else ''} on {where}: "
+               "check the password (PGPASSWORD or ~/.pgpass)").replace("user  on", "user on")
+    elif re.search(r'role "([^"]+)" does not exist', text):
+        role = re.search(r'role "([^"]+)" does not exist', text).group(1)
+        msg = f'role "{role}" does not exist on {where}: check the user name in the DSN'
+    elif any(s in text for s in ("Connection refused", "could not connect", "timeout expired",
+                                 "No such file or directory", "could not translate host name", "Network is unreachable")):
+        msg = f"cannot reach the PostgreSQL server at {where}: is it running and accepting TCP connections there?"
+    else:
+        msg = f"cannot connect to {where}: {text.splitlines()[-1] if text else type(exc).__name__}"
+    if password:
+        msg = msg.replace(password, "***")
+    return msg
+
+
+def _password_of(dsn: str) -> str | None:
+    try:
+        return conninfo.conninfo_to_dict(dsn).get("password") or os.environ.get("PGPASSWORD")
+    except psycopg.ProgrammingError:
+        return os.environ.get("PGPASSWORD")
+
+
+def apply_session_settings(conn: psycopg.Connection, limits: SessionLimits, read_only: bool = True) -> None:
+    settings = {
+        "statement_timeout": f"{limits.statement_timeout_ms}ms",
+        "lock_timeout": f"{limits.lock_timeout_ms}ms",
+        "idle_in_transaction_session_timeout": f"{limits.idle_in_transaction_timeout_ms}ms",
+        "application_name": APPLICATION_NAME,
+    }
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+    for name, value in settings.items():
+        conn.execute(sql.SQL("SELECT set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(value)))
+
+
+def open_session(dsn: str, limits: SessionLimits = SessionLimits(), read_only: bool = True) -> psycopg.Connection:
+    """A connection in autocommit mode (no transaction left idle), read-only, with timeouts."""
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=limits.connect_timeout_s,
+                               application_name=APPLICATION_NAME, cursor_factory=MarkedCursor)
+    except psycopg.Error as exc:
+        raise AuditError(connection_error_message(exc, dsn)) from None
+    try:
+        apply_session_settings(conn, limits, read_only)
+    except psycopg.Error as exc:
+        conn.close()
+        raise AuditError(f"cannot configure the audit session: {str(exc).strip().splitlines()[0]}") from None
+    return conn
+
+
+@contextmanager
+def session(dsn: str, limits: SessionLimits = SessionLimits(), read_only: bool = True):
+    conn = open_session(dsn, limits, read_only)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,36 @@
+"""checks/<id>.md generated from each check module's docstring, as ruff does for its rules:
+the code and its documentation cannot drift apart (a test runs `docs --check`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from queryaudit.checks import all_checks
+
+
+def page(check) -> str:
+    doc = check.doc.strip()
+    summary, _, body = doc.partition("\n")
+    return (f"# {check.id}: {check.title}\n\n{summary.strip()}\n{body.rstrip()}\n\n"
+            f"---\nGenerated from `queryaudit/checks/{check.module.__name__.rsplit('.', 1)[-1]}.py`"
+            " by `queryaudit docs`; edit the docstring, not this page.\n")
+
+
+def index_page(checks) -> str:
+    rows = "\n".join(f"| [{c.id}]({c.id}.md) | {c.title} |" for c in checks)
+    return f"# Checks\n\n| id | title |\n|---|---|\n{rows}\n"
+
+
+def write_pages(out: Path, dry_run: bool = False) -> list[str]:
+    """Write every page; return the names that were missing or different."""
+    checks = all_checks()
+    pages = {f"{c.id}.md": page(c) for c in checks}
+    pages["README.md"] = index_page(checks)
+    stale = []
+    for name, text in pages.items():
+        path = out / name
+        if not path.exists() or path.read_text() != text:
+            stale.append(name)
+            if not dry_run:
+                out.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    return stale

@@ -1,0 +1,79 @@
+"""The report: one plain dict built from the snapshot and the findings.
+
+Every renderer (terminal, JSON, HTML, Markdown) formats this dict and computes
+nothing of its own. Its JSON form is the contract in report.schema.json.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from queryaudit import __version__
+from queryaudit.collect import top_statements
+from queryaudit.findings import SEVERITIES, Finding, prioritise
+from queryaudit.snapshot import Snapshot
+
+SCHEMA_VERSION = 1
+TOP_FIXES = 5
+
+
+def _query_entry(snapshot: Snapshot, statement) -> dict:
+    total = snapshot.total_exec_time_ms
+    capture = next((p for p in snapshot.plans if p.queryid == statement.queryid), None)
+    return {
+        "queryid": statement.queryid,
+        "query": statement.query,
+        "calls": statement.calls,
+        "total_exec_time_ms": round(statement.total_exec_time_ms, 3),
+        "mean_exec_time_ms": round(statement.mean_exec_time_ms, 4),
+        "rows": statement.rows,
+        "share_of_total_time": round(min(1.0, statement.total_exec_time_ms / total), 6) if total > 0 else 0.0,
+        "rows_per_call": round(statement.rows / statement.calls, 2) if statement.calls else 0,
+        "cache_hit_ratio": round(statement.cache_hit_ratio, 4) if statement.cache_hit_ratio is not None else None,
+        "max_exec_time_ms": round(statement.max_exec_time_ms, 3),
+        "stddev_exec_time_ms": round(statement.stddev_exec_time_ms, 3),
+        "temp_blks_written": statement.temp_blks_written,
+        "toplevel": statement.toplevel,
+        "plan": capture.plan if capture else None,
+        "plan_method": capture.method if capture else None,
+        "plan_skipped_reason": capture.skipped_reason if capture else None,
+    }
+
+
+def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> dict:
+    ordered = prioritise(findings)
+    by_severity = {s: sum(1 for f in ordered if f.severity == s) for s in SEVERITIES}
+    server = snapshot.server
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "queryaudit", "version": __version__},
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "target": {
+            "server_version_num": server.version_num,
+            "server_version": server.version,
+            "database": server.database,
+            "host": server.host,
+            "in_recovery": server.in_recovery,
+            "extensions": server.extensions,
+        },
+        "window": {
+            "collected_at": snapshot.collected_at,
+            "statistics_since": server.pgss_stats_reset or server.postmaster_start,
+            "total_exec_time_ms": round(snapshot.total_exec_time_ms, 3),
+            "total_calls": snapshot.total_calls,
+            "statement_count": snapshot.statement_count,
+            "evicted_entries": server.pgss_dealloc,
+        },
+        "partial": snapshot.partial,
+        "errors": [{"stage": e.stage, "message": e.message} for e in snapshot.errors],
+        "settings": server.settings,
+        "queries": [_query_entry(snapshot, s) for s in top_statements(snapshot, top)],
+        "findings": [f.to_dict() for f in ordered],
+        "summary": {
+            "findings_by_severity": by_severity,
+            "predicted_saving_share": round(min(1.0, sum(f.saving_share for f in ordered)), 6),
+            "top_fixes": [{"id": f.id, "check": f.check, "severity": f.severity, "title": f.title,
+                           "share_of_total_time": f.saving_share, "fix_sql": f.fix_sql}
+                          for f in ordered[:TOP_FIXES]],
+        },
+        "extras": snapshot.extras,
+    }

@@ -1,0 +1,130 @@
+"""SQL helpers on pglast (the PostgreSQL parser): parse, fingerprint, tables, statement kind.
+
+Every function here tolerates text that does not parse (pg_stat_statements truncates
+long texts at track_activity_query_size): it returns an empty answer, never raises.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pglast
+from pglast import ast, visitors
+
+from queryaudit.snapshot import Table
+
+
+@lru_cache(maxsize=4096)
+def parse(query: str) -> tuple | None:
+    """The parsed statements, or None when the text is not valid SQL."""
+    try:
+        return tuple(pglast.parse_sql(query))
+    except Exception:  # pglast raises ParseError, and others on odd input
+        return None
+
+
+def fingerprint(query: str) -> str | None:
+    try:
+        return pglast.fingerprint(query)
+    except Exception:
+        return None
+
+
+def prettify(query: str) -> str:
+    try:
+        return pglast.prettify(query)
+    except Exception:
+        return query
+
+
+class _RangeVars(visitors.Visitor):
+    def __init__(self):
+        self.found: list[tuple[str | None, str]] = []
+        self.ctes: set[str] = set()
+
+    def visit_CommonTableExpr(self, ancestors, node):
+        self.ctes.add(node.ctename)
+
+    def visit_RangeVar(self, ancestors, node):
+        self.found.append((node.schemaname, node.relname))
+
+
+def referenced_relations(query: str) -> list[tuple[str | None, str]]:
+    """(schema or None, name) of every relation the statement names, CTE names excluded."""
+    stmts = parse(query)
+    if not stmts:
+        return []
+    v = _RangeVars()
+    for stmt in stmts:
+        v(stmt)
+    seen, out = set(), []
+    for schema, name in v.found:
+        if schema is None and name in v.ctes:
+            continue
+        if (schema, name) not in seen:
+            seen.add((schema, name))
+            out.append((schema, name))
+    return out
+
+
+def resolve_tables(query: str, tables: list[Table], search_path: tuple[str, ...] = ("public",)) -> list[str]:
+    """Schema-qualified names of the catalog tables a statement reads or writes."""
+    by_name: dict[str, list[Table]] = {}
+    for t in tables:
+        by_name.setdefault(t.name, []).append(t)
+    result = []
+    for schema, name in referenced_relations(query):
+        candidates = by_name.get(name, [])
+        if schema:
+            match = next((t for t in candidates if t.schema == schema), None)
+        else:
+            match = next((t for s in search_path for t in candidates if t.schema == s), None)
+            match = match or (candidates[0] if len(candidates) == 1 else None)
+        if match and match.qualified_name not in result:
+            result.append(match.qualified_name)
+    return result
+
+
+READ_ONLY_STATEMENTS = (ast.SelectStmt,)
+
+
+def _has_modifying_cte(stmt) -> bool:
+    found = []
+
+    class V(visitors.Visitor):
+        def visit_CommonTableExpr(self, ancestors, node):
+            if not isinstance(node.ctequery, ast.SelectStmt):
+                found.append(node)
+
+    V()(stmt)
+    return bool(found)
+
+
+def _locks_rows(stmt) -> bool:
+    found = []
+
+    class V(visitors.Visitor):
+        def visit_LockingClause(self, ancestors, node):
+            found.append(node)
+
+        def visit_IntoClause(self, ancestors, node):  # SELECT ... INTO creates a table
+            found.append(node)
+
+    V()(stmt)
+    return bool(found)
+
+
+def statement_kind(query: str) -> str:
+    """'read' when the statement cannot write (SELECT, VALUES, TABLE, WITH without
+    data-modifying CTEs, no FOR UPDATE/SELECT INTO), 'dml' for INSERT/UPDATE/DELETE/MERGE,
+    'other' for utility statements, 'invalid' when it does not parse (e.g. truncated)."""
+    stmts = parse(query)
+    if not stmts:
+        return "invalid"
+    if len(stmts) != 1:
+        return "other"
+    stmt = stmts[0].stmt
+    if isinstance(stmt, ast.SelectStmt):
+        return "dml" if _has_modifying_cte(stmt) or _locks_rows(stmt) else "read"
+    if isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)) or type(stmt).__name__ == "MergeStmt":
+        return "dml"
+    return "other"

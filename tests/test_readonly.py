@@ -1,0 +1,52 @@
+"""The audit writes nothing: a role that cannot write, and unchanged write counters and WAL."""
+import json
+
+from conftest import run_cli
+from helpers import validate_report
+
+
+def _write_counters(db):
+    return db.execute("SELECT tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+                      "WHERE datname = current_database()")[0]
+
+
+def test_audit_as_monitoring_role_writes_nothing(shop_db, tmp_path):
+    shop_db.run_workload("shop")
+    role = f"auditor_{shop_db.name}"
+    shop_db.execute(f"CREATE ROLE {role} LOGIN")
+    shop_db.execute(f"GRANT pg_monitor TO {role}")
+    shop_db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    # Settle what the workload left: dead tuples a read could prune, and hint bits that
+    # the first read of a page sets (with data checksums, the default on 18, PostgreSQL
+    # WAL-logs that page once per checkpoint whoever reads it). A first audit reads
+    # everything once; what is measured next is an audit alone.
+    shop_db.execute("VACUUM")
+    assert run_cli("audit", "--dsn", shop_db.dsn_as(role)).returncode == 0
+    shop_db.execute("CHECKPOINT")
+    shop_db.execute("SELECT pg_stat_force_next_flush()")
+    before = _write_counters(shop_db)
+    lsn_before = shop_db.execute("SELECT pg_current_wal_lsn()")[0][0]
+    out = tmp_path / "r.json"
+    result = run_cli("audit", "--dsn", shop_db.dsn_as(role), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    validate_report(json.loads(out.read_text()))
+    shop_db.execute("SELECT pg_stat_force_next_flush()")
+    after = _write_counters(shop_db)
+    lsn_after = shop_db.execute("SELECT pg_current_wal_lsn()")[0][0]
+    assert after == before
+    assert lsn_after == lsn_before, "the audit generated WAL"
+
+
+def test_audit_session_is_read_only(shop_db):
+    from queryaudit.connect import session
+    import psycopg
+    import pytest
+
+    with session(shop_db.dsn) as conn:
+        assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        assert conn.execute("SHOW application_name").fetchone()[0] == "queryaudit"
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "1s"
+        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1min"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("CREATE TABLE should_not_exist (id int)")
