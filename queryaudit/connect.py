@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -16,19 +17,30 @@ from psycopg import conninfo, sql
 from queryaudit.errors import AuditError
 
 APPLICATION_NAME = "queryaudit"
-# Every statement the auditor sends starts with this comment. pg_stat_statements keeps
-# comments in its texts, so the auditor's own statements can be left out of the
-# workload it audits (and counted separately: the audit's own server cost).
-MARKER = "/* queryaudit */ "
+# Every statement the auditor sends ends with this comment, so its own statements can be
+# left out of the workload it audits. At the end, not the start: PostgreSQL 18 stores
+# a statement's text from its first token, dropping leading comments.
+MARKER = "/* queryaudit */"
+OWN_STATEMENT_PATTERN = "%" + MARKER  # LIKE pattern over pg_stat_statements.query
+
+
+# What the audit itself cost the server, counted client-side: pg_stat_statements may
+# evict the auditor's own entries when it is full (pg_stat_statements.max).
+AUDIT_COST = {"statements": 0, "ms": 0.0}
 
 
 class MarkedCursor(psycopg.Cursor):
     def execute(self, query, params=None, **kwargs):
         if isinstance(query, str):
-            query = MARKER + query
+            query = query + "\n" + MARKER
         elif isinstance(query, sql.Composable):
-            query = sql.Composed([sql.SQL(MARKER), query])
-        return super().execute(query, params, **kwargs)
+            query = sql.Composed([query, sql.SQL("\n" + MARKER)])
+        started = time.perf_counter()
+        try:
+            return super().execute(query, params, **kwargs)
+        finally:
+            AUDIT_COST["statements"] += 1
+            AUDIT_COST["ms"] += (time.perf_counter() - started) * 1000
 
 
 @dataclass(frozen=True)

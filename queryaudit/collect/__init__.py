@@ -14,6 +14,7 @@ import psycopg
 
 from queryaudit import __version__
 from queryaudit.collect import catalog, server, statements
+from queryaudit.connect import AUDIT_COST
 from queryaudit.errors import AuditError
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import resolve_tables
@@ -35,6 +36,7 @@ def top_statements(snapshot: Snapshot, top: int):
 def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = CollectOptions(),
                      progress: Callable[[str], None] | None = None) -> Snapshot:
     step = progress or (lambda name: None)
+    cost_before = dict(AUDIT_COST)
     try:
         step("server")
         info = server.collect_server(conn)
@@ -48,13 +50,26 @@ def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = Collect
     snapshot = Snapshot(server=info, collected_at=dt.datetime.now(dt.timezone.utc).isoformat(),
                         tool_version=__version__, statements=rows, **totals)
 
+    interrupted = []
+
     def stage(name: str, fn: Callable[[], None]) -> None:
         step(name)
+        if interrupted:
+            snapshot.record_error(name, "skipped: the audit was interrupted")
+            return
         if conn.closed or conn.broken:
             snapshot.record_error(name, "skipped: the connection to the server was lost earlier")
             return
         try:
             fn()
+        except KeyboardInterrupt:
+            # Ctrl-C keeps what was collected: the report is written, marked partial.
+            interrupted.append(name)
+            snapshot.record_error(name, "interrupted (Ctrl-C): the report holds what was collected before")
+            try:
+                conn.cancel_safe() if hasattr(conn, "cancel_safe") else conn.cancel()
+            except Exception:
+                pass
         except AuditError as exc:
             snapshot.record_error(name, str(exc))
         except psycopg.Error as exc:
@@ -78,4 +93,6 @@ def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = Collect
     stage("column statistics", read_column_stats)
     for name, fn in options.stages:
         stage(name, lambda fn=fn: fn(conn, snapshot))
+    snapshot.extras["audit_cost"] = {"statements": AUDIT_COST["statements"] - cost_before["statements"],
+                                     "ms": round(AUDIT_COST["ms"] - cost_before["ms"], 3)}
     return snapshot

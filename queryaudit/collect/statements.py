@@ -12,8 +12,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from queryaudit.connect import MARKER
+from queryaudit.connect import OWN_STATEMENT_PATTERN
 from queryaudit.errors import AuditError
+from queryaudit.redact import mask_passwords
 from queryaudit.snapshot import Statement
 
 # canonical Statement field -> SQL expression candidates (first available wins).
@@ -51,7 +52,7 @@ JIT_TIME_COLUMNS = ["jit_generation_time", "jit_inlining_time", "jit_optimizatio
                     "jit_emission_time", "jit_deform_time"]
 
 INSUFFICIENT_PRIVILEGE = "<insufficient privilege>"
-OWN_STATEMENTS = MARKER.strip() + "%"  # the auditor's own statements are not the workload
+OWN_STATEMENTS = OWN_STATEMENT_PATTERN  # the auditor's own statements are not the workload
 
 
 def check_available(conn: psycopg.Connection) -> str:
@@ -123,7 +124,7 @@ def collect_statements(conn: psycopg.Connection, limit: int = 5000) -> tuple[lis
     statements = []
     for row in rows:
         queryid, text, calls, nrows, userid, username, *values = row
-        statement = Statement(queryid=queryid, query=text, calls=int(calls), rows=int(nrows), userid=userid,
+        statement = Statement(queryid=queryid, query=mask_passwords(text), calls=int(calls), rows=int(nrows), userid=userid,
                               username=username, total_exec_time_ms=0.0, mean_exec_time_ms=0.0)
         for field, value in zip(fields, values):
             if value is not None:

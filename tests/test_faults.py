@@ -1,0 +1,109 @@
+"""Faults during an audit: what was collected is kept, the report is written and marked partial."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+
+from conftest import run_cli
+from helpers import validate_report
+from queryaudit.collect import CollectOptions, collect_snapshot
+from queryaudit.connect import session
+from queryaudit.pipeline import analyse
+
+
+def test_backend_terminated_mid_audit_gives_partial_report(shop_db):
+    shop_db.run_workload("shop")
+
+    def terminate_own_backend(conn, snapshot):
+        pid = conn.info.backend_pid
+        shop_db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        conn.execute("SELECT 1")  # the next statement finds the connection gone
+
+    def never_reached(conn, snapshot):
+        raise AssertionError("a stage ran on a dead connection")
+
+    options = CollectOptions(stages=[("killer", terminate_own_backend), ("after", never_reached)])
+    with session(shop_db.dsn) as conn:
+        snap = collect_snapshot(conn, options)
+    assert snap.partial
+    stages = {e.stage: e.message for e in snap.errors}
+    assert "killer" in stages and "terminat" in stages["killer"].lower()
+    assert "connection" in stages["after"]
+    # What came before the fault is all there, and the report still builds and validates.
+    assert snap.statements and snap.tables and snap.indexes
+    report = analyse(snap)
+    validate_report(report)
+    assert report["partial"] is True and {e["stage"] for e in report["errors"]} >= {"killer", "after"}
+
+
+def test_statement_timeout_in_a_stage_is_recorded_and_the_audit_goes_on(shop_db):
+    def slow(conn, snapshot):
+        conn.execute("SET statement_timeout = '50ms'")
+        try:
+            conn.execute("SELECT pg_sleep(2)")
+        finally:
+            conn.execute("SET statement_timeout = '30s'")
+
+    reached = []
+    options = CollectOptions(stages=[("slow", slow), ("next", lambda conn, snap: reached.append(True))])
+    with session(shop_db.dsn) as conn:
+        snap = collect_snapshot(conn, options)
+    assert reached == [True]
+    assert snap.partial and "statement timeout" in snap.errors[0].message
+
+
+def test_lock_timeout_in_a_stage_is_recorded(shop_db):
+    with psycopg.connect(shop_db.dsn) as holder:  # holds ACCESS EXCLUSIVE until rollback
+        holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+
+        def read_orders(conn, snapshot):
+            conn.execute("SELECT count(*) FROM orders")
+
+        with session(shop_db.dsn) as conn:
+            snap = collect_snapshot(conn, CollectOptions(stages=[("read orders", read_orders)]))
+        holder.rollback()
+    assert snap.partial and "lock timeout" in snap.errors[-1].message
+
+
+def test_ctrl_c_writes_a_partial_report(shop_db, tmp_path):
+    out = tmp_path / "interrupted.json"
+    # Lock sampling keeps the audit busy long enough to interrupt it mid-collection.
+    proc = subprocess.Popen([sys.executable, "-m", "queryaudit.cli", "audit", "--dsn", shop_db.dsn, "--no-explain",
+                             "--sample-seconds", "30", "--json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # wait until the sampler is running
+        rows = shop_db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'queryaudit' "
+                               "AND datname = current_database()")
+        if rows[0][0]:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert out.exists(), (proc.returncode, stderr)
+    report = json.loads(out.read_text())
+    validate_report(report)
+    assert report["partial"] is True
+    assert any("interrupted" in e["message"] for e in report["errors"])
+    assert report["queries"], "what was collected before the interrupt is in the report"
+
+
+def test_server_restart_mid_audit_gives_partial_report(server, tmp_path):
+    db = server.create_database("shop")
+    db.run_workload("shop")
+
+    def restart_server(conn, snapshot):
+        server.cluster.restart()
+        conn.execute("SELECT 1")
+
+    with session(db.dsn) as conn:
+        snap = collect_snapshot(conn, CollectOptions(stages=[("restart", restart_server)]))
+    server.cluster.wait_ready()
+    assert snap.partial and snap.errors[0].stage == "restart"
+    assert snap.statements and snap.tables
+    validate_report(analyse(snap))
