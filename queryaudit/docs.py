@@ -25,6 +25,11 @@ def write_pages(out: Path, dry_run: bool = False) -> list[str]:
     checks = all_checks()
     pages = {f"{c.id}.md": page(c) for c in checks}
     pages["README.md"] = index_page(checks)
+    return write_if_changed(out, pages, dry_run)
+
+
+def write_if_changed(out: Path, pages: dict[str, str], dry_run: bool = False) -> list[str]:
+    """Write the pages that are missing or different; return their names."""
     stale = []
     for name, text in pages.items():
         path = out / name

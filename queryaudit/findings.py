@@ -80,6 +80,109 @@ def saving_from_share(statement_total_ms: float, fraction_removed: float, total_
                   total_ms=round(saved_ms, 3))
 
 
+EFFORT_RANK = {e: i for i, e in enumerate(EFFORTS)}
+CONFIDENCE_RANK = {c: i for i, c in enumerate(CONFIDENCES)}
+
+
 def prioritise(findings: list[Finding]) -> list[Finding]:
-    """Most database time saved first; then severity; then a stable order by id."""
-    return sorted(findings, key=lambda f: (-f.saving_share, SEVERITY_RANK.get(f.severity, 9), f.check, f.id))
+    """Most database time saved first; then severity, the cheaper fix, the surer one; then a stable order."""
+    return sorted(findings, key=lambda f: (-f.saving_share, SEVERITY_RANK.get(f.severity, 9),
+                                           EFFORT_RANK.get(f.effort, 9), CONFIDENCE_RANK.get(f.confidence, 9),
+                                           f.check, f.id))
+
+
+def combined_saving_share(findings: list[Finding], statement_shares: dict[str, float]) -> float:
+    """The share of total time all the fixes together remove, without counting a statement twice.
+
+    Each fix removes a fraction of its statements' time; two fixes of one statement combine
+    as Amdahl says: the second removes its fraction of what the first left
+    (1 - (1 - f1)(1 - f2)). Findings tied to no known statement add their own share.
+    """
+    remaining: dict[str, float] = {}
+    unattached = 0.0
+    for f in findings:
+        queryids = [q for q in dict.fromkeys(f.queryids) if statement_shares.get(q)]
+        if not queryids:
+            unattached += f.saving_share
+            continue
+        covered = sum(statement_shares[q] for q in queryids)
+        fraction = min(1.0, f.saving_share / covered)
+        for q in queryids:
+            remaining[q] = remaining.get(q, 1.0) * (1.0 - fraction)
+    total = sum(statement_shares[q] * (1.0 - r) for q, r in remaining.items()) + unattached
+    return round(min(1.0, total), 6)
+
+
+# Checks whose fix is one new index on (table, columns): one index serves them all when
+# the columns of one lead the other's (an index on (a, b) also serves a lookup by a).
+# seq-scan-large-table names the filter columns an index would serve: the same fix.
+INDEX_CREATING_CHECKS = ("missing-index", "fk-without-index", "seq-scan-large-table")
+
+
+def _index_leads(longer: list[str], shorter: list[str]) -> bool:
+    return bool(shorter) and longer[: len(shorter)] == shorter
+
+
+def _combined_saving(findings: list[Finding]) -> Saving | None:
+    """Savings of different statements add up (Amdahl over disjoint time); a finding whose
+    statements are all covered by another's counts once, through the larger."""
+    kept: list[tuple[frozenset, Saving]] = []
+    ordered = sorted((f for f in findings if f.predicted_saving is not None),
+                     key=lambda f: (-len(f.queryids), -f.saving_share))
+    for f in ordered:
+        statements = frozenset(f.queryids) or frozenset([f.id])
+        covering = next((i for i, (s, _) in enumerate(kept) if statements <= s), None)
+        if covering is None:
+            kept.append((statements, f.predicted_saving))
+        elif f.saving_share > kept[covering][1].share_of_total_time:
+            kept[covering] = (kept[covering][0], f.predicted_saving)
+    if not kept:
+        return None
+    savings = [s for _, s in kept]
+    total_ms = [s.total_ms for s in savings if s.total_ms is not None]
+    return Saving(share_of_total_time=round(min(1.0, sum(s.share_of_total_time for s in savings)), 6),
+                  ms_per_call=savings[0].ms_per_call if len(savings) == 1 else None,
+                  total_ms=round(sum(total_ms), 3) if total_ms else None)
+
+
+def _merge_group(group: list[Finding]) -> Finding:
+    """One fix for the group: the widest index (it serves the others), every statement, the
+    summed saving; the absorbed findings stay in evidence.merged, with their ids."""
+    primary = max(group, key=lambda f: (f.check != "seq-scan-large-table", len(f.columns), f.check == "missing-index",
+                                        f.saving_share))
+    others = [f for f in group if f is not primary]
+    queryids = list(dict.fromkeys(q for f in [primary, *others] for q in f.queryids))
+    merged = dataclasses.replace(
+        primary,
+        severity=min((f.severity for f in group), key=lambda s: SEVERITY_RANK.get(s, 9)),
+        confidence=min((f.confidence for f in group), key=lambda c: CONFIDENCE_RANK.get(c, 9)),
+        queryids=queryids,
+        predicted_saving=_combined_saving(group),
+        evidence={**primary.evidence, "merged": [f.to_dict() for f in others]},
+        key=f"index-fix|{primary.table}|{','.join(primary.columns)}",
+    )
+    checks = sorted({f.check for f in others} - {primary.check})
+    served = (f"; serves {len(queryids)} statements" if len(queryids) > max(1, len(primary.queryids)) else "")
+    also = f" (also {', '.join(checks)})" if checks else ""
+    merged.title = f"{primary.title}{also}{served}"
+    return merged
+
+
+def merge_overlapping(findings: list[Finding]) -> list[Finding]:
+    """One fix, one entry: findings whose fix is the same index (same table, columns of one
+    leading the other's) become one finding listing every statement it serves."""
+    groups: list[list[Finding]] = []
+    rest: list[Finding] = []
+    for f in findings:
+        if f.check not in INDEX_CREATING_CHECKS or not f.table or not f.columns:
+            rest.append(f)
+            continue
+        for group in groups:
+            if group[0].table == f.table and all(_index_leads(g.columns, f.columns) or _index_leads(f.columns, g.columns)
+                                                 for g in group):
+                group.append(f)
+                break
+        else:
+            groups.append([f])
+    merged = [g[0] if len(g) == 1 else _merge_group(g) for g in groups]
+    return merged + rest

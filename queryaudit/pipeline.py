@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
@@ -9,16 +10,45 @@ from queryaudit.connect import SessionLimits, session
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import Snapshot
 
+if TYPE_CHECKING:
+    from queryaudit.advisor.stage import AdvisorOptions
+
 
 @dataclass
 class AuditOptions:
     top: int = 20
     limits: SessionLimits = field(default_factory=SessionLimits)
     collect: CollectOptions = field(default_factory=CollectOptions)
+    # Live lock sampling (queryaudit.collect.locks): seconds of pg_stat_activity sampling; 0 = off.
+    sample_seconds: float = 0.0
+    sample_rate_hz: float = 10.0
+    # Plan capture (queryaudit.collect.plans): EXPLAIN of the top statements.
+    explain: bool = True
+    explain_budget_s: float = 60.0
+    analyze_dml: bool = False
+    queries_file: str | None = None
+    # Index advisor (queryaudit.advisor), after plan capture; None = defaults, enabled=False = off.
+    advisor: "AdvisorOptions | None" = None
 
 
 def collect_live(dsn: str, options: AuditOptions, progress=None) -> Snapshot:
     options.collect.top = options.top
+    if options.sample_seconds > 0 and not any(name == "lock sampling" for name, _ in options.collect.stages):
+        from queryaudit.collect.locks import SampleOptions, sampling_stage
+
+        options.collect.stages.append(("lock sampling", sampling_stage(
+            SampleOptions(seconds=options.sample_seconds, rate_hz=options.sample_rate_hz))))
+    if options.explain and not any(name == "plans" for name, _ in options.collect.stages):
+        from queryaudit.collect.plans import PlanOptions, plan_stage
+
+        options.collect.stages.append(plan_stage(PlanOptions(
+            top=options.top, budget_s=options.explain_budget_s, analyze_dml=options.analyze_dml,
+            queries_file=options.queries_file)))
+    from queryaudit.advisor.stage import AdvisorOptions, stage as advisor_stage
+
+    advisor = options.advisor or AdvisorOptions()
+    if advisor.enabled and not any(name == "index advisor" for name, _ in options.collect.stages):
+        options.collect.stages.append(advisor_stage(dsn, options.limits, advisor))
     with session(dsn, options.limits) as conn:
         return collect_snapshot(conn, options.collect, progress)
 

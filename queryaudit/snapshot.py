@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from queryaudit.advisor.model import IndexAdvice
 from queryaudit.errors import AuditError
+from queryaudit.lock_facts import LockFacts
+from queryaudit.log_facts import LogFacts
 
 SNAPSHOT_FORMAT = 1
 
@@ -35,6 +38,10 @@ class ServerInfo:
     pgss_dealloc: int | None = None
     stats_reset: str | None = None  # pg_stat_database.stats_reset: since when idx_scan & co. count
     postmaster_start: str | None = None
+    # Target identity for the audit history: the port, and the cluster's system identifier
+    # (pg_control_system(); None when the role may not read it).
+    port: int | None = None
+    system_identifier: str | None = None
 
 
 @dataclass
@@ -229,6 +236,14 @@ class Snapshot:
     column_stats: list[ColumnStats] = field(default_factory=list)
     extended_statistics: list[ExtendedStatistic] = field(default_factory=list)
     plans: list[PlanCapture] = field(default_factory=list)
+    # Set by the index advisor stage (verified in its own session); None when it did not run.
+    index_advice: IndexAdvice | None = None
+    # Set by the lock sampling stage (--sample-seconds); None when it did not run.
+    lock_samples: LockFacts | None = None
+    # Lock waits, deadlocks and lock timeouts read from the server log; None without a log.
+    lock_log: LockFacts | None = None
+    # Statements, latency percentiles and N+1 loops read from server logs (--log); None without.
+    logs: LogFacts | None = None
     errors: list[StageError] = field(default_factory=list)
     partial: bool = False
     # Set by optional stages (logs, lock sampling) as plain JSON-able data.

@@ -176,3 +176,44 @@ def run_cli(*args: str, env: dict | None = None, input: str | None = None) -> su
     """The installed command, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "queryaudit.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, input=input, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def pg15_standby():
+    """A hot standby of the PostgreSQL 15 test cluster (pg_basebackup -R), started once.
+
+    Yields (primary Server, standby LocalCluster). Databases created on the primary
+    after this point reach the standby by streaming replication.
+    """
+    primary = get_server("pg15")
+    import shutil
+    import tempfile
+    import time
+
+    data_dir = Path(tempfile.mkdtemp(prefix="queryaudit-standby-"))
+    standby = LocalCluster(bin_dir=primary.cluster.bin_dir, data_dir=data_dir)
+    if standby.owner:
+        shutil.chown(data_dir, standby.owner)
+    subprocess.run([str(primary.cluster.bin_dir / "pg_basebackup"), "-D", str(standby.pgdata), "-R", "-X", "stream",
+                    "-h", "127.0.0.1", "-p", str(primary.cluster.port), "-U", "postgres", "--no-sync", "--checkpoint=fast"],
+                   check=True, capture_output=True, user=standby.owner, timeout=120)
+    with open(standby.pgdata / "postgresql.auto.conf", "a") as f:
+        f.write(f"port = {standby.port}\nunix_socket_directories = '{data_dir}'\nhot_standby = on\n")
+    standby.start()
+    standby.wait_ready()
+    yield primary, standby
+    standby.destroy()
+
+
+def wait_for_replay(primary: Server, standby: LocalCluster, timeout: float = 30) -> None:
+    """Block until the standby has replayed everything the primary has written so far."""
+    import time
+
+    with primary.admin() as conn:
+        target = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(standby.dsn(), autocommit=True) as conn:
+        while conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)).fetchone()[0] is not True:
+            if time.monotonic() > deadline:
+                raise TimeoutError("standby did not catch up")
+            time.sleep(0.1)

@@ -16,3 +16,43 @@ def validate_report(report: dict) -> None:
     jsonschema.validate(report, json.loads(OWN_SCHEMA.read_text()))
     if CONTRACT.exists():
         jsonschema.validate(report, json.loads(CONTRACT.read_text()))
+
+
+# WAL the server writes on its own whatever clients do: the background writer logs a
+# snapshot of running transactions every 15 s after activity (for standbys).
+SERVER_HOUSEKEEPING_WAL = {("Standby", "RUNNING_XACTS")}
+
+
+def wal_records_between(cluster, start_lsn: str, end_lsn: str) -> list[tuple[str, str, str]]:
+    """(resource manager, record type, full description) of each WAL record in [start, end)."""
+    import subprocess
+    import time
+
+    import psycopg
+
+    if start_lsn == end_lsn:
+        return []
+    # The test clusters run with synchronous_commit = off: wait until the WAL writer has
+    # flushed up to end_lsn, or pg_waldump would not see the last records.
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        deadline = time.monotonic() + 10
+        while not conn.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (end_lsn,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "WAL not flushed"
+            time.sleep(0.05)
+    out = subprocess.run([str(cluster.bin_dir / "pg_waldump"), "-p", str(cluster.pgdata / "pg_wal"),
+                          "-s", start_lsn, "-e", end_lsn], capture_output=True, text=True, user=cluster.owner)
+    records = []
+    for line in out.stdout.splitlines():
+        if not line.startswith("rmgr:"):
+            continue
+        rmgr = line.split()[1]
+        desc = line.split("desc: ", 1)[1] if "desc: " in line else ""
+        records.append((rmgr, desc.split()[0] if desc else "", line))
+    assert out.returncode == 0 and records, f"pg_waldump saw nothing between {start_lsn} and {end_lsn}: {out.stderr}"
+    return records
+
+
+def client_wal(cluster, start_lsn: str, end_lsn: str) -> list[str]:
+    """WAL records between two positions other than the server's own housekeeping."""
+    return [line for rmgr, kind, line in wal_records_between(cluster, start_lsn, end_lsn)
+            if (rmgr, kind) not in SERVER_HOUSEKEEPING_WAL]

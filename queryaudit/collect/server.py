@@ -27,7 +27,9 @@ def collect_server(conn: psycopg.Connection) -> ServerInfo:
     version_num, version, database, user, in_recovery, started = conn.execute(
         "SELECT current_setting('server_version_num')::int, version(), current_database(), current_user, "
         "pg_is_in_recovery(), pg_postmaster_start_time()").fetchone()
-    settings = dict(conn.execute("SELECT name, setting || coalesce(' ' || unit, '') FROM pg_settings "
+    # reset_val, not setting: the server's (database's, role's) value, not the audit
+    # session's own statement_timeout and friends.
+    settings = dict(conn.execute("SELECT name, reset_val || coalesce(' ' || unit, '') FROM pg_settings "
                                  "WHERE name = ANY(%s)", (PERFORMANCE_SETTINGS,)).fetchall())
     extensions = dict(conn.execute("SELECT extname, extversion FROM pg_extension WHERE extname = ANY(%s)",
                                    (list(RELEVANT_EXTENSIONS),)).fetchall())
@@ -39,4 +41,23 @@ def collect_server(conn: psycopg.Connection) -> ServerInfo:
                       host=getattr(conn.info, "host", None), in_recovery=in_recovery, extensions=extensions,
                       available_extensions=available,
                       settings=settings, stats_reset=stats_reset[0].isoformat() if stats_reset and stats_reset[0] else None,
-                      postmaster_start=started.isoformat() if started else None)
+                      postmaster_start=started.isoformat() if started else None,
+                      port=_port(conn), system_identifier=system_identifier(conn))
+
+
+def _port(conn: psycopg.Connection) -> int | None:
+    try:
+        return int(conn.info.port)
+    except (TypeError, ValueError):
+        return None
+
+
+def system_identifier(conn: psycopg.Connection) -> str | None:
+    """The cluster's system identifier (pg_control_system(), 9.6+), or None when this role may
+    not execute it: it tells the audit history that another cluster now answers at a target."""
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row else None

@@ -4,11 +4,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from queryaudit.report import json_report
+from queryaudit.report import html, json_report, markdown
 
 # format name -> writer(report, path). Each output format is its own CLI option.
+# Every writer also takes a comparison (`queryaudit compare`): report["kind"] == "compare".
 WRITERS: dict[str, Callable[[dict, Path], None]] = {
     "json": json_report.write,
+    "html": html.write,
+    "markdown": markdown.write,
 }
 
 

@@ -9,7 +9,10 @@ import datetime as dt
 
 from queryaudit import __version__
 from queryaudit.collect import top_statements
-from queryaudit.findings import SEVERITIES, Finding, prioritise
+from queryaudit.findings import SEVERITIES, Finding, combined_saving_share, merge_overlapping, prioritise
+from queryaudit.lock_report import locks_section
+from queryaudit.report.derive import enrich
+from queryaudit.logs.report import log_section, query_latency
 from queryaudit.snapshot import Snapshot
 
 SCHEMA_VERSION = 1
@@ -36,14 +39,28 @@ def _query_entry(snapshot: Snapshot, statement) -> dict:
         "plan": capture.plan if capture else None,
         "plan_method": capture.method if capture else None,
         "plan_skipped_reason": capture.skipped_reason if capture else None,
+        # p50/p95/p99 from logged durations (--log), None when no log matched the statement.
+        **query_latency(snapshot, statement),
     }
 
 
+def _reported_statements(snapshot: Snapshot, top: int) -> list:
+    """The top statements, then the ones a --queries file asked for (snapshot.extras["queries_file"])."""
+    listed = top_statements(snapshot, top)
+    asked = {q.get("queryid") for q in snapshot.extras.get("queries_file") or []}
+    return listed + [s for s in snapshot.statements if s.queryid in asked and s not in listed]
+
+
+def _statement_shares(snapshot: Snapshot) -> dict[str, float]:
+    total = snapshot.total_exec_time_ms
+    return {s.queryid: s.total_exec_time_ms / total for s in snapshot.statements} if total > 0 else {}
+
+
 def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> dict:
-    ordered = prioritise(findings)
+    ordered = prioritise(merge_overlapping(findings))
     by_severity = {s: sum(1 for f in ordered if f.severity == s) for s in SEVERITIES}
     server = snapshot.server
-    return {
+    report = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "queryaudit", "version": __version__},
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
@@ -66,14 +83,19 @@ def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> 
         "partial": snapshot.partial,
         "errors": [{"stage": e.stage, "message": e.message} for e in snapshot.errors],
         "settings": server.settings,
-        "queries": [_query_entry(snapshot, s) for s in top_statements(snapshot, top)],
+        "queries": [_query_entry(snapshot, s) for s in _reported_statements(snapshot, top)],
         "findings": [f.to_dict() for f in ordered],
         "summary": {
             "findings_by_severity": by_severity,
-            "predicted_saving_share": round(min(1.0, sum(f.saving_share for f in ordered)), 6),
+            "predicted_saving_share": combined_saving_share(ordered, _statement_shares(snapshot)),
             "top_fixes": [{"id": f.id, "check": f.check, "severity": f.severity, "title": f.title,
                            "share_of_total_time": f.saving_share, "fix_sql": f.fix_sql}
                           for f in ordered[:TOP_FIXES]],
         },
         "extras": snapshot.extras,
+        # Lock sampling / log_lock_waits: timeline, chains as trees, top blockers (lock_report.py).
+        "locks": locks_section(snapshot),
+        # What --log read: files, counts, malformed lines, top logged statements with percentiles.
+        "logs": log_section(snapshot),
     }
+    return enrich(report, snapshot)

@@ -1,16 +1,33 @@
-"""The terminal view: a summary, the top statements and the prioritised fixes."""
+"""The terminal view: a summary, the top fixes, the top statements; progress while collecting.
+
+Readable at 100 columns: long texts are cut to one line, SQL is printed as is (so it can
+be copied). Everything shown comes from the report dict.
+"""
 from __future__ import annotations
 
-from rich.console import Console
+import time
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan",
                   "info": "dim"}
+STATUS_STYLE = {"improved": "bold green", "regressed": "bold red", "new": "cyan", "gone": "dim", "unchanged": ""}
 
 
 def _pct(share: float | None) -> str:
     return f"{share * 100:.1f}%" if share else "-"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value / 1000:,.2f} s"
+    return f"{value:,.1f} ms" if value >= 10 else f"{value:.3f} ms"
 
 
 def _one_line(text: str, width: int = 70) -> str:
@@ -18,39 +35,140 @@ def _one_line(text: str, width: int = 70) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def _header(report: dict) -> Panel:
+    target, window, summary = report["target"], report["window"], report["summary"]
+    counts = [Text(f"{n} {s}", style=SEVERITY_STYLE.get(s, "")) for s, n in summary["findings_by_severity"].items() if n]
+    lines = [
+        Text.assemble(("database ", "dim"), (str(target["database"]), "bold"), ("  PostgreSQL ", "dim"),
+                      str(target.get("server_version_short") or target["server_version_num"]),
+                      ("  host ", "dim"), str(target.get("host") or "local")),
+        Text.assemble(("window ", "dim"), str(window.get("since_label") or "since server start"), " → ",
+                      str(window.get("collected_label") or window["collected_at"])),
+        Text.assemble(("database time ", "dim"), (_ms(window["total_exec_time_ms"]), "bold"),
+                      ("  calls ", "dim"), f"{window['total_calls']:,}", ("  statements ", "dim"),
+                      f"{window['statement_count']:,}", ("  predicted saving ", "dim"),
+                      (_pct(summary.get("predicted_saving_share")), "bold green")),
+        Text.assemble(("findings ", "dim"), (str(len(report["findings"])), "bold"), "  ",
+                      *[x for c in counts for x in (c, "  ")]),
+    ]
+    return Panel(Group(*lines), title="queryaudit", title_align="left", expand=False)
+
+
 def render(report: dict, console: Console | None = None, limit: int = 10) -> None:
+    if report.get("kind") == "compare":
+        render_compare(report, console)
+        return
     console = console or Console()
-    target, window = report["target"], report["window"]
-    head = Text.assemble(("queryaudit ", "bold"), f"{target['database']} on PostgreSQL {target['server_version_num']}",
-                         f"  {window['statement_count']} statements, {window['total_exec_time_ms'] / 1000:.1f} s total",
-                         f" since {window['statistics_since'] or 'server start'}")
-    console.print(head)
+    console.print(_header(report))
     if report["partial"]:
-        console.print(Text("PARTIAL report: some stages failed (see errors below)", style="bold yellow"))
+        console.print(Text("PARTIAL report: some stages failed (see below)", style="bold yellow"))
 
-    queries = Table(title="Top statements by total time", show_lines=False, expand=False)
-    for col, justify in (("share", "right"), ("total ms", "right"), ("calls", "right"), ("mean ms", "right"),
-                         ("rows/call", "right"), ("query", "left")):
-        queries.add_column(col, justify=justify)
-    for q in report["queries"][:limit]:
-        queries.add_row(_pct(q["share_of_total_time"]), f"{q['total_exec_time_ms']:.1f}", str(q["calls"]),
-                        f"{q['mean_exec_time_ms']:.3f}", f"{q['rows_per_call']}", Text(_one_line(q["query"])))
-    console.print(queries)
-
-    if report["findings"]:
-        fixes = Table(title=f"Prioritised fixes ({len(report['findings'])} findings)")
-        for col in ("#", "saving", "severity", "check", "finding"):
-            fixes.add_column(col)
-        for n, f in enumerate(report["findings"][:limit], 1):
-            saving = (f.get("predicted_saving") or {}).get("share_of_total_time")
-            fixes.add_row(str(n), _pct(saving), Text(f["severity"], style=SEVERITY_STYLE.get(f["severity"], "")),
-                          f["check"], Text(f["title"]))
+    if report["summary"]["top_fixes"]:
+        fixes = Table(title="Top fixes (by predicted saving of database time)", title_justify="left")
+        for col, kw in (("#", {"justify": "right"}), ("saving", {"justify": "right"}), ("severity", {}),
+                        ("effort", {}), ("fix", {"overflow": "fold", "ratio": 1})):
+            fixes.add_column(col, **kw)
+        for n, f in enumerate(report["summary"]["top_fixes"], 1):
+            fixes.add_row(str(n), _pct(f["share_of_total_time"]),
+                          Text(f["severity"], style=SEVERITY_STYLE.get(f["severity"], "")),
+                          f.get("effort") or "", Text(f"{f['title']}  [{f['check']}]"))
         console.print(fixes)
-        for f in report["findings"][:3]:
+        for n, f in enumerate(report["summary"]["top_fixes"][:3], 1):
             if f.get("fix_sql"):
-                console.print(Text(f"-- {f['title']}", style="dim"))
-                console.print(Text(f["fix_sql"]))
+                console.print(Text(f"-- fix #{n}: {_one_line(f['title'], 80)}", style="dim"))
+                console.print(Text(f["fix_sql"]), soft_wrap=True)
+            ba = f.get("before_after")
+            if ba and ba.get("before_text"):
+                console.print(Text(f"   {ba['measure']} ({ba['kind']}): {ba['before_text']} → {ba['after_text']}",
+                                   style="green"))
     else:
         console.print("No findings.")
+
+    queries = Table(title="Top statements by total time", title_justify="left")
+    for col, justify in (("share", "right"), ("total", "right"), ("calls", "right"), ("mean", "right"),
+                         ("rows/call", "right"), ("query", "left")):
+        queries.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
+                           min_width=None if col == "query" else len(col))
+    for q in report["queries"][:limit]:
+        queries.add_row(_pct(q["share_of_total_time"]), _ms(q["total_exec_time_ms"]), f"{q['calls']:,}",
+                        _ms(q["mean_exec_time_ms"]), f"{q['rows_per_call']}", Text(_one_line(q["query"], 60)))
+    console.print(queries)
+    if len(report["findings"]) > len(report["summary"]["top_fixes"]):
+        console.print(Text(f"{len(report['findings']) - len(report['summary']['top_fixes'])} more findings: "
+                           "see the HTML/Markdown/JSON report (--html, --markdown, --json)", style="dim"))
     for e in report["errors"]:
         console.print(Text(f"! {e['stage']}: {e['message']}", style="yellow"))
+
+
+def render_compare(c: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    b, a = c["before"], c["after"]
+    console.print(Panel(Group(
+        Text.assemble(("database ", "dim"), (str(a["database"]), "bold"),
+                      ("" if c["same_database"] else f"  (before: {b['database']}!)")),
+        Text.assemble(("database time ", "dim"), f"{_ms(b['total_exec_time_ms'])} → {_ms(a['total_exec_time_ms'])}",
+                      ("  findings ", "dim"), f"{b['findings']} → {a['findings']}",
+                      ("  resolved ", "dim"), (str(len(c["findings"]["resolved"])), "bold green"),
+                      ("  new ", "dim"), (str(len(c["findings"]["new"])), "bold red" if c["findings"]["new"] else "")),
+    ), title="queryaudit compare", title_align="left", expand=False))
+    for v in c["verdicts"]:
+        style = {"improved": "green", "applied": "green", "regressed": "red"}.get(v["outcome"], "dim")
+        console.print(Text(f"• {v['text']}", style=style))
+    if not c["verdicts"]:
+        console.print("No fix applied between the two reports.")
+    table = Table(title="Statements", title_justify="left")
+    for col, justify, width in (("status", "left", 9), ("mean before", "right", 11), ("mean after", "right", 10),
+                                ("change", "right", 13), ("calls", "right", 13), ("query", "left", None)):
+        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=width)
+    for s in c["statements"][:15]:
+        table.add_row(Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
+                      _ms((s["before"] or {}).get("mean_exec_time_ms")), _ms((s["after"] or {}).get("mean_exec_time_ms")),
+                      s.get("mean_change_text") or "-",
+                      f"{(s['before'] or {}).get('calls', '-')} → {(s['after'] or {}).get('calls', '-')}",
+                      Text(_one_line(s["query"], 50)))
+    console.print(table)
+
+
+class StageProgress:
+    """A progress display for collection: one line per stage with a spinner and its time,
+    and a bar when the stage reports counts (progress(name, done, total)).
+
+    Use as the `progress` callback of collect_snapshot; only on an interactive terminal.
+    """
+
+    def __init__(self, console: Console):
+        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=30),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+        self.tasks: dict[str, int] = {}
+        self.current: str | None = None
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        self.progress.start()
+
+    def stop(self) -> None:
+        self._finish_current()
+        self.progress.stop()
+
+    def __enter__(self) -> "StageProgress":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _finish_current(self) -> None:
+        if self.current is not None:
+            task = self.tasks[self.current]
+            total = self.progress.tasks[task].total or 1
+            self.progress.update(task, total=total, completed=total)
+
+    def __call__(self, name: str, done: int | None = None, total: int | None = None) -> None:
+        if name != self.current:
+            self._finish_current()
+            self.current = name
+            if name not in self.tasks:
+                self.tasks[name] = self.progress.add_task(name, total=None)
+        task = self.tasks[name]
+        if total is not None:
+            self.progress.update(task, total=total, completed=done or 0)

@@ -1,0 +1,649 @@
+"""Index candidates from the SQL (pglast) and from captured plans: pure, no database.
+
+A statement is reduced to what an index can serve, per table: equality-like predicates
+(=, IN, = ANY, IS NULL, join keys), range predicates (<, >, BETWEEN), ORDER BY and GROUP
+BY columns, the columns it reads, and constant predicates (partial-index material).
+Candidates follow the B-tree rule: equality columns first (any order serves the
+statement; the most selective first lets others share the index), then either one
+range column or the sort columns, never both, since a range column before a sort
+column breaks the order. Every candidate is verified later (HypoPG or for real); this
+module only proposes.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pglast import ast, enums, visitors
+from pglast.stream import RawStream
+
+from queryaudit.snapshot import Index, Snapshot, Table
+from queryaudit.sql import parse
+
+MAX_EQUALITY_COLUMNS = 4
+MAX_KEY_COLUMNS = 5
+MAX_INCLUDE_COLUMNS = 3
+# A constant predicate keeping at most this fraction of the rows makes a partial index.
+PARTIAL_MAX_FRACTION = 0.2
+# Plan-derived: a scan that throws away at least this fraction of what it reads.
+PLAN_FILTER_MIN_REMOVED = 0.9
+MIN_TABLE_ROWS = 1000  # below this a sequential scan is as cheap as any index
+
+_RANGE_OPS = {"<", ">", "<=", ">="}
+_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+class _ColumnRefs(visitors.Visitor):
+    """Column references of an expression, not descending into subqueries (own scope)."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs = []
+
+    def visit_ColumnRef(self, ancestors, n):
+        self.refs.append(n)
+
+    def visit_SubLink(self, ancestors, n):
+        return visitors.Skip
+
+
+def _column_refs(node) -> list:
+    if isinstance(node, ast.ColumnRef):
+        return [node]
+    collector = _ColumnRefs()
+    collector(node)
+    return collector.refs
+
+
+@dataclass
+class Predicate:
+    column: str  # a column name, or an expression's text for expression indexes
+    kind: str  # eq | in | null | join | range
+    expression: bool = False
+    constant: str | None = None  # the predicate's text when it compares with a literal
+
+
+@dataclass
+class TableUse:
+    """What one statement asks of one table."""
+
+    table: str
+    predicates: list[Predicate] = field(default_factory=list)
+    sort: list[str] = field(default_factory=list)
+    group: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # constant predicates: IS NULL, bare booleans, col = 'x'
+    referenced: set[str] | None = field(default_factory=set)  # None: every column (SELECT *)
+    sources: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Candidate:
+    table: str
+    columns: tuple[str, ...]
+    include: tuple[str, ...] = ()
+    predicate: str | None = None
+    equality_prefix: int = 0  # the first n columns are equality columns: their order is free
+    reasons: set[str] = field(default_factory=set)
+    queryids: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> tuple:
+        return (self.table, self.columns, self.include, self.predicate)
+
+
+def quote_column(column: str) -> str:
+    """A column for CREATE INDEX: identifiers as they are, expressions in parentheses."""
+    if _IDENT.match(column):
+        return column
+    if re.match(r'^"[^"]+"$', column):
+        return column
+    if re.match(r"^[A-Za-z_][A-Za-z0-9_$]*$", column):
+        return f'"{column}"'
+    return f"({column})"
+
+
+# -- SQL ------------------------------------------------------------------------------
+
+class _Scope:
+    def __init__(self, parent: "_Scope | None" = None):
+        self.aliases: dict[str, str] = {}  # alias or name -> qualified table
+        self.parent = parent
+
+    def tables(self) -> list[str]:
+        return list(dict.fromkeys(self.aliases.values()))
+
+
+class _Extractor:
+    def __init__(self, snapshot: Snapshot, source: str):
+        self.snapshot = snapshot
+        self.source = source
+        self.uses: dict[str, TableUse] = {}
+        self._by_name: dict[str, list[Table]] = {}
+        for t in snapshot.tables:
+            self._by_name.setdefault(t.name, []).append(t)
+
+    # table and column resolution
+    def resolve_table(self, schema: str | None, name: str) -> str | None:
+        candidates = self._by_name.get(name, [])
+        if schema:
+            return next((t.qualified_name for t in candidates if t.schema == schema), None)
+        match = next((t for t in candidates if t.schema == "public"), None) or (candidates[0] if candidates else None)
+        return match.qualified_name if match else None
+
+    def use(self, table: str) -> TableUse:
+        if table not in self.uses:
+            self.uses[table] = TableUse(table)
+        self.uses[table].sources.add(self.source)
+        return self.uses[table]
+
+    def _columns_of(self, table: str) -> set[str]:
+        t = self.snapshot.table(table)
+        return {c.name for c in t.columns} if t else set()
+
+    def resolve_column(self, ref: ast.ColumnRef, scope: _Scope) -> tuple[str, str] | None:
+        fields = [f.sval if isinstance(f, ast.String) else None for f in ref.fields]
+        if None in fields:  # A_Star
+            return None
+        if len(fields) >= 2:
+            alias, column = fields[-2], fields[-1]
+            s = scope
+            while s:
+                if alias in s.aliases:
+                    return s.aliases[alias], column
+                s = s.parent
+            return None
+        column = fields[0]
+        s = scope
+        while s:
+            owners = [t for t in s.tables() if column in self._columns_of(t)]
+            if len(owners) == 1:
+                return owners[0], column
+            if len(owners) > 1:
+                return None
+            s = s.parent
+        return None
+
+    def star(self, ref: ast.ColumnRef, scope: _Scope) -> None:
+        fields = ref.fields
+        if len(fields) == 1:
+            for t in scope.tables():
+                self.use(t).referenced = None
+        elif isinstance(fields[0], ast.String) and fields[0].sval in scope.aliases:
+            self.use(scope.aliases[fields[0].sval]).referenced = None
+
+    def columns_in(self, node, scope: _Scope) -> list[tuple[str, str]]:
+        found = []
+        for r in _column_refs(node):
+            resolved = self.resolve_column(r, scope)
+            found.append(resolved if resolved else ("?", "?"))
+        return found
+
+    # statements
+    def statement(self, node, scope: _Scope | None = None) -> None:
+        if isinstance(node, ast.SelectStmt):
+            self.select(node, scope)
+        elif isinstance(node, (ast.UpdateStmt, ast.DeleteStmt)):
+            inner = _Scope(scope)
+            self.add_range(node.relation, inner)
+            for item in (getattr(node, "fromClause", None) or getattr(node, "usingClause", None) or ()):
+                self.from_item(item, inner)
+            if node.whereClause is not None:
+                self.where(node.whereClause, inner)
+            if getattr(node, "withClause", None):
+                for cte in node.withClause.ctes:
+                    self.statement(cte.ctequery, scope)
+
+    def select(self, node: ast.SelectStmt, parent: _Scope | None) -> None:
+        if node.withClause:
+            for cte in node.withClause.ctes:
+                self.statement(cte.ctequery, parent)
+        if node.larg is not None or node.rarg is not None:
+            for arm in (node.larg, node.rarg):
+                if arm is not None:
+                    self.select(arm, parent)
+            return
+        scope = _Scope(parent)
+        for item in node.fromClause or ():
+            self.from_item(item, scope)
+        for target in node.targetList or ():
+            self.reference(target, scope)
+        if node.whereClause is not None:
+            self.where(node.whereClause, scope)
+        if node.havingClause is not None:
+            self.sublinks(node.havingClause, scope)
+        if node.sortClause:
+            self.order(node.sortClause, scope, "sort")
+        if node.groupClause:
+            self.order(node.groupClause, scope, "group")
+
+    def add_range(self, rv: ast.RangeVar, scope: _Scope) -> None:
+        table = self.resolve_table(rv.schemaname, rv.relname)
+        if table is None:
+            return
+        scope.aliases[rv.alias.aliasname if rv.alias else rv.relname] = table
+        self.use(table)
+
+    def from_item(self, item, scope: _Scope) -> None:
+        if isinstance(item, ast.RangeVar):
+            self.add_range(item, scope)
+        elif isinstance(item, ast.JoinExpr):
+            self.from_item(item.larg, scope)
+            self.from_item(item.rarg, scope)
+            if item.quals is not None:
+                self.where(item.quals, scope)
+        elif isinstance(item, ast.RangeSubselect) and item.subquery is not None:
+            self.statement(item.subquery, scope.parent)
+
+    def reference(self, node, scope: _Scope) -> None:
+        for r in _column_refs(node):
+            if any(isinstance(f, ast.A_Star) for f in r.fields):
+                self.star(r, scope)
+                continue
+            resolved = self.resolve_column(r, scope)
+            if resolved:
+                use = self.use(resolved[0])
+                if use.referenced is not None:
+                    use.referenced.add(resolved[1])
+        self.sublinks(node, scope)
+
+    def sublinks(self, node, scope: _Scope) -> None:
+        subs = []
+
+        class V(visitors.Visitor):
+            def visit_SubLink(self, ancestors, n):
+                subs.append(n)
+                return visitors.Skip
+
+        V()(node)
+        for sub in subs:
+            if sub.subselect is not None:
+                self.statement(sub.subselect, scope)
+
+    def order(self, items, scope: _Scope, kind: str) -> None:
+        columns: list[tuple[str, str]] = []
+        for item in items:
+            expr = item.node if isinstance(item, ast.SortBy) else item
+            if isinstance(expr, ast.ColumnRef):
+                resolved = self.resolve_column(expr, scope)
+                if not resolved:
+                    return
+                columns.append(resolved)
+            else:
+                return  # ordering by an expression or a position: leave it
+            if isinstance(item, ast.SortBy) and item.sortby_dir == enums.SortByDir.SORTBY_DESC and len(items) > 1:
+                # Mixed directions need a matching index definition; keep it simple.
+                if any(isinstance(i, ast.SortBy) and i.sortby_dir != enums.SortByDir.SORTBY_DESC for i in items):
+                    return
+        tables = {t for t, _ in columns}
+        if len(tables) != 1:
+            return
+        use = self.use(tables.pop())
+        target = use.sort if kind == "sort" else use.group
+        if not target:
+            target.extend(c for _, c in columns)
+        for _, c in columns:
+            if use.referenced is not None:
+                use.referenced.add(c)
+
+    def where(self, node, scope: _Scope) -> None:
+        for conjunct in _conjuncts(node):
+            self.conjunct(conjunct, scope)
+            self.reference(conjunct, scope)
+
+    def _side(self, node, scope: _Scope) -> tuple[str, str, bool] | None:
+        """(table, column or expression, is_expression) when node reads one table's columns."""
+        while isinstance(node, ast.TypeCast):  # col::type compares like col for our purpose
+            node = node.arg
+        if isinstance(node, ast.ColumnRef):
+            resolved = self.resolve_column(node, scope)
+            return (resolved[0], resolved[1], False) if resolved else None
+        if isinstance(node, (ast.FuncCall, ast.A_Expr, ast.CoalesceExpr)):
+            cols = self.columns_in(node, scope)
+            tables = {t for t, _ in cols}
+            if cols and len(tables) == 1 and "?" not in tables and not _has_sublink(node) and not _has_param(node):
+                return cols[0][0], _deparse_unqualified(node), True
+        return None
+
+    def _is_value(self, node, scope: _Scope, table: str) -> bool:
+        """A parameter, a constant or an expression not reading `table` (outer column, now())."""
+        if _has_sublink(node):
+            return False
+        return all(t not in ("?", table) for t, _ in self.columns_in(node, scope)) if not isinstance(
+            node, (ast.A_Const, ast.ParamRef)) else True
+
+    def conjunct(self, node, scope: _Scope) -> None:
+        if isinstance(node, ast.NullTest):
+            side = self._side(node.arg, scope)
+            if side:
+                table, column, expr = side
+                if node.nulltesttype == enums.NullTestType.IS_NULL:
+                    self.use(table).predicates.append(Predicate(column, "null", expr))
+                    self.use(table).partial.append(f"{quote_column(column)} IS NULL")
+                else:
+                    self.use(table).partial.append(f"{quote_column(column)} IS NOT NULL")
+            return
+        if isinstance(node, ast.ColumnRef):  # WHERE active
+            side = self._side(node, scope)
+            if side:
+                self.use(side[0]).partial.append(quote_column(side[1]))
+            return
+        if isinstance(node, ast.BoolExpr) and node.boolop == enums.BoolExprType.NOT_EXPR \
+                and isinstance(node.args[0], ast.ColumnRef):
+            side = self._side(node.args[0], scope)
+            if side:
+                self.use(side[0]).partial.append(f"NOT {quote_column(side[1])}")
+            return
+        if not isinstance(node, ast.A_Expr):
+            return
+        op = node.name[-1].sval if node.name and isinstance(node.name[-1], ast.String) else None
+        kind = node.kind
+        if kind == enums.A_Expr_Kind.AEXPR_OP and op in ({"="} | _RANGE_OPS):
+            left, right = self._side(node.lexpr, scope), self._side(node.rexpr, scope)
+            if op == "=" and left and right and left[0] != right[0]:
+                for t, c, e in (left, right):
+                    self.use(t).predicates.append(Predicate(c, "join", e))
+                return
+            for side, other in ((left, node.rexpr), (right, node.lexpr)):
+                if side and self._is_value(other, scope, side[0]):
+                    table, column, expr = side
+                    constant = None
+                    if isinstance(other, ast.A_Const) or (isinstance(other, ast.TypeCast)
+                                                          and isinstance(other.arg, ast.A_Const)):
+                        constant = f"{quote_column(column)} {op} {RawStream()(other)}"
+                    self.use(table).predicates.append(
+                        Predicate(column, "eq" if op == "=" else "range", expr, constant))
+                    if constant and op == "=":
+                        self.use(table).partial.append(constant)
+                    return
+        elif kind in (enums.A_Expr_Kind.AEXPR_IN, enums.A_Expr_Kind.AEXPR_OP_ANY) and op == "=":
+            side = self._side(node.lexpr, scope)
+            if side:
+                self.use(side[0]).predicates.append(Predicate(side[1], "in", side[2]))
+        elif kind == enums.A_Expr_Kind.AEXPR_BETWEEN:
+            side = self._side(node.lexpr, scope)
+            if side:
+                self.use(side[0]).predicates.append(Predicate(side[1], "range", side[2]))
+
+
+def _conjuncts(node) -> list:
+    if isinstance(node, ast.BoolExpr) and node.boolop == enums.BoolExprType.AND_EXPR:
+        out = []
+        for arg in node.args:
+            out.extend(_conjuncts(arg))
+        return out
+    return [node]
+
+
+def _has_sublink(node) -> bool:
+    found = []
+
+    class V(visitors.Visitor):
+        def visit_SubLink(self, ancestors, n):
+            found.append(n)
+            return visitors.Skip
+
+    V()(node)
+    return bool(found)
+
+
+def _has_param(node) -> bool:
+    found = []
+
+    class V(visitors.Visitor):
+        def visit_ParamRef(self, ancestors, n):
+            found.append(n)
+
+    V()(node)
+    return bool(found)
+
+
+def _deparse_unqualified(node) -> str:
+    """An expression's text with table aliases removed: what CREATE INDEX needs."""
+    text = RawStream()(node)
+    return re.sub(r'\b[A-Za-z_][A-Za-z0-9_]*\.(?=[A-Za-z_"])', "", text)
+
+
+def statement_uses(query: str, snapshot: Snapshot, source: str = "sql") -> list[TableUse]:
+    """What a statement asks of each table it reads; [] when it does not parse."""
+    stmts = parse(query)
+    if not stmts or len(stmts) != 1:
+        return []
+    extractor = _Extractor(snapshot, source)
+    try:
+        extractor.statement(stmts[0].stmt)
+    except (AttributeError, TypeError, IndexError, KeyError):  # an AST shape we do not model
+        return []
+    return list(extractor.uses.values())
+
+
+# -- plans ----------------------------------------------------------------------------
+
+_SCANS = {"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
+
+
+def _walk(node: dict, parents=()):
+    yield node, parents
+    for child in node.get("Plans", ()) or ():
+        yield from _walk(child, parents + (node,))
+
+
+def plan_uses(plan: dict, snapshot: Snapshot) -> list[TableUse]:
+    """Candidates a captured plan points at: scans that throw most rows away by filter
+    (or read a large table for few rows), and sorts over one table's columns."""
+    uses: dict[str, TableUse] = {}
+    extractor = _Extractor(snapshot, "plan")
+    root = plan.get("Plan", plan)
+    for node, _ in _walk(root):
+        kind = node.get("Node Type")
+        if kind in _SCANS and node.get("Relation Name"):
+            table = extractor.resolve_table(node.get("Schema"), node["Relation Name"])
+            if not table:
+                continue
+            conditions = [node[k] for k in ("Filter", "Recheck Cond") if node.get(k)]
+            if kind in ("Index Scan", "Index Only Scan") and node.get("Filter") and node.get("Index Cond"):
+                conditions.append(node["Index Cond"])
+            if not conditions or not _selective_scan(node, snapshot.table(table)):
+                continue
+            alias = node.get("Alias") or node["Relation Name"]
+            text = f'SELECT 1 FROM {node["Relation Name"]} AS "{alias}" WHERE ' + " AND ".join(
+                f"({c})" for c in conditions)
+            for use in _plan_fragment_uses(text, snapshot, extractor):
+                uses.setdefault(use.table, TableUse(use.table)).predicates.extend(
+                    Predicate(p.column, p.kind, p.expression) for p in use.predicates)  # plan constants are parameters
+                uses[use.table].sources.add(f"plan:{kind.lower()} filter")
+        elif kind in ("Sort", "Incremental Sort") and node.get("Sort Key"):
+            scans = [n for n, _ in _walk(node) if n.get("Relation Name")]
+            if len(scans) != 1:
+                continue
+            table = extractor.resolve_table(scans[0].get("Schema"), scans[0]["Relation Name"])
+            cols = []
+            for key in node["Sort Key"]:
+                m = re.match(r'^(?:[A-Za-z_][A-Za-z0-9_]*\.)?([A-Za-z_][A-Za-z0-9_]*)$', key.strip())
+                if not m:
+                    cols = []
+                    break
+                cols.append(m.group(1))
+            if table and cols:
+                use = uses.setdefault(table, TableUse(table))
+                use.sort = use.sort or cols
+                use.sources.add("plan:sort")
+    return list(uses.values())
+
+
+def _plan_fragment_uses(text: str, snapshot: Snapshot, extractor: _Extractor) -> list[TableUse]:
+    stmts = parse(text)
+    if not stmts:
+        return []
+    sub = _Extractor(snapshot, "plan")
+    sub._by_name = extractor._by_name
+    try:
+        sub.statement(stmts[0].stmt)
+    except (AttributeError, TypeError, IndexError):
+        return []
+    return list(sub.uses.values())
+
+
+def _selective_scan(node: dict, table: Table | None) -> bool:
+    removed = node.get("Rows Removed by Filter")
+    if removed is not None:
+        kept = float(node.get("Actual Rows", 0)) * float(node.get("Actual Loops", 1) or 1)
+        total = kept + float(removed) * float(node.get("Actual Loops", 1) or 1)
+        return total >= MIN_TABLE_ROWS and total > 0 and float(removed) * float(node.get("Actual Loops", 1) or 1) / total >= PLAN_FILTER_MIN_REMOVED
+    if table is None or table.reltuples < MIN_TABLE_ROWS:
+        return False
+    return float(node.get("Plan Rows", 0)) <= (1 - PLAN_FILTER_MIN_REMOVED) * table.reltuples
+
+
+# -- candidates -----------------------------------------------------------------------
+
+def selectivity(snapshot: Snapshot, table: str, column: str) -> float:
+    """Fraction of rows one equality value matches, from pg_stats (1/n_distinct)."""
+    t = snapshot.table(table)
+    stats = snapshot.stats_for(table, column)
+    rows = max(t.reltuples, 1.0) if t else 1000.0
+    if stats is None or stats.n_distinct is None:
+        return 0.005  # PostgreSQL's DEFAULT_EQ_SEL
+    distinct = stats.n_distinct if stats.n_distinct > 0 else -stats.n_distinct * rows
+    return 1.0 / max(distinct, 1.0)
+
+
+def _constant_fraction(snapshot: Snapshot, table: str, predicate: str) -> float:
+    """Fraction of rows a constant predicate keeps, from pg_stats; 1 when unknown."""
+    m = re.match(r'^(NOT )?"?([A-Za-z_][A-Za-z0-9_]*)"?( IS (NOT )?NULL| = (.+))?$', predicate)
+    if not m:
+        return 1.0
+    stats = snapshot.stats_for(table, m.group(2))
+    if stats is None:
+        return 1.0
+    if m.group(3) and "NULL" in m.group(3):
+        nulls = stats.null_frac or 0.0
+        return 1 - nulls if m.group(4) else nulls
+    values = [str(v) for v in (stats.most_common_vals or [])]
+    freqs = stats.most_common_freqs or []
+    if m.group(5):
+        literal = re.sub(r"^CAST\('(.*)' AS .*\)$|^'(.*)'(::.*)?$", lambda x: x.group(1) or x.group(2) or "",
+                         m.group(5).strip())
+        if literal in values:
+            return float(freqs[values.index(literal)])
+        return selectivity(snapshot, table, m.group(2))
+    target = "false" if m.group(1) else "true"
+    for v, f in zip(values, freqs):
+        if v in (target, target[0]):
+            return float(f)
+    return 1.0
+
+
+def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[Candidate]:
+    table = snapshot.table(use.table)
+    if table is None or table.reltuples < MIN_TABLE_ROWS:
+        return []
+    seen: dict[str, Predicate] = {}
+    for p in use.predicates:
+        prev = seen.get(p.column)
+        if prev is None or (prev.kind == "range" and p.kind != "range"):
+            seen[p.column] = p
+    # IS NULL is an equality for a B-tree, worth a key column only when few rows are NULL.
+    equality = [p for p in seen.values() if p.kind in ("eq", "in", "join") or (
+        p.kind == "null" and _constant_fraction(snapshot, use.table, f"{quote_column(p.column)} IS NULL")
+        <= PARTIAL_MAX_FRACTION)]
+    equality.sort(key=lambda p: (p.kind == "in", selectivity(snapshot, use.table, p.column), p.column))
+    equality = equality[:MAX_EQUALITY_COLUMNS]
+    ranges = sorted((p for p in seen.values() if p.kind == "range"),
+                    key=lambda p: (p.expression, p.column))[:2]
+    eq_cols = [p.column for p in equality]
+    has_in = any(p.kind == "in" for p in equality)
+    reasons = {p.kind for p in equality} | ({"range"} if ranges else set())
+    out: list[tuple[list[str], int, set[str], str | None, tuple[str, ...]]] = []
+
+    def add(cols, n_eq, why, predicate=None, include=()):
+        cols = list(dict.fromkeys(cols))[:MAX_KEY_COLUMNS]
+        if cols:
+            out.append((cols, min(n_eq, len(cols)), why, predicate, include))
+
+    # Join keys serve a parameterized nested loop: alone, or after the filter's equalities.
+    filters = [p for p in equality if p.kind != "join"]
+    joins = [p for p in equality if p.kind == "join"]
+    if filters and joins:
+        add([p.column for p in filters], len(filters), {p.kind for p in filters})
+    for p in joins:
+        add([p.column], 1, {"join"})
+    if eq_cols:
+        add(eq_cols, len(eq_cols), {p.kind for p in equality})
+    for r in ranges:
+        add(eq_cols + [r.column], len(eq_cols), reasons | {"range"})
+    if use.sort and not has_in and not set(use.sort) & {r.column for r in ranges}:
+        add(eq_cols + [c for c in use.sort if c not in eq_cols], len(eq_cols), reasons | {"sort"})
+    if use.group and not eq_cols and not ranges and not use.sort:
+        add(use.group, 0, {"group"})
+    # INCLUDE: an index-only scan pays when the other columns the statement reads are few.
+    if out and use.referenced is not None:
+        for cols, n_eq, why, _, _ in list(out):
+            extra = tuple(sorted(c for c in use.referenced if c not in cols))
+            if extra and len(extra) <= MAX_INCLUDE_COLUMNS and all(_IDENT.match(c) for c in cols + list(extra)):
+                add(cols, n_eq, why | {"include"}, None, extra)
+    # Partial: a selective constant predicate moves from the key into WHERE.
+    for constant in dict.fromkeys(use.partial):
+        if _constant_fraction(snapshot, use.table, constant) > PARTIAL_MAX_FRACTION:
+            continue
+        constant_col = re.sub(r'^NOT |"| IS (NOT )?NULL$| = .*$', "", constant)
+        rest = [c for c in eq_cols if c != constant_col]
+        keys = rest + ([ranges[0].column] if ranges else [c for c in use.sort if c not in rest])
+        if keys:
+            add(keys, len(rest), reasons | {"partial"}, constant)
+    cands = []
+    for cols, n_eq, why, predicate, include in out:
+        if any(not _IDENT.match(c) for c in cols):
+            why = why | {"expression"}
+        cands.append(Candidate(use.table, tuple(cols), include, predicate, n_eq, set(why), {queryid}))
+    return cands
+
+
+def covered_by(candidate: Candidate, index: Index) -> bool:
+    """An existing valid B-tree index already serves what the candidate would."""
+    if not index.is_valid or index.method != "btree" or (index.predicate or None) != candidate.predicate:
+        return False
+    n = len(candidate.columns)
+    cols = [c.strip('"') for c in index.columns]
+    if len(cols) < n:
+        return False
+    k = candidate.equality_prefix
+    if set(cols[:k]) != set(candidate.columns[:k]) or cols[k:n] != list(candidate.columns[k:]):
+        return False
+    return set(candidate.include) <= set(cols) | {c.strip('"') for c in index.include_columns}
+
+
+def merge(candidates: list[Candidate]) -> list[Candidate]:
+    """One candidate per definition, with the union of its statements and reasons."""
+    merged: dict[tuple, Candidate] = {}
+    for c in candidates:
+        if c.key in merged:
+            merged[c.key].queryids |= c.queryids
+            merged[c.key].reasons |= c.reasons
+        else:
+            merged[c.key] = Candidate(c.table, c.columns, c.include, c.predicate, c.equality_prefix,
+                                      set(c.reasons), set(c.queryids))
+    return list(merged.values())
+
+
+def workload_candidates(snapshot: Snapshot, statements) -> tuple[list[Candidate], dict[str, set[str]]]:
+    """Every candidate for the given statements (SQL and plans), minus what existing
+    indexes already serve; and for each statement, the tables it touches."""
+    found: list[Candidate] = []
+    touched: dict[str, set[str]] = {}
+    existing = {}
+    for i in snapshot.indexes:
+        existing.setdefault(i.table, []).append(i)
+    for s in statements:
+        uses = statement_uses(s.query, snapshot)
+        capture = snapshot.plan_for(s.queryid)
+        if capture and isinstance(capture.plan, dict):
+            try:
+                uses += plan_uses(capture.plan, snapshot)
+            except (AttributeError, TypeError, ValueError, KeyError):  # a plan shape we do not know: SQL only
+                pass
+        touched[s.queryid] = {u.table for u in uses}
+        for use in uses:
+            for c in candidates_for_use(use, snapshot, s.queryid):
+                if not any(covered_by(c, i) for i in existing.get(c.table, [])):
+                    found.append(c)
+    return merge(found), touched

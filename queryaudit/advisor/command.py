@@ -1,0 +1,88 @@
+"""`queryaudit advise-indexes`: the advisor alone, its terminal view and its JSON."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from queryaudit.advisor.model import IndexAdvice
+from queryaudit.advisor.stage import AdvisorOptions
+from queryaudit.errors import AuditError
+from queryaudit.snapshot import Snapshot
+
+REAL_WARNING = ("--verify-real builds each proposed index for real inside a transaction that is rolled back "
+                "(a SHARE lock blocks writes to its table meanwhile): use it on a scratch or staging copy only")
+
+
+def run_advisor(dsn: str, options: AdvisorOptions, explain: bool = True, top: int = 20) -> Snapshot:
+    from queryaudit.pipeline import AuditOptions, collect_live
+
+    snapshot = collect_live(dsn, AuditOptions(top=top, explain=explain, advisor=options))
+    if snapshot.index_advice is None:
+        reason = next((e.message for e in snapshot.errors if e.stage == "index advisor"), "the advisor did not run")
+        raise AuditError(f"index advisor: {reason}")
+    return snapshot
+
+
+def advice_dict(snapshot: Snapshot) -> dict:
+    from queryaudit.checks import missing_index
+
+    return {"database": snapshot.server.database, "server_version_num": snapshot.server.version_num,
+            "advice": dataclasses.asdict(snapshot.index_advice),
+            "findings": [f.to_dict() for f in missing_index.run(snapshot)],
+            "errors": [dataclasses.asdict(e) for e in snapshot.errors]}
+
+
+def write_json(snapshot: Snapshot, path: Path) -> None:
+    path.write_text(json.dumps(advice_dict(snapshot), indent=1, default=str))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
+def render(snapshot: Snapshot, console: Console) -> None:
+    advice: IndexAdvice = snapshot.index_advice
+    by_id = {s.queryid: s for s in snapshot.statements}
+    total = snapshot.total_exec_time_ms
+    how = {"hypothetical": f"verified with HypoPG {advice.hypopg_version} (hypothetical indexes, generic plans)",
+           "real": "verified for real (built, EXPLAIN ANALYZE before/after, rolled back)",
+           "none": "NOT verified: HypoPG is not available, savings are estimates"}[advice.method]
+    console.print(Text.assemble(("index advisor ", "bold"), f"{snapshot.server.database}: ",
+                                f"{advice.statements_considered} statements, {advice.candidates_considered} candidates, "
+                                f"{how}, {advice.duration_ms / 1000:.1f} s"))
+    if advice.install_hint:
+        console.print(Text(f"hint: {advice.install_hint}", style="yellow"))
+    if not advice.proposed:
+        console.print("No index to propose: every statement considered is served by the existing indexes "
+                      f"(or no candidate cut a statement's cost by {advice.threshold:.0%}).")
+    else:
+        table = Table(title=f"Proposed indexes ({len(advice.proposed)})")
+        for col, justify in (("#", "right"), ("index", "left"), ("statements", "right"), ("cost cut", "right"),
+                             ("saving", "right"), ("size", "right"), ("verified", "left")):
+            table.add_column(col, justify=justify)
+        for n, p in enumerate(advice.proposed, 1):
+            what = f"{p.table} ({', '.join(p.columns)})" + (f" INCLUDE ({', '.join(p.include)})" if p.include else "") \
+                + (f" WHERE {p.predicate}" if p.predicate else "")
+            cut = max(e.fraction_removed for e in p.statements)
+            share = f"{p.saving_ms / total:.1%}" if total else "-"
+            table.add_row(str(n), Text(what), str(len(p.statements)), f"{cut:.0%}", f"{p.saving_ms:.0f} ms ({share})",
+                          _mb(p.size_bytes), p.verification)
+        console.print(table)
+        for p in advice.proposed:
+            console.print(Text(p.create_sql), soft_wrap=True)
+            for e in p.statements:
+                query = " ".join((by_id[e.queryid].query if e.queryid in by_id else "?").split())[:90]
+                cost = f"cost {e.cost_before:.0f} -> {e.cost_after:.0f}" if e.cost_before is not None else ""
+                ms = f", {e.ms_before:.1f} -> {e.ms_after:.1f} ms" if e.ms_before is not None else ""
+                console.print(Text(f"    -- {e.queryid}: {cost}{ms}  {query}", style="dim"), soft_wrap=True)
+    if advice.workload_cost_before:
+        cut = 1 - advice.workload_cost_after / advice.workload_cost_before
+        console.print(f"workload cost (calls x cost, {advice.statements_considered} statements): "
+                      f"{advice.workload_cost_before:.0f} -> {advice.workload_cost_after:.0f} ({cut:.0%} less)")
+    for note in advice.notes:
+        console.print(Text(f"note: {note}", style="dim"))

@@ -1,0 +1,57 @@
+"""What the advisor stores in the snapshot: plain dataclasses with a JSON round trip."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StatementEffect:
+    """One statement re-planned with one proposed index (alone)."""
+
+    queryid: str
+    cost_before: float | None = None
+    cost_after: float | None = None
+    ms_before: float | None = None  # --verify-real only
+    ms_after: float | None = None
+    fraction_removed: float = 0.0  # of the statement's time, predicted
+    saving_ms: float = 0.0  # of the statement's total time in the statistics window
+
+
+@dataclass
+class ProposedIndex:
+    table: str  # schema-qualified
+    name: str  # generated, readable, free on that schema
+    columns: list[str]  # key columns or expressions, in index order
+    include: list[str] = field(default_factory=list)
+    predicate: str | None = None
+    method: str = "btree"
+    create_sql: str = ""  # CREATE INDEX CONCURRENTLY IF NOT EXISTS ...
+    reasons: list[str] = field(default_factory=list)  # equality, range, sort, join, plan-filter, ...
+    size_bytes: int = 0
+    size_source: str = "estimate"  # hypopg | estimate
+    write_penalty_ms: float = 0.0  # index maintenance over the window, subtracted from the saving
+    verification: str = "none"  # hypothetical | real | none
+    statements: list[StatementEffect] = field(default_factory=list)
+    saving_ms: float = 0.0  # summed over the statements it speeds up (before the write penalty)
+
+    @property
+    def queryids(self) -> list[str]:
+        return [s.queryid for s in self.statements]
+
+
+@dataclass
+class IndexAdvice:
+    method: str  # hypothetical | real | none
+    hypopg_version: str | None = None
+    install_hint: str | None = None  # how to get HypoPG when it is missing
+    threshold: float = 0.5  # minimum fraction of a statement's cost an index must remove
+    budget_bytes: int | None = None
+    max_indexes: int = 10
+    statements_considered: int = 0
+    candidates_considered: int = 0
+    candidates_verified: int = 0
+    workload_cost_before: float | None = None  # time-weighted, over the statements considered
+    workload_cost_after: float | None = None  # with the whole chosen set
+    duration_ms: float = 0.0
+    proposed: list[ProposedIndex] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)

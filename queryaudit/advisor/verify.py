@@ -1,0 +1,192 @@
+"""Verification on the server: HypoPG hypothetical indexes, a plan-based estimate when
+HypoPG is missing, and --verify-real for scratch databases.
+
+HypoPG keeps hypothetical indexes in the backend's memory and the planner sees them in
+that session only; it writes nothing, so it works in a read-only session and on a hot
+standby. Everything here re-plans with `explain_generic`, the same generic plan a
+normalized pg_stat_statements text gets everywhere else in queryaudit.
+"""
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import sql
+
+from queryaudit.advisor.candidates import Candidate, _constant_fraction, selectivity
+from queryaudit.advisor.select import create_sql
+from queryaudit.explain import explain_generic, parameter_count, parameter_types, plan_cost
+from queryaudit.snapshot import Snapshot
+
+RANGE_SELECTIVITY = 1 / 3  # PostgreSQL's DEFAULT_INEQ_SEL for an open range with unknown bound
+# Without verification a prediction is scaled down by this (the index still costs lookups).
+ESTIMATE_CAP = 0.9
+REAL_RUNS = 2  # EXPLAIN ANALYZE runs per side; the fastest counts (the first warms the cache)
+REAL_STATEMENTS_PER_INDEX = 5
+
+
+def hypopg_version(conn: psycopg.Connection) -> str | None:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'hypopg'").fetchone()
+    return row[0] if row else None
+
+
+def install_hint(snapshot: Snapshot) -> str:
+    major = snapshot.server.version_num // 10000
+    if "hypopg" in snapshot.server.available_extensions:
+        return (f"HypoPG is installed on the server but not created in {snapshot.server.database}: "
+                "run CREATE EXTENSION hypopg; (as a role allowed to create extensions) and re-run to verify "
+                "each index with hypothetical indexes")
+    return (f"install HypoPG on the server (Debian/Ubuntu: apt install postgresql-{major}-hypopg; "
+            f"RHEL: dnf install hypopg_{major}; or build from github.com/HypoPG/hypopg), then "
+            "CREATE EXTENSION hypopg; in the audited database, and re-run to verify each index")
+
+
+class Hypothetical:
+    """Hypothetical indexes in this session; all are removed on exit."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("SELECT hypopg_reset()")
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.conn.execute("SELECT hypopg_reset()")
+        except psycopg.Error:
+            pass
+
+    def create(self, candidate: Candidate) -> tuple[int, int]:
+        """(oid, estimated size in bytes) of a new hypothetical index."""
+        ddl = create_sql(candidate, "hypo", concurrently=False).replace("CREATE INDEX hypo ON", "CREATE INDEX ON")
+        oid = self.conn.execute("SELECT indexrelid FROM hypopg_create_index(%s)", (ddl,)).fetchone()[0]
+        size = self.conn.execute("SELECT hypopg_relation_size(%s)", (oid,)).fetchone()[0]
+        return int(oid), int(size or 0)
+
+    def drop(self, oid: int) -> None:
+        self.conn.execute("SELECT hypopg_drop_index(%s)", (oid,))
+
+
+def generic_cost(conn: psycopg.Connection, query: str) -> tuple[float, dict]:
+    plan = explain_generic(conn, query)
+    return plan_cost(plan), plan
+
+
+def _nodes(node: dict):
+    yield node
+    for child in node.get("Plans", ()) or ():
+        yield from _nodes(child)
+
+
+def estimated_fraction(plan: dict, candidate: Candidate, snapshot: Snapshot) -> float:
+    """Without HypoPG: the share of the plan's cost spent in sequential scans of the
+    candidate's table, times the fraction of rows the index would skip (pg_stats)."""
+    root = plan["Plan"]
+    total = float(root.get("Total Cost") or 0)
+    if total <= 0:
+        return 0.0
+    table = candidate.table.split(".", 1)[-1]
+    scans = [n for n in _nodes(root) if n.get("Node Type") == "Seq Scan" and n.get("Relation Name") == table]
+    if not scans:
+        return 0.0
+    scan_cost = sum(float(n.get("Total Cost") or 0) * max(1.0, float(n.get("Plan Loops", 1) or 1)) for n in scans)
+    share = min(1.0, scan_cost / total)
+    kept = 1.0
+    for n, column in enumerate(candidate.columns):
+        if n < candidate.equality_prefix:
+            kept *= selectivity(snapshot, candidate.table, column)
+        elif not candidate.reasons & {"range"}:
+            break
+        else:
+            kept *= RANGE_SELECTIVITY
+            break
+    if candidate.predicate:
+        kept *= _constant_fraction(snapshot, candidate.table, candidate.predicate)
+    return round(ESTIMATE_CAP * share * (1.0 - kept), 4)
+
+
+# -- --verify-real ----------------------------------------------------------------------
+
+def sample_parameters(query: str, snapshot: Snapshot, tables: set[str], types: list[str]) -> list[str] | None:
+    """Values for $1..$n from pg_stats: for `col op $n` the column's most common value
+    (or middle histogram bound); None when a parameter cannot be tied to a column."""
+    values = []
+    for n in range(1, parameter_count(query) + 1):
+        m = (re.search(rf'([A-Za-z_][A-Za-z0-9_]*)"?\s*(?:=|<=|>=|<|>|IN\s*\(|=\s*ANY\s*\()\s*[^$]*?\${n}\b', query)
+             or re.search(rf'\${n}\b\s*(?:=|<=|>=|<|>)\s*(?:[A-Za-z_][A-Za-z0-9_]*\.)?"?([A-Za-z_][A-Za-z0-9_]*)',
+                          query))
+        value = None
+        if m:
+            column = m.group(1)
+            for table in tables:
+                stats = snapshot.stats_for(table, column)
+                if stats and stats.histogram_bounds:
+                    value = stats.histogram_bounds[len(stats.histogram_bounds) // 2]
+                elif stats and stats.most_common_vals:
+                    value = stats.most_common_vals[0]
+                if value is not None:
+                    break
+        if value is None:
+            if n <= len(types) and types[n - 1] in ("integer", "bigint", "smallint", "numeric"):
+                value = "100"  # LIMIT/OFFSET and counts
+            else:
+                return None
+        values.append(value)
+    return values
+
+
+def _analyze_ms(conn: psycopg.Connection, query: str, values: list[str] | None, name: str) -> float:
+    best = None
+    for _ in range(REAL_RUNS):
+        if values:
+            row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {}({})").format(
+                sql.Identifier(name), sql.SQL(", ").join(sql.Literal(v) for v in values))).fetchone()
+        else:
+            row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + sql.SQL(query)).fetchone()
+        plan = row[0][0] if isinstance(row[0], list) else row[0]
+        ms = float(plan.get("Execution Time", 0.0))
+        best = ms if best is None else min(best, ms)
+    return best or 0.0
+
+
+def measure_real(conn: psycopg.Connection, candidate: Candidate, statements: list[tuple[str, str, list[str] | None]]
+                 ) -> dict[str, tuple[float, float]]:
+    """Build the index for real inside a transaction, EXPLAIN ANALYZE each statement
+    before and after, and roll back: the index (and any row a DML statement touched)
+    is gone afterwards, even if the session dies midway. Needs a writable session."""
+    out: dict[str, tuple[float, float]] = {}
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        names = {}
+        for n, (queryid, query, values) in enumerate(statements):
+            if values:
+                names[queryid] = f"queryaudit_real_{n}"
+                conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(names[queryid])) + sql.SQL(query))
+        before = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
+        conn.execute(create_sql(candidate, "queryaudit_verify_real_idx", concurrently=False))
+        if "expression" in candidate.reasons:  # an expression index brings statistics of its own
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(candidate.table)))
+        after = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
+        for name in names.values():
+            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+    for q in before:
+        out[q] = (before[q], after[q])
+    return out
+
+
+def runnable(conn: psycopg.Connection, snapshot: Snapshot, queryid: str, query: str, tables: set[str]
+             ) -> tuple[str, list[str] | None] | None:
+    """The statement with values to execute: the plan capture's bound text when there
+    is one, else the normalized text with values sampled from pg_stats."""
+    capture = next((p for p in snapshot.plans if p.queryid == queryid and p.query_text), None)
+    if capture and parameter_count(capture.query_text) == 0:
+        return capture.query_text, None
+    if parameter_count(query) == 0:
+        return query, None
+    try:
+        types = parameter_types(conn, query)
+    except psycopg.Error:
+        return None
+    values = sample_parameters(query, snapshot, tables, types)
+    return (query, values) if values is not None else None

@@ -1,0 +1,102 @@
+"""A statement that would be much cheaper with an index that does not exist.
+
+## What it detects
+The indexes the index advisor chose for the workload (`snapshot.index_advice`, written
+by the advisor stage of collection). The advisor derives candidates from each top
+statement's SQL (equality, IN, IS NULL, join keys, ranges, ORDER BY, GROUP BY) and its
+captured plan (sequential scans that discard most rows by filter, sorts), orders the
+columns equality first then one range or the sort columns, adds INCLUDE columns where an
+index-only scan pays, partial indexes for selective constant predicates and expression
+indexes for function predicates. With HypoPG each candidate is created hypothetically
+and every statement on its table re-planned: it is kept for a statement only when it
+cuts that statement's cost by at least the threshold. One set is then chosen for the
+whole workload (statements weighted by total time, a composite serving several
+statements preferred, never two where one covers both, within `--index-budget-mb`,
+minus a write penalty on busy tables).
+
+## Why it matters
+A lookup without a suitable index reads the whole table (or sorts it) on every call; the
+time grows with the table. The predicted saving is the summed share of database time of
+the statements the index speeds up, times the fraction of their cost it removes.
+
+## How to fix
+Create the index concurrently (no write lock; outside a transaction block). An
+expression index gets its statistics at the next ANALYZE of the table. Without HypoPG
+the proposal is an estimate: install HypoPG to verify it, or verify it for real on a
+staging copy with `queryaudit advise-indexes --verify-real`.
+
+## Example
+```sql
+CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_customer_id_idx ON public.orders (customer_id);
+```
+
+## Thresholds
+Severity high when the index saves at least `HIGH_SHARE` (10 %) of total database time,
+medium from `MEDIUM_SHARE` (1 %), low below. The advisor's threshold (default 50 % of a
+statement's cost), budget and maximum count are its options (`queryaudit
+advise-indexes --help`). Confidence high when verified (HypoPG or for real), low when
+estimated without HypoPG.
+
+## Known false positives
+HypoPG compares planner costs of generic plans: a statement whose parameters are
+skewed may gain less for its common values. Without HypoPG the saving comes from the
+table's statistics and is only an estimate.
+"""
+from __future__ import annotations
+
+from queryaudit.findings import Finding, Verification, saving_from_share
+from queryaudit.snapshot import Snapshot
+
+ID = "missing-index"
+TITLE = "Missing index"
+HIGH_SHARE = 0.10
+MEDIUM_SHARE = 0.01
+QUERY_CHARS = 300
+
+
+def run(snapshot: Snapshot) -> list[Finding]:
+    advice = snapshot.index_advice
+    if advice is None:
+        return []
+    by_id = {s.queryid: s for s in snapshot.statements}
+    findings = []
+    for proposed in advice.proposed:
+        statements = [by_id[e.queryid] for e in proposed.statements if e.queryid in by_id]
+        statement_ms = sum(s.total_exec_time_ms for s in statements)
+        saving = saving_from_share(statement_ms, proposed.saving_ms / statement_ms if statement_ms else 0.0,
+                                   snapshot.total_exec_time_ms, sum(s.calls for s in statements))
+        share = saving.share_of_total_time
+        lead = proposed.statements[0]
+        before = {k: v for k, v in (("cost", lead.cost_before), ("ms", lead.ms_before)) if v is not None}
+        after = {k: v for k, v in (("cost", lead.cost_after), ("ms", lead.ms_after)) if v is not None}
+        verified = proposed.verification in ("hypothetical", "real")
+        detail = {"hypothetical": f"HypoPG {advice.hypopg_version}: generic plans re-planned with the index",
+                  "real": "built for real in a rolled-back transaction, EXPLAIN ANALYZE before and after",
+                  "none": f"estimated from the plan and pg_stats, not verified: {advice.install_hint}"}[
+            proposed.verification]
+        what = ", ".join(proposed.columns) + (f" INCLUDE ({', '.join(proposed.include)})" if proposed.include else "") \
+            + (f" WHERE {proposed.predicate}" if proposed.predicate else "")
+        n = len(proposed.statements)
+        findings.append(Finding(
+            check=ID, severity="high" if share >= HIGH_SHARE else "medium" if share >= MEDIUM_SHARE else "low",
+            title=f"Index on {proposed.table} ({what}) would cut {n} statement{'s' if n > 1 else ''} "
+                  f"by {max(e.fraction_removed for e in proposed.statements):.0%}",
+            table=proposed.table, columns=list(proposed.columns), queryids=[e.queryid for e in proposed.statements],
+            fix_sql=proposed.create_sql, predicted_saving=saving, confidence="high" if verified else "low",
+            effort="index", advice=None if verified else advice.install_hint,
+            verification=Verification(method=proposed.verification, before=before, after=after, detail=detail),
+            key=f"{proposed.table}|{','.join(proposed.columns)}|{','.join(proposed.include)}|{proposed.predicate or ''}",
+            evidence={
+                "index_name": proposed.name, "include": proposed.include, "predicate": proposed.predicate,
+                "reasons": proposed.reasons, "size_bytes": proposed.size_bytes, "size_source": proposed.size_source,
+                "write_penalty_ms": proposed.write_penalty_ms, "saving_ms": proposed.saving_ms,
+                "threshold": advice.threshold,
+                "statements": [{"queryid": e.queryid,
+                                "query": by_id[e.queryid].query[:QUERY_CHARS] if e.queryid in by_id else None,
+                                "cost_before": e.cost_before, "cost_after": e.cost_after,
+                                "ms_before": e.ms_before, "ms_after": e.ms_after,
+                                "fraction_removed": e.fraction_removed, "saving_ms": e.saving_ms}
+                               for e in proposed.statements],
+            },
+        ))
+    return findings

@@ -1,0 +1,343 @@
+"""Plan capture: EXPLAIN the top statements, safely, within a time budget.
+
+For each of the top N statements (by total time), and each statement of a
+`--queries` file:
+- read-only statements (pglast decides: SELECT, VALUES, TABLE, WITH without
+  data-modifying CTEs, no FOR UPDATE / SELECT INTO) get
+  EXPLAIN (ANALYZE, BUFFERS, SETTINGS, FORMAT JSON) with realistic values bound to
+  their $n placeholders (queryaudit.params); when no value can be inferred, the
+  generic plan (no execution) and parameter_source says which placeholder stopped it;
+- INSERT/UPDATE/DELETE/MERGE get a plain EXPLAIN, unless --analyze-dml: then EXPLAIN
+  ANALYZE inside a transaction that is always rolled back (the only transaction the
+  auditor ever makes read-write), and never on a hot standby;
+- a statement whose mean time exceeds the per-statement limit gets a plain EXPLAIN;
+  every EXPLAIN ANALYZE runs under its own statement_timeout, and all of them share a
+  total budget (--explain-budget);
+- a statement that cannot be explained (text that does not parse, permission denied,
+  a dropped table, a timeout) is recorded as skipped with the reason; the others go on.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from queryaudit.errors import AuditError
+from queryaudit.explain import explain_generic, parameter_count, parameter_types
+from queryaudit.params import Binding, infer_parameters
+from queryaudit.snapshot import PlanCapture, Snapshot, Statement
+from queryaudit.sql import fingerprint, statement_kind
+
+ANALYZE_OPTIONS = "ANALYZE, BUFFERS, SETTINGS, FORMAT JSON"
+PLAIN_OPTIONS = "SETTINGS, FORMAT JSON"
+DEFAULT_BUDGET_S = 60.0
+DEFAULT_STATEMENT_LIMIT_MS = 10_000
+_names = itertools.count()
+
+
+@dataclass
+class PlanOptions:
+    top: int = 20
+    budget_s: float = DEFAULT_BUDGET_S
+    statement_limit_ms: int = DEFAULT_STATEMENT_LIMIT_MS  # statement_timeout of one EXPLAIN ANALYZE
+    analyze_dml: bool = False
+    queries_file: Path | None = None
+
+
+def read_queries_file(path: Path) -> list[str]:
+    """Concrete statements, separated by semicolons (pglast splits, so ';' in strings is safe)."""
+    import pglast
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise AuditError(f"cannot read the queries file {path}: {exc.strerror or exc}") from None
+    try:
+        return [str(s).strip() for s in pglast.split(text) if str(s).strip()]
+    except Exception as exc:
+        raise AuditError(f"{path} is not valid SQL: {str(exc).splitlines()[0]}") from None
+
+
+def render_query(query: str, binding: Binding) -> str:
+    """The statement as explained, values in place of $n (for the report; never executed)."""
+    by_number = {s.number: s for s in binding.slots}
+
+    def literal(m: re.Match) -> str:
+        slot = by_number.get(int(m.group(1)))
+        if slot is None or slot.value is None:
+            return m.group(0)
+        quoted = "'" + slot.value.replace("'", "''") + "'"
+        return f"{quoted}::{slot.type}" if slot.type else quoted
+
+    return re.sub(r"\$(\d+)(?!\d)", literal, query)
+
+
+# Volatile built-ins that change nothing outside the statement: calling them does not
+# stop EXPLAIN ANALYZE. Any other volatile function (pg_stat_statements_reset(),
+# pg_terminate_backend(), a PL/pgSQL function that writes to a log table...) might act
+# even in a read-only transaction, so such statements get a plain EXPLAIN.
+HARMLESS_VOLATILE = {"random", "random_normal", "gen_random_uuid", "uuid_generate_v4", "clock_timestamp",
+                     "timeofday", "statement_timestamp", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "setseed",
+                     "txid_current_if_assigned", "pg_current_xact_id_if_assigned"}
+
+
+def functions_called(query: str) -> list[str]:
+    from pglast import ast, visitors
+
+    from queryaudit.sql import parse
+
+    names: list[str] = []
+
+    class V(visitors.Visitor):
+        def visit_FuncCall(self, ancestors, node):
+            name = node.funcname[-1].sval if node.funcname else None
+            if name and name not in names:
+                names.append(name)
+
+    for stmt in parse(query) or ():
+        V()(stmt.stmt)
+    return names
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def skip_reason(exc: psycopg.Error) -> str:
+    """What a DBA does about an EXPLAIN that failed."""
+    message = _first_line(exc)
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return f"permission denied ({message}): GRANT SELECT on the tables it reads to the audit role"
+    if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
+                        psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)):
+        return f"the statement no longer matches the schema ({message}): dropped or renamed since it ran"
+    if isinstance(exc, psycopg.errors.SyntaxError):
+        return f"the normalized text cannot be prepared ({message})"
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return f"cancelled by statement_timeout ({message})"
+    return message
+
+
+class PlanCapturer:
+    """One audit's plan capture: the budget, the session, and what was captured."""
+
+    def __init__(self, conn: psycopg.Connection, snapshot: Snapshot, options: PlanOptions):
+        self.conn = conn
+        self.snapshot = snapshot
+        self.options = options
+        self.deadline = time.monotonic() + options.budget_s
+
+    # -- one statement -------------------------------------------------------------
+    def capture(self, statement: Statement) -> PlanCapture:
+        started = time.monotonic()
+        capture = self._capture(statement)
+        capture.duration_ms = round((time.monotonic() - started) * 1000, 3)
+        return capture
+
+    def _capture(self, statement: Statement) -> PlanCapture:
+        query = statement.query
+        kind = statement_kind(query)
+        skipped = lambda reason: PlanCapture(statement.queryid, "skipped", query_text=query, skipped_reason=reason)
+        if self.conn.broken or self.conn.closed:
+            return skipped("the connection to the server was lost earlier")
+        if kind == "invalid":
+            return skipped("the text does not parse (truncated, or not SQL): nothing to explain")
+        if kind == "other":
+            return skipped("not a plannable statement (utility command)")
+        remaining_ms = (self.deadline - time.monotonic()) * 1000
+        if remaining_ms <= 0:
+            return skipped(f"the EXPLAIN budget ({self.options.budget_s:g} s) was used up by earlier statements")
+        analyze, why_not = self._may_analyze(statement, kind)
+        try:
+            binding = None
+            if parameter_count(query):
+                binding = infer_parameters(query, self.snapshot, parameter_types(self.conn, query), statement)
+            if binding is not None and not binding.complete:
+                plan = explain_generic(self.conn, query, PLAIN_OPTIONS)
+                return PlanCapture(statement.queryid, "generic", plan=plan, query_text=query,
+                                   parameter_source=f"generic plan: no realistic value for "
+                                                    f"{', '.join('$%d' % s.number for s in binding.missing())} "
+                                                    f"({binding.describe()})",
+                                   skipped_reason=why_not)
+            timeout_ms = int(min(self.options.statement_limit_ms, remaining_ms))
+            source = binding.describe() if binding else "no parameters"
+            if analyze:
+                try:
+                    plan = self._explain(query, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
+                    method = "analyze-rolled-back" if kind == "dml" else "analyze"
+                    if binding is not None:
+                        self._record_generic(statement.queryid, query)
+                    return self._done(statement, method, plan, query, binding, source, None)
+                except psycopg.errors.QueryCanceled as exc:
+                    why_not = (f"EXPLAIN ANALYZE exceeded the per-statement limit of {timeout_ms} ms "
+                               f"({_first_line(exc)}); plain EXPLAIN instead")
+            plan = self._explain(query, binding, PLAIN_OPTIONS, timeout_ms)
+            return self._done(statement, "explain", plan, query, binding, source, why_not)
+        except psycopg.Error as exc:
+            if self.conn.broken or self.conn.closed:
+                return skipped(f"the connection to the server was lost ({_first_line(exc)})")
+            return skipped(skip_reason(exc))
+
+    def _record_generic(self, queryid: str, query: str) -> None:
+        """The generic plan's shape and scan estimates beside the analyzed custom plan:
+        a prepared statement reused by the application runs the generic one after five
+        executions when it looks no costlier (plan_cache_mode = auto). Kept small: node
+        types, and the estimated rows of each scan by alias."""
+        try:
+            generic = explain_generic(self.conn, query, PLAIN_OPTIONS)
+        except psycopg.Error:
+            return  # the analyzed plan stands on its own
+        summary = generic_summary(generic)
+        self.snapshot.extras.setdefault("generic_plans", {})[queryid] = summary
+
+    def _done(self, statement, method, plan, query, binding, source, why_not) -> PlanCapture:
+        return PlanCapture(statement.queryid, method, plan=plan,
+                           query_text=render_query(query, binding) if binding else query,
+                           parameters=[s.value for s in binding.slots] if binding else [],
+                           parameter_source=source, skipped_reason=why_not)
+
+    def _may_analyze(self, statement: Statement, kind: str) -> tuple[bool, str | None]:
+        if kind == "dml":
+            if not self.options.analyze_dml:
+                return False, "writes data: plain EXPLAIN (EXPLAIN ANALYZE of DML only with --analyze-dml)"
+            if self.snapshot.server.in_recovery:
+                return False, "--analyze-dml refused: the server is a hot standby (pg_is_in_recovery())"
+        volatile = self._volatile_functions(statement.query)
+        if volatile:
+            return False, (f"calls volatile function{'s' if len(volatile) > 1 else ''} {', '.join(volatile)} "
+                           "(may act beyond the statement): plain EXPLAIN")
+        if statement.mean_exec_time_ms > self.options.statement_limit_ms:
+            return False, (f"mean time {statement.mean_exec_time_ms:.0f} ms exceeds the per-statement limit "
+                           f"of {self.options.statement_limit_ms} ms: plain EXPLAIN")
+        return True, None
+
+    def _volatile_functions(self, query: str) -> list[str]:
+        called = [f for f in functions_called(query) if f.lower() not in HARMLESS_VOLATILE]
+        if not called:
+            return []
+        rows = self.conn.execute("SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY(%s) AND provolatile = 'v' "
+                                 "ORDER BY 1", (called,)).fetchall()
+        return [r[0] for r in rows]
+
+    def _explain(self, query: str, binding: Binding | None, options: str, timeout_ms: int,
+                 read_write: bool = False) -> dict:
+        """EXPLAIN in a transaction that is always rolled back, under its own statement_timeout.
+
+        With values, the statement is PREPAREd and EXECUTEd: the values travel as typed
+        literals and the text itself is never rewritten. PREPARE is not transactional,
+        so the prepared statement is deallocated after the rollback, whatever happened."""
+        conn = self.conn
+        name = f"queryaudit_plan_{next(_names)}" if binding and binding.slots else None
+        try:
+            with conn.transaction(force_rollback=True):
+                if read_write:
+                    # The session is read-only by default; only this rolled-back
+                    # transaction may write (--analyze-dml).
+                    conn.execute("SET TRANSACTION READ WRITE")
+                conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
+                explain = sql.SQL("EXPLAIN ({}) ").format(sql.SQL(options))
+                if name is None:
+                    row = conn.execute(explain + sql.SQL(query)).fetchone()
+                else:
+                    conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
+                    args = sql.SQL(", ").join(
+                        sql.SQL("{}::{}").format(sql.Literal(s.value), sql.SQL(s.type or "unknown"))
+                        for s in binding.slots)
+                    row = conn.execute(explain + sql.SQL("EXECUTE {}({})").format(sql.Identifier(name), args)
+                                       ).fetchone()
+        finally:
+            if name is not None and not conn.broken:
+                try:
+                    conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+                except psycopg.Error:
+                    pass  # never prepared (the PREPARE itself failed)
+        plan = row[0]
+        return plan[0] if isinstance(plan, list) else plan
+
+    # -- statements from a file ----------------------------------------------------
+    def file_statement(self, number: int, text: str) -> Statement:
+        """A concrete statement from --queries: the workload's own entry when its query
+        identifier (14+, EXPLAIN VERBOSE, the queryid pg_stat_statements gives it) matches
+        one, else a new entry under that identifier (or, without one, a number derived
+        from the text)."""
+        queryid = None
+        if statement_kind(text) in ("read", "dml"):
+            try:
+                with self.conn.transaction(force_rollback=True):
+                    row = self.conn.execute(sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + sql.SQL(text)).fetchone()
+                found = (row[0][0] if isinstance(row[0], list) else row[0]).get("Query Identifier")
+                queryid = str(found) if found not in (None, 0) else None
+            except psycopg.Error:
+                if self.conn.broken:
+                    raise
+        existing = self.snapshot.statement(queryid) if queryid else None
+        if existing is None:
+            # Drivers send values as parameters ($1), a file has literals: their queryids
+            # differ, their fingerprints (pglast: constants and parameters alike) do not.
+            print_ = fingerprint(text)
+            same = [s for s in self.snapshot.statements if print_ and fingerprint(s.query) == print_]
+            existing = max(same, key=lambda s: s.total_exec_time_ms, default=None)
+        if existing is not None:
+            return Statement(queryid=existing.queryid, query=text, calls=existing.calls,
+                             total_exec_time_ms=existing.total_exec_time_ms,
+                             mean_exec_time_ms=existing.mean_exec_time_ms, rows=existing.rows)
+        if queryid is None:
+            queryid = str(-int(hashlib.sha1(text.encode()).hexdigest()[:15], 16))
+        return Statement(queryid=queryid, query=text, calls=0, total_exec_time_ms=0.0, mean_exec_time_ms=0.0, rows=0)
+
+
+def generic_summary(explain: dict) -> dict:
+    from queryaudit.plan import build
+
+    plan = build(explain)
+    return {"node_types": [n.node_type for n in plan.nodes], "total_cost": plan.root.total_cost,
+            "scans": [{"relation": n.raw.get("Relation Name"), "alias": n.alias, "node": n.label,
+                       "estimated_rows": n.estimated_rows} for n in plan.nodes if n.raw.get("Relation Name")]}
+
+
+def capture_plans(conn: psycopg.Connection, snapshot: Snapshot, options: PlanOptions) -> None:
+    from queryaudit.collect import top_statements
+
+    capturer = PlanCapturer(conn, snapshot, options)
+    captures: dict[str, PlanCapture] = {}
+    if options.queries_file is not None:
+        # Concrete statements first: their plans (real values) replace the
+        # workload's generic ones, and they are the user's explicit request.
+        for number, text in enumerate(read_queries_file(options.queries_file), 1):
+            statement = capturer.file_statement(number, text)
+            capture = capturer.capture(statement)
+            capture.parameter_source = f"--queries {Path(options.queries_file).name} #{number}"
+            in_workload = snapshot.statement(statement.queryid) is not None
+            if not in_workload:
+                snapshot.statements.append(_measured(statement, capture))
+            captures[statement.queryid] = capture
+            snapshot.extras.setdefault("queries_file", []).append(
+                {"number": number, "queryid": statement.queryid, "in_workload": in_workload,
+                 "file": str(options.queries_file)})
+    for statement in top_statements(snapshot, options.top):
+        if statement.queryid in captures:
+            continue
+        captures[statement.queryid] = capturer.capture(statement)
+    snapshot.plans = [c for c in snapshot.plans if c.queryid not in captures] + list(captures.values())
+
+
+def _measured(statement: Statement, capture: PlanCapture) -> Statement:
+    """A --queries statement not in the workload, with the one execution measured by
+    EXPLAIN ANALYZE (when there was one) as its time."""
+    if capture.plan and capture.plan.get("Execution Time") is not None:
+        ms = float(capture.plan["Execution Time"])
+        rows = capture.plan.get("Plan", {}).get("Actual Rows") or 0
+        statement.calls, statement.total_exec_time_ms, statement.mean_exec_time_ms = 1, ms, ms
+        statement.rows = int(float(rows))
+    return statement
+
+
+def plan_stage(options: PlanOptions):
+    """The (name, fn) entry for CollectOptions.stages."""
+    return ("plans", lambda conn, snapshot: capture_plans(conn, snapshot, options))

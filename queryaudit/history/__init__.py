@@ -1,0 +1,13 @@
+"""Audit history: every audit stored, per-window deltas, baselines, budgets and fleets.
+
+- store.py: the SQLAlchemy store (SQLite file by default, PostgreSQL by URL), its
+  versioned schema and migrations;
+- windows.py: per-window deltas of pg_stat_statements' cumulative counters, with resets
+  and evictions detected (pure);
+- compare.py: one audit (or report) against another: statement changes, new and
+  resolved findings (pure);
+- budgets.py: queryaudit.toml / [tool.queryaudit] budgets and suppressions, evaluated
+  on a comparison;
+- render.py: history tables for the terminal and an HTML page with inline SVG charts;
+- fleet.py: many targets audited concurrently, one report each and an index page.
+"""

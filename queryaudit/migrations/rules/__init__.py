@@ -1,0 +1,1 @@
+"""The static migration rules, grouped by what they protect: one module per group."""

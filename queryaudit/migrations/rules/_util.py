@@ -1,0 +1,134 @@
+"""Small AST helpers shared by the rules (pglast nodes)."""
+from __future__ import annotations
+
+import copy
+
+from pglast import ast
+from pglast.enums import AlterTableType, ConstrType, ObjectType
+from pglast.stream import RawStream
+
+from queryaudit.migrations import Settings, Violation
+from queryaudit.migrations.locks import blocks
+from queryaudit.migrations.source import MigrationFile, Statement
+
+
+def loc(node) -> int | None:
+    value = getattr(node, "location", None)
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def relname(rv: ast.RangeVar | None) -> str | None:
+    if rv is None:
+        return None
+    return f"{rv.schemaname}.{rv.relname}" if rv.schemaname else rv.relname
+
+
+def names(seq) -> list[str]:
+    return [n.sval for n in (seq or ()) if isinstance(n, ast.String)]
+
+
+def type_names(tn: ast.TypeName | None) -> list[str]:
+    return [n.lower() for n in names(tn.names)] if tn is not None else []
+
+
+def base_type(tn: ast.TypeName | None) -> str | None:
+    """The type's own name, lower case, schema dropped: int -> int4, serial -> serial."""
+    parts = type_names(tn)
+    return parts[-1] if parts else None
+
+
+def typmods(tn: ast.TypeName) -> list[int]:
+    out = []
+    for m in tn.typmods or ():
+        val = getattr(m, "val", None)
+        if isinstance(val, ast.Integer):
+            out.append(val.ival)
+    return out
+
+
+def deparse(node) -> str:
+    try:
+        return RawStream()(node)
+    except Exception:
+        return ""
+
+
+def with_changes(node, **changes) -> str:
+    """The statement's SQL with some attributes changed (the safe variant)."""
+    clone = copy.deepcopy(node)
+    for key, value in changes.items():
+        setattr(clone, key, value)
+    return deparse(clone)
+
+
+def violation(stmt: Statement, message: str, node=None, lock: str | None = None, **kw) -> Violation:
+    return Violation(stmt=stmt, message=message, offset=loc(node) if node is not None else None, lock=lock,
+                     blocks=blocks(lock), **kw)
+
+
+def alter_table_cmds(mig: MigrationFile):
+    """(statement, ALTER TABLE node, command) for every ALTER TABLE command on a table."""
+    for stmt in mig.statements:
+        node = stmt.node
+        if isinstance(node, ast.AlterTableStmt) and node.objtype == ObjectType.OBJECT_TABLE:
+            for cmd in node.cmds or ():
+                if isinstance(cmd, ast.AlterTableCmd):
+                    yield stmt, node, cmd
+
+
+def constraints_of(coldef: ast.ColumnDef):
+    return [c for c in (coldef.constraints or ()) if isinstance(c, ast.Constraint)]
+
+
+def has_constraint(coldef: ast.ColumnDef, *types: ConstrType) -> ast.Constraint | None:
+    return next((c for c in constraints_of(coldef) if c.contype in types), None)
+
+
+class CreatedTables:
+    """Tables created earlier in this migration: empty, so locking them costs nothing."""
+
+    def __init__(self, mig: MigrationFile):
+        self.created: dict[str, int] = {}
+        for stmt in mig.statements:
+            node = stmt.node
+            rv = None
+            if isinstance(node, ast.CreateStmt):
+                rv = node.relation
+            elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
+                rv = node.into.rel
+            if rv is not None:
+                self.created.setdefault(rv.relname, stmt.index)
+
+    def before(self, stmt: Statement, rv: ast.RangeVar | None) -> bool:
+        if rv is None:
+            return False
+        idx = self.created.get(rv.relname)
+        return idx is not None and idx < stmt.index
+
+
+def column_definitions(mig: MigrationFile):
+    """(statement, ColumnDef, kind) for CREATE TABLE columns ('create'), ALTER TABLE ADD COLUMN
+    ('add') and ALTER COLUMN ... TYPE ('type')."""
+    for stmt in mig.statements:
+        node = stmt.node
+        if isinstance(node, ast.CreateStmt):
+            for elt in node.tableElts or ():
+                if isinstance(elt, ast.ColumnDef):
+                    yield stmt, elt, "create"
+        elif isinstance(node, ast.AlterTableStmt):
+            for cmd in node.cmds or ():
+                if not isinstance(cmd, ast.AlterTableCmd) or not isinstance(cmd.def_, ast.ColumnDef):
+                    continue
+                if cmd.subtype == AlterTableType.AT_AddColumn:
+                    yield stmt, cmd.def_, "add"
+                elif cmd.subtype == AlterTableType.AT_AlterColumnType:
+                    yield stmt, cmd.def_, "type"
+
+
+def version_at_least(settings: Settings, major: int, minor: int = 0) -> bool:
+    return settings.pg_version >= (major, minor)
+
+
+def quote_ident(name: str) -> str:
+    import re
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,270 @@
+"""Hygiene rules (squawk's): identifiers, schemas, re-runnable statements, duplicate columns."""
+from __future__ import annotations
+
+from pglast import ast
+from pglast.enums import AlterTableType, ObjectType, OnCommitAction
+from pglast.parser import scan
+
+from queryaudit.migrations import passes, rule, trigger
+from queryaudit.migrations.rules._util import loc, names, violation
+
+NAMEDATALEN = 64  # identifiers longer than NAMEDATALEN - 1 bytes are truncated by PostgreSQL
+
+
+def _statement_at(mig, offset: int):
+    current = mig.statements[0] if mig.statements else None
+    for stmt in mig.statements:
+        if stmt.start <= offset:
+            current = stmt
+    return current
+
+
+@rule("identifier-too-long", "Identifier longer than 63 bytes", "medium", "hygiene", squawk=True,
+      cases=[trigger("CREATE TABLE " + "t" * 64 + " (id bigint);"), passes("CREATE TABLE " + "t" * 63 + " (id bigint);")])
+def identifier_too_long(mig, settings):
+    """An identifier longer than 63 bytes, which PostgreSQL silently truncates.
+
+    ## What it detects
+    Any identifier (quoted or not) longer than 63 bytes in UTF-8.
+
+    ## Why it matters
+    PostgreSQL truncates it to 63 bytes with only a NOTICE: two long names can collide, and
+    the name the code uses is not the name in the catalog.
+
+    ## How to fix
+    Use a name of at most 63 bytes.
+
+    ## Example
+    ```sql
+    CREATE INDEX orders_customer_created_idx ON orders (customer_id, created_at);
+    ```
+
+    ## Thresholds
+    63 bytes (NAMEDATALEN - 1).
+
+    ## Known false positives
+    None known.
+    """
+    try:
+        tokens = scan(mig.text)
+    except Exception:
+        return
+    for tok in tokens:
+        if tok.name != "IDENT":
+            continue
+        raw = mig.text[tok.start:tok.end + 1]
+        value = raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower()
+        if len(value.encode("utf-8")) > NAMEDATALEN - 1:
+            stmt = _statement_at(mig, tok.start)
+            if stmt is not None:
+                v = violation(stmt, f"identifier is {len(value.encode())} bytes: PostgreSQL truncates it to 63")
+                v.offset = tok.start
+                yield v
+
+
+def _unqualified(rv) -> bool:
+    return rv is not None and not rv.schemaname and rv.relpersistence != "t"
+
+
+@rule("require-table-schema", "Table named without its schema", "low", "hygiene", squawk=True, default=False,
+      cases=[trigger("CREATE TABLE my_table (id int);"), passes("CREATE TABLE public.my_table (id int);")])
+def require_table_schema(mig, settings):
+    """A table named without its schema (opt-in).
+
+    ## What it detects
+    CREATE TABLE, CREATE TABLE AS, ALTER TABLE and DROP TABLE of a non-temporary table
+    without a schema.
+
+    ## Why it matters
+    The table lands in (or is looked up in) whatever schema `search_path` names first,
+    which differs between environments and roles.
+
+    ## How to fix
+    Qualify the name.
+
+    ## Example
+    ```sql
+    CREATE TABLE public.my_table (id bigint);
+    ```
+
+    ## Thresholds
+    None. Off by default: select it with `--rule require-table-schema`.
+
+    ## Known false positives
+    Projects that rely on search_path on purpose.
+    """
+    for stmt in mig.statements:
+        node = stmt.node
+        rvs = []
+        if isinstance(node, (ast.CreateStmt, ast.AlterTableStmt)):
+            if not isinstance(node, ast.AlterTableStmt) or node.objtype == ObjectType.OBJECT_TABLE:
+                rvs = [node.relation]
+        elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
+            rvs = [node.into.rel]
+        elif isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE:
+            if any(len(obj) == 1 for obj in node.objects or ()):
+                yield violation(stmt, "table named without its schema: search_path decides which one")
+            continue
+        if any(_unqualified(rv) for rv in rvs):
+            yield violation(stmt, "table named without its schema: search_path decides which one")
+
+
+@rule("prefer-robust-stmts", "Statement that cannot be re-run after a partial failure", "low", "hygiene",
+      squawk=True, default=False,
+      cases=[trigger("SELECT 1;\nALTER TABLE t ADD COLUMN c text;"),
+             passes("SELECT 1;\nALTER TABLE t ADD COLUMN IF NOT EXISTS c text;")])
+def prefer_robust_stmts(mig, settings):
+    """A statement outside a transaction that fails when the migration is re-run (opt-in).
+
+    ## What it detects
+    Outside a transaction, in files of more than one statement: CREATE TABLE / INDEX
+    without IF NOT EXISTS, DROP ... / DROP COLUMN / DROP CONSTRAINT without IF EXISTS, ADD
+    COLUMN without IF NOT EXISTS, ADD CONSTRAINT not preceded by a DROP CONSTRAINT IF
+    EXISTS, SET NOT NULL, and ENABLE/DISABLE ROW LEVEL SECURITY.
+
+    ## Why it matters
+    Non-transactional migrations (needed for CONCURRENTLY) can fail halfway; a re-run then
+    stops at the first statement that already happened.
+
+    ## How to fix
+    Use IF [NOT] EXISTS forms, and drop-if-exists before adding a constraint.
+
+    ## Example
+    ```sql
+    CREATE INDEX CONCURRENTLY IF NOT EXISTS t_c_idx ON t (c);
+    ```
+
+    ## Thresholds
+    None. Off by default: select it with `--rule prefer-robust-stmts`.
+
+    ## Known false positives
+    Statements that are idempotent by nature of the data.
+    """
+    if len(mig.statements) <= 1:
+        return
+    dropped: set[tuple[str, str]] = set()
+    for stmt in mig.statements:
+        if stmt.in_transaction:
+            continue
+        node, bad = stmt.node, False
+        if isinstance(node, ast.AlterTableStmt):
+            table = node.relation.relname
+            for cmd in node.cmds or ():
+                st = cmd.subtype
+                if st in (AlterTableType.AT_AddColumn, AlterTableType.AT_DropColumn,
+                          AlterTableType.AT_DropConstraint):
+                    if st == AlterTableType.AT_DropConstraint and cmd.missing_ok:
+                        dropped.add((table, cmd.name))
+                    bad = bad or not cmd.missing_ok
+                elif st == AlterTableType.AT_AddConstraint:
+                    name = getattr(cmd.def_, "conname", None)
+                    if (table, name) in dropped:
+                        dropped.discard((table, name))
+                    else:
+                        bad = True
+                elif st in (AlterTableType.AT_SetNotNull, AlterTableType.AT_EnableRowSecurity,
+                            AlterTableType.AT_DisableRowSecurity):
+                    bad = True
+        elif isinstance(node, ast.IndexStmt):
+            bad = bool(node.idxname) and not node.if_not_exists
+        elif isinstance(node, ast.CreateStmt):
+            temp_dropped = node.relation.relpersistence == "t" and node.oncommit == OnCommitAction.ONCOMMIT_DROP
+            bad = not node.if_not_exists and not temp_dropped
+        elif isinstance(node, ast.DropStmt):
+            bad = not node.missing_ok
+        if bad:
+            yield violation(stmt, "not re-runnable: use IF [NOT] EXISTS so a retry after a partial failure works")
+
+
+def _inferred_name(target: ast.ResTarget) -> str:
+    if target.name:
+        return target.name
+    val = target.val
+    while isinstance(val, ast.TypeCast):
+        val = val.arg
+    if isinstance(val, ast.ColumnRef):
+        fields = names(val.fields)
+        return fields[-1] if fields else "?column?"
+    if isinstance(val, ast.FuncCall):
+        return names(val.funcname)[-1]
+    return "?column?"
+
+
+def _duplicates(entries):
+    """entries: (name, path, node); a name set whole and again (whole or in part) conflicts,
+    as does the same part twice. Returns the conflicting entries."""
+    out = []
+    for i, (name, path, node) in enumerate(entries):
+        for j, (name2, path2, _) in enumerate(entries):
+            if i != j and name == name2 and (not path or not path2 or path == path2):
+                out.append((name, node))
+                break
+    return out
+
+
+def _assignment_entries(targets):
+    entries = []
+    for t in targets or ():
+        if isinstance(t, ast.ResTarget) and t.name:
+            path = tuple(getattr(i, "sval", "[]") for i in t.indirection or ())
+            if any(isinstance(i, ast.A_Indices) for i in t.indirection or ()):
+                path = path + (id(t),)  # subscripts never conflict with each other
+            entries.append((t.name, path, t))
+    return entries
+
+
+@rule("ban-duplicate-column-assignments", "The same column assigned or declared twice", "high", "hygiene",
+      squawk=True, cases=[trigger("UPDATE k SET a = 1, a = 2;"), passes("UPDATE k SET a = 1, b = 2;")])
+def ban_duplicate_column_assignments(mig, settings):
+    """The same column assigned, inserted or declared twice in one statement.
+
+    ## What it detects
+    Duplicate columns in UPDATE SET (also ON CONFLICT DO UPDATE and MERGE), INSERT column
+    lists, CREATE [FOREIGN] TABLE, CREATE VIEW column lists or inferred output names, and
+    SELECT INTO.
+
+    ## Why it matters
+    PostgreSQL rejects these statements ("column specified more than once"): the migration
+    fails in production, usually after earlier statements ran.
+
+    ## How to fix
+    Remove or rename the duplicate.
+
+    ## Example
+    ```sql
+    UPDATE k SET a = 1, b = 2;
+    ```
+
+    ## Thresholds
+    None.
+
+    ## Known false positives
+    None known.
+    """
+    for stmt in mig.statements:
+        node = stmt.node
+        groups = []
+        if isinstance(node, ast.UpdateStmt):
+            groups.append(_assignment_entries(node.targetList))
+        elif isinstance(node, ast.InsertStmt):
+            groups.append(_assignment_entries(node.cols))
+            if node.onConflictClause is not None:
+                groups.append(_assignment_entries(node.onConflictClause.targetList))
+        elif isinstance(node, ast.MergeStmt):
+            for clause in node.mergeWhenClauses or ():
+                groups.append(_assignment_entries(clause.targetList))
+        elif isinstance(node, (ast.CreateStmt, ast.CreateForeignTableStmt)):
+            base = node.base if isinstance(node, ast.CreateForeignTableStmt) else node
+            groups.append([(c.colname, (), c) for c in base.tableElts or () if isinstance(c, ast.ColumnDef)])
+        elif isinstance(node, ast.ViewStmt):
+            if node.aliases:
+                groups.append([(n, (), None) for n in names(node.aliases)])
+            elif isinstance(node.query, ast.SelectStmt):
+                groups.append([(_inferred_name(t), (), t) for t in node.query.targetList or ()
+                               if isinstance(t, ast.ResTarget)])
+        elif isinstance(node, ast.SelectStmt) and node.intoClause is not None:
+            groups.append([(_inferred_name(t), (), t) for t in node.targetList or () if isinstance(t, ast.ResTarget)])
+        for entries in groups:
+            for name, target in _duplicates(entries):
+                yield violation(stmt, f"column {name} appears more than once: PostgreSQL rejects the statement",
+                                target if target is not None and loc(target) is not None else None)

@@ -1,0 +1,277 @@
+"""Realistic values for the $n placeholders of a normalized statement.
+
+pg_stat_statements keeps `WHERE customer_id = $1`, never the value. To EXPLAIN ANALYZE
+such a statement we need one: the column each $n is compared with comes from the
+statement's parse tree (pglast), aliases resolved to the catalog tables of the
+snapshot, and the value from that column's pg_stats (the most common value for
+equality, a histogram bound for ranges). LIMIT $n takes the statement's rows per
+call. A placeholder with no column (OFFSET, a function argument) has no realistic
+value: the caller falls back to the generic plan and says which one stopped it.
+
+Pure: reads the statement text and the snapshot; the parameter types come from the
+server (queryaudit.explain.parameter_types) and are passed in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pglast import ast, visitors
+from pglast.enums.parsenodes import A_Expr_Kind
+
+from queryaudit.snapshot import ColumnStats, Snapshot, Statement, Table
+from queryaudit.sql import parse
+
+# Where in the histogram a range predicate's value is drawn: `col > $1` keeps the top
+# tenth of the rows, `col < $1` the bottom tenth, BETWEEN a tenth in the middle.
+RANGE_POSITIONS = {"<": 0.1, "<=": 0.1, ">": 0.9, ">=": 0.9, "between-low": 0.45, "between-high": 0.55}
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+@dataclass
+class ParameterSlot:
+    """What one $n is: the column it meets, how, and the value drawn for it."""
+
+    number: int
+    type: str | None = None
+    table: str | None = None  # schema-qualified
+    column: str | None = None
+    operator: str | None = None  # =, <, >, in, any, like, between-low, between-high, set, limit, offset
+    value: str | None = None
+    source: str | None = None  # most_common_vals | histogram_bounds | rows_per_call
+    problem: str | None = None  # why no value, when none
+
+
+@dataclass
+class Binding:
+    slots: list[ParameterSlot] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return all(s.value is not None for s in self.slots)
+
+    @property
+    def values(self) -> list[str | None]:
+        return [s.value for s in self.slots]
+
+    def describe(self) -> str:
+        """parameter_source for the report: where each value came from, or what stopped it."""
+        if not self.slots:
+            return "no parameters"
+        parts = []
+        for s in self.slots:
+            where = f"{s.table}.{s.column}" if s.column else (s.operator or "?")
+            if s.value is not None:
+                parts.append(f"${s.number} {where} from {s.source}")
+            else:
+                parts.append(f"${s.number} {where}: {s.problem}")
+        return "; ".join(parts)
+
+    def missing(self) -> list[ParameterSlot]:
+        return [s for s in self.slots if s.value is None]
+
+
+def _param_number(node) -> int | None:
+    while isinstance(node, ast.TypeCast):
+        node = node.arg
+    return node.number if isinstance(node, ast.ParamRef) else None
+
+
+def _column(node) -> tuple[str | None, str] | None:
+    while isinstance(node, ast.TypeCast):
+        node = node.arg
+    if isinstance(node, ast.ColumnRef):
+        names = [f.sval for f in node.fields if isinstance(f, ast.String)]
+        if names and len(names) == len(node.fields):
+            return (names[-2] if len(names) > 1 else None, names[-1])
+    return None
+
+
+class _Finder(visitors.Visitor):
+    """Collects (param number, column ref, operator) and the relations with their aliases."""
+
+    def __init__(self):
+        self.uses: list[tuple[int, tuple[str | None, str] | None, str]] = []
+        self.relations: list[tuple[str | None, str, str]] = []  # schema, name, alias-or-name
+
+    def visit_RangeVar(self, ancestors, node):
+        alias = node.alias.aliasname if node.alias else node.relname
+        self.relations.append((node.schemaname, node.relname, alias))
+
+    def visit_A_Expr(self, ancestors, node):
+        op = node.name[-1].sval if node.name else None
+        kind = node.kind
+        if kind in (A_Expr_Kind.AEXPR_IN,) and isinstance(node.rexpr, (tuple, list)):
+            col = _column(node.lexpr)
+            for item in node.rexpr:
+                if (n := _param_number(item)) is not None:
+                    self.uses.append((n, col, "in"))
+        elif kind == A_Expr_Kind.AEXPR_BETWEEN and isinstance(node.rexpr, (tuple, list)) and len(node.rexpr) == 2:
+            col = _column(node.lexpr)
+            for item, where in zip(node.rexpr, ("between-low", "between-high")):
+                if (n := _param_number(item)) is not None:
+                    self.uses.append((n, col, where))
+        elif kind in (A_Expr_Kind.AEXPR_OP, A_Expr_Kind.AEXPR_OP_ANY, A_Expr_Kind.AEXPR_LIKE,
+                      A_Expr_Kind.AEXPR_ILIKE):
+            for param_side, col_side, flip in ((node.rexpr, node.lexpr, False), (node.lexpr, node.rexpr, True)):
+                n = _param_number(param_side)
+                col = _column(col_side)
+                if n is None or col is None:
+                    continue
+                if kind == A_Expr_Kind.AEXPR_OP_ANY:
+                    operator = "any"
+                elif kind in (A_Expr_Kind.AEXPR_LIKE, A_Expr_Kind.AEXPR_ILIKE):
+                    operator = "like"
+                else:
+                    operator = _FLIPPED.get(op, op) if flip else op
+                self.uses.append((n, col, operator))
+
+    def visit_SelectStmt(self, ancestors, node):
+        if (n := _param_number(node.limitCount)) is not None:
+            self.uses.append((n, None, "limit"))
+        if (n := _param_number(node.limitOffset)) is not None:
+            self.uses.append((n, None, "offset"))
+
+    def visit_UpdateStmt(self, ancestors, node):
+        for target in node.targetList or ():
+            if isinstance(target, ast.ResTarget) and (n := _param_number(target.val)) is not None:
+                self.uses.append((n, (node.relation.alias.aliasname if node.relation.alias else node.relation.relname,
+                                      target.name), "set"))
+
+
+class _Resolver:
+    """Qualifier or bare column name -> (schema-qualified table, column), from the snapshot."""
+
+    def __init__(self, relations: list[tuple[str | None, str, str]], tables: list[Table]):
+        by_name: dict[str, list[Table]] = {}
+        for t in tables:
+            by_name.setdefault(t.name, []).append(t)
+        self.aliases: dict[str, Table] = {}
+        self.in_query: list[Table] = []
+        for schema, name, alias in relations:
+            candidates = by_name.get(name, [])
+            match = next((t for t in candidates if t.schema == schema), None) if schema else (
+                next((t for t in candidates if t.schema == "public"), None) or
+                (candidates[0] if len(candidates) == 1 else None))
+            if match:
+                self.aliases.setdefault(alias, match)
+                if match not in self.in_query:
+                    self.in_query.append(match)
+
+    def resolve(self, ref: tuple[str | None, str]) -> tuple[str, str] | None:
+        qualifier, column = ref
+        if qualifier:
+            table = self.aliases.get(qualifier)
+            return (table.qualified_name, column) if table else None
+        owners = [t for t in self.in_query if any(c.name == column for c in t.columns)]
+        return (owners[0].qualified_name, column) if len(owners) == 1 else None
+
+
+def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterSlot]:
+    """Each $1..$nparams with the column it is compared with (no values yet)."""
+    slots = [ParameterSlot(number=i) for i in range(1, nparams + 1)]
+    stmts = parse(query)
+    if not stmts:
+        for s in slots:
+            s.problem = "the statement text does not parse"
+        return slots
+    finder = _Finder()
+    for stmt in stmts:
+        finder(stmt.stmt)
+    resolver = _Resolver(finder.relations, tables)
+    for number, ref, operator in finder.uses:
+        if not 1 <= number <= nparams:
+            continue
+        slot = slots[number - 1]
+        if slot.operator is not None and slot.column is not None:
+            continue  # the first comparison with a column wins
+        slot.operator = operator
+        if ref is not None:
+            resolved = resolver.resolve(ref)
+            if resolved:
+                slot.table, slot.column = resolved
+            else:
+                slot.problem = f"column {'.'.join(p for p in ref if p)} not found in the catalog"
+    for s in slots:
+        if s.operator is None and s.problem is None:
+            s.problem = "not compared with a column"
+    return slots
+
+
+def _sort_key(value: str):
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def _histogram_value(stats: ColumnStats, position: float) -> str | None:
+    """The value at `position` (0..1) of the column's distribution: from the histogram,
+    else from the most common values in value order (a column whose every value is
+    common has no histogram)."""
+    bounds = [b for b in (stats.histogram_bounds or []) if b is not None]
+    if not bounds:
+        bounds = sorted((v for v in (stats.most_common_vals or []) if v is not None), key=_sort_key)
+    if not bounds:
+        return None
+    return bounds[min(len(bounds) - 1, max(0, round(position * (len(bounds) - 1))))]
+
+
+def _common_value(stats: ColumnStats, rank: int = 0) -> tuple[str, str] | None:
+    values = [v for v in (stats.most_common_vals or []) if v is not None]
+    if values:
+        return values[rank % len(values)], "most_common_vals"
+    middle = _histogram_value(stats, 0.5)
+    return (middle, "histogram_bounds") if middle is not None else None
+
+
+def _array_literal(values: list[str]) -> str:
+    quoted = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    return "{" + ",".join(quoted) + "}"
+
+
+def draw_values(slots: list[ParameterSlot], snapshot: Snapshot, statement: Statement | None = None) -> Binding:
+    """Fill each slot's value from pg_stats (or the statement's rows per call for LIMIT)."""
+    ranks: dict[tuple[str | None, str | None], int] = {}
+    for slot in slots:
+        if slot.operator == "limit":
+            if statement is not None and statement.calls:
+                slot.value, slot.source = str(max(1, round(statement.rows / statement.calls))), "rows_per_call"
+            else:
+                slot.problem = "LIMIT with no rows per call to go by"
+            continue
+        if slot.operator == "offset":
+            slot.problem = "OFFSET: no column to draw a value from"
+            continue
+        if slot.column is None:
+            continue
+        stats = snapshot.stats_for(slot.table, slot.column)
+        if stats is None:
+            slot.problem = "no pg_stats for the column (never analyzed?)"
+            continue
+        key = (slot.table, slot.column)
+        if slot.operator in RANGE_POSITIONS:
+            value = _histogram_value(stats, RANGE_POSITIONS[slot.operator])
+            drawn = (value, "histogram_bounds") if value is not None else _common_value(stats)
+        elif slot.operator == "any":
+            values = [v for v in (stats.most_common_vals or []) if v is not None][:3]
+            drawn = (_array_literal(values), "most_common_vals") if values else None
+        else:
+            # Equality, IN lists, LIKE, SET: the most common values, a different one for
+            # each placeholder on the same column (IN ($1, $2) should not repeat itself).
+            drawn = _common_value(stats, ranks.get(key, 0))
+            ranks[key] = ranks.get(key, 0) + 1
+        if drawn is None:
+            slot.problem = "pg_stats has no common values or histogram for the column"
+        else:
+            slot.value, slot.source = drawn
+    return Binding(slots)
+
+
+def infer_parameters(query: str, snapshot: Snapshot, types: list[str],
+                     statement: Statement | None = None) -> Binding:
+    """The binding for a statement: types from the server, columns from the parse tree,
+    values from pg_stats. `Binding.complete` says whether EXPLAIN ANALYZE can use it."""
+    slots = find_slots(query, snapshot.tables, len(types))
+    for slot, typ in zip(slots, types):
+        slot.type = typ
+    return draw_values(slots, snapshot, statement)

@@ -1,0 +1,268 @@
+"""Numbers and text the renderers show but must not compute: derived once here, from the
+report dict and the snapshot, and stored in the report (so JSON readers get them too).
+
+build_report calls `enrich(report, snapshot)` last. Everything here is pure.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import pglast
+
+from queryaudit.plan import build as build_plan
+from queryaudit.sql import resolve_tables
+from queryaudit.snapshot import Snapshot
+
+# A plan node is "slow" when its own (exclusive) time is at least this share of the
+# statement's, and "misestimated" when its row estimate is off by at least this factor.
+SLOW_NODE_SHARE = 0.2
+MISESTIMATE_Q_ERROR = 10.0
+CHART_STATEMENTS = 10
+HYGIENE_CHECKS = ("unused-index", "duplicate-index", "redundant-index", "invalid-index", "fk-without-index")
+DROP_CHECKS = ("unused-index", "duplicate-index", "redundant-index")
+LOCK_CHECKS = ("lock-contention", "long-transaction", "idle-in-transaction")
+PRETTY_MAX_CHARS = 20000
+PRETTY_LIST_MARGIN = 90  # pglast on a huge generated statement is slow and unreadable anyway
+
+
+def pretty_sql(text: str) -> str:
+    """pglast's prettifier, keeping short lists on one line; the text as is when it does not parse
+    (pg_stat_statements truncates long texts) or is too long to be worth it."""
+    if len(text) > PRETTY_MAX_CHARS:
+        return text
+    try:
+        return pglast.prettify(text, compact_lists_margin=PRETTY_LIST_MARGIN)
+    except Exception:  # pglast raises ParseError and others on odd input
+        return text
+
+
+def _detail(node) -> str:
+    parts = [f"{k}: {v}" for k, v in node.conditions.items()]
+    raw = node.raw
+    if raw.get("Sort Key"):
+        parts.append("Sort Key: " + ", ".join(raw["Sort Key"]))
+    if raw.get("Sort Method"):
+        parts.append(f"Sort Method: {raw['Sort Method']} ({raw.get('Sort Space Type', '')} "
+                     f"{raw.get('Sort Space Used', '')} kB)")
+    if node.rows_removed_by_filter:
+        parts.append(f"Rows Removed by Filter: {node.rows_removed_by_filter:,.0f}")
+    if raw.get("Heap Fetches"):
+        parts.append(f"Heap Fetches: {raw['Heap Fetches']}")
+    if node.temp_blocks:
+        parts.append(f"temp blocks: {node.temp_blocks:,}")
+    return "; ".join(parts)
+
+
+def plan_rows(explain: dict | None) -> list[dict]:
+    """The plan tree (queryaudit.plan) flattened depth-first for display: exclusive time,
+    its share of the statement, q-error, and the slow / misestimated flags. Without
+    ANALYZE (generic plans) the node's own cost stands in for time."""
+    if not explain:
+        return []
+    try:
+        plan = build_plan(explain)
+    except (ValueError, KeyError, TypeError):
+        return []
+    own_costs = [max(0.0, n.total_cost - sum(c.total_cost for c in n.children)) for n in plan.nodes]
+    total_cost = sum(own_costs)
+    rows = []
+    for node, own_cost in zip(plan.nodes, own_costs):
+        if plan.analyzed:
+            share = plan.share(node)
+        else:
+            share = own_cost / total_cost if total_cost > 0 else 0.0
+        q = node.q_error
+        rows.append({
+            "depth": node.depth,
+            "path": node.path,
+            "label": node.label,
+            "node_type": node.node_type,
+            "relation": node.relation,
+            "index": node.index_name,
+            "parent_relationship": node.parent_relationship,
+            "estimated_rows": node.estimated_rows,
+            "actual_rows": node.actual_rows,
+            "loops": node.loops,
+            "never_executed": node.never_executed,
+            "total_cost": node.total_cost,
+            "own_cost": round(own_cost, 2),
+            "inclusive_ms": round(node.inclusive_ms, 3) if node.inclusive_ms is not None else None,
+            "exclusive_ms": round(node.exclusive_ms, 3) if node.exclusive_ms is not None else None,
+            "exclusive_share": round(share, 4),
+            "bar_pct": round(share * 100, 1),
+            "q_error": round(q, 1) if q is not None else None,
+            "slow": share >= SLOW_NODE_SHARE,
+            "misestimated": (q or 0) >= MISESTIMATE_Q_ERROR,
+            "detail": _detail(node),
+        })
+    return rows
+
+
+def _plan_summary(plan: dict | None) -> dict:
+    if not plan:
+        return {}
+    return {k: plan.get(v) for k, v in (("planning_ms", "Planning Time"), ("execution_ms", "Execution Time"))
+            if plan.get(v) is not None}
+
+
+def _fmt_number(value: float | None, unit: str) -> str | None:
+    if value is None:
+        return None
+    if unit == "ms":
+        return f"{value:.3f} ms" if value < 1 else f"{value:,.1f} ms"
+    return f"{value:,.1f}"
+
+
+def before_after(finding: dict) -> dict | None:
+    """The verification as a display row: what was measured, before, after, the reduction."""
+    v = finding.get("verification")
+    if not v or v.get("method") in (None, "none"):
+        return None
+    before, after = v.get("before") or {}, v.get("after") or {}
+    for measure, unit, label in (("ms", "ms", "measured time"), ("cost", "", "planner cost")):
+        if before.get(measure) is not None and after.get(measure) is not None:
+            b, a = float(before[measure]), float(after[measure])
+            kind = {"hypothetical": "hypothetical index (HypoPG)", "real": "built for real",
+                    "snapshot": "report vs report"}.get(v["method"], v["method"])
+            return {"method": v["method"], "kind": kind, "measure": label, "before": b, "after": a,
+                    "before_text": _fmt_number(b, unit), "after_text": _fmt_number(a, unit),
+                    "reduction": round(1 - a / b, 4) if b > 0 else None, "detail": v.get("detail")}
+    return {"method": v["method"], "kind": v["method"], "measure": None, "before": None, "after": None,
+            "before_text": None, "after_text": None, "reduction": None, "detail": v.get("detail")}
+
+
+def _workload_chart(queries: list[dict]) -> list[dict]:
+    top = queries[:CHART_STATEMENTS]
+    widest = max((q["share_of_total_time"] for q in top), default=0.0) or 1.0
+    return [{"queryid": q["queryid"], "rank": n, "share_pct": round(q["share_of_total_time"] * 100, 1),
+             "bar_pct": round(q["share_of_total_time"] / widest * 100, 1),
+             "label": " ".join(q["query"].split())[:80]} for n, q in enumerate(top, 1)]
+
+
+def _timeline(section: dict) -> dict | None:
+    """The wait timeline as SVG points (x and y in 0..100) from {"t_ms", "waiting"} samples."""
+    samples = [(float(p.get("t_ms", 0)), float(p.get("waiting") or 0)) for p in section.get("timeline") or []]
+    if len(samples) < 2:
+        return None
+    t0, t1 = samples[0][0], samples[-1][0]
+    span = (t1 - t0) or 1.0
+    peak = max(n for _, n in samples) or 1.0
+    return {"span_s": round((t1 - t0) / 1000, 2), "peak": peak,
+            "polyline": " ".join(f"{(t - t0) / span * 100:.2f},{100 - n / peak * 92:.2f}" for t, n in samples)}
+
+
+def _locks_view(locks: dict | None) -> dict | None:
+    """Per lock source (live sample, logs) its timeline ready to draw."""
+    if not isinstance(locks, dict):
+        return None
+    return {source: {"timeline": _timeline(section)} for source, section in locks.items() if isinstance(section, dict)}
+
+
+def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> dict:
+    plans = {p.queryid: p for p in snapshot.plans}
+    top_ids = [q["queryid"] for q in report["queries"]]
+    skipped = [{"queryid": qid, "reason": plans[qid].skipped_reason or "no plan"}
+               for qid in top_ids if qid in plans and plans[qid].plan is None]
+    methods: dict[str, int] = {}
+    for qid in top_ids:
+        m = plans[qid].method if qid in plans and plans[qid].plan is not None else "none"
+        methods[m] = methods.get(m, 0) + 1
+    notes = []
+    if not snapshot.plans:
+        notes.append("No plans were captured: the EXPLAIN stage did not run, so plan checks had nothing to read.")
+    if "hypopg" not in snapshot.server.extensions:
+        notes.append("HypoPG is not installed in the audited database: index suggestions are not verified "
+                     "with hypothetical indexes (CREATE EXTENSION hypopg; on Debian: postgresql-NN-hypopg).")
+    if not any(q.get("p95_ms") is not None for q in report["queries"]):
+        notes.append("No latency percentiles: pg_stat_statements keeps mean/min/max only; give server logs "
+                     "(--log) with durations for p95/p99.")
+    if not report.get("locks"):
+        notes.append("No lock sampling in this audit (--sample-seconds N samples blocking chains live).")
+    if snapshot.server.pgss_dealloc:
+        notes.append(f"pg_stat_statements evicted {snapshot.server.pgss_dealloc} entries in this window: "
+                     "raise pg_stat_statements.max, totals undercount rare statements.")
+    if snapshot.server.in_recovery:
+        notes.append("Audited a hot standby: statistics reflect the standby's own reads.")
+    return {"checks": [{"id": i, "title": t} for i, t in checks], "plan_methods": methods,
+            "plans_skipped": skipped, "errors": report["errors"], "partial": report["partial"], "notes": notes}
+
+
+def when(iso: str | None) -> str | None:
+    """'2026-11-24 01:42:26 UTC' from an ISO timestamp (as collected, in UTC)."""
+    if not iso:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(since: str | None, until: str | None) -> float | None:
+    try:
+        return (dt.datetime.fromisoformat(str(until)) - dt.datetime.fromisoformat(str(since))).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def short_version(version: str | None, version_num: int) -> str:
+    if version and version.startswith("PostgreSQL "):
+        return version.split()[1].rstrip(",")
+    return f"{version_num // 10000}.{version_num % 10000}"
+
+
+def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | None = None) -> dict:
+    """Add the display-ready derived fields to a built report (in place; returned for chaining)."""
+    target, window = report["target"], report["window"]
+    target["server_version_short"] = short_version(target.get("server_version"), target["server_version_num"])
+    window["since_label"] = when(window.get("statistics_since"))
+    window["collected_label"] = when(window.get("collected_at"))
+    window["duration_s"] = _duration(window.get("statistics_since"), window.get("collected_at"))
+    for q in report["queries"]:
+        text = q["query"]
+        q["query_pretty"] = pretty_sql(text)
+        q["tables"] = resolve_tables(text, snapshot.tables)
+        q["plan_nodes"] = plan_rows(q.get("plan"))
+        q["plan_summary"] = _plan_summary(q.get("plan"))
+    rank = {q["queryid"]: n for n, q in enumerate(report["queries"], 1)}
+    for n, f in enumerate(report["findings"], 1):
+        f["rank"] = n
+        f["before_after"] = before_after(f)
+        f["statements"] = [{"queryid": qid, "rank": rank.get(qid),
+                            "query": report["queries"][rank[qid] - 1]["query"] if qid in rank else None}
+                           for qid in f.get("queryids", [])]
+    by_id = {f["id"]: f for f in report["findings"]}
+    for fix in report["summary"]["top_fixes"]:
+        f = by_id.get(fix["id"], {})
+        saving = f.get("predicted_saving") or {}
+        fix.update({"effort": f.get("effort"), "confidence": f.get("confidence"), "table": f.get("table"),
+                    "queryids": f.get("queryids", []), "saving_total_ms": saving.get("total_ms"),
+                    "saving_ms_per_call": saving.get("ms_per_call"), "advice": f.get("advice"),
+                    "before_after": f.get("before_after")})
+    report["workload_chart"] = _workload_chart(report["queries"])
+    report["catalog"] = {"indexes": [{"name": i.qualified_name, "table": i.table, "definition": i.definition,
+                                      "valid": i.is_valid, "bytes": i.bytes, "idx_scan": i.idx_scan,
+                                      "columns": i.columns}
+                                     for i in snapshot.indexes],
+                         "statistics": [{"name": s.name, "table": s.table, "columns": s.columns, "kinds": s.kinds}
+                                        for s in snapshot.extended_statistics]}
+    sizes = {i.qualified_name: i.bytes for i in snapshot.indexes}
+    hygiene = [f for f in report["findings"] if f["check"] in HYGIENE_CHECKS]
+    droppable = {f["index"] for f in hygiene if f["check"] in DROP_CHECKS and f.get("index")}
+    report["hygiene"] = {
+        "finding_ids": [f["id"] for f in hygiene],
+        "by_check": {c: sum(1 for f in hygiene if f["check"] == c) for c in HYGIENE_CHECKS},
+        "reclaimable_bytes": sum(sizes.get(name, 0) for name in droppable),
+        "index_count": len(snapshot.indexes),
+        "index_bytes": sum(i.bytes for i in snapshot.indexes),
+    }
+    report["locks_view"] = _locks_view(report.get("locks"))
+    if checks is None:
+        from queryaudit.checks import all_checks
+
+        checks = [(c.id, c.title) for c in all_checks()]
+    report["method"] = _method(report, snapshot, checks)
+    report["lock_finding_ids"] = [f["id"] for f in report["findings"] if f["check"] in LOCK_CHECKS]
+    return report

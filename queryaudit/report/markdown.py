@@ -1,0 +1,180 @@
+"""The Markdown report, for pull-request comments and tickets (GitHub-flavoured).
+
+User data (query texts, names, evidence) is escaped: inline text has Markdown and HTML
+metacharacters escaped, SQL goes in code fences longer than any backtick run it holds.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from queryaudit.report.html import _bytes, _ms, _num, _one_line, _pct
+
+WORKLOAD_ROWS = 10
+FIX_DETAILS = 10
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def text(value) -> str:
+    """Inline user text: no Markdown formatting, no HTML, one line."""
+    flat = " ".join(str(value if value is not None else "").split())
+    flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", flat)
+
+
+def code(value) -> str:
+    """An inline code span that survives backticks, pipes and angle brackets in the value."""
+    flat = " ".join(str(value if value is not None else "").split()).replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}" if flat else ""
+
+
+def fenced(value: str, lang: str = "sql") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", value)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{value.rstrip()}\n{fence}"
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |",
+           "|" + "|".join("---:" if i in right else "---" for i in range(len(headers))) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _before_after(ba: dict | None) -> str | None:
+    if not ba:
+        return None
+    if ba.get("before") is None:
+        return f"Verification: {text(ba.get('kind'))}" + (f" ({text(ba['detail'])})" if ba.get("detail") else "")
+    reduction = f", **{_pct(ba['reduction'])} less**" if ba.get("reduction") is not None else ""
+    return f"Before/after ({text(ba['kind'])}, {ba['measure']}): {ba['before_text']} → {ba['after_text']}{reduction}"
+
+
+def render(report: dict) -> str:
+    if report.get("kind") == "compare":
+        return render_compare(report)
+    t, w, s = report["target"], report["window"], report["summary"]
+    lines = [f"# Query audit: {text(t['database'])}", "",
+             f"PostgreSQL {text(t.get('server_version_short') or t['server_version_num'])}"
+             f"{' on ' + text(t['host']) if t.get('host') else ''} · window "
+             f"{text(w.get('since_label') or 'since server start')} → {text(w.get('collected_label'))} · "
+             f"**{_ms(w['total_exec_time_ms'])}** database time, {_num(w['total_calls'])} calls, "
+             f"{_num(w['statement_count'])} statements · **{len(report['findings'])} findings**, "
+             f"predicted saving **{_pct(s.get('predicted_saving_share'))}**", ""]
+    if report["partial"]:
+        lines += ["> **Partial report**: some stages failed (see Method).", ""]
+
+    lines += ["## Top fixes", ""]
+    if s["top_fixes"]:
+        rows = [[str(n), f"**{_pct(f['share_of_total_time'])}**", f['severity'], text(f.get('effort') or ''),
+                 text(f['title']), code(f['check'])] for n, f in enumerate(s["top_fixes"], 1)]
+        lines += _table(["#", "saving", "severity", "effort", "fix", "check"], rows, {0, 1}) + [""]
+    else:
+        lines += ["No findings.", ""]
+
+    lines += [f"## Workload (top {min(WORKLOAD_ROWS, len(report['queries']))} statements by total time)", ""]
+    rows = [[str(n), _pct(q['share_of_total_time']), _ms(q['total_exec_time_ms']), _num(q['calls']),
+             _ms(q['mean_exec_time_ms']), _ms(q.get('p95_ms')), _pct(q.get('cache_hit_ratio')),
+             code(_one_line(q['query'], 90))] for n, q in enumerate(report["queries"][:WORKLOAD_ROWS], 1)]
+    lines += _table(["#", "share", "total", "calls", "mean", "p95", "cache hit", "statement"], rows,
+                    {0, 1, 2, 3, 4, 5, 6}) + [""]
+
+    if report["findings"]:
+        lines += ["## Fixes", ""]
+    for n, f in enumerate(report["findings"][:FIX_DETAILS], 1):
+        saving = f.get("predicted_saving") or {}
+        lines += [f"### {n}. {text(f['title'])}", ""]
+        facts = [f"**{f['severity']}**", f"check {code(f['check'])}", f"effort {text(f['effort'])}",
+                 f"confidence {text(f['confidence'])}"]
+        if saving:
+            facts.append(f"saving **{_pct(saving.get('share_of_total_time'))}**"
+                         + (f" ({_ms(saving['total_ms'])})" if saving.get("total_ms") is not None else ""))
+        if f.get("table"):
+            facts.append(f"table {code(f['table'])}")
+        if f.get("index"):
+            facts.append(f"index {code(f['index'])}")
+        if f.get("columns"):
+            facts.append(f"columns {code(', '.join(f['columns']))}")
+        lines += [" · ".join(facts), ""]
+        for st in f.get("statements") or []:
+            lines.append(f"- statement {code(st['queryid'])}" + (f": {code(_one_line(st['query'], 100))}" if st.get("query") else ""))
+        if f.get("statements"):
+            lines.append("")
+        if f.get("advice"):
+            lines += [text(f["advice"]), ""]
+        if f.get("fix_sql"):
+            lines += [fenced(f["fix_sql"]), ""]
+        ba = _before_after(f.get("before_after"))
+        if ba:
+            lines += [ba, ""]
+        merged = (f.get("evidence") or {}).get("merged") or []
+        if merged:
+            lines += ["Merged: " + "; ".join(f"{code(x['id'])} {text(x['title'])}" for x in merged), ""]
+    if len(report["findings"]) > FIX_DETAILS:
+        lines += [f"… and {len(report['findings']) - FIX_DETAILS} more findings in the HTML/JSON report.", ""]
+
+    h = report.get("hygiene")
+    if h:
+        lines += ["## Index hygiene", "",
+                  f"{_num(h['index_count'])} indexes ({_bytes(h['index_bytes'])}); reclaimable by dropping: "
+                  f"**{_bytes(h['reclaimable_bytes'])}**; " +
+                  ", ".join(f"{c}: {n}" for c, n in h["by_check"].items()), ""]
+
+    lock_ids = report.get("lock_finding_ids") or []
+    if lock_ids:
+        by_id = {f["id"]: f for f in report["findings"]}
+        lines += ["## Locks", ""] + [f"- **{by_id[i]['severity']}** {text(by_id[i]['title'])}" for i in lock_ids] + [""]
+
+    m = report.get("method") or {}
+    lines += ["## Method", "",
+              "Predicted saving = the share of the window's total execution time the fix removes (Amdahl). "
+              "Findings that name the same index are merged into one fix.", ""]
+    for e in report["errors"]:
+        lines.append(f"- stage **{text(e['stage'])}** failed: {text(e['message'])}")
+    for note in m.get("notes", []):
+        lines.append(f"- {text(note)}")
+    for sk in m.get("plans_skipped", []):
+        lines.append(f"- no plan for {code(sk['queryid'])}: {text(sk['reason'])}")
+    if m.get("checks"):
+        lines.append("- checks run: " + ", ".join(code(c["id"]) for c in m["checks"]))
+    lines += ["", f"<sub>queryaudit {text(report['tool']['version'])}, {text(report['generated_at'])}</sub>", ""]
+    return "\n".join(lines)
+
+
+def render_compare(c: dict) -> str:
+    b, a = c["before"], c["after"]
+    lines = [f"# Before/after: {text(a['database'])}", "",
+             f"Before: {text(b.get('collected_label') or b['collected_at'])} ({_ms(b['total_exec_time_ms'])}, "
+             f"{_num(b['total_calls'])} calls, {b['findings']} findings) · "
+             f"After: {text(a.get('collected_label') or a['collected_at'])} ({_ms(a['total_exec_time_ms'])}, "
+             f"{_num(a['total_calls'])} calls, {a['findings']} findings)", ""]
+    if not c.get("same_database", True):
+        lines += ["> **Warning**: the two reports are of different databases.", ""]
+    lines += ["## Verdicts", ""]
+    lines += [f"- {'✅' if v['outcome'] == 'improved' else '⚠️' if v['outcome'] == 'regressed' else '➖'} "
+              f"{text(v['text'])}" for v in c["verdicts"]] or ["No fix applied between the two reports."]
+    lines += [""]
+    lines += ["## Findings", "", f"Resolved: **{len(c['findings']['resolved'])}**, new: **{len(c['findings']['new'])}**, "
+              f"still open: {len(c['findings']['persisting'])}", ""]
+    for f in c["findings"]["resolved"]:
+        lines.append(f"- resolved: {code(f['check'])} {text(f['title'])}")
+    for f in c["findings"]["new"]:
+        lines.append(f"- **new**: {code(f['check'])} {text(f['title'])}")
+    lines += ["", "## Statements", ""]
+    rows = [[s["status"], _ms(s["before"]["mean_exec_time_ms"] if s["before"] else None),
+             _ms(s["after"]["mean_exec_time_ms"] if s["after"] else None), text(s.get("mean_change_text") or ""),
+             _num(s["before"]["calls"] if s["before"] else None), _num(s["after"]["calls"] if s["after"] else None),
+             _ms(s["before"]["total_exec_time_ms"] if s["before"] else None),
+             _ms(s["after"]["total_exec_time_ms"] if s["after"] else None), code(_one_line(s["query"], 80))]
+            for s in c["statements"]]
+    lines += _table(["status", "mean before", "mean after", "change", "calls before", "calls after",
+                     "total before", "total after", "statement"], rows, {1, 2, 3, 4, 5, 6, 7}) + [""]
+    lines += [f"<sub>queryaudit {text(c['tool']['version'])}, {text(c['generated_at'])}</sub>", ""]
+    return "\n".join(lines)
+
+
+def write(report: dict, path: str | Path) -> None:
+    Path(path).write_text(render(report), encoding="utf-8")

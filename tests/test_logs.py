@@ -1,0 +1,203 @@
+"""Log ingest on logs written by a real server (stderr, csvlog, jsonlog at once), the N+1
+found from the log alone, lock-wait / temp-file / auto_explain events, corrupted input."""
+import gzip
+import json
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import n_plus_one_workload as wl
+from conftest import _bin_dir, run_cli
+from helpers import validate_report
+from queryaudit.cluster import start_cluster
+from queryaudit.logs import LockEvent, PlanEvent, ReadStats, StatementEvent, TempFileEvent, iter_events
+from queryaudit.logs.digest import LatencySketch, ingest
+
+PREFIX = "%m [%p] %q%u@%d %c %l %v %x %a %Q "
+LOG_SETTINGS = {
+    "logging_collector": "on", "log_destination": "'stderr,csvlog,jsonlog'", "log_directory": "'log'",
+    "log_filename": "'server.log'", "log_min_duration_statement": "0", "log_line_prefix": f"'{PREFIX}'",
+    "log_lock_waits": "on", "deadlock_timeout": "'50ms'", "log_temp_files": "0",
+    "auto_explain.log_min_duration": "'20ms'", "auto_explain.log_format": "json",
+    "log_min_messages": "warning", "autovacuum": "off",
+}
+class LogFolder(type(Path())):
+    dsn = ""
+
+
+FORMATS = {"stderr": "server.log", "csvlog": "server.csv", "jsonlog": "server.json"}
+
+
+@pytest.fixture(scope="module", params=["pg15", "pg18"])
+def server_log(request, tmp_path_factory):
+    """A dedicated cluster logging every statement in the three formats, the workload run
+    against it, then destroyed; the log folder is what the tests read."""
+    bin_dir = _bin_dir(request.param)
+    if bin_dir is None:
+        pytest.skip(f"{request.param} binaries not found")
+    cluster = start_cluster(bin_dir, LOG_SETTINGS)
+    try:
+        dsn = cluster.dsn()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+            wl.load(conn)
+            conn.execute("SELECT pg_stat_statements_reset()")
+            conn.execute("SET application_name = 'loop'")
+            wl.run_loop(conn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SET application_name = 'batched'")
+            wl.run_batched(conn)
+            conn.execute("SELECT 'two\nlines' AS multi, 1")
+            conn.execute("SET work_mem = '64kB'")
+            conn.execute("SELECT * FROM books ORDER BY title").fetchall()  # a temporary file
+        _lock_wait(dsn)
+        time.sleep(0.5)  # the logging collector flushes asynchronously
+        folder = tmp_path_factory.mktemp(f"log-{request.param}")
+        for name in FORMATS.values():
+            (folder / name).write_bytes((cluster.pgdata / "log" / name).read_bytes())
+        folder = LogFolder(folder)
+        folder.dsn = dsn  # the same server, still up, for the live audit with --log
+        yield folder
+    finally:
+        cluster.destroy()
+
+
+def _lock_wait(dsn):
+    """One session holds a row lock for 300 ms while another updates the same row."""
+    holder = psycopg.connect(dsn)
+    holder.execute("UPDATE authors SET name = 'held' WHERE id = 1")
+    waiter = threading.Thread(target=lambda: psycopg.connect(dsn, autocommit=True).execute(
+        "UPDATE authors SET name = 'waited' WHERE id = 1"))
+    waiter.start()
+    time.sleep(0.3)
+    holder.commit()
+    holder.close()
+    waiter.join()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_events_from_each_format(server_log, fmt):
+    stats = ReadStats()
+    events = list(iter_events([server_log / FORMATS[fmt]], prefix=PREFIX, stats=stats))
+    assert stats.formats[str(server_log / FORMATS[fmt])] == fmt
+    assert stats.malformed_lines == 0 and stats.records > 100
+    child = [e for e in events if isinstance(e, StatementEvent) and e.phase == "execute"
+             and e.query == "SELECT id, title FROM books WHERE author_id = $1"]
+    assert len(child) == 60
+    first = child[0]
+    assert first.duration_ms > 0 and first.parameters == ["'1'"] and first.user == "postgres"
+    assert first.database == "postgres" and first.session_id and first.pid and first.vxid
+    assert first.queryid and first.queryid != "0" and first.timestamp.startswith("20")
+    assert {e.application for e in child} == {"loop"}
+    multi = [e for e in events if isinstance(e, StatementEvent) and "AS multi" in e.query]
+    assert multi and multi[0].query == "SELECT 'two\nlines' AS multi, 1"  # continuation lines joined
+    temp = [e for e in events if isinstance(e, TempFileEvent)]
+    assert temp and temp[0].size_bytes > 0 and "ORDER BY title" in temp[0].statement
+    plans = [e for e in events if isinstance(e, PlanEvent)]
+    assert any(p.plan_json and p.plan_json["Plan"]["Node Type"] for p in plans)
+    waits = [e for e in events if isinstance(e, LockEvent)]
+    kinds = {e.kind for e in waits}
+    assert {"waiting", "acquired"} <= kinds, waits
+    waiting = next(e for e in waits if e.kind == "waiting")
+    assert waiting.lock_mode == "ShareLock" and waiting.lock_type == "transaction" and len(waiting.holders) == 1
+    assert waiting.waited_ms >= 50 and waiting.statement.startswith("UPDATE authors")
+    assert waiting.relation_name == "authors"
+
+
+def test_percentiles_and_n_plus_one_from_the_log(server_log):
+    facts = ingest([server_log / "server.log"], PREFIX)
+    child = next(s for s in facts.statements if s.query == "SELECT id, title FROM books WHERE author_id = $1")
+    assert child.count == 60 and child.min_ms <= child.p50_ms <= child.p95_ms <= child.p99_ms
+    assert child.p99_ms <= child.max_ms * 1.03
+    [loop] = facts.n_plus_one
+    assert loop.query == child.query and loop.runs == 3 and loop.executions == 60 and loop.max_run == 20
+    assert loop.parent_query == "SELECT id, name FROM authors ORDER BY id LIMIT 20 OFFSET $1"
+    assert loop.example_parameters[:2] == ["'1'", "'2'"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_audit_from_log_alone(server_log, fmt, tmp_path):
+    out = tmp_path / "report.json"
+    args = ["audit", "--log", str(server_log / FORMATS[fmt]), "--json", str(out)]
+    result = run_cli(*args, "--log-line-prefix", PREFIX, env={"DATABASE_URL": "", "PGHOST": "", "PGDATABASE": ""})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    validate_report(report)
+    [finding] = [f for f in report["findings"] if f["check"] == "n-plus-one"]
+    assert finding["table"] == "public.books" and finding["columns"] == ["author_id"]
+    assert finding["evidence"]["log"]["executions"] == 60
+    assert finding["evidence"]["batched_query"] == "SELECT id, title, author_id FROM books WHERE author_id = ANY($1)"
+    assert len(finding["queryids"]) == 2  # child, then parent
+    assert report["logs"]["malformed_lines"] == 0
+    top = {s["query"]: s for s in report["logs"]["statements"]}
+    assert top["SELECT id, title FROM books WHERE author_id = $1"]["p95_ms"] > 0
+
+
+def test_wrong_prefix_is_reported_not_crashed(server_log, tmp_path):
+    result = run_cli("audit", "--log", str(server_log / "server.log"), "--log-line-prefix", "%t <%u> ",
+                     "--json", str(tmp_path / "r.json"), env={"DATABASE_URL": "", "PGHOST": "", "PGDATABASE": ""})
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["partial"] and "log_line_prefix" in report["errors"][0]["message"]
+
+
+def test_log_matched_to_pg_stat_statements_adds_percentiles(server_log, tmp_path):
+    """--log with a live audit of the server that wrote it: query entries get p50/p95/p99,
+    and the N+1 found in pg_stat_statements carries the log's evidence."""
+    out = tmp_path / "report.json"
+    result = run_cli("audit", "--dsn", server_log.dsn, "--no-explain", "--json", str(out),
+                     "--log", str(server_log / "server.json"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    child = next(q for q in report["queries"] if q["query"].startswith("SELECT id, title FROM books"))
+    assert child["p95_ms"] > 0 and child["log_calls"] == 60
+    [finding] = [f for f in report["findings"] if f["check"] == "n-plus-one"]
+    assert finding["evidence"]["source"] == ["pg_stat_statements", "log"]
+
+
+def test_truncated_and_corrupted_logs(server_log, tmp_path):
+    data = (server_log / "server.log").read_bytes()
+    good = ingest([server_log / "server.log"], PREFIX)
+    broken = tmp_path / "broken.log"
+    # Invalid UTF-8, a line of noise, and the file cut in the middle of a line.
+    lines = data.split(b"\n")
+    lines.insert(50, b"\xff\xfe not utf-8 \xc3")
+    lines.insert(10, b"garbage line without a prefix")
+    broken.write_bytes(b"\n".join(lines)[:-37])
+    facts = ingest([broken], PREFIX)
+    assert facts.malformed_lines >= 1 and facts.n_plus_one and facts.executions >= good.executions - 3
+    gz = tmp_path / "cut.log.gz"
+    gz.write_bytes(gzip.compress(data)[: len(gzip.compress(data)) // 2])
+    facts = ingest([str(tmp_path / "*.gz")], PREFIX)
+    assert facts.lines > 0 and "read stopped" in facts.files[0]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
+                          st.sampled_from([b"2024-01-01 00:00:00.000 UTC [1] LOG:  duration: x ms",
+                                           b"2024-01-01 00:00:00.000 UTC [1] DETAIL:  parameters: $1 = '",
+                                           b"\tcontinued", b"{\"message\": 1}", b"2024-01-01 00:00:00 UTC,,,"])),
+                max_size=40),
+       st.sampled_from(["stderr", "csvlog", "jsonlog"]))
+def test_random_bytes_never_crash(tmp_path, lines, fmt):
+    path = tmp_path / f"fuzz-{fmt}.log"
+    data = b"\n".join(lines)
+    path.write_bytes(data)
+    facts = ingest([path], "%m [%p] ", log_format=fmt)
+    assert facts.lines <= data.count(b"\n") + 1 and facts.malformed_lines <= facts.lines
+
+
+def test_sketch_quantiles_are_within_the_relative_error():
+    sketch = LatencySketch()
+    values = [0.05 * 1.01 ** i for i in range(2000)]
+    for v in values:
+        sketch.add(v)
+    for q in (0.5, 0.95, 0.99):
+        exact = sorted(values)[int(q * (len(values) - 1))]
+        assert abs(sketch.quantile(q) - exact) / exact < 0.03
+    assert len(sketch.buckets) < 600

@@ -1,0 +1,88 @@
+"""Migration rules: each rule's own cases, and agreement with squawk's rule cases for every
+rule that shares squawk's name (../shared/corpora/squawk-rule-cases.json)."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from queryaudit.migrations import ALIASES, Settings, all_rules, parse_pg_version
+from queryaudit.migrations.review import lint_sql
+from queryaudit.migrations.source import MigrationSyntaxError
+
+STATIC_RULES = [r for r in all_rules() if not r.dynamic]
+SECTIONS = ["## What it detects", "## Why it matters", "## How to fix", "## Example", "## Thresholds",
+            "## Known false positives"]
+# Cases whose SQL PostgreSQL's own grammar rejects (squawk's parser is more lenient): we
+# report a syntax error instead of linting. `int array[]` is not valid PostgreSQL.
+NOT_POSTGRESQL = {("ban-char-field", "all_the_types")}
+
+
+def settings_for(pg_version, assume_in_transaction) -> Settings:
+    return Settings(parse_pg_version(pg_version) if pg_version else Settings().pg_version,
+                    bool(assume_in_transaction))
+
+
+def lines_of(rule_id: str, sql: str, settings: Settings) -> list[int]:
+    ids = ALIASES.get(rule_id, (rule_id,))
+    return sorted({f.line for f in lint_sql(sql, settings, only=ids)})
+
+
+@pytest.mark.parametrize("rule", STATIC_RULES, ids=lambda r: r.id)
+def test_rule_has_id_title_doc_and_cases(rule):
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rule.id)
+    positions = [rule.doc.find(s) for s in SECTIONS]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), rule.id
+    assert any(c.expect == "trigger" for c in rule.cases) and any(c.expect == "pass" for c in rule.cases), rule.id
+
+
+@pytest.mark.parametrize("rule", STATIC_RULES, ids=lambda r: r.id)
+def test_rule_own_cases(rule):
+    for case in rule.cases:
+        got = lines_of(rule.id, case.sql, settings_for(case.pg_version, case.assume_in_transaction))
+        assert bool(got) == (case.expect == "trigger"), (rule.id, case)
+
+
+def _corpus(shared_dir):
+    return json.loads((shared_dir / "corpora" / "squawk-rule-cases.json").read_text())
+
+
+def test_every_squawk_rule_is_implemented(shared_dir):
+    ours = {r.id for r in all_rules()} | set(ALIASES)
+    theirs = {c["rule"] for c in _corpus(shared_dir)}
+    missing = sorted(theirs - ours)
+    assert not missing, f"squawk rules without a queryaudit rule: {missing}"
+
+
+def test_squawk_corpus_agreement(shared_dir):
+    """Every case of every rule we share a name with: trigger/pass, and the 1-based lines."""
+    ours = {r.id: r for r in all_rules()}
+    disagreements, checked = [], 0
+    for case in _corpus(shared_dir):
+        rid = case["rule"]
+        if rid not in ours and rid not in ALIASES:
+            continue
+        if rid in ours:
+            assert ours[rid].squawk, f"{rid} shares squawk's name but is not marked squawk=True"
+        settings = settings_for(case["pg_version"], case["assume_in_transaction"])
+        if (rid, case["test"]) in NOT_POSTGRESQL:
+            with pytest.raises(MigrationSyntaxError):
+                lines_of(rid, case["sql"], settings)
+            continue
+        checked += 1
+        got = lines_of(rid, case["sql"], settings)
+        if bool(got) != (case["expect"] == "trigger"):
+            disagreements.append((rid, case["test"], case["expect"], got))
+        elif case.get("lines") and got != sorted(set(case["lines"])):
+            disagreements.append((rid, case["test"], "lines", case["lines"], got))
+    assert checked >= 340, checked
+    assert not disagreements, f"{len(disagreements)}/{checked} cases disagree: {disagreements}"
+
+
+def test_rule_pages_are_current():
+    from pathlib import Path
+
+    from queryaudit.migrations.docs import write_pages
+    stale = write_pages(Path(__file__).resolve().parent.parent / "checks" / "migrations", dry_run=True)
+    assert not stale, f"stale pages in checks/migrations/: {stale}; run `queryaudit docs`"
