@@ -107,3 +107,43 @@ def test_server_restart_mid_audit_gives_partial_report(server, tmp_path):
     assert snap.partial and snap.errors[0].stage == "restart"
     assert snap.statements and snap.tables
     validate_report(analyse(snap))
+
+
+def test_backend_terminated_during_explain(shop_db, tmp_path):
+    """pg_terminate_backend on the auditor's EXPLAIN ANALYZE: the statement is skipped
+    with the reason, the audit finishes, the report is written and marked partial."""
+    import threading
+
+    # A self-join of order lines: about a second, with a parameter the auditor can draw
+    # from pg_stats (quantity), so it gets EXPLAIN ANALYZE rather than a generic plan.
+    slow = ("SELECT count(*) FROM order_items a JOIN order_items b ON b.product_id = a.product_id "
+            "WHERE a.quantity = %s")
+    for _ in range(3):
+        shop_db.execute(slow, (2,))
+    killed = []
+
+    def killer():
+        deadline = time.monotonic() + 60
+        with shop_db.connect() as conn:
+            while time.monotonic() < deadline and not killed:
+                row = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'queryaudit' "
+                                   "AND query LIKE 'EXPLAIN%%ANALYZE%%' AND state = 'active' "
+                                   "AND now() - query_start > interval '100 ms'").fetchone()
+                if row:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                    killed.append(row[0])
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    out = tmp_path / "r.json"
+    result = run_cli("audit", "--dsn", shop_db.dsn, "--json", str(out))
+    thread.join()
+    assert killed, "the EXPLAIN was never seen running"
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    validate_report(report)
+    assert report["partial"] is True and report["errors"]
+    entry = next(q for q in report["queries"] if "b.product_id = a.product_id" in q["query"])
+    assert entry["plan_skipped_reason"], entry
+    assert report["queries"] and report["findings"], "the rest of the audit is there"

@@ -56,7 +56,15 @@ def server_log(request, tmp_path_factory):
             conn.execute("SET work_mem = '64kB'")
             conn.execute("SELECT * FROM books ORDER BY title").fetchall()  # a temporary file
         _lock_wait(dsn)
-        time.sleep(0.5)  # the logging collector flushes asynchronously
+        # The logging collector writes asynchronously: wait until a last statement is in
+        # every file (a fixed sleep loses the tail on a loaded machine).
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT 'end-of-test-workload' AS sentinel")
+        deadline = time.monotonic() + 30
+        while not all(b"end-of-test-workload" in (cluster.pgdata / "log" / name).read_bytes()
+                      for name in FORMATS.values()):
+            assert time.monotonic() < deadline, "the server never logged the sentinel"
+            time.sleep(0.1)
         folder = tmp_path_factory.mktemp(f"log-{request.param}")
         for name in FORMATS.values():
             (folder / name).write_bytes((cluster.pgdata / "log" / name).read_bytes())
