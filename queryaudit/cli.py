@@ -132,7 +132,15 @@ def audit(
     from queryaudit.snapshot import Snapshot
 
     if targets is not None:
-        return _audit_fleet(targets, out_dir, top, workers, store, baseline)
+        from queryaudit.history.fleet import FleetOptions, output_formats
+
+        if snapshot is not None or logs or queries or save_snapshot or target_name:
+            raise AuditError("--targets audits the databases of its file: --snapshot, --log, --queries, "
+                             "--save-snapshot and --target do not combine with it")
+        return _audit_fleet(targets, out_dir, FleetOptions(
+            top=top, explain=explain, explain_budget_s=explain_budget, sample_seconds=sample_seconds, redact=redact,
+            formats=output_formats({"json": json_path, "html": html_path, "markdown": markdown_path})),
+            workers, store, baseline)
     if snapshot is not None:
         snap = Snapshot.load(snapshot)
     elif logs and not has_server_target(dsn):
@@ -174,7 +182,7 @@ def audit(
         console.print(f"wrote {path}", markup=False, highlight=False)
 
 
-def _audit_fleet(targets: Path, out_dir: Path, top: int, workers: Optional[int], store: Optional[str],
+def _audit_fleet(targets: Path, out_dir: Path, options, workers: Optional[int], store: Optional[str],
                  baseline: bool) -> None:
     from queryaudit.history.fleet import run_fleet
 
@@ -186,7 +194,7 @@ def _audit_fleet(targets: Path, out_dir: Path, top: int, workers: Optional[int],
             console.print(f"FAILED  {result.target.name} ({result.seconds:.1f} s): {result.error}",
                           markup=False, highlight=False, soft_wrap=True)
 
-    results = run_fleet(targets, out_dir, top=top, workers=workers, store_url=store, baseline=baseline,
+    results = run_fleet(targets, out_dir, options, workers=workers, store_url=store, baseline=baseline,
                         record=bool(store), on_done=done)
     failed = [r.target.name for r in results if not r.ok]
     console.print(f"wrote {out_dir / 'index.html'} and {out_dir / 'index.md'}", markup=False, highlight=False, soft_wrap=True)

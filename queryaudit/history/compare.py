@@ -47,8 +47,12 @@ class AuditView:
     total_exec_time_ms: float | None = None
 
     def describe(self) -> dict:
+        from queryaudit.report.derive import when
+
         return {"label": self.label, "audit_id": self.audit_id, "collected_at": self.collected_at,
-                "window_start": self.window_start, "window_kind": self.window_kind, "window_note": self.window_note,
+                "collected_label": when(self.collected_at), "window_start": self.window_start,
+                "window_start_label": when(self.window_start), "window_kind": self.window_kind,
+                "window_note": self.window_note,
                 "total_exec_time_ms": round(self.total_exec_time_ms, 3) if self.total_exec_time_ms is not None
                 else None}
 

@@ -13,10 +13,19 @@ targets.toml:
     [[target]]
     name = "billing"
     dsn = "postgresql://auditor@billing-replica/billing"   # password from ~/.pgpass or PGPASSWORD
+    explain = false                               # per-target overrides of the command line:
+    top = 10                                      # top, explain, explain-budget, sample-seconds,
+    redact = true                                 # redact (on when either asks for it)
+
+The command line's --top, --no-explain, --explain-budget, --sample-seconds and --redact
+apply to every target. --json/--html/--markdown select the formats written per target;
+their path holds {target} (e.g. reports/{target}.md); without them JSON and HTML go to
+--out-dir as <target>.json and <target>.html.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import html
 import os
@@ -31,8 +40,47 @@ from queryaudit.findings import SEVERITIES
 from queryaudit.history.budgets import array_of_tables, read_toml
 
 DEFAULT_WORKERS = 4
-TARGET_KEYS = {"name", "dsn", "dsn-env", "top"}
+# targets.toml key -> (FleetOptions field, type check, what it must be)
+OVERRIDES = {
+    "top": ("top", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
+    "explain": ("explain", lambda v: isinstance(v, bool), "true or false"),
+    "explain-budget": ("explain_budget_s", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and v >= 0, "a number of seconds >= 0"),
+    "sample-seconds": ("sample_seconds", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and v >= 0, "a number of seconds >= 0"),
+    "redact": ("redact", lambda v: isinstance(v, bool), "true or false"),
+}
+TARGET_KEYS = {"name", "dsn", "dsn-env", *OVERRIDES}
+DEFAULT_FORMATS = ("json", "html")
+EXTENSIONS = {"json": "json", "html": "html", "markdown": "md"}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass
+class FleetOptions:
+    """The command line's audit options, for every target (targets.toml may override them per target).
+    formats: format -> path template holding {target}, or None for <out-dir>/<target>.<ext>."""
+
+    top: int = 20
+    explain: bool = True
+    explain_budget_s: float = 60.0
+    sample_seconds: float = 0.0
+    redact: bool = False
+    formats: dict[str, str | None] = field(default_factory=lambda: {f: None for f in DEFAULT_FORMATS})
+
+    def output_paths(self, name: str, out_dir: Path) -> dict[str, Path]:
+        return {fmt: Path(template.replace("{target}", name)) if template else out_dir / f"{name}.{EXTENSIONS[fmt]}"
+                for fmt, template in self.formats.items()}
+
+
+def output_formats(paths: dict[str, str | Path | None]) -> dict[str, str | None]:
+    """--json/--html/--markdown given with --targets: path templates, each naming its target."""
+    given = {fmt: str(p) for fmt, p in paths.items() if p is not None}
+    for fmt, template in given.items():
+        if "{target}" not in template:
+            raise AuditError(f"with --targets, --{fmt} needs {{target}} in its path (e.g. reports/{{target}}."
+                             f"{EXTENSIONS[fmt]}): every target writes its own file")
+    return given or {f: None for f in DEFAULT_FORMATS}
 
 
 @dataclass
@@ -40,7 +88,12 @@ class FleetTarget:
     name: str
     dsn: str | None = None
     dsn_env: str | None = None
-    top: int | None = None
+    overrides: dict = field(default_factory=dict)  # FleetOptions field -> value, from targets.toml
+
+    def options(self, defaults: FleetOptions) -> FleetOptions:
+        merged = dataclasses.replace(defaults, **self.overrides)
+        merged.redact = defaults.redact or merged.redact  # --redact on the command line holds for every target
+        return merged
 
     def resolve_dsn(self) -> str:
         if self.dsn_env:
@@ -87,10 +140,13 @@ def load_targets(path: Path) -> tuple[list[FleetTarget], int | None]:
         seen.add(name)
         if ("dsn" in entry) == ("dsn-env" in entry):
             raise AuditError(f"{where} ({name}) needs exactly one of dsn or dsn-env")
-        top = entry.get("top")
-        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
-            raise AuditError(f"{where}.top must be a whole number >= 1")
-        targets.append(FleetTarget(name, entry.get("dsn"), entry.get("dsn-env"), top))
+        overrides = {}
+        for key, (attr, valid, expected) in OVERRIDES.items():
+            if key in entry:
+                if not valid(entry[key]):
+                    raise AuditError(f"{where}.{key} must be {expected}, not {entry[key]!r}")
+                overrides[attr] = entry[key]
+        targets.append(FleetTarget(name, entry.get("dsn"), entry.get("dsn-env"), overrides))
     return targets, workers
 
 
@@ -102,23 +158,31 @@ def _summary(report: dict) -> dict:
             "top_finding": f"[{top['severity']}] {top['title']}" if top else None}
 
 
-def audit_target(target: FleetTarget, out_dir: Path, top: int, formats: list[str], store_url: str | None,
+def audit_target(target: FleetTarget, out_dir: Path, defaults: FleetOptions, store_url: str | None,
                  baseline: bool, record: bool) -> FleetResult:
     from queryaudit.pipeline import AuditOptions, analyse, collect_live
     from queryaudit.report import write_outputs
 
     started = time.monotonic()
+    options = target.options(defaults)
     try:
-        snapshot = collect_live(target.resolve_dsn(), AuditOptions(top=target.top or top))
-        report = analyse(snapshot, target.top or top)
+        snapshot = collect_live(target.resolve_dsn(), AuditOptions(
+            top=options.top, explain=options.explain, explain_budget_s=options.explain_budget_s,
+            sample_seconds=options.sample_seconds))
+        report = analyse(snapshot, options.top)
+        if options.redact:
+            from queryaudit.redact import redact as redact_values
+
+            report = redact_values(report)
         history = []
         if record or baseline:
             from queryaudit.history.service import attach_history
 
-            history = attach_history(report, snapshot, store_url, record=record, baseline=baseline, name=target.name)
-        written = write_outputs(report, {fmt: out_dir / f"{target.name}.{'md' if fmt == 'markdown' else fmt}"
-                                         for fmt in formats})
-        return FleetResult(target, True, time.monotonic() - started, outputs=dict(zip(formats, written)),
+            history = attach_history(report, snapshot, store_url, record=record, baseline=baseline, name=target.name,
+                                     redact=options.redact)
+        paths = options.output_paths(target.name, out_dir)
+        written = write_outputs(report, paths)
+        return FleetResult(target, True, time.monotonic() - started, outputs=dict(zip(paths, written)),
                            summary=_summary(report), history=history)
     except AuditError as exc:
         return FleetResult(target, False, time.monotonic() - started, error=str(exc))
@@ -127,18 +191,16 @@ def audit_target(target: FleetTarget, out_dir: Path, top: int, formats: list[str
                            error=f"internal error: {type(exc).__name__}: {exc}")
 
 
-def run_fleet(targets_path: Path, out_dir: Path, top: int = 20, workers: int | None = None,
+def run_fleet(targets_path: Path, out_dir: Path, options: FleetOptions | None = None, workers: int | None = None,
               store_url: str | None = None, baseline: bool = False, record: bool = False,
               on_done: Callable[[FleetResult], None] | None = None) -> list[FleetResult]:
-    from queryaudit.report import WRITERS
-
+    options = options or FleetOptions()
     targets, file_workers = load_targets(targets_path)
     out_dir.mkdir(parents=True, exist_ok=True)
-    formats = [f for f in ("json", "html") if f in WRITERS]
     pool_size = max(1, min(workers or file_workers or DEFAULT_WORKERS, len(targets)))
     results: dict[str, FleetResult] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="queryaudit-fleet") as pool:
-        futures = {pool.submit(audit_target, t, out_dir, top, formats, store_url, baseline, record): t
+        futures = {pool.submit(audit_target, t, out_dir, options, store_url, baseline, record): t
                    for t in targets}
         for future in concurrent.futures.as_completed(futures):
             result = future.result()
@@ -160,9 +222,9 @@ def write_index(out_dir: Path, results: list[FleetResult]) -> tuple[Path, Path]:
     failed = sum(1 for r in results if not r.ok)
     rows_html, rows_md = [], []
     for r in results:
-        links = " ".join(f'<a href="{html.escape(p.name)}">{html.escape(fmt.upper())}</a>'
-                         for fmt, p in r.outputs.items())
-        links_md = " ".join(f"[{fmt.upper()}]({p.name})" for fmt, p in r.outputs.items())
+        hrefs = {fmt: Path(os.path.relpath(p.resolve(), out_dir.resolve())).as_posix() for fmt, p in r.outputs.items()}
+        links = " ".join(f'<a href="{html.escape(href)}">{html.escape(fmt.upper())}</a>' for fmt, href in hrefs.items())
+        links_md = " ".join(f"[{fmt.upper()}]({href.replace(' ', '%20')})" for fmt, href in hrefs.items())
         if r.ok:
             s = r.summary
             status = "partial" if s["partial"] else "ok"

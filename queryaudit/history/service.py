@@ -40,7 +40,10 @@ def window_summary(window: Window) -> dict:
     kinds: dict[str, int] = {}
     for entry in window.entries:
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
+    from queryaudit.report.derive import when
+
     return {"kind": window.kind, "start": window.start, "end": window.end, "note": window.note,
+            "start_label": when(window.start), "end_label": when(window.end),
             "evicted_entries": window.evicted, "entries_by_kind": kinds}
 
 

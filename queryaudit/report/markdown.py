@@ -53,6 +53,66 @@ def _before_after(ba: dict | None) -> str | None:
     return f"Before/after ({text(ba['kind'])}, {ba['measure']}): {ba['before_text']} → {ba['after_text']}{reduction}"
 
 
+WINDOW_KINDS = {"delta": "since the previous audit (differences of the counters)",
+                "reset": "since a statistics reset (counting started again)",
+                "first": "first audit of this target (everything since the statistics began)",
+                "cumulative": "cumulative since the statistics began"}
+
+
+def _side(row: dict, which: str, key: str, fmt) -> str:
+    return fmt(row[which][key]) if row.get(which) else "–"
+
+
+def _baseline_rows(rows: list[dict]) -> list[str]:
+    table = [[r["status"], _side(r, "before", "mean_exec_time_ms", _ms), _side(r, "after", "mean_exec_time_ms", _ms),
+              text(r.get("mean_change_text") or "–"),
+              f"{_side(r, 'before', 'calls', _num)} → {_side(r, 'after', 'calls', _num)}",
+              f"{_side(r, 'before', 'total_exec_time_ms', _ms)} → {_side(r, 'after', 'total_exec_time_ms', _ms)}",
+              code(_one_line(r["query"], 90))] for r in rows]
+    return _table(["status", "mean before", "mean after", "change", "calls", "total time", "statement"], table,
+                  {1, 2, 3, 4, 5}) + [""]
+
+
+def since_last_audit(report: dict) -> list[str]:
+    """report["history"] (the stored audit and its window) and report["baseline"] (the comparison
+    with the last stored audit of the target), regressions first."""
+    h, b = report.get("history"), report.get("baseline")
+    if not h and not b:
+        return []
+    lines = ["## Since the last audit", ""]
+    if h:
+        w = h["window"]
+        lines += [f"Recorded as audit #{h['audit_id']} of {code(h['target'])} in {code(h['store'])}. Window "
+                  f"**{text(w['kind'])}**: {text(WINDOW_KINDS.get(w['kind'], w['kind']))}, "
+                  f"{text(w.get('start_label') or w.get('start') or '?')} → {text(w.get('end_label') or w['end'])}"
+                  + (f"; {_num(w['evicted_entries'])} entries evicted" if w.get("evicted_entries") else "") + ".", ""]
+        if w.get("note"):
+            lines += [f"> **{'Statistics reset' if w['kind'] == 'reset' else 'Window'}**: {text(w['note'])}", ""]
+    if not b:
+        return lines
+    if not b.get("before"):
+        return lines + [text(b.get("note") or "No earlier audit to compare with."), ""]
+    before, counts, f = b["before"], b["statement_counts"], b["findings"]
+    lines += [f"Compared with {text(before['label'])} of {text(before.get('collected_label') or before['collected_at'])}"
+              f" (its window: {text(before.get('window_kind'))}): database time "
+              f"{_ms(before.get('total_exec_time_ms'))} → {_ms(b['after'].get('total_exec_time_ms'))}; "
+              f"**{counts.get('regressed', 0)} slower**, {counts.get('improved', 0)} faster, "
+              f"{counts.get('new', 0)} new, {counts.get('gone', 0)} gone; findings: **{len(f['new'])} new**, "
+              f"{len(f['resolved'])} resolved, {f['persisting']} still open.", ""]
+    if before.get("window_note"):
+        lines += [f"Its window: {text(before['window_note'])}.", ""]
+    for status, title in (("regressed", "Slower"), ("improved", "Faster")):
+        rows = [r for r in b["statements"] if r["status"] == status]
+        if rows:
+            lines += [f"### {title} ({len(rows)})", ""] + _baseline_rows(rows)
+    for key, title in (("new", "New findings"), ("resolved", "Resolved findings")):
+        if f[key]:
+            lines += [f"### {title} ({len(f[key])})", ""]
+            lines += [f"- **{x['severity']}** {code(x['check'])} {text(x['title'])}"
+                      + (f" ({code(x['object'])})" if x.get("object") else "") for x in f[key]] + [""]
+    return lines
+
+
 def render(report: dict) -> str:
     if report.get("kind") == "compare":
         return render_compare(report)
@@ -67,6 +127,7 @@ def render(report: dict) -> str:
     if report["partial"]:
         lines += ["> **Partial report**: some stages failed (see Method).", ""]
 
+    lines += since_last_audit(report)
     lines += ["## Top fixes", ""]
     if s["top_fixes"]:
         rows = [[str(n), f"**{_pct(f['share_of_total_time'])}**", f['severity'], text(f.get('effort') or ''),

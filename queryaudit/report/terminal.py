@@ -85,13 +85,18 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
         console.print("No findings.")
 
     queries = Table(title="Top statements by total time", title_justify="left")
-    for col, justify in (("share", "right"), ("total", "right"), ("calls", "right"), ("mean", "right"),
-                         ("rows/call", "right"), ("query", "left")):
-        queries.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
-                           min_width=None if col == "query" else len(col))
-    for q in report["queries"][:limit]:
-        queries.add_row(_pct(q["share_of_total_time"]), _ms(q["total_exec_time_ms"]), f"{q['calls']:,}",
-                        _ms(q["mean_exec_time_ms"]), f"{q['rows_per_call']}", Text(_one_line(q["query"], 60)))
+    rows = [(_pct(q["share_of_total_time"]), _ms(q["total_exec_time_ms"]), f"{q['calls']:,}",
+             _ms(q["mean_exec_time_ms"]), f"{q['rows_per_call']}") for q in report["queries"][:limit]]
+    headers = ("share", "total", "calls", "mean", "rows/call")
+    # Numbers are never cut; the query text takes what width is left and is cut instead.
+    widths = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(headers)]
+    for col, width in zip(headers, widths):
+        queries.add_column(col, justify="right", no_wrap=True, min_width=width)
+    # 3 characters of border and padding per column, plus the closing border.
+    query_width = max(20, console.width - sum(widths) - 3 * (len(headers) + 1) - 1)
+    queries.add_column("query", no_wrap=True, overflow="ellipsis", max_width=query_width)
+    for row, q in zip(rows, report["queries"][:limit]):
+        queries.add_row(*row, Text(_one_line(q["query"], query_width)))
     console.print(queries)
     if len(report["findings"]) > len(report["summary"]["top_fixes"]):
         console.print(Text(f"{len(report['findings']) - len(report['summary']['top_fixes'])} more findings: "
