@@ -31,6 +31,9 @@ StoreOption = typer.Option(None, "--store", help="audit history: a SQLite file p
 # Plan capture (queryaudit.collect.plans), shared by audit and snapshot.
 ExplainOption = typer.Option(True, "--explain/--no-explain", help="EXPLAIN the top statements (ANALYZE for read-only ones)")
 ExplainBudgetOption = typer.Option(60.0, "--explain-budget", min=0, help="seconds all EXPLAINs may take together")
+ExplainTimeoutOption = typer.Option(10.0, "--explain-timeout", min=0.1,
+                                    help="seconds one EXPLAIN ANALYZE may take (its statement_timeout); statements "
+                                         "whose mean time exceeds it get a plain EXPLAIN")
 AnalyzeDmlOption = typer.Option(False, "--analyze-dml", help="also EXPLAIN ANALYZE INSERT/UPDATE/DELETE, in a "
                                 "transaction that is rolled back (refused on a standby)")
 QueriesOption = typer.Option(None, "--queries", exists=True, dir_okay=False,
@@ -103,6 +106,7 @@ def audit(
                                          help="also sample lock waits and open transactions for N seconds (0: off)"),
     explain: bool = ExplainOption,
     explain_budget: float = ExplainBudgetOption,
+    explain_timeout: float = ExplainTimeoutOption,
     analyze_dml: bool = AnalyzeDmlOption,
     queries: Optional[Path] = QueriesOption,
     logs: Optional[list[Path]] = typer.Option(None, "--log", help="PostgreSQL log files to read too (stderr, csvlog, "
@@ -150,7 +154,8 @@ def audit(
         try:
             snap = collect_live(resolve_dsn(dsn), AuditOptions(
                 top=top, sample_seconds=sample_seconds, explain=explain, explain_budget_s=explain_budget,
-                analyze_dml=analyze_dml, queries_file=queries), progress)
+                explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml, queries_file=queries),
+                progress)
         finally:
             if status:
                 status.stop()
@@ -221,6 +226,7 @@ def snapshot_cmd(
     top: int = TopOption,
     explain: bool = ExplainOption,
     explain_budget: float = ExplainBudgetOption,
+    explain_timeout: float = ExplainTimeoutOption,
     analyze_dml: bool = AnalyzeDmlOption,
     queries: Optional[Path] = QueriesOption,
 ) -> None:
@@ -229,6 +235,7 @@ def snapshot_cmd(
     from queryaudit.pipeline import AuditOptions, collect_live
 
     snap = collect_live(resolve_dsn(dsn), AuditOptions(top=top, explain=explain, explain_budget_s=explain_budget,
+                                                       explain_statement_ms=int(explain_timeout * 1000),
                                                        analyze_dml=analyze_dml, queries_file=queries))
     snap.save(output)
     console.print(f"wrote {output}: {len(snap.statements)} statements, {len(snap.tables)} tables, "

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
+from queryaudit.collect.plans import DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.connect import SessionLimits, session
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import Snapshot
@@ -25,6 +26,7 @@ class AuditOptions:
     # Plan capture (queryaudit.collect.plans): EXPLAIN of the top statements.
     explain: bool = True
     explain_budget_s: float = 60.0
+    explain_statement_ms: int = DEFAULT_STATEMENT_LIMIT_MS  # statement_timeout of one EXPLAIN ANALYZE
     analyze_dml: bool = False
     queries_file: str | None = None
     # Index advisor (queryaudit.advisor), after plan capture; None = defaults, enabled=False = off.
@@ -42,8 +44,8 @@ def collect_live(dsn: str, options: AuditOptions, progress=None) -> Snapshot:
         from queryaudit.collect.plans import PlanOptions, plan_stage
 
         options.collect.stages.append(plan_stage(PlanOptions(
-            top=options.top, budget_s=options.explain_budget_s, analyze_dml=options.analyze_dml,
-            queries_file=options.queries_file)))
+            top=options.top, budget_s=options.explain_budget_s, statement_limit_ms=options.explain_statement_ms,
+            analyze_dml=options.analyze_dml, queries_file=options.queries_file)))
     from queryaudit.advisor.stage import AdvisorOptions, stage as advisor_stage
 
     advisor = options.advisor or AdvisorOptions()

@@ -147,3 +147,19 @@ def test_backend_terminated_during_explain(shop_db, tmp_path):
     entry = next(q for q in report["queries"] if "b.product_id = a.product_id" in q["query"])
     assert entry["plan_skipped_reason"], entry
     assert report["queries"] and report["findings"], "the rest of the audit is there"
+
+
+def test_explain_timeout_gives_plain_explain_for_slow_statements(shop_db, tmp_path):
+    """A statement slower than --explain-timeout is not executed by EXPLAIN ANALYZE: it
+    gets a plain EXPLAIN, and the report says why."""
+    shop_db.run_workload("shop")
+    out = tmp_path / "r.json"
+    result = run_cli("audit", "--dsn", shop_db.dsn, "--explain-timeout", "0.1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    sort = next(q for q in report["queries"] if "ORDER BY price DESC" in q["query"])
+    assert sort["mean_exec_time_ms"] > 100
+    assert sort["plan_method"] == "explain" and "100 ms" in sort["plan_skipped_reason"], sort["plan_skipped_reason"]
+    assert sort["plan"] and "Actual Total Time" not in json.dumps(sort["plan"])
+    fast = next(q for q in report["queries"] if "customer_id = $1" in q["query"])
+    assert fast["plan_method"] == "analyze"
