@@ -148,6 +148,9 @@ def audit(
     if snapshot is not None:
         snap = Snapshot.load(snapshot)
     elif logs and not has_server_target(dsn):
+        from queryaudit.logs.reader import expand_paths
+
+        expand_paths(logs)  # the logs are all there is to audit: a missing one is an error, not a partial report
         snap = log_only_snapshot()
     else:
         status, progress = _progress()

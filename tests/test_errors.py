@@ -64,6 +64,10 @@ def test_missing_privilege_names_the_grant(shop_db):
 @pytest.mark.parametrize("args,fragment", [
     (["audit", "--snapshot", "/nonexistent/snap.json"], "snapshot file not found"),
     (["audit", "--dsn", "this is not a dsn"], "connection string"),
+    (["audit", "--log", "/nonexistent/postgresql.log"], "log file not found"),
+    (["plan", "/nonexistent/plan.txt"], "not found"),
+    (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "a.json"),
+    (["review-migration", "/nonexistent/0001.sql"], "no such file"),
 ])
 def test_bad_input(args, fragment):
     assert_one_line_error(run_cli(*args), fragment)
