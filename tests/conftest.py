@@ -110,6 +110,15 @@ class Database:
     def run_workload(self, fixture: str, rounds: int = 1) -> None:
         fixture_lib.run_workload(fixture, self.dsn, rounds=rounds)
 
+    def create_monitoring_role(self, prefix: str) -> str:
+        """A login role holding only pg_monitor and SELECT on the tables: what the README
+        tells a user to grant the auditor."""
+        role = f"{prefix}_{self.name}"
+        self.execute(f"CREATE ROLE {role} LOGIN")
+        self.execute(f"GRANT pg_monitor TO {role}")
+        self.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        return role
+
 
 _servers: dict[str, Server | str] = {}
 

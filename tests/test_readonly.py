@@ -12,10 +12,7 @@ def _write_counters(db):
 
 def test_audit_as_monitoring_role_writes_nothing(shop_db, tmp_path):
     shop_db.run_workload("shop")
-    role = f"auditor_{shop_db.name}"
-    shop_db.execute(f"CREATE ROLE {role} LOGIN")
-    shop_db.execute(f"GRANT pg_monitor TO {role}")
-    shop_db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    role = shop_db.create_monitoring_role("auditor")
     # Settle what the workload left: dead tuples a read could prune, and hint bits that
     # the first read of a page sets (with data checksums, the default on 18, PostgreSQL
     # WAL-logs that page once per checkpoint whoever reads it). A first audit reads

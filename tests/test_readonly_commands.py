@@ -35,10 +35,7 @@ def _run_all(dsn, tmp_path) -> dict[str, object]:
 
 def test_every_command_as_a_monitoring_role(shop_db, tmp_path):
     shop_db.run_workload("shop")
-    role = f"monitor_{shop_db.name}"
-    shop_db.execute(f"CREATE ROLE {role} LOGIN")
-    shop_db.execute(f"GRANT pg_monitor TO {role}")
-    shop_db.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    role = shop_db.create_monitoring_role("monitor")
     shop_db.execute("VACUUM")
     dsn = shop_db.dsn_as(role)
     _run_all(dsn, tmp_path)  # warm-up: first reads set hint bits (see test_readonly)
