@@ -460,18 +460,16 @@ def _unquote(ident: str) -> str:
 @lru_cache(maxsize=4096)
 def _condition_columns(text: str) -> tuple[tuple[str | None, str], ...]:
     try:
-        from pglast import ast, parse_sql, visitors
+        from pglast import ast, parse_sql
+
+        from queryaudit.sql import find_nodes
 
         stmt = parse_sql(f"SELECT 1 WHERE {text}")[0].stmt
         found: list[tuple[str | None, str]] = []
-
-        class V(visitors.Visitor):
-            def visit_ColumnRef(self, ancestors, node):
-                names = [f.sval for f in node.fields if isinstance(f, ast.String)]
-                if names:
-                    found.append((names[-2] if len(names) > 1 else None, names[-1]))
-
-        V()(stmt)
+        for ref in find_nodes(stmt, ast.ColumnRef):
+            names = [f.sval for f in ref.fields if isinstance(f, ast.String)]
+            if names:
+                found.append((names[-2] if len(names) > 1 else None, names[-1]))
         return tuple(found)
     except Exception:
         pass

@@ -87,30 +87,29 @@ def resolve_tables(query: str, tables: list[Table], search_path: tuple[str, ...]
 READ_ONLY_STATEMENTS = (ast.SelectStmt,)
 
 
+def find_nodes(node, types, stop_at=()) -> list:
+    """Every node of `types` in the tree under `node` (itself included), parents first;
+    the walk does not go below a node of `stop_at` (e.g. ast.SubLink: a subquery's own scope)."""
+
+    class Collector(visitors.Visitor):
+        def visit(self, ancestors, item):
+            if isinstance(item, types):
+                found.append(item)
+            if stop_at and isinstance(item, stop_at):
+                return visitors.Skip
+
+    found: list = []
+    Collector()(node)
+    return found
+
+
 def _has_modifying_cte(stmt) -> bool:
-    found = []
-
-    class V(visitors.Visitor):
-        def visit_CommonTableExpr(self, ancestors, node):
-            if not isinstance(node.ctequery, ast.SelectStmt):
-                found.append(node)
-
-    V()(stmt)
-    return bool(found)
+    return any(not isinstance(cte.ctequery, ast.SelectStmt) for cte in find_nodes(stmt, ast.CommonTableExpr))
 
 
 def _locks_rows(stmt) -> bool:
-    found = []
-
-    class V(visitors.Visitor):
-        def visit_LockingClause(self, ancestors, node):
-            found.append(node)
-
-        def visit_IntoClause(self, ancestors, node):  # SELECT ... INTO creates a table
-            found.append(node)
-
-    V()(stmt)
-    return bool(found)
+    # SELECT ... FOR UPDATE locks rows; SELECT ... INTO creates a table.
+    return bool(find_nodes(stmt, (ast.LockingClause, ast.IntoClause)))
 
 
 def statement_kind(query: str) -> str:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pglast import ast, enums, visitors
+from pglast import ast, enums
 from pglast.stream import RawStream
 
 from queryaudit.snapshot import Index, Snapshot, Table
-from queryaudit.sql import parse
+from queryaudit.sql import find_nodes, parse
 
 MAX_EQUALITY_COLUMNS = 4
 MAX_KEY_COLUMNS = 5
@@ -33,26 +33,9 @@ _RANGE_OPS = {"<", ">", "<=", ">="}
 _IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
 
-class _ColumnRefs(visitors.Visitor):
-    """Column references of an expression, not descending into subqueries (own scope)."""
-
-    def __init__(self):
-        super().__init__()
-        self.refs = []
-
-    def visit_ColumnRef(self, ancestors, n):
-        self.refs.append(n)
-
-    def visit_SubLink(self, ancestors, n):
-        return visitors.Skip
-
-
 def _column_refs(node) -> list:
-    if isinstance(node, ast.ColumnRef):
-        return [node]
-    collector = _ColumnRefs()
-    collector(node)
-    return collector.refs
+    """Column references of an expression, not descending into subqueries (own scope)."""
+    return find_nodes(node, ast.ColumnRef, stop_at=ast.SubLink)
 
 
 @dataclass
@@ -247,15 +230,7 @@ class _Extractor:
         self.sublinks(node, scope)
 
     def sublinks(self, node, scope: _Scope) -> None:
-        subs = []
-
-        class V(visitors.Visitor):
-            def visit_SubLink(self, ancestors, n):
-                subs.append(n)
-                return visitors.Skip
-
-        V()(node)
-        for sub in subs:
+        for sub in find_nodes(node, ast.SubLink, stop_at=ast.SubLink):
             if sub.subselect is not None:
                 self.statement(sub.subselect, scope)
 
@@ -375,26 +350,11 @@ def _conjuncts(node) -> list:
 
 
 def _has_sublink(node) -> bool:
-    found = []
-
-    class V(visitors.Visitor):
-        def visit_SubLink(self, ancestors, n):
-            found.append(n)
-            return visitors.Skip
-
-    V()(node)
-    return bool(found)
+    return bool(find_nodes(node, ast.SubLink, stop_at=ast.SubLink))
 
 
 def _has_param(node) -> bool:
-    found = []
-
-    class V(visitors.Visitor):
-        def visit_ParamRef(self, ancestors, n):
-            found.append(n)
-
-    V()(node)
-    return bool(found)
+    return bool(find_nodes(node, ast.ParamRef))
 
 
 def _deparse_unqualified(node) -> str:

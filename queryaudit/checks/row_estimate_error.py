@@ -81,6 +81,7 @@ from queryaudit.checks._plans import (CapturedPlan, analyzed_plans, columns_of, 
 from queryaudit.findings import Finding, Saving
 from queryaudit.plan import PlanNode
 from queryaudit.snapshot import Snapshot, Table
+from queryaudit.sql import find_nodes
 
 ID = "row-estimate-error"
 TITLE = "Row estimate error"
@@ -255,14 +256,7 @@ def _is_expression_on_column(node) -> bool:
     node = _strip_casts(node)
     if not isinstance(node, (ast.FuncCall, ast.A_Expr, ast.CoalesceExpr)):
         return False
-    found = []
-
-    class V(visitors.Visitor):
-        def visit_ColumnRef(self, ancestors, ref):
-            found.append(ref)
-
-    V()(node)
-    return bool(found)
+    return bool(find_nodes(node, ast.ColumnRef))
 
 
 def _deparse(node) -> str:

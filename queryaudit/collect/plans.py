@@ -88,20 +88,16 @@ HARMLESS_VOLATILE = {"random", "random_normal", "gen_random_uuid", "uuid_generat
 
 
 def functions_called(query: str) -> list[str]:
-    from pglast import ast, visitors
+    from pglast import ast
 
-    from queryaudit.sql import parse
+    from queryaudit.sql import find_nodes, parse
 
     names: list[str] = []
-
-    class V(visitors.Visitor):
-        def visit_FuncCall(self, ancestors, node):
-            name = node.funcname[-1].sval if node.funcname else None
+    for stmt in parse(query) or ():
+        for call in find_nodes(stmt.stmt, ast.FuncCall):
+            name = call.funcname[-1].sval if call.funcname else None
             if name and name not in names:
                 names.append(name)
-
-    for stmt in parse(query) or ():
-        V()(stmt.stmt)
     return names
 
 
