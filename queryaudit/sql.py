@@ -5,10 +5,11 @@ long texts at track_activity_query_size): it returns an empty answer, never rais
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import pglast
-from pglast import ast, visitors
+from pglast import ast, keywords, visitors
 
 from queryaudit.snapshot import Table
 
@@ -20,6 +21,26 @@ def parse(query: str) -> tuple | None:
         return tuple(pglast.parse_sql(query))
     except Exception:  # pglast raises ParseError, and others on odd input
         return None
+
+
+# Keywords that cannot stand as a bare column or table name. Unreserved keywords can.
+_KEYWORDS_NEEDING_QUOTES = frozenset(
+    keywords.RESERVED_KEYWORDS | keywords.TYPE_FUNC_NAME_KEYWORDS | keywords.COL_NAME_KEYWORDS)
+_BARE_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def quote_ident(name: str) -> str:
+    """`name` as PostgreSQL's quote_ident() writes it: bare when it is a lower-case
+    identifier and no keyword that needs quoting, else double-quoted (mixed case,
+    spaces, reserved words such as "order" and "user")."""
+    if _BARE_IDENT.fullmatch(name) and name not in _KEYWORDS_NEEDING_QUOTES:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_qualified(schema: str | None, name: str) -> str:
+    """schema.name, each part quoted as needed; the schema is left out when None."""
+    return f"{quote_ident(schema)}.{quote_ident(name)}" if schema else quote_ident(name)
 
 
 def fingerprint(query: str) -> str | None:

@@ -10,6 +10,7 @@ from queryaudit import plan as plan_model
 from queryaudit.findings import Saving, saving_from_share
 from queryaudit.plan import Plan, PlanNode
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement, Table
+from queryaudit.sql import quote_ident, quote_qualified
 
 # Severity follows the predicted saving (share of the database's total execution time).
 HIGH_SHARE = 0.10
@@ -100,12 +101,8 @@ def columns_of(table: Table | None, node: PlanNode, fields: tuple[str, ...] | No
     return out
 
 
-def quote_ident(name: str) -> str:
-    return name if name.isidentifier() and name == name.lower() else '"' + name.replace('"', '""') + '"'
-
-
 def qualified(table: Table) -> str:
-    return f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
+    return quote_qualified(table.schema, table.name)
 
 
 def work_mem_for(kilobytes: float) -> str:

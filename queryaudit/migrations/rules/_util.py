@@ -10,6 +10,7 @@ from pglast.stream import RawStream
 from queryaudit.migrations import Settings, Violation
 from queryaudit.migrations.locks import blocks
 from queryaudit.migrations.source import MigrationFile, Statement
+from queryaudit.sql import quote_ident  # noqa: F401  (re-exported to the rules)
 
 
 def loc(node) -> int | None:
@@ -129,6 +130,3 @@ def version_at_least(settings: Settings, major: int, minor: int = 0) -> bool:
     return settings.pg_version >= (major, minor)
 
 
-def quote_ident(name: str) -> str:
-    import re
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
