@@ -299,3 +299,63 @@ def test_query_budget_reports_the_loop(shelf_db):
     assert len(cap.statements) == 1
     with pytest.raises(NPlusOneError):
         failure.value.capture.assert_no_n_plus_one()
+
+
+# -- ASGI / WSGI middleware -------------------------------------------------------------------
+
+def test_asgi_middleware_reports_an_asyncpg_loop_per_request(shelf_db):
+    import asyncpg
+
+    from queryaudit.capture.middleware import QueryAuditASGI
+
+    async def app(scope, receive, send):  # an ASGI endpoint, as FastAPI or Starlette would call it
+        conn = await asyncpg.connect(shelf_db.dsn)
+        try:
+            shelves = await conn.fetch("SELECT id FROM shelves ORDER BY id")
+            if scope["path"] == "/loop":
+                for shelf in shelves:
+                    await conn.fetch("SELECT label FROM items WHERE shelf_id = $1", shelf["id"])  # endpoint loop
+        finally:
+            await conn.close()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    reports = []
+    wrapped = QueryAuditASGI(app, on_n_plus_one=lambda path, loops: reports.append((path, loops)))
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    for path in ("/loop", "/batched"):
+        asyncio.run(wrapped({"type": "http", "method": "GET", "path": path}, receive, send))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 200]
+    [(path, [loop])] = reports
+    assert path == "GET /loop" and loop.executions == 12
+    assert loop.call_site.endswith(_site("# endpoint loop"))
+
+
+def test_wsgi_middleware_reports_a_psycopg2_loop(shelf_db):
+    import psycopg2
+
+    from queryaudit.capture.middleware import QueryAuditWSGI
+
+    def app(environ, start_response):
+        conn = psycopg2.connect(shelf_db.dsn)
+        try:
+            cur = conn.cursor()
+            for shelf_id in range(1, 7):
+                cur.execute("SELECT name FROM shelves WHERE id = %s", (shelf_id,))  # wsgi loop
+        finally:
+            conn.close()
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    reports = []
+    wrapped = QueryAuditWSGI(app, on_n_plus_one=lambda path, loops: reports.append((path, loops)))
+    assert wrapped({"REQUEST_METHOD": "GET", "PATH_INFO": "/shelves"}, lambda status, headers: None) == [b"ok"]
+    [(path, [loop])] = reports
+    assert path == "GET /shelves" and loop.call_site.endswith(_site("# wsgi loop"))
