@@ -59,13 +59,51 @@ class Hypothetical:
 
     def create(self, candidate: Candidate) -> tuple[int, int]:
         """(oid, estimated size in bytes) of a new hypothetical index."""
-        ddl = create_sql(candidate, "hypo", concurrently=False).replace("CREATE INDEX hypo ON", "CREATE INDEX ON")
+        ddl = create_sql(candidate, None, concurrently=False).rstrip(";")
         oid = self.conn.execute("SELECT indexrelid FROM hypopg_create_index(%s)", (ddl,)).fetchone()[0]
         size = self.conn.execute("SELECT hypopg_relation_size(%s)", (oid,)).fetchone()[0]
         return int(oid), int(size or 0)
 
     def drop(self, oid: int) -> None:
         self.conn.execute("SELECT hypopg_drop_index(%s)", (oid,))
+
+
+class WhatIf:
+    """Statements planned with exactly a given set of hypothetical indexes: the
+    session's HypoPG set is brought to that set (drop what is extra, create what is
+    missing) before each plan. Sizes are HypoPG's own estimates (hypopg_relation_size)."""
+
+    def __init__(self, hypo: Hypothetical, queries: dict[str, str]):
+        self.hypo, self.queries = hypo, queries
+        self.present: dict[tuple, int] = {}  # candidate key -> hypothetical index oid
+
+    def sync(self, candidates) -> None:
+        want = {c.key: c for c in candidates}
+        for key in [k for k in self.present if k not in want]:
+            self.hypo.drop(self.present.pop(key))
+        for key, c in want.items():
+            if key not in self.present:
+                self.present[key] = self.hypo.create(c)[0]
+
+    def size(self, candidate: Candidate) -> int:
+        """HypoPG's size, or -1 when HypoPG refuses the definition."""
+        try:
+            oid, size = self.hypo.create(candidate)
+        except psycopg.Error:
+            return -1
+        self.hypo.drop(oid)
+        return size
+
+    def plan(self, queryid: str, candidates) -> tuple[float, dict] | None:
+        try:
+            self.sync(candidates)
+            return generic_cost(self.hypo.conn, self.queries[queryid])
+        except psycopg.Error:
+            return None
+
+    def cost(self, queryid: str, candidates) -> float:
+        planned = self.plan(queryid, candidates)
+        return planned[0] if planned else float("inf")
 
 
 def generic_cost(conn: psycopg.Connection, query: str) -> tuple[float, dict]:
