@@ -305,8 +305,9 @@ def advise_indexes(
                                               "indexes together, in MB = 10^6 bytes (default: no limit)"),
     budget: Optional[str] = typer.Option(None, "--index-budget", help="the same with its unit: 500MB (10^6 bytes), "
                                          "1GiB (2^30 bytes), kB/GB/KiB/MiB"),
-    max_indexes: int = typer.Option(10, "--max-indexes", min=1, help="propose at most this many indexes"),
-    threshold: float = typer.Option(0.2, "--threshold", min=0.01, max=1.0, help="take an index (or a wider one) "
+    max_indexes: Optional[int] = typer.Option(None, "--max-indexes", min=1, help="propose at most this many "
+                                              "indexes (default: 10 without a budget, no limit with one)"),
+    threshold: float = typer.Option(0.05, "--threshold", min=0.01, max=1.0, help="take an index (or a wider one) "
                                     "only when it cuts the cost of the statements it changes by this fraction"),
     verify_real: bool = typer.Option(False, "--verify-real", help="scratch/staging only: build each proposed index "
                                      "for real, EXPLAIN ANALYZE before and after, roll back"),

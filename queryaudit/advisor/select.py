@@ -261,13 +261,22 @@ class Extend:
                                   c.reasons | {"extend"}, set(c.queryids), c.descending)
                 if wider.key not in keys:
                     out.append(_Option(wider, c, 0))
+        # Extend only ever appends columns, so a cheap single column can win a step that a
+        # composite in another order wins outright (tenant_id = $1 ... ORDER BY created_at
+        # LIMIT 20: (created_at) is smaller, (tenant_id, created_at) far better): a chosen
+        # index may also be swapped for a candidate that contains its leading column.
+        for c in config:
+            for s in seeds:
+                if s.table == c.table and s.key not in keys and c.columns[0] in s.columns[1:]:
+                    out.append(_Option(s, c, 0))
         return out
 
     def _evaluate(self, o: _Option, config: list[Candidate], current: dict[str, float]) -> None:
         new = [c for c in config if c is not o.removed] + [o.added]
         before = after = net = 0.0
         best_cut = 0.0
-        for q in self.relevant(o.added):
+        changed = set(self.relevant(o.added)) | (set(self.relevant(o.removed)) if o.removed else set())
+        for q in changed:
             was, now = current[q], self.cost(q, new)
             net += self.w.weight[q] * (was - now)  # a wider index can make some statement dearer
             if now < was:
@@ -276,7 +285,10 @@ class Extend:
                 best_cut = max(best_cut, was - now)
         write = 0.0 if o.removed else self.w.write_ms.get(o.added.table, 0.0)
         o.benefit = net - write
-        useful = before > 0 and (before - after) / before >= self.threshold and best_cut >= MIN_COST_SAVED
+        # MIN_COST_SAVED guards against a new index for a negligible gain; widening or
+        # swapping a chosen one adds no index, so the relative cut alone decides there.
+        useful = before > 0 and (before - after) / before >= self.threshold and (
+            o.removed is not None or best_cut >= MIN_COST_SAVED)
         o.ratio = o.benefit / max(o.dsize, 1) if useful and o.benefit > 0 else -math.inf
 
     def run(self, seeds: list[Candidate]) -> list[Candidate]:
@@ -305,7 +317,7 @@ class Extend:
                 return config
             config = [c for c in config if c is not best.removed] + [best.added]
             used += best.dsize
-            for q in self.relevant(best.added):
+            for q in set(self.relevant(best.added)) | (set(self.relevant(best.removed)) if best.removed else set()):
                 current[q] = self.cost(q, config)
 
     def config_cost(self, config: list[Candidate]) -> dict[str, float]:

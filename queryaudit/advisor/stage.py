@@ -24,9 +24,11 @@ from queryaudit.errors import AuditError
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import statement_kind
 
-# The share of the cost of the statements a step changes that it must remove: a step
-# that shaves 5 % off its statements is noise in a planner estimate, not an index.
-DEFAULT_THRESHOLD = 0.2
+# The share of the cost of the statements a step changes that it must remove: below it
+# the gain is within the noise of a planner estimate, not worth an index.
+DEFAULT_THRESHOLD = 0.05
+# Without --max-indexes: this many without a budget; with a budget, the budget decides.
+DEFAULT_MAX_INDEXES = 10
 # Without HypoPG a candidate counts for a statement only when its estimate removes this
 # share of the statement's cost: an estimate is too rough for smaller cuts.
 ESTIMATE_MIN_FRACTION = 0.5
@@ -38,9 +40,15 @@ class AdvisorOptions:
     statements: int = 50  # top statements by total time the advisor considers
     threshold: float = DEFAULT_THRESHOLD  # fraction of the changed statements' cost a step must remove
     budget_bytes: int | None = None  # storage for the whole set, in bytes (see units.parse_size)
-    max_indexes: int = 10
+    max_indexes: int | None = None  # None: DEFAULT_MAX_INDEXES without a budget, no count limit with one
     verify_real: bool = False  # scratch/staging only: build each chosen index for real
     max_seconds: float = 300.0  # stop searching after this long (what was chosen counts)
+
+
+def _max_indexes(options: AdvisorOptions) -> int:
+    if options.max_indexes is not None:
+        return options.max_indexes
+    return DEFAULT_MAX_INDEXES if options.budget_bytes is None else 1000
 
 
 def _statements(snapshot: Snapshot, limit: int):
@@ -54,7 +62,7 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
     version = verify.hypopg_version(conn)
     advice = IndexAdvice(method="hypothetical" if version else "none", hypopg_version=version,
                          install_hint=None if version else verify.install_hint(snapshot),
-                         threshold=options.threshold, max_indexes=options.max_indexes,
+                         threshold=options.threshold, max_indexes=_max_indexes(options),
                          budget_bytes=options.budget_bytes)
     baseline: dict[str, tuple[float, dict]] = {}
     statements = []
@@ -156,7 +164,7 @@ def _extend(conn, snapshot: Snapshot, statements, baseline, candidates, options:
     by_id = {s.queryid: s for s in statements}
     with verify.Hypothetical(conn) as hypo:
         whatif = verify.WhatIf(hypo, {q: by_id[q].query for q in w.baseline})
-        search = select.Extend(w, whatif.cost, whatif.size, options.budget_bytes, options.max_indexes,
+        search = select.Extend(w, whatif.cost, whatif.size, options.budget_bytes, advice.max_indexes,
                                options.threshold, deadline=started + options.max_seconds)
         config = search.run(seeds)
         advice.candidates_verified = len(search.sizes)
@@ -216,7 +224,7 @@ def _estimated(snapshot: Snapshot, statements, baseline, candidates, touched, op
     written = {t: select.write_penalty_ms(snapshot, t) for t in {e.candidate.table for e in evaluated}}
     for e in evaluated:
         e.write_penalty_ms = written[e.candidate.table] * _predicate_fraction(snapshot, e.candidate)
-    return select.choose(evaluated, weights, options.budget_bytes, options.max_indexes)
+    return select.choose(evaluated, weights, options.budget_bytes, advice.max_indexes)
 
 
 def _predicate_fraction(snapshot: Snapshot, c: cand.Candidate) -> float:
