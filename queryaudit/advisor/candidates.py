@@ -501,11 +501,21 @@ def estimated_rows(t: Table | None) -> float:
     return max(t.relpages * 8192, t.table_bytes) * 0.9 / width
 
 
+def table_rows(snapshot: Snapshot, table: str) -> float:
+    """estimated_rows, summed over the partitions for a partitioned table (whose own
+    reltuples stays -1 until the parent itself is analyzed)."""
+    t = snapshot.table(table)
+    if t is None or t.kind != "p":
+        return estimated_rows(t)
+    parts = sum(table_rows(snapshot, p.qualified_name) for p in snapshot.tables if p.partition_of == table)
+    return max(t.reltuples, parts, 0.0)
+
+
 def selectivity(snapshot: Snapshot, table: str, column: str) -> float:
     """Fraction of rows one equality value matches, from pg_stats (1/n_distinct)."""
     t = snapshot.table(table)
     stats = snapshot.stats_for(table, column)
-    rows = max(estimated_rows(t), 1.0) if t else 1000.0
+    rows = max(table_rows(snapshot, table), 1.0) if t else 1000.0
     if stats is None or stats.n_distinct is None:
         return 0.005  # PostgreSQL's DEFAULT_EQ_SEL
     distinct = stats.n_distinct if stats.n_distinct > 0 else -stats.n_distinct * rows
@@ -540,7 +550,7 @@ def _constant_fraction(snapshot: Snapshot, table: str, predicate: str) -> float:
 
 def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[Candidate]:
     table = snapshot.table(use.table)
-    if table is None or estimated_rows(table) < MIN_TABLE_ROWS:
+    if table is None or table_rows(snapshot, use.table) < MIN_TABLE_ROWS:
         return []
     names = {c.name for c in table.columns}
     seen: dict[str, Predicate] = {}

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from queryaudit.advisor import ddl
-from queryaudit.advisor.candidates import Candidate
+from queryaudit.advisor.candidates import Candidate, table_rows
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import resolve_tables, statement_kind
 
@@ -71,8 +71,7 @@ def write_penalty_ms(snapshot: Snapshot, table: str, predicate_fraction: float =
 def estimate_size(snapshot: Snapshot, candidate: Candidate, fraction: float = 1.0) -> int:
     """Width x rows when HypoPG cannot say: key and INCLUDE widths from pg_stats (8
     bytes when unknown) plus 16 bytes of tuple header and line pointer, 90 % fill."""
-    t = snapshot.table(candidate.table)
-    rows = max(t.reltuples, 0.0) if t else 0.0
+    rows = table_rows(snapshot, candidate.table)
     width = 0
     for c in candidate.columns + candidate.include:
         stats = snapshot.stats_for(candidate.table, c)
@@ -234,7 +233,7 @@ class Extend:
         key = (q, tuple(c.key for c in useful))
         if key not in self.cache:
             self.planner_calls += 1
-            self.cache[key] = min(self.w.baseline[q], self.cost_of(q, useful))
+            self.cache[key] = min(self.w.baseline[q], self.cost_of(q, useful, lambda c: not self._serves(q, c)))
         return self.cache[key]
 
     def size(self, c: Candidate) -> int:

@@ -124,7 +124,7 @@ def _workload(snapshot: Snapshot, statements, baseline) -> select.Workload:
         w.weight[s.queryid] = s.total_exec_time_ms / cost
         indexable, attributes = w.indexable.setdefault(s.queryid, {}), w.attributes.setdefault(s.queryid, {})
         for use in cand.all_uses(s, snapshot):
-            if cand.estimated_rows(snapshot.table(use.table)) < cand.MIN_TABLE_ROWS:
+            if cand.table_rows(snapshot, use.table) < cand.MIN_TABLE_ROWS:
                 continue
             cols = {p.column for p in use.predicates} | set(use.sort) | set(use.group)
             indexable.setdefault(use.table, set()).update(cols)
@@ -172,7 +172,7 @@ def _extend(conn, snapshot: Snapshot, statements, baseline, candidates, options:
         if search.stopped_early:
             advice.notes.append(f"search stopped after {options.max_seconds:.0f} s: the set chosen so far is shown")
         final = {q: whatif.plan(q, config) for q in w.baseline}
-        oids = {c.key: whatif.present.get(c.key) for c in config}
+        oids = {c.key: whatif.oid(c) for c in config}
     users: dict[tuple, list[str]] = {c.key: [] for c in config}
     for q, planned in final.items():
         if planned is None:
@@ -211,10 +211,13 @@ def _estimated(snapshot: Snapshot, statements, baseline, candidates, touched, op
     for s in statements:
         for t in touched.get(s.queryid, ()):
             on_table.setdefault(t, []).append(s)
+    indexable = _workload(snapshot, statements, baseline).indexable
     evaluated = []
     for c in candidates:
         e = select.Evaluated(c, size_bytes=select.estimate_size(snapshot, c, _predicate_fraction(snapshot, c)))
         for s in on_table.get(c.table, []):
+            if c.columns[0] not in indexable.get(s.queryid, {}).get(c.table, ()):
+                continue  # the statement cannot lead with this index's first column
             fraction = verify.estimated_fraction(baseline[s.queryid][1], c, snapshot)
             if fraction >= ESTIMATE_MIN_FRACTION and baseline[s.queryid][0] * fraction >= select.MIN_COST_SAVED:
                 e.fractions[s.queryid] = fraction
