@@ -71,7 +71,7 @@ def _partitioned(snapshot, table: str, name: str, tail: str, concurrently: bool,
     out = [f"CREATE INDEX IF NOT EXISTS {quote_ident(name)} ON ONLY {quote_qualified(schema, relname)}{tail};"]
     for part in partitions(snapshot, table):
         prefix = _sane(relname) + "_"
-        child = _unique(_sane(part.name) + "_" + (name[len(prefix):] if name.startswith(prefix) else name), taken)
+        child = _unique(_sane(part.name) + "_" + name.removeprefix(prefix), taken)
         if part.kind == "p":
             out += _partitioned(snapshot, part.qualified_name, child, tail, concurrently, taken)
         else:
