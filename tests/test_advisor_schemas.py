@@ -124,3 +124,25 @@ def test_partitioned_table(empty_db, analyzed):
     assert valid == [(True,)]
     assert "Index" in plan(empty_db, "SELECT id FROM events WHERE blog_id = 9")
     apply(empty_db, p.create_sql)  # IF NOT EXISTS throughout: running it twice is harmless
+
+
+def test_budget_is_never_exceeded(empty_db):
+    """Two lookups on two tables of different sizes; a budget between the two indexes'
+    sizes keeps the one that fits, by HypoPG's own estimate (or the width x rows one)."""
+    setup = """
+        CREATE TABLE big (id bigint PRIMARY KEY, k int NOT NULL, v text);
+        INSERT INTO big SELECT g, g % 5000, 'v' FROM generate_series(1, 200000) g;
+        CREATE TABLE small (id bigint PRIMARY KEY, k int NOT NULL, v text);
+        INSERT INTO small SELECT g, g % 500, 'v' FROM generate_series(1, 20000) g;
+        ANALYZE big, small;"""
+    queries = [("SELECT v FROM big WHERE k = %s", (1,)), ("SELECT v FROM small WHERE k = %s", (1,))]
+    free = advise(empty_db, setup, queries)
+    sizes = {p.table: p.size_bytes for p in free.proposed}
+    assert set(sizes) == {"public.big", "public.small"} and sizes["public.small"] < sizes["public.big"]
+    assert free.total_size_bytes == sum(sizes.values())
+    budget = (sizes["public.small"] + sizes["public.big"]) // 2
+    snap = collect_live(empty_db.dsn, AuditOptions(top=20, explain=False,
+                                                   advisor=AdvisorOptions(budget_bytes=budget)))
+    capped = snap.index_advice
+    assert [p.table for p in capped.proposed] == ["public.small"]
+    assert capped.total_size_bytes <= budget and capped.budget_bytes == budget
