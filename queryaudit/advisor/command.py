@@ -57,7 +57,7 @@ def render(snapshot: Snapshot, console: Console) -> None:
         console.print(Text(f"hint: {advice.install_hint}", style="yellow"))
     if not advice.proposed:
         console.print("No index to propose: every statement considered is served by the existing indexes "
-                      f"(or no candidate cut a statement's cost by {advice.threshold:.0%}).")
+                      f"(or no index cut the cost of the statements it serves by {advice.threshold:.0%}).")
     else:
         budget = f" of a {megabytes(advice.budget_bytes)} budget" if advice.budget_bytes is not None else ""
         table = Table(title=f"Proposed indexes ({len(advice.proposed)}, {megabytes(advice.total_size_bytes)}"

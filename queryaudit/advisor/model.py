@@ -46,7 +46,7 @@ class IndexAdvice:
     method: str  # hypothetical | real | none
     hypopg_version: str | None = None
     install_hint: str | None = None  # how to get HypoPG when it is missing
-    threshold: float = 0.5  # minimum fraction of a statement's cost an index must remove
+    threshold: float = 0.05  # share of the cost of the statements a step changes that it must remove
     budget_bytes: int | None = None  # bytes; sizes are printed in MB = 10^6 bytes
     total_size_bytes: int = 0  # the whole proposed set, by HypoPG's estimate when verified
     planner_calls: int = 0  # statements planned by the search (cache misses)
