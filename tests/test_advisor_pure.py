@@ -226,3 +226,17 @@ def test_bad_budget_is_one_line_exit_2():
         result = run_cli("advise-indexes", "--dsn", "postgresql://127.0.0.1:1/none", *args)
         assert result.returncode == 2 and "--index-budget" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_extend_counts_a_statement_once_when_two_indexes_serve_it():
+    """Index interaction: the workload is re-planned with the whole set, so a second
+    index serving the statement the first already serves adds nothing and is left out."""
+    w = select.Workload(weight={"q": 1.0}, baseline={"q": 1000.0}, indexable={"q": {"public.orders": {"a", "b"}}},
+                        attributes={"q": {"public.orders": {"a", "b"}}})
+
+    def cost_of(q, indexes, harmless=None):
+        return 10.0 if indexes else 1000.0
+
+    seeds = [cand.Candidate("public.orders", ("a",)), cand.Candidate("public.orders", ("b",))]
+    chosen = select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05).run(seeds)
+    assert len(chosen) == 1
