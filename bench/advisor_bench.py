@@ -270,20 +270,20 @@ def tpch(cluster, sf: float) -> None:
         touched = sorted({t for s in snap.statements for t in resolve_tables(s.query, snap.tables)})
         snap.column_stats = catalog.collect_column_stats(conn, touched)
         largest = max(snap.tables, key=lambda t: t.table_bytes)
-        print(f"largest table: {largest.qualified_name} {largest.table_bytes / 1024 / 1024:.1f} MB")
+        print(f"largest table: {largest.qualified_name} {largest.table_bytes / 10**6:.1f} MB (10^6 bytes)")
         print("| budget | indexes | workload cost before | after | reduction | advisor runtime |")
         print("|---|---|---|---|---|---|")
         for factor in (1, 2, 4):
-            budget_mb = factor * largest.table_bytes / 1024 / 1024
+            budget_mb = factor * largest.table_bytes / 10**6
             t0 = time.monotonic()
-            advice = advise(conn, snap, AdvisorOptions(statements=22, budget_mb=budget_mb, max_indexes=20))
+            advice = advise(conn, snap, AdvisorOptions(statements=22, budget_bytes=int(budget_mb * 10**6)))
             runtime = time.monotonic() - t0
             before, after = advice.workload_cost_before or 0, advice.workload_cost_after or advice.workload_cost_before
             cut = 1 - after / before if before else 0
             print(f"| {factor}x ({budget_mb:.0f} MB) | {len(advice.proposed)} | {before:,.0f} | {after:,.0f} | "
                   f"{cut:.1%} | {runtime:.1f} s |")
             for p in advice.proposed:
-                print(f"    {p.create_sql}  -- {', '.join(p.queryids)}, {p.size_bytes / 1024 / 1024:.1f} MB")
+                print(f"    {p.create_sql}  -- {', '.join(p.queryids)}, {p.size_bytes / 10**6:.1f} MB")
 
 
 def main() -> None:

@@ -302,10 +302,13 @@ def advise_indexes(
     dsn: Optional[str] = DsnOption,
     statements: int = typer.Option(50, "--statements", min=1, help="top statements (by total time) to consider"),
     budget_mb: Optional[float] = typer.Option(None, "--index-budget-mb", min=0, help="storage for all proposed "
-                                              "indexes together (default: no limit)"),
-    max_indexes: int = typer.Option(10, "--max-indexes", min=1, help="propose at most this many indexes"),
-    threshold: float = typer.Option(0.5, "--threshold", min=0.01, max=1.0, help="keep an index for a statement "
-                                    "only when it cuts the statement's cost by this fraction"),
+                                              "indexes together, in MB = 10^6 bytes (default: no limit)"),
+    budget: Optional[str] = typer.Option(None, "--index-budget", help="the same with its unit: 500MB (10^6 bytes), "
+                                         "1GiB (2^30 bytes), kB/GB/KiB/MiB"),
+    max_indexes: Optional[int] = typer.Option(None, "--max-indexes", min=1, help="propose at most this many "
+                                              "indexes (default: 10 without a budget, no limit with one)"),
+    threshold: float = typer.Option(0.05, "--threshold", min=0.01, max=1.0, help="take an index (or a wider one) "
+                                    "only when it cuts the cost of the statements it changes by this fraction"),
     verify_real: bool = typer.Option(False, "--verify-real", help="scratch/staging only: build each proposed index "
                                      "for real, EXPLAIN ANALYZE before and after, roll back"),
     explain: bool = ExplainOption,
@@ -318,7 +321,13 @@ def advise_indexes(
 
     if verify_real:
         err_console.print(REAL_WARNING, markup=False, highlight=False)
-    options = AdvisorOptions(statements=statements, threshold=threshold, budget_mb=budget_mb,
+    from queryaudit.advisor.units import UNITS, parse_size
+
+    if budget is not None and budget_mb is not None:
+        raise AuditError("give --index-budget or --index-budget-mb, not both")
+    budget_bytes = parse_size(budget) if budget is not None else \
+        int(budget_mb * UNITS["mb"]) if budget_mb is not None else None
+    options = AdvisorOptions(statements=statements, threshold=threshold, budget_bytes=budget_bytes,
                              max_indexes=max_indexes, verify_real=verify_real)
     snap = run_advisor(resolve_dsn(dsn), options, explain=explain)
     render(snap, console)

@@ -125,6 +125,7 @@ class Table:
     last_autovacuum: str | None = None
     reloptions: list[str] = field(default_factory=list)
     columns: list[Column] = field(default_factory=list)
+    partition_of: str | None = None  # schema-qualified parent when this table is a partition
 
     @property
     def qualified_name(self) -> str:

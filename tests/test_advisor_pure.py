@@ -117,3 +117,126 @@ def test_index_names_are_readable_and_unique():
     c = cand.Candidate("public.orders", ("lower(email)", "x" * 80), predicate="paid")
     name = select.index_name(c, set())
     assert len(name) <= 63 and name.startswith("orders_lower_email_") and name.endswith("_partial_idx")
+
+
+def test_order_by_position_alias_and_mixed_directions():
+    snap = snapshot()
+    found = {c.columns: c for c in cands("SELECT id, created_at AS t FROM orders WHERE customer_id = $1 ORDER BY 2", snap)}
+    assert ("customer_id", "created_at") in found and "sort" in found[("customer_id", "created_at")].reasons
+    found = {c.columns for c in cands("SELECT id, created_at AS t FROM orders WHERE customer_id = $1 ORDER BY t", snap)}
+    assert ("customer_id", "created_at") in found
+    # mixed directions: the columns that differ from the first one are stored DESC
+    mixed = [c for c in cands("SELECT id FROM orders ORDER BY status DESC, created_at LIMIT 5", snap) if "sort" in c.reasons]
+    assert mixed and mixed[0].columns == ("status", "created_at") and mixed[0].descending == ("created_at",)
+    same = [c for c in cands("SELECT id FROM orders ORDER BY status DESC, created_at DESC LIMIT 5", snap)
+            if "sort" in c.reasons]
+    assert same and same[0].descending == ()  # one direction: the index is read backwards
+
+
+def test_never_analyzed_table_is_sized_from_disk():
+    snap = snapshot()
+    t = snap.table("public.tiny")
+    t.reltuples, t.relpages, t.table_bytes = -1, 0, 100 * 8192  # never analyzed, 100 pages
+    assert cand.analyze_due(t) and cand.estimated_rows(t) > cand.MIN_TABLE_ROWS
+    assert cands("SELECT * FROM tiny WHERE x = $1", snap)
+    t.last_analyze = "2024-01-01"
+    t.reltuples = 10
+    assert not cand.analyze_due(t) and cands("SELECT * FROM tiny WHERE x = $1", snap) == []
+
+
+def test_create_index_sql_quotes_and_partitions():
+    from queryaudit.advisor import ddl
+    assert ddl.create_index_sql("Sales.OrderItems", ["CustomerId", "order", "lower(email)"], "oi_idx",
+                                descending=["order"]) == \
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS oi_idx ON "Sales"."OrderItems" ("CustomerId", "order" DESC, ' \
+        '(lower(email)));'
+    assert ddl.create_index_sql("public.t", ["a"]) == "CREATE INDEX CONCURRENTLY ON public.t (a);"
+    snap = snapshot()
+    snap.tables += [Table("public", "ev", kind="p"), Table("public", "ev_a", partition_of="public.ev"),
+                    Table("public", "ev_b", kind="p", partition_of="public.ev"),
+                    Table("public", "ev_b1", partition_of="public.ev_b")]
+    lines = ddl.create_index_sql("public.ev", ["k"], "ev_k_idx", snapshot=snap).splitlines()
+    assert lines == [
+        "CREATE INDEX IF NOT EXISTS ev_k_idx ON ONLY public.ev (k);",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_a_k_idx ON public.ev_a (k);",
+        "ALTER INDEX public.ev_k_idx ATTACH PARTITION public.ev_a_k_idx;",
+        "CREATE INDEX IF NOT EXISTS ev_b_k_idx ON ONLY public.ev_b (k);",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_b1_k_idx ON public.ev_b1 (k);",
+        "ALTER INDEX public.ev_b_k_idx ATTACH PARTITION public.ev_b1_k_idx;",
+        "ALTER INDEX public.ev_k_idx ATTACH PARTITION public.ev_b_k_idx;"]
+
+
+def test_budget_units():
+    import pytest
+    from queryaudit.advisor.units import megabytes, parse_size
+    from queryaudit.errors import AuditError
+    assert parse_size("500MB") == 500_000_000 and parse_size("1GiB") == 2**30 and parse_size("250 mib") == 250 * 2**20
+    assert parse_size("1.5GB") == 1_500_000_000 and parse_size("300") == 300_000_000
+    assert megabytes(258_700_000) == "258.7 MB"
+    with pytest.raises(AuditError, match="500MB"):
+        parse_size("lots")
+
+
+def _extend_workload():
+    """Two statements on orders: q1 filters on customer_id and reads total; q2 on status.
+    A made-up cost model (a planner stand-in for the pure layer): an index led by the
+    statement's column cuts it to 10, one also holding `total` to 2 (index-only)."""
+    w = select.Workload(weight={"q1": 1.0, "q2": 1.0}, baseline={"q1": 1000.0, "q2": 500.0},
+                        indexable={"q1": {"public.orders": {"customer_id"}}, "q2": {"public.orders": {"status"}}},
+                        attributes={"q1": {"public.orders": {"customer_id", "total"}},
+                                    "q2": {"public.orders": {"status"}}})
+
+    def cost_of(q, indexes, harmless=None):
+        lead = "customer_id" if q == "q1" else "status"
+        best = w.baseline[q]
+        for c in indexes:
+            if c.columns[0] == lead:
+                best = min(best, 2.0 if "total" in c.columns else 10.0)
+        return best
+
+    def size_of(c):
+        return 1000 * len(c.columns)
+
+    seeds = [cand.Candidate("public.orders", ("customer_id",)), cand.Candidate("public.orders", ("status",))]
+    return w, cost_of, size_of, seeds
+
+
+def test_extend_widens_within_the_budget_and_caches():
+    w, cost_of, size_of, seeds = _extend_workload()
+    search = select.Extend(w, cost_of, size_of, budget_bytes=None, max_indexes=10, threshold=0.05)
+    chosen = {c.columns for c in search.run(seeds)}
+    assert chosen == {("customer_id", "total"), ("status",)}
+    calls = search.planner_calls
+    search.run(seeds)
+    assert search.planner_calls == calls  # every cost came from the cache the second time
+    # 2000 bytes: two single-column indexes fit, widening one would not
+    search = select.Extend(w, cost_of, size_of, budget_bytes=2000, max_indexes=10, threshold=0.05)
+    chosen = search.run(seeds)
+    assert {c.columns for c in chosen} == {("customer_id",), ("status",)}
+    assert sum(size_of(c) for c in chosen) <= 2000
+    # a write cost above the saving keeps an index out
+    w.write_ms["public.orders"] = 600.0
+    search = select.Extend(w, cost_of, size_of, budget_bytes=None, max_indexes=10, threshold=0.05)
+    assert {c.columns for c in search.run(seeds)} == {("customer_id", "total")}
+
+
+def test_bad_budget_is_one_line_exit_2():
+    from conftest import run_cli
+    for args in (("--index-budget", "lots"), ("--index-budget", "1GiB", "--index-budget-mb", "5")):
+        result = run_cli("advise-indexes", "--dsn", "postgresql://127.0.0.1:1/none", *args)
+        assert result.returncode == 2 and "--index-budget" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_extend_counts_a_statement_once_when_two_indexes_serve_it():
+    """Index interaction: the workload is re-planned with the whole set, so a second
+    index serving the statement the first already serves adds nothing and is left out."""
+    w = select.Workload(weight={"q": 1.0}, baseline={"q": 1000.0}, indexable={"q": {"public.orders": {"a", "b"}}},
+                        attributes={"q": {"public.orders": {"a", "b"}}})
+
+    def cost_of(q, indexes, harmless=None):
+        return 10.0 if indexes else 1000.0
+
+    seeds = [cand.Candidate("public.orders", ("a",)), cand.Candidate("public.orders", ("b",))]
+    chosen = select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05).run(seeds)
+    assert len(chosen) == 1

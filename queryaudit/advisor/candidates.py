@@ -53,6 +53,7 @@ class TableUse:
     table: str
     predicates: list[Predicate] = field(default_factory=list)
     sort: list[str] = field(default_factory=list)
+    descending: set[str] = field(default_factory=set)  # sort columns an index must store DESC (mixed directions)
     group: list[str] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)  # constant predicates: IS NULL, bare booleans, col = 'x'
     referenced: set[str] | None = field(default_factory=set)  # None: every column (SELECT *)
@@ -68,10 +69,11 @@ class Candidate:
     equality_prefix: int = 0  # the first n columns are equality columns: their order is free
     reasons: set[str] = field(default_factory=set)
     queryids: set[str] = field(default_factory=set)
+    descending: tuple[str, ...] = ()  # key columns stored DESC
 
     @property
     def key(self) -> tuple:
-        return (self.table, self.columns, self.include, self.predicate)
+        return (self.table, self.columns, self.include, self.predicate, self.descending)
 
 
 def quote_column(column: str) -> str:
@@ -195,9 +197,9 @@ class _Extractor:
         if node.havingClause is not None:
             self.sublinks(node.havingClause, scope)
         if node.sortClause:
-            self.order(node.sortClause, scope, "sort")
+            self.order(node.sortClause, scope, "sort", node.targetList)
         if node.groupClause:
-            self.order(node.groupClause, scope, "group")
+            self.order(node.groupClause, scope, "group", node.targetList)
 
     def add_range(self, rv: ast.RangeVar, scope: _Scope) -> None:
         table = self.resolve_table(rv.schemaname, rv.relname)
@@ -234,21 +236,21 @@ class _Extractor:
             if sub.subselect is not None:
                 self.statement(sub.subselect, scope)
 
-    def order(self, items, scope: _Scope, kind: str) -> None:
+    def order(self, items, scope: _Scope, kind: str, targets=None) -> None:
         columns: list[tuple[str, str]] = []
+        desc: list[bool] = []
         for item in items:
-            expr = item.node if isinstance(item, ast.SortBy) else item
+            expr = _output_column(item.node if isinstance(item, ast.SortBy) else item, targets, scope, self, kind)
             if isinstance(expr, ast.ColumnRef):
                 resolved = self.resolve_column(expr, scope)
                 if not resolved:
                     return
                 columns.append(resolved)
             else:
-                return  # ordering by an expression or a position: leave it
-            if isinstance(item, ast.SortBy) and item.sortby_dir == enums.SortByDir.SORTBY_DESC and len(items) > 1:
-                # Mixed directions need a matching index definition; keep it simple.
-                if any(isinstance(i, ast.SortBy) and i.sortby_dir != enums.SortByDir.SORTBY_DESC for i in items):
-                    return
+                return  # ordering by an expression: leave it
+            if isinstance(item, ast.SortBy) and item.sortby_nulls != enums.SortByNulls.SORTBY_NULLS_DEFAULT:
+                return  # explicit NULLS FIRST/LAST: not modelled
+            desc.append(isinstance(item, ast.SortBy) and item.sortby_dir == enums.SortByDir.SORTBY_DESC)
         tables = {t for t, _ in columns}
         if len(tables) != 1:
             return
@@ -256,6 +258,10 @@ class _Extractor:
         target = use.sort if kind == "sort" else use.group
         if not target:
             target.extend(c for _, c in columns)
+            if kind == "sort" and len(set(desc)) > 1:
+                # Mixed directions: a B-tree scanned forwards or backwards gives one of two
+                # orders, so the index stores the columns that differ from the first one DESC.
+                use.descending = {c for (_, c), d in zip(columns, desc) if d != desc[0]}
         for _, c in columns:
             if use.referenced is not None:
                 use.referenced.add(c)
@@ -338,6 +344,21 @@ class _Extractor:
             side = self._side(node.lexpr, scope)
             if side:
                 self.use(side[0]).predicates.append(Predicate(side[1], "range", side[2]))
+
+
+def _output_column(expr, targets, scope: _Scope, extractor: "_Extractor", kind: str):
+    """ORDER BY 2 and ORDER BY alias mean a select-list entry: its expression. An ORDER BY
+    name matches an output alias first; a GROUP BY name an input column first (SQL rule)."""
+    targets = list(targets or ())
+    if isinstance(expr, ast.A_Const) and isinstance(expr.val, ast.Integer):
+        n = expr.val.ival
+        return targets[n - 1].val if 0 < n <= len(targets) else None
+    if isinstance(expr, ast.ColumnRef) and len(expr.fields) == 1 and isinstance(expr.fields[0], ast.String):
+        name = expr.fields[0].sval
+        aliased = [t.val for t in targets if t.name == name]
+        if len(aliased) == 1 and (kind == "sort" or extractor.resolve_column(expr, scope) is None):
+            return aliased[0]
+    return expr
 
 
 def _conjuncts(node) -> list:
@@ -456,11 +477,45 @@ def _selective_scan(node: dict, table: Table | None) -> bool:
 
 # -- candidates -----------------------------------------------------------------------
 
+# Bytes per value by type when a table has no statistics (PostgreSQL's get_typavgwidth
+# guesses 32 for variable-width types too).
+_TYPE_WIDTH = {"smallint": 2, "integer": 4, "bigint": 8, "real": 4, "double precision": 8, "boolean": 1,
+               "date": 4, "uuid": 16, "oid": 4}
+
+
+def analyze_due(t: Table | None) -> bool:
+    """Never analyzed: reltuples is -1 from PostgreSQL 14, 0 before (with data on disk)."""
+    if t is None or t.kind == "p" or t.last_analyze or t.last_autoanalyze:
+        return False
+    return t.reltuples < 0 or (t.reltuples == 0 and max(t.relpages * 8192, t.table_bytes) > 8192)
+
+
+def estimated_rows(t: Table | None) -> float:
+    """reltuples, or for a table never analyzed its size on disk over a row width from
+    the column types: what the planner itself falls back to."""
+    if t is None:
+        return 0.0
+    if not analyze_due(t):
+        return max(t.reltuples, 0.0)
+    width = 24 + sum(_TYPE_WIDTH.get(c.type, 8 if c.type.startswith("timestamp") else 32) for c in t.columns)
+    return max(t.relpages * 8192, t.table_bytes) * 0.9 / width
+
+
+def table_rows(snapshot: Snapshot, table: str) -> float:
+    """estimated_rows, summed over the partitions for a partitioned table (whose own
+    reltuples stays -1 until the parent itself is analyzed)."""
+    t = snapshot.table(table)
+    if t is None or t.kind != "p":
+        return estimated_rows(t)
+    parts = sum(table_rows(snapshot, p.qualified_name) for p in snapshot.tables if p.partition_of == table)
+    return max(t.reltuples, parts, 0.0)
+
+
 def selectivity(snapshot: Snapshot, table: str, column: str) -> float:
     """Fraction of rows one equality value matches, from pg_stats (1/n_distinct)."""
     t = snapshot.table(table)
     stats = snapshot.stats_for(table, column)
-    rows = max(t.reltuples, 1.0) if t else 1000.0
+    rows = max(table_rows(snapshot, table), 1.0) if t else 1000.0
     if stats is None or stats.n_distinct is None:
         return 0.005  # PostgreSQL's DEFAULT_EQ_SEL
     distinct = stats.n_distinct if stats.n_distinct > 0 else -stats.n_distinct * rows
@@ -495,8 +550,9 @@ def _constant_fraction(snapshot: Snapshot, table: str, predicate: str) -> float:
 
 def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[Candidate]:
     table = snapshot.table(use.table)
-    if table is None or table.reltuples < MIN_TABLE_ROWS:
+    if table is None or table_rows(snapshot, use.table) < MIN_TABLE_ROWS:
         return []
+    names = {c.name for c in table.columns}
     seen: dict[str, Predicate] = {}
     for p in use.predicates:
         prev = seen.get(p.column)
@@ -513,12 +569,12 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
     eq_cols = [p.column for p in equality]
     has_in = any(p.kind == "in" for p in equality)
     reasons = {p.kind for p in equality} | ({"range"} if ranges else set())
-    out: list[tuple[list[str], int, set[str], str | None, tuple[str, ...]]] = []
+    out: list[tuple[list[str], int, set[str], str | None, tuple[str, ...], tuple[str, ...]]] = []
 
-    def add(cols, n_eq, why, predicate=None, include=()):
+    def add(cols, n_eq, why, predicate=None, include=(), desc=()):
         cols = list(dict.fromkeys(cols))[:MAX_KEY_COLUMNS]
         if cols:
-            out.append((cols, min(n_eq, len(cols)), why, predicate, include))
+            out.append((cols, min(n_eq, len(cols)), why, predicate, include, tuple(c for c in desc if c in cols)))
 
     # Join keys serve a parameterized nested loop: alone, or after the filter's equalities.
     filters = [p for p in equality if p.kind != "join"]
@@ -532,15 +588,16 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
     for r in ranges:
         add(eq_cols + [r.column], len(eq_cols), reasons | {"range"})
     if use.sort and not has_in and not set(use.sort) & {r.column for r in ranges}:
-        add(eq_cols + [c for c in use.sort if c not in eq_cols], len(eq_cols), reasons | {"sort"})
+        add(eq_cols + [c for c in use.sort if c not in eq_cols], len(eq_cols), reasons | {"sort"},
+            desc=sorted(use.descending - set(eq_cols)))
     if use.group and not eq_cols and not ranges and not use.sort:
         add(use.group, 0, {"group"})
     # INCLUDE: an index-only scan pays when the other columns the statement reads are few.
     if out and use.referenced is not None:
-        for cols, n_eq, why, _, _ in list(out):
+        for cols, n_eq, why, _, _, desc in list(out):
             extra = tuple(sorted(c for c in use.referenced if c not in cols))
-            if extra and len(extra) <= MAX_INCLUDE_COLUMNS and all(_IDENT.match(c) for c in cols + list(extra)):
-                add(cols, n_eq, why | {"include"}, None, extra)
+            if extra and len(extra) <= MAX_INCLUDE_COLUMNS and all(c in names for c in cols + list(extra)):
+                add(cols, n_eq, why | {"include"}, None, extra, desc)
     # Partial: a selective constant predicate moves from the key into WHERE.
     for constant in dict.fromkeys(use.partial):
         if _constant_fraction(snapshot, use.table, constant) > PARTIAL_MAX_FRACTION:
@@ -551,16 +608,18 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
         if keys:
             add(keys, len(rest), reasons | {"partial"}, constant)
     cands = []
-    for cols, n_eq, why, predicate, include in out:
-        if any(not _IDENT.match(c) for c in cols):
+    for cols, n_eq, why, predicate, include, desc in out:
+        if any(c not in names for c in cols):
             why = why | {"expression"}
-        cands.append(Candidate(use.table, tuple(cols), include, predicate, n_eq, set(why), {queryid}))
+        cands.append(Candidate(use.table, tuple(cols), include, predicate, n_eq, set(why), {queryid}, desc))
     return cands
 
 
 def covered_by(candidate: Candidate, index: Index) -> bool:
     """An existing valid B-tree index already serves what the candidate would."""
     if not index.is_valid or index.method != "btree" or (index.predicate or None) != candidate.predicate:
+        return False
+    if candidate.descending and " DESC" not in index.definition:
         return False
     n = len(candidate.columns)
     cols = [c.strip('"') for c in index.columns]
@@ -581,8 +640,20 @@ def merge(candidates: list[Candidate]) -> list[Candidate]:
             merged[c.key].reasons |= c.reasons
         else:
             merged[c.key] = Candidate(c.table, c.columns, c.include, c.predicate, c.equality_prefix,
-                                      set(c.reasons), set(c.queryids))
+                                      set(c.reasons), set(c.queryids), c.descending)
     return list(merged.values())
+
+
+def all_uses(statement, snapshot: Snapshot) -> list[TableUse]:
+    """What a statement asks of each table, from its SQL and its captured plan."""
+    uses = statement_uses(statement.query, snapshot)
+    capture = snapshot.plan_for(statement.queryid)
+    if capture and isinstance(capture.plan, dict):
+        try:
+            uses += plan_uses(capture.plan, snapshot)
+        except (AttributeError, TypeError, ValueError, KeyError):  # a plan shape we do not know: SQL only
+            pass
+    return uses
 
 
 def workload_candidates(snapshot: Snapshot, statements) -> tuple[list[Candidate], dict[str, set[str]]]:
@@ -594,13 +665,7 @@ def workload_candidates(snapshot: Snapshot, statements) -> tuple[list[Candidate]
     for i in snapshot.indexes:
         existing.setdefault(i.table, []).append(i)
     for s in statements:
-        uses = statement_uses(s.query, snapshot)
-        capture = snapshot.plan_for(s.queryid)
-        if capture and isinstance(capture.plan, dict):
-            try:
-                uses += plan_uses(capture.plan, snapshot)
-            except (AttributeError, TypeError, ValueError, KeyError):  # a plan shape we do not know: SQL only
-                pass
+        uses = all_uses(s, snapshot)
         touched[s.queryid] = {u.table for u in uses}
         for use in uses:
             for c in candidates_for_use(use, snapshot, s.queryid):

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from queryaudit.advisor.model import IndexAdvice
 from queryaudit.advisor.stage import AdvisorOptions
+from queryaudit.advisor.units import megabytes
 from queryaudit.errors import AuditError
 from queryaudit.snapshot import Snapshot
 
@@ -41,10 +42,6 @@ def write_json(snapshot: Snapshot, path: Path) -> None:
     path.write_text(json.dumps(advice_dict(snapshot), indent=1, default=str))
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f} MB"
-
-
 def render(snapshot: Snapshot, console: Console) -> None:
     advice: IndexAdvice = snapshot.index_advice
     by_id = {s.queryid: s for s in snapshot.statements}
@@ -54,24 +51,28 @@ def render(snapshot: Snapshot, console: Console) -> None:
            "none": "NOT verified: HypoPG is not available, savings are estimates"}[advice.method]
     console.print(Text.assemble(("index advisor ", "bold"), f"{snapshot.server.database}: ",
                                 f"{advice.statements_considered} statements, {advice.candidates_considered} candidates, "
-                                f"{how}, {advice.duration_ms / 1000:.1f} s"))
+                                f"{how}, {advice.duration_ms / 1000:.1f} s"
+                                + (f", {advice.planner_calls} plans" if advice.planner_calls else "")))
     if advice.install_hint:
         console.print(Text(f"hint: {advice.install_hint}", style="yellow"))
     if not advice.proposed:
         console.print("No index to propose: every statement considered is served by the existing indexes "
-                      f"(or no candidate cut a statement's cost by {advice.threshold:.0%}).")
+                      f"(or no index cut the cost of the statements it serves by {advice.threshold:.0%}).")
     else:
-        table = Table(title=f"Proposed indexes ({len(advice.proposed)})")
+        budget = f" of a {megabytes(advice.budget_bytes)} budget" if advice.budget_bytes is not None else ""
+        table = Table(title=f"Proposed indexes ({len(advice.proposed)}, {megabytes(advice.total_size_bytes)}"
+                            f"{budget}; MB = 10^6 bytes)")
         for col, justify in (("#", "right"), ("index", "left"), ("statements", "right"), ("cost cut", "right"),
                              ("saving", "right"), ("size", "right"), ("verified", "left")):
             table.add_column(col, justify=justify)
         for n, p in enumerate(advice.proposed, 1):
-            what = f"{p.table} ({', '.join(p.columns)})" + (f" INCLUDE ({', '.join(p.include)})" if p.include else "") \
+            keys = [f"{c} DESC" if c in p.descending else c for c in p.columns]
+            what = f"{p.table} ({', '.join(keys)})" + (f" INCLUDE ({', '.join(p.include)})" if p.include else "") \
                 + (f" WHERE {p.predicate}" if p.predicate else "")
             cut = max(e.fraction_removed for e in p.statements)
             share = f"{p.saving_ms / total:.1%}" if total else "-"
             table.add_row(str(n), Text(what), str(len(p.statements)), f"{cut:.0%}", f"{p.saving_ms:.0f} ms ({share})",
-                          _mb(p.size_bytes), p.verification)
+                          megabytes(p.size_bytes), p.verification)
         console.print(table)
         for p in advice.proposed:
             console.print(Text(p.create_sql), soft_wrap=True)

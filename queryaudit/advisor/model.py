@@ -24,6 +24,7 @@ class ProposedIndex:
     columns: list[str]  # key columns or expressions, in index order
     include: list[str] = field(default_factory=list)
     predicate: str | None = None
+    descending: list[str] = field(default_factory=list)  # key columns stored DESC (mixed sort directions)
     method: str = "btree"
     create_sql: str = ""  # CREATE INDEX CONCURRENTLY IF NOT EXISTS ...
     reasons: list[str] = field(default_factory=list)  # equality, range, sort, join, plan-filter, ...
@@ -33,6 +34,7 @@ class ProposedIndex:
     verification: str = "none"  # hypothetical | real | none
     statements: list[StatementEffect] = field(default_factory=list)
     saving_ms: float = 0.0  # summed over the statements it speeds up (before the write penalty)
+    analyze_due: bool = False  # its table was never analyzed: the fix SQL starts with ANALYZE
 
     @property
     def queryids(self) -> list[str]:
@@ -44,8 +46,10 @@ class IndexAdvice:
     method: str  # hypothetical | real | none
     hypopg_version: str | None = None
     install_hint: str | None = None  # how to get HypoPG when it is missing
-    threshold: float = 0.5  # minimum fraction of a statement's cost an index must remove
-    budget_bytes: int | None = None
+    threshold: float = 0.05  # share of the cost of the statements a step changes that it must remove
+    budget_bytes: int | None = None  # bytes; sizes are printed in MB = 10^6 bytes
+    total_size_bytes: int = 0  # the whole proposed set, by HypoPG's estimate when verified
+    planner_calls: int = 0  # statements planned by the search (cache misses)
     max_indexes: int = 10
     statements_considered: int = 0
     candidates_considered: int = 0

@@ -1,18 +1,27 @@
 """Workload-level selection: one set of indexes for the whole top-N workload. Pure.
 
-Greedy on marginal saving, the way Dexter and the AutoAdmin/DB2 advisors do it: a
-statement's saving is its total time times the fraction of its cost the best chosen
-index removes; an index is worth its marginal saving over what is already chosen,
-minus its write penalty. So a composite serving three statements beats three
-single-column indexes (it collects three savings for one size), and a second index
-whose statements the first already serves adds nothing and is never proposed.
+With HypoPG, `Extend` (Schlosser, Kossmann, Boissier: "Efficient Scalable Multi-Attribute
+Index Selection Using Recursive Strategies", ICDE 2019; the best of six algorithms in
+Kossmann et al., VLDB 2020): start from nothing; each step either adds a new index
+(a single indexable column, or one of the composite, partial, expression or covering
+candidates built from the SQL) or extends a chosen index by one more column; the step
+with the most workload benefit per byte that still fits the budget wins. The benefit
+is the whole workload re-planned with the whole set (index interaction), minus the
+write cost one more index adds to the statements writing its table. Costs are cached
+per statement and per set of indexes that can serve it, and options are evaluated
+lazily (a stale ratio is an upper bound), so a step re-plans only a few statements.
+
+Without HypoPG, `choose`: greedy on estimated marginal saving (no planner to ask).
 """
 from __future__ import annotations
 
+import math
 import re
+import time
 from dataclasses import dataclass, field
 
-from queryaudit.advisor.candidates import Candidate, quote_column
+from queryaudit.advisor import ddl
+from queryaudit.advisor.candidates import Candidate, table_rows
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import resolve_tables, statement_kind
 
@@ -62,8 +71,7 @@ def write_penalty_ms(snapshot: Snapshot, table: str, predicate_fraction: float =
 def estimate_size(snapshot: Snapshot, candidate: Candidate, fraction: float = 1.0) -> int:
     """Width x rows when HypoPG cannot say: key and INCLUDE widths from pg_stats (8
     bytes when unknown) plus 16 bytes of tuple header and line pointer, 90 % fill."""
-    t = snapshot.table(candidate.table)
-    rows = max(t.reltuples, 0.0) if t else 0.0
+    rows = table_rows(snapshot, candidate.table)
     width = 0
     for c in candidate.columns + candidate.include:
         stats = snapshot.stats_for(candidate.table, c)
@@ -147,7 +155,7 @@ def attribute(chosen: list[Evaluated], weights: dict[str, float]) -> dict[int, d
 
 def index_name(candidate: Candidate, taken: set[str]) -> str:
     """<table>_<columns>[_partial]_idx, lower-case, at most 63 bytes, not already taken."""
-    table = candidate.table.split(".", 1)[-1]
+    table = re.sub(r"[^a-z0-9]+", "_", candidate.table.split(".", 1)[-1].lower()).strip("_")
     parts = [re.sub(r"[^a-z0-9]+", "_", c.lower()).strip("_") for c in candidate.columns]
     base = f"{table}_{'_'.join(p for p in parts if p)}"
     suffix = ("_partial" if candidate.predicate else "") + ("_incl" if candidate.include else "") + "_idx"
@@ -160,9 +168,165 @@ def index_name(candidate: Candidate, taken: set[str]) -> str:
     return name
 
 
-def create_sql(candidate: Candidate, name: str, concurrently: bool = True) -> str:
-    cols = ", ".join(quote_column(c) for c in candidate.columns)
-    include = f" INCLUDE ({', '.join(quote_column(c) for c in candidate.include)})" if candidate.include else ""
-    where = f" WHERE {candidate.predicate}" if candidate.predicate else ""
-    how = "CONCURRENTLY IF NOT EXISTS " if concurrently else ""
-    return f"CREATE INDEX {how}{name} ON {candidate.table} ({cols}){include}{where}"
+def create_sql(candidate: Candidate, name: str | None, concurrently: bool = True, snapshot=None) -> str:
+    """The fix SQL (ends with ';'; several lines for a partitioned table when `snapshot` is given)."""
+    return ddl.create_index_sql(candidate.table, candidate.columns, name, include=candidate.include,
+                                predicate=candidate.predicate, descending=candidate.descending,
+                                snapshot=snapshot, concurrently=concurrently)
+
+
+# -- Extend ------------------------------------------------------------------------------
+
+MAX_WIDTH = 4  # key columns Extend grows an index to
+
+
+@dataclass
+class Workload:
+    """What Extend knows of the statements: plain data, no server."""
+
+    weight: dict[str, float]  # queryid -> predicted ms per unit of planner cost (total time / cost)
+    baseline: dict[str, float]  # queryid -> planner cost with the existing indexes only
+    indexable: dict[str, dict[str, set[str]]]  # queryid -> table -> columns an index can lead with
+    attributes: dict[str, dict[str, set[str]]]  # queryid -> table -> every column it reads there
+    write_ms: dict[str, float] = field(default_factory=dict)  # table -> ms one more index adds to its writes
+
+
+@dataclass
+class _Option:
+    added: Candidate
+    removed: Candidate | None  # the index `added` extends
+    dsize: int
+    benefit: float = 0.0
+    ratio: float = -math.inf
+
+    @property
+    def key(self) -> tuple:
+        return (self.added.key, self.removed.key if self.removed else None)
+
+
+class Extend:
+    """cost_of(queryid, candidates) plans a statement with exactly those hypothetical
+    indexes (besides the real ones); size_of(candidate) is HypoPG's size estimate."""
+
+    def __init__(self, workload: Workload, cost_of, size_of, budget_bytes: int | None, max_indexes: int,
+                 threshold: float, max_width: int = MAX_WIDTH, deadline: float | None = None):
+        self.w, self.cost_of, self.size_of = workload, cost_of, size_of
+        self.budget = budget_bytes if budget_bytes is not None else math.inf
+        self.max_indexes, self.threshold, self.max_width, self.deadline = max_indexes, threshold, max_width, deadline
+        self.cache: dict[tuple, float] = {}
+        self.sizes: dict[tuple, int] = {}
+        self.planner_calls = 0
+        self.stopped_early = False
+
+    def _serves(self, q: str, c: Candidate) -> bool:
+        return bool(c.columns) and c.columns[0] in self.w.indexable.get(q, {}).get(c.table, ())
+
+    def relevant(self, c: Candidate) -> list[str]:
+        return [q for q in self.w.baseline if self._serves(q, c)]
+
+    def cost(self, q: str, config) -> float:
+        """q's cost with the indexes of `config` that can serve it: the cache key, since
+        an index q cannot lead with does not change q's plan."""
+        useful = sorted((c for c in config if self._serves(q, c)), key=lambda c: repr(c.key))
+        if not useful:
+            return self.w.baseline[q]
+        key = (q, tuple(c.key for c in useful))
+        if key not in self.cache:
+            self.planner_calls += 1
+            self.cache[key] = min(self.w.baseline[q], self.cost_of(q, useful, lambda c: not self._serves(q, c)))
+        return self.cache[key]
+
+    def size(self, c: Candidate) -> int:
+        if c.key not in self.sizes:
+            self.sizes[c.key] = self.size_of(c)
+        return self.sizes[c.key]
+
+    def _options(self, config: list[Candidate], seeds: list[Candidate]) -> list[_Option]:
+        out = []
+        keys = {c.key for c in config}
+        if len(config) < self.max_indexes:
+            for s in seeds:
+                if s.key in keys or any(_prefix_of(s, c) for c in config):
+                    continue
+                out.append(_Option(s, None, 0))
+        for c in config:
+            if len(c.columns) >= self.max_width or c.include:
+                continue
+            extra = set()
+            for q in self.relevant(c):
+                extra |= self.w.attributes.get(q, {}).get(c.table, set())
+            for a in sorted(extra - set(c.columns)):
+                wider = Candidate(c.table, c.columns + (a,), (), c.predicate, c.equality_prefix,
+                                  c.reasons | {"extend"}, set(c.queryids), c.descending)
+                if wider.key not in keys:
+                    out.append(_Option(wider, c, 0))
+        # Extend only ever appends columns, so a cheap single column can win a step that a
+        # composite in another order wins outright (tenant_id = $1 ... ORDER BY created_at
+        # LIMIT 20: (created_at) is smaller, (tenant_id, created_at) far better): a chosen
+        # index may also be swapped for a candidate that contains its leading column.
+        for c in config:
+            for s in seeds:
+                if s.table == c.table and s.key not in keys and c.columns[0] in s.columns[1:]:
+                    out.append(_Option(s, c, 0))
+        return out
+
+    def _evaluate(self, o: _Option, config: list[Candidate], current: dict[str, float]) -> None:
+        new = [c for c in config if c is not o.removed] + [o.added]
+        before = after = net = 0.0
+        best_cut = 0.0
+        changed = set(self.relevant(o.added)) | (set(self.relevant(o.removed)) if o.removed else set())
+        for q in changed:
+            was, now = current[q], self.cost(q, new)
+            net += self.w.weight[q] * (was - now)  # a wider index can make some statement dearer
+            if now < was:
+                before += self.w.weight[q] * was
+                after += self.w.weight[q] * now
+                best_cut = max(best_cut, was - now)
+        write = 0.0 if o.removed else self.w.write_ms.get(o.added.table, 0.0)
+        o.benefit = net - write
+        # MIN_COST_SAVED guards against a new index for a negligible gain; widening or
+        # swapping a chosen one adds no index, so the relative cut alone decides there.
+        useful = before > 0 and (before - after) / before >= self.threshold and (
+            o.removed is not None or best_cut >= MIN_COST_SAVED)
+        o.ratio = o.benefit / max(o.dsize, 1) if useful and o.benefit > 0 else -math.inf
+
+    def run(self, seeds: list[Candidate]) -> list[Candidate]:
+        config: list[Candidate] = []
+        used = 0
+        current = dict(self.w.baseline)
+        bound: dict[tuple, float] = {}
+        while True:
+            options = self._options(config, seeds)
+            for o in options:
+                o.dsize = self.size(o.added) - (self.size(o.removed) if o.removed else 0)
+            options = [o for o in options if used + o.dsize <= self.budget]
+            options.sort(key=lambda o: -bound.get(o.key, math.inf))
+            best = None
+            for o in options:
+                if best is not None and bound.get(o.key, math.inf) <= best.ratio:
+                    break  # benefits only shrink as the set grows: a stale ratio is an upper bound
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    self.stopped_early = True
+                    break
+                self._evaluate(o, config, current)
+                bound[o.key] = o.ratio
+                if o.ratio > -math.inf and (best is None or o.ratio > best.ratio):
+                    best = o
+            if best is None:
+                return config
+            config = [c for c in config if c is not best.removed] + [best.added]
+            used += best.dsize
+            for q in set(self.relevant(best.added)) | (set(self.relevant(best.removed)) if best.removed else set()):
+                current[q] = self.cost(q, config)
+
+    def config_cost(self, config: list[Candidate]) -> dict[str, float]:
+        return {q: self.cost(q, config) for q in self.w.baseline}
+
+
+def _prefix_of(narrow: Candidate, wide: Candidate) -> bool:
+    """wide starts with narrow's columns (same table, predicate and directions): adding
+    narrow next to wide serves nothing wide does not."""
+    n = len(narrow.columns)
+    return (wide.table == narrow.table and wide.predicate == narrow.predicate and not narrow.include
+            and wide.columns[:n] == narrow.columns
+            and set(narrow.descending) == set(wide.descending) & set(narrow.columns))

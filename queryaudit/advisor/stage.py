@@ -10,31 +10,48 @@ each chosen index built for real in a rolled-back transaction and timed.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
 import psycopg
 
 from queryaudit.advisor import candidates as cand
-from queryaudit.advisor import select, verify
+from queryaudit.advisor import ddl, select, verify
 from queryaudit.advisor.model import IndexAdvice, ProposedIndex, StatementEffect
 from queryaudit.connect import SessionLimits, session
 from queryaudit.errors import AuditError
 from queryaudit.snapshot import Snapshot
-from queryaudit.sql import statement_kind
+from queryaudit.sql import quote_qualified, statement_kind
 
-DEFAULT_THRESHOLD = 0.5
+# The share of the cost of the statements a step changes that it must remove: below it
+# the gain is within the noise of a planner estimate, not worth an index.
+DEFAULT_THRESHOLD = 0.05
+# Without --max-indexes: this many without a budget; with a budget, the budget decides.
+DEFAULT_MAX_INDEXES = 10
+# Without HypoPG a candidate counts for a statement only when its estimate removes this
+# share of the statement's cost: an estimate is too rough for smaller cuts.
+ESTIMATE_MIN_FRACTION = 0.5
+# --verify-real keeps an index when a statement runs at least this much faster for real:
+# below it a timing is within the noise of a warm cache.
+REAL_MIN_FASTER = 0.2
 
 
 @dataclass
 class AdvisorOptions:
     enabled: bool = True
     statements: int = 50  # top statements by total time the advisor considers
-    threshold: float = DEFAULT_THRESHOLD  # fraction of a statement's cost an index must remove
-    budget_mb: float | None = None
-    max_indexes: int = 10
+    threshold: float = DEFAULT_THRESHOLD  # fraction of the changed statements' cost a step must remove
+    budget_bytes: int | None = None  # storage for the whole set, in bytes (see units.parse_size)
+    max_indexes: int | None = None  # None: DEFAULT_MAX_INDEXES without a budget, no count limit with one
     verify_real: bool = False  # scratch/staging only: build each chosen index for real
-    max_seconds: float = 300.0  # stop verifying candidates after this long (what was verified counts)
+    max_seconds: float = 300.0  # stop searching after this long (what was chosen counts)
+
+
+def _max_indexes(options: AdvisorOptions) -> int:
+    if options.max_indexes is not None:
+        return options.max_indexes
+    return DEFAULT_MAX_INDEXES if options.budget_bytes is None else 1000
 
 
 def _statements(snapshot: Snapshot, limit: int):
@@ -48,8 +65,8 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
     version = verify.hypopg_version(conn)
     advice = IndexAdvice(method="hypothetical" if version else "none", hypopg_version=version,
                          install_hint=None if version else verify.install_hint(snapshot),
-                         threshold=options.threshold, max_indexes=options.max_indexes,
-                         budget_bytes=int(options.budget_mb * 1024 * 1024) if options.budget_mb else None)
+                         threshold=options.threshold, max_indexes=_max_indexes(options),
+                         budget_bytes=options.budget_bytes)
     baseline: dict[str, tuple[float, dict]] = {}
     statements = []
     for s in _statements(snapshot, options.statements):
@@ -60,108 +77,164 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
             advice.notes.append(f"{s.queryid}: not planned ({str(exc).strip().splitlines()[0]})")
     advice.statements_considered = len(statements)
     candidates, touched = cand.workload_candidates(snapshot, statements)
+    weights = select.statement_weights(snapshot, [s.queryid for s in statements])
+    if version:
+        chosen, effects = _extend(conn, snapshot, statements, baseline, candidates, options, advice, started)
+    else:
+        chosen = _estimated(snapshot, statements, baseline, candidates, touched, options, advice, weights)
+        owners = select.attribute(chosen, weights)
+        effects = [[(q, *e.costs[q], weights.get(q, 0.0) * f) for q, f in owners[n].items()]
+                   for n, e in enumerate(chosen)]
+    taken = {i.name for i in snapshot.indexes}
+    built: dict[str, cand.Candidate] = {}
+    due = {e.candidate.table for e in chosen if cand.analyze_due(snapshot.table(e.candidate.table))}
+    for e, found in zip(chosen, effects):
+        c = e.candidate
+        name = select.index_name(c, taken)
+        stmt_effects = [StatementEffect(queryid=q, cost_before=round(before, 2), cost_after=round(after, 2),
+                                        fraction_removed=round(1 - after / before, 4) if before else 0.0,
+                                        saving_ms=round(saving, 3))
+                        for q, before, after, saving in sorted(found, key=lambda x: -x[3])]
+        if not stmt_effects:
+            continue
+        built[name] = c
+        fix = select.create_sql(c, name, snapshot=snapshot)
+        if c.table in due:  # the planner's row counts for this table are guesses until it is analyzed
+            fix = f"ANALYZE {quote_qualified(*ddl.split_table(c.table))};\n{fix}"
+        advice.proposed.append(ProposedIndex(
+            table=c.table, name=name, columns=list(c.columns), include=list(c.include), predicate=c.predicate,
+            descending=list(c.descending), create_sql=fix, reasons=sorted(c.reasons), size_bytes=e.size_bytes,
+            size_source=e.size_source, write_penalty_ms=round(e.write_penalty_ms, 3),
+            verification=advice.method, statements=stmt_effects, analyze_due=c.table in due,
+            saving_ms=round(sum(x.saving_ms for x in stmt_effects), 3)))
+    for table in sorted(due & {p.table for p in advice.proposed}):
+        advice.notes.append(f"{table} has never been analyzed: its row count is estimated from its size on disk; "
+                            f"ANALYZE is due (the fix SQL starts with it)")
+    if real_conn is not None and advice.proposed:
+        _verify_real(real_conn, snapshot, advice, built, max(options.threshold, REAL_MIN_FASTER))
+    advice.total_size_bytes = sum(p.size_bytes for p in advice.proposed)
+    advice.duration_ms = round((time.monotonic() - started) * 1000, 1)
+    return advice
+
+
+def _workload(snapshot: Snapshot, statements, baseline) -> select.Workload:
+    w = select.Workload(weight={}, baseline={}, indexable={}, attributes={})
+    for s in statements:
+        cost = baseline[s.queryid][0]
+        if cost <= 0:
+            continue
+        w.baseline[s.queryid] = cost
+        w.weight[s.queryid] = s.total_exec_time_ms / cost
+        indexable, attributes = w.indexable.setdefault(s.queryid, {}), w.attributes.setdefault(s.queryid, {})
+        for use in cand.all_uses(s, snapshot):
+            if cand.table_rows(snapshot, use.table) < cand.MIN_TABLE_ROWS:
+                continue
+            cols = {p.column for p in use.predicates} | set(use.sort) | set(use.group)
+            indexable.setdefault(use.table, set()).update(cols)
+            names = {c.name for c in snapshot.table(use.table).columns}
+            attributes.setdefault(use.table, set()).update(c for c in cols | (use.referenced or set()) if c in names)
+    for table in {t for per in w.indexable.values() for t in per}:
+        w.write_ms[table] = select.write_penalty_ms(snapshot, table)
+    return w
+
+
+def _seeds(snapshot: Snapshot, w: select.Workload, candidates) -> list[cand.Candidate]:
+    """Extend's start: one single-column index per indexable column, plus the composite,
+    partial, expression and covering candidates the SQL suggests (a step may add those)."""
+    existing: dict[str, list] = {}
+    for i in snapshot.indexes:
+        existing.setdefault(i.table, []).append(i)
+    singles = {}
+    for q, per in w.indexable.items():
+        for table, cols in per.items():
+            for col in cols:
+                c = singles.setdefault((table, col), cand.Candidate(table, (col,), equality_prefix=1,
+                                                                     reasons={"extend"}))
+                c.queryids.add(q)
+    out = [c for c in singles.values() if not any(cand.covered_by(c, i) for i in existing.get(c.table, []))]
+    keys = {c.key for c in out}
+    return out + [c for c in candidates if c.key not in keys and c.table in {t for per in w.indexable.values()
+                                                                             for t in per}]
+
+
+def _extend(conn, snapshot: Snapshot, statements, baseline, candidates, options: AdvisorOptions,
+            advice: IndexAdvice, started: float):
+    """Extend with HypoPG; then the whole set planned together for the report: each
+    statement's final cost, and which chosen index its plan uses."""
+    w = _workload(snapshot, statements, baseline)
+    seeds = _seeds(snapshot, w, candidates)
+    advice.candidates_considered = len(seeds)
+    by_id = {s.queryid: s for s in statements}
+    with verify.Hypothetical(conn) as hypo:
+        whatif = verify.WhatIf(hypo, {q: by_id[q].query for q in w.baseline})
+        search = select.Extend(w, whatif.cost, whatif.size, options.budget_bytes, advice.max_indexes,
+                               options.threshold, deadline=started + options.max_seconds)
+        config = search.run(seeds)
+        advice.candidates_verified = len(search.sizes)
+        advice.planner_calls = search.planner_calls
+        if search.stopped_early:
+            advice.notes.append(f"search stopped after {options.max_seconds:.0f} s: the set chosen so far is shown")
+        final = {q: whatif.plan(q, config) for q in w.baseline}
+        oids = {c.key: whatif.oid(c) for c in config}
+    users: dict[tuple, list[str]] = {c.key: [] for c in config}
+    for q, planned in final.items():
+        if planned is None:
+            continue
+        text = json.dumps(planned[1])
+        for c in config:
+            if oids[c.key] is not None and f"<{oids[c.key]}>" in text:
+                users[c.key].append(q)
+    chosen, effects = [], []
+    before = after = 0.0
+    for q, cost in w.baseline.items():
+        new = min(cost, final[q][0]) if final[q] else cost
+        before += by_id[q].calls * cost
+        after += by_id[q].calls * new
+    advice.workload_cost_before, advice.workload_cost_after = round(before, 2), round(after, 2)
+    for c in config:
+        found = []
+        for q in users[c.key]:
+            cost, new = w.baseline[q], min(w.baseline[q], final[q][0])
+            share = sum(1 for k in users if q in users[k])  # a statement several indexes serve: split its saving
+            found.append((q, cost, new, by_id[q].total_exec_time_ms * (1 - new / cost) / share))
+        if not found:
+            advice.notes.append(f"{c.table} ({', '.join(c.columns)}): chosen, but no final plan uses it: left out")
+            continue
+        chosen.append(select.Evaluated(c, size_bytes=search.size(c), size_source="hypopg",
+                                       write_penalty_ms=w.write_ms.get(c.table, 0.0)))
+        effects.append(found)
+    return chosen, effects
+
+
+def _estimated(snapshot: Snapshot, statements, baseline, candidates, touched, options: AdvisorOptions,
+               advice: IndexAdvice, weights) -> list[select.Evaluated]:
+    """Without HypoPG: each candidate's saving estimated from the baseline plan and pg_stats."""
     advice.candidates_considered = len(candidates)
     on_table: dict[str, list] = {}
     for s in statements:
         for t in touched.get(s.queryid, ()):
             on_table.setdefault(t, []).append(s)
-
-    evaluated: list[select.Evaluated] = []
-    if version:
-        with verify.Hypothetical(conn) as hypo:
-            for c in candidates:
-                if time.monotonic() - started > options.max_seconds:
-                    advice.notes.append(f"verification stopped after {options.max_seconds:.0f} s "
-                                        f"({advice.candidates_verified} of {len(candidates)} candidates)")
-                    break
-                evaluated.append(_verify_hypothetical(hypo, conn, c, on_table.get(c.table, []), baseline,
-                                                      options.threshold))
-                advice.candidates_verified += 1
-    else:
-        for c in candidates:
-            e = select.Evaluated(c, size_bytes=select.estimate_size(snapshot, c, _predicate_fraction(snapshot, c)))
-            for s in on_table.get(c.table, []):
-                fraction = verify.estimated_fraction(baseline[s.queryid][1], c, snapshot)
-                if fraction >= options.threshold and baseline[s.queryid][0] * fraction >= select.MIN_COST_SAVED:
-                    e.fractions[s.queryid] = fraction
-                    e.costs[s.queryid] = (baseline[s.queryid][0], baseline[s.queryid][0] * (1 - fraction))
-            evaluated.append(e)
-            advice.candidates_verified += 1
+    indexable = _workload(snapshot, statements, baseline).indexable
+    evaluated = []
+    for c in candidates:
+        e = select.Evaluated(c, size_bytes=select.estimate_size(snapshot, c, _predicate_fraction(snapshot, c)))
+        for s in on_table.get(c.table, []):
+            if c.columns[0] not in indexable.get(s.queryid, {}).get(c.table, ()):
+                continue  # the statement cannot lead with this index's first column
+            fraction = verify.estimated_fraction(baseline[s.queryid][1], c, snapshot)
+            if fraction >= ESTIMATE_MIN_FRACTION and baseline[s.queryid][0] * fraction >= select.MIN_COST_SAVED:
+                e.fractions[s.queryid] = fraction
+                e.costs[s.queryid] = (baseline[s.queryid][0], baseline[s.queryid][0] * (1 - fraction))
+        evaluated.append(e)
+        advice.candidates_verified += 1
     written = {t: select.write_penalty_ms(snapshot, t) for t in {e.candidate.table for e in evaluated}}
     for e in evaluated:
         e.write_penalty_ms = written[e.candidate.table] * _predicate_fraction(snapshot, e.candidate)
-
-    weights = select.statement_weights(snapshot, [s.queryid for s in statements])
-    chosen = select.choose(evaluated, weights, advice.budget_bytes, options.max_indexes)
-    if version and chosen:
-        _workload_cost(conn, chosen, statements, baseline, advice)
-    owners = select.attribute(chosen, weights)
-    taken = {i.name for i in snapshot.indexes}
-    built: dict[str, cand.Candidate] = {}
-    for n, e in enumerate(chosen):
-        c = e.candidate
-        name = select.index_name(c, taken)
-        effects = [StatementEffect(queryid=q, cost_before=round(e.costs[q][0], 2), cost_after=round(e.costs[q][1], 2),
-                                   fraction_removed=round(f, 4), saving_ms=round(weights.get(q, 0.0) * f, 3))
-                   for q, f in sorted(owners[n].items(), key=lambda x: -weights.get(x[0], 0.0) * x[1])]
-        if not effects:
-            continue
-        built[name] = c
-        advice.proposed.append(ProposedIndex(
-            table=c.table, name=name, columns=list(c.columns), include=list(c.include), predicate=c.predicate,
-            create_sql=select.create_sql(c, name) + ";", reasons=sorted(c.reasons), size_bytes=e.size_bytes,
-            size_source=e.size_source, write_penalty_ms=round(e.write_penalty_ms, 3),
-            verification=advice.method, statements=effects, saving_ms=round(sum(x.saving_ms for x in effects), 3)))
-    if real_conn is not None and advice.proposed:
-        _verify_real(real_conn, snapshot, advice, built, options.threshold)
-    advice.duration_ms = round((time.monotonic() - started) * 1000, 1)
-    return advice
+    return select.choose(evaluated, weights, options.budget_bytes, advice.max_indexes)
 
 
 def _predicate_fraction(snapshot: Snapshot, c: cand.Candidate) -> float:
     return cand._constant_fraction(snapshot, c.table, c.predicate) if c.predicate else 1.0
-
-
-def _verify_hypothetical(hypo: verify.Hypothetical, conn, c: cand.Candidate, statements, baseline,
-                         threshold: float) -> select.Evaluated:
-    e = select.Evaluated(c, size_source="hypopg")
-    try:
-        oid, e.size_bytes = hypo.create(c)
-    except psycopg.Error:
-        return e  # HypoPG refuses some definitions (e.g. an expression it cannot type): no evidence, no proposal
-    try:
-        for s in statements:
-            before = baseline[s.queryid][0]
-            try:
-                after, _ = verify.generic_cost(conn, s.query)
-            except psycopg.Error:
-                continue
-            if before > 0 and (before - after) / before >= threshold and before - after >= select.MIN_COST_SAVED:
-                e.fractions[s.queryid] = (before - after) / before
-                e.costs[s.queryid] = (before, after)
-    finally:
-        hypo.drop(oid)
-    return e
-
-
-def _workload_cost(conn, chosen, statements, baseline, advice: IndexAdvice) -> None:
-    """The whole chosen set together, every statement re-planned: calls x cost before and after."""
-    before = after = 0.0
-    with verify.Hypothetical(conn) as hypo:
-        for e in chosen:
-            try:
-                hypo.create(e.candidate)
-            except psycopg.Error:
-                pass
-        for s in statements:
-            cost = baseline[s.queryid][0]
-            try:
-                new, _ = verify.generic_cost(conn, s.query)
-            except psycopg.Error:
-                new = cost
-            before += s.calls * cost
-            after += s.calls * min(cost, new)
-    advice.workload_cost_before, advice.workload_cost_after = round(before, 2), round(after, 2)
 
 
 def _verify_real(conn, snapshot: Snapshot, advice: IndexAdvice, built: dict[str, cand.Candidate],

@@ -18,11 +18,15 @@ from queryaudit.advisor.select import create_sql
 from queryaudit.explain import explain_generic, parameter_count, parameter_types, plan_cost
 from queryaudit.snapshot import Snapshot
 
-RANGE_SELECTIVITY = 1 / 3  # PostgreSQL's DEFAULT_INEQ_SEL for an open range with unknown bound
+RANGE_SELECTIVITY = 1 / 3
+LIMIT_READ_FRACTION = 0.01  # without HypoPG: what an ORDER BY ... LIMIT in index order still reads  # PostgreSQL's DEFAULT_INEQ_SEL for an open range with unknown bound
 # Without verification a prediction is scaled down by this (the index still costs lookups).
 ESTIMATE_CAP = 0.9
 REAL_RUNS = 2  # EXPLAIN ANALYZE runs per side; the fastest counts (the first warms the cache)
 REAL_STATEMENTS_PER_INDEX = 5
+# Hypothetical indexes left in place between plans when the next statement cannot use
+# them; beyond this many the planner spends more time on them than creating saves.
+MAX_PRESENT = 24
 
 
 def hypopg_version(conn: psycopg.Connection) -> str | None:
@@ -59,7 +63,7 @@ class Hypothetical:
 
     def create(self, candidate: Candidate) -> tuple[int, int]:
         """(oid, estimated size in bytes) of a new hypothetical index."""
-        ddl = create_sql(candidate, "hypo", concurrently=False).replace("CREATE INDEX hypo ON", "CREATE INDEX ON")
+        ddl = create_sql(candidate, None, concurrently=False).rstrip(";")
         oid = self.conn.execute("SELECT indexrelid FROM hypopg_create_index(%s)", (ddl,)).fetchone()[0]
         size = self.conn.execute("SELECT hypopg_relation_size(%s)", (oid,)).fetchone()[0]
         return int(oid), int(size or 0)
@@ -68,8 +72,60 @@ class Hypothetical:
         self.conn.execute("SELECT hypopg_drop_index(%s)", (oid,))
 
 
+class WhatIf:
+    """Statements planned with exactly a given set of hypothetical indexes: the
+    session's HypoPG set is brought to that set (drop what is extra, create what is
+    missing) before each plan. Sizes are HypoPG's own estimates (hypopg_relation_size)."""
+
+    def __init__(self, hypo: Hypothetical, queries: dict[str, str]):
+        self.hypo, self.queries = hypo, queries
+        self.present: dict[tuple, int] = {}  # candidate key -> hypothetical index oid
+
+    def sync(self, candidates, harmless=None) -> None:
+        """Exactly `candidates`, except that present indexes `harmless(c)` calls harmless
+        (the statement cannot lead with them) may stay: fewer creates and drops."""
+        want = {c.key: c for c in candidates}
+        keep_extra = harmless is not None and len(self.present) <= MAX_PRESENT
+        for key in [k for k in self.present if k not in want]:
+            if not (keep_extra and harmless(self.present[key][1])):
+                self.hypo.drop(self.present.pop(key)[0])
+        for key, c in want.items():
+            if key not in self.present:
+                self.present[key] = (self.hypo.create(c)[0], c)
+
+    def size(self, candidate: Candidate) -> int:
+        """HypoPG's size, or -1 when HypoPG refuses the definition."""
+        try:
+            oid, size = self.hypo.create(candidate)
+        except psycopg.Error:
+            return -1
+        self.hypo.drop(oid)
+        return size
+
+    def plan(self, queryid: str, candidates, harmless=None) -> tuple[float, dict] | None:
+        try:
+            self.sync(candidates, harmless)
+            return generic_cost(self.hypo.conn, self.queries[queryid])
+        except psycopg.Error:
+            return None
+
+    def cost(self, queryid: str, candidates, harmless=None) -> float:
+        planned = self.plan(queryid, candidates, harmless)
+        return planned[0] if planned else float("inf")
+
+    def oid(self, candidate: Candidate) -> int | None:
+        found = self.present.get(candidate.key)
+        return found[0] if found else None
+
+
 def generic_cost(conn: psycopg.Connection, query: str) -> tuple[float, dict]:
-    plan = explain_generic(conn, query)
+    if parameter_count(query) == 0 and not conn.info.transaction_status:
+        # No placeholders: a bare EXPLAIN (never executes) in autocommit, one round trip
+        # instead of three; the search plans thousands of times.
+        row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(query)).fetchone()
+        plan = row[0][0] if isinstance(row[0], list) else row[0]
+    else:
+        plan = explain_generic(conn, query)
     return plan_cost(plan), plan
 
 
@@ -86,8 +142,11 @@ def estimated_fraction(plan: dict, candidate: Candidate, snapshot: Snapshot) -> 
     total = float(root.get("Total Cost") or 0)
     if total <= 0:
         return 0.0
-    table = candidate.table.split(".", 1)[-1]
-    scans = [n for n in _nodes(root) if n.get("Node Type") == "Seq Scan" and n.get("Relation Name") == table]
+    tables = {candidate.table.split(".", 1)[-1]}
+    for t in snapshot.tables:  # a partitioned table is scanned partition by partition
+        if t.partition_of and t.partition_of.split(".", 1)[-1] in tables:
+            tables.add(t.name)
+    scans = [n for n in _nodes(root) if n.get("Node Type") == "Seq Scan" and n.get("Relation Name") in tables]
     if not scans:
         return 0.0
     scan_cost = sum(float(n.get("Total Cost") or 0) * max(1.0, float(n.get("Plan Loops", 1) or 1)) for n in scans)
@@ -101,6 +160,15 @@ def estimated_fraction(plan: dict, candidate: Candidate, snapshot: Snapshot) -> 
         else:
             kept *= RANGE_SELECTIVITY
             break
+    sorts = [[re.sub(r"\s+(DESC|ASC|NULLS).*$", "", k).split(".")[-1].strip('"') for k in n.get("Sort Key") or ()]
+             for n in _nodes(root) if n.get("Node Type") in ("Sort", "Incremental Sort")]
+    rest = list(candidate.columns[candidate.equality_prefix:])
+    if "sort" in candidate.reasons and root.get("Node Type") == "Limit" \
+            and any(keys and rest[:len(keys)] == keys for keys in sorts):
+        # ORDER BY ... LIMIT read in index order: the scan stops after the first rows and
+        # the sort is gone; the sort sits above the scan, so its cost counts as well.
+        share = 1.0
+        kept *= LIMIT_READ_FRACTION
     if candidate.predicate:
         kept *= _constant_fraction(snapshot, candidate.table, candidate.predicate)
     return round(ESTIMATE_CAP * share * (1.0 - kept), 4)

@@ -77,7 +77,7 @@ def run(snapshot: Snapshot) -> list[Finding]:
             check=ID, severity=severity,
             title=f"Foreign key {fk.name} ({fk.table} ({', '.join(fk.columns)}) -> {fk.ref_table}) has no index: "
                   f"each delete or key update on {fk.ref_table} scans {fk.table}",
-            table=fk.table, columns=list(fk.columns), fix_sql=create_sql(candidate, name) + ";",
+            table=fk.table, columns=list(fk.columns), fix_sql=create_sql(candidate, name, snapshot=snapshot),
             confidence="high", effort="index", key=f"{fk.table}|{fk.name}",
             evidence={"constraint": fk.name, "referenced_table": fk.ref_table, "referenced_columns": fk.ref_columns,
                       "on_delete": fk.on_delete, "parent_deletes": parent.n_tup_del if parent else None,

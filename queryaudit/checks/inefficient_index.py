@@ -34,8 +34,8 @@ the suggested index costs writes on the table.
 """
 from __future__ import annotations
 
-from queryaudit.checks._plans import analyzed_plans, columns_of, node_evidence, qualified, quote_ident, severity_for, \
-    table_for
+from queryaudit.advisor.ddl import create_index_sql
+from queryaudit.checks._plans import analyzed_plans, columns_of, node_evidence, severity_for, table_for
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
 
@@ -64,8 +64,7 @@ def run(snapshot: Snapshot) -> list[Finding]:
             columns = lead + filtered
             discarded = removed / (removed + kept)
             saving = captured.saving(snapshot, captured.plan.share(node) * discarded)
-            fix = (f"CREATE INDEX CONCURRENTLY ON {qualified(table)} ({', '.join(quote_ident(c) for c in columns)});"
-                   if table and filtered else None)
+            fix = create_index_sql(table.qualified_name, columns, snapshot=snapshot) if table and filtered else None
             findings.append(Finding(
                 check=ID, severity=severity_for(saving),
                 title=f"{node.label} discards {discarded:.0%} of the rows it reads ({removed:,.0f} by filter)",

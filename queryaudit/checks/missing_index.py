@@ -3,16 +3,19 @@
 ## What it detects
 The indexes the index advisor chose for the workload (`snapshot.index_advice`, written
 by the advisor stage of collection). The advisor derives candidates from each top
-statement's SQL (equality, IN, IS NULL, join keys, ranges, ORDER BY, GROUP BY) and its
-captured plan (sequential scans that discard most rows by filter, sorts), orders the
-columns equality first then one range or the sort columns, adds INCLUDE columns where an
-index-only scan pays, partial indexes for selective constant predicates and expression
-indexes for function predicates. With HypoPG each candidate is created hypothetically
-and every statement on its table re-planned: it is kept for a statement only when it
-cuts that statement's cost by at least the threshold. One set is then chosen for the
-whole workload (statements weighted by total time, a composite serving several
-statements preferred, never two where one covers both, within `--index-budget-mb`,
-minus a write penalty on busy tables).
+statement's SQL (equality, IN, IS NULL, join keys, ranges, ORDER BY by name, position or
+alias, mixed directions as DESC key columns, GROUP BY) and its captured plan (sequential
+scans that discard most rows by filter, sorts), plus INCLUDE, partial and expression
+candidates. With HypoPG it chooses the set the way Extend does (Schlosser et al. 2019):
+start from single columns, at each step add an index or widen a chosen one by one column,
+taking the step with the most workload benefit per byte, where the benefit is the whole
+workload re-planned with the whole set minus the write cost on written tables; it stops
+at the budget (`--index-budget 500MB`, HypoPG's own size estimates, MB = 10^6 bytes) or
+when no step cuts the cost of the statements it changes by the threshold. Without HypoPG
+each candidate's saving is estimated from the plan and pg_stats and a greedy choice
+keeps the best. A table never analyzed is sized from its pages on disk and its fix
+starts with ANALYZE; a partitioned table gets the ON ONLY / CONCURRENTLY per partition /
+ATTACH PARTITION form.
 
 ## Why it matters
 A lookup without a suitable index reads the whole table (or sorts it) on every call; the
@@ -28,14 +31,18 @@ staging copy with `queryaudit advise-indexes --verify-real`.
 ## Example
 ```sql
 CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_customer_id_idx ON public.orders (customer_id);
+-- partitioned: the parent's index first (catalog only), then each partition's, attached
+CREATE INDEX IF NOT EXISTS events_blog_id_idx ON ONLY public.events (blog_id);
+CREATE INDEX CONCURRENTLY IF NOT EXISTS events_p0_blog_id_idx ON public.events_p0 (blog_id);
+ALTER INDEX public.events_blog_id_idx ATTACH PARTITION public.events_p0_blog_id_idx;
 ```
 
 ## Thresholds
 Severity high when the index saves at least `HIGH_SHARE` (10 %) of total database time,
-medium from `MEDIUM_SHARE` (1 %), low below. The advisor's threshold (default 50 % of a
-statement's cost), budget and maximum count are its options (`queryaudit
-advise-indexes --help`). Confidence high when verified (HypoPG or for real), low when
-estimated without HypoPG.
+medium from `MEDIUM_SHARE` (1 %), low below. The advisor's threshold (default 5 % of the
+cost of the statements a step changes), budget and maximum count are its options
+(`queryaudit advise-indexes --help`). Confidence high when verified (HypoPG or for
+real), low when estimated without HypoPG.
 
 ## Known false positives
 HypoPG compares planner costs of generic plans: a statement whose parameters are
@@ -83,12 +90,15 @@ def run(snapshot: Snapshot) -> list[Finding]:
                   f"by {max(e.fraction_removed for e in proposed.statements):.0%}",
             table=proposed.table, columns=list(proposed.columns), queryids=[e.queryid for e in proposed.statements],
             fix_sql=proposed.create_sql, predicted_saving=saving, confidence="high" if verified else "low",
-            effort="index", advice=None if verified else advice.install_hint,
+            effort="index", advice=" ".join(filter(None, (
+                f"{proposed.table} has never been analyzed: ANALYZE is due (the fix runs it first)"
+                if proposed.analyze_due else None, None if verified else advice.install_hint))) or None,
             verification=Verification(method=proposed.verification, before=before, after=after, detail=detail),
             key=f"{proposed.table}|{','.join(proposed.columns)}|{','.join(proposed.include)}|{proposed.predicate or ''}",
             evidence={
                 "index_name": proposed.name, "include": proposed.include, "predicate": proposed.predicate,
                 "reasons": proposed.reasons, "size_bytes": proposed.size_bytes, "size_source": proposed.size_source,
+                "descending": proposed.descending, "analyze_due": proposed.analyze_due,
                 "write_penalty_ms": proposed.write_penalty_ms, "saving_ms": proposed.saving_ms,
                 "threshold": advice.threshold,
                 "statements": [{"queryid": e.queryid,

@@ -33,7 +33,8 @@ because of lock waits during the run is not an indexing problem.
 """
 from __future__ import annotations
 
-from queryaudit.checks._plans import analyzed_plans, quote_ident, severity_for
+from queryaudit.advisor.ddl import create_index_sql
+from queryaudit.checks._plans import analyzed_plans, severity_for
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
 
@@ -62,9 +63,7 @@ def run(snapshot: Snapshot) -> list[Finding]:
             unindexed = fk is not None and not _leads_an_index(snapshot, fk.table, fk.columns)
             fix = None
             if unindexed:
-                schema, _, name = fk.table.partition(".")
-                fix = (f"CREATE INDEX CONCURRENTLY ON {quote_ident(schema)}.{quote_ident(name)} "
-                       f"({', '.join(quote_ident(c) for c in fk.columns)});")
+                fix = create_index_sql(fk.table, fk.columns, snapshot=snapshot)
             findings.append(Finding(
                 check=ID, severity=severity_for(saving),
                 title=f"Foreign-key check {constraint} takes {share:.0%} of a write ({ms:,.1f} ms)"

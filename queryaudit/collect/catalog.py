@@ -21,7 +21,9 @@ def collect_tables(conn: psycopg.Connection) -> list[Table]:
                coalesce(s.n_tup_del, 0), coalesce(s.n_tup_hot_upd, 0), coalesce(s.n_live_tup, 0),
                coalesce(s.n_dead_tup, 0), coalesce(s.n_mod_since_analyze, 0),
                s.last_analyze, s.last_autoanalyze, s.last_vacuum, s.last_autovacuum,
-               coalesce(c.reloptions, '{{}}')
+               coalesce(c.reloptions, '{{}}'),
+               (SELECT pn.nspname || '.' || pc.relname FROM pg_inherits i JOIN pg_class pc ON pc.oid = i.inhparent
+                JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid AND c.relispartition)
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
         WHERE c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMAS}
@@ -33,7 +35,8 @@ def collect_tables(conn: psycopg.Connection) -> list[Table]:
                   idx_scan=int(r[10]), idx_tup_fetch=int(r[11]), n_tup_ins=int(r[12]), n_tup_upd=int(r[13]),
                   n_tup_del=int(r[14]), n_tup_hot_upd=int(r[15]), n_live_tup=int(r[16]), n_dead_tup=int(r[17]),
                   n_mod_since_analyze=int(r[18]), last_analyze=_iso(r[19]), last_autoanalyze=_iso(r[20]),
-                  last_vacuum=_iso(r[21]), last_autovacuum=_iso(r[22]), reloptions=list(r[23]))
+                  last_vacuum=_iso(r[21]), last_autovacuum=_iso(r[22]), reloptions=list(r[23]),
+                  partition_of=r[24])
         tables[t.oid] = t
     for oid, name, typ, not_null, attnum, default in conn.execute(f"""
             SELECT a.attrelid::int8, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attnum,
