@@ -58,7 +58,7 @@ def test_join_keys_correlated_subqueries_and_dml():
 def test_expression_partial_and_include():
     found = {c.columns: c for c in cands("SELECT id FROM customers WHERE lower(email) = $1")}
     assert ("lower(email)",) in found and "expression" in found[("lower(email)",)].reasons
-    assert cand.quote_column("lower(email)") == "(lower(email))"
+    assert cand.key_sql("lower(email)", expression=True) == "(lower(email))"
     partial = [c for c in cands("SELECT id FROM orders WHERE archived_at IS NULL AND paid ORDER BY created_at LIMIT 5")
                if c.predicate]
     assert any(c.predicate == "paid" and c.columns == ("created_at",) for c in partial), partial

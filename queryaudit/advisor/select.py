@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from queryaudit.advisor.candidates import Candidate, quote_column
+from queryaudit.advisor.candidates import Candidate
 from queryaudit.snapshot import Snapshot
-from queryaudit.sql import resolve_tables, statement_kind
+from queryaudit.sql import quote_ident, quote_table, resolve_tables, statement_kind
 
 # An index must add at least this share of its own stand-alone saving to be chosen.
 MIN_MARGINAL_SHARE = 0.2
@@ -147,7 +147,7 @@ def attribute(chosen: list[Evaluated], weights: dict[str, float]) -> dict[int, d
 
 def index_name(candidate: Candidate, taken: set[str]) -> str:
     """<table>_<columns>[_partial]_idx, lower-case, at most 63 bytes, not already taken."""
-    table = candidate.table.split(".", 1)[-1]
+    table = re.sub(r"[^a-z0-9]+", "_", candidate.table.split(".", 1)[-1].lower()).strip("_")
     parts = [re.sub(r"[^a-z0-9]+", "_", c.lower()).strip("_") for c in candidate.columns]
     base = f"{table}_{'_'.join(p for p in parts if p)}"
     suffix = ("_partial" if candidate.predicate else "") + ("_incl" if candidate.include else "") + "_idx"
@@ -161,8 +161,9 @@ def index_name(candidate: Candidate, taken: set[str]) -> str:
 
 
 def create_sql(candidate: Candidate, name: str, concurrently: bool = True) -> str:
-    cols = ", ".join(quote_column(c) for c in candidate.columns)
-    include = f" INCLUDE ({', '.join(quote_column(c) for c in candidate.include)})" if candidate.include else ""
+    """CREATE INDEX for the candidate, every name quoted by the one rule (sql.quote_ident)."""
+    cols = ", ".join(candidate.key_sql(c) for c in candidate.columns)
+    include = f" INCLUDE ({', '.join(quote_ident(c) for c in candidate.include)})" if candidate.include else ""
     where = f" WHERE {candidate.predicate}" if candidate.predicate else ""
     how = "CONCURRENTLY IF NOT EXISTS " if concurrently else ""
-    return f"CREATE INDEX {how}{name} ON {candidate.table} ({cols}){include}{where}"
+    return f"CREATE INDEX {how}{quote_ident(name)} ON {quote_table(candidate.table)} ({cols}){include}{where}"

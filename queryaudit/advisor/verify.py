@@ -17,6 +17,7 @@ from queryaudit.advisor.candidates import Candidate, _constant_fraction, selecti
 from queryaudit.advisor.select import create_sql
 from queryaudit.explain import explain_generic, parameter_count, parameter_types, plan_cost
 from queryaudit.snapshot import Snapshot
+from queryaudit.sql import quote_table
 
 RANGE_SELECTIVITY = 1 / 3  # PostgreSQL's DEFAULT_INEQ_SEL for an open range with unknown bound
 # Without verification a prediction is scaled down by this (the index still costs lookups).
@@ -59,10 +60,15 @@ class Hypothetical:
 
     def create(self, candidate: Candidate) -> tuple[int, int]:
         """(oid, estimated size in bytes) of a new hypothetical index."""
-        ddl = create_sql(candidate, "hypo", concurrently=False).replace("CREATE INDEX hypo ON", "CREATE INDEX ON")
+        ddl = self.ddl(candidate)
         oid = self.conn.execute("SELECT indexrelid FROM hypopg_create_index(%s)", (ddl,)).fetchone()[0]
         size = self.conn.execute("SELECT hypopg_relation_size(%s)", (oid,)).fetchone()[0]
         return int(oid), int(size or 0)
+
+    @staticmethod
+    def ddl(candidate: Candidate) -> str:
+        """What hypopg_create_index() is given: the proposal's CREATE INDEX, without a name."""
+        return create_sql(candidate, "hypo", concurrently=False).replace("CREATE INDEX hypo ON", "CREATE INDEX ON")
 
     def drop(self, oid: int) -> None:
         self.conn.execute("SELECT hypopg_drop_index(%s)", (oid,))
@@ -166,7 +172,7 @@ def measure_real(conn: psycopg.Connection, candidate: Candidate, statements: lis
         before = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
         conn.execute(create_sql(candidate, "queryaudit_verify_real_idx", concurrently=False))
         if "expression" in candidate.reasons:  # an expression index brings statistics of its own
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(candidate.table)))
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(quote_table(candidate.table))))
         after = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
         for name in names.values():
             conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
