@@ -19,6 +19,7 @@ reason: its tables still come from pglast's parse, its columns stay unresolved.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -34,6 +35,9 @@ DEFAULT_SEARCH_PATH = ("public",)
 CACHE_SIZE = 4096  # resolutions kept per catalog (one per statement text)
 VIEW_DEPTH = 4  # views on views on views: deeper ones are not traced
 _DML = (exp.Update, exp.Delete, exp.Insert)
+# sqlglot warns on stderr for every statement it reads as an opaque command; the
+# Resolution says so instead.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,10 @@ def _parse(query: str) -> tuple[exp.Expression | None, str | None]:
     """The statement as sqlglot reads PostgreSQL; placeholders sqlglot rejects where
     PostgreSQL has a typed literal (`date $1`, `interval $1 day`) are read as string
     literals of the same length, so every offset still points into the original text."""
+    from queryaudit.sql import statement_kind
+
+    if statement_kind(query) == "other":  # pglast knows: CREATE, VACUUM, SET, multi-statement text...
+        return None, "not a single SELECT, INSERT, UPDATE, DELETE or MERGE (no columns to resolve)"
     try:
         trees = sqlglot.parse(query, read="postgres")
     except sqlglot.errors.SqlglotError as exc:

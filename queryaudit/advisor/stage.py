@@ -58,6 +58,7 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
             statements.append(s)
         except psycopg.Error as exc:
             advice.notes.append(f"{s.queryid}: not planned ({str(exc).strip().splitlines()[0]})")
+            advice.reject("statement", s.query, exc, queryid=s.queryid)
     advice.statements_considered = len(statements)
     candidates, touched = cand.workload_candidates(snapshot, statements)
     advice.candidates_considered = len(candidates)
@@ -75,7 +76,7 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
                                         f"({advice.candidates_verified} of {len(candidates)} candidates)")
                     break
                 evaluated.append(_verify_hypothetical(hypo, conn, c, on_table.get(c.table, []), baseline,
-                                                      options.threshold))
+                                                      options.threshold, advice))
                 advice.candidates_verified += 1
     else:
         for c in candidates:
@@ -123,18 +124,24 @@ def _predicate_fraction(snapshot: Snapshot, c: cand.Candidate) -> float:
 
 
 def _verify_hypothetical(hypo: verify.Hypothetical, conn, c: cand.Candidate, statements, baseline,
-                         threshold: float) -> select.Evaluated:
+                         threshold: float, advice: IndexAdvice | None = None) -> select.Evaluated:
     e = select.Evaluated(c, size_source="hypopg")
     try:
         oid, e.size_bytes = hypo.create(c)
-    except psycopg.Error:
-        return e  # HypoPG refuses some definitions (e.g. an expression it cannot type): no evidence, no proposal
+    except psycopg.Error as exc:
+        # HypoPG refuses some definitions (e.g. an expression it cannot type): no evidence, no
+        # proposal, but the method section says which and why.
+        if advice is not None:
+            advice.reject("candidate", hypo.ddl(c), exc, table=c.table)
+        return e
     try:
         for s in statements:
             before = baseline[s.queryid][0]
             try:
                 after, _ = verify.generic_cost(conn, s.query)
-            except psycopg.Error:
+            except psycopg.Error as exc:
+                if advice is not None:
+                    advice.reject("statement", s.query, exc, queryid=s.queryid)
                 continue
             if before > 0 and (before - after) / before >= threshold and before - after >= select.MIN_COST_SAVED:
                 e.fractions[s.queryid] = (before - after) / before
@@ -151,8 +158,8 @@ def _workload_cost(conn, chosen, statements, baseline, advice: IndexAdvice) -> N
         for e in chosen:
             try:
                 hypo.create(e.candidate)
-            except psycopg.Error:
-                pass
+            except psycopg.Error as exc:
+                advice.reject("candidate", hypo.ddl(e.candidate), exc, table=e.candidate.table)
         for s in statements:
             cost = baseline[s.queryid][0]
             try:
@@ -183,6 +190,7 @@ def _verify_real(conn, snapshot: Snapshot, advice: IndexAdvice, built: dict[str,
             timings = verify.measure_real(conn, built[p.name], runs)
         except psycopg.Error as exc:
             advice.notes.append(f"{p.name}: real verification failed ({str(exc).strip().splitlines()[0]})")
+            advice.reject("candidate", p.create_sql, exc, table=p.table)
             kept.append(p)
             continue
         faster = False
