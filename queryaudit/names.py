@@ -316,6 +316,9 @@ class _Resolver:
         self.ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
         seen_aliases: dict[str, set[str]] = {}
         for t in tree.find_all(exp.Table):
+            if t.name and not t.alias:
+                # qualify would alias "Post" as post, and "Post".title would then name nothing.
+                t.set("alias", exp.TableAlias(this=exp.to_identifier(t.name, quoted=True)))
             if not t.name or (not t.db and t.name in self.ctes):
                 continue
             relation = self.catalog.find(t.db or None, t.name)
