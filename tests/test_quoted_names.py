@@ -47,10 +47,11 @@ def test_every_fix_on_quoted_names_runs_as_written(quoted_db, tmp_path):
     assert not missing, f"planted problems not reported: {missing}"
 
     fixes = [f for f in report["findings"] if f.get("fix_sql")]
-    assert {f["check"] for f in fixes} >= {"missing-index", "fk-without-index", "duplicate-index"}
+    assert {f["check"] for f in fixes} >= {"missing-index", "fk-without-index", "duplicate-index", "row-estimate-error"}
     text = "\n".join(f["fix_sql"] for f in fixes)
     assert 'public."Post" ("authorId")' in text and '"Sales"."Orders"' in text
     assert 'public.purchases ("order")' in text and 'public."Audit Log" ("user id")' in text
+    assert 'CREATE STATISTICS IF NOT EXISTS "Sales"."Orders_City_Zip_stats"' in text
     with quoted_db.connect() as conn:
         for f in fixes:
             for statement in statements(f["fix_sql"]):
@@ -66,7 +67,13 @@ def test_every_fix_on_quoted_names_runs_as_written(quoted_db, tmp_path):
     quoted_db.execute("SELECT pg_stat_statements_reset()")
     quoted_db.run_workload("quoted")
     after = audit(quoted_db, tmp_path, "after")
-    fixed = {(f["check"], f.get("table"), tuple(f.get("columns") or ()), f.get("index")) for f in fixes}
+    applied = {f["fix_sql"] for f in fixes}
+    assert not [f["fix_sql"] for f in after["findings"] if f.get("fix_sql") in applied]
+    assert not {f["id"] for f in fixes} & {f["id"] for f in after["findings"]}
+    # The objects fixed are fine now. (Without HypoPG the advisor may still estimate that an
+    # INCLUDE variant of a new index helps more: a different index, not the same finding.)
+    fixed = {(f["check"], f.get("table"), tuple(f.get("columns") or ()), f.get("index"))
+             for f in fixes if f["check"] != "missing-index"}
     again = [f for f in after["findings"]
              if (f["check"], f.get("table"), tuple(f.get("columns") or ()), f.get("index")) in fixed]
     assert not again, f"fixed findings reported again: {[(f['check'], f['table'], f['fix_sql']) for f in again]}"
