@@ -117,3 +117,42 @@ def test_a_candidate_or_statement_the_server_rejects_is_recorded(quoted_db, tmp_
             in (tmp_path / "r.md").read_text())
     html = (tmp_path / "r.html").read_text()
     assert "Rejected by the server" in html and "CREATE INDEX ON public.&#34;Post&#34;" in html
+
+
+def test_rejected_sql_renders_in_every_report_and_is_redacted(tmp_path):
+    """From a saved snapshot, no database: the method section of the JSON, Markdown and HTML
+    reports lists what the server rejected; --redact masks the literals in it."""
+    from queryaudit.advisor.model import Rejected
+    from queryaudit.snapshot import ServerInfo, Statement
+
+    secret = "s3cret-value"
+    query = f"SELECT * FROM \"Post\" WHERE title = '{secret}'"
+    snap = Snapshot(server=ServerInfo(version_num=150000, version="PostgreSQL 15", database="app"),
+                    collected_at="2026-11-24T00:00:00+00:00", total_exec_time_ms=50.0, total_calls=5,
+                    statement_count=1, statements=[Statement(queryid="1", query=query, calls=5,
+                                                             total_exec_time_ms=50.0, mean_exec_time_ms=10.0, rows=5)],
+                    index_advice=IndexAdvice(method="hypothetical", rejected=[
+                        Rejected("statement", query, f'invalid input syntax for type integer: "{secret}"', "1"),
+                        Rejected("candidate", 'CREATE INDEX ON public."Post" ("no such column")',
+                                 'column "no such column" does not exist', table="public.Post")]))
+    path = tmp_path / "snap.json"
+    snap.save(path)
+    outputs = [tmp_path / n for n in ("r.json", "r.md", "r.html")]
+    result = run_cli("audit", "--snapshot", str(path), "--json", str(outputs[0]), "--markdown", str(outputs[1]),
+                     "--html", str(outputs[2]))
+    assert result.returncode == 0, result.stderr
+    rejected = json.loads(outputs[0].read_text())["method"]["rejected"]
+    assert [(r["kind"], r["error"]) for r in rejected] == [
+        ("statement", f'invalid input syntax for type integer: "{secret}"'),
+        ("candidate", 'column "no such column" does not exist')]
+    markdown = outputs[1].read_text()
+    assert "the server rejected statement" in markdown and 'column "no such column" does not exist' in markdown
+    html = outputs[2].read_text()
+    assert "Rejected by the server" in html and "column &#34;no such column&#34; does not exist" in html
+
+    result = run_cli("audit", "--snapshot", str(path), "--redact", "--json", str(outputs[0]), "--markdown",
+                     str(outputs[1]), "--html", str(outputs[2]))
+    assert result.returncode == 0, result.stderr
+    for out in outputs:
+        assert secret not in out.read_text()
+    assert "no such column" in outputs[1].read_text()  # names are not literals: they stay
