@@ -179,3 +179,15 @@ def test_index_candidates_on_quoted_names():
     uses = cand.statement_uses("WITH orders AS (SELECT 1 AS customer_id) SELECT * FROM orders "
                                "WHERE customer_id = $1", snap)
     assert not [u for u in uses if u.table == "public.orders"]
+
+
+def test_verify_real_values_come_from_the_resolved_column():
+    from queryaudit.advisor.verify import sample_parameters
+    from queryaudit.snapshot import ColumnStats
+
+    snap = snapshot()
+    snap.column_stats = [ColumnStats("public.Audit Log", "user id", most_common_vals=["42"]),
+                         ColumnStats("public.Audit Log", "id", most_common_vals=["7"]),
+                         ColumnStats("public.User", "order", histogram_bounds=["1", "5", "9"])]
+    q = 'SELECT 1 FROM "Audit Log" a JOIN "User" u ON u.id = a."user id" WHERE a."user id" = $1 AND u."order" > $2'
+    assert sample_parameters(q, snap, {"public.Audit Log"}, ["bigint", "text"]) == ["42", "5"]

@@ -8,14 +8,13 @@ normalized pg_stat_statements text gets everywhere else in queryaudit.
 """
 from __future__ import annotations
 
-import re
-
 import psycopg
 from psycopg import sql
 
 from queryaudit.advisor.candidates import Candidate, _constant_fraction, selectivity
 from queryaudit.advisor.select import create_sql
 from queryaudit.explain import explain_generic, parameter_count, parameter_types, plan_cost
+from queryaudit.params import find_slots
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import quote_table
 
@@ -115,25 +114,19 @@ def estimated_fraction(plan: dict, candidate: Candidate, snapshot: Snapshot) -> 
 # -- --verify-real ----------------------------------------------------------------------
 
 def sample_parameters(query: str, snapshot: Snapshot, tables: set[str], types: list[str]) -> list[str] | None:
-    """Values for $1..$n from pg_stats: for `col op $n` the column's most common value
-    (or middle histogram bound); None when a parameter cannot be tied to a column."""
+    """Values for $1..$n from pg_stats: for `col op $n` (the column as queryaudit.names
+    resolves it) the middle histogram bound, else the most common value; None when a
+    parameter cannot be tied to a column."""
     values = []
-    for n in range(1, parameter_count(query) + 1):
-        m = (re.search(rf'([A-Za-z_][A-Za-z0-9_]*)"?\s*(?:=|<=|>=|<|>|IN\s*\(|=\s*ANY\s*\()\s*[^$]*?\${n}\b', query)
-             or re.search(rf'\${n}\b\s*(?:=|<=|>=|<|>)\s*(?:[A-Za-z_][A-Za-z0-9_]*\.)?"?([A-Za-z_][A-Za-z0-9_]*)',
-                          query))
+    for slot in find_slots(query, snapshot.tables, parameter_count(query)):
         value = None
-        if m:
-            column = m.group(1)
-            for table in tables:
-                stats = snapshot.stats_for(table, column)
-                if stats and stats.histogram_bounds:
-                    value = stats.histogram_bounds[len(stats.histogram_bounds) // 2]
-                elif stats and stats.most_common_vals:
-                    value = stats.most_common_vals[0]
-                if value is not None:
-                    break
+        stats = snapshot.stats_for(slot.table, slot.column) if slot.table and slot.column else None
+        if stats and stats.histogram_bounds:
+            value = stats.histogram_bounds[len(stats.histogram_bounds) // 2]
+        elif stats and stats.most_common_vals:
+            value = stats.most_common_vals[0]
         if value is None:
+            n = slot.number
             if n <= len(types) and types[n - 1] in ("integer", "bigint", "smallint", "numeric"):
                 value = "100"  # LIMIT/OFFSET and counts
             else:
