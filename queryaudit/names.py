@@ -305,7 +305,8 @@ class _Resolver:
             qualify(tree, schema=self.catalog.schema, dialect="postgres", validate_qualify_columns=False,
                     quote_identifiers=False, identify=False)
         except (sqlglot.errors.SqlglotError, KeyError, ValueError, TypeError, AttributeError) as exc:
-            self.result.unresolved = f"sqlglot cannot qualify the text ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.result.unresolved = f"sqlglot cannot qualify the text ({reason})"
             return self.result
         self._columns(tree)
         return self.result

@@ -191,3 +191,20 @@ def test_verify_real_values_come_from_the_resolved_column():
                          ColumnStats("public.User", "order", histogram_bounds=["1", "5", "9"])]
     q = 'SELECT 1 FROM "Audit Log" a JOIN "User" u ON u.id = a."user id" WHERE a."user id" = $1 AND u."order" > $2'
     assert sample_parameters(q, snap, {"public.Audit Log"}, ["bigint", "text"]) == ["42", "5"]
+
+
+def test_index_hygiene_fixes_quote_index_names():
+    from queryaudit.checks import invalid_index
+    from queryaudit.checks._indexes import drop_sql
+    from queryaudit.snapshot import Index
+
+    broken = Index("Sales", "Orders by Customer", "Sales.Orders",
+                   'CREATE INDEX "Orders by Customer" ON "Sales"."Orders" USING btree ("CustomerId")',
+                   columns=['"CustomerId"'], is_valid=False)
+    assert drop_sql(broken) == 'DROP INDEX CONCURRENTLY IF EXISTS "Sales"."Orders by Customer";'
+    snap = snapshot()
+    snap.indexes = [broken]
+    [finding] = invalid_index.run(snap)
+    assert finding.fix_sql == ('DROP INDEX CONCURRENTLY IF EXISTS "Sales"."Orders by Customer";\n'
+                               'CREATE INDEX CONCURRENTLY IF NOT EXISTS "Orders by Customer" ON "Sales"."Orders" '
+                               'USING btree ("CustomerId");')

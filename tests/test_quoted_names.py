@@ -26,7 +26,8 @@ def quoted_db(server):
 
 def audit(db, tmp_path, name: str) -> dict:
     out = tmp_path / f"{name}.json"
-    result = run_cli("audit", "--dsn", db.dsn, "--json", str(out), "--save-snapshot", str(tmp_path / f"{name}.snap.json"))
+    result = run_cli("audit", "--dsn", db.dsn, "--json", str(out),
+                     "--save-snapshot", str(tmp_path / f"{name}.snap.json"))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     validate_report(report)
