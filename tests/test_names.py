@@ -208,3 +208,16 @@ def test_index_hygiene_fixes_quote_index_names():
     assert finding.fix_sql == ('DROP INDEX CONCURRENTLY IF EXISTS "Sales"."Orders by Customer";\n'
                                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "Orders by Customer" ON "Sales"."Orders" '
                                'USING btree ("CustomerId");')
+
+
+def test_n_plus_one_join_rewrite_quotes_the_child():
+    import pglast
+
+    from queryaudit.nplusone import join_rewrite, lookup_shape
+
+    child = 'SELECT "title", "order" FROM "Post" WHERE "authorId" = $1'
+    shape = lookup_shape(child)
+    joined = join_rewrite('SELECT id FROM "User" ORDER BY id LIMIT 20', "id", shape, "public.Post", "authorId")
+    assert 'LEFT JOIN public."Post" AS c ON c."authorId" = p.id' in " ".join(joined.split())
+    assert 'c."order"' in joined
+    pglast.parse_sql(joined)
