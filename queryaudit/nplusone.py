@@ -15,7 +15,7 @@ import pglast
 from pglast import ast, enums
 from pglast.stream import RawStream
 
-from queryaudit.sql import parse
+from queryaudit.sql import parse, quote_ident, quote_table
 
 # A loop: at least this many executions of one fingerprint, with different parameters,
 # in one session, at most MAX_GAP other statements between two of them, and at least
@@ -183,9 +183,9 @@ def join_rewrite(parent_query: str, parent_column: str, child: Lookup, child_tab
     parent = parent_query.strip().rstrip(";")
     if _single_select(parent) is None:
         return None
-    cols = ", ".join(f"c.{c}" for c in child.targets) if child.targets else "c.*"
+    cols = ", ".join(f"c.{quote_ident(c)}" for c in child.targets) if child.targets else "c.*"
     text = (f"SELECT p.*, {cols} FROM ({parent}) AS p "
-            f"LEFT JOIN {child_table} AS c ON c.{child_column} = p.{parent_column}")
+            f"LEFT JOIN {quote_table(child_table)} AS c ON c.{quote_ident(child_column)} = p.{quote_ident(parent_column)}")
     try:
         pglast.parse_sql(text)
         return pglast.prettify(text)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pglast import ast, visitors
 from pglast.enums.parsenodes import A_Expr_Kind
 
+from queryaudit import names
 from queryaudit.snapshot import ColumnStats, Snapshot, Statement, Table
 from queryaudit.sql import parse
 
@@ -139,31 +140,30 @@ class _Finder(visitors.Visitor):
 
 
 class _Resolver:
-    """Qualifier or bare column name -> (schema-qualified table, column), from the snapshot."""
+    """Qualifier or bare column name -> (schema-qualified table, column): queryaudit.names
+    resolves the statement (aliases, CTEs, subqueries, views, search_path, quoted names)."""
 
-    def __init__(self, relations: list[tuple[str | None, str, str]], tables: list[Table]):
-        by_name: dict[str, list[Table]] = {}
-        for t in tables:
-            by_name.setdefault(t.name, []).append(t)
-        self.aliases: dict[str, Table] = {}
-        self.in_query: list[Table] = []
-        for schema, name, alias in relations:
-            candidates = by_name.get(name, [])
-            match = next((t for t in candidates if t.schema == schema), None) if schema else (
-                next((t for t in candidates if t.schema == "public"), None) or
-                (candidates[0] if len(candidates) == 1 else None))
-            if match:
-                self.aliases.setdefault(alias, match)
-                if match not in self.in_query:
-                    self.in_query.append(match)
+    def __init__(self, relations: list[tuple[str | None, str, str]], tables: list[Table], query: str | None = None,
+                 search_path: tuple[str, ...] = names.DEFAULT_SEARCH_PATH):
+        catalog = names.catalog_of(tables, search_path)
+        self.resolution = catalog.resolve(query) if query is not None else None
+        self.catalog = catalog
+        self.aliases: dict[str, str | None] = dict(self.resolution.aliases) if self.resolution else {}
+        for schema, name, alias in relations:  # no text: the relations alone, one flat scope
+            relation = catalog.find(schema, name)
+            if relation and alias not in self.aliases:
+                self.aliases[alias] = relation.qualified_name
 
     def resolve(self, ref: tuple[str | None, str]) -> tuple[str, str] | None:
         qualifier, column = ref
-        if qualifier:
-            table = self.aliases.get(qualifier)
-            return (table.qualified_name, column) if table else None
-        owners = [t for t in self.in_query if any(c.name == column for c in t.columns)]
-        return (owners[0].qualified_name, column) if len(owners) == 1 else None
+        if self.resolution is not None and (found := self.resolution.written(qualifier, column)):
+            return found
+        if not qualifier:
+            return None
+        # A name not written as such (UPDATE t SET col = $1 reads as t.col): the alias's table.
+        table = self.aliases.get(qualifier)
+        relation = self.catalog.table(table) if table else None
+        return (table, column) if relation and column in relation.columns else None
 
 
 def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterSlot]:
@@ -177,7 +177,7 @@ def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterS
     finder = _Finder()
     for stmt in stmts:
         finder(stmt.stmt)
-    resolver = _Resolver(finder.relations, tables)
+    resolver = _Resolver(finder.relations, tables, query)
     for number, ref, operator in finder.uses:
         if not 1 <= number <= nparams:
             continue

@@ -47,9 +47,14 @@ def redact_sql(text: str) -> str:
     return "".join(out)
 
 
+# PostgreSQL's errors quote the value they refuse in double quotes, like a name:
+# invalid input syntax for type integer: "abc". Names (column "x" does not exist) stay.
+_ERROR_VALUE = re.compile(r'(invalid input (?:syntax|value) for (?:type|enum) [^:"]+: )"(?:[^"]|"")*"')
+
+
 def redact_text(text: str) -> str:
-    """Prose that may quote a literal (a title, a log message): quoted strings only."""
-    return _QUOTED.sub(PLACEHOLDER, text)
+    """Prose that may quote a literal (a title, a log message, a server error): quoted strings only."""
+    return _ERROR_VALUE.sub(rf'\1"{PLACEHOLDER}"', _QUOTED.sub(PLACEHOLDER, text))
 
 
 # Keys whose strings are SQL or plan expressions: scanned token by token.

@@ -133,6 +133,20 @@ class Table:
 
 
 @dataclass
+class View:
+    """A view: what its name means to a statement (columns) and what it reads (definition)."""
+
+    schema: str
+    name: str
+    definition: str = ""
+    columns: list[Column] = field(default_factory=list)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass
 class Index:
     schema: str
     name: str
@@ -233,6 +247,7 @@ class Snapshot:
     statement_count: int = 0
     tables: list[Table] = field(default_factory=list)
     indexes: list[Index] = field(default_factory=list)
+    views: list[View] = field(default_factory=list)  # for name resolution (queryaudit.names)
     foreign_keys: list[ForeignKey] = field(default_factory=list)
     column_stats: list[ColumnStats] = field(default_factory=list)
     extended_statistics: list[ExtendedStatistic] = field(default_factory=list)

@@ -43,6 +43,13 @@ def quote_qualified(schema: str | None, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}" if schema else quote_ident(name)
 
 
+def quote_table(qualified: str) -> str:
+    """A snapshot's "schema.name" (Table.qualified_name, Index.table) quoted for SQL. The
+    schema is what precedes the first dot: schema names with dots are not supported."""
+    schema, dot, name = qualified.partition(".")
+    return quote_qualified(schema, name) if dot else quote_ident(qualified)
+
+
 def fingerprint(query: str) -> str | None:
     try:
         return pglast.fingerprint(query)
@@ -88,21 +95,11 @@ def referenced_relations(query: str) -> list[tuple[str | None, str]]:
 
 
 def resolve_tables(query: str, tables: list[Table], search_path: tuple[str, ...] = ("public",)) -> list[str]:
-    """Schema-qualified names of the catalog tables a statement reads or writes."""
-    by_name: dict[str, list[Table]] = {}
-    for t in tables:
-        by_name.setdefault(t.name, []).append(t)
-    result = []
-    for schema, name in referenced_relations(query):
-        candidates = by_name.get(name, [])
-        if schema:
-            match = next((t for t in candidates if t.schema == schema), None)
-        else:
-            match = next((t for s in search_path for t in candidates if t.schema == s), None)
-            match = match or (candidates[0] if len(candidates) == 1 else None)
-        if match and match.qualified_name not in result:
-            result.append(match.qualified_name)
-    return result
+    """Schema-qualified names of the catalog tables a statement reads or writes (queryaudit.names
+    resolves them: search_path, CTE names, quoted names)."""
+    from queryaudit import names  # names reads pglast through this module
+
+    return list(names.catalog_of(tables, search_path).resolve(query).base_tables)
 
 
 READ_ONLY_STATEMENTS = (ast.SelectStmt,)

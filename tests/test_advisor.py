@@ -2,11 +2,10 @@
 created in every test database (verification `hypothetical`), PG18 has none (`none`)."""
 import json
 
-import psycopg
 import pytest
 
 from conftest import run_cli
-from queryaudit.advisor.stage import AdvisorOptions, advise
+from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.checks import run_checks
 from queryaudit.connect import session
 from queryaudit.explain import explain_generic, plan_cost

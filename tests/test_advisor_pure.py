@@ -1,7 +1,7 @@
 """The advisor's pure parts: candidates from SQL and plans, column order, selection."""
 from queryaudit.advisor import candidates as cand
 from queryaudit.advisor import select
-from queryaudit.snapshot import Column, ColumnStats, Index, Snapshot, ServerInfo, Statement, Table
+from queryaudit.snapshot import Column, ColumnStats, Index, Snapshot, ServerInfo, Table
 
 
 def snapshot() -> Snapshot:
@@ -58,7 +58,7 @@ def test_join_keys_correlated_subqueries_and_dml():
 def test_expression_partial_and_include():
     found = {c.columns: c for c in cands("SELECT id FROM customers WHERE lower(email) = $1")}
     assert ("lower(email)",) in found and "expression" in found[("lower(email)",)].reasons
-    assert cand.quote_column("lower(email)") == "(lower(email))"
+    assert cand.key_sql("lower(email)", expression=True) == "(lower(email))"
     partial = [c for c in cands("SELECT id FROM orders WHERE archived_at IS NULL AND paid ORDER BY created_at LIMIT 5")
                if c.predicate]
     assert any(c.predicate == "paid" and c.columns == ("created_at",) for c in partial), partial
@@ -147,7 +147,7 @@ def test_never_analyzed_table_is_sized_from_disk():
 def test_create_index_sql_quotes_and_partitions():
     from queryaudit.advisor import ddl
     assert ddl.create_index_sql("Sales.OrderItems", ["CustomerId", "order", "lower(email)"], "oi_idx",
-                                descending=["order"]) == \
+                                descending=["order"], expressions=["lower(email)"]) == \
         'CREATE INDEX CONCURRENTLY IF NOT EXISTS oi_idx ON "Sales"."OrderItems" ("CustomerId", "order" DESC, ' \
         '(lower(email)));'
     assert ddl.create_index_sql("public.t", ["a"]) == "CREATE INDEX CONCURRENTLY ON public.t (a);"

@@ -14,11 +14,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import pglast
 from pglast import ast, enums
 from pglast.stream import RawStream
 
+from queryaudit import names
 from queryaudit.snapshot import Index, Snapshot, Table
-from queryaudit.sql import find_nodes, parse
+from queryaudit.sql import find_nodes, parse, quote_ident, quote_qualified
 
 MAX_EQUALITY_COLUMNS = 4
 MAX_KEY_COLUMNS = 5
@@ -30,7 +32,6 @@ PLAN_FILTER_MIN_REMOVED = 0.9
 MIN_TABLE_ROWS = 1000  # below this a sequential scan is as cheap as any index
 
 _RANGE_OPS = {"<", ">", "<=", ">="}
-_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
 
 def _column_refs(node) -> list:
@@ -70,21 +71,32 @@ class Candidate:
     reasons: set[str] = field(default_factory=set)
     queryids: set[str] = field(default_factory=set)
     descending: tuple[str, ...] = ()  # key columns stored DESC
+    expressions: tuple[str, ...] = ()  # the entries of `columns` that are expressions, not column names
 
     @property
     def key(self) -> tuple:
         return (self.table, self.columns, self.include, self.predicate, self.descending)
 
+    def key_sql(self, column: str) -> str:
+        return key_sql(column, column in self.expressions)
 
-def quote_column(column: str) -> str:
-    """A column for CREATE INDEX: identifiers as they are, expressions in parentheses."""
-    if _IDENT.match(column):
-        return column
-    if re.match(r'^"[^"]+"$', column):
-        return column
-    if re.match(r"^[A-Za-z_][A-Za-z0-9_$]*$", column):
-        return f'"{column}"'
-    return f"({column})"
+
+def key_sql(column: str, expression: bool = False) -> str:
+    """A key for CREATE INDEX: a column name quoted as PostgreSQL's quote_ident() would
+    ("authorId", "order"), an expression in parentheses."""
+    return f"({column})" if expression else quote_ident(column)
+
+
+_PREDICATE = re.compile(r'^(NOT )?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)( IS (NOT )?NULL| = (.+))?$', re.S)
+
+
+def _predicate_parts(predicate: str):
+    """(match, column name) of a constant predicate written by this module, or (None, None)."""
+    m = _PREDICATE.match(predicate)
+    if not m:
+        return None, None
+    column = m.group(2)
+    return m, (column[1:-1].replace('""', '"') if column.startswith('"') else column)
 
 
 # -- SQL ------------------------------------------------------------------------------
@@ -99,21 +111,18 @@ class _Scope:
 
 
 class _Extractor:
-    def __init__(self, snapshot: Snapshot, source: str):
+    def __init__(self, snapshot: Snapshot, source: str, query: str | None = None):
         self.snapshot = snapshot
         self.source = source
         self.uses: dict[str, TableUse] = {}
-        self._by_name: dict[str, list[Table]] = {}
-        for t in snapshot.tables:
-            self._by_name.setdefault(t.name, []).append(t)
+        # Which table and column each name means comes from queryaudit.names, by position.
+        self.catalog = names.catalog_for(snapshot)
+        self.resolution = self.catalog.resolve(query) if query is not None else names.Resolution()
 
     # table and column resolution
     def resolve_table(self, schema: str | None, name: str) -> str | None:
-        candidates = self._by_name.get(name, [])
-        if schema:
-            return next((t.qualified_name for t in candidates if t.schema == schema), None)
-        match = next((t for t in candidates if t.schema == "public"), None) or (candidates[0] if candidates else None)
-        return match.qualified_name if match else None
+        relation = self.catalog.find(schema, name)
+        return relation.qualified_name if relation else None
 
     def use(self, table: str) -> TableUse:
         if table not in self.uses:
@@ -121,32 +130,10 @@ class _Extractor:
         self.uses[table].sources.add(self.source)
         return self.uses[table]
 
-    def _columns_of(self, table: str) -> set[str]:
-        t = self.snapshot.table(table)
-        return {c.name for c in t.columns} if t else set()
-
     def resolve_column(self, ref: ast.ColumnRef, scope: _Scope) -> tuple[str, str] | None:
-        fields = [f.sval if isinstance(f, ast.String) else None for f in ref.fields]
-        if None in fields:  # A_Star
+        if any(isinstance(f, ast.A_Star) for f in ref.fields):
             return None
-        if len(fields) >= 2:
-            alias, column = fields[-2], fields[-1]
-            s = scope
-            while s:
-                if alias in s.aliases:
-                    return s.aliases[alias], column
-                s = s.parent
-            return None
-        column = fields[0]
-        s = scope
-        while s:
-            owners = [t for t in s.tables() if column in self._columns_of(t)]
-            if len(owners) == 1:
-                return owners[0], column
-            if len(owners) > 1:
-                return None
-            s = s.parent
-        return None
+        return self.resolution.column_at(ref.location)
 
     def star(self, ref: ast.ColumnRef, scope: _Scope) -> None:
         fields = ref.fields
@@ -202,7 +189,7 @@ class _Extractor:
             self.order(node.groupClause, scope, "group", node.targetList)
 
     def add_range(self, rv: ast.RangeVar, scope: _Scope) -> None:
-        table = self.resolve_table(rv.schemaname, rv.relname)
+        table = self.resolution.relation_at(rv.location)  # None for a CTE name
         if table is None:
             return
         scope.aliases[rv.alias.aliasname if rv.alias else rv.relname] = table
@@ -299,20 +286,20 @@ class _Extractor:
                 table, column, expr = side
                 if node.nulltesttype == enums.NullTestType.IS_NULL:
                     self.use(table).predicates.append(Predicate(column, "null", expr))
-                    self.use(table).partial.append(f"{quote_column(column)} IS NULL")
+                    self.use(table).partial.append(f"{key_sql(column, expr)} IS NULL")
                 else:
-                    self.use(table).partial.append(f"{quote_column(column)} IS NOT NULL")
+                    self.use(table).partial.append(f"{key_sql(column, expr)} IS NOT NULL")
             return
         if isinstance(node, ast.ColumnRef):  # WHERE active
             side = self._side(node, scope)
             if side:
-                self.use(side[0]).partial.append(quote_column(side[1]))
+                self.use(side[0]).partial.append(key_sql(side[1], side[2]))
             return
         if isinstance(node, ast.BoolExpr) and node.boolop == enums.BoolExprType.NOT_EXPR \
                 and isinstance(node.args[0], ast.ColumnRef):
             side = self._side(node.args[0], scope)
             if side:
-                self.use(side[0]).partial.append(f"NOT {quote_column(side[1])}")
+                self.use(side[0]).partial.append(f"NOT {key_sql(side[1], side[2])}")
             return
         if not isinstance(node, ast.A_Expr):
             return
@@ -330,7 +317,7 @@ class _Extractor:
                     constant = None
                     if isinstance(other, ast.A_Const) or (isinstance(other, ast.TypeCast)
                                                           and isinstance(other.arg, ast.A_Const)):
-                        constant = f"{quote_column(column)} {op} {RawStream()(other)}"
+                        constant = f"{key_sql(column, expr)} {op} {RawStream()(other)}"
                     self.use(table).predicates.append(
                         Predicate(column, "eq" if op == "=" else "range", expr, constant))
                     if constant and op == "=":
@@ -379,9 +366,17 @@ def _has_param(node) -> bool:
 
 
 def _deparse_unqualified(node) -> str:
-    """An expression's text with table aliases removed: what CREATE INDEX needs."""
+    """An expression's text with table aliases removed (CREATE INDEX names bare columns),
+    deparsed by pglast so every name keeps the quoting it needs."""
     text = RawStream()(node)
-    return re.sub(r'\b[A-Za-z_][A-Za-z0-9_]*\.(?=[A-Za-z_"])', "", text)
+    try:  # a fresh tree to edit: parse() results are cached and shared
+        expr = pglast.parse_sql(f"SELECT {text}")[0].stmt.targetList[0].val
+    except Exception:  # pglast raises ParseError, and others on odd input
+        return text
+    for ref in find_nodes(expr, ast.ColumnRef):
+        if len(ref.fields) > 1 and isinstance(ref.fields[-1], ast.String):
+            ref.fields = (ref.fields[-1],)
+    return RawStream()(expr)
 
 
 def statement_uses(query: str, snapshot: Snapshot, source: str = "sql") -> list[TableUse]:
@@ -389,7 +384,7 @@ def statement_uses(query: str, snapshot: Snapshot, source: str = "sql") -> list[
     stmts = parse(query)
     if not stmts or len(stmts) != 1:
         return []
-    extractor = _Extractor(snapshot, source)
+    extractor = _Extractor(snapshot, source, query)
     try:
         extractor.statement(stmts[0].stmt)
     except (AttributeError, TypeError, IndexError, KeyError):  # an AST shape we do not model
@@ -426,8 +421,9 @@ def plan_uses(plan: dict, snapshot: Snapshot) -> list[TableUse]:
             if not conditions or not _selective_scan(node, snapshot.table(table)):
                 continue
             alias = node.get("Alias") or node["Relation Name"]
-            text = f'SELECT 1 FROM {node["Relation Name"]} AS "{alias}" WHERE ' + " AND ".join(
-                f"({c})" for c in conditions)
+            found = snapshot.table(table)
+            text = f'SELECT 1 FROM {quote_qualified(found.schema, found.name)} AS {quote_ident(alias)} WHERE ' + \
+                " AND ".join(f"({c})" for c in conditions)
             for use in _plan_fragment_uses(text, snapshot, extractor):
                 uses.setdefault(use.table, TableUse(use.table)).predicates.extend(
                     Predicate(p.column, p.kind, p.expression) for p in use.predicates)  # plan constants are parameters
@@ -439,11 +435,11 @@ def plan_uses(plan: dict, snapshot: Snapshot) -> list[TableUse]:
             table = extractor.resolve_table(scans[0].get("Schema"), scans[0]["Relation Name"])
             cols = []
             for key in node["Sort Key"]:
-                m = re.match(r'^(?:[A-Za-z_][A-Za-z0-9_]*\.)?([A-Za-z_][A-Za-z0-9_]*)$', key.strip())
-                if not m:
+                column = names.column_name(key)
+                if column is None:
                     cols = []
                     break
-                cols.append(m.group(1))
+                cols.append(column)
             if table and cols:
                 use = uses.setdefault(table, TableUse(table))
                 use.sort = use.sort or cols
@@ -455,8 +451,7 @@ def _plan_fragment_uses(text: str, snapshot: Snapshot, extractor: _Extractor) ->
     stmts = parse(text)
     if not stmts:
         return []
-    sub = _Extractor(snapshot, "plan")
-    sub._by_name = extractor._by_name
+    sub = _Extractor(snapshot, "plan", text)
     try:
         sub.statement(stmts[0].stmt)
     except (AttributeError, TypeError, IndexError):
@@ -524,10 +519,10 @@ def selectivity(snapshot: Snapshot, table: str, column: str) -> float:
 
 def _constant_fraction(snapshot: Snapshot, table: str, predicate: str) -> float:
     """Fraction of rows a constant predicate keeps, from pg_stats; 1 when unknown."""
-    m = re.match(r'^(NOT )?"?([A-Za-z_][A-Za-z0-9_]*)"?( IS (NOT )?NULL| = (.+))?$', predicate)
+    m, column = _predicate_parts(predicate)
     if not m:
         return 1.0
-    stats = snapshot.stats_for(table, m.group(2))
+    stats = snapshot.stats_for(table, column)
     if stats is None:
         return 1.0
     if m.group(3) and "NULL" in m.group(3):
@@ -540,7 +535,7 @@ def _constant_fraction(snapshot: Snapshot, table: str, predicate: str) -> float:
                          m.group(5).strip())
         if literal in values:
             return float(freqs[values.index(literal)])
-        return selectivity(snapshot, table, m.group(2))
+        return selectivity(snapshot, table, column)
     target = "false" if m.group(1) else "true"
     for v, f in zip(values, freqs):
         if v in (target, target[0]):
@@ -552,7 +547,6 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
     table = snapshot.table(use.table)
     if table is None or table_rows(snapshot, use.table) < MIN_TABLE_ROWS:
         return []
-    names = {c.name for c in table.columns}
     seen: dict[str, Predicate] = {}
     for p in use.predicates:
         prev = seen.get(p.column)
@@ -560,7 +554,7 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
             seen[p.column] = p
     # IS NULL is an equality for a B-tree, worth a key column only when few rows are NULL.
     equality = [p for p in seen.values() if p.kind in ("eq", "in", "join") or (
-        p.kind == "null" and _constant_fraction(snapshot, use.table, f"{quote_column(p.column)} IS NULL")
+        p.kind == "null" and _constant_fraction(snapshot, use.table, f"{key_sql(p.column, p.expression)} IS NULL")
         <= PARTIAL_MAX_FRACTION)]
     equality.sort(key=lambda p: (p.kind == "in", selectivity(snapshot, use.table, p.column), p.column))
     equality = equality[:MAX_EQUALITY_COLUMNS]
@@ -569,6 +563,7 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
     eq_cols = [p.column for p in equality]
     has_in = any(p.kind == "in" for p in equality)
     reasons = {p.kind for p in equality} | ({"range"} if ranges else set())
+    expressions = {p.column for p in use.predicates if p.expression}
     out: list[tuple[list[str], int, set[str], str | None, tuple[str, ...], tuple[str, ...]]] = []
 
     def add(cols, n_eq, why, predicate=None, include=(), desc=()):
@@ -596,22 +591,23 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
     if out and use.referenced is not None:
         for cols, n_eq, why, _, _, desc in list(out):
             extra = tuple(sorted(c for c in use.referenced if c not in cols))
-            if extra and len(extra) <= MAX_INCLUDE_COLUMNS and all(c in names for c in cols + list(extra)):
+            if extra and len(extra) <= MAX_INCLUDE_COLUMNS and not expressions & set(cols + list(extra)):
                 add(cols, n_eq, why | {"include"}, None, extra, desc)
     # Partial: a selective constant predicate moves from the key into WHERE.
     for constant in dict.fromkeys(use.partial):
         if _constant_fraction(snapshot, use.table, constant) > PARTIAL_MAX_FRACTION:
             continue
-        constant_col = re.sub(r'^NOT |"| IS (NOT )?NULL$| = .*$', "", constant)
+        constant_col = _predicate_parts(constant)[1]
         rest = [c for c in eq_cols if c != constant_col]
         keys = rest + ([ranges[0].column] if ranges else [c for c in use.sort if c not in rest])
         if keys:
             add(keys, len(rest), reasons | {"partial"}, constant)
     cands = []
     for cols, n_eq, why, predicate, include, desc in out:
-        if any(c not in names for c in cols):
+        if expressions & set(cols):
             why = why | {"expression"}
-        cands.append(Candidate(use.table, tuple(cols), include, predicate, n_eq, set(why), {queryid}, desc))
+        cands.append(Candidate(use.table, tuple(cols), include, predicate, n_eq, set(why), {queryid}, desc,
+                               tuple(c for c in cols if c in expressions)))
     return cands
 
 
@@ -640,7 +636,7 @@ def merge(candidates: list[Candidate]) -> list[Candidate]:
             merged[c.key].reasons |= c.reasons
         else:
             merged[c.key] = Candidate(c.table, c.columns, c.include, c.predicate, c.equality_prefix,
-                                      set(c.reasons), set(c.queryids), c.descending)
+                                      set(c.reasons), set(c.queryids), c.descending, c.expressions)
     return list(merged.values())
 
 

@@ -87,3 +87,5 @@ def render(snapshot: Snapshot, console: Console) -> None:
                       f"{advice.workload_cost_before:.0f} -> {advice.workload_cost_after:.0f} ({cut:.0%} less)")
     for note in advice.notes:
         console.print(Text(f"note: {note}", style="dim"))
+    for r in advice.rejected:
+        console.print(Text(f"rejected {r.kind}: {r.sql}: {r.error}", style="dim"), soft_wrap=True)

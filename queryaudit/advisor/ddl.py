@@ -15,7 +15,6 @@ import re
 from queryaudit.sql import quote_ident, quote_qualified
 
 NAME_MAX = 63  # NAMEDATALEN - 1
-_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
 def split_table(qualified: str) -> tuple[str, str]:
@@ -23,14 +22,15 @@ def split_table(qualified: str) -> tuple[str, str]:
     return (schema, name) if name else ("public", schema)
 
 
-def key_sql(column: str, descending: bool = False) -> str:
-    """A key column: a name quoted as quote_ident does, an expression in parentheses."""
-    if _PLAIN_NAME.match(column):
-        text = quote_ident(column)
-    elif re.match(r'^"(?:[^"]|"")+"$', column):
+def key_sql(column: str, descending: bool = False, expression: bool = False) -> str:
+    """A key column: a name quoted as quote_ident does ("authorId", "order", "user id"),
+    an expression in parentheses."""
+    if expression:
+        text = f"({column})"
+    elif re.match(r'^"(?:[^"]|"")+"$', column):  # already quoted by the caller
         text = column
     else:
-        text = f"({column})"
+        text = quote_ident(column)
     return f"{text} DESC" if descending else text
 
 
@@ -46,11 +46,13 @@ def partitions(snapshot, table: str) -> list:
 
 
 def create_index_sql(table: str, columns, name: str | None = None, *, include=(), predicate: str | None = None,
-                     descending=(), snapshot=None, concurrently: bool = True, taken: set[str] | None = None) -> str:
+                     descending=(), expressions=(), snapshot=None, concurrently: bool = True,
+                     taken: set[str] | None = None) -> str:
     """The statement(s), each ending in ';', one per line. `descending` names the key
-    columns sorted DESC. Give `snapshot` so a partitioned table gets the ON ONLY form."""
+    columns sorted DESC, `expressions` the keys that are expressions, not column names.
+    Give `snapshot` so a partitioned table gets the ON ONLY form."""
     schema, relname = split_table(table)
-    cols = ", ".join(key_sql(c, c in set(descending)) for c in columns)
+    cols = ", ".join(key_sql(c, c in set(descending), c in set(expressions)) for c in columns)
     tail = f" ({cols})"
     if include:
         tail += f" INCLUDE ({', '.join(key_sql(c) for c in include)})"

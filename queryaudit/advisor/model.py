@@ -42,6 +42,17 @@ class ProposedIndex:
 
 
 @dataclass
+class Rejected:
+    """SQL the server refused while the advisor worked: kept with its error, never dropped."""
+
+    kind: str  # candidate (hypothetical or real CREATE INDEX) | statement (could not be planned)
+    sql: str
+    error: str
+    queryid: str | None = None
+    table: str | None = None
+
+
+@dataclass
 class IndexAdvice:
     method: str  # hypothetical | real | none
     hypopg_version: str | None = None
@@ -59,3 +70,10 @@ class IndexAdvice:
     duration_ms: float = 0.0
     proposed: list[ProposedIndex] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def reject(self, kind: str, sql: str, error: Exception | str, queryid: str | None = None,
+               table: str | None = None) -> None:
+        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if not any(r.kind == kind and r.sql == sql for r in self.rejected):
+            self.rejected.append(Rejected(kind, sql, message, queryid, table))

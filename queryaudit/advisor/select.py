@@ -172,7 +172,7 @@ def create_sql(candidate: Candidate, name: str | None, concurrently: bool = True
     """The fix SQL (ends with ';'; several lines for a partitioned table when `snapshot` is given)."""
     return ddl.create_index_sql(candidate.table, candidate.columns, name, include=candidate.include,
                                 predicate=candidate.predicate, descending=candidate.descending,
-                                snapshot=snapshot, concurrently=concurrently)
+                                expressions=candidate.expressions, snapshot=snapshot, concurrently=concurrently)
 
 
 # -- Extend ------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ class Extend:
                 extra |= self.w.attributes.get(q, {}).get(c.table, set())
             for a in sorted(extra - set(c.columns)):
                 wider = Candidate(c.table, c.columns + (a,), (), c.predicate, c.equality_prefix,
-                                  c.reasons | {"extend"}, set(c.queryids), c.descending)
+                                  c.reasons | {"extend"}, set(c.queryids), c.descending, c.expressions)
                 if wider.key not in keys:
                     out.append(_Option(wider, c, 0))
         # Extend only ever appends columns, so a cheap single column can win a step that a

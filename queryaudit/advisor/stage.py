@@ -75,6 +75,7 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
             statements.append(s)
         except psycopg.Error as exc:
             advice.notes.append(f"{s.queryid}: not planned ({str(exc).strip().splitlines()[0]})")
+            advice.reject("statement", s.query, exc, queryid=s.queryid)
     advice.statements_considered = len(statements)
     candidates, touched = cand.workload_candidates(snapshot, statements)
     weights = select.statement_weights(snapshot, [s.queryid for s in statements])
@@ -166,7 +167,7 @@ def _extend(conn, snapshot: Snapshot, statements, baseline, candidates, options:
     advice.candidates_considered = len(seeds)
     by_id = {s.queryid: s for s in statements}
     with verify.Hypothetical(conn) as hypo:
-        whatif = verify.WhatIf(hypo, {q: by_id[q].query for q in w.baseline})
+        whatif = verify.WhatIf(hypo, {q: by_id[q].query for q in w.baseline}, on_reject=advice.reject)
         search = select.Extend(w, whatif.cost, whatif.size, options.budget_bytes, advice.max_indexes,
                                options.threshold, deadline=started + options.max_seconds)
         config = search.run(seeds)
@@ -256,6 +257,7 @@ def _verify_real(conn, snapshot: Snapshot, advice: IndexAdvice, built: dict[str,
             timings = verify.measure_real(conn, built[p.name], runs)
         except psycopg.Error as exc:
             advice.notes.append(f"{p.name}: real verification failed ({str(exc).strip().splitlines()[0]})")
+            advice.reject("candidate", p.create_sql, exc, table=p.table)
             kept.append(p)
             continue
         faster = False

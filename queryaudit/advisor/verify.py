@@ -16,7 +16,9 @@ from psycopg import sql
 from queryaudit.advisor.candidates import Candidate, _constant_fraction, selectivity
 from queryaudit.advisor.select import create_sql
 from queryaudit.explain import explain_generic, parameter_count, parameter_types, plan_cost
+from queryaudit.params import find_slots
 from queryaudit.snapshot import Snapshot
+from queryaudit.sql import quote_table
 
 RANGE_SELECTIVITY = 1 / 3
 LIMIT_READ_FRACTION = 0.01  # without HypoPG: what an ORDER BY ... LIMIT in index order still reads  # PostgreSQL's DEFAULT_INEQ_SEL for an open range with unknown bound
@@ -63,10 +65,15 @@ class Hypothetical:
 
     def create(self, candidate: Candidate) -> tuple[int, int]:
         """(oid, estimated size in bytes) of a new hypothetical index."""
-        ddl = create_sql(candidate, None, concurrently=False).rstrip(";")
+        ddl = self.ddl(candidate)
         oid = self.conn.execute("SELECT indexrelid FROM hypopg_create_index(%s)", (ddl,)).fetchone()[0]
         size = self.conn.execute("SELECT hypopg_relation_size(%s)", (oid,)).fetchone()[0]
         return int(oid), int(size or 0)
+
+    @staticmethod
+    def ddl(candidate: Candidate) -> str:
+        """What hypopg_create_index() is given: the proposal's CREATE INDEX, without a name."""
+        return create_sql(candidate, None, concurrently=False).rstrip(";")
 
     def drop(self, oid: int) -> None:
         self.conn.execute("SELECT hypopg_drop_index(%s)", (oid,))
@@ -77,8 +84,8 @@ class WhatIf:
     session's HypoPG set is brought to that set (drop what is extra, create what is
     missing) before each plan. Sizes are HypoPG's own estimates (hypopg_relation_size)."""
 
-    def __init__(self, hypo: Hypothetical, queries: dict[str, str]):
-        self.hypo, self.queries = hypo, queries
+    def __init__(self, hypo: Hypothetical, queries: dict[str, str], on_reject=None):
+        self.hypo, self.queries, self.on_reject = hypo, queries, on_reject
         self.present: dict[tuple, int] = {}  # candidate key -> hypothetical index oid
 
     def sync(self, candidates, harmless=None) -> None:
@@ -97,7 +104,11 @@ class WhatIf:
         """HypoPG's size, or -1 when HypoPG refuses the definition."""
         try:
             oid, size = self.hypo.create(candidate)
-        except psycopg.Error:
+        except psycopg.Error as exc:
+            # HypoPG refuses some definitions (an expression it cannot type): no proposal,
+            # but the method section says which and why.
+            if self.on_reject is not None:
+                self.on_reject("candidate", self.hypo.ddl(candidate), exc, table=candidate.table)
             return -1
         self.hypo.drop(oid)
         return size
@@ -177,25 +188,19 @@ def estimated_fraction(plan: dict, candidate: Candidate, snapshot: Snapshot) -> 
 # -- --verify-real ----------------------------------------------------------------------
 
 def sample_parameters(query: str, snapshot: Snapshot, tables: set[str], types: list[str]) -> list[str] | None:
-    """Values for $1..$n from pg_stats: for `col op $n` the column's most common value
-    (or middle histogram bound); None when a parameter cannot be tied to a column."""
+    """Values for $1..$n from pg_stats: for `col op $n` (the column as queryaudit.names
+    resolves it) the middle histogram bound, else the most common value; None when a
+    parameter cannot be tied to a column."""
     values = []
-    for n in range(1, parameter_count(query) + 1):
-        m = (re.search(rf'([A-Za-z_][A-Za-z0-9_]*)"?\s*(?:=|<=|>=|<|>|IN\s*\(|=\s*ANY\s*\()\s*[^$]*?\${n}\b', query)
-             or re.search(rf'\${n}\b\s*(?:=|<=|>=|<|>)\s*(?:[A-Za-z_][A-Za-z0-9_]*\.)?"?([A-Za-z_][A-Za-z0-9_]*)',
-                          query))
+    for slot in find_slots(query, snapshot.tables, parameter_count(query)):
         value = None
-        if m:
-            column = m.group(1)
-            for table in tables:
-                stats = snapshot.stats_for(table, column)
-                if stats and stats.histogram_bounds:
-                    value = stats.histogram_bounds[len(stats.histogram_bounds) // 2]
-                elif stats and stats.most_common_vals:
-                    value = stats.most_common_vals[0]
-                if value is not None:
-                    break
+        stats = snapshot.stats_for(slot.table, slot.column) if slot.table and slot.column else None
+        if stats and stats.histogram_bounds:
+            value = stats.histogram_bounds[len(stats.histogram_bounds) // 2]
+        elif stats and stats.most_common_vals:
+            value = stats.most_common_vals[0]
         if value is None:
+            n = slot.number
             if n <= len(types) and types[n - 1] in ("integer", "bigint", "smallint", "numeric"):
                 value = "100"  # LIMIT/OFFSET and counts
             else:
@@ -234,7 +239,7 @@ def measure_real(conn: psycopg.Connection, candidate: Candidate, statements: lis
         before = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
         conn.execute(create_sql(candidate, "queryaudit_verify_real_idx", concurrently=False))
         if "expression" in candidate.reasons:  # an expression index brings statistics of its own
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(candidate.table)))
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(quote_table(candidate.table))))
         after = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
         for name in names.values():
             conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))

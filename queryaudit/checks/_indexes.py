@@ -6,20 +6,11 @@ import re
 
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Index, Snapshot
-
-_SIMPLE = re.compile(r"^[a-z_][a-z0-9_$]*$")
-
-
-def ident(name: str) -> str:
-    return name if _SIMPLE.match(name) else '"' + name.replace('"', '""') + '"'
-
-
-def qualified(schema: str, name: str) -> str:
-    return f"{ident(schema)}.{ident(name)}"
+from queryaudit.sql import quote_qualified
 
 
 def drop_sql(index: Index) -> str:
-    return f"DROP INDEX CONCURRENTLY IF EXISTS {qualified(index.schema, index.name)};"
+    return f"DROP INDEX CONCURRENTLY IF EXISTS {quote_qualified(index.schema, index.name)};"
 
 
 def protected(index: Index) -> bool:

@@ -1,10 +1,9 @@
 """Helpers the three lock checks share (not a check: the name starts with an underscore)."""
 from __future__ import annotations
 
-import re
-
 from queryaudit.lock_facts import LockFacts, LockStatement
 from queryaudit.snapshot import Snapshot
+from queryaudit.sql import quote_ident
 
 
 def lock_facts(snapshot: Snapshot) -> list[LockFacts]:
@@ -43,7 +42,4 @@ def setting_is_off(facts: LockFacts, name: str) -> bool:
 
 
 def alter_database_sql(snapshot: Snapshot, name: str, value: str) -> str:
-    database = snapshot.server.database or "postgres"
-    if not re.fullmatch(r"[a-z_][a-z0-9_$]*", database):
-        database = '"' + database.replace('"', '""') + '"'
-    return f"ALTER DATABASE {database} SET {name} = '{value}';"
+    return f"ALTER DATABASE {quote_ident(snapshot.server.database or 'postgres')} SET {name} = '{value}';"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from queryaudit import names
 from queryaudit import plan as plan_model
 from queryaudit.findings import Saving, saving_from_share
 from queryaudit.plan import Plan, PlanNode
@@ -71,7 +72,7 @@ def severity_for(saving: Saving | None, floor: str = "low") -> str:
 
 def table_for(snapshot: Snapshot, node: PlanNode) -> Table | None:
     """The catalog table a node reads: its relation (schema-qualified with VERBOSE, else
-    looked up by name, public first), or the table of the index a Bitmap Index Scan reads."""
+    looked up by name on the search_path, queryaudit.names), or the table of the index a Bitmap Index Scan reads."""
     name = node.raw.get("Relation Name")
     schema = node.raw.get("Schema")
     if not name and node.index_name:
@@ -80,10 +81,8 @@ def table_for(snapshot: Snapshot, node: PlanNode) -> Table | None:
         return snapshot.table(index.table) if index else None
     if not name:
         return None
-    if schema:
-        return snapshot.table(f"{schema}.{name}")
-    candidates = [t for t in snapshot.tables if t.name == name]
-    return next((t for t in candidates if t.schema == "public"), candidates[0] if len(candidates) == 1 else None)
+    relation = names.catalog_for(snapshot).find(schema, name)
+    return snapshot.table(relation.qualified_name) if relation else None
 
 
 def columns_of(table: Table | None, node: PlanNode, fields: tuple[str, ...] | None = None) -> list[str]:

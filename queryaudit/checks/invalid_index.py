@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
+from queryaudit.sql import quote_qualified
 
 ID = "invalid-index"
 TITLE = "Invalid index"
@@ -53,7 +54,8 @@ def run(snapshot: Snapshot) -> list[Finding]:
             title=f"Index {index.qualified_name} is invalid: never used, "
                   f"{'still maintained on every write' if index.is_ready else 'not maintained'}",
             table=index.table, index=index.qualified_name, columns=index.columns,
-            fix_sql=fix_sql(index.definition, index.qualified_name), confidence="high", effort="index",
+            fix_sql=fix_sql(index.definition, quote_qualified(index.schema, index.name)), confidence="high",
+            effort="index",
             evidence={"definition": index.definition, "indisvalid": False, "indisready": index.is_ready,
                       "size_bytes": index.bytes},
         ))

@@ -45,7 +45,7 @@ from queryaudit.checks._plans import captured_plans, severity_for, table_for
 from queryaudit.findings import Finding, saving_from_share
 from queryaudit.plan import PlanNode
 from queryaudit.snapshot import Snapshot, Statement
-from queryaudit.sql import parse, resolve_tables
+from queryaudit.sql import parse, quote_ident, resolve_tables
 
 ID = "large-offset"
 TITLE = "Large OFFSET pagination"
@@ -68,7 +68,7 @@ def offset_clause(query: str) -> tuple[bool, int | None, list[str]]:
     keys = []
     for sort in select.sortClause or ():
         if isinstance(sort.node, ast.ColumnRef):
-            name = ".".join(f.sval for f in sort.node.fields if isinstance(f, ast.String))
+            name = ".".join(quote_ident(f.sval) for f in sort.node.fields if isinstance(f, ast.String))
             descending = getattr(sort.sortby_dir, "name", "") == "SORTBY_DESC"
             keys.append((name, descending))
     return True, value, keys
@@ -79,7 +79,7 @@ def keyset_rewrite(keys: list[tuple[str, bool]]) -> str | None:
         return None
     names = [k for k, _ in keys]
     op = "<" if keys[0][1] else ">"
-    last = [f"$last_{n.split('.')[-1]}" for n in names]
+    last = [f"$last_{n.split('.')[-1].strip(chr(34))}" for n in names]
     if len(names) == 1:
         return f"WHERE {names[0]} {op} {last[0]} ORDER BY {names[0]}{' DESC' if keys[0][1] else ''} LIMIT <page size>"
     return (f"WHERE ({', '.join(names)}) {op} ({', '.join(last)}) ORDER BY "

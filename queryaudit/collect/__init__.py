@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from queryaudit import __version__
+from queryaudit import __version__, names
 from queryaudit.collect import catalog, server, statements
 from queryaudit.connect import AUDIT_COST
 from queryaudit.errors import AuditError
 from queryaudit.snapshot import Snapshot
-from queryaudit.sql import resolve_tables
 
 
 @dataclass
@@ -77,6 +76,7 @@ def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = Collect
 
     def read_catalog():
         snapshot.tables = catalog.collect_tables(conn)
+        snapshot.views = catalog.collect_views(conn)
         snapshot.indexes = catalog.collect_indexes(conn)
         snapshot.foreign_keys = catalog.collect_foreign_keys(conn)
         snapshot.extended_statistics = catalog.collect_extended_statistics(conn)
@@ -84,7 +84,7 @@ def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = Collect
     def read_column_stats():
         touched: list[str] = []
         for s in top_statements(snapshot, options.top):
-            for t in resolve_tables(s.query, snapshot.tables):
+            for t in names.resolve(s.query, snapshot).base_tables:  # views: the tables they read
                 if t not in touched:
                     touched.append(t)
         snapshot.column_stats = catalog.collect_column_stats(conn, touched)

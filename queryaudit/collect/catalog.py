@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import psycopg
 
-from queryaudit.snapshot import Column, ColumnStats, ExtendedStatistic, ForeignKey, Index, Table
+from queryaudit.snapshot import Column, ColumnStats, ExtendedStatistic, ForeignKey, Index, Table, View
 
 USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname !~ '^pg_temp_'"
 
@@ -48,6 +48,24 @@ def collect_tables(conn: psycopg.Connection) -> list[Table]:
         if oid in tables:
             tables[oid].columns.append(Column(name=name, type=typ, not_null=not_null, attnum=attnum, default=default))
     return list(tables.values())
+
+
+def collect_views(conn: psycopg.Connection) -> list[View]:
+    """Views with their columns and definition: a statement naming a view reads its tables."""
+    views: dict[int, View] = {}
+    for oid, schema, name, definition in conn.execute(f"""
+            SELECT c.oid::int8, n.nspname, c.relname, pg_get_viewdef(c.oid)
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'v' AND {USER_SCHEMAS} ORDER BY 2, 3"""):
+        views[oid] = View(schema=schema, name=name, definition=definition or "")
+    for oid, name, typ, attnum in conn.execute(f"""
+            SELECT a.attrelid::int8, a.attname, format_type(a.atttypid, a.atttypmod), a.attnum
+            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind = 'v' AND a.attnum > 0 AND NOT a.attisdropped AND {USER_SCHEMAS}
+            ORDER BY a.attrelid, a.attnum"""):
+        if oid in views:
+            views[oid].columns.append(Column(name=name, type=typ, attnum=attnum))
+    return list(views.values())
 
 
 def collect_indexes(conn: psycopg.Connection) -> list[Index]:

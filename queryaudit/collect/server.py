@@ -17,6 +17,7 @@ PERFORMANCE_SETTINGS = [
     "statement_timeout", "lock_timeout", "max_connections", "server_encoding", "pg_stat_statements.max",
     "pg_stat_statements.track", "pg_stat_statements.track_utility", "pg_stat_statements.track_planning",
     "pg_stat_statements.save", "auto_explain.log_min_duration", "data_directory_mode",
+    "search_path",  # how names.py resolves unqualified table names
 ]
 
 RELEVANT_EXTENSIONS = ("pg_stat_statements", "hypopg", "pg_qualstats", "auto_explain", "pg_stat_kcache",

@@ -183,8 +183,12 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
                      "raise pg_stat_statements.max, totals undercount rare statements.")
     if snapshot.server.in_recovery:
         notes.append("Audited a hot standby: statistics reflect the standby's own reads.")
+    advice = snapshot.index_advice
+    rejected = [{"kind": r.kind, "sql": r.sql, "error": r.error, "queryid": r.queryid, "table": r.table}
+                for r in (advice.rejected if advice else [])]
     return {"checks": [{"id": i, "title": t} for i, t in checks], "plan_methods": methods,
-            "plans_skipped": skipped, "errors": report["errors"], "partial": report["partial"], "notes": notes}
+            "plans_skipped": skipped, "errors": report["errors"], "partial": report["partial"], "notes": notes,
+            "rejected": rejected}
 
 
 def when(iso: str | None) -> str | None:

@@ -199,6 +199,9 @@ def render(report: dict) -> str:
         lines.append(f"- {text(note)}")
     for sk in m.get("plans_skipped", []):
         lines.append(f"- no plan for {code(sk['queryid'])}: {text(sk['reason'])}")
+    for r in m.get("rejected", []):
+        lines.append(f"- the server rejected {'index candidate' if r['kind'] == 'candidate' else 'statement'} "
+                     f"{code(r['sql'])}: {text(r['error'])}")
     if m.get("checks"):
         lines.append("- checks run: " + ", ".join(code(c["id"]) for c in m["checks"]))
     lines += ["", f"<sub>queryaudit {text(report['tool']['version'])}, {text(report['generated_at'])}</sub>", ""]
