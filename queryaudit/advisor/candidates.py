@@ -342,10 +342,20 @@ def _output_column(expr, targets, scope: _Scope, extractor: "_Extractor", kind: 
         return targets[n - 1].val if 0 < n <= len(targets) else None
     if isinstance(expr, ast.ColumnRef) and len(expr.fields) == 1 and isinstance(expr.fields[0], ast.String):
         name = expr.fields[0].sval
-        aliased = [t.val for t in targets if t.name == name]
+        aliased = [t.val for t in targets if _output_name(t) == name]
         if len(aliased) == 1 and (kind == "sort" or extractor.resolve_column(expr, scope) is None):
             return aliased[0]
     return expr
+
+
+def _output_name(target: ast.ResTarget) -> str | None:
+    """The name a select-list entry is known by: its alias, or a bare column's name."""
+    if target.name:
+        return target.name
+    val = target.val
+    if isinstance(val, ast.ColumnRef) and isinstance(val.fields[-1], ast.String):
+        return val.fields[-1].sval
+    return None
 
 
 def _conjuncts(node) -> list:

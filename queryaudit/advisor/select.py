@@ -189,6 +189,7 @@ class Workload:
     indexable: dict[str, dict[str, set[str]]]  # queryid -> table -> columns an index can lead with
     attributes: dict[str, dict[str, set[str]]]  # queryid -> table -> every column it reads there
     write_ms: dict[str, float] = field(default_factory=dict)  # table -> ms one more index adds to its writes
+    expressions: dict[str, set[str]] = field(default_factory=dict)  # table -> indexable entries that are expressions
 
 
 @dataclass
@@ -256,8 +257,9 @@ class Extend:
             for q in self.relevant(c):
                 extra |= self.w.attributes.get(q, {}).get(c.table, set())
             for a in sorted(extra - set(c.columns)):
+                expression = (a,) if a in self.w.expressions.get(c.table, ()) else ()
                 wider = Candidate(c.table, c.columns + (a,), (), c.predicate, c.equality_prefix,
-                                  c.reasons | {"extend"}, set(c.queryids), c.descending, c.expressions)
+                                  c.reasons | {"extend"}, set(c.queryids), c.descending, c.expressions + expression)
                 if wider.key not in keys:
                     out.append(_Option(wider, c, 0))
         # Extend only ever appends columns, so a cheap single column can win a step that a

@@ -132,6 +132,7 @@ def _workload(snapshot: Snapshot, statements, baseline) -> select.Workload:
                 continue
             cols = {p.column for p in use.predicates} | set(use.sort) | set(use.group)
             indexable.setdefault(use.table, set()).update(cols)
+            w.expressions.setdefault(use.table, set()).update(p.column for p in use.predicates if p.expression)
             names = {c.name for c in snapshot.table(use.table).columns}
             attributes.setdefault(use.table, set()).update(c for c in cols | (use.referenced or set()) if c in names)
     for table in {t for per in w.indexable.values() for t in per}:
@@ -149,8 +150,9 @@ def _seeds(snapshot: Snapshot, w: select.Workload, candidates) -> list[cand.Cand
     for q, per in w.indexable.items():
         for table, cols in per.items():
             for col in cols:
+                expression = (col,) if col in w.expressions.get(table, ()) else ()
                 c = singles.setdefault((table, col), cand.Candidate(table, (col,), equality_prefix=1,
-                                                                     reasons={"extend"}))
+                                                                     reasons={"extend"}, expressions=expression))
                 c.queryids.add(q)
     out = [c for c in singles.values() if not any(cand.covered_by(c, i) for i in existing.get(c.table, []))]
     keys = {c.key for c in out}
