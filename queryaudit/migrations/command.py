@@ -1,6 +1,7 @@
 """`queryaudit review-migration`: static rules, optional scratch-database run, outputs, exit code."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def run_review(opts: ReviewOptions, console) -> int:
         version = parse_pg_version(server_version(opts.dsn))
     settings = Settings(version or Settings().pg_version, opts.assume_in_transaction)
     result = review(sources, settings, opts.select or None, opts.ignore or None)
-    if opts.dsn:
+    if opts.dsn and not result.errors:  # a file that does not parse cannot be applied either
         from queryaudit.migrations import dynamic
 
         dyn_opts = dynamic.DynamicOptions(workload=opts.workload, top=opts.top, cost_threshold=opts.cost_threshold)
@@ -69,19 +70,20 @@ def run_review(opts: ReviewOptions, console) -> int:
         result.findings += [f for f in dynamic.dynamic_findings(result.dynamic, dyn_opts) if f.rule not in ignored]
         result.findings.sort(key=lambda f: (f.path, f.line, f.column, f.rule))
     fail_on = opts.fail_on
-    gate = "info" if fail_on == "never" else fail_on
-    fails = fail_on != "never" and result.fails(gate)
     if opts.json:
         output.write_json(result, opts.json, fail_on)
     if opts.sarif:
         output.write_sarif(result, opts.sarif)
     if opts.junit:
-        output.write_junit(result, opts.junit, gate)
+        output.write_junit(result, opts.junit, fail_on)
     if opts.markdown:
-        output.write_markdown(result, opts.markdown, gate)
+        output.write_markdown(result, opts.markdown, fail_on)
     github = output.in_github_actions() if opts.github is None else opts.github
     if github:
         for line in output.github_annotations(result):
             print(line, flush=True)
-    output.render_terminal(result, console, gate)
-    return 1 if fails else 0
+    output.render_terminal(result, console, fail_on)
+    for error in result.errors:  # one line each on stderr, as for any input error
+        sys.stderr.write(f"queryaudit: error: {error}\n")
+    # a file that was not reviewed fails the run whatever --fail-on says
+    return 2 if result.errors else 1 if result.fails(fail_on) else 0

@@ -9,9 +9,10 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from queryaudit import __version__
-from queryaudit.findings import SEVERITIES, SEVERITY_RANK
+from queryaudit.findings import SEVERITIES
 from queryaudit.migrations import Rule, all_rules
-from queryaudit.migrations.review import MigrationFinding, ReviewResult
+from queryaudit.migrations.review import MigrationFinding, ReviewResult, at_or_above
+from queryaudit.migrations.rules.syntax import SYNTAX_ERROR
 
 INFORMATION_URI = "https://pypi.org/project/queryaudit/"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -34,7 +35,8 @@ def to_dict(result: ReviewResult, fail_on: str) -> dict:
         "findings": [f.to_dict() for f in result.findings],
         "suppressed": [f.to_dict() for f in result.suppressed],
         "dynamic": result.dynamic,
-        "summary": {**summary(result), "failed": result.fails(fail_on)},
+        "errors": result.errors,  # files that were not reviewed (each is also a syntax-error finding)
+        "summary": {**summary(result), "failed": result.fails(fail_on) or bool(result.errors)},
     }
 
 
@@ -109,8 +111,18 @@ def to_sarif(result: ReviewResult) -> dict:
             "originalUriBaseIds": {"%SRCROOT%": {"uri": Path.cwd().resolve().as_uri() + "/"}},
             "columnKind": "unicodeCodePoints",
             "results": [_result(f, index) for f in result.findings + result.suppressed],
+            "invocations": [_invocation(result)],
         }],
     }
+
+
+def _invocation(result: ReviewResult) -> dict:
+    """A file that does not parse is also a tool execution notification: the run did not review it."""
+    notes = [{"level": "error", "message": {"text": f.message}, "descriptor": {"id": f.rule},
+              "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path), "uriBaseId": "%SRCROOT%"},
+                                                  "region": {"startLine": f.line, "startColumn": f.column}}}]}
+             for f in result.findings if f.rule == SYNTAX_ERROR]
+    return {"executionSuccessful": not notes, "toolExecutionNotifications": notes}
 
 
 def write_sarif(result: ReviewResult, path: Path) -> None:
@@ -135,7 +147,9 @@ def to_junit(result: ReviewResult, fail_on: str) -> str:
             case = ET.SubElement(suite, "testcase", classname=path, name=f"{f.rule} at line {f.line}",
                                  file=path, line=str(f.line))
             cases += 1
-            if SEVERITY_RANK[f.severity] <= SEVERITY_RANK[fail_on]:
+            if f.rule == SYNTAX_ERROR:  # JUnit's "could not run", whatever the gate
+                ET.SubElement(case, "error", message=f.message, type=f.rule).text = _details(f)
+            elif at_or_above(f.severity, fail_on):
                 failure = ET.SubElement(case, "failure", message=f.message, type=f.severity)
                 failure.text = _details(f)
                 failures += 1
@@ -143,9 +157,11 @@ def to_junit(result: ReviewResult, fail_on: str) -> str:
                 ET.SubElement(case, "system-out").text = f"{f.severity}: {_details(f)}"
         suite.set("tests", str(cases))
         suite.set("failures", str(sum(1 for c in suite if c.find("failure") is not None)))
+        suite.set("errors", str(sum(1 for c in suite if c.find("error") is not None)))
         total += cases
     suites.set("tests", str(total))
     suites.set("failures", str(failures))
+    suites.set("errors", str(sum(1 for f in result.findings if f.rule == SYNTAX_ERROR)))
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
 
 
@@ -178,7 +194,7 @@ def _md_cell(text: str) -> str:
 def to_markdown(result: ReviewResult, fail_on: str) -> str:
     s = summary(result)
     counts = ", ".join(f"{n} {sev}" for sev, n in s["findings_by_severity"].items() if n) or "no findings"
-    verdict = "❌ fails" if result.fails(fail_on) else "✅ passes"
+    verdict = "❌ fails" if result.fails(fail_on) or result.errors else "✅ passes"
     out = [f"## queryaudit migration review: {verdict} (`--fail-on {fail_on}`)", "",
            f"{len(result.files)} file(s), PostgreSQL {'.'.join(map(str, result.settings.pg_version))}: {counts}"
            + (f"; {s['suppressed']} suppressed" if s["suppressed"] else ""), ""]
@@ -257,7 +273,8 @@ def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
 
     for f in result.findings:
         console.print(f"[bold]{escape(f.path)}:{f.line}:{f.column}[/bold] [{STYLE[f.severity]}]{f.severity}"
-                      f"[/{STYLE[f.severity]}] [magenta]{f.rule}[/magenta] {escape(f.message)}", highlight=False)
+                      f"[/{STYLE[f.severity]}] [magenta]{f.rule}[/magenta] {escape(f.message)}", highlight=False,
+                      soft_wrap=True)  # one line per finding: editors and CI logs link file:line:col
         facts = []
         if f.lock:
             facts.append(f"lock {f.lock}" + (f" (blocks {f.blocks})" if f.blocks else ""))
@@ -278,4 +295,6 @@ def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
     counts = ", ".join(f"{n} {sev}" for sev, n in s["findings_by_severity"].items() if n) or "no findings"
     console.print(f"{len(result.files)} file(s) reviewed: {counts}"
                   + (f", {s['suppressed']} suppressed" if s["suppressed"] else "")
-                  + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else ""), highlight=False)
+                  + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else "")
+                  + (f"; {len(result.errors)} file(s) not reviewed (syntax error)" if result.errors else ""),
+                  highlight=False)

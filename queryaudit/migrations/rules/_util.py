@@ -86,25 +86,42 @@ def has_constraint(coldef: ast.ColumnDef, *types: ConstrType) -> ast.Constraint 
 
 
 class CreatedTables:
-    """Tables created earlier in this migration: empty, so locking them costs nothing."""
+    """Tables created earlier in this migration: nobody else uses them yet, so locking them
+    costs nothing. Most are empty too; `filled` remembers the ones that are not (CREATE TABLE
+    AS, or INSERT ... SELECT into them), where a validating scan still takes time."""
 
     def __init__(self, mig: MigrationFile):
         self.created: dict[str, int] = {}
+        self.filled: dict[str, Statement] = {}
         for stmt in mig.statements:
             node = stmt.node
-            rv = None
             if isinstance(node, ast.CreateStmt):
-                rv = node.relation
+                self.created.setdefault(node.relation.relname, stmt.index)
             elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
-                rv = node.into.rel
-            if rv is not None:
-                self.created.setdefault(rv.relname, stmt.index)
+                name = node.into.rel.relname
+                self.created.setdefault(name, stmt.index)
+                if not node.into.skipData:
+                    self.filled.setdefault(name, stmt)
+            elif isinstance(node, ast.InsertStmt) and _selects_rows(node.selectStmt):
+                self.filled.setdefault(node.relation.relname, stmt)
 
     def before(self, stmt: Statement, rv: ast.RangeVar | None) -> bool:
         if rv is None:
             return False
         idx = self.created.get(rv.relname)
         return idx is not None and idx < stmt.index
+
+    def filled_before(self, stmt: Statement, rv: ast.RangeVar | None) -> Statement | None:
+        """The statement that put rows into this new table before `stmt`, if any."""
+        if not self.before(stmt, rv):
+            return None
+        filler = self.filled.get(rv.relname)
+        return filler if filler is not None and filler.index < stmt.index else None
+
+
+def _selects_rows(select) -> bool:
+    """INSERT ... SELECT (from tables, any number of rows), as opposed to a VALUES list."""
+    return isinstance(select, ast.SelectStmt) and not select.valuesLists
 
 
 def column_definitions(mig: MigrationFile):

@@ -176,18 +176,89 @@ def prefer_robust_stmts(mig, settings):
             yield violation(stmt, "not re-runnable: use IF [NOT] EXISTS so a retry after a partial failure works")
 
 
-def _inferred_name(target: ast.ResTarget) -> str:
+UNKNOWN = object()  # a `*`: the names come from the catalog, which a static review does not have
+
+
+def _figure_colname(node) -> tuple[object, int]:
+    """PostgreSQL's FigureColnameInternal (parse_target.c): the output name of an unaliased
+    expression and how strongly it was inferred (2 from a name, 1 from a type, 0 "?column?")."""
+    if isinstance(node, ast.ColumnRef):
+        last = (node.fields or ())[-1:] if node.fields else ()
+        if last and isinstance(last[0], ast.A_Star):
+            return UNKNOWN, 2
+        fields = names(node.fields)
+        return (fields[-1], 2) if fields else ("?column?", 0)
+    if isinstance(node, ast.A_Indirection):
+        for ind in reversed(node.indirection or ()):
+            if isinstance(ind, ast.A_Star):
+                return UNKNOWN, 2
+            if isinstance(ind, ast.String):
+                return ind.sval, 2
+        return _figure_colname(node.arg)
+    if isinstance(node, ast.FuncCall):
+        return names(node.funcname)[-1], 2
+    if isinstance(node, ast.A_Expr) and node.kind.name == "AEXPR_NULLIF":
+        return "nullif", 2
+    if isinstance(node, ast.TypeCast):
+        name, strength = _figure_colname(node.arg)
+        if strength <= 1 and node.typeName is not None:
+            return names(node.typeName.names)[-1], 1
+        return name, strength
+    if isinstance(node, ast.CollateClause):
+        return _figure_colname(node.arg)
+    if isinstance(node, ast.SubLink):
+        kind = node.subLinkType.name
+        if kind == "EXISTS_SUBLINK":
+            return "exists", 2
+        if kind == "ARRAY_SUBLINK":
+            return "array", 2
+        if kind in ("EXPR_SUBLINK", "MULTIEXPR_SUBLINK"):
+            sub = node.subselect
+            targets = [t for t in getattr(sub, "targetList", None) or () if isinstance(t, ast.ResTarget)]
+            if targets:
+                return (targets[0].name, 2) if targets[0].name else _figure_colname(targets[0].val)
+            return UNKNOWN, 2  # a set operation: the first branch names it
+        return "?column?", 0
+    if isinstance(node, ast.CaseExpr):
+        return ("case", 1) if node.defresult is None else _strongest(_figure_colname(node.defresult), ("case", 1))
+    if isinstance(node, ast.A_ArrayExpr):
+        return "array", 2
+    if isinstance(node, ast.RowExpr):
+        return "row", 2
+    if isinstance(node, ast.CoalesceExpr):
+        return "coalesce", 2
+    if isinstance(node, ast.MinMaxExpr):
+        return ("greatest" if node.op.name == "IS_GREATEST" else "least"), 2
+    if isinstance(node, ast.SQLValueFunction):
+        return node.op.name.removeprefix("SVFOP_").lower(), 2
+    if isinstance(node, ast.GroupingFunc):
+        return "grouping", 2
+    if isinstance(node, (ast.XmlExpr, ast.XmlSerialize)):
+        return UNKNOWN, 2  # xmlelement, xmlforest ...: not worth modelling
+    return "?column?", 0
+
+
+def _strongest(a, b):
+    return a if a[1] > b[1] else b
+
+
+def _inferred_name(target: ast.ResTarget):
+    """The output column name, or UNKNOWN (a `*`, whose columns only the catalog knows)."""
     if target.name:
         return target.name
-    val = target.val
-    while isinstance(val, ast.TypeCast):
-        val = val.arg
-    if isinstance(val, ast.ColumnRef):
-        fields = names(val.fields)
-        return fields[-1] if fields else "?column?"
-    if isinstance(val, ast.FuncCall):
-        return names(val.funcname)[-1]
-    return "?column?"
+    return _figure_colname(target.val)[0]
+
+
+def _output_names(targets):
+    """(name, (), target) per output column; names hidden behind a `*` are left out, since
+    only the catalog knows them (a `*` next to `(SELECT avatar ...)` is not a duplicate)."""
+    out = []
+    for t in targets or ():
+        if isinstance(t, ast.ResTarget):
+            name = _inferred_name(t)
+            if name is not UNKNOWN:
+                out.append((name, (), t))
+    return out
 
 
 def _duplicates(entries):
@@ -260,10 +331,9 @@ def ban_duplicate_column_assignments(mig, settings):
             if node.aliases:
                 groups.append([(n, (), None) for n in names(node.aliases)])
             elif isinstance(node.query, ast.SelectStmt):
-                groups.append([(_inferred_name(t), (), t) for t in node.query.targetList or ()
-                               if isinstance(t, ast.ResTarget)])
+                groups.append(_output_names(node.query.targetList))
         elif isinstance(node, ast.SelectStmt) and node.intoClause is not None:
-            groups.append([(_inferred_name(t), (), t) for t in node.targetList or () if isinstance(t, ast.ResTarget)])
+            groups.append(_output_names(node.targetList))
         for entries in groups:
             for name, target in _duplicates(entries):
                 yield violation(stmt, f"column {name} appears more than once: PostgreSQL rejects the statement",
