@@ -147,3 +147,100 @@ def version_at_least(settings: Settings, major: int, minor: int = 0) -> bool:
     return settings.pg_version >= (major, minor)
 
 
+
+
+def last_name(obj) -> str | None:
+    """The object's own name (schema dropped), from the shapes DROP / RENAME / ALTER use."""
+    if isinstance(obj, ast.RangeVar):
+        return obj.relname
+    if isinstance(obj, ast.ObjectWithArgs):
+        obj = obj.objname
+    if isinstance(obj, ast.TypeName):
+        obj = obj.names
+    if isinstance(obj, ast.String):
+        return obj.sval
+    if isinstance(obj, (tuple, list)):
+        parts = names(obj)
+        return parts[-1] if parts else None
+    return None
+
+
+TABLE, VIEW, FUNCTION, TYPE, SEQUENCE, SCHEMA, INDEX, CONSTRAINT, TRIGGER, POLICY, EXTENSION = (
+    "table", "view", "function", "type", "sequence", "schema", "index", "constraint", "trigger", "policy",
+    "extension")
+# DROP / RENAME object types -> the kind of object the file may have created.
+KIND = {ObjectType.OBJECT_TABLE: TABLE, ObjectType.OBJECT_FOREIGN_TABLE: TABLE, ObjectType.OBJECT_VIEW: VIEW,
+        ObjectType.OBJECT_MATVIEW: VIEW, ObjectType.OBJECT_FUNCTION: FUNCTION, ObjectType.OBJECT_PROCEDURE: FUNCTION,
+        ObjectType.OBJECT_ROUTINE: FUNCTION, ObjectType.OBJECT_AGGREGATE: FUNCTION, ObjectType.OBJECT_TYPE: TYPE,
+        ObjectType.OBJECT_DOMAIN: TYPE, ObjectType.OBJECT_SEQUENCE: SEQUENCE, ObjectType.OBJECT_SCHEMA: SCHEMA,
+        ObjectType.OBJECT_INDEX: INDEX, ObjectType.OBJECT_TABCONSTRAINT: CONSTRAINT,
+        ObjectType.OBJECT_TRIGGER: TRIGGER, ObjectType.OBJECT_POLICY: POLICY, ObjectType.OBJECT_EXTENSION: EXTENSION}
+
+
+class NewObjects:
+    """Every object this migration creates, by kind and name, with the statement that created it.
+    Dropping, renaming or changing an object created earlier in the same file breaks no running
+    client: none knows it yet. (squawk 2.70 does this only for its compatibility rules.)"""
+
+    def __init__(self, mig: MigrationFile):
+        self.created: dict[tuple[str, str], list[Statement]] = {}
+        for stmt in mig.statements:
+            for kind, name in self._creates(stmt.node):
+                if name:
+                    self.created.setdefault((kind, name), []).append(stmt)
+
+    @staticmethod
+    def _creates(node):
+        if isinstance(node, ast.CreateStmt):
+            yield TABLE, node.relation.relname
+            for elt in node.tableElts or ():
+                for con in [elt] if isinstance(elt, ast.Constraint) else constraints_of(elt) \
+                        if isinstance(elt, ast.ColumnDef) else ():
+                    if con.conname:
+                        yield CONSTRAINT, con.conname
+        elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
+            yield (VIEW if node.objtype == ObjectType.OBJECT_MATVIEW else TABLE), node.into.rel.relname
+        elif isinstance(node, ast.ViewStmt):
+            yield VIEW, node.view.relname
+        elif isinstance(node, ast.CreateFunctionStmt):
+            yield FUNCTION, last_name(node.funcname)
+        elif isinstance(node, (ast.CreateEnumStmt, ast.CreateRangeStmt)):
+            yield TYPE, last_name(node.typeName)
+        elif isinstance(node, ast.CompositeTypeStmt):
+            yield TYPE, node.typevar.relname
+        elif isinstance(node, ast.CreateDomainStmt):
+            yield TYPE, last_name(node.domainname)
+        elif isinstance(node, ast.CreateSeqStmt):
+            yield SEQUENCE, node.sequence.relname
+        elif isinstance(node, ast.CreateSchemaStmt) and not node.if_not_exists:
+            yield SCHEMA, node.schemaname
+        elif isinstance(node, ast.IndexStmt):
+            yield INDEX, node.idxname
+        elif isinstance(node, ast.CreateTrigStmt):
+            yield TRIGGER, node.trigname
+        elif isinstance(node, ast.CreatePolicyStmt):
+            yield POLICY, node.policy_name
+        elif isinstance(node, ast.CreateExtensionStmt) and not node.if_not_exists:
+            yield EXTENSION, node.extname
+        elif isinstance(node, ast.AlterTableStmt):
+            for cmd in node.cmds or ():
+                if getattr(cmd, "subtype", None) == AlterTableType.AT_AddConstraint and \
+                        isinstance(cmd.def_, ast.Constraint) and cmd.def_.conname:
+                    yield CONSTRAINT, cmd.def_.conname
+
+    def before(self, kind: str, name: str | None, stmt: Statement) -> Statement | None:
+        """The statement that created this object earlier in the file, if any."""
+        return next((s for s in self.created.get((kind, name), ()) if s.index < stmt.index), None)
+
+    def recreated(self, kind: str, name: str | None, stmt: Statement, mig: MigrationFile) -> Statement | None:
+        """A CREATE of the same object later in the same transaction block: a drop-and-recreate
+        that clients only see as a replacement once the transaction commits."""
+        if not stmt.in_transaction:
+            return None
+        from queryaudit.migrations.source import END_KINDS, is_transaction
+        for later in mig.statements[stmt.index + 1:]:
+            if is_transaction(later.node, *END_KINDS):
+                return None
+            if later in self.created.get((kind, name), ()):
+                return later
+        return None
