@@ -93,3 +93,46 @@ def test_rule_pages_are_current():
     from queryaudit.migrations.docs import write_pages
     stale = write_pages(Path(__file__).resolve().parent.parent / "checks" / "migrations", dry_run=True)
     assert not stale, f"stale pages in checks/migrations/: {stale}; run `queryaudit docs`"
+
+
+# squawk 2.70.0 (squawk-cli on PyPI): every name `squawk --exclude` accepts (checked one by one
+# against the binary) and the ones it runs only with --include (checked by linting a sample
+# statement for each with and without --include).
+SQUAWK_2_70 = """adding-field-with-default adding-foreign-key-constraint adding-not-nullable-field adding-required-field
+adding-serial-primary-key-field ban-add-column ban-add-composite-attribute ban-add-enum-value
+ban-alter-database-options ban-alter-domain-with-add-constraint ban-alter-extension ban-alter-function-options
+ban-alter-generated-expression ban-alter-identity ban-alter-policy-condition ban-alter-policy-roles
+ban-alter-role-options ban-alter-row-level-security ban-alter-sequence-values ban-alter-system-options
+ban-alter-view-options ban-char-field ban-concurrent-index-creation-in-transaction
+ban-create-domain-with-constraint ban-create-policy ban-detach-inheritance ban-disable-trigger ban-drop-column
+ban-drop-constraint ban-drop-database ban-drop-default ban-drop-domain ban-drop-extension ban-drop-function
+ban-drop-generated-expression ban-drop-index ban-drop-not-null ban-drop-policy ban-drop-schema ban-drop-sequence
+ban-drop-table ban-drop-trigger ban-drop-type ban-drop-view ban-duplicate-column-assignments
+ban-new-write-restriction ban-replace-view-function ban-replica-identity ban-revoke ban-set-default
+ban-set-schema ban-truncate-cascade ban-uncommitted-transaction changing-column-type constraint-missing-not-valid
+disallowed-unique-constraint identifier-too-long prefer-bigint-over-int prefer-bigint-over-smallint
+prefer-identity prefer-repack prefer-robust-stmts prefer-text-field prefer-timestamp-tz prefer-timestamptz
+renaming-column renaming-object renaming-table require-concurrent-index-creation
+require-concurrent-index-deletion require-concurrent-partition-detach require-concurrent-reindex
+require-enum-value-ordering require-lock-timeout require-statement-timeout require-table-schema
+require-timeout-settings transaction-nesting""".split()
+SQUAWK_2_70_OPT_IN = """ban-add-column ban-add-composite-attribute ban-add-enum-value ban-alter-database-options
+ban-alter-extension ban-alter-function-options ban-alter-generated-expression ban-alter-policy-condition
+ban-alter-policy-roles ban-alter-role-options ban-alter-row-level-security ban-alter-sequence-values
+ban-alter-system-options ban-alter-view-options ban-create-policy ban-detach-inheritance ban-disable-trigger
+ban-drop-index ban-drop-policy ban-drop-trigger ban-new-write-restriction ban-replace-view-function
+ban-replica-identity ban-revoke ban-set-default require-table-schema""".split()
+
+
+def test_list_rules_names_every_squawk_2_70_rule_with_squawks_default():
+    from conftest import run_cli
+
+    listed = run_cli("review-migration", "--list-rules")
+    assert listed.returncode == 0, listed.stderr
+    names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+    assert not sorted(set(SQUAWK_2_70) - names), sorted(set(SQUAWK_2_70) - names)
+    rules = {r.id: r for r in all_rules()}
+    for name in SQUAWK_2_70:
+        for rid in ALIASES.get(name, (name,)):
+            assert rules[rid].squawk, rid
+            assert rules[rid].default == (name not in SQUAWK_2_70_OPT_IN), rid

@@ -70,7 +70,9 @@ class Rule:
 
 REGISTRY: dict[str, Rule] = {}
 # squawk reports require-timeout-settings as these two; selecting the alias selects both.
-ALIASES = {"require-timeout-settings": ("require-lock-timeout", "require-statement-timeout")}
+# squawk also accepts prefer-timestamptz for prefer-timestamp-tz.
+ALIASES = {"require-timeout-settings": ("require-lock-timeout", "require-statement-timeout"),
+           "prefer-timestamptz": ("prefer-timestamp-tz",)}
 
 
 def trigger(sql: str, pg_version: str | None = None, assume_in_transaction: bool = False) -> Case:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from queryaudit.errors import AuditError
 from queryaudit.findings import SEVERITIES
-from queryaudit.migrations import Settings, all_rules, parse_pg_version
+from queryaudit.migrations import ALIASES, Settings, all_rules, parse_pg_version
 from queryaudit.migrations.review import review
 from queryaudit.migrations.source import parse_migration, read_sources
 
@@ -40,7 +40,11 @@ class ReviewOptions:
 def list_rules(console) -> None:
     for r in all_rules():
         flags = ("squawk " if r.squawk else "") + ("" if r.default else "opt-in ") + ("dynamic" if r.dynamic else "")
-        console.print(f"{r.id:46} {r.severity:8} {r.group:12} {flags:15} {r.title}", markup=False, highlight=False)
+        console.print(f"{r.id:46} {r.severity:8} {r.group:13} {flags:15} {r.title}", markup=False, highlight=False,
+                      soft_wrap=True)
+    for alias, ids in ALIASES.items():
+        console.print(f"{alias:46} {'':8} {'alias':13} {'squawk':15} selects {', '.join(ids)}", markup=False,
+                      highlight=False, soft_wrap=True)
 
 
 def run_review(opts: ReviewOptions, console) -> int:

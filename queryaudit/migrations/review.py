@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from queryaudit.findings import SEVERITY_RANK
-from queryaudit.migrations import Rule, Settings, all_rules, expand_selection
+from queryaudit.migrations import ALIASES, Rule, Settings, all_rules, expand_selection
 from queryaudit.migrations.source import MigrationFile, MigrationSyntaxError, parse_migration
 
 
@@ -57,7 +57,7 @@ def at_or_above(severity: str, fail_on: str) -> bool:
 
 def select_rules(select: Iterable[str] | None = None, ignore: Iterable[str] | None = None) -> list[Rule]:
     rules = [r for r in all_rules() if r.check is not None]
-    known = {r.id for r in all_rules()} | {"require-timeout-settings"}
+    known = {r.id for r in all_rules()} | set(ALIASES)
     for rid in list(select or ()) + list(ignore or ()):
         if rid not in known:
             from queryaudit.errors import AuditError

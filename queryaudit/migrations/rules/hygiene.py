@@ -110,14 +110,15 @@ def require_table_schema(mig, settings):
 
 
 @rule("prefer-robust-stmts", "Statement that cannot be re-run after a partial failure", "low", "hygiene",
-      squawk=True, default=False,
-      cases=[trigger("SELECT 1;\nALTER TABLE t ADD COLUMN c text;"),
+      squawk=True,
+      cases=[trigger("SELECT 1;\nALTER TABLE t ADD COLUMN c text;"), trigger("DROP INDEX CONCURRENTLY i;"),
+             passes("ALTER TABLE t ADD COLUMN c text;", assume_in_transaction=True),
              passes("SELECT 1;\nALTER TABLE t ADD COLUMN IF NOT EXISTS c text;")])
 def prefer_robust_stmts(mig, settings):
-    """A statement outside a transaction that fails when the migration is re-run (opt-in).
+    """A statement outside a transaction that fails when the migration is re-run.
 
     ## What it detects
-    Outside a transaction, in files of more than one statement: CREATE TABLE / INDEX
+    Outside a transaction (no BEGIN, no `--assume-in-transaction`): CREATE TABLE / INDEX
     without IF NOT EXISTS, DROP ... / DROP COLUMN / DROP CONSTRAINT without IF EXISTS, ADD
     COLUMN without IF NOT EXISTS, ADD CONSTRAINT not preceded by a DROP CONSTRAINT IF
     EXISTS, SET NOT NULL, and ENABLE/DISABLE ROW LEVEL SECURITY.
@@ -135,13 +136,13 @@ def prefer_robust_stmts(mig, settings):
     ```
 
     ## Thresholds
-    None. Off by default: select it with `--rule prefer-robust-stmts`.
+    None. On by default, as in squawk 2.70 (low severity: it does not fail the default
+    `--fail-on high` gate).
 
     ## Known false positives
-    Statements that are idempotent by nature of the data.
+    Statements that are idempotent by nature of the data. Files a migration tool wraps in
+    a transaction: say so with `--assume-in-transaction` and they are not reported.
     """
-    if len(mig.statements) <= 1:
-        return
     dropped: set[tuple[str, str]] = set()
     for stmt in mig.statements:
         if stmt.in_transaction:

@@ -12,8 +12,8 @@ from queryaudit.migrations.rules._util import (CONSTRAINT, FUNCTION, INDEX, KIND
 
 # Objects a migration commonly drops and recreates to change them (CREATE OR REPLACE cannot
 # change a view's columns or a function's return type). Inside one transaction, clients see
-# the replacement only at commit, as with CREATE OR REPLACE: ban-replace-view-function's
-# business, not a drop. Sequences are not in the list: recreating one restarts its values.
+# the replacement only at commit, as with CREATE OR REPLACE (which only the opt-in
+# ban-replace-view-function reports), not a drop. Sequences are not in the list: recreating one restarts its values.
 REPLACEABLE = {ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_FUNCTION,
                ObjectType.OBJECT_PROCEDURE, ObjectType.OBJECT_ROUTINE, ObjectType.OBJECT_TYPE}
 EXPAND_CONTRACT = "-- expand/contract: deploy code that no longer uses it first, then drop it in a later migration"
