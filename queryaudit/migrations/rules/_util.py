@@ -178,7 +178,7 @@ KIND = {ObjectType.OBJECT_TABLE: TABLE, ObjectType.OBJECT_FOREIGN_TABLE: TABLE, 
 
 
 class NewObjects:
-    """Every object this migration creates, by kind and name, with the statement that created it.
+    """Every object this migration creates (unconditionally), by kind and name, with the statement that created it.
     Dropping, renaming or changing an object created earlier in the same file breaks no running
     client: none knows it yet. (squawk 2.70 does this only for its compatibility rules.)"""
 
@@ -191,6 +191,9 @@ class NewObjects:
 
     @staticmethod
     def _creates(node):
+        # IF NOT EXISTS may find the object already there, with its clients: not new (as squawk).
+        if getattr(node, "if_not_exists", False):
+            return
         if isinstance(node, ast.CreateStmt):
             yield TABLE, node.relation.relname
             for elt in node.tableElts or ():
@@ -212,7 +215,7 @@ class NewObjects:
             yield TYPE, last_name(node.domainname)
         elif isinstance(node, ast.CreateSeqStmt):
             yield SEQUENCE, node.sequence.relname
-        elif isinstance(node, ast.CreateSchemaStmt) and not node.if_not_exists:
+        elif isinstance(node, ast.CreateSchemaStmt):
             yield SCHEMA, node.schemaname
         elif isinstance(node, ast.IndexStmt):
             yield INDEX, node.idxname
@@ -220,7 +223,7 @@ class NewObjects:
             yield TRIGGER, node.trigname
         elif isinstance(node, ast.CreatePolicyStmt):
             yield POLICY, node.policy_name
-        elif isinstance(node, ast.CreateExtensionStmt) and not node.if_not_exists:
+        elif isinstance(node, ast.CreateExtensionStmt):
             yield EXTENSION, node.extname
         elif isinstance(node, ast.AlterTableStmt):
             for cmd in node.cmds or ():

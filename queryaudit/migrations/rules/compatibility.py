@@ -316,19 +316,23 @@ def ban_set_default(mig, settings):
                                   "the new value", table=relname(node.relation))
 
 
-@rule("ban-alter-generated-expression", "SET EXPRESSION of a generated column", "medium", "compatibility",
-      default=False, squawk=True,
+@rule("ban-alter-generated-expression", "SET EXPRESSION of a generated column, or a generated column added",
+      "medium", "compatibility", default=False, squawk=True,
       cases=[trigger("ALTER TABLE t ALTER COLUMN total SET EXPRESSION AS (qty * price);"),
+             trigger("ALTER TABLE t ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;"),
              passes("ALTER TABLE t ALTER COLUMN total DROP EXPRESSION;")])
 def ban_alter_generated_expression(mig, settings):
-    """A generated column's expression changed (opt-in; PostgreSQL 17+).
+    """A generated column's expression changed, or a generated column added (opt-in).
 
     ## What it detects
-    `ALTER COLUMN ... SET EXPRESSION AS (...)` on a table not created earlier in the file.
+    `ALTER COLUMN ... SET EXPRESSION AS (...)` (PostgreSQL 17+) and `ADD COLUMN ...
+    GENERATED ALWAYS AS (...) STORED`, on a table not created earlier in the file.
 
     ## Why it matters
     Clients read different values for the same rows; for a stored column PostgreSQL also
-    rewrites the table under ACCESS EXCLUSIVE.
+    rewrites the table under ACCESS EXCLUSIVE. A new generated column rejects explicit
+    values: inserts that list every column positionally, or copy rows with `SELECT *`,
+    fail.
 
     ## How to fix
     Add a new generated column, move the readers, then drop the old one.
@@ -348,6 +352,11 @@ def ban_alter_generated_expression(mig, settings):
         if cmd.subtype == AlterTableType.AT_SetExpression:
             yield violation(stmt, f"SET EXPRESSION on {relname(node.relation)}.{cmd.name}: readers get different "
                                   "values", lock="ACCESS EXCLUSIVE", rewrite=True, table=relname(node.relation))
+        elif cmd.subtype == AlterTableType.AT_AddColumn and any(
+                c.contype == ConstrType.CONSTR_GENERATED for c in constraints_of(cmd.def_)):
+            yield violation(stmt, f"generated column {cmd.def_.colname} added to {relname(node.relation)}: inserts "
+                                  "that list every column, or copy rows with SELECT *, now fail",
+                            table=relname(node.relation))
 
 
 @rule("ban-drop-index", "DROP INDEX (even CONCURRENTLY)", "low", "compatibility", default=False, squawk=True,
