@@ -268,13 +268,22 @@ def in_github_actions() -> bool:
 STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
-def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
-    from rich.markup import escape
+def emit(console, *parts: tuple[str, str | None]) -> None:
+    """One line of (text, style) parts: through rich on a terminal, plain print otherwise
+    (console None: the start-up path, which does not import rich when nobody sees colours)."""
+    if console is None:
+        print("".join(text for text, _ in parts))
+        return
+    from rich.text import Text
 
+    console.print(Text.assemble(*[(text, style or "") for text, style in parts]), highlight=False,
+                  soft_wrap=True)  # one line per finding: editors and CI logs link file:line:col
+
+
+def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
     for f in result.findings:
-        console.print(f"[bold]{escape(f.path)}:{f.line}:{f.column}[/bold] [{STYLE[f.severity]}]{f.severity}"
-                      f"[/{STYLE[f.severity]}] [magenta]{f.rule}[/magenta] {escape(f.message)}", highlight=False,
-                      soft_wrap=True)  # one line per finding: editors and CI logs link file:line:col
+        emit(console, (f"{f.path}:{f.line}:{f.column}", "bold"), (" ", None), (f.severity, STYLE[f.severity]),
+             (" ", None), (f.rule, "magenta"), (f" {f.message}", None))
         facts = []
         if f.lock:
             facts.append(f"lock {f.lock}" + (f" (blocks {f.blocks})" if f.blocks else ""))
@@ -283,18 +292,16 @@ def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
         if f.measured and f.measured.get("duration_ms") is not None:
             facts.append(f"measured {f.measured['duration_ms']} ms, {f.measured.get('strongest_lock') or 'no lock'}")
         if facts:
-            console.print("    " + escape("; ".join(facts)), highlight=False, style="dim")
+            emit(console, ("    " + "; ".join(facts), "dim"))
         if f.safe_sql:
-            console.print("    safe: " + escape(f.safe_sql.replace("\n", "\n          ")), highlight=False,
-                          style="green")
+            emit(console, ("    safe: " + f.safe_sql.replace("\n", "\n          "), "green"))
         for key in ("before_plan", "after_plan"):
             if f.evidence.get(key):
-                console.print(f"    {key.replace('_', ' ')}:\n" + escape("\n".join(
-                    "      " + line for line in f.evidence[key].splitlines())), highlight=False)
+                emit(console, (f"    {key.replace('_', ' ')}:\n" + "\n".join(
+                    "      " + line for line in f.evidence[key].splitlines()), None))
     s = summary(result)
     counts = ", ".join(f"{n} {sev}" for sev, n in s["findings_by_severity"].items() if n) or "no findings"
-    console.print(f"{len(result.files)} file(s) reviewed: {counts}"
-                  + (f", {s['suppressed']} suppressed" if s["suppressed"] else "")
-                  + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else "")
-                  + (f"; {len(result.errors)} file(s) not reviewed (syntax error)" if result.errors else ""),
-                  highlight=False)
+    emit(console, (f"{len(result.files)} file(s) reviewed: {counts}"
+                   + (f", {s['suppressed']} suppressed" if s["suppressed"] else "")
+                   + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else "")
+                   + (f"; {len(result.errors)} file(s) not reviewed (syntax error)" if result.errors else ""), None))

@@ -5,12 +5,18 @@ import copy
 
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
-from pglast.stream import RawStream
 
 from queryaudit.migrations import Settings, Violation
 from queryaudit.migrations.locks import blocks
 from queryaudit.migrations.source import MigrationFile, Statement
-from queryaudit.sql import quote_ident  # noqa: F401  (re-exported to the rules)
+
+
+def quote_ident(name: str) -> str:
+    """queryaudit.sql's one quoting rule, imported when a fix is written (start-up: queryaudit.sql
+    brings the snapshot model along)."""
+    from queryaudit.sql import quote_ident as quote
+
+    return quote(name)
 
 
 def loc(node) -> int | None:
@@ -48,6 +54,8 @@ def typmods(tn: ast.TypeName) -> list[int]:
 
 
 def deparse(node) -> str:
+    from pglast.stream import RawStream  # only when a message or a fix needs SQL text
+
     try:
         return RawStream()(node)
     except Exception:
