@@ -297,14 +297,18 @@ def _assignment_entries(targets):
 
 
 @rule("ban-duplicate-column-assignments", "The same column assigned or declared twice", "high", "hygiene",
-      squawk=True, cases=[trigger("UPDATE k SET a = 1, a = 2;"), passes("UPDATE k SET a = 1, b = 2;")])
+      squawk=True, cases=[trigger("UPDATE k SET a = 1, a = 2;"), passes("UPDATE k SET a = 1, b = 2;"),
+                          trigger("CREATE VIEW v AS SELECT id, (SELECT id FROM u) FROM t;"),
+                          passes("CREATE VIEW v AS SELECT *, (SELECT avatar FROM u WHERE u.id = t.uid) FROM t;")])
 def ban_duplicate_column_assignments(mig, settings):
     """The same column assigned, inserted or declared twice in one statement.
 
     ## What it detects
     Duplicate columns in UPDATE SET (also ON CONFLICT DO UPDATE and MERGE), INSERT column
     lists, CREATE [FOREIGN] TABLE, CREATE VIEW column lists or inferred output names, and
-    SELECT INTO.
+    SELECT INTO. Output names are inferred the way PostgreSQL does (FigureColname: a
+    column's or function's name, a subquery's own output name, a cast's type, `case`,
+    `?column?`); a `*` is left out, since only the catalog knows its columns.
 
     ## Why it matters
     PostgreSQL rejects these statements ("column specified more than once"): the migration
@@ -322,7 +326,9 @@ def ban_duplicate_column_assignments(mig, settings):
     None.
 
     ## Known false positives
-    None known.
+    None known. A `*` next to a column of the same name (`SELECT *, (SELECT avatar ...)`
+    over a table that has an avatar column) is a duplicate PostgreSQL rejects, which this
+    rule cannot see without the catalog.
     """
     for stmt in mig.statements:
         node = stmt.node
