@@ -12,6 +12,7 @@ squawk-cli on PyPI (`pip install squawk-cli`); both run their default rule sets,
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -21,7 +22,7 @@ from queryaudit.migrations import Settings, all_rules
 from queryaudit.migrations.review import review
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = Path(ROOT.parent / "shared" / "corpora" / "migrations-realworld")
+DEFAULT_CORPUS = Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared") / "corpora" / "migrations-realworld"
 
 
 def in_transaction(path: Path) -> bool:

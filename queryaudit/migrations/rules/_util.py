@@ -75,11 +75,12 @@ def violation(stmt: Statement, message: str, node=None, lock: str | None = None,
                      blocks=blocks(lock), **kw)
 
 
-def alter_table_cmds(mig: MigrationFile):
-    """(statement, ALTER TABLE node, command) for every ALTER TABLE command on a table."""
+def alter_table_cmds(mig: MigrationFile, objtypes=(ObjectType.OBJECT_TABLE,)):
+    """(statement, ALTER TABLE node, command) for every ALTER TABLE command on a table (or on
+    the other relation kinds ALTER TABLE's grammar serves: views, foreign tables, types)."""
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.AlterTableStmt) and node.objtype == ObjectType.OBJECT_TABLE:
+        if isinstance(node, ast.AlterTableStmt) and node.objtype in objtypes:
             for cmd in node.cmds or ():
                 if isinstance(cmd, ast.AlterTableCmd):
                     yield stmt, node, cmd
@@ -141,7 +142,7 @@ def column_definitions(mig: MigrationFile):
             for elt in node.tableElts or ():
                 if isinstance(elt, ast.ColumnDef):
                     yield stmt, elt, "create"
-        elif isinstance(node, ast.AlterTableStmt):
+        elif isinstance(node, ast.AlterTableStmt) and node.objtype == ObjectType.OBJECT_TABLE:
             for cmd in node.cmds or ():
                 if not isinstance(cmd, ast.AlterTableCmd) or not isinstance(cmd.def_, ast.ColumnDef):
                     continue
@@ -182,7 +183,10 @@ KIND = {ObjectType.OBJECT_TABLE: TABLE, ObjectType.OBJECT_FOREIGN_TABLE: TABLE, 
         ObjectType.OBJECT_ROUTINE: FUNCTION, ObjectType.OBJECT_AGGREGATE: FUNCTION, ObjectType.OBJECT_TYPE: TYPE,
         ObjectType.OBJECT_DOMAIN: TYPE, ObjectType.OBJECT_SEQUENCE: SEQUENCE, ObjectType.OBJECT_SCHEMA: SCHEMA,
         ObjectType.OBJECT_INDEX: INDEX, ObjectType.OBJECT_TABCONSTRAINT: CONSTRAINT,
-        ObjectType.OBJECT_TRIGGER: TRIGGER, ObjectType.OBJECT_POLICY: POLICY, ObjectType.OBJECT_EXTENSION: EXTENSION}
+        ObjectType.OBJECT_TRIGGER: TRIGGER, ObjectType.OBJECT_POLICY: POLICY, ObjectType.OBJECT_EXTENSION: EXTENSION,
+        ObjectType.OBJECT_OPERATOR: "operator", ObjectType.OBJECT_CAST: "cast", ObjectType.OBJECT_OPCLASS: "opclass",
+        ObjectType.OBJECT_OPFAMILY: "opfamily", ObjectType.OBJECT_RULE: "rule",
+        ObjectType.OBJECT_PUBLICATION: "publication"}
 
 
 class NewObjects:
@@ -231,6 +235,10 @@ class NewObjects:
             yield TRIGGER, node.trigname
         elif isinstance(node, ast.CreatePolicyStmt):
             yield POLICY, node.policy_name
+        elif isinstance(node, ast.RuleStmt):
+            yield "rule", node.rulename
+        elif isinstance(node, ast.CreatePublicationStmt):
+            yield "publication", node.pubname
         elif isinstance(node, ast.CreateExtensionStmt):
             yield EXTENSION, node.extname
         elif isinstance(node, ast.AlterTableStmt):

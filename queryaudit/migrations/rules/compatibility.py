@@ -3,6 +3,8 @@ change what existing clients see or may write. All opt-in, as in squawk; objects
 earlier in the same file are exempt, as squawk does for its own compatibility rules."""
 from __future__ import annotations
 
+import re
+
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
 
@@ -206,7 +208,8 @@ def ban_detach_inheritance(mig, settings):
     """A partition or child table detached from its parent (opt-in).
 
     ## What it detects
-    `DETACH PARTITION` and `NO INHERIT` on a table not created earlier in the file.
+    `DETACH PARTITION` (FINALIZE included) and `NO INHERIT` on a table not created earlier
+    in the file.
 
     ## Why it matters
     Queries on the parent stop seeing the child's rows, and inserts through the parent
@@ -227,8 +230,9 @@ def ban_detach_inheritance(mig, settings):
     Archival of data nobody queries.
     """
     for stmt, node, cmd in _table_cmds(mig):
-        if cmd.subtype in (AlterTableType.AT_DetachPartition, AlterTableType.AT_DropInherit):
-            what = "DETACH PARTITION" if cmd.subtype == AlterTableType.AT_DetachPartition else "NO INHERIT"
+        if cmd.subtype in (AlterTableType.AT_DetachPartition, AlterTableType.AT_DetachPartitionFinalize,
+                           AlterTableType.AT_DropInherit):
+            what = "NO INHERIT" if cmd.subtype == AlterTableType.AT_DropInherit else "DETACH PARTITION"
             yield violation(stmt, f"{what}: queries through the parent stop seeing those rows",
                             table=relname(node.relation))
 
@@ -291,7 +295,8 @@ def ban_set_default(mig, settings):
     """A column default set or changed under existing writers (opt-in).
 
     ## What it detects
-    `ALTER COLUMN ... SET DEFAULT` on a table not created earlier in the file.
+    `ALTER COLUMN ... SET DEFAULT` on a table (or view, foreign table) not created earlier
+    in the file, and `ALTER DOMAIN ... SET DEFAULT`.
 
     ## Why it matters
     Inserts that omit the column silently start writing the new value.
@@ -309,7 +314,18 @@ def ban_set_default(mig, settings):
 
     ## Known false positives
     Columns every insert sets.
+
+    ## Differences from squawk
+    squawk (2.70) exempts only the tables its compatibility rules track; queryaudit skips
+    every object created earlier in the same file (no client knows it yet).
     """
+    new = NewObjects(mig)
+    for stmt in mig.statements:
+        node = stmt.node
+        if isinstance(node, ast.AlterDomainStmt) and node.subtype == "T" and node.def_ is not None \
+                and not new.before(TYPE, last_name(node.typeName), stmt):
+            yield violation(stmt, f"SET DEFAULT on domain {last_name(node.typeName)}: inserts that omit its columns "
+                                  "write the new value")
     for stmt, node, cmd in _table_cmds(mig, TABLE_LIKE + (ObjectType.OBJECT_VIEW,)):
         if cmd.subtype == AlterTableType.AT_ColumnDefault and cmd.def_ is not None:
             yield violation(stmt, f"SET DEFAULT on {relname(node.relation)}.{cmd.name}: inserts that omit it write "
@@ -326,7 +342,8 @@ def ban_alter_generated_expression(mig, settings):
 
     ## What it detects
     `ALTER COLUMN ... SET EXPRESSION AS (...)` (PostgreSQL 17+) and `ADD COLUMN ...
-    GENERATED ALWAYS AS (...) STORED`, on a table not created earlier in the file.
+    GENERATED ALWAYS AS (...) STORED` or `GENERATED ALWAYS AS IDENTITY`, on a table not
+    created earlier in the file.
 
     ## Why it matters
     Clients read different values for the same rows; for a stored column PostgreSQL also
@@ -353,7 +370,9 @@ def ban_alter_generated_expression(mig, settings):
             yield violation(stmt, f"SET EXPRESSION on {relname(node.relation)}.{cmd.name}: readers get different "
                                   "values", lock="ACCESS EXCLUSIVE", rewrite=True, table=relname(node.relation))
         elif cmd.subtype == AlterTableType.AT_AddColumn and any(
-                c.contype == ConstrType.CONSTR_GENERATED for c in constraints_of(cmd.def_)):
+                c.contype == ConstrType.CONSTR_GENERATED or (c.contype == ConstrType.CONSTR_IDENTITY
+                                                             and c.generated_when == "a")
+                for c in constraints_of(cmd.def_)):
             yield violation(stmt, f"generated column {cmd.def_.colname} added to {relname(node.relation)}: inserts "
                                   "that list every column, or copy rows with SELECT *, now fail",
                             table=relname(node.relation))
@@ -388,6 +407,10 @@ def ban_drop_index(mig, settings):
 
     ## Known false positives
     Indexes no plan uses.
+
+    ## Differences from squawk
+    squawk (2.70) exempts only the tables its compatibility rules track; queryaudit skips
+    every object created earlier in the same file (no client knows it yet).
     """
     new = NewObjects(mig)
     for stmt in mig.statements:
@@ -426,6 +449,10 @@ def ban_drop_trigger(mig, settings):
 
     ## Known false positives
     Triggers replaced in the same transaction.
+
+    ## Differences from squawk
+    squawk (2.70) exempts only the tables its compatibility rules track; queryaudit skips
+    every object created earlier in the same file (no client knows it yet).
     """
     new = NewObjects(mig)
     for stmt in mig.statements:
@@ -437,23 +464,43 @@ def ban_drop_trigger(mig, settings):
                     yield violation(stmt, f"DROP TRIGGER {name}: what it did on every write stops")
 
 
-DISABLE_TRIGGER = {AlterTableType.AT_DisableTrig, AlterTableType.AT_DisableTrigAll,
-                   AlterTableType.AT_DisableTrigUser}
+# Every change of whether triggers and rules fire (squawk 2.70 reports enabling too: ALWAYS and
+# REPLICA change when they fire), and row level security switched off or forced.
+TRIGGER_FIRING = {AlterTableType.AT_EnableTrig, AlterTableType.AT_EnableAlwaysTrig,
+                  AlterTableType.AT_EnableReplicaTrig, AlterTableType.AT_DisableTrig,
+                  AlterTableType.AT_EnableTrigAll, AlterTableType.AT_DisableTrigAll,
+                  AlterTableType.AT_EnableTrigUser, AlterTableType.AT_DisableTrigUser,
+                  AlterTableType.AT_EnableRule, AlterTableType.AT_EnableAlwaysRule,
+                  AlterTableType.AT_EnableReplicaRule, AlterTableType.AT_DisableRule}
+ROW_SECURITY_OFF = {AlterTableType.AT_DisableRowSecurity, AlterTableType.AT_ForceRowSecurity,
+                    AlterTableType.AT_NoForceRowSecurity}
 
 
-@rule("ban-disable-trigger", "ALTER TABLE ... DISABLE TRIGGER", "medium", "compatibility", default=False,
-      squawk=True,
+def _firing_words(subtype: str) -> str:
+    """AT_EnableAlwaysTrig -> ENABLE ALWAYS TRIGGER, AT_DisableTrigAll -> DISABLE TRIGGER ALL."""
+    words = re.findall(r"[A-Z][a-z]*", subtype.removeprefix("AT_"))
+    return " ".join({"Trig": "TRIGGER"}.get(w, w.upper()) for w in words)
+
+
+@rule("ban-disable-trigger", "Triggers or rules enabled, disabled, or made ALWAYS / REPLICA", "medium",
+      "compatibility", default=False, squawk=True,
       cases=[trigger("ALTER TABLE orders DISABLE TRIGGER ALL;"),
-             passes("ALTER TABLE orders ENABLE TRIGGER audit_orders;")])
+             trigger("ALTER TABLE orders ENABLE REPLICA TRIGGER audit_orders;"),
+             trigger("ALTER TABLE orders DISABLE ROW LEVEL SECURITY;"),
+             passes("ALTER TABLE orders ADD COLUMN note text;"),
+             passes("CREATE TABLE t (id bigint);\nALTER TABLE t DISABLE TRIGGER ALL;")])
 def ban_disable_trigger(mig, settings):
-    """A trigger disabled (opt-in).
+    """A change in whether a table's triggers or rules fire (opt-in).
 
     ## What it detects
-    `DISABLE TRIGGER name | ALL | USER` on a table not created earlier in the file.
+    `ENABLE | DISABLE [ALWAYS | REPLICA] TRIGGER name | ALL | USER` and the same for `RULE`,
+    plus `DISABLE` / `[NO] FORCE ROW LEVEL SECURITY`, on a table not created earlier in the
+    file.
 
     ## Why it matters
-    Until it is enabled again, every write skips it; `ALL` also skips the foreign-key
-    triggers, so bad references get in.
+    Until it changes back, every write skips (or newly runs) the trigger's side effects;
+    `ALL` also skips the foreign-key triggers, so bad references get in; a REPLICA trigger
+    stops firing for application writes.
 
     ## How to fix
     Disable only inside the transaction that needs it, and enable it again before commit.
@@ -472,11 +519,19 @@ def ban_disable_trigger(mig, settings):
 
     ## Known false positives
     Disable/enable pairs in one transaction.
+
+    ## Differences from squawk
+    squawk (2.70) exempts only the tables its compatibility rules track; queryaudit skips
+    every object created earlier in the same file (no client knows it yet).
     """
     for stmt, node, cmd in _table_cmds(mig):
-        if cmd.subtype in DISABLE_TRIGGER:
-            yield violation(stmt, f"DISABLE TRIGGER {cmd.name or 'ALL'} on {relname(node.relation)}: writes skip it",
-                            lock="SHARE ROW EXCLUSIVE", table=relname(node.relation))
+        if cmd.subtype in TRIGGER_FIRING:
+            what = _firing_words(cmd.subtype.name) + (f" {cmd.name}" if cmd.name else "")
+            yield violation(stmt, f"{what} on {relname(node.relation)}: which triggers or rules fire on its writes "
+                                  "changes", lock="SHARE ROW EXCLUSIVE", table=relname(node.relation))
+        elif cmd.subtype in ROW_SECURITY_OFF:
+            yield violation(stmt, f"row level security of {relname(node.relation)} switched off or forced: the rows "
+                                  "clients see change", table=relname(node.relation))
 
 
 @rule("ban-replica-identity", "ALTER TABLE ... REPLICA IDENTITY", "medium", "compatibility", default=False,
@@ -487,7 +542,8 @@ def ban_replica_identity(mig, settings):
     """The replica identity of a table changed (opt-in).
 
     ## What it detects
-    `ALTER TABLE ... REPLICA IDENTITY` on a table not created earlier in the file.
+    `ALTER TABLE ... REPLICA IDENTITY` on a table not created earlier in the file, and
+    `DROP PUBLICATION` (squawk 2.70 counts it here).
 
     ## Why it matters
     Logical replication and change-data-capture consumers (Debezium, publications) see
@@ -506,7 +562,15 @@ def ban_replica_identity(mig, settings):
 
     ## Known false positives
     Tables no publication includes.
+
+    ## Differences from squawk
+    squawk (2.70) exempts only the tables its compatibility rules track; queryaudit skips
+    every object created earlier in the same file (no client knows it yet).
     """
+    for stmt in mig.statements:
+        if isinstance(stmt.node, ast.DropStmt) and stmt.node.removeType == ObjectType.OBJECT_PUBLICATION:
+            yield violation(stmt, "DROP PUBLICATION: its logical replication subscribers and CDC consumers stop "
+                                  "receiving changes")
     for stmt, node, cmd in _table_cmds(mig):
         if cmd.subtype == AlterTableType.AT_ReplicaIdentity:
             yield violation(stmt, f"REPLICA IDENTITY of {relname(node.relation)} changes what replication and CDC "
@@ -522,7 +586,7 @@ def ban_replace_view_function(mig, settings):
     """A view, function or procedure replaced in place (opt-in).
 
     ## What it detects
-    `CREATE OR REPLACE VIEW | FUNCTION | PROCEDURE`.
+    `CREATE OR REPLACE VIEW | FUNCTION | PROCEDURE | AGGREGATE | TRIGGER | RULE`.
 
     ## Why it matters
     Every client of the view or function gets the new behaviour at commit, with no
@@ -551,6 +615,13 @@ def ban_replace_view_function(mig, settings):
             what = "PROCEDURE" if node.is_procedure else "FUNCTION"
             yield violation(stmt, f"CREATE OR REPLACE {what} {last_name(node.funcname)}: every caller gets the new "
                                   "behaviour")
+        elif isinstance(node, ast.DefineStmt) and node.replace and node.kind == ObjectType.OBJECT_AGGREGATE:
+            yield violation(stmt, f"CREATE OR REPLACE AGGREGATE {last_name(node.defnames)}: every query using it "
+                                  "gets the new behaviour")
+        elif isinstance(node, (ast.CreateTrigStmt, ast.RuleStmt)) and node.replace:
+            what, name = ("TRIGGER", node.trigname) if isinstance(node, ast.CreateTrigStmt) else ("RULE", node.rulename)
+            yield violation(stmt, f"CREATE OR REPLACE {what} {name}: every write to {relname(node.relation)} gets the "
+                                  "new behaviour", table=relname(node.relation))
 
 
 @rule("ban-revoke", "REVOKE", "medium", "compatibility", default=False, squawk=True,
@@ -561,7 +632,9 @@ def ban_revoke(mig, settings):
     """Privileges revoked from roles existing clients use (opt-in).
 
     ## What it detects
-    `REVOKE` and `ALTER DEFAULT PRIVILEGES ... REVOKE`.
+    `REVOKE` (privileges and role membership), `ALTER DEFAULT PRIVILEGES ... REVOKE`,
+    `DROP OWNED`, `DROP ROLE`, and `OWNER TO` (the old owner loses its rights), as squawk
+    2.70 does.
 
     ## Why it matters
     Clients connected as that role get "permission denied" from the commit on.
@@ -583,6 +656,11 @@ def ban_revoke(mig, settings):
     for stmt in mig.statements:
         node = stmt.node
         grant = node.action if isinstance(node, ast.AlterDefaultPrivilegesStmt) else node
-        if isinstance(grant, ast.GrantStmt) and not grant.is_grant:
+        if isinstance(grant, (ast.GrantStmt, ast.GrantRoleStmt)) and not grant.is_grant:
             yield violation(stmt, "REVOKE: clients using that role lose access at commit")
+        elif isinstance(node, (ast.DropOwnedStmt, ast.DropRoleStmt)):
+            yield violation(stmt, "the role's privileges are dropped: clients using it lose access at commit")
+        elif isinstance(node, ast.AlterOwnerStmt) or (isinstance(node, ast.AlterTableStmt) and any(
+                getattr(c, "subtype", None) == AlterTableType.AT_ChangeOwner for c in node.cmds or ())):
+            yield violation(stmt, "OWNER TO: the old owner loses the owner's privileges on it")
 

@@ -57,6 +57,12 @@ def constraint_missing_not_valid(mig, settings):
 
     ## Known false positives
     Small tables.
+
+    ## Differences from squawk
+    squawk (2.70) also reports `ADD CONSTRAINT ... UNIQUE` and `... EXCLUDE` here, but
+    PostgreSQL has no NOT VALID for them (`ERROR: UNIQUE constraints cannot be marked NOT
+    VALID`): the advice cannot be followed. queryaudit reports UNIQUE under
+    disallowed-unique-constraint (build the index concurrently, then `USING INDEX`).
     """
     created = CreatedTables(mig)
     not_valid_added: dict[tuple[str, str], object] = {}
@@ -140,6 +146,13 @@ def adding_foreign_key_constraint(mig, settings):
     Overlaps constraint-missing-not-valid for table constraints (squawk keeps both rules).
     squawk (2.70) exempts every table created in the file, filled or not; queryaudit
     reports the filled ones, whose scan is real.
+
+    ## Differences from squawk
+    squawk (2.70) exempts a table created earlier in the file only when the file runs in a
+    transaction; queryaudit exempts it either way: nobody else uses a table that did not
+    exist before this migration, so its lock blocks no one.
+    A table created and then filled in the file (CREATE TABLE AS, INSERT ... SELECT) is
+    reported all the same when the referenced table already exists; squawk misses it.
     """
     created = CreatedTables(mig)
     for stmt, node, cmd in alter_table_cmds(mig):

@@ -101,8 +101,11 @@ def require_table_schema(mig, settings):
                 rvs = [node.relation]
         elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
             rvs = [node.into.rel]
-        elif isinstance(node, ast.RenameStmt) and ObjectType.OBJECT_TABLE in (node.renameType, node.relationType):
-            rvs = [node.relation]  # ALTER TABLE ... RENAME [COLUMN] names the table too
+        elif isinstance(node, ast.RenameStmt) and (ObjectType.OBJECT_TABLE in (node.renameType, node.relationType)
+                                                   or node.renameType == ObjectType.OBJECT_TABCONSTRAINT):
+            rvs = [node.relation]  # ALTER TABLE ... RENAME [COLUMN | CONSTRAINT] names the table too
+        elif isinstance(node, ast.AlterObjectSchemaStmt) and node.objectType == ObjectType.OBJECT_TABLE:
+            rvs = [node.relation]
         elif isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE:
             if any(len(obj) == 1 for obj in node.objects or ()):
                 yield violation(stmt, "table named without its schema: search_path decides which one")

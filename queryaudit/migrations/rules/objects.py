@@ -145,7 +145,8 @@ def ban_drop_type(mig, settings):
 
     ## What it detects
     `DROP TYPE` of a type not created earlier in the file (or recreated, without CASCADE,
-    in the same transaction block).
+    in the same transaction block); also `DROP OPERATOR`, `DROP CAST` and `DROP OPERATOR
+    CLASS | FAMILY`, which squawk 2.70 counts here.
 
     ## Why it matters
     Code that casts to the type or calls functions taking it fails. Without CASCADE the
@@ -170,8 +171,11 @@ def ban_drop_type(mig, settings):
     ## Differences from squawk
     squawk (2.70) reports every drop; queryaudit skips types created earlier in the file.
     """
-    for stmt, node, name in _drops(mig, ObjectType.OBJECT_TYPE, replaceable=True):
-        yield violation(stmt, f"DROP TYPE {name} breaks code that uses it{_cascade(node)}",
+    for stmt, node, name in _drops(mig, ObjectType.OBJECT_TYPE, ObjectType.OBJECT_OPERATOR, ObjectType.OBJECT_CAST,
+                                   ObjectType.OBJECT_OPCLASS, ObjectType.OBJECT_OPFAMILY, replaceable=True):
+        what = node.removeType.name.removeprefix("OBJECT_").replace("OPCLASS", "OPERATOR CLASS").replace(
+            "OPFAMILY", "OPERATOR FAMILY")
+        yield violation(stmt, f"DROP {what} {name or ''} breaks code that uses it{_cascade(node)}",
                         severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None)
 
 
@@ -327,7 +331,8 @@ def ban_drop_constraint(mig, settings):
 
     ## What it detects
     `ALTER TABLE ... DROP CONSTRAINT` of a constraint not added earlier in the file, on a
-    table not created earlier in the file.
+    table not created earlier in the file; and `ALTER CONSTRAINT ... NOT ENFORCED`
+    (PostgreSQL 18), which keeps the constraint but stops checking it.
 
     ## Why it matters
     Code that relies on the constraint (ON CONFLICT on a unique key, cascading deletes,
@@ -358,6 +363,12 @@ def ban_drop_constraint(mig, settings):
     """
     new = NewObjects(mig)
     for stmt, node, cmd in alter_table_cmds(mig):
+        if cmd.subtype == AlterTableType.AT_AlterConstraint and isinstance(cmd.def_, ast.ATAlterConstraint) \
+                and cmd.def_.alterEnforceability and not cmd.def_.is_enforced:
+            if not new.before(TABLE, node.relation.relname, stmt):
+                yield violation(stmt, f"constraint {cmd.def_.conname} made NOT ENFORCED: its guarantee is gone for "
+                                      "new writes", table=relname(node.relation))
+            continue
         if cmd.subtype != AlterTableType.AT_DropConstraint:
             continue
         if new.before(TABLE, node.relation.relname, stmt) or new.before(CONSTRAINT, cmd.name, stmt):
@@ -519,10 +530,14 @@ RENAMED = {ObjectType.OBJECT_VIEW: (VIEW, "view"), ObjectType.OBJECT_MATVIEW: (V
            ObjectType.OBJECT_ROUTINE: (FUNCTION, "routine"), ObjectType.OBJECT_TYPE: (TYPE, "type"),
            ObjectType.OBJECT_DOMAIN: (TYPE, "domain"), ObjectType.OBJECT_SEQUENCE: ("sequence", "sequence"),
            ObjectType.OBJECT_SCHEMA: (SCHEMA, "schema"), ObjectType.OBJECT_INDEX: (INDEX, "index"),
-           ObjectType.OBJECT_TABCONSTRAINT: (CONSTRAINT, "constraint")}
+           ObjectType.OBJECT_TABCONSTRAINT: (CONSTRAINT, "constraint"),
+           ObjectType.OBJECT_AGGREGATE: (FUNCTION, "aggregate"), ObjectType.OBJECT_TRIGGER: ("trigger", "trigger"),
+           ObjectType.OBJECT_POLICY: ("policy", "policy"), ObjectType.OBJECT_ROLE: ("role", "role"),
+           ObjectType.OBJECT_FOREIGN_TABLE: (TABLE, "foreign table")}
 # Queries never name an index or a constraint: renaming one breaks only hints, ON CONFLICT ON
 # CONSTRAINT and code matching error messages.
-LOW_IMPACT = {ObjectType.OBJECT_INDEX, ObjectType.OBJECT_TABCONSTRAINT}
+LOW_IMPACT = {ObjectType.OBJECT_INDEX, ObjectType.OBJECT_TABCONSTRAINT, ObjectType.OBJECT_TRIGGER,
+              ObjectType.OBJECT_POLICY}
 
 
 @rule("renaming-object", "RENAME of a view, function, type, sequence, schema, domain, index or constraint",
@@ -536,15 +551,17 @@ def renaming_object(mig, settings):
     """An object other than a table or column renamed under running application code.
 
     ## What it detects
-    `RENAME TO` of a view, materialized view, function, procedure, type, domain,
-    sequence, schema, index or table constraint, and `ALTER TYPE ... RENAME VALUE`, when
+    `RENAME TO` of a view, materialized view, foreign table, function, procedure,
+    aggregate, type, domain, sequence, schema, index, table constraint, trigger, policy or
+    role, and `ALTER TYPE ... RENAME VALUE`, when
     the object was not created earlier in the file. Tables and columns have their own
     rules (renaming-table, renaming-column).
 
     ## Why it matters
     Code that names the old object fails from the moment the rename commits. Index and
     constraint names are rarely in queries (severity low for those): hints, `ON CONFLICT
-    ON CONSTRAINT` and error handling that matches the name break.
+    ON CONSTRAINT` and error handling that matches the name break; triggers and policies
+    are low too. A renamed role breaks every client that logs in with the old name.
 
     ## How to fix
     Expand/contract: create the new name alongside (a view over the old one, a wrapper
@@ -557,7 +574,7 @@ def renaming_object(mig, settings):
     ```
 
     ## Thresholds
-    High; low for indexes and constraints.
+    High; low for indexes, constraints, triggers and policies.
 
     ## Known false positives
     Objects no deployed code names.
@@ -577,7 +594,8 @@ def renaming_object(mig, settings):
         if not isinstance(node, ast.RenameStmt) or node.renameType not in RENAMED:
             continue
         kind, word = RENAMED[node.renameType]
-        if node.renameType == ObjectType.OBJECT_SCHEMA:
+        if node.renameType in (ObjectType.OBJECT_SCHEMA, ObjectType.OBJECT_ROLE, ObjectType.OBJECT_TRIGGER,
+                               ObjectType.OBJECT_POLICY):
             old = node.subname
         elif node.renameType == ObjectType.OBJECT_TABCONSTRAINT:
             old = node.subname
@@ -593,7 +611,9 @@ def renaming_object(mig, settings):
 
 MOVED = {ObjectType.OBJECT_TABLE: TABLE, ObjectType.OBJECT_VIEW: VIEW, ObjectType.OBJECT_MATVIEW: VIEW,
          ObjectType.OBJECT_FUNCTION: FUNCTION, ObjectType.OBJECT_PROCEDURE: FUNCTION, ObjectType.OBJECT_TYPE: TYPE,
-         ObjectType.OBJECT_SEQUENCE: "sequence", ObjectType.OBJECT_DOMAIN: TYPE}
+         ObjectType.OBJECT_SEQUENCE: "sequence", ObjectType.OBJECT_DOMAIN: TYPE,
+         ObjectType.OBJECT_FOREIGN_TABLE: TABLE, ObjectType.OBJECT_AGGREGATE: FUNCTION,
+         ObjectType.OBJECT_EXTENSION: "extension"}
 
 
 @rule("ban-set-schema", "SET SCHEMA (moving an object to another schema)", "high", "breaking", squawk=True,
@@ -604,8 +624,8 @@ def ban_set_schema(mig, settings):
     """An object moved to another schema under running application code.
 
     ## What it detects
-    `ALTER TABLE | VIEW | MATERIALIZED VIEW | FUNCTION | TYPE | SEQUENCE | DOMAIN ... SET
-    SCHEMA` of an object not created earlier in the file.
+    `ALTER TABLE | FOREIGN TABLE | VIEW | MATERIALIZED VIEW | FUNCTION | AGGREGATE | TYPE |
+    SEQUENCE | DOMAIN | EXTENSION ... SET SCHEMA` of an object not created earlier in the file.
 
     ## Why it matters
     Code that qualifies the old schema, or finds the object through search_path, no

@@ -418,6 +418,11 @@ def require_concurrent_partition_detach(mig, settings):
 
     ## Known false positives
     Tables with a default partition cannot detach concurrently.
+
+    ## Differences from squawk
+    squawk (2.70) reports it on every version; DETACH PARTITION CONCURRENTLY only exists
+    from PostgreSQL 14, so queryaudit is quiet for `--pg-version` 13 and older, where there
+    is nothing better to do.
     """
     if settings.pg_version < DETACH_CONCURRENTLY_VERSION:
         return

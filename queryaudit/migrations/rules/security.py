@@ -123,7 +123,8 @@ def ban_drop_policy(mig, settings):
     """A row level security policy dropped (opt-in).
 
     ## What it detects
-    `DROP POLICY` of a policy not created earlier in the file.
+    `DROP POLICY` of a policy not created earlier in the file, and `DROP RULE` (squawk
+    2.70 counts rewrite rules here).
 
     ## Why it matters
     A dropped permissive policy hides rows from the roles it granted; a dropped
@@ -145,14 +146,19 @@ def ban_drop_policy(mig, settings):
 
     ## Known false positives
     Policies replaced in the same transaction.
+
+    ## Differences from squawk
+    squawk (2.70) exempts only the tables its compatibility rules track; queryaudit skips
+    every object created earlier in the same file (no client knows it yet).
     """
     new = NewObjects(mig)
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_POLICY:
+        if isinstance(node, ast.DropStmt) and node.removeType in (ObjectType.OBJECT_POLICY, ObjectType.OBJECT_RULE):
             for obj in node.objects or ():
                 name = obj[-1].sval if isinstance(obj, tuple) and obj else None
-                if not new.before(POLICY, name, stmt):
+                kind = POLICY if node.removeType == ObjectType.OBJECT_POLICY else "rule"
+                if not new.before(kind, name, stmt):
                     yield violation(stmt, f"DROP POLICY {name}: the rows it governed are hidden or exposed")
 
 
@@ -270,7 +276,7 @@ def ban_alter_view_options(mig, settings):
     """
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.AlterTableStmt) and node.objtype in (ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW):
+        if isinstance(node, ast.AlterTableStmt) and node.objtype == ObjectType.OBJECT_VIEW:
             for cmd in node.cmds or ():
                 if getattr(cmd, "subtype", None) in (AlterTableType.AT_SetRelOptions, AlterTableType.AT_ResetRelOptions):
                     yield violation(stmt, f"options of view {node.relation.relname} changed: readers' rights or "
