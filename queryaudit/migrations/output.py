@@ -301,7 +301,8 @@ def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
                     "      " + line for line in f.evidence[key].splitlines()), None))
     s = summary(result)
     counts = ", ".join(f"{n} {sev}" for sev, n in s["findings_by_severity"].items() if n) or "no findings"
-    emit(console, (f"{len(result.files)} file(s) reviewed: {counts}"
+    reviewed = f"{len(result.files) - len(result.errors)} file(s) reviewed" + (
+        f", {len(result.errors)} not reviewed (syntax error)" if result.errors else "")
+    emit(console, (f"{reviewed}: {counts}"
                    + (f", {s['suppressed']} suppressed" if s["suppressed"] else "")
-                   + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else "")
-                   + (f"; {len(result.errors)} file(s) not reviewed (syntax error)" if result.errors else ""), None))
+                   + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else ""), None))
