@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -23,6 +24,9 @@ from queryaudit.migrations.review import review
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared") / "corpora" / "migrations-realworld"
+
+
+SQUAWK = shutil.which("squawk") or str(Path(sys.executable).parent / "squawk")
 
 
 def in_transaction(path: Path) -> bool:
@@ -46,7 +50,7 @@ def squawk(files: list[Path], every: bool) -> Counter:
         batch = [str(f) for f in files if in_transaction(f) == tx]
         if not batch:
             continue
-        cmd = ["squawk", "--reporter", "json", *include, *(["--assume-in-transaction"] if tx else []), *batch]
+        cmd = [SQUAWK, "--reporter", "json", *include, *(["--assume-in-transaction"] if tx else []), *batch]
         out = subprocess.run(cmd, capture_output=True, text=True).stdout
         for v in json.loads(out or "[]"):
             found[(v["file"], v["rule_name"])] += 1
