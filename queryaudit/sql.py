@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import pglast
 from pglast import ast, keywords, visitors
 
-from queryaudit.snapshot import Table
+if TYPE_CHECKING:  # annotations only: review-migration imports this module and needs no snapshot model
+    from queryaudit.snapshot import Table
 
 
 @lru_cache(maxsize=4096)

@@ -21,7 +21,8 @@ from queryaudit import fixtures as fixture_lib
 from queryaudit.cluster import LocalCluster, embedded_bin_dir, start_cluster, system_bin_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+# QUERYAUDIT_SHARED: where ../shared is for a checkout that is not beside it (a git worktree)
+SHARED = Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared")
 VERSIONS = ["pg15", "pg18"]
 _counter = itertools.count()
 

@@ -70,7 +70,9 @@ class Rule:
 
 REGISTRY: dict[str, Rule] = {}
 # squawk reports require-timeout-settings as these two; selecting the alias selects both.
-ALIASES = {"require-timeout-settings": ("require-lock-timeout", "require-statement-timeout")}
+# squawk also accepts prefer-timestamptz for prefer-timestamp-tz.
+ALIASES = {"require-timeout-settings": ("require-lock-timeout", "require-statement-timeout"),
+           "prefer-timestamptz": ("prefer-timestamp-tz",)}
 
 
 def trigger(sql: str, pg_version: str | None = None, assume_in_transaction: bool = False) -> Case:
@@ -94,13 +96,18 @@ def dynamic_rule(id: str, title: str, severity: str, doc: str, module: str) -> N
     REGISTRY[id] = Rule(id, title, severity, "dynamic", None, True, False, True, [], doc, module)
 
 
+def input_rule(id: str, title: str, severity: str, doc: str, module: str) -> None:
+    """A finding about the input itself (a file that does not parse): no check function, never suppressed."""
+    REGISTRY[id] = Rule(id, title, severity, "input", None, True, False, False, [], doc, module)
+
+
 def all_rules() -> list[Rule]:
     from queryaudit.migrations import rules as package
 
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{info.name}")
-    importlib.import_module("queryaudit.migrations.dynamic")
+    importlib.import_module("queryaudit.migrations.dynamic_rules")
     return sorted(REGISTRY.values(), key=lambda r: (r.group, r.id))
 
 

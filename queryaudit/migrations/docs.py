@@ -12,10 +12,18 @@ def page(rule: Rule) -> str:
     summary, _, body = doc.partition("\n")
     facts = (f"Severity **{rule.severity}** · group `{rule.group}` · "
              f"{'on by default' if rule.default else 'opt-in (`--rule ' + rule.id + '`)'}"
-             f"{' · same name and semantics as squawk' if rule.squawk else ''}"
+             f"{_squawk_fact(rule)}"
              f"{' · measured with `--dsn`' if rule.dynamic else ''}")
     return (f"# {rule.id}: {rule.title}\n\n{summary.strip()}\n\n{facts}\n{body.rstrip()}\n\n---\n"
             f"Generated from `{rule.module}` by `queryaudit docs`; edit the docstring, not this page.\n")
+
+
+def _squawk_fact(rule: Rule) -> str:
+    if not rule.squawk:
+        return ""
+    if "## Differences from squawk" in rule.doc:
+        return " · squawk 2.70's rule of the same name, with the differences below"
+    return " · same name and semantics as squawk 2.70"
 
 
 def index_page(rules: list[Rule]) -> str:

@@ -9,9 +9,10 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from queryaudit import __version__
-from queryaudit.findings import SEVERITIES, SEVERITY_RANK
+from queryaudit.findings import SEVERITIES
 from queryaudit.migrations import Rule, all_rules
-from queryaudit.migrations.review import MigrationFinding, ReviewResult
+from queryaudit.migrations.review import MigrationFinding, ReviewResult, at_or_above
+from queryaudit.migrations.rules.syntax import SYNTAX_ERROR
 
 INFORMATION_URI = "https://pypi.org/project/queryaudit/"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -34,7 +35,8 @@ def to_dict(result: ReviewResult, fail_on: str) -> dict:
         "findings": [f.to_dict() for f in result.findings],
         "suppressed": [f.to_dict() for f in result.suppressed],
         "dynamic": result.dynamic,
-        "summary": {**summary(result), "failed": result.fails(fail_on)},
+        "errors": result.errors,  # files that were not reviewed (each is also a syntax-error finding)
+        "summary": {**summary(result), "failed": result.fails(fail_on) or bool(result.errors)},
     }
 
 
@@ -109,8 +111,18 @@ def to_sarif(result: ReviewResult) -> dict:
             "originalUriBaseIds": {"%SRCROOT%": {"uri": Path.cwd().resolve().as_uri() + "/"}},
             "columnKind": "unicodeCodePoints",
             "results": [_result(f, index) for f in result.findings + result.suppressed],
+            "invocations": [_invocation(result)],
         }],
     }
+
+
+def _invocation(result: ReviewResult) -> dict:
+    """A file that does not parse is also a tool execution notification: the run did not review it."""
+    notes = [{"level": "error", "message": {"text": f.message}, "descriptor": {"id": f.rule},
+              "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path), "uriBaseId": "%SRCROOT%"},
+                                                  "region": {"startLine": f.line, "startColumn": f.column}}}]}
+             for f in result.findings if f.rule == SYNTAX_ERROR]
+    return {"executionSuccessful": not notes, "toolExecutionNotifications": notes}
 
 
 def write_sarif(result: ReviewResult, path: Path) -> None:
@@ -135,7 +147,9 @@ def to_junit(result: ReviewResult, fail_on: str) -> str:
             case = ET.SubElement(suite, "testcase", classname=path, name=f"{f.rule} at line {f.line}",
                                  file=path, line=str(f.line))
             cases += 1
-            if SEVERITY_RANK[f.severity] <= SEVERITY_RANK[fail_on]:
+            if f.rule == SYNTAX_ERROR:  # JUnit's "could not run", whatever the gate
+                ET.SubElement(case, "error", message=f.message, type=f.rule).text = _details(f)
+            elif at_or_above(f.severity, fail_on):
                 failure = ET.SubElement(case, "failure", message=f.message, type=f.severity)
                 failure.text = _details(f)
                 failures += 1
@@ -143,9 +157,11 @@ def to_junit(result: ReviewResult, fail_on: str) -> str:
                 ET.SubElement(case, "system-out").text = f"{f.severity}: {_details(f)}"
         suite.set("tests", str(cases))
         suite.set("failures", str(sum(1 for c in suite if c.find("failure") is not None)))
+        suite.set("errors", str(sum(1 for c in suite if c.find("error") is not None)))
         total += cases
     suites.set("tests", str(total))
     suites.set("failures", str(failures))
+    suites.set("errors", str(sum(1 for f in result.findings if f.rule == SYNTAX_ERROR)))
     return ET.tostring(suites, encoding="unicode", xml_declaration=True)
 
 
@@ -178,7 +194,7 @@ def _md_cell(text: str) -> str:
 def to_markdown(result: ReviewResult, fail_on: str) -> str:
     s = summary(result)
     counts = ", ".join(f"{n} {sev}" for sev, n in s["findings_by_severity"].items() if n) or "no findings"
-    verdict = "❌ fails" if result.fails(fail_on) else "✅ passes"
+    verdict = "❌ fails" if result.fails(fail_on) or result.errors else "✅ passes"
     out = [f"## queryaudit migration review: {verdict} (`--fail-on {fail_on}`)", "",
            f"{len(result.files)} file(s), PostgreSQL {'.'.join(map(str, result.settings.pg_version))}: {counts}"
            + (f"; {s['suppressed']} suppressed" if s["suppressed"] else ""), ""]
@@ -252,12 +268,22 @@ def in_github_actions() -> bool:
 STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
-def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
-    from rich.markup import escape
+def emit(console, *parts: tuple[str, str | None]) -> None:
+    """One line of (text, style) parts: through rich on a terminal, plain print otherwise
+    (console None: the start-up path, which does not import rich when nobody sees colours)."""
+    if console is None:
+        print("".join(text for text, _ in parts))
+        return
+    from rich.text import Text
 
+    console.print(Text.assemble(*[(text, style or "") for text, style in parts]), highlight=False,
+                  soft_wrap=True)  # one line per finding: editors and CI logs link file:line:col
+
+
+def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
     for f in result.findings:
-        console.print(f"[bold]{escape(f.path)}:{f.line}:{f.column}[/bold] [{STYLE[f.severity]}]{f.severity}"
-                      f"[/{STYLE[f.severity]}] [magenta]{f.rule}[/magenta] {escape(f.message)}", highlight=False)
+        emit(console, (f"{f.path}:{f.line}:{f.column}", "bold"), (" ", None), (f.severity, STYLE[f.severity]),
+             (" ", None), (f.rule, "magenta"), (f" {f.message}", None))
         facts = []
         if f.lock:
             facts.append(f"lock {f.lock}" + (f" (blocks {f.blocks})" if f.blocks else ""))
@@ -266,16 +292,17 @@ def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
         if f.measured and f.measured.get("duration_ms") is not None:
             facts.append(f"measured {f.measured['duration_ms']} ms, {f.measured.get('strongest_lock') or 'no lock'}")
         if facts:
-            console.print("    " + escape("; ".join(facts)), highlight=False, style="dim")
+            emit(console, ("    " + "; ".join(facts), "dim"))
         if f.safe_sql:
-            console.print("    safe: " + escape(f.safe_sql.replace("\n", "\n          ")), highlight=False,
-                          style="green")
+            emit(console, ("    safe: " + f.safe_sql.replace("\n", "\n          "), "green"))
         for key in ("before_plan", "after_plan"):
             if f.evidence.get(key):
-                console.print(f"    {key.replace('_', ' ')}:\n" + escape("\n".join(
-                    "      " + line for line in f.evidence[key].splitlines())), highlight=False)
+                emit(console, (f"    {key.replace('_', ' ')}:\n" + "\n".join(
+                    "      " + line for line in f.evidence[key].splitlines()), None))
     s = summary(result)
     counts = ", ".join(f"{n} {sev}" for sev, n in s["findings_by_severity"].items() if n) or "no findings"
-    console.print(f"{len(result.files)} file(s) reviewed: {counts}"
-                  + (f", {s['suppressed']} suppressed" if s["suppressed"] else "")
-                  + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else ""), highlight=False)
+    reviewed = f"{len(result.files) - len(result.errors)} file(s) reviewed" + (
+        f", {len(result.errors)} not reviewed (syntax error)" if result.errors else "")
+    emit(console, (f"{reviewed}: {counts}"
+                   + (f", {s['suppressed']} suppressed" if s["suppressed"] else "")
+                   + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else ""), None))

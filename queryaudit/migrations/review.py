@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from queryaudit.findings import SEVERITY_RANK
-from queryaudit.migrations import Rule, Settings, all_rules, expand_selection
-from queryaudit.migrations.source import MigrationFile, parse_migration
+from queryaudit.migrations import ALIASES, Rule, Settings, all_rules, expand_selection
+from queryaudit.migrations.source import MigrationFile, MigrationSyntaxError, parse_migration
 
 
 @dataclass
@@ -47,12 +47,17 @@ class ReviewResult:
         return min((f.severity for f in self.findings), key=lambda s: SEVERITY_RANK[s], default=None)
 
     def fails(self, fail_on: str) -> bool:
-        return any(SEVERITY_RANK[f.severity] <= SEVERITY_RANK[fail_on] for f in self.findings)
+        return any(at_or_above(f.severity, fail_on) for f in self.findings)
+
+
+def at_or_above(severity: str, fail_on: str) -> bool:
+    """Does a finding of this severity fail the gate? `never` fails nothing."""
+    return fail_on != "never" and SEVERITY_RANK[severity] <= SEVERITY_RANK[fail_on]
 
 
 def select_rules(select: Iterable[str] | None = None, ignore: Iterable[str] | None = None) -> list[Rule]:
-    rules = [r for r in all_rules() if not r.dynamic]
-    known = {r.id for r in all_rules()} | {"require-timeout-settings"}
+    rules = [r for r in all_rules() if r.check is not None]
+    known = {r.id for r in all_rules()} | set(ALIASES)
     for rid in list(select or ()) + list(ignore or ()):
         if rid not in known:
             from queryaudit.errors import AuditError
@@ -98,8 +103,23 @@ def review(sources: list[tuple[str, str]], settings: Settings, select=None, igno
     rules = select_rules(select, ignore)
     result = ReviewResult(settings, [p for p, _ in sources])
     for path, text in sources:
-        mig = parse_migration(path, text, settings.assume_in_transaction)
+        try:
+            mig = parse_migration(path, text, settings.assume_in_transaction)
+        except MigrationSyntaxError as exc:
+            # this file was not reviewed; the others still are, and the run reports it
+            result.errors.append(str(exc))
+            result.findings.append(syntax_finding(exc))
+            continue
         found, suppressed = lint(mig, settings, rules)
         result.findings.extend(found)
         result.suppressed.extend(suppressed)
     return result
+
+
+def syntax_finding(exc: MigrationSyntaxError) -> MigrationFinding:
+    from queryaudit.migrations.rules.syntax import SYNTAX_ERROR
+
+    return MigrationFinding(rule=SYNTAX_ERROR, severity="critical", title="The file does not parse as PostgreSQL",
+                            message=f"{exc.message}: the file was not reviewed and PostgreSQL rejects it",
+                            path=exc.path, line=exc.line, column=exc.column, end_line=exc.line,
+                            statement=exc.line_text.strip())

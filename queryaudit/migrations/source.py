@@ -33,6 +33,10 @@ NO_TRANSACTION = re.compile(r"--\s*(squawk-disable-assume-in-transaction|queryau
 class MigrationSyntaxError(AuditError):
     """Unparseable SQL: one line with file:line:column."""
 
+    def __init__(self, path: str, line: int, column: int, message: str, line_text: str = ""):
+        super().__init__(f"{path}:{line}:{column}: {message}")
+        self.path, self.line, self.column, self.message, self.line_text = path, line, column, message, line_text
+
 
 class LineIndex:
     """Character offset -> (1-based line, 1-based column), for LF, CRLF and CR line endings."""
@@ -151,7 +155,9 @@ def parse_migration(path: str, text: str, assume_in_transaction: bool = False) -
     except pglast.parser.ParseError as exc:
         message, offset = (exc.args + (0,))[:2]
         line, col = mig.position(min(int(offset or 0), len(text)))
-        raise MigrationSyntaxError(f"{path}:{line}:{col}: {message}") from None
+        start = mig.lines.starts[line - 1]
+        line_text = re.split(r"\r\n|\r|\n", text[start:], maxsplit=1)[0]
+        raise MigrationSyntaxError(path, line, col, message, line_text) from None
     in_tx = mig.assume_in_transaction
     for i, r in enumerate(raw):
         loc = r.stmt_location or 0

@@ -8,6 +8,9 @@ from queryaudit.migrations import passes, rule, trigger
 from queryaudit.migrations.locks import ACCESS_EXCLUSIVE
 from queryaudit.migrations.rules._util import CreatedTables, alter_table_cmds, deparse, relname, violation
 
+# Columns (and composite-type attributes) that running code names, as squawk 2.70 counts them.
+COLUMN_OWNERS = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW,
+                 ObjectType.OBJECT_FOREIGN_TABLE, ObjectType.OBJECT_TYPE)
 EXPAND_CONTRACT = ("-- expand/contract: ship code that no longer uses it first, deploy, then run this in a later "
                    "migration")
 
@@ -18,7 +21,8 @@ def renaming_column(mig, settings):
     """A column renamed under running application code.
 
     ## What it detects
-    `ALTER TABLE ... RENAME COLUMN`.
+    `ALTER TABLE | VIEW | MATERIALIZED VIEW | FOREIGN TABLE ... RENAME COLUMN` and `ALTER
+    TYPE ... RENAME ATTRIBUTE`.
 
     ## Why it matters
     Every query of the running application that names the old column fails from the
@@ -43,8 +47,9 @@ def renaming_column(mig, settings):
     created = CreatedTables(mig)
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.RenameStmt) and node.renameType == ObjectType.OBJECT_COLUMN \
-                and node.relationType == ObjectType.OBJECT_TABLE and not created.before(stmt, node.relation):
+        if isinstance(node, ast.RenameStmt) and node.renameType in (ObjectType.OBJECT_COLUMN,
+                                                                    ObjectType.OBJECT_ATTRIBUTE) \
+                and node.relationType in COLUMN_OWNERS and not created.before(stmt, node.relation):
             yield violation(stmt, f"RENAME COLUMN {node.subname} -> {node.newname} breaks running code that uses "
                                   f"{node.subname}", lock=ACCESS_EXCLUSIVE, rewrite=False,
                             table=relname(node.relation), safe_sql=EXPAND_CONTRACT)
@@ -97,7 +102,7 @@ def ban_drop_column(mig, settings):
     """A column dropped under running application code.
 
     ## What it detects
-    `ALTER TABLE ... DROP COLUMN`.
+    `ALTER TABLE | FOREIGN TABLE ... DROP COLUMN` and `ALTER TYPE ... DROP ATTRIBUTE`.
 
     ## Why it matters
     Running code that reads or writes the column fails; `SELECT *` consumers change shape;
@@ -120,7 +125,7 @@ def ban_drop_column(mig, settings):
     Columns already unused by deployed code (the usual second step of expand/contract):
     suppress with `-- queryaudit: ignore ban-drop-column <reason>`.
     """
-    for stmt, node, cmd in alter_table_cmds(mig):
+    for stmt, node, cmd in alter_table_cmds(mig, COLUMN_OWNERS):
         if cmd.subtype == AlterTableType.AT_DropColumn:
             yield violation(stmt, f"DROP COLUMN {cmd.name} breaks running code that uses it and loses its data",
                             lock=ACCESS_EXCLUSIVE, rewrite=False, table=relname(node.relation),
@@ -133,7 +138,7 @@ def ban_drop_table(mig, settings):
     """A table dropped under running application code.
 
     ## What it detects
-    `DROP TABLE` of a table not created in the same migration.
+    `DROP TABLE` and `DROP FOREIGN TABLE` of a table not created in the same migration.
 
     ## Why it matters
     Running code that uses the table fails and the data is gone.
@@ -153,11 +158,17 @@ def ban_drop_table(mig, settings):
 
     ## Known false positives
     Tables no deployed code uses.
+
+    ## Differences from squawk
+    squawk (2.70) exempts a table created earlier in the file only when the file runs in a
+    transaction; queryaudit exempts it either way: nobody else uses a table that did not
+    exist before this migration, so its lock blocks no one.
     """
     created = CreatedTables(mig)
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE:
+        if isinstance(node, ast.DropStmt) and node.removeType in (ObjectType.OBJECT_TABLE,
+                                                                  ObjectType.OBJECT_FOREIGN_TABLE):
             tables = [".".join(n.sval for n in obj) for obj in node.objects or ()]
             if all(created.created.get(t.split(".")[-1], 1 << 30) < stmt.index for t in tables):
                 continue
@@ -202,7 +213,8 @@ def ban_drop_not_null(mig, settings):
     """A column made nullable under code that assumes it is not.
 
     ## What it detects
-    `ALTER TABLE ... ALTER COLUMN ... DROP NOT NULL`.
+    `ALTER TABLE | FOREIGN TABLE ... ALTER COLUMN ... DROP NOT NULL` and `ALTER DOMAIN ...
+    DROP NOT NULL`.
 
     ## Why it matters
     Running code (and typed clients) that assume a value may crash on the first NULL;
@@ -222,7 +234,10 @@ def ban_drop_not_null(mig, settings):
     ## Known false positives
     Columns no code reads.
     """
-    for stmt, node, cmd in alter_table_cmds(mig):
+    for stmt, node, cmd in alter_table_cmds(mig, (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_FOREIGN_TABLE)):
         if cmd.subtype == AlterTableType.AT_DropNotNull:
             yield violation(stmt, f"DROP NOT NULL on {cmd.name}: code that assumes a value may break",
                             lock=ACCESS_EXCLUSIVE, rewrite=False, table=relname(node.relation))
+    for stmt in mig.statements:
+        if isinstance(stmt.node, ast.AlterDomainStmt) and stmt.node.subtype == "N":
+            yield violation(stmt, "DROP NOT NULL on a domain: code that assumes its columns hold a value may break")

@@ -101,6 +101,13 @@ def adding_field_with_default(mig, settings):
     ## Known false positives
     User-defined IMMUTABLE functions (the list only knows pg_catalog). squawk's semantics
     flag PostgreSQL 11 itself, which already had fast defaults.
+
+    ## Differences from squawk
+    squawk (2.70) exempts a table created earlier in the file only when the file runs in a
+    transaction; queryaudit exempts it either way: nobody else uses a table that did not
+    exist before this migration, so its lock blocks no one.
+    squawk does not report `ADD COLUMN ... serial`/`bigserial`; queryaudit does: the
+    sequence default is volatile, so every row is filled and the table rewritten.
     """
     created = CreatedTables(mig)
     for stmt, node, cmd in alter_table_cmds(mig):
@@ -169,6 +176,11 @@ def adding_required_field(mig, settings):
 
     ## Known false positives
     Tables that are empty in every environment.
+
+    ## Differences from squawk
+    squawk (2.70) exempts a table created earlier in the file only when the file runs in a
+    transaction; queryaudit exempts it either way: nobody else uses a table that did not
+    exist before this migration, so its lock blocks no one.
     """
     created = CreatedTables(mig)
     for stmt, node, cmd in alter_table_cmds(mig):

@@ -57,6 +57,12 @@ def constraint_missing_not_valid(mig, settings):
 
     ## Known false positives
     Small tables.
+
+    ## Differences from squawk
+    squawk (2.70) also reports `ADD CONSTRAINT ... UNIQUE` and `... EXCLUDE` here, but
+    PostgreSQL has no NOT VALID for them (`ERROR: UNIQUE constraints cannot be marked NOT
+    VALID`): the advice cannot be followed. queryaudit reports UNIQUE under
+    disallowed-unique-constraint (build the index concurrently, then `USING INDEX`).
     """
     created = CreatedTables(mig)
     not_valid_added: dict[tuple[str, str], object] = {}
@@ -97,17 +103,30 @@ def _same_transaction(mig, first, second) -> bool:
       cases=[trigger('ALTER TABLE email ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES "user" (id);'),
              trigger('ALTER TABLE email ADD COLUMN user_id bigint REFERENCES "user" (id);'),
              passes('ALTER TABLE email ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES "user" (id) '
-                    'NOT VALID;')])
+                    'NOT VALID;'),
+             trigger('CREATE TABLE email_copy AS SELECT * FROM email;\n'
+                     'ALTER TABLE email_copy ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES "user" (id);'),
+             trigger('CREATE TABLE email_copy (id bigint, user_id bigint);\nINSERT INTO email_copy SELECT id, '
+                     'user_id FROM email;\nALTER TABLE email_copy ADD FOREIGN KEY (user_id) REFERENCES "user" (id);'),
+             passes('CREATE TABLE email_copy (id bigint, user_id bigint);\n'
+                    'ALTER TABLE email_copy ADD FOREIGN KEY (user_id) REFERENCES "user" (id);'),
+             passes('CREATE TABLE u AS SELECT * FROM "user";\nCREATE TABLE e AS SELECT * FROM email;\n'
+                    'ALTER TABLE e ADD FOREIGN KEY (user_id) REFERENCES u (id);')])
 def adding_foreign_key_constraint(mig, settings):
     """A FOREIGN KEY added to an existing table without NOT VALID (table or column constraint).
 
     ## What it detects
     `ADD CONSTRAINT ... FOREIGN KEY` without `NOT VALID`, and `ADD COLUMN ... REFERENCES`,
-    on a table not created in the same transaction.
+    on a table not created in the same migration; and on a table created earlier in the
+    migration but already filled (`CREATE TABLE ... AS`, or `INSERT ... SELECT` into it)
+    when the referenced table is not new.
 
     ## Why it matters
     The new key is checked against every row while SHARE ROW EXCLUSIVE is held on both the
-    table and the referenced table: writes to both stop for a full scan.
+    table and the referenced table: writes to both stop for a full scan. A table created in
+    the same migration blocks nobody, but once CREATE TABLE AS or INSERT ... SELECT has put
+    rows in it, the scan still takes time, and the lock on the referenced table (which the
+    application writes to) is held for all of it.
 
     ## How to fix
     Add the key `NOT VALID`, then `VALIDATE CONSTRAINT` in a later transaction; for a new
@@ -125,19 +144,40 @@ def adding_foreign_key_constraint(mig, settings):
 
     ## Known false positives
     Overlaps constraint-missing-not-valid for table constraints (squawk keeps both rules).
+    squawk (2.70) exempts every table created in the file, filled or not; queryaudit
+    reports the filled ones, whose scan is real.
+
+    ## Differences from squawk
+    squawk (2.70) exempts a table created earlier in the file only when the file runs in a
+    transaction; queryaudit exempts it either way: nobody else uses a table that did not
+    exist before this migration, so its lock blocks no one.
+    A table created and then filled in the file (CREATE TABLE AS, INSERT ... SELECT) is
+    reported all the same when the referenced table already exists; squawk misses it.
     """
     created = CreatedTables(mig)
     for stmt, node, cmd in alter_table_cmds(mig):
-        if created.before(stmt, node.relation):
-            continue
         t = relname(node.relation)
-        if (cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint)
-                and cmd.def_.contype == ConstrType.CONSTR_FOREIGN and not cmd.def_.skip_validation):
+        fk = _foreign_key_of(cmd)
+        if fk is None:
+            continue
+        if created.before(stmt, node.relation):
+            # New, so nobody waits on it; but if rows were put in it, the validating scan
+            # holds SHARE ROW EXCLUSIVE on the referenced table, which others do use.
+            filler = created.filled_before(stmt, node.relation)
+            if filler is None or created.before(stmt, fk.pktable):
+                continue
+            ref = relname(fk.pktable)
+            yield violation(stmt, f"FOREIGN KEY on {t}, filled at line {filler.line}, scans every row of it while "
+                                  f"holding SHARE ROW EXCLUSIVE on {ref}, which already exists: writes to {ref} "
+                                  "wait for the scan", lock=SHARE_ROW_EXCLUSIVE, rewrite=False, table=ref,
+                            safe_sql=_not_valid_sql(node, cmd) if cmd.subtype == AlterTableType.AT_AddConstraint
+                            else None)
+            continue
+        if cmd.subtype == AlterTableType.AT_AddConstraint:
             yield violation(stmt, f"FOREIGN KEY on {t} without NOT VALID blocks writes to both tables while every "
                                   "row is checked", lock=SHARE_ROW_EXCLUSIVE, rewrite=False, table=t,
                             safe_sql=_not_valid_sql(node, cmd))
-        elif cmd.subtype == AlterTableType.AT_AddColumn and has_constraint(cmd.def_, ConstrType.CONSTR_FOREIGN):
-            fk = has_constraint(cmd.def_, ConstrType.CONSTR_FOREIGN)
+        else:
             col = quote_ident(cmd.def_.colname)
             yield violation(stmt, f"ADD COLUMN {cmd.def_.colname} REFERENCES validates the key with SHARE ROW "
                                   "EXCLUSIVE on both tables", lock=SHARE_ROW_EXCLUSIVE, rewrite=False, table=t,
@@ -145,6 +185,16 @@ def adding_foreign_key_constraint(mig, settings):
                                      f"ALTER TABLE {t} ADD CONSTRAINT {t.split('.')[-1]}_{cmd.def_.colname}_fkey "
                                      f"FOREIGN KEY ({col}) REFERENCES {relname(fk.pktable)} NOT VALID;\n"
                                      f"ALTER TABLE {t} VALIDATE CONSTRAINT {t.split('.')[-1]}_{cmd.def_.colname}_fkey;")
+
+
+def _foreign_key_of(cmd: ast.AlterTableCmd) -> ast.Constraint | None:
+    """The validated FOREIGN KEY an ALTER TABLE command adds (table constraint or ADD COLUMN ... REFERENCES)."""
+    if (cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint)
+            and cmd.def_.contype == ConstrType.CONSTR_FOREIGN and not cmd.def_.skip_validation):
+        return cmd.def_
+    if cmd.subtype == AlterTableType.AT_AddColumn and isinstance(cmd.def_, ast.ColumnDef):
+        return has_constraint(cmd.def_, ConstrType.CONSTR_FOREIGN)
+    return None
 
 
 def _unique_index_sql(t: str, cols: list[str], name: str, kind: str) -> str:

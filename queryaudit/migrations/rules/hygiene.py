@@ -72,8 +72,8 @@ def require_table_schema(mig, settings):
     """A table named without its schema (opt-in).
 
     ## What it detects
-    CREATE TABLE, CREATE TABLE AS, ALTER TABLE and DROP TABLE of a non-temporary table
-    without a schema.
+    CREATE TABLE, CREATE TABLE AS, ALTER TABLE (RENAME included) and DROP TABLE of a
+    non-temporary table without a schema.
 
     ## Why it matters
     The table lands in (or is looked up in) whatever schema `search_path` names first,
@@ -101,6 +101,11 @@ def require_table_schema(mig, settings):
                 rvs = [node.relation]
         elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
             rvs = [node.into.rel]
+        elif isinstance(node, ast.RenameStmt) and (ObjectType.OBJECT_TABLE in (node.renameType, node.relationType)
+                                                   or node.renameType == ObjectType.OBJECT_TABCONSTRAINT):
+            rvs = [node.relation]  # ALTER TABLE ... RENAME [COLUMN | CONSTRAINT] names the table too
+        elif isinstance(node, ast.AlterObjectSchemaStmt) and node.objectType == ObjectType.OBJECT_TABLE:
+            rvs = [node.relation]
         elif isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE:
             if any(len(obj) == 1 for obj in node.objects or ()):
                 yield violation(stmt, "table named without its schema: search_path decides which one")
@@ -110,14 +115,15 @@ def require_table_schema(mig, settings):
 
 
 @rule("prefer-robust-stmts", "Statement that cannot be re-run after a partial failure", "low", "hygiene",
-      squawk=True, default=False,
-      cases=[trigger("SELECT 1;\nALTER TABLE t ADD COLUMN c text;"),
+      squawk=True,
+      cases=[trigger("SELECT 1;\nALTER TABLE t ADD COLUMN c text;"), trigger("DROP INDEX CONCURRENTLY i;"),
+             passes("ALTER TABLE t ADD COLUMN c text;", assume_in_transaction=True),
              passes("SELECT 1;\nALTER TABLE t ADD COLUMN IF NOT EXISTS c text;")])
 def prefer_robust_stmts(mig, settings):
-    """A statement outside a transaction that fails when the migration is re-run (opt-in).
+    """A statement outside a transaction that fails when the migration is re-run.
 
     ## What it detects
-    Outside a transaction, in files of more than one statement: CREATE TABLE / INDEX
+    Outside a transaction (no BEGIN, no `--assume-in-transaction`): CREATE TABLE / INDEX
     without IF NOT EXISTS, DROP ... / DROP COLUMN / DROP CONSTRAINT without IF EXISTS, ADD
     COLUMN without IF NOT EXISTS, ADD CONSTRAINT not preceded by a DROP CONSTRAINT IF
     EXISTS, SET NOT NULL, and ENABLE/DISABLE ROW LEVEL SECURITY.
@@ -135,13 +141,22 @@ def prefer_robust_stmts(mig, settings):
     ```
 
     ## Thresholds
-    None. Off by default: select it with `--rule prefer-robust-stmts`.
+    None. On by default, as in squawk 2.70 (low severity: it does not fail the default
+    `--fail-on high` gate).
 
     ## Known false positives
-    Statements that are idempotent by nature of the data.
+    Statements that are idempotent by nature of the data. Files a migration tool wraps in
+    a transaction: say so with `--assume-in-transaction` and they are not reported.
+
+    ## Differences from squawk
+    squawk (2.70) reports every statement of a multi-statement file run outside a
+    transaction ("missing transaction"), whatever the statement. queryaudit reports only
+    the statements that fail when run a second time. Real-world disagreement (read by
+    hand): kratos `20250505150900000000_code_address_type.autocommit` runs two `ALTER
+    COLUMN ... TYPE VARCHAR(36)` without a transaction; squawk reports both. Running
+    either again succeeds (the column already has that type), so a retry after a partial
+    failure works: queryaudit is right to stay quiet.
     """
-    if len(mig.statements) <= 1:
-        return
     dropped: set[tuple[str, str]] = set()
     for stmt in mig.statements:
         if stmt.in_transaction:
@@ -176,18 +191,89 @@ def prefer_robust_stmts(mig, settings):
             yield violation(stmt, "not re-runnable: use IF [NOT] EXISTS so a retry after a partial failure works")
 
 
-def _inferred_name(target: ast.ResTarget) -> str:
+UNKNOWN = object()  # a `*`: the names come from the catalog, which a static review does not have
+
+
+def _figure_colname(node) -> tuple[object, int]:
+    """PostgreSQL's FigureColnameInternal (parse_target.c): the output name of an unaliased
+    expression and how strongly it was inferred (2 from a name, 1 from a type, 0 "?column?")."""
+    if isinstance(node, ast.ColumnRef):
+        last = (node.fields or ())[-1:] if node.fields else ()
+        if last and isinstance(last[0], ast.A_Star):
+            return UNKNOWN, 2
+        fields = names(node.fields)
+        return (fields[-1], 2) if fields else ("?column?", 0)
+    if isinstance(node, ast.A_Indirection):
+        for ind in reversed(node.indirection or ()):
+            if isinstance(ind, ast.A_Star):
+                return UNKNOWN, 2
+            if isinstance(ind, ast.String):
+                return ind.sval, 2
+        return _figure_colname(node.arg)
+    if isinstance(node, ast.FuncCall):
+        return names(node.funcname)[-1], 2
+    if isinstance(node, ast.A_Expr) and node.kind.name == "AEXPR_NULLIF":
+        return "nullif", 2
+    if isinstance(node, ast.TypeCast):
+        name, strength = _figure_colname(node.arg)
+        if strength <= 1 and node.typeName is not None:
+            return names(node.typeName.names)[-1], 1
+        return name, strength
+    if isinstance(node, ast.CollateClause):
+        return _figure_colname(node.arg)
+    if isinstance(node, ast.SubLink):
+        kind = node.subLinkType.name
+        if kind == "EXISTS_SUBLINK":
+            return "exists", 2
+        if kind == "ARRAY_SUBLINK":
+            return "array", 2
+        if kind in ("EXPR_SUBLINK", "MULTIEXPR_SUBLINK"):
+            sub = node.subselect
+            targets = [t for t in getattr(sub, "targetList", None) or () if isinstance(t, ast.ResTarget)]
+            if targets:
+                return (targets[0].name, 2) if targets[0].name else _figure_colname(targets[0].val)
+            return UNKNOWN, 2  # a set operation: the first branch names it
+        return "?column?", 0
+    if isinstance(node, ast.CaseExpr):
+        return ("case", 1) if node.defresult is None else _strongest(_figure_colname(node.defresult), ("case", 1))
+    if isinstance(node, ast.A_ArrayExpr):
+        return "array", 2
+    if isinstance(node, ast.RowExpr):
+        return "row", 2
+    if isinstance(node, ast.CoalesceExpr):
+        return "coalesce", 2
+    if isinstance(node, ast.MinMaxExpr):
+        return ("greatest" if node.op.name == "IS_GREATEST" else "least"), 2
+    if isinstance(node, ast.SQLValueFunction):
+        return node.op.name.removeprefix("SVFOP_").lower(), 2
+    if isinstance(node, ast.GroupingFunc):
+        return "grouping", 2
+    if isinstance(node, (ast.XmlExpr, ast.XmlSerialize)):
+        return UNKNOWN, 2  # xmlelement, xmlforest ...: not worth modelling
+    return "?column?", 0
+
+
+def _strongest(a, b):
+    return a if a[1] > b[1] else b
+
+
+def _inferred_name(target: ast.ResTarget):
+    """The output column name, or UNKNOWN (a `*`, whose columns only the catalog knows)."""
     if target.name:
         return target.name
-    val = target.val
-    while isinstance(val, ast.TypeCast):
-        val = val.arg
-    if isinstance(val, ast.ColumnRef):
-        fields = names(val.fields)
-        return fields[-1] if fields else "?column?"
-    if isinstance(val, ast.FuncCall):
-        return names(val.funcname)[-1]
-    return "?column?"
+    return _figure_colname(target.val)[0]
+
+
+def _output_names(targets):
+    """(name, (), target) per output column; names hidden behind a `*` are left out, since
+    only the catalog knows them (a `*` next to `(SELECT avatar ...)` is not a duplicate)."""
+    out = []
+    for t in targets or ():
+        if isinstance(t, ast.ResTarget):
+            name = _inferred_name(t)
+            if name is not UNKNOWN:
+                out.append((name, (), t))
+    return out
 
 
 def _duplicates(entries):
@@ -214,14 +300,18 @@ def _assignment_entries(targets):
 
 
 @rule("ban-duplicate-column-assignments", "The same column assigned or declared twice", "high", "hygiene",
-      squawk=True, cases=[trigger("UPDATE k SET a = 1, a = 2;"), passes("UPDATE k SET a = 1, b = 2;")])
+      squawk=True, cases=[trigger("UPDATE k SET a = 1, a = 2;"), passes("UPDATE k SET a = 1, b = 2;"),
+                          trigger("CREATE VIEW v AS SELECT id, (SELECT id FROM u) FROM t;"),
+                          passes("CREATE VIEW v AS SELECT *, (SELECT avatar FROM u WHERE u.id = t.uid) FROM t;")])
 def ban_duplicate_column_assignments(mig, settings):
     """The same column assigned, inserted or declared twice in one statement.
 
     ## What it detects
     Duplicate columns in UPDATE SET (also ON CONFLICT DO UPDATE and MERGE), INSERT column
     lists, CREATE [FOREIGN] TABLE, CREATE VIEW column lists or inferred output names, and
-    SELECT INTO.
+    SELECT INTO. Output names are inferred the way PostgreSQL does (FigureColname: a
+    column's or function's name, a subquery's own output name, a cast's type, `case`,
+    `?column?`); a `*` is left out, since only the catalog knows its columns.
 
     ## Why it matters
     PostgreSQL rejects these statements ("column specified more than once"): the migration
@@ -239,7 +329,9 @@ def ban_duplicate_column_assignments(mig, settings):
     None.
 
     ## Known false positives
-    None known.
+    None known. A `*` next to a column of the same name (`SELECT *, (SELECT avatar ...)`
+    over a table that has an avatar column) is a duplicate PostgreSQL rejects, which this
+    rule cannot see without the catalog.
     """
     for stmt in mig.statements:
         node = stmt.node
@@ -260,10 +352,9 @@ def ban_duplicate_column_assignments(mig, settings):
             if node.aliases:
                 groups.append([(n, (), None) for n in names(node.aliases)])
             elif isinstance(node.query, ast.SelectStmt):
-                groups.append([(_inferred_name(t), (), t) for t in node.query.targetList or ()
-                               if isinstance(t, ast.ResTarget)])
+                groups.append(_output_names(node.query.targetList))
         elif isinstance(node, ast.SelectStmt) and node.intoClause is not None:
-            groups.append([(_inferred_name(t), (), t) for t in node.targetList or () if isinstance(t, ast.ResTarget)])
+            groups.append(_output_names(node.targetList))
         for entries in groups:
             for name, target in _duplicates(entries):
                 yield violation(stmt, f"column {name} appears more than once: PostgreSQL rejects the statement",

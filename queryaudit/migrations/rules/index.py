@@ -67,6 +67,11 @@ def require_concurrent_index_creation(mig, settings):
     Partitioned tables: `CREATE INDEX CONCURRENTLY` is not supported on the partitioned
     parent; build each partition's index concurrently, then `CREATE INDEX ON ONLY` the
     parent and `ALTER INDEX ... ATTACH PARTITION`. Small tables build in milliseconds.
+
+    ## Differences from squawk
+    squawk (2.70) exempts a table created earlier in the file only when the file runs in a
+    transaction; queryaudit exempts it either way: nobody else uses a table that did not
+    exist before this migration, so its lock blocks no one.
     """
     created = CreatedTables(mig)
     for stmt in mig.statements:
@@ -145,6 +150,10 @@ def require_concurrent_reindex(mig, settings):
 
     ## Known false positives
     Tiny tables and indexes of tables created in the same migration.
+
+    ## Differences from squawk
+    squawk (2.70) takes `REINDEX (CONCURRENTLY false)` for concurrent; queryaudit reads the
+    option's value: false is a plain, blocking REINDEX.
     """
     for stmt in mig.statements:
         node = stmt.node
@@ -197,6 +206,10 @@ def ban_concurrent_index_creation_in_transaction(mig, settings):
     ## Known false positives
     Like squawk, a single-statement file is not flagged even when a transaction is
     assumed (tools usually run those outside one).
+
+    ## Differences from squawk
+    squawk (2.70) checks only CREATE INDEX CONCURRENTLY; PostgreSQL refuses DROP INDEX and
+    REINDEX CONCURRENTLY in a transaction block just the same, so queryaudit reports them too.
     """
     if len(mig.statements) <= 1:
         return
