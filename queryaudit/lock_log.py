@@ -29,6 +29,7 @@ _DEADLOCK_STATEMENT = re.compile(r"^Process (\d+): (.*)$", re.M)
 _DEADLOCK_WAIT = re.compile(r"Process (\d+) waits for (\S+) on (.+?); blocked by process (\d+)\.")
 MAX_WAIT_ROWS = 20
 MAX_DEADLOCKS = 200
+MAX_SESSIONS = 50_000  # sessions remembered at once (their latest statement)
 
 
 def _parse_timestamp(text: str | None) -> dt.datetime | None:
@@ -58,25 +59,41 @@ class LockLogAnalyser:
         self.open_waits: dict[tuple[int, str], dict] = {}  # (pid, lock object) -> the wait in progress
         self.waits: dict[tuple, LockWait] = {}
         self.episodes: dict[tuple, LockEpisode] = {}
-        self.first = self.last = None
+        self.first_text = self.last_text = None  # timestamps as logged, parsed once at the end
         self.learned: dict[int, str] = {}  # relation OIDs named from the statements that locked them
 
     # -- the stream ----------------------------------------------------------------------
+    def statement(self, session: str, pid: int | None, queryid: str | None, query: str,
+                  timestamp: str | None) -> None:
+        """One statement of the log (the log ingest's fast path calls this for every one):
+        remembered as its session's latest, the candidate blocker of a later wait."""
+        if timestamp:
+            self.first_text = self.first_text or timestamp
+            self.last_text = timestamp
+        if pid is not None and session[:4] != "pid:":
+            if len(self.session_of_pid) >= MAX_SESSIONS:  # flat memory on endless logs
+                self.session_of_pid.clear()
+            self.session_of_pid[pid] = session
+        if _TRANSACTION_CONTROL.match(query):
+            return
+        if len(self.last_statement) >= MAX_SESSIONS and session not in self.last_statement:
+            self.last_statement.pop(next(iter(self.last_statement)))
+        self.last_statement[session] = (queryid, query)
+        if self.pending:
+            for wait in self.pending.pop(session, []):
+                wait.blocking = wait.root = self.facts.add_statement(queryid, query)
+
     def add(self, event) -> None:
+        if isinstance(event, StatementEvent):
+            if event.phase not in ("parse", "bind"):
+                self.statement(event.session_key, event.pid, event.queryid, event.query or "", event.timestamp)
+            return
         if event.pid is not None:
             self.session_of_pid[event.pid] = event.session_key
-        ts = _parse_timestamp(event.timestamp)
-        if ts:
-            self.first = self.first or ts
-            self.last = ts
-        if isinstance(event, StatementEvent):
-            if event.phase in ("parse", "bind") or _TRANSACTION_CONTROL.match(event.query or ""):
-                return
-            session = event.session_key
-            self.last_statement[session] = (event.queryid, event.query)
-            for wait in self.pending.pop(session, []):
-                wait.blocking = wait.root = self.facts.add_statement(event.queryid, event.query)
-        elif isinstance(event, SessionEndEvent):
+        if event.timestamp:
+            self.first_text = self.first_text or event.timestamp
+            self.last_text = event.timestamp
+        if isinstance(event, SessionEndEvent):
             self.last_statement.pop(event.session_key, None)
         elif isinstance(event, LockEvent):
             if event.kind in ("waiting", "deadlock-avoided"):
@@ -245,9 +262,10 @@ class LockLogAnalyser:
         for episode in self.episodes.values():
             _fill_queries(facts, episode.tree)
         facts.episodes = sorted(self.episodes.values(), key=lambda e: -e.wait_ms)
-        if self.first and self.last:
-            facts.started_at = self.first.isoformat()
-            facts.window_s = facts.elapsed_s = round((self.last - self.first).total_seconds(), 3)
+        first, last = _parse_timestamp(self.first_text), _parse_timestamp(self.last_text)
+        if first and last:
+            facts.started_at = first.isoformat()
+            facts.window_s = facts.elapsed_s = round((last - first).total_seconds(), 3)
         return facts
 
 
@@ -275,25 +293,19 @@ def analyse_lock_log(events: Iterable, relation_names: dict[int, str] | None = N
 
 def lock_log_from_files(paths: list[str | Path], prefix: str | None, snapshot) -> LockFacts:
     """Read the logs' events (the log ingest's reader) and analyse their lock events;
-    relation OIDs are named from the snapshot's catalog when it has one."""
+    relation OIDs are named from the snapshot's catalog when it has one. (The audit reads
+    its logs once, in queryaudit.logs.stage.read_logs, with an analyser from `for_snapshot`.)"""
     from queryaudit.logs import iter_events
 
+    return analyse_lock_log(iter_events(paths, prefix), *_catalog(snapshot))
+
+
+def _catalog(snapshot) -> tuple[dict[int, str], list[str], str | None]:
     names = {t.oid: t.qualified_name for t in snapshot.tables if t.oid}
     database = snapshot.server.database if snapshot.tables else None
-    return analyse_lock_log(iter_events(paths, prefix), names, [t.qualified_name for t in snapshot.tables], database)
+    return names, [t.qualified_name for t in snapshot.tables], database
 
 
-def attach_lock_log(snapshot, paths: list[str | Path], prefix: str | None = None) -> None:
-    """The audit's lock-log stage, after the log ingest: a second pass over the files,
-    only when the ingest counted lock events. A failure is a stage error."""
-    from queryaudit.errors import AuditError
-    from queryaudit.logs import DEFAULT_PREFIX, prefix_from_settings
-
-    logs = getattr(snapshot, "logs", None)
-    if logs is None or not logs.lock_events:
-        return
-    chosen = prefix or logs.line_prefix or prefix_from_settings(snapshot.server.settings) or DEFAULT_PREFIX
-    try:
-        snapshot.lock_log = lock_log_from_files(paths, chosen, snapshot)
-    except (AuditError, OSError) as exc:
-        snapshot.record_error("lock log", str(exc))
+def for_snapshot(snapshot) -> LockLogAnalyser:
+    """An analyser that names relations from the snapshot's catalog, to feed from the log read."""
+    return LockLogAnalyser(*_catalog(snapshot))

@@ -23,6 +23,10 @@ from queryaudit.sql import parse
 MIN_EXECUTIONS = 5
 MIN_RUN_MS = 50.0
 MAX_GAP = 3
+# Logs: a loop is reported when it repeats in this many transactions or requests, and what
+# it costs is its round trips (the application waits for each) plus the server's time.
+MIN_REPEATS = 2
+ROUND_TRIP_MS = 0.5
 MAX_SESSIONS = 20000  # sessions followed at once; the oldest is closed beyond this (flat memory)
 _MAX_PARAM_KEYS = 32
 _LOOKBACK = 6
@@ -215,6 +219,7 @@ class Run:
     parent_queryid: str | None = None
     parent_call_site: str | None = None
     orm_path: str | None = None
+    unit: tuple | None = None  # (session, the BEGIN that opened its transaction), or the run itself in autocommit
     _last_index: int = 0
     _preceding: tuple = ()
     _parent: tuple | None = None
@@ -225,10 +230,11 @@ class Run:
 
 
 class _Session:
-    __slots__ = ("index", "active", "recent")
+    __slots__ = ("index", "active", "recent", "block")
 
     def __init__(self):
         self.index = 0
+        self.block: int | None = None  # index of the BEGIN of the open transaction block
         self.active: dict[str, Run] = {}
         self.recent: deque = deque(maxlen=_LOOKBACK)  # (fingerprint, query, queryid, run, call_site)
 
@@ -268,7 +274,8 @@ class RunDetector:
             self._close(state.active.pop(fp))
         run = state.active.get(fingerprint)
         if run is None:
-            run = Run(session, fingerprint, query, queryid=queryid, first_ts=timestamp, orm_path=orm_path)
+            run = Run(session, fingerprint, query, queryid=queryid, first_ts=timestamp, orm_path=orm_path,
+                      unit=(session, state.block if state.block is not None else -index))
             run._preceding = tuple(state.recent)
             state.active[fingerprint] = run
         run.count += 1
@@ -284,6 +291,13 @@ class RunDetector:
         if call_site:
             run.call_sites[call_site] = run.call_sites.get(call_site, 0) + 1
         state.recent.append((fingerprint, query, queryid, run, call_site))
+
+    def set_block(self, session: str, begin: bool) -> None:
+        """BEGIN (begin) or COMMIT/ROLLBACK just ran in the session: runs started inside one
+        transaction block share it as their unit."""
+        state = self.sessions.get(session)
+        if state is not None:
+            state.block = state.index if begin else None
 
     def end_session(self, session: str) -> None:
         state = self.sessions.pop(session, None)
