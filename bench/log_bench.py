@@ -1,6 +1,6 @@
 """Log ingest speed: queryaudit vs pgBadger, side by side on the same PostgreSQL 15 stderr log.
 
-    .venv/bin/python bench/log_bench.py --size-mb 50 [--keep PATH] [--jobs 2]
+    .venv/bin/python bench/log_bench.py --size-mb 50 [--keep PATH]
 
 Generates a log shaped like what PostgreSQL 15 writes with `log_min_duration_statement =
 0` and `log_lock_waits = on` under an application using the extended protocol: per
@@ -132,35 +132,32 @@ def generate(path: Path, size_mb: int, seed: int = 1) -> int:
 
 
 INGEST = """
-import json, sys, resource
+import json, sys
 from queryaudit.logs.stage import read_logs
 from queryaudit.snapshot import ServerInfo, Snapshot
 snap = Snapshot(server=ServerInfo(version_num=0, version="", database="shop"), collected_at="now")
-read_logs(snap, [sys.argv[1]], sys.argv[2], jobs=int(sys.argv[3]))
+read_logs(snap, [sys.argv[1]], sys.argv[2])
 facts = snap.logs
-children = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"lines": facts.lines, "children_cpu": children.ru_utime + children.ru_stime,
-                  "children_rss_kb": children.ru_maxrss, "errors": [e.message for e in snap.errors],
+print(json.dumps({"lines": facts.lines, "errors": [e.message for e in snap.errors],
                   "executions": facts.executions, "n_plus_one": len(facts.n_plus_one),
                   "malformed": facts.malformed_lines, "lock_waits": len(snap.lock_log.waits) if snap.lock_log else 0,
                   "deadlocks": len(snap.lock_log.deadlocks) if snap.lock_log else 0}))
 """
 
 
-def run_queryaudit(log: Path, jobs: int) -> dict:
+def run_queryaudit(log: Path) -> dict:
     """In a child process: its wall time from start (interpreter and imports included), its
-    CPU time (children's too, with -j) and its peak RSS (the largest process)."""
+    CPU time and its peak RSS."""
     root = Path(__file__).resolve().parent.parent
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", INGEST, str(log), PREFIX, str(jobs)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", INGEST, str(log), PREFIX], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t
     if status != 0:
         raise SystemExit(f"queryaudit failed: {proc.stderr.read().decode()[-2000:]}")
     result = json.loads(proc.stdout.read())
-    result.update(seconds=seconds, cpu=usage.ru_utime + usage.ru_stime + result["children_cpu"],
-                  rss_kb=max(usage.ru_maxrss, result["children_rss_kb"]))
+    result.update(seconds=seconds, cpu=usage.ru_utime + usage.ru_stime, rss_kb=usage.ru_maxrss)
     return result
 
 
@@ -182,7 +179,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=50)
     ap.add_argument("--keep", type=Path, help="reuse/keep the generated log at this path")
-    ap.add_argument("--jobs", type=int, default=1, help="queryaudit's parallel chunks (-j); pgBadger stays -j 1")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="qa-logbench-"))
     log = args.keep or workdir / "postgresql.log"
@@ -192,10 +188,10 @@ def main() -> None:
             n = generate(log, args.size_mb)
             print(f"generated {log} ({log.stat().st_size / 2**20:.0f} MB, {n:,} lines) in {time.perf_counter() - t:.1f} s")
         size_mb = log.stat().st_size / 2**20
-        qa = run_queryaudit(log, args.jobs)
+        qa = run_queryaudit(log)
         if qa["errors"]:
             raise SystemExit(f"queryaudit reported errors: {qa['errors']}")
-        print(f"queryaudit -j {args.jobs}: {qa['lines']:,} lines in {qa['seconds']:.2f} s wall, {qa['cpu']:.2f} s CPU "
+        print(f"queryaudit (one process): {qa['lines']:,} lines in {qa['seconds']:.2f} s wall, {qa['cpu']:.2f} s CPU "
               f"= {qa['lines'] / qa['seconds']:,.0f} lines/s ({size_mb / qa['seconds']:.1f} MB/s), peak RSS "
               f"{qa['rss_kb'] / 1024:.0f} MB; {qa['executions']:,} executions, {qa['n_plus_one']} N+1 patterns, "
               f"{qa['lock_waits']} lock waits, {qa['deadlocks']} deadlocks, {qa['malformed']} malformed lines")

@@ -70,6 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=int, default=2000)
     parser.add_argument("--statements", type=int, default=10000)
+    parser.add_argument("--save-snapshot", type=Path, help="also save the audited snapshot here (to profile the "
+                        "checks and the report without the server: audit --snapshot PATH)")
     args = parser.parse_args()
 
     cluster = start_cluster(embedded_bin_dir(), {"pg_stat_statements.max": "10000", "max_locks_per_transaction": "4096"})
@@ -91,6 +93,8 @@ def main() -> None:
                                    capture_output=True, text=True).stdout
         if "--no-explain" in help_text:
             cmd.append("--no-explain")  # the EXPLAIN budget is excluded from this target
+        if args.save_snapshot:
+            cmd += ["--save-snapshot", str(args.save_snapshot)]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})

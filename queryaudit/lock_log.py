@@ -60,6 +60,7 @@ class LockLogAnalyser:
         self.waits: dict[tuple, LockWait] = {}
         self.episodes: dict[tuple, LockEpisode] = {}
         self.first_text = self.last_text = None  # timestamps as logged, parsed once at the end
+        self._control: dict[str, bool] = {}  # statement text -> transaction control (never a blocker)
         self.learned: dict[int, str] = {}  # relation OIDs named from the statements that locked them
 
     # -- the stream ----------------------------------------------------------------------
@@ -74,7 +75,12 @@ class LockLogAnalyser:
             if len(self.session_of_pid) >= MAX_SESSIONS:  # flat memory on endless logs
                 self.session_of_pid.clear()
             self.session_of_pid[pid] = session
-        if _TRANSACTION_CONTROL.match(query):
+        control = self._control.get(query)  # the same texts come back: one regex per text
+        if control is None:
+            if len(self._control) >= MAX_SESSIONS:
+                self._control.clear()
+            control = self._control[query] = _TRANSACTION_CONTROL.match(query) is not None
+        if control:
             return
         if len(self.last_statement) >= MAX_SESSIONS and session not in self.last_statement:
             self.last_statement.pop(next(iter(self.last_statement)))

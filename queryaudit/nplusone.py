@@ -199,7 +199,7 @@ def join_rewrite(parent_query: str, parent_column: str, child: Lookup, child_tab
 
 # -- loops in a stream of statements ----------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """Executions of one fingerprint close together in one session."""
 
@@ -258,21 +258,25 @@ class RunDetector:
     def feed(self, session: str, fingerprint: str, query: str, params_key, duration_ms: float | None,
              timestamp: str | None = None, queryid: str | None = None, call_site: str | None = None,
              orm_path: str | None = None) -> None:
-        state = self.sessions.pop(session, None)
+        # Called for every statement of a log: kept to a few dict operations.
+        sessions = self.sessions
+        state = sessions.get(session)
         if state is None:
-            state = _Session()
-            if len(self.sessions) >= self.max_sessions:
-                oldest = next(iter(self.sessions))
-                self._close_all(self.sessions.pop(oldest))
-        self.sessions[session] = state  # re-inserted: dict order is recency
+            if len(sessions) >= self.max_sessions:  # the session seen first goes (flat memory)
+                self._close_all(sessions.pop(next(iter(sessions))))
+            state = sessions[session] = _Session()
         state.index += 1
         index = state.index
-        # A run ends after MAX_GAP other statements, or when its parent comes again (the
-        # next page of the list: a new loop begins).
-        for fp in [fp for fp, r in state.active.items()
-                   if index - r._last_index > self.max_gap + 1 or (r._parent and r._parent[0] == fingerprint)]:
-            self._close(state.active.pop(fp))
-        run = state.active.get(fingerprint)
+        active = state.active
+        if active:
+            # A run ends after MAX_GAP other statements, or when its parent comes again (the
+            # next page of the list: a new loop begins).
+            limit = index - self.max_gap - 1
+            ended = [fp for fp, r in active.items()
+                     if r._last_index < limit or (r._parent is not None and r._parent[0] == fingerprint)]
+            for fp in ended:
+                self._close(active.pop(fp))
+        run = active.get(fingerprint)
         if run is None:
             run = Run(session, fingerprint, query, queryid=queryid, first_ts=timestamp, orm_path=orm_path,
                       unit=(session, state.block if state.block is not None else -index))

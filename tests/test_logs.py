@@ -198,13 +198,13 @@ def test_one_read_per_log_file(server_log, monkeypatch):
     from queryaudit.logs.stage import log_only_snapshot, read_logs
 
     reads = []
-    blocks = reader._blocks
+    chunks = reader._chunks  # every reader reads its file through it
 
-    def counted(f, stats):
+    def counted(f):
         reads.append(getattr(f, "name", f))
-        yield from blocks(f, stats)
+        yield from chunks(f)
 
-    monkeypatch.setattr(reader, "_blocks", counted)
+    monkeypatch.setattr(reader, "_chunks", counted)
     snap = log_only_snapshot()
     read_logs(snap, [server_log / "server.log", server_log / "server.csv"], PREFIX)
     assert len(reads) == 2 and len(set(reads)) == 2

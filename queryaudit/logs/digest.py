@@ -152,6 +152,16 @@ class LogDigest:
         return agg
 
     def add_record(self, rec) -> None:
+        phase = rec.phase
+        if phase is not None:  # the stderr reader's fast path read the statement head already
+            query = rec.first[rec.cut:]
+            if rec.more is not None:
+                query = query + "\n" + "\n".join(rec.more)
+            extra = rec.extra
+            duration = rec.duration
+            self.statement(rec.key, query, float(duration) if duration is not None else None,
+                           extra.get("detail") if extra is not None and phase == "execute" else None)
+            return
         if rec.severity == "LOG":
             first = rec.first
             m = _STATEMENT.match(first)
@@ -206,7 +216,7 @@ class LogDigest:
         if agg is not None:
             if params and not agg.params:
                 agg.params = parse_parameters(params)[:20]
-            self.detector.feed(session, agg.key, agg.query, params or query, duration, ts, queryid=agg.queryid)
+            self.detector.feed(session, agg.key, agg.query, params or query, duration, ts, agg.queryid)
             if agg.control is not None:
                 self.detector.set_block(session, agg.control == "begin")
         for listener in self.listeners:

@@ -103,4 +103,8 @@ def block_regex(prefix: str) -> re.Pattern:
     """The same, over a block of lines: each match is one entry's first line."""
     line = line_regex(prefix).pattern
     assert line.endswith("(?P<message>.*)$")
-    return re.compile(line[:-len("(?P<message>.*)$")] + r"(?P<message>[^\n]*)", re.M)
+    # The statement lines' head, captured in the same match (postgres.c: `duration: 0.015 ms
+    # execute S_1: `, `statement: `, `parse <unnamed>: `): no second regex for nearly every line.
+    head = r"(?P<head>(?:duration: (?P<duration>\d+(?:\.\d+)?) ms  )?(?P<phase>statement|execute|parse|bind)" \
+           r"(?: [^:\n]*?)?: )?"
+    return re.compile(line[:-len("(?P<message>.*)$")] + rf"(?P<message>{head}[^\n]*)", re.M)

@@ -48,11 +48,16 @@ class Record:
     session id, query id as text, None when absent) and the secondaries in `extra`; the
     full header dict (`header`) is only built when an event asks for it."""
 
-    __slots__ = ("severity", "first", "more", "extra", "key", "_match", "_fields", "file", "lineno")
+    __slots__ = ("severity", "first", "more", "extra", "key", "_match", "_fields", "file", "lineno", "phase",
+                 "duration", "cut")
 
-    def __init__(self, severity: str, first: str, key: tuple, file: str, lineno, match=None, fields=None):
+    def __init__(self, severity: str, first: str, key: tuple, file: str, lineno, match=None, fields=None,
+                 phase: str | None = None, duration: str | None = None, cut: int = 0):
         self.severity = severity
         self.first = first
+        # A statement line read by the stderr fast path: its phase, its duration (text) and
+        # where the statement starts in `first`; phase None when not known yet.
+        self.phase, self.duration, self.cut = phase, duration, cut
         self.more = None
         self.extra = None
         self.key = key
@@ -70,9 +75,13 @@ class Record:
     @property
     def source(self) -> str:
         where = self.lineno
-        if isinstance(where, tuple):  # (lines before the block, the block, the entry's offset in it)
-            base, text, start = where
-            where = base + text.count("\n", 0, start) + 1
+        if isinstance(where, tuple):  # ([offset, its line, lines before the block], the block, the entry's offset)
+            memo, text, start = where
+            if start < memo[0]:
+                memo[0], memo[1] = 0, memo[2] + 1
+            memo[1] += text.count("\n", memo[0], start)  # from the last entry asked: each block is counted once
+            memo[0] = start
+            where = memo[1]
         return f"{self.file}:{where}"
 
     @property
@@ -187,9 +196,9 @@ def _decode(data: bytes, stats: ReadStats) -> list[str | None]:
     return lines
 
 
-def _blocks(f, stats: ReadStats) -> Iterator[list[str | None]]:
-    """The file as lists of lines, about BLOCK_BYTES at a time, never cutting a line (the
-    per-line decode and the per-line read are what made a line-by-line reader slow)."""
+def _chunks(f) -> Iterator[bytes]:
+    """The file about BLOCK_BYTES at a time, each chunk whole lines without the last newline
+    (the per-line read and decode are what made a line-by-line reader slow)."""
     read = getattr(f, "read1", None) if isinstance(f, gzip.GzipFile) else None
     read = read or f.read  # read1 on gzip: what was decompressed survives a truncated file
     rest = b""
@@ -204,11 +213,15 @@ def _blocks(f, stats: ReadStats) -> Iterator[list[str | None]]:
             rest = chunk[-MAX_FIELD_CHARS * 8:]  # one enormous line: keep its end, bounded
             continue
         rest = chunk[cut + 1:]
-        lines = _decode(chunk[:cut], stats)
-        stats.lines += len(lines)
-        yield lines
+        yield chunk[:cut]
     if rest:
-        lines = _decode(rest, stats)
+        yield rest
+
+
+def _blocks(f, stats: ReadStats) -> Iterator[list[str | None]]:
+    """The file as lists of lines (None for a line that is not UTF-8)."""
+    for chunk in _chunks(f):
+        lines = _decode(chunk, stats)
         stats.lines += len(lines)
         yield lines
 
@@ -219,10 +232,13 @@ KEY_FIELDS = ("timestamp", "pid", "session_id", "queryid")  # what every record 
 def _text_blocks(f, stats: ReadStats) -> Iterator[str]:
     """The file as text blocks of whole lines (no final newline); lines that are not UTF-8
     are dropped (counted)."""
-    for lines in _blocks(f, stats):
-        if None in lines:
-            lines = [line for line in lines if line is not None]
-        yield "\n".join(lines)
+    for chunk in _chunks(f):
+        stats.lines += chunk.count(b"\n") + 1
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "\n".join(line for line in _decode(chunk, stats) if line is not None)
+        yield text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Record]:
@@ -232,14 +248,17 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
     regex = block_regex(prefix)
     finditer = regex.finditer
     groups = regex.groupindex
-    i_severity, i_message, i_pid = groups["severity"], groups["message"], groups["pid"]
-    key_groups = tuple(groups[name] for name in KEY_FIELDS)
+    # One m.group() call per entry: severity, message, statement head, phase, duration, then the key.
+    wanted = tuple(groups[name] for name in ("severity", "message", "head", "phase", "duration") + KEY_FIELDS)
     secondary_of = SECONDARY.get
     pending: Record | None = None
+    skipping = False  # in a parse or bind line (and its DETAIL): the execute line follows, with the duration
     base = records = malformed = 0  # base: lines before the block
 
     def between(text: str) -> None:
         nonlocal malformed
+        if skipping:  # a parse or bind line's own next lines
+            return
         for line in text.split("\n"):
             # A statement's or a plan's next line (PostgreSQL writes the message's own newlines).
             if pending is not None:
@@ -252,24 +271,39 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
     try:
         for text in _text_blocks(f, stats):
             pos = 0
+            where = [0, base + 1, base]  # shared by the block's entries: their line numbers, counted lazily
             for m in finditer(text):
-                start = m.start()
+                start, end = m.span()
                 if start != pos:
                     between(text[pos:start - 1])
-                pos = m.end() + 1
-                severity = m.group(i_severity)
+                pos = end + 1
+                severity, message, head, phase, duration, ts, pid, session_id, queryid = m.group(*wanted)
                 secondary = secondary_of(severity)
                 if secondary is not None:
                     # DETAIL, CONTEXT, STATEMENT... follow their entry, from the same backend.
-                    if pending is not None and pending.key[1] == m.group(i_pid):
-                        pending.attach(secondary, m.group(i_message))
+                    if skipping:
+                        continue
+                    if pending is not None and pending.key[1] == pid:
+                        if pending.extra is None:
+                            pending.extra = {"_last": secondary, secondary: message}
+                        else:
+                            pending.attach(secondary, message)
                     else:
                         malformed += 1
                     continue
                 if pending is not None:
                     yield pending
                 records += 1
-                pending = Record(severity, m.group(i_message), m.group(*key_groups), source, (base, text, start), m)
+                if phase is not None and severity == "LOG":
+                    if phase == "parse" or phase == "bind":
+                        pending, skipping = None, True
+                        continue
+                    pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
+                                     m, None, phase, duration, len(head))
+                else:
+                    pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
+                                     m)
+                skipping = False
             if pos <= len(text):
                 between(text[pos:])
             base += text.count("\n") + 1

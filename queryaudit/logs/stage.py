@@ -16,7 +16,7 @@ from queryaudit.snapshot import ServerInfo, Snapshot
 
 
 def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = None,
-              options: DigestOptions | None = None, jobs: int = 1) -> None:
+              options: DigestOptions | None = None) -> None:
     """The audit's log stage: one read of each file feeds the statistics, the N+1 loops and
     the lock analysis (snapshot.logs, snapshot.lock_log). Prefix: --log-line-prefix, else
     the audited server's log_line_prefix, else PostgreSQL's default. A log that cannot be
@@ -27,19 +27,14 @@ def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = 
     locks = for_snapshot(snapshot)
     stats = ReadStats()
     try:
-        if jobs > 1:
-            from queryaudit.logs.parallel import ingest_parallel
-
-            snapshot.logs, locks = ingest_parallel(paths, chosen, options, jobs, snapshot, stats)
-        else:
-            snapshot.logs = ingest(paths, chosen, options, listeners=[locks], stats=stats)
+        snapshot.logs = ingest(paths, chosen, options, listeners=[locks], stats=stats)
     except AuditError as exc:
         snapshot.record_error("logs", str(exc))
         return
     logs = snapshot.logs
     if logs.lines and not logs.records:
         snapshot.record_error("logs", why_unread(stats, chosen))
-    if logs.lock_events and locks is not None:
+    if logs.lock_events:
         snapshot.lock_log = locks.result()
 
 
