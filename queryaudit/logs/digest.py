@@ -112,6 +112,7 @@ class LogDigest:
         self.normalized: dict[str, str] = {}  # literal-free text -> fingerprint (bounded)
         self.patterns: dict[tuple, LogNPlusOne] = {}
         self._last_unit: dict[tuple, object] = {}
+        self._unfollowed = [0, 0.0]  # executions and ms of statements beyond MAX_STATEMENTS
         self.listeners = list(listeners)
         self._pid_keys: dict[str, str] = {}
         self.detector = RunDetector(self._on_run, min_executions=self.options.min_executions, min_total_ms=0.0)
@@ -198,9 +199,7 @@ class LogDigest:
                 facts.first_timestamp = ts
             facts.last_timestamp = ts
         if duration is not None:
-            facts.executions += 1
-            facts.total_ms += duration
-            if agg is not None:
+            if agg is not None:  # the totals are summed from the statements at the end
                 agg.count += 1
                 agg.total += duration
                 if duration < agg.min:
@@ -208,6 +207,9 @@ class LogDigest:
                 if duration > agg.max:
                     agg.max = duration
                 agg.sketch.add(duration)
+            else:
+                self._unfollowed[0] += 1
+                self._unfollowed[1] += duration
         session = session_id or self._pid_keys.get(pid)
         if session is None:
             if len(self._pid_keys) >= _CACHE_SIZE:
@@ -295,6 +297,8 @@ class LogDigest:
             facts.lines, facts.records = stats.lines, stats.records
             facts.malformed_lines, facts.truncated_fields = stats.malformed_lines, stats.truncated_fields
         facts.statement_count = len(self.stats)
+        facts.executions = sum(a.count for a in self.stats.values()) + self._unfollowed[0]
+        facts.total_ms = sum(a.total for a in self.stats.values()) + self._unfollowed[1]
         top = sorted(self.stats.values(), key=lambda a: a.total, reverse=True)[: self.options.top_statements]
         facts.statements = [LogStatement(
             key=a.key, fingerprint=a.fingerprint, queryid=a.queryid, query=a.query, count=a.count,
