@@ -30,6 +30,7 @@ _DEADLOCK_WAIT = re.compile(r"Process (\d+) waits for (\S+) on (.+?); blocked by
 MAX_WAIT_ROWS = 20
 MAX_DEADLOCKS = 200
 MAX_SESSIONS = 50_000  # sessions remembered at once (their latest statement)
+MAX_EPISODES = 5_000  # blocking episodes kept (one per root, relation and minute)
 
 
 def _parse_timestamp(text: str | None) -> dt.datetime | None:
@@ -201,6 +202,8 @@ class LockLogAnalyser:
         root_pid = state["root_pid"] if state["root_pid"] is not None else -1
         ekey = (root_pid, state["relation"], state["timestamp"][:16] if state["timestamp"] else None)
         episode = self.episodes.get(ekey)
+        if episode is None and len(self.episodes) >= MAX_EPISODES:
+            return  # flat memory on endless logs: the waits above still count
         if episode is None:
             episode = self.episodes[ekey] = LockEpisode(
                 root_pid=root_pid, root_statement=wait.root, root_state=None, root_xact_start=None,

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import pglast
 from pglast import ast, enums
-from pglast.stream import RawStream
 
 from queryaudit.sql import parse
 
@@ -175,6 +174,8 @@ def batched_rewrite(query: str, column: str) -> str | None:
     if column not in names and not star:
         stmt.targetList = tuple(stmt.targetList or ()) + (ast.ResTarget(val=col_node),)
     try:
+        from pglast.stream import RawStream  # the printers: only when a rewrite is printed
+
         return RawStream()(stmt)
     except Exception:
         return None

@@ -115,3 +115,10 @@ def test_gzip_is_read_by_its_content_whatever_its_name(tmp_path):
     path.write_bytes(gzip.compress(("\n".join(_row("14", EXECUTE) for _ in range(5)) + "\n").encode()))
     facts = ingest([path], log_format="csvlog")
     assert facts.executions == 5 and facts.malformed_lines == 0
+
+
+def test_the_log_reader_knows_the_audits_marker():
+    from queryaudit.connect import MARKER
+    from queryaudit.logs import digest
+
+    assert digest.MARKER == MARKER
