@@ -62,13 +62,18 @@ class LockLogAnalyser:
         self.episodes: dict[tuple, LockEpisode] = {}
         self.first_text = self.last_text = None  # timestamps as logged, parsed once at the end
         self._control: dict[str, bool] = {}  # statement text -> transaction control (never a blocker)
+        # Set by the log ingest (LogDigest.recent_statements): pid -> its session's latest
+        # statements, so that statements need not be fed one by one; then `statement()` is
+        # only called while a wait's blocker is unknown (`pending`).
+        self.recent = None
         self.learned: dict[int, str] = {}  # relation OIDs named from the statements that locked them
 
     # -- the stream ----------------------------------------------------------------------
     def statement(self, session: str, pid: int | None, queryid: str | None, query: str,
                   timestamp: str | None) -> None:
-        """One statement of the log (the log ingest's fast path calls this for every one):
-        remembered as its session's latest, the candidate blocker of a later wait."""
+        """One statement of the log: remembered as its session's latest, the candidate
+        blocker of a later wait. (Fed by the log ingest, which keeps the sessions' latest
+        statements itself (`recent`), this is only called while `pending` waits exist.)"""
         if timestamp:
             self.first_text = self.first_text or timestamp
             self.last_text = timestamp
@@ -76,18 +81,17 @@ class LockLogAnalyser:
             if len(self.session_of_pid) >= MAX_SESSIONS:  # flat memory on endless logs
                 self.session_of_pid.clear()
             self.session_of_pid[pid] = session
-        control = self._control.get(query)  # the same texts come back: one regex per text
-        if control is None:
-            if len(self._control) >= MAX_SESSIONS:
-                self._control.clear()
-            control = self._control[query] = _TRANSACTION_CONTROL.match(query) is not None
-        if control:
+        if self._is_control(query):
             return
-        if len(self.last_statement) >= MAX_SESSIONS and session not in self.last_statement:
-            self.last_statement.pop(next(iter(self.last_statement)))
-        self.last_statement[session] = (queryid, query)
+        if self.recent is None:
+            if len(self.last_statement) >= MAX_SESSIONS and session not in self.last_statement:
+                self.last_statement.pop(next(iter(self.last_statement)))
+            self.last_statement[session] = (queryid, query)
         if self.pending:
-            for wait in self.pending.pop(session, []):
+            waits = self.pending.pop(session, None)
+            if waits is None and pid is not None:  # keyed by pid when the holder's session was not known
+                waits = self.pending.pop(f"pid:{pid}", None)
+            for wait in waits or ():
                 wait.blocking = wait.root = self.facts.add_statement(queryid, query)
 
     def add(self, event) -> None:
@@ -143,8 +147,19 @@ class LockLogAnalyser:
 
     def _holder_statement(self, pid: int) -> str | None:
         session = self.session_of_pid.get(pid, f"pid:{pid}")
-        known = self.last_statement.get(session)
+        if self.recent is not None:  # fed by the log ingest: its sessions' latest statements, newest first
+            known = next((s for s in self.recent(pid) if not self._is_control(s[1])), None)
+        else:
+            known = self.last_statement.get(session)
         return self.facts.add_statement(*known) if known else None
+
+    def _is_control(self, query: str) -> bool:
+        control = self._control.get(query)  # the same texts come back: one regex per text
+        if control is None:
+            if len(self._control) >= MAX_SESSIONS:
+                self._control.clear()
+            control = self._control[query] = _TRANSACTION_CONTROL.match(query) is not None
+        return control
 
     def _waiting(self, event: LockEvent) -> None:
         key = (event.pid, event.lock_object or "")
@@ -262,7 +277,12 @@ class LockLogAnalyser:
                                          "last": event.timestamp})
 
     # -- the end -------------------------------------------------------------------------
-    def result(self) -> LockFacts:
+    def result(self, first_timestamp: str | None = None, last_timestamp: str | None = None) -> LockFacts:
+        """The facts; the log ingest passes the first and last timestamps of its statements."""
+        if first_timestamp and (self.first_text is None or first_timestamp < self.first_text):
+            self.first_text = first_timestamp
+        if last_timestamp and (self.last_text is None or last_timestamp > self.last_text):
+            self.last_text = last_timestamp
         for key, state in list(self.open_waits.items()):  # never acquired within the log
             self._close(key[0], state)
         self.open_waits.clear()

@@ -231,10 +231,11 @@ class Run:
 
 
 class _Session:
-    __slots__ = ("index", "active", "recent", "block")
+    __slots__ = ("index", "active", "recent", "block", "last")
 
     def __init__(self):
         self.index = 0
+        self.last = None  # the fingerprint fed last
         self.block: int | None = None  # index of the BEGIN of the open transaction block
         self.active: dict[str, Run] = {}
         self.recent: deque = deque(maxlen=_LOOKBACK)  # (fingerprint, query, queryid, run, call_site)
@@ -269,7 +270,8 @@ class RunDetector:
         state.index += 1
         index = state.index
         active = state.active
-        if active:
+        if active and not (len(active) == 1 and state.last == fingerprint):
+            # (The loop's next iteration, alone in the session: nothing can have ended.)
             # A run ends after MAX_GAP other statements, or when its parent comes again (the
             # next page of the list: a new loop begins).
             limit = index - self.max_gap - 1
@@ -296,6 +298,7 @@ class RunDetector:
         if call_site:
             run.call_sites[call_site] = run.call_sites.get(call_site, 0) + 1
         state.recent.append((fingerprint, query, queryid, run, call_site))
+        state.last = fingerprint
 
     def set_block(self, session: str, begin: bool) -> None:
         """BEGIN (begin) or COMMIT/ROLLBACK just ran in the session: runs started inside one

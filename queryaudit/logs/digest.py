@@ -77,6 +77,13 @@ OWN = object()  # the audit's own statements (MARKER): left out of every figure
 MARKER = "/* queryaudit */"
 
 
+class _BoundedDict(dict):
+    def __setitem__(self, key, value):
+        if len(self) >= _CACHE_SIZE and key not in self:
+            self.clear()
+        super().__setitem__(key, value)
+
+
 class _Agg:
     __slots__ = ("key", "fingerprint", "queryid", "query", "count", "total", "min", "max", "sketch", "params",
                  "plan", "plan_text", "plan_ms", "control")
@@ -119,6 +126,9 @@ class LogDigest:
         self._unfollowed = [0, 0.0]  # executions and ms of statements beyond MAX_STATEMENTS
         self.listeners = list(listeners)
         self._pid_keys: dict[str, str] = {}
+        self._pid_sessions = _BoundedDict()  # pid -> session id (%c), when the log has them
+        for listener in self.listeners:
+            listener.recent = self.recent_statements
         self.detector = RunDetector(self._on_run, min_executions=self.options.min_executions, min_total_ms=0.0)
         self.facts_ = LogFacts(thresholds={"min_executions": self.options.min_executions,
                                            "min_run_ms": self.options.min_run_ms,
@@ -225,8 +235,20 @@ class LogDigest:
             self.detector.feed(session, agg.key, agg.query, params or query, duration, ts, agg.queryid)
             if agg.control is not None:
                 self.detector.set_block(session, agg.control == "begin")
+        if session_id and pid:
+            self._pid_sessions[pid] = session_id
         for listener in self.listeners:
-            listener.statement(session, int(pid) if pid else None, queryid, query, ts)
+            if listener.pending:  # a wait's blocker is this session's next statement
+                listener.statement(session, int(pid) if pid else None, queryid, query, ts)
+
+    def recent_statements(self, pid: int) -> list[tuple[str | None, str]]:
+        """(queryid, query) of the latest statements of the session of `pid`, newest first:
+        what a lock listener asks for when `pid` holds a lock another waits for."""
+        session = self._pid_sessions.get(str(pid)) or f"pid:{pid}"
+        state = self.detector.sessions.get(session)
+        if state is None:
+            return []
+        return [(queryid, query) for _fp, query, queryid, _run, _site in reversed(state.recent)]
 
     # -- every other event ---------------------------------------------------------------
     def add(self, event) -> None:

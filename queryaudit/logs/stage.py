@@ -35,7 +35,7 @@ def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = 
     if logs.lines and not logs.records:
         snapshot.record_error("logs", why_unread(stats, chosen))
     if logs.lock_events:
-        snapshot.lock_log = locks.result()
+        snapshot.lock_log = locks.result(logs.first_timestamp, logs.last_timestamp)
 
 
 def attach_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = None,
