@@ -10,7 +10,8 @@ per row another statement (the parent) returned. Three sources find it:
   linked by a foreign key (or the parent returns the looked-up column). Statements with
   `toplevel = false` (14+, `pg_stat_statements.track = all`) are loops inside functions.
 - **server logs** (`--log`, with `log_min_duration_statement = 0`): runs of at least 5
-  executions of one fingerprint in a row in one session with different parameters, when
+  executions of one fingerprint in a row in one session (at most 3 other statements
+  between two of them) with different parameters, when
   the loop comes back in another transaction or request, and the statement that
   preceded them (the parent). What a loop costs is its round trips (each one a wait for
   the application, which the server's time leaves out) plus the server's time.
