@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Debian packages the tests use when we can install them (root with apt): PostgreSQL 15
 # with HypoPG and pg_qualstats, pgBadger for the log benchmark, Chromium for the HTML test.
-APT_PACKAGES := postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql-15-pg-qualstats chromium chromium-driver
+APT_PACKAGES := postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql-15-pg-qualstats chromium chromium-driver pgbadger
 
 .PHONY: install demo test system-deps docs clean
 

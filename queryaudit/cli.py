@@ -115,8 +115,11 @@ def audit(
                                                   "stderr logs (default: the server's, else PostgreSQL's default)"),
     n1_min_executions: int = typer.Option(5, "--n-plus-one-min-executions", min=2,
                                           help="N+1 in logs: executions of one statement in a loop"),
-    n1_min_ms: float = typer.Option(50.0, "--n-plus-one-min-ms", min=0,
-                                    help="N+1 in logs: total milliseconds of one loop"),
+    n1_min_ms: float = typer.Option(0.0, "--n-plus-one-min-ms", min=0,
+                                    help="N+1 in logs: cost of one loop to report it (round trips x "
+                                    "--round-trip-ms + server time; 0: every loop that repeats)"),
+    round_trip_ms: float = typer.Option(0.5, "--round-trip-ms", min=0,
+                                        help="N+1 in logs: what one round trip costs the application, in ms"),
     store: Optional[str] = StoreOption,
     target_name: Optional[str] = typer.Option(None, "--target", help="name this target in the history "
                                               "(default host:port/database)"),
@@ -132,7 +135,7 @@ def audit(
     from queryaudit.connect import resolve_dsn
     from queryaudit.pipeline import AuditOptions, analyse, collect_live
     from queryaudit.report import terminal, write_outputs
-    from queryaudit.logs.stage import attach_logs, has_server_target, log_only_snapshot
+    from queryaudit.logs.stage import has_server_target, log_only_snapshot, read_logs
     from queryaudit.snapshot import Snapshot
 
     if targets is not None:
@@ -165,10 +168,8 @@ def audit(
     if logs:
         from queryaudit.logs.digest import DigestOptions
 
-        attach_logs(snap, logs, log_line_prefix, DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms))
-        from queryaudit.lock_log import attach_lock_log
-
-        attach_lock_log(snap, logs, log_line_prefix)
+        read_logs(snap, logs, log_line_prefix, DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms,
+                                                             round_trip_ms=round_trip_ms))
     if save_snapshot:
         save_snapshot_file(snap, save_snapshot, redact)
     report = analyse(snap, top)

@@ -29,6 +29,8 @@ _DEADLOCK_STATEMENT = re.compile(r"^Process (\d+): (.*)$", re.M)
 _DEADLOCK_WAIT = re.compile(r"Process (\d+) waits for (\S+) on (.+?); blocked by process (\d+)\.")
 MAX_WAIT_ROWS = 20
 MAX_DEADLOCKS = 200
+MAX_SESSIONS = 50_000  # sessions remembered at once (their latest statement)
+MAX_EPISODES = 5_000  # blocking episodes kept (one per root, relation and minute)
 
 
 def _parse_timestamp(text: str | None) -> dt.datetime | None:
@@ -58,25 +60,51 @@ class LockLogAnalyser:
         self.open_waits: dict[tuple[int, str], dict] = {}  # (pid, lock object) -> the wait in progress
         self.waits: dict[tuple, LockWait] = {}
         self.episodes: dict[tuple, LockEpisode] = {}
-        self.first = self.last = None
+        self.first_text = self.last_text = None  # timestamps as logged, parsed once at the end
+        self._control: dict[str, bool] = {}  # statement text -> transaction control (never a blocker)
+        # Set by the log ingest (LogDigest.recent_statements): pid -> its session's latest
+        # statements, so that statements need not be fed one by one; then `statement()` is
+        # only called while a wait's blocker is unknown (`pending`).
+        self.recent = None
         self.learned: dict[int, str] = {}  # relation OIDs named from the statements that locked them
 
     # -- the stream ----------------------------------------------------------------------
+    def statement(self, session: str, pid: int | None, queryid: str | None, query: str,
+                  timestamp: str | None) -> None:
+        """One statement of the log: remembered as its session's latest, the candidate
+        blocker of a later wait. (Fed by the log ingest, which keeps the sessions' latest
+        statements itself (`recent`), this is only called while `pending` waits exist.)"""
+        if timestamp:
+            self.first_text = self.first_text or timestamp
+            self.last_text = timestamp
+        if pid is not None and session[:4] != "pid:":
+            if len(self.session_of_pid) >= MAX_SESSIONS:  # flat memory on endless logs
+                self.session_of_pid.clear()
+            self.session_of_pid[pid] = session
+        if self._is_control(query):
+            return
+        if self.recent is None:
+            if len(self.last_statement) >= MAX_SESSIONS and session not in self.last_statement:
+                self.last_statement.pop(next(iter(self.last_statement)))
+            self.last_statement[session] = (queryid, query)
+        if self.pending:
+            waits = self.pending.pop(session, None)
+            if waits is None and pid is not None:  # keyed by pid when the holder's session was not known
+                waits = self.pending.pop(f"pid:{pid}", None)
+            for wait in waits or ():
+                wait.blocking = wait.root = self.facts.add_statement(queryid, query)
+
     def add(self, event) -> None:
+        if isinstance(event, StatementEvent):
+            if event.phase not in ("parse", "bind"):
+                self.statement(event.session_key, event.pid, event.queryid, event.query or "", event.timestamp)
+            return
         if event.pid is not None:
             self.session_of_pid[event.pid] = event.session_key
-        ts = _parse_timestamp(event.timestamp)
-        if ts:
-            self.first = self.first or ts
-            self.last = ts
-        if isinstance(event, StatementEvent):
-            if event.phase in ("parse", "bind") or _TRANSACTION_CONTROL.match(event.query or ""):
-                return
-            session = event.session_key
-            self.last_statement[session] = (event.queryid, event.query)
-            for wait in self.pending.pop(session, []):
-                wait.blocking = wait.root = self.facts.add_statement(event.queryid, event.query)
-        elif isinstance(event, SessionEndEvent):
+        if event.timestamp:
+            self.first_text = self.first_text or event.timestamp
+            self.last_text = event.timestamp
+        if isinstance(event, SessionEndEvent):
             self.last_statement.pop(event.session_key, None)
         elif isinstance(event, LockEvent):
             if event.kind in ("waiting", "deadlock-avoided"):
@@ -119,8 +147,19 @@ class LockLogAnalyser:
 
     def _holder_statement(self, pid: int) -> str | None:
         session = self.session_of_pid.get(pid, f"pid:{pid}")
-        known = self.last_statement.get(session)
+        if self.recent is not None:  # fed by the log ingest: its sessions' latest statements, newest first
+            known = next((s for s in self.recent(pid) if not self._is_control(s[1])), None)
+        else:
+            known = self.last_statement.get(session)
         return self.facts.add_statement(*known) if known else None
+
+    def _is_control(self, query: str) -> bool:
+        control = self._control.get(query)  # the same texts come back: one regex per text
+        if control is None:
+            if len(self._control) >= MAX_SESSIONS:
+                self._control.clear()
+            control = self._control[query] = _TRANSACTION_CONTROL.match(query) is not None
+        return control
 
     def _waiting(self, event: LockEvent) -> None:
         key = (event.pid, event.lock_object or "")
@@ -178,6 +217,8 @@ class LockLogAnalyser:
         root_pid = state["root_pid"] if state["root_pid"] is not None else -1
         ekey = (root_pid, state["relation"], state["timestamp"][:16] if state["timestamp"] else None)
         episode = self.episodes.get(ekey)
+        if episode is None and len(self.episodes) >= MAX_EPISODES:
+            return  # flat memory on endless logs: the waits above still count
         if episode is None:
             episode = self.episodes[ekey] = LockEpisode(
                 root_pid=root_pid, root_statement=wait.root, root_state=None, root_xact_start=None,
@@ -236,7 +277,12 @@ class LockLogAnalyser:
                                          "last": event.timestamp})
 
     # -- the end -------------------------------------------------------------------------
-    def result(self) -> LockFacts:
+    def result(self, first_timestamp: str | None = None, last_timestamp: str | None = None) -> LockFacts:
+        """The facts; the log ingest passes the first and last timestamps of its statements."""
+        if first_timestamp and (self.first_text is None or first_timestamp < self.first_text):
+            self.first_text = first_timestamp
+        if last_timestamp and (self.last_text is None or last_timestamp > self.last_text):
+            self.last_text = last_timestamp
         for key, state in list(self.open_waits.items()):  # never acquired within the log
             self._close(key[0], state)
         self.open_waits.clear()
@@ -245,9 +291,10 @@ class LockLogAnalyser:
         for episode in self.episodes.values():
             _fill_queries(facts, episode.tree)
         facts.episodes = sorted(self.episodes.values(), key=lambda e: -e.wait_ms)
-        if self.first and self.last:
-            facts.started_at = self.first.isoformat()
-            facts.window_s = facts.elapsed_s = round((self.last - self.first).total_seconds(), 3)
+        first, last = _parse_timestamp(self.first_text), _parse_timestamp(self.last_text)
+        if first and last:
+            facts.started_at = first.isoformat()
+            facts.window_s = facts.elapsed_s = round((last - first).total_seconds(), 3)
         return facts
 
 
@@ -275,25 +322,19 @@ def analyse_lock_log(events: Iterable, relation_names: dict[int, str] | None = N
 
 def lock_log_from_files(paths: list[str | Path], prefix: str | None, snapshot) -> LockFacts:
     """Read the logs' events (the log ingest's reader) and analyse their lock events;
-    relation OIDs are named from the snapshot's catalog when it has one."""
+    relation OIDs are named from the snapshot's catalog when it has one. (The audit reads
+    its logs once, in queryaudit.logs.stage.read_logs, with an analyser from `for_snapshot`.)"""
     from queryaudit.logs import iter_events
 
+    return analyse_lock_log(iter_events(paths, prefix), *_catalog(snapshot))
+
+
+def _catalog(snapshot) -> tuple[dict[int, str], list[str], str | None]:
     names = {t.oid: t.qualified_name for t in snapshot.tables if t.oid}
     database = snapshot.server.database if snapshot.tables else None
-    return analyse_lock_log(iter_events(paths, prefix), names, [t.qualified_name for t in snapshot.tables], database)
+    return names, [t.qualified_name for t in snapshot.tables], database
 
 
-def attach_lock_log(snapshot, paths: list[str | Path], prefix: str | None = None) -> None:
-    """The audit's lock-log stage, after the log ingest: a second pass over the files,
-    only when the ingest counted lock events. A failure is a stage error."""
-    from queryaudit.errors import AuditError
-    from queryaudit.logs import DEFAULT_PREFIX, prefix_from_settings
-
-    logs = getattr(snapshot, "logs", None)
-    if logs is None or not logs.lock_events:
-        return
-    chosen = prefix or logs.line_prefix or prefix_from_settings(snapshot.server.settings) or DEFAULT_PREFIX
-    try:
-        snapshot.lock_log = lock_log_from_files(paths, chosen, snapshot)
-    except (AuditError, OSError) as exc:
-        snapshot.record_error("lock log", str(exc))
+def for_snapshot(snapshot) -> LockLogAnalyser:
+    """An analyser that names relations from the snapshot's catalog, to feed from the log read."""
+    return LockLogAnalyser(*_catalog(snapshot))

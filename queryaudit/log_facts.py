@@ -47,6 +47,7 @@ class LogNPlusOne:
     executions: int = 0
     total_ms: float = 0.0
     max_run: int = 0
+    transactions: int = 0  # distinct transactions (or requests, in autocommit) the runs were in
     example_session: str | None = None
     example_parameters: list[str] = field(default_factory=list)
     first_seen: str | None = None

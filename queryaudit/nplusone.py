@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import pglast
 from pglast import ast, enums
-from pglast.stream import RawStream
 
 from queryaudit.sql import parse, quote_ident, quote_table
 
@@ -23,6 +22,10 @@ from queryaudit.sql import parse, quote_ident, quote_table
 MIN_EXECUTIONS = 5
 MIN_RUN_MS = 50.0
 MAX_GAP = 3
+# Logs: a loop is reported when it repeats in this many transactions or requests, and what
+# it costs is its round trips (the application waits for each) plus the server's time.
+MIN_REPEATS = 2
+ROUND_TRIP_MS = 0.5
 MAX_SESSIONS = 20000  # sessions followed at once; the oldest is closed beyond this (flat memory)
 _MAX_PARAM_KEYS = 32
 _LOOKBACK = 6
@@ -171,6 +174,8 @@ def batched_rewrite(query: str, column: str) -> str | None:
     if column not in names and not star:
         stmt.targetList = tuple(stmt.targetList or ()) + (ast.ResTarget(val=col_node),)
     try:
+        from pglast.stream import RawStream  # the printers: only when a rewrite is printed
+
         return RawStream()(stmt)
     except Exception:
         return None
@@ -195,7 +200,7 @@ def join_rewrite(parent_query: str, parent_column: str, child: Lookup, child_tab
 
 # -- loops in a stream of statements ----------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """Executions of one fingerprint close together in one session."""
 
@@ -215,6 +220,7 @@ class Run:
     parent_queryid: str | None = None
     parent_call_site: str | None = None
     orm_path: str | None = None
+    unit: tuple | None = None  # (session, the BEGIN that opened its transaction), or the run itself in autocommit
     _last_index: int = 0
     _preceding: tuple = ()
     _parent: tuple | None = None
@@ -225,10 +231,12 @@ class Run:
 
 
 class _Session:
-    __slots__ = ("index", "active", "recent")
+    __slots__ = ("index", "active", "recent", "block", "last")
 
     def __init__(self):
         self.index = 0
+        self.last = None  # the fingerprint fed last
+        self.block: int | None = None  # index of the BEGIN of the open transaction block
         self.active: dict[str, Run] = {}
         self.recent: deque = deque(maxlen=_LOOKBACK)  # (fingerprint, query, queryid, run, call_site)
 
@@ -252,23 +260,29 @@ class RunDetector:
     def feed(self, session: str, fingerprint: str, query: str, params_key, duration_ms: float | None,
              timestamp: str | None = None, queryid: str | None = None, call_site: str | None = None,
              orm_path: str | None = None) -> None:
-        state = self.sessions.pop(session, None)
+        # Called for every statement of a log: kept to a few dict operations.
+        sessions = self.sessions
+        state = sessions.get(session)
         if state is None:
-            state = _Session()
-            if len(self.sessions) >= self.max_sessions:
-                oldest = next(iter(self.sessions))
-                self._close_all(self.sessions.pop(oldest))
-        self.sessions[session] = state  # re-inserted: dict order is recency
+            if len(sessions) >= self.max_sessions:  # the session seen first goes (flat memory)
+                self._close_all(sessions.pop(next(iter(sessions))))
+            state = sessions[session] = _Session()
         state.index += 1
         index = state.index
-        # A run ends after MAX_GAP other statements, or when its parent comes again (the
-        # next page of the list: a new loop begins).
-        for fp in [fp for fp, r in state.active.items()
-                   if index - r._last_index > self.max_gap + 1 or (r._parent and r._parent[0] == fingerprint)]:
-            self._close(state.active.pop(fp))
-        run = state.active.get(fingerprint)
+        active = state.active
+        if active and not (len(active) == 1 and state.last == fingerprint):
+            # (The loop's next iteration, alone in the session: nothing can have ended.)
+            # A run ends after MAX_GAP other statements, or when its parent comes again (the
+            # next page of the list: a new loop begins).
+            limit = index - self.max_gap - 1
+            ended = [fp for fp, r in active.items()
+                     if r._last_index < limit or (r._parent is not None and r._parent[0] == fingerprint)]
+            for fp in ended:
+                self._close(active.pop(fp))
+        run = active.get(fingerprint)
         if run is None:
-            run = Run(session, fingerprint, query, queryid=queryid, first_ts=timestamp, orm_path=orm_path)
+            run = Run(session, fingerprint, query, queryid=queryid, first_ts=timestamp, orm_path=orm_path,
+                      unit=(session, state.block if state.block is not None else -index))
             run._preceding = tuple(state.recent)
             state.active[fingerprint] = run
         run.count += 1
@@ -284,6 +298,14 @@ class RunDetector:
         if call_site:
             run.call_sites[call_site] = run.call_sites.get(call_site, 0) + 1
         state.recent.append((fingerprint, query, queryid, run, call_site))
+        state.last = fingerprint
+
+    def set_block(self, session: str, begin: bool) -> None:
+        """BEGIN (begin) or COMMIT/ROLLBACK just ran in the session: runs started inside one
+        transaction block share it as their unit."""
+        state = self.sessions.get(session)
+        if state is not None:
+            state.block = state.index if begin else None
 
     def end_session(self, session: str) -> None:
         state = self.sessions.pop(session, None)

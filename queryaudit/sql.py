@@ -96,12 +96,30 @@ def referenced_relations(query: str) -> list[tuple[str | None, str]]:
     return out
 
 
-def resolve_tables(query: str, tables: list[Table], search_path: tuple[str, ...] = ("public",)) -> list[str]:
-    """Schema-qualified names of the catalog tables a statement reads or writes (queryaudit.names
-    resolves them: search_path, CTE names, quoted names)."""
-    from queryaudit import names  # names reads pglast through this module
+_TABLES_BY_NAME: list = [None, {}]  # (identity of the last tables list, its index by name)
 
-    return list(names.catalog_of(tables, search_path).resolve(query).base_tables)
+
+def resolve_tables(query: str, tables: list[Table], search_path: tuple[str, ...] = ("public",)) -> list[str]:
+    """Schema-qualified names of the catalog tables a statement reads or writes."""
+    # Checks call this once per statement with the same catalog: index it once, not per call.
+    identity = (id(tables), len(tables), id(tables[0]) if tables else 0, id(tables[-1]) if tables else 0)
+    if _TABLES_BY_NAME[0] != identity:
+        by_name: dict[str, list[Table]] = {}
+        for t in tables:
+            by_name.setdefault(t.name, []).append(t)
+        _TABLES_BY_NAME[:] = [identity, by_name]
+    by_name = _TABLES_BY_NAME[1]
+    result = []
+    for schema, name in referenced_relations(query):
+        candidates = by_name.get(name, [])
+        if schema:
+            match = next((t for t in candidates if t.schema == schema), None)
+        else:
+            match = next((t for s in search_path for t in candidates if t.schema == s), None)
+            match = match or (candidates[0] if len(candidates) == 1 else None)
+        if match and match.qualified_name not in result:
+            result.append(match.qualified_name)
+    return result
 
 
 READ_ONLY_STATEMENTS = (ast.SelectStmt,)
@@ -132,10 +150,34 @@ def _locks_rows(stmt) -> bool:
     return bool(find_nodes(stmt, (ast.LockingClause, ast.IntoClause)))
 
 
+_TOP_STATEMENT = re.compile(r'\{"version":\d+,"stmts":\[\{"stmt":\{"(\w+)"')
+_WITH_WORD = re.compile(r"\bwith\b", re.I)
+_FOR_OR_INTO_WORD = re.compile(r"\b(?:for|into)\b", re.I)
+
+
+@lru_cache(maxsize=16384)
 def statement_kind(query: str) -> str:
     """'read' when the statement cannot write (SELECT, VALUES, TABLE, WITH without
     data-modifying CTEs, no FOR UPDATE/SELECT INTO), 'dml' for INSERT/UPDATE/DELETE/MERGE,
-    'other' for utility statements, 'invalid' when it does not parse (e.g. truncated)."""
+    'other' for utility statements, 'invalid' when it does not parse (e.g. truncated).
+    Cached by text (several stages ask for every statement); the tree walks run only when
+    the text holds the keyword they look for (WITH; FOR or INTO). Without them, the parser's
+    JSON output names the statement's type: no Python tree is built (10,000 statements)."""
+    with_word, for_or_into = _WITH_WORD.search(query) is not None, _FOR_OR_INTO_WORD.search(query) is not None
+    if not (with_word or for_or_into):
+        try:
+            tree = pglast.parser.parse_sql_json(query)
+        except Exception:  # does not parse
+            return "invalid"
+        top = _TOP_STATEMENT.match(tree)
+        if top is None:
+            return "invalid"  # nothing but comments or semicolons
+        if len(pglast.parser.split(query)) != 1:
+            return "other"
+        kind = top.group(1)
+        if kind == "SelectStmt":
+            return "read"
+        return "dml" if kind in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt") else "other"
     stmts = parse(query)
     if not stmts:
         return "invalid"
@@ -143,7 +185,8 @@ def statement_kind(query: str) -> str:
         return "other"
     stmt = stmts[0].stmt
     if isinstance(stmt, ast.SelectStmt):
-        return "dml" if _has_modifying_cte(stmt) or _locks_rows(stmt) else "read"
+        writes = (with_word and _has_modifying_cte(stmt)) or (for_or_into and _locks_rows(stmt))
+        return "dml" if writes else "read"
     if isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)) or type(stmt).__name__ == "MergeStmt":
         return "dml"
     return "other"

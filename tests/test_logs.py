@@ -49,6 +49,13 @@ def server_log(request, tmp_path_factory):
             conn.execute("SELECT pg_stat_statements_reset()")
             conn.execute("SET application_name = 'loop'")
             wl.run_loop(conn)
+        with psycopg.connect(dsn) as conn:  # not autocommit: one transaction per request
+            conn.execute("SET application_name = 'requests'")
+            conn.commit()
+            run_requests(conn)
+        # The audit's own statements (marked /* queryaudit */) go to the log too.
+        own = run_cli("snapshot", "--dsn", dsn, "--no-explain", "-o", str(tmp_path_factory.mktemp("own") / "s.json"))
+        assert own.returncode == 0, own.stderr
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("SET application_name = 'batched'")
             wl.run_batched(conn)
@@ -73,6 +80,20 @@ def server_log(request, tmp_path_factory):
         yield folder
     finally:
         cluster.destroy()
+
+
+REQUESTS, LOOKUPS = 15, 38
+REQUEST_PARENT = "SELECT id, author_id FROM books WHERE id > %s ORDER BY id LIMIT %s"
+REQUEST_CHILD = "SELECT id, name FROM authors WHERE id = %s"
+
+
+def run_requests(conn):
+    """15 requests, each one transaction: a parent query, then one primary-key lookup per
+    row it returned (38): fast on the server (~0.015 ms), a round trip each for the app."""
+    for request in range(REQUESTS):
+        for _book, author_id in conn.execute(REQUEST_PARENT, (request * 100, LOOKUPS)).fetchall():
+            conn.execute(REQUEST_CHILD, (author_id,)).fetchone()
+        conn.commit()
 
 
 def _lock_wait(dsn):
@@ -122,10 +143,74 @@ def test_percentiles_and_n_plus_one_from_the_log(server_log):
     child = next(s for s in facts.statements if s.query == "SELECT id, title FROM books WHERE author_id = $1")
     assert child.count == 60 and child.min_ms <= child.p50_ms <= child.p95_ms <= child.p99_ms
     assert child.p99_ms <= child.max_ms * 1.03
-    [loop] = facts.n_plus_one
-    assert loop.query == child.query and loop.runs == 3 and loop.executions == 60 and loop.max_run == 20
+    loops = {loop.query: loop for loop in facts.n_plus_one}
+    assert set(loops) == {child.query, "SELECT id, name FROM authors WHERE id = $1"}  # not the batched pages
+    loop = loops[child.query]
+    assert loop.runs == 3 and loop.executions == 60 and loop.max_run == 20 and loop.transactions == 3
     assert loop.parent_query == "SELECT id, name FROM authors ORDER BY id LIMIT 20 OFFSET $1"
     assert loop.example_parameters[:2] == ["'1'", "'2'"]
+
+
+def test_n_plus_one_of_fast_lookups_found_by_round_trips(server_log, tmp_path):
+    """Lookups of 0.015 ms each: the server's time says nothing, the round trips do. Each
+    request's loop is one run, and the loop comes back in all 15 transactions."""
+    facts = ingest([server_log / "server.log"], PREFIX)
+    loop = next(p for p in facts.n_plus_one if p.query == "SELECT id, name FROM authors WHERE id = $1")
+    assert loop.runs == REQUESTS and loop.executions == REQUESTS * LOOKUPS and loop.max_run == LOOKUPS
+    assert loop.transactions == REQUESTS
+    assert loop.parent_query == "SELECT id, author_id FROM books WHERE id > $1 ORDER BY id LIMIT $2"
+    assert loop.total_ms / loop.executions < 1  # cheap on the server: no server-time threshold would see it
+
+    out = tmp_path / "report.json"
+    result = run_cli("audit", "--log", str(server_log / "server.log"), "--log-line-prefix", PREFIX, "--json", str(out),
+                     "--round-trip-ms", "2", env={"DATABASE_URL": "", "PGHOST": "", "PGDATABASE": ""})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    validate_report(report)
+    [finding] = [f for f in report["findings"] if f["check"] == "n-plus-one" and f["table"] == "public.authors"]
+    ev = finding["evidence"]
+    assert ev["log"]["runs"] == REQUESTS and ev["log"]["executions_per_run"] == LOOKUPS
+    assert ev["log"]["parent_query"].startswith("SELECT id, author_id FROM books")
+    assert ev["batched_query"] == "SELECT id, name FROM authors WHERE id = ANY($1)"
+    # 37 round trips saved per request at 2 ms each: ~74 ms a request, medium.
+    assert ev["log"]["round_trip_ms"] == 2 and 70 < ev["log"]["saved_per_run_ms"] < 80
+    assert finding["severity"] == "medium"
+
+
+def test_the_audits_own_statements_are_left_out(server_log):
+    text = (server_log / "server.log").read_text()
+    assert "/* queryaudit */" in text  # the snapshot run in the fixture is in the log
+    for name in FORMATS.values():
+        facts = ingest([server_log / name], PREFIX)
+        assert facts.statements and not [s.query for s in facts.statements if "queryaudit" in s.query]
+        assert not [p for p in facts.n_plus_one if "queryaudit" in p.query]
+        logged = sum(1 for e in iter_events([server_log / name], PREFIX)
+                     if isinstance(e, StatementEvent) and e.duration_ms is not None and e.phase in ("simple", "execute"))
+        own = sum(1 for e in iter_events([server_log / name], PREFIX)
+                  if isinstance(e, StatementEvent) and e.duration_ms is not None and e.phase in ("simple", "execute")
+                  and "/* queryaudit */" in e.query)
+        assert own > 10 and facts.executions == logged - own
+
+
+def test_one_read_per_log_file(server_log, monkeypatch):
+    """The statistics, the N+1 loops and the lock analysis come from one read of each file."""
+    from queryaudit.logs import reader
+    from queryaudit.logs.stage import log_only_snapshot, read_logs
+
+    reads = []
+    chunks = reader._chunks  # every reader reads its file through it
+
+    def counted(f):
+        reads.append(getattr(f, "name", f))
+        yield from chunks(f)
+
+    monkeypatch.setattr(reader, "_chunks", counted)
+    snap = log_only_snapshot()
+    read_logs(snap, [server_log / "server.log", server_log / "server.csv"], PREFIX)
+    assert len(reads) == 2 and len(set(reads)) == 2
+    assert snap.logs.executions > 0 and snap.logs.n_plus_one
+    assert snap.lock_log is not None and snap.lock_log.waits  # the row lock wait, from the same read
+    assert any(w.relation == "public.authors" for w in snap.lock_log.waits)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -136,8 +221,8 @@ def test_audit_from_log_alone(server_log, fmt, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     validate_report(report)
-    [finding] = [f for f in report["findings"] if f["check"] == "n-plus-one"]
-    assert finding["table"] == "public.books" and finding["columns"] == ["author_id"]
+    [finding] = [f for f in report["findings"] if f["check"] == "n-plus-one" and f["table"] == "public.books"]
+    assert finding["columns"] == ["author_id"]
     assert finding["evidence"]["log"]["executions"] == 60
     assert finding["evidence"]["batched_query"] == "SELECT id, title, author_id FROM books WHERE author_id = ANY($1)"
     assert len(finding["queryids"]) == 2  # child, then parent
@@ -164,8 +249,41 @@ def test_log_matched_to_pg_stat_statements_adds_percentiles(server_log, tmp_path
     report = json.loads(out.read_text())
     child = next(q for q in report["queries"] if q["query"].startswith("SELECT id, title FROM books"))
     assert child["p95_ms"] > 0 and child["log_calls"] == 60
-    [finding] = [f for f in report["findings"] if f["check"] == "n-plus-one"]
+    [finding] = [f for f in report["findings"] if f["check"] == "n-plus-one" and f["table"] == "public.books"]
     assert finding["evidence"]["source"] == ["pg_stat_statements", "log"]
+
+
+def test_every_format_shows_tail_latency_from_the_log(server_log, tmp_path):
+    """p50/p95/p99 in the workload table of the terminal, HTML and Markdown reports, under a
+    line saying which figures come from pg_stat_statements and which from the log."""
+    paths = {fmt: tmp_path / f"report.{fmt}" for fmt in ("json", "html", "md")}
+    result = run_cli("audit", "--dsn", server_log.dsn, "--no-explain", "--log", str(server_log / "server.csv"),
+                     "--json", str(paths["json"]), "--html", str(paths["html"]), "--markdown", str(paths["md"]),
+                     env={"COLUMNS": "220"})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(paths["json"].read_text())
+    sources = report["workload_sources"]
+    assert sources.startswith("calls, total and mean: pg_stat_statements; p50/p95/p99 and log calls: the server log")
+    top = report["queries"][0]
+    assert top["p50_ms"] <= top["p95_ms"] <= top["p99_ms"] and top["p95_ms"] > 0
+    from queryaudit.report.html import _ms
+
+    shown = [_ms(top[k]) for k in ("p50_ms", "p95_ms", "p99_ms")]
+    html = paths["html"].read_text()
+    workload = html[html.index('id="workload"'):html.index('id="fixes"')]
+    assert "<th class=\"n\">p95</th>" in workload and sources.split(";")[0] in workload
+    assert all(f'<td class="n">{v}</td>' in workload for v in shown)
+    md = paths["md"].read_text()
+    table = md[md.index("## Workload"):]
+    from queryaudit.report.markdown import text as md_text
+
+    assert "| p50 | p95 | p99 |" in table and f"_{md_text(sources)}_" in table
+    assert f"| {shown[0]} | {shown[1]} | {shown[2]} |" in table
+    from queryaudit.report.terminal import _ms as term_ms
+
+    out = result.stdout
+    assert "p95" in out and sources.split(";")[0] in out
+    assert term_ms(top["p95_ms"]) in out
 
 
 def test_truncated_and_corrupted_logs(server_log, tmp_path):

@@ -39,6 +39,8 @@ plan-based evidence is exact.
 """
 from __future__ import annotations
 
+import re
+
 from pglast import ast
 
 from queryaudit.checks._plans import captured_plans, severity_for, table_for
@@ -53,8 +55,13 @@ MIN_SKIPPED_ROWS = 1000
 MIN_ESTIMATED_SKIPPED_ROWS = 10_000
 
 
+_OFFSET_WORD = re.compile(r"offset", re.I)
+
+
 def offset_clause(query: str) -> tuple[bool, int | None, list[str]]:
     """(has OFFSET, its value when a number, the ORDER BY keys as written)."""
+    if not _OFFSET_WORD.search(query):  # no parse for the many statements without the keyword
+        return False, None, []
     stmts = parse(query)
     if not stmts or not isinstance(stmts[0].stmt, ast.SelectStmt):
         return False, None, []

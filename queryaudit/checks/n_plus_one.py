@@ -10,8 +10,11 @@ per row another statement (the parent) returned. Three sources find it:
   linked by a foreign key (or the parent returns the looked-up column). Statements with
   `toplevel = false` (14+, `pg_stat_statements.track = all`) are loops inside functions.
 - **server logs** (`--log`, with `log_min_duration_statement = 0`): runs of at least 5
-  executions of one fingerprint in one session with different parameters, totalling at
-  least 50 ms, and the statement that preceded them.
+  executions of one fingerprint in a row in one session (at most 3 other statements
+  between two of them) with different parameters, when
+  the loop comes back in another transaction or request, and the statement that
+  preceded them (the parent). What a loop costs is its round trips (each one a wait for
+  the application, which the server's time leaves out) plus the server's time.
 - **application capture** (`queryaudit.capture`, in tests or middleware): the same runs,
   with the application's call site; reported by the capture API and its pytest plugin.
 
@@ -41,10 +44,13 @@ SELECT id, email, city FROM customers WHERE id = ANY($1);
 ## Thresholds
 pg_stat_statements: child calls >= `MIN_CHILD_CALLS` (20), calls per parent call >=
 `MIN_CALLS_PER_PARENT` (5), child calls within `ROWS_TOLERANCE` (50%) of the parent's
-rows, at most `MAX_ROWS_PER_CALL` (10) rows per child call. Logs and capture: a run
-of `MIN_EXECUTIONS` (5) executions totalling `MIN_RUN_MS` (50 ms); both configurable
-(`--n-plus-one-min-executions`, `--n-plus-one-min-ms`). Severity grows with the share
-of database time and the round trips saved.
+rows, at most `MAX_ROWS_PER_CALL` (10) rows per child call. Logs: a run of
+`MIN_EXECUTIONS` (5) executions in a row, in at least `MIN_REPEATS` (2) transactions or
+requests (`--n-plus-one-min-executions`; `--n-plus-one-min-ms` drops loops that cost
+less). Severity grows with the share of database time and, for logs, with the latency
+a loop adds to its request: round trips x `--round-trip-ms` (default 0.5 ms) plus the
+server's time, high from `HIGH_LOOP_MS` (100 ms), medium from `MEDIUM_LOOP_MS` (10 ms).
+A cheap loop stays low, and is still reported. Capture: a run of `MIN_EXECUTIONS`.
 
 ## Known false positives
 Two unrelated statements whose call counts happen to line up; the foreign-key link
@@ -56,7 +62,7 @@ from __future__ import annotations
 import math
 
 from queryaudit.findings import Finding, saving_from_share
-from queryaudit.nplusone import Lookup, batched_rewrite, join_rewrite, lookup_shape, output_columns
+from queryaudit.nplusone import ROUND_TRIP_MS, Lookup, batched_rewrite, join_rewrite, lookup_shape, output_columns
 from queryaudit.snapshot import Snapshot, Statement
 from queryaudit.sql import fingerprint, resolve_tables
 
@@ -72,6 +78,8 @@ MAX_ROWS_PER_CALL = 10.0
 PROBE_OVERHEAD_SHARE = 0.5
 HIGH_SHARE, MEDIUM_SHARE = 0.05, 0.01
 MEDIUM_ROUND_TRIPS = 10_000
+# Logs: latency one loop adds to its request (round trips x round-trip time + server time saved).
+HIGH_LOOP_MS, MEDIUM_LOOP_MS = 100.0, 10.0
 
 
 def _key_kind(snapshot: Snapshot, table: str, columns: list[str]) -> str | None:
@@ -150,6 +158,16 @@ def _severity(share: float, round_trips: int) -> str:
     if share >= HIGH_SHARE:
         return "high"
     if share >= MEDIUM_SHARE or round_trips >= MEDIUM_ROUND_TRIPS:
+        return "medium"
+    return "low"
+
+
+def _log_severity(share: float, saved_per_run_ms: float) -> str:
+    """A loop in the log: by the latency one loop adds to its request (round trips included),
+    or by the database time it takes."""
+    if share >= HIGH_SHARE or saved_per_run_ms >= HIGH_LOOP_MS:
+        return "high"
+    if share >= MEDIUM_SHARE or saved_per_run_ms >= MEDIUM_LOOP_MS:
         return "medium"
     return "low"
 
@@ -273,10 +291,22 @@ def from_logs(snapshot: Snapshot, findings: list[Finding]) -> list[Finding]:
         fraction = (1 - pattern.runs / pattern.executions) * PROBE_OVERHEAD_SHARE if pattern.executions else 0
         total = snapshot.total_exec_time_ms or logs.total_ms
         saving = saving_from_share(pattern.total_ms, fraction, total, pattern.executions)
+        # What the application waits for: a round trip per execution, which the server's own
+        # time leaves out, plus that time. Batching keeps one round trip per loop.
+        rtt = logs.thresholds.get("round_trip_ms", ROUND_TRIP_MS)
+        runs = max(1, pattern.runs)
+        per_run = pattern.executions / runs
+        latency_per_run = (pattern.executions * rtt + pattern.total_ms) / runs
+        saved_per_run = (round_trips * rtt + pattern.total_ms * fraction) / runs
+        evidence.update(executions_per_run=round(per_run, 1), transactions=pattern.transactions,
+                        round_trip_ms=rtt, server_ms_per_run=round(pattern.total_ms / runs, 3),
+                        latency_per_run_ms=round(latency_per_run, 3), saved_per_run_ms=round(saved_per_run, 3))
         out.append(Finding(
-            check=ID, severity=_severity(saving.share_of_total_time, round_trips),
-            title=(f"N+1 in the log: {pattern.executions} executions in {pattern.runs} loop(s) of "
-                   f"{'a lookup of ' + table if table else 'one statement'} ({mean:.2f} ms each)"),
+            check=ID, severity=_log_severity(saving.share_of_total_time, saved_per_run),
+            title=(f"N+1 in the log: {pattern.runs} loop(s) of {per_run:.0f} "
+                   f"{'lookups of ' + table if table else 'executions of one statement'} in "
+                   f"{pattern.transactions} transactions ({mean:.3f} ms each on the server, ~{latency_per_run:.1f} ms "
+                   f"per loop with {rtt:g} ms round trips)"),
             table=table, columns=list(shape.columns) if shape else [],
             queryids=[child_id] + ([parent_id] if parent_id else []),
             advice=_advice(shape, False, rewritten) if shape else

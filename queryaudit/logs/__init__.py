@@ -19,7 +19,9 @@ line_num, vxid, xid, user, database, application, host, queryid (`%Q`, None when
 sqlstate, severity, source (file:line) and `session_key` (session_id, else pid).
 
 - `StatementEvent`: query, duration_ms (None under log_statement), phase (simple,
-  execute, parse, bind), prepared_name, parameters (logged values, quoted, in $n order).
+  execute; parse and bind from csvlog/jsonlog only: the stderr reader skips them, the
+  execute line that follows carries the statement), prepared_name, parameters (logged
+  values, quoted, in $n order).
 - `PlanEvent`: auto_explain output: query, duration_ms, plan_text or plan_json.
 - `LockEvent`: kind (waiting, acquired, deadlock, deadlock-avoided, detected, timeout),
   lock_mode, lock_object (as logged), lock_type, relation_oid, relation_name (from

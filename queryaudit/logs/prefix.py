@@ -83,8 +83,28 @@ def prefix_pattern(prefix: str) -> str:
     return "".join(out)
 
 
+# Groups every line regex has, as empty groups when the prefix lacks the escape: the
+# reader takes them with one m.group(...) call per entry.
+ALWAYS = ("timestamp", "pid", "session_id", "queryid")
+
+
 @lru_cache(maxsize=32)
 def line_regex(prefix: str) -> re.Pattern:
     """A full stderr line: prefix, severity, two spaces, the message."""
     severity = "|".join(SEVERITIES)
-    return re.compile(rf"^{prefix_pattern(prefix)}(?P<severity>{severity}):  (?P<message>.*)$", re.S)
+    body = prefix_pattern(prefix)
+    present = re.compile(body).groupindex
+    empty = "".join(f"(?P<{name}>)" for name in ALWAYS if name not in present)
+    return re.compile(rf"^{empty}{body}(?P<severity>{severity}):  (?P<message>.*)$", re.S)
+
+
+@lru_cache(maxsize=32)
+def block_regex(prefix: str) -> re.Pattern:
+    """The same, over a block of lines: each match is one entry's first line."""
+    line = line_regex(prefix).pattern
+    assert line.endswith("(?P<message>.*)$")
+    # The statement lines' head, captured in the same match (postgres.c: `duration: 0.015 ms
+    # execute S_1: `, `statement: `, `parse <unnamed>: `): no second regex for nearly every line.
+    head = r"(?P<head>(?:duration: (?P<duration>\d+(?:\.\d+)?) ms  )?(?P<phase>statement|execute|parse|bind)" \
+           r"(?: [^:\n]*?)?: )?"
+    return re.compile(line[:-len("(?P<message>.*)$")] + rf"(?P<message>{head}[^\n]*)", re.M)

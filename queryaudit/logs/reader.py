@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from queryaudit.errors import AuditError
-from queryaudit.logs.prefix import DEFAULT_PREFIX, line_regex
+from queryaudit.logs.prefix import DEFAULT_PREFIX, SEVERITIES, block_regex
 
 SECONDARY = {"DETAIL": "detail", "HINT": "hint", "CONTEXT": "context", "STATEMENT": "statement",
              "QUERY": "internal_query", "LOCATION": "location"}
 MAX_FIELD_CHARS = 1_000_000  # a statement longer than this is truncated (counted), not kept whole
+BLOCK_BYTES = 1 << 20  # read and decode this much at a time, cut at a line boundary
 
 
 @dataclass
@@ -33,36 +34,95 @@ class ReadStats:
     records: int = 0
     malformed_lines: int = 0  # not UTF-8, unparseable, or a continuation with nothing to continue
     truncated_fields: int = 0
+    csv_field_counts: dict[int, int] = field(default_factory=dict)  # rows by field count (csvlog)
+    first_unmatched: str | None = None  # the first line no parser took, for the error message
+    not_utf8: int = 0
 
 
 class Record:
     """One log entry: the prefix (or csv/json) fields, the severity, the message and the
-    secondary fields PostgreSQL attaches to it (DETAIL, HINT, CONTEXT, STATEMENT...)."""
+    secondary fields PostgreSQL attaches to it (DETAIL, HINT, CONTEXT, STATEMENT...).
 
-    __slots__ = ("header", "severity", "message", "detail", "hint", "context", "statement", "internal_query",
-                 "location", "source", "_last")
+    Built once per entry in the hot loop, so it holds only what the fast path reads:
+    `first` (the message's first line), `more` (its next lines), `key` (timestamp, pid,
+    session id, query id as text, None when absent) and the secondaries in `extra`; the
+    full header dict (`header`) is only built when an event asks for it."""
 
-    def __init__(self, header: dict, severity: str, message: str, source: str):
-        self.header = header
+    __slots__ = ("severity", "first", "more", "extra", "key", "_match", "_fields", "file", "lineno", "phase",
+                 "duration", "cut")
+
+    def __init__(self, severity: str, first: str, key: tuple, file: str, lineno, match=None, fields=None,
+                 phase: str | None = None, duration: str | None = None, cut: int = 0):
         self.severity = severity
-        self.message = message
-        self.detail = self.hint = self.context = self.statement = self.internal_query = self.location = None
-        self.source = source
-        self._last = "message"
+        self.first = first
+        # A statement line read by the stderr fast path: its phase, its duration (text) and
+        # where the statement starts in `first`; phase None when not known yet.
+        self.phase, self.duration, self.cut = phase, duration, cut
+        self.more = None
+        self.extra = None
+        self.key = key
+        self._match = match
+        self._fields = fields
+        self.file = file
+        self.lineno = lineno
+
+    @property
+    def header(self) -> dict:
+        if self._fields is None:
+            self._fields = {k: v for k, v in self._match.groupdict().items() if v != ""}
+        return self._fields
+
+    @property
+    def source(self) -> str:
+        where = self.lineno
+        if isinstance(where, tuple):  # ([offset, its line, lines before the block], the block, the entry's offset)
+            memo, text, start = where
+            if start < memo[0]:
+                memo[0], memo[1] = 0, memo[2] + 1
+            memo[1] += text.count("\n", memo[0], start)  # from the last entry asked: each block is counted once
+            memo[0] = start
+            where = memo[1]
+        return f"{self.file}:{where}"
+
+    @property
+    def message(self) -> str:
+        return self.first if self.more is None else self.first + "\n" + "\n".join(self.more)
+
+    def _get(self, name: str):
+        return self.extra.get(name) if self.extra else None
+
+    detail = property(lambda self: self._get("detail"))
+    hint = property(lambda self: self._get("hint"))
+    context = property(lambda self: self._get("context"))
+    statement = property(lambda self: self._get("statement"))
+    internal_query = property(lambda self: self._get("internal_query"))
+    location = property(lambda self: self._get("location"))
 
     def append_line(self, line: str, stats: ReadStats) -> None:
-        if line.startswith("\t"):  # stderr indents a message's own next lines with one tab
+        if line.startswith("\t"):  # stderr indents a message's own next lines with one tab (elog.c)
             line = line[1:]
-        current = getattr(self, self._last) or ""
+        if self.extra is None:
+            if self.more is None:
+                self.more = [line]
+            elif len(self.more) < 10_000:
+                self.more.append(line)
+            else:
+                stats.truncated_fields += 1
+            return
+        last = self.extra["_last"]
+        current = self.extra[last]
         if len(current) > MAX_FIELD_CHARS:
             stats.truncated_fields += 1
             return
-        setattr(self, self._last, current + "\n" + line)
+        self.extra[last] = current + "\n" + line
 
     def attach(self, name: str, text: str) -> None:
-        current = getattr(self, name)
-        setattr(self, name, text if current is None else current + "\n" + text)
-        self._last = name
+        if self.extra is None:
+            self.extra = {"_last": name, name: text}
+            return
+        current = self.extra.get(name)
+        self.extra[name] = text if current is None else current + "\n" + text
+        self.extra["_last"] = name
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
@@ -86,7 +146,9 @@ def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
 
 def _open(path: Path):
     try:
-        return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb", buffering=1 << 20)
+        with open(path, "rb") as f:
+            compressed = f.read(2) == b"\x1f\x8b"  # gzip by its magic bytes, whatever the name
+        return gzip.open(path, "rb") if compressed else open(path, "rb", buffering=0)
     except OSError as exc:
         raise AuditError(f"cannot read log file {path}: {exc.strerror or exc}") from None
 
@@ -114,74 +176,177 @@ def detect_format(path: Path) -> str:
     return "stderr"
 
 
-def _decoded_lines(f, stats: ReadStats, keepends: bool = False) -> Iterator[str | None]:
-    """Lines as text; a line that is not UTF-8 yields None (counted by the caller's parser)."""
-    for raw in f:
-        stats.lines += 1
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            stats.malformed_lines += 1
-            yield None
+def _decode(data: bytes, stats: ReadStats) -> list[str | None]:
+    """The block's lines; a line that is not UTF-8 becomes None (counted)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        lines: list[str | None] = []
+        for raw in data.split(b"\n"):
+            try:
+                lines.append(raw.decode("utf-8").rstrip("\r"))
+            except UnicodeDecodeError:
+                stats.malformed_lines += 1
+                stats.not_utf8 += 1
+                lines.append(None)
+        return lines
+    lines = text.split("\n")
+    if "\r" in text:
+        lines = [line.rstrip("\r") for line in lines]
+    return lines
+
+
+def _chunks(f) -> Iterator[bytes]:
+    """The file about BLOCK_BYTES at a time, each chunk whole lines without the last newline
+    (the per-line read and decode are what made a line-by-line reader slow)."""
+    read = getattr(f, "read1", None) if isinstance(f, gzip.GzipFile) else None
+    read = read or f.read  # read1 on gzip: what was decompressed survives a truncated file
+    rest = b""
+    while True:
+        chunk = read(BLOCK_BYTES)
+        if not chunk:
+            break
+        if rest:
+            chunk = rest + chunk
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            rest = chunk[-MAX_FIELD_CHARS * 8:]  # one enormous line: keep its end, bounded
             continue
-        yield line if keepends else line.rstrip("\r\n")
+        rest = chunk[cut + 1:]
+        yield chunk[:cut]
+    if rest:
+        yield rest
+
+
+def _blocks(f, stats: ReadStats) -> Iterator[list[str | None]]:
+    """The file as lists of lines (None for a line that is not UTF-8)."""
+    for chunk in _chunks(f):
+        lines = _decode(chunk, stats)
+        stats.lines += len(lines)
+        yield lines
+
+
+KEY_FIELDS = ("timestamp", "pid", "session_id", "queryid")  # what every record carries in `key`
+
+
+def _text_blocks(f, stats: ReadStats) -> Iterator[str]:
+    """The file as text blocks of whole lines (no final newline); lines that are not UTF-8
+    are dropped (counted)."""
+    for chunk in _chunks(f):
+        stats.lines += chunk.count(b"\n") + 1
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "\n".join(line for line in _decode(chunk, stats) if line is not None)
+        yield text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Record]:
-    regex = line_regex(prefix)
-    match = regex.match
-    has_pid = "pid" in regex.groupindex
+    """Entries of a stderr log. One regex call finds every entry's first line in a block
+    (re.M); the text between two matches is the previous entry's continuation lines.
+    That keeps the Python work per entry, not per line."""
+    regex = block_regex(prefix)
+    finditer = regex.finditer
+    groups = regex.groupindex
+    # One m.group() call per entry: severity, message, statement head, phase, duration, then the key.
+    wanted = tuple(groups[name] for name in ("severity", "message", "head", "phase", "duration") + KEY_FIELDS)
+    secondary_of = SECONDARY.get
     pending: Record | None = None
-    lineno = 0
-    for line in _decoded_lines(f, stats):
-        lineno += 1
-        if line is None:
-            continue
-        m = match(line)
-        if m is None:
+    skipping = False  # in a parse or bind line (and its DETAIL): the execute line follows, with the duration
+    base = records = malformed = 0  # base: lines before the block
+
+    def between(text: str) -> None:
+        nonlocal malformed
+        if skipping:  # a parse or bind line's own next lines
+            return
+        for line in text.split("\n"):
             # A statement's or a plan's next line (PostgreSQL writes the message's own newlines).
-            if pending is None:
-                if line.strip():
-                    stats.malformed_lines += 1
-            else:
+            if pending is not None:
                 pending.append_line(line, stats)
-            continue
-        severity = m.group("severity")
-        secondary = SECONDARY.get(severity)
-        if secondary is not None:
-            # DETAIL, CONTEXT, STATEMENT... follow their entry, from the same backend.
-            if pending is not None and (not has_pid or pending.header.get("pid") == m.group("pid")):
-                pending.attach(secondary, m.group("message"))
-            else:
-                stats.malformed_lines += 1
-            continue
+            elif line.strip():
+                malformed += 1
+                if stats.first_unmatched is None:
+                    stats.first_unmatched = line[:300]
+
+    try:
+        for text in _text_blocks(f, stats):
+            pos = 0
+            where = [0, base + 1, base]  # shared by the block's entries: their line numbers, counted lazily
+            for m in finditer(text):
+                start, end = m.span()
+                if start != pos:
+                    between(text[pos:start - 1])
+                pos = end + 1
+                severity, message, head, phase, duration, ts, pid, session_id, queryid = m.group(*wanted)
+                secondary = secondary_of(severity)
+                if secondary is not None:
+                    # DETAIL, CONTEXT, STATEMENT... follow their entry, from the same backend.
+                    if skipping:
+                        continue
+                    if pending is not None and pending.key[1] == pid:
+                        if pending.extra is None:
+                            pending.extra = {"_last": secondary, secondary: message}
+                        else:
+                            pending.attach(secondary, message)
+                    else:
+                        malformed += 1
+                    continue
+                if pending is not None:
+                    yield pending
+                records += 1
+                if phase is not None and severity == "LOG":
+                    if phase == "parse" or phase == "bind":
+                        pending, skipping = None, True
+                        continue
+                    pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
+                                     m, None, phase, duration, len(head))
+                else:
+                    pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
+                                     m)
+                skipping = False
+            if pos <= len(text):
+                between(text[pos:])
+            base += text.count("\n") + 1
         if pending is not None:
             yield pending
-        stats.records += 1
-        pending = Record(m.groupdict(), severity, m.group("message"), f"{source}:{lineno}")
-    if pending is not None:
-        yield pending
+    finally:
+        stats.records += records
+        stats.malformed_lines += malformed
 
 
+# csvlog columns in PostgreSQL's order; each version adds at the end (verified against the
+# `CREATE TABLE postgres_log` of each version's manual, "Using CSV-Format Log Output").
 CSV_COLUMNS = ["timestamp", "user", "database", "pid", "remote", "session_id", "line_num", "command_tag",
                "session_start", "vxid", "xid", "severity", "sqlstate", "message", "detail", "hint",
                "internal_query", "internal_query_pos", "context", "statement", "query_pos", "location",
                "application", "backend_type", "leader_pid", "queryid"]
+# field count -> the versions that write it
+CSV_VERSIONS = {22: "8.3-8.4", 23: "9.0-12", 24: "13", 26: "14-18"}
+_SEVERITY_NAMES = frozenset(SEVERITIES)
 
 
-def _record_from_fields(fields: dict, source: str) -> Record:
-    rec = Record(fields, fields.get("severity") or "LOG", fields.get("message") or "", source)
+def _record_from_fields(fields: dict, source: str, n: int) -> Record:
+    key = (fields.get("timestamp"), fields.get("pid"), fields.get("session_id"), fields.get("queryid"))
+    message = fields.get("message") or ""
+    rec = Record(fields.get("severity") or "LOG", message, key, source, n, fields=fields)
     for name in ("detail", "hint", "context", "statement", "internal_query", "location"):
         value = fields.get(name)
         if value:
-            setattr(rec, name, value)
+            rec.attach(name, value)
     return rec
 
 
+def _csv_lines(f, stats: ReadStats) -> Iterator[str]:
+    for lines in _blocks(f, stats):
+        for line in lines:
+            if line is not None:
+                yield line + "\n"
+
+
 def read_csvlog(f, source: str, stats: ReadStats) -> Iterator[Record]:
-    lines = (line for line in _decoded_lines(f, stats, keepends=True) if line is not None)
-    reader = csv.reader(lines)
+    reader = csv.reader(_csv_lines(f, stats))
     n = 0
+    counts = stats.csv_field_counts
     while True:
         try:
             row = next(reader)
@@ -191,12 +356,16 @@ def read_csvlog(f, source: str, stats: ReadStats) -> Iterator[Record]:
             stats.malformed_lines += 1
             continue
         n += 1
-        if len(row) < 23 or not row[11]:
+        width = len(row)
+        counts[width] = counts.get(width, 0) + 1
+        if width not in CSV_VERSIONS or row[11] not in _SEVERITY_NAMES:
             stats.malformed_lines += 1
+            if stats.first_unmatched is None:
+                stats.first_unmatched = ",".join(row)[:300]
             continue
-        fields = {name: (value if value != "" else None) for name, value in zip(CSV_COLUMNS, row)}
+        fields = {name: value for name, value in zip(CSV_COLUMNS, row) if value != ""}
         stats.records += 1
-        yield _record_from_fields(fields, f"{source}:record {n}")
+        yield _record_from_fields(fields, source, f"record {n}")
 
 
 JSON_KEYS = {"timestamp": "timestamp", "user": "user", "dbname": "database", "pid": "pid",
@@ -209,21 +378,24 @@ JSON_KEYS = {"timestamp": "timestamp", "user": "user", "dbname": "database", "pi
 
 def read_jsonlog(f, source: str, stats: ReadStats) -> Iterator[Record]:
     lineno = 0
-    for line in _decoded_lines(f, stats):
-        lineno += 1
-        if line is None or not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            stats.malformed_lines += 1
-            continue
-        if not isinstance(obj, dict) or "message" not in obj:
-            stats.malformed_lines += 1
-            continue
-        fields = {JSON_KEYS[k]: (str(v) if v is not None else None) for k, v in obj.items() if k in JSON_KEYS}
-        stats.records += 1
-        yield _record_from_fields(fields, f"{source}:{lineno}")
+    loads = json.loads
+    for lines in _blocks(f, stats):
+        for line in lines:
+            lineno += 1
+            if line is None or not line.strip():
+                continue
+            try:
+                obj = loads(line)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict) or "message" not in obj:
+                stats.malformed_lines += 1
+                if stats.first_unmatched is None:
+                    stats.first_unmatched = line[:300]
+                continue
+            fields = {JSON_KEYS[k]: str(v) for k, v in obj.items() if k in JSON_KEYS and v is not None}
+            stats.records += 1
+            yield _record_from_fields(fields, source, lineno)
 
 
 def read_records(paths: Iterable[str | Path], prefix: str | None = None, stats: ReadStats | None = None,

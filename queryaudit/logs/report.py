@@ -19,6 +19,21 @@ def query_latency(snapshot: Snapshot, statement: Statement) -> dict:
     return {"p50_ms": match.p50_ms, "p95_ms": match.p95_ms, "p99_ms": match.p99_ms, "log_calls": match.count}
 
 
+def workload_sources(snapshot: Snapshot) -> str:
+    """The line above every workload table: which figures come from which source."""
+    logs = snapshot.logs
+    has_pgss = bool(snapshot.statements)
+    if logs is None or not logs.executions:
+        return ("calls, total and mean: pg_stat_statements; no p50/p95/p99 (pg_stat_statements keeps no "
+                "percentiles: give the server log with --log, log_min_duration_statement = 0)") if has_pgss else \
+            "no statements: neither pg_stat_statements nor a server log with durations"
+    span = f"{logs.first_timestamp} → {logs.last_timestamp}" if logs.first_timestamp else "no timestamps"
+    log = f"the server log ({logs.executions:,} logged executions, {span})"
+    if has_pgss:
+        return f"calls, total and mean: pg_stat_statements; p50/p95/p99 and log calls: {log}"
+    return f"count, total, p50/p95/p99: {log}"
+
+
 def log_section(snapshot: Snapshot, top: int = 20) -> dict | None:
     logs = snapshot.logs
     if logs is None:

@@ -136,12 +136,23 @@ def render(report: dict) -> str:
     else:
         lines += ["No findings.", ""]
 
-    lines += [f"## Workload (top {min(WORKLOAD_ROWS, len(report['queries']))} statements by total time)", ""]
-    rows = [[str(n), _pct(q['share_of_total_time']), _ms(q['total_exec_time_ms']), _num(q['calls']),
-             _ms(q['mean_exec_time_ms']), _ms(q.get('p95_ms')), _pct(q.get('cache_hit_ratio')),
-             code(_one_line(q['query'], 90))] for n, q in enumerate(report["queries"][:WORKLOAD_ROWS], 1)]
-    lines += _table(["#", "share", "total", "calls", "mean", "p95", "cache hit", "statement"], rows,
-                    {0, 1, 2, 3, 4, 5, 6}) + [""]
+    logged = ((report.get("logs") or {}).get("statements") or [])[:WORKLOAD_ROWS]
+    if report["queries"] or not logged:
+        lines += [f"## Workload (top {min(WORKLOAD_ROWS, len(report['queries']))} statements by total time)", "",
+                  f"_{text(report.get('workload_sources') or '')}_", ""]
+        rows = [[str(n), _pct(q['share_of_total_time']), _ms(q['total_exec_time_ms']), _num(q['calls']),
+                 _ms(q['mean_exec_time_ms']), _ms(q.get('p50_ms')), _ms(q.get('p95_ms')), _ms(q.get('p99_ms')),
+                 _pct(q.get('cache_hit_ratio')), code(_one_line(q['query'], 90))]
+                for n, q in enumerate(report["queries"][:WORKLOAD_ROWS], 1)]
+        lines += _table(["#", "share", "total", "calls", "mean", "p50", "p95", "p99", "cache hit", "statement"], rows,
+                        {0, 1, 2, 3, 4, 5, 6, 7, 8}) + [""]
+    else:  # a log without pg_stat_statements: the log's own statements
+        lines += [f"## Workload (top {len(logged)} logged statements by total time)", "",
+                  f"_{text(report.get('workload_sources') or '')}_", ""]
+        rows = [[str(n), _ms(q['total_ms']), _num(q['count']), _ms(q['p50_ms']), _ms(q['p95_ms']), _ms(q['p99_ms']),
+                 _ms(q['max_ms']), code(_one_line(q['query'], 90))] for n, q in enumerate(logged, 1)]
+        lines += _table(["#", "total", "count", "p50", "p95", "p99", "max", "statement"], rows,
+                        {0, 1, 2, 3, 4, 5, 6}) + [""]
 
     if report["findings"]:
         lines += ["## Fixes", ""]

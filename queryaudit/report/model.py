@@ -12,7 +12,7 @@ from queryaudit.collect import top_statements
 from queryaudit.findings import SEVERITIES, Finding, combined_saving_share, merge_overlapping, prioritise
 from queryaudit.lock_report import locks_section
 from queryaudit.report.derive import enrich
-from queryaudit.logs.report import log_section, query_latency
+from queryaudit.logs.report import log_section, query_latency, workload_sources
 from queryaudit.snapshot import Snapshot
 
 SCHEMA_VERSION = 1
@@ -84,6 +84,8 @@ def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> 
         "errors": [{"stage": e.stage, "message": e.message} for e in snapshot.errors],
         "settings": server.settings,
         "queries": [_query_entry(snapshot, s) for s in _reported_statements(snapshot, top)],
+        # Which figures of the workload tables come from pg_stat_statements, which from the log.
+        "workload_sources": workload_sources(snapshot),
         "findings": [f.to_dict() for f in ordered],
         "summary": {
             "findings_by_severity": by_severity,

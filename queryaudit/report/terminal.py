@@ -84,10 +84,24 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
     else:
         console.print("No findings.")
 
-    queries = Table(title="Top statements by total time", title_justify="left")
-    rows = [(_pct(q["share_of_total_time"]), _ms(q["total_exec_time_ms"]), f"{q['calls']:,}",
-             _ms(q["mean_exec_time_ms"]), f"{q['rows_per_call']}") for q in report["queries"][:limit]]
-    headers = ("share", "total", "calls", "mean", "rows/call")
+    listed = report["queries"][:limit]
+    logged = ((report.get("logs") or {}).get("statements") or [])[:limit]
+    percentiles = ("p50", "p95", "p99")
+    if listed:
+        title = "Top statements by total time"
+        headers = ("share", "total", "calls", "mean", "rows/call")
+        rows = [(_pct(q["share_of_total_time"]), _ms(q["total_exec_time_ms"]), f"{q['calls']:,}",
+                 _ms(q["mean_exec_time_ms"]), f"{q['rows_per_call']}") for q in listed]
+        if any(q.get("p95_ms") is not None for q in listed):  # tail latency from the log
+            headers += percentiles
+            rows = [r + tuple(_ms(q.get(f"{p}_ms")) for p in percentiles) for r, q in zip(rows, listed)]
+    else:  # a log without pg_stat_statements: the log's own statements
+        title, listed = "Top logged statements by total time", logged
+        headers = ("total", "count", "max") + percentiles
+        rows = [(_ms(q["total_ms"]), f"{q['count']:,}", _ms(q["max_ms"]), *(_ms(q[f"{p}_ms"]) for p in percentiles))
+                for q in listed]
+    queries = Table(title=title, title_justify="left", caption=report.get("workload_sources"),
+                    caption_justify="left")
     # Numbers are never cut; the query text takes what width is left and is cut instead.
     widths = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(headers)]
     for col, width in zip(headers, widths):
@@ -95,9 +109,10 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
     # 3 characters of border and padding per column, plus the closing border.
     query_width = max(20, console.width - sum(widths) - 3 * (len(headers) + 1) - 1)
     queries.add_column("query", no_wrap=True, overflow="ellipsis", max_width=query_width)
-    for row, q in zip(rows, report["queries"][:limit]):
+    for row, q in zip(rows, listed):
         queries.add_row(*row, Text(_one_line(q["query"], query_width)))
-    console.print(queries)
+    if listed:
+        console.print(queries)
     if len(report["findings"]) > len(report["summary"]["top_fixes"]):
         console.print(Text(f"{len(report['findings']) - len(report['summary']['top_fixes'])} more findings: "
                            "see the HTML/Markdown/JSON report (--html, --markdown, --json)", style="dim"))
