@@ -111,3 +111,63 @@ def test_combined_saving_counts_each_statement_once():
     # 1 - (0.1 x 0.5) of statement 1's 50%, plus half of statement 2's 20%; never more than the statements hold.
     assert combined_saving_share([index, rewrite, other], shares) == round(0.5 * 0.95 + 0.1, 6)
     assert combined_saving_share([index, index, index], shares) <= 0.5
+
+
+def _audit(db, path) -> dict:
+    result = run_cli("audit", "--dsn", db.dsn, "--no-explain", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    return json.loads(path.read_text())
+
+
+def test_the_same_workload_twice_is_no_significant_change(shop_db, tmp_path):
+    """Two runs of one workload on one database differ only by noise: Welch's test on
+    pg_stat_statements' spread calls nothing improved or regressed, and says so with the interval."""
+    shop_db.run_workload("shop")  # warm the caches: both measured runs start alike
+    reports = []
+    for name in ("first", "second"):
+        shop_db.execute("SELECT pg_stat_statements_reset()")
+        shop_db.run_workload("shop")
+        reports.append(tmp_path / f"{name}.json")
+        _audit(shop_db, reports[-1])
+    out = tmp_path / "compare.json"
+    result = run_cli("compare", str(reports[0]), str(reports[1]), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads(out.read_text())
+    moved = [(s["status"], s["query"][:60], s["mean_change_text"]) for s in comparison["statements"]
+             if s["status"] in ("improved", "regressed")]
+    assert not moved, moved
+    tested = [s for s in comparison["statements"] if (s["significance"] or {}).get("method") == "welch"]
+    assert len(tested) >= 5
+    assert all(s["mean_change_text"].startswith("no significant change") and "interval" in s["mean_change_text"]
+               for s in tested)
+
+
+def test_an_index_fix_is_improved_with_its_measured_change(empty_db, tmp_path):
+    empty_db.execute("CREATE TABLE items (id int PRIMARY KEY, k int NOT NULL, pad text)")
+    empty_db.execute("INSERT INTO items SELECT g, g % 5000, repeat('x', 50) FROM generate_series(1, 50000) g")
+    empty_db.execute("ANALYZE items")
+
+    def lookups():
+        with empty_db.connect() as conn:
+            for i in range(60):
+                conn.execute("SELECT id, pad FROM items WHERE k = %s", (i * 7 % 5000,)).fetchall()
+
+    empty_db.execute("SELECT pg_stat_statements_reset()")
+    lookups()
+    before = tmp_path / "before.json"
+    _audit(empty_db, before)
+    empty_db.execute("CREATE INDEX items_k_idx ON items (k)")
+    empty_db.execute("SELECT pg_stat_statements_reset()")
+    lookups()
+    after = tmp_path / "after.json"
+    _audit(empty_db, after)
+    result = run_cli("compare", str(before), str(after), "--json", str(tmp_path / "c.json"))
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads((tmp_path / "c.json").read_text())
+    lookup = next(s for s in comparison["statements"] if s["query"].startswith("SELECT id, pad FROM items WHERE k"))
+    assert lookup["status"] == "improved", lookup
+    sig = lookup["significance"]
+    assert sig["method"] == "welch" and sig["significant"] and sig["material"] and sig["interval_ms"][1] < 0
+    verdict = next(v for v in comparison["verdicts"] if v["kind"] == "index-created")
+    assert verdict["outcome"] == "improved" and verdict["object"] == "public.items_k_idx"
+    assert "faster (p < 0.001; 95 % interval" in verdict["text"] and "60 calls after" in verdict["text"]
