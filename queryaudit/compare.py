@@ -131,7 +131,10 @@ def judge(before: dict | None, after: dict | None, drift: float = 0.0) -> dict:
         low, high = math.exp(ratio - z * total) - 1, math.exp(ratio + z * total) - 1
         detail.update(p_value_with_drift=round(p_drift, 6), interval_relative=[round(low, 4), round(high, 4)])
     detail.update(significant=significant, material=material)
-    interval = f"{low:+.0%} … {high:+.0%}" if low is not None else f"{test.low:+.3g} … {test.high:+.3g} ms"
+    if low is None:
+        interval = f"{test.low:+.3g} … {test.high:+.3g} ms"
+    else:  # a 100x speed-up is -99 %: keep the digit that tells it from -100 %
+        interval = f"{low:+.1%} … {high:+.1%}" if low < -0.9 else f"{low:+.0%} … {high:+.0%}"
     if significant and material:
         p_value = max(test.p_value, detail.get("p_value_with_drift", 0.0))
         p = "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"

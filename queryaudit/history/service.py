@@ -36,6 +36,20 @@ def redacted_snapshot(snapshot):
     return dataclasses.replace(snapshot, statements=statements)
 
 
+def index_first_seen(snapshot, store_url: str | None, name: str | None = None, config: Config | None = None) -> dict:
+    """snapshot.extras["index_first_seen"] from the store (unused-index judges young indexes by
+    their own age); empty when nothing is stored yet."""
+    if store_url is None and config is None:
+        config = load_config()
+    if not store_exists(store_url, config):
+        return {}
+    store = open_store(store_url, config, create=False)
+    try:
+        return store.index_first_seen(snapshot, name)
+    finally:
+        store.close()
+
+
 def window_summary(window: Window) -> dict:
     kinds: dict[str, int] = {}
     for entry in window.entries:

@@ -576,9 +576,11 @@ class Store:
                                           "first_audit_id": audit_id} for name in fresh])
 
     def index_first_seen(self, snapshot, name: str | None = None) -> dict[str, str]:
-        """When each index of the snapshot's target first appeared in an audit, for the indexes
-        that appeared after the target's first audit (one present at the first audit may be
-        older: its age is unknown). Empty when the target has no audit yet."""
+        """When each index of the snapshot first appeared, as far as the store can tell: the
+        audit that first saw it, for indexes that appeared after the target's first audit,
+        and the snapshot itself for indexes no stored audit has seen. An index present at the
+        target's first audit may be older: it is left out (its age is unknown). Empty when
+        the store holds no audit of the target."""
         identity = target_identity(snapshot.server, name)
         targets, audits, seen = T["qa_targets"], T["qa_audits"], T["qa_index_seen"]
 
@@ -588,9 +590,18 @@ class Store:
                 return {}
             first = conn.execute(sa.select(sa.func.min(audits.c.collected_at))
                                  .where(audits.c.target_id == target[0])).scalar()
-            rows = conn.execute(sa.select(seen.c.index_name, seen.c.first_seen_at)
-                                .where(seen.c.target_id == target[0], seen.c.first_seen_at > first))
-            return {r[0]: r[1] for r in rows}
+            if first is None:
+                return {}
+            known = dict(conn.execute(sa.select(seen.c.index_name, seen.c.first_seen_at)
+                                      .where(seen.c.target_id == target[0])).all())
+            out = {}
+            for index in snapshot.indexes:
+                at = known.get(index.qualified_name)
+                if at is None:
+                    out[index.qualified_name] = snapshot.collected_at
+                elif at > first:
+                    out[index.qualified_name] = at
+            return out
         return self.transaction(read, read=True)
 
     def close(self) -> None:

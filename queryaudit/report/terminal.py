@@ -124,12 +124,12 @@ def render_compare(c: dict, console: Console | None = None) -> None:
     table = Table(title="Statements", title_justify="left")
     for col, justify, width in (("status", "left", 9), ("mean before", "right", 11), ("mean after", "right", 10),
                                 ("change", "right", 13), ("calls", "right", 13), ("query", "left", None)):
-        # The change carries its interval: it wraps rather than losing it.
-        table.add_column(col, justify=justify, no_wrap=col != "change", overflow="ellipsis", min_width=width)
+        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=width)
     for s in c["statements"][:15]:
         table.add_row(Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
                       _ms((s["before"] or {}).get("mean_exec_time_ms")), _ms((s["after"] or {}).get("mean_exec_time_ms")),
-                      "; ".join(t for t in (s.get("mean_change_text"), s.get("p95_change_text")) if t) or "-",
+                      # The verdict without its interval (the verdict lines above quote it whole).
+                      (s.get("mean_change_text") or "-").split(" (")[0].split(":")[0],
                       f"{(s['before'] or {}).get('calls', '-')} → {(s['after'] or {}).get('calls', '-')}",
                       Text(_one_line(s["query"], 50)))
     console.print(table)
