@@ -217,6 +217,8 @@ def render_compare(c: dict) -> str:
     lines += ["## Verdicts", ""]
     lines += [f"- {'✅' if v['outcome'] == 'improved' else '⚠️' if v['outcome'] == 'regressed' else '➖'} "
               f"{text(v['text'])}" for v in c["verdicts"]] or ["No fix applied between the two reports."]
+    lines += [f"- ✋ not applied: {code(k['check'])} {text(k['title'])}: needs a manual step: {text(k['manual_step'])}"
+              for k in c.get("skipped_fixes") or []]
     lines += [""]
     lines += ["## Findings", "", f"Resolved: **{len(c['findings']['resolved'])}**, new: **{len(c['findings']['new'])}**, "
               f"still open: {len(c['findings']['persisting'])}", ""]
