@@ -247,10 +247,10 @@ def _statement_verdict(subject: str, rows: list[dict]) -> dict:
     if not moved:
         measured = [r for r in rows if r["before"] and r["after"]][:3]
         lines = [_measured(r) for r in measured]
+        note = ("no reported statement changed significantly" if lines else
+                "no reported statement it serves ran in both reports: nothing measured")
         return {"subject": subject, "outcome": "no-change", "statements": [r["queryid"] for r in measured],
-                "lines": lines, "note": "no reported statement changed significantly",
-                "text": f"{subject}: no reported statement changed significantly"
-                        + (": " + "; ".join(lines) if lines else "")}
+                "lines": lines, "note": note, "text": f"{subject}: {note}" + (": " + "; ".join(lines) if lines else "")}
     parts = [_measured(r) for r in moved]
     outcome = "improved" if all(r["status"] == "improved" for r in moved) else "regressed"
     return {"subject": subject, "outcome": outcome, "statements": [r["queryid"] for r in moved], "lines": parts,

@@ -280,6 +280,9 @@ def test_advisory_lock_waits_name_the_key(empty_db, sessions):
     assert ev["lock_types"].keys() == {"advisory"} and ev["blocking_statements"][0]["query"].startswith(
         "SELECT pg_advisory_lock")
     assert "pg_try_advisory_lock" in finding["advice"] and finding["predicted_saving"]["share_of_total_time"] > 0
+    from queryaudit.redact import redact
+
+    assert "4242" in json.dumps(finding) and "4242" not in json.dumps(redact(finding))  # --redact hides the key
 
 
 def test_foreign_key_check_waiting_on_a_locked_parent_row(empty_db, sessions):

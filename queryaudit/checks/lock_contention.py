@@ -314,7 +314,7 @@ def _advice(snapshot: Snapshot, facts: LockFacts, pattern: str, relation: str,
                 "row FOR UPDATE, deleting it or changing its key: lock parent rows FOR NO KEY UPDATE, do not "
                 "update their key columns, and keep the transactions that update them short."), None
     if pattern == "advisory":
-        return ("Sessions queued on advisory lock keys " + ", ".join(evidence["keys"][:3]) + ": take them with "
+        return (f"Sessions queued on {len(evidence['keys'])} advisory lock key(s) (evidence.keys): take them with "
                 "pg_try_advisory_lock (or under a lock_timeout) instead of waiting, prefer pg_advisory_xact_lock "
                 "(released at commit), and keep the locked section short."), None
     if pattern == "deadlock":
