@@ -171,3 +171,36 @@ def test_an_index_fix_is_improved_with_its_measured_change(empty_db, tmp_path):
     verdict = next(v for v in comparison["verdicts"] if v["kind"] == "index-created")
     assert verdict["outcome"] == "improved" and verdict["object"] == "public.items_k_idx"
     assert "faster (p < 0.001; 95 % interval" in verdict["text"] and "60 calls after" in verdict["text"]
+
+
+def test_welch_matches_the_t_distribution():
+    """Reference values of Student's t (as scipy.stats.t gives them)."""
+    from queryaudit.significance import t_critical, t_two_sided_p, welch
+
+    assert t_two_sided_p(2.0, 10) == pytest.approx(0.0733880, abs=1e-6)
+    assert t_critical(0.05, 10) == pytest.approx(2.228139, abs=1e-5)
+    assert t_critical(0.05, 3) == pytest.approx(3.182446, abs=1e-5)
+    assert t_critical(0.01, 1000) == pytest.approx(2.580755, abs=1e-5)
+    # pg_stat_statements' deviations are population ones: sample variances are n/(n-1) larger.
+    test = welch(10.0, 2.0, 20, 12.0, 3.0, 25)
+    assert test.difference == 2.0 and test.low < 2.0 < test.high and 0.001 < test.p_value < 0.05
+    assert welch(10.0, 2.0, 1, 12.0, 3.0, 25) is None  # one call has no spread
+
+
+def _report(queries: list[dict]) -> dict:
+    return {"queries": [{"queryid": str(i), "query": f"SELECT {i}", "rows": 1, "share_of_total_time": 0.1,
+                         "total_exec_time_ms": q["mean_exec_time_ms"] * q["calls"], **q}
+                        for i, q in enumerate(queries)]}
+
+
+def test_p95_change_is_shown_where_both_reports_have_log_percentiles():
+    from queryaudit.compare import match_statements
+
+    before = _report([{"calls": 200, "mean_exec_time_ms": 10.0, "stddev_exec_time_ms": 2.0, "p95_ms": 14.0},
+                      {"calls": 200, "mean_exec_time_ms": 5.0, "stddev_exec_time_ms": 1.0}])
+    after = _report([{"calls": 200, "mean_exec_time_ms": 1.0, "stddev_exec_time_ms": 0.2, "p95_ms": 1.5},
+                     {"calls": 200, "mean_exec_time_ms": 5.1, "stddev_exec_time_ms": 1.0, "p95_ms": 7.0}])
+    rows = {r["queryid"]: r for r in match_statements(before, after)}
+    assert rows["0"]["status"] == "improved" and rows["0"]["p95_change_text"] == "p95 14 -> 1.5 ms (9.3x faster)"
+    assert rows["1"]["status"] == "unchanged" and rows["1"]["p95_change_text"] is None  # only one side has it
+    assert rows["1"]["mean_change_text"].startswith("no significant change (95 % interval")
