@@ -143,8 +143,11 @@ def test_ddl_waiting_behind_a_select_transaction_blocks_the_reads_behind_it(empt
 
     finding = _finding(data, "lock-contention", "public.accounts")
     ev = finding["evidence"]
-    assert finding["severity"] == "high" and "ddl-queue" in ev["patterns"]
+    assert finding["severity"] == "high" and ev["pattern"] == "ddl-queue"
     assert "lock_timeout" in finding["fix_sql"]
+    assert [d["query"] for d in ev["ddl_statements"]] == ["ALTER TABLE accounts ADD COLUMN note text"]
+    assert ev["queued_behind_ddl"] == 1 and ev["ddl_waited_behind"][0].startswith("SELECT count(*) FROM accounts")
+    assert finding["predicted_saving"]["share_of_total_time"] > 0
     assert ev["blocking_statements"][0]["query"].startswith("SELECT count(*) FROM accounts")
     waiting = {w["query"].split()[0]: w for w in ev["waiting_statements"]}
     assert waiting["ALTER"]["modes"] == ["AccessExclusiveLock"]

@@ -162,6 +162,8 @@ def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, 
 
             # The same stages as `audit`, so findings compare like with like against stored audits.
             snap = collect_live(resolve_dsn(dsn), AuditOptions(top=top))
+        # An index younger than the unused-index window is judged by its age in the store, as in `audit`.
+        snap.extras["index_first_seen"] = index_first_seen(snap, store_url, target, config)
         report = analyse(snap, top)
         before = None
         if record or store_exists(store_url, config):
