@@ -3,8 +3,8 @@
     .venv/bin/python bench/lock_sampler_bench.py [--dsn DSN] [--seconds 10] [--rate 10] [--sessions 50]
 
 Without --dsn it starts a throwaway cluster (the embedded PostgreSQL 18). Two windows:
-nobody waits (only the tick query runs), then contention (a holder and 3 waiters on
-one row, so every tick also reads pg_locks). `--sessions` idle connections are opened
+nobody waits (the tick query skips pg_locks: a one-time filter), then contention (a
+holder and 3 waiters on one row, so every tick also reads pg_locks and pg_blocking_pids). `--sessions` idle connections are opened
 so pg_stat_activity is not trivially small. The auditor's statements carry the
 `/* queryaudit */` comment (queryaudit.connect.MARKER), which is how they are counted.
 Not a test: run it on demand.
@@ -42,8 +42,8 @@ def window(dsn: str, admin: psycopg.Connection, seconds: float, rate: float, lab
           f"server time {server_ms:.1f} ms ({server_ms / elapsed:.2f} ms per second sampled, "
           f"{100 * server_ms / 1000 / elapsed:.3f}% of one core)")
     for query, (c, t) in sorted(sampler.items(), key=lambda kv: -kv[1][1]):
-        kind = "chain (pg_locks)" if "pg_locks" in query and "pg_blocking_pids" in query else (
-            "held locks (once)" if "pg_locks" in query else "tick (pg_stat_activity)")
+        kind = "tick (one query)" if "pg_stat_activity" in query and "pg_blocking_pids" in query else (
+            "held locks (once)" if "pg_locks" in query else "other")
         print(f"    {kind:24} calls {c:6}  mean {t / c:.3f} ms  total {t:.1f} ms")
 
 

@@ -130,6 +130,10 @@ def audit(
     out_dir: Path = typer.Option(Path("queryaudit-reports"), "--out-dir", help="with --targets: where the reports go"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="with --targets: audits at once "
                                           "(default: the file's workers, else 4)"),
+    unused_index_min_days: float = typer.Option(7.0, "--unused-index-min-days", min=0,
+                                                help="days of index statistics (since the last reset, and since the "
+                                                     "index appeared in the --store history) before an index is "
+                                                     "called unused"),
 ) -> None:
     """Collect (or load) a snapshot, run every check and write the reports."""
     from queryaudit.connect import resolve_dsn
@@ -170,6 +174,11 @@ def audit(
 
         read_logs(snap, logs, log_line_prefix, DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms,
                                                              round_trip_ms=round_trip_ms))
+    snap.extras["unused_index_min_days"] = unused_index_min_days
+    if store or baseline:
+        from queryaudit.history.service import index_first_seen
+
+        snap.extras["index_first_seen"] = index_first_seen(snap, store, target_name)
     if save_snapshot:
         save_snapshot_file(snap, save_snapshot, redact)
     report = analyse(snap, top)

@@ -3,12 +3,27 @@
 Statements match by queryid, else by their normalized text (pglast fingerprint, then
 whitespace-folded text). Findings match by id. A verdict is written for each fix that
 visibly happened between the two reports: an index created or made valid, extended
-statistics created, a finding resolved; each names the statements whose mean time moved.
+statistics created, a finding resolved; each quotes the measured change of the
+statements it serves.
+
+A statement is "improved" or "regressed" only when its mean time changed both
+significantly and materially; otherwise it is "unchanged", shown as "no significant
+change" with the 95 % interval of the change.
+- Significant: Welch's t-test on pg_stat_statements' calls, mean and standard deviation
+  (p < ALPHA), and the change stands out of the runs' drift: two runs on one machine
+  differ as a whole (a busier machine slows every statement at once), which no
+  within-run spread shows; the drift is estimated from all statements measured on both
+  sides (run_drift) and added to the statement's own error (log scale).
+- Material: by at least MATERIAL_CHANGE of the mean, and MIN_CHANGE_MS.
+Without a spread (store windows recorded before spreads were kept) only a
+REGRESSION_FACTOR change over UNTESTED_MIN_CALLS calls counts. Where both reports carry
+log percentiles (--log), the p95 change is shown beside the mean.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from pathlib import Path
 
@@ -18,11 +33,18 @@ from queryaudit.report.derive import when
 from queryaudit.sql import fingerprint
 
 COMPARE_SCHEMA_VERSION = 1
-# A statement "moved" when its mean time changed by at least this factor either way.
-CHANGE_FACTOR = 1.25
-REGRESSION_FACTOR = 2.0
+# Significant: Welch's p-value below ALPHA (strict: one comparison tests every statement).
+ALPHA = 0.01
+INTERVAL_ALPHA = 0.05  # the interval shown: 95 %
+# Material: the mean moved by at least this share of its value ...
+MATERIAL_CHANGE = 0.20
 # ... and by at least this much: sub-0.1 ms means move with the machine's mood.
 MIN_CHANGE_MS = 0.1
+# Without a spread to test against, only a change of this factor, over this many calls, counts.
+REGRESSION_FACTOR = 2.0
+UNTESTED_MIN_CALLS = 30
+# The runs' drift (run_drift) is estimated from at least this many statements.
+DRIFT_MIN_STATEMENTS = 5
 
 
 def load_report(path: str | Path) -> dict:
@@ -42,34 +64,117 @@ def _text_key(query: str) -> str:
 
 
 def _stats(q: dict) -> dict:
-    return {k: q.get(k) for k in ("calls", "total_exec_time_ms", "mean_exec_time_ms", "rows", "share_of_total_time")}
+    return {k: q.get(k) for k in ("calls", "total_exec_time_ms", "mean_exec_time_ms", "stddev_exec_time_ms", "rows",
+                                  "share_of_total_time", "p50_ms", "p95_ms", "p99_ms")}
+
+
+def _ratio_text(before: float, after: float) -> str:
+    if after > 0 and before / after >= 1:
+        return f"{before / after:,.1f}x faster" if before / after >= 1.05 else f"{(after - before) / before:+.0%}"
+    return f"{after / before:,.1f}x slower" if before > 0 and after / before >= 1.05 else "unchanged"
+
+
+def run_drift(pairs: list[tuple[dict, dict]]) -> float:
+    """How much the two runs differ as a whole (log scale): 1.4826 x the median |ln(after/before)|
+    of the statements measured on both sides. Within-run spread cannot see a machine that
+    was busier during one run (every statement then moves together); a statement's change
+    must also stand out of this. 0 when too few statements tell."""
+    logs = sorted(abs(math.log(a["mean_exec_time_ms"] / b["mean_exec_time_ms"])) for b, a in pairs
+                  if min(b.get("calls") or 0, a.get("calls") or 0) >= 2
+                  and (b.get("mean_exec_time_ms") or 0) > 0 and (a.get("mean_exec_time_ms") or 0) > 0
+                  and max(b["mean_exec_time_ms"], a["mean_exec_time_ms"]) >= MIN_CHANGE_MS)
+    if len(logs) < DRIFT_MIN_STATEMENTS:
+        return 0.0
+    mid = len(logs) // 2
+    median = logs[mid] if len(logs) % 2 else (logs[mid - 1] + logs[mid]) / 2
+    return 1.4826 * median
+
+
+def _normal_p(z: float) -> float:
+    return math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def judge(before: dict | None, after: dict | None, drift: float = 0.0) -> dict:
+    """Status, change text and the test behind it, for one statement's two records.
+    `drift`: run_drift() of the comparison (log scale), added to the statement's own spread."""
+    from queryaudit.significance import welch
+
+    if before is None:
+        return {"status": "new", "text": None, "test": None}
+    if after is None:
+        return {"status": "gone", "text": None, "test": None}
+    b, a = before.get("mean_exec_time_ms"), after.get("mean_exec_time_ms")
+    if b is None or a is None:
+        return {"status": "unchanged", "text": None, "test": None}
+    relative = (a - b) / b if b > 0 else (0.0 if a == b else float("inf"))
+    material = abs(relative) >= MATERIAL_CHANGE and abs(a - b) >= MIN_CHANGE_MS
+    sb, sa = before.get("stddev_exec_time_ms"), after.get("stddev_exec_time_ms")
+    nb, na = int(before.get("calls") or 0), int(after.get("calls") or 0)
+    test = welch(b, sb, nb, a, sa, na, INTERVAL_ALPHA) if sb is not None and sa is not None else None
+    if test is None:
+        return _untested(b, a, relative, nb, na)
+    significant = test.significant(ALPHA)
+    detail = {"method": "welch", "p_value": round(test.p_value, 6), "df": round(test.df, 1),
+              "difference_ms": round(test.difference, 4), "interval_ms": [round(test.low, 4), round(test.high, 4)],
+              "relative_change": round(relative, 4) if math.isfinite(relative) else None,
+              "interval_relative": [round(test.low / b, 4), round(test.high / b, 4)] if b > 0 else None,
+              "alpha": ALPHA, "material_change": MATERIAL_CHANGE, "run_drift": round(drift, 4)}
+    low, high = detail["interval_relative"] or (None, None)
+    if drift > 0 and a > 0 and b > 0:
+        # Log scale: the statement's own standard error (delta method) and the runs' drift.
+        se = math.sqrt((sb ** 2 * nb / max(1, nb - 1)) / (nb * b * b) + (sa ** 2 * na / max(1, na - 1)) / (na * a * a))
+        total = math.sqrt(se * se + drift * drift)
+        ratio = math.log(a / b)
+        p_drift = _normal_p(ratio / total)
+        significant = significant and p_drift < ALPHA
+        z = 1.959964  # the 95 % interval
+        low, high = math.exp(ratio - z * total) - 1, math.exp(ratio + z * total) - 1
+        detail.update(p_value_with_drift=round(p_drift, 6), interval_relative=[round(low, 4), round(high, 4)])
+    detail.update(significant=significant, material=material)
+    if low is None:
+        interval = f"{test.low:+.3g} … {test.high:+.3g} ms"
+    else:  # a 100x speed-up is -99 %: keep the digit that tells it from -100 %
+        interval = f"{low:+.1%} … {high:+.1%}" if low < -0.9 else f"{low:+.0%} … {high:+.0%}"
+    if significant and material:
+        p_value = max(test.p_value, detail.get("p_value_with_drift", 0.0))
+        p = "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
+        return {"status": "improved" if a < b else "regressed", "test": detail,
+                "text": f"{_ratio_text(b, a)} ({p}; 95 % interval {interval})"}
+    text = (f"no significant change (95 % interval {interval})" if not significant else
+            f"no significant change: {relative:+.0%} is below the {MATERIAL_CHANGE:.0%} threshold "
+            f"(95 % interval {interval})")
+    return {"status": "unchanged", "text": text, "test": detail}
+
+
+def _untested(b: float, a: float, relative: float, nb: int, na: int) -> dict:
+    """No spread to test against (a store window recorded before spreads were kept): only a
+    large change over enough calls counts; one call against one call never does."""
+    detail = {"method": "ratio", "relative_change": round(relative, 4) if math.isfinite(relative) else None,
+              "note": f"no spread (fewer than 2 calls, or no stddev): only a {REGRESSION_FACTOR:g}x change over "
+                      f"at least {UNTESTED_MIN_CALLS} calls a side counts"}
+    big = (min(nb, na) >= UNTESTED_MIN_CALLS and abs(a - b) >= MIN_CHANGE_MS
+           and (a > 0 and b / a >= REGRESSION_FACTOR or b > 0 and a / b >= REGRESSION_FACTOR or a == 0 < b))
+    if big:
+        return {"status": "improved" if a < b else "regressed", "test": detail,
+                "text": f"{_ratio_text(b, a)} (untested: no spread)"}
+    return {"status": "unchanged", "test": detail, "text": f"no significant change ({relative:+.0%}, untested)"}
 
 
 def change_text(before: float | None, after: float | None) -> str | None:
+    """A plain ratio of two means, for lines that quote one (no test behind it)."""
     if before is None or after is None:
         return None
     if abs(before - after) < MIN_CHANGE_MS:
         return "unchanged"
-    if after > 0 and before / after >= CHANGE_FACTOR:
-        return f"{before / after:,.1f}x faster"
-    if before > 0 and after / before >= CHANGE_FACTOR:
-        return f"{after / before:,.1f}x slower"
-    return "unchanged"
+    return _ratio_text(before, after)
 
 
-def _status(before: dict | None, after: dict | None) -> str:
-    if before is None:
-        return "new"
-    if after is None:
-        return "gone"
-    b, a = before["mean_exec_time_ms"] or 0.0, after["mean_exec_time_ms"] or 0.0
-    if abs(b - a) < MIN_CHANGE_MS:
-        return "unchanged"
-    if a > 0 and b / a >= CHANGE_FACTOR or a == 0 < b:
-        return "improved"
-    if b > 0 and a / b >= CHANGE_FACTOR:
-        return "regressed"
-    return "unchanged"
+def p95_change(before: dict | None, after: dict | None) -> str | None:
+    """The logs' p95 before -> after, where both reports have it (--log)."""
+    b, a = (before or {}).get("p95_ms"), (after or {}).get("p95_ms")
+    if b is None or a is None:
+        return None
+    return f"p95 {b:.3g} -> {a:.3g} ms ({change_text(b, a)})"
 
 
 def match_statements(before: dict, after: dict) -> list[dict]:
@@ -96,6 +201,10 @@ def match_statements(before: dict, after: dict) -> list[dict]:
             used.add(match["queryid"])
         rows.append(_row(q, match, how if match else None))
     rows += [_row(None, q, None) for q in after["queries"] if q["queryid"] not in used]
+    drift = run_drift([(r["before"], r["after"]) for r in rows if r["before"] and r["after"]])
+    for r in rows:
+        verdict = judge(r["before"], r["after"], drift)
+        r.update(status=verdict["status"], mean_change_text=verdict["text"], significance=verdict["test"])
     order = {"improved": 0, "regressed": 1, "unchanged": 2, "new": 3, "gone": 4}
     return sorted(rows, key=lambda r: (order[r["status"]], -(r["before"] or r["after"])["total_exec_time_ms"]))
 
@@ -105,13 +214,15 @@ def _row(before_q: dict | None, after_q: dict | None, matched_by: str | None) ->
     a = _stats(after_q) if after_q else None
     q = before_q or after_q
     bm, am = (b or {}).get("mean_exec_time_ms"), (a or {}).get("mean_exec_time_ms")
+    verdict = judge(b, a)
     return {
         "queryid": q["queryid"], "after_queryid": after_q["queryid"] if after_q else None,
         "query": q["query"], "tables": q.get("tables", []), "matched_by": matched_by,
         "indexes_used_after": sorted({n["index"] for n in (after_q or {}).get("plan_nodes") or [] if n.get("index")}),
-        "before": b, "after": a, "status": _status(b, a),
+        "before": b, "after": a, "status": verdict["status"],
         "mean_ratio": round(bm / am, 3) if bm is not None and am else None,
-        "mean_change_text": change_text(bm, am),
+        "mean_change_text": verdict["text"], "significance": verdict["test"],
+        "p95_change_text": p95_change(b, a),
         "total_change_ms": round(a["total_exec_time_ms"] - b["total_exec_time_ms"], 3) if a and b else None,
         "calls_change": a["calls"] - b["calls"] if a and b else None,
     }
@@ -122,16 +233,25 @@ def _short(query: str, width: int = 70) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def _measured(r: dict) -> str:
+    p95 = f"; {r['p95_change_text']}" if r.get("p95_change_text") else ""
+    return (f"statement {_short(r['query'])!r} mean {r['before']['mean_exec_time_ms']:.3g} ms -> "
+            f"{r['after']['mean_exec_time_ms']:.3g} ms, {r['after']['calls']} calls after: "
+            f"{r['mean_change_text']}{p95}")
+
+
 def _statement_verdict(subject: str, rows: list[dict]) -> dict:
-    # A regression is only laid at a fix's door when it is large: small ones are noise between runs.
-    moved = [r for r in rows if r["status"] == "improved"
-             or (r["status"] == "regressed" and (r["mean_ratio"] or 1) <= 1 / REGRESSION_FACTOR)]
+    """The fix's verdict quotes the measured change of the statements it serves: the ones that
+    moved significantly and materially, else the (unchanged) ones it was meant for."""
+    moved = [r for r in rows if r["status"] in ("improved", "regressed")]
     if not moved:
-        return {"subject": subject, "outcome": "no-change", "statements": [], "lines": [],
-                "note": "no reported statement changed measurably",
-                "text": f"{subject}: no reported statement changed measurably"}
-    parts = [f"statement {_short(r['query'])!r} mean {r['before']['mean_exec_time_ms']:.3g} ms -> "
-             f"{r['after']['mean_exec_time_ms']:.3g} ms ({r['mean_change_text']})" for r in moved]
+        measured = [r for r in rows if r["before"] and r["after"]][:3]
+        lines = [_measured(r) for r in measured]
+        note = ("no reported statement changed significantly" if lines else
+                "no reported statement it serves ran in both reports: nothing measured")
+        return {"subject": subject, "outcome": "no-change", "statements": [r["queryid"] for r in measured],
+                "lines": lines, "note": note, "text": f"{subject}: {note}" + (": " + "; ".join(lines) if lines else "")}
+    parts = [_measured(r) for r in moved]
     outcome = "improved" if all(r["status"] == "improved" for r in moved) else "regressed"
     return {"subject": subject, "outcome": outcome, "statements": [r["queryid"] for r in moved], "lines": parts,
             "text": f"{subject}: " + "; ".join(parts)}

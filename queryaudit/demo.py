@@ -53,9 +53,11 @@ def safe_fix_statements(finding: dict) -> list[str] | None:
     return texts
 
 
-def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES_APPLIED) -> list[dict]:
+def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES_APPLIED,
+                skipped: list[dict] | None = None) -> list[dict]:
     """Run the safe fixes of the highest-ranked findings, in rank order; one that fails is
-    reported and skipped (the demo goes on)."""
+    reported and skipped (the demo goes on). A fix that needs a manual step
+    (evidence.manual_step) is not run: it is listed in `skipped`, with the step, and printed."""
     import psycopg
 
     applied = []
@@ -63,6 +65,14 @@ def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES
         for finding in report["findings"]:
             if len(applied) >= limit:
                 break
+            manual = (finding.get("evidence") or {}).get("manual_step")
+            if manual and finding.get("fix_sql"):
+                console.print(f"  skipped #{finding.get('rank', '?')} {finding['check']}: needs a manual step: "
+                              f"{manual}", markup=False, highlight=False)
+                if skipped is not None:
+                    skipped.append({"id": finding["id"], "check": finding["check"], "title": finding["title"],
+                                    "manual_step": manual})
+                continue
             statements = safe_fix_statements(finding)
             if not statements:
                 continue
@@ -140,7 +150,8 @@ def _run_on(dsn: str, out_dir: Path, scale: int, rounds: int, console: Console, 
     terminal.render(report, console)
     if apply:
         console.print("applying the top fixes that are safe to run unattended (indexes, statistics)…")
-        applied = apply_fixes(report, dsn, console)
+        skipped: list[dict] = []
+        applied = apply_fixes(report, dsn, console, skipped=skipped)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("SELECT pg_stat_statements_reset()")
         console.print(f"running the workload again ({rounds} rounds)…")
@@ -149,6 +160,7 @@ def _run_on(dsn: str, out_dir: Path, scale: int, rounds: int, console: Console, 
         _, after = _audit(dsn)
         comparison = build_comparison(report, after)
         comparison["applied_fixes"] = applied
+        comparison["skipped_fixes"] = skipped
         written += write_outputs(after, {"json": out_dir / "demo-after.json"})
         written += write_outputs(comparison, {"json": out_dir / "demo-compare.json",
                                               "html": out_dir / "demo-compare.html",

@@ -50,6 +50,13 @@ class LockWait:
     rows: list[str] = field(default_factory=list)  # "(page,tuple)" of row waits
     blocker_state: str | None = None
     source: str = "sample"  # sample | log
+    # Per "(page,tuple)" (or advisory key): how many waiting samples named it; the
+    # hot-row pattern is many waits on few of these.
+    row_samples: dict[str, int] = field(default_factory=dict)
+    # The root blocker at the ticks of this wait, at its worst: how long it had been idle
+    # inside its transaction, and how old its transaction was (sampler only).
+    root_idle_s: float = 0.0
+    root_xact_age_s: float = 0.0
 
 
 @dataclass
@@ -123,6 +130,9 @@ class LockFacts:
     # The server's own values (pg_settings.reset_val: not the audit session's limits) of
     # the settings the advice depends on.
     settings: dict[str, str] = field(default_factory=dict)
+    # Database time sampled over the window: client sessions active at each tick times the
+    # tick's weight (the denominator of a lock wait's share; sampler only, 0 from a log).
+    db_time_ms: float = 0.0
 
     def statement(self, key: str | None) -> LockStatement | None:
         return self.statements.get(key) if key else None
@@ -173,3 +183,18 @@ def normalize(text: str) -> str:
     except Exception:  # truncated by track_activity_query_size, or not SQL: redact by pattern
         out = _LITERALS.sub("?", text)
     return out[:MAX_QUERY_CHARS]
+
+
+def write_target(query: str | None) -> str | None:
+    """The table an INSERT, UPDATE or DELETE writes (schema.name as written, public when bare)."""
+    from pglast import ast
+
+    from queryaudit.sql import parse
+
+    stmts = parse(query or "") if query else None
+    if not stmts or len(stmts) != 1:
+        return None
+    stmt = stmts[0].stmt
+    if not isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)) or stmt.relation is None:
+        return None
+    return f"{stmt.relation.schemaname or 'public'}.{stmt.relation.relname}"

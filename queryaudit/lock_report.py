@@ -61,7 +61,11 @@ def facts_section(facts: LockFacts, snapshot: Snapshot | None = None) -> dict:
                           "idle_in_transaction_s": o.max_idle_in_transaction_s, "holds_xid": o.holds_xid,
                           "held_locks": o.held_locks, "blocked_others_ms": o.blocked_ms,
                           **{k: v for k, v in describe(facts, o.statement, snapshot).items() if k != "statement"}}
-                         for o in facts.transactions[:50]],
+                         # Waiters are observed too (their transaction may be young): list only
+                         # the ones past a threshold, or that held others up.
+                         for o in [o for o in facts.transactions
+                                   if o.max_age_s >= min(facts.long_transaction_s, facts.idle_in_transaction_s)
+                                   or o.blocked_ms > 0][:50]],
         "deadlocks": facts.deadlocks[:20],
         "lock_timeouts": facts.lock_timeouts[:20],
     }
@@ -163,6 +167,10 @@ def print_locks(result: dict, console) -> None:
         console.print("No lock contention, long or idle transaction found.")
     for f in result["findings"]:
         console.print(Text(f"[{f['severity']}] {f['check']}: {f['title']}"))
+        saving = f.get("predicted_saving") or {}
+        if saving.get("share_of_total_time"):
+            console.print(Text(f"    predicted saving: {saving['share_of_total_time']:.1%} of database time "
+                               f"({(saving.get('total_ms') or 0) / 1000:.1f} s of sampled lock wait)"))
         if f.get("advice"):
             console.print(Text(f"    {f['advice']}"))
         if f.get("fix_sql"):

@@ -111,3 +111,96 @@ def test_combined_saving_counts_each_statement_once():
     # 1 - (0.1 x 0.5) of statement 1's 50%, plus half of statement 2's 20%; never more than the statements hold.
     assert combined_saving_share([index, rewrite, other], shares) == round(0.5 * 0.95 + 0.1, 6)
     assert combined_saving_share([index, index, index], shares) <= 0.5
+
+
+def _audit(db, path) -> dict:
+    result = run_cli("audit", "--dsn", db.dsn, "--no-explain", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    return json.loads(path.read_text())
+
+
+def test_the_same_workload_twice_is_no_significant_change(shop_db, tmp_path):
+    """Two runs of one workload on one database differ only by noise: Welch's test on
+    pg_stat_statements' spread calls nothing improved or regressed, and says so with the interval."""
+    shop_db.run_workload("shop")  # warm the caches: both measured runs start alike
+    reports = []
+    for name in ("first", "second"):
+        shop_db.execute("SELECT pg_stat_statements_reset()")
+        shop_db.run_workload("shop")
+        reports.append(tmp_path / f"{name}.json")
+        _audit(shop_db, reports[-1])
+    out = tmp_path / "compare.json"
+    result = run_cli("compare", str(reports[0]), str(reports[1]), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads(out.read_text())
+    moved = [(s["status"], s["query"][:60], s["mean_change_text"]) for s in comparison["statements"]
+             if s["status"] in ("improved", "regressed")]
+    assert not moved, moved
+    tested = [s for s in comparison["statements"] if (s["significance"] or {}).get("method") == "welch"]
+    assert len(tested) >= 5
+    assert all(s["mean_change_text"].startswith("no significant change") and "interval" in s["mean_change_text"]
+               for s in tested)
+
+
+def test_an_index_fix_is_improved_with_its_measured_change(empty_db, tmp_path):
+    empty_db.execute("CREATE TABLE items (id int PRIMARY KEY, k int NOT NULL, pad text)")
+    empty_db.execute("INSERT INTO items SELECT g, g % 5000, repeat('x', 50) FROM generate_series(1, 50000) g")
+    empty_db.execute("ANALYZE items")
+
+    def lookups():
+        with empty_db.connect() as conn:
+            for i in range(60):
+                conn.execute("SELECT id, pad FROM items WHERE k = %s", (i * 7 % 5000,)).fetchall()
+
+    empty_db.execute("SELECT pg_stat_statements_reset()")
+    lookups()
+    before = tmp_path / "before.json"
+    _audit(empty_db, before)
+    empty_db.execute("CREATE INDEX items_k_idx ON items (k)")
+    empty_db.execute("SELECT pg_stat_statements_reset()")
+    lookups()
+    after = tmp_path / "after.json"
+    _audit(empty_db, after)
+    result = run_cli("compare", str(before), str(after), "--json", str(tmp_path / "c.json"))
+    assert result.returncode == 0, result.stderr
+    comparison = json.loads((tmp_path / "c.json").read_text())
+    lookup = next(s for s in comparison["statements"] if s["query"].startswith("SELECT id, pad FROM items WHERE k"))
+    assert lookup["status"] == "improved", lookup
+    sig = lookup["significance"]
+    assert sig["method"] == "welch" and sig["significant"] and sig["material"] and sig["interval_ms"][1] < 0
+    verdict = next(v for v in comparison["verdicts"] if v["kind"] == "index-created")
+    assert verdict["outcome"] == "improved" and verdict["object"] == "public.items_k_idx"
+    assert "faster (p < 0.001; 95 % interval" in verdict["text"] and "60 calls after" in verdict["text"]
+
+
+def test_welch_matches_the_t_distribution():
+    """Reference values of Student's t (as scipy.stats.t gives them)."""
+    from queryaudit.significance import t_critical, t_two_sided_p, welch
+
+    assert t_two_sided_p(2.0, 10) == pytest.approx(0.0733880, abs=1e-6)
+    assert t_critical(0.05, 10) == pytest.approx(2.228139, abs=1e-5)
+    assert t_critical(0.05, 3) == pytest.approx(3.182446, abs=1e-5)
+    assert t_critical(0.01, 1000) == pytest.approx(2.580755, abs=1e-5)
+    # pg_stat_statements' deviations are population ones: sample variances are n/(n-1) larger.
+    test = welch(10.0, 2.0, 20, 12.0, 3.0, 25)
+    assert test.difference == 2.0 and test.low < 2.0 < test.high and 0.001 < test.p_value < 0.05
+    assert welch(10.0, 2.0, 1, 12.0, 3.0, 25) is None  # one call has no spread
+
+
+def _report(queries: list[dict]) -> dict:
+    return {"queries": [{"queryid": str(i), "query": f"SELECT {i}", "rows": 1, "share_of_total_time": 0.1,
+                         "total_exec_time_ms": q["mean_exec_time_ms"] * q["calls"], **q}
+                        for i, q in enumerate(queries)]}
+
+
+def test_p95_change_is_shown_where_both_reports_have_log_percentiles():
+    from queryaudit.compare import match_statements
+
+    before = _report([{"calls": 200, "mean_exec_time_ms": 10.0, "stddev_exec_time_ms": 2.0, "p95_ms": 14.0},
+                      {"calls": 200, "mean_exec_time_ms": 5.0, "stddev_exec_time_ms": 1.0}])
+    after = _report([{"calls": 200, "mean_exec_time_ms": 1.0, "stddev_exec_time_ms": 0.2, "p95_ms": 1.5},
+                     {"calls": 200, "mean_exec_time_ms": 5.1, "stddev_exec_time_ms": 1.0, "p95_ms": 7.0}])
+    rows = {r["queryid"]: r for r in match_statements(before, after)}
+    assert rows["0"]["status"] == "improved" and rows["0"]["p95_change_text"] == "p95 14 -> 1.5 ms (9.3x faster)"
+    assert rows["1"]["status"] == "unchanged" and rows["1"]["p95_change_text"] is None  # only one side has it
+    assert rows["1"]["mean_change_text"].startswith("no significant change (95 % interval")

@@ -3,6 +3,7 @@ sessions (threads, each with its own connection, all bounded in time)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 
@@ -95,6 +96,7 @@ def test_row_lock_held_by_long_transaction_is_found_by_the_audit(empty_db, sessi
     for _ in range(3):
         sessions.run("UPDATE accounts SET balance = balance - 1 WHERE id = 7")
     _waiting(empty_db, 3)
+    time.sleep(1.0)  # the holder has been idle in its transaction for a second: that is the cause
     out = tmp_path / "r.json"
     result = run_cli("audit", "--dsn", empty_db.dsn, "--sample-seconds", "1", "--json", str(out))
     assert result.returncode == 0, result.stderr
@@ -104,13 +106,18 @@ def test_row_lock_held_by_long_transaction_is_found_by_the_audit(empty_db, sessi
     finding = _finding(report, "lock-contention", "public.accounts")
     ev = finding["evidence"]
     assert ev["source"] == "sample" and ev["wait_share"] > 0.5 and ev["wait_ms"] > 1000
-    assert {"hot-row", "idle-blocker"} <= set(ev["patterns"])
+    assert ev["pattern"] == "idle-blocker" and ev["patterns"] == ["idle-blocker"]
+    assert ev["root_idle_in_transaction_s"] >= 1.0
     assert ev["rows"] and set(ev["lock_modes"]) & {"ShareLock", "ExclusiveLock"}
     blocker = ev["blocking_statements"][0]
     assert blocker["query"].startswith("UPDATE accounts SET balance = balance +")
     assert any(w["query"].startswith("UPDATE accounts SET balance = balance -") for w in ev["waiting_statements"])
     assert blocker["queryid"] in finding["queryids"]
     assert "idle_in_transaction_session_timeout" in finding["advice"]
+    assert "idle_in_transaction_session_timeout = '60s'" in finding["fix_sql"]
+    # The saving: the waiters' sampled wait over the database time sampled in the window.
+    assert 0 < finding["predicted_saving"]["share_of_total_time"] <= 1
+    assert ev["db_time_ms"] >= ev["wait_ms"] > 0
 
     locks = report["locks"]["sample"]
     assert locks["max_waiting"] == 3 and locks["lock_queries"] >= 1
@@ -136,8 +143,11 @@ def test_ddl_waiting_behind_a_select_transaction_blocks_the_reads_behind_it(empt
 
     finding = _finding(data, "lock-contention", "public.accounts")
     ev = finding["evidence"]
-    assert finding["severity"] == "high" and "ddl-queue" in ev["patterns"]
+    assert finding["severity"] == "high" and ev["pattern"] == "ddl-queue"
     assert "lock_timeout" in finding["fix_sql"]
+    assert [d["query"] for d in ev["ddl_statements"]] == ["ALTER TABLE accounts ADD COLUMN note text"]
+    assert ev["queued_behind_ddl"] == 1 and ev["ddl_waited_behind"][0].startswith("SELECT count(*) FROM accounts")
+    assert finding["predicted_saving"]["share_of_total_time"] > 0
     assert ev["blocking_statements"][0]["query"].startswith("SELECT count(*) FROM accounts")
     waiting = {w["query"].split()[0]: w for w in ev["waiting_statements"]}
     assert waiting["ALTER"]["modes"] == ["AccessExclusiveLock"]
@@ -205,3 +215,105 @@ def test_long_and_idle_transactions_are_reported(empty_db, sessions):
     assert long["evidence"]["state"] == "active" and long["severity"] == "medium"
     assert "pg_sleep" in long["evidence"]["last_statement"]["query"]
     assert all(f["evidence"]["application_name"] != "holder" for f in findings if f["check"] == "long-transaction")
+
+
+def test_pgbench_tpcb_contention_is_hot_rows_with_a_predicted_saving(server, empty_db, tmp_path):
+    """pgbench TPC-B, 8 clients on scale 10: every transaction updates one of 10 branch rows
+    and one of 100 teller rows. The waits are hot rows; nobody is idle in a transaction for
+    more than the gap between two statements, so no idle-in-transaction advice or fix."""
+    pgbench = server.cluster.bin_dir / "pgbench"
+    init = subprocess.run([str(pgbench), "-i", "-s", "10", "-q", empty_db.dsn], capture_output=True, text=True)
+    assert init.returncode == 0, init.stderr
+    bench = subprocess.Popen([str(pgbench), "-n", "-c", "8", "-j", "2", "-T", "8", empty_db.dsn],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _waiting(empty_db, 1)
+        out = tmp_path / "locks.json"
+        result = run_cli("locks", "--dsn", empty_db.dsn, "--seconds", "3", "--json", str(out))
+        assert result.returncode == 0, result.stderr
+    finally:
+        bench.terminate()
+        bench.wait(timeout=30)
+    findings = json.loads(out.read_text())["findings"]
+
+    hot = [f for f in findings if f["check"] == "lock-contention" and f["evidence"]["pattern"] == "hot-row"]
+    assert {f["table"] for f in hot} & {"public.pgbench_branches", "public.pgbench_tellers"}, \
+        [(f["check"], f["title"]) for f in findings]
+    branches = max(hot, key=lambda f: f["evidence"]["wait_ms"])
+    ev = branches["evidence"]
+    assert ev["variant"] == "counter" and ev["hot_rows"] and ev["row_waits"] >= ev["distinct_rows"]
+    assert any(w["query"].startswith("UPDATE pgbench_") for w in ev["waiting_statements"])
+    assert "update the hot row last" in branches["advice"] and "shard the counter" in branches["advice"]
+    saving = branches["predicted_saving"]
+    assert saving and 0 < saving["share_of_total_time"] <= 1 and saving["total_ms"] == pytest.approx(ev["wait_ms"], rel=0.01)
+    assert 0 < ev["wait_share_of_db_time"] <= 1 and ev["db_time_ms"] >= ev["wait_ms"]
+    # The gaps between pgbench's statements are not idle transactions that matter.
+    assert all("idle_in_transaction_session_timeout" not in (f.get("fix_sql") or "") for f in findings)
+    assert not [f for f in findings if f["check"] == "idle-in-transaction"]
+    assert not [f for f in findings if f["evidence"].get("pattern") == "idle-blocker"]
+
+
+def _sample(db, seconds: float = 1.0, **options) -> list[dict]:
+    """Sample the database and run the lock checks on what a saved snapshot replays."""
+    from queryaudit.collect.catalog import collect_foreign_keys
+    from queryaudit.collect.server import collect_server
+
+    with session(db.dsn) as conn:
+        snap = Snapshot(server=collect_server(conn), collected_at="now")
+        snap.foreign_keys = collect_foreign_keys(conn)
+        snap.lock_samples = LockSampler(conn, SampleOptions(seconds=seconds, **options)).run()
+    snap = Snapshot.from_dict(json.loads(snap.to_json()))
+    return [f.to_dict() for f in run_checks(snap, only={"lock-contention"})]
+
+
+def _pattern(findings: list[dict], pattern: str) -> dict:
+    found = [f for f in findings if f["evidence"]["pattern"] == pattern]
+    assert found, [(f["evidence"]["pattern"], f["title"]) for f in findings]
+    return found[0]
+
+
+def test_advisory_lock_waits_name_the_key(empty_db, sessions):
+    sessions.hold("SELECT pg_advisory_lock(4242)")
+    for _ in range(2):
+        sessions.run("SELECT pg_advisory_lock(4242), pg_advisory_unlock(4242)")
+    _waiting(empty_db, 2)
+    finding = _pattern(_sample(empty_db), "advisory")
+    ev = finding["evidence"]
+    assert ev["relation"] == "(advisory locks)" and ev["keys"] == ["advisory 4242"]
+    assert ev["lock_types"].keys() == {"advisory"} and ev["blocking_statements"][0]["query"].startswith(
+        "SELECT pg_advisory_lock")
+    assert "pg_try_advisory_lock" in finding["advice"] and finding["predicted_saving"]["share_of_total_time"] > 0
+    from queryaudit.redact import redact
+
+    assert "4242" in json.dumps(finding) and "4242" not in json.dumps(redact(finding))  # --redact hides the key
+
+
+def test_foreign_key_check_waiting_on_a_locked_parent_row(empty_db, sessions):
+    _accounts(empty_db)
+    empty_db.execute("CREATE TABLE transfers (id serial PRIMARY KEY, account_id int REFERENCES accounts)")
+    sessions.hold("SELECT balance FROM accounts WHERE id = 5 FOR UPDATE")
+    for _ in range(2):
+        sessions.run("INSERT INTO transfers (account_id) VALUES (5)")
+    _waiting(empty_db, 2)
+    finding = _pattern(_sample(empty_db), "fk-share")
+    ev = finding["evidence"]
+    assert finding["table"] == "public.accounts" and ev["child_tables"] == ["public.transfers"]
+    assert ev["foreign_keys"] == ["transfers_account_id_fkey"]
+    assert "FOR NO KEY UPDATE" in finding["advice"]
+
+
+def test_row_wait_behind_a_long_running_transaction(empty_db, sessions):
+    _accounts(empty_db)
+    sessions.run("BEGIN; UPDATE accounts SET balance = 5 WHERE id = 9; SELECT pg_sleep(15); COMMIT", app="batch")
+    _wait_until(empty_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batch' "
+                          "AND wait_event = 'PgSleep'", 1)
+    sessions.run("UPDATE accounts SET balance = 6 WHERE id = 9")
+    _waiting(empty_db, 1)
+    try:
+        findings = _sample(empty_db, long_transaction_s=0.2)
+    finally:
+        empty_db.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'batch'")
+    finding = _pattern(findings, "long-transaction")
+    assert finding["evidence"]["root_transaction_age_s"] >= 0.2
+    assert "transaction_timeout" in finding["advice"] and finding["fix_sql"] is None
+    assert not [f for f in findings if f["evidence"]["pattern"] in ("idle-blocker", "hot-row")]

@@ -113,20 +113,23 @@ def test_contention_found_from_log_lock_waits(version, tmp_path):
     finally:
         cluster.destroy()
 
-    findings = {f["table"]: f for f in data["findings"] if f["check"] == "lock-contention"}
-    rows = findings["public.accounts"]
+    contention = [f for f in data["findings"] if f["check"] == "lock-contention"]
+    findings = {(f["table"], f["evidence"]["pattern"]): f for f in contention}
+    rows = findings["public.accounts", "hot-row"]
     ev = rows["evidence"]
     assert ev["source"] == "log" and ev["logged_waits"] >= 3 and ev["wait_ms"] > 200
     blockers = [b["query"] for b in ev["blocking_statements"]]
     assert "UPDATE accounts SET balance = balance + $1 WHERE id = $2" in blockers
     assert any(w["query"] == "UPDATE accounts SET balance = balance - $1 WHERE id = $2"
                for w in ev["waiting_statements"])
-    assert {"hot-row", "deadlock"} <= set(ev["patterns"]) and ev["deadlock_count"] == 1
-    assert "consistent order" in rows["advice"]
-    assert {p["query"] for p in ev["deadlocks"][0]["processes"]} == {"UPDATE accounts SET balance = $1 WHERE id = $2"}
-    assert set(findings) == {"public.accounts", "public.orders"}  # relation OIDs named from the catalog
+    assert {"hot-row", "deadlock"} <= set(ev["patterns"]) and rows["predicted_saving"] is None  # no db time in a log
+    deadlock = findings["public.accounts", "deadlock"]
+    assert deadlock["evidence"]["deadlock_count"] == 1 and "consistent order" in deadlock["advice"]
+    assert {p["query"] for p in deadlock["evidence"]["deadlocks"][0]["processes"]} == {
+        "UPDATE accounts SET balance = $1 WHERE id = $2"}
+    assert {t for t, _ in findings} == {"public.accounts", "public.orders"}  # relation OIDs named from the catalog
 
-    ddl = findings["public.orders"]["evidence"]
+    ddl = findings["public.orders", "ddl-queue"]["evidence"]
     assert "ddl-queue" in ddl["patterns"]
     assert ddl["blocking_statements"][0]["query"] == "SELECT count(*) FROM orders"
     waiting = {w["query"]: w["modes"] for w in ddl["waiting_statements"]}

@@ -1,11 +1,14 @@
 """Live lock sampling: who waits on whom, on what, for how long, over a short window.
 
-Every tick (10 Hz by default) runs one light query on pg_stat_activity for the audited
-database: the backends waiting on a heavyweight lock, and the transactions open past a
-threshold. Only on a tick where someone waits does it read pg_locks and
+Every tick (10 Hz by default) runs one query on pg_stat_activity for the audited
+database: the backends waiting on a heavyweight lock, their blockers, the transactions
+open past a threshold, and how many sessions are active (the database time a wait is
+measured against). Only when someone waits does the same query read pg_locks and
 pg_blocking_pids() (both take the lock manager's partition locks briefly, so never
 while nobody waits), to build the blocking chains: root blocker -> waiters, with the
-lock type, mode, relation name and how long each has waited (pg_locks.waitstart, 14+).
+lock type, mode, relation name, the row (page,tuple) or advisory key, and how long each
+has waited (pg_locks.waitstart, 14+). One query, not two, because a row lock wait under
+a busy OLTP load lasts milliseconds: a second round trip finds it gone.
 
 Each tick's wait time (the time since the previous tick) is attributed to the waiting
 statement, its direct blocker and its root blocker, on the relation it waits for.
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 import psycopg
 
 from queryaudit.lock_facts import (IDLE_IN_TRANSACTION_S, LONG_TRANSACTION_S, LockEpisode, LockFacts,
-                                   LockWait, TimelineTick, TransactionObservation)
+                                   LockWait, TimelineTick, TransactionObservation, write_target)
 
 DEFAULT_RATE_HZ = 10.0
 MAX_RATE_HZ = 50.0
@@ -51,31 +54,34 @@ def _columns(version_num: int) -> dict[str, str]:
     }
 
 
+# One query per tick, so a wait of a few milliseconds is seen whole: the sessions of the
+# audited database, each waiter's blockers (pg_blocking_pids) and, only when someone
+# waits, the locks that matter to the chains from pg_locks (what is waited for, the row
+# locks that say which relation a transactionid wait is about, and what blockers hold on
+# the same objects). pg_locks takes the lock manager's partition locks briefly: the
+# uncorrelated EXISTS is a one-time filter, so it is not read while nobody waits.
+# Rows: waiters, their blockers, and transactions open past the threshold; plus the count
+# of active client sessions (the tick's database time, which a lock wait's share is
+# measured against). A tick where nobody matches returns one row with a NULL pid.
 TICK_SQL = """
-SELECT a.pid, a.state, a.wait_event_type, a.wait_event, a.backend_type,
-       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS xact_age_s,
-       extract(epoch FROM clock_timestamp() - a.state_change)::float8 AS state_age_s,
-       a.xact_start, {query_id} AS query_id, a.query, a.usename, a.application_name,
-       a.backend_xid IS NOT NULL AS holds_xid, a.backend_xmin IS NOT NULL AS holds_xmin
-FROM pg_stat_activity a
-WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-  AND (a.wait_event_type = 'Lock'
-       OR (a.backend_type = 'client backend' AND a.xact_start < clock_timestamp() - make_interval(secs => %s)))
-"""
-
-# Only when someone waits: the waiters' blockers, and the locks of every session
-# involved that matter to the chain (what is waited for, the row locks that say which
-# relation a transactionid wait is about, and what blockers hold on the same objects).
-CHAIN_SQL = """
-WITH waiting AS MATERIALIZED (
-    SELECT w.pid, pg_blocking_pids(w.pid) AS blocked_by FROM unnest(%s::int[]) AS w(pid)
+WITH activity AS MATERIALIZED (
+    SELECT a.pid, a.state, a.wait_event_type, a.wait_event, a.backend_type, a.xact_start,
+           {query_id} AS query_id, a.query, a.usename, a.application_name,
+           extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS xact_age_s,
+           extract(epoch FROM clock_timestamp() - a.state_change)::float8 AS state_age_s,
+           a.backend_xid IS NOT NULL AS holds_xid, a.backend_xmin IS NOT NULL AS holds_xmin,
+           CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END AS blocked_by
+    FROM pg_stat_activity a
+    WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
 ), involved AS MATERIALIZED (
-    SELECT pid FROM waiting UNION SELECT unnest(blocked_by) FROM waiting
+    SELECT pid FROM activity WHERE blocked_by IS NOT NULL
+    UNION SELECT unnest(blocked_by) FROM activity
 ), locks AS MATERIALIZED (
     SELECT l.pid, l.locktype, l.mode, l.granted, l.database, l.relation, l.page, l.tuple,
-           l.transactionid::text AS xid, l.virtualxid, l.classid, l.objid, l.objsubid,
-           {waited_ms} AS waited_ms
-    FROM pg_locks l WHERE l.pid IN (SELECT pid FROM involved)
+           l.transactionid::text AS xid, l.virtualxid, l.classid::int8 AS classid, l.objid::int8 AS objid,
+           l.objsubid, {waited_ms} AS waited_ms
+    FROM pg_locks l
+    WHERE EXISTS (SELECT 1 FROM involved) AND l.pid IN (SELECT pid FROM involved)
 ), relevant AS (
     SELECT l.* FROM locks l
     WHERE NOT l.granted OR l.locktype = 'tuple'
@@ -85,23 +91,30 @@ WITH waiting AS MATERIALIZED (
                   AND x.xid IS NOT DISTINCT FROM l.xid AND x.virtualxid IS NOT DISTINCT FROM l.virtualxid
                   AND x.classid IS NOT DISTINCT FROM l.classid AND x.objid IS NOT DISTINCT FROM l.objid
                   AND x.objsubid IS NOT DISTINCT FROM l.objsubid)
+), sessions AS (
+    SELECT a.pid, a.blocked_by, a.state, a.wait_event_type, a.wait_event, a.backend_type, a.xact_start,
+           a.query_id, a.query, a.usename, a.application_name, a.xact_age_s, a.state_age_s,
+           CASE WHEN i.pid IS NOT NULL THEN
+           (SELECT coalesce(json_agg(json_build_object(
+                'locktype', r.locktype, 'mode', r.mode, 'granted', r.granted,
+                'relation', CASE WHEN c.oid IS NOT NULL THEN n.nspname || '.' || c.relname
+                                 ELSE r.relation::text END,
+                'page', r.page, 'tuple', r.tuple, 'xid', r.xid, 'waited_ms', r.waited_ms,
+                'classid', r.classid, 'objid', r.objid, 'objsubid', r.objsubid)), '[]'::json)
+            FROM relevant r
+            LEFT JOIN pg_database d ON d.datname = current_database()
+            LEFT JOIN pg_class c ON c.oid = r.relation AND r.database = d.oid
+            LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE r.pid = a.pid) END AS locks,
+           a.holds_xid, a.holds_xmin,
+           a.backend_type = 'client backend' AND a.xact_start < clock_timestamp() - make_interval(secs => %s)
+               AS is_long,
+           i.pid IS NOT NULL AS involved
+    FROM activity a LEFT JOIN involved i ON i.pid = a.pid
 )
-SELECT i.pid, w.blocked_by, a.state, a.wait_event_type, a.wait_event, a.backend_type,
-       a.xact_start, {query_id} AS query_id, a.query, a.usename, a.application_name,
-       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS xact_age_s,
-       extract(epoch FROM clock_timestamp() - a.state_change)::float8 AS state_age_s,
-       (SELECT coalesce(json_agg(json_build_object(
-            'locktype', r.locktype, 'mode', r.mode, 'granted', r.granted,
-            'relation', CASE WHEN c.oid IS NOT NULL THEN n.nspname || '.' || c.relname ELSE r.relation::text END,
-            'page', r.page, 'tuple', r.tuple, 'xid', r.xid, 'waited_ms', r.waited_ms)), '[]'::json)
-        FROM relevant r
-        LEFT JOIN pg_database d ON d.datname = current_database()
-        LEFT JOIN pg_class c ON c.oid = r.relation AND r.database = d.oid
-        LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE r.pid = i.pid) AS locks
-FROM involved i
-LEFT JOIN waiting w ON w.pid = i.pid
-LEFT JOIN pg_stat_activity a ON a.pid = i.pid
+SELECT s.*, (SELECT count(*) FROM activity WHERE backend_type = 'client backend' AND state = 'active')
+FROM (SELECT 1) AS one
+LEFT JOIN sessions s ON s.is_long OR s.involved
 """
 
 # Once, at the end: what the long transactions still open hold (relation locks only).
@@ -143,7 +156,6 @@ class LockSampler:
         version = conn.info.server_version
         cols = _columns(version)
         self.tick_sql = TICK_SQL.format(**cols)
-        self.chain_sql = CHAIN_SQL.format(**cols)
         self.facts = LockFacts(source="sample", database=conn.info.dbname, window_s=float(options.seconds),
                                rate_hz=self.rate_hz, long_transaction_s=options.long_transaction_s,
                                idle_in_transaction_s=options.idle_in_transaction_s)
@@ -215,18 +227,21 @@ class LockSampler:
     def _tick(self, t_ms: float, weight_ms: float, rows, deadline: float) -> None:
         facts = self.facts
         facts.ticks += 1
-        waiting = []
-        for (pid, state, wait_type, _event, backend_type, xact_age, state_age, xact_start, query_id, query,
-             usename, app, holds_xid, holds_xmin) in rows:
-            if wait_type == "Lock":
-                waiting.append(pid)
-            if backend_type == "client backend" and xact_age is not None:
+        facts.db_time_ms = round(facts.db_time_ms + (rows[0][-1] if rows else 0) * weight_ms, 3)
+        chain_rows = []
+        for row in rows:
+            (pid, _blocked_by, state, wait_type, _event, backend_type, xact_start, query_id, query, usename, app,
+             xact_age, state_age, _locks, holds_xid, holds_xmin, is_long, involved, _active) = row
+            if pid is None:
+                continue
+            if involved:
+                chain_rows.append(row[:14])
+            if backend_type == "client backend" and xact_age is not None and (is_long or wait_type == "Lock"):
                 self._observe_transaction(t_ms, pid, state, xact_age, state_age, xact_start, query_id, query,
                                           usename, app, holds_xid, holds_xmin, wait_type == "Lock")
         tick = TimelineTick(t_ms=round(t_ms, 1), waiting=0)
-        if waiting and self.clock() < deadline:
+        if chain_rows:
             facts.lock_queries += 1
-            chain_rows = self.conn.execute(self.chain_sql, (waiting,)).fetchall()
             self._chains(t_ms, weight_ms, chain_rows, tick)
         facts.timeline.append(tick)
 
@@ -257,7 +272,9 @@ class LockSampler:
                 "wait_event": wait_event if wait_type == "Lock" else None, "backend_type": backend_type,
                 "xact_start": xact_start.isoformat() if xact_start else None,
                 "xact_age_s": round(xact_age, 3) if xact_age is not None else None,
-                "statement": self.facts.add_statement(query_id, query),
+                "idle_s": (round(state_age, 3) if state and state.startswith("idle in transaction")
+                           and state_age is not None else 0.0),
+                "statement": self.facts.add_statement(query_id, query), "query": query,
                 "usename": usename, "application_name": app, "locks": locks or [],
             }
         waiters = {pid: n for pid, n in nodes.items() if n["blocked_by"] and _waited_lock(n)}
@@ -286,8 +303,8 @@ class LockSampler:
             relation, row = _object_of(node, lock, nodes)
             blocker = nodes.get(parent[pid]) or {}
             root = nodes.get(root_of(pid)) or {}
-            if relation:
-                tick.relations[relation] = tick.relations.get(relation, 0) + 1
+            label = relation or f"({lock['locktype']} locks)"  # advisory locks name no relation
+            tick.relations[label] = tick.relations.get(label, 0) + 1
             held = sorted({l["mode"] for l in blocker.get("locks", []) if l["granted"] and _same_object(l, lock)})
             key = (relation, lock["locktype"], lock["mode"], node["statement"], blocker.get("statement"),
                    root.get("statement"))
@@ -300,8 +317,12 @@ class LockSampler:
             wait.samples += 1
             wait.blocker_modes = sorted(set(wait.blocker_modes) | set(held))
             wait.blocker_state = blocker.get("state")
+            wait.root_idle_s = max(wait.root_idle_s, root.get("idle_s") or 0.0)
+            wait.root_xact_age_s = max(wait.root_xact_age_s, root.get("xact_age_s") or 0.0)
             if row and row not in wait.rows and len(wait.rows) < 20:
                 wait.rows.append(row)
+            if row and (row in wait.row_samples or len(wait.row_samples) < 50):
+                wait.row_samples[row] = wait.row_samples.get(row, 0) + 1
 
         for root_pid in roots:
             root = nodes.get(root_pid) or {"pid": root_pid}
@@ -390,7 +411,8 @@ def _first_blocker(node: dict, nodes: dict) -> int:
 def _same_object(lock: dict, other: dict | None) -> bool:
     if not other:
         return False
-    return all(lock.get(k) == other.get(k) for k in ("locktype", "relation", "page", "tuple", "xid"))
+    return all(lock.get(k) == other.get(k) for k in ("locktype", "relation", "page", "tuple", "xid",
+                                                     "classid", "objid", "objsubid"))
 
 
 def _object_of(node: dict, lock: dict | None, nodes: dict) -> tuple[str | None, str | None]:
@@ -399,13 +421,33 @@ def _object_of(node: dict, lock: dict | None, nodes: dict) -> tuple[str | None, 
     else the blocker's only row lock target."""
     if lock is None:
         return None, None
+    if lock.get("locktype") == "advisory":
+        return None, advisory_key(lock)
     row = f"({lock['page']},{lock['tuple']})" if lock.get("tuple") is not None else None
     if lock.get("relation"):
         return lock["relation"], row
     tuple_lock = next((l for l in node.get("locks", []) if l["granted"] and l["locktype"] == "tuple"), None)
     if tuple_lock:
         return tuple_lock["relation"], f"({tuple_lock['page']},{tuple_lock['tuple']})"
+    if lock.get("locktype") == "transactionid":
+        # No tuple lock seen (taken and released around the tick): an UPDATE or DELETE
+        # waits for a row of the table it writes.
+        return write_target(node.get("query")), None
     return None, None
+
+
+def advisory_key(lock: dict) -> str:
+    """The key as the application passed it: pg_advisory_lock(bigint) stores its high and
+    low halves in classid and objid (objsubid 1); the (int, int) form stores each (objsubid 2)."""
+    classid, objid = lock.get("classid") or 0, lock.get("objid") or 0
+    if lock.get("objsubid") == 2:
+        return f"advisory ({_int4(classid)}, {_int4(objid)})"
+    key = (classid << 32) | objid
+    return f"advisory {key - (1 << 64) if key >= 1 << 63 else key}"
+
+
+def _int4(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _subtree(root: int, children: dict) -> list[int]:

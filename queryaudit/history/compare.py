@@ -8,6 +8,7 @@ so statements match by queryid, then by normalized text, in both commands. Pure.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 STATEMENTS_IN_REPORT = 50
@@ -21,10 +22,19 @@ class StatementMetrics:
     total_ms: float
     rows: int = 0
     kind: str = "delta"  # how the numbers were obtained (windows.DELTA, NEW, ... or "cumulative")
+    sumsq_ms2: float | None = None  # sum of squared execution times: the spread (None: unknown)
 
     @property
     def mean_ms(self) -> float | None:
         return self.total_ms / self.calls if self.calls else None
+
+    @property
+    def stddev_ms(self) -> float | None:
+        """Population deviation, as pg_stat_statements reports it."""
+        if self.sumsq_ms2 is None or not self.calls:
+            return None
+        mean = self.total_ms / self.calls
+        return math.sqrt(max(0.0, self.sumsq_ms2 / self.calls - mean * mean))
 
     def to_dict(self) -> dict:
         mean = self.mean_ms
@@ -82,14 +92,16 @@ def aggregate(entries) -> dict[str, StatementMetrics]:
             continue
         s = entry.sample
         m = out.get(s.queryid)
+        sumsq = entry.delta.get("sumsq_exec_time")
         if m is None:
             out[s.queryid] = StatementMetrics(s.queryid, s.query, int(entry.delta["calls"]),
                                               float(entry.delta["total_exec_time_ms"]), int(entry.delta["rows"]),
-                                              entry.kind)
+                                              entry.kind, sumsq)
         else:
             m.calls += int(entry.delta["calls"])
             m.total_ms += float(entry.delta["total_exec_time_ms"])
             m.rows += int(entry.delta["rows"])
+            m.sumsq_ms2 = m.sumsq_ms2 + sumsq if m.sumsq_ms2 is not None and sumsq is not None else None
             if entry.kind != m.kind:
                 m.kind = "mixed-entries"
     return out
@@ -106,13 +118,20 @@ def view_from_window(window, report: dict, label: str, audit_id: int | None = No
 def view_from_report(report: dict, label: str) -> AuditView:
     """A JSON report's own numbers: cumulative since the statistics began, top statements only."""
     statements = {q["queryid"]: StatementMetrics(q["queryid"], q["query"], int(q["calls"]),
-                                                 float(q["total_exec_time_ms"]), int(q.get("rows") or 0), "cumulative")
+                                                 float(q["total_exec_time_ms"]), int(q.get("rows") or 0), "cumulative",
+                                                 _sumsq(q))
                   for q in report.get("queries", [])}
     window = report.get("window") or {}
     return AuditView(label=label, collected_at=window.get("collected_at") or report.get("generated_at"),
                      window_start=window.get("statistics_since"), window_kind="cumulative",
                      statements=statements, findings=findings_of_report(report),
                      total_exec_time_ms=window.get("total_exec_time_ms"))
+
+
+def _sumsq(q: dict) -> float | None:
+    if q.get("stddev_exec_time_ms") is None or q.get("mean_exec_time_ms") is None:
+        return None
+    return int(q["calls"]) * (q["stddev_exec_time_ms"] ** 2 + q["mean_exec_time_ms"] ** 2)
 
 
 def as_report(view: AuditView | None, database: str = "", server_version_num: int = 0) -> dict:
@@ -122,6 +141,7 @@ def as_report(view: AuditView | None, database: str = "", server_version_num: in
     total = view.total_exec_time_ms or 0.0
     queries = [{"queryid": m.queryid, "query": m.query, "calls": m.calls, "total_exec_time_ms": round(m.total_ms, 3),
                 "mean_exec_time_ms": round(m.mean_ms, 4) if m.mean_ms is not None else None, "rows": m.rows,
+                "stddev_exec_time_ms": round(m.stddev_ms, 4) if m.stddev_ms is not None else None,
                 "share_of_total_time": round(m.total_ms / total, 6) if total > 0 else 0.0, "window_kind": m.kind}
                # A statement that did not run in a window is absent from it, as from a report.
                for m in sorted(view.statements.values(), key=lambda m: -m.total_ms) if m.calls > 0]

@@ -36,6 +36,20 @@ def redacted_snapshot(snapshot):
     return dataclasses.replace(snapshot, statements=statements)
 
 
+def index_first_seen(snapshot, store_url: str | None, name: str | None = None, config: Config | None = None) -> dict:
+    """snapshot.extras["index_first_seen"] from the store (unused-index judges young indexes by
+    their own age); empty when nothing is stored yet."""
+    if store_url is None and config is None:
+        config = load_config()
+    if not store_exists(store_url, config):
+        return {}
+    store = open_store(store_url, config, create=False)
+    try:
+        return store.index_first_seen(snapshot, name)
+    finally:
+        store.close()
+
+
 def window_summary(window: Window) -> dict:
     kinds: dict[str, int] = {}
     for entry in window.entries:
@@ -148,6 +162,8 @@ def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, 
 
             # The same stages as `audit`, so findings compare like with like against stored audits.
             snap = collect_live(resolve_dsn(dsn), AuditOptions(top=top))
+        # An index younger than the unused-index window is judged by its age in the store, as in `audit`.
+        snap.extras["index_first_seen"] = index_first_seen(snap, store_url, target, config)
         report = analyse(snap, top)
         before = None
         if record or store_exists(store_url, config):

@@ -36,7 +36,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from queryaudit import __version__
 from queryaudit.errors import AuditError
 from queryaudit.history.compare import AuditView, StatementMetrics, finding_object
-from queryaudit.history.windows import COUNTERS, AuditPoint, Sample, Window, compute_window, point_from_snapshot
+from queryaudit.history.windows import (COUNTERS, SUMSQ, AuditPoint, Sample, Window, compute_window,
+                                       point_from_snapshot)
 
 STORE_ENV = "QUERYAUDIT_STORE"
 RETRIES = 12
@@ -78,6 +79,9 @@ def _c(name, type_, references: str | None = None, **kw):
 
 
 Double = sa.Double()
+# The window counters of schema 2, frozen: a later counter is a later schema step.
+V2_COUNTERS = ("calls", "total_exec_time_ms", "rows", "shared_blks_hit", "shared_blks_read", "temp_blks_written")
+assert set(V2_COUNTERS) == set(COUNTERS)
 SCHEMA: dict[int, dict[str, list]] = {
     1: {
         "qa_targets": [_c("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -114,12 +118,21 @@ SCHEMA: dict[int, dict[str, list]] = {
                       _c("window_note", sa.Text), _c("window_evicted", sa.BigInteger),
                       _c("window_exec_time_ms", Double), _c("window_calls", sa.BigInteger)],
         "qa_statements": [_c("stats_since", sa.Text), _c("window_kind", sa.Text)]
-        + [_c(f"d_{c}", Double if c == "total_exec_time_ms" else sa.BigInteger) for c in COUNTERS],
+        + [_c(f"d_{c}", Double if c == "total_exec_time_ms" else sa.BigInteger) for c in V2_COUNTERS],
+    },
+    # 3: each statement's sum of squared times (its window spread, for Welch's test), and
+    # when each index first appeared (an index younger than the unused-index window is not judged).
+    3: {
+        "qa_statements": [_c(SUMSQ, Double), _c(f"d_{SUMSQ}", Double)],
+        "qa_index_seen": [_c("target_id", sa.Integer, "qa_targets.id", primary_key=True),
+                          _c("index_name", sa.Text, primary_key=True), _c("first_seen_at", sa.Text, nullable=False),
+                          _c("first_audit_id", sa.Integer)],
     },
 }
 INDEXES = {1: [("qa_audits_target_time", "qa_audits", ("target_id", "collected_at")),
                ("qa_statements_audit_query", "qa_statements", ("audit_id", "queryid"))]}
-MIGRATION_NOTES = {1: "audits, statements (cumulative), findings", 2: "per-window deltas and system identifier"}
+MIGRATION_NOTES = {1: "audits, statements (cumulative), findings", 2: "per-window deltas and system identifier",
+                   3: "statement sum of squares (spread per window), index first seen"}
 CURRENT_VERSION = max(SCHEMA)
 
 
@@ -149,7 +162,11 @@ def _step(version: int) -> Callable[[Connection], None]:
         if version == 1:
             build_metadata(1).create_all(conn)
             return
+        md = build_metadata(version)
         for table, cols in SCHEMA[version].items():
+            if not any(table in SCHEMA[v] for v in SCHEMA if v < version):
+                md.tables[table].create(conn)  # a table new in this version
+                continue
             for factory in cols:
                 column = factory()
                 conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column.name} "
@@ -339,6 +356,8 @@ class Store:
                        "stats_since": s.stats_since, "window_kind": entry.kind}
                 row.update({c: getattr(s, c) for c in COUNTERS})
                 row.update({f"d_{c}": (entry.delta[c] if entry.delta is not None else None) for c in COUNTERS})
+                row[SUMSQ] = s.sumsq_exec_time
+                row[f"d_{SUMSQ}"] = entry.delta.get(SUMSQ) if entry.delta is not None else None
                 rows.append(row)
             if rows:
                 conn.execute(T["qa_statements"].insert(), rows)
@@ -348,6 +367,7 @@ class Store:
                         for f in report.get("findings", [])]
             if findings:
                 conn.execute(T["qa_findings"].insert(), findings)
+            self._record_indexes(conn, target_id, audit_id, point.collected_at, snapshot)
             return Recorded(audit_id, identity, window, prev_id)
 
         return self.transaction(write)
@@ -391,7 +411,7 @@ class Store:
         samples = {}
         for r in rows:
             sample = Sample(queryid=r["queryid"], userid=r["userid"], toplevel=r["toplevel"],
-                            stats_since=r["stats_since"], query=r["query"] or "",
+                            stats_since=r["stats_since"], query=r["query"] or "", sumsq_exec_time=r[SUMSQ],
                             **{c: r[c] for c in COUNTERS})
             samples[sample.key] = sample
         point = AuditPoint(collected_at=prev["collected_at"], samples=samples,
@@ -474,16 +494,19 @@ class Store:
             calls = stmts.c.d_calls if windowed else stmts.c.calls
             total = stmts.c.d_total_exec_time_ms if windowed else stmts.c.total_exec_time_ms
             rows_ = stmts.c.d_rows if windowed else stmts.c.rows
+            sumsq = stmts.c[f"d_{SUMSQ}"] if windowed else stmts.c[SUMSQ]
             query = (sa.select(stmts.c.queryid, sa.func.max(texts.c.query), sa.func.sum(calls), sa.func.sum(total),
-                               sa.func.sum(rows_), sa.func.min(stmts.c.window_kind), sa.func.max(stmts.c.window_kind))
+                               sa.func.sum(rows_), sa.func.min(stmts.c.window_kind), sa.func.max(stmts.c.window_kind),
+                               sa.func.sum(sumsq), sa.func.count(sumsq), sa.func.count())
                      .select_from(stmts.outerjoin(texts, sa.and_(texts.c.target_id == audit["target_id"],
                                                                  texts.c.queryid == stmts.c.queryid)))
                      .where(stmts.c.audit_id == audit_id, calls.is_not(None)).group_by(stmts.c.queryid))
             statements = {}
-            for queryid, text, n, ms, nrows, kind_lo, kind_hi in conn.execute(query):
+            for queryid, text, n, ms, nrows, kind_lo, kind_hi, sq, with_sq, entries in conn.execute(query):
                 kind = (kind_lo if kind_lo == kind_hi else "mixed-entries") if windowed else "cumulative"
                 statements[queryid] = StatementMetrics(queryid, text or "", int(n or 0), float(ms or 0.0),
-                                                       int(nrows or 0), kind)
+                                                       int(nrows or 0), kind,
+                                                       sumsq_ms2=float(sq) if with_sq == entries else None)
             found = {r["finding_id"]: {"check": r["check_id"], "severity": r["severity"], "title": r["title"],
                                        "object": r["object"]}
                      for r in conn.execute(sa.select(findings).where(findings.c.audit_id == audit_id)).mappings()}
@@ -542,6 +565,44 @@ class Store:
         query = (sa.select(audits.c.id).where(audits.c.target_id == target_id)
                  .order_by(audits.c.collected_at.desc(), audits.c.id.desc()).limit(n))
         return self.transaction(lambda conn: [r[0] for r in conn.execute(query)], read=True)
+
+    # -- indexes: when each first appeared -------------------------------------------
+    def _record_indexes(self, conn: Connection, target_id: int, audit_id: int, collected_at: str, snapshot) -> None:
+        seen = T["qa_index_seen"]
+        known = {r[0] for r in conn.execute(sa.select(seen.c.index_name).where(seen.c.target_id == target_id))}
+        fresh = sorted({i.qualified_name for i in snapshot.indexes} - known)
+        if fresh:
+            conn.execute(seen.insert(), [{"target_id": target_id, "index_name": name, "first_seen_at": collected_at,
+                                          "first_audit_id": audit_id} for name in fresh])
+
+    def index_first_seen(self, snapshot, name: str | None = None) -> dict[str, str]:
+        """When each index of the snapshot first appeared, as far as the store can tell: the
+        audit that first saw it, for indexes that appeared after the target's first audit,
+        and the snapshot itself for indexes no stored audit has seen. An index present at the
+        target's first audit may be older: it is left out (its age is unknown). Empty when
+        the store holds no audit of the target."""
+        identity = target_identity(snapshot.server, name)
+        targets, audits, seen = T["qa_targets"], T["qa_audits"], T["qa_index_seen"]
+
+        def read(conn):
+            target = conn.execute(sa.select(targets.c.id).where(targets.c.key == identity.key)).first()
+            if target is None:
+                return {}
+            first = conn.execute(sa.select(sa.func.min(audits.c.collected_at))
+                                 .where(audits.c.target_id == target[0])).scalar()
+            if first is None:
+                return {}
+            known = dict(conn.execute(sa.select(seen.c.index_name, seen.c.first_seen_at)
+                                      .where(seen.c.target_id == target[0])).all())
+            out = {}
+            for index in snapshot.indexes:
+                at = known.get(index.qualified_name)
+                if at is None:
+                    out[index.qualified_name] = snapshot.collected_at
+                elif at > first:
+                    out[index.qualified_name] = at
+            return out
+        return self.transaction(read, read=True)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -30,6 +30,11 @@ from dataclasses import dataclass, field
 
 # The counters kept per entry and window; all cumulative and monotonic between resets.
 COUNTERS = ("calls", "total_exec_time_ms", "rows", "shared_blks_hit", "shared_blks_read", "temp_blks_written")
+# The sum of squared execution times (ms²), rebuilt from pg_stat_statements' calls, mean and
+# (population) stddev: its window difference gives the window's spread, which the Welch
+# test of a before/after verdict needs. Kept apart from COUNTERS: rebuilt from floats, it
+# may wobble in the last digits, so it never decides whether an entry restarted.
+SUMSQ = "sumsq_exec_time"
 
 # How an entry's window numbers were obtained.
 DELTA = "delta"  # difference with the previous audit
@@ -54,6 +59,7 @@ class Sample:
     temp_blks_written: int = 0
     stats_since: str | None = None
     query: str = ""
+    sumsq_exec_time: float | None = None  # None: not recorded (stores before schema 3)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -66,7 +72,9 @@ class Sample:
                    calls=statement.calls, total_exec_time_ms=statement.total_exec_time_ms, rows=statement.rows,
                    shared_blks_hit=statement.shared_blks_hit, shared_blks_read=statement.shared_blks_read,
                    temp_blks_written=statement.temp_blks_written, stats_since=statement.stats_since,
-                   query=statement.query)
+                   query=statement.query,
+                   sumsq_exec_time=statement.calls * (statement.stddev_exec_time_ms ** 2
+                                                      + statement.mean_exec_time_ms ** 2))
 
 
 @dataclass
@@ -120,7 +128,16 @@ def utc_iso(value: str) -> str:
 
 
 def _whole(sample: Sample) -> dict[str, float]:
-    return {c: getattr(sample, c) for c in COUNTERS}
+    return {**{c: getattr(sample, c) for c in COUNTERS}, SUMSQ: sample.sumsq_exec_time}
+
+
+def _difference(sample: Sample, before: Sample) -> dict[str, float]:
+    delta = {c: getattr(sample, c) - getattr(before, c) for c in COUNTERS}
+    if sample.sumsq_exec_time is not None and before.sumsq_exec_time is not None:
+        delta[SUMSQ] = max(0.0, sample.sumsq_exec_time - before.sumsq_exec_time)
+    else:
+        delta[SUMSQ] = None
+    return delta
 
 
 def _went_down(current: Sample, previous: Sample) -> bool:
@@ -169,7 +186,7 @@ def compute_window(previous: AuditPoint | None, current: AuditPoint) -> Window:
                 or _went_down(sample, before):
             entries.append(Entry(sample, RESTARTED, _whole(sample)))
         else:
-            entries.append(Entry(sample, DELTA, {c: getattr(sample, c) - getattr(before, c) for c in COUNTERS}))
+            entries.append(Entry(sample, DELTA, _difference(sample, before)))
     restarted = sum(1 for e in entries if e.kind == RESTARTED)
     notes = []
     if restarted:

@@ -65,7 +65,7 @@ def _side(row: dict, which: str, key: str, fmt) -> str:
 
 def _baseline_rows(rows: list[dict]) -> list[str]:
     table = [[r["status"], _side(r, "before", "mean_exec_time_ms", _ms), _side(r, "after", "mean_exec_time_ms", _ms),
-              text(r.get("mean_change_text") or "–"),
+              text("; ".join(t for t in (r.get("mean_change_text"), r.get("p95_change_text")) if t) or "–"),
               f"{_side(r, 'before', 'calls', _num)} → {_side(r, 'after', 'calls', _num)}",
               f"{_side(r, 'before', 'total_exec_time_ms', _ms)} → {_side(r, 'after', 'total_exec_time_ms', _ms)}",
               code(_one_line(r["query"], 90))] for r in rows]
@@ -231,6 +231,8 @@ def render_compare(c: dict) -> str:
     lines += ["## Verdicts", ""]
     lines += [f"- {'✅' if v['outcome'] == 'improved' else '⚠️' if v['outcome'] == 'regressed' else '➖'} "
               f"{text(v['text'])}" for v in c["verdicts"]] or ["No fix applied between the two reports."]
+    lines += [f"- ✋ not applied: {code(k['check'])} {text(k['title'])}: needs a manual step: {text(k['manual_step'])}"
+              for k in c.get("skipped_fixes") or []]
     lines += [""]
     lines += ["## Findings", "", f"Resolved: **{len(c['findings']['resolved'])}**, new: **{len(c['findings']['new'])}**, "
               f"still open: {len(c['findings']['persisting'])}", ""]
@@ -240,7 +242,8 @@ def render_compare(c: dict) -> str:
         lines.append(f"- **new**: {code(f['check'])} {text(f['title'])}")
     lines += ["", "## Statements", ""]
     rows = [[s["status"], _ms(s["before"]["mean_exec_time_ms"] if s["before"] else None),
-             _ms(s["after"]["mean_exec_time_ms"] if s["after"] else None), text(s.get("mean_change_text") or ""),
+             _ms(s["after"]["mean_exec_time_ms"] if s["after"] else None),
+             text("; ".join(t for t in (s.get("mean_change_text"), s.get("p95_change_text")) if t)),
              _num(s["before"]["calls"] if s["before"] else None), _num(s["after"]["calls"] if s["after"] else None),
              _ms(s["before"]["total_exec_time_ms"] if s["before"] else None),
              _ms(s["after"]["total_exec_time_ms"] if s["after"] else None), code(_one_line(s["query"], 80))]

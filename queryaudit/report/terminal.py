@@ -143,7 +143,8 @@ def render_compare(c: dict, console: Console | None = None) -> None:
     for s in c["statements"][:15]:
         table.add_row(Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
                       _ms((s["before"] or {}).get("mean_exec_time_ms")), _ms((s["after"] or {}).get("mean_exec_time_ms")),
-                      s.get("mean_change_text") or "-",
+                      # The verdict without its interval (the verdict lines above quote it whole).
+                      (s.get("mean_change_text") or "-").split(" (")[0].split(":")[0],
                       f"{(s['before'] or {}).get('calls', '-')} → {(s['after'] or {}).get('calls', '-')}",
                       Text(_one_line(s["query"], 50)))
     console.print(table)
