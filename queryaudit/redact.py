@@ -57,7 +57,9 @@ SQL_KEYS = {"query", "query_text", "fix_sql", "sql", "statement", "definition", 
             "batched_sql", "Filter", "Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond", "Join Filter",
             "One-Time Filter", "TID Cond", "Cache Key", "Output", "Sort Key", "Group Key", "Query Text",
             "before_plan", "after_plan", "blocking_query", "waiting_query", "text", "query_pretty", "detail",
-            "label", "root_query"}
+            "label", "root_query",
+            # fix verification (queryaudit.verify): the fix as tried, which may carry a real key
+            "kind", "fix"}
 
 
 def redact(value, key: str | None = None):

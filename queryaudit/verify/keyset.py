@@ -98,9 +98,12 @@ def plan(query: str, values: list[str], types: list[str], unique_keys: list[list
 def last_key_query(keyset: Keyset) -> str:
     """The key of the last row of the previous page: the row just before OFFSET."""
     q = copy.deepcopy(keyset.tree)
-    q.set("expressions", [exp.cast(sqlglot.parse_one(k, read="postgres"), "text") for k in keyset.keys]
-          + [exp.cast(exp.Anonymous(this="pg_typeof", expressions=[sqlglot.parse_one(k, read="postgres")]), "text")
-             for k in keyset.keys])
+    # Aliased: an output column named like a key would take over ORDER BY key (output names
+    # come first there), and the text form sorts differently.
+    q.set("expressions", [exp.alias_(exp.cast(sqlglot.parse_one(k, read="postgres"), "text"), f"queryaudit_key_{n}")
+                          for n, k in enumerate(keyset.keys)]
+          + [exp.alias_(exp.cast(exp.Anonymous(this="pg_typeof", expressions=[sqlglot.parse_one(k, read="postgres")]),
+                                 "text"), f"queryaudit_type_{n}") for n, k in enumerate(keyset.keys)])
     q.set("order", copy.deepcopy(keyset.order))
     q.set("limit", exp.Limit(expression=exp.Literal.number(1)))
     q.set("offset", exp.Offset(expression=exp.Literal.number(keyset.offset - 1)))

@@ -193,7 +193,7 @@ class Verifier:
         self._timed(m, query, values, types, {}, lambda: self.runner.explain(after_query), runs)
         m.detail = (f"OFFSET {plan.offset} ({source}) against the keyset form from the real last key "
                     f"({', '.join(plan.keys)} = {', '.join(map(str, last))}); {runs} interleaved runs each side")
-        m.steps.append({"measured_rewrite": after_query})
+        m.steps.append({"rewrite": after_query})
         return m
 
     def _offset_values(self, queryid: str, finding: Finding):
@@ -349,6 +349,13 @@ def run_stage(conn: psycopg.Connection, snapshot: Snapshot, options: VerifyOptio
             snapshot.fix_verification = verify_fixes(runner, snapshot, options, real_conn)
     else:
         snapshot.fix_verification = verify_fixes(runner, snapshot, options)
+    done = snapshot.fix_verification
+    outcomes: dict[str, int] = {}
+    for m in done.measurements:
+        outcomes[m.outcome] = outcomes.get(m.outcome, 0) + 1
+    snapshot.extras["fix_verification"] = {"budget_s": done.budget_s, "duration_ms": done.duration_ms,
+                                           "verify_real": done.verify_real, "outcomes": outcomes,
+                                           "notes": done.notes}
 
 
 def stage(options: VerifyOptions, budget_s: float, statement_limit_ms: int, dsn: str | None = None,
