@@ -306,10 +306,12 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
     result = FixVerification(budget_s=round(runner.remaining_ms() / 1000, 3), verify_real=real_conn is not None)
     verifier = Verifier(runner, snapshot, options, real_conn)
     work: list[tuple[float, object]] = []  # (heuristic saving, job): most promising first
+    seen_jit: set[str] = set()
     for queryid, found in _spill_findings(snapshot).items():
         work.append((max(f.saving_share for f in found), lambda q=queryid, fs=found: verifier.work_mem(q, fs)))
     for f in jit_overhead.run(snapshot):
-        if f.evidence.get("source") == "plan":
+        if f.queryids[0] not in seen_jit:  # from the plan, or from pg_stat_statements with a plan captured
+            seen_jit.add(f.queryids[0])
             work.append((f.saving_share, lambda f=f: verifier.jit(f.queryids[0], f)))
     for f in large_offset.run(snapshot):
         work.append((f.saving_share, lambda f=f: verifier.offset(f.queryids[0], f)))
