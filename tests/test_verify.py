@@ -44,6 +44,59 @@ def test_keyset_rewrite_keeps_the_order_and_adds_a_tie_breaker():
     assert keyset.plan("SELECT * FROM t ORDER BY a, b DESC LIMIT 5 OFFSET 100", [], [], []) is None  # mixed
 
 
+def _snapshot(*measurements):
+    from queryaudit.snapshot import ServerInfo, Snapshot, Statement
+    from queryaudit.verify.model import FixVerification
+
+    statement = Statement(queryid="1", query="SELECT a FROM t ORDER BY a", calls=10, total_exec_time_ms=5000.0,
+                          mean_exec_time_ms=500.0, rows=10)
+    return Snapshot(server=ServerInfo(version_num=180000, version="18", database="d"), collected_at="2026-01-01",
+                    statements=[statement], total_exec_time_ms=10000.0,
+                    fix_verification=FixVerification(measurements=list(measurements)))
+
+
+def _spill_finding():
+    from queryaudit.findings import Finding, saving_from_share
+
+    return Finding(check="disk-sort", severity="high", title="Sort spilled 7,264 kB to disk", queryids=["1"],
+                   fix_sql="SET LOCAL work_mem = '16MB';", confidence="high", effort="config",
+                   predicted_saving=saving_from_share(5000.0, 0.8, 10000.0, 10), key="disk-sort|1|0")
+
+
+def test_measured_saving_is_the_measured_reduction_times_the_statement_share():
+    from queryaudit.verify.apply import apply_measurements
+    from queryaudit.verify.model import FixMeasurement
+
+    f = _spill_finding()
+    m = FixMeasurement(finding_id=f.id, check="disk-sort", queryid="1", kind="work_mem", outcome="faster",
+                       fix="SET LOCAL work_mem = '22MB'", fix_sql="SET LOCAL work_mem = '22MB';",
+                       before_ms=[500, 510, 490], after_ms=[300, 305, 295], before={"ms": 500.0},
+                       after={"ms": 300.0})
+    [out] = apply_measurements(_snapshot(m), [f])
+    # 40 % of a statement that takes half the database's time: 20 %.
+    assert out.predicted_saving.share_of_total_time == 0.2 and out.heuristic_saving.share_of_total_time == 0.4
+    assert out.saving_method == "measured" and out.confidence == "high" and out.severity == "high"
+    assert out.fix_sql == "SET LOCAL work_mem = '22MB';" and out.verification.runs_after == [300, 305, 295]
+
+
+def test_a_fix_that_is_not_faster_becomes_a_low_note_and_unmeasured_ones_lose_confidence():
+    from queryaudit.findings import prioritise
+    from queryaudit.verify.apply import apply_measurements
+    from queryaudit.verify.model import FixMeasurement
+
+    f = _spill_finding()
+    m = FixMeasurement(finding_id=f.id, check="disk-sort", queryid="1", kind="work_mem", outcome="not-faster",
+                       fix="SET LOCAL work_mem = '22MB'", before_ms=[500, 510, 490], after_ms=[495, 505, 515],
+                       before={"ms": 500.0}, after={"ms": 505.0})
+    other = _spill_finding()
+    other.check, other.key = "seq-scan-large-table", "other"
+    other.predicted_saving.share_of_total_time = 0.05
+    out = prioritise(apply_measurements(_snapshot(m), [f, other]))
+    assert [x.check for x in out] == ["seq-scan-large-table", "disk-sort"]  # the note ranks below a 5 % estimate
+    assert out[1].severity == "low" and out[1].predicted_saving.share_of_total_time == 0
+    assert out[0].saving_method == "heuristic" and out[0].confidence == "low"
+
+
 # -- live ----------------------------------------------------------------------------------
 
 def audit(db, advisor: bool = False, **verify):
@@ -206,3 +259,28 @@ def test_statistics_fix_measured_on_a_scratch_copy(shop_db):
     assert stats and all(m.method == "real" and len(m.after_ms) == 3 for m in stats), stats
     # Rolled back: no statistics object was left behind.
     assert shop_db.execute("SELECT count(*) FROM pg_statistic_ext WHERE stxname LIKE 'customers_city%'")[0][0] == 0
+
+
+HASH_JOIN = "SELECT count(*) FROM big b JOIN other o ON o.id = b.id"
+
+
+def test_hash_spill_fix_gives_one_batch(empty_db):
+    empty_db.execute("CREATE TABLE big (id int, pad text)")
+    empty_db.execute("CREATE TABLE other (id int, pad text)")
+    empty_db.execute("INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 200000) g")
+    empty_db.execute("INSERT INTO other SELECT g, md5(g::text) FROM generate_series(1, 200000) g")
+    empty_db.execute("VACUUM ANALYZE big, other")
+    empty_db.execute(f"ALTER DATABASE {empty_db.name} SET work_mem = '1MB'")
+    empty_db.execute(f"ALTER DATABASE {empty_db.name} SET max_parallel_workers_per_gather = 0")
+    empty_db.execute("SELECT pg_stat_statements_reset()")
+    for _ in range(2):
+        empty_db.execute(HASH_JOIN)
+    snap, report = audit(empty_db)
+    [m] = measurement(snap, "hash-spill")
+    assert m.method == "real" and m.outcome in ("faster", "not-faster"), m
+    with empty_db.connect() as conn, conn.transaction():
+        conn.execute(f"SET LOCAL work_mem = '{m.fix.split(chr(39))[1]}'")
+        plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + HASH_JOIN).fetchone()[0][0]
+    hashes = [n for n in logic.nodes(plan["Plan"]) if n["Node Type"] == "Hash"]
+    assert hashes and all(n["Hash Batches"] == 1 for n in hashes)
+    assert m.before["temp_written"] > 0 and m.after["temp_written"] == 0
