@@ -116,8 +116,12 @@ def _fmt_number(value: float | None, unit: str) -> str | None:
 def before_after(finding: dict) -> dict | None:
     """The verification as a display row: what was measured, before, after, the reduction."""
     v = finding.get("verification")
-    if not v or v.get("method") in (None, "none"):
+    if not v or v.get("method") is None:
         return None
+    if v["method"] == "none":  # not verified: say why, when the finding says
+        return {"method": "none", "kind": "not verified", "measure": None, "before": None, "after": None,
+                "before_text": None, "after_text": None, "reduction": None, "detail": v.get("detail"),
+                "runs": 0, "outcome": v.get("outcome"), "extra": None} if v.get("detail") else None
     before, after = v.get("before") or {}, v.get("after") or {}
     measured = {"runs": len(v.get("runs_before") or []), "outcome": v.get("outcome"),
                 "extra": _measured_extra(before, after)}
@@ -164,7 +168,7 @@ def saving_basis(finding: dict) -> dict | None:
     method = finding.get("saving_method") or "heuristic"
     predicted = saving.get("share_of_total_time")
     heuristic = (finding.get("heuristic_saving") or {}).get("share_of_total_time")
-    text = f"saving {predicted:.1%} of database time, {SAVING_METHOD_LABELS.get(method, method)}"
+    text = f"Saving {predicted:.1%} of database time, {SAVING_METHOD_LABELS.get(method, method)}"
     if heuristic is not None and method == "measured":
         text += f"; the check's estimate before measuring: {heuristic:.1%}"
     return {"method": method, "predicted_share": predicted, "heuristic_share": heuristic, "text": text}
