@@ -131,8 +131,11 @@ def before_after(finding: dict) -> dict | None:
             kind = {"hypothetical": "hypothetical index (HypoPG)", "real": "built for real",
                     "snapshot": "report vs report"}.get(v["method"], v["method"])
             if v.get("kind"):  # a fix tried by queryaudit.verify: say what was run
-                kind = f"EXPLAIN ANALYZE with {v['kind']}" if v["kind"].startswith("SET") else \
-                    f"EXPLAIN ANALYZE of {_one_line(v['kind'], 90)}"
+                fix = _one_line(v["kind"], 90)
+                first = fix.split()[0].upper() if fix.split() else ""
+                kind = (f"EXPLAIN ANALYZE with {fix}" if first == "SET" else
+                        f"EXPLAIN ANALYZE after {fix} (rolled back)" if first in ("CREATE", "ANALYZE") else
+                        f"EXPLAIN ANALYZE of {fix}")
             return {"method": v["method"], "kind": kind, "measure": label, "before": b, "after": a,
                     "before_text": _fmt_number(b, unit), "after_text": _fmt_number(a, unit),
                     "reduction": round(1 - a / b, 4) if b > 0 else None, "detail": v.get("detail"), **measured}
