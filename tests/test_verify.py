@@ -100,8 +100,8 @@ def test_a_fix_that_is_not_faster_becomes_a_low_note_and_unmeasured_ones_lose_co
 # -- live ----------------------------------------------------------------------------------
 
 def audit(db, advisor: bool = False, **verify):
-    snap = collect_live(db.dsn, AuditOptions(top=20, advisor=AdvisorOptions(enabled=advisor),
-                                             verify=VerifyOptions(**verify)))
+    snap = collect_live(db.dsn, AuditOptions(top=20, advisor=AdvisorOptions(
+        enabled=advisor, verify_real=advisor and verify.get("verify_real", False)), verify=VerifyOptions(**verify)))
     report = analyse(snap)
     validate_report(report)
     return snap, report
@@ -251,14 +251,23 @@ def test_shop_demo_fixes_carry_measurements(shop_db):
     assert snap.extras["fix_verification"]["budget_s"] > 0
 
 
-def test_statistics_fix_measured_on_a_scratch_copy(shop_db):
-    """--verify-real: CREATE STATISTICS and ANALYZE in a rolled-back transaction, timed."""
+def test_statistics_and_indexes_measured_on_a_scratch_copy(shop_db):
+    """--verify-real: CREATE STATISTICS and ANALYZE in a rolled-back transaction, timed; the
+    advisor's indexes built for real and timed, and ranked by that measurement."""
     shop_db.run_workload("shop", rounds=2)
-    snap, report = audit(shop_db, verify_real=True)
+    snap, report = audit(shop_db, advisor=True, verify_real=True)
     stats = [m for m in measurement(snap, "row-estimate-error")]
     assert stats and all(m.method == "real" and len(m.after_ms) == 3 for m in stats), stats
-    # Rolled back: no statistics object was left behind.
+    for m in stats:
+        finding = next(f for f in report["findings"] if f["id"] == m.finding_id)
+        assert finding["verification"]["method"] == "real" and finding["before_after"]["before_text"]
+        assert "rolled back" in finding["before_after"]["kind"]
+    # Rolled back: no statistics object and no index was left behind.
     assert shop_db.execute("SELECT count(*) FROM pg_statistic_ext WHERE stxname LIKE 'customers_city%'")[0][0] == 0
+    assert shop_db.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%customer_id%'")[0][0] == 0
+    indexes = [f for f in report["findings"] if f["check"] == "missing-index"]
+    assert indexes and all(f["verification"]["method"] == "real" and f["saving_method"] == "measured"
+                           and f["confidence"] == "high" for f in indexes), indexes
 
 
 HASH_JOIN = "SELECT count(*) FROM big b JOIN other o ON o.id = b.id"

@@ -16,6 +16,10 @@ SPILL_CHECKS = ("disk-sort", "hash-spill")
 MEASURED_OUTCOMES = ("faster", "not-faster", "inconclusive")
 
 
+def _ms(value: float) -> str:
+    return f"{value:.3f} ms" if value < 1 else f"{value:,.1f} ms"
+
+
 def _severity(saving: Saving) -> str:
     from queryaudit.checks._plans import severity_for
 
@@ -62,7 +66,11 @@ def _measured(f: Finding, m: FixMeasurement, snapshot: Snapshot) -> None:
     f.saving_method = "measured"
     f.confidence = "high" if m.outcome != "inconclusive" else "medium"
     what = m.fix or "the fix"
-    timing = f"{m.before.get('ms', 0):,.1f} ms → {m.after.get('ms', 0):,.1f} ms (median)"
+    if m.kind == "keyset":
+        what = f"the keyset form `{m.fix}` (its last parameters: the key of the previous page's last row)"
+    elif m.kind == "batch":
+        what = f"one `{m.fix}` for {m.before.get('round_trips', 0):.0f} lookups"
+    timing = f"{_ms(m.before.get('ms', 0))} → {_ms(m.after.get('ms', 0))} (median)"
     if m.outcome == "not-faster":
         f.severity = "low"
         f.title += " (measured: not faster with the fix)"
