@@ -305,30 +305,48 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
     started = time.monotonic()
     result = FixVerification(budget_s=round(runner.remaining_ms() / 1000, 3), verify_real=real_conn is not None)
     verifier = Verifier(runner, snapshot, options, real_conn)
-    work: list[tuple[float, object]] = []  # (heuristic saving, job): most promising first
+    # (heuristic saving, what it measures, job): most promising first.
+    work: list[tuple[float, tuple[str, str, str, str], object]] = []
     seen_jit: set[str] = set()
     for queryid, found in _spill_findings(snapshot).items():
-        work.append((max(f.saving_share for f in found), lambda q=queryid, fs=found: verifier.work_mem(q, fs)))
+        lead = max(found, key=lambda f: f.saving_share)
+        work.append((lead.saving_share, (lead.id, lead.check, queryid, "work_mem"),
+                     lambda q=queryid, fs=found: verifier.work_mem(q, fs)))
     for f in jit_overhead.run(snapshot):
         if f.queryids[0] not in seen_jit:  # from the plan, or from pg_stat_statements with a plan captured
             seen_jit.add(f.queryids[0])
-            work.append((f.saving_share, lambda f=f: verifier.jit(f.queryids[0], f)))
+            work.append((f.saving_share, (f.id, f.check, f.queryids[0], "jit"),
+                         lambda f=f: verifier.jit(f.queryids[0], f)))
     for f in large_offset.run(snapshot):
-        work.append((f.saving_share, lambda f=f: verifier.offset(f.queryids[0], f)))
+        work.append((f.saving_share, (f.id, f.check, f.queryids[0], "keyset"),
+                     lambda f=f: verifier.offset(f.queryids[0], f)))
     for f in n_plus_one.from_statements(snapshot):
-        work.append((f.saving_share, lambda f=f: verifier.batch(f)))
+        work.append((f.saving_share, (f.id, f.check, f.queryids[0], "batch"), lambda f=f: verifier.batch(f)))
     for f in row_estimate_error.run(snapshot):
         if _statistics_fix(f):
-            work.append((f.saving_share, lambda f=f: verifier.statistics(f.queryids[0], f)))
-    for _, job in sorted(work, key=lambda w: -w[0]):
+            work.append((f.saving_share, (f.id, f.check, f.queryids[0], "statistics"),
+                         lambda f=f: verifier.statistics(f.queryids[0], f)))
+    work.sort(key=lambda w: -w[0])
+
+    def unmeasured(item, detail: str) -> FixMeasurement:
+        finding_id, check, queryid, kind = item
+        return FixMeasurement(finding_id=finding_id, check=check, queryid=queryid, kind=kind, method="none",
+                              detail=detail)
+
+    for n, (_, what, job) in enumerate(work):
         try:
             result.measurements.append(job())
-        except BudgetExhausted:
+        except (BudgetExhausted, psycopg.errors.QueryCanceled) as exc:
+            if isinstance(exc, psycopg.errors.QueryCanceled) and runner.remaining_ms() > 100:
+                # Its own per-statement limit, not the budget: this fix only.
+                result.measurements.append(unmeasured(what, f"not measured: a run hit the per-statement limit "
+                                                            f"({_first_line(exc)})"))
+                continue
             result.notes.append("the EXPLAIN budget ran out: the remaining fixes are not measured "
                                 "(raise --explain-budget)")
+            result.measurements += [unmeasured(item, "not measured: the EXPLAIN budget ran out before it "
+                                                     "(raise --explain-budget)") for _, item, _ in work[n:]]
             break
-        except psycopg.errors.QueryCanceled as exc:
-            result.notes.append(f"a measurement hit its time limit ({_first_line(exc)})")
         except psycopg.Error as exc:
             if runner.conn.broken or runner.conn.closed:
                 raise
