@@ -33,6 +33,8 @@ def test_work_mem_steps_are_bounded():
     # The proposal holds what the server reported in memory, with headroom, rounded up to a MB.
     assert logic.proposed_work_mem_kb(19908, 30 * 1024) == 22 * 1024
     assert logic.format_mb(22) == "22MB" and logic.format_mb(1024) == "1GB"
+    # A hash of 9,000 kB at work_mem 4MB: hashes get 2.5 x work_mem (with 10 % headroom).
+    assert logic.hash_mem_multiplier_for(9000, 4096) == 2.5 and logic.hash_mem_multiplier_for(10**9, 64) is None
 
 
 def test_keyset_rewrite_keeps_the_order_and_adds_a_tie_breaker():
@@ -320,3 +322,9 @@ def test_hash_spill_fix_gives_one_batch(empty_db):
     hashes = [n for n in logic.nodes(plan["Plan"]) if n["Node Type"] == "Hash"]
     assert hashes and all(n["Hash Batches"] == 1 for n in hashes)
     assert m.before["temp_written"] > 0 and m.after["temp_written"] == 0
+    # The alternative for hashes only: hash_mem_multiplier at the current work_mem, checked too.
+    multiplier = m.fix_sql.split("hash_mem_multiplier = ")[1].split(";")[0]
+    with empty_db.connect() as conn, conn.transaction():
+        conn.execute(f"SET LOCAL hash_mem_multiplier = {multiplier}")
+        plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + HASH_JOIN).fetchone()[0][0]
+    assert all(n["Hash Batches"] == 1 for n in logic.nodes(plan["Plan"]) if n["Node Type"] == "Hash")

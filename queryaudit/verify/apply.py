@@ -56,6 +56,9 @@ def _measured(f: Finding, m: FixMeasurement, snapshot: Snapshot) -> None:
         return
     if m.outcome not in MEASURED_OUTCOMES:
         return
+    if not m.before_ms:  # the fix was checked (the spill goes) but not timed: the estimate stays
+        f.advice = f"checked: {m.detail}"
+        return
     statement = snapshot.statement(m.queryid)
     reduction = f.verification.reduction or 0.0
     fraction = max(0.0, reduction) if m.outcome != "not-faster" else 0.0

@@ -84,6 +84,15 @@ def proposed_work_mem_kb(in_memory_kb: float, fitted_kb: float) -> float:
     return min(fitted_kb, round_up_mb(in_memory_kb * HEADROOM) * 1024)
 
 
+def hash_mem_multiplier_for(hash_kb: float, work_mem_kb: float) -> float | None:
+    """The hash_mem_multiplier (13+, hashes may use work_mem x it) that holds `hash_kb` at the
+    current work_mem, in steps of 0.5; None when it would exceed PostgreSQL's limit of 1000."""
+    if work_mem_kb <= 0:
+        return None
+    multiplier = math.ceil(hash_kb * HEADROOM / work_mem_kb * 2) / 2
+    return max(1.0, multiplier) if multiplier <= 1000 else None
+
+
 def verdict(before_ms: list[float], after_ms: list[float]) -> tuple[str, float | None]:
     """(faster | not-faster | inconclusive, reduction of the median time)."""
     if not before_ms or not after_ms:

@@ -46,7 +46,7 @@ class Verifier:
         self.runner, self.snapshot, self.options, self.real_conn = runner, snapshot, options, real_conn
         self.settings = self._settings()
 
-    def _settings(self) -> dict[str, float]:
+    def _settings(self) -> dict:
         rows = self.runner.conn.execute(
             "SELECT name, setting, unit FROM pg_settings WHERE name IN "
             "('work_mem', 'shared_buffers', 'hash_mem_multiplier')").fetchall()
@@ -54,6 +54,7 @@ class Verifier:
         for name, setting, unit in rows:
             out[name] = float(setting) if name == "hash_mem_multiplier" else logic.to_kb(setting, unit)
         out.setdefault("hash_mem_multiplier", 1.0)  # before 13 a hash gets work_mem, no more
+        out["names"] = tuple(name for name, _, _ in rows)
         return out
 
     # -- the statement as captured -------------------------------------------------
@@ -118,7 +119,7 @@ class Verifier:
         if fitted is None:
             m.outcome = "not-removed"
             m.detail = (f"still spills at work_mem = {logic.format_mb(logic.round_up_mb(cap))}, the bound "
-                        "(a quarter of shared_buffers, at most 1GB): more memory is not the fix")
+                        "(a quarter of shared_buffers, at least 64MB, at most 1GB): more memory is not the fix")
             return m
         proposed = logic.proposed_work_mem_kb(fitted[1], fitted[0])
         if proposed < fitted[0]:
@@ -131,6 +132,16 @@ class Verifier:
         setting = logic.format_mb(logic.round_up_mb(proposed))
         m.fix = f"SET LOCAL work_mem = '{setting}'"
         m.fix_sql = scoped_work_mem_sql(setting)
+        if all(f.check == "hash-spill" for f in found) and "hash_mem_multiplier" in self.settings.get("names", ()):
+            multiplier = logic.hash_mem_multiplier_for(fitted[1] * hmm, current)
+            if multiplier is not None:
+                plan = self.runner.explain(query, values, types, {"hash_mem_multiplier": str(multiplier)})
+                disk, need = logic.spills(plan, multiplier)
+                m.steps.append({"hash_mem_multiplier": multiplier, "spilled_kb": round(disk),
+                                "in_memory_kb": round(need * multiplier), "ms": round(logic.execution_ms(plan), 3)})
+                if disk == 0:  # the same memory for hashes only, sorts keep the current work_mem
+                    m.fix_sql += (f"\n-- or, for hashes only (work_mem unchanged), checked to run in one batch:\n"
+                                  f"-- SET LOCAL hash_mem_multiplier = {multiplier};")
         runs = self._runs(per_run)
         if runs == 0:
             m.outcome, m.detail = "inconclusive", f"{m.fix} removes the spill; no budget left to time it"
