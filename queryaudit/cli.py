@@ -109,6 +109,11 @@ def audit(
     explain_timeout: float = ExplainTimeoutOption,
     analyze_dml: bool = AnalyzeDmlOption,
     queries: Optional[Path] = QueriesOption,
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="try each fix that can be tried read-only "
+                                "(SET LOCAL work_mem / jit, keyset rewrite, N+1 batch) and time it, within the "
+                                "EXPLAIN budget"),
+    verify_real: bool = typer.Option(False, "--verify-real", help="scratch/staging only: also build proposed "
+                                     "indexes and apply statistics fixes in rolled-back transactions, and time them"),
     logs: Optional[list[Path]] = typer.Option(None, "--log", help="PostgreSQL log files to read too (stderr, csvlog, "
                                               "jsonlog; globs, directories, .gz); repeatable; no server needed"),
     log_line_prefix: Optional[str] = typer.Option(None, "--log-line-prefix", help="the log_line_prefix of the "
@@ -160,11 +165,20 @@ def audit(
         expand_paths(logs)  # the logs are all there is to audit: a missing one is an error, not a partial report
         snap = log_only_snapshot()
     else:
+        from queryaudit.advisor.stage import AdvisorOptions
+        from queryaudit.verify.stage import VerifyOptions
+
+        if verify_real:
+            from queryaudit.advisor.command import REAL_WARNING
+
+            err_console.print(REAL_WARNING, markup=False, highlight=False)
         status, progress = _progress()
         try:
             snap = collect_live(resolve_dsn(dsn), AuditOptions(
                 top=top, sample_seconds=sample_seconds, explain=explain, explain_budget_s=explain_budget,
-                explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml, queries_file=queries),
+                explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml, queries_file=queries,
+                advisor=AdvisorOptions(verify_real=verify_real),
+                verify=VerifyOptions(enabled=verify or verify_real, verify_real=verify_real)),
                 progress)
         finally:
             if status:

@@ -91,7 +91,10 @@ def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES
 
 
 def _audit(dsn: str) -> tuple[object, dict]:
-    snapshot = collect_live(dsn, AuditOptions(top=20))
+    from queryaudit.verify.stage import VerifyOptions
+
+    # The demo's server is a throwaway copy: statistics fixes are measured there too (--verify-real).
+    snapshot = collect_live(dsn, AuditOptions(top=20, verify=VerifyOptions(verify_real=True)))
     return snapshot, analyse(snapshot, top=20)
 
 

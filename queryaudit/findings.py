@@ -28,9 +28,22 @@ class Saving:
 @dataclass
 class Verification:
     method: str  # hypothetical | real | snapshot | none
-    before: dict[str, float] = field(default_factory=dict)  # cost and/or ms
+    before: dict[str, float] = field(default_factory=dict)  # cost and/or ms (and buffers, round trips)
     after: dict[str, float] = field(default_factory=dict)
     detail: str | None = None
+    # Set by fix verification (queryaudit.verify): what was tried, each timed run, the
+    # reduction of the median and the verdict (faster | not-faster | inconclusive | not-removed).
+    kind: str | None = None
+    runs_before: list[float] = field(default_factory=list)
+    runs_after: list[float] = field(default_factory=list)
+    reduction: float | None = None
+    outcome: str | None = None
+
+
+# How a finding's saving was obtained; confidence follows it (measured, then hypothetical,
+# then heuristic).
+SAVING_METHODS = ("measured", "hypothetical", "heuristic")
+METHOD_CONFIDENCE = {"measured": "high", "hypothetical": "medium", "heuristic": "low"}
 
 
 @dataclass
@@ -48,6 +61,11 @@ class Finding:
     confidence: str = "medium"
     effort: str = "query"
     verification: Verification | None = None
+    # measured (the fix was tried: EXPLAIN ANALYZE before and after) | hypothetical (planner
+    # cost with a HypoPG index) | heuristic (the check's estimate from the plan or statistics)
+    saving_method: str = "heuristic"
+    # The check's own estimate, kept beside a measured saving that replaced it.
+    heuristic_saving: Saving | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     # What makes this the same problem across runs; defaults to the object it names.
     key: str | None = None
@@ -152,10 +170,16 @@ def _merge_group(group: list[Finding]) -> Finding:
                                         f.saving_share))
     others = [f for f in group if f is not primary]
     queryids = list(dict.fromkeys(q for f in [primary, *others] for q in f.queryids))
+    # The merged saving is as sure as the best way any member's saving was obtained.
+    methods = [f.saving_method for f in group if f.predicted_saving is not None] or [primary.saving_method]
+    method = min(methods, key=lambda m: SAVING_METHODS.index(m) if m in SAVING_METHODS else 9)
+    confidence = min((f.confidence for f in group), key=lambda c: CONFIDENCE_RANK.get(c, 9))
+    if method in METHOD_CONFIDENCE and CONFIDENCE_RANK[confidence] < CONFIDENCE_RANK[METHOD_CONFIDENCE[method]]:
+        confidence = METHOD_CONFIDENCE[method]
     merged = dataclasses.replace(
         primary,
         severity=min((f.severity for f in group), key=lambda s: SEVERITY_RANK.get(s, 9)),
-        confidence=min((f.confidence for f in group), key=lambda c: CONFIDENCE_RANK.get(c, 9)),
+        confidence=confidence, saving_method=method,
         queryids=queryids,
         predicted_saving=_combined_saving(group),
         evidence={**primary.evidence, "merged": [f.to_dict() for f in others]},

@@ -13,6 +13,7 @@ from queryaudit.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from queryaudit.advisor.stage import AdvisorOptions
+    from queryaudit.verify.stage import VerifyOptions
 
 
 @dataclass
@@ -31,6 +32,8 @@ class AuditOptions:
     queries_file: str | None = None
     # Index advisor (queryaudit.advisor), after plan capture; None = defaults, enabled=False = off.
     advisor: "AdvisorOptions | None" = None
+    # Fix verification (queryaudit.verify), after plan capture, in what is left of the EXPLAIN budget.
+    verify: "VerifyOptions | None" = None
 
 
 def collect_live(dsn: str, options: AuditOptions, progress=None) -> Snapshot:
@@ -46,6 +49,13 @@ def collect_live(dsn: str, options: AuditOptions, progress=None) -> Snapshot:
         options.collect.stages.append(plan_stage(PlanOptions(
             top=options.top, budget_s=options.explain_budget_s, statement_limit_ms=options.explain_statement_ms,
             analyze_dml=options.analyze_dml, queries_file=options.queries_file)))
+    from queryaudit.verify.stage import VerifyOptions, stage as verify_stage
+
+    verify = options.verify or VerifyOptions()
+    if options.explain and verify.enabled and not any(name == "fix verification"
+                                                      for name, _ in options.collect.stages):
+        options.collect.stages.append(verify_stage(verify, options.explain_budget_s, options.explain_statement_ms,
+                                                   dsn, options.limits))
     from queryaudit.advisor.stage import AdvisorOptions, stage as advisor_stage
 
     advisor = options.advisor or AdvisorOptions()

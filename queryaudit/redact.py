@@ -64,7 +64,9 @@ SQL_KEYS = {"query", "query_text", "fix_sql", "sql", "statement", "definition", 
             "before_plan", "after_plan", "blocking_query", "waiting_query", "text", "query_pretty", "detail",
             "label", "root_query", "parent_query",
             # lock evidence: a row "(page,tuple)" and an advisory lock key the application chose
-            "row", "rows", "keys"}
+            "row", "rows", "keys",
+            # fix verification (queryaudit.verify): the fix as tried, which may carry a real key
+            "kind", "fix"}
 
 
 def redact(value, key: str | None = None):

@@ -17,6 +17,7 @@ from queryaudit.advisor.model import IndexAdvice
 from queryaudit.errors import AuditError
 from queryaudit.lock_facts import LockFacts
 from queryaudit.log_facts import LogFacts
+from queryaudit.verify.model import FixVerification
 
 SNAPSHOT_FORMAT = 1
 
@@ -254,6 +255,8 @@ class Snapshot:
     plans: list[PlanCapture] = field(default_factory=list)
     # Set by the index advisor stage (verified in its own session); None when it did not run.
     index_advice: IndexAdvice | None = None
+    # Set by the fix verification stage (fixes tried and timed); None when it did not run.
+    fix_verification: FixVerification | None = None
     # Set by the lock sampling stage (--sample-seconds); None when it did not run.
     lock_samples: LockFacts | None = None
     # Lock waits, deadlocks and lock timeouts read from the server log; None without a log.

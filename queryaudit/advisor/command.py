@@ -21,8 +21,10 @@ REAL_WARNING = ("--verify-real builds each proposed index for real inside a tran
 
 def run_advisor(dsn: str, options: AdvisorOptions, explain: bool = True, top: int = 20) -> Snapshot:
     from queryaudit.pipeline import AuditOptions, collect_live
+    from queryaudit.verify.stage import VerifyOptions
 
-    snapshot = collect_live(dsn, AuditOptions(top=top, explain=explain, advisor=options))
+    snapshot = collect_live(dsn, AuditOptions(top=top, explain=explain, advisor=options,
+                                              verify=VerifyOptions(enabled=False)))  # index advice only
     if snapshot.index_advice is None:
         reason = next((e.message for e in snapshot.errors if e.stage == "index advisor"), "the advisor did not run")
         raise AuditError(f"index advisor: {reason}")
@@ -31,10 +33,11 @@ def run_advisor(dsn: str, options: AdvisorOptions, explain: bool = True, top: in
 
 def advice_dict(snapshot: Snapshot) -> dict:
     from queryaudit.checks import missing_index
+    from queryaudit.verify.apply import apply_measurements  # confidence follows the method, as in audit
 
     return {"database": snapshot.server.database, "server_version_num": snapshot.server.version_num,
             "advice": dataclasses.asdict(snapshot.index_advice),
-            "findings": [f.to_dict() for f in missing_index.run(snapshot)],
+            "findings": [f.to_dict() for f in apply_measurements(snapshot, missing_index.run(snapshot))],
             "errors": [dataclasses.asdict(e) for e in snapshot.errors]}
 
 

@@ -15,7 +15,12 @@ for disk bandwidth with everything else. pg_stat_statements shows it as
 Give this statement more memory, scoped to it: `SET LOCAL work_mem` inside its
 transaction (or `ALTER ROLE ... SET work_mem` for the role that runs it) rather than a
 server-wide increase, since every sort and hash of every session may use that much.
-The suggested value is twice the spilled size, rounded up. When the sort reads one
+The estimate is twice the spilled size, rounded up; an in-memory sort of narrow rows
+can need three times it, so the audit measures instead (queryaudit/verify): it raises
+`work_mem` with SET LOCAL from the spilled size until the sort runs in memory, proposes
+the in-memory size the server then reports (plus 10 %), and times the statement with
+and without it. A fix that removes the spill without making the statement faster is a
+low-severity note. When the sort reads one
 table and has no expressions, an index on the sort keys can give the order without
 sorting (most useful with a LIMIT).
 

@@ -14,7 +14,10 @@ hash table for fewer rows (see row-estimate-error).
 ## How to fix
 More memory for this statement's hashes: `SET LOCAL work_mem` in its transaction, or
 `hash_mem_multiplier` (13+: hashes may use work_mem x hash_mem_multiplier) for the role.
-The suggested value holds the peak memory times the number of batches.
+The estimate holds the peak memory times the number of batches; the audit measures
+instead (queryaudit/verify): SET LOCAL work_mem raised until the hash runs in one
+batch, the value the server then reports proposed, the statement timed with and
+without it.
 
 ## Example
 ```sql

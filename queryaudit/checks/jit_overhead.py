@@ -14,7 +14,8 @@ compilation costs more than it saves, on every execution.
 ## How to fix
 Raise the thresholds (`jit_above_cost`, `jit_inline_above_cost`,
 `jit_optimize_above_cost`) or turn JIT off for the role or database running these
-statements; fix a row overestimate that inflates the cost.
+statements; fix a row overestimate that inflates the cost. The audit measures it when
+it has the statement's plan with values: `SET LOCAL jit = off`, timed against JIT on.
 
 ## Example
 ```sql

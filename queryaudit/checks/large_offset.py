@@ -18,7 +18,8 @@ crawlers or exports walk all of them.
 Keyset (seek) pagination: remember the sort key of the last row shown and ask for the
 rows after it, which an index on the sort key answers by reading only the page asked
 for: `WHERE (created_at, id) < ($last_created_at, $last_id) ORDER BY created_at DESC,
-id DESC LIMIT 20`.
+id DESC LIMIT 20`. The audit generates that rewrite (sqlglot), reads the real last key
+of the previous page and times the rewrite against the OFFSET form.
 
 ## Example
 ```sql

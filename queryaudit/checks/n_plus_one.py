@@ -31,7 +31,8 @@ keys the parent returned, or a join with the parent. With SQLAlchemy, load the
 relationship eagerly: `selectinload(Order.customer)` (collections) or
 `joinedload(Order.customer)` (many-to-one). Inside a PL/pgSQL function, replace the
 `FOR ... LOOP` of lookups by one set-based statement. The finding's evidence carries
-the batched statement and the join, generated from the two statements' syntax trees.
+the batched statement and the join, generated from the two statements' syntax trees;
+the audit times the batch (`= ANY($1)` with real keys) against the N single lookups.
 
 ## Example
 ```sql

@@ -116,19 +116,65 @@ def _fmt_number(value: float | None, unit: str) -> str | None:
 def before_after(finding: dict) -> dict | None:
     """The verification as a display row: what was measured, before, after, the reduction."""
     v = finding.get("verification")
-    if not v or v.get("method") in (None, "none"):
+    if not v or v.get("method") is None:
         return None
+    if v["method"] == "none":  # not verified: say why, when the finding says
+        return {"method": "none", "kind": "not verified", "measure": None, "before": None, "after": None,
+                "before_text": None, "after_text": None, "reduction": None, "detail": v.get("detail"),
+                "runs": 0, "outcome": v.get("outcome"), "extra": None} if v.get("detail") else None
     before, after = v.get("before") or {}, v.get("after") or {}
+    measured = {"runs": len(v.get("runs_before") or []), "outcome": v.get("outcome"),
+                "extra": _measured_extra(before, after)}
     for measure, unit, label in (("ms", "ms", "measured time"), ("cost", "", "planner cost")):
         if before.get(measure) is not None and after.get(measure) is not None:
             b, a = float(before[measure]), float(after[measure])
             kind = {"hypothetical": "hypothetical index (HypoPG)", "real": "built for real",
                     "snapshot": "report vs report"}.get(v["method"], v["method"])
+            if v.get("kind"):  # a fix tried by queryaudit.verify: say what was run
+                fix = _one_line(v["kind"], 90)
+                first = fix.split()[0].upper() if fix.split() else ""
+                kind = (f"EXPLAIN ANALYZE with {fix}" if first == "SET" else
+                        f"EXPLAIN ANALYZE after {fix} (rolled back)" if first in ("CREATE", "ANALYZE") else
+                        f"EXPLAIN ANALYZE of {fix}")
             return {"method": v["method"], "kind": kind, "measure": label, "before": b, "after": a,
                     "before_text": _fmt_number(b, unit), "after_text": _fmt_number(a, unit),
-                    "reduction": round(1 - a / b, 4) if b > 0 else None, "detail": v.get("detail")}
+                    "reduction": round(1 - a / b, 4) if b > 0 else None, "detail": v.get("detail"), **measured}
     return {"method": v["method"], "kind": v["method"], "measure": None, "before": None, "after": None,
-            "before_text": None, "after_text": None, "reduction": None, "detail": v.get("detail")}
+            "before_text": None, "after_text": None, "reduction": None, "detail": v.get("detail"), **measured}
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _measured_extra(before: dict, after: dict) -> str | None:
+    """Round trips and temp blocks before -> after, when a measurement recorded them."""
+    parts = []
+    for key, label in (("round_trips", "round trips"), ("temp_written", "temp blocks written"),
+                       ("shared_hit", "shared blocks hit")):
+        if before.get(key) is not None and after.get(key) is not None and before[key] != after[key]:
+            parts.append(f"{label} {before[key]:,.0f} → {after[key]:,.0f}")
+    return "; ".join(parts) or None
+
+
+SAVING_METHOD_LABELS = {"measured": "measured (the fix was run: EXPLAIN ANALYZE before and after)",
+                        "hypothetical": "hypothetical (planner cost with a HypoPG index)",
+                        "heuristic": "heuristic (estimated from the plan and statistics, not run)"}
+
+
+def saving_basis(finding: dict) -> dict | None:
+    """How the finding's saving was obtained, with the predicted and the measured values side by side."""
+    saving = finding.get("predicted_saving")
+    if not saving:
+        return None
+    method = finding.get("saving_method") or "heuristic"
+    predicted = saving.get("share_of_total_time")
+    heuristic = (finding.get("heuristic_saving") or {}).get("share_of_total_time")
+    text = f"Saving {predicted:.1%} of database time, {SAVING_METHOD_LABELS.get(method, method)}"
+    if heuristic is not None and method == "measured":
+        text += f"; the check's estimate before measuring: {heuristic:.1%}"
+    return {"method": method, "predicted_share": predicted, "heuristic_share": heuristic, "text": text}
 
 
 def _workload_chart(queries: list[dict]) -> list[dict]:
@@ -234,6 +280,7 @@ def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | Non
     for n, f in enumerate(report["findings"], 1):
         f["rank"] = n
         f["before_after"] = before_after(f)
+        f["saving_basis"] = saving_basis(f)
         f["statements"] = [{"queryid": qid, "rank": rank.get(qid),
                             "query": report["queries"][rank[qid] - 1]["query"] if qid in rank else None}
                            for qid in f.get("queryids", [])]
@@ -244,7 +291,8 @@ def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | Non
         fix.update({"effort": f.get("effort"), "confidence": f.get("confidence"), "table": f.get("table"),
                     "queryids": f.get("queryids", []), "saving_total_ms": saving.get("total_ms"),
                     "saving_ms_per_call": saving.get("ms_per_call"), "advice": f.get("advice"),
-                    "before_after": f.get("before_after")})
+                    "before_after": f.get("before_after"), "saving_basis": f.get("saving_basis"),
+                    "saving_method": f.get("saving_method")})
     report["workload_chart"] = _workload_chart(report["queries"])
     report["catalog"] = {"indexes": [{"name": i.qualified_name, "table": i.table, "definition": i.definition,
                                       "valid": i.is_valid, "bytes": i.bytes, "idx_scan": i.idx_scan,

@@ -49,8 +49,13 @@ def _before_after(ba: dict | None) -> str | None:
         return None
     if ba.get("before") is None:
         return f"Verification: {text(ba.get('kind'))}" + (f" ({text(ba['detail'])})" if ba.get("detail") else "")
-    reduction = f", **{_pct(ba['reduction'])} less**" if ba.get("reduction") is not None else ""
-    return f"Before/after ({text(ba['kind'])}, {ba['measure']}): {ba['before_text']} → {ba['after_text']}{reduction}"
+    reduction = ""
+    if ba.get("reduction") is not None:
+        reduction = f", **{_pct(ba['reduction'])} less**" if ba["reduction"] >= 0 else f", **{_pct(-ba['reduction'])} more**"
+    runs = f", {ba['runs']} runs each" if ba.get("runs") else ""
+    extra = f"; {text(ba['extra'])}" if ba.get("extra") else ""
+    return (f"Before/after ({text(ba['kind'])}, {ba['measure']}{runs}): {ba['before_text']} → {ba['after_text']}"
+            f"{reduction}{extra}")
 
 
 WINDOW_KINDS = {"delta": "since the previous audit (differences of the counters)",
@@ -182,6 +187,8 @@ def render(report: dict) -> str:
         ba = _before_after(f.get("before_after"))
         if ba:
             lines += [ba, ""]
+        if f.get("saving_basis"):
+            lines += [text(f['saving_basis']['text']), ""]
         merged = (f.get("evidence") or {}).get("merged") or []
         if merged:
             lines += ["Merged: " + "; ".join(f"{code(x['id'])} {text(x['title'])}" for x in merged), ""]

@@ -69,7 +69,8 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
                         ("effort", {}), ("fix", {"overflow": "fold", "ratio": 1})):
             fixes.add_column(col, **kw)
         for n, f in enumerate(report["summary"]["top_fixes"], 1):
-            fixes.add_row(str(n), _pct(f["share_of_total_time"]),
+            fixes.add_row(str(n), _pct(f["share_of_total_time"]) + (f"\n{f['saving_method']}" if f.get("saving_method")
+                                                                     else ""),
                           Text(f["severity"], style=SEVERITY_STYLE.get(f["severity"], "")),
                           f.get("effort") or "", Text(f"{f['title']}  [{f['check']}]"))
         console.print(fixes)
@@ -79,8 +80,14 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
                 console.print(Text(f["fix_sql"]), soft_wrap=True)
             ba = f.get("before_after")
             if ba and ba.get("before_text"):
-                console.print(Text(f"   {ba['measure']} ({ba['kind']}): {ba['before_text']} → {ba['after_text']}",
-                                   style="green"))
+                runs = f", {ba['runs']} runs each" if ba.get("runs") else ""
+                extra = f"; {ba['extra']}" if ba.get("extra") else ""
+                console.print(Text(f"   {ba['measure']} ({ba['kind']}{runs}): {ba['before_text']} → "
+                                   f"{ba['after_text']}{extra}", style="green"), soft_wrap=True)
+            elif ba and ba.get("detail"):
+                console.print(Text(f"   not verified: {ba['detail']}", style="yellow"), soft_wrap=True)
+            if f.get("saving_basis"):
+                console.print(Text(f"   {f['saving_basis']['text']}", style="dim"), soft_wrap=True)
     else:
         console.print("No findings.")
 

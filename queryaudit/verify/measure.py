@@ -1,0 +1,88 @@
+"""EXPLAIN ANALYZE with and without a fix, in the audit's read-only session.
+
+Every run is its own transaction, always rolled back: the fix is a SET LOCAL (or a
+rewritten statement), so nothing outlives the run. Values travel as typed literals of a
+PREPAREd statement, as in plan capture, with custom plans forced (after five executions
+the plan cache could switch to a generic plan and measure something else). All runs
+share a deadline: what is left of the EXPLAIN budget.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+
+import psycopg
+from psycopg import sql
+
+from queryaudit.errors import AuditError
+
+OPTIONS = "ANALYZE, BUFFERS, TIMING OFF, SUMMARY ON, FORMAT JSON"
+_names = itertools.count()
+
+
+class BudgetExhausted(AuditError):
+    pass
+
+
+class Runner:
+    def __init__(self, conn: psycopg.Connection, deadline: float, statement_limit_ms: int):
+        self.conn = conn
+        self.deadline = deadline
+        self.statement_limit_ms = statement_limit_ms
+
+    def remaining_ms(self) -> float:
+        return (self.deadline - time.monotonic()) * 1000
+
+    def _timeout_ms(self) -> int:
+        remaining = self.remaining_ms()
+        if remaining <= 50:
+            raise BudgetExhausted("the EXPLAIN budget is used up")
+        return int(min(self.statement_limit_ms, remaining))
+
+    def explain(self, query: str, values: list[str] | None = None, types: list[str] | None = None,
+                settings: dict[str, str] | None = None, options: str = OPTIONS) -> dict:
+        """One EXPLAIN ANALYZE of `query` ($n bound to `values`) with `settings` SET LOCAL."""
+        conn = self.conn
+        name = f"queryaudit_verify_{next(_names)}" if values else None
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                    sql.Literal(f"{self._timeout_ms()}ms")))
+                conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                for key, value in (settings or {}).items():
+                    conn.execute("SELECT set_config(%s, %s, true)", (key, value))
+                explain = sql.SQL("EXPLAIN ({}) ").format(sql.SQL(options))
+                if name is None:
+                    row = conn.execute(explain + sql.SQL(query)).fetchone()
+                else:
+                    conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
+                    args = sql.SQL(", ").join(
+                        sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t or "unknown"))
+                        for v, t in zip(values, types or [None] * len(values)))
+                    row = conn.execute(explain + sql.SQL("EXECUTE {}({})").format(sql.Identifier(name), args)
+                                       ).fetchone()
+        finally:
+            if name is not None and not conn.broken:
+                try:
+                    conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+                except psycopg.Error:
+                    pass
+        plan = row[0]
+        return plan[0] if isinstance(plan, list) else plan
+
+    def rows(self, query: str, params: tuple | list = ()) -> list[tuple]:
+        """A read (the keys a keyset rewrite or a batch needs), under the same limits."""
+        with self.conn.transaction(force_rollback=True):
+            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{self._timeout_ms()}ms")))
+            return self.conn.execute(query, params).fetchall()
+
+    def interleaved(self, before, after, runs: int) -> tuple[list[dict], list[dict]]:
+        """`runs` timed runs of each side, alternating (a warm-up of each first, not counted):
+        drift in the cache or the machine's load then hits both sides alike."""
+        before(), after()
+        b, a = [], []
+        for _ in range(runs):
+            b.append(before())
+            a.append(after())
+        return b, a

@@ -1,0 +1,59 @@
+"""--verify-real for statistics fixes: on a writable scratch or staging copy only.
+
+CREATE STATISTICS and ANALYZE run inside a transaction that is always rolled back, between
+EXPLAIN ANALYZE runs of the statement: the new statistics (pg_statistic,
+pg_statistic_ext_data rows are transactional) are gone afterwards. ANALYZE does update
+pg_class.reltuples/relpages in place, which a rollback does not undo: hence scratch copies.
+"""
+from __future__ import annotations
+
+from statistics import median
+
+import pglast
+import psycopg
+from psycopg import sql
+
+from queryaudit.verify import logic
+from queryaudit.verify.measure import OPTIONS, Runner
+from queryaudit.verify.model import FixMeasurement
+
+
+def _explain(conn: psycopg.Connection, query: str, values, types, name: str | None) -> dict:
+    if name is None:
+        row = conn.execute(sql.SQL("EXPLAIN ({}) ").format(sql.SQL(OPTIONS)) + sql.SQL(query)).fetchone()
+    else:
+        args = sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t or "unknown"))
+                                  for v, t in zip(values, types))
+        row = conn.execute(sql.SQL("EXPLAIN ({}) EXECUTE {}({})").format(sql.SQL(OPTIONS), sql.Identifier(name), args)
+                           ).fetchone()
+    plan = row[0]
+    return plan[0] if isinstance(plan, list) else plan
+
+
+def measure_statistics(conn: psycopg.Connection, runner: Runner, m: FixMeasurement, query: str, values, types,
+                       fix_sql: str, runs: int) -> None:
+    statements = [str(s).strip() for s in pglast.split(fix_sql) if str(s).strip()]
+    name = "queryaudit_verify_stats" if values else None
+    with conn.transaction(force_rollback=True):
+        conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+            sql.Literal(f"{runner._timeout_ms()}ms")))
+        conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        if name:
+            conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
+        try:
+            _explain(conn, query, values, types, name)  # warm-up
+            before = [_explain(conn, query, values, types, name) for _ in range(runs)]
+            for text in statements:
+                conn.execute(text)
+            _explain(conn, query, values, types, name)
+            after = [_explain(conn, query, values, types, name) for _ in range(runs)]
+        finally:
+            if name:
+                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+    m.before_ms = [round(logic.execution_ms(p), 3) for p in before]
+    m.after_ms = [round(logic.execution_ms(p), 3) for p in after]
+    m.before = {"ms": round(median(m.before_ms), 3), **logic.buffers(before[-1])}
+    m.after = {"ms": round(median(m.after_ms), 3), **logic.buffers(after[-1])}
+    m.outcome, _ = logic.verdict(m.before_ms, m.after_ms)
+    m.detail = (f"--verify-real: {'; '.join(statements)} applied in a rolled-back transaction, "
+                f"{runs} EXPLAIN ANALYZE runs before and after")
