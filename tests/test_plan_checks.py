@@ -150,10 +150,12 @@ def test_read_statements_are_analyzed_with_values_from_pg_stats(planted):
     assert capture.plan["Settings"].get("work_mem") == "64kB"
 
 
-def test_offset_without_a_column_falls_back_to_the_generic_plan(planted):
+def test_offset_is_planned_as_the_first_page(planted):
     capture = planted.capture("ORDER BY id LIMIT")
-    assert capture.method == "generic"
-    assert "OFFSET" in capture.parameter_source and "generic plan" in capture.parameter_source
+    assert capture.method == "analyze"
+    assert "OFFSET 0" in capture.parameter_source and capture.parameters[-1] == "0"
+    limit = plan_model.build(capture.plan).root
+    assert limit.node_type == "Limit" and limit.actual_rows > 0
 
 
 def test_select_calling_a_volatile_function_is_not_executed(planted):

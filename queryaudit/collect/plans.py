@@ -31,6 +31,7 @@ from psycopg import sql
 from queryaudit.errors import AuditError
 from queryaudit.explain import explain_generic, parameter_count, parameter_types
 from queryaudit.params import Binding, infer_parameters
+from queryaudit.plannable import make_plannable
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 
@@ -38,6 +39,7 @@ ANALYZE_OPTIONS = "ANALYZE, BUFFERS, SETTINGS, FORMAT JSON"
 PLAIN_OPTIONS = "SETTINGS, FORMAT JSON"
 DEFAULT_BUDGET_S = 60.0
 DEFAULT_STATEMENT_LIMIT_MS = 10_000
+PLAIN_TIMEOUT_MS = 5_000  # a plain EXPLAIN (planning only) after the budget is spent
 _names = itertools.count()
 
 
@@ -146,35 +148,40 @@ class PlanCapturer:
             return skipped("the text does not parse (truncated, or not SQL): nothing to explain")
         if kind == "other":
             return skipped("not a plannable statement (utility command)")
+        # What pg_stat_statements wrote is not always what the server can plan: typed
+        # literals, constants kept in GROUP BY, placeholders with no type (queryaudit.plannable).
+        plannable = make_plannable(query)
+        text = plannable.text
         remaining_ms = (self.deadline - time.monotonic()) * 1000
-        if remaining_ms <= 0:
-            return skipped(f"the EXPLAIN budget ({self.options.budget_s:g} s) was used up by earlier statements")
-        analyze, why_not = self._may_analyze(statement, kind)
+        analyze, why_not = self._may_analyze(statement, kind, remaining_ms)
         try:
             binding = None
-            if parameter_count(query):
-                binding = infer_parameters(query, self.snapshot, parameter_types(self.conn, query), statement)
+            if parameter_count(text):
+                binding = infer_parameters(text, self.snapshot, parameter_types(self.conn, text), statement,
+                                           plannable)
             if binding is not None and not binding.complete:
-                plan = explain_generic(self.conn, query, PLAIN_OPTIONS)
-                return PlanCapture(statement.queryid, "generic", plan=plan, query_text=query,
+                plan = explain_generic(self.conn, text, PLAIN_OPTIONS)
+                return PlanCapture(statement.queryid, "generic", plan=plan, query_text=text,
                                    parameter_source=f"generic plan: no realistic value for "
                                                     f"{', '.join('$%d' % s.number for s in binding.missing())} "
                                                     f"({binding.describe()})",
                                    skipped_reason=why_not)
-            timeout_ms = int(min(self.options.statement_limit_ms, remaining_ms))
+            # A plain EXPLAIN executes nothing: it gets a short timeout of its own even
+            # when the ANALYZE budget is spent.
+            timeout_ms = int(min(self.options.statement_limit_ms, max(remaining_ms, PLAIN_TIMEOUT_MS)))
             source = binding.describe() if binding else "no parameters"
             if analyze:
                 try:
-                    plan = self._explain(query, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
+                    plan = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
                     method = "analyze-rolled-back" if kind == "dml" else "analyze"
                     if binding is not None:
-                        self._record_generic(statement.queryid, query)
-                    return self._done(statement, method, plan, query, binding, source, None)
+                        self._record_generic(statement.queryid, text)
+                    return self._done(statement, method, plan, text, binding, source, None)
                 except psycopg.errors.QueryCanceled as exc:
                     why_not = (f"EXPLAIN ANALYZE exceeded the per-statement limit of {timeout_ms} ms "
                                f"({_first_line(exc)}); plain EXPLAIN instead")
-            plan = self._explain(query, binding, PLAIN_OPTIONS, timeout_ms)
-            return self._done(statement, "explain", plan, query, binding, source, why_not)
+            plan = self._explain(text, binding, PLAIN_OPTIONS, timeout_ms)
+            return self._done(statement, "explain", plan, text, binding, source, why_not)
         except psycopg.Error as exc:
             if self.conn.broken or self.conn.closed:
                 return skipped(f"the connection to the server was lost ({_first_line(exc)})")
@@ -198,7 +205,7 @@ class PlanCapturer:
                            parameters=[s.value for s in binding.slots] if binding else [],
                            parameter_source=source, skipped_reason=why_not)
 
-    def _may_analyze(self, statement: Statement, kind: str) -> tuple[bool, str | None]:
+    def _may_analyze(self, statement: Statement, kind: str, remaining_ms: float) -> tuple[bool, str | None]:
         if kind == "dml":
             if not self.options.analyze_dml:
                 return False, "writes data: plain EXPLAIN (EXPLAIN ANALYZE of DML only with --analyze-dml)"
@@ -211,6 +218,14 @@ class PlanCapturer:
         if statement.mean_exec_time_ms > self.options.statement_limit_ms:
             return False, (f"mean time {statement.mean_exec_time_ms:.0f} ms exceeds the per-statement limit "
                            f"of {self.options.statement_limit_ms} ms: plain EXPLAIN")
+        if remaining_ms <= 0:
+            return False, (f"the EXPLAIN ANALYZE budget ({self.options.budget_s:g} s, --explain-budget) was used "
+                           "up by earlier statements: plain EXPLAIN")
+        if statement.mean_exec_time_ms > remaining_ms:
+            # Executing it would overrun the budget: spend what is left on the statements
+            # that fit, plan this one without running it.
+            return False, (f"mean time {statement.mean_exec_time_ms:.0f} ms exceeds what is left of the "
+                           f"EXPLAIN ANALYZE budget ({remaining_ms:.0f} ms; --explain-budget): plain EXPLAIN")
         return True, None
 
     def _volatile_functions(self, query: str) -> list[str]:
