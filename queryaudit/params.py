@@ -41,6 +41,8 @@ class ParameterSlot:
     value: str | None = None
     source: str | None = None  # most_common_vals | histogram_bounds | rows_per_call
     problem: str | None = None  # why no value, when none
+    expression: str | None = None  # the expression compared, when not a bare column (SQL, for sampling)
+    alias: str | None = None  # the name the expression uses for its table
 
 
 @dataclass
@@ -61,7 +63,7 @@ class Binding:
             return "no parameters"
         parts = []
         for s in self.slots:
-            where = f"{s.table}.{s.column}" if s.column else (s.operator or "?")
+            where = f"{s.table}.{s.column}" if s.column else (s.expression or s.operator or "?")
             if s.value is not None:
                 parts.append(f"${s.number} {where} from {s.source}")
             else:
@@ -111,6 +113,8 @@ class _Finder(visitors.Visitor):
 
     def __init__(self):
         self.uses: list[tuple[int, tuple[str | None, str] | None, str]] = []
+        # (param number, operator, expression SQL, the column references in it)
+        self.expression_uses: list[tuple[int, str, str, list[tuple[str | None, str]]]] = []
         self.relations: list[tuple[str | None, str, str]] = []  # schema, name, alias-or-name
 
     def visit_RangeVar(self, ancestors, node):
@@ -125,6 +129,8 @@ class _Finder(visitors.Visitor):
             for item in node.rexpr:
                 if (n := _param_number(item)) is not None:
                     self.uses.append((n, col, "in"))
+                    if col is None:
+                        self._expression(n, "in", node.lexpr)
         elif kind == A_Expr_Kind.AEXPR_BETWEEN and isinstance(node.rexpr, (tuple, list)) and len(node.rexpr) == 2:
             col = _column(node.lexpr)
             for item, where in zip(node.rexpr, ("between-low", "between-high")):
@@ -137,6 +143,9 @@ class _Finder(visitors.Visitor):
             for param_side, col_side, flip in ((node.rexpr, node.lexpr, False), (node.lexpr, node.rexpr, True)):
                 n, offsets = _anchor(param_side)
                 col = _column(col_side)
+                if n is not None and col is None and not flip and op in ("=", "<>", "!=") \
+                        and kind == A_Expr_Kind.AEXPR_OP:
+                    self._expression(n, "=", col_side)
                 if n is None or col is None:
                     continue
                 self.uses.extend((m, None, "offset-term") for m in offsets)
@@ -147,6 +156,23 @@ class _Finder(visitors.Visitor):
                 else:
                     operator = _FLIPPED.get(op, op) if flip else op
                 self.uses.append((n, col, operator))
+
+    def _expression(self, number: int, operator: str, node) -> None:
+        """`substring(c_phone FROM 1 FOR 2) IN ($5, ...)`: a value comes from evaluating
+        the expression on a sampled row of its table."""
+        from pglast.stream import RawStream
+
+        from queryaudit.sql import find_nodes
+
+        refs = [_column(c) for c in find_nodes(node, ast.ColumnRef)]
+        if not refs or None in refs or find_nodes(node, ast.SubLink) or any(
+                call.over for call in find_nodes(node, ast.FuncCall)):
+            return  # a subquery or a window: not something one row can evaluate
+        try:
+            text = RawStream()(node)
+        except Exception:
+            return
+        self.expression_uses.append((number, operator, text, refs))
 
     def visit_SelectStmt(self, ancestors, node):
         if (n := _param_number(node.limitCount)) is not None:
@@ -214,6 +240,15 @@ def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterS
                 slot.table, slot.column = resolved
             else:
                 slot.problem = f"column {'.'.join(p for p in ref if p)} not found in the catalog"
+    for number, operator, text, refs in finder.expression_uses:
+        slot = slots[number - 1] if 1 <= number <= nparams else None
+        if slot is None or slot.column is not None:
+            continue
+        owners = {resolver.resolve(ref)[0] if resolver.resolve(ref) else None for ref in refs}
+        qualifiers = {q for q, _ in refs if q}
+        if len(owners) == 1 and None not in owners and len(qualifiers) <= 1:
+            slot.table, slot.expression, slot.operator, slot.problem = owners.pop(), text, operator, None
+            slot.alias = qualifiers.pop() if qualifiers else None
     for s in slots:
         if s.operator is None and s.problem is None:
             s.problem = "not compared with a column"
@@ -257,7 +292,7 @@ _LOWER = {">", ">="}
 _UPPER = {"<", "<="}
 
 
-def _no_column_value(slot: ParameterSlot, default: str | None) -> tuple[str, str] | None:
+def _no_column_value(slot: ParameterSlot, default: str | None, unit: str | None) -> tuple[str, str] | None:
     """A value for a placeholder no column stands behind, when one is harmless to the plan."""
     typ = (slot.type or "").lower()
     if default is not None:
@@ -265,7 +300,7 @@ def _no_column_value(slot: ParameterSlot, default: str | None) -> tuple[str, str
     if slot.operator == "offset":
         return "0", "OFFSET 0, the first page"
     if typ == "interval":
-        return "1", "one unit of the interval (pg_stat_statements keeps no value)"
+        return ("1" if unit else "1 day"), "one unit of the interval (pg_stat_statements keeps no value)"
     if slot.operator == "offset-term" and typ in _NUMERIC_TYPES:
         return "0", "a neutral offset (the column's value is drawn for the other term)"
     if typ in _NUMERIC_TYPES:
@@ -290,12 +325,14 @@ def draw_values(slots: list[ParameterSlot], snapshot: Snapshot, statement: State
                 slot.problem = "LIMIT with no rows per call to go by"
             continue
         if slot.column is None:
-            drawn = _no_column_value(slot, extra.default if extra else None)
+            drawn = _no_column_value(slot, extra.default if extra else None, extra.unit if extra else None)
             if drawn is not None:
                 slot.value, slot.source = drawn
                 slot.problem = None
             elif slot.operator == "offset":
                 slot.problem = "OFFSET: no column to draw a value from"
+            elif slot.expression:
+                slot.problem = f"compared with {slot.expression}: needs a sampled row of {slot.table}"
             continue
         stats = snapshot.stats_for(slot.table, slot.column)
         if stats is None:

@@ -139,10 +139,11 @@ def planted(request) -> Planted:
     return planted
 
 
-def test_read_statements_are_analyzed_with_values_from_pg_stats(planted):
+def test_read_statements_are_analyzed_with_values_from_a_sampled_row(planted):
     capture = planted.capture("FROM corr WHERE")
     assert capture.method == "analyze"
-    assert "public.corr.a from most_common_vals" in capture.parameter_source
+    assert "public.corr.a from a sampled row" in capture.parameter_source
+    assert capture.parameters[0] == capture.parameters[1]  # a = b in every row of corr
     assert "$1" not in capture.query_text and capture.parameters
     plan = plan_model.build(capture.plan)
     assert plan.analyzed and plan.execution_ms > 0

@@ -32,6 +32,7 @@ from queryaudit.errors import AuditError
 from queryaudit.explain import explain_generic, parameter_count, parameter_types
 from queryaudit.params import Binding, infer_parameters
 from queryaudit.plannable import make_plannable
+from queryaudit.samples import SAMPLES, RowSample, apply_rows, sample_requests
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 
@@ -39,6 +40,7 @@ ANALYZE_OPTIONS = "ANALYZE, BUFFERS, SETTINGS, FORMAT JSON"
 PLAIN_OPTIONS = "SETTINGS, FORMAT JSON"
 DEFAULT_BUDGET_S = 60.0
 DEFAULT_STATEMENT_LIMIT_MS = 10_000
+SAMPLE_TIMEOUT_MS = 2_000  # one TABLESAMPLE read of a few rows
 PLAIN_TIMEOUT_MS = 5_000  # a plain EXPLAIN (planning only) after the budget is spent
 _names = itertools.count()
 
@@ -156,9 +158,13 @@ class PlanCapturer:
         analyze, why_not = self._may_analyze(statement, kind, remaining_ms)
         try:
             binding = None
+            samples: list = []
             if parameter_count(text):
                 binding = infer_parameters(text, self.snapshot, parameter_types(self.conn, text), statement,
                                            plannable)
+                # Only reads take sampled rows: a DELETE of a real row that others reference
+                # fails on the foreign key and teaches nothing.
+                samples = self._sample(binding, remaining_ms) if kind == "read" else []
             if binding is not None and not binding.complete:
                 plan = explain_generic(self.conn, text, PLAIN_OPTIONS)
                 return PlanCapture(statement.queryid, "generic", plan=plan, query_text=text,
@@ -176,7 +182,10 @@ class PlanCapturer:
                     method = "analyze-rolled-back" if kind == "dml" else "analyze"
                     if binding is not None:
                         self._record_generic(statement.queryid, text)
-                    return self._done(statement, method, plan, text, binding, source, None)
+                    capture = self._done(statement, method, plan, text, binding, source, None)
+                    if samples and kind == "read":
+                        capture.sample_ms = self._more_samples(text, binding, samples, plan, timeout_ms)
+                    return capture
                 except psycopg.errors.QueryCanceled as exc:
                     why_not = (f"EXPLAIN ANALYZE exceeded the per-statement limit of {timeout_ms} ms "
                                f"({_first_line(exc)}); plain EXPLAIN instead")
@@ -186,6 +195,57 @@ class PlanCapturer:
             if self.conn.broken or self.conn.closed:
                 return skipped(f"the connection to the server was lost ({_first_line(exc)})")
             return skipped(skip_reason(exc))
+
+    # -- values from sampled rows --------------------------------------------------
+    def _sample(self, binding: Binding, remaining_ms: float) -> list[tuple[RowSample, list[tuple]]]:
+        """Fill the binding from real rows (queryaudit.samples); a table whose sample
+        fails keeps its pg_stats values, and the reason goes into the slot's source."""
+        if remaining_ms <= 0:
+            return []
+        timeout_ms = int(min(SAMPLE_TIMEOUT_MS, remaining_ms))
+        taken = []
+        for request in sample_requests(binding):
+            rows: list[tuple] = []
+            try:
+                for exact in (False, True):
+                    with self.conn.transaction(force_rollback=True):
+                        self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                            sql.Literal(f"{timeout_ms}ms")))
+                        rows = self.conn.execute(request.sql(self.snapshot, exact=exact)).fetchall()
+                    if rows:
+                        break
+            except psycopg.Error as exc:
+                if self.conn.broken:
+                    raise
+                for slots in request.slots:
+                    for slot in slots:
+                        if slot.value is None:
+                            slot.problem = f"sampling {request.table} failed ({_first_line(exc)})"
+                continue
+            if apply_rows(request, rows):
+                taken.append((request, rows))
+        return taken
+
+    def _more_samples(self, text: str, binding: Binding, samples, plan: dict, timeout_ms: int) -> list[float]:
+        """EXPLAIN ANALYZE again with other sampled rows while that costs little of the
+        budget; the execution times, the kept plan's first. The binding ends as it began."""
+        times = [float(plan.get("Execution Time") or 0.0)]
+        try:
+            for pick in range(1, SAMPLES):
+                remaining_ms = (self.deadline - time.monotonic()) * 1000
+                if times[0] * (SAMPLES - 1) > remaining_ms * 0.25:
+                    break
+                if not all(apply_rows(request, rows, pick) for request, rows in samples):
+                    break
+                again = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms)
+                times.append(float(again.get("Execution Time") or 0.0))
+        except psycopg.Error:
+            if self.conn.broken:
+                raise
+        finally:
+            for request, rows in samples:
+                apply_rows(request, rows, 0)
+        return [round(t, 3) for t in times] if len(times) > 1 else []
 
     def _record_generic(self, queryid: str, query: str) -> None:
         """The generic plan's shape and scan estimates beside the analyzed custom plan:
