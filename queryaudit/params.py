@@ -43,6 +43,7 @@ class ParameterSlot:
     problem: str | None = None  # why no value, when none
     expression: str | None = None  # the expression compared, when not a bare column (SQL, for sampling)
     alias: str | None = None  # the name the expression uses for its table
+    select_list_only: bool = False  # appears only in the top select list: its value chooses no rows
 
 
 @dataclass
@@ -240,6 +241,9 @@ def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterS
                 slot.table, slot.column = resolved
             else:
                 slot.problem = f"column {'.'.join(p for p in ref if p)} not found in the catalog"
+    for number in _select_list_only(stmts):
+        if 1 <= number <= nparams:
+            slots[number - 1].select_list_only = True
     for number, operator, text, refs in finder.expression_uses:
         slot = slots[number - 1] if 1 <= number <= nparams else None
         if slot is None or slot.column is not None:
@@ -253,6 +257,31 @@ def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterS
         if s.operator is None and s.problem is None:
             s.problem = "not compared with a column"
     return slots
+
+
+def _select_list_only(stmts) -> set[int]:
+    """Placeholders of the outermost select list (outside subqueries) that appear nowhere
+    else: `sum(CASE WHEN nation = $1 THEN volume ELSE 0 END)` computes an output, it does
+    not choose rows, so any value gives the same plan."""
+    from queryaudit.sql import find_nodes
+
+    shown, elsewhere = set(), set()
+    for raw in stmts:
+        stmt = raw.stmt
+        if not isinstance(stmt, ast.SelectStmt):
+            continue
+        for target in stmt.targetList or ():
+            shown |= {p.number for p in find_nodes(target, ast.ParamRef, stop_at=ast.SubLink)}
+        every = {p.number for p in find_nodes(stmt, ast.ParamRef)}
+        in_targets = set()
+        for target in stmt.targetList or ():
+            in_targets |= {p.number for p in find_nodes(target, ast.ParamRef)}
+        elsewhere |= every - in_targets
+        # A placeholder inside a subquery of the select list may filter that subquery's rows.
+        for target in stmt.targetList or ():
+            for sub in find_nodes(target, ast.SubLink):
+                elsewhere |= {p.number for p in find_nodes(sub, ast.ParamRef)}
+    return shown - elsewhere
 
 
 def _sort_key(value: str):
@@ -305,6 +334,8 @@ def _no_column_value(slot: ParameterSlot, default: str | None, unit: str | None)
         return "0", "a neutral offset (the column's value is drawn for the other term)"
     if typ in _NUMERIC_TYPES:
         return "1", "1, a neutral factor or argument (no column to draw from)"
+    if slot.select_list_only and (typ in ("text", "character", "character varying", "boolean")):
+        return ("true" if typ == "boolean" else ""), "any value: only in the select list, it chooses no rows"
     return None
 
 
