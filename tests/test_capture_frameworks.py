@@ -1,0 +1,361 @@
+"""Application capture on every driver and framework a Python web application uses, on a
+real PostgreSQL: Django (psycopg 3 and psycopg2, middleware, pytest-django), psycopg2,
+asyncpg, SQLAlchemy's async engine (asyncpg and psycopg 3), and query budgets.
+
+Each case checks that the N+1 is reported at the application's own line (this file's or
+the app script's), that the fix is the framework's own, and that the loop-free version of
+the same code reports nothing."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from queryaudit.capture import NPlusOneError, QueryBudgetExceeded, capture, query_budget
+
+APPS = Path(__file__).parent / "capture_apps"
+ROOT = Path(__file__).resolve().parent.parent
+
+SCHEMA = """
+CREATE TABLE shelves (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE items (id int PRIMARY KEY, shelf_id int NOT NULL REFERENCES shelves, label text NOT NULL);
+INSERT INTO shelves SELECT g, 'shelf ' || g FROM generate_series(1, 12) g;
+INSERT INTO items SELECT g, 1 + g % 12, 'item ' || g FROM generate_series(1, 60) g;
+"""
+
+
+def _line_of(fragment: str, path: Path = Path(__file__)) -> int:
+    lines = path.read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if fragment in line and "_line_of" not in line)
+
+
+def _site(line_fragment: str) -> str:
+    return f"{Path(__file__).name}:{_line_of(line_fragment)}"
+
+
+@pytest.fixture
+def shelf_db(empty_db):
+    empty_db.execute(SCHEMA)
+    return empty_db
+
+
+# -- Django -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_django_loops_name_the_application_line_and_the_django_fix(empty_db, driver):
+    result = subprocess.run([sys.executable, "django_app.py"], cwd=APPS, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "APP_DSN": empty_db.dsn, "APP_DRIVER": driver,
+                                 "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}"})
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["driver"].startswith(driver)
+    app = APPS / "django_app.py"
+
+    [forward] = found["forward"]
+    assert forward["call_site"] == f"django_app.py:{_line_of('# forward loop', app)}"
+    assert forward["executions"] == 24 and forward["source"] == "django"  # once per book, not twice
+    assert forward["hint"].startswith('Book.objects.select_related("author")')
+    assert forward["batched"].endswith("WHERE shelf_author.id = ANY($1)")
+    assert "django/db/backends/utils.py" in forward["stack"][0]  # the whole stack is kept as evidence
+
+    [reverse] = found["reverse"]
+    assert reverse["call_site"] == f"django_app.py:{_line_of('# reverse loop', app)}"
+    assert reverse["hint"].startswith('Author.objects.prefetch_related("books")') and reverse["executions"] == 8
+
+    [many] = found["many_to_many"]
+    assert many["call_site"] == f"django_app.py:{_line_of('# many-to-many loop', app)}"
+    assert many["hint"].startswith('Book.objects.prefetch_related("tags")')
+
+    assert found["forward_fixed"] == [] and found["reverse_fixed"] == []
+    assert found["middleware"] == [{"path": "GET /books", "call_sites": [f"django_app.py:{_line_of('# view loop', app)}"]}]
+
+
+def test_pytest_plugin_under_pytest_django(empty_db, tmp_path):
+    (tmp_path / "settings.py").write_text(textwrap.dedent(f"""
+        from urllib.parse import urlparse
+        dsn = urlparse({empty_db.dsn!r})
+        INSTALLED_APPS = ["shelf"]
+        DATABASES = {{"default": {{"ENGINE": "django.db.backends.postgresql", "NAME": dsn.path.lstrip("/"),
+                                   "USER": dsn.username, "HOST": dsn.hostname, "PORT": dsn.port}}}}
+        DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+    """))
+    (tmp_path / "test_views.py").write_text(textwrap.dedent("""
+        import pytest
+        from shelf.models import Author, Book
+
+        @pytest.fixture
+        def books(db):
+            for a in range(6):
+                author = Author.objects.create(name=f"a{a}")
+                Book.objects.create(title=f"b{a}", author=author)
+
+        def test_loop(books, queryaudit_capture):
+            assert len([b.author.name for b in Book.objects.all()]) == 6
+
+        def test_no_loop(books, queryaudit_capture):
+            assert len([b.author.name for b in Book.objects.select_related("author")]) == 6
+    """))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ds=settings",
+                             "test_views.py"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}{os.pathsep}{tmp_path}"})
+    out = result.stdout
+    assert "1 failed, 1 passed" in out, out + result.stderr
+    line = _line_of("for b in Book.objects.all()", tmp_path / "test_views.py")
+    assert f"N+1 at test_views.py:{line}: 6 executions" in out, out
+    assert 'fix: Book.objects.select_related("author")' in out
+
+
+def test_pytest_plugin_under_pytest_asyncio(shelf_db, tmp_path):
+    (tmp_path / "test_async.py").write_text(textwrap.dedent("""
+        import os, asyncpg, pytest
+
+        @pytest.mark.asyncio
+        async def test_loop(queryaudit_capture):
+            conn = await asyncpg.connect(os.environ["APP_DSN"])
+            for shelf_id in range(1, 7):
+                await conn.fetch("SELECT label FROM items WHERE shelf_id = $1", shelf_id)
+            await conn.close()
+
+        @pytest.mark.asyncio
+        async def test_no_loop(queryaudit_capture):
+            conn = await asyncpg.connect(os.environ["APP_DSN"])
+            await conn.fetch("SELECT label FROM items WHERE shelf_id = ANY($1::int[])", list(range(1, 7)))
+            await conn.close()
+            assert len(queryaudit_capture.statements) == 1
+    """))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:django",
+                             "test_async.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "APP_DSN": shelf_db.dsn, "PYTHONPATH": str(ROOT)})
+    out = result.stdout
+    assert "1 failed, 1 passed" in out, out + result.stderr
+    line = _line_of("await conn.fetch(\"SELECT label FROM items WHERE shelf_id = $1", tmp_path / "test_async.py")
+    assert f"N+1 at test_async.py:{line}: 6 executions" in out, out
+
+
+# -- psycopg2 without a framework -------------------------------------------------------------
+
+def test_psycopg2_loop_is_captured(shelf_db):
+    import psycopg2
+    import psycopg2.extras
+
+    with capture() as cap:
+        conn = psycopg2.connect(shelf_db.dsn)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT id FROM shelves ORDER BY id")
+            for (shelf_id,) in cur.fetchall():
+                dict_cursor = conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+                dict_cursor.execute("SELECT label FROM items WHERE shelf_id = %s", (shelf_id,))  # psycopg2 loop
+        finally:
+            conn.close()
+    with capture() as loop_free, psycopg2.connect(shelf_db.dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM shelves ORDER BY id")
+        cur.execute("SELECT label FROM items WHERE shelf_id = ANY(%s)", ([r[0] for r in cur.fetchall()],))
+    assert loop_free.n_plus_one() == [] and len(loop_free.statements) == 2
+    [loop] = cap.n_plus_one()
+    assert loop.executions == 12 and loop.source == "psycopg2"
+    assert loop.call_site.endswith(_site("# psycopg2 loop"))
+    assert loop.batched_query.endswith("WHERE shelf_id = ANY($1)")
+    assert loop.parent_sql.startswith("SELECT id FROM shelves")
+
+
+# -- asyncpg ----------------------------------------------------------------------------------
+
+def test_asyncpg_loop_is_captured(shelf_db):
+    import asyncpg
+
+    async def page(loop_free: bool):
+        conn = await asyncpg.connect(shelf_db.dsn)
+        try:
+            shelves = await conn.fetch("SELECT id FROM shelves ORDER BY id")
+            if loop_free:
+                return await conn.fetch("SELECT label FROM items WHERE shelf_id = ANY($1::int[])",
+                                        [r["id"] for r in shelves])
+            return [await conn.fetch("SELECT label FROM items WHERE shelf_id = $1", r["id"])  # asyncpg loop
+                    for r in shelves]
+        finally:
+            await conn.close()
+
+    with capture() as cap:
+        asyncio.run(page(loop_free=False))
+    [loop] = cap.n_plus_one()
+    assert loop.call_site.endswith(_site("# asyncpg loop")) and loop.source == "asyncpg"
+    assert loop.executions == 12 and loop.parent_sql == "SELECT id FROM shelves ORDER BY id"
+    assert loop.batched_query.endswith("WHERE shelf_id = ANY($1)")
+
+    with capture() as cap:
+        asyncio.run(page(loop_free=True))
+    assert cap.n_plus_one() == [] and len(cap.statements) == 2
+
+
+def test_asyncpg_pool_and_prepared_statements_are_captured(shelf_db):
+    import asyncpg
+
+    async def page():
+        async with asyncpg.create_pool(shelf_db.dsn, min_size=1, max_size=1) as pool:
+            async with pool.acquire() as conn:
+                stmt = await conn.prepare("SELECT label FROM items WHERE id = $1")
+                for item_id in range(1, 9):
+                    await stmt.fetchrow(item_id)  # prepared loop
+
+    with capture() as cap:
+        asyncio.run(page())
+    [loop] = cap.n_plus_one()
+    assert loop.call_site.endswith(_site("# prepared loop")) and loop.executions == 8
+
+
+# -- SQLAlchemy, async engine -----------------------------------------------------------------
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+def test_sqlalchemy_async_lazy_load_is_captured(shelf_db, driver):
+    from sqlalchemy import ForeignKey, select
+    from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncSession, create_async_engine
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
+
+    class Base(AsyncAttrs, DeclarativeBase):
+        pass
+
+    class Shelf(Base):
+        __tablename__ = "shelves"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str]
+        items: Mapped[list["Item"]] = relationship()
+
+    class Item(Base):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        shelf_id: Mapped[int] = mapped_column(ForeignKey("shelves.id"))
+        label: Mapped[str]
+
+    engine = create_async_engine(shelf_db.dsn.replace("postgresql://", f"postgresql+{driver}://"))
+
+    async def page(eager: bool):
+        async with AsyncSession(engine) as session:
+            query = select(Shelf).order_by(Shelf.id)
+            if eager:
+                query = query.options(selectinload(Shelf.items))
+            shelves = (await session.scalars(query)).all()
+            return [len(await shelf.awaitable_attrs.items) for shelf in shelves]  # async lazy loop
+
+    async def run(eager: bool):
+        try:
+            return await page(eager)
+        finally:
+            await engine.dispose()
+
+    with capture() as cap:
+        assert sum(asyncio.run(run(eager=False))) == 60
+    [loop] = cap.n_plus_one()
+    assert loop.call_site.endswith(_site("# async lazy loop"))
+    assert loop.executions == 12 and loop.source == "sqlalchemy"  # recorded once, not again by the driver hook
+    assert "selectinload(Shelf.items)" in loop.orm_hint
+
+    with capture() as cap:
+        assert sum(asyncio.run(run(eager=True))) == 60
+    assert cap.n_plus_one() == []
+
+
+# -- call sites and budgets -------------------------------------------------------------------
+
+def test_call_site_rule_include_and_exclude(shelf_db):
+    import psycopg
+
+    def lookup(conn, shelf_id):  # the application's own data-access helper
+        return conn.execute("SELECT name FROM shelves WHERE id = %s", (shelf_id,)).fetchone()
+
+    with psycopg.connect(shelf_db.dsn) as conn:
+        with capture() as plain:
+            for shelf_id in range(1, 7):
+                lookup(conn, shelf_id)  # caller of the helper
+        with capture(exclude=(__name__,)) as excluded:
+            for shelf_id in range(1, 7):
+                lookup(conn, shelf_id)
+    [loop] = plain.n_plus_one()
+    assert loop.call_site.endswith(_site("return conn.execute(\"SELECT name FROM shelves"))
+    # With this module excluded, no frame is the application's: the call site is unknown rather than wrong.
+    assert excluded.n_plus_one()[0].call_site == "?"
+    assert any(_site("# caller of the helper") in frame for frame in loop.stack)
+
+
+def test_query_budget_reports_the_loop(shelf_db):
+    import psycopg
+
+    with psycopg.connect(shelf_db.dsn) as conn:
+        with pytest.raises(QueryBudgetExceeded) as failure:
+            with query_budget(3):
+                for shelf_id in range(1, 9):
+                    conn.execute("SELECT label FROM items WHERE shelf_id = %s", (shelf_id,))  # over budget
+        with query_budget(3) as cap:
+            conn.execute("SELECT label FROM items WHERE shelf_id = ANY(%s)", ([1, 2],))
+    message = str(failure.value)
+    assert message.startswith("8 statements run, budget 3")
+    assert f"N+1 at tests/{_site('# over budget')}: 8 executions" in message
+    assert len(cap.statements) == 1
+    with pytest.raises(NPlusOneError):
+        failure.value.capture.assert_no_n_plus_one()
+
+
+# -- ASGI / WSGI middleware -------------------------------------------------------------------
+
+def test_asgi_middleware_reports_an_asyncpg_loop_per_request(shelf_db):
+    import asyncpg
+
+    from queryaudit.capture.middleware import QueryAuditASGI
+
+    async def app(scope, receive, send):  # an ASGI endpoint, as FastAPI or Starlette would call it
+        conn = await asyncpg.connect(shelf_db.dsn)
+        try:
+            shelves = await conn.fetch("SELECT id FROM shelves ORDER BY id")
+            if scope["path"] == "/loop":
+                for shelf in shelves:
+                    await conn.fetch("SELECT label FROM items WHERE shelf_id = $1", shelf["id"])  # endpoint loop
+        finally:
+            await conn.close()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    reports = []
+    wrapped = QueryAuditASGI(app, on_n_plus_one=lambda path, loops: reports.append((path, loops)))
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    for path in ("/loop", "/batched"):
+        asyncio.run(wrapped({"type": "http", "method": "GET", "path": path}, receive, send))
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200, 200]
+    [(path, [loop])] = reports
+    assert path == "GET /loop" and loop.executions == 12
+    assert loop.call_site.endswith(_site("# endpoint loop"))
+
+
+def test_wsgi_middleware_reports_a_psycopg2_loop(shelf_db):
+    import psycopg2
+
+    from queryaudit.capture.middleware import QueryAuditWSGI
+
+    def app(environ, start_response):
+        conn = psycopg2.connect(shelf_db.dsn)
+        try:
+            cur = conn.cursor()
+            for shelf_id in range(1, 7):
+                cur.execute("SELECT name FROM shelves WHERE id = %s", (shelf_id,))  # wsgi loop
+        finally:
+            conn.close()
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    reports = []
+    wrapped = QueryAuditWSGI(app, on_n_plus_one=lambda path, loops: reports.append((path, loops)))
+    assert wrapped({"REQUEST_METHOD": "GET", "PATH_INFO": "/shelves"}, lambda status, headers: None) == [b"ok"]
+    [(path, [loop])] = reports
+    assert path == "GET /shelves" and loop.call_site.endswith(_site("# wsgi loop"))
