@@ -145,6 +145,7 @@ def audit(
             top=top, explain=explain, explain_budget_s=explain_budget, sample_seconds=sample_seconds, redact=redact,
             formats=output_formats({"json": json_path, "html": html_path, "markdown": markdown_path})),
             workers, store, baseline)
+    read_live = False
     if snapshot is not None:
         snap = Snapshot.load(snapshot)
     elif logs and not has_server_target(dsn):
@@ -155,17 +156,24 @@ def audit(
     else:
         status, progress = _progress()
         try:
+            from queryaudit.logs.digest import DigestOptions
+
             snap = collect_live(resolve_dsn(dsn), AuditOptions(
                 top=top, sample_seconds=sample_seconds, explain=explain, explain_budget_s=explain_budget,
-                explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml, queries_file=queries),
+                explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml, queries_file=queries,
+                logs=logs, log_line_prefix=log_line_prefix,
+                log_options=DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms)),
                 progress)
+            read_live = True
         finally:
             if status:
                 status.stop()
     if logs:
         from queryaudit.logs.digest import DigestOptions
 
-        attach_logs(snap, logs, log_line_prefix, DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms))
+        if not read_live:  # a live audit read them before planning (its "logs" stage)
+            attach_logs(snap, logs, log_line_prefix, DigestOptions(min_executions=n1_min_executions,
+                                                                   min_run_ms=n1_min_ms))
         from queryaudit.lock_log import attach_lock_log
 
         attach_lock_log(snap, logs, log_line_prefix)

@@ -38,7 +38,11 @@ class AdvisorOptions:
 
 
 def _statements(snapshot: Snapshot, limit: int):
-    ranked = sorted(snapshot.statements, key=lambda s: s.total_exec_time_ms, reverse=True)
+    from queryaudit.collect.logged import log_only_statements
+
+    # Statements seen only in the server log (--log) compete on their logged time.
+    ranked = sorted(snapshot.statements + log_only_statements(snapshot), key=lambda s: s.total_exec_time_ms,
+                    reverse=True)
     return [s for s in ranked if statement_kind(s.query) in ("read", "dml")][:limit]
 
 
@@ -92,6 +96,7 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
         e.write_penalty_ms = written[e.candidate.table] * _predicate_fraction(snapshot, e.candidate)
 
     weights = select.statement_weights(snapshot, [s.queryid for s in statements])
+    weights.update({s.queryid: s.total_exec_time_ms for s in statements if s.queryid not in weights})
     chosen = select.choose(evaluated, weights, advice.budget_bytes, options.max_indexes)
     if version and chosen:
         _workload_cost(conn, chosen, statements, baseline, advice)

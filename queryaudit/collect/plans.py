@@ -30,7 +30,8 @@ from psycopg import sql
 
 from queryaudit.errors import AuditError
 from queryaudit.explain import explain_generic, parameter_count, parameter_types
-from queryaudit.params import Binding, infer_parameters
+from queryaudit.collect.logged import logged_plan, logged_statement, logged_values
+from queryaudit.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plannable import make_plannable
 from queryaudit.samples import SAMPLES, RowSample, apply_rows, sample_requests
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
@@ -150,11 +151,16 @@ class PlanCapturer:
             return skipped("the text does not parse (truncated, or not SQL): nothing to explain")
         if kind == "other":
             return skipped("not a plannable statement (utility command)")
+        remaining_ms = (self.deadline - time.monotonic()) * 1000
+        logged = logged_statement(self.snapshot, statement)
+        if logged is not None:
+            from_log = self._capture_logged(statement, kind, logged, remaining_ms)
+            if from_log is not None:
+                return from_log
         # What pg_stat_statements wrote is not always what the server can plan: typed
         # literals, constants kept in GROUP BY, placeholders with no type (queryaudit.plannable).
         plannable = make_plannable(query)
         text = plannable.text
-        remaining_ms = (self.deadline - time.monotonic()) * 1000
         analyze, why_not = self._may_analyze(statement, kind, remaining_ms)
         try:
             binding = None
@@ -195,6 +201,48 @@ class PlanCapturer:
             if self.conn.broken or self.conn.closed:
                 return skipped(f"the connection to the server was lost ({_first_line(exc)})")
             return skipped(skip_reason(exc))
+
+    # -- concrete text from the server log ---------------------------------------------
+    def _capture_logged(self, statement: Statement, kind: str, logged, remaining_ms: float) -> PlanCapture | None:
+        """EXPLAIN ANALYZE with the values of a logged execution; when the statement may not
+        be executed (too slow for the budget, DML, volatile), the auto_explain plan the
+        log holds stands in. None: nothing usable in the log, plan as usual."""
+        analyze, why_not = self._may_analyze(statement, kind, remaining_ms)
+        from_log = logged_plan(logged)
+        if not analyze:
+            if from_log is None:
+                return None
+            took = f", {logged.plan_duration_ms:.0f} ms" if logged.plan_duration_ms is not None else ""
+            return PlanCapture(statement.queryid, "logged", plan=from_log, query_text=logged.query,
+                               parameter_source=f"auto_explain plan from the server log{took}",
+                               skipped_reason=f"{why_not}; the logged auto_explain plan stands in")
+        found = logged_values(logged)
+        if found is None:
+            return None
+        text, values = found
+        timeout_ms = int(min(self.options.statement_limit_ms, remaining_ms))
+        try:
+            binding = None
+            if values:
+                types = parameter_types(self.conn, text)
+                binding = Binding([ParameterSlot(number=n, type=t, value=v, source="the server log")
+                                   for n, (t, v) in enumerate(zip(types, values), 1)])
+            plan = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
+        except psycopg.errors.QueryCanceled as exc:
+            if from_log is None:
+                return None
+            return PlanCapture(statement.queryid, "logged", plan=from_log, query_text=logged.query,
+                               parameter_source="auto_explain plan from the server log",
+                               skipped_reason=f"EXPLAIN ANALYZE with the logged values exceeded {timeout_ms} ms "
+                                              f"({_first_line(exc)}); the logged auto_explain plan stands in")
+        except psycopg.Error:
+            if self.conn.broken:
+                raise
+            return None  # e.g. the logged text names a table since dropped: the normalized text decides
+        how = "bind values of a logged execution" if values else "the text of a logged execution"
+        return PlanCapture(statement.queryid, "analyze-rolled-back" if kind == "dml" else "analyze", plan=plan,
+                           query_text=render_query(text, binding) if binding else text, parameters=values,
+                           parameter_source=f"the server log: {how} (log_min_duration_statement)")
 
     # -- values from sampled rows --------------------------------------------------
     def _sample(self, binding: Binding, remaining_ms: float) -> list[tuple[RowSample, list[tuple]]]:

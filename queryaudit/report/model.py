@@ -56,6 +56,8 @@ def coverage_kind(capture) -> str:
     EXPLAIN with values), skipped (no plan, with its reason), or not-captured."""
     if capture is None:
         return "not-captured"
+    if capture.method == "logged" and capture.plan:  # an auto_explain plan from the server log
+        return "analyzed" if "Actual Total Time" in capture.plan.get("Plan", {}) else "explained"
     return COVERAGE.get(capture.method, "skipped") if capture.plan is not None or capture.method == "skipped" \
         else "skipped"
 
