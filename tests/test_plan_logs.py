@@ -88,3 +88,37 @@ def test_the_advisor_considers_statements_seen_only_in_the_log(server, tmp_path)
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         conn.execute(index["create_sql"])
         assert conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders_log'").fetchone()[0] == 2
+
+
+def test_pg_qualstats_constants_are_used_when_installed(tmp_path):
+    """pg_qualstats must be preloaded: a cluster of its own (PostgreSQL 15, where the
+    Debian package is installed)."""
+    import pytest
+
+    from conftest import _bin_dir
+    from queryaudit.cluster import start_cluster
+
+    bin_dir = _bin_dir("pg15")
+    if bin_dir is None or not (bin_dir.parent / "lib" / "pg_qualstats.so").exists():
+        pytest.skip("pg_qualstats is not installed for PostgreSQL 15 (postgresql-15-pg-qualstats)")
+    cluster = start_cluster(bin_dir, {"shared_preload_libraries": "'pg_stat_statements,pg_qualstats'",
+                                      "pg_qualstats.sample_rate": "1", "autovacuum": "off"})
+    try:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+            conn.execute("CREATE EXTENSION pg_qualstats")
+            conn.execute("CREATE TABLE ev (id int PRIMARY KEY, kind text NOT NULL)")
+            conn.execute("INSERT INTO ev SELECT g, CASE WHEN g % 7000 = 0 THEN 'rare' ELSE 'common' END "
+                         "FROM generate_series(1, 50000) g")
+            conn.execute("VACUUM ANALYZE ev")
+            conn.execute("SELECT pg_stat_statements_reset()")
+            conn.execute("SELECT count(*) FROM ev WHERE kind = 'rare'").fetchall()  # literals: normalized to $1
+        snapshot_path = tmp_path / "snapshot.json"
+        result = run_cli("audit", "--dsn", cluster.dsn(), "--save-snapshot", str(snapshot_path))
+        assert result.returncode == 0, result.stderr
+        capture = _capture(json.loads(snapshot_path.read_text()), "FROM ev WHERE kind")
+        assert capture["method"] == "analyze" and "pg_qualstats" in capture["parameter_source"]
+        assert "'rare'" in capture["query_text"]
+        assert capture["plan"]["Plan"]["Actual Rows"] == 1
+    finally:
+        cluster.destroy()

@@ -157,6 +157,9 @@ class PlanCapturer:
             from_log = self._capture_logged(statement, kind, logged, remaining_ms)
             if from_log is not None:
                 return from_log
+        example = self._qualstats_example(statement, kind, remaining_ms)
+        if example is not None:
+            return example
         # What pg_stat_statements wrote is not always what the server can plan: typed
         # literals, constants kept in GROUP BY, placeholders with no type (queryaudit.plannable).
         plannable = make_plannable(query)
@@ -220,29 +223,62 @@ class PlanCapturer:
         if found is None:
             return None
         text, values = found
-        timeout_ms = int(min(self.options.statement_limit_ms, remaining_ms))
+        how = "bind values of a logged execution" if values else "the text of a logged execution"
         try:
-            binding = None
-            if values:
-                types = parameter_types(self.conn, text)
-                binding = Binding([ParameterSlot(number=n, type=t, value=v, source="the server log")
-                                   for n, (t, v) in enumerate(zip(types, values), 1)])
-            plan = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
+            return self._analyze_concrete(statement, kind, text, values, remaining_ms,
+                                          f"the server log: {how} (log_min_duration_statement)")
         except psycopg.errors.QueryCanceled as exc:
             if from_log is None:
                 return None
             return PlanCapture(statement.queryid, "logged", plan=from_log, query_text=logged.query,
                                parameter_source="auto_explain plan from the server log",
-                               skipped_reason=f"EXPLAIN ANALYZE with the logged values exceeded {timeout_ms} ms "
+                               skipped_reason=f"EXPLAIN ANALYZE with the logged values was cancelled "
                                               f"({_first_line(exc)}); the logged auto_explain plan stands in")
+
+    def _analyze_concrete(self, statement: Statement, kind: str, text: str, values: list[str], remaining_ms: float,
+                          source: str) -> PlanCapture | None:
+        """EXPLAIN ANALYZE of a concrete text (or a text and its values). None when the
+        server rejects it (the normalized text decides then); a timeout propagates."""
+        timeout_ms = int(min(self.options.statement_limit_ms, remaining_ms))
+        try:
+            binding = None
+            if values:
+                types = parameter_types(self.conn, text)
+                binding = Binding([ParameterSlot(number=n, type=t, value=v, source=source)
+                                   for n, (t, v) in enumerate(zip(types, values), 1)])
+            plan = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
+        except psycopg.errors.QueryCanceled:
+            raise
         except psycopg.Error:
             if self.conn.broken:
                 raise
-            return None  # e.g. the logged text names a table since dropped: the normalized text decides
-        how = "bind values of a logged execution" if values else "the text of a logged execution"
+            return None  # e.g. the text names a table since dropped
         return PlanCapture(statement.queryid, "analyze-rolled-back" if kind == "dml" else "analyze", plan=plan,
                            query_text=render_query(text, binding) if binding else text, parameters=values,
-                           parameter_source=f"the server log: {how} (log_min_duration_statement)")
+                           parameter_source=source)
+
+    def _qualstats_example(self, statement: Statement, kind: str, remaining_ms: float) -> PlanCapture | None:
+        """pg_qualstats keeps an example of each statement with its constants
+        (pg_qualstats_example_query, 2.0+): real values, the next best thing to the log."""
+        if "pg_qualstats" not in self.snapshot.server.extensions or kind != "read" or \
+                not self._may_analyze(statement, kind, remaining_ms)[0]:
+            return None
+        try:
+            with self.conn.transaction(force_rollback=True):
+                row = self.conn.execute("SELECT pg_qualstats_example_query(%s::bigint)",
+                                        (int(statement.queryid),)).fetchone()
+        except (psycopg.Error, ValueError):
+            if self.conn.broken:
+                raise
+            return None
+        text = row[0] if row else None
+        if not text or statement_kind(text) != "read" or parameter_count(text):
+            return None
+        try:
+            return self._analyze_concrete(statement, kind, text, [], remaining_ms,
+                                          "pg_qualstats: an execution's constants (pg_qualstats_example_query)")
+        except psycopg.errors.QueryCanceled:
+            return None
 
     # -- values from sampled rows --------------------------------------------------
     def _sample(self, binding: Binding, remaining_ms: float) -> list[tuple[RowSample, list[tuple]]]:
