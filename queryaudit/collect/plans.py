@@ -41,7 +41,8 @@ ANALYZE_OPTIONS = "ANALYZE, BUFFERS, SETTINGS, FORMAT JSON"
 PLAIN_OPTIONS = "SETTINGS, FORMAT JSON"
 DEFAULT_BUDGET_S = 60.0
 DEFAULT_STATEMENT_LIMIT_MS = 10_000
-SAMPLE_TIMEOUT_MS = 2_000  # one TABLESAMPLE read of a few rows
+SAMPLE_TIMEOUT_MS = 2_000
+SAMPLE_SHARE = 0.1  # another sampled row only when one execution takes at most this share of the budget left  # one TABLESAMPLE read of a few rows
 PLAIN_TIMEOUT_MS = 5_000  # a plain EXPLAIN (planning only) after the budget is spent
 _names = itertools.count()
 
@@ -133,6 +134,7 @@ class PlanCapturer:
         self.snapshot = snapshot
         self.options = options
         self.deadline = time.monotonic() + options.budget_s
+        self.pending_samples: list = []  # (capture, text, binding, sampled rows, timeout) for more_samples
 
     # -- one statement -------------------------------------------------------------
     def capture(self, statement: Statement) -> PlanCapture:
@@ -193,7 +195,8 @@ class PlanCapturer:
                         self._record_generic(statement.queryid, text)
                     capture = self._done(statement, method, plan, text, binding, source, None)
                     if samples and kind == "read":
-                        capture.sample_ms = self._more_samples(text, binding, samples, plan, timeout_ms)
+                        # Other rows are tried after every statement has its first plan.
+                        self.pending_samples.append((capture, text, binding, samples, timeout_ms))
                     return capture
                 except psycopg.errors.QueryCanceled as exc:
                     why_not = (f"EXPLAIN ANALYZE exceeded the per-statement limit of {timeout_ms} ms "
@@ -310,26 +313,27 @@ class PlanCapturer:
                 taken.append((request, rows))
         return taken
 
-    def _more_samples(self, text: str, binding: Binding, samples, plan: dict, timeout_ms: int) -> list[float]:
-        """EXPLAIN ANALYZE again with other sampled rows while that costs little of the
-        budget; the execution times, the kept plan's first. The binding ends as it began."""
-        times = [float(plan.get("Execution Time") or 0.0)]
-        try:
-            for pick in range(1, SAMPLES):
-                remaining_ms = (self.deadline - time.monotonic()) * 1000
-                if times[0] * (SAMPLES - 1) > remaining_ms * 0.25:
-                    break
-                if not all(apply_rows(request, rows, pick) for request, rows in samples):
-                    break
-                again = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms)
-                times.append(float(again.get("Execution Time") or 0.0))
-        except psycopg.Error:
-            if self.conn.broken:
-                raise
-        finally:
-            for request, rows in samples:
-                apply_rows(request, rows, 0)
-        return [round(t, 3) for t in times] if len(times) > 1 else []
+    def more_samples(self) -> None:
+        """A second pass, once every statement has its plan: EXPLAIN ANALYZE again with
+        other sampled rows, cheapest statements first, while that costs little of what
+        is left of the budget; each capture keeps the execution times (its own first)."""
+        for capture, text, binding, samples, timeout_ms in sorted(
+                self.pending_samples, key=lambda p: p[0].plan.get("Execution Time") or 0.0):
+            times = [float(capture.plan.get("Execution Time") or 0.0)]
+            try:
+                for pick in range(1, SAMPLES):
+                    remaining_ms = (self.deadline - time.monotonic()) * 1000
+                    if times[0] > remaining_ms * SAMPLE_SHARE or self.conn.broken:
+                        break
+                    if not all(apply_rows(request, rows, pick) for request, rows in samples):
+                        break
+                    again = self._explain(text, binding, ANALYZE_OPTIONS, min(timeout_ms, int(remaining_ms)))
+                    times.append(round(float(again.get("Execution Time") or 0.0), 3))
+            except psycopg.Error:
+                if self.conn.broken:
+                    return
+            if len(times) > 1:
+                capture.sample_ms = [round(times[0], 3), *times[1:]]
 
     def _record_generic(self, queryid: str, query: str) -> None:
         """The generic plan's shape and scan estimates beside the analyzed custom plan:
@@ -479,6 +483,7 @@ def capture_plans(conn: psycopg.Connection, snapshot: Snapshot, options: PlanOpt
         if statement.queryid in captures:
             continue
         captures[statement.queryid] = capturer.capture(statement)
+    capturer.more_samples()
     snapshot.plans = [c for c in snapshot.plans if c.queryid not in captures] + list(captures.values())
 
 
