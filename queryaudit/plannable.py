@@ -266,10 +266,13 @@ def make_plannable(query: str) -> Plannable:
         stmts = pglast.parse_sql(text)
     except Exception:
         return Plannable(query, [PlannableSlot(n, n) for n in range(1, max(_safe_params(query), default=0) + 1)])
-    restored = _kept_constants(stmts)
-    for number, value in sorted(restored.items()):
-        rewrites.append(f"${number} -> {value} (the constant kept in GROUP BY / ORDER BY)")
-    _context_types(stmts, casts, defaults, restored, rewrites)
+    try:
+        restored = _kept_constants(stmts)
+        for number, value in sorted(restored.items()):
+            rewrites.append(f"${number} -> {value} (the constant kept in GROUP BY / ORDER BY)")
+        _context_types(stmts, casts, defaults, restored, rewrites)
+    except Exception:  # a tree shape not foreseen: the typed-literal rewrite alone
+        return Plannable(text, [PlannableSlot(n, n, casts.get(n), units.get(n)) for n in originals], rewrites)
     # Put restored constants back, add the context casts, renumber the rest $1..$k.
     positions = _param_tokens(text)
     remaining = [n for n in originals if n not in restored]
