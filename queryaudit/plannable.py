@@ -44,7 +44,7 @@ _INTEGER_ARGUMENTS = {"substring": (1, 2), "substr": (1, 2), "left": (1,), "righ
                       "trunc": (1,), "lpad": (1,), "rpad": (1,), "repeat": (1,), "split_part": (2,)}
 _TIME_FUNCTIONS = {"now", "clock_timestamp", "statement_timestamp", "transaction_timestamp", "current_date",
                    "current_timestamp", "localtimestamp"}
-_ARITHMETIC = {"+", "-", "*", "/"}
+_ARITHMETIC = {"+", "-", "*", "/", "||"}
 
 
 @dataclass
@@ -220,9 +220,11 @@ def _context_types(stmts, casts: dict[int, str], defaults: dict[int, str], resto
             continue
         left, right = _bare_param(expr.lexpr), _bare_param(expr.rexpr)
         if left is not None and right is not None:
-            # `$1 + $2`: unknown + unknown is ambiguous; arithmetic on two constants is numeric.
-            give(left, "numeric", f"${left} {op} ${right}")
-            give(right, "numeric", f"${left} {op} ${right}")
+            # `$1 + $2`: unknown + unknown is ambiguous; arithmetic on two constants is
+            # numeric, a concatenation of two is text.
+            typ = "text" if op == "||" else "numeric"
+            give(left, typ, f"${left} {op} ${right}")
+            give(right, typ, f"${left} {op} ${right}")
         elif right is not None and op in ("+", "-") and _is_time(expr.lexpr):
             # `now() - $1` would resolve as timestamptz - timestamptz.
             give(right, "interval", "a time minus a placeholder")

@@ -57,6 +57,7 @@ def test_order_by_constant_is_restored():
 
 def test_unknown_placeholders_get_types_from_context():
     assert make_plannable("SELECT 1 FROM t WHERE q <= $1 + $2").text == "SELECT 1 FROM t WHERE q <= $1::numeric + $2::numeric"
+    assert make_plannable("SELECT $1 || $2 FROM t").text == "SELECT $1::text || $2::text FROM t"
     assert make_plannable("SELECT sum(CASE WHEN p = $1 THEN $2 ELSE $3 END) FROM t").text == \
         "SELECT sum(CASE WHEN p = $1 THEN $2::numeric ELSE $3::numeric END) FROM t"
     assert make_plannable("SELECT substring(c FROM $1 FOR $2) FROM t").text == \
@@ -128,3 +129,14 @@ def test_every_rewrite_form_is_explained_with_analyze(normalized):
         assert capture.method == "analyze", (name, statement.query, capture.skipped_reason, capture.parameter_source)
         root = plan_model.build(capture.plan).root
         assert root.actual_rows is not None and root.actual_rows > 0, (name, capture.query_text)
+
+
+def test_a_text_the_server_still_rejects_is_skipped_with_what_to_do(server):
+    from queryaudit.collect.plans import skip_reason
+
+    db = server.create_database()
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error) as failure:
+            conn.execute("PREPARE q AS SELECT $1 + $2")
+    reason = skip_reason(failure.value)
+    assert "operator is not unique" in reason and "--queries" in reason and "--log" in reason

@@ -119,8 +119,10 @@ def skip_reason(exc: psycopg.Error) -> str:
     if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
                         psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)):
         return f"the statement no longer matches the schema ({message}): dropped or renamed since it ran"
-    if isinstance(exc, psycopg.errors.SyntaxError):
-        return f"the normalized text cannot be prepared ({message})"
+    if isinstance(exc, (psycopg.errors.SyntaxError, psycopg.errors.AmbiguousFunction,
+                        psycopg.errors.IndeterminateDatatype, psycopg.errors.DatatypeMismatch)):
+        return (f"the normalized text cannot be prepared ({message}): give a concrete example with --queries, "
+                "or the server log with --log (log_min_duration_statement)")
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return f"cancelled by statement_timeout ({message})"
     return message
