@@ -122,7 +122,7 @@ def normalized(server):
 
 def test_every_rewrite_form_is_explained_with_analyze(normalized):
     snapshot, queryids = normalized
-    for name, text in WORKLOAD.items():
+    for name in WORKLOAD:
         statement = snapshot.statement(queryids[name])
         assert "$" in statement.query, name  # pg_stat_statements did normalize it
         capture = next(p for p in snapshot.plans if p.queryid == statement.queryid)
@@ -135,8 +135,7 @@ def test_a_text_the_server_still_rejects_is_skipped_with_what_to_do(server):
     from queryaudit.collect.plans import skip_reason
 
     db = server.create_database()
-    with psycopg.connect(db.dsn, autocommit=True) as conn:
-        with pytest.raises(psycopg.Error) as failure:
-            conn.execute("PREPARE q AS SELECT $1 + $2")
+    with psycopg.connect(db.dsn, autocommit=True) as conn, pytest.raises(psycopg.Error) as failure:
+        conn.execute("PREPARE q AS SELECT $1 + $2")
     reason = skip_reason(failure.value)
     assert "operator is not unique" in reason and "--queries" in reason and "--log" in reason

@@ -28,9 +28,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from queryaudit.collect.logged import logged_plan, logged_statement, logged_values
 from queryaudit.errors import AuditError
 from queryaudit.explain import explain_generic, parameter_count, parameter_types
-from queryaudit.collect.logged import logged_plan, logged_statement, logged_values
 from queryaudit.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plannable import make_plannable
 from queryaudit.samples import SAMPLES, RowSample, apply_rows, sample_requests
