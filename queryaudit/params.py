@@ -42,7 +42,7 @@ class ParameterSlot:
     source: str | None = None  # most_common_vals | histogram_bounds | rows_per_call
     problem: str | None = None  # why no value, when none
     expression: str | None = None  # the expression compared, when not a bare column (SQL, for sampling)
-    alias: str | None = None  # the name the expression uses for its table
+    alias: str | None = None  # the name the column or expression uses for its table
     select_list_only: bool = False  # appears only in the top select list: its value chooses no rows
 
 
@@ -239,6 +239,7 @@ def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterS
             resolved = resolver.resolve(ref)
             if resolved:
                 slot.table, slot.column = resolved
+                slot.alias = ref[0]  # the name the statement gives the table (a join sample selects through it)
             else:
                 slot.problem = f"column {'.'.join(p for p in ref if p)} not found in the catalog"
     for number in _select_list_only(stmts):

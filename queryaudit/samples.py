@@ -99,6 +99,71 @@ def sample_requests(binding: Binding) -> list[RowSample]:
     return requests
 
 
+@dataclass
+class JoinSample(RowSample):
+    """Placeholders on several joined tables: rows sampled from the statement's own join
+    (its FROM list and the column = column conditions of its WHERE), so the values meet
+    across the join (a city and a status some order of a customer of that city has)."""
+
+    from_sql: str = ""
+    join_sql: list[str] = field(default_factory=list)
+
+    def sql(self, snapshot: Snapshot, exact: bool = False) -> str:
+        outputs = ", ".join(f"({o})::text" for o in self.outputs)
+        where = " AND ".join([*self.join_sql, *(f"({o}) IS NOT NULL" for o in self.outputs)])
+        return f"SELECT {outputs} FROM {self.from_sql} WHERE {where} LIMIT {self.limit()}"
+
+
+def _conjuncts(node) -> list:
+    from pglast import ast
+    from pglast.enums.primnodes import BoolExprType
+
+    if isinstance(node, ast.BoolExpr) and node.boolop == BoolExprType.AND_EXPR:
+        return [c for arg in node.args for c in _conjuncts(arg)]
+    return [node] if node is not None else []
+
+
+def join_request(query: str, binding: Binding) -> JoinSample | None:
+    """One sample over the join when the sampled placeholders span several tables of a
+    plain join (no subquery or function in FROM, no placeholder in its ON conditions)."""
+    from pglast import ast
+    from pglast.stream import RawStream
+
+    from queryaudit.sql import find_nodes, parse
+
+    slots = [s for s in binding.slots if s.table and s.operator in SAMPLED_OPERATORS and (s.column or s.expression)]
+    if len({s.table for s in slots}) < 2:
+        return None
+    stmts = parse(query)
+    select = stmts[0].stmt if stmts and len(stmts) == 1 else None
+    if not isinstance(select, ast.SelectStmt) or not select.fromClause or select.op != 0:
+        return None
+    items = list(select.fromClause)
+    if find_nodes(tuple(items), (ast.RangeSubselect, ast.RangeFunction, ast.ParamRef, ast.SubLink)):
+        return None
+    try:
+        from_sql = ", ".join(RawStream()(item) for item in items)
+        joins = [RawStream()(c) for c in _conjuncts(select.whereClause)
+                 if isinstance(c, ast.A_Expr) and c.name and c.name[-1].sval == "="
+                 and isinstance(c.lexpr, ast.ColumnRef) and isinstance(c.rexpr, ast.ColumnRef)]
+    except Exception:  # a node RawStream cannot print: per-table samples instead
+        return None
+    request = JoinSample(table="(join)", alias=None, from_sql=from_sql, join_sql=joins)
+    for slot in slots:
+        if slot.column is not None:
+            output = f"{quote_ident(slot.alias)}.{quote_ident(slot.column)}" if slot.alias else quote_ident(slot.column)
+        else:
+            output = _inline(slot.expression, binding)
+            if output is None:
+                continue
+        if output in request.outputs:
+            request.slots[request.outputs.index(output)].append(slot)
+        else:
+            request.outputs.append(output)
+            request.slots.append([slot])
+    return request
+
+
 def apply_rows(request: RowSample, rows: list[tuple], pick: int = 0) -> bool:
     """Fill the slots from row `pick` (IN lists: that row and the next ones); False when
     there is no such row."""
@@ -108,7 +173,11 @@ def apply_rows(request: RowSample, rows: list[tuple], pick: int = 0) -> bool:
         distinct = list(dict.fromkeys(row[index] for row in rows[pick:] + rows[:pick]))
         for rank, slot in enumerate(slots):
             slot.value = distinct[rank % len(distinct)]
-            slot.source = "a sampled row" if len(request.outputs) == 1 else \
-                f"a sampled row ({len(request.outputs)} values from the same row of {request.table})"
+            if isinstance(request, JoinSample):
+                slot.source = f"a sampled row of the join ({len(request.outputs)} values that meet across it)"
+            elif len(request.outputs) == 1:
+                slot.source = "a sampled row"
+            else:
+                slot.source = f"a sampled row ({len(request.outputs)} values from the same row of {request.table})"
             slot.problem = None
     return True

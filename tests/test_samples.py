@@ -71,3 +71,29 @@ def test_correlated_columns_are_planned_with_a_real_pair(server):
     assert len(capture.sample_ms) == 3 and all(ms > 0 for ms in capture.sample_ms)
     finding = next(f for f in run_checks(snapshot) if f.check == "row-estimate-error")
     assert finding.evidence["cause"] == "correlated-columns" and sorted(finding.columns) == ["city", "zip"]
+
+
+def test_joined_tables_get_values_that_meet_across_the_join(server):
+    db = server.create_database()
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        # Customers of city N only have orders of status sN: a city and a status drawn
+        # from their own tables rarely meet (1 in 50).
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, city text NOT NULL)")
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, status text NOT NULL)")
+        conn.execute("INSERT INTO customers SELECT g, 'city' || g % 50 FROM generate_series(1, 5000) g")
+        conn.execute("INSERT INTO orders SELECT g, 1 + g % 5000, 's' || (1 + g % 5000) % 50 "
+                     "FROM generate_series(1, 50000) g")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute("SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id "
+                     "WHERE c.city = %s AND o.status = %s", ("city7", "s7")).fetchall()
+    with session(db.dsn) as conn:
+        snapshot = collect_snapshot(conn, CollectOptions(top=20, stages=[plan_stage(PlanOptions(top=20))]))
+    statement = next(s for s in snapshot.statements if "JOIN customers" in s.query)
+    capture = next(p for p in snapshot.plans if p.queryid == statement.queryid)
+    assert capture.method == "analyze" and "sampled row of the join" in capture.parameter_source
+    city, status = capture.parameters
+    assert city[4:] == status[1:]  # a pair that exists
+    join = next(n for n in plan_model.build(capture.plan).nodes if "Join" in n.node_type or n.node_type == "Nested Loop")
+    assert join.actual_rows > 0

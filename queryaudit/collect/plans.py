@@ -33,7 +33,7 @@ from queryaudit.errors import AuditError
 from queryaudit.explain import explain_generic, parameter_count, parameter_types
 from queryaudit.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plannable import make_plannable
-from queryaudit.samples import SAMPLES, RowSample, apply_rows, sample_requests
+from queryaudit.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 
@@ -41,8 +41,9 @@ ANALYZE_OPTIONS = "ANALYZE, BUFFERS, SETTINGS, FORMAT JSON"
 PLAIN_OPTIONS = "SETTINGS, FORMAT JSON"
 DEFAULT_BUDGET_S = 60.0
 DEFAULT_STATEMENT_LIMIT_MS = 10_000
-SAMPLE_TIMEOUT_MS = 2_000
-SAMPLE_SHARE = 0.1  # another sampled row only when one execution takes at most this share of the budget left  # one TABLESAMPLE read of a few rows
+SAMPLE_TIMEOUT_MS = 2_000  # one TABLESAMPLE read of a few rows
+JOIN_SAMPLE_TIMEOUT_MS = 1_000  # a few rows of the statement's join; slower: table by table
+SAMPLE_SHARE = 0.1  # another sampled row only when one execution takes at most this share of the budget left
 PLAIN_TIMEOUT_MS = 5_000  # a plain EXPLAIN (planning only) after the budget is spent
 _names = itertools.count()
 
@@ -177,7 +178,7 @@ class PlanCapturer:
                                            plannable)
                 # Only reads take sampled rows: a DELETE of a real row that others reference
                 # fails on the foreign key and teaches nothing.
-                samples = self._sample(binding, remaining_ms) if kind == "read" else []
+                samples = self._sample(text, binding, remaining_ms) if kind == "read" else []
             if binding is not None and not binding.complete:
                 plan = explain_generic(self.conn, text, PLAIN_OPTIONS)
                 return PlanCapture(statement.queryid, "generic", plan=plan, query_text=text,
@@ -286,23 +287,31 @@ class PlanCapturer:
             return None
 
     # -- values from sampled rows --------------------------------------------------
-    def _sample(self, binding: Binding, remaining_ms: float) -> list[tuple[RowSample, list[tuple]]]:
-        """Fill the binding from real rows (queryaudit.samples); a table whose sample
-        fails keeps its pg_stats values, and the reason goes into the slot's source."""
+    def _sample(self, text: str, binding: Binding, remaining_ms: float) -> list[tuple[RowSample, list[tuple]]]:
+        """Fill the binding from real rows (queryaudit.samples): from the statement's join
+        when its placeholders span joined tables, else table by table. A table whose
+        sample fails keeps its pg_stats values, and the reason goes into the slot."""
         if remaining_ms <= 0:
             return []
         timeout_ms = int(min(SAMPLE_TIMEOUT_MS, remaining_ms))
-        taken = []
-        for request in sample_requests(binding):
-            rows: list[tuple] = []
+        try:
+            joined = join_request(text, binding)
+            requests = sample_requests(binding)
+        except Exception:  # a parse tree this code does not know: pg_stats values stand
+            return []
+        if joined is not None:
             try:
-                for exact in (False, True):
-                    with self.conn.transaction(force_rollback=True):
-                        self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                            sql.Literal(f"{timeout_ms}ms")))
-                        rows = self.conn.execute(request.sql(self.snapshot, exact=exact)).fetchall()
-                    if rows:
-                        break
+                rows = self._sample_rows(joined, min(timeout_ms, JOIN_SAMPLE_TIMEOUT_MS), exact_only=True)
+            except psycopg.Error:
+                if self.conn.broken:
+                    raise
+                rows = []  # too slow or not printable as SQL: table by table instead
+            if apply_rows(joined, rows):
+                return [(joined, rows)]
+        taken = []
+        for request in requests:
+            try:
+                rows = self._sample_rows(request, timeout_ms)
             except psycopg.Error as exc:
                 if self.conn.broken:
                     raise
@@ -314,6 +323,17 @@ class PlanCapturer:
             if apply_rows(request, rows):
                 taken.append((request, rows))
         return taken
+
+    def _sample_rows(self, request: RowSample, timeout_ms: int, exact_only: bool = False) -> list[tuple]:
+        """A page sample first, then (a small table's sample may come back empty) the first rows."""
+        rows: list[tuple] = []
+        for exact in (True,) if exact_only else (False, True):
+            with self.conn.transaction(force_rollback=True):
+                self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
+                rows = self.conn.execute(request.sql(self.snapshot, exact=exact)).fetchall()
+            if rows:
+                break
+        return rows
 
     def more_samples(self) -> None:
         """A second pass, once every statement has its plan: EXPLAIN ANALYZE again with
