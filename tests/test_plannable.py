@@ -139,3 +139,15 @@ def test_a_text_the_server_still_rejects_is_skipped_with_what_to_do(server):
         conn.execute("PREPARE q AS SELECT $1 + $2")
     reason = skip_reason(failure.value)
     assert "operator is not unique" in reason and "--queries" in reason and "--log" in reason
+
+
+def test_the_generic_plan_of_normalized_text_is_plannable_for_every_caller(server):
+    """explain_generic (the advisor's and migration review's planner) rewrites too."""
+    from queryaudit.explain import explain_generic
+
+    db = server.create_database()
+    db.execute("CREATE TABLE t (id int, d date, v text)")
+    with session(db.dsn) as conn:
+        plan = explain_generic(conn, "SELECT substr(v, $2, $3), count(*) FROM t WHERE d <= date $1 - interval $4 day "
+                                     "GROUP BY substr(v, 1, 12)")
+    assert plan["Plan"]["Node Type"] in ("Aggregate", "HashAggregate", "GroupAggregate")
