@@ -157,6 +157,10 @@ def audit(
             top=top, explain=explain, explain_budget_s=explain_budget, sample_seconds=sample_seconds, redact=redact,
             formats=output_formats({"json": json_path, "html": html_path, "markdown": markdown_path})),
             workers, store, baseline)
+    read_live = False
+    from queryaudit.logs.digest import DigestOptions
+
+    log_options = DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms, round_trip_ms=round_trip_ms)
     if snapshot is not None:
         snap = Snapshot.load(snapshot)
     elif logs and not has_server_target(dsn):
@@ -178,16 +182,15 @@ def audit(
                 top=top, sample_seconds=sample_seconds, explain=explain, explain_budget_s=explain_budget,
                 explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml, queries_file=queries,
                 advisor=AdvisorOptions(verify_real=verify_real),
-                verify=VerifyOptions(enabled=verify or verify_real, verify_real=verify_real)),
+                verify=VerifyOptions(enabled=verify or verify_real, verify_real=verify_real),
+                logs=logs, log_line_prefix=log_line_prefix, log_options=log_options),
                 progress)
+            read_live = True
         finally:
             if status:
                 status.stop()
-    if logs:
-        from queryaudit.logs.digest import DigestOptions
-
-        read_logs(snap, logs, log_line_prefix, DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms,
-                                                             round_trip_ms=round_trip_ms))
+    if logs and not read_live:  # a live audit read them before planning (its "logs" stage)
+        read_logs(snap, logs, log_line_prefix, log_options)
     snap.extras["unused_index_min_days"] = unused_index_min_days
     if store or baseline:
         from queryaudit.history.service import index_first_seen

@@ -19,12 +19,14 @@ from pglast import ast, visitors
 from pglast.enums.parsenodes import A_Expr_Kind
 
 from queryaudit import names
+from queryaudit.plannable import Plannable
 from queryaudit.snapshot import ColumnStats, Snapshot, Statement, Table
 from queryaudit.sql import parse
 
 # Where in the histogram a range predicate's value is drawn: `col > $1` keeps the top
 # tenth of the rows, `col < $1` the bottom tenth, BETWEEN a tenth in the middle.
 RANGE_POSITIONS = {"<": 0.1, "<=": 0.1, ">": 0.9, ">=": 0.9, "between-low": 0.45, "between-high": 0.55}
+_ARITHMETIC = {"+", "-", "*", "/", "%", "^", "||"}  # `$1 - l_discount` compares nothing
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
@@ -40,6 +42,9 @@ class ParameterSlot:
     value: str | None = None
     source: str | None = None  # most_common_vals | histogram_bounds | rows_per_call
     problem: str | None = None  # why no value, when none
+    expression: str | None = None  # the expression compared, when not a bare column (SQL, for sampling)
+    alias: str | None = None  # the name the column or expression uses for its table
+    select_list_only: bool = False  # appears only in the top select list: its value chooses no rows
 
 
 @dataclass
@@ -60,7 +65,7 @@ class Binding:
             return "no parameters"
         parts = []
         for s in self.slots:
-            where = f"{s.table}.{s.column}" if s.column else (s.operator or "?")
+            where = f"{s.table}.{s.column}" if s.column else (s.expression or s.operator or "?")
             if s.value is not None:
                 parts.append(f"${s.number} {where} from {s.source}")
             else:
@@ -75,6 +80,24 @@ def _param_number(node) -> int | None:
     while isinstance(node, ast.TypeCast):
         node = node.arg
     return node.number if isinstance(node, ast.ParamRef) else None
+
+
+def _anchor(node) -> tuple[int | None, list[int]]:
+    """The placeholder a column is compared with through arithmetic, and the others.
+
+    `l_shipdate <= $1::date - $2::interval`, `l_quantity <= $7 + $8`: the left-most
+    placeholder of a sum takes the column's value, the rest are offsets (bound to a
+    neutral value: 0, or one unit of an interval)."""
+    if (n := _param_number(node)) is not None:
+        return n, []
+    if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_OP and node.name \
+            and node.name[-1].sval in ("+", "-"):
+        anchor, others = _anchor(node.lexpr)
+        right, more = _anchor(node.rexpr)
+        if anchor is None:
+            return None, []
+        return anchor, others + ([right] if right is not None else []) + more
+    return None, []
 
 
 def _column(node) -> tuple[str | None, str] | None:
@@ -92,6 +115,8 @@ class _Finder(visitors.Visitor):
 
     def __init__(self):
         self.uses: list[tuple[int, tuple[str | None, str] | None, str]] = []
+        # (param number, operator, expression SQL, the column references in it)
+        self.expression_uses: list[tuple[int, str, str, list[tuple[str | None, str]]]] = []
         self.relations: list[tuple[str | None, str, str]] = []  # schema, name, alias-or-name
 
     def visit_RangeVar(self, ancestors, node):
@@ -106,18 +131,26 @@ class _Finder(visitors.Visitor):
             for item in node.rexpr:
                 if (n := _param_number(item)) is not None:
                     self.uses.append((n, col, "in"))
+                    if col is None:
+                        self._expression(n, "in", node.lexpr)
         elif kind == A_Expr_Kind.AEXPR_BETWEEN and isinstance(node.rexpr, (tuple, list)) and len(node.rexpr) == 2:
             col = _column(node.lexpr)
             for item, where in zip(node.rexpr, ("between-low", "between-high")):
-                if (n := _param_number(item)) is not None:
+                n, offsets = _anchor(item)
+                if n is not None:
                     self.uses.append((n, col, where))
+                self.uses.extend((m, None, "offset-term") for m in offsets)
         elif kind in (A_Expr_Kind.AEXPR_OP, A_Expr_Kind.AEXPR_OP_ANY, A_Expr_Kind.AEXPR_LIKE,
-                      A_Expr_Kind.AEXPR_ILIKE):
+                      A_Expr_Kind.AEXPR_ILIKE) and op not in _ARITHMETIC:
             for param_side, col_side, flip in ((node.rexpr, node.lexpr, False), (node.lexpr, node.rexpr, True)):
-                n = _param_number(param_side)
+                n, offsets = _anchor(param_side)
                 col = _column(col_side)
+                if n is not None and col is None and not flip and op in ("=", "<>", "!=") \
+                        and kind == A_Expr_Kind.AEXPR_OP:
+                    self._expression(n, "=", col_side)
                 if n is None or col is None:
                     continue
+                self.uses.extend((m, None, "offset-term") for m in offsets)
                 if kind == A_Expr_Kind.AEXPR_OP_ANY:
                     operator = "any"
                 elif kind in (A_Expr_Kind.AEXPR_LIKE, A_Expr_Kind.AEXPR_ILIKE):
@@ -125,6 +158,23 @@ class _Finder(visitors.Visitor):
                 else:
                     operator = _FLIPPED.get(op, op) if flip else op
                 self.uses.append((n, col, operator))
+
+    def _expression(self, number: int, operator: str, node) -> None:
+        """`substring(c_phone FROM 1 FOR 2) IN ($5, ...)`: a value comes from evaluating
+        the expression on a sampled row of its table."""
+        from pglast.stream import RawStream
+
+        from queryaudit.sql import find_nodes
+
+        refs = [_column(c) for c in find_nodes(node, ast.ColumnRef)]
+        if not refs or None in refs or find_nodes(node, ast.SubLink) or any(
+                call.over for call in find_nodes(node, ast.FuncCall)):
+            return  # a subquery or a window: not something one row can evaluate
+        try:
+            text = RawStream()(node)
+        except Exception:
+            return
+        self.expression_uses.append((number, operator, text, refs))
 
     def visit_SelectStmt(self, ancestors, node):
         if (n := _param_number(node.limitCount)) is not None:
@@ -189,12 +239,50 @@ def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterS
             resolved = resolver.resolve(ref)
             if resolved:
                 slot.table, slot.column = resolved
+                slot.alias = ref[0]  # the name the statement gives the table (a join sample selects through it)
             else:
                 slot.problem = f"column {'.'.join(p for p in ref if p)} not found in the catalog"
+    for number in _select_list_only(stmts):
+        if 1 <= number <= nparams:
+            slots[number - 1].select_list_only = True
+    for number, operator, text, refs in finder.expression_uses:
+        slot = slots[number - 1] if 1 <= number <= nparams else None
+        if slot is None or slot.column is not None:
+            continue
+        owners = {resolver.resolve(ref)[0] if resolver.resolve(ref) else None for ref in refs}
+        qualifiers = {q for q, _ in refs if q}
+        if len(owners) == 1 and None not in owners and len(qualifiers) <= 1:
+            slot.table, slot.expression, slot.operator, slot.problem = owners.pop(), text, operator, None
+            slot.alias = qualifiers.pop() if qualifiers else None
     for s in slots:
         if s.operator is None and s.problem is None:
             s.problem = "not compared with a column"
     return slots
+
+
+def _select_list_only(stmts) -> set[int]:
+    """Placeholders of the outermost select list (outside subqueries) that appear nowhere
+    else: `sum(CASE WHEN nation = $1 THEN volume ELSE 0 END)` computes an output, it does
+    not choose rows, so any value gives the same plan."""
+    from queryaudit.sql import find_nodes
+
+    shown, elsewhere = set(), set()
+    for raw in stmts:
+        stmt = raw.stmt
+        if not isinstance(stmt, ast.SelectStmt):
+            continue
+        for target in stmt.targetList or ():
+            shown |= {p.number for p in find_nodes(target, ast.ParamRef, stop_at=ast.SubLink)}
+        every = {p.number for p in find_nodes(stmt, ast.ParamRef)}
+        in_targets = set()
+        for target in stmt.targetList or ():
+            in_targets |= {p.number for p in find_nodes(target, ast.ParamRef)}
+        elsewhere |= every - in_targets
+        # A placeholder inside a subquery of the select list may filter that subquery's rows.
+        for target in stmt.targetList or ():
+            for sub in find_nodes(target, ast.SubLink):
+                elsewhere |= {p.number for p in find_nodes(sub, ast.ParamRef)}
+    return shown - elsewhere
 
 
 def _sort_key(value: str):
@@ -229,20 +317,54 @@ def _array_literal(values: list[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def draw_values(slots: list[ParameterSlot], snapshot: Snapshot, statement: Statement | None = None) -> Binding:
+_NUMERIC_TYPES = {"smallint", "integer", "bigint", "numeric", "real", "double precision"}
+_LOWER = {">", ">="}
+_UPPER = {"<", "<="}
+
+
+def _no_column_value(slot: ParameterSlot, default: str | None, unit: str | None) -> tuple[str, str] | None:
+    """A value for a placeholder no column stands behind, when one is harmless to the plan."""
+    typ = (slot.type or "").lower()
+    if default is not None:
+        return default, "the function's usual field (pg_stat_statements keeps none)"
+    if slot.operator == "offset":
+        return "0", "OFFSET 0, the first page"
+    if typ == "interval":
+        return ("1" if unit else "1 day"), "one unit of the interval (pg_stat_statements keeps no value)"
+    if slot.operator == "offset-term" and typ in _NUMERIC_TYPES:
+        return "0", "a neutral offset (the column's value is drawn for the other term)"
+    if typ in _NUMERIC_TYPES:
+        return "1", "1, a neutral factor or argument (no column to draw from)"
+    if slot.select_list_only and (typ in ("text", "character", "character varying", "boolean")):
+        return ("true" if typ == "boolean" else ""), "any value: only in the select list, it chooses no rows"
+    return None
+
+
+def draw_values(slots: list[ParameterSlot], snapshot: Snapshot, statement: Statement | None = None,
+                plannable: Plannable | None = None) -> Binding:
     """Fill each slot's value from pg_stats (or the statement's rows per call for LIMIT)."""
     ranks: dict[tuple[str | None, str | None], int] = {}
+    # `col >= $1 AND col < $2`: a window in the middle of the distribution, as BETWEEN,
+    # rather than two bounds that exclude each other.
+    bounded = {(s.table, s.column, "low" if s.operator in _LOWER else "high")
+               for s in slots if s.column and s.operator in _LOWER | _UPPER}
     for slot in slots:
+        extra = plannable.slot(slot.number) if plannable else None
         if slot.operator == "limit":
             if statement is not None and statement.calls:
                 slot.value, slot.source = str(max(1, round(statement.rows / statement.calls))), "rows_per_call"
             else:
                 slot.problem = "LIMIT with no rows per call to go by"
             continue
-        if slot.operator == "offset":
-            slot.problem = "OFFSET: no column to draw a value from"
-            continue
         if slot.column is None:
+            drawn = _no_column_value(slot, extra.default if extra else None, extra.unit if extra else None)
+            if drawn is not None:
+                slot.value, slot.source = drawn
+                slot.problem = None
+            elif slot.operator == "offset":
+                slot.problem = "OFFSET: no column to draw a value from"
+            elif slot.expression:
+                slot.problem = f"compared with {slot.expression}: needs a sampled row of {slot.table}"
             continue
         stats = snapshot.stats_for(slot.table, slot.column)
         if stats is None:
@@ -250,7 +372,10 @@ def draw_values(slots: list[ParameterSlot], snapshot: Snapshot, statement: State
             continue
         key = (slot.table, slot.column)
         if slot.operator in RANGE_POSITIONS:
-            value = _histogram_value(stats, RANGE_POSITIONS[slot.operator])
+            position = RANGE_POSITIONS[slot.operator]
+            if {(slot.table, slot.column, "low"), (slot.table, slot.column, "high")} <= bounded:
+                position = RANGE_POSITIONS["between-low" if slot.operator in _LOWER else "between-high"]
+            value = _histogram_value(stats, position)
             drawn = (value, "histogram_bounds") if value is not None else _common_value(stats)
         elif slot.operator == "any":
             values = [v for v in (stats.most_common_vals or []) if v is not None][:3]
@@ -264,14 +389,19 @@ def draw_values(slots: list[ParameterSlot], snapshot: Snapshot, statement: State
             slot.problem = "pg_stats has no common values or histogram for the column"
         else:
             slot.value, slot.source = drawn
+    if plannable is not None:
+        for slot in slots:
+            if slot.value is not None:
+                slot.value = plannable.bind(slot.number, slot.value)
     return Binding(slots)
 
 
 def infer_parameters(query: str, snapshot: Snapshot, types: list[str],
-                     statement: Statement | None = None) -> Binding:
+                     statement: Statement | None = None, plannable: Plannable | None = None) -> Binding:
     """The binding for a statement: types from the server, columns from the parse tree,
-    values from pg_stats. `Binding.complete` says whether EXPLAIN ANALYZE can use it."""
+    values from pg_stats. `Binding.complete` says whether EXPLAIN ANALYZE can use it.
+    `query` is the plannable text (queryaudit.plannable) when `plannable` is given."""
     slots = find_slots(query, snapshot.tables, len(types))
     for slot, typ in zip(slots, types):
         slot.type = typ
-    return draw_values(slots, snapshot, statement)
+    return draw_values(slots, snapshot, statement, plannable)

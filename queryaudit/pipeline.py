@@ -30,6 +30,11 @@ class AuditOptions:
     explain_statement_ms: int = DEFAULT_STATEMENT_LIMIT_MS  # statement_timeout of one EXPLAIN ANALYZE
     analyze_dml: bool = False
     queries_file: str | None = None
+    # Server logs (--log) read before plan capture: logged values and auto_explain plans
+    # are preferred to drawn ones, and the advisor sees statements found only in the log.
+    logs: list | None = None
+    log_line_prefix: str | None = None
+    log_options: object | None = None  # queryaudit.logs.digest.DigestOptions
     # Index advisor (queryaudit.advisor), after plan capture; None = defaults, enabled=False = off.
     advisor: "AdvisorOptions | None" = None
     # Fix verification (queryaudit.verify), after plan capture, in what is left of the EXPLAIN budget.
@@ -43,6 +48,11 @@ def collect_live(dsn: str, options: AuditOptions, progress=None) -> Snapshot:
 
         options.collect.stages.append(("lock sampling", sampling_stage(
             SampleOptions(seconds=options.sample_seconds, rate_hz=options.sample_rate_hz))))
+    if options.logs and not any(name == "logs" for name, _ in options.collect.stages):
+        from queryaudit.logs.stage import attach_logs
+
+        options.collect.stages.append(("logs", lambda conn, snapshot: attach_logs(
+            snapshot, options.logs, options.log_line_prefix, options.log_options)))
     if options.explain and not any(name == "plans" for name, _ in options.collect.stages):
         from queryaudit.collect.plans import PlanOptions, plan_stage
 

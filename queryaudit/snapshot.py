@@ -226,6 +226,9 @@ class PlanCapture:
     parameter_source: str | None = None
     skipped_reason: str | None = None
     duration_ms: float | None = None
+    # Execution Time (ms) of each EXPLAIN ANALYZE with a different sampled row, the
+    # plan above being the first: the spread says how much the values matter.
+    sample_ms: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -51,8 +51,20 @@ def test_ranges_on_a_column_with_only_common_values_use_them_in_order():
 
 def test_placeholders_without_a_value_are_named():
     binding = infer_parameters("SELECT id FROM orders ORDER BY id LIMIT 10 OFFSET $1", shop(), ["bigint"])
-    assert not binding.complete and "OFFSET" in binding.missing()[0].problem
-    binding = infer_parameters("SELECT lower($1) FROM orders WHERE nope = $2", shop(), ["text", "text"])
+    assert binding.values == ["0"] and "OFFSET 0" in binding.describe()
+    binding = infer_parameters("SELECT id FROM orders WHERE status = lower($1) AND nope = $2", shop(),
+                               ["text", "text"])
     assert [s.problem for s in binding.slots] == ["not compared with a column", "column nope not found in the catalog"]
     binding = infer_parameters("SELECT 1 FROM orders WHERE id = $1", shop(), ["bigint"])
     assert binding.slots[0].problem.startswith("no pg_stats")
+
+
+def test_a_placeholder_only_in_the_select_list_takes_any_value():
+    query = ("SELECT sum(CASE WHEN nation = $1 THEN v ELSE $2 END) FROM (SELECT city AS nation, id AS v "
+             "FROM customers WHERE city = $3) AS x")
+    binding = infer_parameters(query, shop(), ["text", "bigint", "text"])
+    assert binding.values[:2] == ["", "1"] and "chooses no rows" in binding.describe()
+    # The same placeholder in a subquery of the select list filters that subquery: no free value.
+    binding = infer_parameters("SELECT (SELECT count(*) FROM orders WHERE status = lower($1)) FROM customers",
+                               shop(), ["text"])
+    assert not binding.complete

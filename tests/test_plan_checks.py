@@ -139,10 +139,11 @@ def planted(request) -> Planted:
     return planted
 
 
-def test_read_statements_are_analyzed_with_values_from_pg_stats(planted):
+def test_read_statements_are_analyzed_with_values_from_a_sampled_row(planted):
     capture = planted.capture("FROM corr WHERE")
     assert capture.method == "analyze"
-    assert "public.corr.a from most_common_vals" in capture.parameter_source
+    assert "public.corr.a from a sampled row" in capture.parameter_source
+    assert capture.parameters[0] == capture.parameters[1]  # a = b in every row of corr
     assert "$1" not in capture.query_text and capture.parameters
     plan = plan_model.build(capture.plan)
     assert plan.analyzed and plan.execution_ms > 0
@@ -150,10 +151,12 @@ def test_read_statements_are_analyzed_with_values_from_pg_stats(planted):
     assert capture.plan["Settings"].get("work_mem") == "64kB"
 
 
-def test_offset_without_a_column_falls_back_to_the_generic_plan(planted):
+def test_offset_is_planned_as_the_first_page(planted):
     capture = planted.capture("ORDER BY id LIMIT")
-    assert capture.method == "generic"
-    assert "OFFSET" in capture.parameter_source and "generic plan" in capture.parameter_source
+    assert capture.method == "analyze"
+    assert "OFFSET 0" in capture.parameter_source and capture.parameters[-1] == "0"
+    limit = plan_model.build(capture.plan).root
+    assert limit.node_type == "Limit" and limit.actual_rows > 0
 
 
 def test_select_calling_a_volatile_function_is_not_executed(planted):

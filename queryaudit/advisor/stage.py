@@ -55,7 +55,11 @@ def _max_indexes(options: AdvisorOptions) -> int:
 
 
 def _statements(snapshot: Snapshot, limit: int):
-    ranked = sorted(snapshot.statements, key=lambda s: s.total_exec_time_ms, reverse=True)
+    from queryaudit.collect.logged import log_only_statements
+
+    # Statements seen only in the server log (--log) compete on their logged time.
+    ranked = sorted(snapshot.statements + log_only_statements(snapshot), key=lambda s: s.total_exec_time_ms,
+                    reverse=True)
     return [s for s in ranked if statement_kind(s.query) in ("read", "dml")][:limit]
 
 
@@ -79,6 +83,7 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
     advice.statements_considered = len(statements)
     candidates, touched = cand.workload_candidates(snapshot, statements)
     weights = select.statement_weights(snapshot, [s.queryid for s in statements])
+    weights.update({s.queryid: s.total_exec_time_ms for s in statements if s.queryid not in weights})
     if version:
         chosen, effects = _extend(conn, snapshot, statements, baseline, candidates, options, advice, started)
     else:
@@ -242,12 +247,14 @@ def _predicate_fraction(snapshot: Snapshot, c: cand.Candidate) -> float:
 
 def _verify_real(conn, snapshot: Snapshot, advice: IndexAdvice, built: dict[str, cand.Candidate],
                  threshold: float) -> None:
-    by_id = {s.queryid: s for s in snapshot.statements}
+    by_id = {s.queryid: s for s in _statements(snapshot, len(snapshot.statements) + 1000)}
     kept = []
     for p in advice.proposed:
         runs = []
         for effect in p.statements[:verify.REAL_STATEMENTS_PER_INDEX]:
-            s = by_id[effect.queryid]
+            s = by_id.get(effect.queryid)
+            if s is None:
+                continue
             r = verify.runnable(conn, snapshot, s.queryid, s.query, {p.table})
             if r:
                 runs.append((s.queryid, r[0], r[1]))

@@ -28,9 +28,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from queryaudit.collect.logged import logged_plan, logged_statement, logged_values
 from queryaudit.errors import AuditError
 from queryaudit.explain import explain_generic, parameter_count, parameter_types
-from queryaudit.params import Binding, infer_parameters
+from queryaudit.params import Binding, ParameterSlot, infer_parameters
+from queryaudit.plannable import make_plannable
+from queryaudit.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 
@@ -38,6 +41,10 @@ ANALYZE_OPTIONS = "ANALYZE, BUFFERS, SETTINGS, FORMAT JSON"
 PLAIN_OPTIONS = "SETTINGS, FORMAT JSON"
 DEFAULT_BUDGET_S = 60.0
 DEFAULT_STATEMENT_LIMIT_MS = 10_000
+SAMPLE_TIMEOUT_MS = 2_000  # one TABLESAMPLE read of a few rows
+JOIN_SAMPLE_TIMEOUT_MS = 1_000  # a few rows of the statement's join; slower: table by table
+SAMPLE_SHARE = 0.1  # another sampled row only when one execution takes at most this share of the budget left
+PLAIN_TIMEOUT_MS = 5_000  # a plain EXPLAIN (planning only) after the budget is spent
 _names = itertools.count()
 
 
@@ -113,8 +120,10 @@ def skip_reason(exc: psycopg.Error) -> str:
     if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
                         psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)):
         return f"the statement no longer matches the schema ({message}): dropped or renamed since it ran"
-    if isinstance(exc, psycopg.errors.SyntaxError):
-        return f"the normalized text cannot be prepared ({message})"
+    if isinstance(exc, (psycopg.errors.SyntaxError, psycopg.errors.AmbiguousFunction,
+                        psycopg.errors.IndeterminateDatatype, psycopg.errors.DatatypeMismatch)):
+        return (f"the normalized text cannot be prepared ({message}): give a concrete example with --queries, "
+                "or the server log with --log (log_min_duration_statement)")
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return f"cancelled by statement_timeout ({message})"
     return message
@@ -128,6 +137,7 @@ class PlanCapturer:
         self.snapshot = snapshot
         self.options = options
         self.deadline = time.monotonic() + options.budget_s
+        self.pending_samples: list = []  # (capture, text, binding, sampled rows, timeout) for more_samples
 
     # -- one statement -------------------------------------------------------------
     def capture(self, statement: Statement) -> PlanCapture:
@@ -147,38 +157,205 @@ class PlanCapturer:
         if kind == "other":
             return skipped("not a plannable statement (utility command)")
         remaining_ms = (self.deadline - time.monotonic()) * 1000
-        if remaining_ms <= 0:
-            return skipped(f"the EXPLAIN budget ({self.options.budget_s:g} s) was used up by earlier statements")
-        analyze, why_not = self._may_analyze(statement, kind)
+        logged = logged_statement(self.snapshot, statement)
+        if logged is not None:
+            from_log = self._capture_logged(statement, kind, logged, remaining_ms)
+            if from_log is not None:
+                return from_log
+        example = self._qualstats_example(statement, kind, remaining_ms)
+        if example is not None:
+            return example
+        # What pg_stat_statements wrote is not always what the server can plan: typed
+        # literals, constants kept in GROUP BY, placeholders with no type (queryaudit.plannable).
+        plannable = make_plannable(query)
+        text = plannable.text
+        analyze, why_not = self._may_analyze(statement, kind, remaining_ms)
         try:
             binding = None
-            if parameter_count(query):
-                binding = infer_parameters(query, self.snapshot, parameter_types(self.conn, query), statement)
+            samples: list = []
+            if parameter_count(text):
+                binding = infer_parameters(text, self.snapshot, parameter_types(self.conn, text), statement,
+                                           plannable)
+                # Only reads take sampled rows: a DELETE of a real row that others reference
+                # fails on the foreign key and teaches nothing.
+                samples = self._sample(text, binding, remaining_ms) if kind == "read" else []
             if binding is not None and not binding.complete:
-                plan = explain_generic(self.conn, query, PLAIN_OPTIONS)
-                return PlanCapture(statement.queryid, "generic", plan=plan, query_text=query,
+                plan = explain_generic(self.conn, text, PLAIN_OPTIONS)
+                return PlanCapture(statement.queryid, "generic", plan=plan, query_text=text,
                                    parameter_source=f"generic plan: no realistic value for "
                                                     f"{', '.join('$%d' % s.number for s in binding.missing())} "
                                                     f"({binding.describe()})",
                                    skipped_reason=why_not)
-            timeout_ms = int(min(self.options.statement_limit_ms, remaining_ms))
+            # A plain EXPLAIN executes nothing: it gets a short timeout of its own even
+            # when the ANALYZE budget is spent.
+            timeout_ms = int(min(self.options.statement_limit_ms, max(remaining_ms, PLAIN_TIMEOUT_MS)))
             source = binding.describe() if binding else "no parameters"
             if analyze:
                 try:
-                    plan = self._explain(query, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
+                    plan = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
                     method = "analyze-rolled-back" if kind == "dml" else "analyze"
                     if binding is not None:
-                        self._record_generic(statement.queryid, query)
-                    return self._done(statement, method, plan, query, binding, source, None)
+                        self._record_generic(statement.queryid, text)
+                    capture = self._done(statement, method, plan, text, binding, source, None)
+                    if samples and kind == "read":
+                        # Other rows are tried after every statement has its first plan.
+                        self.pending_samples.append((capture, text, binding, samples, timeout_ms))
+                    return capture
                 except psycopg.errors.QueryCanceled as exc:
                     why_not = (f"EXPLAIN ANALYZE exceeded the per-statement limit of {timeout_ms} ms "
                                f"({_first_line(exc)}); plain EXPLAIN instead")
-            plan = self._explain(query, binding, PLAIN_OPTIONS, timeout_ms)
-            return self._done(statement, "explain", plan, query, binding, source, why_not)
+            plan = self._explain(text, binding, PLAIN_OPTIONS, timeout_ms)
+            return self._done(statement, "explain", plan, text, binding, source, why_not)
         except psycopg.Error as exc:
             if self.conn.broken or self.conn.closed:
                 return skipped(f"the connection to the server was lost ({_first_line(exc)})")
             return skipped(skip_reason(exc))
+
+    # -- concrete text from the server log ---------------------------------------------
+    def _capture_logged(self, statement: Statement, kind: str, logged, remaining_ms: float) -> PlanCapture | None:
+        """EXPLAIN ANALYZE with the values of a logged execution; when the statement may not
+        be executed (too slow for the budget, DML, volatile), the auto_explain plan the
+        log holds stands in. None: nothing usable in the log, plan as usual."""
+        analyze, why_not = self._may_analyze(statement, kind, remaining_ms)
+        from_log = logged_plan(logged)
+        if not analyze:
+            if from_log is None:
+                return None
+            took = f", {logged.plan_duration_ms:.0f} ms" if logged.plan_duration_ms is not None else ""
+            return PlanCapture(statement.queryid, "logged", plan=from_log, query_text=logged.query,
+                               parameter_source=f"auto_explain plan from the server log{took}",
+                               skipped_reason=f"{why_not}; the logged auto_explain plan stands in")
+        found = logged_values(logged)
+        if found is None:
+            return None
+        text, values = found
+        how = "bind values of a logged execution" if values else "the text of a logged execution"
+        try:
+            return self._analyze_concrete(statement, kind, text, values, remaining_ms,
+                                          f"the server log: {how} (log_min_duration_statement)")
+        except psycopg.errors.QueryCanceled as exc:
+            if from_log is None:
+                return None
+            return PlanCapture(statement.queryid, "logged", plan=from_log, query_text=logged.query,
+                               parameter_source="auto_explain plan from the server log",
+                               skipped_reason=f"EXPLAIN ANALYZE with the logged values was cancelled "
+                                              f"({_first_line(exc)}); the logged auto_explain plan stands in")
+
+    def _analyze_concrete(self, statement: Statement, kind: str, text: str, values: list[str], remaining_ms: float,
+                          source: str) -> PlanCapture | None:
+        """EXPLAIN ANALYZE of a concrete text (or a text and its values). None when the
+        server rejects it (the normalized text decides then); a timeout propagates."""
+        timeout_ms = int(min(self.options.statement_limit_ms, remaining_ms))
+        try:
+            binding = None
+            if values:
+                types = parameter_types(self.conn, text)
+                binding = Binding([ParameterSlot(number=n, type=t, value=v, source=source)
+                                   for n, (t, v) in enumerate(zip(types, values), 1)])
+            plan = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
+        except psycopg.errors.QueryCanceled:
+            raise
+        except psycopg.Error:
+            if self.conn.broken:
+                raise
+            return None  # e.g. the text names a table since dropped
+        return PlanCapture(statement.queryid, "analyze-rolled-back" if kind == "dml" else "analyze", plan=plan,
+                           query_text=render_query(text, binding) if binding else text, parameters=values,
+                           parameter_source=source)
+
+    def _qualstats_example(self, statement: Statement, kind: str, remaining_ms: float) -> PlanCapture | None:
+        """pg_qualstats keeps an example of each statement with its constants
+        (pg_qualstats_example_query, 2.0+): real values, the next best thing to the log."""
+        if "pg_qualstats" not in self.snapshot.server.extensions or kind != "read" or \
+                not self._may_analyze(statement, kind, remaining_ms)[0]:
+            return None
+        try:
+            with self.conn.transaction(force_rollback=True):
+                row = self.conn.execute("SELECT pg_qualstats_example_query(%s::bigint)",
+                                        (int(statement.queryid),)).fetchone()
+        except (psycopg.Error, ValueError):
+            if self.conn.broken:
+                raise
+            return None
+        text = row[0] if row else None
+        if not text or statement_kind(text) != "read" or parameter_count(text):
+            return None
+        try:
+            return self._analyze_concrete(statement, kind, text, [], remaining_ms,
+                                          "pg_qualstats: an execution's constants (pg_qualstats_example_query)")
+        except psycopg.errors.QueryCanceled:
+            return None
+
+    # -- values from sampled rows --------------------------------------------------
+    def _sample(self, text: str, binding: Binding, remaining_ms: float) -> list[tuple[RowSample, list[tuple]]]:
+        """Fill the binding from real rows (queryaudit.samples): from the statement's join
+        when its placeholders span joined tables, else table by table. A table whose
+        sample fails keeps its pg_stats values, and the reason goes into the slot."""
+        if remaining_ms <= 0:
+            return []
+        timeout_ms = int(min(SAMPLE_TIMEOUT_MS, remaining_ms))
+        try:
+            joined = join_request(text, binding)
+            requests = sample_requests(binding)
+        except Exception:  # a parse tree this code does not know: pg_stats values stand
+            return []
+        if joined is not None:
+            try:
+                rows = self._sample_rows(joined, min(timeout_ms, JOIN_SAMPLE_TIMEOUT_MS), exact_only=True)
+            except psycopg.Error:
+                if self.conn.broken:
+                    raise
+                rows = []  # too slow or not printable as SQL: table by table instead
+            if apply_rows(joined, rows):
+                return [(joined, rows)]
+        taken = []
+        for request in requests:
+            try:
+                rows = self._sample_rows(request, timeout_ms)
+            except psycopg.Error as exc:
+                if self.conn.broken:
+                    raise
+                for slots in request.slots:
+                    for slot in slots:
+                        if slot.value is None:
+                            slot.problem = f"sampling {request.table} failed ({_first_line(exc)})"
+                continue
+            if apply_rows(request, rows):
+                taken.append((request, rows))
+        return taken
+
+    def _sample_rows(self, request: RowSample, timeout_ms: int, exact_only: bool = False) -> list[tuple]:
+        """A page sample first, then (a small table's sample may come back empty) the first rows."""
+        rows: list[tuple] = []
+        for exact in (True,) if exact_only else (False, True):
+            with self.conn.transaction(force_rollback=True):
+                self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
+                rows = self.conn.execute(request.sql(self.snapshot, exact=exact)).fetchall()
+            if rows:
+                break
+        return rows
+
+    def more_samples(self) -> None:
+        """A second pass, once every statement has its plan: EXPLAIN ANALYZE again with
+        other sampled rows, cheapest statements first, while that costs little of what
+        is left of the budget; each capture keeps the execution times (its own first)."""
+        for capture, text, binding, samples, timeout_ms in sorted(
+                self.pending_samples, key=lambda p: p[0].plan.get("Execution Time") or 0.0):
+            times = [float(capture.plan.get("Execution Time") or 0.0)]
+            try:
+                for pick in range(1, SAMPLES):
+                    remaining_ms = (self.deadline - time.monotonic()) * 1000
+                    if times[0] > remaining_ms * SAMPLE_SHARE or self.conn.broken:
+                        break
+                    if not all(apply_rows(request, rows, pick) for request, rows in samples):
+                        break
+                    again = self._explain(text, binding, ANALYZE_OPTIONS, min(timeout_ms, int(remaining_ms)))
+                    times.append(round(float(again.get("Execution Time") or 0.0), 3))
+            except psycopg.Error:
+                if self.conn.broken:
+                    return
+            if len(times) > 1:
+                capture.sample_ms = [round(times[0], 3), *times[1:]]
 
     def _record_generic(self, queryid: str, query: str) -> None:
         """The generic plan's shape and scan estimates beside the analyzed custom plan:
@@ -198,7 +375,7 @@ class PlanCapturer:
                            parameters=[s.value for s in binding.slots] if binding else [],
                            parameter_source=source, skipped_reason=why_not)
 
-    def _may_analyze(self, statement: Statement, kind: str) -> tuple[bool, str | None]:
+    def _may_analyze(self, statement: Statement, kind: str, remaining_ms: float) -> tuple[bool, str | None]:
         if kind == "dml":
             if not self.options.analyze_dml:
                 return False, "writes data: plain EXPLAIN (EXPLAIN ANALYZE of DML only with --analyze-dml)"
@@ -211,6 +388,14 @@ class PlanCapturer:
         if statement.mean_exec_time_ms > self.options.statement_limit_ms:
             return False, (f"mean time {statement.mean_exec_time_ms:.0f} ms exceeds the per-statement limit "
                            f"of {self.options.statement_limit_ms} ms: plain EXPLAIN")
+        if remaining_ms <= 0:
+            return False, (f"the EXPLAIN ANALYZE budget ({self.options.budget_s:g} s, --explain-budget) was used "
+                           "up by earlier statements: plain EXPLAIN")
+        if statement.mean_exec_time_ms > remaining_ms:
+            # Executing it would overrun the budget: spend what is left on the statements
+            # that fit, plan this one without running it.
+            return False, (f"mean time {statement.mean_exec_time_ms:.0f} ms exceeds what is left of the "
+                           f"EXPLAIN ANALYZE budget ({remaining_ms:.0f} ms; --explain-budget): plain EXPLAIN")
         return True, None
 
     def _volatile_functions(self, query: str) -> list[str]:
@@ -320,6 +505,7 @@ def capture_plans(conn: psycopg.Connection, snapshot: Snapshot, options: PlanOpt
         if statement.queryid in captures:
             continue
         captures[statement.queryid] = capturer.capture(statement)
+    capturer.more_samples()
     snapshot.plans = [c for c in snapshot.plans if c.queryid not in captures] + list(captures.values())
 
 

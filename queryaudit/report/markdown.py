@@ -215,6 +215,12 @@ def render(report: dict) -> str:
         lines.append(f"- stage **{text(e['stage'])}** failed: {text(e['message'])}")
     for note in m.get("notes", []):
         lines.append(f"- {text(note)}")
+    if report.get("plan_coverage"):
+        lines.append(f"- plans: {text(report['plan_coverage']['summary'])}")
+    for q in report["queries"]:
+        if q.get("plan_coverage") in ("generic", "explained"):
+            why = q.get("plan_skipped_reason") or q.get("plan_parameter_source") or ""
+            lines.append(f"- {q['plan_coverage']} plan for {code(q['queryid'])}: {text(why)}")
     for sk in m.get("plans_skipped", []):
         lines.append(f"- no plan for {code(sk['queryid'])}: {text(sk['reason'])}")
     for r in m.get("rejected", []):

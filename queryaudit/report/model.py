@@ -39,9 +39,50 @@ def _query_entry(snapshot: Snapshot, statement) -> dict:
         "plan": capture.plan if capture else None,
         "plan_method": capture.method if capture else None,
         "plan_skipped_reason": capture.skipped_reason if capture else None,
+        "plan_coverage": coverage_kind(capture),
+        "plan_parameter_source": capture.parameter_source if capture else None,
+        "plan_sample_ms": _spread(capture.sample_ms) if capture and capture.sample_ms else None,
         # p50/p95/p99 from logged durations (--log), None when no log matched the statement.
         **query_latency(snapshot, statement),
     }
+
+
+COVERAGE = {"analyze": "analyzed", "analyze-rolled-back": "analyzed", "generic": "generic", "explain": "explained",
+            "skipped": "skipped"}
+
+
+def coverage_kind(capture) -> str:
+    """analyzed (EXPLAIN ANALYZE), generic (no values: the generic plan), explained (plain
+    EXPLAIN with values), skipped (no plan, with its reason), or not-captured."""
+    if capture is None:
+        return "not-captured"
+    if capture.method == "logged" and capture.plan:  # an auto_explain plan from the server log
+        return "analyzed" if "Actual Total Time" in capture.plan.get("Plan", {}) else "explained"
+    return COVERAGE.get(capture.method, "skipped") if capture.plan is not None or capture.method == "skipped" \
+        else "skipped"
+
+
+def _spread(times: list[float]) -> dict:
+    ordered = sorted(times)
+    return {"samples": len(ordered), "min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
+
+
+def plan_coverage(queries: list[dict]) -> dict:
+    """The totals over the reported statements: "planned 19/19, 17 with ANALYZE". Utility
+    statements (BEGIN, SET...) have no plan by nature and are counted apart."""
+    kinds = [q["plan_coverage"] for q in queries]
+    utility = sum(1 for q in queries if (q.get("plan_skipped_reason") or "").startswith("not a plannable statement"))
+    counts = {k: kinds.count(k) for k in ("analyzed", "generic", "explained", "skipped", "not-captured")}
+    plannable = len(queries) - utility
+    planned = counts["analyzed"] + counts["generic"] + counts["explained"]
+    parts = [f"planned {planned}/{plannable}", f"{counts['analyzed']} with ANALYZE"]
+    parts += [f"{counts[k]} {k}" for k in ("generic", "explained") if counts[k]]
+    if counts["skipped"] - utility > 0:
+        parts.append(f"{counts['skipped'] - utility} skipped")
+    if counts["not-captured"]:
+        parts.append(f"{counts['not-captured']} not explained (no EXPLAIN stage)")
+    return {"statements": len(queries), "plannable": plannable, "planned": planned, **counts, "utility": utility,
+            "summary": ", ".join(parts)}
 
 
 def _reported_statements(snapshot: Snapshot, top: int) -> list:
@@ -100,4 +141,5 @@ def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> 
         # What --log read: files, counts, malformed lines, top logged statements with percentiles.
         "logs": log_section(snapshot),
     }
+    report["plan_coverage"] = plan_coverage(report["queries"])
     return enrich(report, snapshot)

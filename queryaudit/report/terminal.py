@@ -51,6 +51,8 @@ def _header(report: dict) -> Panel:
         Text.assemble(("findings ", "dim"), (str(len(report["findings"])), "bold"), "  ",
                       *[x for c in counts for x in (c, "  ")]),
     ]
+    if report.get("plan_coverage") and report["plan_coverage"]["statements"]:
+        lines.append(Text.assemble(("plans ", "dim"), report["plan_coverage"]["summary"]))
     return Panel(Group(*lines), title="queryaudit", title_align="left", expand=False)
 
 
