@@ -20,10 +20,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from queryaudit import fixtures  # noqa: E402
-from queryaudit.advisor.stage import AdvisorOptions  # noqa: E402
-from queryaudit.cluster import embedded_bin_dir, start_cluster, system_bin_dir  # noqa: E402
-from queryaudit.pipeline import AuditOptions, analyse, collect_live  # noqa: E402
+from queryaudit import fixtures
+from queryaudit.advisor.stage import AdvisorOptions
+from queryaudit.cluster import embedded_bin_dir, start_cluster, system_bin_dir
+from queryaudit.pipeline import AuditOptions, analyse, collect_live
 
 
 def main() -> None:

@@ -229,6 +229,7 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
                      "raise pg_stat_statements.max, totals undercount rare statements.")
     if snapshot.server.in_recovery:
         notes.append("Audited a hot standby: statistics reflect the standby's own reads.")
+    notes.append(_verification_note(snapshot))
     advice = snapshot.index_advice
     rejected = [{"kind": r.kind, "sql": r.sql, "error": r.error, "queryid": r.queryid, "table": r.table}
                 for r in (advice.rejected if advice else [])]
@@ -318,3 +319,21 @@ def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | Non
     report["method"] = _method(report, snapshot, checks)
     report["lock_finding_ids"] = [f["id"] for f in report["findings"] if f["check"] in LOCK_CHECKS]
     return report
+
+
+def _verification_note(snapshot: Snapshot) -> str:
+    """What fix verification did: how many fixes were timed, and why the others were not."""
+    fv = snapshot.fix_verification
+    if fv is None:
+        return ("Fixes were not tried on the server (no plans, or --no-verify): savings are the checks' "
+                "estimates.")
+    timed = [m for m in fv.measurements if m.before_ms]
+    outcomes = ", ".join(f"{sum(1 for m in timed if m.outcome == o)} {o}"
+                         for o in ("faster", "not-faster", "inconclusive") if any(m.outcome == o for m in timed))
+    note = (f"Fix verification: {len(timed)} fix(es) tried and timed with EXPLAIN ANALYZE before and after"
+            + (f" ({outcomes})" if outcomes else "") + f", {fv.duration_ms / 1000:.1f} s of the "
+            f"{fv.budget_s:.1f} s left of the EXPLAIN budget.")
+    untried = len(fv.measurements) - len(timed)
+    if untried:
+        note += f" {untried} not timed (each says why)."
+    return note + "".join(f" {n}" for n in fv.notes)

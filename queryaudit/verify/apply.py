@@ -7,8 +7,15 @@ Confidence follows how the saving was obtained: measured, hypothetical, heuristi
 """
 from __future__ import annotations
 
-from queryaudit.findings import (CONFIDENCE_RANK, CONFIDENCES, METHOD_CONFIDENCE, Finding, Saving, Verification,
-                                 saving_from_share)
+from queryaudit.findings import (
+    CONFIDENCE_RANK,
+    CONFIDENCES,
+    METHOD_CONFIDENCE,
+    Finding,
+    Saving,
+    Verification,
+    saving_from_share,
+)
 from queryaudit.snapshot import Snapshot
 from queryaudit.verify.model import FixMeasurement
 

@@ -33,7 +33,7 @@ class Runner:
     def remaining_ms(self) -> float:
         return (self.deadline - time.monotonic()) * 1000
 
-    def _timeout_ms(self) -> int:
+    def timeout_ms(self) -> int:
         remaining = self.remaining_ms()
         if remaining <= 50:
             raise BudgetExhausted("the EXPLAIN budget is used up")
@@ -47,7 +47,7 @@ class Runner:
         try:
             with conn.transaction(force_rollback=True):
                 conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                    sql.Literal(f"{self._timeout_ms()}ms")))
+                    sql.Literal(f"{self.timeout_ms()}ms")))
                 conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
                 for key, value in (settings or {}).items():
                     conn.execute("SELECT set_config(%s, %s, true)", (key, value))
@@ -74,7 +74,7 @@ class Runner:
         """A read (the keys a keyset rewrite or a batch needs), under the same limits."""
         with self.conn.transaction(force_rollback=True):
             self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{self._timeout_ms()}ms")))
+                sql.Literal(f"{self.timeout_ms()}ms")))
             return self.conn.execute(query, params).fetchall()
 
     def interleaved(self, before, after, runs: int) -> tuple[list[dict], list[dict]]:

@@ -36,7 +36,7 @@ def measure_statistics(conn: psycopg.Connection, runner: Runner, m: FixMeasureme
     name = "queryaudit_verify_stats" if values else None
     with conn.transaction(force_rollback=True):
         conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-            sql.Literal(f"{runner._timeout_ms()}ms")))
+            sql.Literal(f"{runner.timeout_ms()}ms")))
         conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         if name:
             conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))

@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from statistics import median
 
 import psycopg
 
-from queryaudit.checks import disk_sort, hash_spill, jit_overhead, large_offset, n_plus_one, row_estimate_error
-from queryaudit.checks._plans import scoped_work_mem_sql
+from queryaudit.checks import (
+    disk_sort,
+    hash_spill,
+    jit_overhead,
+    large_offset,
+    n_plus_one,
+    row_estimate_error,
+)
 from queryaudit.connect import SessionLimits, session
-from queryaudit.explain import parameter_count, parameter_types
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
-from queryaudit.verify import keyset, logic
+from queryaudit.verify.fixes import RUNS, Verifier, first_line
 from queryaudit.verify.measure import BudgetExhausted, Runner
 from queryaudit.verify.model import FixMeasurement, FixVerification
-
-RUNS = 3  # timed runs per side (after one warm-up each)
-MAX_BATCH_KEYS = 100  # keys of one N+1 batch measured
 
 
 @dataclass
@@ -35,269 +36,6 @@ class VerifyOptions:
     enabled: bool = True
     verify_real: bool = False  # scratch/staging only: statistics fixes applied in a rolled-back transaction
     runs: int = RUNS
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-class Verifier:
-    def __init__(self, runner: Runner, snapshot: Snapshot, options: VerifyOptions, real_conn=None):
-        self.runner, self.snapshot, self.options, self.real_conn = runner, snapshot, options, real_conn
-        self.settings = self._settings()
-
-    def _settings(self) -> dict:
-        rows = self.runner.conn.execute(
-            "SELECT name, setting, unit FROM pg_settings WHERE name IN "
-            "('work_mem', 'shared_buffers', 'hash_mem_multiplier')").fetchall()
-        out = {}
-        for name, setting, unit in rows:
-            out[name] = float(setting) if name == "hash_mem_multiplier" else logic.to_kb(setting, unit)
-        out.setdefault("hash_mem_multiplier", 1.0)  # before 13 a hash gets work_mem, no more
-        out["names"] = tuple(name for name, _, _ in rows)
-        return out
-
-    # -- the statement as captured -------------------------------------------------
-    def _bound(self, queryid: str) -> tuple[str, list[str] | None, list[str] | None] | None:
-        """The statement with the captured plan's values, when the plan was EXPLAIN ANALYZEd."""
-        capture = self.snapshot.plan_for(queryid)
-        statement = self.snapshot.statement(queryid)
-        if capture is None or capture.method != "analyze" or statement is None:
-            return None
-        query = statement.query
-        if not parameter_count(query):
-            return query, None, None
-        if len(capture.parameters) < parameter_count(query) or any(v is None for v in capture.parameters):
-            return None
-        return query, list(capture.parameters), parameter_types(self.runner.conn, query)
-
-    def _runs(self, per_run_ms: float, extra: int = 0) -> int:
-        """Timed runs per side that fit what is left of the budget (0: none fits)."""
-        fits = (self.runner.remaining_ms() / max(per_run_ms * 1.2, 1.0) - extra - 2) / 2
-        return max(0, min(self.options.runs, int(fits)))
-
-    def _timed(self, m: FixMeasurement, query, values, types, before_settings, after, runs: int) -> None:
-        before_plans, after_plans = self.runner.interleaved(
-            lambda: self.runner.explain(query, values, types, before_settings), after, runs)
-        m.before_ms = [round(logic.execution_ms(p), 3) for p in before_plans]
-        m.after_ms = [round(logic.execution_ms(p), 3) for p in after_plans]
-        m.before = {"ms": round(median(m.before_ms), 3), **logic.buffers(before_plans[-1])}
-        m.after = {"ms": round(median(m.after_ms), 3), **logic.buffers(after_plans[-1])}
-        m.outcome, _ = logic.verdict(m.before_ms, m.after_ms)
-
-    # -- work_mem ----------------------------------------------------------------
-    def work_mem(self, queryid: str, found: list[Finding]) -> FixMeasurement:
-        lead = max(found, key=lambda f: f.saving_share)
-        m = FixMeasurement(finding_id=lead.id, check=lead.check, queryid=queryid, kind="work_mem")
-        bound = self._bound(queryid)
-        if bound is None:
-            m.method, m.detail = "none", "no EXPLAIN ANALYZE with values was captured for this statement"
-            return m
-        query, values, types = bound
-        hmm = self.settings["hash_mem_multiplier"]
-        current, cap = self.settings["work_mem"], logic.work_mem_cap_kb(self.settings["shared_buffers"])
-        captured = self.snapshot.plan_for(queryid).plan
-        per_run = logic.execution_ms(captured)
-        reported = 0.0
-        for f in found:
-            if f.check == "disk-sort":
-                reported = max(reported, float(f.evidence.get("disk_kb") or 0))
-            else:
-                reported = max(reported, float(f.evidence.get("peak_memory_kb") or 0)
-                               * float(f.evidence.get("batches") or 1) / hmm)
-        value = logic.first_work_mem_kb(reported, current, cap)
-        fitted = None
-        while value is not None:
-            plan = self.runner.explain(query, values, types, {"work_mem": f"{int(value)}kB"})
-            disk, need = logic.spills(plan, hmm)
-            m.steps.append({"work_mem": logic.format_mb(logic.round_up_mb(value)), "spilled_kb": round(disk),
-                            "in_memory_kb": round(need), "ms": round(logic.execution_ms(plan), 3)})
-            if disk == 0:
-                fitted = (value, need)
-                break
-            value = logic.next_work_mem_kb(value, cap)
-        if fitted is None:
-            m.outcome = "not-removed"
-            m.detail = (f"still spills at work_mem = {logic.format_mb(logic.round_up_mb(cap))}, the bound "
-                        "(a quarter of shared_buffers, at least 64MB, at most 1GB): more memory is not the fix")
-            return m
-        proposed = logic.proposed_work_mem_kb(fitted[1], fitted[0])
-        if proposed < fitted[0]:
-            plan = self.runner.explain(query, values, types, {"work_mem": f"{int(proposed)}kB"})
-            disk, need = logic.spills(plan, hmm)
-            m.steps.append({"work_mem": logic.format_mb(logic.round_up_mb(proposed)), "spilled_kb": round(disk),
-                            "in_memory_kb": round(need), "ms": round(logic.execution_ms(plan), 3)})
-            if disk > 0:
-                proposed = fitted[0]
-        setting = logic.format_mb(logic.round_up_mb(proposed))
-        m.fix = f"SET LOCAL work_mem = '{setting}'"
-        m.fix_sql = scoped_work_mem_sql(setting)
-        if all(f.check == "hash-spill" for f in found) and "hash_mem_multiplier" in self.settings.get("names", ()):
-            multiplier = logic.hash_mem_multiplier_for(fitted[1] * hmm, current)
-            if multiplier is not None:
-                plan = self.runner.explain(query, values, types, {"hash_mem_multiplier": str(multiplier)})
-                disk, need = logic.spills(plan, multiplier)
-                m.steps.append({"hash_mem_multiplier": multiplier, "spilled_kb": round(disk),
-                                "in_memory_kb": round(need * multiplier), "ms": round(logic.execution_ms(plan), 3)})
-                if disk == 0:  # the same memory for hashes only, sorts keep the current work_mem
-                    m.fix_sql += (f"\n-- or, for hashes only (work_mem unchanged), checked to run in one batch:\n"
-                                  f"-- SET LOCAL hash_mem_multiplier = {multiplier};")
-        runs = self._runs(per_run)
-        if runs == 0:
-            m.outcome, m.detail = "inconclusive", f"{m.fix} removes the spill; no budget left to time it"
-            return m
-        self._timed(m, query, values, types, {},
-                    lambda: self.runner.explain(query, values, types, {"work_mem": setting}), runs)
-        m.detail = (f"EXPLAIN ANALYZE with {m.fix}: the work fits in memory "
-                    f"({fitted[1]:,.0f} kB); {runs} interleaved runs each side")
-        return m
-
-    # -- jit -----------------------------------------------------------------------
-    def jit(self, queryid: str, finding: Finding) -> FixMeasurement:
-        m = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=queryid, kind="jit",
-                           fix="SET LOCAL jit = off")
-        bound = self._bound(queryid)
-        if bound is None:
-            m.method, m.detail = "none", "no EXPLAIN ANALYZE with values was captured for this statement"
-            return m
-        query, values, types = bound
-        runs = self._runs(logic.execution_ms(self.snapshot.plan_for(queryid).plan))
-        if runs == 0:
-            m.method, m.detail = "none", "no budget left to time it"
-            return m
-        self._timed(m, query, values, types, {}, lambda: self.runner.explain(query, values, types, {"jit": "off"}),
-                    runs)
-        m.detail = f"EXPLAIN ANALYZE with and without {m.fix}; {runs} interleaved runs each side"
-        return m
-
-    # -- large OFFSET ----------------------------------------------------------------
-    def offset(self, queryid: str, finding: Finding) -> FixMeasurement:
-        m = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=queryid, kind="keyset")
-        bound, source = self._bound(queryid), "the captured plan's values"
-        if bound is None:
-            bound, source = self._offset_values(queryid, finding), "OFFSET estimated from pg_stat_statements"
-        if bound is None:
-            m.method, m.detail = "none", "no values for this statement's parameters"
-            return m
-        query, values, types = bound
-        table = self.snapshot.table(finding.table) if finding.table else None
-        unique = [i.columns for i in sorted(self.snapshot.indexes_of(table.qualified_name) if table else [],
-                                            key=lambda i: not i.is_primary)
-                  if i.is_unique and i.is_valid and i.predicate is None and i.columns]
-        plan = keyset.plan(query, values or [], types or [], unique)
-        if plan is None or plan.offset <= 0:
-            m.method, m.detail = "none", "no keyset form: ORDER BY plain columns in one direction is needed"
-            return m
-        row = self.runner.rows(keyset.last_key_query(plan))
-        if not row:
-            m.method, m.detail = "none", f"no row at offset {plan.offset}: nothing to seek past"
-            return m
-        n = len(plan.keys)
-        last, key_types = list(row[0][:n]), list(row[0][n:])
-        after_query = keyset.rewritten(plan, last, key_types)
-        m.fix = plan.fix_text
-        first = self.runner.explain(query, values, types)
-        runs = self._runs(logic.execution_ms(first))
-        if runs == 0:
-            m.method, m.detail = "none", "no budget left to time it"
-            return m
-        self._timed(m, query, values, types, {}, lambda: self.runner.explain(after_query), runs)
-        m.detail = (f"OFFSET {plan.offset} ({source}) against the keyset form from the real last key "
-                    f"({', '.join(plan.keys)} = {', '.join(map(str, last))}); {runs} interleaved runs each side")
-        m.steps.append({"rewrite": after_query})
-        return m
-
-    def _offset_values(self, queryid: str, finding: Finding):
-        """Values for a statement whose plan capture found none for its OFFSET: the other
-        parameters drawn as plan capture draws them, the OFFSET from the rows it skips per
-        call (estimated from pg_stat_statements by the check)."""
-        from queryaudit.params import infer_parameters
-
-        statement = self.snapshot.statement(queryid)
-        skipped = finding.evidence.get("rows_skipped_per_call")
-        if statement is None or not skipped or not parameter_count(statement.query):
-            return None
-        types = parameter_types(self.runner.conn, statement.query)
-        binding = infer_parameters(statement.query, self.snapshot, types, statement)
-        for slot in binding.slots:
-            if slot.value is None and slot.operator == "offset":
-                slot.value = str(int(skipped))
-        if not binding.complete:
-            return None
-        return statement.query, [s.value for s in binding.slots], [s.type for s in binding.slots]
-
-    # -- N+1 -----------------------------------------------------------------------------
-    def batch(self, finding: Finding) -> FixMeasurement:
-        child = finding.evidence.get("child") or {}
-        m = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=str(child.get("queryid")),
-                           kind="batch", fix=finding.evidence.get("batched_query"))
-        query, batched = child.get("query"), finding.evidence.get("batched_query")
-        if not query or not batched or parameter_count(query) != 1 or parameter_count(batched) != 1:
-            m.method, m.detail = "none", "only a lookup by one parameter is measured against its batch"
-            return m
-        column = finding.columns[0]
-        per_parent = finding.evidence.get("calls_per_parent_call") or 10
-        n = max(2, min(MAX_BATCH_KEYS, round(per_parent)))
-        keys, source = self._batch_keys(finding, column, n)
-        if not keys:
-            m.method, m.detail = "none", "no keys to look up"
-            return m
-        child_type = parameter_types(self.runner.conn, query)[0]
-        batch_type = parameter_types(self.runner.conn, batched)[0]
-        array = "{" + ",".join('"' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys) + "}"
-        singles, batches = [], []
-        for _ in range(max(1, self.options.runs)):
-            plans = [self.runner.explain(query, [k], [child_type]) for k in keys]
-            singles.append(round(sum(logic.execution_ms(p, with_planning=True) for p in plans), 3))
-            one = self.runner.explain(batched, [array], [batch_type])
-            batches.append(round(logic.execution_ms(one, with_planning=True), 3))
-        m.before_ms, m.after_ms = singles, batches
-        m.before = {"ms": round(median(singles), 3), "round_trips": len(keys)}
-        m.after = {"ms": round(median(batches), 3), "round_trips": 1}
-        m.outcome, _ = logic.verdict(singles, batches)
-        m.detail = (f"{len(keys)} single lookups (keys {source}) against one {column} = ANY($1): server time "
-                    "(planning + execution) summed per side, "
-                    f"{len(singles)} rounds")
-        return m
-
-    def _batch_keys(self, finding: Finding, column: str, n: int) -> tuple[list[str], str]:
-        from psycopg import sql
-
-        parent = (finding.evidence.get("parent") or {}).get("queryid")
-        link = finding.evidence.get("linked_by") or {}
-        capture = self.snapshot.plan_for(parent) if parent else None
-        if capture and capture.method == "analyze" and capture.query_text and link.get("parent_column") \
-                and not parameter_count(capture.query_text):
-            try:
-                rows = self.runner.rows(sql.SQL("SELECT DISTINCT p.{}::text FROM ({}) AS p LIMIT {}").format(
-                    sql.Identifier(link["parent_column"]), sql.SQL(capture.query_text), sql.Literal(n)))
-                keys = [r[0] for r in rows if r[0] is not None]
-                if keys:
-                    return keys, "returned by the parent statement"
-            except psycopg.Error:
-                pass
-        schema, _, name = (finding.table or "").rpartition(".")
-        rows = self.runner.rows(sql.SQL("SELECT {}::text FROM {} WHERE {} IS NOT NULL LIMIT {}").format(
-            sql.Identifier(column), sql.Identifier(schema or "public", name), sql.Identifier(column), sql.Literal(n)))
-        return [r[0] for r in rows], f"read from {finding.table}"
-
-    # -- statistics (CREATE STATISTICS, ANALYZE) ---------------------------------------
-    def statistics(self, queryid: str, finding: Finding) -> FixMeasurement:
-        m = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=queryid, kind="statistics",
-                           fix=finding.fix_sql)
-        if self.real_conn is None:
-            m.method, m.outcome = "none", "unverified"
-            m.detail = ("CREATE STATISTICS and ANALYZE write the catalog: not tried in the read-only audit session "
-                        "(nor possible on a replica); audit a scratch copy with --verify-real to measure it")
-            return m
-        from queryaudit.verify.real import measure_statistics
-
-        bound = self._bound(queryid)
-        if bound is None:
-            m.method, m.detail = "none", "no EXPLAIN ANALYZE with values was captured for this statement"
-            return m
-        measure_statistics(self.real_conn, self.runner, m, *bound, finding.fix_sql, self.options.runs)
-        return m
 
 
 def _spill_findings(snapshot: Snapshot) -> dict[str, list[Finding]]:
@@ -351,7 +89,7 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
             if isinstance(exc, psycopg.errors.QueryCanceled) and runner.remaining_ms() > 100:
                 # Its own per-statement limit, not the budget: this fix only.
                 result.measurements.append(unmeasured(what, f"not measured: a run hit the per-statement limit "
-                                                            f"({_first_line(exc)})"))
+                                                            f"({first_line(exc)})"))
                 continue
             result.notes.append("the EXPLAIN budget ran out: the remaining fixes are not measured "
                                 "(raise --explain-budget)")
@@ -361,7 +99,7 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
         except psycopg.Error as exc:
             if runner.conn.broken or runner.conn.closed:
                 raise
-            result.notes.append(f"a measurement failed: {_first_line(exc)}")
+            result.notes.append(f"a measurement failed: {first_line(exc)}")
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             # A shape this code did not foresee: that fix stays unmeasured, the others go on.
             result.notes.append(f"a measurement failed: {type(exc).__name__}: {exc}")
