@@ -35,7 +35,12 @@ def parameter_types(conn: psycopg.Connection, query: str) -> list[str]:
         row = conn.execute("SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s",
                            (name,)).fetchone()
         conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
-    return list(row[0]) if row else []
+    return [_UNBOUNDED.get(t, t) for t in row[0]] if row else []
+
+
+# A type name as pg_prepared_statements prints it may not mean the same in a cast:
+# `'Brand#33'::character` is char(1) and keeps 'B', `::bit` is bit(1).
+_UNBOUNDED = {"character": "bpchar", "bit": "bit varying"}
 
 
 def explain_generic(conn: psycopg.Connection, query: str, options: str = "FORMAT JSON") -> dict:
