@@ -120,6 +120,8 @@ def audit(
                                     "--round-trip-ms + server time; 0: every loop that repeats)"),
     round_trip_ms: float = typer.Option(0.5, "--round-trip-ms", min=0,
                                         help="N+1 in logs: what one round trip costs the application, in ms"),
+    log_jobs: int = typer.Option(1, "--log-jobs", min=1, help="read big stderr logs in N parallel pieces "
+                                 "(processes); 1: one process"),
     store: Optional[str] = StoreOption,
     target_name: Optional[str] = typer.Option(None, "--target", help="name this target in the history "
                                               "(default host:port/database)"),
@@ -169,7 +171,7 @@ def audit(
         from queryaudit.logs.digest import DigestOptions
 
         read_logs(snap, logs, log_line_prefix, DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms,
-                                                             round_trip_ms=round_trip_ms))
+                                                             round_trip_ms=round_trip_ms), jobs=log_jobs)
     if save_snapshot:
         save_snapshot_file(snap, save_snapshot, redact)
     report = analyse(snap, top)
