@@ -125,6 +125,8 @@ def audit(
                                     "--round-trip-ms + server time; 0: every loop that repeats)"),
     round_trip_ms: float = typer.Option(0.5, "--round-trip-ms", min=0,
                                         help="N+1 in logs: what one round trip costs the application, in ms"),
+    log_jobs: int = typer.Option(1, "--log-jobs", min=1, help="read big stderr logs in N parallel pieces "
+                                 "(processes); 1: one process"),
     store: Optional[str] = StoreOption,
     target_name: Optional[str] = typer.Option(None, "--target", help="name this target in the history "
                                               "(default host:port/database)"),
@@ -190,7 +192,7 @@ def audit(
             if status:
                 status.stop()
     if logs and not read_live:  # a live audit read them before planning (its "logs" stage)
-        read_logs(snap, logs, log_line_prefix, log_options)
+        read_logs(snap, logs, log_line_prefix, log_options, jobs=log_jobs)
     snap.extras["unused_index_min_days"] = unused_index_min_days
     if store or baseline:
         from queryaudit.history.service import index_first_seen

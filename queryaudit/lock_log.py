@@ -276,6 +276,50 @@ class LockLogAnalyser:
                                          "relation": relation, "count": 1, "first": event.timestamp,
                                          "last": event.timestamp})
 
+    # -- reading in parallel (queryaudit.logs.parallel) -----------------------------------
+    def close_open_waits(self) -> None:
+        """Waits never acquired within what was read: counted with the time logged so far."""
+        for key, state in list(self.open_waits.items()):
+            self._close(key[0], state)
+        self.open_waits.clear()
+
+    def merge(self, other: "LockLogAnalyser") -> None:
+        """Add what `other` found in the next piece of the logs (its waits closed)."""
+        for key, statement in other.facts.statements.items():
+            self.facts.statements.setdefault(key, statement)
+        for key, wait in other.waits.items():
+            mine = self.waits.get(key)
+            if mine is None:
+                self.waits[key] = wait
+                continue
+            mine.wait_ms = round(mine.wait_ms + wait.wait_ms, 3)
+            mine.samples += wait.samples
+            mine.rows += [r for r in wait.rows if r not in mine.rows][: max(0, MAX_WAIT_ROWS - len(mine.rows))]
+        for key, episode in other.episodes.items():
+            mine = self.episodes.get(key)
+            if mine is None:
+                if len(self.episodes) < MAX_EPISODES:
+                    self.episodes[key] = episode
+                continue
+            mine.ticks += episode.ticks
+            mine.wait_ms = round(mine.wait_ms + episode.wait_ms, 3)
+            mine.relations += [r for r in episode.relations if r not in mine.relations]
+            mine.modes += [m for m in episode.modes if m not in mine.modes]
+            mine.tree["children"] += episode.tree.get("children", [])
+            mine.max_waiters = max(mine.max_waiters, episode.max_waiters, len(mine.tree["children"]))
+        self.facts.deadlocks += other.facts.deadlocks[: max(0, MAX_DEADLOCKS - len(self.facts.deadlocks))]
+        for entry in other.facts.lock_timeouts:
+            mine = next((e for e in self.facts.lock_timeouts
+                         if e["statement"] == entry["statement"] and e["relation"] == entry["relation"]), None)
+            if mine is None:
+                self.facts.lock_timeouts.append(entry)
+            else:
+                mine["count"] += entry["count"]
+                mine["last"] = entry["last"] or mine["last"]
+        self.learned.update(other.learned)
+        self.first_text = self.first_text or other.first_text
+        self.last_text = other.last_text or self.last_text
+
     # -- the end -------------------------------------------------------------------------
     def result(self, first_timestamp: str | None = None, last_timestamp: str | None = None) -> LockFacts:
         """The facts; the log ingest passes the first and last timestamps of its statements."""

@@ -231,6 +231,30 @@ def test_audit_from_log_alone(server_log, fmt, tmp_path):
     assert top["SELECT id, title FROM books WHERE author_id = $1"]["p95_ms"] > 0
 
 
+def test_log_read_in_parallel_pieces_matches_one_process(server_log, monkeypatch):
+    """--log-jobs: the file cut into pieces at entry starts, read by separate processes,
+    merged: the same executions, percentiles, loops and lock waits as one process."""
+    from queryaudit.logs import parallel
+    from queryaudit.logs.stage import log_only_snapshot, read_logs
+
+    paths = [server_log / "server.log", server_log / "server.csv"]
+    one = log_only_snapshot()
+    read_logs(one, paths, PREFIX)
+    monkeypatch.setattr(parallel, "MIN_CHUNK_BYTES", 16 << 10)  # pieces of a small test log
+    assert len(parallel.cut_points(server_log / "server.log", PREFIX, 4)) == 5
+    many = log_only_snapshot()
+    read_logs(many, paths, PREFIX, jobs=4)
+    a, b = one.logs, many.logs
+    assert (b.lines, b.records, b.executions, b.statement_count, b.lock_events, b.malformed_lines) == \
+        (a.lines, a.records, a.executions, a.statement_count, a.lock_events, a.malformed_lines)
+    assert abs(b.total_ms - a.total_ms) < 0.01
+    assert [(s.key, s.count, s.p50_ms, s.p95_ms, s.p99_ms) for s in b.statements] == \
+        [(s.key, s.count, s.p50_ms, s.p95_ms, s.p99_ms) for s in a.statements]
+    assert {p.query for p in b.n_plus_one} == {p.query for p in a.n_plus_one}
+    assert sum(p.executions for p in b.n_plus_one) == sum(p.executions for p in a.n_plus_one)
+    assert many.lock_log and {w.relation for w in many.lock_log.waits} == {w.relation for w in one.lock_log.waits}
+
+
 def test_wrong_prefix_is_reported_not_crashed(server_log, tmp_path):
     result = run_cli("audit", "--log", str(server_log / "server.log"), "--log-line-prefix", "%t <%u> ",
                      "--json", str(tmp_path / "r.json"), env={"DATABASE_URL": "", "PGHOST": "", "PGDATABASE": ""})

@@ -48,6 +48,12 @@ class LatencySketch:
         key = math.ceil(math.log(value_ms) / self.gamma_log)
         self.buckets[key] = self.buckets.get(key, 0) + 1
 
+    def merge(self, other: "LatencySketch") -> None:
+        self.count += other.count
+        self.zero += other.zero
+        for key, n in other.buckets.items():
+            self.buckets[key] = self.buckets.get(key, 0) + n
+
     def quantile(self, q: float) -> float:
         if self.count == 0:
             return 0.0
@@ -284,6 +290,47 @@ class LogDigest:
             facts.temp_bytes += event.size_bytes
         elif isinstance(event, SessionEndEvent):
             self.detector.end_session(event.session_key)
+
+    # -- reading in parallel (queryaudit.logs.parallel) -----------------------------------
+    def merge(self, other: "LogDigest") -> None:
+        """Add what `other` read from the next piece of the logs (its runs finished)."""
+        for key, agg in other.stats.items():
+            mine = self.stats.get(key)
+            if mine is None:
+                if len(self.stats) < MAX_STATEMENTS:
+                    self.stats[key] = agg
+                else:
+                    self._unfollowed[0] += agg.count
+                    self._unfollowed[1] += agg.total
+                continue
+            mine.count += agg.count
+            mine.total += agg.total
+            mine.min, mine.max = min(mine.min, agg.min), max(mine.max, agg.max)
+            mine.sketch.merge(agg.sketch)
+            mine.params = mine.params or agg.params
+            if agg.plan_ms is not None and (mine.plan_ms is None or agg.plan_ms > mine.plan_ms):
+                mine.plan, mine.plan_text, mine.plan_ms = agg.plan, agg.plan_text, agg.plan_ms
+        for key, pattern in other.patterns.items():
+            mine = self.patterns.get(key)
+            if mine is None and key[1] is None:  # a loop cut from its parent by the piece's start
+                mine = next((p for k, p in self.patterns.items() if k[0] == key[0]), None)
+            if mine is None:
+                if len(self.patterns) < 1000:
+                    self.patterns[key] = pattern
+                continue
+            mine.runs += pattern.runs
+            mine.executions += pattern.executions
+            mine.total_ms += pattern.total_ms
+            mine.max_run = max(mine.max_run, pattern.max_run)
+            mine.transactions += pattern.transactions
+            mine.last_seen = pattern.last_seen or mine.last_seen
+        self._unfollowed[0] += other._unfollowed[0]
+        self._unfollowed[1] += other._unfollowed[1]
+        facts, theirs = self.facts_, other.facts_
+        for name in ("plans", "lock_events", "deadlocks", "lock_timeouts", "temp_files", "temp_bytes"):
+            setattr(facts, name, getattr(facts, name) + getattr(theirs, name))
+        facts.first_timestamp = facts.first_timestamp or theirs.first_timestamp
+        facts.last_timestamp = theirs.last_timestamp or facts.last_timestamp
 
     # -- N+1 -----------------------------------------------------------------------------
     def _on_run(self, run: Run) -> None:

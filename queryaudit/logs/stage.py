@@ -16,7 +16,7 @@ from queryaudit.snapshot import ServerInfo, Snapshot
 
 
 def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = None,
-              options: DigestOptions | None = None) -> None:
+              options: DigestOptions | None = None, jobs: int = 1) -> None:
     """The audit's log stage: one read of each file feeds the statistics, the N+1 loops and
     the lock analysis (snapshot.logs, snapshot.lock_log). Prefix: --log-line-prefix, else
     the audited server's log_line_prefix, else PostgreSQL's default. A log that cannot be
@@ -27,7 +27,13 @@ def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = 
     locks = for_snapshot(snapshot)
     stats = ReadStats()
     try:
-        snapshot.logs = ingest(paths, chosen, options, listeners=[locks], stats=stats)
+        if jobs > 1:  # big stderr files in parallel pieces, merged
+            from queryaudit.lock_log import _catalog
+            from queryaudit.logs.parallel import ingest_parallel
+
+            snapshot.logs, locks, stats = ingest_parallel(paths, chosen, options, jobs, _catalog(snapshot))
+        else:
+            snapshot.logs = ingest(paths, chosen, options, listeners=[locks], stats=stats)
     except AuditError as exc:
         snapshot.record_error("logs", str(exc))
         return
@@ -39,7 +45,7 @@ def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = 
 
 
 def attach_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = None,
-                options: DigestOptions | None = None) -> None:
+                options: DigestOptions | None = None, jobs: int = 1) -> None:
     read_logs(snapshot, paths, prefix, options)
 
 
