@@ -132,15 +132,13 @@ def generate(path: Path, size_mb: int, seed: int = 1) -> int:
 
 
 INGEST = """
-import json, resource, sys
+import json, sys
 from queryaudit.logs.stage import read_logs
 from queryaudit.snapshot import ServerInfo, Snapshot
 snap = Snapshot(server=ServerInfo(version_num=0, version="", database="shop"), collected_at="now")
 read_logs(snap, [sys.argv[1]], sys.argv[2], jobs=int(sys.argv[3]))
 facts = snap.logs
-pieces = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"lines": facts.lines, "errors": [e.message for e in snap.errors],
-                  "pieces_cpu": pieces.ru_utime + pieces.ru_stime, "pieces_rss_kb": pieces.ru_maxrss,
                   "executions": facts.executions, "n_plus_one": len(facts.n_plus_one),
                   "malformed": facts.malformed_lines, "lock_waits": len(snap.lock_log.waits) if snap.lock_log else 0,
                   "deadlocks": len(snap.lock_log.deadlocks) if snap.lock_log else 0}))
@@ -159,9 +157,9 @@ def run_queryaudit(log: Path, jobs: int = 1) -> dict:
     if status != 0:
         raise SystemExit(f"queryaudit failed: {proc.stderr.read().decode()[-2000:]}")
     result = json.loads(proc.stdout.read())
-    # With --jobs, the pieces' processes are its children: their CPU counts too; RSS is the largest process's.
-    result.update(seconds=seconds, cpu=usage.ru_utime + usage.ru_stime + result["pieces_cpu"],
-                  rss_kb=max(usage.ru_maxrss, result["pieces_rss_kb"]))
+    # wait4 reports the child with the children it waited for (--jobs: the pieces' processes):
+    # CPU summed, RSS the largest process's.
+    result.update(seconds=seconds, cpu=usage.ru_utime + usage.ru_stime, rss_kb=usage.ru_maxrss)
     return result
 
 
