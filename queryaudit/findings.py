@@ -83,6 +83,8 @@ class Finding:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("key")
+        if data["predicted_saving"]:  # the contract types each figure as a number: an unknown one is left out
+            data["predicted_saving"] = {k: v for k, v in data["predicted_saving"].items() if v is not None}
         return {"id": self.id, **data}
 
 
