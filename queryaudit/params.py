@@ -335,7 +335,7 @@ def _no_column_value(slot: ParameterSlot, default: str | None, unit: str | None)
         return "0", "a neutral offset (the column's value is drawn for the other term)"
     if typ in _NUMERIC_TYPES:
         return "1", "1, a neutral factor or argument (no column to draw from)"
-    if slot.select_list_only and (typ in ("text", "character", "character varying", "boolean")):
+    if slot.select_list_only and (typ in ("text", "bpchar", "character", "character varying", "boolean")):
         return ("true" if typ == "boolean" else ""), "any value: only in the select list, it chooses no rows"
     return None
 

@@ -68,3 +68,8 @@ def test_a_placeholder_only_in_the_select_list_takes_any_value():
     binding = infer_parameters("SELECT (SELECT count(*) FROM orders WHERE status = lower($1)) FROM customers",
                                shop(), ["text"])
     assert not binding.complete
+
+
+def test_a_select_list_only_placeholder_of_a_char_column_takes_any_value():
+    query = "SELECT sum(CASE WHEN n = $1 THEN 1 ELSE 0 END) FROM (SELECT city AS n FROM customers) AS x"
+    assert infer_parameters(query, shop(), ["bpchar"]).values == [""]
