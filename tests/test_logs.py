@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import n_plus_one_workload as wl
-from conftest import _bin_dir, run_cli
+from conftest import VERSIONS, _bin_dir, run_cli
 from helpers import validate_report
 from queryaudit.cluster import start_cluster
 from queryaudit.logs import LockEvent, PlanEvent, ReadStats, StatementEvent, TempFileEvent, iter_events
@@ -33,7 +33,7 @@ class LogFolder(type(Path())):
 FORMATS = {"stderr": "server.log", "csvlog": "server.csv", "jsonlog": "server.json"}
 
 
-@pytest.fixture(scope="module", params=["pg15", "pg18"])
+@pytest.fixture(scope="module", params=VERSIONS)
 def server_log(request, tmp_path_factory):
     """A dedicated cluster logging every statement in the three formats, the workload run
     against it, then destroyed; the log folder is what the tests read."""
