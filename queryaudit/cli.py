@@ -69,13 +69,18 @@ def handle_errors(fn):
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    # Eager: runs while the options are parsed, before typer asks for a command.
+    if value:
+        console.print(f"queryaudit {__version__}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="print tracebacks"),
-         version: bool = typer.Option(False, "--version", help="print the version and exit")) -> None:
+         version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True,
+                                      callback=_print_version)) -> None:
     STATE["debug"] = debug
-    if version:
-        console.print(f"queryaudit {__version__}")
-        raise typer.Exit(0)
 
 
 def _progress():
