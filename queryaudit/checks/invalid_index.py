@@ -29,11 +29,13 @@ build ends; re-run the audit after it completes.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
 
 ID = "invalid-index"
 TITLE = "Invalid index"
+CHECK = declare(ID, TITLE, family="hygiene", fix="rebuild-index")
 
 
 def fix_sql(definition: str, qualified_index: str) -> str:

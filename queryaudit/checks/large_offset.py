@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from pglast import ast
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import captured_plans, severity_for, table_for
 from queryaudit.findings import Finding, saving_from_share
 from queryaudit.plan import PlanNode
@@ -51,6 +52,7 @@ ID = "large-offset"
 TITLE = "Large OFFSET pagination"
 MIN_SKIPPED_ROWS = 1000
 MIN_ESTIMATED_SKIPPED_ROWS = 10_000
+CHECK = declare(ID, TITLE, family="plan", fix="rewrite", thresholds=("MIN_SKIPPED_ROWS", "MIN_ESTIMATED_SKIPPED_ROWS"))
 
 
 def offset_clause(query: str) -> tuple[bool, int | None, list[str]]:

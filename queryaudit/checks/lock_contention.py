@@ -62,6 +62,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from queryaudit.checks import declare
 from queryaudit.checks._locks import alter_database_sql, describe, lock_facts, real_queryids, setting_is_off, short
 from queryaudit.findings import Finding
 from queryaudit.lock_facts import LockFacts, LockWait
@@ -83,6 +84,9 @@ DDL_MODES = {"AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "S
 _FOR_UPDATE = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?UPDATE\b", re.I)
 _SKIP = re.compile(r"\b(SKIP\s+LOCKED|NOWAIT)\b", re.I)
 _COUNTER = re.compile(r"\bSET\s+(\w+)\s*=\s*\1\s*[-+]", re.I)
+CHECK = declare(ID, TITLE, family="locks", fix="application",
+                thresholds=("MIN_WAIT_SHARE", "MIN_WAIT_MS", "HIGH_WAIT_SHARE", "LOG_MEDIUM_WAITS",
+                            "LOG_HIGH_WAIT_MS", "HOT_ROWS"))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

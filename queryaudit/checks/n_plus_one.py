@@ -43,8 +43,9 @@ pg_stat_statements: child calls >= `MIN_CHILD_CALLS` (20), calls per parent call
 `MIN_CALLS_PER_PARENT` (5), child calls within `ROWS_TOLERANCE` (50%) of the parent's
 rows, at most `MAX_ROWS_PER_CALL` (10) rows per child call. Logs and capture: a run
 of `MIN_EXECUTIONS` (5) executions totalling `MIN_RUN_MS` (50 ms); both configurable
-(`--n-plus-one-min-executions`, `--n-plus-one-min-ms`). Severity grows with the share
-of database time and the round trips saved.
+(`--n-plus-one-min-executions`, `--n-plus-one-min-ms`). Severity follows the one scale of
+predicted saving (high from 10 % of database time, medium from 2 %), medium at least from
+`MEDIUM_ROUND_TRIPS` round trips saved.
 
 ## Known false positives
 Two unrelated statements whose call counts happen to line up; the foreign-key link
@@ -55,7 +56,8 @@ from __future__ import annotations
 
 import math
 
-from queryaudit.findings import Finding, saving_from_share
+from queryaudit.checks import declare
+from queryaudit.findings import Finding, Saving, saving_from_share, severity_from_saving
 from queryaudit.nplusone import Lookup, batched_rewrite, join_rewrite, lookup_shape, output_columns
 from queryaudit.snapshot import Snapshot, Statement
 from queryaudit.sql import fingerprint, resolve_tables
@@ -70,8 +72,10 @@ MAX_ROWS_PER_CALL = 10.0
 # Of a child's own execution time, what batching removes when each call is a cheap
 # index probe (per-call executor overhead); a scan per call is removed almost entirely.
 PROBE_OVERHEAD_SHARE = 0.5
-HIGH_SHARE, MEDIUM_SHARE = 0.05, 0.01
 MEDIUM_ROUND_TRIPS = 10_000
+CHECK = declare(ID, TITLE, family="workload", fix="rewrite",
+                thresholds=("MIN_CHILD_CALLS", "MIN_CALLS_PER_PARENT", "ROWS_TOLERANCE", "MAX_ROWS_PER_CALL",
+                            "PROBE_OVERHEAD_SHARE", "MEDIUM_ROUND_TRIPS"))
 
 
 def _key_kind(snapshot: Snapshot, table: str, columns: list[str]) -> str | None:
@@ -147,11 +151,8 @@ def _fraction_removed(child: Statement, parent_calls: int) -> float:
 
 
 def _severity(share: float, round_trips: int) -> str:
-    if share >= HIGH_SHARE:
-        return "high"
-    if share >= MEDIUM_SHARE or round_trips >= MEDIUM_ROUND_TRIPS:
-        return "medium"
-    return "low"
+    # Round trips cost the application latency the database time does not show: medium at least.
+    return severity_from_saving(Saving(share), floor="medium" if round_trips >= MEDIUM_ROUND_TRIPS else "low")
 
 
 def _statement_evidence(s: Statement) -> dict:

@@ -38,6 +38,7 @@ index's statistics help estimates even when it is never scanned).
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._indexes import drop_sql, duplicate_groups, protected, redundant_pairs, stats_since, \
     window_days
 from queryaudit.findings import Finding
@@ -49,6 +50,8 @@ MIN_BYTES = 1024 * 1024
 MEDIUM_BYTES = 100 * 1024 * 1024
 TRUSTED_DAYS = 7
 CONFIDENT_DAYS = 30
+CHECK = declare(ID, TITLE, family="hygiene", fix="drop-index",
+                thresholds=("MIN_BYTES", "MEDIUM_BYTES", "TRUSTED_DAYS", "CONFIDENT_DAYS"))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:
