@@ -134,53 +134,32 @@ def audit(
                                           "(default: the file's workers, else 4)"),
 ) -> None:
     """Collect (or load) a snapshot, run every check and write the reports."""
-    from queryaudit.connect import resolve_dsn
-    from queryaudit.pipeline import AuditOptions, analyse, collect_live
+    from queryaudit.pipeline import AuditOptions, audit as audit_run
     from queryaudit.report import terminal, write_outputs
-    from queryaudit.logs.stage import attach_logs, has_server_target, log_only_snapshot
-    from queryaudit.snapshot import Snapshot
 
+    options = AuditOptions(
+        top=top, sample_seconds=sample_seconds, explain=explain, explain_budget_s=explain_budget,
+        explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml, queries_file=queries,
+        logs=list(logs or []), log_line_prefix=log_line_prefix, n_plus_one_min_executions=n1_min_executions,
+        n_plus_one_min_run_ms=n1_min_ms, redact=redact)
     if targets is not None:
         from queryaudit.history.fleet import FleetOptions, output_formats
 
-        if snapshot is not None or logs or queries or save_snapshot or target_name:
-            raise AuditError("--targets audits the databases of its file: --snapshot, --log, --queries, "
+        if snapshot is not None or queries or save_snapshot or target_name:
+            raise AuditError("--targets audits the databases of its file: --snapshot, --queries, "
                              "--save-snapshot and --target do not combine with it")
         return _audit_fleet(targets, out_dir, FleetOptions(
-            top=top, explain=explain, explain_budget_s=explain_budget, sample_seconds=sample_seconds, redact=redact,
-            formats=output_formats({"json": json_path, "html": html_path, "markdown": markdown_path})),
+            audit=options, formats=output_formats({"json": json_path, "html": html_path, "markdown": markdown_path})),
             workers, store, baseline)
-    if snapshot is not None:
-        snap = Snapshot.load(snapshot)
-    elif logs and not has_server_target(dsn):
-        from queryaudit.logs.reader import expand_paths
-
-        expand_paths(logs)  # the logs are all there is to audit: a missing one is an error, not a partial report
-        snap = log_only_snapshot()
-    else:
-        status, progress = _progress()
-        try:
-            snap = collect_live(resolve_dsn(dsn), AuditOptions(
-                top=top, sample_seconds=sample_seconds, explain=explain, explain_budget_s=explain_budget,
-                explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml, queries_file=queries),
-                progress)
-        finally:
-            if status:
-                status.stop()
-    if logs:
-        from queryaudit.logs.digest import DigestOptions
-
-        attach_logs(snap, logs, log_line_prefix, DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms))
-        from queryaudit.lock_log import attach_lock_log
-
-        attach_lock_log(snap, logs, log_line_prefix)
+    status, progress = _progress() if snapshot is None else (None, None)
+    try:
+        run = audit_run(dsn, options, snapshot, progress)
+    finally:
+        if status:
+            status.stop()
+    snap, report = run.snapshot, run.report
     if save_snapshot:
         save_snapshot_file(snap, save_snapshot, redact)
-    report = analyse(snap, top)
-    if redact:
-        from queryaudit.redact import redact as redact_values
-
-        report = redact_values(report)
     history_lines = []
     if store or baseline:
         from queryaudit.history.service import attach_history
@@ -240,11 +219,11 @@ def snapshot_cmd(
 ) -> None:
     """Collect the facts from a server into a JSON file, for auditing later without it."""
     from queryaudit.connect import resolve_dsn
-    from queryaudit.pipeline import AuditOptions, collect_live
+    from queryaudit.pipeline import AuditOptions, live_snapshot
 
-    snap = collect_live(resolve_dsn(dsn), AuditOptions(top=top, explain=explain, explain_budget_s=explain_budget,
-                                                       explain_statement_ms=int(explain_timeout * 1000),
-                                                       analyze_dml=analyze_dml, queries_file=queries))
+    snap = live_snapshot(resolve_dsn(dsn), AuditOptions(top=top, explain=explain, explain_budget_s=explain_budget,
+                                                        explain_statement_ms=int(explain_timeout * 1000),
+                                                        analyze_dml=analyze_dml, queries_file=queries))
     snap.save(output)
     console.print(f"wrote {output}: {len(snap.statements)} statements, {len(snap.tables)} tables, "
                   f"{len(snap.indexes)} indexes{' (partial)' if snap.partial else ''}", markup=False)
@@ -501,13 +480,26 @@ def check(
                                                    "report to compare it with"),
     target: Optional[str] = typer.Option(None, "--target", help="the target in the history (name or key)"),
     record: bool = typer.Option(False, "--record", help="with --dsn/--snapshot: also store this audit"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the verdict and comparison here"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the verdict and comparison (and the "
+                                             "fresh audit's report) here"),
     top: int = TopOption,
+    explain: bool = ExplainOption,
+    explain_budget: float = ExplainBudgetOption,
+    explain_timeout: float = ExplainTimeoutOption,
+    analyze_dml: bool = AnalyzeDmlOption,
+    sample_seconds: float = typer.Option(0, "--sample-seconds", min=0, help="with --dsn: also sample lock waits"),
+    logs: Optional[list[Path]] = typer.Option(None, "--log", help="with --dsn/--snapshot: PostgreSQL logs to read "
+                                              "too, as audit --log"),
+    log_line_prefix: Optional[str] = typer.Option(None, "--log-line-prefix", help="log_line_prefix of stderr logs"),
 ) -> None:
     """Budgets and suppressions (queryaudit.toml): exit 1 when a budget is broken, naming it; 0 when all hold."""
     from queryaudit.history.service import run_check
+    from queryaudit.pipeline import AuditOptions
 
-    outcome = run_check(config, store, dsn, snapshot, report, baseline_report, target, record, top)
+    options = AuditOptions(top=top, explain=explain, explain_budget_s=explain_budget,
+                           explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml,
+                           sample_seconds=sample_seconds, logs=list(logs or []), log_line_prefix=log_line_prefix)
+    outcome = run_check(config, store, dsn, snapshot, report, baseline_report, target, record, options)
     verdict = outcome.verdict
     for line in outcome.lines + verdict.notes:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -520,8 +512,10 @@ def check(
     if json_path:
         import json
 
-        json_path.write_text(json.dumps({"verdict": verdict.to_dict(), "comparison": outcome.comparison},
-                                        indent=1, default=str))
+        data = {"verdict": verdict.to_dict(), "comparison": outcome.comparison}
+        if outcome.report is not None:
+            data["report"] = outcome.report
+        json_path.write_text(json.dumps(data, indent=1, default=str))
     if verdict.ok:
         console.print(f"ok: all budgets hold ({verdict.judged_statements} statements judged)",
                       markup=False, highlight=False, soft_wrap=True)

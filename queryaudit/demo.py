@@ -16,7 +16,7 @@ from rich.console import Console
 from queryaudit import fixtures
 from queryaudit.cluster import embedded_bin_dir, start_cluster
 from queryaudit.compare import build_comparison
-from queryaudit.pipeline import AuditOptions, analyse, collect_live
+from queryaudit.pipeline import AuditOptions, audit
 from queryaudit.report import terminal, write_outputs
 
 DEMO_DB = "shop"
@@ -81,8 +81,8 @@ def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES
 
 
 def _audit(dsn: str) -> tuple[object, dict]:
-    snapshot = collect_live(dsn, AuditOptions(top=20))
-    return snapshot, analyse(snapshot, top=20)
+    run = audit(dsn, AuditOptions(top=20))
+    return run.snapshot, run.report
 
 
 def _fixture_loaded(dsn: str) -> bool:
