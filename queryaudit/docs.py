@@ -58,3 +58,17 @@ def write_if_changed(out: Path, pages: dict[str, str], dry_run: bool = False) ->
                 out.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
     return stale
+
+
+def run_docs_command(out: Path, check_only: bool) -> list[str]:
+    """`queryaudit docs`: the check pages and the migration rule pages; the stale ones' names."""
+    from queryaudit.migrations.docs import write_pages as write_migration_pages
+
+    stale = write_pages(out, dry_run=check_only)
+    return stale + [f"migrations/{n}" for n in write_migration_pages(out / "migrations", dry_run=check_only)]
+
+
+def print_checks(console) -> None:
+    """`queryaudit checks`: every check with its id."""
+    for check in all_checks():
+        console.print(f"{check.id:24} {check.title}", markup=False, highlight=False)

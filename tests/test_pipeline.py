@@ -53,7 +53,7 @@ def test_audit_fleet_and_check_honour_explain_options_and_logs(parity_db, tmp_pa
     audit = json.loads((tmp_path / "audit.json").read_text())
 
     (tmp_path / "targets.toml").write_text(f'[[target]]\nname = "parity"\ndsn = "{parity_db.dsn}"\n')
-    result = run_cli("audit", "--targets", str(tmp_path / "targets.toml"), *options, "--out-dir", str(tmp_path / "fleet"))
+    result = run_cli("fleet", str(tmp_path / "targets.toml"), *options, "--out-dir", str(tmp_path / "fleet"))
     assert result.returncode == 0, result.stdout + result.stderr
     fleet = json.loads((tmp_path / "fleet" / "parity.json").read_text())
 

@@ -20,7 +20,8 @@ targets.toml:
 Every audit option of the command line (--top, --no-explain, --explain-budget,
 --explain-timeout, --analyze-dml, --sample-seconds, --log, --redact, ...) applies to every
 target, through the same pipeline as `audit`; targets.toml overrides top, explain,
-explain-budget, explain-timeout, analyze-dml, sample-seconds, log and redact per target. --json/--html/--markdown select the formats written per target;
+explain-budget, explain-timeout, analyze-dml, sample-seconds, log and redact per target.
+--json/--html/--markdown select the formats written per target;
 their path holds {target} (e.g. reports/{target}.md); without them JSON and HTML go to
 --out-dir as <target>.json and <target>.html.
 """
