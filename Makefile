@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # with HypoPG and pg_qualstats, pgBadger for the log benchmark, Chromium for the HTML test.
 APT_PACKAGES := postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql-15-pg-qualstats chromium chromium-driver
 
-.PHONY: install demo test test-fast test-versions system-deps docs clean
+.PHONY: install demo test test-fast test-versions lint system-deps docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,6 +32,9 @@ test: install system-deps
 # The database-free layer (golden cases, parsers, rules): no cluster, under a minute.
 test-fast: install
 	$(PY) -m pytest -m "not db and not browser" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 docs: install
 	$(VENV)/bin/queryaudit docs --out checks

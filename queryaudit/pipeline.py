@@ -40,7 +40,7 @@ class AuditOptions:
     analyze_dml: bool = False
     queries_file: str | Path | None = None
     # Index advisor (queryaudit.advisor), after plan capture; None = defaults, enabled=False = off.
-    advisor: "AdvisorOptions | None" = None
+    advisor: AdvisorOptions | None = None
     # Server logs read with the audit (queryaudit.logs): statements, latency, N+1 runs, lock waits.
     logs: list[str | Path] = field(default_factory=list)
     log_line_prefix: str | None = None
@@ -72,7 +72,8 @@ def build_stages(options: AuditOptions, dsn: str) -> list[tuple[str, object]]:
         stages.append(plan_stage(PlanOptions(
             top=options.top, budget_s=options.explain_budget_s, statement_limit_ms=options.explain_statement_ms,
             analyze_dml=options.analyze_dml, queries_file=options.queries_file)))
-    from queryaudit.advisor.stage import AdvisorOptions, stage as advisor_stage
+    from queryaudit.advisor.stage import AdvisorOptions
+    from queryaudit.advisor.stage import stage as advisor_stage
 
     advisor = options.advisor or AdvisorOptions()
     if advisor.enabled and "index advisor" not in names:

@@ -1,7 +1,8 @@
 """Headless Chromium for the HTML report tests (Debian packages chromium, chromium-driver).
 
 `open_report(path)` loads a file, and returns the console messages, every network
-fetch the page made (not Chromium's own chrome:// / devtools:// / data: resources), the rendered DOM and a screenshot. Skips with a clear reason when
+fetch the page made (not Chromium's own chrome:// / devtools:// / data: resources), the
+rendered DOM and a screenshot. Skips with a clear reason when
 Chromium, chromedriver or selenium are absent.
 """
 from __future__ import annotations

@@ -82,7 +82,7 @@ class Server:
             self.templates[fixture] = name
         return self.templates[fixture]
 
-    def create_database(self, fixture: str | None = None) -> "Database":
+    def create_database(self, fixture: str | None = None) -> Database:
         name = f"t{os.getpid()}_{next(_counter)}"
         with self.admin() as conn:
             template = f" TEMPLATE {self.template(fixture)}" if fixture else ""
@@ -160,7 +160,7 @@ BROWSER_CALLS = ("open_report(", "full_page_screenshot(")
 def _code_of(item) -> str:
     """The source of the test function and of every fixture it uses (directly or not)."""
     functions = [getattr(item, "function", None)]
-    for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values():
+    for defs in item._fixtureinfo.name2fixturedefs.values():
         functions.extend(d.func for d in defs)
     sources = []
     for fn in functions:
@@ -250,7 +250,6 @@ def pg15_standby():
     primary = get_server("pg15")
     import shutil
     import tempfile
-    import time
 
     data_dir = Path(tempfile.mkdtemp(prefix="queryaudit-standby-"))
     standby = LocalCluster(bin_dir=primary.cluster.bin_dir, data_dir=data_dir)

@@ -104,7 +104,8 @@ def carve(snapshot: Snapshot, check_id: str) -> dict:
             tables |= {fk.table for fk in snapshot.foreign_keys if fk.ref_table in tables}
             carved["tables"] = [t for t in data["tables"] if f"{t['schema']}.{t['name']}" in tables]
             carved["indexes"] = [i for i in data["indexes"] if i["table"] in tables]
-            carved["foreign_keys"] = [f for f in data["foreign_keys"] if f["table"] in tables or f["ref_table"] in tables]
+            carved["foreign_keys"] = [f for f in data["foreign_keys"]
+                                      if f["table"] in tables or f["ref_table"] in tables]
             carved["column_stats"] = [c for c in data["column_stats"] if c["table"] in tables]
             carved["extended_statistics"] = [e for e in data["extended_statistics"] if e["table"] in tables]
         if run_check(check_id, Snapshot.from_dict(copy.deepcopy(carved))) == full:
