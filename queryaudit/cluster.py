@@ -38,6 +38,9 @@ DEFAULT_SETTINGS = {
     "logging_collector": "off",
     "log_min_messages": "warning",
 }
+# Settings a server older than this major rejects (a cluster then refuses to start):
+# compute_query_id came in 14; 13's pg_stat_statements computes query ids itself.
+SETTING_SINCE_MAJOR = {"compute_query_id": 14}
 
 
 def embedded_bin_dir() -> Path:
@@ -153,6 +156,8 @@ class LocalCluster:
             raise AuditError(f"initdb failed in {self.pgdata}: {exc.stderr.strip().splitlines()[-1:]}") from exc
         conf = {**DEFAULT_SETTINGS, "port": str(self.port), "unix_socket_directories": f"'{self.data_dir}'",
                 **self.settings}
+        major = int((self.pgdata / "PG_VERSION").read_text().split(".")[0])
+        conf = {k: v for k, v in conf.items() if major >= SETTING_SINCE_MAJOR.get(k, 0)}
         with open(self.pgdata / "postgresql.auto.conf", "a") as f:
             for key, value in conf.items():
                 f.write(f"{key} = {value}\n")

