@@ -319,9 +319,11 @@ def docs(
     check_only: Annotated[bool, typer.Option("--check", help="exit 1 when a page is missing or stale")] = False,
 ) -> None:
     """Generate checks/<id>.md from each check's docstring."""
-    from queryaudit.docs import run_docs_command
+    from queryaudit.docs import write_pages
+    from queryaudit.migrations.docs import write_pages as write_migration_pages
 
-    stale = run_docs_command(out, check_only)
+    stale = write_pages(out, dry_run=check_only)
+    stale += [f"migrations/{n}" for n in write_migration_pages(out / "migrations", dry_run=check_only)]
     if check_only and stale:
         err_console.print(f"stale check pages: {', '.join(stale)} (run: queryaudit docs)")
         raise typer.Exit(1)

@@ -60,14 +60,6 @@ def write_if_changed(out: Path, pages: dict[str, str], dry_run: bool = False) ->
     return stale
 
 
-def run_docs_command(out: Path, check_only: bool) -> list[str]:
-    """`queryaudit docs`: the check pages and the migration rule pages; the stale ones' names."""
-    from queryaudit.migrations.docs import write_pages as write_migration_pages
-
-    stale = write_pages(out, dry_run=check_only)
-    return stale + [f"migrations/{n}" for n in write_migration_pages(out / "migrations", dry_run=check_only)]
-
-
 def print_checks(console) -> None:
     """`queryaudit checks`: every check with its id."""
     for check in all_checks():
