@@ -173,8 +173,9 @@ def audit(
         if snapshot is not None or queries or save_snapshot or target_name:
             raise AuditError("--targets audits the databases of its file: --snapshot, --queries, "
                              "--save-snapshot and --target do not combine with it")
-        err_console.print(f"note: `audit --targets` is now `queryaudit fleet {targets}`", markup=False,
-                          highlight=False)
+        # On stdout: stderr keeps to the one error line when a target fails.
+        console.print(f"note: `audit --targets` is now `queryaudit fleet {targets}`", markup=False,
+                      highlight=False, soft_wrap=True)
         return run_fleet_command(targets, out_dir, options, outputs, workers, store, baseline, console)
     from queryaudit.report.command import run_audit_command
 
