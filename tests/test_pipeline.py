@@ -66,3 +66,18 @@ def test_audit_fleet_and_check_honour_explain_options_and_logs(parity_db, tmp_pa
         # The join takes longer than the 100 ms --explain-timeout: a plain EXPLAIN.
         assert _methods(report) == {"SELECT": "explain", "UPDATE": "analyze-rolled-back"}, (name, _methods(report))
         assert report["logs"] and report["logs"]["records"] == 3 and report["logs"]["statement_count"] == 2, name
+
+
+def test_targets_toml_overrides_the_audit_options_per_target(tmp_path):
+    from queryaudit.history.fleet import FleetOptions, load_targets
+
+    (tmp_path / "targets.toml").write_text(
+        '[[target]]\nname = "a"\ndsn = "postgresql://x/a"\nexplain-timeout = 0.5\nanalyze-dml = true\n'
+        'log = ["a.log"]\n\n[[target]]\nname = "b"\ndsn = "postgresql://x/b"\n')
+    (a, b), _ = load_targets(tmp_path / "targets.toml")
+    defaults = FleetOptions(audit=AuditOptions(top=5, redact=True, explain_statement_ms=2000))
+    first, second = a.options(defaults).audit, b.options(defaults).audit
+    assert (first.explain_statement_ms, first.analyze_dml, first.logs, first.top, first.redact) == \
+        (500, True, ["a.log"], 5, True)
+    assert (second.explain_statement_ms, second.analyze_dml, second.logs) == (2000, False, [])
+    assert defaults.audit.explain_statement_ms == 2000  # the command line's options are not changed
