@@ -36,7 +36,7 @@ Top = Annotated[int, typer.Option("--top", min=1, help="statements to report on 
 Store = Annotated[Optional[str], typer.Option(
     "--store", help="audit history: a SQLite file path or sqlite:/// URL, or postgresql://user@host/db (default for "
     "reading: $QUERYAUDIT_STORE, else ~/.local/share/queryaudit/history.db)", rich_help_panel=HISTORY)]
-# Plan capture (queryaudit.collect.plans), shared by audit, fleet, check and snapshot.
+# Plan capture (queryaudit.plans.capture), shared by audit, fleet, check and snapshot.
 Explain = Annotated[bool, typer.Option("--explain/--no-explain", help="EXPLAIN the top statements (ANALYZE for "
                                        "read-only ones)", rich_help_panel=PLANS)]
 ExplainBudget = Annotated[float, typer.Option("--explain-budget", min=0, help="seconds all EXPLAINs may take "
@@ -295,7 +295,7 @@ def locks(
 ) -> None:
     """Sample lock waits for N seconds (and/or read them from logs): blocking chains, top
     blockers, long and idle transactions."""
-    from queryaudit.lock_command import run_locks_command
+    from queryaudit.locks.command import run_locks_command
 
     run_locks_command(dsn, seconds, rate, json_path, long_transaction_s, idle_s, logs, log_line_prefix, console,
                       err_console)
@@ -352,7 +352,7 @@ def plan_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as EXPLAIN (FORMAT JSON) would")] = False,
 ) -> None:
     """Read a saved EXPLAIN plan and print its tree: rows estimated vs actual, time per node."""
-    from queryaudit.plan_command import run_plan_command
+    from queryaudit.plans.command import run_plan_command
 
     run_plan_command(file, as_json, console)
 
@@ -405,7 +405,7 @@ def demo(
 ) -> None:
     """Start the embedded PostgreSQL 18, load the shop fixture, run its workload and audit it; then apply
     the top fixes, run it again and compare (reports/demo.html, demo-compare.html, .md, .json)."""
-    from queryaudit.demo import run_demo
+    from queryaudit.demo.run import run_demo
 
     run_demo(out_dir, scale=scale, rounds=rounds, console=console, apply=apply, dsn=dsn)
 

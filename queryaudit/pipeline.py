@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.collect.plans import DEFAULT_STATEMENT_LIMIT_MS
+from queryaudit.plans.capture import DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.connect import SessionLimits, session
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import Snapshot
@@ -34,10 +34,10 @@ class AuditOptions:
     top: int = 20
     limits: SessionLimits = field(default_factory=SessionLimits)
     collect: CollectOptions = field(default_factory=CollectOptions)
-    # Live lock sampling (queryaudit.collect.locks): seconds of pg_stat_activity sampling; 0 = off.
+    # Live lock sampling (queryaudit.locks.sampling): seconds of pg_stat_activity sampling; 0 = off.
     sample_seconds: float = 0.0
     sample_rate_hz: float = 10.0
-    # Plan capture (queryaudit.collect.plans): EXPLAIN of the top statements.
+    # Plan capture (queryaudit.plans.capture): EXPLAIN of the top statements.
     explain: bool = True
     explain_budget_s: float = 60.0
     explain_statement_ms: int = DEFAULT_STATEMENT_LIMIT_MS  # statement_timeout of one EXPLAIN ANALYZE
@@ -82,14 +82,14 @@ def build_stages(options: AuditOptions, dsn: str) -> list[tuple[str, object]]:
     stages = list(options.collect.stages)
     names = {name for name, _ in stages}
     if options.sample_seconds > 0 and "lock sampling" not in names:
-        from queryaudit.collect.locks import SampleOptions, sampling_stage
+        from queryaudit.locks.sampling import SampleOptions, sampling_stage
 
         stages.append(("lock sampling", sampling_stage(
             SampleOptions(seconds=options.sample_seconds, rate_hz=options.sample_rate_hz))))
     if options.logs and "logs" not in names:
         stages.append(("logs", _log_stage(options)))
     if options.explain and "plans" not in names:
-        from queryaudit.collect.plans import PlanOptions, plan_stage
+        from queryaudit.plans.capture import PlanOptions, plan_stage
 
         stages.append(plan_stage(PlanOptions(
             top=options.top, budget_s=options.explain_budget_s, statement_limit_ms=options.explain_statement_ms,

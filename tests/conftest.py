@@ -24,8 +24,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from queryaudit import fixtures as fixture_lib
-from queryaudit.cluster import LocalCluster, embedded_bin_dir, start_cluster, system_bin_dir
+from queryaudit.demo import fixtures as fixture_lib
+from queryaudit.demo.cluster import LocalCluster, embedded_bin_dir, start_cluster, system_bin_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 # QUERYAUDIT_SHARED: where ../shared is for a checkout that is not beside it (a git worktree)

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli
 from test_report_html import check_reports_of_a_real_audit
-from queryaudit.demo import safe_fix_statements
+from queryaudit.demo.run import safe_fix_statements
 from queryaudit.checks import ids
 from queryaudit.findings import Finding, merge_overlapping, prioritise, saving_from_share
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli
 from helpers import validate_report
 from queryaudit.checks import run_checks
-from queryaudit.collect.locks import LockSampler, SampleOptions
+from queryaudit.locks.sampling import LockSampler, SampleOptions
 from queryaudit.connect import session
 from queryaudit.snapshot import Snapshot
 

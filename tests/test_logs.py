@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import n_plus_one_workload as wl
 from conftest import VERSIONS, _bin_dir, run_cli
 from helpers import validate_report
-from queryaudit.cluster import start_cluster
+from queryaudit.demo.cluster import start_cluster
 from queryaudit.logs import LockEvent, PlanEvent, ReadStats, StatementEvent, TempFileEvent, iter_events
 from queryaudit.logs.digest import LatencySketch, ingest
 

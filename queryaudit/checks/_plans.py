@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from queryaudit import names
-from queryaudit import plan as plan_model
+from queryaudit.plans import model as plan_model
 from queryaudit.findings import Saving, saving_from_share, severity_from_saving
-from queryaudit.plan import Plan, PlanNode
+from queryaudit.plans.model import Plan, PlanNode
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement, Table
 from queryaudit.sql import quote_ident, quote_qualified
 

@@ -42,7 +42,7 @@ from queryaudit.checks import declare
 from queryaudit.checks._locks import alter_database_sql, describe, lock_facts, real_queryids, setting_is_off
 from queryaudit.checks.long_transaction import is_idle_in_transaction, transaction_evidence
 from queryaudit.findings import Finding
-from queryaudit.lock_facts import IDLE_IN_TRANSACTION_S
+from queryaudit.locks.facts import IDLE_IN_TRANSACTION_S
 from queryaudit.snapshot import Snapshot
 
 ID = "idle-in-transaction"

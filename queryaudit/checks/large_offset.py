@@ -47,7 +47,7 @@ from pglast import ast
 from queryaudit.checks import declare
 from queryaudit.checks._plans import captured_plans, severity_for, table_for
 from queryaudit.findings import Finding, saving_from_share
-from queryaudit.plan import PlanNode
+from queryaudit.plans.model import PlanNode
 from queryaudit.snapshot import Snapshot, Statement
 from queryaudit.sql import parse, quote_ident, resolve_tables
 

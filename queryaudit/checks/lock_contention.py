@@ -87,7 +87,7 @@ from queryaudit.checks._locks import (IDLE_BLOCKER_S, alter_database_sql, classi
                                       foreign_keys_between, is_ddl_wait, lock_facts, real_queryids,
                                       setting_is_off, short, write_target)
 from queryaudit.findings import Finding, saving_from_share
-from queryaudit.lock_facts import LockFacts, LockWait
+from queryaudit.locks.facts import LockFacts, LockWait
 from queryaudit.snapshot import Snapshot
 
 ID = "lock-contention"

@@ -41,7 +41,7 @@ from __future__ import annotations
 from queryaudit.checks import declare
 from queryaudit.checks._locks import describe, lock_facts, real_queryids
 from queryaudit.findings import Finding
-from queryaudit.lock_facts import LONG_TRANSACTION_S, LockFacts, TransactionObservation
+from queryaudit.locks.facts import LONG_TRANSACTION_S, LockFacts, TransactionObservation
 from queryaudit.snapshot import Snapshot
 
 ID = "long-transaction"

@@ -80,7 +80,7 @@ from queryaudit.checks import declare
 from queryaudit.checks._plans import (CapturedPlan, analyzed_plans, columns_of, node_evidence, qualified, quote_ident,
                                       severity_for, table_for)
 from queryaudit.findings import Finding, Saving
-from queryaudit.plan import PlanNode
+from queryaudit.plans.model import PlanNode
 from queryaudit.snapshot import Snapshot, Table
 from queryaudit.sql import find_nodes
 

@@ -10,7 +10,7 @@ import datetime as dt
 import pglast
 
 from queryaudit import checks
-from queryaudit.plan import build as build_plan
+from queryaudit.plans.model import build as build_plan
 from queryaudit.sql import resolve_tables
 from queryaudit.snapshot import Snapshot
 
@@ -56,7 +56,7 @@ def _detail(node) -> str:
 
 
 def plan_rows(explain: dict | None) -> list[dict]:
-    """The plan tree (queryaudit.plan) flattened depth-first for display: exclusive time,
+    """The plan tree (queryaudit.plans.model) flattened depth-first for display: exclusive time,
     its share of the statement, q-error, and the slow / misestimated flags. Without
     ANALYZE (generic plans) the node's own cost stands in for time."""
     if not explain:

@@ -11,7 +11,7 @@ from queryaudit import __version__
 from queryaudit.collect import top_statements
 from queryaudit.checks import ids
 from queryaudit.findings import SEVERITIES, Finding, combined_saving_share, merge_overlapping, prioritise
-from queryaudit.lock_report import locks_section
+from queryaudit.locks.report import locks_section
 from queryaudit.report.derive import enrich
 from queryaudit.logs.report import log_section, query_latency, workload_sources
 from queryaudit.snapshot import Snapshot

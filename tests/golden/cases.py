@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from queryaudit.checks import all_checks
-from queryaudit.plan_text import load_plan
+from queryaudit.plans.text import load_plan
 from queryaudit.snapshot import Snapshot
 
 GOLDEN = Path(__file__).resolve().parent

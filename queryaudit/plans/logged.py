@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 
-from queryaudit.explain import parameter_count
-from queryaudit.log_facts import LogStatement
+from queryaudit.plans.explain import parameter_count
+from queryaudit.logs.facts import LogStatement
 from queryaudit.snapshot import Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 
@@ -56,7 +56,7 @@ def logged_plan(logged: LogStatement) -> dict | None:
     if isinstance(logged.plan, dict) and "Plan" in logged.plan:
         return logged.plan
     if logged.plan_text:
-        from queryaudit.plan_text import load_plan
+        from queryaudit.plans.text import load_plan
 
         try:
             return load_plan(logged.plan_text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from queryaudit.checks._locks import describe, short
-from queryaudit.lock_facts import LockFacts
+from queryaudit.locks.facts import LockFacts
 from queryaudit.snapshot import Snapshot
 
 TOP = 10

@@ -1,7 +1,7 @@
 """Lock facts: what the lock sampler (or a server log) saw, as plain JSON-able dataclasses.
 
-Collected by `queryaudit.collect.locks` (live sampling of pg_stat_activity / pg_locks)
-and `queryaudit.lock_log` (log_lock_waits lines); read by the lock-contention,
+Collected by `queryaudit.locks.sampling` (live sampling of pg_stat_activity / pg_locks)
+and `queryaudit.locks.log` (log_lock_waits lines); read by the lock-contention,
 long-transaction and idle-in-transaction checks and by the report. Statements are
 named by a key: the pg_stat_statements queryid when the server reports one (14+ with
 compute_query_id), else `fp:<pglast fingerprint>`; their text is normalized (no literal

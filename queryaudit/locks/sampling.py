@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from queryaudit.lock_facts import (IDLE_IN_TRANSACTION_S, LONG_TRANSACTION_S, LockEpisode, LockFacts,
+from queryaudit.locks.facts import (IDLE_IN_TRANSACTION_S, LONG_TRANSACTION_S, LockEpisode, LockFacts,
                                    LockWait, TimelineTick, TransactionObservation, write_target)
 
 DEFAULT_RATE_HZ = 10.0

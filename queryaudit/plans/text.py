@@ -135,7 +135,7 @@ def walk(plan: dict, depth: int = 0):
 
 
 def _paths(plan: dict, path: str = "0"):
-    """The path of each node in walk() order, as queryaudit.plan numbers them ("0.1.0")."""
+    """The path of each node in walk() order, as queryaudit.plans.model numbers them ("0.1.0")."""
     yield path
     node = plan.get("Plan", plan)
     for i, child in enumerate(node.get("Plans") or []):
@@ -901,10 +901,10 @@ def _fmt_rows(value) -> str:
 
 def tree_lines(explain: dict) -> list[str]:
     """The plan as indented lines: node, relation, estimated vs actual rows, actual total
-    time and, with the plan model (queryaudit.plan), exclusive time and q-error."""
+    time and, with the plan model (queryaudit.plans.model), exclusive time and q-error."""
     exclusive: dict[int, tuple] = {}
     try:
-        from queryaudit import plan as plan_model
+        from queryaudit.plans import model as plan_model
     except ImportError:  # the model is optional for this view
         plan_model = None
     if plan_model is not None:

@@ -9,7 +9,7 @@ call. A placeholder with no column (OFFSET, a function argument) has no realisti
 value: the caller falls back to the generic plan and says which one stopped it.
 
 Pure: reads the statement text and the snapshot; the parameter types come from the
-server (queryaudit.explain.parameter_types) and are passed in.
+server (queryaudit.plans.explain.parameter_types) and are passed in.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pglast import ast, visitors
 from pglast.enums.parsenodes import A_Expr_Kind
 
 from queryaudit import names
-from queryaudit.plannable import Plannable
+from queryaudit.plans.plannable import Plannable
 from queryaudit.snapshot import ColumnStats, Snapshot, Statement, Table
 from queryaudit.sql import parse
 
@@ -400,7 +400,7 @@ def infer_parameters(query: str, snapshot: Snapshot, types: list[str],
                      statement: Statement | None = None, plannable: Plannable | None = None) -> Binding:
     """The binding for a statement: types from the server, columns from the parse tree,
     values from pg_stats. `Binding.complete` says whether EXPLAIN ANALYZE can use it.
-    `query` is the plannable text (queryaudit.plannable) when `plannable` is given."""
+    `query` is the plannable text (queryaudit.plans.plannable) when `plannable` is given."""
     slots = find_slots(query, snapshot.tables, len(types))
     for slot, typ in zip(slots, types):
         slot.type = typ

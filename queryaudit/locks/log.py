@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from queryaudit.lock_facts import LockEpisode, LockFacts, LockWait
+from queryaudit.locks.facts import LockEpisode, LockFacts, LockWait
 from queryaudit.logs import LockEvent, SessionEndEvent, StatementEvent
 
 _TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|"

@@ -12,7 +12,7 @@ from queryaudit.errors import AuditError
 
 
 def run_plan_command(file: str, as_json: bool, console: Console) -> None:
-    from queryaudit.plan_text import load_plan, tree_lines
+    from queryaudit.plans.text import load_plan, tree_lines
 
     if file == "-":
         text = sys.stdin.read()

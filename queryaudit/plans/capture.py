@@ -5,7 +5,7 @@ For each of the top N statements (by total time), and each statement of a
 - read-only statements (pglast decides: SELECT, VALUES, TABLE, WITH without
   data-modifying CTEs, no FOR UPDATE / SELECT INTO) get
   EXPLAIN (ANALYZE, BUFFERS, SETTINGS, FORMAT JSON) with realistic values bound to
-  their $n placeholders (queryaudit.params); when no value can be inferred, the
+  their $n placeholders (queryaudit.plans.params); when no value can be inferred, the
   generic plan (no execution) and parameter_source says which placeholder stopped it;
 - INSERT/UPDATE/DELETE/MERGE get a plain EXPLAIN, unless --analyze-dml: then EXPLAIN
   ANALYZE inside a transaction that is always rolled back (the only transaction the
@@ -28,12 +28,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from queryaudit.collect.logged import logged_plan, logged_statement, logged_values
+from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.errors import AuditError
-from queryaudit.explain import explain_generic, parameter_count, parameter_types
-from queryaudit.params import Binding, ParameterSlot, infer_parameters
-from queryaudit.plannable import make_plannable
-from queryaudit.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests
+from queryaudit.plans.explain import explain_generic, parameter_count, parameter_types
+from queryaudit.plans.params import Binding, ParameterSlot, infer_parameters
+from queryaudit.plans.plannable import make_plannable
+from queryaudit.plans.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 
@@ -166,7 +166,7 @@ class PlanCapturer:
         if example is not None:
             return example
         # What pg_stat_statements wrote is not always what the server can plan: typed
-        # literals, constants kept in GROUP BY, placeholders with no type (queryaudit.plannable).
+        # literals, constants kept in GROUP BY, placeholders with no type (queryaudit.plans.plannable).
         plannable = make_plannable(query)
         text = plannable.text
         analyze, why_not = self._may_analyze(statement, kind, remaining_ms)
@@ -288,7 +288,7 @@ class PlanCapturer:
 
     # -- values from sampled rows --------------------------------------------------
     def _sample(self, text: str, binding: Binding, remaining_ms: float) -> list[tuple[RowSample, list[tuple]]]:
-        """Fill the binding from real rows (queryaudit.samples): from the statement's join
+        """Fill the binding from real rows (queryaudit.plans.samples): from the statement's join
         when its placeholders span joined tables, else table by table. A table whose
         sample fails keeps its pg_stats values, and the reason goes into the slot."""
         if remaining_ms <= 0:
@@ -474,7 +474,7 @@ class PlanCapturer:
 
 
 def generic_summary(explain: dict) -> dict:
-    from queryaudit.plan import build
+    from queryaudit.plans.model import build
 
     plan = build(explain)
     return {"node_types": [n.node_type for n in plan.nodes], "total_cost": plan.root.total_cost,

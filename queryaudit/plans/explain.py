@@ -49,7 +49,7 @@ def explain_generic(conn: psycopg.Connection, query: str, options: str = "FORMAT
     Returns the top object of EXPLAIN (FORMAT JSON): {"Plan": {...}, ...}. The caller's
     session settings (e.g. HypoPG's hypothetical indexes) apply.
     """
-    from queryaudit.plannable import make_plannable
+    from queryaudit.plans.plannable import make_plannable
 
     # pg_stat_statements' text as the server can plan it (typed literals, GROUP BY
     # constants, untyped placeholders): the advisor and migration review plan it too.

@@ -11,14 +11,14 @@ from rich.console import Console
 def run_locks_command(dsn: str | None, seconds: float | None, rate: float, json_path: Path | None,
                       long_transaction_s: float, idle_s: float, logs: list[Path] | None, log_line_prefix: str | None,
                       console: Console, err_console: Console) -> None:
-    from queryaudit.collect.locks import SampleOptions, collect_lock_snapshot
+    from queryaudit.locks.sampling import SampleOptions, collect_lock_snapshot
     from queryaudit.connect import resolve_dsn
-    from queryaudit.lock_report import locks_result, print_locks
+    from queryaudit.locks.report import locks_result, print_locks
 
     options = SampleOptions(seconds=seconds or 10, rate_hz=rate, long_transaction_s=long_transaction_s,
                             idle_in_transaction_s=idle_s)
     if logs:
-        from queryaudit.lock_log import lock_log_from_files
+        from queryaudit.locks.log import lock_log_from_files
         from queryaudit.logs.stage import has_server_target, log_only_snapshot
 
         if has_server_target(dsn):  # names for the relation OIDs the log shows; sampling only when asked

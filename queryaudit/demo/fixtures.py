@@ -15,7 +15,8 @@ import psycopg
 
 from queryaudit.errors import AuditError
 
-_HERE = Path(__file__).resolve().parent
+# queryaudit/ (this module lives in queryaudit/demo/): fixtures/ sit beside it, _fixtures/ inside it
+_HERE = Path(__file__).resolve().parent.parent
 # A checkout keeps fixtures/ beside the package; a wheel ships them inside it.
 FIXTURE_ROOTS = [_HERE.parent / "fixtures", _HERE / "_fixtures"]
 

@@ -6,9 +6,9 @@ multiplies selectivities and misestimates every real pair. So the equality, IN a
 placeholders of each table, and those compared with an expression of its columns
 (`substring(c_phone FROM 1 FOR 2) IN (...)`), take their values from rows sampled
 from that table (TABLESAMPLE SYSTEM, a few rows, read-only, under a timeout). Ranges
-keep the histogram (queryaudit.params), where a single row would make an empty window.
+keep the histogram (queryaudit.plans.params), where a single row would make an empty window.
 
-Pure: builds the sampling statement and applies its rows; queryaudit.collect.plans runs it.
+Pure: builds the sampling statement and applies its rows; queryaudit.plans.capture runs it.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pglast.parser import scan
 
-from queryaudit.params import Binding, ParameterSlot
+from queryaudit.plans.params import Binding, ParameterSlot
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import quote_ident
 
