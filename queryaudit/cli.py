@@ -327,7 +327,6 @@ def advise_indexes(
     """Index advice alone: candidates from the SQL and plans, verified with HypoPG, one set for the workload."""
     from queryaudit.advisor.command import run_advise_command
     from queryaudit.advisor.stage import AdvisorOptions
-
     from queryaudit.advisor.units import budget_bytes_from
 
     options = AdvisorOptions(statements=statements, threshold=threshold,

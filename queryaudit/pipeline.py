@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.plans.capture import DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.connect import SessionLimits, session
+from queryaudit.plans.capture import DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import Snapshot
 

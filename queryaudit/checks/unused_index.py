@@ -50,8 +50,7 @@ from __future__ import annotations
 import datetime as dt
 
 from queryaudit.checks import declare
-from queryaudit.checks._indexes import drop_sql, duplicate_groups, protected, redundant_pairs, stats_since, \
-    window_days
+from queryaudit.checks._indexes import drop_sql, duplicate_groups, protected, redundant_pairs, stats_since, window_days
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Index, Snapshot
 

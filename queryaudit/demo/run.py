@@ -13,9 +13,9 @@ from pathlib import Path
 import pglast
 from rich.console import Console
 
+from queryaudit.compare import build_comparison
 from queryaudit.demo import fixtures
 from queryaudit.demo.cluster import embedded_bin_dir, start_cluster
-from queryaudit.compare import build_comparison
 from queryaudit.pipeline import AuditOptions, audit
 from queryaudit.report import terminal, write_outputs
 
