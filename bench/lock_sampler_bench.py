@@ -17,7 +17,7 @@ import time
 
 import psycopg
 
-from queryaudit.collect.locks import LockSampler, SampleOptions
+from queryaudit.locks.sampling import LockSampler, SampleOptions
 from queryaudit.connect import OWN_STATEMENT_PATTERN, session
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     cluster = None
     dsn = args.dsn
     if dsn is None:
-        from queryaudit.cluster import embedded_bin_dir, start_cluster
+        from queryaudit.demo.cluster import embedded_bin_dir, start_cluster
 
         cluster = start_cluster(embedded_bin_dir(), {"max_connections": "200"})
         dsn = cluster.dsn()

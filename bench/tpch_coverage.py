@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import tpch
 
-from queryaudit.cluster import embedded_bin_dir, start_cluster, system_bin_dir
+from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir
 
 
 def run_workload(dsn: str) -> dict[str, str]:

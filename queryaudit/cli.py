@@ -1,4 +1,6 @@
-"""The queryaudit command line: parse options, run the pipeline, map errors to exit codes.
+"""The queryaudit command line: declarations only. Each command declares its options and calls
+its feature's command module (report/command.py, history/command.py, advisor/command.py,
+migrations/command.py, ...), imported when the command runs so that every command starts fast.
 
 Exit codes: 0 success, 1 a gate failed (budgets, --fail-on), 2 an error the user can
 act on (printed as one line; the traceback only with --debug).
@@ -9,7 +11,7 @@ import functools
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -23,21 +25,72 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 STATE = {"debug": False}
 
-DsnOption = typer.Option(None, "--dsn", help="libpq connection string or URI; default DATABASE_URL, then PG* variables")
-TopOption = typer.Option(20, "--top", min=1, help="statements to report on (by total time)")
-StoreOption = typer.Option(None, "--store", help="audit history: a SQLite file path or sqlite:/// URL, or "
-                           "postgresql://user@host/db (default for reading: $QUERYAUDIT_STORE, else "
-                           "~/.local/share/queryaudit/history.db)")
-# Plan capture (queryaudit.collect.plans), shared by audit and snapshot.
-ExplainOption = typer.Option(True, "--explain/--no-explain", help="EXPLAIN the top statements (ANALYZE for read-only ones)")
-ExplainBudgetOption = typer.Option(60.0, "--explain-budget", min=0, help="seconds all EXPLAINs may take together")
-ExplainTimeoutOption = typer.Option(10.0, "--explain-timeout", min=0.1,
-                                    help="seconds one EXPLAIN ANALYZE may take (its statement_timeout); statements "
-                                         "whose mean time exceeds it get a plain EXPLAIN")
-AnalyzeDmlOption = typer.Option(False, "--analyze-dml", help="also EXPLAIN ANALYZE INSERT/UPDATE/DELETE, in a "
-                                "transaction that is rolled back (refused on a standby)")
-QueriesOption = typer.Option(None, "--queries", exists=True, dir_okay=False,
-                             help="a file of concrete statements (';'-separated) to explain and report too")
+# Option groups of `audit` (and `fleet`) in --help.
+SOURCE, PLANS, VERIFY, LOGS, LOCKS, CHECKS, OUTPUT, HISTORY, FLEET = (
+    "Source", "Plans (EXPLAIN)", "Fix verification", "Logs", "Lock sampling", "Checks", "Output", "History", "Fleet")
+
+Dsn = Annotated[Optional[str], typer.Option(
+    "--dsn", help="libpq connection string or URI; default DATABASE_URL, then PG* variables", rich_help_panel=SOURCE)]
+Top = Annotated[int, typer.Option("--top", min=1, help="statements to report on (by total time)",
+                                  rich_help_panel=OUTPUT)]
+Store = Annotated[Optional[str], typer.Option(
+    "--store", help="audit history: a SQLite file path or sqlite:/// URL, or postgresql://user@host/db (default for "
+    "reading: $QUERYAUDIT_STORE, else ~/.local/share/queryaudit/history.db)", rich_help_panel=HISTORY)]
+# Plan capture (queryaudit.plans.capture), shared by audit, fleet, check and snapshot.
+Explain = Annotated[bool, typer.Option("--explain/--no-explain", help="EXPLAIN the top statements (ANALYZE for "
+                                       "read-only ones)", rich_help_panel=PLANS)]
+ExplainBudget = Annotated[float, typer.Option("--explain-budget", min=0, help="seconds all EXPLAINs may take "
+                                              "together", rich_help_panel=PLANS)]
+ExplainTimeout = Annotated[float, typer.Option(
+    "--explain-timeout", min=0.1, help="seconds one EXPLAIN ANALYZE may take (its statement_timeout); statements "
+    "whose mean time exceeds it get a plain EXPLAIN", rich_help_panel=PLANS)]
+AnalyzeDml = Annotated[bool, typer.Option("--analyze-dml", help="also EXPLAIN ANALYZE INSERT/UPDATE/DELETE, in a "
+                                          "transaction that is rolled back (refused on a standby)",
+                                          rich_help_panel=PLANS)]
+Queries = Annotated[Optional[Path], typer.Option(
+    "--queries", exists=True, dir_okay=False, help="a file of concrete statements (';'-separated) to explain and "
+    "report too", rich_help_panel=PLANS)]
+Logs = Annotated[Optional[list[Path]], typer.Option(
+    "--log", help="PostgreSQL log files to read too (stderr, csvlog, jsonlog; globs, directories, .gz); "
+    "repeatable; no server needed", rich_help_panel=LOGS)]
+LogLinePrefix = Annotated[Optional[str], typer.Option(
+    "--log-line-prefix", help="the log_line_prefix of the stderr logs (default: the server's, else PostgreSQL's "
+    "default)", rich_help_panel=LOGS)]
+N1MinExecutions = Annotated[int, typer.Option("--n-plus-one-min-executions", min=2, help="N+1 in logs: executions "
+                                              "of one statement in a loop", rich_help_panel=LOGS)]
+N1MinMs = Annotated[float, typer.Option("--n-plus-one-min-ms", min=0, help="N+1 in logs: cost of one loop to report "
+                                        "it (round trips x --round-trip-ms + server time; 0: every loop that "
+                                        "repeats)", rich_help_panel=LOGS)]
+RoundTripMs = Annotated[float, typer.Option("--round-trip-ms", min=0, help="N+1 in logs: what one round trip costs "
+                                            "the application, in ms", rich_help_panel=LOGS)]
+LogJobs = Annotated[int, typer.Option("--log-jobs", min=1, help="read big stderr logs in N parallel pieces "
+                                      "(processes); 1: one process", rich_help_panel=LOGS)]
+# Fix verification (queryaudit.verify), after plan capture.
+Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="try each fix that can be tried read-only (SET "
+                                      "LOCAL work_mem / jit, keyset rewrite, N+1 batch) and time it, within the "
+                                      "EXPLAIN budget", rich_help_panel=VERIFY)]
+VerifyReal = Annotated[bool, typer.Option("--verify-real", help="scratch/staging only: also build proposed indexes "
+                                          "and apply statistics fixes in rolled-back transactions, and time them",
+                                          rich_help_panel=VERIFY)]
+UnusedIndexMinDays = Annotated[float, typer.Option(
+    "--unused-index-min-days", min=0, help="days of index statistics (since the last reset, and since the index "
+    "appeared in the --store history) before an index is called unused", rich_help_panel=CHECKS)]
+SampleSeconds = Annotated[float, typer.Option("--sample-seconds", min=0, help="also sample lock waits and open "
+                                              "transactions for N seconds (0: off)", rich_help_panel=LOCKS)]
+Redact = Annotated[bool, typer.Option("--redact", help="replace literals (strings, numbers, parameter values) in "
+                                      "every output", rich_help_panel=OUTPUT)]
+JsonOut = Annotated[Optional[Path], typer.Option("--json", help="write the JSON report here", rich_help_panel=OUTPUT)]
+HtmlOut = Annotated[Optional[Path], typer.Option("--html", help="write the HTML report here (one self-contained "
+                                                 "file)", rich_help_panel=OUTPUT)]
+MarkdownOut = Annotated[Optional[Path], typer.Option("--markdown", help="write the Markdown report here",
+                                                     rich_help_panel=OUTPUT)]
+Baseline = Annotated[bool, typer.Option("--baseline", help="compare with the last stored audit of the same target "
+                                        "(per-statement change, new and resolved findings): report['baseline']",
+                                        rich_help_panel=HISTORY)]
+OutDir = Annotated[Path, typer.Option("--out-dir", help="where the reports of every target and the index page go",
+                                      rich_help_panel=FLEET)]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="audits at once (default: the file's "
+                                                "workers, else 4)", rich_help_panel=FLEET)]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -69,345 +122,245 @@ def handle_errors(fn):
     return wrapper
 
 
-@app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="print tracebacks"),
-         version: bool = typer.Option(False, "--version", help="print the version and exit")) -> None:
-    STATE["debug"] = debug
-    if version:
-        console.print(f"queryaudit {__version__}")
+def _print_version(value: bool) -> None:
+    # Eager: runs while the options are parsed, before typer asks for a command.
+    if value:
+        console.print(f"queryaudit {__version__}", markup=False, highlight=False)
         raise typer.Exit(0)
 
 
-def _progress():
-    """A line per collection stage (spinner, bar when the stage counts, elapsed time), only on
-    an interactive terminal. The callback takes (stage name[, done, total])."""
-    if not err_console.is_terminal:
-        return None, None
-    from queryaudit.report.terminal import StageProgress
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="print tracebacks")] = False,
+         version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                               callback=_print_version)] = False) -> None:
+    STATE["debug"] = debug
 
-    status = StageProgress(err_console)
-    status.start()
-    return status, status
+
+def _audit_options(**values):
+    from queryaudit.pipeline import AuditOptions
+
+    timeout = values.pop("explain_timeout")
+    if "verify" in values or "verify_real" in values:
+        from queryaudit.advisor.stage import AdvisorOptions
+        from queryaudit.verify.stage import VerifyOptions
+
+        verify, verify_real = values.pop("verify", True), values.pop("verify_real", False)
+        values["verify"] = VerifyOptions(enabled=verify or verify_real, verify_real=verify_real)
+        values["advisor"] = AdvisorOptions(verify_real=verify_real)
+    return AuditOptions(explain_statement_ms=int(timeout * 1000), **values)
 
 
 @app.command()
 @handle_errors
 def audit(
-    dsn: Optional[str] = DsnOption,
-    snapshot: Optional[Path] = typer.Option(None, "--snapshot", help="audit a saved snapshot instead of a server"),
-    top: int = TopOption,
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the JSON report here"),
-    save_snapshot: Optional[Path] = typer.Option(None, "--save-snapshot", help="also save the collected facts"),
-    html_path: Optional[Path] = typer.Option(None, "--html", help="write the HTML report here (one self-contained file)"),
-    markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="write the Markdown report here"),
-    redact: bool = typer.Option(False, "--redact", help="replace literals (strings, numbers, parameter values) "
-                                                       "in every output"),
-    sample_seconds: float = typer.Option(0, "--sample-seconds", min=0,
-                                         help="also sample lock waits and open transactions for N seconds (0: off)"),
-    explain: bool = ExplainOption,
-    explain_budget: float = ExplainBudgetOption,
-    explain_timeout: float = ExplainTimeoutOption,
-    analyze_dml: bool = AnalyzeDmlOption,
-    queries: Optional[Path] = QueriesOption,
-    verify: bool = typer.Option(True, "--verify/--no-verify", help="try each fix that can be tried read-only "
-                                "(SET LOCAL work_mem / jit, keyset rewrite, N+1 batch) and time it, within the "
-                                "EXPLAIN budget"),
-    verify_real: bool = typer.Option(False, "--verify-real", help="scratch/staging only: also build proposed "
-                                     "indexes and apply statistics fixes in rolled-back transactions, and time them"),
-    logs: Optional[list[Path]] = typer.Option(None, "--log", help="PostgreSQL log files to read too (stderr, csvlog, "
-                                              "jsonlog; globs, directories, .gz); repeatable; no server needed"),
-    log_line_prefix: Optional[str] = typer.Option(None, "--log-line-prefix", help="the log_line_prefix of the "
-                                                  "stderr logs (default: the server's, else PostgreSQL's default)"),
-    n1_min_executions: int = typer.Option(5, "--n-plus-one-min-executions", min=2,
-                                          help="N+1 in logs: executions of one statement in a loop"),
-    n1_min_ms: float = typer.Option(0.0, "--n-plus-one-min-ms", min=0,
-                                    help="N+1 in logs: cost of one loop to report it (round trips x "
-                                    "--round-trip-ms + server time; 0: every loop that repeats)"),
-    round_trip_ms: float = typer.Option(0.5, "--round-trip-ms", min=0,
-                                        help="N+1 in logs: what one round trip costs the application, in ms"),
-    log_jobs: int = typer.Option(1, "--log-jobs", min=1, help="read big stderr logs in N parallel pieces "
-                                 "(processes); 1: one process"),
-    store: Optional[str] = StoreOption,
-    target_name: Optional[str] = typer.Option(None, "--target", help="name this target in the history "
-                                              "(default host:port/database)"),
-    baseline: bool = typer.Option(False, "--baseline", help="compare with the last stored audit of the same "
-                                  "target (per-statement change, new and resolved findings): report['baseline']"),
-    targets: Optional[Path] = typer.Option(None, "--targets", help="audit every database of this targets.toml "
-                                           "concurrently: one report each and an index page in --out-dir"),
-    out_dir: Path = typer.Option(Path("queryaudit-reports"), "--out-dir", help="with --targets: where the reports go"),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="with --targets: audits at once "
-                                          "(default: the file's workers, else 4)"),
-    unused_index_min_days: float = typer.Option(7.0, "--unused-index-min-days", min=0,
-                                                help="days of index statistics (since the last reset, and since the "
-                                                     "index appeared in the --store history) before an index is "
-                                                     "called unused"),
+    dsn: Dsn = None,
+    snapshot: Annotated[Optional[Path], typer.Option("--snapshot", help="audit a saved snapshot instead of a server",
+                                                     rich_help_panel=SOURCE)] = None,
+    logs: Logs = None,
+    log_line_prefix: LogLinePrefix = None,
+    n1_min_executions: N1MinExecutions = 5,
+    n1_min_ms: N1MinMs = 0.0,
+    round_trip_ms: RoundTripMs = 0.5,
+    log_jobs: LogJobs = 1,
+    explain: Explain = True,
+    explain_budget: ExplainBudget = 60.0,
+    explain_timeout: ExplainTimeout = 10.0,
+    analyze_dml: AnalyzeDml = False,
+    queries: Queries = None,
+    verify: Verify = True,
+    verify_real: VerifyReal = False,
+    sample_seconds: SampleSeconds = 0,
+    unused_index_min_days: UnusedIndexMinDays = 7.0,
+    top: Top = 20,
+    json_path: JsonOut = None,
+    html_path: HtmlOut = None,
+    markdown_path: MarkdownOut = None,
+    save_snapshot: Annotated[Optional[Path], typer.Option("--save-snapshot", help="also save the collected facts",
+                                                          rich_help_panel=OUTPUT)] = None,
+    redact: Redact = False,
+    store: Store = None,
+    target_name: Annotated[Optional[str], typer.Option("--target", help="name this target in the history (default "
+                                                       "host:port/database)", rich_help_panel=HISTORY)] = None,
+    baseline: Baseline = False,
+    targets: Annotated[Optional[Path], typer.Option("--targets", help="the same as `queryaudit fleet TARGETS` "
+                                                    "(kept as an alias)", rich_help_panel=FLEET)] = None,
+    out_dir: OutDir = Path("queryaudit-reports"),
+    workers: Workers = None,
 ) -> None:
     """Collect (or load) a snapshot, run every check and write the reports."""
-    from queryaudit.connect import resolve_dsn
-    from queryaudit.pipeline import AuditOptions, analyse, collect_live
-    from queryaudit.report import terminal, write_outputs
-    from queryaudit.logs.stage import has_server_target, log_only_snapshot, read_logs
-    from queryaudit.snapshot import Snapshot
-
+    options = _audit_options(top=top, sample_seconds=sample_seconds, explain=explain, explain_budget_s=explain_budget,
+                             explain_timeout=explain_timeout, analyze_dml=analyze_dml, queries_file=queries,
+                             logs=list(logs or []), log_line_prefix=log_line_prefix,
+                             n_plus_one_min_executions=n1_min_executions, n_plus_one_min_run_ms=n1_min_ms,
+                             round_trip_ms=round_trip_ms, log_jobs=log_jobs, verify=verify, verify_real=verify_real,
+                             unused_index_min_days=unused_index_min_days, redact=redact)
+    outputs = {"json": json_path, "html": html_path, "markdown": markdown_path}
     if targets is not None:
-        from queryaudit.history.fleet import FleetOptions, output_formats
+        from queryaudit.history.command import run_fleet_command
 
-        if snapshot is not None or logs or queries or save_snapshot or target_name:
-            raise AuditError("--targets audits the databases of its file: --snapshot, --log, --queries, "
+        if snapshot is not None or queries or save_snapshot or target_name:
+            raise AuditError("--targets audits the databases of its file: --snapshot, --queries, "
                              "--save-snapshot and --target do not combine with it")
-        return _audit_fleet(targets, out_dir, FleetOptions(
-            top=top, explain=explain, explain_budget_s=explain_budget, sample_seconds=sample_seconds, redact=redact,
-            formats=output_formats({"json": json_path, "html": html_path, "markdown": markdown_path})),
-            workers, store, baseline)
-    read_live = False
-    from queryaudit.logs.digest import DigestOptions
+        # On stdout: stderr keeps to the one error line when a target fails.
+        console.print(f"note: `audit --targets` is now `queryaudit fleet {targets}`", markup=False,
+                      highlight=False, soft_wrap=True)
+        return run_fleet_command(targets, out_dir, options, outputs, workers, store, baseline, console)
+    from queryaudit.report.command import run_audit_command
 
-    log_options = DigestOptions(min_executions=n1_min_executions, min_run_ms=n1_min_ms, round_trip_ms=round_trip_ms)
-    if snapshot is not None:
-        snap = Snapshot.load(snapshot)
-    elif logs and not has_server_target(dsn):
-        from queryaudit.logs.reader import expand_paths
-
-        expand_paths(logs)  # the logs are all there is to audit: a missing one is an error, not a partial report
-        snap = log_only_snapshot()
-    else:
-        from queryaudit.advisor.stage import AdvisorOptions
-        from queryaudit.verify.stage import VerifyOptions
-
-        if verify_real:
-            from queryaudit.advisor.command import REAL_WARNING
-
-            err_console.print(REAL_WARNING, markup=False, highlight=False)
-        status, progress = _progress()
-        try:
-            snap = collect_live(resolve_dsn(dsn), AuditOptions(
-                top=top, sample_seconds=sample_seconds, explain=explain, explain_budget_s=explain_budget,
-                explain_statement_ms=int(explain_timeout * 1000), analyze_dml=analyze_dml, queries_file=queries,
-                advisor=AdvisorOptions(verify_real=verify_real),
-                verify=VerifyOptions(enabled=verify or verify_real, verify_real=verify_real),
-                logs=logs, log_line_prefix=log_line_prefix, log_options=log_options),
-                progress)
-            read_live = True
-        finally:
-            if status:
-                status.stop()
-    if logs and not read_live:  # a live audit read them before planning (its "logs" stage)
-        read_logs(snap, logs, log_line_prefix, log_options, jobs=log_jobs)
-    snap.extras["unused_index_min_days"] = unused_index_min_days
-    if store or baseline:
-        from queryaudit.history.service import index_first_seen
-
-        snap.extras["index_first_seen"] = index_first_seen(snap, store, target_name)
-    if save_snapshot:
-        save_snapshot_file(snap, save_snapshot, redact)
-    report = analyse(snap, top)
-    if redact:
-        from queryaudit.redact import redact as redact_values
-
-        report = redact_values(report)
-    history_lines = []
-    if store or baseline:
-        from queryaudit.history.service import attach_history
-
-        history_lines = attach_history(report, snap, store, record=bool(store), baseline=baseline,
-                                       name=target_name, redact=redact)
-    written = write_outputs(report, {"json": json_path, "html": html_path, "markdown": markdown_path})
-    terminal.render(report, console)
-    for line in history_lines:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
-    for path in written:
-        console.print(f"wrote {path}", markup=False, highlight=False)
+    run_audit_command(dsn, snapshot, options, outputs, save_snapshot, store, target_name, baseline, console,
+                      err_console)
 
 
-def _audit_fleet(targets: Path, out_dir: Path, options, workers: Optional[int], store: Optional[str],
-                 baseline: bool) -> None:
-    from queryaudit.history.fleet import run_fleet
+@app.command()
+@handle_errors
+def fleet(
+    targets: Annotated[Path, typer.Argument(help="targets.toml: the databases to audit (see README: Fleet)")],
+    logs: Logs = None,
+    log_line_prefix: LogLinePrefix = None,
+    n1_min_executions: N1MinExecutions = 5,
+    n1_min_ms: N1MinMs = 0.0,
+    round_trip_ms: RoundTripMs = 0.5,
+    log_jobs: LogJobs = 1,
+    explain: Explain = True,
+    explain_budget: ExplainBudget = 60.0,
+    explain_timeout: ExplainTimeout = 10.0,
+    analyze_dml: AnalyzeDml = False,
+    verify: Verify = True,
+    verify_real: VerifyReal = False,
+    sample_seconds: SampleSeconds = 0,
+    unused_index_min_days: UnusedIndexMinDays = 7.0,
+    top: Top = 20,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="JSON report path per target, holding {target}",
+                                                      rich_help_panel=OUTPUT)] = None,
+    html_path: Annotated[Optional[Path], typer.Option("--html", help="HTML report path per target, holding {target}",
+                                                      rich_help_panel=OUTPUT)] = None,
+    markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Markdown report path per target, "
+                                                          "holding {target}", rich_help_panel=OUTPUT)] = None,
+    redact: Redact = False,
+    store: Store = None,
+    baseline: Baseline = False,
+    out_dir: OutDir = Path("queryaudit-reports"),
+    workers: Workers = None,
+) -> None:
+    """Audit every database of a targets.toml concurrently: one report each and an index page in --out-dir."""
+    from queryaudit.history.command import run_fleet_command
 
-    def done(result) -> None:
-        if result.ok:
-            console.print(f"ok      {result.target.name} ({result.seconds:.1f} s): "
-                          + ", ".join(str(p) for p in result.outputs.values()), markup=False, highlight=False, soft_wrap=True)
-        else:
-            console.print(f"FAILED  {result.target.name} ({result.seconds:.1f} s): {result.error}",
-                          markup=False, highlight=False, soft_wrap=True)
-
-    results = run_fleet(targets, out_dir, options, workers=workers, store_url=store, baseline=baseline,
-                        record=bool(store), on_done=done)
-    failed = [r.target.name for r in results if not r.ok]
-    console.print(f"wrote {out_dir / 'index.html'} and {out_dir / 'index.md'}", markup=False, highlight=False, soft_wrap=True)
-    if failed:
-        fail(f"{len(failed)} of {len(results)} targets failed ({', '.join(failed)}): see {out_dir / 'index.html'}")
-
-
-def save_snapshot_file(snap, path: Path, redact: bool = False) -> None:
-    if redact:
-        import json
-
-        from queryaudit.redact import redact as redact_values
-
-        path.write_text(json.dumps(redact_values(snap.to_dict()), indent=1, default=str))
-    else:
-        snap.save(path)
+    options = _audit_options(top=top, sample_seconds=sample_seconds, explain=explain, explain_budget_s=explain_budget,
+                             explain_timeout=explain_timeout, analyze_dml=analyze_dml, logs=list(logs or []),
+                             log_line_prefix=log_line_prefix, n_plus_one_min_executions=n1_min_executions,
+                             n_plus_one_min_run_ms=n1_min_ms, round_trip_ms=round_trip_ms, log_jobs=log_jobs,
+                             verify=verify, verify_real=verify_real, unused_index_min_days=unused_index_min_days,
+                             redact=redact)
+    run_fleet_command(targets, out_dir, options, {"json": json_path, "html": html_path, "markdown": markdown_path},
+                      workers, store, baseline, console)
 
 
 @app.command("snapshot")
 @handle_errors
 def snapshot_cmd(
-    dsn: Optional[str] = DsnOption,
-    output: Path = typer.Option(..., "-o", "--output", help="where to write the snapshot JSON"),
-    top: int = TopOption,
-    explain: bool = ExplainOption,
-    explain_budget: float = ExplainBudgetOption,
-    explain_timeout: float = ExplainTimeoutOption,
-    analyze_dml: bool = AnalyzeDmlOption,
-    queries: Optional[Path] = QueriesOption,
+    output: Annotated[Path, typer.Option("-o", "--output", help="where to write the snapshot JSON")],
+    dsn: Dsn = None,
+    top: Top = 20,
+    explain: Explain = True,
+    explain_budget: ExplainBudget = 60.0,
+    explain_timeout: ExplainTimeout = 10.0,
+    analyze_dml: AnalyzeDml = False,
+    queries: Queries = None,
 ) -> None:
     """Collect the facts from a server into a JSON file, for auditing later without it."""
-    from queryaudit.connect import resolve_dsn
-    from queryaudit.pipeline import AuditOptions, collect_live
+    from queryaudit.report.command import run_snapshot_command
 
-    snap = collect_live(resolve_dsn(dsn), AuditOptions(top=top, explain=explain, explain_budget_s=explain_budget,
-                                                       explain_statement_ms=int(explain_timeout * 1000),
-                                                       analyze_dml=analyze_dml, queries_file=queries))
-    snap.save(output)
-    console.print(f"wrote {output}: {len(snap.statements)} statements, {len(snap.tables)} tables, "
-                  f"{len(snap.indexes)} indexes{' (partial)' if snap.partial else ''}", markup=False)
+    run_snapshot_command(dsn, output, _audit_options(
+        top=top, explain=explain, explain_budget_s=explain_budget, explain_timeout=explain_timeout,
+        analyze_dml=analyze_dml, queries_file=queries), console)
 
 
 @app.command()
 @handle_errors
 def locks(
-    dsn: Optional[str] = DsnOption,
-    seconds: Optional[float] = typer.Option(None, "--seconds", min=0.1,
-                                            help="how long to sample (default 10; with --log: no sampling unless given)"),
-    rate: float = typer.Option(10, "--rate", min=0.1, max=50, help="samples per second"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the lock facts and findings here"),
-    long_transaction_s: float = typer.Option(60, "--long-transaction-seconds", min=0,
-                                             help="report transactions open longer than this"),
-    idle_s: float = typer.Option(10, "--idle-in-transaction-seconds", min=0,
-                                 help="report sessions idle in a transaction longer than this"),
-    logs: Optional[list[Path]] = typer.Option(None, "--log", help="also (or only) analyse these logs: "
-                                              "log_lock_waits waits, deadlocks, lock timeouts; repeatable"),
-    log_line_prefix: Optional[str] = typer.Option(None, "--log-line-prefix", help="log_line_prefix of stderr logs"),
+    dsn: Dsn = None,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", min=0.1, help="how long to sample (default 10; "
+                                                     "with --log: no sampling unless given)")] = None,
+    rate: Annotated[float, typer.Option("--rate", min=0.1, max=50, help="samples per second")] = 10,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="write the lock facts and findings here")] = None,
+    long_transaction_s: Annotated[float, typer.Option("--long-transaction-seconds", min=0, help="report "
+                                                      "transactions open longer than this")] = 60,
+    idle_s: Annotated[float, typer.Option("--idle-in-transaction-seconds", min=0, help="report sessions idle in a "
+                                          "transaction longer than this")] = 10,
+    logs: Annotated[Optional[list[Path]], typer.Option("--log", help="also (or only) analyse these logs: "
+                                                       "log_lock_waits waits, deadlocks, lock timeouts; "
+                                                       "repeatable")] = None,
+    log_line_prefix: Annotated[Optional[str], typer.Option("--log-line-prefix", help="log_line_prefix of stderr "
+                                                           "logs")] = None,
 ) -> None:
     """Sample lock waits for N seconds (and/or read them from logs): blocking chains, top
     blockers, long and idle transactions."""
-    from queryaudit.collect.locks import SampleOptions, collect_lock_snapshot
-    from queryaudit.connect import resolve_dsn
-    from queryaudit.lock_report import locks_result, print_locks
+    from queryaudit.locks.command import run_locks_command
 
-    options = SampleOptions(seconds=seconds or 10, rate_hz=rate, long_transaction_s=long_transaction_s,
-                            idle_in_transaction_s=idle_s)
-    if logs:
-        from queryaudit.lock_log import lock_log_from_files
-        from queryaudit.logs.stage import has_server_target, log_only_snapshot
-
-        if has_server_target(dsn):  # names for the relation OIDs the log shows; sampling only when asked
-            snap = collect_lock_snapshot(resolve_dsn(dsn), options if seconds else None)
-        else:
-            snap = log_only_snapshot()
-        snap.lock_log = lock_log_from_files(logs, log_line_prefix, snap)
-    else:
-        status = err_console.status(f"sampling locks for {options.seconds:g} s") if err_console.is_terminal else None
-        if status:
-            status.start()
-        try:
-            snap = collect_lock_snapshot(resolve_dsn(dsn), options)
-        finally:
-            if status:
-                status.stop()
-    result = locks_result(snap)
-    print_locks(result, console)
-    if json_path:
-        import json
-
-        json_path.write_text(json.dumps(result, indent=1, default=str))
-        console.print(f"wrote {json_path}", markup=False, highlight=False)
+    run_locks_command(dsn, seconds, rate, json_path, long_transaction_s, idle_s, logs, log_line_prefix, console,
+                      err_console)
 
 
 @app.command("advise-indexes")
 @handle_errors
 def advise_indexes(
-    dsn: Optional[str] = DsnOption,
-    statements: int = typer.Option(50, "--statements", min=1, help="top statements (by total time) to consider"),
-    budget_mb: Optional[float] = typer.Option(None, "--index-budget-mb", min=0, help="storage for all proposed "
-                                              "indexes together, in MB = 10^6 bytes (default: no limit)"),
-    budget: Optional[str] = typer.Option(None, "--index-budget", help="the same with its unit: 500MB (10^6 bytes), "
-                                         "1GiB (2^30 bytes), kB/GB/KiB/MiB"),
-    max_indexes: Optional[int] = typer.Option(None, "--max-indexes", min=1, help="propose at most this many "
-                                              "indexes (default: 10 without a budget, no limit with one)"),
-    threshold: float = typer.Option(0.05, "--threshold", min=0.01, max=1.0, help="take an index (or a wider one) "
-                                    "only when it cuts the cost of the statements it changes by this fraction"),
-    verify_real: bool = typer.Option(False, "--verify-real", help="scratch/staging only: build each proposed index "
-                                     "for real, EXPLAIN ANALYZE before and after, roll back"),
-    explain: bool = ExplainOption,
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the advice and its findings as JSON here"),
+    dsn: Dsn = None,
+    statements: Annotated[int, typer.Option("--statements", min=1, help="top statements (by total time) to "
+                                            "consider")] = 50,
+    budget_mb: Annotated[Optional[float], typer.Option("--index-budget-mb", min=0, help="storage for all proposed "
+                                                       "indexes together, in MB = 10^6 bytes (default: no "
+                                                       "limit)")] = None,
+    budget: Annotated[Optional[str], typer.Option("--index-budget", help="the same with its unit: 500MB (10^6 "
+                                                  "bytes), 1GiB (2^30 bytes), kB/GB/KiB/MiB")] = None,
+    max_indexes: Annotated[Optional[int], typer.Option("--max-indexes", min=1, help="propose at most this many "
+                                                       "indexes (default: 10 without a budget, no limit with "
+                                                       "one)")] = None,
+    threshold: Annotated[float, typer.Option("--threshold", min=0.01, max=1.0, help="take an index (or a wider one) "
+                                             "only when it cuts the cost of the statements it changes by this "
+                                             "fraction")] = 0.05,
+    verify_real: Annotated[bool, typer.Option("--verify-real", help="scratch/staging only: build each proposed "
+                                              "index for real, EXPLAIN ANALYZE before and after, roll back")] = False,
+    explain: Explain = True,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="write the advice and its findings as JSON "
+                                                      "here")] = None,
 ) -> None:
     """Index advice alone: candidates from the SQL and plans, verified with HypoPG, one set for the workload."""
-    from queryaudit.advisor.command import REAL_WARNING, render, run_advisor, write_json
+    from queryaudit.advisor.command import run_advise_command
     from queryaudit.advisor.stage import AdvisorOptions
-    from queryaudit.connect import resolve_dsn
+    from queryaudit.advisor.units import budget_bytes_from
 
-    if verify_real:
-        err_console.print(REAL_WARNING, markup=False, highlight=False)
-    from queryaudit.advisor.units import UNITS, parse_size
-
-    if budget is not None and budget_mb is not None:
-        raise AuditError("give --index-budget or --index-budget-mb, not both")
-    budget_bytes = parse_size(budget) if budget is not None else \
-        int(budget_mb * UNITS["mb"]) if budget_mb is not None else None
-    options = AdvisorOptions(statements=statements, threshold=threshold, budget_bytes=budget_bytes,
-                             max_indexes=max_indexes, verify_real=verify_real)
-    snap = run_advisor(resolve_dsn(dsn), options, explain=explain)
-    render(snap, console)
-    if json_path:
-        write_json(snap, json_path)
-        console.print(f"wrote {json_path}", markup=False, highlight=False)
+    options = AdvisorOptions(statements=statements, threshold=threshold,
+                             budget_bytes=budget_bytes_from(budget, budget_mb), max_indexes=max_indexes,
+                             verify_real=verify_real)
+    run_advise_command(dsn, options, explain, json_path, console, err_console)
 
 
 @app.command("checks")
 def list_checks() -> None:
     """List the checks with their ids."""
-    from queryaudit.checks import all_checks
+    from queryaudit.docs import print_checks
 
-    for check in all_checks():
-        console.print(f"{check.id:24} {check.title}", markup=False, highlight=False)
+    print_checks(console)
 
 
 @app.command("plan")
 @handle_errors
 def plan_cmd(
-    file: str = typer.Argument(..., help="an EXPLAIN output (text or JSON, as psql, pgAdmin or a log prints it); - for stdin"),
-    as_json: bool = typer.Option(False, "--json", help="print the plan as EXPLAIN (FORMAT JSON) would"),
+    file: Annotated[str, typer.Argument(help="an EXPLAIN output (text or JSON, as psql, pgAdmin or a log prints it); "
+                                        "- for stdin")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as EXPLAIN (FORMAT JSON) would")] = False,
 ) -> None:
     """Read a saved EXPLAIN plan and print its tree: rows estimated vs actual, time per node."""
-    import json
+    from queryaudit.plans.command import run_plan_command
 
-    from queryaudit.plan_text import load_plan, tree_lines
-
-    if file == "-":
-        text = sys.stdin.read()
-    else:
-        path = Path(file)
-        if not path.is_file():
-            raise AuditError(f"plan file not found: {file}")
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    try:
-        explain = load_plan(text)
-    except ValueError as exc:
-        raise AuditError(f"{file}: {exc}") from exc
-    if as_json:
-        sys.stdout.write(json.dumps([explain], indent=2) + "\n")
-        return
-    for line in tree_lines(explain):
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    run_plan_command(file, as_json, console)
 
 
 @app.command()
 @handle_errors
 def docs(
-    out: Path = typer.Option(Path("checks"), "--out", help="folder for the generated check pages"),
-    check_only: bool = typer.Option(False, "--check", help="exit 1 when a page is missing or stale"),
+    out: Annotated[Path, typer.Option("--out", help="folder for the generated check pages")] = Path("checks"),
+    check_only: Annotated[bool, typer.Option("--check", help="exit 1 when a page is missing or stale")] = False,
 ) -> None:
     """Generate checks/<id>.md from each check's docstring."""
     from queryaudit.docs import write_pages
@@ -423,37 +376,35 @@ def docs(
 @app.command()
 @handle_errors
 def compare(
-    before: Path = typer.Argument(..., help="the JSON report before the change (queryaudit audit --json)"),
-    after: Path = typer.Argument(..., help="the JSON report after it"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the comparison as JSON here"),
-    html_path: Optional[Path] = typer.Option(None, "--html", help="write the comparison as HTML here"),
-    markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="write the comparison as Markdown here"),
+    before: Annotated[Path, typer.Argument(help="the JSON report before the change (queryaudit audit --json)")],
+    after: Annotated[Path, typer.Argument(help="the JSON report after it")],
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="write the comparison as JSON here")] = None,
+    html_path: Annotated[Optional[Path], typer.Option("--html", help="write the comparison as HTML here")] = None,
+    markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="write the comparison as Markdown "
+                                                          "here")] = None,
 ) -> None:
     """Compare two reports of the same database: statements faster or slower, findings resolved or new,
     and a verdict per applied fix."""
-    from queryaudit.compare import build_comparison, load_report
-    from queryaudit.report import terminal, write_outputs
+    from queryaudit.report.command import run_compare_command
 
-    comparison = build_comparison(load_report(before), load_report(after))
-    written = write_outputs(comparison, {"json": json_path, "html": html_path, "markdown": markdown_path})
-    terminal.render_compare(comparison, console)
-    for path in written:
-        console.print(f"wrote {path}", markup=False, highlight=False)
+    run_compare_command(before, after, {"json": json_path, "html": html_path, "markdown": markdown_path}, console)
 
 
 @app.command()
 @handle_errors
 def demo(
-    out_dir: Path = typer.Option(Path("reports"), "--out-dir", help="where the demo reports go"),
-    scale: int = typer.Option(1, "--scale", min=1, help="fixture size multiplier"),
-    rounds: int = typer.Option(2, "--rounds", min=1, help="workload rounds before the audit"),
-    dsn: Optional[str] = typer.Option(None, "--dsn", help="run on this throwaway server instead of the embedded "
-                                      "one (it loads the fixture, resets pg_stat_statements, applies fixes)"),
-    apply: bool = typer.Option(True, "--apply/--no-apply", help="apply the safe top fixes, re-run and compare"),
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="where the demo reports go")] = Path("reports"),
+    scale: Annotated[int, typer.Option("--scale", min=1, help="fixture size multiplier")] = 1,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="workload rounds before the audit")] = 2,
+    dsn: Annotated[Optional[str], typer.Option("--dsn", help="run on this throwaway server instead of the embedded "
+                                               "one (it loads the fixture, resets pg_stat_statements, applies "
+                                               "fixes)")] = None,
+    apply: Annotated[bool, typer.Option("--apply/--no-apply", help="apply the safe top fixes, re-run and "
+                                        "compare")] = True,
 ) -> None:
     """Start the embedded PostgreSQL 18, load the shop fixture, run its workload and audit it; then apply
     the top fixes, run it again and compare (reports/demo.html, demo-compare.html, .md, .json)."""
-    from queryaudit.demo import run_demo
+    from queryaudit.demo.run import run_demo
 
     run_demo(out_dir, scale=scale, rounds=rounds, console=console, apply=apply, dsn=dsn)
 
@@ -461,139 +412,107 @@ def demo(
 @app.command()
 @handle_errors
 def history(
-    store: Optional[str] = StoreOption,
-    target: Optional[str] = typer.Option(None, "--target", help="the target (its name, host:port/database key, "
-                                         "or database name); default: the only one stored"),
-    statement: Optional[str] = typer.Option(None, "--statement", help="trend of one statement: its queryid or "
-                                            "a piece of its text"),
-    finding: Optional[str] = typer.Option(None, "--finding", help="trend of a finding: its id, or a check id"),
-    limit: int = typer.Option(30, "--limit", min=1, help="the most recent audits to show"),
-    html_path: Optional[Path] = typer.Option(None, "--html", help="also write an HTML page with charts here"),
+    store: Store = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="the target (its name, host:port/database key, "
+                                                  "or database name); default: the only one stored")] = None,
+    statement: Annotated[Optional[str], typer.Option("--statement", help="trend of one statement: its queryid or a "
+                                                     "piece of its text")] = None,
+    finding: Annotated[Optional[str], typer.Option("--finding", help="trend of a finding: its id, or a check "
+                                                   "id")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="the most recent audits to show")] = 30,
+    html_path: Annotated[Optional[Path], typer.Option("--html", help="also write an HTML page with charts "
+                                                      "here")] = None,
 ) -> None:
     """Audits stored for a target, and the trend of a statement or a finding over them."""
-    from queryaudit.history import render
-    from queryaudit.history.budgets import load_config
-    from queryaudit.history.service import open_store
+    from queryaudit.history.command import run_history_command
 
-    db = open_store(store, None if store else load_config(), create=False)
-    try:
-        targets = db.targets()
-        if target is None and len(targets) > 1 and not (statement or finding):
-            render.print_targets(console, targets, db.display)
-            return
-        chosen = db.resolve_target(target)
-        audits = db.audits(chosen["id"], limit)
-        ids = {a["id"] for a in audits}
-        picked_statement = picked_finding = None
-        if statement:
-            matches = db.find_statements(chosen["id"], statement)
-            exact = [m for m in matches if m[0] == statement]
-            if len(exact) == 1 or len(matches) == 1:
-                queryid, query = (exact or matches)[0]
-            elif not matches:
-                raise AuditError(f"no statement {statement!r} (queryid or text) in the history of {chosen['name']}")
-            else:
-                for queryid, query in matches:
-                    console.print(f"{queryid}  {' '.join(query.split())[:100]}", markup=False, highlight=False, soft_wrap=True)
-                raise AuditError(f"{len(matches)} statements match {statement!r}: pass one queryid with --statement")
-            rows = [r for r in db.statement_trend(chosen["id"], queryid) if r["id"] in ids]
-            picked_statement = (queryid, query, rows)
-        if finding:
-            picked_finding = (finding, [r for r in db.finding_trend(chosen["id"], finding) if r["id"] in ids])
-    finally:
-        db.close()
-    if not (picked_statement or picked_finding):
-        render.print_table(console, f"Audits of {chosen['name']} ({len(audits)} shown)", render.AUDIT_COLUMNS,
-                           render.audit_rows(audits, notes=False))
-        for a in audits:
-            if a["window_note"]:
-                console.print(f"#{a['id']}: {a['window_note']}", markup=False, highlight=False, soft_wrap=True)
-    if picked_statement:
-        queryid, query, rows = picked_statement
-        render.print_table(console, f"Statement {queryid}: {' '.join(query.split())[:80]}",
-                           render.STATEMENT_COLUMNS, render.statement_rows(rows))
-    if picked_finding:
-        render.print_table(console, f"Finding {finding}", render.FINDING_COLUMNS,
-                           render.finding_rows(picked_finding[1]))
-    if html_path:
-        render.write_history_page(html_path, render.history_page(chosen, audits, picked_statement, picked_finding))
-        console.print(f"wrote {html_path}", markup=False, highlight=False, soft_wrap=True)
+    run_history_command(store, target, statement, finding, limit, html_path, console)
 
 
 @app.command()
 @handle_errors
 def check(
-    config: Optional[Path] = typer.Option(None, "--config", help="queryaudit.toml or pyproject.toml "
-                                          "([tool.queryaudit]); default: found in this folder or above"),
-    store: Optional[str] = StoreOption,
-    dsn: Optional[str] = typer.Option(None, "--dsn", help="audit this server now and hold it to the budgets "
-                                      "against the last stored audit of the same target"),
-    snapshot: Optional[Path] = typer.Option(None, "--snapshot", help="the same, from a saved snapshot"),
-    report: Optional[Path] = typer.Option(None, "--report", help="hold a JSON report to the budgets"),
-    baseline_report: Optional[Path] = typer.Option(None, "--baseline-report", help="with --report: the JSON "
-                                                   "report to compare it with"),
-    target: Optional[str] = typer.Option(None, "--target", help="the target in the history (name or key)"),
-    record: bool = typer.Option(False, "--record", help="with --dsn/--snapshot: also store this audit"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the verdict and comparison here"),
-    top: int = TopOption,
+    config: Annotated[Optional[Path], typer.Option("--config", help="queryaudit.toml or pyproject.toml "
+                                                   "([tool.queryaudit]); default: found in this folder or "
+                                                   "above")] = None,
+    store: Store = None,
+    dsn: Annotated[Optional[str], typer.Option("--dsn", help="audit this server now and hold it to the budgets "
+                                               "against the last stored audit of the same target",
+                                               rich_help_panel=SOURCE)] = None,
+    snapshot: Annotated[Optional[Path], typer.Option("--snapshot", help="the same, from a saved snapshot",
+                                                     rich_help_panel=SOURCE)] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="hold a JSON report to the budgets",
+                                                   rich_help_panel=SOURCE)] = None,
+    baseline_report: Annotated[Optional[Path], typer.Option(
+        "--baseline-report", help="with --report: the JSON report to compare it with", rich_help_panel=SOURCE)] = None,
+    target: Annotated[Optional[str], typer.Option("--target", help="the target in the history (name or "
+                                                  "key)")] = None,
+    record: Annotated[bool, typer.Option("--record", help="with --dsn/--snapshot: also store this audit")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="write the verdict and comparison (and the "
+                                                      "fresh audit's report) here")] = None,
+    top: Top = 20,
+    explain: Explain = True,
+    explain_budget: ExplainBudget = 60.0,
+    explain_timeout: ExplainTimeout = 10.0,
+    analyze_dml: AnalyzeDml = False,
+    verify: Verify = True,
+    verify_real: VerifyReal = False,
+    sample_seconds: SampleSeconds = 0,
+    logs: Logs = None,
+    log_line_prefix: LogLinePrefix = None,
+    n1_min_executions: N1MinExecutions = 5,
+    n1_min_ms: N1MinMs = 0.0,
+    round_trip_ms: RoundTripMs = 0.5,
+    log_jobs: LogJobs = 1,
+    unused_index_min_days: UnusedIndexMinDays = 7.0,
 ) -> None:
     """Budgets and suppressions (queryaudit.toml): exit 1 when a budget is broken, naming it; 0 when all hold."""
-    from queryaudit.history.service import run_check
+    from queryaudit.history.command import run_check_command
 
-    outcome = run_check(config, store, dsn, snapshot, report, baseline_report, target, record, top)
-    verdict = outcome.verdict
-    for line in outcome.lines + verdict.notes:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
-    for s in verdict.expired:
-        console.print(f"expired suppression: {s.id} (expired {s.expires.isoformat()}; reason was: {s.reason}) "
-                      "no longer suppresses", markup=False, highlight=False, soft_wrap=True)
-    for item in verdict.suppressed:
-        console.print(f"suppressed: {item['id']} until {item['expires']} ({item['reason']})",
-                      markup=False, highlight=False, soft_wrap=True)
-    if json_path:
-        import json
-
-        json_path.write_text(json.dumps({"verdict": verdict.to_dict(), "comparison": outcome.comparison},
-                                        indent=1, default=str))
-    if verdict.ok:
-        console.print(f"ok: all budgets hold ({verdict.judged_statements} statements judged)",
-                      markup=False, highlight=False, soft_wrap=True)
-        return
-    for v in verdict.violations:
-        console.print(f"BROKEN {v.budget}: {v.message}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"{len(verdict.violations)} budget(s) broken", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+    options = _audit_options(top=top, explain=explain, explain_budget_s=explain_budget,
+                             explain_timeout=explain_timeout, analyze_dml=analyze_dml, sample_seconds=sample_seconds,
+                             logs=list(logs or []), log_line_prefix=log_line_prefix,
+                             n_plus_one_min_executions=n1_min_executions, n_plus_one_min_run_ms=n1_min_ms,
+                             round_trip_ms=round_trip_ms, log_jobs=log_jobs, verify=verify, verify_real=verify_real,
+                             unused_index_min_days=unused_index_min_days)
+    code = run_check_command(config, store, dsn, snapshot, report, baseline_report, target, record, json_path,
+                             options, console)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("review-migration")
 @handle_errors
 def review_migration(
-    paths: Optional[list[str]] = typer.Argument(None, help="SQL files, directories (applied in natural order: "
-                                                "2_x.sql before 10_y.sql) or - for stdin"),
-    pg_version: Optional[str] = typer.Option(None, "--pg-version", help="target PostgreSQL version for the rules "
-                                             "(default: the scratch server's with --dsn, else 15)"),
-    assume_in_transaction: bool = typer.Option(False, "--assume-in-transaction", help="the migration tool wraps "
-                                               "each file in a transaction"),
-    dsn: Optional[str] = typer.Option(None, "--dsn", help="SCRATCH database holding the schema: the migration is "
-                                      "applied to a throwaway copy of it (CREATE DATABASE ... TEMPLATE) or in a "
-                                      "rolled-back transaction, to measure locks, rewrites and plans. This WRITES "
-                                      "to that server: never give a production DSN"),
-    workload: Optional[Path] = typer.Option(None, "--workload", help="a queryaudit JSON report or snapshot: its "
-                                            "top statements are EXPLAINed before and after (needs --dsn)"),
-    top: int = typer.Option(20, "--top", min=1, help="how many top statements of --workload to compare"),
-    cost_threshold: float = typer.Option(0.25, "--cost-threshold", min=0.0, help="plan cost growth reported as a "
-                                         "regression (0.25 = +25%)"),
-    select: Optional[list[str]] = typer.Option(None, "--rule", help="run only these rules (repeat)"),
-    ignore: Optional[list[str]] = typer.Option(None, "--ignore", help="skip these rules (repeat)"),
-    fail_on: str = typer.Option("high", "--fail-on", help="exit 1 when a finding has this severity or worse: "
-                                "critical, high, medium, low, info, never"),
-    sarif: Optional[Path] = typer.Option(None, "--sarif", help="write SARIF 2.1.0 (GitHub code scanning) here"),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="write JUnit XML here"),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write a Markdown PR comment here"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the JSON review here"),
-    github: Optional[bool] = typer.Option(None, "--github-annotations/--no-github-annotations", help="print "
-                                          "::error annotations (default: when GITHUB_ACTIONS=true)"),
-    list_rules_flag: bool = typer.Option(False, "--list-rules", help="list the rules and exit"),
+    paths: Annotated[Optional[list[str]], typer.Argument(help="SQL files, directories (applied in natural order: "
+                                                         "2_x.sql before 10_y.sql) or - for stdin")] = None,
+    pg_version: Annotated[Optional[str], typer.Option("--pg-version", help="target PostgreSQL version for the rules "
+                                                      "(default: the scratch server's with --dsn, else 15)")] = None,
+    assume_in_transaction: Annotated[bool, typer.Option("--assume-in-transaction", help="the migration tool wraps "
+                                                        "each file in a transaction")] = False,
+    dsn: Annotated[Optional[str], typer.Option("--dsn", help="SCRATCH database holding the schema: the migration is "
+                                               "applied to a throwaway copy of it (CREATE DATABASE ... TEMPLATE) or "
+                                               "in a rolled-back transaction, to measure locks, rewrites and plans. "
+                                               "This WRITES to that server: never give a production DSN")] = None,
+    workload: Annotated[Optional[Path], typer.Option("--workload", help="a queryaudit JSON report or snapshot: its "
+                                                     "top statements are EXPLAINed before and after (needs "
+                                                     "--dsn)")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="how many top statements of --workload to compare")] = 20,
+    cost_threshold: Annotated[float, typer.Option("--cost-threshold", min=0.0, help="plan cost growth reported as a "
+                                                  "regression (0.25 = +25%)")] = 0.25,
+    select: Annotated[Optional[list[str]], typer.Option("--rule", help="run only these rules (repeat)")] = None,
+    ignore: Annotated[Optional[list[str]], typer.Option("--ignore", help="skip these rules (repeat)")] = None,
+    fail_on: Annotated[str, typer.Option("--fail-on", help="exit 1 when a finding has this severity or worse: "
+                                         "critical, high, medium, low, info, never")] = "high",
+    sarif: Annotated[Optional[Path], typer.Option("--sarif", help="write SARIF 2.1.0 (GitHub code scanning) "
+                                                  "here")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="write JUnit XML here")] = None,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="write a Markdown PR comment here")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="write the JSON review here")] = None,
+    github: Annotated[Optional[bool], typer.Option("--github-annotations/--no-github-annotations", help="print "
+                                                   "::error annotations (default: when "
+                                                   "GITHUB_ACTIONS=true)")] = None,
+    list_rules_flag: Annotated[bool, typer.Option("--list-rules", help="list the rules and exit")] = False,
 ) -> None:
     """Review SQL migrations: risky DDL (locks, rewrites, breaking changes), and with --dsn a measured run
     on a scratch database with the plan changes of the top production statements."""

@@ -7,8 +7,27 @@ from pathlib import Path
 from queryaudit.checks import all_checks
 
 
+def _number(value: int | float) -> str:
+    return f"{value:,}".replace(",", " ") if isinstance(value, int) else f"{value:g}"
+
+
+def thresholds_table(check) -> str:
+    """The thresholds as the module's constants hold them: the page cannot show another number."""
+    rows = "\n".join(f"| `{name}` | {_number(value)} |" for name, value in check.thresholds.items())
+    return f"| constant | value |\n|---|---|\n{rows}\n" if rows else ""
+
+
+def with_thresholds(doc: str, check) -> str:
+    table = thresholds_table(check)
+    head, found, rest = doc.partition("## Thresholds\n")
+    if not (table and found):
+        return doc
+    section, heading, tail = rest.partition("\n## ")
+    return f"{head}{found}{section.rstrip()}\n\n{table}{heading}{tail}"
+
+
 def page(check) -> str:
-    doc = check.doc.strip()
+    doc = with_thresholds(check.doc.strip(), check)
     summary, _, body = doc.partition("\n")
     return (f"# {check.id}: {check.title}\n\n{summary.strip()}\n{body.rstrip()}\n\n"
             f"---\nGenerated from `queryaudit/checks/{check.module.__name__.rsplit('.', 1)[-1]}.py`"
@@ -16,8 +35,8 @@ def page(check) -> str:
 
 
 def index_page(checks) -> str:
-    rows = "\n".join(f"| [{c.id}]({c.id}.md) | {c.title} |" for c in checks)
-    return f"# Checks\n\n| id | title |\n|---|---|\n{rows}\n"
+    rows = "\n".join(f"| [{c.id}]({c.id}.md) | {c.title} | {c.family} | {c.fix} |" for c in checks)
+    return f"# Checks\n\n| id | title | family | fix |\n|---|---|---|---|\n{rows}\n"
 
 
 def write_pages(out: Path, dry_run: bool = False) -> list[str]:
@@ -39,3 +58,9 @@ def write_if_changed(out: Path, pages: dict[str, str], dry_run: bool = False) ->
                 out.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
     return stale
+
+
+def print_checks(console) -> None:
+    """`queryaudit checks`: every check with its id."""
+    for check in all_checks():
+        console.print(f"{check.id:24} {check.title}", markup=False, highlight=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,10 @@ SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 CONFIDENCES = ("high", "medium", "low")
 # What applying the fix costs the team: one statement of DDL, a setting, or code.
 EFFORTS = ("config", "maintenance", "index", "schema", "query", "application")
+# One severity scale for every finding with a predicted saving (share of total database
+# time the fix removes), whichever check made it.
+HIGH_SAVING_SHARE = 0.10
+MEDIUM_SAVING_SHARE = 0.02
 
 
 @dataclass
@@ -88,6 +93,17 @@ class Finding:
         return {"id": self.id, **data}
 
 
+def severity_from_saving(saving: Saving | None, floor: str = "low") -> str:
+    """high from HIGH_SAVING_SHARE of total time saved, medium from MEDIUM_SAVING_SHARE, else
+    `floor` (a check may raise the floor for a cost the saving does not show, e.g. round trips)."""
+    share = saving.share_of_total_time if saving else 0.0
+    if share >= HIGH_SAVING_SHARE:
+        return "high"
+    if share >= MEDIUM_SAVING_SHARE:
+        return "medium"
+    return floor
+
+
 def saving_from_share(statement_total_ms: float, fraction_removed: float, total_ms: float,
                       calls: int) -> Saving:
     """The Amdahl arithmetic in one place: removing `fraction_removed` of a statement's
@@ -132,11 +148,6 @@ def combined_saving_share(findings: list[Finding], statement_shares: dict[str, f
     total = sum(statement_shares[q] * (1.0 - r) for q, r in remaining.items()) + unattached
     return round(min(1.0, total), 6)
 
-
-# Checks whose fix is one new index on (table, columns): one index serves them all when
-# the columns of one lead the other's (an index on (a, b) also serves a lookup by a).
-# seq-scan-large-table names the filter columns an index would serve: the same fix.
-INDEX_CREATING_CHECKS = ("missing-index", "fk-without-index", "seq-scan-large-table")
 
 
 def _index_leads(longer: list[str], shorter: list[str]) -> bool:
@@ -194,13 +205,17 @@ def _merge_group(group: list[Finding]) -> Finding:
     return merged
 
 
-def merge_overlapping(findings: list[Finding]) -> list[Finding]:
+def merge_overlapping(findings: list[Finding], index_creating: Collection[str]) -> list[Finding]:
     """One fix, one entry: findings whose fix is the same index (same table, columns of one
-    leading the other's) become one finding listing every statement it serves."""
+    leading the other's) become one finding listing every statement it serves.
+
+    `index_creating`: the checks whose fix is one new index on (table, columns), from the
+    registry (`checks.ids(fix="create-index")`); one index serves them all when the columns
+    of one lead the other's (an index on (a, b) also serves a lookup by a)."""
     groups: list[list[Finding]] = []
     rest: list[Finding] = []
     for f in findings:
-        if f.check not in INDEX_CREATING_CHECKS or not f.table or not f.columns:
+        if f.check not in index_creating or not f.table or not f.columns:
             rest.append(f)
             continue
         for group in groups:

@@ -15,8 +15,8 @@ from typing import Any
 
 from queryaudit.advisor.model import IndexAdvice
 from queryaudit.errors import AuditError
-from queryaudit.lock_facts import LockFacts
-from queryaudit.log_facts import LogFacts
+from queryaudit.locks.facts import LockFacts
+from queryaudit.logs.facts import LogFacts
 from queryaudit.verify.model import FixVerification
 
 SNAPSHOT_FORMAT = 1

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pglast
 from pglast import ast, keywords, visitors
-
-if TYPE_CHECKING:  # annotations only: review-migration imports this module and needs no snapshot model
-    from queryaudit.snapshot import Table
 
 
 @lru_cache(maxsize=4096)
@@ -96,15 +93,23 @@ def referenced_relations(query: str) -> list[tuple[str | None, str]]:
     return out
 
 
+class Relation(Protocol):
+    """What resolve_tables needs of a catalog table (snapshot.Table has it): this module
+    depends on pglast alone, never on the snapshot model."""
+
+    schema: str
+    name: str
+
+
 _TABLES_BY_NAME: list = [None, {}]  # (identity of the last tables list, its index by name)
 
 
-def resolve_tables(query: str, tables: list[Table], search_path: tuple[str, ...] = ("public",)) -> list[str]:
+def resolve_tables(query: str, tables: list[Relation], search_path: tuple[str, ...] = ("public",)) -> list[str]:
     """Schema-qualified names of the catalog tables a statement reads or writes."""
     # Checks call this once per statement with the same catalog: index it once, not per call.
     identity = (id(tables), len(tables), id(tables[0]) if tables else 0, id(tables[-1]) if tables else 0)
     if _TABLES_BY_NAME[0] != identity:
-        by_name: dict[str, list[Table]] = {}
+        by_name: dict[str, list[Relation]] = {}
         for t in tables:
             by_name.setdefault(t.name, []).append(t)
         _TABLES_BY_NAME[:] = [identity, by_name]
@@ -117,8 +122,8 @@ def resolve_tables(query: str, tables: list[Table], search_path: tuple[str, ...]
         else:
             match = next((t for s in search_path for t in candidates if t.schema == s), None)
             match = match or (candidates[0] if len(candidates) == 1 else None)
-        if match and match.qualified_name not in result:
-            result.append(match.qualified_name)
+        if match and f"{match.schema}.{match.name}" not in result:
+            result.append(f"{match.schema}.{match.name}")
     return result
 
 

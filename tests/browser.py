@@ -1,7 +1,8 @@
 """Headless Chromium for the HTML report tests (Debian packages chromium, chromium-driver).
 
 `open_report(path)` loads a file, and returns the console messages, every network
-request the page made, the rendered DOM and a screenshot. Skips with a clear reason when
+fetch the page made (not Chromium's own chrome:// / devtools:// / data: resources), the
+rendered DOM and a screenshot. Skips with a clear reason when
 Chromium, chromedriver or selenium are absent.
 """
 from __future__ import annotations
@@ -18,6 +19,10 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                 "--disable-default-apps", "--disable-extensions", "--mute-audio"]
+
+# What Chromium loads for itself (its new-tab page, DevTools, inline data): not a fetch the
+# report made, so not counted. Everything else (http, https, ws, other file: URLs) is.
+BROWSER_OWN = ("chrome:", "chrome-extension:", "chrome-untrusted:", "devtools:", "data:", "about:", "blob:")
 
 
 @dataclass
@@ -71,6 +76,7 @@ def open_report(path: Path, screenshot_name: str | None = None, width: int = 136
         # The browser's own start page loads before ours: keep what our document asked for.
         own = path.resolve().as_uri()
         requests = requests[requests.index(own):] if own in requests else requests
+        requests = [u for u in requests if not u.startswith(BROWSER_OWN)]
         dom = driver.page_source
         shot = None
         if screenshot_name:

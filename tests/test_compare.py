@@ -8,7 +8,8 @@ import pytest
 
 from conftest import run_cli
 from test_report_html import check_reports_of_a_real_audit
-from queryaudit.demo import safe_fix_statements
+from queryaudit.demo.run import safe_fix_statements
+from queryaudit.checks import ids
 from queryaudit.findings import Finding, merge_overlapping, prioritise, saving_from_share
 
 LOOKUP = "SELECT id, status, total FROM orders WHERE customer_id = $1"
@@ -73,14 +74,14 @@ def test_one_index_serving_several_findings_is_one_fix():
     fk = _index_finding("fk-without-index", ["customer_id"], None, 0)
     other = _index_finding("missing-index", ["total"], "3", 500)
     other_prefix = _index_finding("missing-index", ["customer_id", "total"], "4", 10)
-    merged = prioritise(merge_overlapping([b, fk, a, other, other_prefix]))
+    merged = prioritise(merge_overlapping([b, fk, a, other, other_prefix], ids(fix="create-index")))
     assert [f.columns for f in merged] == [["total"], ["customer_id", "status"], ["customer_id", "total"]]
     one = merged[1]
     assert one.queryids == ["1", "2"]
     assert one.saving_share == round(0.27 + 0.09, 6)  # two statements' savings add up
     assert {m["id"] for m in one.evidence["merged"]} == {b.id, fk.id}
     assert "also fk-without-index" in one.title and "serves 2 statements" in one.title
-    assert merge_overlapping([a])[0] is a  # nothing to merge: the finding as the check made it
+    assert merge_overlapping([a], ids(fix="create-index"))[0] is a  # nothing to merge: the finding as the check made it
 
 
 def test_the_demo_applies_only_index_and_statistics_fixes():

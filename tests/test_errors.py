@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import get_server, run_cli
-from queryaudit.cluster import embedded_bin_dir, start_cluster
+from queryaudit.demo.cluster import embedded_bin_dir, start_cluster
 
 
 def assert_one_line_error(result, *fragments):

@@ -2,7 +2,7 @@
 import pytest
 
 from queryaudit.connect import session
-from queryaudit.explain import explain_generic, parameter_count, parameter_types, plan_cost
+from queryaudit.plans.explain import explain_generic, parameter_count, parameter_types, plan_cost
 
 
 def test_parameter_count():

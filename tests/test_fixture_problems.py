@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_cli
 from helpers import validate_report
-from queryaudit import fixtures
+from queryaudit.demo import fixtures
 from queryaudit.checks import all_checks
 
 IMPLEMENTED = {c.id for c in all_checks()}

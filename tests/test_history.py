@@ -139,6 +139,8 @@ def test_regression_between_audits_is_caught_by_check(empty_db, tmp_path):
 
 
 def test_reset_between_audits_gives_no_negative_deltas(empty_db, tmp_path):
+    if empty_db.server.version_num < 140000:
+        pytest.skip("a reset of the whole view shows in pg_stat_statements_info.stats_reset, PostgreSQL 14+")
     db = items_db(empty_db)
     store = Store(str(tmp_path / "h.db"))
     workload(db, calls=120)

@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli
 from helpers import validate_report
 from queryaudit.checks import run_checks
-from queryaudit.collect.locks import LockSampler, SampleOptions
+from queryaudit.locks.sampling import LockSampler, SampleOptions
 from queryaudit.connect import session
 from queryaudit.snapshot import Snapshot
 
@@ -112,7 +112,8 @@ def test_row_lock_held_by_long_transaction_is_found_by_the_audit(empty_db, sessi
     blocker = ev["blocking_statements"][0]
     assert blocker["query"].startswith("UPDATE accounts SET balance = balance +")
     assert any(w["query"].startswith("UPDATE accounts SET balance = balance -") for w in ev["waiting_statements"])
-    assert blocker["queryid"] in finding["queryids"]
+    if empty_db.server.version_num >= 140000:  # pg_stat_activity.query_id is 14+
+        assert blocker["queryid"] in finding["queryids"]
     assert "idle_in_transaction_session_timeout" in finding["advice"]
     assert "idle_in_transaction_session_timeout = '60s'" in finding["fix_sql"]
     # The saving: the waiters' sampled wait over the database time sampled in the window.

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import VERSIONS, _bin_dir, run_cli
 from helpers import validate_report
-from queryaudit.cluster import start_cluster
+from queryaudit.demo.cluster import start_cluster
 
 PREFIX = "%m [%p] %q%u@%d "
 SETTINGS = {"autovacuum": "off", "log_lock_waits": "on", "deadlock_timeout": "100ms", "log_statement": "'all'",
@@ -153,8 +153,8 @@ def test_contention_found_from_log_lock_waits(version, tmp_path):
 def test_incomplete_lock_events_never_break_the_analysis():
     """A log cut mid-way or written with a bare prefix: events lack pids, objects, holders."""
     from queryaudit.checks import run_checks
-    from queryaudit.lock_log import analyse_lock_log
-    from queryaudit.lock_report import locks_result
+    from queryaudit.locks.log import analyse_lock_log
+    from queryaudit.locks.report import locks_result
     from queryaudit.logs import LockEvent, SessionEndEvent, StatementEvent
     from queryaudit.snapshot import ServerInfo, Snapshot
 

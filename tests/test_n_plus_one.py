@@ -29,8 +29,11 @@ def n_plus_one(report):
 
 
 def queryid_of(db, text_start: str, toplevel: bool = True) -> str:
-    rows = db.execute("SELECT queryid::text FROM pg_stat_statements WHERE query LIKE %s AND toplevel = %s",
-                      (text_start + "%", toplevel))
+    if db.server.version_num < 140000:  # no toplevel column before 14: one entry per statement
+        rows = db.execute("SELECT queryid::text FROM pg_stat_statements WHERE query LIKE %s", (text_start + "%",))
+    else:
+        rows = db.execute("SELECT queryid::text FROM pg_stat_statements WHERE query LIKE %s AND toplevel = %s",
+                          (text_start + "%", toplevel))
     assert rows, text_start
     return rows[0][0]
 
@@ -40,7 +43,10 @@ def test_loop_found_from_pg_stat_statements_alone(empty_db, tmp_path):
         wl.load(conn)
         conn.execute("SELECT pg_stat_statements_reset()")
         wl.run_loop(conn)
-        wl.run_function_loop(conn)
+        # pg_stat_statements.toplevel (14+) tells a function's statements from the application's.
+        nested = empty_db.server.version_num >= 140000
+        if nested:
+            wl.run_function_loop(conn)
     findings = n_plus_one(audit(empty_db, tmp_path))
     app = [f for f in findings if f["evidence"]["child"]["toplevel"] is not False]
     assert len(app) == 1, findings
@@ -58,6 +64,8 @@ def test_loop_found_from_pg_stat_statements_alone(empty_db, tmp_path):
     # A scan per call: batching removes all but one scan per page, and the saving says so.
     assert f["predicted_saving"]["total_ms"] > 0.9 * ev["child"]["total_exec_time_ms"] * (1 - 3 / 60)
     # The PL/pgSQL loop: statements with toplevel = false (pg_stat_statements.track = all).
+    if not nested:
+        return
     inner = [f for f in findings if f["evidence"]["child"]["toplevel"] is False]
     assert len(inner) == 1 and inner[0]["table"] == "public.books", findings
     assert "function" in inner[0]["title"] and "set-based" in inner[0]["advice"]

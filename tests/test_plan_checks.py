@@ -12,11 +12,11 @@ import json
 import psycopg
 import pytest
 
-from conftest import VERSIONS, get_server, run_cli
-from queryaudit import plan as plan_model
+from conftest import VERSIONS, flush_statistics, get_server, run_cli
+from queryaudit.plans import model as plan_model
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.collect.plans import PlanOptions, capture_plans, plan_stage
+from queryaudit.plans.capture import PlanOptions, capture_plans, plan_stage
 from queryaudit.connect import session
 from queryaudit.snapshot import Snapshot
 
@@ -115,7 +115,9 @@ def planted(request) -> Planted:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION pg_stat_statements")
         for statement in SETUP.split(";\n"):
-            if statement.strip():
+            if statement.strip().endswith("SELECT pg_stat_force_next_flush()"):
+                flush_statistics(conn)
+            elif statement.strip():
                 conn.execute(statement)
         jit = conn.execute("SELECT pg_jit_available()").fetchone()[0]
         conn.execute("SELECT pg_stat_statements_reset()")
@@ -130,7 +132,7 @@ def planted(request) -> Planted:
         # The function became slow after it was measured: its EXPLAIN ANALYZE times out.
         conn.execute("CREATE OR REPLACE FUNCTION slow_fn() RETURNS int LANGUAGE sql STABLE AS "
                      "$$ SELECT 1 FROM pg_sleep(2) $$")
-        conn.execute("SELECT pg_stat_force_next_flush()")
+        flush_statistics(conn)
         live_before = conn.execute("SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'parent'").fetchone()[0]
     snapshot = _collect(dsn, analyze_dml=True, statement_limit_ms=700)
     planted = Planted(server, db, snapshot)
@@ -175,7 +177,7 @@ def test_dml_is_analyzed_only_in_a_rolled_back_transaction(planted):
     with psycopg.connect(planted.dsn) as conn:
         assert conn.execute("SELECT count(*) FROM parent").fetchone()[0] == 1000
         assert conn.execute("SELECT count(*) FROM parent WHERE id = %s", (deleted,)).fetchone()[0] == 1
-        conn.execute("SELECT pg_stat_force_next_flush()")
+        flush_statistics(conn)
         assert conn.execute("SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'parent'").fetchone()[0] \
             == planted.parent_live_before
 

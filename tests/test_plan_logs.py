@@ -95,7 +95,7 @@ def test_pg_qualstats_constants_are_used_when_installed(tmp_path):
     import pytest
     from conftest import _bin_dir
 
-    from queryaudit.cluster import start_cluster
+    from queryaudit.demo.cluster import start_cluster
 
     bin_dir = _bin_dir("pg15")
     if bin_dir is None or not (bin_dir.parent / "lib" / "pg_qualstats.so").exists():

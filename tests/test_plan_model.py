@@ -1,10 +1,10 @@
 """The plan model: time accounting, q-error, conditions; on hand-made plans and on every
-plan of the pev2 corpus (text plans through queryaudit.plan_text)."""
+plan of the pev2 corpus (text plans through queryaudit.plans.text)."""
 from __future__ import annotations
 
 import pytest
 
-from queryaudit import plan as plan_model
+from queryaudit.plans import model as plan_model
 
 
 def node(node_type, total=None, loops=1, rows=None, plan_rows=1, children=(), **extra):
@@ -84,7 +84,7 @@ def test_plan_without_analyze_has_no_times():
 
 
 def test_every_corpus_plan_builds_with_consistent_times(shared_dir):
-    plan_text = pytest.importorskip("queryaudit.plan_text", reason="queryaudit/plan_text.py not written yet")
+    plan_text = pytest.importorskip("queryaudit.plans.text", reason="queryaudit/plans/text.py not written yet")
     files = sorted(p for p in (shared_dir / "corpora" / "plans").iterdir() if p.name != "index.json")
     assert len(files) == 59
     for path in files:

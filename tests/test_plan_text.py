@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from queryaudit.plan_text import BUFFER_KEYS, KNOWN_NODES, load_plan, load_plan_file, walk
+from queryaudit.plans.text import BUFFER_KEYS, KNOWN_NODES, load_plan, load_plan_file, walk
 from tests.conftest import SHARED, run_cli
 
 CORPUS = SHARED / "corpora" / "plans"
@@ -343,7 +343,7 @@ def test_plan_command(shared_dir, tmp_path):
     memoize = next(line for line in lines if "Memoize" in line)
     assert "est 1" in memoize and "act 1 x1000" in memoize
     scan = next(line for line in lines if "Index Scan using users_pkey on users u" in line)
-    assert re.search(r"excl 0\.006 ms", scan), scan  # 0.003 ms x 2 loops, from queryaudit.plan
+    assert re.search(r"excl 0\.006 ms", scan), scan  # 0.003 ms x 2 loops, from queryaudit.plans.model
     as_json = run_cli("plan", "--json", "-", input=SAMPLE)
     assert json.loads(as_json.stdout)[0]["Plan"]["Hash Cond"] == "(u.t_id = t.id)"
     junk = tmp_path / "junk.txt"

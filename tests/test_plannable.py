@@ -1,4 +1,4 @@
-"""Plannable text from pg_stat_statements' normalized text (queryaudit.plannable).
+"""Plannable text from pg_stat_statements' normalized text (queryaudit.plans.plannable).
 
 Database-free cases for each rewrite, then the real thing on PostgreSQL 15 and 18: an
 application runs statements with literals in the text, pg_stat_statements normalizes
@@ -8,11 +8,11 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from queryaudit import plan as plan_model
+from queryaudit.plans import model as plan_model
 from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.collect.plans import PlanOptions, plan_stage
+from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.connect import session
-from queryaudit.plannable import make_plannable
+from queryaudit.plans.plannable import make_plannable
 
 
 @pytest.mark.parametrize("normalized, plannable, unit", [
@@ -136,7 +136,7 @@ def test_every_rewrite_form_is_explained_with_analyze(normalized):
 
 
 def test_a_text_the_server_still_rejects_is_skipped_with_what_to_do(server):
-    from queryaudit.collect.plans import skip_reason
+    from queryaudit.plans.capture import skip_reason
 
     db = server.create_database()
     with psycopg.connect(db.dsn, autocommit=True) as conn, pytest.raises(psycopg.Error) as failure:
@@ -147,7 +147,7 @@ def test_a_text_the_server_still_rejects_is_skipped_with_what_to_do(server):
 
 def test_the_generic_plan_of_normalized_text_is_plannable_for_every_caller(server):
     """explain_generic (the advisor's and migration review's planner) rewrites too."""
-    from queryaudit.explain import explain_generic
+    from queryaudit.plans.explain import explain_generic
 
     db = server.create_database()
     db.execute("CREATE TABLE t (id int, d date, v text)")

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_cli
 from helpers import validate_report
-from queryaudit import fixtures
+from queryaudit.demo import fixtures
 from queryaudit.advisor import candidates as cand
 from queryaudit.advisor.model import IndexAdvice
 from queryaudit.advisor.verify import Hypothetical, WhatIf

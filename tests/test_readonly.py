@@ -1,7 +1,7 @@
 """The audit writes nothing: a role that cannot write, and unchanged write counters and WAL."""
 import json
 
-from conftest import run_cli
+from conftest import flush_statistics, run_cli
 from helpers import client_wal, validate_report
 
 
@@ -20,14 +20,16 @@ def test_audit_as_monitoring_role_writes_nothing(shop_db, tmp_path):
     shop_db.execute("VACUUM")
     assert run_cli("audit", "--dsn", shop_db.dsn_as(role)).returncode == 0
     shop_db.execute("CHECKPOINT")
-    shop_db.execute("SELECT pg_stat_force_next_flush()")
+    with shop_db.connect() as conn:
+        flush_statistics(conn)
     before = _write_counters(shop_db)
     lsn_before = shop_db.execute("SELECT pg_current_wal_insert_lsn()")[0][0]
     out = tmp_path / "r.json"
     result = run_cli("audit", "--dsn", shop_db.dsn_as(role), "--json", str(out))
     assert result.returncode == 0, result.stderr
     validate_report(json.loads(out.read_text()))
-    shop_db.execute("SELECT pg_stat_force_next_flush()")
+    with shop_db.connect() as conn:
+        flush_statistics(conn)
     after = _write_counters(shop_db)
     lsn_after = shop_db.execute("SELECT pg_current_wal_insert_lsn()")[0][0]
     assert after == before

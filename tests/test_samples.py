@@ -1,16 +1,16 @@
-"""Values that exist together (queryaudit.samples): the placeholders of one table take
+"""Values that exist together (queryaudit.plans.samples): the placeholders of one table take
 their values from one sampled row, so correlated columns are planned with real pairs."""
 from __future__ import annotations
 
 import psycopg
 
-from queryaudit import plan as plan_model
+from queryaudit.plans import model as plan_model
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.collect.plans import PlanOptions, plan_stage
+from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.connect import session
-from queryaudit.params import find_slots, infer_parameters
-from queryaudit.samples import apply_rows, sample_requests
+from queryaudit.plans.params import find_slots, infer_parameters
+from queryaudit.plans.samples import apply_rows, sample_requests
 from queryaudit.snapshot import Column, ServerInfo, Snapshot, Table
 
 

@@ -92,3 +92,17 @@ def render(snapshot: Snapshot, console: Console) -> None:
         console.print(Text(f"note: {note}", style="dim"))
     for r in advice.rejected:
         console.print(Text(f"rejected {r.kind}: {r.sql}: {r.error}", style="dim"), soft_wrap=True)
+
+
+def run_advise_command(dsn: str | None, options: AdvisorOptions, explain: bool, json_path: Path | None,
+                       console: Console, err_console: Console) -> None:
+    """`queryaudit advise-indexes`: the advisor alone, printed and optionally written as JSON."""
+    from queryaudit.connect import resolve_dsn
+
+    if options.verify_real:
+        err_console.print(REAL_WARNING, markup=False, highlight=False)
+    snap = run_advisor(resolve_dsn(dsn), options, explain=explain)
+    render(snap, console)
+    if json_path:
+        write_json(snap, json_path)
+        console.print(f"wrote {json_path}", markup=False, highlight=False)

@@ -55,7 +55,7 @@ def _max_indexes(options: AdvisorOptions) -> int:
 
 
 def _statements(snapshot: Snapshot, limit: int):
-    from queryaudit.collect.logged import log_only_statements
+    from queryaudit.plans.logged import log_only_statements
 
     # Statements seen only in the server log (--log) compete on their logged time.
     ranked = sorted(snapshot.statements + log_only_statements(snapshot), key=lambda s: s.total_exec_time_ms,

@@ -24,3 +24,12 @@ def parse_size(text: str) -> int:
 def megabytes(n: int) -> str:
     """A size in MB (10^6 bytes), with its unit."""
     return f"{n / 10**6:.1f} MB"
+
+
+def budget_bytes_from(budget: str | None, budget_mb: float | None) -> int | None:
+    """advise-indexes --index-budget (with its unit) or --index-budget-mb (MB), not both."""
+    if budget is not None and budget_mb is not None:
+        raise AuditError("give --index-budget or --index-budget-mb, not both")
+    if budget is not None:
+        return parse_size(budget)
+    return int(budget_mb * UNITS["mb"]) if budget_mb is not None else None

@@ -15,8 +15,8 @@ from psycopg import sql
 
 from queryaudit.advisor.candidates import Candidate, _constant_fraction, selectivity
 from queryaudit.advisor.select import create_sql
-from queryaudit.explain import explain_generic, parameter_count, parameter_types, plan_cost
-from queryaudit.params import find_slots
+from queryaudit.plans.explain import explain_generic, parameter_count, parameter_types, plan_cost
+from queryaudit.plans.params import find_slots
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import quote_table
 

@@ -32,8 +32,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from queryaudit.capture import django as django_hooks
-from queryaudit.capture import drivers, sqlalchemy_hooks
+from queryaudit.capture import django_hooks, drivers, sqlalchemy_hooks
 from queryaudit.capture.core import CallSiteRule, CapturedStatement, active
 from queryaudit.nplusone import MAX_GAP, MIN_EXECUTIONS, Run, RunDetector, batched_rewrite, lookup_shape
 

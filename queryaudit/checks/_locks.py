@@ -1,7 +1,7 @@
 """Helpers the three lock checks share (not a check: the name starts with an underscore)."""
 from __future__ import annotations
 
-from queryaudit.lock_facts import LockFacts, LockStatement, LockWait, write_target
+from queryaudit.locks.facts import LockFacts, LockStatement, LockWait, write_target
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import quote_ident
 

@@ -7,15 +7,13 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from queryaudit import names
-from queryaudit import plan as plan_model
-from queryaudit.findings import Saving, saving_from_share
-from queryaudit.plan import Plan, PlanNode
+from queryaudit.plans import model as plan_model
+from queryaudit.findings import Saving, saving_from_share, severity_from_saving
+from queryaudit.plans.model import Plan, PlanNode
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement, Table
 from queryaudit.sql import quote_ident, quote_qualified
 
 # Severity follows the predicted saving (share of the database's total execution time).
-HIGH_SHARE = 0.10
-MEDIUM_SHARE = 0.02
 
 
 @dataclass
@@ -61,13 +59,7 @@ def analyzed_plans(snapshot: Snapshot) -> Iterator[CapturedPlan]:
     return (c for c in captured_plans(snapshot) if c.plan.analyzed)
 
 
-def severity_for(saving: Saving | None, floor: str = "low") -> str:
-    share = saving.share_of_total_time if saving else 0.0
-    if share >= HIGH_SHARE:
-        return "high"
-    if share >= MEDIUM_SHARE:
-        return "medium"
-    return floor
+severity_for = severity_from_saving  # the one scale, under the name the plan checks use
 
 
 def table_for(snapshot: Snapshot, node: PlanNode) -> Table | None:

@@ -42,6 +42,7 @@ gigabytes of memory; the index suggestion costs writes on the table.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import (analyzed_plans, columns_of, node_evidence, qualified, quote_ident,
                                       scoped_work_mem_sql, severity_for, table_for, work_mem_for)
 from queryaudit.findings import Finding
@@ -49,6 +50,7 @@ from queryaudit.snapshot import Snapshot
 
 ID = "disk-sort"
 TITLE = "Sort spilled to disk"
+CHECK = declare(ID, TITLE, family="plan", fix="setting")
 
 
 def disk_kilobytes(raw: dict) -> float:

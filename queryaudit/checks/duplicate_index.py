@@ -36,6 +36,7 @@ dropping.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._indexes import drop_finding, duplicate_groups
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
@@ -43,6 +44,7 @@ from queryaudit.snapshot import Snapshot
 ID = "duplicate-index"
 TITLE = "Duplicate index"
 MEDIUM_BYTES = 8 * 1024 * 1024
+CHECK = declare(ID, TITLE, family="hygiene", fix="drop-index", thresholds=("MEDIUM_BYTES",))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

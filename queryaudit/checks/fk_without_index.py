@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from queryaudit.advisor.candidates import Candidate
 from queryaudit.advisor.select import create_sql, index_name
+from queryaudit.checks import declare
 from queryaudit.findings import Finding
 from queryaudit.snapshot import ForeignKey, Snapshot
 
@@ -45,6 +46,8 @@ HIGH_PARENT_WRITES = 1000
 HIGH_CHILD_ROWS = 10_000
 MIN_CHILD_ROWS = 1000
 LARGE_CHILD_ROWS = 100_000
+CHECK = declare(ID, TITLE, family="hygiene", fix="create-index",
+                thresholds=("HIGH_PARENT_WRITES", "HIGH_CHILD_ROWS", "MIN_CHILD_ROWS", "LARGE_CHILD_ROWS"))
 
 
 def _indexed(snapshot: Snapshot, fk: ForeignKey) -> bool:

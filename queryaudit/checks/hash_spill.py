@@ -36,6 +36,7 @@ memory per session.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import (analyzed_plans, node_evidence, scoped_work_mem_sql, severity_for, table_for,
                                       work_mem_for)
 from queryaudit.findings import Finding
@@ -43,6 +44,7 @@ from queryaudit.snapshot import Snapshot
 
 ID = "hash-spill"
 TITLE = "Hash spilled to disk"
+CHECK = declare(ID, TITLE, family="plan", fix="setting")
 
 
 def spill(raw: dict) -> tuple[int, float] | None:

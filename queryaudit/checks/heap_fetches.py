@@ -31,6 +31,7 @@ next wave of writes.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import analyzed_plans, node_evidence, qualified, severity_for, table_for
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
@@ -39,6 +40,7 @@ ID = "heap-fetches"
 TITLE = "Index-only scan fetching heap rows"
 MIN_FETCH_RATIO = 0.10
 MIN_FETCHES = 1000
+CHECK = declare(ID, TITLE, family="plan", fix="vacuum", thresholds=("MIN_FETCH_RATIO", "MIN_FETCHES"))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

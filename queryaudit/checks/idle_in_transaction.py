@@ -38,10 +38,11 @@ locks), as is a tool that keeps a transaction open on purpose between its statem
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._locks import alter_database_sql, describe, lock_facts, real_queryids, setting_is_off
 from queryaudit.checks.long_transaction import is_idle_in_transaction, transaction_evidence
 from queryaudit.findings import Finding
-from queryaudit.lock_facts import IDLE_IN_TRANSACTION_S
+from queryaudit.locks.facts import IDLE_IN_TRANSACTION_S
 from queryaudit.snapshot import Snapshot
 
 ID = "idle-in-transaction"
@@ -49,6 +50,7 @@ TITLE = "Idle in transaction"
 
 MEDIUM_IDLE_S = 60.0
 _ = IDLE_IN_TRANSACTION_S  # the default threshold, recorded per sample in LockFacts.idle_in_transaction_s
+CHECK = declare(ID, TITLE, family="locks", fix="application", thresholds=("MEDIUM_IDLE_S",))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

@@ -35,6 +35,7 @@ the suggested index costs writes on the table.
 from __future__ import annotations
 
 from queryaudit.advisor.ddl import create_index_sql
+from queryaudit.checks import declare
 from queryaudit.checks._plans import analyzed_plans, columns_of, node_evidence, severity_for, table_for
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
@@ -44,6 +45,7 @@ TITLE = "Index scan discarding most rows"
 MIN_ROWS_REMOVED = 1000
 MIN_DISCARDED_SHARE = 0.90
 INDEX_SCANS = ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
+CHECK = declare(ID, TITLE, family="plan", fix="create-index", thresholds=("MIN_ROWS_REMOVED", "MIN_DISCARDED_SHARE"))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

@@ -34,6 +34,7 @@ build ends; re-run the audit after it completes.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Index, Snapshot
 from queryaudit.sql import quote_qualified
@@ -43,6 +44,7 @@ TITLE = "Invalid index"
 DUPLICATES_SHOWN = 100
 MANUAL_STEP = ("remove or merge the duplicate keys the first query lists (which row to keep is a business "
                "decision), then run the DROP and CREATE INDEX")
+CHECK = declare(ID, TITLE, family="hygiene", fix="rebuild-index")
 
 
 def fix_sql(definition: str, qualified_index: str) -> str:

@@ -34,6 +34,7 @@ large in a short test run.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import captured_plans, severity_for
 from queryaudit.findings import Finding, saving_from_share
 from queryaudit.snapshot import Snapshot
@@ -45,6 +46,7 @@ MIN_JIT_MS = 5.0
 FIX_SQL = ("-- for the role (or database) running these statements:\n"
            "ALTER ROLE <app_role> SET jit = off;\n"
            "-- or raise the threshold: ALTER ROLE <app_role> SET jit_above_cost = 1000000;")
+CHECK = declare(ID, TITLE, family="plan", fix="setting", thresholds=("MIN_JIT_SHARE", "MIN_JIT_MS"))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

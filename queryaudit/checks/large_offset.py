@@ -44,9 +44,10 @@ import re
 
 from pglast import ast
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import captured_plans, severity_for, table_for
 from queryaudit.findings import Finding, saving_from_share
-from queryaudit.plan import PlanNode
+from queryaudit.plans.model import PlanNode
 from queryaudit.snapshot import Snapshot, Statement
 from queryaudit.sql import parse, quote_ident, resolve_tables
 
@@ -54,6 +55,7 @@ ID = "large-offset"
 TITLE = "Large OFFSET pagination"
 MIN_SKIPPED_ROWS = 1000
 MIN_ESTIMATED_SKIPPED_ROWS = 10_000
+CHECK = declare(ID, TITLE, family="plan", fix="rewrite", thresholds=("MIN_SKIPPED_ROWS", "MIN_ESTIMATED_SKIPPED_ROWS"))
 
 
 _OFFSET_WORD = re.compile(r"offset", re.I)

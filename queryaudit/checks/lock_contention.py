@@ -82,11 +82,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from queryaudit.checks import declare
 from queryaudit.checks._locks import (IDLE_BLOCKER_S, alter_database_sql, classify, ddl_waits, describe,
                                       foreign_keys_between, is_ddl_wait, lock_facts, real_queryids,
                                       setting_is_off, short, write_target)
 from queryaudit.findings import Finding, saving_from_share
-from queryaudit.lock_facts import LockFacts, LockWait
+from queryaudit.locks.facts import LockFacts, LockWait
 from queryaudit.snapshot import Snapshot
 
 ID = "lock-contention"
@@ -109,6 +110,9 @@ LABELS = {"hot-row": "Hot rows", "idle-blocker": "Waits behind a session idle in
           "long-transaction": "Waits behind a long transaction", "ddl-queue": "DDL lock queue",
           "fk-share": "Foreign key checks wait on parent rows", "advisory": "Advisory lock waits",
           "table-lock": "Table lock waits", "deadlock": "Deadlocks"}
+CHECK = declare(ID, TITLE, family="locks", fix="application",
+                thresholds=("MIN_WAIT_SHARE", "MIN_WAIT_MS", "HIGH_WAIT_SHARE", "LOG_MEDIUM_WAITS",
+                            "LOG_HIGH_WAIT_MS", "HOT_ROWS", "IDLE_BLOCKER_S"))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

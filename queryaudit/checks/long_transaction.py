@@ -38,9 +38,10 @@ workers are not reported.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._locks import describe, lock_facts, real_queryids
 from queryaudit.findings import Finding
-from queryaudit.lock_facts import LONG_TRANSACTION_S, LockFacts, TransactionObservation
+from queryaudit.locks.facts import LONG_TRANSACTION_S, LockFacts, TransactionObservation
 from queryaudit.snapshot import Snapshot
 
 ID = "long-transaction"
@@ -49,6 +50,7 @@ TITLE = "Long transaction"
 MEDIUM_AGE_S = 300.0
 HIGH_AGE_S = 3600.0
 _ = LONG_TRANSACTION_S  # the default threshold, recorded per sample in LockFacts.long_transaction_s
+CHECK = declare(ID, TITLE, family="locks", fix="application", thresholds=("MEDIUM_AGE_S", "HIGH_AGE_S"))
 
 
 def is_idle_in_transaction(facts: LockFacts, obs: TransactionObservation) -> bool:

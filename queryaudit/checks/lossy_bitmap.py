@@ -28,6 +28,7 @@ When most rows of the lossy pages match anyway, the recheck costs little.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import (analyzed_plans, node_evidence, scoped_work_mem_sql, severity_for, table_for,
                                       work_mem_for)
 from queryaudit.findings import Finding
@@ -37,6 +38,7 @@ ID = "lossy-bitmap"
 TITLE = "Lossy bitmap heap scan"
 # An exact bitmap costs roughly this many bytes per heap page (tidbitmap.c's page entry).
 BYTES_PER_EXACT_PAGE = 64
+CHECK = declare(ID, TITLE, family="plan", fix="setting", thresholds=("BYTES_PER_EXACT_PAGE",))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

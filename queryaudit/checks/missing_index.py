@@ -38,11 +38,11 @@ ALTER INDEX public.events_blog_id_idx ATTACH PARTITION public.events_p0_blog_id_
 ```
 
 ## Thresholds
-Severity high when the index saves at least `HIGH_SHARE` (10 %) of total database time,
-medium from `MEDIUM_SHARE` (1 %), low below. The advisor's threshold (default 5 % of the
-cost of the statements a step changes), budget and maximum count are its options
-(`queryaudit advise-indexes --help`). Confidence high when verified (HypoPG or for
-real), low when estimated without HypoPG.
+Severity high when the index saves at least 10 % of total database time, medium from
+2 %, low below (the one scale of every check, `findings.severity_from_saving`). The advisor's threshold
+(default 5 % of the cost of the statements a step changes), budget and maximum count are its options
+(`queryaudit advise-indexes --help`). Confidence high when verified (HypoPG or for real), low when
+estimated without HypoPG.
 
 ## Known false positives
 HypoPG compares planner costs of generic plans: a statement whose parameters are
@@ -51,14 +51,14 @@ table's statistics and is only an estimate.
 """
 from __future__ import annotations
 
-from queryaudit.findings import Finding, Verification, saving_from_share
+from queryaudit.checks import declare
+from queryaudit.findings import Finding, Verification, saving_from_share, severity_from_saving
 from queryaudit.snapshot import Snapshot
 
 ID = "missing-index"
 TITLE = "Missing index"
-HIGH_SHARE = 0.10
-MEDIUM_SHARE = 0.01
 QUERY_CHARS = 300
+CHECK = declare(ID, TITLE, family="workload", fix="create-index", thresholds=("QUERY_CHARS",))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:
@@ -72,7 +72,6 @@ def run(snapshot: Snapshot) -> list[Finding]:
         statement_ms = sum(s.total_exec_time_ms for s in statements)
         saving = saving_from_share(statement_ms, proposed.saving_ms / statement_ms if statement_ms else 0.0,
                                    snapshot.total_exec_time_ms, sum(s.calls for s in statements))
-        share = saving.share_of_total_time
         lead = proposed.statements[0]
         before = {k: v for k, v in (("cost", lead.cost_before), ("ms", lead.ms_before)) if v is not None}
         after = {k: v for k, v in (("cost", lead.cost_after), ("ms", lead.ms_after)) if v is not None}
@@ -85,7 +84,7 @@ def run(snapshot: Snapshot) -> list[Finding]:
             + (f" WHERE {proposed.predicate}" if proposed.predicate else "")
         n = len(proposed.statements)
         findings.append(Finding(
-            check=ID, severity="high" if share >= HIGH_SHARE else "medium" if share >= MEDIUM_SHARE else "low",
+            check=ID, severity=severity_from_saving(saving),
             title=f"Index on {proposed.table} ({what}) would cut {n} statement{'s' if n > 1 else ''} "
                   f"by {max(e.fraction_removed for e in proposed.statements):.0%}",
             table=proposed.table, columns=list(proposed.columns), queryids=[e.queryid for e in proposed.statements],

@@ -48,10 +48,12 @@ pg_stat_statements: child calls >= `MIN_CHILD_CALLS` (20), calls per parent call
 rows, at most `MAX_ROWS_PER_CALL` (10) rows per child call. Logs: a run of
 `MIN_EXECUTIONS` (5) executions in a row, in at least `MIN_REPEATS` (2) transactions or
 requests (`--n-plus-one-min-executions`; `--n-plus-one-min-ms` drops loops that cost
-less). Severity grows with the share of database time and, for logs, with the latency
-a loop adds to its request: round trips x `--round-trip-ms` (default 0.5 ms) plus the
-server's time, high from `HIGH_LOOP_MS` (100 ms), medium from `MEDIUM_LOOP_MS` (10 ms).
-A cheap loop stays low, and is still reported. Capture: a run of `MIN_EXECUTIONS`.
+less). Severity follows the one scale of predicted saving (high from 10 % of database
+time, medium from 2 %), medium at least from `MEDIUM_ROUND_TRIPS` round trips saved; for
+logs also the latency a loop adds to its request: round trips x `--round-trip-ms`
+(default 0.5 ms) plus the server's time, high from `HIGH_LOOP_MS` (100 ms), medium from
+`MEDIUM_LOOP_MS` (10 ms). A cheap loop stays low, and is still reported. Capture: a run
+of `MIN_EXECUTIONS`.
 
 ## Known false positives
 Two unrelated statements whose call counts happen to line up; the foreign-key link
@@ -62,7 +64,8 @@ from __future__ import annotations
 
 import math
 
-from queryaudit.findings import Finding, saving_from_share
+from queryaudit.checks import declare
+from queryaudit.findings import Finding, Saving, saving_from_share, severity_from_saving
 from queryaudit.nplusone import ROUND_TRIP_MS, Lookup, batched_rewrite, join_rewrite, lookup_shape, output_columns
 from queryaudit.snapshot import Snapshot, Statement
 from queryaudit.sql import fingerprint, resolve_tables
@@ -77,10 +80,12 @@ MAX_ROWS_PER_CALL = 10.0
 # Of a child's own execution time, what batching removes when each call is a cheap
 # index probe (per-call executor overhead); a scan per call is removed almost entirely.
 PROBE_OVERHEAD_SHARE = 0.5
-HIGH_SHARE, MEDIUM_SHARE = 0.05, 0.01
 MEDIUM_ROUND_TRIPS = 10_000
 # Logs: latency one loop adds to its request (round trips x round-trip time + server time saved).
 HIGH_LOOP_MS, MEDIUM_LOOP_MS = 100.0, 10.0
+CHECK = declare(ID, TITLE, family="workload", fix="rewrite",
+                thresholds=("MIN_CHILD_CALLS", "MIN_CALLS_PER_PARENT", "ROWS_TOLERANCE", "MAX_ROWS_PER_CALL",
+                            "PROBE_OVERHEAD_SHARE", "MEDIUM_ROUND_TRIPS", "HIGH_LOOP_MS", "MEDIUM_LOOP_MS"))
 
 
 def _key_kind(snapshot: Snapshot, table: str, columns: list[str]) -> str | None:
@@ -156,21 +161,15 @@ def _fraction_removed(child: Statement, parent_calls: int) -> float:
 
 
 def _severity(share: float, round_trips: int) -> str:
-    if share >= HIGH_SHARE:
-        return "high"
-    if share >= MEDIUM_SHARE or round_trips >= MEDIUM_ROUND_TRIPS:
-        return "medium"
-    return "low"
+    # Round trips cost the application latency the database time does not show: medium at least.
+    return severity_from_saving(Saving(share), floor="medium" if round_trips >= MEDIUM_ROUND_TRIPS else "low")
 
 
 def _log_severity(share: float, saved_per_run_ms: float) -> str:
-    """A loop in the log: by the latency one loop adds to its request (round trips included),
-    or by the database time it takes."""
-    if share >= HIGH_SHARE or saved_per_run_ms >= HIGH_LOOP_MS:
-        return "high"
-    if share >= MEDIUM_SHARE or saved_per_run_ms >= MEDIUM_LOOP_MS:
-        return "medium"
-    return "low"
+    """A loop in the log: by the database time it takes (the one scale), or by the latency one
+    loop adds to its request (round trips included), whichever is higher."""
+    floor = "high" if saved_per_run_ms >= HIGH_LOOP_MS else "medium" if saved_per_run_ms >= MEDIUM_LOOP_MS else "low"
+    return severity_from_saving(Saving(share), floor=floor)
 
 
 def _statement_evidence(s: Statement) -> dict:

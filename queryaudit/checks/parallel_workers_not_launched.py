@@ -34,12 +34,14 @@ long-run picture.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import analyzed_plans, node_evidence, severity_for
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
 
 ID = "parallel-workers-not-launched"
 TITLE = "Parallel workers planned but not launched"
+CHECK = declare(ID, TITLE, family="plan", fix="setting")
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

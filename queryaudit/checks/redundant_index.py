@@ -35,6 +35,7 @@ specific ORDER BY direction or collation may look redundant. A much narrower ind
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._indexes import drop_finding, redundant_pairs
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
@@ -42,6 +43,7 @@ from queryaudit.snapshot import Snapshot
 ID = "redundant-index"
 TITLE = "Redundant index (left prefix of another)"
 MEDIUM_BYTES = 8 * 1024 * 1024
+CHECK = declare(ID, TITLE, family="hygiene", fix="drop-index", thresholds=("MEDIUM_BYTES",))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

@@ -76,10 +76,11 @@ import re
 
 from pglast import ast, visitors
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import (CapturedPlan, analyzed_plans, columns_of, node_evidence, qualified, quote_ident,
                                       severity_for, table_for)
 from queryaudit.findings import Finding, Saving
-from queryaudit.plan import PlanNode
+from queryaudit.plans.model import PlanNode
 from queryaudit.snapshot import Snapshot, Table
 from queryaudit.sql import find_nodes
 
@@ -98,6 +99,7 @@ CONDITION_FIELDS = ("Filter", "Index Cond", "Recheck Cond")
 # Nodes that read all of their input before returning anything: a Limit above them
 # does not cut what runs below them.
 BLOCKING = ("Sort", "Hash", "Aggregate", "HashAggregate", "GroupAggregate", "WindowAgg", "SetOp", "Unique")
+CHECK = declare(ID, TITLE, family="plan", fix="statistics", thresholds=("MIN_Q_ERROR", "MEANINGFUL_SHARE"))
 
 
 def stopped_early(node: PlanNode) -> bool:

@@ -33,6 +33,7 @@ write; small statement shares are reported as low.
 """
 from __future__ import annotations
 
+from queryaudit.checks import declare
 from queryaudit.checks._plans import captured_plans, columns_of, node_evidence, severity_for, table_for
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
@@ -41,6 +42,7 @@ ID = "seq-scan-large-table"
 TITLE = "Sequential scan of a large table returning few rows"
 LARGE_TABLE_ROWS = 10_000
 MAX_KEPT_SHARE = 0.01
+CHECK = declare(ID, TITLE, family="plan", fix="create-index", thresholds=("LARGE_TABLE_ROWS", "MAX_KEPT_SHARE"))
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

@@ -34,6 +34,7 @@ because of lock waits during the run is not an indexing problem.
 from __future__ import annotations
 
 from queryaudit.advisor.ddl import create_index_sql
+from queryaudit.checks import declare
 from queryaudit.checks._plans import analyzed_plans, severity_for
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
@@ -42,6 +43,7 @@ ID = "slow-foreign-key-trigger"
 TITLE = "Slow foreign-key trigger"
 MIN_TRIGGER_SHARE = 0.20
 MIN_TRIGGER_MS = 1.0
+CHECK = declare(ID, TITLE, family="plan", fix="create-index", thresholds=("MIN_TRIGGER_SHARE", "MIN_TRIGGER_MS"))
 
 
 def _leads_an_index(snapshot: Snapshot, table: str, columns: list[str]) -> bool:

@@ -49,8 +49,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from queryaudit.checks._indexes import drop_sql, duplicate_groups, protected, redundant_pairs, stats_since, \
-    window_days
+from queryaudit.checks import declare
+from queryaudit.checks._indexes import drop_sql, duplicate_groups, protected, redundant_pairs, stats_since, window_days
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Index, Snapshot
 
@@ -61,6 +61,8 @@ MEDIUM_BYTES = 100 * 1024 * 1024
 MIN_WINDOW_DAYS = 7.0  # default of snapshot.extras["unused_index_min_days"]
 TRUSTED_DAYS = 7
 CONFIDENT_DAYS = 30
+CHECK = declare(ID, TITLE, family="hygiene", fix="drop-index",
+                thresholds=("MIN_BYTES", "MEDIUM_BYTES", "MIN_WINDOW_DAYS", "TRUSTED_DAYS", "CONFIDENT_DAYS"))
 
 
 def _days_between(start: str | None, end: str | None) -> float | None:

@@ -17,8 +17,11 @@ targets.toml:
     top = 10                                      # top, explain, explain-budget, sample-seconds,
     redact = true                                 # redact (on when either asks for it)
 
-The command line's --top, --no-explain, --explain-budget, --sample-seconds and --redact
-apply to every target. --json/--html/--markdown select the formats written per target;
+Every audit option of the command line (--top, --no-explain, --explain-budget,
+--explain-timeout, --analyze-dml, --sample-seconds, --log, --redact, ...) applies to every
+target, through the same pipeline as `audit`; targets.toml overrides top, explain,
+explain-budget, explain-timeout, analyze-dml, sample-seconds, log and redact per target.
+--json/--html/--markdown select the formats written per target;
 their path holds {target} (e.g. reports/{target}.md); without them JSON and HTML go to
 --out-dir as <target>.json and <target>.html.
 """
@@ -38,6 +41,7 @@ from pathlib import Path
 from queryaudit.errors import AuditError
 from queryaudit.findings import SEVERITIES
 from queryaudit.history.budgets import array_of_tables, read_toml
+from queryaudit.pipeline import AuditOptions
 
 DEFAULT_WORKERS = 4
 # targets.toml key -> (FleetOptions field, type check, what it must be)
@@ -48,6 +52,10 @@ OVERRIDES = {
                        and v >= 0, "a number of seconds >= 0"),
     "sample-seconds": ("sample_seconds", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
                        and v >= 0, "a number of seconds >= 0"),
+    "explain-timeout": ("explain_statement_ms", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                        and v >= 0.1, "a number of seconds >= 0.1"),
+    "analyze-dml": ("analyze_dml", lambda v: isinstance(v, bool), "true or false"),
+    "log": ("logs", lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v), "a list of log paths"),
     "redact": ("redact", lambda v: isinstance(v, bool), "true or false"),
 }
 TARGET_KEYS = {"name", "dsn", "dsn-env", *OVERRIDES}
@@ -61,11 +69,7 @@ class FleetOptions:
     """The command line's audit options, for every target (targets.toml may override them per target).
     formats: format -> path template holding {target}, or None for <out-dir>/<target>.<ext>."""
 
-    top: int = 20
-    explain: bool = True
-    explain_budget_s: float = 60.0
-    sample_seconds: float = 0.0
-    redact: bool = False
+    audit: AuditOptions = field(default_factory=AuditOptions)
     formats: dict[str, str | None] = field(default_factory=lambda: {f: None for f in DEFAULT_FORMATS})
 
     def output_paths(self, name: str, out_dir: Path) -> dict[str, Path]:
@@ -88,12 +92,15 @@ class FleetTarget:
     name: str
     dsn: str | None = None
     dsn_env: str | None = None
-    overrides: dict = field(default_factory=dict)  # FleetOptions field -> value, from targets.toml
+    overrides: dict = field(default_factory=dict)  # AuditOptions field -> value, from targets.toml
 
     def options(self, defaults: FleetOptions) -> FleetOptions:
-        merged = dataclasses.replace(defaults, **self.overrides)
-        merged.redact = defaults.redact or merged.redact  # --redact on the command line holds for every target
-        return merged
+        overrides = dict(self.overrides)
+        if "explain_statement_ms" in overrides:  # seconds in the file, like --explain-timeout
+            overrides["explain_statement_ms"] = int(overrides["explain_statement_ms"] * 1000)
+        audit = dataclasses.replace(defaults.audit, **overrides)
+        audit.redact = defaults.audit.redact or audit.redact  # --redact on the command line holds for every target
+        return dataclasses.replace(defaults, audit=audit)
 
     def resolve_dsn(self) -> str:
         if self.dsn_env:
@@ -160,26 +167,27 @@ def _summary(report: dict) -> dict:
 
 def audit_target(target: FleetTarget, out_dir: Path, defaults: FleetOptions, store_url: str | None,
                  baseline: bool, record: bool) -> FleetResult:
-    from queryaudit.pipeline import AuditOptions, analyse, collect_live
+    from queryaudit.pipeline import live_snapshot, run_audit
     from queryaudit.report import write_outputs
 
     started = time.monotonic()
     options = target.options(defaults)
     try:
-        snapshot = collect_live(target.resolve_dsn(), AuditOptions(
-            top=options.top, explain=options.explain, explain_budget_s=options.explain_budget_s,
-            sample_seconds=options.sample_seconds))
-        report = analyse(snapshot, options.top)
-        if options.redact:
-            from queryaudit.redact import redact as redact_values
+        dsn = target.resolve_dsn()
+        snapshot = live_snapshot(dsn, options.audit)  # its "logs" stage reads the target's logs
+        if record or baseline:
+            from queryaudit.history.service import index_first_seen
 
-            report = redact_values(report)
+            # An index younger than the unused-index window is judged by its age in the store, as in `audit`.
+            snapshot.extras["index_first_seen"] = index_first_seen(snapshot, store_url, target.name)
+        run = run_audit(snapshot, options.audit, logs_read=True)
+        snapshot, report = run.snapshot, run.report
         history = []
         if record or baseline:
             from queryaudit.history.service import attach_history
 
             history = attach_history(report, snapshot, store_url, record=record, baseline=baseline, name=target.name,
-                                     redact=options.redact)
+                                     redact=options.audit.redact)
         paths = options.output_paths(target.name, out_dir)
         written = write_outputs(report, paths)
         return FleetResult(target, True, time.monotonic() - started, outputs=dict(zip(paths, written)),

@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from queryaudit.errors import AuditError
 from queryaudit.history.budgets import Config, Verdict, evaluate, load_config
 from queryaudit.history.compare import baseline_section, compare, view_from_report, view_from_window
 from queryaudit.history.store import Store, resolve_store_url
 from queryaudit.history.windows import Window
+
+if TYPE_CHECKING:
+    from queryaudit.pipeline import AuditOptions
 
 
 def open_store(url: str | None, config: Config | None = None, create: bool = True) -> Store:
@@ -132,14 +136,19 @@ class CheckOutcome:
     comparison: dict
     config: Config
     lines: list[str]
+    report: dict | None = None  # the fresh audit's report (--dsn/--snapshot), None otherwise
 
 
 def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, snapshot_path: Path | None,
               report_path: Path | None, baseline_report: Path | None, target: str | None, record: bool,
-              top: int = 20) -> CheckOutcome:
+              options: AuditOptions | None = None) -> CheckOutcome:
     """The budgets held against: the latest stored audit and the one before it (no source), or
     a fresh audit (--dsn/--snapshot) and the last stored one, or a report and another report."""
+    from queryaudit.pipeline import AuditOptions
+
+    options = options or AuditOptions()
     config = load_config(config_path)
+    report = None
     sources = [s for s in (dsn, snapshot_path, report_path) if s is not None]
     if len(sources) > 1:
         raise AuditError("give one of --dsn, --snapshot or --report")
@@ -151,20 +160,16 @@ def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, 
         before = view_from_report(load_report(baseline_report), str(baseline_report)) if baseline_report else None
         lines.append("comparing cumulative report numbers (statistics since their reset)")
     elif dsn is not None or snapshot_path is not None:
-        from queryaudit.pipeline import analyse
+        from queryaudit.connect import resolve_dsn
+        from queryaudit.pipeline import live_snapshot, run_audit
         from queryaudit.snapshot import Snapshot
 
-        if snapshot_path is not None:
-            snap = Snapshot.load(snapshot_path)
-        else:
-            from queryaudit.connect import resolve_dsn
-            from queryaudit.pipeline import AuditOptions, collect_live
-
-            # The same stages as `audit`, so findings compare like with like against stored audits.
-            snap = collect_live(resolve_dsn(dsn), AuditOptions(top=top))
+        # The same run as `audit`, with the same options, so findings compare like with like.
+        source = Snapshot.load(snapshot_path) if snapshot_path is not None else live_snapshot(resolve_dsn(dsn), options)
         # An index younger than the unused-index window is judged by its age in the store, as in `audit`.
-        snap.extras["index_first_seen"] = index_first_seen(snap, store_url, target, config)
-        report = analyse(snap, top)
+        source.extras["index_first_seen"] = index_first_seen(source, store_url, target, config)
+        run = run_audit(source, options, logs_read=snapshot_path is None)
+        snap, report = run.snapshot, run.report
         before = None
         if record or store_exists(store_url, config):
             store = open_store(store_url, config, create=record)
@@ -201,4 +206,4 @@ def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, 
         lines.append("no baseline: regression budgets are not judged")
     comparison = compare(before, after)
     verdict = evaluate(config, comparison)
-    return CheckOutcome(verdict, comparison, config, lines)
+    return CheckOutcome(verdict, comparison, config, lines, report)

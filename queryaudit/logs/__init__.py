@@ -31,7 +31,7 @@ sqlstate, severity, source (file:line) and `session_key` (session_id, else pid).
 - `SessionEndEvent`: a `disconnection:` line (log_disconnections).
 
 `ingest(paths, prefix, options)` (queryaudit.logs.digest) aggregates the same stream into
-`queryaudit.log_facts.LogFacts` for the snapshot: per-statement latency percentiles and
+`queryaudit.logs.facts.LogFacts` for the snapshot: per-statement latency percentiles and
 the N+1 loops.
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from queryaudit.log_facts import LogFacts, LogNPlusOne, LogStatement
+from queryaudit.logs.facts import LogFacts, LogNPlusOne, LogStatement
 from queryaudit.logs.events import LockEvent, PlanEvent, SessionEndEvent, StatementEvent, TempFileEvent
 from queryaudit.logs.messages import parse_parameters, to_events
 from queryaudit.logs.reader import ReadStats, read_records

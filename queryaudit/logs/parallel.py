@@ -70,7 +70,7 @@ def cut_points(path: Path, prefix: str, jobs: int) -> list[int]:
 
 def _read_piece(task: tuple) -> tuple:
     path, start, end, fmt, prefix, options, catalog = task
-    from queryaudit.lock_log import LockLogAnalyser
+    from queryaudit.locks.log import LockLogAnalyser
 
     locks = LockLogAnalyser(*catalog)
     digest = LogDigest(options, [locks])

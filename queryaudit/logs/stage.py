@@ -21,14 +21,14 @@ def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = 
     the lock analysis (snapshot.logs, snapshot.lock_log). Prefix: --log-line-prefix, else
     the audited server's log_line_prefix, else PostgreSQL's default. A log that cannot be
     read is a stage error; the audit goes on."""
-    from queryaudit.lock_log import for_snapshot
+    from queryaudit.locks.log import for_snapshot
 
     chosen = prefix or prefix_from_settings(snapshot.server.settings) or DEFAULT_PREFIX
     locks = for_snapshot(snapshot)
     stats = ReadStats()
     try:
         if jobs > 1:  # big stderr files in parallel pieces, merged
-            from queryaudit.lock_log import _catalog
+            from queryaudit.locks.log import _catalog
             from queryaudit.logs.parallel import ingest_parallel
 
             snapshot.logs, locks, stats = ingest_parallel(paths, chosen, options, jobs, _catalog(snapshot))

@@ -9,7 +9,8 @@ import datetime as dt
 
 import pglast
 
-from queryaudit.plan import build as build_plan
+from queryaudit import checks
+from queryaudit.plans.model import build as build_plan
 from queryaudit.sql import resolve_tables
 from queryaudit.snapshot import Snapshot
 
@@ -18,9 +19,10 @@ from queryaudit.snapshot import Snapshot
 SLOW_NODE_SHARE = 0.2
 MISESTIMATE_Q_ERROR = 10.0
 CHART_STATEMENTS = 10
-HYGIENE_CHECKS = ("unused-index", "duplicate-index", "redundant-index", "invalid-index", "fk-without-index")
-DROP_CHECKS = ("unused-index", "duplicate-index", "redundant-index")
-LOCK_CHECKS = ("lock-contention", "long-transaction", "idle-in-transaction")
+# The report's groups, from the checks' declarations.
+HYGIENE_CHECKS = checks.ids(family="hygiene")
+DROP_CHECKS = checks.ids(fix="drop-index")
+LOCK_CHECKS = checks.ids(family="locks")
 PRETTY_MAX_CHARS = 20000
 PRETTY_LIST_MARGIN = 90  # pglast on a huge generated statement is slow and unreadable anyway
 
@@ -54,7 +56,7 @@ def _detail(node) -> str:
 
 
 def plan_rows(explain: dict | None) -> list[dict]:
-    """The plan tree (queryaudit.plan) flattened depth-first for display: exclusive time,
+    """The plan tree (queryaudit.plans.model) flattened depth-first for display: exclusive time,
     its share of the statement, q-error, and the slow / misestimated flags. Without
     ANALYZE (generic plans) the node's own cost stands in for time."""
     if not explain:

@@ -9,8 +9,9 @@ import datetime as dt
 
 from queryaudit import __version__
 from queryaudit.collect import top_statements
+from queryaudit.checks import ids
 from queryaudit.findings import SEVERITIES, Finding, combined_saving_share, merge_overlapping, prioritise
-from queryaudit.lock_report import locks_section
+from queryaudit.locks.report import locks_section
 from queryaudit.report.derive import enrich
 from queryaudit.logs.report import log_section, query_latency, workload_sources
 from queryaudit.snapshot import Snapshot
@@ -98,7 +99,7 @@ def _statement_shares(snapshot: Snapshot) -> dict[str, float]:
 
 
 def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> dict:
-    ordered = prioritise(merge_overlapping(findings))
+    ordered = prioritise(merge_overlapping(findings, ids(fix="create-index")))
     by_severity = {s: sum(1 for f in ordered if f.severity == s) for s in SEVERITIES}
     server = snapshot.server
     report = {

@@ -15,6 +15,7 @@ from queryaudit.findings import (
     Saving,
     Verification,
     saving_from_share,
+    severity_from_saving,
 )
 from queryaudit.snapshot import Snapshot
 from queryaudit.verify.model import FixMeasurement
@@ -25,12 +26,6 @@ MEASURED_OUTCOMES = ("faster", "not-faster", "inconclusive")
 
 def _ms(value: float) -> str:
     return f"{value:.3f} ms" if value < 1 else f"{value:,.1f} ms"
-
-
-def _severity(saving: Saving) -> str:
-    from queryaudit.checks._plans import severity_for
-
-    return severity_for(saving)
 
 
 def _verification(m: FixMeasurement) -> Verification:
@@ -88,7 +83,7 @@ def _measured(f: Finding, m: FixMeasurement, snapshot: Snapshot) -> None:
                     + ("the spill goes but " if m.kind == "work_mem" else "")
                     + f"the statement is not materially faster ({timing}, {len(m.before_ms)} runs each)")
     else:
-        f.severity = _severity(f.predicted_saving) if f.predicted_saving else f.severity
+        f.severity = severity_from_saving(f.predicted_saving) if f.predicted_saving else f.severity
         f.advice = f"measured: {what}: {timing}" + (f"; {f.advice}" if f.advice and m.kind != "work_mem" else "")
 
 

@@ -8,7 +8,7 @@ from statistics import median
 import psycopg
 
 from queryaudit.checks._plans import scoped_work_mem_sql
-from queryaudit.explain import parameter_count, parameter_types
+from queryaudit.plans.explain import parameter_count, parameter_types
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
 from queryaudit.verify import keyset, logic
@@ -193,7 +193,7 @@ class Verifier:
         """Values for a statement whose plan capture found none for its OFFSET: the other
         parameters drawn as plan capture draws them, the OFFSET from the rows it skips per
         call (estimated from pg_stat_statements by the check)."""
-        from queryaudit.params import infer_parameters
+        from queryaudit.plans.params import infer_parameters
 
         statement = self.snapshot.statement(queryid)
         skipped = finding.evidence.get("rows_skipped_per_call")
