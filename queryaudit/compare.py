@@ -240,9 +240,19 @@ def _measured(r: dict) -> str:
             f"{r['mean_change_text']}{p95}")
 
 
+def _time_changed_ms(r: dict) -> float:
+    """What the change in mean made of the calls after: the time the fix saved (or cost) there."""
+    if not (r["before"] and r["after"]):
+        return 0.0
+    return (r["before"]["mean_exec_time_ms"] - r["after"]["mean_exec_time_ms"]) * r["after"]["calls"]
+
+
 def _statement_verdict(subject: str, rows: list[dict]) -> dict:
     """The fix's verdict quotes the measured change of the statements it serves: the ones that
-    moved significantly and materially, else the (unchanged) ones it was meant for."""
+    moved significantly and materially, else the (unchanged) ones it was meant for. The
+    statement it served most (the most time saved or cost over the calls after) comes first:
+    the order the rows arrive in (by total time before) says nothing about the fix."""
+    rows = sorted(rows, key=lambda r: (-abs(_time_changed_ms(r)), r["queryid"]))
     moved = [r for r in rows if r["status"] in ("improved", "regressed")]
     if not moved:
         measured = [r for r in rows if r["before"] and r["after"]][:3]

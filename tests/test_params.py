@@ -2,6 +2,7 @@
 from pg_stats, and the placeholders no value can be inferred for."""
 from queryaudit.plans.capture import render_query
 from queryaudit.plans.params import find_slots, infer_parameters
+from queryaudit.plans.samples import sample_requests
 from queryaudit.snapshot import Column, ColumnStats, ServerInfo, Snapshot, Statement, Table
 
 
@@ -64,6 +65,10 @@ def test_a_placeholder_only_in_the_select_list_takes_any_value():
              "FROM customers WHERE city = $3) AS x")
     binding = infer_parameters(query, shop(), ["text", "bigint", "text"])
     assert binding.values[:2] == ["", "1"] and "chooses no rows" in binding.describe()
+    # names resolves `nation` to customers.city: $1 must still not take the first common
+    # value (or a sampled row) away from $3, the placeholder that filters on that column.
+    assert binding.values[2] == "paris"
+    assert [[s.number for s in group] for r in sample_requests(binding) for group in r.slots] == [[3]]
     # The same placeholder in a subquery of the select list filters that subquery: no free value.
     binding = infer_parameters("SELECT (SELECT count(*) FROM orders WHERE status = lower($1)) FROM customers",
                                shop(), ["text"])

@@ -326,3 +326,32 @@ def test_hash_spill_fix_gives_one_batch(empty_db):
         conn.execute(f"SET LOCAL hash_mem_multiplier = {multiplier}")
         plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + HASH_JOIN).fetchone()[0][0]
     assert all(n["Hash Batches"] == 1 for n in logic.nodes(plan["Plan"]) if n["Node Type"] == "Hash")
+
+
+def test_a_statistics_fix_that_fails_leaves_the_next_one_measurable(empty_db):
+    """--verify-real: an error inside the rolled-back transaction is the error reported (not a
+    DEALLOCATE failing in the aborted transaction, which the stage then dropped as a failed
+    measurement), no prepared statement is left, and the next fix of the session is measured."""
+    import time
+
+    import psycopg
+
+    from queryaudit.verify.measure import Runner
+    from queryaudit.verify.model import FixMeasurement
+    from queryaudit.verify.real import measure_statistics
+
+    empty_db.execute("CREATE TABLE towns (id int, city text, zip text)")
+    empty_db.execute("INSERT INTO towns SELECT g, 'c' || g % 50, 'z' || g % 50 FROM generate_series(1, 20000) g")
+    query = "SELECT count(*) FROM towns WHERE city = $1 AND zip = $2"
+    with empty_db.connect() as conn:
+        runner = Runner(conn, time.monotonic() + 60, 10_000)
+        failed = FixMeasurement(finding_id="f", check="row-estimate-error", queryid="1", kind="statistics")
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            measure_statistics(conn, runner, failed, query, ["c7", "z7"], ["text", "text"],
+                               "CREATE STATISTICS towns_stats ON nope, zip FROM towns; ANALYZE towns;", 3)
+        m = FixMeasurement(finding_id="g", check="row-estimate-error", queryid="1", kind="statistics")
+        measure_statistics(conn, runner, m, query, ["c7", "z7"], ["text", "text"],
+                           "CREATE STATISTICS towns_stats (dependencies, mcv) ON city, zip FROM towns; ANALYZE towns;", 3)
+        assert len(m.before_ms) == len(m.after_ms) == 3
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
+    assert empty_db.execute("SELECT count(*) FROM pg_statistic_ext WHERE stxname = 'towns_stats'")[0][0] == 0

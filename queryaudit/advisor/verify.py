@@ -229,20 +229,26 @@ def measure_real(conn: psycopg.Connection, candidate: Candidate, statements: lis
     before and after, and roll back: the index (and any row a DML statement touched)
     is gone afterwards, even if the session dies midway. Needs a writable session."""
     out: dict[str, tuple[float, float]] = {}
-    with conn.transaction(force_rollback=True):
-        conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        names = {}
-        for n, (queryid, query, values) in enumerate(statements):
-            if values:
-                names[queryid] = f"queryaudit_real_{n}"
-                conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(names[queryid])) + sql.SQL(query))
-        before = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
-        conn.execute(create_sql(candidate, "queryaudit_verify_real_idx", concurrently=False))
-        if "expression" in candidate.reasons:  # an expression index brings statistics of its own
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(quote_table(candidate.table))))
-        after = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
+    names = {}
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            for n, (queryid, query, values) in enumerate(statements):
+                if values:
+                    conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(f"queryaudit_real_{n}"))
+                                 + sql.SQL(query))
+                    names[queryid] = f"queryaudit_real_{n}"
+            before = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
+            conn.execute(create_sql(candidate, "queryaudit_verify_real_idx", concurrently=False))
+            if "expression" in candidate.reasons:  # an expression index brings statistics of its own
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(quote_table(candidate.table))))
+            after = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
+    finally:
+        # DEALLOCATE after the transaction, also when a run failed (inside the aborted
+        # transaction it would fail and hide the error); only what is still there.
         for name in names.values():
-            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+            if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
     for q in before:
         out[q] = (before[q], after[q])
     return out

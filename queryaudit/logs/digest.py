@@ -372,7 +372,10 @@ class LogDigest:
         facts.statement_count = len(self.stats)
         facts.executions = sum(a.count for a in self.stats.values()) + self._unfollowed[0]
         facts.total_ms = sum(a.total for a in self.stats.values()) + self._unfollowed[1]
-        top = sorted(self.stats.values(), key=lambda a: a.total, reverse=True)[: self.options.top_statements]
+        # By the total as reported (3 decimals), then the key: statements of equal time keep
+        # one order whether the file was read in one process or in pieces (--log-jobs), where
+        # the sums are added in another order and the dict filled in another order.
+        top = sorted(self.stats.values(), key=lambda a: (-round(a.total, 3), a.key))[: self.options.top_statements]
         facts.statements = [LogStatement(
             key=a.key, fingerprint=a.fingerprint, queryid=a.queryid, query=a.query, count=a.count,
             total_ms=round(a.total, 3), min_ms=round(a.min if a.count else 0.0, 3), max_ms=round(a.max, 3),
@@ -382,8 +385,9 @@ class LogDigest:
         # A loop is an N+1 when it comes back: in another transaction or request (one loop,
         # once, is as likely a report or a batch job written that way on purpose).
         repeated = [p for p in self.patterns.values() if p.transactions >= self.options.min_repeats]
-        facts.n_plus_one = sorted(repeated, key=lambda p: p.executions * self.options.round_trip_ms + p.total_ms,
-                                  reverse=True)
+        facts.n_plus_one = sorted(repeated, key=lambda p: (-round(p.executions * self.options.round_trip_ms
+                                                                  + p.total_ms, 3), p.fingerprint,
+                                                                p.parent_fingerprint or ""))
         facts.total_ms = round(facts.total_ms, 3)
         return facts
 

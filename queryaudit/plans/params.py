@@ -335,8 +335,15 @@ def _no_column_value(slot: ParameterSlot, default: str | None, unit: str | None)
         return "0", "a neutral offset (the column's value is drawn for the other term)"
     if typ in _NUMERIC_TYPES:
         return "1", "1, a neutral factor or argument (no column to draw from)"
-    if slot.select_list_only and (typ in ("text", "bpchar", "character", "character varying", "boolean")):
-        return ("true" if typ == "boolean" else ""), "any value: only in the select list, it chooses no rows"
+    return _select_list_value(slot)
+
+
+_ANY_VALUE = "any value: only in the select list, it chooses no rows"
+
+
+def _select_list_value(slot: ParameterSlot) -> tuple[str, str] | None:
+    if slot.select_list_only and ((slot.type or "").lower() in ("text", "bpchar", "character", "character varying", "boolean")):
+        return ("true" if slot.type.lower() == "boolean" else ""), _ANY_VALUE
     return None
 
 
@@ -367,6 +374,15 @@ def draw_values(slots: list[ParameterSlot], snapshot: Snapshot, statement: State
                 slot.problem = f"compared with {slot.expression}: needs a sampled row of {slot.table}"
             continue
         stats = snapshot.stats_for(slot.table, slot.column)
+        if slot.select_list_only:
+            # `CASE WHEN nation = $1` where names resolves nation to a column: the value
+            # chooses no rows, so it must not take the column's first common value (nor a
+            # sampled row) from the placeholders that filter on that column.
+            drawn = _select_list_value(slot) or (_common_value(stats) if stats else None)
+            if drawn is not None:
+                slot.value, slot.source = drawn[0], _ANY_VALUE
+                slot.problem = None
+                continue
         if stats is None:
             slot.problem = "no pg_stats for the column (never analyzed?)"
             continue

@@ -74,8 +74,8 @@ def sample_requests(binding: Binding) -> list[RowSample]:
     """One request per table whose placeholders a sampled row can fill."""
     requests: list[RowSample] = []
     for slot in binding.slots:
-        if slot.table is None or slot.operator not in SAMPLED_OPERATORS:
-            continue
+        if slot.table is None or slot.operator not in SAMPLED_OPERATORS or slot.select_list_only:
+            continue  # a select-list-only value chooses no rows: no row need carry it
         if slot.column is not None:
             output, alias = quote_ident(slot.column), None
         elif slot.expression is not None:
@@ -131,7 +131,8 @@ def join_request(query: str, binding: Binding) -> JoinSample | None:
 
     from queryaudit.sql import find_nodes, parse
 
-    slots = [s for s in binding.slots if s.table and s.operator in SAMPLED_OPERATORS and (s.column or s.expression)]
+    slots = [s for s in binding.slots if s.table and s.operator in SAMPLED_OPERATORS and (s.column or s.expression)
+             and not s.select_list_only]
     if len({s.table for s in slots}) < 2:
         return None
     stmts = parse(query)

@@ -155,20 +155,31 @@ class Verifier:
     # -- large OFFSET ----------------------------------------------------------------
     def offset(self, queryid: str, finding: Finding) -> FixMeasurement:
         m = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=queryid, kind="keyset")
-        bound, source = self._bound(queryid), "the captured plan's values"
-        if bound is None:
-            bound, source = self._offset_values(queryid, finding), "OFFSET estimated from pg_stat_statements"
-        if bound is None:
-            m.method, m.detail = "none", "no values for this statement's parameters"
-            return m
-        query, values, types = bound
         table = self.snapshot.table(finding.table) if finding.table else None
         unique = [i.columns for i in sorted(self.snapshot.indexes_of(table.qualified_name) if table else [],
                                             key=lambda i: not i.is_primary)
                   if i.is_unique and i.is_valid and i.predicate is None and i.columns]
-        plan = keyset.plan(query, values or [], types or [], unique)
-        if plan is None or plan.offset <= 0:
+        plan = bound = None
+        # Plan capture binds a normalized `OFFSET $n` to 0 (the first page: pg_stat_statements
+        # keeps no value), which says nothing of the pages this finding is about: an OFFSET
+        # of 0 falls through to the OFFSET the check estimated from the rows skipped per call.
+        for get, source in ((lambda: self._bound(queryid), "the captured plan's values"),
+                            (lambda: self._offset_values(queryid, finding), "OFFSET estimated from pg_stat_statements")):
+            found = get()
+            if found is None:
+                continue
+            bound = query, values, types = found
+            plan = keyset.plan(query, values or [], types or [], unique)
+            if plan is None or plan.offset > 0:
+                break
+        if bound is None:
+            m.method, m.detail = "none", "no values for this statement's parameters"
+            return m
+        if plan is None:
             m.method, m.detail = "none", "no keyset form: ORDER BY plain columns in one direction is needed"
+            return m
+        if plan.offset <= 0:
+            m.method, m.detail = "none", "no OFFSET above 0 known for this statement: no page to seek past"
             return m
         row = self.runner.rows(keyset.last_key_query(plan))
         if not row:
@@ -202,7 +213,7 @@ class Verifier:
         types = parameter_types(self.runner.conn, statement.query)
         binding = infer_parameters(statement.query, self.snapshot, types, statement)
         for slot in binding.slots:
-            if slot.value is None and slot.operator == "offset":
+            if slot.operator == "offset":  # drawn as OFFSET 0 (the first page): the estimate instead
                 slot.value = str(int(skipped))
         if not binding.complete:
             return None

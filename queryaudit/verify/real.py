@@ -30,26 +30,36 @@ def _explain(conn: psycopg.Connection, query: str, values, types, name: str | No
     return plan[0] if isinstance(plan, list) else plan
 
 
+def _deallocate(conn: psycopg.Connection, name: str) -> None:
+    if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", (name,)).fetchone():
+        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+
+
 def measure_statistics(conn: psycopg.Connection, runner: Runner, m: FixMeasurement, query: str, values, types,
                        fix_sql: str, runs: int) -> None:
     statements = [str(s).strip() for s in pglast.split(fix_sql) if str(s).strip()]
     name = "queryaudit_verify_stats" if values else None
-    with conn.transaction(force_rollback=True):
-        conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-            sql.Literal(f"{runner.timeout_ms()}ms")))
-        conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        if name:
-            conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
-        try:
+    prepared = False
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{runner.timeout_ms()}ms")))
+            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            if name:
+                conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
+                prepared = True
             _explain(conn, query, values, types, name)  # warm-up
             before = [_explain(conn, query, values, types, name) for _ in range(runs)]
             for text in statements:
                 conn.execute(text)
             _explain(conn, query, values, types, name)
             after = [_explain(conn, query, values, types, name) for _ in range(runs)]
-        finally:
-            if name:
-                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+    finally:
+        # DEALLOCATE after the transaction, not inside one an error aborted (there it failed,
+        # hid the error, and the measurement was lost as a failed DEALLOCATE). Whether the
+        # statement is still there after the rollback varies: ask.
+        if prepared:
+            _deallocate(conn, name)
     m.before_ms = [round(logic.execution_ms(p), 3) for p in before]
     m.after_ms = [round(logic.execution_ms(p), 3) for p in after]
     m.before = {"ms": round(median(m.before_ms), 3), **logic.buffers(before[-1])}

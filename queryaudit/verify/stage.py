@@ -100,6 +100,8 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
             if runner.conn.broken or runner.conn.closed:
                 raise
             result.notes.append(f"a measurement failed: {first_line(exc)}")
+            # Kept, unmeasured: the fix stays in the report with its heuristic saving and why.
+            result.measurements.append(unmeasured(what, f"not measured: {first_line(exc)}"))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             # A shape this code did not foresee: that fix stays unmeasured, the others go on.
             result.notes.append(f"a measurement failed: {type(exc).__name__}: {exc}")
