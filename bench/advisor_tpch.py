@@ -33,9 +33,9 @@ from bench import tpch  # noqa: E402
 from queryaudit.advisor.stage import AdvisorOptions, advise  # noqa: E402
 from queryaudit.advisor.units import UNITS  # noqa: E402
 from queryaudit.advisor.verify import generic_cost  # noqa: E402
-from queryaudit.demo.cluster import start_cluster, system_bin_dir  # noqa: E402
 from queryaudit.collect import CollectOptions, catalog, collect_snapshot  # noqa: E402
 from queryaudit.connect import session  # noqa: E402
+from queryaudit.demo.cluster import start_cluster, system_bin_dir  # noqa: E402
 from queryaudit.snapshot import Statement  # noqa: E402
 from queryaudit.sql import resolve_tables  # noqa: E402
 

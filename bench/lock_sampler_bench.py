@@ -17,8 +17,8 @@ import time
 
 import psycopg
 
-from queryaudit.locks.sampling import LockSampler, SampleOptions
 from queryaudit.connect import OWN_STATEMENT_PATTERN, session
+from queryaudit.locks.sampling import LockSampler, SampleOptions
 
 
 def own_cost(admin: psycopg.Connection) -> dict[str, tuple[int, float]]:

@@ -24,8 +24,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from queryaudit.demo.cluster import embedded_bin_dir, start_cluster  # noqa: E402
 from queryaudit.connect import OWN_STATEMENT_PATTERN  # noqa: E402
+from queryaudit.demo.cluster import embedded_bin_dir, start_cluster  # noqa: E402
 
 
 def build(dsn: str, tables: int, statements: int) -> None:

@@ -352,7 +352,7 @@ def build_comparison(before: dict, after: dict) -> dict:
         "kind": "compare",
         "schema_version": COMPARE_SCHEMA_VERSION,
         "tool": {"name": "queryaudit", "version": __version__},
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(),
         "same_database": before["target"]["database"] == after["target"]["database"],
         "before": side(before),
         "after": side(after),

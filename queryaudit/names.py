@@ -348,8 +348,9 @@ class _Resolver:
                     self.result.base_tables.append(b)
 
     def _tables_from_pglast(self) -> None:
-        from queryaudit.sql import find_nodes, parse  # pglast: PostgreSQL's own grammar
         from pglast import ast
+
+        from queryaudit.sql import find_nodes, parse  # pglast: PostgreSQL's own grammar
 
         stmts = parse(self.query)
         if not stmts:

@@ -309,11 +309,11 @@ class Snapshot:
         Path(path).write_text(self.to_json())
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Snapshot":
+    def from_dict(cls, data: dict) -> Snapshot:
         return _from_dict(cls, data)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Snapshot":
+    def load(cls, path: str | Path) -> Snapshot:
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:

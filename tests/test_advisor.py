@@ -8,8 +8,8 @@ from conftest import run_cli
 from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.checks import run_checks
 from queryaudit.connect import session
-from queryaudit.plans.explain import explain_generic, plan_cost
 from queryaudit.pipeline import AuditOptions, collect_live
+from queryaudit.plans.explain import explain_generic, plan_cost
 
 HYGIENE = {"missing-index", "unused-index", "duplicate-index", "redundant-index", "fk-without-index", "invalid-index"}
 

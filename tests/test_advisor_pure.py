@@ -1,7 +1,7 @@
 """The advisor's pure parts: candidates from SQL and plans, column order, selection."""
 from queryaudit.advisor import candidates as cand
 from queryaudit.advisor import select
-from queryaudit.snapshot import Column, ColumnStats, Index, Snapshot, ServerInfo, Table
+from queryaudit.snapshot import Column, ColumnStats, Index, ServerInfo, Snapshot, Table
 
 
 def snapshot() -> Snapshot:
@@ -168,6 +168,7 @@ def test_create_index_sql_quotes_and_partitions():
 
 def test_budget_units():
     import pytest
+
     from queryaudit.advisor.units import megabytes, parse_size
     from queryaudit.errors import AuditError
     assert parse_size("500MB") == 500_000_000 and parse_size("1GiB") == 2**30 and parse_size("250 mib") == 250 * 2**20

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from conftest import run_cli
-from test_report_html import check_reports_of_a_real_audit
-from queryaudit.demo.run import safe_fix_statements
 from queryaudit.checks import ids
+from queryaudit.demo.run import safe_fix_statements
 from queryaudit.findings import Finding, merge_overlapping, prioritise, saving_from_share
+from test_report_html import check_reports_of_a_real_audit
 
 LOOKUP = "SELECT id, status, total FROM orders WHERE customer_id = $1"
 

@@ -1,7 +1,7 @@
 """Each connection and setup problem gives one clear line, exit code 2, no traceback."""
 import pytest
 
-from conftest import get_server, run_cli
+from conftest import run_cli
 from queryaudit.demo.cluster import embedded_bin_dir, start_cluster
 
 

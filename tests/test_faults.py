@@ -1,6 +1,5 @@
 """Faults during an audit: what was collected is kept, the report is written and marked partial."""
 import json
-import os
 import signal
 import subprocess
 import sys

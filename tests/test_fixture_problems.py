@@ -6,8 +6,8 @@ import pytest
 
 from conftest import run_cli
 from helpers import validate_report
-from queryaudit.demo import fixtures
 from queryaudit.checks import all_checks
+from queryaudit.demo import fixtures
 
 IMPLEMENTED = {c.id for c in all_checks()}
 

@@ -16,7 +16,6 @@ import sqlalchemy as sa
 
 from conftest import run_cli
 from helpers import validate_report
-
 from queryaudit.collect import CollectOptions, collect_snapshot
 from queryaudit.connect import session
 from queryaudit.errors import AuditError

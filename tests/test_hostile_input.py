@@ -3,7 +3,8 @@ garbage snapshots go through every SQL-handling path and every check without a c
 import random
 import string
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from queryaudit import sql
 from queryaudit.checks import all_checks

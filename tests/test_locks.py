@@ -13,8 +13,8 @@ import pytest
 from conftest import run_cli
 from helpers import validate_report
 from queryaudit.checks import run_checks
-from queryaudit.locks.sampling import LockSampler, SampleOptions
 from queryaudit.connect import session
+from queryaudit.locks.sampling import LockSampler, SampleOptions
 from queryaudit.snapshot import Snapshot
 
 WAIT_LIMIT = "60s"  # no contending session can outlive a failed test by more than this

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import psycopg
 import pytest
 
 import n_plus_one_workload as wl

@@ -13,11 +13,11 @@ import psycopg
 import pytest
 
 from conftest import VERSIONS, flush_statistics, get_server, run_cli
-from queryaudit.plans import model as plan_model
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.plans.capture import PlanOptions, capture_plans, plan_stage
 from queryaudit.connect import session
+from queryaudit.plans import model as plan_model
+from queryaudit.plans.capture import PlanOptions, capture_plans, plan_stage
 from queryaudit.snapshot import Snapshot
 
 SETUP = """

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import io
 
-from helpers import validate_report
 from rich.console import Console
 
+from helpers import validate_report
 from queryaudit.report import html, markdown, terminal
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import PlanCapture, ServerInfo, Snapshot, Statement

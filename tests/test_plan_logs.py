@@ -7,6 +7,7 @@ import json
 import time
 
 import psycopg
+
 from conftest import run_cli
 
 
@@ -93,8 +94,8 @@ def test_pg_qualstats_constants_are_used_when_installed(tmp_path):
     """pg_qualstats must be preloaded: a cluster of its own (PostgreSQL 15, where the
     Debian package is installed)."""
     import pytest
-    from conftest import _bin_dir
 
+    from conftest import _bin_dir
     from queryaudit.demo.cluster import start_cluster
 
     bin_dir = _bin_dir("pg15")

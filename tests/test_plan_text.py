@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from queryaudit.plans.text import BUFFER_KEYS, KNOWN_NODES, load_plan, load_plan_file, walk
 from tests.conftest import SHARED, run_cli

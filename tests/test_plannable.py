@@ -8,10 +8,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from queryaudit.plans import model as plan_model
 from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.connect import session
+from queryaudit.plans import model as plan_model
+from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.plans.plannable import make_plannable
 
 

@@ -9,11 +9,11 @@ import pytest
 
 from conftest import run_cli
 from helpers import validate_report
-from queryaudit.demo import fixtures
 from queryaudit.advisor import candidates as cand
 from queryaudit.advisor.model import IndexAdvice
 from queryaudit.advisor.verify import Hypothetical, WhatIf
 from queryaudit.connect import SessionLimits, session
+from queryaudit.demo import fixtures
 from queryaudit.snapshot import Snapshot
 from test_fixture_problems import matches
 

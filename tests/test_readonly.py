@@ -38,9 +38,10 @@ def test_audit_as_monitoring_role_writes_nothing(shop_db, tmp_path):
 
 
 def test_audit_session_is_read_only(shop_db):
-    from queryaudit.connect import session
     import psycopg
     import pytest
+
+    from queryaudit.connect import session
 
     with session(shop_db.dsn) as conn:
         assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"

@@ -4,7 +4,6 @@ SELECT and (b) against a hot standby, and the primary gets no WAL from it.
 review-migration --dsn is the one command that writes, by design, and only to the
 scratch database the user names; it is not run against a target here.
 """
-import pytest
 
 from conftest import run_cli, wait_for_replay
 from helpers import client_wal

@@ -1,7 +1,8 @@
 """--redact replaces literals in every output; passwords never appear anywhere."""
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import run_cli
 from queryaudit.redact import redact, redact_sql, redact_text

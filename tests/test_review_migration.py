@@ -86,7 +86,7 @@ def test_outputs_sarif_junit_markdown_json_and_exit_code(tmp_path):
     proc = run_cli("review-migration", str(path), *[a for k, p in out.items() for a in (f"--{k}", str(p))],
                    env={"GITHUB_ACTIONS": "true"})
     assert proc.returncode == 1, proc.stderr
-    assert f"::error file=" in proc.stdout and ",line=3,col=1," in proc.stdout
+    assert "::error file=" in proc.stdout and ",line=3,col=1," in proc.stdout
 
     sarif = json.loads(out["sarif"].read_text())
     schema = json.loads((DATA / "sarif-schema-2.1.0.json").read_text())

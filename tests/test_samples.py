@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import psycopg
 
-from queryaudit.plans import model as plan_model
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.connect import session
+from queryaudit.plans import model as plan_model
+from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.plans.params import find_slots, infer_parameters
 from queryaudit.plans.samples import apply_rows, sample_requests
 from queryaudit.snapshot import Column, ServerInfo, Snapshot, Table

@@ -1,8 +1,8 @@
 """Fix verification (queryaudit.verify): each fix tried in the audit's read-only session and
 ranked by what it measured. Pure cases first, then live ones on PostgreSQL 15 and 18."""
 import pytest
-from helpers import validate_report
 
+from helpers import validate_report
 from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.checks import disk_sort
 from queryaudit.pipeline import AuditOptions, analyse, collect_live

@@ -102,7 +102,7 @@ def _predicate_parts(predicate: str):
 # -- SQL ------------------------------------------------------------------------------
 
 class _Scope:
-    def __init__(self, parent: "_Scope | None" = None):
+    def __init__(self, parent: _Scope | None = None):
         self.aliases: dict[str, str] = {}  # alias or name -> qualified table
         self.parent = parent
 
@@ -333,7 +333,7 @@ class _Extractor:
                 self.use(side[0]).predicates.append(Predicate(side[1], "range", side[2]))
 
 
-def _output_column(expr, targets, scope: _Scope, extractor: "_Extractor", kind: str):
+def _output_column(expr, targets, scope: _Scope, extractor: _Extractor, kind: str):
     """ORDER BY 2 and ORDER BY alias mean a select-list entry: its expression. An ORDER BY
     name matches an output alias first; a GROUP BY name an input column first (SQL rule)."""
     targets = list(targets or ())

@@ -87,7 +87,7 @@ class NPlusOneError(AssertionError):
 
 
 class QueryBudgetExceeded(AssertionError):
-    def __init__(self, budget: int, cap: "Capture"):
+    def __init__(self, budget: int, cap: Capture):
         self.budget, self.capture = budget, cap
         loops = cap.n_plus_one()
         lines = [f"{len(cap.statements)} statements run, budget {budget}"]

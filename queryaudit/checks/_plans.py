@@ -3,15 +3,15 @@ the Amdahl saving of a node, severity by impact, and relation names resolved to 
 catalog. Not a check (the leading underscore keeps it out of the registry)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from queryaudit import names
-from queryaudit.plans import model as plan_model
 from queryaudit.findings import Saving, saving_from_share, severity_from_saving
+from queryaudit.plans import model as plan_model
 from queryaudit.plans.model import Plan, PlanNode
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement, Table
-from queryaudit.sql import quote_ident, quote_qualified
+from queryaudit.sql import quote_qualified
 
 # Severity follows the predicted saving (share of the database's total execution time).
 

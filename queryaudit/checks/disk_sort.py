@@ -43,10 +43,18 @@ gigabytes of memory; the index suggestion costs writes on the table.
 from __future__ import annotations
 
 from queryaudit.checks import declare
-from queryaudit.checks._plans import (analyzed_plans, columns_of, node_evidence, qualified, quote_ident,
-                                      scoped_work_mem_sql, severity_for, table_for, work_mem_for)
+from queryaudit.checks._plans import (
+    analyzed_plans,
+    node_evidence,
+    qualified,
+    scoped_work_mem_sql,
+    severity_for,
+    table_for,
+    work_mem_for,
+)
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
+from queryaudit.sql import quote_ident
 
 ID = "disk-sort"
 TITLE = "Sort spilled to disk"

@@ -83,9 +83,20 @@ import re
 from collections import defaultdict
 
 from queryaudit.checks import declare
-from queryaudit.checks._locks import (IDLE_BLOCKER_S, alter_database_sql, classify, ddl_waits, describe,
-                                      foreign_keys_between, is_ddl_wait, lock_facts, real_queryids,
-                                      setting_is_off, short, write_target)
+from queryaudit.checks._locks import (
+    IDLE_BLOCKER_S,
+    alter_database_sql,
+    classify,
+    ddl_waits,
+    describe,
+    foreign_keys_between,
+    is_ddl_wait,
+    lock_facts,
+    real_queryids,
+    setting_is_off,
+    short,
+    write_target,
+)
 from queryaudit.findings import Finding, saving_from_share
 from queryaudit.locks.facts import LockFacts, LockWait
 from queryaudit.snapshot import Snapshot

@@ -29,8 +29,14 @@ When most rows of the lossy pages match anyway, the recheck costs little.
 from __future__ import annotations
 
 from queryaudit.checks import declare
-from queryaudit.checks._plans import (analyzed_plans, node_evidence, scoped_work_mem_sql, severity_for, table_for,
-                                      work_mem_for)
+from queryaudit.checks._plans import (
+    analyzed_plans,
+    node_evidence,
+    scoped_work_mem_sql,
+    severity_for,
+    table_for,
+    work_mem_for,
+)
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
 

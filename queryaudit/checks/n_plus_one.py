@@ -196,7 +196,7 @@ def _advice(shape: Lookup, in_function: bool, rewritten: dict) -> str:
     if in_function:
         return ("The lookups run in a loop inside a function (toplevel = false): replace the FOR ... LOOP by one "
                 "set-based statement joining the two tables.")
-    how = "`WHERE {0} = ANY($1)` with the keys the parent returned".format(shape.columns[0]) \
+    how = f"`WHERE {shape.columns[0]} = ANY($1)` with the keys the parent returned" \
         if len(shape.columns) == 1 else "a join with the parent"
     return (f"Fetch the rows of {shape.table} once per parent statement: {how} (evidence.batched_query"
             f"{', evidence.join_query' if 'join_query' in rewritten else ''}); with an ORM, load the relationship "

@@ -77,12 +77,19 @@ import re
 from pglast import ast, visitors
 
 from queryaudit.checks import declare
-from queryaudit.checks._plans import (CapturedPlan, analyzed_plans, columns_of, node_evidence, qualified, quote_ident,
-                                      severity_for, table_for)
+from queryaudit.checks._plans import (
+    CapturedPlan,
+    analyzed_plans,
+    columns_of,
+    node_evidence,
+    qualified,
+    severity_for,
+    table_for,
+)
 from queryaudit.findings import Finding, Saving
 from queryaudit.plans.model import PlanNode
 from queryaudit.snapshot import Snapshot, Table
-from queryaudit.sql import find_nodes
+from queryaudit.sql import find_nodes, quote_ident
 
 ID = "row-estimate-error"
 TITLE = "Row estimate error"

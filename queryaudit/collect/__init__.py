@@ -46,7 +46,7 @@ def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = Collect
     except psycopg.errors.InsufficientPrivilege as exc:
         raise AuditError(f"permission denied ({str(exc).strip().splitlines()[0]}): "
                          "GRANT pg_monitor (or pg_read_all_stats) TO the audit role") from None
-    snapshot = Snapshot(server=info, collected_at=dt.datetime.now(dt.timezone.utc).isoformat(),
+    snapshot = Snapshot(server=info, collected_at=dt.datetime.now(dt.UTC).isoformat(),
                         tool_version=__version__, statements=rows, **totals)
 
     interrupted = []

@@ -142,7 +142,7 @@ class LocalCluster:
     def dsn(self, dbname: str = "postgres", user: str | None = None) -> str:
         return f"postgresql://{user or self.superuser}@127.0.0.1:{self.port}/{dbname}"
 
-    def init(self) -> "LocalCluster":
+    def init(self) -> LocalCluster:
         if self.owner:
             _make_readable(self.bin_dir.parent)
             self.bin_dir = _runnable_bin_dir(self.bin_dir, self.owner)
@@ -163,7 +163,7 @@ class LocalCluster:
                 f.write(f"{key} = {value}\n")
         return self
 
-    def start(self) -> "LocalCluster":
+    def start(self) -> LocalCluster:
         try:
             self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
                        "-w", "-t", "60", "start"])

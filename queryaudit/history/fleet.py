@@ -226,7 +226,7 @@ def _findings_text(counts: dict) -> str:
 
 def write_index(out_dir: Path, results: list[FleetResult]) -> tuple[Path, Path]:
     """index.html and index.md: one row per target, linking its reports, or its error."""
-    generated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     failed = sum(1 for r in results if not r.ok)
     rows_html, rows_md = [], []
     for r in results:

@@ -36,8 +36,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from queryaudit import __version__
 from queryaudit.errors import AuditError
 from queryaudit.history.compare import AuditView, StatementMetrics, finding_object
-from queryaudit.history.windows import (COUNTERS, SUMSQ, AuditPoint, Sample, Window, compute_window,
-                                       point_from_snapshot)
+from queryaudit.history.windows import COUNTERS, SUMSQ, AuditPoint, Sample, Window, compute_window, point_from_snapshot
 
 STORE_ENV = "QUERYAUDIT_STORE"
 RETRIES = 12
@@ -180,7 +179,7 @@ MIGRATIONS = [(v, MIGRATION_NOTES[v], _step(v)) for v in sorted(SCHEMA)]
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 def _lock_key(text: str) -> int:

@@ -67,7 +67,7 @@ class Sample:
         return (self.queryid, str(self.userid), str(self.toplevel))
 
     @classmethod
-    def from_statement(cls, statement) -> "Sample":
+    def from_statement(cls, statement) -> Sample:
         return cls(queryid=statement.queryid, userid=statement.userid, toplevel=statement.toplevel,
                    calls=statement.calls, total_exec_time_ms=statement.total_exec_time_ms, rows=statement.rows,
                    shared_blks_hit=statement.shared_blks_hit, shared_blks_read=statement.shared_blks_read,
@@ -118,13 +118,13 @@ def parse_time(value: str | None) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def utc_iso(value: str) -> str:
     """An ISO time normalised to UTC, so stored times sort as text."""
     parsed = parse_time(value)
-    return parsed.astimezone(dt.timezone.utc).isoformat() if parsed else value
+    return parsed.astimezone(dt.UTC).isoformat() if parsed else value
 
 
 def _whole(sample: Sample) -> dict[str, float]:

@@ -11,9 +11,9 @@ from rich.console import Console
 def run_locks_command(dsn: str | None, seconds: float | None, rate: float, json_path: Path | None,
                       long_transaction_s: float, idle_s: float, logs: list[Path] | None, log_line_prefix: str | None,
                       console: Console, err_console: Console) -> None:
-    from queryaudit.locks.sampling import SampleOptions, collect_lock_snapshot
     from queryaudit.connect import resolve_dsn
     from queryaudit.locks.report import locks_result, print_locks
+    from queryaudit.locks.sampling import SampleOptions, collect_lock_snapshot
 
     options = SampleOptions(seconds=seconds or 10, rate_hz=rate, long_transaction_s=long_transaction_s,
                             idle_in_transaction_s=idle_s)

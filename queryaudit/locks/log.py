@@ -283,7 +283,7 @@ class LockLogAnalyser:
             self._close(key[0], state)
         self.open_waits.clear()
 
-    def merge(self, other: "LockLogAnalyser") -> None:
+    def merge(self, other: LockLogAnalyser) -> None:
         """Add what `other` found in the next piece of the logs (its waits closed)."""
         for key, statement in other.facts.statements.items():
             self.facts.statements.setdefault(key, statement)

@@ -24,8 +24,16 @@ from dataclasses import dataclass
 
 import psycopg
 
-from queryaudit.locks.facts import (IDLE_IN_TRANSACTION_S, LONG_TRANSACTION_S, LockEpisode, LockFacts,
-                                   LockWait, TimelineTick, TransactionObservation, write_target)
+from queryaudit.locks.facts import (
+    IDLE_IN_TRANSACTION_S,
+    LONG_TRANSACTION_S,
+    LockEpisode,
+    LockFacts,
+    LockWait,
+    TimelineTick,
+    TransactionObservation,
+    write_target,
+)
 
 DEFAULT_RATE_HZ = 10.0
 MAX_RATE_HZ = 50.0
@@ -166,7 +174,7 @@ class LockSampler:
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> LockFacts:
         facts = self.facts
-        facts.started_at = dt.datetime.now(dt.timezone.utc).isoformat()
+        facts.started_at = dt.datetime.now(dt.UTC).isoformat()
         interval = 1.0 / self.rate_hz
         record_after = min(self.options.long_transaction_s, self.options.idle_in_transaction_s)
         facts.settings = dict(self.conn.execute(SETTINGS_SQL, (list(LOCK_SETTINGS),)).fetchall())
@@ -504,7 +512,7 @@ def collect_lock_snapshot(dsn: str, options: SampleOptions | None):
 
     with session(dsn) as conn:
         snapshot = Snapshot(server=collect_server(conn),
-                            collected_at=dt.datetime.now(dt.timezone.utc).isoformat())
+                            collected_at=dt.datetime.now(dt.UTC).isoformat())
         if options is None:
             snapshot.tables = collect_tables(conn)
             return snapshot

@@ -39,8 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from queryaudit.logs.events import (LockEvent, LogEvent, PlanEvent, SessionEndEvent, StatementEvent,
-                                    TempFileEvent)
+from queryaudit.logs.events import LockEvent, LogEvent, PlanEvent, SessionEndEvent, StatementEvent, TempFileEvent
 from queryaudit.logs.messages import to_events
 from queryaudit.logs.prefix import DEFAULT_PREFIX
 from queryaudit.logs.reader import ReadStats, expand_paths, read_records

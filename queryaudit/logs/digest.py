@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from queryaudit.logs.facts import LogFacts, LogNPlusOne, LogStatement
 from queryaudit.logs.events import LockEvent, PlanEvent, SessionEndEvent, StatementEvent, TempFileEvent
+from queryaudit.logs.facts import LogFacts, LogNPlusOne, LogStatement
 from queryaudit.logs.messages import parse_parameters, to_events
 from queryaudit.logs.reader import ReadStats, read_records
 from queryaudit.nplusone import MIN_EXECUTIONS, MIN_REPEATS, ROUND_TRIP_MS, Run, RunDetector
@@ -48,7 +48,7 @@ class LatencySketch:
         key = math.ceil(math.log(value_ms) / self.gamma_log)
         self.buckets[key] = self.buckets.get(key, 0) + 1
 
-    def merge(self, other: "LatencySketch") -> None:
+    def merge(self, other: LatencySketch) -> None:
         self.count += other.count
         self.zero += other.zero
         for key, n in other.buckets.items():
@@ -292,7 +292,7 @@ class LogDigest:
             self.detector.end_session(event.session_key)
 
     # -- reading in parallel (queryaudit.logs.parallel) -----------------------------------
-    def merge(self, other: "LogDigest") -> None:
+    def merge(self, other: LogDigest) -> None:
         """Add what `other` read from the next piece of the logs (its runs finished)."""
         for key, agg in other.stats.items():
             mine = self.stats.get(key)

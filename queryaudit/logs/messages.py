@@ -10,8 +10,7 @@ import json
 import re
 from collections.abc import Iterator
 
-from queryaudit.logs.events import (LockEvent, LogEvent, PlanEvent, SessionEndEvent, StatementEvent,
-                                    TempFileEvent)
+from queryaudit.logs.events import LockEvent, LogEvent, PlanEvent, SessionEndEvent, StatementEvent, TempFileEvent
 from queryaudit.logs.reader import Record
 
 _DURATION = re.compile(r"duration: (\d+(?:\.\d+)?) ms(?:  (.*))?\Z", re.S)

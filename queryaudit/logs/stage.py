@@ -79,7 +79,7 @@ _CSV_LIKE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,]*,')
 def log_only_snapshot() -> Snapshot:
     """A snapshot with no server facts, for auditing logs without a database."""
     return Snapshot(server=ServerInfo(version_num=0, version="unknown (logs only)", database="(logs)"),
-                    collected_at=dt.datetime.now(dt.timezone.utc).isoformat(), tool_version=__version__)
+                    collected_at=dt.datetime.now(dt.UTC).isoformat(), tool_version=__version__)
 
 
 def has_server_target(dsn: str | None) -> bool:

@@ -26,11 +26,11 @@ from psycopg import conninfo, sql
 
 from queryaudit.connect import APPLICATION_NAME, connection_error_message
 from queryaudit.errors import AuditError
-from queryaudit.plans.explain import explain_generic
 from queryaudit.migrations.dynamic_rules import COST_REGRESSION, HIGH_SHARE, LARGE_TABLE_ROWS, NOT_IN_TRANSACTION
 from queryaudit.migrations.locks import from_pg_locks, strongest
 from queryaudit.migrations.review import MigrationFinding
 from queryaudit.migrations.source import MigrationFile, is_transaction
+from queryaudit.plans.explain import explain_generic
 from queryaudit.sql import statement_kind
 
 

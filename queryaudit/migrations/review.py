@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from queryaudit.findings import SEVERITY_RANK
 from queryaudit.migrations import ALIASES, Rule, Settings, all_rules, expand_selection

@@ -28,9 +28,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.errors import AuditError
 from queryaudit.plans.explain import explain_generic, parameter_count, parameter_types
+from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.plans.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plans.plannable import make_plannable
 from queryaudit.plans.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 
-from queryaudit.plans.explain import parameter_count
 from queryaudit.logs.facts import LogStatement
+from queryaudit.plans.explain import parameter_count
 from queryaudit.snapshot import Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 

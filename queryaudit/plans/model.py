@@ -20,9 +20,9 @@ they are read as floats everywhere.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterator
 
 # Field names that moved between versions, in one place.
 CONDITION_FIELDS = ("Index Cond", "Recheck Cond", "Filter", "Join Filter", "Hash Cond", "Merge Cond",
@@ -42,8 +42,8 @@ class PlanNode:
     raw: dict
     path: str  # "0" for the root, "0.1.0" for the first child of its second child
     depth: int
-    parent: "PlanNode | None" = None
-    children: list["PlanNode"] = field(default_factory=list)
+    parent: PlanNode | None = None
+    children: list[PlanNode] = field(default_factory=list)
     parallel_processes: int = 1  # processes running this node (workers + leader below a Gather)
     inclusive_ms: float | None = None
     exclusive_ms: float | None = None
@@ -209,12 +209,12 @@ class PlanNode:
         return out
 
     # -- walking ------------------------------------------------------------------
-    def walk(self) -> Iterator["PlanNode"]:
+    def walk(self) -> Iterator[PlanNode]:
         yield self
         for child in self.children:
             yield from child.walk()
 
-    def ancestors(self) -> Iterator["PlanNode"]:
+    def ancestors(self) -> Iterator[PlanNode]:
         node = self.parent
         while node is not None:
             yield node

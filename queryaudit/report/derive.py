@@ -11,8 +11,8 @@ import pglast
 
 from queryaudit import checks
 from queryaudit.plans.model import build as build_plan
-from queryaudit.sql import resolve_tables
 from queryaudit.snapshot import Snapshot
+from queryaudit.sql import resolve_tables
 
 # A plan node is "slow" when its own (exclusive) time is at least this share of the
 # statement's, and "misestimated" when its row estimate is off by at least this factor.
@@ -249,7 +249,7 @@ def when(iso: str | None) -> str | None:
     except ValueError:
         return str(iso)
     if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc)
+        moment = moment.astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

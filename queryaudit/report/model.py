@@ -8,12 +8,12 @@ from __future__ import annotations
 import datetime as dt
 
 from queryaudit import __version__
-from queryaudit.collect import top_statements
 from queryaudit.checks import ids
+from queryaudit.collect import top_statements
 from queryaudit.findings import SEVERITIES, Finding, combined_saving_share, merge_overlapping, prioritise
 from queryaudit.locks.report import locks_section
-from queryaudit.report.derive import enrich
 from queryaudit.logs.report import log_section, query_latency, workload_sources
+from queryaudit.report.derive import enrich
 from queryaudit.snapshot import Snapshot
 
 SCHEMA_VERSION = 1
@@ -105,7 +105,7 @@ def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> 
     report = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "queryaudit", "version": __version__},
-        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(),
         "target": {
             "server_version_num": server.version_num,
             "server_version": server.version,

@@ -180,7 +180,7 @@ class StageProgress:
         self._finish_current()
         self.progress.stop()
 
-    def __enter__(self) -> "StageProgress":
+    def __enter__(self) -> StageProgress:
         self.start()
         return self
 

@@ -8,8 +8,8 @@ from statistics import median
 import psycopg
 
 from queryaudit.checks._plans import scoped_work_mem_sql
-from queryaudit.plans.explain import parameter_count, parameter_types
 from queryaudit.findings import Finding
+from queryaudit.plans.explain import parameter_count, parameter_types
 from queryaudit.snapshot import Snapshot
 from queryaudit.verify import keyset, logic
 from queryaudit.verify.measure import Runner

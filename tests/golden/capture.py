@@ -19,9 +19,9 @@ sys.path.insert(0, str(HERE.parent))
 import conftest  # noqa: E402
 import test_locks  # noqa: E402
 import test_plan_checks  # noqa: E402
-from queryaudit.locks.sampling import LockSampler, SampleOptions  # noqa: E402
 from queryaudit.collect.server import collect_server  # noqa: E402
 from queryaudit.connect import session  # noqa: E402
+from queryaudit.locks.sampling import LockSampler, SampleOptions  # noqa: E402
 from queryaudit.snapshot import Snapshot  # noqa: E402
 
 

@@ -6,7 +6,7 @@ from pglast.enums import AlterTableType, ObjectType
 
 from queryaudit.migrations import passes, rule, trigger
 from queryaudit.migrations.locks import ACCESS_EXCLUSIVE
-from queryaudit.migrations.rules._util import CreatedTables, alter_table_cmds, deparse, relname, violation
+from queryaudit.migrations.rules._util import CreatedTables, alter_table_cmds, relname, violation
 
 # Columns (and composite-type attributes) that running code names, as squawk 2.70 counts them.
 COLUMN_OWNERS = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW,

@@ -9,9 +9,19 @@ from pglast.enums import AlterTableType, ConstrType, NullTestType
 
 from queryaudit.migrations import passes, rule, trigger
 from queryaudit.migrations.locks import ACCESS_EXCLUSIVE
-from queryaudit.migrations.rules._util import (CreatedTables, alter_table_cmds, base_type, column_definitions,
-                                               deparse, has_constraint, loc, names, quote_ident, relname,
-                                               typmods, violation)
+from queryaudit.migrations.rules._util import (
+    CreatedTables,
+    alter_table_cmds,
+    base_type,
+    deparse,
+    has_constraint,
+    loc,
+    names,
+    quote_ident,
+    relname,
+    typmods,
+    violation,
+)
 
 # PostgreSQL 11 made ADD COLUMN with a constant DEFAULT a catalog-only change. squawk
 # (whose rule we follow) still flags 11 itself, so the fast path is assumed from 12.

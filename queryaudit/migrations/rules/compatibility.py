@@ -9,8 +9,18 @@ from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
 
 from queryaudit.migrations import passes, rule, trigger
-from queryaudit.migrations.rules._util import (INDEX, SEQUENCE, TABLE, TRIGGER, TYPE, NewObjects,
-                                               constraints_of, last_name, relname, violation)
+from queryaudit.migrations.rules._util import (
+    INDEX,
+    SEQUENCE,
+    TABLE,
+    TRIGGER,
+    TYPE,
+    NewObjects,
+    constraints_of,
+    last_name,
+    relname,
+    violation,
+)
 
 TABLE_LIKE = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_FOREIGN_TABLE)
 

@@ -6,8 +6,16 @@ from pglast.enums import AlterTableType, ConstrType
 
 from queryaudit.migrations import passes, rule, trigger
 from queryaudit.migrations.locks import ACCESS_EXCLUSIVE, SHARE_ROW_EXCLUSIVE
-from queryaudit.migrations.rules._util import (CreatedTables, alter_table_cmds, deparse, has_constraint,
-                                               quote_ident, relname, violation, with_changes)
+from queryaudit.migrations.rules._util import (
+    CreatedTables,
+    alter_table_cmds,
+    deparse,
+    has_constraint,
+    quote_ident,
+    relname,
+    violation,
+    with_changes,
+)
 
 
 def _not_valid_sql(node: ast.AlterTableStmt, cmd: ast.AlterTableCmd) -> str:

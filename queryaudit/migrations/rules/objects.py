@@ -7,8 +7,21 @@ from pglast.enums import AlterTableType, DropBehavior, ObjectType
 
 from queryaudit.migrations import passes, rule, trigger
 from queryaudit.migrations.locks import ACCESS_EXCLUSIVE
-from queryaudit.migrations.rules._util import (CONSTRAINT, FUNCTION, INDEX, KIND, SCHEMA, TABLE, TYPE, VIEW,
-                                               NewObjects, alter_table_cmds, last_name, relname, violation)
+from queryaudit.migrations.rules._util import (
+    CONSTRAINT,
+    FUNCTION,
+    INDEX,
+    KIND,
+    SCHEMA,
+    TABLE,
+    TYPE,
+    VIEW,
+    NewObjects,
+    alter_table_cmds,
+    last_name,
+    relname,
+    violation,
+)
 
 # Objects a migration commonly drops and recreates to change them (CREATE OR REPLACE cannot
 # change a view's columns or a function's return type). Inside one transaction, clients see

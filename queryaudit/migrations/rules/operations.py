@@ -5,7 +5,7 @@ from pglast import ast
 from pglast.enums import AlterTableType, ObjectType, VariableSetKind
 
 from queryaudit.migrations import passes, rule, trigger
-from queryaudit.migrations.locks import ACCESS_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE
+from queryaudit.migrations.locks import ACCESS_EXCLUSIVE
 from queryaudit.migrations.rules._util import CreatedTables, alter_table_cmds, relname, violation
 from queryaudit.migrations.rules.index import option_enabled
 
@@ -84,7 +84,7 @@ def _missing_timeout(mig, name: str, fix: str, rule_id: str):
             return
         if not isinstance(stmt.node, QUICK_STATEMENTS) and not _blocks_nobody(stmt, created):
             yield violation(stmt, f"no {name} set before the first DDL: {'a lock wait queues every query behind it' if name == 'lock_timeout' else 'a slow statement runs unbounded'}",
-                            safe_sql=fix + f"  -- at the top of the migration", severity=None)
+                            safe_sql=fix + "  -- at the top of the migration", severity=None)
             return
 
 
