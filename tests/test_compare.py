@@ -212,3 +212,22 @@ def test_p95_change_is_shown_where_both_reports_have_log_percentiles():
     assert rows["0"]["status"] == "improved" and rows["0"]["p95_change_text"] == "p95 14 -> 1.5 ms (9.3x faster)"
     assert rows["1"]["status"] == "unchanged" and rows["1"]["p95_change_text"] is None  # only one side has it
     assert rows["1"]["mean_change_text"].startswith("no significant change (95 % interval")
+
+
+def test_a_verdict_quotes_first_the_statement_the_fix_served_most():
+    """Two statements an index sped up: the one with more time saved over the calls after
+    comes first, whatever the order the rows arrive in (by total time before)."""
+    from queryaudit.compare import _statement_verdict
+
+    def row(queryid, query, before_ms, after_ms, calls):
+        stats = lambda ms: {"mean_exec_time_ms": ms, "calls": calls, "total_exec_time_ms": ms * calls}  # noqa: E731
+        return {"queryid": queryid, "query": query, "before": stats(before_ms), "after": stats(after_ms),
+                "status": "improved", "mean_change_text": "faster", "p95_change_text": None}
+
+    join = row("2", "SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id", 10.0, 0.03, 20)
+    lookup = row("1", LOOKUP, 3.3, 0.01, 60)  # 197.4 ms saved against 199.4 ms: the join first
+    for rows in ([join, lookup], [lookup, join]):
+        verdict = _statement_verdict("index x created", rows)
+        assert verdict["statements"] == ["2", "1"] and verdict["text"].startswith("index x created: statement 'SELECT c.id")
+    lookup["before"]["mean_exec_time_ms"] = 4.0  # now 239.4 ms saved: the lookup first
+    assert _statement_verdict("index x created", [join, lookup])["statements"] == ["1", "2"]
