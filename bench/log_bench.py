@@ -68,7 +68,7 @@ class Session:
             self.entries.append(["LOG:  duration: 0.012 ms  statement: ROLLBACK"])
             return
         if kind < 0.30:
-            self._extended(INSERT, ["view", '{"page": %d}' % rng.randrange(100)], "<unnamed>", rng.random() * 0.5)
+            self._extended(INSERT, ["view", f'{{"page": {rng.randrange(100)}}}'], "<unnamed>", rng.random() * 0.5)
         self._extended(UPDATE, [str(customer)], "<unnamed>", rng.random() * 0.4)
         if kind > 0.97:
             self.entries.append([f"LOG:  duration: {rng.random() * 900:.3f} ms  statement: "

@@ -26,9 +26,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-import tpch
+import tpch  # noqa: E402
 
-from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir
+from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir  # noqa: E402
 
 
 def run_workload(dsn: str) -> dict[str, str]:

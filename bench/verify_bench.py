@@ -20,10 +20,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from queryaudit.advisor.stage import AdvisorOptions
-from queryaudit.demo import fixtures
-from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir
-from queryaudit.pipeline import AuditOptions, analyse, collect_live
+from queryaudit.advisor.stage import AdvisorOptions  # noqa: E402
+from queryaudit.demo import fixtures  # noqa: E402
+from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir  # noqa: E402
+from queryaudit.pipeline import AuditOptions, analyse, collect_live  # noqa: E402
 
 
 def main() -> None:

@@ -921,7 +921,7 @@ def tree_lines(explain: dict) -> list[str]:
     timing = (explain.get("JIT") or {}).get("Timing") or {}
     if isinstance(timing.get("Total"), (int, float)):
         lines.append(f"JIT: {timing['Total']:.3f} ms")
-    for path, (depth, node) in zip(_paths(explain), walk(explain)):
+    for path, (depth, node) in zip(_paths(explain), walk(explain), strict=True):
         label = node_label(node)
         if node.get("Subplan Name"):
             label = f"[{node['Subplan Name']}] {label}"

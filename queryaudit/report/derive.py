@@ -68,7 +68,7 @@ def plan_rows(explain: dict | None) -> list[dict]:
     own_costs = [max(0.0, n.total_cost - sum(c.total_cost for c in n.children)) for n in plan.nodes]
     total_cost = sum(own_costs)
     rows = []
-    for node, own_cost in zip(plan.nodes, own_costs):
+    for node, own_cost in zip(plan.nodes, own_costs, strict=True):
         if plan.analyzed:
             share = plan.share(node)
         else:

@@ -103,7 +103,7 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
                  _ms(q["mean_exec_time_ms"]), f"{q['rows_per_call']}") for q in listed]
         if any(q.get("p95_ms") is not None for q in listed):  # tail latency from the log
             headers += percentiles
-            rows = [r + tuple(_ms(q.get(f"{p}_ms")) for p in percentiles) for r, q in zip(rows, listed)]
+            rows = [r + tuple(_ms(q.get(f"{p}_ms")) for p in percentiles) for r, q in zip(rows, listed, strict=True)]
     else:  # a log without pg_stat_statements: the log's own statements
         title, listed = "Top logged statements by total time", logged
         headers = ("total", "count", "max") + percentiles
@@ -113,12 +113,12 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
                     caption_justify="left")
     # Numbers are never cut; the query text takes what width is left and is cut instead.
     widths = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(headers)]
-    for col, width in zip(headers, widths):
+    for col, width in zip(headers, widths, strict=True):
         queries.add_column(col, justify="right", no_wrap=True, min_width=width)
     # 3 characters of border and padding per column, plus the closing border.
     query_width = max(20, console.width - sum(widths) - 3 * (len(headers) + 1) - 1)
     queries.add_column("query", no_wrap=True, overflow="ellipsis", max_width=query_width)
-    for row, q in zip(rows, listed):
+    for row, q in zip(rows, listed, strict=True):
         queries.add_row(*row, Text(_one_line(q["query"], query_width)))
     if listed:
         console.print(queries)

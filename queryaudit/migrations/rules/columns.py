@@ -312,7 +312,7 @@ def type_change_rewrites(old: ast.TypeName | None, new: ast.TypeName) -> bool | 
         if a in TYPMOD_GROWTH and ma and len(ma) == len(mb):
             if a == "numeric":  # precision may grow, scale must stay
                 return not (mb[0] >= ma[0] and (ma[1:] == mb[1:]))
-            return not all(y >= x for x, y in zip(ma, mb))
+            return not all(y >= x for x, y in zip(ma, mb, strict=True))
         return True
     if (a, b) in BINARY_COERCIBLE:
         return bool(typmods(new)) and b != "text"  # text -> varchar(n) must check every value
