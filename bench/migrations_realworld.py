@@ -23,7 +23,8 @@ from queryaudit.migrations import Settings, all_rules
 from queryaudit.migrations.review import review
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared") / "corpora" / "migrations-realworld"
+DEFAULT_CORPUS = (Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared")
+                  / "corpora" / "migrations-realworld")
 
 
 SQUAWK = shutil.which("squawk") or str(Path(sys.executable).parent / "squawk")
