@@ -474,7 +474,8 @@ def _selective_scan(node: dict, table: Table | None) -> bool:
     if removed is not None:
         kept = float(node.get("Actual Rows", 0)) * float(node.get("Actual Loops", 1) or 1)
         total = kept + float(removed) * float(node.get("Actual Loops", 1) or 1)
-        return total >= MIN_TABLE_ROWS and total > 0 and float(removed) * float(node.get("Actual Loops", 1) or 1) / total >= PLAN_FILTER_MIN_REMOVED
+        return (total >= MIN_TABLE_ROWS and total > 0
+                and float(removed) * float(node.get("Actual Loops", 1) or 1) / total >= PLAN_FILTER_MIN_REMOVED)
     if table is None or table.reltuples < MIN_TABLE_ROWS:
         return False
     return float(node.get("Plan Rows", 0)) <= (1 - PLAN_FILTER_MIN_REMOVED) * table.reltuples

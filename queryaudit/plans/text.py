@@ -831,7 +831,8 @@ class _TextParser:
                     node.setdefault(key, 0)
             if "Actual Loops" in node:  # text hides zero counters that JSON prints
                 for condition, counter in _COUNTERS:
-                    if condition in node and (condition != "Index Cond" or node["Node Type"] in ("Index Scan", "Index Only Scan")):
+                    if condition in node and (condition != "Index Cond"
+                                              or node["Node Type"] in ("Index Scan", "Index Only Scan")):
                         node.setdefault(counter, 0)
                 if node["Node Type"] == "Bitmap Heap Scan":
                     node.setdefault("Exact Heap Blocks", 0)

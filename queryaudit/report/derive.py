@@ -221,7 +221,8 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
     if "hypopg" not in snapshot.server.extensions:
         notes.append("HypoPG is not installed in the audited database: index suggestions are not verified "
                      "with hypothetical indexes (CREATE EXTENSION hypopg; on Debian: postgresql-NN-hypopg).")
-    if not any(q.get("p95_ms") is not None for q in report["queries"]) and not (report.get("logs") or {}).get("statements"):
+    if not any(q.get("p95_ms") is not None for q in report["queries"]) \
+            and not (report.get("logs") or {}).get("statements"):
         notes.append("No latency percentiles: pg_stat_statements keeps mean/min/max only; give server logs "
                      "(--log) with durations for p95/p99.")
     if not report.get("locks"):

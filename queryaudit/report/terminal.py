@@ -37,7 +37,8 @@ def _one_line(text: str, width: int = 70) -> str:
 
 def _header(report: dict) -> Panel:
     target, window, summary = report["target"], report["window"], report["summary"]
-    counts = [Text(f"{n} {s}", style=SEVERITY_STYLE.get(s, "")) for s, n in summary["findings_by_severity"].items() if n]
+    counts = [Text(f"{n} {s}", style=SEVERITY_STYLE.get(s, ""))
+              for s, n in summary["findings_by_severity"].items() if n]
     lines = [
         Text.assemble(("database ", "dim"), (str(target["database"]), "bold"), ("  PostgreSQL ", "dim"),
                       str(target.get("server_version_short") or target["server_version_num"]),
@@ -151,7 +152,8 @@ def render_compare(c: dict, console: Console | None = None) -> None:
         table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=width)
     for s in c["statements"][:15]:
         table.add_row(Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
-                      _ms((s["before"] or {}).get("mean_exec_time_ms")), _ms((s["after"] or {}).get("mean_exec_time_ms")),
+                      _ms((s["before"] or {}).get("mean_exec_time_ms")),
+                      _ms((s["after"] or {}).get("mean_exec_time_ms")),
                       # The verdict without its interval (the verdict lines above quote it whole).
                       (s.get("mean_change_text") or "-").split(" (")[0].split(":")[0],
                       f"{(s['before'] or {}).get('calls', '-')} → {(s['after'] or {}).get('calls', '-')}",

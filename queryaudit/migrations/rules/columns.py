@@ -152,7 +152,8 @@ def adding_field_with_default(mig, settings):
                                   f"from a sequence: {table} is rewritten under an ACCESS EXCLUSIVE lock", col,
                             lock=ACCESS_EXCLUSIVE, rewrite=True, table=table,
                             safe_sql=f"ALTER TABLE {table} ADD COLUMN {name} bigint;\n"
-                                     f"CREATE SEQUENCE {table.split('.')[-1]}_{col.colname}_seq OWNED BY {table}.{name};\n"
+                                     f"CREATE SEQUENCE {table.split('.')[-1]}_{col.colname}_seq "
+                                     f"OWNED BY {table}.{name};\n"
                                      "-- SET DEFAULT nextval(...), then backfill in batches")
 
 
