@@ -118,13 +118,13 @@ INSERT INTO lineitem SELECT o.o_orderkey, 1 + (o.o_orderkey * 31 + n) % {p}, 1 +
   (ARRAY['REG AIR','AIR','RAIL','SHIP','TRUCK','MAIL','FOB'])[1 + (o.o_orderkey + n) % 7], 'l'
   FROM orders o, generate_series(1, 1 + o.o_orderkey % 7) n;
 VACUUM ANALYZE;
-"""
+"""  # noqa: E501
 
 TPCH_QUERIES = [
     # 1
     """SELECT l_returnflag, l_linestatus, sum(l_quantity), sum(l_extendedprice), sum(l_extendedprice * (1 - l_discount)),
        avg(l_quantity), avg(l_discount), count(*) FROM lineitem WHERE l_shipdate <= date '1998-12-01' - interval '90 day'
-       GROUP BY l_returnflag, l_linestatus ORDER BY l_returnflag, l_linestatus""",
+       GROUP BY l_returnflag, l_linestatus ORDER BY l_returnflag, l_linestatus""",  # noqa: E501
     # 2
     """SELECT s_acctbal, s_name, n_name, p_partkey, p_mfgr FROM part, supplier, partsupp, nation, region
        WHERE p_partkey = ps_partkey AND s_suppkey = ps_suppkey AND p_size = 15 AND p_type LIKE '%BRASS'
@@ -169,7 +169,7 @@ TPCH_QUERIES = [
     """SELECT n_name, extract(year FROM o_orderdate), sum(l_extendedprice * (1 - l_discount) - ps_supplycost * l_quantity)
        FROM part, supplier, lineitem, partsupp, orders, nation WHERE s_suppkey = l_suppkey AND ps_suppkey = l_suppkey
        AND ps_partkey = l_partkey AND p_partkey = l_partkey AND o_orderkey = l_orderkey AND s_nationkey = n_nationkey
-       AND p_name LIKE '%green%' GROUP BY 1, 2 ORDER BY 1, 2 DESC""",
+       AND p_name LIKE '%green%' GROUP BY 1, 2 ORDER BY 1, 2 DESC""",  # noqa: E501
     # 10
     """SELECT c_custkey, c_name, sum(l_extendedprice * (1 - l_discount)) AS revenue, c_acctbal, n_name
        FROM customer, orders, lineitem, nation WHERE c_custkey = o_custkey AND l_orderkey = o_orderkey

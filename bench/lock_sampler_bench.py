@@ -4,8 +4,8 @@
 
 Without --dsn it starts a throwaway cluster (the embedded PostgreSQL 18). Two windows:
 nobody waits (the tick query skips pg_locks: a one-time filter), then contention (a
-holder and 3 waiters on one row, so every tick also reads pg_locks and pg_blocking_pids). `--sessions` idle connections are opened
-so pg_stat_activity is not trivially small. The auditor's statements carry the
+holder and 3 waiters on one row, so every tick also reads pg_locks and pg_blocking_pids).
+`--sessions` idle connections are opened so pg_stat_activity is not trivially small. The auditor's statements carry the
 `/* queryaudit */` comment (queryaudit.connect.MARKER), which is how they are counted.
 Not a test: run it on demand.
 """

@@ -46,9 +46,11 @@ class Session:
         p = ", ".join(f"${i} = '{v}'" for i, v in enumerate(params, 1))
         if not self.named or name == "<unnamed>":
             self.entries.append([f"LOG:  duration: {ms * 0.3:.3f} ms  parse {name}: {query}"])
-            self.entries.append([f"LOG:  duration: {ms * 0.2:.3f} ms  bind {name}: {query}", f"DETAIL:  parameters: {p}"])
+            self.entries.append([f"LOG:  duration: {ms * 0.2:.3f} ms  bind {name}: {query}",
+                                 f"DETAIL:  parameters: {p}"])
         else:
-            self.entries.append([f"LOG:  duration: {ms * 0.2:.3f} ms  bind {name}: {query}", f"DETAIL:  parameters: {p}"])
+            self.entries.append([f"LOG:  duration: {ms * 0.2:.3f} ms  bind {name}: {query}",
+                                 f"DETAIL:  parameters: {p}"])
         self.entries.append([f"LOG:  duration: {ms:.3f} ms  execute {name}: {query}", f"DETAIL:  parameters: {p}"])
 
     def request(self) -> None:
@@ -68,7 +70,7 @@ class Session:
             self.entries.append(["LOG:  duration: 0.012 ms  statement: ROLLBACK"])
             return
         if kind < 0.30:
-            self._extended(INSERT, ["view", '{"page": %d}' % rng.randrange(100)], "<unnamed>", rng.random() * 0.5)
+            self._extended(INSERT, ["view", f'{{"page": {rng.randrange(100)}}}'], "<unnamed>", rng.random() * 0.5)
         self._extended(UPDATE, [str(customer)], "<unnamed>", rng.random() * 0.4)
         if kind > 0.97:
             self.entries.append([f"LOG:  duration: {rng.random() * 900:.3f} ms  statement: "
@@ -83,7 +85,8 @@ def _lock_wait(rng: random.Random, pid: int, holder: int, deadlock: bool) -> lis
     ctx = f"CONTEXT:  while updating tuple {row} in relation \"customers\""
     if deadlock:
         other = f"UPDATE customers SET balance = balance - 1 WHERE id = {rng.randrange(100)}"
-        return [[f"LOG:  process {pid} detected deadlock while waiting for ShareLock on transaction {tx} after 1000.090 ms",
+        return [[f"LOG:  process {pid} detected deadlock while waiting for ShareLock on transaction {tx} "
+                 "after 1000.090 ms",
                  f"DETAIL:  Process holding the lock: {holder}. Wait queue: .", ctx, f"STATEMENT:  {stmt}"],
                 ["ERROR:  deadlock detected",
                  f"DETAIL:  Process {pid} waits for ShareLock on transaction {tx}; blocked by process {holder}.",
@@ -110,7 +113,8 @@ def generate(path: Path, size_mb: int, seed: int = 1) -> int:
             for _ in range(5000):
                 clock += rng.random() * 0.0004
                 second = int(clock)
-                ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)) + f".{int((clock - second) * 1000):03d} UTC"
+                ts = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+                      + f".{int((clock - second) * 1000):03d} UTC")
                 r = rng.random()
                 if r < 0.0002:
                     out.append(f"{ts} [{rng.randrange(100, 200)}] LOG:  checkpoint starting: time")
@@ -191,7 +195,8 @@ def main() -> None:
         if not log.exists():
             t = time.perf_counter()
             n = generate(log, args.size_mb)
-            print(f"generated {log} ({log.stat().st_size / 2**20:.0f} MB, {n:,} lines) in {time.perf_counter() - t:.1f} s")
+            print(f"generated {log} ({log.stat().st_size / 2**20:.0f} MB, {n:,} lines) "
+                  f"in {time.perf_counter() - t:.1f} s")
         size_mb = log.stat().st_size / 2**20
         runs_qa, runs_pg = [], []
         for _ in range(args.repeat):
@@ -202,7 +207,8 @@ def main() -> None:
         qa["cpu"] = min(r["cpu"] for r in runs_qa)
         if qa["errors"]:
             raise SystemExit(f"queryaudit reported errors: {qa['errors']}")
-        print(f"queryaudit ({'one process' if args.jobs == 1 else f'--log-jobs {args.jobs}'}): {qa['lines']:,} lines in {qa['seconds']:.2f} s wall, {qa['cpu']:.2f} s CPU "
+        print(f"queryaudit ({'one process' if args.jobs == 1 else f'--log-jobs {args.jobs}'}): "
+              f"{qa['lines']:,} lines in {qa['seconds']:.2f} s wall, {qa['cpu']:.2f} s CPU "
               f"= {qa['lines'] / qa['seconds']:,.0f} lines/s ({size_mb / qa['seconds']:.1f} MB/s), peak RSS "
               f"{qa['rss_kb'] / 1024:.0f} MB; {qa['executions']:,} executions, {qa['n_plus_one']} N+1 patterns, "
               f"{qa['lock_waits']} lock waits, {qa['deadlocks']} deadlocks, {qa['malformed']} malformed lines")

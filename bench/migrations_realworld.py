@@ -23,7 +23,8 @@ from queryaudit.migrations import Settings, all_rules
 from queryaudit.migrations.review import review
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared") / "corpora" / "migrations-realworld"
+DEFAULT_CORPUS = (Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared")
+                  / "corpora" / "migrations-realworld")
 
 
 SQUAWK = shutil.which("squawk") or str(Path(sys.executable).parent / "squawk")
@@ -65,9 +66,9 @@ def main(argv: list[str]) -> int:
     every = "--all" in argv
     q, s = ours(files, every), squawk(files, every)
     q_rules, s_rules = Counter(), Counter()
-    for (f, r), n in q.items():
+    for (_f, r), n in q.items():
         q_rules[r] += n
-    for (f, r), n in s.items():
+    for (_f, r), n in s.items():
         s_rules[r] += n
     print(f"{len(files)} files; findings per rule (queryaudit / squawk 2.70), rules where either reports:")
     for r in sorted(set(q_rules) | set(s_rules)):

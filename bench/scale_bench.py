@@ -75,7 +75,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="run the audit under cProfile, stats written here")
     args = parser.parse_args()
 
-    cluster = start_cluster(embedded_bin_dir(), {"pg_stat_statements.max": "10000", "max_locks_per_transaction": "4096"})
+    cluster = start_cluster(embedded_bin_dir(),
+                            {"pg_stat_statements.max": "10000", "max_locks_per_transaction": "4096"})
     try:
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE scale")
@@ -108,14 +109,17 @@ def main() -> None:
             sys.exit(1)
         report = json.loads(out.read_text())
         peak_mb = after.ru_maxrss / 1024  # Linux: KiB
-        print(f"audit: {wall:.2f} s wall, {after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime:.2f} s CPU, "
+        print(f"audit: {wall:.2f} s wall, "
+              f"{after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime:.2f} s CPU, "
               f"peak RSS {peak_mb:.0f} MB, {report['window']['statement_count']} statements, "
               f"{len(report['findings'])} findings")
-        print(f"targets: wall < 3 s {'OK' if wall < 3 else 'MISSED'}, RSS < 150 MB {'OK' if peak_mb < 150 else 'MISSED'}")
+        print(f"targets: wall < 3 s {'OK' if wall < 3 else 'MISSED'}, "
+              f"RSS < 150 MB {'OK' if peak_mb < 150 else 'MISSED'}")
         with psycopg.connect(dsn) as conn:
             own = conn.execute("SELECT count(*), coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) "
                                "FROM pg_stat_statements WHERE query LIKE %s", (OWN_STATEMENT_PATTERN,)).fetchone()
-            rows = conn.execute("SELECT calls, round(total_exec_time::numeric, 1), left(regexp_replace(query, '\\s+', ' ', 'g'), 90) "
+            rows = conn.execute("SELECT calls, round(total_exec_time::numeric, 1), "
+                                "left(regexp_replace(query, '\\s+', ' ', 'g'), 90) "
                                 "FROM pg_stat_statements WHERE query LIKE %s ORDER BY total_exec_time DESC LIMIT 5",
                                 (OWN_STATEMENT_PATTERN,)).fetchall()
         cost = report.get("extras", {}).get("audit_cost", {})

@@ -26,9 +26,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-import tpch
+import tpch  # noqa: E402
 
-from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir
+from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir  # noqa: E402
 
 
 def run_workload(dsn: str) -> dict[str, str]:
@@ -70,7 +70,8 @@ def coverage(out: Path, queryids: dict[str, str]) -> dict:
                      "why": capture.get("skipped_reason") or "", "values": capture.get("parameter_source") or ""})
     planned = sum(1 for r in rows if r["coverage"] in ("analyzed", "generic", "explained"))
     analyzed = sum(1 for r in rows if r["coverage"] == "analyzed")
-    return {"rows": rows, "planned": planned, "analyzed": analyzed, "report_summary": report["plan_coverage"]["summary"],
+    return {"rows": rows, "planned": planned, "analyzed": analyzed,
+            "report_summary": report["plan_coverage"]["summary"],
             "explain_s": sum((r["explain_ms"] or 0) for r in rows) / 1000}
 
 

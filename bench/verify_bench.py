@@ -20,10 +20,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from queryaudit.advisor.stage import AdvisorOptions
-from queryaudit.demo import fixtures
-from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir
-from queryaudit.pipeline import AuditOptions, analyse, collect_live
+from queryaudit.advisor.stage import AdvisorOptions  # noqa: E402
+from queryaudit.demo import fixtures  # noqa: E402
+from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir  # noqa: E402
+from queryaudit.pipeline import AuditOptions, analyse, collect_live  # noqa: E402
 
 
 def main() -> None:
@@ -65,7 +65,8 @@ def main() -> None:
                          if "temp_written" in m.before else ""))
                 if m.steps and m.kind == "work_mem":
                     print("    work_mem steps: " + ", ".join(
-                        f"{s['work_mem']} {'spills ' + str(s['spilled_kb']) + ' kB' if s['spilled_kb'] else 'fits in ' + str(s['in_memory_kb']) + ' kB'}"
+                        f"{s['work_mem']} spills {s['spilled_kb']} kB" if s['spilled_kb']
+                        else f"{s['work_mem']} fits in {s['in_memory_kb']} kB"
                         for s in m.steps))
                 print(f"    saving: check's estimate {heuristic if heuristic is None else f'{heuristic:.1%}'}, "
                       f"ranked by {saving if saving is None else f'{saving:.1%}'} ({f.get('saving_method')})")

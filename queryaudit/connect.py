@@ -96,7 +96,8 @@ def connection_error_message(exc: Exception, dsn: str) -> str:
         role = re.search(r'role "([^"]+)" does not exist', text).group(1)
         msg = f'role "{role}" does not exist on {where}: check the user name in the DSN'
     elif any(s in text for s in ("Connection refused", "could not connect", "timeout expired",
-                                 "No such file or directory", "could not translate host name", "Network is unreachable")):
+                                 "No such file or directory", "could not translate host name",
+                                 "Network is unreachable")):
         msg = f"cannot reach the PostgreSQL server at {where}: is it running and accepting TCP connections there?"
     else:
         msg = f"cannot connect to {where}: {text.splitlines()[-1] if text else type(exc).__name__}"

@@ -219,8 +219,8 @@ def merge_overlapping(findings: list[Finding], index_creating: Collection[str]) 
             rest.append(f)
             continue
         for group in groups:
-            if group[0].table == f.table and all(_index_leads(g.columns, f.columns) or _index_leads(f.columns, g.columns)
-                                                 for g in group):
+            if group[0].table == f.table and all(_index_leads(g.columns, f.columns)
+                                                 or _index_leads(f.columns, g.columns) for g in group):
                 group.append(f)
                 break
         else:

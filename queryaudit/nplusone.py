@@ -190,7 +190,8 @@ def join_rewrite(parent_query: str, parent_column: str, child: Lookup, child_tab
         return None
     cols = ", ".join(f"c.{quote_ident(c)}" for c in child.targets) if child.targets else "c.*"
     text = (f"SELECT p.*, {cols} FROM ({parent}) AS p "
-            f"LEFT JOIN {quote_table(child_table)} AS c ON c.{quote_ident(child_column)} = p.{quote_ident(parent_column)}")
+            f"LEFT JOIN {quote_table(child_table)} AS c "
+            f"ON c.{quote_ident(child_column)} = p.{quote_ident(parent_column)}")
     try:
         pglast.parse_sql(text)
         return pglast.prettify(text)

@@ -36,7 +36,8 @@ class PageResult:
 
 def _binaries() -> tuple[str, str]:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+    driver = shutil.which("chromedriver") or (
+        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
     if not chromium or not driver:
         pytest.skip("headless Chromium not installed (Debian: apt-get install chromium chromium-driver; "
                     "`make test` installs them as root)")

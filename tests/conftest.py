@@ -273,7 +273,8 @@ def pg15_standby():
     if standby.owner:
         shutil.chown(data_dir, standby.owner)
     subprocess.run([str(primary.cluster.bin_dir / "pg_basebackup"), "-D", str(standby.pgdata), "-R", "-X", "stream",
-                    "-h", "127.0.0.1", "-p", str(primary.cluster.port), "-U", "postgres", "--no-sync", "--checkpoint=fast"],
+                    "-h", "127.0.0.1", "-p", str(primary.cluster.port), "-U", "postgres", "--no-sync",
+                    "--checkpoint=fast"],
                    check=True, capture_output=True, user=standby.owner, timeout=120)
     with open(standby.pgdata / "postgresql.auto.conf", "a") as f:
         f.write(f"port = {standby.port}\nunix_socket_directories = '{data_dir}'\nhot_standby = on\n")

@@ -45,7 +45,8 @@ def test_advise_indexes_on_the_shop(shop_db, tmp_path):
     assert finding["check"] == "missing-index" and finding["queryids"]
     if has_hypopg(shop_db):
         assert advice["method"] == "hypothetical" and orders["size_source"] == "hypopg"
-        assert finding["verification"]["method"] == "hypothetical" and finding["confidence"] == "medium"  # confidence follows the method
+        # confidence follows the method
+        assert finding["verification"]["method"] == "hypothetical" and finding["confidence"] == "medium"
         v = finding["verification"]
         assert v["after"]["cost"] <= 0.5 * v["before"]["cost"]
         assert advice["workload_cost_after"] < advice["workload_cost_before"]

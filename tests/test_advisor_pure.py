@@ -31,7 +31,8 @@ def cands(query, snap=None):
 
 
 def test_equality_first_then_range_and_sort():
-    found = {c.columns for c in cands("SELECT id FROM orders WHERE created_at > $1 AND status = $2 AND customer_id = $3")}
+    found = {c.columns for c in cands("SELECT id FROM orders WHERE created_at > $1 AND status = $2 "
+                                      "AND customer_id = $3")}
     # the most selective equality first, the range column last
     assert ("customer_id", "status", "created_at") in found
     assert ("customer_id", "status") in found
@@ -48,7 +49,8 @@ def test_join_keys_correlated_subqueries_and_dml():
         "SELECT c.email FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.status = $1")}
     assert ("public.orders", ("customer_id",)) in found
     found = {(c.table, c.columns) for c in cands(
-        "SELECT email FROM customers c WHERE EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.total > $1)")}
+        "SELECT email FROM customers c WHERE EXISTS "
+        "(SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.total > $1)")}
     assert ("public.orders", ("customer_id", "total")) in found
     found = {(c.table, c.columns) for c in cands("DELETE FROM orders WHERE customer_id = $1")}
     assert ("public.orders", ("customer_id",)) in found
@@ -121,12 +123,14 @@ def test_index_names_are_readable_and_unique():
 
 def test_order_by_position_alias_and_mixed_directions():
     snap = snapshot()
-    found = {c.columns: c for c in cands("SELECT id, created_at AS t FROM orders WHERE customer_id = $1 ORDER BY 2", snap)}
+    found = {c.columns: c
+             for c in cands("SELECT id, created_at AS t FROM orders WHERE customer_id = $1 ORDER BY 2", snap)}
     assert ("customer_id", "created_at") in found and "sort" in found[("customer_id", "created_at")].reasons
     found = {c.columns for c in cands("SELECT id, created_at AS t FROM orders WHERE customer_id = $1 ORDER BY t", snap)}
     assert ("customer_id", "created_at") in found
     # mixed directions: the columns that differ from the first one are stored DESC
-    mixed = [c for c in cands("SELECT id FROM orders ORDER BY status DESC, created_at LIMIT 5", snap) if "sort" in c.reasons]
+    mixed = [c for c in cands("SELECT id FROM orders ORDER BY status DESC, created_at LIMIT 5", snap)
+             if "sort" in c.reasons]
     assert mixed and mixed[0].columns == ("status", "created_at") and mixed[0].descending == ("created_at",)
     same = [c for c in cands("SELECT id FROM orders ORDER BY status DESC, created_at DESC LIMIT 5", snap)
             if "sort" in c.reasons]

@@ -72,7 +72,8 @@ def test_django_loops_name_the_application_line_and_the_django_fix(empty_db, dri
     assert many["hint"].startswith('Book.objects.prefetch_related("tags")')
 
     assert found["forward_fixed"] == [] and found["reverse_fixed"] == []
-    assert found["middleware"] == [{"path": "GET /books", "call_sites": [f"django_app.py:{_line_of('# view loop', app)}"]}]
+    assert found["middleware"] == [{"path": "GET /books",
+                                    "call_sites": [f"django_app.py:{_line_of('# view loop', app)}"]}]
 
 
 def test_pytest_plugin_under_pytest_django(empty_db, tmp_path):

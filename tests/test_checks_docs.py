@@ -33,7 +33,8 @@ def test_check_ids_follow_the_shared_contract():
 def test_every_check_docstring_has_the_fixed_sections():
     for check in all_checks():
         positions = [check.doc.find(s) for s in SECTIONS]
-        assert all(p >= 0 for p in positions), (check.id, [s for s, p in zip(SECTIONS, positions) if p < 0])
+        assert all(p >= 0 for p in positions), \
+            (check.id, [s for s, p in zip(SECTIONS, positions, strict=True) if p < 0])
         assert positions == sorted(positions), check.id
 
 

@@ -208,7 +208,8 @@ def test_long_and_idle_transactions_are_reported(empty_db, sessions):
 
     idle = _finding(findings, "idle-in-transaction")
     assert idle["evidence"]["application_name"] == "holder"
-    assert idle["evidence"]["last_statement"]["query"].startswith("SELECT balance FROM accounts WHERE id = $1 FOR UPDATE")
+    assert idle["evidence"]["last_statement"]["query"].startswith(
+        "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE")
     assert "RowShareLock on public.accounts" in idle["evidence"]["held_locks"]
     assert idle["severity"] == "medium" and "idle_in_transaction_session_timeout" in idle["fix_sql"]
     long = _finding(findings, "long-transaction")
@@ -246,7 +247,8 @@ def test_pgbench_tpcb_contention_is_hot_rows_with_a_predicted_saving(server, emp
     assert any(w["query"].startswith("UPDATE pgbench_") for w in ev["waiting_statements"])
     assert "update the hot row last" in branches["advice"] and "shard the counter" in branches["advice"]
     saving = branches["predicted_saving"]
-    assert saving and 0 < saving["share_of_total_time"] <= 1 and saving["total_ms"] == pytest.approx(ev["wait_ms"], rel=0.01)
+    assert saving and 0 < saving["share_of_total_time"] <= 1 \
+        and saving["total_ms"] == pytest.approx(ev["wait_ms"], rel=0.01)
     assert 0 < ev["wait_share_of_db_time"] <= 1 and ev["db_time_ms"] >= ev["wait_ms"]
     # The gaps between pgbench's statements are not idle transactions that matter.
     assert all("idle_in_transaction_session_timeout" not in (f.get("fix_sql") or "") for f in findings)

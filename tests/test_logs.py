@@ -197,7 +197,8 @@ def test_the_audits_own_statements_are_left_out(server_log):
         assert facts.statements and not [s.query for s in facts.statements if "queryaudit" in s.query]
         assert not [p for p in facts.n_plus_one if "queryaudit" in p.query]
         logged = sum(1 for e in iter_events([server_log / name], PREFIX)
-                     if isinstance(e, StatementEvent) and e.duration_ms is not None and e.phase in ("simple", "execute"))
+                     if isinstance(e, StatementEvent) and e.duration_ms is not None
+                     and e.phase in ("simple", "execute"))
         own = sum(1 for e in iter_events([server_log / name], PREFIX)
                   if isinstance(e, StatementEvent) and e.duration_ms is not None and e.phase in ("simple", "execute")
                   and "/* queryaudit */" in e.query)

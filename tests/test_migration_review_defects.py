@@ -76,7 +76,8 @@ VIEW_WITH_STAR = ("CREATE VIEW member_list AS SELECT *, (SELECT avatar FROM prof
 @pytest.mark.db
 def test_star_and_an_unaliased_subquery_are_not_duplicate_columns(empty_db):
     assert not lint_sql(VIEW_WITH_STAR, only=["ban-duplicate-column-assignments"])
-    duplicates = ["CREATE VIEW v AS SELECT 1, 2;", "CREATE VIEW v AS SELECT id, (SELECT id FROM profiles) FROM members;",
+    duplicates = ["CREATE VIEW v AS SELECT 1, 2;",
+                  "CREATE VIEW v AS SELECT id, (SELECT id FROM profiles) FROM members;",
                   "CREATE VIEW v AS SELECT 1::int, 2::integer;"]
     for sql in duplicates:
         assert lint_sql(sql, only=["ban-duplicate-column-assignments"]), sql
@@ -131,7 +132,8 @@ def test_timeouts_are_not_required_for_files_that_only_create_new_tables():
     only_new = ("CREATE TABLE identities (id uuid PRIMARY KEY, traits jsonb NOT NULL);\n"
                 "CREATE INDEX identities_traits_idx ON identities USING gin (traits);\n"
                 "COMMENT ON TABLE identities IS 'people';\n"
-                "CREATE TABLE identity_credentials (id uuid PRIMARY KEY, identity_id uuid REFERENCES identities (id));\n"
+                "CREATE TABLE identity_credentials (id uuid PRIMARY KEY, "
+                "identity_id uuid REFERENCES identities (id));\n"
                 "ALTER TABLE identity_credentials ADD COLUMN config jsonb;\n")
     assert not lint_sql(only_new, only=TIMEOUTS)
     for blocking in ("CREATE TABLE sessions (id uuid, identity_id uuid REFERENCES identities (id));",

@@ -75,7 +75,8 @@ def test_squawk_corpus_agreement(shared_dir):
             continue
         if (rid, case["test"]) in DELIBERATE:
             got = lines_of(rid, case["sql"], settings)
-            assert bool(got) != (case["expect"] == "trigger"), f"{rid} {case['test']} now agrees: drop it from DELIBERATE"
+            assert bool(got) != (case["expect"] == "trigger"), \
+                f"{rid} {case['test']} now agrees: drop it from DELIBERATE"
             continue
         checked += 1
         got = lines_of(rid, case["sql"], settings)

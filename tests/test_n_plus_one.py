@@ -118,7 +118,7 @@ def test_sqlalchemy_lazy_load_n_plus_one_is_captured(empty_db):
             names = [b.author.name for b in books]  # one lazy load per distinct author
         assert len(names) == 12
         loops = cap.n_plus_one()
-        assert len(loops) == 1, [l.describe() for l in loops]
+        assert len(loops) == 1, [found.describe() for found in loops]
         loop = loops[0]
         assert loop.table == "authors" and loop.columns == ["id"] and loop.executions == 12
         assert loop.call_site.endswith(f"test_n_plus_one.py:{_line_of('names = [b.author.name')}")

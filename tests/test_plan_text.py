@@ -87,7 +87,7 @@ def test_text_and_json_of_the_same_plan_agree(shared_dir, name):
     text = _plan(shared_dir, f"{name}.txt")
     data = _plan(shared_dir, f"{name}.json")
     assert [(d, n["Node Type"]) for d, n in walk(text)] == [(d, n["Node Type"]) for d, n in walk(data)]
-    for from_text, from_json in zip(_nodes(text), _nodes(data)):
+    for from_text, from_json in zip(_nodes(text), _nodes(data), strict=True):
         for key in SAME_IN_BOTH:
             if key in from_json:
                 assert from_text.get(key) == from_json[key], (from_json["Node Type"], key)
@@ -267,7 +267,7 @@ def test_text_parse_matches_json_on_a_real_server(empty_db):
                 from_json = conn.execute(f"EXPLAIN ({options}, FORMAT JSON) {statement}").fetchone()[0][0]
                 assert [(d, n["Node Type"]) for d, n in walk(from_text)] == \
                     [(d, n["Node Type"]) for d, n in walk(from_json)], statement
-                for a, b in zip(_nodes(from_text), _nodes(from_json)):
+                for a, b in zip(_nodes(from_text), _nodes(from_json), strict=True):
                     for key in COMPARED:
                         # Text prints Inner Unique only with VERBOSE, and only when true.
                         if key in b and not (key == "Inner Unique" and (b[key] is False or "VERBOSE" not in options)):

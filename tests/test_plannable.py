@@ -38,7 +38,8 @@ def test_typed_literals_become_casts(normalized, plannable, unit):
 
 
 def test_a_time_minus_a_bare_placeholder_is_an_interval():
-    assert make_plannable("SELECT 1 FROM t WHERE ts > now() - $1").text == "SELECT 1 FROM t WHERE ts > now() - $1::interval"
+    assert make_plannable("SELECT 1 FROM t WHERE ts > now() - $1").text == \
+        "SELECT 1 FROM t WHERE ts > now() - $1::interval"
 
 
 def test_group_by_constant_is_restored_and_the_rest_renumbered():
@@ -56,7 +57,8 @@ def test_order_by_constant_is_restored():
 
 
 def test_unknown_placeholders_get_types_from_context():
-    assert make_plannable("SELECT 1 FROM t WHERE q <= $1 + $2").text == "SELECT 1 FROM t WHERE q <= $1::numeric + $2::numeric"
+    assert make_plannable("SELECT 1 FROM t WHERE q <= $1 + $2").text == \
+        "SELECT 1 FROM t WHERE q <= $1::numeric + $2::numeric"
     assert make_plannable("SELECT $1 || $2 FROM t").text == "SELECT $1::text || $2::text FROM t"
     assert make_plannable("SELECT sum(CASE WHEN p = $1 THEN $2 ELSE $3 END) FROM t").text == \
         "SELECT sum(CASE WHEN p = $1 THEN $2::numeric ELSE $3::numeric END) FROM t"
@@ -82,7 +84,7 @@ INSERT INTO clicks SELECT g, md5(g::text), g % 500, g % 50, date '2024-01-01' + 
        'SEG-' || g % 5
 FROM generate_series(1, 20000) g;
 VACUUM ANALYZE clicks
-"""
+"""  # noqa: E501
 
 # What an application sends: literals in the text, so pg_stat_statements normalizes them.
 WORKLOAD = {
@@ -92,8 +94,10 @@ WORKLOAD = {
     "time": "SELECT count(*) FROM clicks WHERE tm < time '03:00'",
     "interval": "SELECT count(*) FROM clicks WHERE created_at > now() - interval '2 hours'",
     "interval-unit": "SELECT count(*) FROM clicks WHERE day <= date '2024-12-01' - interval '90' day",
-    "interval-month": "SELECT count(*) FROM clicks WHERE day >= date '2024-03-01' AND day < date '2024-03-01' + interval '1' month",
-    "group-by": "SELECT substr(visitor, 1, 12) AS v, count(*) FROM clicks WHERE page < 250 GROUP BY substr(visitor, 1, 12)",
+    "interval-month": "SELECT count(*) FROM clicks WHERE day >= date '2024-03-01' "
+                      "AND day < date '2024-03-01' + interval '1' month",
+    "group-by": "SELECT substr(visitor, 1, 12) AS v, count(*) FROM clicks WHERE page < 250 "
+                "GROUP BY substr(visitor, 1, 12)",
     "order-by": "SELECT coalesce(page, 0) FROM clicks WHERE page < 250 ORDER BY coalesce(page, 0) LIMIT 5",
     "sum": "SELECT count(*) FROM clicks WHERE qty <= 1 + 10",
     "in-list": "SELECT count(*) FROM clicks WHERE page IN (1, 2, 3)",

@@ -20,7 +20,8 @@ def test_redact_sql_replaces_every_literal_kind():
 
 
 def test_redact_keeps_structure_and_metrics():
-    report = {"queries": [{"query": f"SELECT '{SECRET}'", "calls": 12, "plan": {"Plan": {"Filter": f"(x = '{SECRET}'::text)"}}}],
+    report = {"queries": [{"query": f"SELECT '{SECRET}'", "calls": 12,
+                           "plan": {"Plan": {"Filter": f"(x = '{SECRET}'::text)"}}}],
               "findings": [{"title": f"Filter on '{SECRET}' costs 19.3 ms", "evidence": {"parameters": [SECRET, 7]}}]}
     out = redact(report)
     assert SECRET not in json.dumps(out)

@@ -95,5 +95,6 @@ def test_joined_tables_get_values_that_meet_across_the_join(server):
     assert capture.method == "analyze" and "sampled row of the join" in capture.parameter_source
     city, status = capture.parameters
     assert city[4:] == status[1:]  # a pair that exists
-    join = next(n for n in plan_model.build(capture.plan).nodes if "Join" in n.node_type or n.node_type == "Nested Loop")
+    join = next(n for n in plan_model.build(capture.plan).nodes
+                if "Join" in n.node_type or n.node_type == "Nested Loop")
     assert join.actual_rows > 0

@@ -39,7 +39,8 @@ def test_keyset_rewrite_keeps_the_order_and_adds_a_tie_breaker():
     plan = keyset.plan("SELECT * FROM events ORDER BY created_at DESC LIMIT $1 OFFSET $2", ["20", "5000"],
                        ["bigint", "bigint"], [["id"]])
     assert plan.offset == 5000 and plan.keys == ["created_at", "id"]
-    assert plan.fix_text == "SELECT * FROM events WHERE (created_at, id) < ($3, $4) ORDER BY created_at DESC, id DESC LIMIT $1"
+    assert plan.fix_text == ("SELECT * FROM events WHERE (created_at, id) < ($3, $4) "
+                             "ORDER BY created_at DESC, id DESC LIMIT $1")
     assert "OFFSET 4999" in keyset.last_key_query(plan)
     assert keyset.plan("SELECT * FROM t ORDER BY a, b DESC LIMIT 5 OFFSET 100", [], [], []) is None  # mixed
 
@@ -248,7 +249,8 @@ def test_keyset_rewrite_is_measured_with_a_real_key(empty_db):
     # --redact: the real key read from the data does not reach the outputs.
     from queryaudit.redact import redact
 
-    assert f"'{last}'" in str(finding["evidence"]["measurement_steps"]) and f"= {last}" in finding["verification"]["detail"]
+    assert f"'{last}'" in str(finding["evidence"]["measurement_steps"]) \
+        and f"= {last}" in finding["verification"]["detail"]
     hidden = redact(finding)
     assert f"'{last}'" not in str(hidden["evidence"]) and str(last) not in hidden["verification"]["detail"]
 
@@ -351,7 +353,8 @@ def test_a_statistics_fix_that_fails_leaves_the_next_one_measurable(empty_db):
                                "CREATE STATISTICS towns_stats ON nope, zip FROM towns; ANALYZE towns;", 3)
         m = FixMeasurement(finding_id="g", check="row-estimate-error", queryid="1", kind="statistics")
         measure_statistics(conn, runner, m, query, ["c7", "z7"], ["text", "text"],
-                           "CREATE STATISTICS towns_stats (dependencies, mcv) ON city, zip FROM towns; ANALYZE towns;", 3)
+                           "CREATE STATISTICS towns_stats (dependencies, mcv) ON city, zip FROM towns; "
+                           "ANALYZE towns;", 3)
         assert len(m.before_ms) == len(m.after_ms) == 3
         assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
     assert empty_db.execute("SELECT count(*) FROM pg_statistic_ext WHERE stxname = 'towns_stats'")[0][0] == 0

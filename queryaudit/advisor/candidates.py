@@ -248,7 +248,7 @@ class _Extractor:
             if kind == "sort" and len(set(desc)) > 1:
                 # Mixed directions: a B-tree scanned forwards or backwards gives one of two
                 # orders, so the index stores the columns that differ from the first one DESC.
-                use.descending = {c for (_, c), d in zip(columns, desc) if d != desc[0]}
+                use.descending = {c for (_, c), d in zip(columns, desc, strict=True) if d != desc[0]}
         for _, c in columns:
             if use.referenced is not None:
                 use.referenced.add(c)
@@ -474,7 +474,8 @@ def _selective_scan(node: dict, table: Table | None) -> bool:
     if removed is not None:
         kept = float(node.get("Actual Rows", 0)) * float(node.get("Actual Loops", 1) or 1)
         total = kept + float(removed) * float(node.get("Actual Loops", 1) or 1)
-        return total >= MIN_TABLE_ROWS and total > 0 and float(removed) * float(node.get("Actual Loops", 1) or 1) / total >= PLAN_FILTER_MIN_REMOVED
+        return (total >= MIN_TABLE_ROWS and total > 0
+                and float(removed) * float(node.get("Actual Loops", 1) or 1) / total >= PLAN_FILTER_MIN_REMOVED)
     if table is None or table.reltuples < MIN_TABLE_ROWS:
         return False
     return float(node.get("Plan Rows", 0)) <= (1 - PLAN_FILTER_MIN_REMOVED) * table.reltuples
@@ -547,7 +548,7 @@ def _constant_fraction(snapshot: Snapshot, table: str, predicate: str) -> float:
             return float(freqs[values.index(literal)])
         return selectivity(snapshot, table, column)
     target = "false" if m.group(1) else "true"
-    for v, f in zip(values, freqs):
+    for v, f in zip(values, freqs, strict=False):
         if v in (target, target[0]):
             return float(f)
     return 1.0

@@ -53,7 +53,8 @@ def render(snapshot: Snapshot, console: Console) -> None:
            "real": "verified for real (built, EXPLAIN ANALYZE before/after, rolled back)",
            "none": "NOT verified: HypoPG is not available, savings are estimates"}[advice.method]
     console.print(Text.assemble(("index advisor ", "bold"), f"{snapshot.server.database}: ",
-                                f"{advice.statements_considered} statements, {advice.candidates_considered} candidates, "
+                                f"{advice.statements_considered} statements, "
+                                f"{advice.candidates_considered} candidates, "
                                 f"{how}, {advice.duration_ms / 1000:.1f} s"
                                 + (f", {advice.planner_calls} plans" if advice.planner_calls else "")))
     if advice.install_hint:

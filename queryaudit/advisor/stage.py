@@ -94,7 +94,7 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
     taken = {i.name for i in snapshot.indexes}
     built: dict[str, cand.Candidate] = {}
     due = {e.candidate.table for e in chosen if cand.analyze_due(snapshot.table(e.candidate.table))}
-    for e, found in zip(chosen, effects):
+    for e, found in zip(chosen, effects, strict=True):
         c = e.candidate
         name = select.index_name(c, taken)
         stmt_effects = [StatementEffect(queryid=q, cost_before=round(before, 2), cost_after=round(after, 2),

@@ -20,8 +20,8 @@ from queryaudit.plans.params import find_slots
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import quote_table
 
-RANGE_SELECTIVITY = 1 / 3
-LIMIT_READ_FRACTION = 0.01  # without HypoPG: what an ORDER BY ... LIMIT in index order still reads  # PostgreSQL's DEFAULT_INEQ_SEL for an open range with unknown bound
+RANGE_SELECTIVITY = 1 / 3  # PostgreSQL's DEFAULT_INEQ_SEL for an open range with unknown bound
+LIMIT_READ_FRACTION = 0.01  # without HypoPG: what an ORDER BY ... LIMIT in index order still reads
 # Without verification a prediction is scaled down by this (the index still costs lookups).
 ESTIMATE_CAP = 0.9
 REAL_RUNS = 2  # EXPLAIN ANALYZE runs per side; the fastest counts (the first warms the cache)

@@ -59,7 +59,7 @@ def run(snapshot: Snapshot) -> list[Finding]:
         for obs in facts.transactions:
             if not is_idle_in_transaction(facts, obs):
                 continue
-            strong_locks = [l for l in obs.held_locks if not l.startswith("AccessShareLock ")]
+            strong_locks = [lock for lock in obs.held_locks if not lock.startswith("AccessShareLock ")]
             severity = ("high" if obs.blocked_ms > 0 else
                         "medium" if obs.holds_xid or strong_locks or obs.max_idle_in_transaction_s >= MEDIUM_IDLE_S
                         else "low")

@@ -149,7 +149,8 @@ def run(snapshot: Snapshot) -> list[Finding]:
                 skipped, rows_read = estimate, estimate + returned
                 confidence = "low"
                 evidence.update({"source": "pg_stat_statements", "pages_read_per_call": round(pages, 1),
-                                 "rows_per_page": round(rows_per_page, 1), "rows_returned_per_call": round(returned, 1)})
+                                 "rows_per_page": round(rows_per_page, 1),
+                                 "rows_returned_per_call": round(returned, 1)})
         if skipped is None or skipped < MIN_SKIPPED_ROWS:
             continue
         fraction = skipped / rows_read if rows_read else 0.0

@@ -322,7 +322,8 @@ def _advice(snapshot: Snapshot, facts: LockFacts, pattern: str, relation: str,
     if pattern == "ddl-queue":
         return (f"DDL on {relation} waited for its lock behind a running transaction and queued every later "
                 "session behind it: run DDL with a short lock_timeout (SET lock_timeout = '2s') and retry, "
-                "after ending long transactions on the table."),             "SET lock_timeout = '2s';  -- in the migration session, before the DDL; retry the DDL when it times out"
+                "after ending long transactions on the table."), \
+            "SET lock_timeout = '2s';  -- in the migration session, before the DDL; retry the DDL when it times out"
     if pattern == "fk-share":
         return (f"Writes to {', '.join(evidence['child_tables']) or 'a child table'} check their foreign key by "
                 f"locking the referenced row of {relation} FOR KEY SHARE, and waited for transactions holding that "

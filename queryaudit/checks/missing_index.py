@@ -93,7 +93,8 @@ def run(snapshot: Snapshot) -> list[Finding]:
                 f"{proposed.table} has never been analyzed: ANALYZE is due (the fix runs it first)"
                 if proposed.analyze_due else None, None if verified else advice.install_hint))) or None,
             verification=Verification(method=proposed.verification, before=before, after=after, detail=detail),
-            key=f"{proposed.table}|{','.join(proposed.columns)}|{','.join(proposed.include)}|{proposed.predicate or ''}",
+            key=f"{proposed.table}|{','.join(proposed.columns)}|{','.join(proposed.include)}|"
+                f"{proposed.predicate or ''}",
             evidence={
                 "index_name": proposed.name, "include": proposed.include, "predicate": proposed.predicate,
                 "reasons": proposed.reasons, "size_bytes": proposed.size_bytes, "size_source": proposed.size_source,

@@ -453,7 +453,8 @@ def _finding(snapshot: Snapshot, members: list[tuple[CapturedPlan, PlanNode, dic
     savings_by_statement: dict[str, Saving] = {}
     for c, n, _ in members:
         s = c.saving(snapshot, _affected_share(c, n))
-        if c.queryid not in savings_by_statement or s.share_of_total_time > savings_by_statement[c.queryid].share_of_total_time:
+        if c.queryid not in savings_by_statement \
+                or s.share_of_total_time > savings_by_statement[c.queryid].share_of_total_time:
             savings_by_statement[c.queryid] = s
     savings = list(savings_by_statement.values())
     saving = Saving(share_of_total_time=round(min(1.0, sum(s.share_of_total_time for s in savings)), 6),

@@ -41,7 +41,8 @@ def collect_server(conn: psycopg.Connection) -> ServerInfo:
     return ServerInfo(version_num=version_num, version=version, database=database, user=user,
                       host=getattr(conn.info, "host", None), in_recovery=in_recovery, extensions=extensions,
                       available_extensions=available,
-                      settings=settings, stats_reset=stats_reset[0].isoformat() if stats_reset and stats_reset[0] else None,
+                      settings=settings,
+                      stats_reset=stats_reset[0].isoformat() if stats_reset and stats_reset[0] else None,
                       postmaster_start=started.isoformat() if started else None,
                       port=_port(conn), system_identifier=system_identifier(conn))
 

@@ -124,9 +124,9 @@ def collect_statements(conn: psycopg.Connection, limit: int = 5000) -> tuple[lis
     statements = []
     for row in rows:
         queryid, text, calls, nrows, userid, username, *values = row
-        statement = Statement(queryid=queryid, query=mask_passwords(text), calls=int(calls), rows=int(nrows), userid=userid,
-                              username=username, total_exec_time_ms=0.0, mean_exec_time_ms=0.0)
-        for field, value in zip(fields, values):
+        statement = Statement(queryid=queryid, query=mask_passwords(text), calls=int(calls), rows=int(nrows),
+                              userid=userid, username=username, total_exec_time_ms=0.0, mean_exec_time_ms=0.0)
+        for field, value in zip(fields, values, strict=True):
             if value is not None:
                 setattr(statement, field, value if not hasattr(value, "isoformat") else value.isoformat())
         statements.append(statement)

@@ -291,7 +291,7 @@ def evaluate(config: Config, comparison: dict, today: dt.date | None = None) -> 
         mean_after, calls = after.get("mean_exec_time_ms"), after["calls"]
         judged_mean = calls >= config.min_calls
 
-        def broke(key, before_v, after_v, text):
+        def broke(key, before_v, after_v, text, subject=subject, queryid=queryid, limits=limits):
             verdict.violations.append(Violation(key, subject, f"{subject}: {text}", queryid=queryid,
                                                 before=before_v, after=after_v, limit=limits[key]))
 

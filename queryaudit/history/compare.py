@@ -146,10 +146,10 @@ def as_report(view: AuditView | None, database: str = "", server_version_num: in
                # A statement that did not run in a window is absent from it, as from a report.
                for m in sorted(view.statements.values(), key=lambda m: -m.total_ms) if m.calls > 0]
     return {"target": {"database": database, "server_version_num": server_version_num},
-            "generated_at": view.collected_at, "window": {"collected_at": view.collected_at,
-                                                          "statistics_since": view.window_start,
-                                                          "total_exec_time_ms": round(total, 3),
-                                                          "total_calls": sum(m.calls for m in view.statements.values())},
+            "generated_at": view.collected_at,
+            "window": {"collected_at": view.collected_at, "statistics_since": view.window_start,
+                       "total_exec_time_ms": round(total, 3),
+                       "total_calls": sum(m.calls for m in view.statements.values())},
             "queries": queries, "findings": [{"id": i, **f} for i, f in view.findings.items()]}
 
 

@@ -190,7 +190,7 @@ def audit_target(target: FleetTarget, out_dir: Path, defaults: FleetOptions, sto
                                      redact=options.audit.redact)
         paths = options.output_paths(target.name, out_dir)
         written = write_outputs(report, paths)
-        return FleetResult(target, True, time.monotonic() - started, outputs=dict(zip(paths, written)),
+        return FleetResult(target, True, time.monotonic() - started, outputs=dict(zip(paths, written, strict=True)),
                            summary=_summary(report), history=history)
     except AuditError as exc:
         return FleetResult(target, False, time.monotonic() - started, error=str(exc))

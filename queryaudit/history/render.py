@@ -55,7 +55,8 @@ FINDING_COLUMNS = ["audit", "collected (UTC)", "present", "severity", "finding"]
 
 
 def statement_rows(rows: list[dict]) -> list[list[str]]:
-    return [[f"#{r['id']}", _time(r["collected_at"], False), r["entry_kind"] or ("absent" if r["calls"] is None else "-"),
+    return [[f"#{r['id']}", _time(r["collected_at"], False),
+             r["entry_kind"] or ("absent" if r["calls"] is None else "-"),
              _num(r["calls"], "{:,}"), _num(r["mean_ms"], "{:,.3f}"), _num(r["total_ms"]),
              _num(r["cumulative_calls"], "{:,}")] for r in rows]
 
@@ -167,19 +168,21 @@ def history_page(target: dict, audits: list[dict], statement: tuple[str, str, li
         queryid, query, rows = statement
         sections.append(f"<h2>Statement {html.escape(queryid)}</h2><pre>{html.escape(query)}</pre>")
         by_id = {r["id"]: r for r in rows}
-        sections.append(svg_line_chart([(lbl, by_id.get(a["id"], {}).get("mean_ms")) for lbl, a in zip(labels, audits)],
+        sections.append(svg_line_chart([(lbl, by_id.get(a["id"], {}).get("mean_ms"))
+                                        for lbl, a in zip(labels, audits, strict=True)],
                                        "mean time per call in each window", "ms"))
-        sections.append(svg_line_chart([(lbl, by_id.get(a["id"], {}).get("calls")) for lbl, a in zip(labels, audits)],
+        sections.append(svg_line_chart([(lbl, by_id.get(a["id"], {}).get("calls"))
+                                        for lbl, a in zip(labels, audits, strict=True)],
                                        "calls in each window", "calls"))
         sections.append(_html_table(STATEMENT_COLUMNS, statement_rows(rows)))
     if finding:
         key, rows = finding
         sections.append(f"<h2>Finding {html.escape(key)}</h2>")
-        sections.append(svg_line_chart([(lbl, float(len(r["findings"]))) for lbl, r in zip(labels, rows)],
+        sections.append(svg_line_chart([(lbl, float(len(r["findings"]))) for lbl, r in zip(labels, rows, strict=False)],
                                        "occurrences in each audit", "findings"))
         sections.append(_html_table(FINDING_COLUMNS, finding_rows(rows)))
     sections.append("<h2>Audits</h2>")
-    sections.append(svg_line_chart([(lbl, a["window_exec_time_ms"]) for lbl, a in zip(labels, audits)],
+    sections.append(svg_line_chart([(lbl, a["window_exec_time_ms"]) for lbl, a in zip(labels, audits, strict=True)],
                                    "database execution time in each window", "ms"))
     sections.append(_html_table(AUDIT_PAGE_COLUMNS, audit_rows(audits)))
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>queryaudit history: "

@@ -397,7 +397,8 @@ class Store:
                                           for q, text in fresh.items()])
 
     # -- reading -------------------------------------------------------------------
-    def _point_before(self, conn: Connection, target_id: int, collected_at: str) -> tuple[int | None, AuditPoint | None]:
+    def _point_before(self, conn: Connection, target_id: int,
+                      collected_at: str) -> tuple[int | None, AuditPoint | None]:
         audits, stmts, texts = T["qa_audits"], T["qa_statements"], T["qa_query_texts"]
         prev = conn.execute(sa.select(audits).where(audits.c.target_id == target_id,
                                                     audits.c.collected_at < collected_at)

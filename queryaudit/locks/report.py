@@ -145,7 +145,8 @@ def print_section(section: dict, console, title: str) -> None:
         for col in ("pid", "age", "state", "idle", "blocked others", "last statement"):
             table.add_column(col)
         for t in section["transactions"][:10]:
-            table.add_row(str(t["pid"]), f"{t['age_s']:.1f} s", t["state"] or "?", f"{t['idle_in_transaction_s']:.1f} s",
+            table.add_row(str(t["pid"]), f"{t['age_s']:.1f} s", t["state"] or "?",
+                          f"{t['idle_in_transaction_s']:.1f} s",
                           f"{t['blocked_others_ms'] / 1000:.1f} s", Text(" ".join((t["query"] or "?").split())[:70]))
         console.print(table)
     for d in section["deadlocks"][:5]:

@@ -313,7 +313,7 @@ class LockSampler:
             root = nodes.get(root_of(pid)) or {}
             label = relation or f"({lock['locktype']} locks)"  # advisory locks name no relation
             tick.relations[label] = tick.relations.get(label, 0) + 1
-            held = sorted({l["mode"] for l in blocker.get("locks", []) if l["granted"] and _same_object(l, lock)})
+            held = sorted({h["mode"] for h in blocker.get("locks", []) if h["granted"] and _same_object(h, lock)})
             key = (relation, lock["locktype"], lock["mode"], node["statement"], blocker.get("statement"),
                    root.get("statement"))
             wait = self._waits.get(key)
@@ -371,8 +371,8 @@ class LockSampler:
             out.update(locktype=lock["locktype"], mode=lock["mode"], relation=relation, row=row,
                        waiting_ms=round(lock["waited_ms"], 1) if lock.get("waited_ms") is not None else None,
                        also_blocked_by=[b for b in node["blocked_by"] if b != parent[pid]])
-            out["blocked_by_holds"] = sorted({l["mode"] for l in blocker.get("locks", [])
-                                              if l["granted"] and _same_object(l, lock)})
+            out["blocked_by_holds"] = sorted({h["mode"] for h in blocker.get("locks", [])
+                                              if h["granted"] and _same_object(h, lock)})
         seen = seen | {pid}  # a deadlock not yet detected is a cycle: draw each session once
         out["children"] = [self._tree(c, nodes, children, parent, seen)
                            for c in sorted(children.get(pid, [])) if c not in seen]
@@ -406,7 +406,7 @@ class LockSampler:
 
 
 def _waited_lock(node: dict) -> dict | None:
-    return next((l for l in node.get("locks", []) if not l["granted"]), None)
+    return next((w for w in node.get("locks", []) if not w["granted"]), None)
 
 
 def _first_blocker(node: dict, nodes: dict) -> int:
@@ -434,7 +434,7 @@ def _object_of(node: dict, lock: dict | None, nodes: dict) -> tuple[str | None, 
     row = f"({lock['page']},{lock['tuple']})" if lock.get("tuple") is not None else None
     if lock.get("relation"):
         return lock["relation"], row
-    tuple_lock = next((l for l in node.get("locks", []) if l["granted"] and l["locktype"] == "tuple"), None)
+    tuple_lock = next((t for t in node.get("locks", []) if t["granted"] and t["locktype"] == "tuple"), None)
     if tuple_lock:
         return tuple_lock["relation"], f"({tuple_lock['page']},{tuple_lock['tuple']})"
     if lock.get("locktype") == "transactionid":

@@ -122,7 +122,8 @@ def to_events(rec: Record) -> Iterator[LogEvent]:
                 yield LockEvent(**_header(rec), kind=_LOCK_KIND[kind], lock_mode=mode, lock_object=obj,
                                 lock_type=lock_type, relation_oid=rel, database_oid=db, waited_ms=float(waited),
                                 holders=[int(p) for p in holders.group(1).split(",") if p.strip()] if holders else [],
-                                wait_queue=[int(p) for p in holders.group(2).split(",") if p.strip()] if holders else [],
+                                wait_queue=([int(p) for p in holders.group(2).split(",") if p.strip()]
+                                            if holders else []),
                                 relation_name=name.group(1) if name else None, statement=rec.statement,
                                 detail=rec.detail, context=rec.context)
             return

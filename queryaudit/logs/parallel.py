@@ -106,7 +106,7 @@ def ingest_parallel(paths, prefix: str, options: DigestOptions | None, jobs: int
             plain = not isinstance(f, gzip.GzipFile)  # a gzip stream cannot be entered in the middle
         if fmt == "stderr" and plain:
             cuts = cut_points(path, prefix, jobs)
-            tasks += [(str(path), a, b, fmt, prefix, options, catalog) for a, b in zip(cuts, cuts[1:])]
+            tasks += [(str(path), a, b, fmt, prefix, options, catalog) for a, b in zip(cuts, cuts[1:], strict=False)]
         else:
             tasks.append((str(path), None, None, fmt, prefix, options, catalog))
     with multiprocessing.get_context("fork").Pool(min(jobs, len(tasks))) as pool:

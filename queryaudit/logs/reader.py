@@ -363,7 +363,7 @@ def read_csvlog(f, source: str, stats: ReadStats) -> Iterator[Record]:
             if stats.first_unmatched is None:
                 stats.first_unmatched = ",".join(row)[:300]
             continue
-        fields = {name: value for name, value in zip(CSV_COLUMNS, row) if value != ""}
+        fields = {name: value for name, value in zip(CSV_COLUMNS, row, strict=False) if value != ""}
         stats.records += 1
         yield _record_from_fields(fields, source, f"record {n}")
 

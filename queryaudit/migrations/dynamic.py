@@ -166,7 +166,7 @@ def _relations(conn) -> dict[int, tuple]:
 
 def _held_locks(conn, names: dict[int, tuple]) -> dict[str, set[str]]:
     held: dict[str, set[str]] = {}
-    for oid, mode, name, kind in conn.execute(_LOCKS).fetchall():
+    for oid, mode, name, _kind in conn.execute(_LOCKS).fetchall():
         label = name or (names.get(oid, (None, None, f"oid {oid}"))[2])
         held.setdefault(label, set()).add(from_pg_locks(mode))
     return held

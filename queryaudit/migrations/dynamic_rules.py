@@ -45,7 +45,8 @@ dynamic_rule("table-rewrite", "Measured table rewrite", "high", _DOC.format(
         "backfill; NOT VALID constraints; binary-coercible type changes).",
     example="ALTER TABLE orders ALTER COLUMN id TYPE bigint;  -- relfilenode 16402 -> 16431: rewritten",
     thresholds="None: every rewrite of a table that existed before the migration.",
-    fp="Tables that are small in production (the scratch copy may hold different data)."), "queryaudit.migrations.dynamic")
+    fp="Tables that are small in production (the scratch copy may hold different data)."),
+    "queryaudit.migrations.dynamic")
 dynamic_rule("plan-regression", "A top statement's plan got worse", "high", _DOC.format(
     summary="A top production statement plans worse after the migration.",
     detects="Comparing the generic plan of each top statement (from `--workload`) before and after applying the "

@@ -14,7 +14,8 @@ STRENGTH = [ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHAR
             EXCLUSIVE, ACCESS_EXCLUSIVE]
 
 BLOCKS = {
-    ACCESS_EXCLUSIVE: "all reads and writes of the table (SELECT, INSERT, UPDATE, DELETE) and queue everything behind it",
+    ACCESS_EXCLUSIVE: "all reads and writes of the table (SELECT, INSERT, UPDATE, DELETE) "
+                      "and queue everything behind it",
     EXCLUSIVE: "all writes; only plain SELECT continues",
     SHARE_ROW_EXCLUSIVE: "writes (INSERT, UPDATE, DELETE) and other schema changes; reads continue",
     SHARE: "writes (INSERT, UPDATE, DELETE); reads continue",

@@ -149,7 +149,10 @@ class PlanCapturer:
     def _capture(self, statement: Statement) -> PlanCapture:
         query = statement.query
         kind = statement_kind(query)
-        skipped = lambda reason: PlanCapture(statement.queryid, "skipped", query_text=query, skipped_reason=reason)
+
+        def skipped(reason):
+            return PlanCapture(statement.queryid, "skipped", query_text=query, skipped_reason=reason)
+
         if self.conn.broken or self.conn.closed:
             return skipped("the connection to the server was lost earlier")
         if kind == "invalid":
@@ -183,7 +186,7 @@ class PlanCapturer:
                 plan = explain_generic(self.conn, text, PLAIN_OPTIONS)
                 return PlanCapture(statement.queryid, "generic", plan=plan, query_text=text,
                                    parameter_source=f"generic plan: no realistic value for "
-                                                    f"{', '.join('$%d' % s.number for s in binding.missing())} "
+                                                    f"{', '.join(f'${s.number}' for s in binding.missing())} "
                                                     f"({binding.describe()})",
                                    skipped_reason=why_not)
             # A plain EXPLAIN executes nothing: it gets a short timeout of its own even
@@ -251,7 +254,7 @@ class PlanCapturer:
             if values:
                 types = parameter_types(self.conn, text)
                 binding = Binding([ParameterSlot(number=n, type=t, value=v, source=source)
-                                   for n, (t, v) in enumerate(zip(types, values), 1)])
+                                   for n, (t, v) in enumerate(zip(types, values, strict=False), 1)])
             plan = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
         except psycopg.errors.QueryCanceled:
             raise

@@ -62,7 +62,8 @@ class PlanNode:
         if self.raw.get("Parallel Aware") and not text.startswith("Parallel"):
             text = f"Parallel {text}"
         if self.raw.get("Strategy") in ("Hashed", "Sorted", "Mixed") and self.node_type == "Aggregate":
-            text = {"Hashed": "HashAggregate", "Sorted": "GroupAggregate", "Mixed": "MixedAggregate"}[self.raw["Strategy"]]
+            text = {"Hashed": "HashAggregate", "Sorted": "GroupAggregate",
+                    "Mixed": "MixedAggregate"}[self.raw["Strategy"]]
         if self.index_name and self.node_type != "Bitmap Index Scan":
             text += f" using {self.index_name}"
         elif self.index_name:

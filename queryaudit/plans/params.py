@@ -135,7 +135,7 @@ class _Finder(visitors.Visitor):
                         self._expression(n, "in", node.lexpr)
         elif kind == A_Expr_Kind.AEXPR_BETWEEN and isinstance(node.rexpr, (tuple, list)) and len(node.rexpr) == 2:
             col = _column(node.lexpr)
-            for item, where in zip(node.rexpr, ("between-low", "between-high")):
+            for item, where in zip(node.rexpr, ("between-low", "between-high"), strict=True):
                 n, offsets = _anchor(item)
                 if n is not None:
                     self.uses.append((n, col, where))
@@ -342,7 +342,8 @@ _ANY_VALUE = "any value: only in the select list, it chooses no rows"
 
 
 def _select_list_value(slot: ParameterSlot) -> tuple[str, str] | None:
-    if slot.select_list_only and ((slot.type or "").lower() in ("text", "bpchar", "character", "character varying", "boolean")):
+    if slot.select_list_only and ((slot.type or "").lower() in ("text", "bpchar", "character", "character varying",
+                                                                "boolean")):
         return ("true" if slot.type.lower() == "boolean" else ""), _ANY_VALUE
     return None
 
@@ -418,6 +419,6 @@ def infer_parameters(query: str, snapshot: Snapshot, types: list[str],
     values from pg_stats. `Binding.complete` says whether EXPLAIN ANALYZE can use it.
     `query` is the plannable text (queryaudit.plans.plannable) when `plannable` is given."""
     slots = find_slots(query, snapshot.tables, len(types))
-    for slot, typ in zip(slots, types):
+    for slot, typ in zip(slots, types, strict=True):
         slot.type = typ
     return draw_values(slots, snapshot, statement, plannable)

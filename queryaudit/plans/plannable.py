@@ -142,7 +142,8 @@ def _match(param_side, const_side, pairs: list) -> bool:
             return False
         return all(_match(param_side[k], const_side[k], pairs) for k in param_side)
     if isinstance(param_side, list) and isinstance(const_side, list):
-        return len(param_side) == len(const_side) and all(_match(a, b, pairs) for a, b in zip(param_side, const_side))
+        return len(param_side) == len(const_side) and all(_match(a, b, pairs)
+                                                          for a, b in zip(param_side, const_side, strict=True))
     return param_side == const_side
 
 

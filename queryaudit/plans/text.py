@@ -831,7 +831,8 @@ class _TextParser:
                     node.setdefault(key, 0)
             if "Actual Loops" in node:  # text hides zero counters that JSON prints
                 for condition, counter in _COUNTERS:
-                    if condition in node and (condition != "Index Cond" or node["Node Type"] in ("Index Scan", "Index Only Scan")):
+                    if condition in node and (condition != "Index Cond"
+                                              or node["Node Type"] in ("Index Scan", "Index Only Scan")):
                         node.setdefault(counter, 0)
                 if node["Node Type"] == "Bitmap Heap Scan":
                     node.setdefault("Exact Heap Blocks", 0)
@@ -921,7 +922,7 @@ def tree_lines(explain: dict) -> list[str]:
     timing = (explain.get("JIT") or {}).get("Timing") or {}
     if isinstance(timing.get("Total"), (int, float)):
         lines.append(f"JIT: {timing['Total']:.3f} ms")
-    for path, (depth, node) in zip(_paths(explain), walk(explain)):
+    for path, (depth, node) in zip(_paths(explain), walk(explain), strict=True):
         label = node_label(node)
         if node.get("Subplan Name"):
             label = f"[{node['Subplan Name']}] {label}"

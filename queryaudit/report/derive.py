@@ -68,7 +68,7 @@ def plan_rows(explain: dict | None) -> list[dict]:
     own_costs = [max(0.0, n.total_cost - sum(c.total_cost for c in n.children)) for n in plan.nodes]
     total_cost = sum(own_costs)
     rows = []
-    for node, own_cost in zip(plan.nodes, own_costs):
+    for node, own_cost in zip(plan.nodes, own_costs, strict=True):
         if plan.analyzed:
             share = plan.share(node)
         else:
@@ -221,7 +221,8 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
     if "hypopg" not in snapshot.server.extensions:
         notes.append("HypoPG is not installed in the audited database: index suggestions are not verified "
                      "with hypothetical indexes (CREATE EXTENSION hypopg; on Debian: postgresql-NN-hypopg).")
-    if not any(q.get("p95_ms") is not None for q in report["queries"]) and not (report.get("logs") or {}).get("statements"):
+    if not any(q.get("p95_ms") is not None for q in report["queries"]) \
+            and not (report.get("logs") or {}).get("statements"):
         notes.append("No latency percentiles: pg_stat_statements keeps mean/min/max only; give server logs "
                      "(--log) with durations for p95/p99.")
     if not report.get("locks"):

@@ -51,7 +51,8 @@ def _before_after(ba: dict | None) -> str | None:
         return f"Verification: {text(ba.get('kind'))}" + (f" ({text(ba['detail'])})" if ba.get("detail") else "")
     reduction = ""
     if ba.get("reduction") is not None:
-        reduction = f", **{_pct(ba['reduction'])} less**" if ba["reduction"] >= 0 else f", **{_pct(-ba['reduction'])} more**"
+        reduction = (f", **{_pct(ba['reduction'])} less**" if ba["reduction"] >= 0
+                     else f", **{_pct(-ba['reduction'])} more**")
     runs = f", {ba['runs']} runs each" if ba.get("runs") else ""
     extra = f"; {text(ba['extra'])}" if ba.get("extra") else ""
     return (f"Before/after ({text(ba['kind'])}, {ba['measure']}{runs}): {ba['before_text']} → {ba['after_text']}"
@@ -98,7 +99,8 @@ def since_last_audit(report: dict) -> list[str]:
     if not b.get("before"):
         return lines + [text(b.get("note") or "No earlier audit to compare with."), ""]
     before, counts, f = b["before"], b["statement_counts"], b["findings"]
-    lines += [f"Compared with {text(before['label'])} of {text(before.get('collected_label') or before['collected_at'])}"
+    lines += [f"Compared with {text(before['label'])} "
+              f"of {text(before.get('collected_label') or before['collected_at'])}"
               f" (its window: {text(before.get('window_kind'))}): database time "
               f"{_ms(before.get('total_exec_time_ms'))} → {_ms(b['after'].get('total_exec_time_ms'))}; "
               f"**{counts.get('regressed', 0)} slower**, {counts.get('improved', 0)} faster, "
@@ -177,7 +179,8 @@ def render(report: dict) -> str:
             facts.append(f"columns {code(', '.join(f['columns']))}")
         lines += [" · ".join(facts), ""]
         for st in f.get("statements") or []:
-            lines.append(f"- statement {code(st['queryid'])}" + (f": {code(_one_line(st['query'], 100))}" if st.get("query") else ""))
+            lines.append(f"- statement {code(st['queryid'])}"
+                         + (f": {code(_one_line(st['query'], 100))}" if st.get("query") else ""))
         if f.get("statements"):
             lines.append("")
         if f.get("advice"):
@@ -247,7 +250,8 @@ def render_compare(c: dict) -> str:
     lines += [f"- ✋ not applied: {code(k['check'])} {text(k['title'])}: needs a manual step: {text(k['manual_step'])}"
               for k in c.get("skipped_fixes") or []]
     lines += [""]
-    lines += ["## Findings", "", f"Resolved: **{len(c['findings']['resolved'])}**, new: **{len(c['findings']['new'])}**, "
+    lines += ["## Findings", "",
+              f"Resolved: **{len(c['findings']['resolved'])}**, new: **{len(c['findings']['new'])}**, "
               f"still open: {len(c['findings']['persisting'])}", ""]
     for f in c["findings"]["resolved"]:
         lines.append(f"- resolved: {code(f['check'])} {text(f['title'])}")

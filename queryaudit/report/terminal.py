@@ -37,7 +37,8 @@ def _one_line(text: str, width: int = 70) -> str:
 
 def _header(report: dict) -> Panel:
     target, window, summary = report["target"], report["window"], report["summary"]
-    counts = [Text(f"{n} {s}", style=SEVERITY_STYLE.get(s, "")) for s, n in summary["findings_by_severity"].items() if n]
+    counts = [Text(f"{n} {s}", style=SEVERITY_STYLE.get(s, ""))
+              for s, n in summary["findings_by_severity"].items() if n]
     lines = [
         Text.assemble(("database ", "dim"), (str(target["database"]), "bold"), ("  PostgreSQL ", "dim"),
                       str(target.get("server_version_short") or target["server_version_num"]),
@@ -103,7 +104,7 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
                  _ms(q["mean_exec_time_ms"]), f"{q['rows_per_call']}") for q in listed]
         if any(q.get("p95_ms") is not None for q in listed):  # tail latency from the log
             headers += percentiles
-            rows = [r + tuple(_ms(q.get(f"{p}_ms")) for p in percentiles) for r, q in zip(rows, listed)]
+            rows = [r + tuple(_ms(q.get(f"{p}_ms")) for p in percentiles) for r, q in zip(rows, listed, strict=True)]
     else:  # a log without pg_stat_statements: the log's own statements
         title, listed = "Top logged statements by total time", logged
         headers = ("total", "count", "max") + percentiles
@@ -113,12 +114,12 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
                     caption_justify="left")
     # Numbers are never cut; the query text takes what width is left and is cut instead.
     widths = [max([len(col)] + [len(r[i]) for r in rows]) for i, col in enumerate(headers)]
-    for col, width in zip(headers, widths):
+    for col, width in zip(headers, widths, strict=True):
         queries.add_column(col, justify="right", no_wrap=True, min_width=width)
     # 3 characters of border and padding per column, plus the closing border.
     query_width = max(20, console.width - sum(widths) - 3 * (len(headers) + 1) - 1)
     queries.add_column("query", no_wrap=True, overflow="ellipsis", max_width=query_width)
-    for row, q in zip(rows, listed):
+    for row, q in zip(rows, listed, strict=True):
         queries.add_row(*row, Text(_one_line(q["query"], query_width)))
     if listed:
         console.print(queries)
@@ -151,7 +152,8 @@ def render_compare(c: dict, console: Console | None = None) -> None:
         table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=width)
     for s in c["statements"][:15]:
         table.add_row(Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
-                      _ms((s["before"] or {}).get("mean_exec_time_ms")), _ms((s["after"] or {}).get("mean_exec_time_ms")),
+                      _ms((s["before"] or {}).get("mean_exec_time_ms")),
+                      _ms((s["after"] or {}).get("mean_exec_time_ms")),
                       # The verdict without its interval (the verdict lines above quote it whole).
                       (s.get("mean_change_text") or "-").split(" (")[0].split(":")[0],
                       f"{(s['before'] or {}).get('calls', '-')} → {(s['after'] or {}).get('calls', '-')}",

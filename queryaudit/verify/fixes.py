@@ -163,8 +163,10 @@ class Verifier:
         # Plan capture binds a normalized `OFFSET $n` to 0 (the first page: pg_stat_statements
         # keeps no value), which says nothing of the pages this finding is about: an OFFSET
         # of 0 falls through to the OFFSET the check estimated from the rows skipped per call.
-        for get, source in ((lambda: self._bound(queryid), "the captured plan's values"),
-                            (lambda: self._offset_values(queryid, finding), "OFFSET estimated from pg_stat_statements")):
+        # `source` is read after the loop: it names where the values that stood came from.
+        for get, source in ((lambda: self._bound(queryid), "the captured plan's values"),  # noqa: B007
+                            (lambda: self._offset_values(queryid, finding),
+                             "OFFSET estimated from pg_stat_statements")):
             found = get()
             if found is None:
                 continue

@@ -114,7 +114,8 @@ def rewritten(keyset: Keyset, last: list[str], types: list[str]) -> str:
     """The page after `last`, values bound: what is timed against the OFFSET form."""
     q = copy.deepcopy(keyset.tree)
     q.set("offset", None)
-    q = q.where(_key_condition(keyset.keys, [_literal(v, t) for v, t in zip(last, types)], keyset.descending),
+    q = q.where(_key_condition(keyset.keys, [_literal(v, t) for v, t in zip(last, types, strict=False)],
+                               keyset.descending),
                 copy=False)
     q.set("order", copy.deepcopy(keyset.order))
     return q.sql("postgres")

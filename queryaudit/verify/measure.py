@@ -58,7 +58,7 @@ class Runner:
                     conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
                     args = sql.SQL(", ").join(
                         sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t or "unknown"))
-                        for v, t in zip(values, types or [None] * len(values)))
+                        for v, t in zip(values, types or [None] * len(values), strict=False))
                     row = conn.execute(explain + sql.SQL("EXECUTE {}({})").format(sql.Identifier(name), args)
                                        ).fetchone()
         finally:

@@ -23,7 +23,7 @@ def _explain(conn: psycopg.Connection, query: str, values, types, name: str | No
         row = conn.execute(sql.SQL("EXPLAIN ({}) ").format(sql.SQL(OPTIONS)) + sql.SQL(query)).fetchone()
     else:
         args = sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t or "unknown"))
-                                  for v, t in zip(values, types))
+                                  for v, t in zip(values, types, strict=False))
         row = conn.execute(sql.SQL("EXPLAIN ({}) EXECUTE {}({})").format(sql.SQL(OPTIONS), sql.Identifier(name), args)
                            ).fetchone()
     plan = row[0]

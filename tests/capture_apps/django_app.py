@@ -49,7 +49,8 @@ urlpatterns = [path("books", book_list)]
 
 def found(cap):
     return [{"call_site": loop.call_site, "executions": loop.executions, "hint": loop.orm_hint,
-             "source": loop.source, "stack": loop.stack[:3], "batched": loop.batched_query} for loop in cap.n_plus_one()]
+             "source": loop.source, "stack": loop.stack[:3], "batched": loop.batched_query}
+            for loop in cap.n_plus_one()]
 
 
 with connection.schema_editor() as editor:

@@ -208,7 +208,8 @@ def ban_drop_database(mig, settings):
 
 
 @rule("ban-drop-not-null", "DROP NOT NULL", "medium", "breaking", squawk=True,
-      cases=[trigger('ALTER TABLE "t" ALTER COLUMN "c" DROP NOT NULL;'), passes("ALTER TABLE t ALTER COLUMN c SET DEFAULT 1;")])
+      cases=[trigger('ALTER TABLE "t" ALTER COLUMN "c" DROP NOT NULL;'),
+             passes("ALTER TABLE t ALTER COLUMN c SET DEFAULT 1;")])
 def ban_drop_not_null(mig, settings):
     """A column made nullable under code that assumes it is not.
 

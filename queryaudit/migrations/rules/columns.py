@@ -152,7 +152,8 @@ def adding_field_with_default(mig, settings):
                                   f"from a sequence: {table} is rewritten under an ACCESS EXCLUSIVE lock", col,
                             lock=ACCESS_EXCLUSIVE, rewrite=True, table=table,
                             safe_sql=f"ALTER TABLE {table} ADD COLUMN {name} bigint;\n"
-                                     f"CREATE SEQUENCE {table.split('.')[-1]}_{col.colname}_seq OWNED BY {table}.{name};\n"
+                                     f"CREATE SEQUENCE {table.split('.')[-1]}_{col.colname}_seq "
+                                     f"OWNED BY {table}.{name};\n"
                                      "-- SET DEFAULT nextval(...), then backfill in batches")
 
 
@@ -312,7 +313,7 @@ def type_change_rewrites(old: ast.TypeName | None, new: ast.TypeName) -> bool | 
         if a in TYPMOD_GROWTH and ma and len(ma) == len(mb):
             if a == "numeric":  # precision may grow, scale must stay
                 return not (mb[0] >= ma[0] and (ma[1:] == mb[1:]))
-            return not all(y >= x for x, y in zip(ma, mb))
+            return not all(y >= x for x, y in zip(ma, mb, strict=True))
         return True
     if (a, b) in BINARY_COERCIBLE:
         return bool(typmods(new)) and b != "text"  # text -> varchar(n) must check every value

@@ -173,8 +173,8 @@ def ban_add_enum_value(mig, settings):
         node = stmt.node
         if isinstance(node, ast.AlterEnumStmt) and node.newVal and not node.oldVal \
                 and not new.before(TYPE, last_name(node.typeName), stmt):
-            yield violation(stmt, f"enum {last_name(node.typeName)} gains {node.newVal!r}: clients with a closed set of "
-                                  "values may fail on it")
+            yield violation(stmt, f"enum {last_name(node.typeName)} gains {node.newVal!r}: "
+                                  "clients with a closed set of values may fail on it")
 
 
 @rule("ban-add-composite-attribute", "ALTER TYPE ... ADD ATTRIBUTE on an existing composite type", "low",

@@ -271,7 +271,8 @@ def disallowed_unique_constraint(mig, settings):
 
 
 @rule("adding-serial-primary-key-field", "PRIMARY KEY without USING INDEX", "high", "constraints", squawk=True,
-      cases=[trigger("ALTER TABLE items ADD PRIMARY KEY (id);"), trigger("ALTER TABLE a ADD COLUMN b SERIAL PRIMARY KEY;"),
+      cases=[trigger("ALTER TABLE items ADD PRIMARY KEY (id);"),
+             trigger("ALTER TABLE a ADD COLUMN b SERIAL PRIMARY KEY;"),
              passes("ALTER TABLE items ADD CONSTRAINT items_pk PRIMARY KEY USING INDEX items_pk;")])
 def adding_serial_primary_key_field(mig, settings):
     """ADD PRIMARY KEY that builds its index (and maybe fills a serial) under an ACCESS EXCLUSIVE lock.

@@ -20,7 +20,8 @@ def _statement_at(mig, offset: int):
 
 
 @rule("identifier-too-long", "Identifier longer than 63 bytes", "medium", "hygiene", squawk=True,
-      cases=[trigger("CREATE TABLE " + "t" * 64 + " (id bigint);"), passes("CREATE TABLE " + "t" * 63 + " (id bigint);")])
+      cases=[trigger("CREATE TABLE " + "t" * 64 + " (id bigint);"),
+             passes("CREATE TABLE " + "t" * 63 + " (id bigint);")])
 def identifier_too_long(mig, settings):
     """An identifier longer than 63 bytes, which PostgreSQL silently truncates.
 

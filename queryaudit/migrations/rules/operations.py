@@ -83,7 +83,9 @@ def _missing_timeout(mig, name: str, fix: str, rule_id: str):
         if _sets(stmt, name):
             return
         if not isinstance(stmt.node, QUICK_STATEMENTS) and not _blocks_nobody(stmt, created):
-            yield violation(stmt, f"no {name} set before the first DDL: {'a lock wait queues every query behind it' if name == 'lock_timeout' else 'a slow statement runs unbounded'}",
+            consequence = ("a lock wait queues every query behind it" if name == "lock_timeout"
+                           else "a slow statement runs unbounded")
+            yield violation(stmt, f"no {name} set before the first DDL: {consequence}",
                             safe_sql=fix + "  -- at the top of the migration", severity=None)
             return
 

@@ -278,7 +278,8 @@ def ban_alter_view_options(mig, settings):
         node = stmt.node
         if isinstance(node, ast.AlterTableStmt) and node.objtype == ObjectType.OBJECT_VIEW:
             for cmd in node.cmds or ():
-                if getattr(cmd, "subtype", None) in (AlterTableType.AT_SetRelOptions, AlterTableType.AT_ResetRelOptions):
+                if getattr(cmd, "subtype", None) in (AlterTableType.AT_SetRelOptions,
+                                                     AlterTableType.AT_ResetRelOptions):
                     yield violation(stmt, f"options of view {node.relation.relname} changed: readers' rights or "
                                           "writes through it change")
 

@@ -5,7 +5,8 @@ from queryaudit.migrations import input_rule
 
 SYNTAX_ERROR = "syntax-error"
 
-input_rule(SYNTAX_ERROR, "The file does not parse as PostgreSQL", "critical", """A migration file that PostgreSQL's parser rejects.
+input_rule(SYNTAX_ERROR, "The file does not parse as PostgreSQL", "critical",
+           """A migration file that PostgreSQL's parser rejects.
 
 ## What it detects
 A file that libpg_query (PostgreSQL's own grammar, through pglast) cannot parse: the
