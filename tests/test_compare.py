@@ -228,6 +228,7 @@ def test_a_verdict_quotes_first_the_statement_the_fix_served_most():
     lookup = row("1", LOOKUP, 3.3, 0.01, 60)  # 197.4 ms saved against 199.4 ms: the join first
     for rows in ([join, lookup], [lookup, join]):
         verdict = _statement_verdict("index x created", rows)
-        assert verdict["statements"] == ["2", "1"] and verdict["text"].startswith("index x created: statement 'SELECT c.id")
+        assert verdict["statements"] == ["2", "1"]
+        assert verdict["text"].startswith("index x created: statement 'SELECT c.id")
     lookup["before"]["mean_exec_time_ms"] = 4.0  # now 239.4 ms saved: the lookup first
     assert _statement_verdict("index x created", [join, lookup])["statements"] == ["1", "2"]
