@@ -19,7 +19,6 @@ For each of the top N statements (by total time), and each statement of a
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from queryaudit.errors import AuditError
-from queryaudit.plans.explain import explain_generic, parameter_count, parameter_types
+from queryaudit.plans.explain import explain_generic, explain_rolled_back, parameter_count, parameter_types
 from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.plans.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plans.plannable import make_plannable
@@ -45,7 +44,6 @@ SAMPLE_TIMEOUT_MS = 2_000  # one TABLESAMPLE read of a few rows
 JOIN_SAMPLE_TIMEOUT_MS = 1_000  # a few rows of the statement's join; slower: table by table
 SAMPLE_SHARE = 0.1  # another sampled row only when one execution takes at most this share of the budget left
 PLAIN_TIMEOUT_MS = 5_000  # a plain EXPLAIN (planning only) after the budget is spent
-_names = itertools.count()
 
 
 @dataclass
@@ -416,33 +414,11 @@ class PlanCapturer:
         With values, the statement is PREPAREd and EXECUTEd: the values travel as typed
         literals and the text itself is never rewritten. PREPARE is not transactional,
         so the prepared statement is deallocated after the rollback, whatever happened."""
-        conn = self.conn
-        name = f"queryaudit_plan_{next(_names)}" if binding and binding.slots else None
-        try:
-            with conn.transaction(force_rollback=True):
-                if read_write:
-                    # The session is read-only by default; only this rolled-back
-                    # transaction may write (--analyze-dml).
-                    conn.execute("SET TRANSACTION READ WRITE")
-                conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
-                explain = sql.SQL("EXPLAIN ({}) ").format(sql.SQL(options))
-                if name is None:
-                    row = conn.execute(explain + sql.SQL(query)).fetchone()
-                else:
-                    conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
-                    args = sql.SQL(", ").join(
-                        sql.SQL("{}::{}").format(sql.Literal(s.value), sql.SQL(s.type or "unknown"))
-                        for s in binding.slots)
-                    row = conn.execute(explain + sql.SQL("EXECUTE {}({})").format(sql.Identifier(name), args)
-                                       ).fetchone()
-        finally:
-            if name is not None and not conn.broken:
-                try:
-                    conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
-                except psycopg.Error:
-                    pass  # never prepared (the PREPARE itself failed)
-        plan = row[0]
-        return plan[0] if isinstance(plan, list) else plan
+        setup = [("SET TRANSACTION READ WRITE", None)] if read_write else []  # only this rolled-back one writes
+        setup.append((sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")), None))
+        slots = binding.slots if binding else []
+        return explain_rolled_back(self.conn, query, options, [s.value for s in slots], [s.type for s in slots],
+                                   setup)
 
     # -- statements from a file ----------------------------------------------------
     def file_statement(self, number: int, text: str) -> Statement:

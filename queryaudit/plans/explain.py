@@ -75,3 +75,38 @@ def explain_generic(conn: psycopg.Connection, query: str, options: str = "FORMAT
 
 def plan_cost(plan: dict) -> float:
     return float(plan["Plan"]["Total Cost"])
+
+
+_prepared = itertools.count()
+
+
+def explain_rolled_back(conn: psycopg.Connection, query: str, options: str, values=None, types=None,
+                        setup=()) -> dict:
+    """EXPLAIN (`options`) of `query` in a transaction that is always rolled back, after the
+    `setup` statements ((SQL, params) pairs: SET LOCAL limits and settings).
+
+    With `values`, the statement is PREPAREd and EXECUTEd: the values travel as literals
+    cast to `types` and the text itself is never rewritten. PREPARE is not transactional,
+    so the prepared statement is deallocated after the rollback, whatever happened."""
+    name = f"queryaudit_explain_{next(_prepared)}" if values else None
+    try:
+        with conn.transaction(force_rollback=True):
+            for statement, params in setup:
+                conn.execute(statement, params)
+            explain = sql.SQL("EXPLAIN ({}) ").format(sql.SQL(options))
+            if name is None:
+                row = conn.execute(explain + sql.SQL(query)).fetchone()
+            else:
+                conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
+                args = sql.SQL(", ").join(
+                    sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t or "unknown"))
+                    for v, t in zip(values, types or [None] * len(values), strict=False))
+                row = conn.execute(explain + sql.SQL("EXECUTE {}({})").format(sql.Identifier(name), args)).fetchone()
+    finally:
+        if name is not None and not conn.broken:
+            try:
+                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+            except psycopg.Error:
+                pass  # never prepared (the PREPARE itself failed)
+    plan = row[0]
+    return plan[0] if isinstance(plan, list) else plan

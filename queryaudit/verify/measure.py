@@ -8,16 +8,15 @@ share a deadline: what is left of the EXPLAIN budget.
 """
 from __future__ import annotations
 
-import itertools
 import time
 
 import psycopg
 from psycopg import sql
 
 from queryaudit.errors import AuditError
+from queryaudit.plans.explain import explain_rolled_back
 
 OPTIONS = "ANALYZE, BUFFERS, TIMING OFF, SUMMARY ON, FORMAT JSON"
-_names = itertools.count()
 
 
 class BudgetExhausted(AuditError):
@@ -42,33 +41,10 @@ class Runner:
     def explain(self, query: str, values: list[str] | None = None, types: list[str] | None = None,
                 settings: dict[str, str] | None = None, options: str = OPTIONS) -> dict:
         """One EXPLAIN ANALYZE of `query` ($n bound to `values`) with `settings` SET LOCAL."""
-        conn = self.conn
-        name = f"queryaudit_verify_{next(_names)}" if values else None
-        try:
-            with conn.transaction(force_rollback=True):
-                conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                    sql.Literal(f"{self.timeout_ms()}ms")))
-                conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-                for key, value in (settings or {}).items():
-                    conn.execute("SELECT set_config(%s, %s, true)", (key, value))
-                explain = sql.SQL("EXPLAIN ({}) ").format(sql.SQL(options))
-                if name is None:
-                    row = conn.execute(explain + sql.SQL(query)).fetchone()
-                else:
-                    conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
-                    args = sql.SQL(", ").join(
-                        sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t or "unknown"))
-                        for v, t in zip(values, types or [None] * len(values), strict=False))
-                    row = conn.execute(explain + sql.SQL("EXECUTE {}({})").format(sql.Identifier(name), args)
-                                       ).fetchone()
-        finally:
-            if name is not None and not conn.broken:
-                try:
-                    conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
-                except psycopg.Error:
-                    pass
-        plan = row[0]
-        return plan[0] if isinstance(plan, list) else plan
+        setup = [(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{self.timeout_ms()}ms")), None),
+                 ("SET LOCAL plan_cache_mode = force_custom_plan", None)]
+        setup += [("SELECT set_config(%s, %s, true)", (key, value)) for key, value in (settings or {}).items()]
+        return explain_rolled_back(self.conn, query, options, values, types, setup)
 
     def rows(self, query: str, params: tuple | list = ()) -> list[tuple]:
         """A read (the keys a keyset rewrite or a batch needs), under the same limits."""
