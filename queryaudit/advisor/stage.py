@@ -117,7 +117,7 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
         advice.notes.append(f"{table} has never been analyzed: its row count is estimated from its size on disk; "
                             f"ANALYZE is due (the fix SQL starts with it)")
     if real_conn is not None and advice.proposed:
-        _verify_real(real_conn, snapshot, advice, built, max(options.threshold, REAL_MIN_FASTER))
+        _verify_real(real_conn, snapshot, statements, advice, built, max(options.threshold, REAL_MIN_FASTER))
     advice.total_size_bytes = sum(p.size_bytes for p in advice.proposed)
     advice.duration_ms = round((time.monotonic() - started) * 1000, 1)
     return advice
@@ -245,9 +245,9 @@ def _predicate_fraction(snapshot: Snapshot, c: cand.Candidate) -> float:
     return cand._constant_fraction(snapshot, c.table, c.predicate) if c.predicate else 1.0
 
 
-def _verify_real(conn, snapshot: Snapshot, advice: IndexAdvice, built: dict[str, cand.Candidate],
+def _verify_real(conn, snapshot: Snapshot, statements, advice: IndexAdvice, built: dict[str, cand.Candidate],
                  threshold: float) -> None:
-    by_id = {s.queryid: s for s in _statements(snapshot, len(snapshot.statements) + 1000)}
+    by_id = {s.queryid: s for s in statements}  # the advised statements, log-only ones included
     kept = []
     for p in advice.proposed:
         runs = []

@@ -44,11 +44,6 @@ def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = 
         snapshot.lock_log = locks.result(logs.first_timestamp, logs.last_timestamp)
 
 
-def attach_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = None,
-                options: DigestOptions | None = None, jobs: int = 1) -> None:
-    read_logs(snapshot, paths, prefix, options)
-
-
 def why_unread(stats: ReadStats, prefix: str) -> str:
     """Why no entry was read from files that have lines: the real cause, in one line."""
     lines = f"{stats.lines} lines of {', '.join(stats.files)}"
