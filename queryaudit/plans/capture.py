@@ -31,7 +31,7 @@ from queryaudit.errors import AuditError
 from queryaudit.plans.explain import explain_generic, explain_rolled_back, parameter_count, parameter_types
 from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.plans.params import Binding, ParameterSlot, infer_parameters
-from queryaudit.plans.plannable import make_plannable
+from queryaudit.plans.plannable import date_columns, make_plannable
 from queryaudit.plans.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
@@ -168,7 +168,7 @@ class PlanCapturer:
             return example
         # What pg_stat_statements wrote is not always what the server can plan: typed
         # literals, constants kept in GROUP BY, placeholders with no type (queryaudit.plans.plannable).
-        plannable = make_plannable(query)
+        plannable = make_plannable(query, date_columns(self.snapshot.tables))
         text = plannable.text
         analyze, why_not = self._may_analyze(statement, kind, remaining_ms)
         try:

@@ -38,7 +38,7 @@ class ParameterSlot:
     type: str | None = None
     table: str | None = None  # schema-qualified
     column: str | None = None
-    operator: str | None = None  # =, <, >, in, any, like, between-low, between-high, set, limit, offset
+    operator: str | None = None  # =, <, >, in, any, like, between-low, between-high, set, limit, offset, coalesce
     value: str | None = None
     source: str | None = None  # most_common_vals | histogram_bounds | rows_per_call
     problem: str | None = None  # why no value, when none
@@ -115,8 +115,8 @@ class _Finder(visitors.Visitor):
 
     def __init__(self):
         self.uses: list[tuple[int, tuple[str | None, str] | None, str]] = []
-        # (param number, operator, expression SQL, the column references in it)
-        self.expression_uses: list[tuple[int, str, str, list[tuple[str | None, str]]]] = []
+        # (param number, operator, expression SQL, the column references in it with their offsets)
+        self.expression_uses: list[tuple[int, str, str, list[tuple[str | None, str, int]]]] = []
         self.relations: list[tuple[str | None, str, str]] = []  # schema, name, alias-or-name
 
     def visit_RangeVar(self, ancestors, node):
@@ -166,7 +166,8 @@ class _Finder(visitors.Visitor):
 
         from queryaudit.sql import find_nodes
 
-        refs = [_column(c) for c in find_nodes(node, ast.ColumnRef)]
+        columns = find_nodes(node, ast.ColumnRef)
+        refs = [(*ref, c.location) if (ref := _column(c)) else None for c in columns]
         if not refs or None in refs or find_nodes(node, ast.SubLink) or any(
                 call.over for call in find_nodes(node, ast.FuncCall)):
             return  # a subquery or a window: not something one row can evaluate
@@ -175,6 +176,17 @@ class _Finder(visitors.Visitor):
         except Exception:
             return
         self.expression_uses.append((number, operator, text, refs))
+
+    def visit_CoalesceExpr(self, ancestors, node):
+        """`COALESCE(c_last_name, $1)`: the placeholder stands in for the column's value
+        where it is NULL, so a value of that column fits (its type, its domain)."""
+        args = list(node.args or ())
+        column = next((c for a in args if (c := _column(a)) is not None), None)
+        if column is None:
+            return
+        for arg in args:
+            if (n := _param_number(arg)) is not None:
+                self.uses.append((n, column, "coalesce"))
 
     def visit_SelectStmt(self, ancestors, node):
         if (n := _param_number(node.limitCount)) is not None:
@@ -203,6 +215,12 @@ class _Resolver:
             relation = catalog.find(schema, name)
             if relation and alias not in self.aliases:
                 self.aliases[alias] = relation.qualified_name
+
+    def resolve_at(self, ref: tuple[str | None, str, int]) -> tuple[str, str] | None:
+        """A reference by its place in the text first: `ca_zip` may mean a base column in one
+        scope and a subquery's output in another (`SELECT substr(ca_zip, 1, 5) ca_zip ...`)."""
+        found = self.resolution.column_at(ref[2]) if self.resolution is not None else None
+        return found or self.resolve(ref[:2])
 
     def resolve(self, ref: tuple[str | None, str]) -> tuple[str, str] | None:
         qualifier, column = ref
@@ -249,8 +267,8 @@ def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterS
         slot = slots[number - 1] if 1 <= number <= nparams else None
         if slot is None or slot.column is not None:
             continue
-        owners = {resolver.resolve(ref)[0] if resolver.resolve(ref) else None for ref in refs}
-        qualifiers = {q for q, _ in refs if q}
+        owners = {found[0] if (found := resolver.resolve_at(ref)) else None for ref in refs}
+        qualifiers = {q for q, _, _ in refs if q}
         if len(owners) == 1 and None not in owners and len(qualifiers) <= 1:
             slot.table, slot.expression, slot.operator, slot.problem = owners.pop(), text, operator, None
             slot.alias = qualifiers.pop() if qualifiers else None
@@ -261,27 +279,21 @@ def find_slots(query: str, tables: list[Table], nparams: int) -> list[ParameterS
 
 
 def _select_list_only(stmts) -> set[int]:
-    """Placeholders of the outermost select list (outside subqueries) that appear nowhere
-    else: `sum(CASE WHEN nation = $1 THEN volume ELSE 0 END)` computes an output, it does
-    not choose rows, so any value gives the same plan."""
+    """Placeholders that appear only as outputs of a select list, of the statement or of
+    any subquery, CTE or UNION branch in it (outside a subquery of that list):
+    `sum(CASE WHEN nation = $1 THEN volume ELSE 0 END)`, `SELECT $13 AS channel ... UNION
+    ALL ...` compute an output, they choose no rows, so any value gives the same plan."""
     from queryaudit.sql import find_nodes
 
+    listed: set[int] = set()  # id() of each ParamRef that sits in a select list
+    for raw in stmts:
+        for select in find_nodes(raw.stmt, ast.SelectStmt):
+            for target in select.targetList or ():
+                listed |= {id(p) for p in find_nodes(target, ast.ParamRef, stop_at=ast.SubLink)}
     shown, elsewhere = set(), set()
     for raw in stmts:
-        stmt = raw.stmt
-        if not isinstance(stmt, ast.SelectStmt):
-            continue
-        for target in stmt.targetList or ():
-            shown |= {p.number for p in find_nodes(target, ast.ParamRef, stop_at=ast.SubLink)}
-        every = {p.number for p in find_nodes(stmt, ast.ParamRef)}
-        in_targets = set()
-        for target in stmt.targetList or ():
-            in_targets |= {p.number for p in find_nodes(target, ast.ParamRef)}
-        elsewhere |= every - in_targets
-        # A placeholder inside a subquery of the select list may filter that subquery's rows.
-        for target in stmt.targetList or ():
-            for sub in find_nodes(target, ast.SubLink):
-                elsewhere |= {p.number for p in find_nodes(sub, ast.ParamRef)}
+        for param in find_nodes(raw.stmt, ast.ParamRef):
+            (shown if id(param) in listed else elsewhere).add(param.number)
     return shown - elsewhere
 
 

@@ -42,6 +42,10 @@ _FIELD_ARGUMENT = {"extract": "year", "date_part": "year", "date_trunc": "day"}
 # unknown placeholders resolves to the regular-expression substring(text, text, text).
 _INTEGER_ARGUMENTS = {"substring": (1, 2), "substr": (1, 2), "left": (1,), "right": (1,), "round": (1,),
                       "trunc": (1,), "lpad": (1,), "rpad": (1,), "repeat": (1,), "split_part": (2,)}
+# Functions taking "any" (variadic): an unknown placeholder there has no type at all
+# ("could not determine data type of parameter $1"); pg_stat_statements made it of a
+# string literal (`concat('store', s_store_id)`).
+_TEXT_ARGUMENTS = {"concat", "concat_ws", "format"}
 _TIME_FUNCTIONS = {"now", "clock_timestamp", "statement_timestamp", "transaction_timestamp", "current_date",
                    "current_timestamp", "localtimestamp"}
 _ARITHMETIC = {"+", "-", "*", "/", "||"}
@@ -207,8 +211,16 @@ def _is_time(node) -> bool:
     return False
 
 
+def _is_date(node, date_columns: frozenset[str]) -> bool:
+    """A date-typed operand: a cast to date, or a column the catalog says is a date."""
+    if isinstance(node, ast.TypeCast) and node.typeName and node.typeName.names:
+        return node.typeName.names[-1].sval.lower() == "date"
+    return isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String) \
+        and node.fields[-1].sval in date_columns
+
+
 def _context_types(stmts, casts: dict[int, str], defaults: dict[int, str], restored: dict[int, str],
-                   rewrites: list[str]) -> None:
+                   rewrites: list[str], date_columns: frozenset[str] = frozenset()) -> None:
     """Types (and field defaults) for placeholders that have none from the text."""
     def give(number, typ, why):
         if number is not None and number not in casts:
@@ -226,6 +238,11 @@ def _context_types(stmts, casts: dict[int, str], defaults: dict[int, str], resto
             typ = "text" if op == "||" else "numeric"
             give(left, typ, f"${left} {op} ${right}")
             give(right, typ, f"${left} {op} ${right}")
+        elif right is not None and op in ("+", "-") and isinstance(expr.lexpr, ast.ColumnRef) \
+                and _is_date(expr.lexpr, date_columns):
+            # `d_date + $5`: date + unknown is ambiguous (integer, interval, time); the
+            # constant was a number of days.
+            give(right, "integer", "days added to a date")
         elif right is not None and op in ("+", "-") and _is_time(expr.lexpr):
             # `now() - $1` would resolve as timestamptz - timestamptz.
             give(right, "interval", "a time minus a placeholder")
@@ -243,6 +260,9 @@ def _context_types(stmts, casts: dict[int, str], defaults: dict[int, str], resto
             else:
                 defaults.setdefault(n, _FIELD_ARGUMENT[name])
                 give(n, "text", f"{name} field")
+        if name in _TEXT_ARGUMENTS:
+            for arg in args:
+                give(_bare_param(arg), "text", f"{name} argument")
         for position in _INTEGER_ARGUMENTS.get(name, ()):
             if position < len(args):
                 give(_bare_param(args[position]), "integer", f"{name} argument {position + 1}")
@@ -255,9 +275,15 @@ def _context_types(stmts, casts: dict[int, str], defaults: dict[int, str], resto
                     give(r.number, "numeric", f"{name}(CASE ...) result")
 
 
+def date_columns(tables) -> frozenset[str]:
+    """Names of the date columns of the catalog's tables, for make_plannable (`d_date + $5`)."""
+    return frozenset(c.name for t in tables for c in t.columns if c.type == "date")
+
+
 @lru_cache(maxsize=1024)
-def make_plannable(query: str) -> Plannable:
+def make_plannable(query: str, date_columns: frozenset[str] = frozenset()) -> Plannable:
     """The plannable rewrite of a normalized statement (the text unchanged when it needs none).
+    `date_columns`: column names the catalog types as date (queryaudit.plans.plannable.date_columns).
     Never raises: text that still does not parse is returned as rewritten so far."""
     casts: dict[int, str] = {}
     units: dict[int, str] = {}
@@ -273,7 +299,7 @@ def make_plannable(query: str) -> Plannable:
         restored = _kept_constants(stmts)
         for number, value in sorted(restored.items()):
             rewrites.append(f"${number} -> {value} (the constant kept in GROUP BY / ORDER BY)")
-        _context_types(stmts, casts, defaults, restored, rewrites)
+        _context_types(stmts, casts, defaults, restored, rewrites, date_columns)
     except Exception:  # a tree shape not foreseen: the typed-literal rewrite alone
         return Plannable(text, [PlannableSlot(n, n, casts.get(n), units.get(n)) for n in originals], rewrites)
     # Put restored constants back, add the context casts, renumber the rest $1..$k.
