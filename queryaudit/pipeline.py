@@ -94,6 +94,11 @@ def build_stages(options: AuditOptions, dsn: str) -> list[tuple[str, object]]:
         stages.append(plan_stage(PlanOptions(
             top=options.top, budget_s=options.explain_budget_s, statement_limit_ms=options.explain_statement_ms,
             analyze_dml=options.analyze_dml, queries_file=options.queries_file)))
+    if options.explain and "estimate experiments" not in names:
+        from queryaudit.estimates.stage import stage as estimates_stage
+
+        # Before fix verification: the statistics fix it tries follows the tested cause.
+        stages.append(estimates_stage(options.explain_budget_s, options.explain_statement_ms))
     from queryaudit.verify.stage import VerifyOptions
     from queryaudit.verify.stage import stage as verify_stage
 

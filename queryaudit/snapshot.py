@@ -15,6 +15,7 @@ from typing import Any
 
 from queryaudit.advisor.model import IndexAdvice
 from queryaudit.errors import AuditError
+from queryaudit.estimates.model import EstimateExperiment
 from queryaudit.locks.facts import LockFacts
 from queryaudit.logs.facts import LogFacts
 from queryaudit.verify.model import FixVerification
@@ -258,6 +259,9 @@ class Snapshot:
     plans: list[PlanCapture] = field(default_factory=list)
     # Set by the index advisor stage (verified in its own session); None when it did not run.
     index_advice: IndexAdvice | None = None
+    # Set by the estimate experiments stage: misestimated scans' conditions estimated and
+    # counted alone and together (queryaudit.estimates); empty when it did not run.
+    estimate_experiments: list[EstimateExperiment] = field(default_factory=list)
     # Set by the fix verification stage (fixes tried and timed); None when it did not run.
     fix_verification: FixVerification | None = None
     # Set by the lock sampling stage (--sample-seconds); None when it did not run.

@@ -6,7 +6,20 @@ with both clamped to at least one row, is 10 or more, where the error starts (it
 children estimate well) and where it matters: the node's subtree takes a meaningful
 share of the statement's time, or the node is an input of a join, whose method and
 order the planner chose from that estimate. Each finding names the root cause in
-`evidence.cause`:
+`evidence.cause`.
+
+The cause of a scan's error is tested before it is named (`evidence.cause_tested`,
+figures in `evidence.experiment`): during collection, each condition of the scan is
+estimated alone by the planner (EXPLAIN) and counted (`SELECT count(*)`, read-only, under
+a statement_timeout), and so is their conjunction (queryaudit.estimates). Each condition
+right (within `COLUMN_RIGHT`) and the conjunction wrong: `correlated-columns`. A
+condition itself off: `stale-statistics` (`out-of-range` for a range beyond the
+histogram, `expression` for an expression of a column). Counters such as
+`n_mod_since_analyze` are evidence beside it, not the verdict: a table loaded and
+analyzed in one transaction keeps every row counted as modified with fresh statistics.
+Without an experiment (cut off, budget spent, a saved snapshot without one, conditions
+that cannot run alone), the cause is read from the counters and the catalog as below,
+with medium confidence:
 
 - `stale-statistics`: the table changed more since its last ANALYZE than autovacuum's
   analyze threshold (`autovacuum_analyze_threshold + autovacuum_analyze_scale_factor x
@@ -34,7 +47,11 @@ an index would do. Fixing the estimate lets the planner choose again.
 
 ## How to fix
 - stale statistics / out of range: `ANALYZE table`, and make autovacuum analyze it
-  more often (`ALTER TABLE ... SET (autovacuum_analyze_scale_factor = 0.02)`);
+  more often (`ALTER TABLE ... SET (autovacuum_analyze_scale_factor = 0.02)`); where the
+  counters show few changes, a higher statistics target
+  (`ALTER TABLE ... ALTER COLUMN ... SET STATISTICS 1000`). With `--verify-real` (scratch
+  copies only) the fix runs in a rolled-back transaction and the scan's q-error is
+  measured before and after;
 - correlated columns: `CREATE STATISTICS name (dependencies, mcv) ON a, b FROM table;
   ANALYZE table;`
 - expressions: statistics on the expression (PostgreSQL 14+:
@@ -53,7 +70,8 @@ ANALYZE public.customers;
 ```
 
 ## Thresholds
-q-error >= 10 (`MIN_Q_ERROR`); the node's subtree >= 10 % of the statement's execution
+q-error >= 10 (`MIN_Q_ERROR`); a condition alone within 3x of its count is right
+(`COLUMN_RIGHT`); the node's subtree >= 10 % of the statement's execution
 time (`MEANINGFUL_SHARE`) or the node is a join input. Severity follows the predicted
 saving (the misestimated subtree's share of the statement x the statement's share of
 total time, an upper bound): high from 10 %, medium from 2 %. An actual below the
@@ -66,8 +84,8 @@ table, cause and columns are merged across statements.
 A misestimate can be harmless when the plan would be the same with the right number
 (a single table scan has no alternative); the predicted saving is then an upper bound.
 Plans are taken with values drawn from pg_stats: the application's real values may be
-estimated better or worse. Correlated-column detection assumes that an underestimate
-with several equality predicates on one table comes from correlation.
+estimated better or worse. Untested, correlated-column detection assumes that an
+underestimate with several equality predicates on one table comes from correlation.
 """
 from __future__ import annotations
 
@@ -86,6 +104,7 @@ from queryaudit.checks._plans import (
     severity_for,
     table_for,
 )
+from queryaudit.estimates.model import EstimateExperiment, PredicateCount
 from queryaudit.findings import Finding, Saving
 from queryaudit.plans.model import PlanNode
 from queryaudit.snapshot import Snapshot, Table
@@ -95,6 +114,10 @@ ID = "row-estimate-error"
 TITLE = "Row estimate error"
 MIN_Q_ERROR = 10.0
 MEANINGFUL_SHARE = 0.10
+# A condition's estimate within this factor of its count is right (experiments).
+COLUMN_RIGHT = 3.0
+HIGHER_TARGET = 1000  # statistics target suggested when ANALYZE alone keeps a column off
+MAX_STATISTICS_COLUMNS = 8  # CREATE STATISTICS takes at most 8 columns
 # The planner's guesses when it has nothing to go by (src/include/utils/selfuncs.h).
 DEFAULT_SELECTIVITIES = {0.005: "DEFAULT_EQ_SEL (equality it could not estimate)",
                          0.3333333333333333: "DEFAULT_INEQ_SEL (range it could not estimate)",
@@ -106,7 +129,8 @@ CONDITION_FIELDS = ("Filter", "Index Cond", "Recheck Cond")
 # Nodes that read all of their input before returning anything: a Limit above them
 # does not cut what runs below them.
 BLOCKING = ("Sort", "Hash", "Aggregate", "HashAggregate", "GroupAggregate", "WindowAgg", "SetOp", "Unique")
-CHECK = declare(ID, TITLE, family="plan", fix="statistics", thresholds=("MIN_Q_ERROR", "MEANINGFUL_SHARE"))
+CHECK = declare(ID, TITLE, family="plan", fix="statistics",
+                thresholds=("MIN_Q_ERROR", "MEANINGFUL_SHARE", "COLUMN_RIGHT"))
 
 
 def stopped_early(node: PlanNode) -> bool:
@@ -131,7 +155,7 @@ def stopped_early(node: PlanNode) -> bool:
     return False
 
 
-def _origins(captured: CapturedPlan) -> list[PlanNode]:
+def origins(captured: CapturedPlan) -> list[PlanNode]:
     """Nodes where a large error starts: their own q-error is not inherited from a child."""
     out = []
     for node in captured.plan.nodes:
@@ -177,7 +201,7 @@ def _affected_share(captured: CapturedPlan, node: PlanNode) -> float:
     return min(1.0, share)
 
 
-def _matters(captured: CapturedPlan, node: PlanNode) -> bool:
+def matters(captured: CapturedPlan, node: PlanNode) -> bool:
     if captured.plan.subtree_share(node) >= MEANINGFUL_SHARE:
         return True
     join = _join_fed(node)
@@ -338,9 +362,24 @@ def _has_extended_statistics(snapshot: Snapshot, table: Table, columns: list[str
                and ({"d", "m"} & set(s.kinds)) for s in snapshot.extended_statistics)
 
 
-def diagnose(snapshot: Snapshot, node: PlanNode) -> dict:
-    """The root cause of a misestimate at `node`: cause, fix SQL, columns and details."""
+def diagnose(snapshot: Snapshot, node: PlanNode, experiment: EstimateExperiment | None = None) -> dict:
+    """The root cause of a misestimate at `node`: cause, fix SQL, columns and details. With
+    an experiment whose figures establish the cause, the experiment decides; otherwise the
+    counters and the catalog do, and the cause is marked untested."""
     table = table_for(snapshot, node)
+    if table is not None and experiment is not None:
+        tested = _tested_cause(snapshot, table, node, experiment)
+        if tested is not None:
+            return tested
+    cause = _untested_cause(snapshot, node, table)
+    cause["tested"] = False
+    if experiment is not None:
+        cause["experiment"] = _experiment_evidence(experiment)
+    return cause
+
+
+def _untested_cause(snapshot: Snapshot, node: PlanNode, table: Table | None) -> dict:
+    """The cause read from the counters and the catalog, when no experiment established one."""
     if node.node_type in JOIN_TYPES:
         return {"cause": "join-selectivity", "table": None, "columns": [], "fix_sql": None,
                 "advice": "the join's own estimate is off (correlated join keys, or keys outside the statistics): "
@@ -369,11 +408,8 @@ def diagnose(snapshot: Snapshot, node: PlanNode) -> dict:
     names = {c.name for c in table.columns}
     equal = list(dict.fromkeys(c for c in predicates.equal_columns if c in names))
     if len(equal) >= 2 and node.underestimated and not _has_extended_statistics(snapshot, table, equal):
-        stat_name = quote_ident(f"{table.name}_{'_'.join(equal)}_stats"[:63])
-        cols = ", ".join(quote_ident(c) for c in equal)
         return {"cause": "correlated-columns", "table": table, "columns": equal,
-                "fix_sql": f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}.{stat_name} "
-                           f"(dependencies, mcv) ON {cols} FROM {name};\nANALYZE {name};",
+                "fix_sql": _create_statistics(table, equal),
                 "advice": "the planner multiplies the selectivities of these columns as if they were independent",
                 "detail": {"equality_columns": equal}}
     if predicates.expressions:
@@ -393,6 +429,114 @@ def diagnose(snapshot: Snapshot, node: PlanNode) -> dict:
     return {"cause": "unknown", "table": table, "columns": columns, "fix_sql": None,
             "advice": f"raise the statistics target of the filtered columns (ALTER TABLE {name} ALTER COLUMN ... "
                       f"SET STATISTICS 1000; ANALYZE {name}) if their distribution is skewed"}
+
+
+def _create_statistics(table: Table, columns: list[str]) -> str:
+    name = qualified(table)
+    stat_name = quote_ident(f"{table.name}_{'_'.join(columns)}_stats"[:63])
+    cols = ", ".join(quote_ident(c) for c in columns)
+    return (f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}.{stat_name} "
+            f"(dependencies, mcv) ON {cols} FROM {name};\nANALYZE {name};")
+
+
+def experiment_for(snapshot: Snapshot, queryid: str, node: PlanNode) -> EstimateExperiment | None:
+    return next((e for e in snapshot.estimate_experiments if e.queryid == queryid and e.node_id == node.path), None)
+
+
+def _figures(p: PredicateCount) -> dict:
+    return {"condition": p.sql, "estimated_rows": p.estimated_rows, "actual_rows": p.actual_rows,
+            "q_error": round(p.q_error, 1) if p.q_error is not None else None, "problem": p.problem}
+
+
+def _experiment_evidence(experiment: EstimateExperiment) -> dict:
+    return {"conditions": [_figures(p) for p in experiment.predicates],
+            "combined": _figures(experiment.combined) if experiment.combined else None,
+            "untested_conditions": experiment.untested, "table_rows_estimated": experiment.table_rows,
+            "problem": experiment.problem}
+
+
+def _independence(experiment: EstimateExperiment) -> float | None:
+    """actual / what independence predicts from the counts alone (N x product of the
+    conditions' fractions): far from 1, the columns are correlated, whatever pg_stats says."""
+    n = experiment.table_rows
+    counts = [p.actual_rows for p in experiment.predicates]
+    if len(counts) < 2 or not n or n < 1 or None in counts or experiment.combined.actual_rows is None:
+        return None
+    predicted = n
+    for count in counts:
+        predicted *= count / n
+    return max(1.0, experiment.combined.actual_rows) / max(1.0, predicted)
+
+
+def _counters(snapshot: Snapshot, table: Table) -> dict:
+    """What the counters say, as evidence beside the experiment."""
+    threshold = analyze_threshold(snapshot, table)
+    return {"n_mod_since_analyze": table.n_mod_since_analyze, "analyze_threshold": round(threshold),
+            "last_analyze": table.last_analyze or table.last_autoanalyze,
+            "beyond_threshold": table.n_mod_since_analyze > threshold}
+
+
+def _describe(p: PredicateCount) -> str:
+    return f"{p.sql}: estimated {p.estimated_rows:,.0f}, counted {p.actual_rows:,}"
+
+
+def _tested_cause(snapshot: Snapshot, table: Table, node: PlanNode, experiment: EstimateExperiment) -> dict | None:
+    """The cause the experiment establishes, or None when its figures do not (incomplete,
+    or its conditions alone do not reproduce the error: join parameters, a subplan)."""
+    combined = experiment.combined
+    if experiment.problem or combined is None or combined.q_error is None or combined.q_error < MIN_Q_ERROR \
+            or any(p.q_error is None for p in experiment.predicates):
+        return None
+    name = qualified(table)
+    counters = _counters(snapshot, table)
+    figures = _experiment_evidence(experiment)
+    off = [p for p in experiment.predicates if p.q_error > COLUMN_RIGHT]
+    together = _independence(experiment)
+    correlated = together is not None and max(together, 1 / together) >= MIN_Q_ERROR
+    columns = list(dict.fromkeys(c for p in experiment.predicates for c in p.columns))[:MAX_STATISTICS_COLUMNS]
+    base = {"table": table, "tested": True, "experiment": figures}
+    if off and all(not p.plain_column for p in off):
+        expression = off[0].sql
+        fix = (f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}."
+               f"{quote_ident((table.name + '_expr_stats')[:63])} ON ({expression}) FROM {name};\nANALYZE {name};"
+               if snapshot.server.version_num >= 140000 and len(off[0].columns) == 1 else None)
+        return {**base, "cause": "expression", "columns": off[0].columns, "fix_sql": fix,
+                "advice": f"tested: {_describe(off[0])}; the planner has no statistics for the expression",
+                "detail": {"expression": expression, **counters}}
+    if off:
+        off_columns = list(dict.fromkeys(c for p in off for c in p.columns))
+        out_of_range = _out_of_range(snapshot, table, [r for r in _predicates(node).ranges if r[0] in off_columns])
+        fix = _create_statistics(table, columns) if correlated and len(columns) >= 2 else f"ANALYZE {name};"
+        if not counters["beyond_threshold"]:
+            target = "; ".join(f"ALTER TABLE {name} ALTER COLUMN {quote_ident(c)} SET STATISTICS {HIGHER_TARGET}"
+                               for c in off_columns)
+            hint = (f" The counters show few changes since the last ANALYZE: if ANALYZE does not bring it close "
+                    f"(--verify-real measures it on a scratch copy), raise the statistics target: {target}; "
+                    f"ANALYZE {name}.")
+        else:
+            hint = f" {counters['n_mod_since_analyze']:,} rows were modified since the last ANALYZE."
+        cause = "out-of-range" if out_of_range else "stale-statistics"
+        return {**base, "cause": cause, "columns": off_columns, "fix_sql": fix,
+                "advice": "tested: " + "; ".join(_describe(p) for p in off) + ": the column's own estimate is off, "
+                          "its statistics no longer describe the table." + hint
+                          + (" The counts also show the columns correlated: the statistics object covers that."
+                             if fix.startswith("CREATE") else ""),
+                "detail": {**counters, "columns_off": off_columns, **(out_of_range or {})}}
+    if len(columns) >= 2:
+        covered = _has_extended_statistics(snapshot, table, columns)
+        fix = f"ANALYZE {name};" if covered else _create_statistics(table, columns)
+        note = (f" The counters ({counters['n_mod_since_analyze']:,} rows modified since the last ANALYZE, "
+                f"threshold {counters['analyze_threshold']:,}) suggested stale statistics; the single-column "
+                "estimates show they are not." if counters["beyond_threshold"] else "")
+        return {**base, "cause": "correlated-columns", "columns": columns, "fix_sql": fix,
+                "advice": "tested: each condition alone is estimated within "
+                          f"{COLUMN_RIGHT:g}x ({'; '.join(_describe(p) for p in experiment.predicates)}), together "
+                          f"estimated {combined.estimated_rows:,.0f}, counted {combined.actual_rows:,}: the planner "
+                          "multiplies their selectivities as if they were independent"
+                          + (" (a statistics object exists: ANALYZE builds it)" if covered else "") + "." + note,
+                "detail": {**counters, "equality_columns": columns, "independence_ratio":
+                           round(together, 1) if together is not None else None}}
+    return None
 
 
 def _generic_misestimate(snapshot: Snapshot, captured: CapturedPlan, node: PlanNode) -> dict | None:
@@ -437,10 +581,10 @@ def run(snapshot: Snapshot) -> list[Finding]:
                                "(skewed data): force custom plans for the role, or stop preparing this statement"}
             groups.setdefault((f"{captured.queryid}:generic", "generic-plan", ()), []).append((captured, node, cause))
     for captured in analyzed_plans(snapshot):
-        for node in _origins(captured):
-            if not _matters(captured, node):
+        for node in origins(captured):
+            if not matters(captured, node):
                 continue
-            cause = diagnose(snapshot, node)
+            cause = diagnose(snapshot, node, experiment_for(snapshot, captured.queryid, node))
             table = cause["table"]
             key = (table.qualified_name if table else f"{captured.queryid}:{node.path}", cause["cause"],
                    tuple(cause["columns"]) if cause["cause"] == "correlated-columns" else ())
@@ -474,7 +618,9 @@ def _finding(snapshot: Snapshot, members: list[tuple[CapturedPlan, PlanNode, dic
     evidence = {**node_evidence(captured, node, snapshot), "cause": cause["cause"],
                 "direction": direction, "join_planned_from_it": join.path_labels if join else None,
                 "subtree_share_of_statement": round(captured.plan.subtree_share(node), 4),
-                "detail": cause.get("detail"),
+                "relation": node.raw.get("Relation Name"), "alias": node.alias,
+                "detail": cause.get("detail"), "cause_tested": cause.get("tested", False),
+                "experiment": cause.get("experiment"),
                 "statements": [{"queryid": c.queryid, "node_path": n.path_labels, "q_error": round(n.q_error, 1)}
                                for c, n, _ in members]}
     return Finding(
@@ -482,9 +628,16 @@ def _finding(snapshot: Snapshot, members: list[tuple[CapturedPlan, PlanNode, dic
         table=table.qualified_name if table else None, columns=list(cause["columns"]),
         queryids=list(dict.fromkeys(c.queryid for c, _, _ in members)), fix_sql=cause["fix_sql"],
         advice=cause.get("advice"), predicted_saving=saving,
-        confidence="high" if cause["cause"] in ("stale-statistics", "correlated-columns") else
-        "medium" if cause["cause"] not in ("unknown", "join-selectivity", "aggregate-groups") else "low",
+        confidence=_confidence(cause),
         effort="maintenance" if cause["cause"] in ("stale-statistics", "out-of-range") else "schema",
         evidence=evidence,
         key=f"{ID}|{what}|{cause['cause']}|{','.join(cause['columns'])}",
     )
+
+
+def _confidence(cause: dict) -> str:
+    """High only where an experiment tested the cause: a counter such as n_mod_since_analyze
+    is evidence, not the verdict."""
+    if cause["cause"] in ("unknown", "join-selectivity", "aggregate-groups"):
+        return "low"
+    return "high" if cause.get("tested") else "medium"

@@ -291,5 +291,8 @@ class Verifier:
         if bound is None:
             m.method, m.detail = "none", "no EXPLAIN ANALYZE with values was captured for this statement"
             return m
-        measure_statistics(self.real_conn, self.runner, m, *bound, finding.fix_sql, self.options.runs)
+        # The misestimated scan, found again by its relation and alias (the plan may change shape).
+        relation = finding.evidence.get("relation")
+        scan = (relation, finding.evidence.get("alias")) if relation else None
+        measure_statistics(self.real_conn, self.runner, m, *bound, finding.fix_sql, self.options.runs, scan)
         return m

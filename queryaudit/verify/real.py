@@ -35,8 +35,19 @@ def _deallocate(conn: psycopg.Connection, name: str) -> None:
         conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
 
 
+def scan_q_error(explain: dict, relation: str, alias: str | None) -> float | None:
+    """The worst q-error of the scans of `relation` (under `alias`, when given) in a plan."""
+    from queryaudit.plans.model import build
+
+    errors = [n.q_error for n in build(explain).nodes if n.raw.get("Relation Name") == relation
+              and (alias is None or n.alias == alias) and n.q_error is not None]
+    return round(max(errors), 1) if errors else None
+
+
 def measure_statistics(conn: psycopg.Connection, runner: Runner, m: FixMeasurement, query: str, values, types,
-                       fix_sql: str, runs: int) -> None:
+                       fix_sql: str, runs: int, scan: tuple[str, str | None] | None = None) -> None:
+    """Time the statement before and after `fix_sql` (rolled back); with `scan` (relation,
+    alias), the misestimated scan's q-error before and after too."""
     statements = [str(s).strip() for s in pglast.split(fix_sql) if str(s).strip()]
     name = "queryaudit_verify_stats" if values else None
     prepared = False
@@ -67,3 +78,8 @@ def measure_statistics(conn: psycopg.Connection, runner: Runner, m: FixMeasureme
     m.outcome, _ = logic.verdict(m.before_ms, m.after_ms)
     m.detail = (f"--verify-real: {'; '.join(statements)} applied in a rolled-back transaction, "
                 f"{runs} EXPLAIN ANALYZE runs before and after")
+    if scan is not None:
+        m.before["q_error"] = scan_q_error(before[-1], *scan)
+        m.after["q_error"] = scan_q_error(after[-1], *scan)
+        if m.before["q_error"] is not None and m.after["q_error"] is not None:
+            m.detail += f"; the scan's row estimate q-error {m.before['q_error']:g} -> {m.after['q_error']:g}"

@@ -110,8 +110,9 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
 
 
 def _budget_left(snapshot: Snapshot, budget_s: float) -> float:
-    """What plan capture left of the EXPLAIN budget (its captures record their durations)."""
-    used = sum((p.duration_ms or 0.0) for p in snapshot.plans) / 1000
+    """What plan capture and the estimate experiments left of the EXPLAIN budget (both record durations)."""
+    used = (sum((p.duration_ms or 0.0) for p in snapshot.plans)
+            + sum(e.duration_ms for e in snapshot.estimate_experiments)) / 1000
     return max(0.0, budget_s - used)
 
 
