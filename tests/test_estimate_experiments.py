@@ -16,9 +16,10 @@ import psycopg
 import pytest
 
 from conftest import flush_statistics
+from helpers import validate_report
 from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.checks import row_estimate_error
-from queryaudit.pipeline import AuditOptions, collect_live
+from queryaudit.pipeline import AuditOptions, analyse, collect_live
 from queryaudit.plans import model as plan_model
 from queryaudit.verify.stage import VerifyOptions
 
@@ -133,6 +134,11 @@ def test_verify_real_measures_the_q_error_before_and_after_and_leaves_nothing(co
     assert m.before["q_error"] >= 50 and m.after["q_error"] < 2, (m.before, m.after)
     assert "q-error" in m.detail
     assert correlated.execute("SELECT count(*) FROM pg_statistic_ext")[0][0] == 0
+    # Every format shows it: the report (valid against the contract) carries the before/after q-error.
+    report = analyse(snapshot)
+    validate_report(report)
+    shown = next(f for f in report["findings"] if f["id"] == finding.id)
+    assert shown["evidence"]["cause_tested"] and "row estimate q-error" in (shown["before_after"]["extra"] or "")
 
 
 # -- database-free: what can be tested alone, and the verdict from stored figures -----------
@@ -204,3 +210,44 @@ def test_the_experiment_decides_and_the_counters_are_evidence():
         assert (f.evidence["cause"], f.confidence, f.evidence["cause_tested"]) == ("stale-statistics", "medium",
                                                                                    False)
         assert f.evidence["experiment"]["conditions"]
+
+
+def test_verify_real_tries_a_higher_statistics_target_when_analyze_is_not_enough(empty_db):
+    """A common value the default sample leaves out of the MCV list: ANALYZE again changes
+    nothing; a statistics target of 1000 (a sample of the whole table here) does."""
+    import time
+
+    from queryaudit.findings import Finding
+    from queryaudit.snapshot import PlanCapture, ServerInfo, Snapshot, Statement
+    from queryaudit.verify.fixes import Verifier
+    from queryaudit.verify.measure import Runner
+
+    # 100 values of 700 rows, 100 of 380, 12,000 of one row: the default sample (30,000 rows)
+    # keeps the first hundred in most_common_vals, whichever rows it draws, and never the
+    # second; the planner expects a handful of rows for each of those.
+    empty_db.execute("CREATE TABLE skew (id int, v int)")
+    empty_db.execute("INSERT INTO skew SELECT g, CASE WHEN g <= 70000 THEN g % 100 WHEN g <= 108000 "
+                     "THEN 100 + g % 100 ELSE g END FROM generate_series(1, 120000) g")
+    empty_db.execute("ANALYZE skew")
+    common = {row[0] for row in empty_db.execute(
+        "SELECT unnest(most_common_vals::text::int[]) FROM pg_stats WHERE tablename = 'skew' AND attname = 'v'")}
+    assert common == set(range(100))
+    missed = 150
+    query = "SELECT count(*) FROM skew WHERE v = $1"
+    snapshot = Snapshot(server=ServerInfo(150000, "15", "db"), collected_at="now",
+                        statements=[Statement("1", query, calls=1, total_exec_time_ms=10, mean_exec_time_ms=10, rows=1)],
+                        plans=[PlanCapture("1", "analyze", plan={}, parameters=[str(missed)])])
+    finding = Finding(check="row-estimate-error", severity="medium", title="t", table="public.skew", columns=["v"],
+                      queryids=["1"], fix_sql="ANALYZE public.skew;",
+                      evidence={"cause": "stale-statistics", "relation": "skew", "alias": "skew"})
+    with empty_db.connect() as conn:
+        conn.autocommit = True
+        verifier = Verifier(Runner(conn, time.monotonic() + 120, 30_000), snapshot, VerifyOptions(runs=1), conn)
+        m = verifier.statistics("1", finding)
+    assert [step["fix"] for step in m.steps] == [
+        "ANALYZE public.skew;", "ALTER TABLE public.skew ALTER COLUMN v SET STATISTICS 1000;\nANALYZE public.skew;"]
+    assert m.steps[0]["q_error"] >= 10 and m.after["q_error"] < 2 and m.before["q_error"] >= 10
+    assert m.fix_sql == m.steps[1]["fix"]
+    # Rolled back: the column's target is as it was.
+    assert empty_db.execute("SELECT attstattarget FROM pg_attribute WHERE attrelid = 'skew'::regclass "
+                            "AND attname = 'v'")[0][0] in (-1, None)

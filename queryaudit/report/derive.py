@@ -153,6 +153,8 @@ def _one_line(text: str, width: int) -> str:
 def _measured_extra(before: dict, after: dict) -> str | None:
     """Round trips and temp blocks before -> after, when a measurement recorded them."""
     parts = []
+    if before.get("q_error") is not None and after.get("q_error") is not None:
+        parts.append(f"row estimate q-error {before['q_error']:g} → {after['q_error']:g}")
     for key, label in (("round_trips", "round trips"), ("temp_written", "temp blocks written"),
                        ("shared_hit", "shared blocks hit")):
         if before.get(key) is not None and after.get(key) is not None and before[key] != after[key]:
