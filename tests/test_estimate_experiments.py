@@ -234,8 +234,8 @@ def test_verify_real_tries_a_higher_statistics_target_when_analyze_is_not_enough
     assert common == set(range(100))
     missed = 150
     query = "SELECT count(*) FROM skew WHERE v = $1"
-    snapshot = Snapshot(server=ServerInfo(150000, "15", "db"), collected_at="now",
-                        statements=[Statement("1", query, calls=1, total_exec_time_ms=10, mean_exec_time_ms=10, rows=1)],
+    statement = Statement("1", query, calls=1, total_exec_time_ms=10, mean_exec_time_ms=10, rows=1)
+    snapshot = Snapshot(server=ServerInfo(150000, "15", "db"), collected_at="now", statements=[statement],
                         plans=[PlanCapture("1", "analyze", plan={}, parameters=[str(missed)])])
     finding = Finding(check="row-estimate-error", severity="medium", title="t", table="public.skew", columns=["v"],
                       queryids=["1"], fix_sql="ANALYZE public.skew;",
