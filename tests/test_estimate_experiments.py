@@ -193,7 +193,8 @@ def test_only_conditions_on_the_table_alone_are_tested():
 
 def test_the_experiment_decides_and_the_counters_are_evidence():
     # Each column right, the pair 100x off: correlated, though the counters say stale.
-    [f] = row_estimate_error.run(_pure_snapshot([_experiment((2000, 2000), (2000, 2000), (20, 2000))]))
+    snapshot = _pure_snapshot([_experiment((2000, 2000), (2000, 2000), (20, 2000))])
+    [f] = row_estimate_error.run(snapshot.__class__.from_dict(snapshot.to_dict()))  # as saved and reloaded
     assert (f.evidence["cause"], f.columns, f.confidence) == ("correlated-columns", ["city", "zip"], "high")
     assert f.evidence["detail"]["beyond_threshold"] and f.evidence["detail"]["independence_ratio"] == 100.0
     # A column itself off: stale statistics, whatever the counters say.
