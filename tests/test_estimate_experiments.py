@@ -204,6 +204,13 @@ def test_the_experiment_decides_and_the_counters_are_evidence():
     # Off and correlated as well (the counts alone are 100x from independence): the statistics object too.
     [f] = row_estimate_error.run(_pure_snapshot([_experiment((2000, 2000), (20, 2000), (20, 2000))]))
     assert f.evidence["cause"] == "stale-statistics" and f.fix_sql.startswith("CREATE STATISTICS IF NOT EXISTS")
+    # An expression of a column off: statistics on that expression.
+    experiment = _experiment((2000, 2000), (20, 2000), (1, 20))
+    experiment.predicates[1].sql, experiment.predicates[1].plain_column = "lower(zip) = CAST('z48' AS text)", False
+    [f] = row_estimate_error.run(_pure_snapshot([experiment]))
+    assert (f.evidence["cause"], f.columns) == ("expression", ["zip"])
+    assert f.fix_sql == ("CREATE STATISTICS IF NOT EXISTS public.addr_expr_stats ON (lower(zip)) FROM public.addr;\n"
+                         "ANALYZE public.addr;")
     # The conditions alone do not reproduce the error, or a count was cut off: the counters decide, untested.
     for experiment in (_experiment((2000, 2000), (2000, 2000), (1500, 2000)),
                        _experiment((2000, 2000), (2000, None), (20, 2000))):

@@ -302,17 +302,21 @@ def _deparse(node) -> str:
 
 
 def _predicates(node: PlanNode) -> _Predicates:
-    from pglast import parse_sql
-
     found = _Predicates()
     for name in CONDITION_FIELDS:
-        text = node.raw.get(name)
-        if not text:
-            continue
-        try:
-            found(parse_sql(f"SELECT 1 WHERE {text}")[0].stmt)
-        except Exception:
-            continue
+        if node.raw.get(name):
+            _condition_predicates(node.raw[name], found)
+    return found
+
+
+def _condition_predicates(text: str, found: _Predicates | None = None) -> _Predicates:
+    from pglast import parse_sql
+
+    found = found if found is not None else _Predicates()
+    try:
+        found(parse_sql(f"SELECT 1 WHERE {text}")[0].stmt)
+    except Exception:
+        pass
     return found
 
 
@@ -496,10 +500,12 @@ def _tested_cause(snapshot: Snapshot, table: Table, node: PlanNode, experiment: 
     columns = list(dict.fromkeys(c for p in experiment.predicates for c in p.columns))[:MAX_STATISTICS_COLUMNS]
     base = {"table": table, "tested": True, "experiment": figures}
     if off and all(not p.plain_column for p in off):
-        expression = off[0].sql
+        # The expression compared (lower(email) of lower(email) = '...'), for its statistics.
+        expression = next(iter(_condition_predicates(off[0].sql).expressions), None)
         fix = (f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}."
                f"{quote_ident((table.name + '_expr_stats')[:63])} ON ({expression}) FROM {name};\nANALYZE {name};"
-               if snapshot.server.version_num >= 140000 and len(off[0].columns) == 1 else None)
+               if snapshot.server.version_num >= 140000 and expression else None)
+        expression = expression or off[0].sql
         return {**base, "cause": "expression", "columns": off[0].columns, "fix_sql": fix,
                 "advice": f"tested: {_describe(off[0])}; the planner has no statistics for the expression",
                 "detail": {"expression": expression, **counters}}
