@@ -149,6 +149,10 @@ def test_select_list_constants_of_subqueries_unions_and_ctes_choose_no_rows():
              "UNION ALL SELECT (SELECT $5 FROM date_dim WHERE d_year = $6) FROM date_dim")
     slots = find_slots(query, TABLES, 6)
     assert [s.number for s in slots if s.select_list_only] == [1, 3, 5]
+    # The output of a subquery that a condition compares does choose rows.
+    compared = find_slots("SELECT 1 FROM date_dim WHERE d_year IN (SELECT $1 + d_moy FROM date_dim) "
+                          "AND d_moy > (SELECT $2 * avg(d_moy) FROM date_dim)", TABLES, 2)
+    assert not any(s.select_list_only for s in compared)
 
 
 def test_an_expression_is_resolved_where_it_is_written():

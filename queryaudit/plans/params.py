@@ -286,10 +286,15 @@ def _select_list_only(stmts) -> set[int]:
     from queryaudit.sql import find_nodes
 
     listed: set[int] = set()  # id() of each ParamRef that sits in a select list
+    compared: set[int] = set()  # ... of a subquery whose output a condition compares (`x IN (SELECT $1 ...)`)
     for raw in stmts:
         for select in find_nodes(raw.stmt, ast.SelectStmt):
             for target in select.targetList or ():
                 listed |= {id(p) for p in find_nodes(target, ast.ParamRef, stop_at=ast.SubLink)}
+            for clause in (select.whereClause, select.havingClause):
+                for link in find_nodes(clause, ast.SubLink) if clause is not None else ():
+                    compared |= {id(p) for p in find_nodes(link, ast.ParamRef)}
+    listed -= compared
     shown, elsewhere = set(), set()
     for raw in stmts:
         for param in find_nodes(raw.stmt, ast.ParamRef):
