@@ -78,7 +78,8 @@ def run(snapshot: Snapshot) -> list[Finding]:
         verified = proposed.verification in ("hypothetical", "real")
         detail = {"hypothetical": f"HypoPG {advice.hypopg_version}: generic plans re-planned with the index",
                   "real": "built for real in a rolled-back transaction, EXPLAIN ANALYZE before and after",
-                  "none": f"estimated from the plan and pg_stats, not verified: {advice.install_hint}"}[
+                  # HypoPG's install hint is said once, in the report's method section.
+                  "none": "estimated from the plan and pg_stats, not verified (no HypoPG: see the method section)"}[
             proposed.verification]
         what = ", ".join(proposed.columns) + (f" INCLUDE ({', '.join(proposed.include)})" if proposed.include else "") \
             + (f" WHERE {proposed.predicate}" if proposed.predicate else "")
@@ -91,7 +92,7 @@ def run(snapshot: Snapshot) -> list[Finding]:
             fix_sql=proposed.create_sql, predicted_saving=saving, confidence="high" if verified else "low",
             effort="index", advice=" ".join(filter(None, (
                 f"{proposed.table} has never been analyzed: ANALYZE is due (the fix runs it first)"
-                if proposed.analyze_due else None, None if verified else advice.install_hint))) or None,
+                if proposed.analyze_due else None,))) or None,
             verification=Verification(method=proposed.verification, before=before, after=after, detail=detail),
             key=f"{proposed.table}|{','.join(proposed.columns)}|{','.join(proposed.include)}|"
                 f"{proposed.predicate or ''}",

