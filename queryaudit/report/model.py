@@ -39,6 +39,7 @@ def _query_entry(snapshot: Snapshot, statement) -> dict:
         "stddev_exec_time_ms": round(statement.stddev_exec_time_ms, 3),
         "temp_blks_written": statement.temp_blks_written,
         "toplevel": statement.toplevel,
+        "username": statement.username,
         "plan": capture.plan if capture else None,
         "plan_method": capture.method if capture else None,
         "plan_skipped_reason": capture.skipped_reason if capture else None,
