@@ -174,6 +174,9 @@ def test_no_q_error_flag_under_a_limit_that_stopped_early():
     under = {"Plan": _node("Limit", 0.1, 20, 20, [_node("Seq Scan", 0.09, 5000, 2, **{"Relation Name": "t"})]),
              "Execution Time": 0.1}
     assert plan_rows(under)[1]["misestimated"]  # more rows than estimated is a misestimate, LIMIT or not
+    sorted_first = {"Plan": _node("Limit", 9.0, 20, 20, [_node("Sort", 8.0, 20, 20, [
+        _node("Seq Scan", 5.0, 20, 100_000, **{"Relation Name": "t"})])]), "Execution Time": 9.0}
+    assert plan_rows(sorted_first)[2]["misestimated"]  # a Sort reads all its input: the LIMIT cut nothing below it
 
 
 def test_a_skipped_plan_gives_its_reason_once_and_hygiene_rows_name_their_object():

@@ -10,6 +10,7 @@ import datetime as dt
 import pglast
 
 from queryaudit import checks
+from queryaudit.checks.row_estimate_error import stopped_early
 from queryaudit.plans.model import build as build_plan
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import resolve_tables
@@ -82,7 +83,6 @@ def plan_rows(explain: dict | None) -> list[dict]:
     except (ValueError, KeyError, TypeError):
         return []
     own_costs = [max(0.0, n.total_cost - sum(c.total_cost for c in n.children)) for n in plan.nodes]
-    limited = {id(n) for n in plan.nodes if any(a.node_type == "Limit" for a in n.ancestors())}
     total_cost = sum(own_costs)
     rows = []
     for node, own_cost in zip(plan.nodes, own_costs, strict=True):
@@ -112,10 +112,10 @@ def plan_rows(explain: dict | None) -> list[dict]:
             "q_error": round(q, 1) if q is not None else None,
             "slow": plan.analyzed and share >= SLOW_NODE_SHARE and node.node_type not in PASS_THROUGH_NODES
             and (node.exclusive_ms or 0.0) >= SLOW_NODE_MIN_MS,
-            # Under a LIMIT a node stops once enough rows are out: fewer actual rows than
-            # estimated is the LIMIT working, not a misestimate.
+            # Under a LIMIT (nothing blocking between) a node stops once enough rows are out:
+            # fewer actual rows than estimated is the LIMIT working, as row-estimate-error reads it.
             "misestimated": (q or 0) >= MISESTIMATE_Q_ERROR
-            and not (id(node) in limited and not node.underestimated),
+            and not (stopped_early(node) and not node.underestimated),
             "detail": _detail(node),
         })
     return rows
