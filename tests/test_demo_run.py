@@ -51,5 +51,6 @@ def test_the_demo_measures_its_top_fixes_and_lists_only_the_workload(shop_db, tm
     page = (tmp_path / "demo.html").read_text()
     hints = [m.start() for m in re.finditer(r"install HypoPG", page)]
     assert len(hints) <= 1 and all(h > page.index('<section id="method">') for h in hints)
-    assert "apt install" not in page or "Debian" in report["target"]["server_version"]
+    # (a server named by --dsn gets the generic hint: the demo knows only its embedded one;
+    # test_report_review checks that one's advice)
     assert all("install HypoPG" not in (f.get("advice") or "") for f in report["findings"])
