@@ -88,10 +88,12 @@ def run(snapshot: Snapshot) -> list[Finding]:
         if proposed.verification == "real":  # built and timed: the title says what was measured
             cut = max((1 - e.ms_after / e.ms_before for e in proposed.statements
                        if e.ms_before and e.ms_after is not None), default=cut)
+        # 99.9 % is not written as 100 %: the statements still take some time
+        cut_text = f"{cut:.0%}" if cut < 0.99 else f"{min(cut, 0.999):.1%}"
         findings.append(Finding(
             check=ID, severity=severity_from_saving(saving),
             title=f"Index on {proposed.table} ({what}) would cut {n} statement{'s' if n > 1 else ''} "
-                  f"by {cut:.0%}",
+                  f"by {cut_text}",
             table=proposed.table, columns=list(proposed.columns), queryids=[e.queryid for e in proposed.statements],
             fix_sql=proposed.create_sql, predicted_saving=saving, confidence="high" if verified else "low",
             effort="index", advice=" ".join(filter(None, (
