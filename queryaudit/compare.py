@@ -231,7 +231,7 @@ def _row(before_q: dict | None, after_q: dict | None, matched_by: str | None) ->
         "total_change_ms": round(a["total_exec_time_ms"] - b["total_exec_time_ms"], 3) if a and b else None,
         "calls_change": a["calls"] - b["calls"] if a and b else None,
         # Set by the report when another statement has the same text (report.derive.mark_twins).
-        "differs_by": q.get("differs_by"),
+        "differs_by": q.get("differs_short") or q.get("differs_by"),
     }
 
 

@@ -21,8 +21,12 @@ def _layout(path: Path) -> dict:
     def probe(driver):
         probe.found = driver.execute_script("""
             const page = document.documentElement;
-            const wide = Array.from(document.querySelectorAll('main *')).filter(
-                e => e.getBoundingClientRect().right > page.clientWidth + 1).map(e => e.tagName + '.' + e.className);
+            const main = document.querySelector('main');
+            // main's content box: nothing may stick out of the column, let alone the page
+            const edge = main.getBoundingClientRect().right - parseFloat(getComputedStyle(main).paddingRight);
+            const wide = Array.from(document.querySelectorAll('main > section > table, main > section > div, main pre'))
+                .filter(e => e.getBoundingClientRect().right > edge + 1)
+                .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + '>' + Math.round(edge));
             const twins = Array.from(document.querySelectorAll('#workload tbody tr')).map(
                 r => [r.querySelector('td.q a') ? r.querySelector('td.q a').textContent : '',
                       r.querySelector('.twin') ? r.querySelector('.twin').textContent : '']);

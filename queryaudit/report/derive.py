@@ -250,7 +250,7 @@ def mark_twins(queries: list[dict]) -> None:
             if len({m.get("toplevel") for _, m in members}) > 1:
                 parts.append(TOPLEVEL.get(q.get("toplevel"), "level unknown"))
             q["same_sql_as"] = [k for k, _ in members if k != n]
-            q["differs_short"] = ", ".join(parts) or "other param types"
+            q["differs_short"] = ", ".join(parts) or "other parameter types or search_path"
             q["differs_by"] = ", ".join(parts) or (
                 "same user and level, parsed apart: other parameter types (e.g. int2 and int4 values "
                 "from the driver) or search_path")
