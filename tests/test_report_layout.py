@@ -26,7 +26,8 @@ def _layout(path: Path) -> dict:
             const edge = main.getBoundingClientRect().right - parseFloat(getComputedStyle(main).paddingRight);
             const wide = Array.from(document.querySelectorAll('main > section > table, main > section > div, main pre'))
                 .filter(e => e.getBoundingClientRect().right > edge + 1)
-                .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + '>' + Math.round(edge));
+                .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)
+                          + '>' + Math.round(edge));
             const twins = Array.from(document.querySelectorAll('#workload tbody tr')).map(
                 r => [r.querySelector('td.q a') ? r.querySelector('td.q a').textContent : '',
                       r.querySelector('.twin') ? r.querySelector('.twin').textContent : '']);
