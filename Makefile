@@ -7,7 +7,7 @@ comma := ,
 # with HypoPG and pg_qualstats, pgBadger for the log benchmark, Chromium for the HTML test.
 APT_PACKAGES := postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql-15-pg-qualstats chromium chromium-driver pgbadger
 
-.PHONY: install demo test test-fast test-versions lint system-deps docs clean
+.PHONY: install demo samples test test-fast test-versions lint system-deps docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,7 +17,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The demo writes to an ignored directory: a clone stays clean (git status) after it.
+DEMO_OUT ?= demo-output
 demo: install
+	$(VENV)/bin/queryaudit demo --out-dir $(DEMO_OUT)
+	@echo "reports: $(DEMO_OUT)/demo.html and $(DEMO_OUT)/demo-compare.html (committed samples: reports/)"
+
+# The committed samples in reports/, regenerated on purpose (review the diff, then commit).
+samples: install
 	$(VENV)/bin/queryaudit demo --out-dir reports
 
 system-deps:
@@ -48,4 +55,4 @@ docs: install
 	$(VENV)/bin/queryaudit docs --out checks
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(DEMO_OUT)

@@ -230,6 +230,8 @@ def _row(before_q: dict | None, after_q: dict | None, matched_by: str | None) ->
         "p95_change_text": p95_change(b, a),
         "total_change_ms": round(a["total_exec_time_ms"] - b["total_exec_time_ms"], 3) if a and b else None,
         "calls_change": a["calls"] - b["calls"] if a and b else None,
+        # Set by the report when another statement has the same text (report.derive.mark_twins).
+        "differs_by": q.get("differs_short") or q.get("differs_by"),
     }
 
 

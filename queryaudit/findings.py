@@ -93,6 +93,19 @@ class Finding:
         return {"id": self.id, **data}
 
 
+def size_text(n: float | None) -> str:
+    """A size the way every title and report table writes it (1024-based, kB/MB/GB), so a
+    finding's "208.0 kB" and the report's "208.0 kB reclaimable" read alike."""
+    if n is None:
+        return "–"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{value} B"
+
+
 def severity_from_saving(saving: Saving | None, floor: str = "low") -> str:
     """high from HIGH_SAVING_SHARE of total time saved, medium from MEDIUM_SAVING_SHARE, else
     `floor` (a check may raise the floor for a cost the saving does not show, e.g. round trips)."""

@@ -40,9 +40,12 @@ def test_totals_and_each_statement_in_the_json_report():
     validate_report(report)
     coverage = report["plan_coverage"]
     assert coverage["summary"] == "planned 3/4, 1 with ANALYZE, 1 generic, 1 explained, 1 skipped"
-    assert (coverage["plannable"], coverage["utility"]) == (4, 1)
+    # BEGIN is a utility statement: not listed as workload, counted apart
+    assert (coverage["statements"], coverage["plannable"], coverage["utility"]) == (4, 4, 0)
+    assert report["left_out"]["statements"] == 1 and report["left_out"]["examples"] == ["BEGIN"]
     by_id = {q["queryid"]: q for q in report["queries"]}
-    assert [by_id[i]["plan_coverage"] for i in "12345"] == ["analyzed", "generic", "explained", "skipped", "skipped"]
+    assert "5" not in by_id
+    assert [by_id[i]["plan_coverage"] for i in "1234"] == ["analyzed", "generic", "explained", "skipped"]
     assert by_id["1"]["plan_parameter_source"] == "$1 public.t.b from a sampled row"
     assert by_id["1"]["plan_sample_ms"] == {"samples": 3, "min": 0.3, "median": 0.5, "max": 0.9}
     # No silent skip: every statement without ANALYZE says why.

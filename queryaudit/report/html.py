@@ -12,6 +12,8 @@ from pathlib import Path
 
 import jinja2
 
+from queryaudit.findings import size_text
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -47,12 +49,7 @@ def _num(value) -> str:
 def _bytes(value) -> str:
     if value is None or isinstance(value, jinja2.Undefined):
         return "–"
-    value = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
-        value /= 1024
-    return f"{value} B"
+    return size_text(value)
 
 
 def _pretty_json(value) -> str:

@@ -141,18 +141,26 @@ def render(report: dict) -> str:
                  text(f['title']), code(f['check'])] for n, f in enumerate(s["top_fixes"], 1)]
         lines += _table(["#", "saving", "severity", "effort", "fix", "check"], rows, {0, 1}) + [""]
     else:
-        lines += ["No findings.", ""]
+        lines += ["No fix saves time in this window." if report["findings"] else "No findings.", ""]
+    uncovered = report.get("uncovered") or []
+    if uncovered:
+        lines += [f"**No fix for {len(uncovered)} top statement{'s' if len(uncovered) != 1 else ''}:**", ""]
+        lines += [f"- #{u['rank']} ({_pct(u['share_of_total_time'])} of database time) {code(u['short_label'])}: "
+                  + ("; ".join(text(n["title"]) for n in u["notes"]) or "no finding") for u in uncovered] + [""]
 
     logged = ((report.get("logs") or {}).get("statements") or [])[:WORKLOAD_ROWS]
     if report["queries"] or not logged:
         lines += [f"## Workload (top {min(WORKLOAD_ROWS, len(report['queries']))} statements by total time)", "",
                   f"_{text(report.get('workload_sources') or '')}_", ""]
+        percentiles = report.get("has_percentiles", True)  # no columns of "–" without a log
         rows = [[str(n), _pct(q['share_of_total_time']), _ms(q['total_exec_time_ms']), _num(q['calls']),
-                 _ms(q['mean_exec_time_ms']), _ms(q.get('p50_ms')), _ms(q.get('p95_ms')), _ms(q.get('p99_ms')),
-                 _pct(q.get('cache_hit_ratio')), code(_one_line(q['query'], 90))]
+                 _ms(q['mean_exec_time_ms'])]
+                + ([_ms(q.get('p50_ms')), _ms(q.get('p95_ms')), _ms(q.get('p99_ms'))] if percentiles else [])
+                + [_pct(q.get('cache_hit_ratio')), code(_one_line(q['query'], 90)) + _twin(q)]
                 for n, q in enumerate(report["queries"][:WORKLOAD_ROWS], 1)]
-        lines += _table(["#", "share", "total", "calls", "mean", "p50", "p95", "p99", "cache hit", "statement"], rows,
-                        {0, 1, 2, 3, 4, 5, 6, 7, 8}) + [""]
+        headers = ["#", "share", "total", "calls", "mean"] + (["p50", "p95", "p99"] if percentiles else []) \
+            + ["cache hit", "statement"]
+        lines += _table(headers, rows, set(range(len(headers) - 1))) + [""]
     else:  # a log without pg_stat_statements: the log's own statements
         lines += [f"## Workload (top {len(logged)} logged statements by total time)", "",
                   f"_{text(report.get('workload_sources') or '')}_", ""]
@@ -161,43 +169,76 @@ def render(report: dict) -> str:
         lines += _table(["#", "total", "count", "p50", "p95", "p99", "max", "statement"], rows,
                         {0, 1, 2, 3, 4, 5, 6}) + [""]
 
-    if report["findings"]:
-        lines += ["## Fixes", ""]
-    for n, f in enumerate(report["findings"][:FIX_DETAILS], 1):
-        saving = f.get("predicted_saving") or {}
-        lines += [f"### {n}. {text(f['title'])}", ""]
-        facts = [f"**{f['severity']}**", f"check {code(f['check'])}", f"effort {text(f['effort'])}",
-                 f"confidence {text(f['confidence'])}"]
-        if saving:
-            facts.append(f"saving **{_pct(saving.get('share_of_total_time'))}**"
-                         + (f" ({_ms(saving['total_ms'])})" if saving.get("total_ms") is not None else ""))
-        if f.get("table"):
-            facts.append(f"table {code(f['table'])}")
-        if f.get("index"):
-            facts.append(f"index {code(f['index'])}")
-        if f.get("columns"):
-            facts.append(f"columns {code(', '.join(f['columns']))}")
-        lines += [" · ".join(facts), ""]
-        for st in f.get("statements") or []:
-            lines.append(f"- statement {code(st['queryid'])}"
-                         + (f": {code(_one_line(st['query'], 100))}" if st.get("query") else ""))
-        if f.get("statements"):
-            lines.append("")
-        if f.get("advice"):
-            lines += [text(f["advice"]), ""]
-        if f.get("fix_sql"):
-            lines += [fenced(f["fix_sql"]), ""]
-        ba = _before_after(f.get("before_after"))
-        if ba:
-            lines += [ba, ""]
-        if f.get("saving_basis"):
-            lines += [text(f['saving_basis']['text']), ""]
-        merged = (f.get("evidence") or {}).get("merged") or []
-        if merged:
-            lines += ["Merged: " + "; ".join(f"{code(x['id'])} {text(x['title'])}" for x in merged), ""]
+    fixes = [f for f in report["findings"] if f.get("saves_time", True)]
+    notes = [f for f in report["findings"] if not f.get("saves_time", True)]
+    shown = 0
+    for heading, group in (("## Fixes", fixes), ("## Other findings (no time saved in this window)", notes)):
+        if group and shown < FIX_DETAILS:
+            lines += [heading, ""]
+        for f in group:
+            if shown >= FIX_DETAILS:
+                break
+            shown += 1
+            lines += _finding(f)
     if len(report["findings"]) > FIX_DETAILS:
         lines += [f"… and {len(report['findings']) - FIX_DETAILS} more findings in the HTML/JSON report.", ""]
+    lines += _after_findings(report)
+    return "\n".join(lines)
 
+
+def _twin(q: dict) -> str:
+    if not q.get("same_sql_as"):
+        return ""
+    return f" (same SQL as {', '.join(f'#{k}' for k in q['same_sql_as'])}; this one: {text(q.get('differs_by'))})"
+
+
+def _finding(f: dict) -> list[str]:
+    lines: list[str] = []
+    n = f.get("rank", "")
+    saving = f.get("predicted_saving") or {}
+    lines += [f"### {n}. {text(f['title'])}", ""]
+    facts = [f"**{f['severity']}**", f"check {code(f['check'])}", f"effort {text(f['effort'])}",
+             f"confidence {text(f['confidence'])}"]
+    if saving:
+        facts.append(f"saving **{_pct(saving.get('share_of_total_time'))}**"
+                     + (f" ({_ms(saving['total_ms'])})" if saving.get("total_ms") is not None else ""))
+    if f.get("table"):
+        facts.append(f"table {code(f['table'])}")
+    if f.get("index"):
+        facts.append(f"index {code(f['index'])}")
+    if f.get("columns"):
+        facts.append(f"columns {code(', '.join(f['columns']))}")
+    lines += [" · ".join(facts), ""]
+    groups = f.get("statement_groups")
+    if groups is None:
+        groups = [{"ranks": [s["rank"]] if s.get("rank") else [], "queryids": [s["queryid"]],
+                   "query": s.get("query"), "differs_by": None} for s in f.get("statements") or []]
+    for g in groups:
+        ranks = ", ".join(f"#{k}" for k in g["ranks"])
+        lines.append(f"- statement{'s' if len(g['queryids']) > 1 else ''} {ranks + ' ' if ranks else ''}"
+                     f"{', '.join(code(q) for q in g['queryids'])}"
+                     + (f": {code(_one_line(g['query'], 100))}" if g.get("query") else "")
+                     + (f" ({len(g['queryids'])} entries of one text: {text(g['differs_by'])})"
+                        if len(g["queryids"]) > 1 and g.get("differs_by") else ""))
+    if groups:
+        lines.append("")
+    if f.get("advice"):
+        lines += [text(f["advice"]), ""]
+    if f.get("fix_sql"):
+        lines += [fenced(f["fix_sql"]), ""]
+    ba = _before_after(f.get("before_after"))
+    if ba:
+        lines += [ba, ""]
+    if f.get("saving_basis"):
+        lines += [text(f['saving_basis']['text']), ""]
+    merged = (f.get("evidence") or {}).get("merged") or []
+    if merged:
+        lines += ["Merged: " + "; ".join(f"{code(x['id'])} {text(x['title'])}" for x in merged), ""]
+    return lines
+
+
+def _after_findings(report: dict) -> list[str]:
+    lines: list[str] = []
     h = report.get("hygiene")
     if h:
         lines += ["## Index hygiene", "",
@@ -232,7 +273,7 @@ def render(report: dict) -> str:
     if m.get("checks"):
         lines.append("- checks run: " + ", ".join(code(c["id"]) for c in m["checks"]))
     lines += ["", f"<sub>queryaudit {text(report['tool']['version'])}, {text(report['generated_at'])}</sub>", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def render_compare(c: dict) -> str:
@@ -263,7 +304,8 @@ def render_compare(c: dict) -> str:
              text("; ".join(t for t in (s.get("mean_change_text"), s.get("p95_change_text")) if t)),
              _num(s["before"]["calls"] if s["before"] else None), _num(s["after"]["calls"] if s["after"] else None),
              _ms(s["before"]["total_exec_time_ms"] if s["before"] else None),
-             _ms(s["after"]["total_exec_time_ms"] if s["after"] else None), code(_one_line(s["query"], 80))]
+             _ms(s["after"]["total_exec_time_ms"] if s["after"] else None), code(_one_line(s["query"], 80))
+             + (f" (queryid {code(s['queryid'])}: {text(s['differs_by'])})" if s.get("differs_by") else "")]
             for s in c["statements"]]
     lines += _table(["status", "mean before", "mean after", "change", "calls before", "calls after",
                      "total before", "total after", "statement"], rows, {1, 2, 3, 4, 5, 6, 7}) + [""]

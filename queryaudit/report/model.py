@@ -6,6 +6,7 @@ nothing of its own. Its JSON form is the contract in report.schema.json.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from queryaudit import __version__
 from queryaudit.checks import ids
@@ -13,8 +14,9 @@ from queryaudit.collect import top_statements
 from queryaudit.findings import SEVERITIES, Finding, combined_saving_share, merge_overlapping, prioritise
 from queryaudit.locks.report import locks_section
 from queryaudit.logs.report import log_section, query_latency, workload_sources
-from queryaudit.report.derive import enrich
+from queryaudit.report.derive import enrich, saves_time
 from queryaudit.snapshot import Snapshot
+from queryaudit.sql import statement_kind
 
 SCHEMA_VERSION = 1
 TOP_FIXES = 5
@@ -37,6 +39,7 @@ def _query_entry(snapshot: Snapshot, statement) -> dict:
         "stddev_exec_time_ms": round(statement.stddev_exec_time_ms, 3),
         "temp_blks_written": statement.temp_blks_written,
         "toplevel": statement.toplevel,
+        "username": statement.username,
         "plan": capture.plan if capture else None,
         "plan_method": capture.method if capture else None,
         "plan_skipped_reason": capture.skipped_reason if capture else None,
@@ -86,11 +89,33 @@ def plan_coverage(queries: list[dict]) -> dict:
             "summary": ", ".join(parts)}
 
 
+def is_workload(query: str) -> bool:
+    """Whether a statement is the application's work: not a utility statement (BEGIN,
+    COMMIT, SET, SHOW, DDL...: pg_stat_statements tracks them, nothing in them can be
+    tuned) and not a statistics reset, which only an administrator or a tool sends."""
+    return statement_kind(query) != "other" and not _RESET_CALL.search(query)
+
+
+_RESET_CALL = re.compile(r"\bpg_stat_(statements_)?reset\w*\s*\(", re.I)
+
+
 def _reported_statements(snapshot: Snapshot, top: int) -> list:
-    """The top statements, then the ones a --queries file asked for (snapshot.extras["queries_file"])."""
-    listed = top_statements(snapshot, top)
+    """The top statements of the workload (utility statements left out: `left_out`), then the
+    ones a --queries file asked for (snapshot.extras["queries_file"])."""
+    listed = [s for s in top_statements(snapshot, len(snapshot.statements)) if is_workload(s.query)][:top]
     asked = {q.get("queryid") for q in snapshot.extras.get("queries_file") or []}
     return listed + [s for s in snapshot.statements if s.queryid in asked and s not in listed]
+
+
+def left_out(snapshot: Snapshot) -> dict:
+    """The utility statements not listed as workload: how many, their time and a few texts."""
+    utility = [s for s in snapshot.statements if not is_workload(s.query)]
+    total = snapshot.total_exec_time_ms
+    time_ms = sum(s.total_exec_time_ms for s in utility)
+    return {"statements": len(utility), "total_exec_time_ms": round(time_ms, 3),
+            "share_of_total_time": round(time_ms / total, 6) if total > 0 else 0.0,
+            "examples": [" ".join(s.query.split())[:60] for s in
+                         sorted(utility, key=lambda s: s.total_exec_time_ms, reverse=True)[:4]]}
 
 
 def _statement_shares(snapshot: Snapshot) -> dict[str, float]:
@@ -100,6 +125,12 @@ def _statement_shares(snapshot: Snapshot) -> dict[str, float]:
 
 def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> dict:
     ordered = prioritise(merge_overlapping(findings, ids(fix="create-index")))
+    # Fixes that save time first, in their order; then the notes (hygiene, a fix measured as
+    # not faster, advice without a figure), which have no place among prioritised fixes.
+    dicts = [f.to_dict() for f in ordered]
+    keep = [saves_time(d) for d in dicts]
+    ordered = [f for f, k in zip(ordered, keep, strict=True) if k] + \
+        [f for f, k in zip(ordered, keep, strict=True) if not k]
     by_severity = {s: sum(1 for f in ordered if f.severity == s) for s in SEVERITIES}
     server = snapshot.server
     report = {
@@ -128,13 +159,15 @@ def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> 
         "queries": [_query_entry(snapshot, s) for s in _reported_statements(snapshot, top)],
         # Which figures of the workload tables come from pg_stat_statements, which from the log.
         "workload_sources": workload_sources(snapshot),
+        # Utility statements (BEGIN, COMMIT, SET, a statistics reset) tracked but not listed.
+        "left_out": left_out(snapshot),
         "findings": [f.to_dict() for f in ordered],
         "summary": {
             "findings_by_severity": by_severity,
             "predicted_saving_share": combined_saving_share(ordered, _statement_shares(snapshot)),
             "top_fixes": [{"id": f.id, "check": f.check, "severity": f.severity, "title": f.title,
                            "share_of_total_time": f.saving_share, "fix_sql": f.fix_sql}
-                          for f in ordered[:TOP_FIXES]],
+                          for f in ordered if saves_time(f.to_dict())][:TOP_FIXES],
         },
         "extras": snapshot.extras,
         # Lock sampling / log_lock_waits: timeline, chains as trees, top blockers (lock_report.py).

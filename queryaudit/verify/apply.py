@@ -70,7 +70,8 @@ def _measured(f: Finding, m: FixMeasurement, snapshot: Snapshot) -> None:
                                                statement.calls)
     f.saving_method = "measured"
     f.confidence = "high" if m.outcome != "inconclusive" else "medium"
-    what = m.fix or "the fix"
+    # The fix quoted inside a sentence: without its closing ';' ("with ANALYZE public.events, the ...").
+    what = (m.fix or "the fix").rstrip().rstrip(";")
     if m.kind == "keyset":
         what = f"the keyset form `{m.fix}` (its last parameters: the key of the previous page's last row)"
     elif m.kind == "batch":
