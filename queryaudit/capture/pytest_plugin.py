@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from queryaudit.capture import CAPTURE_MIN_MS, Capture, NPlusOneError, capture
-from queryaudit.nplusone import MIN_EXECUTIONS
+from queryaudit.n_plus_one import MIN_EXECUTIONS
 
 _KEY = pytest.StashKey[Capture]()
 
