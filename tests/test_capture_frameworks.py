@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -360,3 +361,99 @@ def test_wsgi_middleware_reports_a_psycopg2_loop(shelf_db):
     assert wrapped({"REQUEST_METHOD": "GET", "PATH_INFO": "/shelves"}, lambda status, headers: None) == [b"ok"]
     [(path, [loop])] = reports
     assert path == "GET /shelves" and loop.call_site.endswith(_site("# wsgi loop"))
+
+
+# -- Django: every relation kind at 2 rows, on the installed Django and on 4.2 -------------------
+
+DJANGO_42 = Path(tempfile.gettempdir()) / "queryaudit-django-4.2"
+SELECT = "loads each {0}'s {1} in the same query"
+PREFETCH = "loads the {1} of all {0} rows in one more query instead of one per {2}"
+# case: (relation, fix hint) of the one loop it has; None: no loop.
+PRESS_CASES = {
+    "forward": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
+    "reverse": ("Author.books", 'Author.objects.prefetch_related("books"): ' + PREFETCH.format("Author", "books",
+                                                                                               "Author")),
+    "many_to_many": ("Book.tags", 'Book.objects.prefetch_related("tags"): ' + PREFETCH.format("Book", "tags", "Book")),
+    "many_to_many_reverse": ("Tag.books", 'Tag.objects.prefetch_related("books"): '
+                             + PREFETCH.format("Tag", "books", "Tag")),
+    "one_to_one_reverse": ("Author.profile", 'Author.objects.select_related("profile"): '
+                           + SELECT.format("Author", "profile")),
+    "one_to_one_forward": ("Profile.author", 'Profile.objects.select_related("author"): '
+                           + SELECT.format("Profile", "author")),
+    "chain": ("Author.profile", 'Book.objects.select_related("author__profile"): '
+              + SELECT.format("Book", "author__profile")),
+    "chain_after_select_related": ("Author.profile", 'Book.objects.select_related("author__profile"): '
+                                   + SELECT.format("Book", "author__profile")),
+    "filtered_set": ("Author.books", 'Author.objects.prefetch_related(Prefetch("books", queryset=Book.objects.filter('
+                     'published=True), to_attr="filtered_books")), then read author.filtered_books instead of '
+                     "author.books.filter(...)"),
+    "self_parent": ("Person.parent", 'Person.objects.select_related("parent"): ' + SELECT.format("Person", "parent")),
+    "self_followers": ("Person.followers", 'Person.objects.prefetch_related("followers"): '
+                       + PREFETCH.format("Person", "followers", "Person")),
+    "self_following": ("Person.following", 'Person.objects.prefetch_related("following"): '
+                       + PREFETCH.format("Person", "following", "Person")),
+    "self_friends": ("Person.friends", 'Person.objects.prefetch_related("friends"): '
+                     + PREFETCH.format("Person", "friends", "Person")),
+    "generic_foreign_key": ("Comment.content_object", "Comment.objects.prefetch_related({}): loads the content_object "
+                            "of all Comment rows in one query per content type instead of one per row"),
+    "generic_relation": ("Book.comments", 'Book.objects.prefetch_related("comments"): '
+                         + PREFETCH.format("Book", "comments", "Book")),
+    "deferred_only": ("Book.summary", 'Book.objects.only("summary", "title"): add "summary" to the only() list; '
+                      "without it each Book reloads summary with one query"),
+    "deferred_defer": ("Book.summary", 'Book.objects.defer("published"): take "summary" out of the defer() list; '
+                       "deferred, each Book reloads it with one query"),
+    "prefetch_per_row": ("Author.books", 'prefetch_related_objects(<all the Author rows>, "books") once, before the '
+                         'loop (or Author.objects.prefetch_related("books")): one query for all rows instead of one '
+                         "per Author"),
+    "requests": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
+}
+PRESS_SILENT = ["forward_fixed", "reverse_fixed", "chain_fixed", "first", "index", "get", "different_lines", "allowed",
+                "unused_select_related", "unused_prefetch"]
+
+
+def _django_42() -> Path:
+    """Django 4.2 installed once into a directory of its own (reused by later runs), to put
+    first on the application's PYTHONPATH; skipped with pip's reason when it cannot be had."""
+    if (DJANGO_42 / "django" / "__init__.py").exists():
+        return DJANGO_42
+    staging = Path(tempfile.mkdtemp(prefix="queryaudit-django-4.2-"))
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                             "--target", str(staging), "Django>=4.2,<4.3"],
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.skip(f"Django 4.2 could not be installed: {result.stderr.strip()[-300:]}")
+    try:
+        staging.rename(DJANGO_42)  # atomic: a concurrent run either wins or finds it there
+    except OSError:
+        pass
+    return DJANGO_42
+
+
+@pytest.mark.parametrize("django_version", ["installed", "4.2"])
+def test_django_lazy_loads_of_every_relation_kind_at_two_rows(empty_db, django_version):
+    first = [str(_django_42())] if django_version == "4.2" else []
+    result = subprocess.run([sys.executable, "press_app.py"], cwd=APPS, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "APP_DSN": empty_db.dsn,
+                                 "PYTHONPATH": os.pathsep.join([*first, str(ROOT), str(APPS)])})
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["django"].startswith("4.2.") == (django_version == "4.2"), found["django"]
+    app = APPS / "press_app.py"
+    generic = ('GenericPrefetch("content_object", [Book.objects.all()])' if not found["django"].startswith("4.")
+               else '"content_object"')
+    for name, (relation, hint) in PRESS_CASES.items():
+        [loop] = found[name]["loops"]
+        marker = "# loop: in-request" if name == "requests" else f"# loop: {name}"
+        assert loop["call_site"] == f"press_app.py:{_line_of(marker, app)}", (name, loop)
+        assert (loop["relation"], loop["hint"]) == (relation, hint.format(generic)), name
+        assert loop["executions"] == 2 and loop["source"] == "django", (name, loop)
+    for name in PRESS_SILENT:
+        assert found[name]["loops"] == [], (name, found[name])
+    assert found["first"]["statements"] == 4 and found["different_lines"]["statements"] == 3  # they ran
+    assert found["unused_select_related"]["unused"] == [
+        f"unused eager load at press_app.py:{_line_of('def unused_select_related', app) + 1}: "
+        'Book.objects.select_related("author") is never read; drop it']
+    assert found["unused_prefetch"]["unused"] == [
+        f"unused eager load at press_app.py:{_line_of('def unused_prefetch', app) + 1}: "
+        'Author.objects.prefetch_related("books") is never read; drop it']
+    assert all(found[name]["unused"] == [] for name in ("forward_fixed", "reverse_fixed", "chain_fixed"))

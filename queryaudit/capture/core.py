@@ -67,6 +67,10 @@ def _library_roots() -> tuple[str, ...]:
 
 
 LIBRARY_ROOTS = _library_roots()
+# The frameworks and drivers whose frames are never the application's, wherever they are
+# installed (a vendored copy or a directory on PYTHONPATH is no site-packages).
+LIBRARY_PACKAGES = frozenset({"django", "sqlalchemy", "psycopg", "psycopg2", "psycopg_pool", "asyncpg", "asgiref",
+                              "greenlet", "pluggy", "_pytest", "pytest", "pytest_django", "pytest_asyncio"})
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class CallSiteRule:
             return False
         if module and self.include and module.startswith(self.include):
             return True
-        if filename.startswith("<"):  # <frozen ...>, <string>
+        if filename.startswith("<") or module.partition(".")[0] in LIBRARY_PACKAGES:  # <frozen ...>, <string>
             return False
         return not os.path.realpath(filename).startswith(LIBRARY_ROOTS)
 

@@ -29,7 +29,7 @@ def django_hint(load: LazyLoad, targets: list[str]) -> str:
                 f"(or {root}.objects.prefetch_related(\"{_lookup(path)}\")): one query for all rows instead of "
                 f"one per {hop.owner}")
     if load.kind == "generic-fk":
-        if targets:
+        if targets and _django_version() >= (5, 0):  # GenericPrefetch is new in Django 5.0
             querysets = ", ".join(f"{t}.objects.all()" for t in targets)
             lookup = f'GenericPrefetch("{_lookup(path)}", [{querysets}])'
         else:
@@ -47,6 +47,12 @@ def django_hint(load: LazyLoad, targets: list[str]) -> str:
                 f"in one more query instead of one per {hop.owner}")
     return (f'{root}.objects.select_related("{_lookup(path)}"): loads each {root}\'s {_lookup(path)} '
             "in the same query")
+
+
+def _django_version() -> tuple:
+    import django  # only ever asked about a Django lazy load: Django is there
+
+    return tuple(django.VERSION[:2])
 
 
 def _model_of(load: LazyLoad) -> str:
