@@ -296,8 +296,9 @@ def _sa_async_cases(engine) -> dict:
         return [len(await a.awaitable_attrs.books) for a in authors]  # sa async loop: one_to_many
 
     async def chain(s):
-        rows = await books(s)
-        return [(await (await b.awaitable_attrs.author).awaitable_attrs.profile).bio for b in rows]  # sa async loop: chain
+        async def bio(book):  # the innermost line of the application is the call site
+            return (await (await book.awaitable_attrs.author).awaitable_attrs.profile).bio  # sa async loop: chain
+        return [await bio(b) for b in await books(s)]
 
     async def fixed(s):
         return [len(a.books) for a in await s.scalars(select(Author).options(selectinload(Author.books)))]
