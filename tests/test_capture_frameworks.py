@@ -113,6 +113,76 @@ def test_pytest_plugin_under_pytest_django(empty_db, tmp_path):
     assert 'fix: Book.objects.select_related("author")' in out
 
 
+def test_strict_mode_fails_at_the_lazy_load_and_the_allow_list_holds(empty_db, tmp_path):
+    """--queryaudit-n-plus-one=error under pytest-django, at 2 rows: the loop fails its test at
+    the second lazy load, with line and fix; the marker, the context manager and the ini
+    allow-list accept theirs; two test-client requests are two units, not one loop."""
+    (tmp_path / "settings.py").write_text(textwrap.dedent(f"""
+        from urllib.parse import urlparse
+        dsn = urlparse({empty_db.dsn!r})
+        INSTALLED_APPS = ["shelf"]
+        DATABASES = {{"default": {{"ENGINE": "django.db.backends.postgresql", "NAME": dsn.path.lstrip("/"),
+                                   "USER": dsn.username, "HOST": dsn.hostname, "PORT": dsn.port}}}}
+        DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+        ROOT_URLCONF = "urls"
+        ALLOWED_HOSTS = ["testserver"]
+    """))
+    (tmp_path / "urls.py").write_text(textwrap.dedent("""
+        from django.http import HttpResponse
+        from django.urls import path
+        from shelf.models import Book
+
+        def one_of_the_list(request, n):
+            return HttpResponse(list(Book.objects.order_by("id"))[n].author.name)
+
+        urlpatterns = [path("book/<int:n>", one_of_the_list)]
+    """))
+    (tmp_path / "test_views.py").write_text(textwrap.dedent("""
+        import pytest
+        from shelf.models import Author, Book
+        from queryaudit.capture import allow_n_plus_one
+
+        seen = []
+
+        @pytest.fixture
+        def books(db):
+            for a in range(2):
+                Book.objects.create(title=f"b{a}", author=Author.objects.create(name=f"a{a}"))
+
+        def test_loop(books):
+            for book in Book.objects.order_by("id"):
+                seen.append(book.author.name)
+
+        def test_loop_stopped_at_the_second_load():
+            assert seen == ["a0"]
+
+        @pytest.mark.allow_n_plus_one("Book.author")
+        def test_allowed_by_marker(books):
+            assert len([b.author.name for b in Book.objects.all()]) == 2
+
+        def test_allowed_by_context_manager(books):
+            with allow_n_plus_one():
+                assert len([b.author.name for b in Book.objects.all()]) == 2
+
+        def test_allowed_by_config(books):
+            assert len([len(a.books.all()) for a in Author.objects.all()]) == 2
+
+        def test_two_requests_are_two_units(books, client):
+            assert [client.get(f"/book/{n}").content for n in range(2)] == [b"a0", b"a1"]
+    """))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ds=settings",
+                             "--queryaudit-n-plus-one=error", "-o", "queryaudit_n_plus_one_allow=Author.books",
+                             "test_views.py"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}{os.pathsep}{tmp_path}"})
+    out = result.stdout
+    assert "1 failed, 5 passed" in out, out + result.stderr
+    line = _line_of("seen.append(book.author.name)", tmp_path / "test_views.py")
+    assert f"N+1 at test_views.py:{line}: 2 executions" in out, out
+    assert 'fix: Book.objects.select_related("author"): loads each Book\'s author in the same query' in out
+    assert f"test_views.py:{line}: NPlusOneError" in out, out  # raised at the application's line
+
+
 def test_pytest_plugin_under_pytest_asyncio(shelf_db, tmp_path):
     (tmp_path / "test_async.py").write_text(textwrap.dedent("""
         import os, asyncpg, pytest

@@ -142,6 +142,7 @@ class Capture:
             self.dropped += 1
 
     def on_lazy_load(self, load: lazy.LazyLoad) -> None:
+        __tracebackhide__ = True  # pytest shows the application's line, not this one
         if self.allow and not load.allowed and lazy.allowed(load, self.allow):
             load.allowed = True
         if len(self.lazy_loads) >= self.max_statements:

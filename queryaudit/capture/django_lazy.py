@@ -75,6 +75,7 @@ def _wrapped(function):
 def _single(original, name_of, cache_of):
     @functools.wraps(original)
     def __get__(self, instance, cls=None):
+        __tracebackhide__ = True
         if instance is None or not core.active.get():
             return original(self, instance, cls)
         name = name_of(self)
@@ -92,6 +93,7 @@ def _single(original, name_of, cache_of):
 def _generic_fk(original):
     @functools.wraps(original)
     def __get__(self, instance, cls=None):
+        __tracebackhide__ = True
         if instance is None or not core.active.get():
             return original(self, instance, cls)
         if self.is_cached(instance):
@@ -158,6 +160,7 @@ def _clone(original):
 def _fetch_all(original):
     @functools.wraps(original)
     def _fetch_all(self):
+        __tracebackhide__ = True
         rel = getattr(self, "_queryaudit_rel", None)
         if rel is None or self._result_cache is not None or not core.active.get():
             return original(self)
@@ -193,6 +196,7 @@ def _filters(children) -> str | None:
 def _deferred(original):
     @functools.wraps(original)
     def __get__(self, instance, cls=None):
+        __tracebackhide__ = True
         if instance is None or not core.active.get() or self.field.attname in instance.__dict__:
             return original(self, instance, cls)
         load = lazy.start("django", _hop(instance, self.field.attname), "deferred", instance)
@@ -269,6 +273,7 @@ def _mark_selected(obj, origin: Origin, tree) -> None:
 def _prefetch_one_level(original):
     @functools.wraps(original)
     def prefetch_one_level(instances, prefetcher, lookup, level):
+        __tracebackhide__ = True
         if not core.active.get() or not instances:
             return original(instances, prefetcher, lookup, level)
         origin = lazy.origin_of(instances[0])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from queryaudit.capture import core
@@ -140,23 +139,29 @@ def start(framework: str, hop: Hop, kind: str, instance, **details) -> LazyLoad 
 
 def finish(load: LazyLoad) -> None:
     """The lazy load ran its SQL: every active capture counts it (strict ones may raise)."""
+    __tracebackhide__ = True
     for cap in core.active.get():
         cap.on_lazy_load(load)
 
 
-@contextmanager
-def loading(load: LazyLoad | None):
-    """Statements run inside belong to `load`; the load counts when one ran."""
-    if load is None:
-        yield
-        return
-    token = core.loading.set(load)
-    try:
-        yield
-    finally:
-        core.loading.reset(token)
-    if load.statements:
-        finish(load)
+class loading:  # noqa: N801 (used as `with lazy.loading(load):`)
+    """Statements run inside belong to `load`; the load counts when one ran. A class, not a
+    generator, so that a strict failure shows the application's line last."""
+
+    def __init__(self, load: LazyLoad | None):
+        self.load, self.token = load, None
+
+    def __enter__(self):
+        if self.load is not None:
+            self.token = core.loading.set(self.load)
+
+    def __exit__(self, kind, error, traceback):
+        __tracebackhide__ = True
+        if self.load is None:
+            return
+        core.loading.reset(self.token)
+        if kind is None and self.load.statements:
+            finish(self.load)
 
 
 def in_loop(loads: list[LazyLoad], load: LazyLoad) -> bool:
