@@ -476,9 +476,10 @@ PRESS_CASES = {
                          'loop (or Author.objects.prefetch_related("books")): one query for all rows instead of one '
                          "per Author"),
     "requests": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
+    "helper_twice": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
 }
 PRESS_SILENT = ["forward_fixed", "reverse_fixed", "chain_fixed", "first", "index", "get", "different_lines", "allowed",
-                "unused_select_related", "unused_prefetch"]
+                "budget_units", "unused_select_related", "unused_prefetch"]
 
 
 def _django_42() -> Path:
@@ -520,6 +521,7 @@ def test_django_lazy_loads_of_every_relation_kind_at_two_rows(empty_db, django_v
     for name in PRESS_SILENT:
         assert found[name]["loops"] == [], (name, found[name])
     assert found["first"]["statements"] == 4 and found["different_lines"]["statements"] == 3  # they ran
+    assert found["budget_units"]["statements"] == 3
     assert found["unused_select_related"]["unused"] == [
         f"unused eager load at press_app.py:{_line_of('def unused_select_related', app) + 1}: "
         'Book.objects.select_related("author") is never read; drop it']

@@ -4,7 +4,7 @@
   ends, an N+1 fails the test with its line and fix: an ORM relation lazy-loaded twice
   from one line on rows of a multi-row result, or a raw statement run
   `queryaudit_n_plus_one_min` times in a row (default MIN_EXECUTIONS, 5).
-- `@pytest.mark.no_n_plus_one(min_executions=5, min_total_ms=0)`: the same, without
+- `@pytest.mark.no_n_plus_one(min_executions=N, min_total_ms=0)`: the same, without
   using the fixture.
 - `--queryaudit-n-plus-one`: every test is checked when it ends;
   `--queryaudit-n-plus-one=error` (strict, for CI): the test fails at the lazy load that
@@ -38,8 +38,8 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "no_n_plus_one(min_executions=5, min_total_ms=0): fail the test when "
-                                       "it runs an N+1 query loop")
+    config.addinivalue_line("markers", f"no_n_plus_one(min_executions={MIN_EXECUTIONS}, min_total_ms=0): fail the "
+                                       "test when it runs an N+1 query loop")
     config.addinivalue_line("markers", "allow_n_plus_one(*patterns): accept this test's N+1 loops (all of them, "
                                        "or those of the relations / call sites named)")
 

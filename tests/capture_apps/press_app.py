@@ -28,7 +28,7 @@ from django.test import Client  # noqa: E402
 from django.urls import path  # noqa: E402
 from press.models import Author, Book, Comment, Person, Profile, Tag  # noqa: E402
 
-from queryaudit.capture import allow_n_plus_one, capture  # noqa: E402
+from queryaudit.capture import allow_n_plus_one, capture, query_budget  # noqa: E402
 
 
 def one_book_of_the_list(request, n):  # each request reads the author of one row of a 2-row list
@@ -183,6 +183,23 @@ def different_lines():
 def allowed():
     with allow_n_plus_one("Book.author"):
         return [b.author.name for b in Book.objects.all()]  # silent: allowed
+
+
+def author_of(book):
+    return book.author.name  # loop: helper_twice (and silent: budget_units, one load per unit)
+
+
+@case
+def helper_twice():
+    return [author_of(book) for book in Book.objects.order_by("id")]
+
+
+@case
+def budget_units():  # a query_budget() block is a unit of its own: its load and the next one are no loop
+    books = list(Book.objects.order_by("id"))
+    with query_budget(5):
+        author_of(books[0])
+    return author_of(books[1])
 
 
 @case
