@@ -355,6 +355,27 @@ def test_call_site_rule_include_and_exclude(shelf_db):
     assert any(_site("# caller of the helper") in frame for frame in loop.stack)
 
 
+def test_one_statement_from_different_lines_is_no_loop(shelf_db):
+    """Raw statements are counted by line: six lines sending the same lookup once each are
+    six single lookups, not a loop of six; the same lookup from one line is."""
+    import psycopg
+
+    sql = "SELECT name FROM shelves WHERE id = %s"
+    with psycopg.connect(shelf_db.dsn) as conn:
+        with capture() as cap:
+            conn.execute(sql, (1,))
+            conn.execute(sql, (2,))
+            conn.execute(sql, (3,))
+            conn.execute(sql, (4,))
+            conn.execute(sql, (5,))
+            conn.execute(sql, (6,))
+            for shelf_id in range(1, 7):
+                conn.execute(sql, (shelf_id,))  # one line's loop
+    [loop] = cap.n_plus_one()
+    assert loop.call_site.endswith(_site("# one line's loop")) and loop.executions == 6
+    assert len(cap.statements) == 12
+
+
 def test_query_budget_reports_the_loop(shelf_db):
     import psycopg
 
