@@ -62,12 +62,13 @@ class LazyLoad:
     stack: list[str]
     origin: Origin | None
     filtered: str | None = None  # Django: the filter() of a related set, as keyword arguments
-    target: str | None = None  # generic foreign key: the model of the object loaded
+    target: str | None = None  # the model loaded: of a generic foreign key, of a filtered set
     allowed: bool = False
     statements: list = field(default_factory=list)
 
     @property
-    def in_loop_candidate(self) -> bool:
+    def counts(self) -> bool:
+        """On a row of a multi-row result, and not allowed: it counts towards a loop."""
         return self.origin is not None and self.origin.result.rows >= 2 and not self.allowed
 
     @property
@@ -166,9 +167,9 @@ class loading:  # noqa: N801 (used as `with lazy.loading(load):`)
 
 def in_loop(loads: list[LazyLoad], load: LazyLoad) -> bool:
     """`load` is at least the MIN_LAZY_LOADS-th of its kind among `loads` (of one unit)."""
-    if not load.in_loop_candidate:
+    if not load.counts:
         return False
-    return sum(1 for other in loads if other.key == load.key and other.in_loop_candidate) >= MIN_LAZY_LOADS
+    return sum(1 for other in loads if other.key == load.key and other.counts) >= MIN_LAZY_LOADS
 
 
 def loops(loads: list[LazyLoad]) -> list[list[LazyLoad]]:
@@ -177,7 +178,7 @@ def loops(loads: list[LazyLoad]) -> list[list[LazyLoad]]:
     longest path, whose fix loads every hop."""
     groups: dict[tuple, list[LazyLoad]] = {}
     for load in loads:
-        if load.in_loop_candidate:
+        if load.counts:
             groups.setdefault(load.key, []).append(load)
     found = sorted((g for g in groups.values() if len(g) >= MIN_LAZY_LOADS), key=lambda g: -len(g[0].path))
     kept: list[list[LazyLoad]] = []
