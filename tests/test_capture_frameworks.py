@@ -475,6 +475,8 @@ PRESS_CASES = {
               + SELECT.format("Book", "author__profile")),
     "chain_after_select_related": ("Author.profile", 'Book.objects.select_related("author__profile"): '
                                    + SELECT.format("Book", "author__profile")),
+    "prefetch_chain": ("Book.tags", 'Author.objects.prefetch_related("books__tags"): '
+                       + PREFETCH.format("Author", "tags", "Book")),
     "filtered_set": ("Author.books", 'Author.objects.prefetch_related(Prefetch("books", queryset=Book.objects.filter('
                      'published=True), to_attr="filtered_books")), then read author.filtered_books instead of '
                      "author.books.filter(...)"),

@@ -106,6 +106,12 @@ def chain_fixed():
 
 
 @case
+def prefetch_chain():  # the books are prefetched, their tags are not
+    authors = Author.objects.prefetch_related("books")
+    return [[t.label for t in b.tags.all()] for a in authors for b in a.books.all()]  # loop: prefetch_chain
+
+
+@case
 def filtered_set():
     return [len(a.books.filter(published=True)) for a in Author.objects.all()]  # loop: filtered_set
 
