@@ -18,6 +18,7 @@ from rich.console import Console
 
 from queryaudit import __version__
 from queryaudit.errors import AuditError
+from queryaudit.n_plus_one import MIN_EXECUTIONS, ROUND_TRIP_MS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="PostgreSQL query performance auditor: find what costs database time, and the fix.")
@@ -158,9 +159,9 @@ def audit(
                                                      rich_help_panel=SOURCE)] = None,
     logs: Logs = None,
     log_line_prefix: LogLinePrefix = None,
-    n1_min_executions: N1MinExecutions = 5,
+    n1_min_executions: N1MinExecutions = MIN_EXECUTIONS,
     n1_min_ms: N1MinMs = 0.0,
-    round_trip_ms: RoundTripMs = 0.5,
+    round_trip_ms: RoundTripMs = ROUND_TRIP_MS,
     log_jobs: LogJobs = 1,
     explain: Explain = True,
     explain_budget: ExplainBudget = 60.0,
@@ -217,9 +218,9 @@ def fleet(
     targets: Annotated[Path, typer.Argument(help="targets.toml: the databases to audit (see README: Fleet)")],
     logs: Logs = None,
     log_line_prefix: LogLinePrefix = None,
-    n1_min_executions: N1MinExecutions = 5,
+    n1_min_executions: N1MinExecutions = MIN_EXECUTIONS,
     n1_min_ms: N1MinMs = 0.0,
-    round_trip_ms: RoundTripMs = 0.5,
+    round_trip_ms: RoundTripMs = ROUND_TRIP_MS,
     log_jobs: LogJobs = 1,
     explain: Explain = True,
     explain_budget: ExplainBudget = 60.0,
@@ -460,9 +461,9 @@ def check(
     sample_seconds: SampleSeconds = 0,
     logs: Logs = None,
     log_line_prefix: LogLinePrefix = None,
-    n1_min_executions: N1MinExecutions = 5,
+    n1_min_executions: N1MinExecutions = MIN_EXECUTIONS,
     n1_min_ms: N1MinMs = 0.0,
-    round_trip_ms: RoundTripMs = 0.5,
+    round_trip_ms: RoundTripMs = ROUND_TRIP_MS,
     log_jobs: LogJobs = 1,
     unused_index_min_days: UnusedIndexMinDays = 7.0,
 ) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
 from queryaudit.connect import SessionLimits, session
+from queryaudit.n_plus_one import MIN_EXECUTIONS, ROUND_TRIP_MS
 from queryaudit.plans.capture import DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import Snapshot
@@ -53,9 +54,9 @@ class AuditOptions:
     # preferred to drawn ones, and the advisor sees statements found only in the log.
     logs: list[str | Path] = field(default_factory=list)
     log_line_prefix: str | None = None
-    n_plus_one_min_executions: int = 5
+    n_plus_one_min_executions: int = MIN_EXECUTIONS
     n_plus_one_min_run_ms: float = 0.0  # cost of one loop (round trips x round_trip_ms + server time) to report it
-    round_trip_ms: float = 0.5  # what one round trip costs the application (N+1 in logs)
+    round_trip_ms: float = ROUND_TRIP_MS  # what one round trip costs the application (N+1 in logs)
     log_jobs: int = 1  # big stderr logs read in this many parallel pieces (processes)
     # unused-index: days of index statistics before an index is called unused (snapshot.extras).
     unused_index_min_days: float = 7.0

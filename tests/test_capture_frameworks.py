@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -110,6 +111,76 @@ def test_pytest_plugin_under_pytest_django(empty_db, tmp_path):
     line = _line_of("for b in Book.objects.all()", tmp_path / "test_views.py")
     assert f"N+1 at test_views.py:{line}: 6 executions" in out, out
     assert 'fix: Book.objects.select_related("author")' in out
+
+
+def test_strict_mode_fails_at_the_lazy_load_and_the_allow_list_holds(empty_db, tmp_path):
+    """--queryaudit-n-plus-one=error under pytest-django, at 2 rows: the loop fails its test at
+    the second lazy load, with line and fix; the marker, the context manager and the ini
+    allow-list accept theirs; two test-client requests are two units, not one loop."""
+    (tmp_path / "settings.py").write_text(textwrap.dedent(f"""
+        from urllib.parse import urlparse
+        dsn = urlparse({empty_db.dsn!r})
+        INSTALLED_APPS = ["shelf"]
+        DATABASES = {{"default": {{"ENGINE": "django.db.backends.postgresql", "NAME": dsn.path.lstrip("/"),
+                                   "USER": dsn.username, "HOST": dsn.hostname, "PORT": dsn.port}}}}
+        DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+        ROOT_URLCONF = "urls"
+        ALLOWED_HOSTS = ["testserver"]
+    """))
+    (tmp_path / "urls.py").write_text(textwrap.dedent("""
+        from django.http import HttpResponse
+        from django.urls import path
+        from shelf.models import Book
+
+        def one_of_the_list(request, n):
+            return HttpResponse(list(Book.objects.order_by("id"))[n].author.name)
+
+        urlpatterns = [path("book/<int:n>", one_of_the_list)]
+    """))
+    (tmp_path / "test_views.py").write_text(textwrap.dedent("""
+        import pytest
+        from shelf.models import Author, Book
+        from queryaudit.capture import allow_n_plus_one
+
+        seen = []
+
+        @pytest.fixture
+        def books(db):
+            for a in range(2):
+                Book.objects.create(title=f"b{a}", author=Author.objects.create(name=f"a{a}"))
+
+        def test_loop(books):
+            for book in Book.objects.order_by("id"):
+                seen.append(book.author.name)
+
+        def test_loop_stopped_at_the_second_load():
+            assert seen == ["a0"]
+
+        @pytest.mark.allow_n_plus_one("Book.author")
+        def test_allowed_by_marker(books):
+            assert len([b.author.name for b in Book.objects.all()]) == 2
+
+        def test_allowed_by_context_manager(books):
+            with allow_n_plus_one():
+                assert len([b.author.name for b in Book.objects.all()]) == 2
+
+        def test_allowed_by_config(books):
+            assert len([len(a.books.all()) for a in Author.objects.all()]) == 2
+
+        def test_two_requests_are_two_units(books, client):
+            assert [client.get(f"/book/{n}").content for n in range(2)] == [b"a0", b"a1"]
+    """))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ds=settings",
+                             "--queryaudit-n-plus-one=error", "-o", "queryaudit_n_plus_one_allow=Author.books",
+                             "test_views.py"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}{os.pathsep}{tmp_path}"})
+    out = result.stdout
+    assert "1 failed, 5 passed" in out, out + result.stderr
+    line = _line_of("seen.append(book.author.name)", tmp_path / "test_views.py")
+    assert f"N+1 at test_views.py:{line}: 2 executions" in out, out
+    assert 'fix: Book.objects.select_related("author"): loads each Book\'s author in the same query' in out
+    assert f"test_views.py:{line}: NPlusOneError" in out, out  # raised at the application's line
 
 
 def test_pytest_plugin_under_pytest_asyncio(shelf_db, tmp_path):
@@ -284,6 +355,27 @@ def test_call_site_rule_include_and_exclude(shelf_db):
     assert any(_site("# caller of the helper") in frame for frame in loop.stack)
 
 
+def test_one_statement_from_different_lines_is_no_loop(shelf_db):
+    """Raw statements are counted by line: six lines sending the same lookup once each are
+    six single lookups, not a loop of six; the same lookup from one line is."""
+    import psycopg
+
+    sql = "SELECT name FROM shelves WHERE id = %s"
+    with psycopg.connect(shelf_db.dsn) as conn:
+        with capture() as cap:
+            conn.execute(sql, (1,))
+            conn.execute(sql, (2,))
+            conn.execute(sql, (3,))
+            conn.execute(sql, (4,))
+            conn.execute(sql, (5,))
+            conn.execute(sql, (6,))
+            for shelf_id in range(1, 7):
+                conn.execute(sql, (shelf_id,))  # one line's loop
+    [loop] = cap.n_plus_one()
+    assert loop.call_site.endswith(_site("# one line's loop")) and loop.executions == 6
+    assert len(cap.statements) == 12
+
+
 def test_query_budget_reports_the_loop(shelf_db):
     import psycopg
 
@@ -360,3 +452,103 @@ def test_wsgi_middleware_reports_a_psycopg2_loop(shelf_db):
     assert wrapped({"REQUEST_METHOD": "GET", "PATH_INFO": "/shelves"}, lambda status, headers: None) == [b"ok"]
     [(path, [loop])] = reports
     assert path == "GET /shelves" and loop.call_site.endswith(_site("# wsgi loop"))
+
+
+# -- Django: every relation kind at 2 rows, on the installed Django and on 4.2 -------------------
+
+DJANGO_42 = Path(tempfile.gettempdir()) / "queryaudit-django-4.2"
+SELECT = "loads each {0}'s {1} in the same query"
+PREFETCH = "loads the {1} of all {0} rows in one more query instead of one per {2}"
+# case: (relation, fix hint) of the one loop it has; None: no loop.
+PRESS_CASES = {
+    "forward": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
+    "reverse": ("Author.books", 'Author.objects.prefetch_related("books"): ' + PREFETCH.format("Author", "books",
+                                                                                               "Author")),
+    "many_to_many": ("Book.tags", 'Book.objects.prefetch_related("tags"): ' + PREFETCH.format("Book", "tags", "Book")),
+    "many_to_many_reverse": ("Tag.books", 'Tag.objects.prefetch_related("books"): '
+                             + PREFETCH.format("Tag", "books", "Tag")),
+    "one_to_one_reverse": ("Author.profile", 'Author.objects.select_related("profile"): '
+                           + SELECT.format("Author", "profile")),
+    "one_to_one_forward": ("Profile.author", 'Profile.objects.select_related("author"): '
+                           + SELECT.format("Profile", "author")),
+    "chain": ("Author.profile", 'Book.objects.select_related("author__profile"): '
+              + SELECT.format("Book", "author__profile")),
+    "chain_after_select_related": ("Author.profile", 'Book.objects.select_related("author__profile"): '
+                                   + SELECT.format("Book", "author__profile")),
+    "prefetch_chain": ("Book.tags", 'Author.objects.prefetch_related("books__tags"): '
+                       + PREFETCH.format("Author", "tags", "Book")),
+    "filtered_set": ("Author.books", 'Author.objects.prefetch_related(Prefetch("books", queryset=Book.objects.filter('
+                     'published=True), to_attr="filtered_books")), then read author.filtered_books instead of '
+                     "author.books.filter(...)"),
+    "self_parent": ("Person.parent", 'Person.objects.select_related("parent"): ' + SELECT.format("Person", "parent")),
+    "self_followers": ("Person.followers", 'Person.objects.prefetch_related("followers"): '
+                       + PREFETCH.format("Person", "followers", "Person")),
+    "self_following": ("Person.following", 'Person.objects.prefetch_related("following"): '
+                       + PREFETCH.format("Person", "following", "Person")),
+    "self_friends": ("Person.friends", 'Person.objects.prefetch_related("friends"): '
+                     + PREFETCH.format("Person", "friends", "Person")),
+    "generic_foreign_key": ("Comment.content_object", "Comment.objects.prefetch_related({}): loads the content_object "
+                            "of all Comment rows in one query per content type instead of one per row"),
+    "generic_relation": ("Book.comments", 'Book.objects.prefetch_related("comments"): '
+                         + PREFETCH.format("Book", "comments", "Book")),
+    "deferred_only": ("Book.summary", 'Book.objects.only("summary", "title"): add "summary" to the only() list; '
+                      "without it each Book reloads summary with one query"),
+    "deferred_defer": ("Book.summary", 'Book.objects.defer("published"): take "summary" out of the defer() list; '
+                       "deferred, each Book reloads it with one query"),
+    "prefetch_per_row": ("Author.books", 'prefetch_related_objects(<all the Author rows>, "books") once, before the '
+                         'loop (or Author.objects.prefetch_related("books")): one query for all rows instead of one '
+                         "per Author"),
+    "requests": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
+    "helper_twice": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
+}
+PRESS_SILENT = ["forward_fixed", "reverse_fixed", "chain_fixed", "first", "index", "get", "different_lines", "allowed",
+                "budget_units", "unused_select_related", "unused_prefetch"]
+
+
+def _django_42() -> Path:
+    """Django 4.2 installed once into a directory of its own (reused by later runs), to put
+    first on the application's PYTHONPATH; skipped with pip's reason when it cannot be had."""
+    if (DJANGO_42 / "django" / "__init__.py").exists():
+        return DJANGO_42
+    staging = Path(tempfile.mkdtemp(prefix="queryaudit-django-4.2-"))
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                             "--target", str(staging), "Django>=4.2,<4.3"],
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.skip(f"Django 4.2 could not be installed: {result.stderr.strip()[-300:]}")
+    try:
+        staging.rename(DJANGO_42)  # atomic: a concurrent run either wins or finds it there
+    except OSError:
+        pass
+    return DJANGO_42
+
+
+@pytest.mark.parametrize("django_version", ["installed", "4.2"])
+def test_django_lazy_loads_of_every_relation_kind_at_two_rows(empty_db, django_version):
+    first = [str(_django_42())] if django_version == "4.2" else []
+    result = subprocess.run([sys.executable, "press_app.py"], cwd=APPS, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "APP_DSN": empty_db.dsn,
+                                 "PYTHONPATH": os.pathsep.join([*first, str(ROOT), str(APPS)])})
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["django"].startswith("4.2.") == (django_version == "4.2"), found["django"]
+    app = APPS / "press_app.py"
+    generic = ('GenericPrefetch("content_object", [Book.objects.all()])' if not found["django"].startswith("4.")
+               else '"content_object"')
+    for name, (relation, hint) in PRESS_CASES.items():
+        [loop] = found[name]["loops"]
+        marker = "# loop: in-request" if name == "requests" else f"# loop: {name}"
+        assert loop["call_site"] == f"press_app.py:{_line_of(marker, app)}", (name, loop)
+        assert (loop["relation"], loop["hint"]) == (relation, hint.format(generic)), name
+        assert loop["executions"] == 2 and loop["source"] == "django", (name, loop)
+    for name in PRESS_SILENT:
+        assert found[name]["loops"] == [], (name, found[name])
+    assert found["first"]["statements"] == 4 and found["different_lines"]["statements"] == 3  # they ran
+    assert found["budget_units"]["statements"] == 3
+    assert found["unused_select_related"]["unused"] == [
+        f"unused eager load at press_app.py:{_line_of('def unused_select_related', app) + 1}: "
+        'Book.objects.select_related("author") is never read; drop it']
+    assert found["unused_prefetch"]["unused"] == [
+        f"unused eager load at press_app.py:{_line_of('def unused_prefetch', app) + 1}: "
+        'Author.objects.prefetch_related("books") is never read; drop it']
+    assert all(found[name]["unused"] == [] for name in ("forward_fixed", "reverse_fixed", "chain_fixed"))

@@ -213,7 +213,7 @@ def test_index_hygiene_fixes_quote_index_names():
 def test_n_plus_one_join_rewrite_quotes_the_child():
     import pglast
 
-    from queryaudit.nplusone import join_rewrite, lookup_shape
+    from queryaudit.n_plus_one.shape import join_rewrite, lookup_shape
 
     child = 'SELECT "title", "order" FROM "Post" WHERE "authorId" = $1'
     shape = lookup_shape(child)

@@ -22,11 +22,21 @@ in_framework: contextvars.ContextVar[bool] = contextvars.ContextVar("queryaudit_
 # The same, by driver connection, for a framework whose driver calls run in another
 # context (SQLAlchemy's async engines run the asyncpg calls in the awaiting greenlet).
 framework_connections: set[int] = set()
+# The ORM lazy load running now (queryaudit.capture.lazy.LazyLoad): its statements are its own.
+loading: contextvars.ContextVar = contextvars.ContextVar("queryaudit_loading", default=None)
+# Relations and call sites whose loops are accepted here (allow_n_plus_one()).
+allow_list: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("queryaudit_allow", default=())
 
 
 def skip(connection) -> bool:
     """True when a driver hook must not record: no capture, or a framework records it."""
     return not active.get() or in_framework.get() or id(connection) in framework_connections
+
+
+def new_unit() -> None:
+    """A unit of work begins or ends (a request, a nested capture): no loop spans it."""
+    for cap in active.get():
+        cap.unit += 1
 
 MAX_STACK = 40
 
@@ -38,9 +48,8 @@ class CapturedStatement:
     duration_ms: float
     call_site: str  # file:line of the application's own frame that ran it
     connection: int  # id() of the driver connection: the session
-    orm_path: tuple | None = None  # SQLAlchemy: (parent class, relationship key, direction) of a lazy load
     source: str = "psycopg"  # psycopg | psycopg2 | asyncpg | sqlalchemy | django
-    fix_hint: str | None = None  # the framework's own fix, when its hook could name it (Django)
+    lazy: bool = False  # sent by an ORM lazy load (counted by its relation, not by its text)
     stack: list[str] = field(default_factory=list)  # file:line in function, innermost first
 
 
@@ -58,6 +67,10 @@ def _library_roots() -> tuple[str, ...]:
 
 
 LIBRARY_ROOTS = _library_roots()
+# The frameworks and drivers whose frames are never the application's, wherever they are
+# installed (a vendored copy or a directory on PYTHONPATH is no site-packages).
+LIBRARY_PACKAGES = frozenset({"django", "sqlalchemy", "psycopg", "psycopg2", "psycopg_pool", "asyncpg", "asgiref",
+                              "greenlet", "pluggy", "_pytest", "pytest", "pytest_django", "pytest_asyncio"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ class CallSiteRule:
             return False
         if module and self.include and module.startswith(self.include):
             return True
-        if filename.startswith("<"):  # <frozen ...>, <string>
+        if filename.startswith("<") or module.partition(".")[0] in LIBRARY_PACKAGES:  # <frozen ...>, <string>
             return False
         return not os.path.realpath(filename).startswith(LIBRARY_ROOTS)
 
@@ -110,8 +123,7 @@ def locate(rule: CallSiteRule, depth: int = 2) -> tuple[str, list[str]]:
     return site_found, stack
 
 
-def record(sql, params, started: float, connection, source: str, *, orm_path: tuple | None = None,
-           fix_hint: str | None = None) -> None:
+def record(sql, params, started: float, connection, source: str, *, load=None) -> None:
     """Add one executed statement to every active capture."""
     captures = active.get()
     if not captures:
@@ -122,7 +134,10 @@ def record(sql, params, started: float, connection, source: str, *, orm_path: tu
         sql = str(sql)
     site_found, stack = locate(captures[-1].call_sites, depth=3)
     statement = CapturedStatement(sql=sql, parameters=params, duration_ms=(time.perf_counter() - started) * 1000,
-                                  call_site=site_found, connection=id(connection), orm_path=orm_path,
-                                  source=source, fix_hint=fix_hint, stack=stack)
+                                  call_site=site_found, connection=id(connection), source=source, stack=stack)
+    load = load or loading.get()
+    if load is not None:
+        statement.lazy = True
+        load.statements.append(statement)
     for cap in captures:
         cap.record(statement)

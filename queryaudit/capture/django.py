@@ -17,7 +17,8 @@ log = logging.getLogger("queryaudit.capture")
 class QueryAuditMiddleware:
     """Django middleware: each request's statements are captured; its N+1 loops are
     logged as warnings on the `queryaudit.capture` logger (or passed to a callback set
-    as settings.QUERYAUDIT_ON_N_PLUS_ONE = "module.function", called (path, loops))."""
+    as settings.QUERYAUDIT_ON_N_PLUS_ONE = "module.function", called (path, loops)), its
+    unused eager loads at INFO."""
 
     def __init__(self, get_response):
         from django.conf import settings
@@ -34,6 +35,8 @@ class QueryAuditMiddleware:
         loops = cap.n_plus_one()
         if loops:
             self.report(path, loops)
+        for note in cap.unused_eager_loads():  # what it loads and never reads: worth a look, not a warning
+            log.info("%s: %s", path, note)
         return response
 
 

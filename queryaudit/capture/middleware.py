@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from queryaudit.capture import CAPTURE_MIN_MS, capture
-from queryaudit.nplusone import MIN_EXECUTIONS
+from queryaudit.n_plus_one import MIN_EXECUTIONS
 
 log = logging.getLogger("queryaudit.capture")
 

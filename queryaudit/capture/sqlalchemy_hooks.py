@@ -1,20 +1,28 @@
 """SQLAlchemy hooks: the engine's cursor events (sync engines, and async ones, whose events
-run on the sync engine underneath, whatever the driver) and `do_orm_execute`, which names
-the relationship a lazy load comes from: the selectinload/joinedload hint."""
+run on the sync engine underneath, whatever the driver) record the statements;
+`do_orm_execute` sees each lazy load (`lazy_loaded_from`: the instance, and the
+relationship on its loader path), and the `load` / `refresh` instance events mark the
+rows each query gave, so a lazy load knows whether its instance came from a multi-row
+result and along which path (selectinload / joinedload of the whole chain)."""
 from __future__ import annotations
 
 import contextvars
 import time
 
-from queryaudit.capture import core
+from queryaudit.capture import core, lazy
+from queryaudit.capture.lazy import Hop, Origin
 
-# Set by do_orm_execute for the one statement that follows it.
-orm_path: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("queryaudit_orm_path", default=None)
+# Set by do_orm_execute for the statement that follows it: the lazy load it belongs to.
+pending: contextvars.ContextVar = contextvars.ContextVar("queryaudit_sa_pending", default=None)
+# The lazy load running now, whose rows are one hop down the parent's path (chains).
+loading_parent: contextvars.ContextVar = contextvars.ContextVar("queryaudit_sa_parent", default=None)
+
+
 def install() -> None:
     try:
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
-        from sqlalchemy.orm import Session
+        from sqlalchemy.orm import Mapper, Session
     except ImportError:
         return
 
@@ -30,10 +38,9 @@ def install() -> None:
         if not conn.info.get("queryaudit_started"):
             return
         started = _done(conn)
-        path = orm_path.get()
-        orm_path.set(None)
-        core.record(statement, parameters, started, conn.connection.dbapi_connection, "sqlalchemy", orm_path=path,
-                    fix_hint=orm_hint(path))
+        load = pending.get()
+        pending.set(None)
+        core.record(statement, parameters, started, conn.connection.dbapi_connection, "sqlalchemy", load=load)
 
     @event.listens_for(Engine, "handle_error")
     def _error(context):
@@ -43,14 +50,58 @@ def install() -> None:
 
     @event.listens_for(Session, "do_orm_execute")
     def _orm(state):
-        if not core.active.get() or not state.is_relationship_load:
+        if not core.active.get():
             return
-        path = state.loader_strategy_path
-        try:
-            prop = path[-1] if hasattr(path[-1], "direction") else path[1]
-            orm_path.set((prop.parent.class_.__name__, prop.key, prop.direction.name))
-        except Exception:  # a loader path of another shape: no hint rather than a wrong one
-            orm_path.set(None)
+        loaded_from = state.lazy_loaded_from if state.is_relationship_load else None
+        instance = loaded_from.obj() if loaded_from is not None else None
+        prop = _relationship(state) if instance is not None else None
+        if prop is None:
+            pending.set(None)
+            loading_parent.set(None)
+            return
+        hop = Hop(type(instance).__name__, prop.key, bool(prop.uselist))
+        load = lazy.start("sqlalchemy", hop, "relation", instance)
+        pending.set(load)
+        loading_parent.set(load)
+        lazy.finish(load)  # before the SQL: strict mode fails here, at the application's line
+
+    @event.listens_for(Mapper, "load")
+    def _loaded(target, context):
+        _mark(target, context)
+
+    @event.listens_for(Mapper, "refresh")
+    def _refreshed(target, context, attrs):
+        _mark(target, context)
+
+
+def _relationship(state):
+    """The relationship a lazy load loads, from its loader path; None for a path of
+    another shape (no hint rather than a wrong one)."""
+    path = state.loader_strategy_path
+    try:
+        prop = path[-1] if hasattr(path[-1], "direction") else path[1]
+        return prop if hasattr(prop, "direction") else None
+    except Exception:
+        return None
+
+
+def _mark(target, context) -> None:
+    captures = core.active.get()
+    if not captures:
+        return
+    parent = loading_parent.get()
+    if parent is not None and parent.origin is not None:  # a lazy load's rows: one hop down its path
+        lazy.mark(target, Origin(parent.origin.result, parent.path))
+        return
+    key = ("queryaudit_result", type(target))
+    result = context.attributes.get(key)
+    if result is None:
+        site, _ = core.locate(captures[-1].call_sites, depth=3)
+        statements = captures[-1].statements
+        result = context.attributes[key] = lazy.new_result(lazy.Result(
+            "sqlalchemy", type(target).__name__, site, statement=statements[-1].sql if statements else None))
+    result.rows += 1
+    lazy.mark(target, Origin(result), replace=parent is None)
 
 
 def _driver_connection(conn) -> int:
@@ -61,12 +112,3 @@ def _done(conn) -> float:
     core.in_framework.reset(conn.info["queryaudit_tokens"].pop())
     core.framework_connections.discard(_driver_connection(conn))
     return conn.info["queryaudit_started"].pop()
-
-
-def orm_hint(path: tuple | None) -> str | None:
-    if not path:
-        return None
-    owner, key, direction = path
-    loader = "selectinload" if direction in ("ONETOMANY", "MANYTOMANY") else "joinedload"
-    return (f"load {owner}.{key} eagerly: .options({loader}({owner}.{key})) on the query that loads the {owner} "
-            f"rows (or lazy=\"{'selectin' if loader == 'selectinload' else 'joined'}\" on the relationship)")

@@ -9,14 +9,17 @@ per row another statement (the parent) returned. Three sources find it:
   and roughly equal to the rows the parent returned in total; parent and child are
   linked by a foreign key (or the parent returns the looked-up column). Statements with
   `toplevel = false` (14+, `pg_stat_statements.track = all`) are loops inside functions.
-- **server logs** (`--log`, with `log_min_duration_statement = 0`): runs of at least 5
+- **server logs** (`--log`, with `log_min_duration_statement = 0`): runs of `MIN_EXECUTIONS`
   executions of one fingerprint in a row in one session (at most 3 other statements
   between two of them) with different parameters, when
   the loop comes back in another transaction or request, and the statement that
   preceded them (the parent). What a loop costs is its round trips (each one a wait for
   the application, which the server's time leaves out) plus the server's time.
-- **application capture** (`queryaudit.capture`, in tests or middleware): the same runs,
-  with the application's call site; reported by the capture API and its pytest plugin.
+- **application capture** (`queryaudit.capture`, in tests or middleware): the ORM's own
+  lazy loads (Django, SQLAlchemy sync and async), as nplusone and Bullet see them: a
+  relation loaded lazily on rows of a multi-row result, from one line, at least twice in
+  one unit of work (a request, a test, a `query_budget()` block), with the exact
+  eager-load fix; raw driver loops are found as runs, like the logs.
 
 ## Why it matters
 Each lookup is cheap for the server, but the loop pays a network round trip, a parse
@@ -51,9 +54,10 @@ requests (`--n-plus-one-min-executions`; `--n-plus-one-min-ms` drops loops that 
 less). Severity follows the one scale of predicted saving (high from 10 % of database
 time, medium from 2 %), medium at least from `MEDIUM_ROUND_TRIPS` round trips saved; for
 logs also the latency a loop adds to its request: round trips x `--round-trip-ms`
-(default 0.5 ms) plus the server's time, high from `HIGH_LOOP_MS` (100 ms), medium from
-`MEDIUM_LOOP_MS` (10 ms). A cheap loop stays low, and is still reported. Capture: a run
-of `MIN_EXECUTIONS`.
+(default `ROUND_TRIP_MS`, 0.5 ms) plus the server's time, high from `HIGH_LOOP_MS` (100 ms), medium from
+`MEDIUM_LOOP_MS` (10 ms). A cheap loop stays low, and is still reported. Capture:
+`MIN_LAZY_LOADS` (2) lazy loads of one relation from one line, or a run of
+`MIN_EXECUTIONS` raw statements.
 
 ## Known false positives
 Two unrelated statements whose call counts happen to line up; the foreign-key link
@@ -66,7 +70,8 @@ import math
 
 from queryaudit.checks import declare
 from queryaudit.findings import Finding, Saving, saving_from_share, severity_from_saving
-from queryaudit.nplusone import ROUND_TRIP_MS, Lookup, batched_rewrite, join_rewrite, lookup_shape, output_columns
+from queryaudit.n_plus_one import MIN_EXECUTIONS, MIN_LAZY_LOADS, MIN_REPEATS, ROUND_TRIP_MS  # noqa: F401 (declared below)
+from queryaudit.n_plus_one.shape import Lookup, batched_rewrite, join_rewrite, lookup_shape, output_columns
 from queryaudit.snapshot import Snapshot, Statement
 from queryaudit.sql import fingerprint, resolve_tables
 
@@ -85,7 +90,8 @@ MEDIUM_ROUND_TRIPS = 10_000
 HIGH_LOOP_MS, MEDIUM_LOOP_MS = 100.0, 10.0
 CHECK = declare(ID, TITLE, family="workload", fix="rewrite",
                 thresholds=("MIN_CHILD_CALLS", "MIN_CALLS_PER_PARENT", "ROWS_TOLERANCE", "MAX_ROWS_PER_CALL",
-                            "PROBE_OVERHEAD_SHARE", "MEDIUM_ROUND_TRIPS", "HIGH_LOOP_MS", "MEDIUM_LOOP_MS"))
+                            "PROBE_OVERHEAD_SHARE", "MEDIUM_ROUND_TRIPS", "HIGH_LOOP_MS", "MEDIUM_LOOP_MS",
+                            "MIN_EXECUTIONS", "MIN_REPEATS", "ROUND_TRIP_MS", "MIN_LAZY_LOADS"))
 
 
 def _key_kind(snapshot: Snapshot, table: str, columns: list[str]) -> str | None:

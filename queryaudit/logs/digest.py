@@ -2,7 +2,7 @@
 
 Per statement (queryid, else pglast fingerprint): count, total, min/max and a
 `LatencySketch` for p50/p95/p99; the slowest auto_explain plan; N+1 loops through
-`queryaudit.nplusone.RunDetector`. Every table here is capped, so memory stays flat
+`queryaudit.n_plus_one.runs.RunDetector`. Every table here is capped, so memory stays flat
 however long the log is.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from queryaudit.logs.events import LockEvent, PlanEvent, SessionEndEvent, Statem
 from queryaudit.logs.facts import LogFacts, LogNPlusOne, LogStatement
 from queryaudit.logs.messages import parse_parameters, to_events
 from queryaudit.logs.reader import ReadStats, read_records
-from queryaudit.nplusone import MIN_EXECUTIONS, MIN_REPEATS, ROUND_TRIP_MS, Run, RunDetector
+from queryaudit.n_plus_one import MIN_EXECUTIONS, MIN_REPEATS, ROUND_TRIP_MS
+from queryaudit.n_plus_one.runs import Run, RunDetector
 from queryaudit.sql import fingerprint as pglast_fingerprint
 
 MAX_STATEMENTS = 50_000  # distinct statements followed; beyond, new ones only count in the totals

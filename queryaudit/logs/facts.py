@@ -34,7 +34,7 @@ class LogStatement:
 
 @dataclass
 class LogNPlusOne:
-    """Loops of one statement in one session (see queryaudit.nplusone.RunDetector), summed
+    """Loops of one statement in one session (see queryaudit.n_plus_one.runs.RunDetector), summed
     over every run with the same child and parent."""
 
     fingerprint: str

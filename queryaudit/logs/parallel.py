@@ -129,7 +129,7 @@ def ingest_parallel(paths, prefix: str, options: DigestOptions | None, jobs: int
                 seen_files.add(name)
                 stats.files.append(name)
         stats.formats.update(other_stats.formats)
-    from queryaudit.nplusone import RunDetector
+    from queryaudit.n_plus_one.runs import RunDetector
 
     digest.detector = RunDetector(digest._on_run)  # nothing left to detect: facts() finishes an empty one
     facts = digest.facts(stats)
