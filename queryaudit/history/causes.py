@@ -101,7 +101,9 @@ def explain_change(row: dict, before_ev: dict | None, after_ev: dict | None, con
             "estimated_rows_before": shape_b.get("estimated_rows"),
             "estimated_rows_after": shape_a.get("estimated_rows"),
         }))
-    tables = list(dict.fromkeys(_tables_of(shape_b) + _tables_of(shape_a) + list(row.get("tables") or [])))
+    # Plans name a relation bare (no VERBOSE), the report qualified: one entry per table.
+    tables = list(dict.fromkeys((_table(after_ev, n) or _table(before_ev, n) or (n,))[0]
+                                for n in _tables_of(shape_b) + _tables_of(shape_a) + list(row.get("tables") or [])))
     causes += _index_causes(shape_b, shape_a, before_ev, after_ev, tables, plan_changed, plan_share)
     if plan_changed:
         causes += _statistics_causes(shape_b, shape_a, before_ev, after_ev, tables, plan_share)
@@ -162,7 +164,8 @@ def _statistics_causes(shape_b, shape_a, before_ev, after_ev, tables, plan_share
             continue
         columns = {c: {"before": before.get("columns", {}).get(c), "after": v}
                    for c, v in (after.get("columns") or {}).items() if before.get("columns", {}).get(c) != v}
-        sb, sa = scans_b.get(name) or scans_b.get(ta[0]), scans_a.get(name) or scans_a.get(ta[0])
+        bare = ta[0].split(".")[-1]
+        sb, sa = scans_b.get(ta[0]) or scans_b.get(bare), scans_a.get(ta[0]) or scans_a.get(bare)
         out.append(_cause("statistics-changed", plan_share, {
             "table": ta[0], "analyzed": {k: [before.get(k), after.get(k)] for k in analyzed},
             "estimate_before": {"node": sb["node"], "estimated_rows": sb["estimated_rows"]} if sb else None,

@@ -51,13 +51,14 @@ def predicted_vs_realized(applied: list[dict], rows_by_before_id: dict[str, dict
     for finding in applied:
         prediction = finding.get("prediction") or prediction_of(finding)
         if not prediction:
+            out.append(_unmeasured(finding, None, None, "its finding predicted no saving per statement"))
             continue
         for queryid, entry in prediction["statements"].items():
             row = rows_by_before_id.get(queryid)
-            if not row or not row.get("before") or not row.get("after"):
-                continue
-            mb, ma = row["before"]["mean_exec_time_ms"], row["after"]["mean_exec_time_ms"]
+            mb, ma = ((row or {}).get("before") or {}).get("mean_exec_time_ms"), \
+                ((row or {}).get("after") or {}).get("mean_exec_time_ms")
             if mb is None or ma is None:
+                out.append(_unmeasured(finding, prediction, row, "the statement did not run in both reports"))
                 continue
             predicted, realized = _predicted_ms(entry, mb), mb - ma
             factor = predicted / realized if realized > 0 and predicted > 0 else None
@@ -70,6 +71,20 @@ def predicted_vs_realized(applied: list[dict], rows_by_before_id: dict[str, dict
                         "error_factor": round(factor, 3) if factor is not None else None,
                         "status": row["status"], "off_by_more_than_2x": off})
     return out
+
+
+def _unmeasured(finding: dict, prediction: dict | None, row: dict | None, note: str) -> dict:
+    """An applied fix (or one of its statements) with nothing to hold it against: listed, not scored."""
+    return {"finding": finding["id"], "fix_kind": (prediction or {}).get("kind") or finding.get("check"),
+            "fix_sql": finding.get("fix_sql"), "queryid": (row or {}).get("queryid"), "query": (row or {}).get("query"),
+            "mean_before_ms": None, "mean_after_ms": None, "predicted_saving_ms": None, "realized_saving_ms": None,
+            "predicted_share": None, "realized_share": None, "error_factor": None, "status": (row or {}).get("status"),
+            "off_by_more_than_2x": False, "note": note}
+
+
+def scored(lines: list[dict]) -> list[dict]:
+    """The lines that hold a prediction against a measurement (the track record's)."""
+    return [line for line in lines if not line.get("note")]
 
 
 def error_of(line: dict) -> float:
@@ -95,6 +110,8 @@ def _finite(value: float) -> float | None:
 
 
 def prediction_text(line: dict) -> str:
+    if line.get("note"):
+        return f"{line['fix_kind']} {line['finding']}: not measured ({line['note']})"
     flag = " (off by more than 2x)" if line["off_by_more_than_2x"] else ""
     return (f"{line['fix_kind']} {line['finding']}: predicted {line['predicted_saving_ms']:.3g} ms/call saved, "
             f"realized {line['realized_saving_ms']:.3g} ms/call ({line['mean_before_ms']:.3g} -> "

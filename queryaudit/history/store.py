@@ -628,6 +628,9 @@ class Store:
     # -- predictions against outcomes: the tool's track record ------------------------
     def record_outcomes(self, audit_id: int, before_audit_id: int, lines: list[dict]) -> None:
         """Keep each predicted-against-realized line of a comparison (history.predictions)."""
+        from queryaudit.history.predictions import scored
+
+        lines = scored(lines)
         if not lines:
             return
         outcomes, audits = T["qa_prediction_outcomes"], T["qa_audits"]

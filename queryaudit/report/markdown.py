@@ -241,9 +241,11 @@ def _predictions_and_causes(c: dict) -> list[str]:
 
     lines = []
     if c.get("predictions"):
-        rows = [[code(p["fix_kind"]), code(_one_line(p["query"], 60)),
+        rows = [[code(p["fix_kind"]), code(_one_line(p["query"] or "-", 60)),
                  f"{_ms(p['mean_before_ms'])} → {_ms(p['mean_after_ms'])}", _ms(p["predicted_saving_ms"]),
-                 _ms(p["realized_saving_ms"]), (f"{p['error_factor']}x" if p["error_factor"] else "nothing saved")
+                 _ms(p["realized_saving_ms"]),
+                 text(f"not measured: {p['note']}") if p.get("note") else
+                 (f"{p['error_factor']}x" if p["error_factor"] else "nothing saved")
                  + (" **off by more than 2x**" if p["off_by_more_than_2x"] else "")] for p in c["predictions"]]
         lines += ["## Predicted against realized", ""]
         lines += _table(["fix", "statement", "mean before → after", "predicted saving/call", "realized saving/call",
