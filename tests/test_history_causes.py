@@ -12,6 +12,7 @@ import pytest
 from browser import open_report
 from conftest import run_cli
 from helpers import validate_report
+from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.history.service import attach_history
 from queryaudit.pipeline import AuditOptions, audit
 from queryaudit.report.html import render
@@ -20,9 +21,9 @@ from test_notify import Receiver, dead_url
 OPTIONS = AuditOptions(top=8, explain_budget_s=0.0)
 
 
-def stored_audit(db, store: str) -> dict:
+def stored_audit(db, store: str, options: AuditOptions = OPTIONS) -> dict:
     """One audit of the database, recorded in the store and compared with the one before."""
-    run = audit(db.dsn, OPTIONS)
+    run = audit(db.dsn, options)
     attach_history(run.report, run.snapshot, store, record=True, baseline=True, name="t")
     validate_report(json.loads(json.dumps(run.report, default=str)))
     return run.report
@@ -252,25 +253,37 @@ def test_check_broken_lines_carry_the_causes(empty_db, tmp_path):
 
 
 @pytest.mark.browser
-def test_trends_render_sparklines_plan_history_and_lifecycle_in_chromium(empty_db, tmp_path):
-    """Six stored audits, the index dropped before the fourth: the sixth audit's HTML draws a
-    sparkline per top statement, the plan change, and findings new, open and resolved."""
+def test_trends_predictions_and_track_record_render_in_chromium(empty_db, tmp_path):
+    """Six stored audits (with the index advisor), the index dropped before the fourth and
+    created again before the sixth: the sixth audit's HTML draws a sparkline per top
+    statement, the plan changes, the findings' lifecycle with the missing-index finding
+    resolved, its prediction against what the index realized, and the track record."""
     store = str(tmp_path / "h.db")
     setup(empty_db, ITEMS)
+    options = AuditOptions(top=8, explain_budget_s=0.0, advisor=AdvisorOptions())
     for n in range(6):
-        if n == 3:
-            with empty_db.connect() as conn:
+        with empty_db.connect() as conn:
+            if n == 3:
                 conn.execute("DROP INDEX items_k_idx")
+            if n == 5:
+                conn.execute("CREATE INDEX items_k_idx ON items (k)")
         run(empty_db, ITEMS_WORKLOAD, 40 + 10 * n)
-        report = stored_audit(empty_db, store)
+        report = stored_audit(empty_db, store, options)
     trends = report["history"]["trends"]
     assert trends["audits"] == 6
     lookup = next(s for s in trends["statements"] if "FROM items WHERE k = $1" in s["query"])
     assert [p["calls"] for p in lookup["points"]] == [40, 50, 60, 70, 80, 90]
-    assert [p["changed"] for p in lookup["plans"]] == [False, True]
-    assert lookup["plans"][1]["audit_id"] == lookup["points"][3]["audit_id"]
-    states = {f["state"] for f in trends["findings"]}
-    assert "open" in states, trends["findings"]
+    assert [p["changed"] for p in lookup["plans"]] == [False, True, True]
+    assert [p["audit_id"] for p in lookup["plans"][1:]] == [lookup["points"][3]["audit_id"],
+                                                           lookup["points"][5]["audit_id"]]
+    resolved = [f for f in trends["findings"] if f["state"] == "resolved" and f["check"] == "missing-index"]
+    assert resolved and resolved[0]["open_days"] is not None, trends["findings"]
+    # The index the finding asked for was created: its prediction held against the lookup's change.
+    line = next(p for p in report["baseline"]["predictions"] if p["finding"] == resolved[0]["id"]
+                and "FROM items WHERE k = $1" in (p["query"] or ""))
+    assert line["fix_kind"] == "missing-index" and line["predicted_saving_ms"] > 0
+    assert line["realized_saving_ms"] == round(line["mean_before_ms"] - line["mean_after_ms"], 4) > 0
+    assert report["history"]["track_record"]["missing-index"]["predictions"] >= 1
     html = tmp_path / "trends.html"
     html.write_text(render(report))
 
@@ -282,12 +295,16 @@ def test_trends_render_sparklines_plan_history_and_lifecycle_in_chromium(empty_d
                                           "const r = s.getBoundingClientRect(); return [r.width, r.height]")
         probe.lifecycle = driver.execute_script(
             "return [...document.querySelectorAll('#lifecycle + table tbody tr')].map(r => r.className)")
-        probe.plans = driver.execute_script("return document.getElementById('trends').innerText")
+        probe.trends = driver.execute_script("return document.getElementById('trends').innerText")
+        probe.method = driver.execute_script("return document.getElementById('method').innerText")
+        probe.predictions = driver.execute_script("return document.getElementById('predictions').innerText")
 
     page = open_report(html, screenshot_name=f"trends-{empty_db.server.version}.png", actions=probe)
     assert not [m for m in page.console if m.get("level") == "SEVERE"], page.console
     assert not [u for u in page.requests if u != html.resolve().as_uri() and not u.startswith("data:")]
     assert len(probe.sparks) >= 2 * 2 and max(probe.sparks) == 6  # mean time and calls, six windows
     assert probe.box[0] > 100 and probe.box[1] > 20  # drawn, not collapsed
-    assert "lc-open" in probe.lifecycle
-    assert "changed" in probe.plans and "Seq Scan on items" in probe.plans
+    assert "lc-resolved" in probe.lifecycle
+    assert "changed" in probe.trends and "Seq Scan on items" in probe.trends
+    assert "Track record of predictions" in probe.method and "missing-index" in probe.method
+    assert "missing-index" in probe.predictions and "FROM items WHERE k = $1" in probe.predictions
