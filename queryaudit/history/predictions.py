@@ -69,7 +69,9 @@ def predicted_vs_realized(applied: list[dict], rows_by_before_id: dict[str, dict
                         "predicted_share": round(predicted / mb, 4) if mb else None,
                         "realized_share": round(realized / mb, 4) if mb else None,
                         "error_factor": round(factor, 3) if factor is not None else None,
-                        "status": row["status"], "off_by_more_than_2x": off})
+                        "status": row["status"], "off_by_more_than_2x": off,
+                        "error_note": None if factor is not None else
+                        ("nothing saved" if realized <= 0 else "no saving predicted")})
     return out
 
 
@@ -112,7 +114,8 @@ def _finite(value: float) -> float | None:
 def prediction_text(line: dict) -> str:
     if line.get("note"):
         return f"{line['fix_kind']} {line['finding']}: not measured ({line['note']})"
-    flag = " (off by more than 2x)" if line["off_by_more_than_2x"] else ""
+    note = f": {line['error_note']}" if line.get("error_note") else ""
+    flag = f" (off by more than 2x{note})" if line["off_by_more_than_2x"] else ""
     return (f"{line['fix_kind']} {line['finding']}: predicted {line['predicted_saving_ms']:.3g} ms/call saved, "
             f"realized {line['realized_saving_ms']:.3g} ms/call ({line['mean_before_ms']:.3g} -> "
             f"{line['mean_after_ms']:.3g} ms){flag}")

@@ -245,7 +245,7 @@ def _predictions_and_causes(c: dict) -> list[str]:
                  f"{_ms(p['mean_before_ms'])} → {_ms(p['mean_after_ms'])}", _ms(p["predicted_saving_ms"]),
                  _ms(p["realized_saving_ms"]),
                  text(f"not measured: {p['note']}") if p.get("note") else
-                 (f"{p['error_factor']}x" if p["error_factor"] else "nothing saved")
+                 (f"{p['error_factor']}x" if p["error_factor"] else text(p.get("error_note") or ""))
                  + (" **off by more than 2x**" if p["off_by_more_than_2x"] else "")] for p in c["predictions"]]
         lines += ["## Predicted against realized", ""]
         lines += _table(["fix", "statement", "mean before → after", "predicted saving/call", "realized saving/call",
