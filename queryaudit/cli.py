@@ -466,6 +466,11 @@ def check(
     round_trip_ms: RoundTripMs = ROUND_TRIP_MS,
     log_jobs: LogJobs = 1,
     unused_index_min_days: UnusedIndexMinDays = 7.0,
+    notify: Annotated[Optional[str], typer.Option("--notify", help="post broken budgets with their causes to this "
+                                                  "webhook URL (Slack, Teams or any JSON receiver); never changes "
+                                                  "the exit code")] = None,
+    notify_retries: Annotated[int, typer.Option("--notify-retries", min=0, max=3, help="retries of a failed post, "
+                                                "after 1, 4 and 15 s")] = 3,
 ) -> None:
     """Budgets and suppressions (queryaudit.toml): exit 1 when a budget is broken, naming it; 0 when all hold."""
     from queryaudit.history.command import run_check_command
@@ -477,7 +482,7 @@ def check(
                              round_trip_ms=round_trip_ms, log_jobs=log_jobs, verify=verify, verify_real=verify_real,
                              unused_index_min_days=unused_index_min_days)
     code = run_check_command(config, store, dsn, snapshot, report, baseline_report, target, record, json_path,
-                             options, console)
+                             options, console, notify=notify, notify_retries=notify_retries)
     if code:
         raise typer.Exit(code)
 

@@ -66,7 +66,8 @@ def _text_key(query: str) -> str:
 
 def _stats(q: dict) -> dict:
     return {k: q.get(k) for k in ("calls", "total_exec_time_ms", "mean_exec_time_ms", "stddev_exec_time_ms", "rows",
-                                  "share_of_total_time", "p50_ms", "p95_ms", "p99_ms")}
+                                  "share_of_total_time", "p50_ms", "p95_ms", "p99_ms", "shared_blks_hit",
+                                  "shared_blks_read", "temp_blks_written", "cache_hit_ratio")}
 
 
 def _ratio_text(before: float, after: float) -> str:
@@ -291,8 +292,22 @@ def _indexes(report: dict) -> dict[str, dict]:
     return {i["name"]: i for i in (report.get("catalog") or {}).get("indexes", [])}
 
 
-def build_comparison(before: dict, after: dict) -> dict:
+def attach_causes(statements: list[dict], before: dict, after: dict) -> None:
+    """Each statement that moved gets its ranked causes (queryaudit.history.causes), tested
+    against the evidence both reports (or stored audits) carry."""
+    from queryaudit.history.causes import explain_change, load_context
+
+    context = load_context(before, after)
+    for r in statements:
+        if r["status"] in ("regressed", "improved"):
+            r.update(explain_change(r, before.get("evidence"), after.get("evidence"), context))
+
+
+def build_comparison(before: dict, after: dict, applied: set[str] | None = None) -> dict:
+    """`applied`: ids of the first report's findings whose fix was applied (the demo knows);
+    by default, the resolved findings that had a fix stand for them."""
     statements = match_statements(before, after)
+    attach_causes(statements, before, after)
     by_table: dict[str, list[dict]] = {}
     for r in statements:
         for t in r["tables"]:
@@ -344,6 +359,13 @@ def build_comparison(before: dict, after: dict) -> dict:
                        "text": f"resolved {f['check']}: {f['title']}"}
         verdicts.append({**verdict, "kind": "finding-resolved", "object": f["id"]})
 
+    from queryaudit.history.predictions import predicted_vs_realized
+
+    # Applied fixes: given, else the first report's findings with a fix that the second no longer has.
+    fixed = ([f for f in before["findings"] if f["id"] in applied] if applied is not None
+             else [f for f in resolved if f.get("fix_sql") or f.get("prediction")])
+    predictions = predicted_vs_realized(fixed, by_before_id)
+
     def side(r: dict) -> dict:
         return {"database": r["target"]["database"], "server_version_num": r["target"]["server_version_num"],
                 "generated_at": r["generated_at"], "collected_at": r["window"]["collected_at"],
@@ -367,4 +389,5 @@ def build_comparison(before: dict, after: dict) -> dict:
         "statements": statements,
         "statement_counts": counts,
         "findings": {"resolved": resolved, "new": new, "persisting": persisting},
+        "predictions": predictions,
     }

@@ -34,6 +34,8 @@ class ServerInfo:
     extensions: dict[str, str] = field(default_factory=dict)  # created in the audited database
     available_extensions: dict[str, str] = field(default_factory=dict)  # installable on the server
     settings: dict[str, str] = field(default_factory=dict)
+    # pg_db_role_setting rows for this database or all: {role, database, settings: ["work_mem=64kB"]}
+    role_settings: list[dict] = field(default_factory=list)
     # pg_stat_statements_info (14+): when the statistics window began and how many
     # entries were evicted since; both qualify every cumulative number we read.
     pgss_stats_reset: str | None = None

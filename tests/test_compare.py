@@ -55,6 +55,15 @@ def test_reports_of_a_real_audit_then_compare_after_creating_the_index(shop_db, 
              * by_id[q]["after"]["calls"] for q in verdict["statements"]]
     assert saved == sorted(saved, reverse=True), saved
     assert lookup["queryid"] in verdict["statements"]
+    # Predicted against realized, for the applied fix and the lookup it served.
+    line = next(p for p in comparison["predictions"] if p["queryid"] == lookup["queryid"])
+    assert line["finding"] == fixes[0]["id"] and line["predicted_saving_ms"] > 0
+    assert line["realized_saving_ms"] == round(lookup["before"]["mean_exec_time_ms"]
+                                               - lookup["after"]["mean_exec_time_ms"], 4)
+    factor = line["error_factor"]
+    assert line["off_by_more_than_2x"] == (factor is None or not 0.5 <= factor <= 2.0)
+    assert "Predicted against realized" in out["html"].read_text() and "Predicted against realized" in \
+        out["md"].read_text()
     for fmt in ("html", "md"):
         assert f"{verdict['object']} created" in out[fmt].read_text().replace("\\_", "_")
     assert verdict["object"] in result.stdout and "faster" in result.stdout

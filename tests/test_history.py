@@ -263,11 +263,12 @@ def test_store_upgrades_from_schema_1(kind, empty_db, tmp_path):
     old.close()
 
     store = Store(url)  # upgrade on open
-    assert store.schema_version() == store_mod.CURRENT_VERSION == 3
+    assert store.schema_version() == store_mod.CURRENT_VERSION == 4
     with store.engine.connect() as conn:
         versions = conn.execute(sa.select(store_mod.VERSION_TABLE.c.version)).scalars().all()
-    assert sorted(versions) == [1, 2, 3]
+    assert sorted(versions) == [1, 2, 3, 4]
     assert store.audit_view(audit_id).window_kind == "cumulative"
+    assert store.audit_view(audit_id).evidence is None  # kept nothing that explains a change
     workload(db, calls=25, other=0)
     snap2 = snapshot_of(db)
     rec = store.record(snap2, analyse(snap2))
@@ -275,6 +276,8 @@ def test_store_upgrades_from_schema_1(kind, empty_db, tmp_path):
     lookup = store.audit_view(rec.audit_id).statements[lookup_queryid(snap2)]
     assert lookup.calls == 25
     assert lookup.stddev_ms is None  # schema 1 kept no spread: the window has none (no Welch test)
+    # Schema 4: the new audit keeps its evidence (settings at least: no plan was captured here).
+    assert "work_mem" in store.audit_view(rec.audit_id).evidence["settings"]
     workload(db, calls=30, other=0)
     snap3 = snapshot_of(db)
     rec = store.record(snap3, analyse(snap3))

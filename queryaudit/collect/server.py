@@ -30,8 +30,17 @@ def collect_server(conn: psycopg.Connection) -> ServerInfo:
         "pg_is_in_recovery(), pg_postmaster_start_time()").fetchone()
     # reset_val, not setting: the server's (database's, role's) value, not the audit
     # session's own statement_timeout and friends.
+    # Every enable_* too: the planner switches a history cause (setting-changed) may name.
     settings = dict(conn.execute("SELECT name, reset_val || coalesce(' ' || unit, '') FROM pg_settings "
-                                 "WHERE name = ANY(%s)", (PERFORMANCE_SETTINGS,)).fetchall())
+                                 "WHERE name = ANY(%s) OR name LIKE 'enable\\_%%'", (PERFORMANCE_SETTINGS,)).fetchall())
+    # Per-role and per-database overrides (ALTER ROLE/DATABASE ... SET) that apply here:
+    # the session's reset_val shows only the auditing role's own.
+    role_settings = [{"role": role, "database": db, "settings": list(values or [])} for role, db, values in
+                     conn.execute("SELECT r.rolname, d.datname, s.setconfig FROM pg_db_role_setting s "
+                                  "LEFT JOIN pg_roles r ON r.oid = s.setrole "
+                                  "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
+                                  "WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database "
+                                  "WHERE datname = current_database())) ORDER BY 1 NULLS FIRST, 2 NULLS FIRST")]
     extensions = dict(conn.execute("SELECT extname, extversion FROM pg_extension WHERE extname = ANY(%s)",
                                    (list(RELEVANT_EXTENSIONS),)).fetchall())
     available = dict(conn.execute("SELECT name, default_version FROM pg_available_extensions WHERE name = ANY(%s)",
@@ -41,7 +50,7 @@ def collect_server(conn: psycopg.Connection) -> ServerInfo:
     return ServerInfo(version_num=version_num, version=version, database=database, user=user,
                       host=getattr(conn.info, "host", None), in_recovery=in_recovery, extensions=extensions,
                       available_extensions=available,
-                      settings=settings,
+                      settings=settings, role_settings=role_settings,
                       stats_reset=stats_reset[0].isoformat() if stats_reset and stats_reset[0] else None,
                       postmaster_start=started.isoformat() if started else None,
                       port=_port(conn), system_identifier=system_identifier(conn))

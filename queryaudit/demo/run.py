@@ -183,7 +183,7 @@ def _run_on(dsn: str, out_dir: Path, scale: int, rounds: int, console: Console, 
         fixtures.run_workload(DEMO_DB, dsn, rounds=rounds, scale=scale)
         console.print("auditing again…")
         _, after = _audit(dsn, embedded)
-        comparison = build_comparison(report, after)
+        comparison = build_comparison(report, after, applied={a["id"] for a in applied})
         comparison["applied_fixes"] = applied
         comparison["skipped_fixes"] = skipped
         written += write_outputs(after, {"json": out_dir / "demo-after.json"})

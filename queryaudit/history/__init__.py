@@ -6,6 +6,12 @@
   and evictions detected (pure);
 - compare.py: one audit (or report) against another: statement changes, new and
   resolved findings (pure);
+- evidence.py: what explains a change, kept with every stored audit (plan shapes, catalog
+  state, settings; pure);
+- causes.py: the ranked causes of a statement's change, tested against that evidence (pure);
+- predictions.py: a fix's predicted saving against the realized one, the track record (pure);
+- trends.py: sparklines' series, plan history and findings lifecycle for the audit report;
+- notify.py: `check --notify`, broken budgets posted to a webhook;
 - budgets.py: queryaudit.toml / [tool.queryaudit] budgets and suppressions, evaluated
   on a comparison;
 - render.py: history tables for the terminal and an HTML page with inline SVG charts;

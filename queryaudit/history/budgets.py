@@ -235,6 +235,8 @@ class Violation:
     before: float | None = None
     after: float | None = None
     limit: float | str | None = None
+    causes: list[dict] | None = None  # what explains a regression (history.causes), ranked
+    cause_reason: str | None = None  # why no cause was found
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -266,6 +268,17 @@ def _short(query: str, width: int = 80) -> str:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.3f} ms"
+
+
+def causes_text(row: dict) -> str:
+    """The ranked causes of a statement's change, for one line."""
+    from queryaudit.history.causes import cause_summary
+
+    if row.get("causes"):
+        return "; causes: " + ", ".join(cause_summary(c) for c in row["causes"])
+    if row.get("reason"):
+        return f"; no cause found: {row['reason']}"
+    return ""
 
 
 def evaluate(config: Config, comparison: dict, today: dt.date | None = None) -> Verdict:
@@ -310,7 +323,9 @@ def evaluate(config: Config, comparison: dict, today: dt.date | None = None) -> 
                 elif change > limits["mean-time-regression-pct"]:
                     broke("mean-time-regression-pct", mean_before, mean_after,
                           f"mean time {_ms(mean_before)} -> {_ms(mean_after)} (+{change:,.0f} %, budget "
-                          f"{limits['mean-time-regression-pct']:g} %)")
+                          f"{limits['mean-time-regression-pct']:g} %){causes_text(row)}")
+                    verdict.violations[-1].causes = row.get("causes")
+                    verdict.violations[-1].cause_reason = row.get("reason")
         if "max-mean-time-ms" in limits and judged_mean and mean_after is not None \
                 and mean_after > limits["max-mean-time-ms"]:
             broke("max-mean-time-ms", (before or {}).get("mean_exec_time_ms"), mean_after,

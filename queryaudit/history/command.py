@@ -91,8 +91,10 @@ def run_history_command(store: str | None, target: str | None, statement: str | 
 
 def run_check_command(config: Path | None, store: str | None, dsn: str | None, snapshot: Path | None,
                       report: Path | None, baseline_report: Path | None, target: str | None, record: bool,
-                      json_path: Path | None, options: AuditOptions, console: Console) -> int:
-    """Budgets and suppressions: the exit code, 1 when a budget is broken (naming it), else 0."""
+                      json_path: Path | None, options: AuditOptions, console: Console, notify: str | None = None,
+                      notify_retries: int = 3) -> int:
+    """Budgets and suppressions: the exit code, 1 when a budget is broken (naming it), else 0.
+    With notify, broken budgets are also posted there; the exit code does not depend on it."""
     from queryaudit.history.service import run_check
 
     outcome = run_check(config, store, dsn, snapshot, report, baseline_report, target, record, options)
@@ -115,4 +117,10 @@ def run_check_command(config: Path | None, store: str | None, dsn: str | None, s
     for v in verdict.violations:
         _say(console, f"BROKEN {v.budget}: {v.message}")
     _say(console, f"{len(verdict.violations)} budget(s) broken")
+    if notify:
+        from queryaudit.history.notify import BACKOFF_S, payload, post
+
+        _delivered, what = post(notify, payload(verdict, outcome.comparison, target),
+                                backoff=BACKOFF_S[:notify_retries])
+        _say(console, f"notify: {what}")
     return 1

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 STATEMENTS_IN_REPORT = 50
+BLOCKS = ("shared_blks_hit", "shared_blks_read", "temp_blks_written")
 
 
 @dataclass
@@ -23,6 +24,9 @@ class StatementMetrics:
     rows: int = 0
     kind: str = "delta"  # how the numbers were obtained (windows.DELTA, NEW, ... or "cumulative")
     sumsq_ms2: float | None = None  # sum of squared execution times: the spread (None: unknown)
+    shared_blks_hit: int | None = None
+    shared_blks_read: int | None = None
+    temp_blks_written: int | None = None
 
     @property
     def mean_ms(self) -> float | None:
@@ -55,6 +59,7 @@ class AuditView:
     statements: dict[str, StatementMetrics] = field(default_factory=dict)  # by queryid
     findings: dict[str, dict] = field(default_factory=dict)  # finding id -> check, severity, title, object
     total_exec_time_ms: float | None = None
+    evidence: dict | None = None  # plans, catalog state, settings (history.evidence)
 
     def describe(self) -> dict:
         from queryaudit.report.derive import when
@@ -96,8 +101,10 @@ def aggregate(entries) -> dict[str, StatementMetrics]:
         if m is None:
             out[s.queryid] = StatementMetrics(s.queryid, s.query, int(entry.delta["calls"]),
                                               float(entry.delta["total_exec_time_ms"]), int(entry.delta["rows"]),
-                                              entry.kind, sumsq)
+                                              entry.kind, sumsq, *(int(entry.delta[c]) for c in BLOCKS))
         else:
+            for c in BLOCKS:
+                setattr(m, c, (getattr(m, c) or 0) + int(entry.delta[c]))
             m.calls += int(entry.delta["calls"])
             m.total_ms += float(entry.delta["total_exec_time_ms"])
             m.rows += int(entry.delta["rows"])
@@ -112,7 +119,8 @@ def view_from_window(window, report: dict, label: str, audit_id: int | None = No
     return AuditView(label=label, collected_at=window.end, window_start=window.start, window_kind=window.kind,
                      window_note=window.note, audit_id=audit_id, statements=statements,
                      findings=findings_of_report(report),
-                     total_exec_time_ms=sum(m.total_ms for m in statements.values()))
+                     total_exec_time_ms=sum(m.total_ms for m in statements.values()),
+                     evidence=report.get("evidence"))
 
 
 def view_from_report(report: dict, label: str) -> AuditView:
@@ -125,7 +133,7 @@ def view_from_report(report: dict, label: str) -> AuditView:
     return AuditView(label=label, collected_at=window.get("collected_at") or report.get("generated_at"),
                      window_start=window.get("statistics_since"), window_kind="cumulative",
                      statements=statements, findings=findings_of_report(report),
-                     total_exec_time_ms=window.get("total_exec_time_ms"))
+                     total_exec_time_ms=window.get("total_exec_time_ms"), evidence=report.get("evidence"))
 
 
 def _sumsq(q: dict) -> float | None:
@@ -142,7 +150,8 @@ def as_report(view: AuditView | None, database: str = "", server_version_num: in
     queries = [{"queryid": m.queryid, "query": m.query, "calls": m.calls, "total_exec_time_ms": round(m.total_ms, 3),
                 "mean_exec_time_ms": round(m.mean_ms, 4) if m.mean_ms is not None else None, "rows": m.rows,
                 "stddev_exec_time_ms": round(m.stddev_ms, 4) if m.stddev_ms is not None else None,
-                "share_of_total_time": round(m.total_ms / total, 6) if total > 0 else 0.0, "window_kind": m.kind}
+                "share_of_total_time": round(m.total_ms / total, 6) if total > 0 else 0.0, "window_kind": m.kind,
+                **{c: getattr(m, c) for c in BLOCKS}}
                # A statement that did not run in a window is absent from it, as from a report.
                for m in sorted(view.statements.values(), key=lambda m: -m.total_ms) if m.calls > 0]
     return {"target": {"database": database, "server_version_num": server_version_num},
@@ -150,6 +159,7 @@ def as_report(view: AuditView | None, database: str = "", server_version_num: in
             "window": {"collected_at": view.collected_at, "statistics_since": view.window_start,
                        "total_exec_time_ms": round(total, 3),
                        "total_calls": sum(m.calls for m in view.statements.values())},
+            "evidence": view.evidence,
             "queries": queries, "findings": [{"id": i, **f} for i, f in view.findings.items()]}
 
 
@@ -182,7 +192,8 @@ def baseline_section(comparison: dict, limit: int = STATEMENTS_IN_REPORT) -> dic
             "statement_counts": comparison["statement_counts"], "statements": shown,
             "findings": {"new": [_finding_row(f) for f in findings["new"]],
                          "resolved": [_finding_row(f) for f in findings["resolved"]],
-                         "persisting": len(findings["persisting"])}}
+                         "persisting": len(findings["persisting"])},
+            "predictions": comparison.get("predictions", [])}
 
 
 def _finding_row(f: dict) -> dict:

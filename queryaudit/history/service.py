@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from queryaudit.errors import AuditError
-from queryaudit.history.budgets import Config, Verdict, evaluate, load_config
+from queryaudit.history.budgets import Config, Verdict, causes_text, evaluate, load_config
 from queryaudit.history.compare import baseline_section, compare, view_from_report, view_from_window
+from queryaudit.history.predictions import prediction_text
 from queryaudit.history.store import Store, resolve_store_url
 from queryaudit.history.windows import Window
 
@@ -96,8 +97,17 @@ def attach_history(report: dict, snapshot, store_url: str | None, record: bool, 
             else:
                 before = store.audit_view(previous_id)
                 after = view_from_window(window, report, "this audit")
-                report["baseline"] = baseline_section(compare(before, after))
+                comparison = compare(before, after)
+                report["baseline"] = baseline_section(comparison)
                 lines.extend(baseline_lines(report["baseline"]))
+                if record and not recorded.already_stored:
+                    store.record_outcomes(recorded.audit_id, previous_id, comparison["predictions"])
+        if record:
+            from queryaudit.history.trends import trends_section
+
+            report["history"]["track_record"] = store.track_record(recorded.target.key)
+            target_id = store.resolve_target(recorded.target.key)["id"]
+            report["history"]["trends"] = trends_section(store, target_id, report, recorded.audit_id)
     finally:
         store.close()
     return lines
@@ -122,7 +132,9 @@ def baseline_lines(section: dict, limit: int = 5) -> list[str]:
     for status, word in (("regressed", "slower"), ("improved", "faster")):
         for row in [r for r in section["statements"] if r["status"] == status][:limit]:
             lines.append(f"  {word}: {_short(row['query'])}  mean {_ms((row['before'] or {}).get('mean_exec_time_ms'))}"
-                         f" -> {_ms((row['after'] or {}).get('mean_exec_time_ms'))}")
+                         f" -> {_ms((row['after'] or {}).get('mean_exec_time_ms'))}{causes_text(row)}")
+    for line in section.get("predictions", [])[:limit]:
+        lines.append(f"  predicted vs realized: {prediction_text(line)}")
     for finding in f["new"][:limit]:
         lines.append(f"  new finding [{finding['severity']}] {finding['id']}: {finding['title']}")
     for finding in f["resolved"][:limit]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import random
 import time
@@ -35,7 +36,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from queryaudit import __version__
 from queryaudit.errors import AuditError
-from queryaudit.history.compare import AuditView, StatementMetrics, finding_object
+from queryaudit.history.compare import BLOCKS, AuditView, StatementMetrics, finding_object
+from queryaudit.history.evidence import evidence_from_snapshot
+from queryaudit.history.predictions import prediction_of
 from queryaudit.history.windows import COUNTERS, SUMSQ, AuditPoint, Sample, Window, compute_window, point_from_snapshot
 
 STORE_ENV = "QUERYAUDIT_STORE"
@@ -127,11 +130,25 @@ SCHEMA: dict[int, dict[str, list]] = {
                           _c("index_name", sa.Text, primary_key=True), _c("first_seen_at", sa.Text, nullable=False),
                           _c("first_audit_id", sa.Integer)],
     },
+    # 4: what explains a change (evidence.py: plans, catalog state, settings, as JSON), each
+    # finding's prediction (per statement) and the track record of predictions against outcomes.
+    4: {
+        "qa_audits": [_c("evidence", sa.Text)],
+        "qa_findings": [_c("prediction", sa.Text)],
+        "qa_prediction_outcomes": [_c("id", sa.Integer, primary_key=True, autoincrement=True),
+                                   _c("target_id", sa.Integer, "qa_targets.id", nullable=False),
+                                   _c("audit_id", sa.Integer, "qa_audits.id", nullable=False),
+                                   _c("before_audit_id", sa.Integer), _c("finding_id", sa.Text),
+                                   _c("fix_kind", sa.Text), _c("queryid", sa.Text),
+                                   _c("predicted_ms", Double), _c("realized_ms", Double),
+                                   _c("error_factor", Double)],
+    },
 }
 INDEXES = {1: [("qa_audits_target_time", "qa_audits", ("target_id", "collected_at")),
                ("qa_statements_audit_query", "qa_statements", ("audit_id", "queryid"))]}
 MIGRATION_NOTES = {1: "audits, statements (cumulative), findings", 2: "per-window deltas and system identifier",
-                   3: "statement sum of squares (spread per window), index first seen"}
+                   3: "statement sum of squares (spread per window), index first seen",
+                   4: "evidence (plans, catalog, settings), finding predictions, prediction track record"}
 CURRENT_VERSION = max(SCHEMA)
 
 
@@ -346,6 +363,7 @@ class Store:
                 window_start=window.start, window_note=window.note, window_evicted=window.evicted,
                 window_exec_time_ms=sum(e.delta["total_exec_time_ms"] for e in counted),
                 window_calls=int(sum(e.delta["calls"] for e in counted)),
+                evidence=json.dumps(report.get("evidence") or evidence_from_snapshot(snapshot), default=str),
             ).returning(audits.c.id)).scalar_one()
             self._insert_texts(conn, target_id, point.samples.values())
             rows = []
@@ -362,7 +380,8 @@ class Store:
                 conn.execute(T["qa_statements"].insert(), rows)
             findings = [{"audit_id": audit_id, "finding_id": f["id"], "check_id": f["check"],
                          "severity": f["severity"], "title": f["title"], "object": finding_object(f),
-                         "saving_share": (f.get("predicted_saving") or {}).get("share_of_total_time")}
+                         "saving_share": (f.get("predicted_saving") or {}).get("share_of_total_time"),
+                         "prediction": json.dumps(prediction_of(f)) if prediction_of(f) else None}
                         for f in report.get("findings", [])]
             if findings:
                 conn.execute(T["qa_findings"].insert(), findings)
@@ -495,27 +514,32 @@ class Store:
             total = stmts.c.d_total_exec_time_ms if windowed else stmts.c.total_exec_time_ms
             rows_ = stmts.c.d_rows if windowed else stmts.c.rows
             sumsq = stmts.c[f"d_{SUMSQ}"] if windowed else stmts.c[SUMSQ]
+            blocks = [sa.func.sum(stmts.c[f"d_{c}" if windowed else c]) for c in BLOCKS]
             query = (sa.select(stmts.c.queryid, sa.func.max(texts.c.query), sa.func.sum(calls), sa.func.sum(total),
                                sa.func.sum(rows_), sa.func.min(stmts.c.window_kind), sa.func.max(stmts.c.window_kind),
-                               sa.func.sum(sumsq), sa.func.count(sumsq), sa.func.count())
+                               sa.func.sum(sumsq), sa.func.count(sumsq), sa.func.count(), *blocks)
                      .select_from(stmts.outerjoin(texts, sa.and_(texts.c.target_id == audit["target_id"],
                                                                  texts.c.queryid == stmts.c.queryid)))
                      .where(stmts.c.audit_id == audit_id, calls.is_not(None)).group_by(stmts.c.queryid))
             statements = {}
-            for queryid, text, n, ms, nrows, kind_lo, kind_hi, sq, with_sq, entries in conn.execute(query):
+            for queryid, text, n, ms, nrows, kind_lo, kind_hi, sq, with_sq, entries, *blks in conn.execute(query):
                 kind = (kind_lo if kind_lo == kind_hi else "mixed-entries") if windowed else "cumulative"
                 statements[queryid] = StatementMetrics(queryid, text or "", int(n or 0), float(ms or 0.0),
                                                        int(nrows or 0), kind,
-                                                       sumsq_ms2=float(sq) if with_sq == entries else None)
+                                                       sumsq_ms2=float(sq) if with_sq == entries else None,
+                                                       **{c: int(v) if v is not None else None
+                                                          for c, v in zip(BLOCKS, blks, strict=True)})
             found = {r["finding_id"]: {"check": r["check_id"], "severity": r["severity"], "title": r["title"],
-                                       "object": r["object"]}
+                                       "object": r["object"],
+                                       **({"prediction": json.loads(r["prediction"])} if r["prediction"] else {})}
                      for r in conn.execute(sa.select(findings).where(findings.c.audit_id == audit_id)).mappings()}
             return AuditView(label=label or f"audit #{audit_id}", collected_at=audit["collected_at"],
                              window_start=audit["window_start"] if windowed else audit["statistics_since"],
                              window_kind=audit["window_kind"] or "cumulative", window_note=audit["window_note"],
                              audit_id=audit_id, statements=statements, findings=found,
                              total_exec_time_ms=audit["window_exec_time_ms"] if windowed
-                             else audit["total_exec_time_ms"])
+                             else audit["total_exec_time_ms"],
+                             evidence=json.loads(audit["evidence"]) if audit["evidence"] else None)
         return self.transaction(read, read=True)
 
     def statement_trend(self, target_id: int, queryid: str) -> list[dict]:
@@ -565,6 +589,72 @@ class Store:
         query = (sa.select(audits.c.id).where(audits.c.target_id == target_id)
                  .order_by(audits.c.collected_at.desc(), audits.c.id.desc()).limit(n))
         return self.transaction(lambda conn: [r[0] for r in conn.execute(query)], read=True)
+
+    # -- trends: series over the stored audits (history/trends.py) --------------------
+    def recent_audits(self, target_id: int, limit: int) -> list[dict]:
+        """The last `limit` audits of a target, oldest first, with their evidence (parsed)."""
+        audits = T["qa_audits"]
+        query = (sa.select(audits.c.id, audits.c.collected_at, audits.c.evidence)
+                 .where(audits.c.target_id == target_id)
+                 .order_by(audits.c.collected_at.desc(), audits.c.id.desc()).limit(limit))
+        rows = self.transaction(lambda conn: [dict(r) for r in conn.execute(query).mappings()], read=True)
+        for r in rows:
+            r["evidence"] = json.loads(r["evidence"]) if r["evidence"] else None
+        return list(reversed(rows))
+
+    def statement_series(self, audit_ids: list[int], queryids: list[str]) -> dict[tuple[int, str], dict]:
+        """(audit id, queryid) -> window calls and total time, summed over roles and levels."""
+        stmts = T["qa_statements"]
+        query = (sa.select(stmts.c.audit_id, stmts.c.queryid, sa.func.sum(stmts.c.d_calls),
+                           sa.func.sum(stmts.c.d_total_exec_time_ms))
+                 .where(stmts.c.audit_id.in_(audit_ids), stmts.c.queryid.in_(queryids))
+                 .group_by(stmts.c.audit_id, stmts.c.queryid))
+        rows = self.transaction(lambda conn: conn.execute(query).all(), read=True)
+        return {(a, q): {"calls": int(n or 0), "total_ms": float(ms or 0.0)} for a, q, n, ms in rows}
+
+    def finding_lifecycle(self, target_id: int) -> dict[str, dict]:
+        """Per finding id: first and last audit time it was seen, and in how many audits."""
+        audits, findings = T["qa_audits"], T["qa_findings"]
+        query = (sa.select(findings.c.finding_id, sa.func.min(audits.c.collected_at),
+                           sa.func.max(audits.c.collected_at),
+                           sa.func.count(sa.distinct(audits.c.id)), sa.func.max(findings.c.title),
+                           sa.func.max(findings.c.check_id), sa.func.max(findings.c.severity))
+                 .select_from(findings.join(audits, audits.c.id == findings.c.audit_id))
+                 .where(audits.c.target_id == target_id).group_by(findings.c.finding_id))
+        rows = self.transaction(lambda conn: conn.execute(query).all(), read=True)
+        return {f: {"first_seen": first, "last_seen": last, "audits": n, "title": title, "check": check,
+                    "severity": severity} for f, first, last, n, title, check, severity in rows}
+
+    # -- predictions against outcomes: the tool's track record ------------------------
+    def record_outcomes(self, audit_id: int, before_audit_id: int, lines: list[dict]) -> None:
+        """Keep each predicted-against-realized line of a comparison (history.predictions)."""
+        from queryaudit.history.predictions import scored
+
+        lines = scored(lines)
+        if not lines:
+            return
+        outcomes, audits = T["qa_prediction_outcomes"], T["qa_audits"]
+
+        def write(conn):
+            target_id = conn.execute(sa.select(audits.c.target_id).where(audits.c.id == audit_id)).scalar_one()
+            conn.execute(outcomes.delete().where(outcomes.c.audit_id == audit_id))
+            conn.execute(outcomes.insert(), [
+                {"target_id": target_id, "audit_id": audit_id, "before_audit_id": before_audit_id,
+                 "finding_id": line["finding"], "fix_kind": line["fix_kind"], "queryid": line["queryid"],
+                 "predicted_ms": line["predicted_saving_ms"], "realized_ms": line["realized_saving_ms"],
+                 "error_factor": line["error_factor"]} for line in lines])
+        self.transaction(write)
+
+    def track_record(self, target_key: str | None = None) -> dict[str, dict]:
+        """Median error of the predictions by fix kind, over every stored outcome (of one target)."""
+        from queryaudit.history.predictions import track_record
+
+        outcomes, targets = T["qa_prediction_outcomes"], T["qa_targets"]
+        query = sa.select(outcomes.c.fix_kind, outcomes.c.error_factor)
+        if target_key is not None:
+            query = query.join(targets, targets.c.id == outcomes.c.target_id).where(targets.c.key == target_key)
+        rows = self.transaction(lambda conn: conn.execute(query).all(), read=True)
+        return track_record([{"fix_kind": kind, "error_factor": factor} for kind, factor in rows])
 
     # -- indexes: when each first appeared -------------------------------------------
     def _record_indexes(self, conn: Connection, target_id: int, audit_id: int, collected_at: str, snapshot) -> None:

@@ -276,6 +276,31 @@ def _after_findings(report: dict) -> list[str]:
     return lines
 
 
+def _predictions_and_causes(c: dict) -> list[str]:
+    """Predicted against realized per applied fix, and why each moved statement moved (history/)."""
+    from queryaudit.history.causes import cause_summary
+
+    lines = []
+    if c.get("predictions"):
+        rows = [[code(p["fix_kind"]), code(_one_line(p["query"] or "-", 60)),
+                 f"{_ms(p['mean_before_ms'])} → {_ms(p['mean_after_ms'])}", _ms(p["predicted_saving_ms"]),
+                 _ms(p["realized_saving_ms"]),
+                 text(f"not measured: {p['note']}") if p.get("note") else
+                 (f"{p['error_factor']}x" if p["error_factor"] else text(p.get("error_note") or ""))
+                 + (" **off by more than 2x**" if p["off_by_more_than_2x"] else "")] for p in c["predictions"]]
+        lines += ["## Predicted against realized", ""]
+        lines += _table(["fix", "statement", "mean before → after", "predicted saving/call", "realized saving/call",
+                         "error"], rows, {3, 4}) + [""]
+    moved = [s for s in c["statements"] if s["status"] in ("regressed", "improved") and "causes" in s]
+    if moved:
+        lines += ["## Why statements moved", ""]
+        for s in moved:
+            why = ", ".join(cause_summary(x) for x in s["causes"]) or f"no cause found: {s.get('reason')}"
+            lines.append(f"- {s['status']}: {code(_one_line(s['query'], 70))}: {text(why)}")
+        lines.append("")
+    return lines
+
+
 def render_compare(c: dict) -> str:
     b, a = c["before"], c["after"]
     lines = [f"# Before/after: {text(a['database'])}", "",
@@ -291,6 +316,7 @@ def render_compare(c: dict) -> str:
     lines += [f"- ✋ not applied: {code(k['check'])} {text(k['title'])}: needs a manual step: {text(k['manual_step'])}"
               for k in c.get("skipped_fixes") or []]
     lines += [""]
+    lines += _predictions_and_causes(c)
     lines += ["## Findings", "",
               f"Resolved: **{len(c['findings']['resolved'])}**, new: **{len(c['findings']['new'])}**, "
               f"still open: {len(c['findings']['persisting'])}", ""]

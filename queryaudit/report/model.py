@@ -12,6 +12,7 @@ from queryaudit import __version__
 from queryaudit.checks import ids
 from queryaudit.collect import top_statements
 from queryaudit.findings import SEVERITIES, Finding, combined_saving_share, merge_overlapping, prioritise
+from queryaudit.history.evidence import evidence_from_snapshot
 from queryaudit.locks.report import locks_section
 from queryaudit.logs.report import log_section, query_latency, workload_sources
 from queryaudit.report.derive import enrich, saves_time
@@ -170,6 +171,8 @@ def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> 
                           for f in ordered if saves_time(f.to_dict())][:TOP_FIXES],
         },
         "extras": snapshot.extras,
+        # What explains a change between two audits: plans, catalog state, settings (history.evidence).
+        "evidence": evidence_from_snapshot(snapshot),
         # Lock sampling / log_lock_waits: timeline, chains as trees, top blockers (lock_report.py).
         "locks": locks_section(snapshot),
         # What --log read: files, counts, malformed lines, top logged statements with percentiles.

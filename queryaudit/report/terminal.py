@@ -130,6 +130,19 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
         console.print(Text(f"! {e['stage']}: {e['message']}", style="yellow"))
 
 
+def _predictions_and_causes(c: dict, console: Console) -> None:
+    from queryaudit.history.causes import cause_summary
+    from queryaudit.history.predictions import prediction_text
+
+    for p in c.get("predictions") or []:
+        console.print(Text(f"predicted vs realized: {prediction_text(p)}", style="red" if p["off_by_more_than_2x"]
+                           else ""))
+    for s in c["statements"]:
+        if s["status"] in ("regressed", "improved") and "causes" in s:
+            why = ", ".join(cause_summary(x) for x in s["causes"]) or f"no cause found: {s.get('reason')}"
+            console.print(Text(f"{s['status']}: {_one_line(s['query'], 60)}: {why}", style="dim"))
+
+
 def render_compare(c: dict, console: Console | None = None) -> None:
     console = console or Console()
     b, a = c["before"], c["after"]
@@ -146,6 +159,7 @@ def render_compare(c: dict, console: Console | None = None) -> None:
         console.print(Text(f"• {v['text']}", style=style))
     if not c["verdicts"]:
         console.print("No fix applied between the two reports.")
+    _predictions_and_causes(c, console)
     table = Table(title="Statements", title_justify="left")
     for col, justify, width in (("status", "left", 9), ("mean before", "right", 11), ("mean after", "right", 10),
                                 ("change", "right", 13), ("calls", "right", 13), ("query", "left", None)):
