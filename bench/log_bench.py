@@ -182,6 +182,7 @@ def run_pgbadger(log: Path, prefix: str, workdir: Path) -> dict:
     t = time.perf_counter()
     out = workdir / "pgbadger.json"
     proc = subprocess.Popen(["pgbadger", "-j", "1", "-f", "stderr", "--prefix", prefix, "-q", "-o", str(out),
+                             "--pid-dir", str(workdir),  # not /tmp/pgbadger.pid, which another run may hold
                              "-x", "json", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS and CPU time
     seconds = time.perf_counter() - t

@@ -248,8 +248,12 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
     regex = block_regex(prefix)
     finditer = regex.finditer
     groups = regex.groupindex
-    # One m.group() call per entry: severity, message, statement head, phase, duration, then the key.
-    wanted = tuple(groups[name] for name in ("severity", "message", "head", "phase", "duration") + KEY_FIELDS)
+    # The severity first (a DETAIL of a skipped bind needs nothing more), then one m.group()
+    # call for what the entry needs: most entries of an extended-protocol log are skipped.
+    severity_group, phase_group = groups["severity"], groups["phase"]
+    secondary_wanted = (groups["message"], groups["pid"])
+    wanted = tuple(groups[name] for name in ("message", "head", "duration") + KEY_FIELDS)
+    other_wanted = tuple(groups[name] for name in ("message",) + KEY_FIELDS)
     secondary_of = SECONDARY.get
     pending: Record | None = None
     skipping = False  # in a parse or bind line (and its DETAIL): the execute line follows, with the duration
@@ -274,15 +278,16 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
             where = [0, base + 1, base]  # shared by the block's entries: their line numbers, counted lazily
             for m in finditer(text):
                 start, end = m.span()
-                if start != pos:
+                if start != pos and not skipping:
                     between(text[pos:start - 1])
                 pos = end + 1
-                severity, message, head, phase, duration, ts, pid, session_id, queryid = m.group(*wanted)
+                severity = m.group(severity_group)
                 secondary = secondary_of(severity)
                 if secondary is not None:
                     # DETAIL, CONTEXT, STATEMENT... follow their entry, from the same backend.
                     if skipping:
                         continue
+                    message, pid = m.group(*secondary_wanted)
                     if pending is not None and pending.key[1] == pid:
                         if pending.extra is None:
                             pending.extra = {"_last": secondary, secondary: message}
@@ -294,13 +299,16 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
                 if pending is not None:
                     yield pending
                 records += 1
+                phase = m.group(phase_group)
                 if phase is not None and severity == "LOG":
                     if phase == "parse" or phase == "bind":
                         pending, skipping = None, True
                         continue
+                    message, head, duration, ts, pid, session_id, queryid = m.group(*wanted)
                     pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
                                      m, None, phase, duration, len(head))
                 else:
+                    message, ts, pid, session_id, queryid = m.group(*other_wanted)
                     pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
                                      m)
                 skipping = False
