@@ -23,6 +23,7 @@ from queryaudit.logs.prefix import DEFAULT_PREFIX, SEVERITIES, block_regex
 SECONDARY = {"DETAIL": "detail", "HINT": "hint", "CONTEXT": "context", "STATEMENT": "statement",
              "QUERY": "internal_query", "LOCATION": "location"}
 MAX_FIELD_CHARS = 1_000_000  # a statement longer than this is truncated (counted), not kept whole
+MAX_MESSAGE_LINES = 10_000  # a message's next lines kept; beyond, counted as truncated
 BLOCK_BYTES = 1 << 20  # read and decode this much at a time, cut at a line boundary
 
 
@@ -104,7 +105,7 @@ class Record:
         if self.extra is None:
             if self.more is None:
                 self.more = [line]
-            elif len(self.more) < 10_000:
+            elif len(self.more) < MAX_MESSAGE_LINES:
                 self.more.append(line)
             else:
                 stats.truncated_fields += 1
@@ -241,6 +242,20 @@ def _text_blocks(f, stats: ReadStats) -> Iterator[str]:
         yield text.replace("\r\n", "\n") if "\r" in text else text
 
 
+def _untab(text: str) -> str:
+    """A field's text without the tab stderr puts at the start of each next line."""
+    return text.replace("\n\t", "\n") if "\n" in text else text
+
+
+def _next_lines(more: str, stats: ReadStats) -> list[str]:
+    """`more` ("\n\tline\n\tline"): the message's next lines, without their tab."""
+    lines = more[2:].split("\n\t")
+    if len(lines) > MAX_MESSAGE_LINES:
+        stats.truncated_fields += len(lines) - MAX_MESSAGE_LINES
+        del lines[MAX_MESSAGE_LINES:]
+    return lines
+
+
 def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Record]:
     """Entries of a stderr log. One regex call finds every entry's first line in a block
     (re.M); the text between two matches is the previous entry's continuation lines.
@@ -251,9 +266,9 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
     # The severity first (a DETAIL of a skipped bind needs nothing more), then one m.group()
     # call for what the entry needs: most entries of an extended-protocol log are skipped.
     severity_group, phase_group = groups["severity"], groups["phase"]
-    secondary_wanted = (groups["message"], groups["pid"])
-    wanted = tuple(groups[name] for name in ("message", "head", "duration") + KEY_FIELDS)
-    other_wanted = tuple(groups[name] for name in ("message",) + KEY_FIELDS)
+    secondary_wanted = tuple(groups[name] for name in ("message", "pid", "more", "detail"))
+    wanted = tuple(groups[name] for name in ("message", "more", "detail", "head", "duration") + KEY_FIELDS)
+    other_wanted = tuple(groups[name] for name in ("message", "more", "detail") + KEY_FIELDS)
     secondary_of = SECONDARY.get
     pending: Record | None = None
     skipping = False  # in a parse or bind line (and its DETAIL): the execute line follows, with the duration
@@ -287,14 +302,18 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
                     # DETAIL, CONTEXT, STATEMENT... follow their entry, from the same backend.
                     if skipping:
                         continue
-                    message, pid = m.group(*secondary_wanted)
+                    message, pid, more, detail = m.group(*secondary_wanted)
                     if pending is not None and pending.key[1] == pid:
+                        if more:
+                            message += more.replace("\n\t", "\n")
                         if pending.extra is None:
                             pending.extra = {"_last": secondary, secondary: message}
                         else:
                             pending.attach(secondary, message)
+                        if detail is not None:
+                            pending.attach("detail", _untab(detail))
                     else:
-                        malformed += 1
+                        malformed += 1 + more.count("\n") + (detail is not None)
                     continue
                 if pending is not None:
                     yield pending
@@ -304,13 +323,17 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
                     if phase == "parse" or phase == "bind":
                         pending, skipping = None, True
                         continue
-                    message, head, duration, ts, pid, session_id, queryid = m.group(*wanted)
+                    message, more, detail, head, duration, ts, pid, session_id, queryid = m.group(*wanted)
                     pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
                                      m, None, phase, duration, len(head))
                 else:
-                    message, ts, pid, session_id, queryid = m.group(*other_wanted)
+                    message, more, detail, ts, pid, session_id, queryid = m.group(*other_wanted)
                     pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
                                      m)
+                if more:
+                    pending.more = _next_lines(more, stats)
+                if detail is not None:
+                    pending.extra = {"_last": "detail", "detail": _untab(detail)}
                 skipping = False
             if pos <= len(text):
                 between(text[pos:])
