@@ -73,19 +73,29 @@ def test_pgbadger_counts_the_same_executions(tmp_path):
         assert ingest([path], prefix).executions == counted, path.name
 
 
-PREFIX = pg15_log.PREFIX
-HEAD = "2026-12-07 01:21:35.{ms:03d} UTC [{pid}] app@shop 6b160a1f.{pid:x} {xid} "
+# The bench's prefix, and one with %l: each line of a message then has its own number, so a
+# DETAIL's prefix is not its message's (the reader attaches it by pid instead).
+HEADS = {pg15_log.PREFIX: "2026-12-07 01:21:35.{ms:03d} UTC [{pid}] app@shop 6b160a1f.{pid:x} {xid} ",
+         "%m [%p] %l %q%u@%d %c %x ": "2026-12-07 01:21:35.{ms:03d} UTC [{pid}] {n} app@shop 6b160a1f.{pid:x} {xid} "}
 
 
-def _log(tmp_path: Path, entries: list[tuple[int, int, str]]) -> Path:
+def _log(tmp_path: Path, head: str, entries: list[tuple[int, int, str]]) -> Path:
+    """Entries of one millisecond per message (a DETAIL, CONTEXT or STATEMENT shares its message's)."""
     path = tmp_path / "postgresql.log"
-    path.write_text("\n".join(HEAD.format(ms=i, pid=pid, xid=xid) + text if not text.startswith("\t") else text
-                              for i, (pid, xid, text) in enumerate(entries)) + "\n")
+    lines, ms = [], 0
+    for n, (pid, xid, text) in enumerate(entries, 1):
+        if text.startswith("\t"):
+            lines.append(text)
+            continue
+        ms += not text.startswith(("DETAIL", "CONTEXT", "STATEMENT"))
+        lines.append(head.format(ms=ms, pid=pid, xid=xid, n=n) + text)
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def test_parse_and_bind_lines_and_their_details_are_skipped_and_execute_keeps_its_parameters(tmp_path):
-    path = _log(tmp_path, [
+@pytest.mark.parametrize("prefix", list(HEADS))
+def test_parse_and_bind_lines_and_their_details_are_skipped_and_execute_keeps_its_parameters(tmp_path, prefix):
+    path = _log(tmp_path, HEADS[prefix], [
         (4242, 0, "LOG:  duration: 0.031 ms  parse <unnamed>: SELECT o.id"),
         (0, 0, "\t  FROM orders o WHERE o.customer_id = $1"),
         (4242, 0, "LOG:  duration: 0.020 ms  bind <unnamed>: SELECT o.id"),
@@ -103,7 +113,7 @@ def test_parse_and_bind_lines_and_their_details_are_skipped_and_execute_keeps_it
         (4245, 0, "LOG:  connection authorized: user=app database=shop"),
     ])
     stats = ReadStats()
-    records = list(read_records([path], PREFIX, stats))
+    records = list(read_records([path], prefix, stats))
     assert [r.first[:30] for r in records] == [
         "process 4243 still waiting for", "duration: 0.105 ms  execute <u", "duration: 0.025 ms  statement:",
         "connection authorized: user=ap"]
@@ -114,7 +124,7 @@ def test_parse_and_bind_lines_and_their_details_are_skipped_and_execute_keeps_it
     assert execute.message.endswith("\n  FROM orders o WHERE o.customer_id = $1")
     assert execute.detail == "parameters: $1 = '17'"
     assert stats.malformed_lines == 0
-    facts = ingest([path], PREFIX)
+    facts = ingest([path], prefix)
     assert (facts.executions, facts.total_ms, facts.lock_events) == (1, 0.105, 1)  # DEALLOCATE left out
     assert facts.statements[0].query == "SELECT o.id\n  FROM orders o WHERE o.customer_id = $1"
     assert facts.statements[0].example_parameters == ["'17'"]
