@@ -257,9 +257,11 @@ def _next_lines(more: str, stats: ReadStats) -> list[str]:
 
 
 def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Record]:
-    """Entries of a stderr log. One regex call finds every entry's first line in a block
-    (re.M); the text between two matches is the previous entry's continuation lines.
-    That keeps the Python work per entry, not per line."""
+    """Entries of a stderr log. One regex call finds every entry in a block (re.M): its first
+    line, its tab-led next lines and the DETAIL written after it with the same prefix
+    (prefix.block_regex); other text between two matches (next lines that fall in the next block,
+    foreign lines) continues the previous entry. That keeps the Python work per entry, not
+    per line."""
     regex = block_regex(prefix)
     finditer = regex.finditer
     groups = regex.groupindex
