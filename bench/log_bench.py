@@ -218,7 +218,8 @@ def _report(result: dict, jobs: int) -> None:
     cpu_qa = statistics.median(r["cpu"] for r in qa_runs)
     rss_qa = max(r["rss_kb"] for r in qa_runs) / 1024
     loads = [load for _, _, load in pairs]
-    print(f"{log.name} ({size_mb:.0f} MB, {qa['lines']:,} lines, prefix '{result['prefix']}'), "
+    size = f"{size_mb:.{0 if size_mb >= 10 else 1}f}"
+    print(f"{log.name} ({size} MB, {qa['lines']:,} lines, prefix '{result['prefix']}'), "
           f"{len(pairs)} interleaved runs, load average {min(loads):.1f}-{max(loads):.1f}")
     print(f"  queryaudit ({'one process' if jobs == 1 else f'--log-jobs {jobs}'}): median {wall_qa:.2f} s wall, "
           f"{cpu_qa:.2f} s CPU ({qa['lines'] / wall_qa:,.0f} lines/s), peak RSS {rss_qa:.0f} MB; "
