@@ -1,16 +1,22 @@
-"""Log ingest speed: queryaudit vs pgBadger, side by side on the same PostgreSQL 15 stderr log.
+"""Log ingest speed: queryaudit vs pgBadger, side by side on the same stderr logs.
 
-    .venv/bin/python bench/log_bench.py --size-mb 50 [--keep PATH]
+    .venv/bin/python bench/log_bench.py [--size-mb 50] [--repeat 3] [--keep DIR]
+    .venv/bin/python bench/log_bench.py --log postgresql.log --prefix '%m [%p] %q%u@%d %c %x '
 
-Generates a log shaped like what PostgreSQL 15 writes with `log_min_duration_statement =
+Without --log, benches two differently shaped logs of --size-mb: a real PostgreSQL 15 log
+replayed (bench/pg15_log.py: bench/pg15_seed.log with new times, pids, session ids, xids,
+durations and literals; prefix `%m [%p] %q%u@%d %c %x `), and one generated here. The
+generated one is shaped like what PostgreSQL 15 writes with `log_min_duration_statement =
 0` and `log_lock_waits = on` under an application using the extended protocol: per
 request BEGIN, a parent query and its single-row lookups (parse / bind / execute lines,
 DETAIL parameters), an UPDATE, COMMIT; sessions interleaved line by line; multi-line
 statements, unique violations (ERROR + DETAIL + STATEMENT), lock waits (still waiting /
 acquired with CONTEXT and STATEMENT), deadlocks, checkpoints and connection lines.
-Then, in the same run, on the same file: queryaudit's one pass (ingest + lock analysis +
-N+1, in a child process to measure its peak RSS) and pgBadger `-j 1`. Prints both times,
-the ratio, both RSS, and both counts of executions, which must agree.
+Then, on each log, interleaved --repeat times so that each pair of runs shares the
+machine's load: queryaudit's one pass (ingest + lock analysis + N+1, in a child process
+from interpreter start, to measure its peak RSS) and pgBadger `-j 1 -x json`. Prints the
+median times, the median of the pairs' ratios, both peak RSS, both counts of executions
+(they must agree) and the load average during the runs.
 Needs pgbadger on PATH (Debian: apt-get install pgbadger).
 """
 from __future__ import annotations
@@ -20,11 +26,14 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import pg15_log
 
 PREFIX = "%m [%p] %q%u@%d "
 PARENT = "SELECT id, customer_id, status, total FROM orders WHERE customer_id = $1 ORDER BY id DESC LIMIT 40"
@@ -149,28 +158,31 @@ print(json.dumps({"lines": facts.lines, "errors": [e.message for e in snap.error
 """
 
 
-def run_queryaudit(log: Path, jobs: int = 1) -> dict:
+def run_queryaudit(log: Path, prefix: str, jobs: int = 1) -> dict:
     """In a child process: its wall time from start (interpreter and imports included), its
     CPU time and its peak RSS."""
     root = Path(__file__).resolve().parent.parent
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", INGEST, str(log), PREFIX, str(jobs)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", INGEST, str(log), prefix, str(jobs)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t
     if status != 0:
         raise SystemExit(f"queryaudit failed: {proc.stderr.read().decode()[-2000:]}")
     result = json.loads(proc.stdout.read())
+    if result["errors"]:
+        raise SystemExit(f"queryaudit reported errors: {result['errors']}")
     # wait4 reports the child with the children it waited for (--jobs: the pieces' processes):
     # CPU summed, RSS the largest process's.
     result.update(seconds=seconds, cpu=usage.ru_utime + usage.ru_stime, rss_kb=usage.ru_maxrss)
     return result
 
 
-def run_pgbadger(log: Path, workdir: Path) -> dict:
+def run_pgbadger(log: Path, prefix: str, workdir: Path) -> dict:
     t = time.perf_counter()
     out = workdir / "pgbadger.json"
-    proc = subprocess.Popen(["pgbadger", "-j", "1", "-f", "stderr", "--prefix", PREFIX, "-q", "-o", str(out),
+    proc = subprocess.Popen(["pgbadger", "-j", "1", "-f", "stderr", "--prefix", prefix, "-q", "-o", str(out),
+                             "--pid-dir", str(workdir),  # not /tmp/pgbadger.pid, which another run may hold
                              "-x", "json", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS and CPU time
     seconds = time.perf_counter() - t
@@ -181,53 +193,101 @@ def run_pgbadger(log: Path, workdir: Path) -> dict:
             "executions": int(overall.get("queries_number", 0))}
 
 
+def bench_log(log: Path, prefix: str, repeat: int, jobs: int, workdir: Path) -> dict:
+    """Both tools on one log, interleaved (queryaudit, pgBadger, queryaudit, ...) so that each
+    pair of runs shares the machine's load; the ratio is taken per pair, then the median."""
+    pairs = []
+    for _ in range(repeat):
+        load = os.getloadavg()[0]
+        qa = run_queryaudit(log, prefix, jobs)
+        pg = run_pgbadger(log, prefix, workdir) if shutil.which("pgbadger") else None
+        load = (load + os.getloadavg()[0]) / 2
+        pairs.append((qa, pg, load))
+        ratio = f"{pg['seconds'] / qa['seconds']:.1f}x" if pg else "-"
+        print(f"  run {len(pairs)}: queryaudit {qa['seconds']:.2f} s, pgbadger "
+              f"{pg['seconds'] if pg else float('nan'):.1f} s, ratio {ratio}, load {load:.1f}", flush=True)
+    return {"log": log, "prefix": prefix, "pairs": pairs}
+
+
+def _report(result: dict, jobs: int) -> None:
+    log, pairs = result["log"], result["pairs"]
+    qa_runs = [qa for qa, _, _ in pairs]
+    qa = qa_runs[0]
+    size_mb = log.stat().st_size / 2**20
+    wall_qa = statistics.median(r["seconds"] for r in qa_runs)
+    cpu_qa = statistics.median(r["cpu"] for r in qa_runs)
+    rss_qa = max(r["rss_kb"] for r in qa_runs) / 1024
+    loads = [load for _, _, load in pairs]
+    size = f"{size_mb:.{0 if size_mb >= 10 else 1}f}"
+    print(f"{log.name} ({size} MB, {qa['lines']:,} lines, prefix '{result['prefix']}'), "
+          f"{len(pairs)} interleaved runs, load average {min(loads):.1f}-{max(loads):.1f}")
+    print(f"  queryaudit ({'one process' if jobs == 1 else f'--log-jobs {jobs}'}): median {wall_qa:.2f} s wall, "
+          f"{cpu_qa:.2f} s CPU ({qa['lines'] / wall_qa:,.0f} lines/s), peak RSS {rss_qa:.0f} MB; "
+          f"{qa['executions']:,} executions, {qa['n_plus_one']} N+1 patterns, {qa['lock_waits']} lock waits, "
+          f"{qa['deadlocks']} deadlocks, {qa['malformed']} malformed lines")
+    if pairs[0][1] is None:
+        print("  pgbadger: not installed (Debian: apt-get install pgbadger)")
+        return
+    pg_runs = [pg for _, pg, _ in pairs]
+    pg = pg_runs[0]
+    wall_pg = statistics.median(r["seconds"] for r in pg_runs)
+    cpu_pg = statistics.median(r["cpu"] for r in pg_runs)
+    rss_pg = max(r["rss_kb"] for r in pg_runs) / 1024
+    print(f"  pgbadger -j 1: median {wall_pg:.2f} s wall, {cpu_pg:.2f} s CPU, peak RSS {rss_pg:.0f} MB; "
+          f"{pg['executions']:,} executions")
+    counts = {r["executions"] for r in qa_runs} | {r["executions"] for r in pg_runs}
+    print(f"  executions: queryaudit {qa['executions']:,}, pgbadger {pg['executions']:,} "
+          f"({'same' if len(counts) == 1 else 'DIFFERENT'})")
+    ratios = sorted(p["seconds"] / q["seconds"] for q, p, _ in pairs)
+    cpu_ratios = sorted(p["cpu"] / q["cpu"] for q, p, _ in pairs)
+    print(f"  ratio pgbadger/queryaudit: median {statistics.median(ratios):.1f}x wall "
+          f"(runs {', '.join(f'{r:.1f}' for r in ratios)}), median {statistics.median(cpu_ratios):.1f}x CPU")
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--log", type=Path, action="append", help="bench this log (repeatable) instead of the "
+                    "generated ones")
+    ap.add_argument("--prefix", action="append", help="its log_line_prefix (one per --log, or one for all)")
+    ap.add_argument("--shape", choices=("generated", "pg15", "both"), default="both",
+                    help="without --log: the logs to generate (default both)")
     ap.add_argument("--size-mb", type=int, default=50)
-    ap.add_argument("--keep", type=Path, help="reuse/keep the generated log at this path")
+    ap.add_argument("--keep", type=Path, help="a folder to keep (and reuse) the generated logs in")
     ap.add_argument("--jobs", type=int, default=1, help="queryaudit --log-jobs (parallel pieces); pgBadger stays -j 1")
-    ap.add_argument("--repeat", type=int, default=1, help="run each tool N times (alternating) and keep each "
-                    "one's fastest run: on a shared machine, the closest to a quiet one")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each tool per log, interleaved (default 3)")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="qa-logbench-"))
-    log = args.keep or workdir / "postgresql.log"
     try:
-        if not log.exists():
-            t = time.perf_counter()
-            n = generate(log, args.size_mb)
-            print(f"generated {log} ({log.stat().st_size / 2**20:.0f} MB, {n:,} lines) "
-                  f"in {time.perf_counter() - t:.1f} s")
-        size_mb = log.stat().st_size / 2**20
-        runs_qa, runs_pg = [], []
-        for _ in range(args.repeat):
-            runs_qa.append(run_queryaudit(log, args.jobs))
-            if shutil.which("pgbadger") is not None:
-                runs_pg.append(run_pgbadger(log, workdir))
-        qa = min(runs_qa, key=lambda r: r["seconds"])
-        qa["cpu"] = min(r["cpu"] for r in runs_qa)
-        if qa["errors"]:
-            raise SystemExit(f"queryaudit reported errors: {qa['errors']}")
-        print(f"queryaudit ({'one process' if args.jobs == 1 else f'--log-jobs {args.jobs}'}): "
-              f"{qa['lines']:,} lines in {qa['seconds']:.2f} s wall, {qa['cpu']:.2f} s CPU "
-              f"= {qa['lines'] / qa['seconds']:,.0f} lines/s ({size_mb / qa['seconds']:.1f} MB/s), peak RSS "
-              f"{qa['rss_kb'] / 1024:.0f} MB; {qa['executions']:,} executions, {qa['n_plus_one']} N+1 patterns, "
-              f"{qa['lock_waits']} lock waits, {qa['deadlocks']} deadlocks, {qa['malformed']} malformed lines")
-        if not runs_pg:
-            print("pgbadger: not installed (Debian: apt-get install pgbadger)")
-            return
-        pg = min(runs_pg, key=lambda r: r["seconds"])
-        pg["cpu"] = min(r["cpu"] for r in runs_pg)
-        if args.repeat > 1:
-            walls_qa = ", ".join(f"{r['seconds']:.2f}" for r in runs_qa)
-            walls_pg = ", ".join(f"{r['seconds']:.1f}" for r in runs_pg)
-            print(f"fastest of {args.repeat} runs each; wall times: queryaudit {walls_qa} s, pgbadger {walls_pg} s")
-        print(f"pgbadger -j 1: {qa['lines']:,} lines in {pg['seconds']:.2f} s wall, {pg['cpu']:.2f} s CPU = "
-              f"{qa['lines'] / pg['seconds']:,.0f} lines/s ({size_mb / pg['seconds']:.1f} MB/s), peak RSS "
-              f"{pg['rss_kb'] / 1024:.0f} MB; {pg['executions']:,} executions")
-        same = "same" if pg["executions"] == qa["executions"] else "DIFFERENT"
-        print(f"executions: queryaudit {qa['executions']:,}, pgbadger {pg['executions']:,} ({same})")
-        print(f"speed ratio queryaudit/pgbadger: {pg['seconds'] / qa['seconds']:.1f}x wall, "
-              f"{pg['cpu'] / qa['cpu']:.1f}x CPU")
+        if args.log:
+            prefixes = args.prefix or [PREFIX]
+            if len(prefixes) not in (1, len(args.log)):
+                raise SystemExit("give one --prefix for all the logs, or one per --log")
+            logs = list(zip(args.log, prefixes * len(args.log) if len(prefixes) == 1 else prefixes, strict=True))
+        else:
+            folder = args.keep or workdir
+            folder.mkdir(parents=True, exist_ok=True)
+            logs = []
+            if args.shape in ("generated", "both"):
+                logs.append((folder / f"generated-{args.size_mb}mb.log", PREFIX))
+            if args.shape in ("pg15", "both"):
+                logs.append((folder / f"pg15-replayed-{args.size_mb}mb.log", pg15_log.PREFIX))
+            for log, _prefix in logs:
+                if log.exists():
+                    continue
+                t = time.perf_counter()
+                if log.name.startswith("pg15"):
+                    n = pg15_log.replay(pg15_log.SEED_LOG, log, args.size_mb)
+                else:
+                    n = generate(log, args.size_mb)
+                print(f"generated {log} ({log.stat().st_size / 2**20:.0f} MB, {n:,} lines) "
+                      f"in {time.perf_counter() - t:.1f} s", flush=True)
+        results = []
+        for log, prefix in logs:
+            print(f"{log.name}:", flush=True)
+            results.append(bench_log(log, prefix, args.repeat, args.jobs, workdir))
+        print(f"({os.cpu_count()} CPUs; load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
+        for result in results:
+            _report(result, args.jobs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -77,7 +77,11 @@ _LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
 _STATEMENT = re.compile(r"(?:duration: (\d+(?:\.\d+)?) ms  )?(statement|execute|parse|bind)(?: ([^:]*?))?: ")
 # Transaction boundaries: what makes two loops two transactions (ROLLBACK TO keeps the transaction).
 _CONTROL = re.compile(r"\s*(?:(BEGIN|START\s+TRANSACTION)|(COMMIT|END|ROLLBACK|ABORT))\b(?!\s+TO\b)", re.I)
-OWN = object()  # the audit's own statements (MARKER): left out of every figure
+_ceil, _log = math.ceil, math.log
+OWN = object()  # the audit's own statements (MARKER) and DEALLOCATE: left out of every figure
+# A driver's DEALLOCATE (psycopg's `DEALLOCATE ALL` after a failed transaction) is protocol
+# housekeeping: pg_stat_statements before 17 ignores it and pgBadger does not count it.
+_DEALLOCATE = re.compile(r"\s*DEALLOCATE\b", re.I)
 # queryaudit.connect.MARKER, which every statement the audit sends ends with. Spelled out
 # here so that reading a log does not import the driver (a third of a 50 MB log's time);
 # tests/test_log_formats.py checks the two agree.
@@ -157,7 +161,7 @@ class LogDigest:
 
     def _new(self, query: str, queryid: str | None):
         """The statement's aggregate, created on first sight; OWN for the audit's own."""
-        if MARKER in query:
+        if MARKER in query or _DEALLOCATE.match(query):
             agg = OWN
         else:
             fp = self._fingerprint(query)
@@ -186,6 +190,8 @@ class LogDigest:
             return
         if rec.severity == "LOG":
             first = rec.first
+            if first.startswith("connection "):  # received / authorized: no event, and many of them
+                return
             m = _STATEMENT.match(first)
             if m is not None:
                 duration, phase, _name = m.groups()
@@ -227,7 +233,14 @@ class LogDigest:
                     agg.min = duration
                 if duration > agg.max:
                     agg.max = duration
-                agg.sketch.add(duration)
+                sketch = agg.sketch  # LatencySketch.add, inline: this runs once per execution
+                sketch.count += 1
+                if duration <= 1e-6:
+                    sketch.zero += 1
+                else:
+                    buckets = sketch.buckets
+                    bucket = _ceil(_log(duration) / sketch.gamma_log)
+                    buckets[bucket] = buckets.get(bucket, 0) + 1
             else:
                 self._unfollowed[0] += 1
                 self._unfollowed[1] += duration
@@ -242,7 +255,7 @@ class LogDigest:
             self.detector.feed(session, agg.key, agg.query, params or query, duration, ts, agg.queryid)
             if agg.control is not None:
                 self.detector.set_block(session, agg.control == "begin")
-        if session_id and pid:
+        if session_id and pid and self._pid_sessions.get(pid) != session_id:
             self._pid_sessions[pid] = session_id
         for listener in self.listeners:
             if listener.pending:  # a wait's blocker is this session's next statement

@@ -100,11 +100,20 @@ def line_regex(prefix: str) -> re.Pattern:
 
 @lru_cache(maxsize=32)
 def block_regex(prefix: str) -> re.Pattern:
-    """The same, over a block of lines: each match is one entry's first line."""
-    line = line_regex(prefix).pattern
-    assert line.endswith("(?P<message>.*)$")
+    """The same, over a block of lines: each match is one entry's first line, its next lines
+    (`more`: stderr starts each with a tab, elog.c) and the DETAIL line that follows with the
+    same prefix (`detail`, with its own next lines): PostgreSQL writes one message's lines
+    together, each with the message's prefix, so an execute's `DETAIL:  parameters: ...` costs
+    a comparison of the prefix, not a match of its own (half the entries of an extended-protocol
+    log). With %l in the prefix the DETAIL's line number differs: it is matched on its own."""
+    severity = "|".join(SEVERITIES)
+    body = prefix_pattern(prefix)
+    present = re.compile(body).groupindex
+    empty = "".join(f"(?P<{name}>)" for name in ALWAYS if name not in present)
     # The statement lines' head, captured in the same match (postgres.c: `duration: 0.015 ms
     # execute S_1: `, `statement: `, `parse <unnamed>: `): no second regex for nearly every line.
     head = r"(?P<head>(?:duration: (?P<duration>\d+(?:\.\d+)?) ms  )?(?P<phase>statement|execute|parse|bind)" \
-           r"(?: [^:\n]*?)?: )?"
-    return re.compile(line[:-len("(?P<message>.*)$")] + rf"(?P<message>{head}[^\n]*)", re.M)
+           r"(?: [^:\n]*)?: )?"
+    return re.compile(rf"^{empty}(?P<prefix>{body})(?P<severity>{severity}):  (?P<message>{head}[^\n]*)"
+                      r"(?P<more>(?:\n\t[^\n]*)*)(?:\n(?P=prefix)DETAIL:  (?P<detail>[^\n]*(?:\n\t[^\n]*)*))?",
+                      re.M)

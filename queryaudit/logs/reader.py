@@ -23,6 +23,7 @@ from queryaudit.logs.prefix import DEFAULT_PREFIX, SEVERITIES, block_regex
 SECONDARY = {"DETAIL": "detail", "HINT": "hint", "CONTEXT": "context", "STATEMENT": "statement",
              "QUERY": "internal_query", "LOCATION": "location"}
 MAX_FIELD_CHARS = 1_000_000  # a statement longer than this is truncated (counted), not kept whole
+MAX_MESSAGE_LINES = 10_000  # a message's next lines kept; beyond, counted as truncated
 BLOCK_BYTES = 1 << 20  # read and decode this much at a time, cut at a line boundary
 
 
@@ -104,7 +105,7 @@ class Record:
         if self.extra is None:
             if self.more is None:
                 self.more = [line]
-            elif len(self.more) < 10_000:
+            elif len(self.more) < MAX_MESSAGE_LINES:
                 self.more.append(line)
             else:
                 stats.truncated_fields += 1
@@ -241,15 +242,35 @@ def _text_blocks(f, stats: ReadStats) -> Iterator[str]:
         yield text.replace("\r\n", "\n") if "\r" in text else text
 
 
+def _untab(text: str) -> str:
+    """A field's text without the tab stderr puts at the start of each next line."""
+    return text.replace("\n\t", "\n") if "\n" in text else text
+
+
+def _next_lines(more: str, stats: ReadStats) -> list[str]:
+    """`more` ("\n\tline\n\tline"): the message's next lines, without their tab."""
+    lines = more[2:].split("\n\t")
+    if len(lines) > MAX_MESSAGE_LINES:
+        stats.truncated_fields += len(lines) - MAX_MESSAGE_LINES
+        del lines[MAX_MESSAGE_LINES:]
+    return lines
+
+
 def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Record]:
-    """Entries of a stderr log. One regex call finds every entry's first line in a block
-    (re.M); the text between two matches is the previous entry's continuation lines.
-    That keeps the Python work per entry, not per line."""
+    """Entries of a stderr log. One regex call finds every entry in a block (re.M): its first
+    line, its tab-led next lines and the DETAIL written after it with the same prefix
+    (prefix.block_regex); other text between two matches (next lines that fall in the next block,
+    foreign lines) continues the previous entry. That keeps the Python work per entry, not
+    per line."""
     regex = block_regex(prefix)
     finditer = regex.finditer
     groups = regex.groupindex
-    # One m.group() call per entry: severity, message, statement head, phase, duration, then the key.
-    wanted = tuple(groups[name] for name in ("severity", "message", "head", "phase", "duration") + KEY_FIELDS)
+    # The severity first (a DETAIL of a skipped bind needs nothing more), then one m.group()
+    # call for what the entry needs: most entries of an extended-protocol log are skipped.
+    severity_group, phase_group = groups["severity"], groups["phase"]
+    secondary_wanted = tuple(groups[name] for name in ("message", "pid", "more", "detail"))
+    wanted = tuple(groups[name] for name in ("message", "more", "detail", "head", "duration") + KEY_FIELDS)
+    other_wanted = tuple(groups[name] for name in ("message", "more", "detail") + KEY_FIELDS)
     secondary_of = SECONDARY.get
     pending: Record | None = None
     skipping = False  # in a parse or bind line (and its DETAIL): the execute line follows, with the duration
@@ -274,35 +295,47 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
             where = [0, base + 1, base]  # shared by the block's entries: their line numbers, counted lazily
             for m in finditer(text):
                 start, end = m.span()
-                if start != pos:
+                if start != pos and not skipping:
                     between(text[pos:start - 1])
                 pos = end + 1
-                severity, message, head, phase, duration, ts, pid, session_id, queryid = m.group(*wanted)
+                severity = m.group(severity_group)
                 secondary = secondary_of(severity)
                 if secondary is not None:
                     # DETAIL, CONTEXT, STATEMENT... follow their entry, from the same backend.
                     if skipping:
                         continue
+                    message, pid, more, detail = m.group(*secondary_wanted)
                     if pending is not None and pending.key[1] == pid:
+                        if more:
+                            message += more.replace("\n\t", "\n")
                         if pending.extra is None:
                             pending.extra = {"_last": secondary, secondary: message}
                         else:
                             pending.attach(secondary, message)
+                        if detail is not None:
+                            pending.attach("detail", _untab(detail))
                     else:
-                        malformed += 1
+                        malformed += 1 + more.count("\n") + (detail is not None)
                     continue
                 if pending is not None:
                     yield pending
                 records += 1
+                phase = m.group(phase_group)
                 if phase is not None and severity == "LOG":
                     if phase == "parse" or phase == "bind":
                         pending, skipping = None, True
                         continue
+                    message, more, detail, head, duration, ts, pid, session_id, queryid = m.group(*wanted)
                     pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
                                      m, None, phase, duration, len(head))
                 else:
+                    message, more, detail, ts, pid, session_id, queryid = m.group(*other_wanted)
                     pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
                                      m)
+                if more:
+                    pending.more = _next_lines(more, stats)
+                if detail is not None:
+                    pending.extra = {"_last": "detail", "detail": _untab(detail)}
                 skipping = False
             if pos <= len(text):
                 between(text[pos:])
