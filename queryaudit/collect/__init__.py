@@ -1,4 +1,9 @@
-"""Collection: the only code that talks to the audited server.
+"""Collection: the facts every audit reads (pg_stat_statements, catalog, settings).
+
+The audited server is read by collection stages only: these, and the stages each feature
+package owns (plan capture in plans/capture.py over plans/explain.py, lock sampling in
+locks/sampling.py, fix verification in verify/, the index advisor's advisor/stage.py and
+advisor/verify.py), all in the audit's read-only session. tests/test_layers.py holds the list.
 
 Each stage after the first is independent: a stage that fails is recorded in the
 snapshot's errors (the snapshot becomes partial) and the others still run, so
