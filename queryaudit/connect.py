@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import conninfo, sql
+from psycopg.rows import dict_row
 
 from queryaudit.errors import AuditError
 
@@ -148,3 +149,19 @@ def session(dsn: str, limits: SessionLimits = SessionLimits(), read_only: bool =
         yield conn
     finally:
         conn.close()
+
+
+# Query results are read by name (tests/test_named_rows.py): rows as dicts keyed by the
+# SELECT's column names, and one value through `scalar`, the one place a row is indexed.
+def named_rows(conn: psycopg.Connection, query, params=None) -> list[dict]:
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+
+
+def named_row(conn: psycopg.Connection, query, params=None) -> dict | None:
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchone()
+
+
+def scalar(conn: psycopg.Connection, query, params=None):
+    """The value of a one-column query's first row; None when it returns no row."""
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None

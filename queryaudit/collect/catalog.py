@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import psycopg
-from psycopg.rows import dict_row
 
+from queryaudit.connect import named_rows as _rows
 from queryaudit.snapshot import Column, ColumnStats, ExtendedStatistic, ForeignKey, Index, Table, View
 
 USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname !~ '^pg_temp_'"
@@ -11,11 +11,6 @@ USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast'
 
 def _iso(value):
     return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
-
-
-def _rows(conn: psycopg.Connection, query: str, params=None) -> list[dict]:
-    """Rows by column name: each SELECT below names its columns as the snapshot's fields."""
-    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
 
 
 TIMES = ("last_analyze", "last_autoanalyze", "last_vacuum", "last_autovacuum", "last_idx_scan")
@@ -83,8 +78,8 @@ def collect_views(conn: psycopg.Connection) -> list[View]:
 
 def collect_indexes(conn: psycopg.Connection) -> list[Index]:
     # last_idx_scan arrived in 16; read it only where it exists.
-    has_last_scan = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_stat_user_indexes'::regclass "
-                                 "AND attname = 'last_idx_scan'").fetchone() is not None
+    has_last_scan = bool(_rows(conn, "SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_stat_user_indexes'::regclass "
+                               "AND attname = 'last_idx_scan'"))
     last_scan = "s.last_idx_scan" if has_last_scan else "NULL::timestamptz"
     rows = _rows(conn, f"""
         SELECT n.nspname AS schema, ic.relname AS name, tn.nspname || '.' || tc.relname AS table,

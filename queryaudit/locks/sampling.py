@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.rows import dict_row
 
+from queryaudit.connect import named_rows, scalar
 from queryaudit.locks.facts import (
     IDLE_IN_TRANSACTION_S,
     LONG_TRANSACTION_S,
@@ -133,7 +133,7 @@ LEFT JOIN sessions s ON s.is_long OR s.involved
 LOCK_SETTINGS = ("idle_in_transaction_session_timeout", "lock_timeout", "statement_timeout", "deadlock_timeout",
                  "log_lock_waits", "transaction_timeout")
 SETTINGS_SQL = """
-SELECT name, reset_val || coalesce(' ' || unit, '') FROM pg_settings WHERE name = ANY(%s)
+SELECT name, reset_val || coalesce(' ' || unit, '') AS value FROM pg_settings WHERE name = ANY(%s)
 """
 
 HELD_SQL = """
@@ -180,7 +180,7 @@ class LockSampler:
         facts.started_at = dt.datetime.now(dt.UTC).isoformat()
         interval = 1.0 / self.rate_hz
         record_after = min(self.options.long_transaction_s, self.options.idle_in_transaction_s)
-        facts.settings = dict(self.conn.execute(SETTINGS_SQL, (list(LOCK_SETTINGS),)).fetchall())
+        facts.settings = {r["name"]: r["value"] for r in named_rows(self.conn, SETTINGS_SQL, (list(LOCK_SETTINGS),))}
         restore = self._limit_session()
         start = self.clock()
         deadline = start + self.options.seconds
@@ -191,7 +191,7 @@ class LockSampler:
                 now = self.clock()
                 if now >= deadline:
                     break
-                rows = self.conn.cursor(row_factory=dict_row).execute(self.tick_sql, (record_after,)).fetchall()
+                rows = named_rows(self.conn, self.tick_sql, (record_after,))
                 t = self.clock()
                 # The wait seen now stands for the time since the previous tick (capped:
                 # a slow tick must not attribute more than two intervals to one sample).
@@ -219,7 +219,7 @@ class LockSampler:
     def _limit_session(self) -> Callable[[], None]:
         settings = {"statement_timeout": f"{SAMPLER_STATEMENT_TIMEOUT_MS}ms",
                     "lock_timeout": f"{SAMPLER_LOCK_TIMEOUT_MS}ms"}
-        before = {name: self.conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in settings}
+        before = {name: scalar(self.conn, "SELECT current_setting(%s)", (name,)) for name in settings}
         for name, value in settings.items():
             self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 
@@ -388,7 +388,7 @@ class LockSampler:
         if not pids:
             return
         held: dict[int, list[str]] = {}
-        for row in self.conn.cursor(row_factory=dict_row).execute(HELD_SQL, (pids,)):
+        for row in named_rows(self.conn, HELD_SQL, (pids,)):
             held.setdefault(row["pid"], []).append(f"{row['mode']} on {row['relation']}")
         latest: dict[int, TransactionObservation] = {}
         for obs in self._transactions.values():
