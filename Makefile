@@ -41,8 +41,11 @@ test-versions: install system-deps
 	$(PY) tests/pg_versions.py $(subst $(comma), ,$(PG_VERSIONS))
 	QUERYAUDIT_TEST_VERSIONS=$(PG_VERSIONS) $(PY) -m pytest -m db $(PYTEST_ARGS)
 
+# What CI checks before the tests: the linter, the formatter (check only) and the type checker.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 docs: install
 	$(VENV)/bin/queryaudit docs --out checks

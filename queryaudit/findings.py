@@ -222,6 +222,7 @@ def _combined_saving(findings: list[Finding]) -> Saving | None:
     ordered = sorted((f for f in findings if f.predicted_saving is not None),
                      key=lambda f: (-len(f.queryids), -f.saving_share))
     for f in ordered:
+        assert f.predicted_saving is not None  # filtered above
         statements = frozenset(f.queryids) or frozenset([f.id])
         covering = next((i for i, (s, _) in enumerate(kept) if statements <= s), None)
         if covering is None:
