@@ -7,7 +7,7 @@ comma := ,
 # with HypoPG and pg_qualstats, pgBadger for the log benchmark, Chromium for the HTML test.
 APT_PACKAGES := postgresql-15 postgresql-contrib postgresql-15-hypopg postgresql-15-pg-qualstats chromium chromium-driver pgbadger
 
-.PHONY: install demo samples test test-fast test-versions lint system-deps docs clean
+.PHONY: install demo samples test test-busy test-fast test-versions lint system-deps docs clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ system-deps:
 test: install system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The whole suite while busy loops hold every core: how CI may find a developer's machine.
+test-busy: install system-deps
+	$(PY) tests/busy.py -- $(PY) -m pytest $(PYTEST_ARGS)
+
 # The database-free layer (golden cases, parsers, rules): no cluster, under a minute.
 test-fast: install
 	$(PY) -m pytest -m "not db and not browser" $(PYTEST_ARGS)
@@ -48,8 +52,11 @@ test-versions: install system-deps
 	$(PY) tests/pg_versions.py $(subst $(comma), ,$(PG_VERSIONS))
 	QUERYAUDIT_TEST_VERSIONS=$(PG_VERSIONS) $(PY) -m pytest -m db $(PYTEST_ARGS)
 
+# What CI checks before the tests: the linter, the formatter (check only) and the type checker.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 docs: install
 	$(VENV)/bin/queryaudit docs --out checks

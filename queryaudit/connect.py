@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 from psycopg import conninfo, sql
+from psycopg.rows import dict_row
 
 from queryaudit.errors import AuditError
 
@@ -65,7 +66,7 @@ def redact_dsn(dsn: str) -> str:
     except psycopg.ProgrammingError:
         return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", dsn)
     params.pop("password", None)
-    return conninfo.make_conninfo(**params)
+    return conninfo.make_conninfo("", **params)
 
 
 def describe_target(dsn: str) -> tuple[str | None, str | None]:
@@ -76,7 +77,7 @@ def describe_target(dsn: str) -> tuple[str | None, str | None]:
         params = {}
     host = params.get("host") or os.environ.get("PGHOST")
     db = params.get("dbname") or os.environ.get("PGDATABASE")
-    return host, db
+    return (str(host) if host is not None else None), (str(db) if db is not None else None)
 
 
 def connection_error_message(exc: Exception, dsn: str) -> str:
@@ -92,9 +93,8 @@ def connection_error_message(exc: Exception, dsn: str) -> str:
         user = re.search(r'user "([^"]+)"', text)
         msg = (f"authentication failed for user {user.group(1) if user else ''} on {where}: "
                "check the password (PGPASSWORD or ~/.pgpass)").replace("user  on", "user on")
-    elif re.search(r'role "([^"]+)" does not exist', text):
-        role = re.search(r'role "([^"]+)" does not exist', text).group(1)
-        msg = f'role "{role}" does not exist on {where}: check the user name in the DSN'
+    elif role := re.search(r'role "([^"]+)" does not exist', text):
+        msg = f'role "{role.group(1)}" does not exist on {where}: check the user name in the DSN'
     elif any(s in text for s in ("Connection refused", "could not connect", "timeout expired",
                                  "No such file or directory", "could not translate host name",
                                  "Network is unreachable")):
@@ -108,7 +108,8 @@ def connection_error_message(exc: Exception, dsn: str) -> str:
 
 def _password_of(dsn: str) -> str | None:
     try:
-        return conninfo.conninfo_to_dict(dsn).get("password") or os.environ.get("PGPASSWORD")
+        password = conninfo.conninfo_to_dict(dsn).get("password")
+        return str(password) if password else os.environ.get("PGPASSWORD")
     except psycopg.ProgrammingError:
         return os.environ.get("PGPASSWORD")
 
@@ -148,3 +149,23 @@ def session(dsn: str, limits: SessionLimits = SessionLimits(), read_only: bool =
         yield conn
     finally:
         conn.close()
+
+
+# Query results are read by name (tests/test_named_rows.py): rows as dicts keyed by the
+# SELECT's column names, and one value through `scalar`, the one place a row is indexed.
+def named_rows(conn: psycopg.Connection, query, params=None) -> list[dict]:
+    return conn.cursor(row_factory=dict_row).execute(query, params).fetchall()
+
+
+def named_row(conn: psycopg.Connection, query, params=None) -> dict:
+    """The row of a query that always returns one (an aggregate, a function call)."""
+    row = conn.cursor(row_factory=dict_row).execute(query, params).fetchone()
+    if row is None:
+        raise AuditError("the server returned no row where one was expected")
+    return row
+
+
+def scalar(conn: psycopg.Connection, query, params=None):
+    """The value of a one-column query's first row; None when it returns no row."""
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None

@@ -10,13 +10,61 @@ import dataclasses
 import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
+
+# StrEnum: each member is its JSON string ("high" == Severity.HIGH), so the report contract,
+# jinja templates and stored history read them unchanged; a value outside the set fails early.
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+
+class Confidence(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class Effort(StrEnum):
+    """What applying the fix costs the team: one statement of DDL, a setting, or code."""
+
+    CONFIG = "config"
+    MAINTENANCE = "maintenance"
+    INDEX = "index"
+    SCHEMA = "schema"
+    QUERY = "query"
+    APPLICATION = "application"
+
+
+class SavingMethod(StrEnum):
+    """How a finding's saving was obtained, surest first: the fix was tried (EXPLAIN ANALYZE
+    before and after), planner cost with a HypoPG index, the check's own estimate."""
+
+    MEASURED = "measured"
+    HYPOTHETICAL = "hypothetical"
+    HEURISTIC = "heuristic"
+
+
+class Outcome(StrEnum):
+    """The verdict of a verified fix (queryaudit.verify)."""
+
+    FASTER = "faster"
+    NOT_FASTER = "not-faster"
+    INCONCLUSIVE = "inconclusive"
+    NOT_REMOVED = "not-removed"  # the spill stays within the bound tried
+    UNVERIFIED = "unverified"  # cannot be tried on this server or session
+    FAILED = "failed"
+
+
+SEVERITIES = tuple(Severity)
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-CONFIDENCES = ("high", "medium", "low")
-# What applying the fix costs the team: one statement of DDL, a setting, or code.
-EFFORTS = ("config", "maintenance", "index", "schema", "query", "application")
+CONFIDENCES = tuple(Confidence)
+EFFORTS = tuple(Effort)
 # One severity scale for every finding with a predicted saving (share of total database
 # time the fix removes), whichever check made it.
 HIGH_SAVING_SHARE = 0.10
@@ -42,19 +90,23 @@ class Verification:
     runs_before: list[float] = field(default_factory=list)
     runs_after: list[float] = field(default_factory=list)
     reduction: float | None = None
-    outcome: str | None = None
+    outcome: Outcome | None = None
+
+    def __post_init__(self):
+        if self.outcome is not None:
+            self.outcome = Outcome(self.outcome)
 
 
-# How a finding's saving was obtained; confidence follows it (measured, then hypothetical,
-# then heuristic).
-SAVING_METHODS = ("measured", "hypothetical", "heuristic")
-METHOD_CONFIDENCE = {"measured": "high", "hypothetical": "medium", "heuristic": "low"}
+# Confidence follows how the saving was obtained.
+SAVING_METHODS = tuple(SavingMethod)
+METHOD_CONFIDENCE = {SavingMethod.MEASURED: Confidence.HIGH, SavingMethod.HYPOTHETICAL: Confidence.MEDIUM,
+                     SavingMethod.HEURISTIC: Confidence.LOW}
 
 
 @dataclass
 class Finding:
     check: str
-    severity: str
+    severity: Severity
     title: str
     table: str | None = None
     columns: list[str] = field(default_factory=list)
@@ -63,17 +115,23 @@ class Finding:
     fix_sql: str | None = None
     advice: str | None = None  # how to fix when no SQL does it (application change, setting)
     predicted_saving: Saving | None = None
-    confidence: str = "medium"
-    effort: str = "query"
+    confidence: Confidence = Confidence.MEDIUM
+    effort: Effort = Effort.QUERY
     verification: Verification | None = None
     # measured (the fix was tried: EXPLAIN ANALYZE before and after) | hypothetical (planner
     # cost with a HypoPG index) | heuristic (the check's estimate from the plan or statistics)
-    saving_method: str = "heuristic"
+    saving_method: SavingMethod = SavingMethod.HEURISTIC
     # The check's own estimate, kept beside a measured saving that replaced it.
     heuristic_saving: Saving | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     # What makes this the same problem across runs; defaults to the object it names.
     key: str | None = None
+
+    def __setattr__(self, name, value):
+        # Checks and the verifier may pass the plain strings; every assignment lands as the enum.
+        if name in _ENUM_FIELDS and value is not None:
+            value = _ENUM_FIELDS[name](value)
+        object.__setattr__(self, name, value)
 
     @property
     def id(self) -> str:
@@ -106,15 +164,18 @@ def size_text(n: float | None) -> str:
     return f"{value} B"
 
 
-def severity_from_saving(saving: Saving | None, floor: str = "low") -> str:
+_ENUM_FIELDS = {"severity": Severity, "confidence": Confidence, "effort": Effort, "saving_method": SavingMethod}
+
+
+def severity_from_saving(saving: Saving | None, floor: str = "low") -> Severity:
     """high from HIGH_SAVING_SHARE of total time saved, medium from MEDIUM_SAVING_SHARE, else
     `floor` (a check may raise the floor for a cost the saving does not show, e.g. round trips)."""
     share = saving.share_of_total_time if saving else 0.0
     if share >= HIGH_SAVING_SHARE:
-        return "high"
+        return Severity.HIGH
     if share >= MEDIUM_SAVING_SHARE:
-        return "medium"
-    return floor
+        return Severity.MEDIUM
+    return Severity(floor)
 
 
 def saving_from_share(statement_total_ms: float, fraction_removed: float, total_ms: float,
@@ -174,6 +235,7 @@ def _combined_saving(findings: list[Finding]) -> Saving | None:
     ordered = sorted((f for f in findings if f.predicted_saving is not None),
                      key=lambda f: (-len(f.queryids), -f.saving_share))
     for f in ordered:
+        assert f.predicted_saving is not None  # filtered above
         statements = frozenset(f.queryids) or frozenset([f.id])
         covering = next((i for i, (s, _) in enumerate(kept) if statements <= s), None)
         if covering is None:

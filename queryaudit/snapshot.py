@@ -1,7 +1,8 @@
 """The facts an audit works from: plain dataclasses with a JSON round trip.
 
-Collection is the only code that talks to the server; everything after it reads a
-Snapshot, so checks and reports run the same from a live audit or a saved file.
+Collection stages are the only code that talks to the server (collect/ says which);
+everything after them reads a Snapshot, so checks and reports run the same from a live
+audit or a saved file.
 """
 from __future__ import annotations
 

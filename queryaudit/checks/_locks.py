@@ -1,7 +1,7 @@
 """Helpers the three lock checks share (not a check: the name starts with an underscore)."""
 from __future__ import annotations
 
-from queryaudit.locks.facts import LockFacts, LockStatement, LockWait, write_target
+from queryaudit.locks.facts import LockFacts, LockWait, describe, short, write_target  # noqa: F401
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import quote_ident
 
@@ -10,13 +10,6 @@ def lock_facts(snapshot: Snapshot) -> list[LockFacts]:
     return [f for f in (snapshot.lock_samples, snapshot.lock_log) if f is not None]
 
 
-def describe(facts: LockFacts, key: str | None, snapshot: Snapshot | None) -> dict:
-    """A statement as evidence: its queryid and text (pg_stat_statements' text when it has one)."""
-    stmt: LockStatement | None = facts.statement(key)
-    if stmt is None:
-        return {"statement": key, "queryid": None, "query": None}
-    known = snapshot.statement(stmt.queryid) if snapshot is not None and stmt.queryid else None
-    return {"statement": key, "queryid": stmt.queryid, "query": known.query if known else stmt.query}
 
 
 def real_queryids(facts: LockFacts, keys) -> list[str]:
@@ -29,9 +22,6 @@ def real_queryids(facts: LockFacts, keys) -> list[str]:
     return out
 
 
-def short(text: str | None, limit: int = 70) -> str:
-    one = " ".join((text or "?").split())
-    return one if len(one) <= limit else one[: limit - 1] + "…"
 
 
 def setting_is_off(facts: LockFacts, name: str) -> bool:

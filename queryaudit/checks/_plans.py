@@ -12,6 +12,7 @@ from queryaudit.plans import model as plan_model
 from queryaudit.plans.model import Plan, PlanNode
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement, Table
 from queryaudit.sql import quote_qualified
+from queryaudit.work_mem import scoped_work_mem_sql, work_mem_for  # noqa: F401 (the checks' import path)
 
 # Severity follows the predicted saving (share of the database's total execution time).
 
@@ -94,23 +95,6 @@ def columns_of(table: Table | None, node: PlanNode, fields: tuple[str, ...] | No
 
 def qualified(table: Table) -> str:
     return quote_qualified(table.schema, table.name)
-
-
-def work_mem_for(kilobytes: float) -> str:
-    """A work_mem that holds `kilobytes` in memory, rounded up to a power-of-two MB.
-
-    An in-memory sort or hash needs more than its on-disk size (tuple headers and
-    pointers): twice the spilled size is the usual rule of thumb."""
-    needed_mb = max(1.0, 2 * kilobytes / 1024)
-    mb = 1
-    while mb < needed_mb:
-        mb *= 2
-    return f"{mb}MB" if mb < 1024 else f"{mb // 1024}GB"
-
-
-def scoped_work_mem_sql(value: str) -> str:
-    return (f"-- for this statement only, inside its transaction:\nSET LOCAL work_mem = '{value}';\n"
-            f"-- or for the role that runs it:\n-- ALTER ROLE <app_role> SET work_mem = '{value}';")
 
 
 def node_evidence(captured: CapturedPlan, node: PlanNode, snapshot: Snapshot) -> dict:

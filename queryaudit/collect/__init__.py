@@ -1,4 +1,9 @@
-"""Collection: the only code that talks to the audited server.
+"""Collection: the facts every audit reads (pg_stat_statements, catalog, settings).
+
+The audited server is read by collection stages only: these, and the stages each feature
+package owns (plan capture in plans/capture.py over plans/explain.py, lock sampling in
+locks/sampling.py, fix verification in verify/, the index advisor's advisor/stage.py and
+advisor/verify.py), all in the audit's read-only session. tests/test_layers.py holds the list.
 
 Each stage after the first is independent: a stage that fails is recorded in the
 snapshot's errors (the snapshot becomes partial) and the others still run, so
@@ -7,6 +12,7 @@ nothing already collected is lost.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,7 +55,7 @@ def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = Collect
     snapshot = Snapshot(server=info, collected_at=dt.datetime.now(dt.UTC).isoformat(),
                         tool_version=__version__, statements=rows, **totals)
 
-    interrupted = []
+    interrupted: list[str] = []
 
     def stage(name: str, fn: Callable[[], None]) -> None:
         step(name)
@@ -92,7 +98,7 @@ def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = Collect
     stage("catalog", read_catalog)
     stage("column statistics", read_column_stats)
     for name, fn in options.stages:
-        stage(name, lambda fn=fn: fn(conn, snapshot))
+        stage(name, functools.partial(fn, conn, snapshot))
     snapshot.extras["audit_cost"] = {"statements": AUDIT_COST["statements"] - cost_before["statements"],
                                      "ms": round(AUDIT_COST["ms"] - cost_before["ms"], 3)}
     return snapshot

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import psycopg
 
+from queryaudit.connect import named_row, named_rows, scalar
 from queryaudit.snapshot import ServerInfo
 
 PERFORMANCE_SETTINGS = [
@@ -25,35 +26,38 @@ RELEVANT_EXTENSIONS = ("pg_stat_statements", "hypopg", "pg_qualstats", "auto_exp
 
 
 def collect_server(conn: psycopg.Connection) -> ServerInfo:
-    version_num, version, database, user, in_recovery, started = conn.execute(
-        "SELECT current_setting('server_version_num')::int, version(), current_database(), current_user, "
-        "pg_is_in_recovery(), pg_postmaster_start_time()").fetchone()
+    info = named_row(conn, "SELECT current_setting('server_version_num')::int AS version_num, version(), "
+                           "current_database() AS database, current_user AS user, "
+                           "pg_is_in_recovery() AS in_recovery, pg_postmaster_start_time() AS started")
     # reset_val, not setting: the server's (database's, role's) value, not the audit
     # session's own statement_timeout and friends.
     # Every enable_* too: the planner switches a history cause (setting-changed) may name.
-    settings = dict(conn.execute("SELECT name, reset_val || coalesce(' ' || unit, '') FROM pg_settings "
-                                 "WHERE name = ANY(%s) OR name LIKE 'enable\\_%%'", (PERFORMANCE_SETTINGS,)).fetchall())
+    settings = _pairs(conn, "SELECT name AS key, reset_val || coalesce(' ' || unit, '') AS value FROM pg_settings "
+                            "WHERE name = ANY(%s) OR name LIKE 'enable\\_%%'", (PERFORMANCE_SETTINGS,))
     # Per-role and per-database overrides (ALTER ROLE/DATABASE ... SET) that apply here:
     # the session's reset_val shows only the auditing role's own.
-    role_settings = [{"role": role, "database": db, "settings": list(values or [])} for role, db, values in
-                     conn.execute("SELECT r.rolname, d.datname, s.setconfig FROM pg_db_role_setting s "
-                                  "LEFT JOIN pg_roles r ON r.oid = s.setrole "
-                                  "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
-                                  "WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database "
-                                  "WHERE datname = current_database())) ORDER BY 1 NULLS FIRST, 2 NULLS FIRST")]
-    extensions = dict(conn.execute("SELECT extname, extversion FROM pg_extension WHERE extname = ANY(%s)",
-                                   (list(RELEVANT_EXTENSIONS),)).fetchall())
-    available = dict(conn.execute("SELECT name, default_version FROM pg_available_extensions WHERE name = ANY(%s)",
-                                  (list(RELEVANT_EXTENSIONS),)).fetchall())
-    stats_reset = conn.execute("SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()"
-                               ).fetchone()
-    return ServerInfo(version_num=version_num, version=version, database=database, user=user,
-                      host=getattr(conn.info, "host", None), in_recovery=in_recovery, extensions=extensions,
-                      available_extensions=available,
-                      settings=settings, role_settings=role_settings,
-                      stats_reset=stats_reset[0].isoformat() if stats_reset and stats_reset[0] else None,
+    role_settings = [{"role": r["role"], "database": r["database"], "settings": list(r["settings"] or [])} for r in
+                     named_rows(conn, "SELECT r.rolname AS role, d.datname AS database, s.setconfig AS settings "
+                                      "FROM pg_db_role_setting s "
+                                      "LEFT JOIN pg_roles r ON r.oid = s.setrole "
+                                      "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
+                                      "WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database "
+                                      "WHERE datname = current_database())) ORDER BY 1 NULLS FIRST, 2 NULLS FIRST")]
+    extensions = _pairs(conn, "SELECT extname AS key, extversion AS value FROM pg_extension WHERE extname = ANY(%s)",
+                        (list(RELEVANT_EXTENSIONS),))
+    available = _pairs(conn, "SELECT name AS key, default_version AS value FROM pg_available_extensions "
+                             "WHERE name = ANY(%s)", (list(RELEVANT_EXTENSIONS),))
+    stats_reset = scalar(conn, "SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()")
+    started = info.pop("started")
+    return ServerInfo(**info, host=getattr(conn.info, "host", None), extensions=extensions,
+                      available_extensions=available, settings=settings, role_settings=role_settings,
+                      stats_reset=stats_reset.isoformat() if stats_reset else None,
                       postmaster_start=started.isoformat() if started else None,
                       port=_port(conn), system_identifier=system_identifier(conn))
+
+
+def _pairs(conn: psycopg.Connection, query: str, params) -> dict:
+    return {r["key"]: r["value"] for r in named_rows(conn, query, params)}
 
 
 def _port(conn: psycopg.Connection) -> int | None:
@@ -68,7 +72,6 @@ def system_identifier(conn: psycopg.Connection) -> str | None:
     not execute it: it tells the audit history that another cluster now answers at a target."""
     try:
         with conn.transaction():
-            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+            return scalar(conn, "SELECT system_identifier::text FROM pg_control_system()")
     except psycopg.Error:
         return None
-    return row[0] if row else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from queryaudit.connect import OWN_STATEMENT_PATTERN
+from queryaudit.connect import OWN_STATEMENT_PATTERN, named_row, named_rows, scalar
 from queryaudit.errors import AuditError
 from queryaudit.redact import mask_passwords
 from queryaudit.snapshot import Statement
@@ -57,20 +57,19 @@ OWN_STATEMENTS = OWN_STATEMENT_PATTERN  # the auditor's own statements are not t
 
 def check_available(conn: psycopg.Connection) -> str:
     """The installed extension version, or a one-line error saying how to get it."""
-    row = conn.execute("SELECT extversion, extnamespace::regnamespace::text FROM pg_extension "
-                       "WHERE extname = 'pg_stat_statements'").fetchone()
-    if row is None:
+    version = scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'")
+    if version is None:
         raise AuditError("pg_stat_statements is not installed in this database: run "
                          "CREATE EXTENSION pg_stat_statements (it must also be in shared_preload_libraries)")
     # Whether it is preloaded shows when the view is read (shared_preload_libraries
     # itself is visible only to pg_read_all_settings).
-    return row[0]
+    return version
 
 
 def view_columns(conn: psycopg.Connection, relation: str = "pg_stat_statements") -> set[str]:
-    rows = conn.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-                        "AND NOT attisdropped", (relation,)).fetchall()
-    return {r[0] for r in rows}
+    rows = named_rows(conn, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+                            "AND NOT attisdropped", (relation,))
+    return {r["attname"] for r in rows}
 
 
 def _select_list(columns: set[str]) -> tuple[sql.Composable, list[str]]:
@@ -79,11 +78,11 @@ def _select_list(columns: set[str]) -> tuple[sql.Composable, list[str]]:
         found = next((c for c in candidates if c in columns), None)
         if found:
             fields.append(field)
-            exprs.append(sql.Identifier(found))
+            exprs.append(sql.SQL("{} AS {}").format(sql.Identifier(found), sql.Identifier(field)))
     jit = [c for c in JIT_TIME_COLUMNS if c in columns]
     if jit:
         fields.append("jit_total_time_ms")
-        exprs.append(sql.SQL(" + ").join(sql.Identifier(c) for c in jit))
+        exprs.append(sql.SQL("{} AS jit_total_time_ms").format(sql.SQL(" + ").join(sql.Identifier(c) for c in jit)))
     return sql.SQL(", ").join(exprs), fields
 
 
@@ -97,46 +96,48 @@ def collect_statements(conn: psycopg.Connection, limit: int = 5000) -> tuple[lis
     columns = view_columns(conn)
     select_list, fields = _select_list(columns)
     query = sql.SQL(
-        "SELECT s.queryid::text, s.query, s.calls, s.rows, s.userid::oid::int8, r.rolname, {select_list} "
+        "SELECT s.queryid::text AS queryid, s.query, s.calls, s.rows, s.userid::oid::int8 AS userid, "
+        "r.rolname AS username, {select_list} "
         "FROM pg_stat_statements s LEFT JOIN pg_roles r ON r.oid = s.userid "
         "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
         "AND s.queryid IS NOT NULL AND s.query NOT LIKE %s ORDER BY {order} DESC LIMIT %s"
     ).format(select_list=select_list,
              order=sql.Identifier("total_exec_time" if "total_exec_time" in columns else "total_time"))
     try:
-        rows = conn.execute(query, (OWN_STATEMENTS, limit)).fetchall()
-        totals = conn.execute(sql.SQL(
-            "SELECT coalesce(sum({t}), 0), coalesce(sum(calls), 0), count(*), "
-            "count(*) FILTER (WHERE query = %s) FROM pg_stat_statements "
+        rows = named_rows(conn, query, (OWN_STATEMENTS, limit))
+        totals = named_row(conn, sql.SQL(
+            "SELECT coalesce(sum({t}), 0) AS total_exec_time_ms, coalesce(sum(calls), 0) AS total_calls, "
+            "count(*) AS statement_count, count(*) FILTER (WHERE query = %s) AS hidden FROM pg_stat_statements "
             "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND query NOT LIKE %s").format(
                 t=sql.Identifier("total_exec_time" if "total_exec_time" in columns else "total_time")),
-            (INSUFFICIENT_PRIVILEGE, OWN_STATEMENTS)).fetchone()
+            (INSUFFICIENT_PRIVILEGE, OWN_STATEMENTS))
     except psycopg.errors.ObjectNotInPrerequisiteState:
         raise AuditError("pg_stat_statements is not loaded: add shared_preload_libraries = 'pg_stat_statements' "
                          "to postgresql.conf and restart the server") from None
     except psycopg.errors.InsufficientPrivilege as exc:
         raise AuditError(f"permission denied reading pg_stat_statements ({str(exc).strip().splitlines()[0]}): "
                          "GRANT pg_read_all_stats TO the audit role") from None
-    if totals[3]:
-        raise AuditError(f"{totals[3]} statements of other roles are hidden (<insufficient privilege>): "
+    if totals["hidden"]:
+        raise AuditError(f"{totals['hidden']} statements of other roles are hidden (<insufficient privilege>): "
                          "GRANT pg_read_all_stats TO the audit role")
     statements = []
     for row in rows:
-        queryid, text, calls, nrows, userid, username, *values = row
-        statement = Statement(queryid=queryid, query=mask_passwords(text), calls=int(calls), rows=int(nrows),
-                              userid=userid, username=username, total_exec_time_ms=0.0, mean_exec_time_ms=0.0)
-        for field, value in zip(fields, values, strict=True):
+        statement = Statement(queryid=row["queryid"], query=mask_passwords(row["query"]), calls=int(row["calls"]),
+                              rows=int(row["rows"]), userid=row["userid"], username=row["username"],
+                              total_exec_time_ms=0.0, mean_exec_time_ms=0.0)
+        for field in fields:
+            value = row[field]
             if value is not None:
                 setattr(statement, field, value if not hasattr(value, "isoformat") else value.isoformat())
         statements.append(statement)
-    return statements, {"total_exec_time_ms": float(totals[0]), "total_calls": int(totals[1]),
-                        "statement_count": int(totals[2])}
+    return statements, {"total_exec_time_ms": float(totals["total_exec_time_ms"]),
+                        "total_calls": int(totals["total_calls"]), "statement_count": int(totals["statement_count"])}
 
 
 def collect_info(conn: psycopg.Connection) -> tuple[str | None, int | None]:
     """pg_stat_statements_info (14+): (stats_reset, dealloc)."""
     if not view_columns(conn, "pg_stat_statements_info"):
         return None, None
-    row = conn.execute("SELECT stats_reset, dealloc FROM pg_stat_statements_info").fetchone()
-    return (row[0].isoformat() if row[0] else None), row[1]
+    row = named_row(conn, "SELECT stats_reset, dealloc FROM pg_stat_statements_info")
+    return (row["stats_reset"].isoformat() if row["stats_reset"] else None), row["dealloc"]

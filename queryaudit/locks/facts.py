@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the snapshot holds lock facts
+    from queryaudit.snapshot import Snapshot
 
 # Defaults of the thresholds the sampler records against (the CLI can change them;
 # the chosen values are kept in the facts so the checks judge by what was asked).
@@ -198,3 +201,17 @@ def write_target(query: str | None) -> str | None:
     if not isinstance(stmt, (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt)) or stmt.relation is None:
         return None
     return f"{stmt.relation.schemaname or 'public'}.{stmt.relation.relname}"
+
+
+def describe(facts: LockFacts, key: str | None, snapshot: Snapshot | None) -> dict:
+    """A statement as evidence: its queryid and text (pg_stat_statements' text when it has one)."""
+    stmt: LockStatement | None = facts.statement(key)
+    if stmt is None:
+        return {"statement": key, "queryid": None, "query": None}
+    known = snapshot.statement(stmt.queryid) if snapshot is not None and stmt.queryid else None
+    return {"statement": key, "queryid": stmt.queryid, "query": known.query if known else stmt.query}
+
+
+def short(text: str | None, limit: int = 70) -> str:
+    one = " ".join((text or "?").split())
+    return one if len(one) <= limit else one[: limit - 1] + "…"

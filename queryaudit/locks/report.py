@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from queryaudit.checks._locks import describe, short
-from queryaudit.locks.facts import LockFacts
+from queryaudit.locks.facts import LockFacts, describe, short
 from queryaudit.snapshot import Snapshot
 
 TOP = 10

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from queryaudit.connect import named_rows, scalar
 from queryaudit.locks.facts import (
     IDLE_IN_TRANSACTION_S,
     LONG_TRANSACTION_S,
@@ -121,6 +122,7 @@ WITH activity AS MATERIALIZED (
     FROM activity a LEFT JOIN involved i ON i.pid = a.pid
 )
 SELECT s.*, (SELECT count(*) FROM activity WHERE backend_type = 'client backend' AND state = 'active')
+         AS active_sessions
 FROM (SELECT 1) AS one
 LEFT JOIN sessions s ON s.is_long OR s.involved
 """
@@ -131,11 +133,12 @@ LEFT JOIN sessions s ON s.is_long OR s.involved
 LOCK_SETTINGS = ("idle_in_transaction_session_timeout", "lock_timeout", "statement_timeout", "deadlock_timeout",
                  "log_lock_waits", "transaction_timeout")
 SETTINGS_SQL = """
-SELECT name, reset_val || coalesce(' ' || unit, '') FROM pg_settings WHERE name = ANY(%s)
+SELECT name, reset_val || coalesce(' ' || unit, '') AS value FROM pg_settings WHERE name = ANY(%s)
 """
 
 HELD_SQL = """
-SELECT l.pid, l.mode, CASE WHEN c.oid IS NOT NULL THEN n.nspname || '.' || c.relname ELSE l.relation::text END
+SELECT l.pid, l.mode,
+       CASE WHEN c.oid IS NOT NULL THEN n.nspname || '.' || c.relname ELSE l.relation::text END AS relation
 FROM pg_locks l
 JOIN pg_database d ON d.datname = current_database() AND l.database = d.oid
 LEFT JOIN pg_class c ON c.oid = l.relation
@@ -177,7 +180,7 @@ class LockSampler:
         facts.started_at = dt.datetime.now(dt.UTC).isoformat()
         interval = 1.0 / self.rate_hz
         record_after = min(self.options.long_transaction_s, self.options.idle_in_transaction_s)
-        facts.settings = dict(self.conn.execute(SETTINGS_SQL, (list(LOCK_SETTINGS),)).fetchall())
+        facts.settings = {r["name"]: r["value"] for r in named_rows(self.conn, SETTINGS_SQL, (list(LOCK_SETTINGS),))}
         restore = self._limit_session()
         start = self.clock()
         deadline = start + self.options.seconds
@@ -188,7 +191,7 @@ class LockSampler:
                 now = self.clock()
                 if now >= deadline:
                     break
-                rows = self.conn.execute(self.tick_sql, (record_after,)).fetchall()
+                rows = named_rows(self.conn, self.tick_sql, (record_after,))
                 t = self.clock()
                 # The wait seen now stands for the time since the previous tick (capped:
                 # a slow tick must not attribute more than two intervals to one sample).
@@ -216,7 +219,7 @@ class LockSampler:
     def _limit_session(self) -> Callable[[], None]:
         settings = {"statement_timeout": f"{SAMPLER_STATEMENT_TIMEOUT_MS}ms",
                     "lock_timeout": f"{SAMPLER_LOCK_TIMEOUT_MS}ms"}
-        before = {name: self.conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0] for name in settings}
+        before = {name: scalar(self.conn, "SELECT current_setting(%s)", (name,)) for name in settings}
         for name, value in settings.items():
             self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
 
@@ -235,55 +238,55 @@ class LockSampler:
     def _tick(self, t_ms: float, weight_ms: float, rows, deadline: float) -> None:
         facts = self.facts
         facts.ticks += 1
-        facts.db_time_ms = round(facts.db_time_ms + (rows[0][-1] if rows else 0) * weight_ms, 3)
+        facts.db_time_ms = round(facts.db_time_ms + (rows[0]["active_sessions"] if rows else 0) * weight_ms, 3)
         chain_rows = []
         for row in rows:
-            (pid, _blocked_by, state, wait_type, _event, backend_type, xact_start, query_id, query, usename, app,
-             xact_age, state_age, _locks, holds_xid, holds_xmin, is_long, involved, _active) = row
-            if pid is None:
+            if row["pid"] is None:  # the one row of a tick with no session of interest
                 continue
-            if involved:
-                chain_rows.append(row[:14])
-            if backend_type == "client backend" and xact_age is not None and (is_long or wait_type == "Lock"):
-                self._observe_transaction(t_ms, pid, state, xact_age, state_age, xact_start, query_id, query,
-                                          usename, app, holds_xid, holds_xmin, wait_type == "Lock")
+            if row["involved"]:
+                chain_rows.append(row)
+            if (row["backend_type"] == "client backend" and row["xact_age_s"] is not None
+                    and (row["is_long"] or row["wait_event_type"] == "Lock")):
+                self._observe_transaction(t_ms, row)
         tick = TimelineTick(t_ms=round(t_ms, 1), waiting=0)
         if chain_rows:
             facts.lock_queries += 1
             self._chains(t_ms, weight_ms, chain_rows, tick)
         facts.timeline.append(tick)
 
-    def _observe_transaction(self, t_ms, pid, state, xact_age, state_age, xact_start, query_id, query,
-                             usename, app, holds_xid, holds_xmin, waiting) -> None:
+    def _observe_transaction(self, t_ms: float, row: dict) -> None:
+        pid, state, state_age, xact_start = row["pid"], row["state"], row["state_age_s"], row["xact_start"]
         key = (pid, xact_start)
         obs = self._transactions.get(key)
         if obs is None:
             obs = self._transactions[key] = TransactionObservation(
-                pid=pid, xact_start=xact_start.isoformat() if xact_start else None, usename=usename,
-                application_name=app, first_seen_ms=round(t_ms, 1))
+                pid=pid, xact_start=xact_start.isoformat() if xact_start else None, usename=row["usename"],
+                application_name=row["application_name"], first_seen_ms=round(t_ms, 1))
         obs.last_seen_ms = round(t_ms, 1)
-        obs.max_age_s = round(max(obs.max_age_s, xact_age), 3)
+        obs.max_age_s = round(max(obs.max_age_s, row["xact_age_s"]), 3)
         obs.last_state = state
         if state and state.startswith("idle in transaction") and state_age is not None:
             obs.max_idle_in_transaction_s = round(max(obs.max_idle_in_transaction_s, state_age), 3)
-        obs.statement = self.facts.add_statement(query_id, query) or obs.statement
-        obs.holds_xid = obs.holds_xid or bool(holds_xid)
-        obs.holds_xmin = obs.holds_xmin or bool(holds_xmin)
-        obs.waited_on_lock = obs.waited_on_lock or waiting
+        obs.statement = self.facts.add_statement(row["query_id"], row["query"]) or obs.statement
+        obs.holds_xid = obs.holds_xid or bool(row["holds_xid"])
+        obs.holds_xmin = obs.holds_xmin or bool(row["holds_xmin"])
+        obs.waited_on_lock = obs.waited_on_lock or row["wait_event_type"] == "Lock"
 
-    def _chains(self, t_ms: float, weight_ms: float, rows, tick: TimelineTick) -> None:
+    def _chains(self, t_ms: float, weight_ms: float, rows: list[dict], tick: TimelineTick) -> None:
         nodes = {}
-        for (pid, blocked_by, state, wait_type, wait_event, backend_type, xact_start, query_id, query,
-             usename, app, xact_age, state_age, locks) in rows:
+        for row in rows:
+            pid, state, xact_start, xact_age, state_age = (row["pid"], row["state"], row["xact_start"],
+                                                           row["xact_age_s"], row["state_age_s"])
             nodes[pid] = {
-                "pid": pid, "blocked_by": [b for b in (blocked_by or []) if b != pid], "state": state,
-                "wait_event": wait_event if wait_type == "Lock" else None, "backend_type": backend_type,
+                "pid": pid, "blocked_by": [b for b in (row["blocked_by"] or []) if b != pid], "state": state,
+                "wait_event": row["wait_event"] if row["wait_event_type"] == "Lock" else None,
+                "backend_type": row["backend_type"],
                 "xact_start": xact_start.isoformat() if xact_start else None,
                 "xact_age_s": round(xact_age, 3) if xact_age is not None else None,
                 "idle_s": (round(state_age, 3) if state and state.startswith("idle in transaction")
                            and state_age is not None else 0.0),
-                "statement": self.facts.add_statement(query_id, query), "query": query,
-                "usename": usename, "application_name": app, "locks": locks or [],
+                "statement": self.facts.add_statement(row["query_id"], row["query"]), "query": row["query"],
+                "usename": row["usename"], "application_name": row["application_name"], "locks": row["locks"] or [],
             }
         waiters = {pid: n for pid, n in nodes.items() if n["blocked_by"] and _waited_lock(n)}
         if not waiters:
@@ -385,8 +388,8 @@ class LockSampler:
         if not pids:
             return
         held: dict[int, list[str]] = {}
-        for pid, mode, relation in self.conn.execute(HELD_SQL, (pids,)).fetchall():
-            held.setdefault(pid, []).append(f"{mode} on {relation}")
+        for row in named_rows(self.conn, HELD_SQL, (pids,)):
+            held.setdefault(row["pid"], []).append(f"{row['mode']} on {row['relation']}")
         latest: dict[int, TransactionObservation] = {}
         for obs in self._transactions.values():
             if obs.pid not in latest or obs.last_seen_ms > latest[obs.pid].last_seen_ms:

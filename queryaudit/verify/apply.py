@@ -12,6 +12,7 @@ from queryaudit.findings import (
     CONFIDENCES,
     METHOD_CONFIDENCE,
     Finding,
+    Outcome,
     Saving,
     Verification,
     saving_from_share,
@@ -21,7 +22,7 @@ from queryaudit.snapshot import Snapshot
 from queryaudit.verify.model import FixMeasurement
 
 SPILL_CHECKS = ("disk-sort", "hash-spill")
-MEASURED_OUTCOMES = ("faster", "not-faster", "inconclusive")
+MEASURED_OUTCOMES = (Outcome.FASTER, Outcome.NOT_FASTER, Outcome.INCONCLUSIVE)
 
 
 def _ms(value: float) -> str:

@@ -7,13 +7,13 @@ from statistics import median
 
 import psycopg
 
-from queryaudit.checks._plans import scoped_work_mem_sql
 from queryaudit.findings import Finding
 from queryaudit.plans.explain import parameter_count, parameter_types
 from queryaudit.snapshot import Snapshot
 from queryaudit.verify import keyset, logic
 from queryaudit.verify.measure import Runner
 from queryaudit.verify.model import FixMeasurement
+from queryaudit.work_mem import scoped_work_mem_sql
 
 RUNS = 3  # timed runs per side (after one warm-up each)
 MAX_BATCH_KEYS = 100  # keys of one N+1 batch measured

@@ -7,6 +7,7 @@ from statistics import median
 
 from queryaudit.checks.disk_sort import disk_kilobytes
 from queryaudit.checks.hash_spill import spill as hash_spill
+from queryaudit.findings import Outcome
 
 MAX_WORK_MEM_KB = 1024 * 1024  # never propose more than 1GB for one sort or hash
 MIN_CAP_KB = 64 * 1024  # a quarter of a small shared_buffers is too tight a bound to be useful
@@ -96,14 +97,14 @@ def hash_mem_multiplier_for(hash_kb: float, work_mem_kb: float) -> float | None:
 def verdict(before_ms: list[float], after_ms: list[float]) -> tuple[str, float | None]:
     """(faster | not-faster | inconclusive, reduction of the median time)."""
     if not before_ms or not after_ms:
-        return "inconclusive", None
+        return Outcome.INCONCLUSIVE, None
     b, a = median(before_ms), median(after_ms)
     reduction = round(1 - a / b, 4) if b > 0 else None
     if len(before_ms) < 2 or len(after_ms) < 2 or reduction is None:
-        return "inconclusive", reduction
+        return Outcome.INCONCLUSIVE, reduction
     if reduction >= MATERIAL and max(after_ms) < min(before_ms):
-        return "faster", reduction
-    return "not-faster", reduction
+        return Outcome.FASTER, reduction
+    return Outcome.NOT_FASTER, reduction
 
 
 def buffers(explain: dict) -> dict[str, float]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from queryaudit.findings import Outcome
+
 
 @dataclass
 class FixMeasurement:
@@ -14,9 +16,7 @@ class FixMeasurement:
     kind: str  # work_mem | jit | keyset | batch | statistics
     # real: EXPLAIN ANALYZE ran with and without the fix; none: it could not be tried here.
     method: str = "real"
-    # faster | not-faster | inconclusive | not-removed (the spill stays within the bound) |
-    # unverified (cannot be tried on this server/session) | failed
-    outcome: str = "unverified"
+    outcome: Outcome = Outcome.UNVERIFIED
     fix: str | None = None  # what was tried, as a DBA would type it: SET LOCAL work_mem = '22MB'
     fix_sql: str | None = None  # the fix SQL to print, when the measurement changed it
     before_ms: list[float] = field(default_factory=list)  # one entry per timed run
@@ -25,6 +25,9 @@ class FixMeasurement:
     after: dict[str, float] = field(default_factory=dict)
     steps: list[dict] = field(default_factory=list)  # work_mem values tried on the way up, what each did
     detail: str | None = None  # one line: what was done, or why it was not
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, Outcome(value) if name == "outcome" else value)
 
 
 @dataclass
