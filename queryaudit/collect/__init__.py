@@ -2,8 +2,9 @@
 
 The audited server is read by collection stages only: these, and the stages each feature
 package owns (plan capture in plans/capture.py over plans/explain.py, lock sampling in
-locks/sampling.py, fix verification in verify/, the index advisor's advisor/stage.py and
-advisor/verify.py), all in the audit's read-only session. tests/test_layers.py holds the list.
+locks/sampling.py, the estimate experiments in estimates/stage.py, fix verification in
+verify/, the index advisor's advisor/stage.py and advisor/verify.py), all in the audit's
+read-only session. tests/test_layers.py holds the list.
 
 Each stage after the first is independent: a stage that fails is recorded in the
 snapshot's errors (the snapshot becomes partial) and the others still run, so
