@@ -59,7 +59,8 @@ def parity_db(empty_db):
 def test_audit_fleet_and_check_honour_explain_options_and_logs(parity_db, tmp_path):
     log = tmp_path / "postgresql.log"
     log.write_text(LOG)
-    options = ["--explain-timeout", str(EXPLAIN_TIMEOUT_S), "--analyze-dml", "--log", str(log), "--log-line-prefix", "%m [%p] "]
+    options = ["--explain-timeout", str(EXPLAIN_TIMEOUT_S), "--analyze-dml", "--log", str(log),
+               "--log-line-prefix", "%m [%p] "]
 
     result = run_cli("audit", "--dsn", parity_db.dsn, *options, "--json", str(tmp_path / "audit.json"))
     assert result.returncode == 0, result.stderr

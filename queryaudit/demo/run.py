@@ -14,7 +14,7 @@ import pglast
 from rich.console import Console
 
 from queryaudit.compare import build_comparison
-from queryaudit.connect import MARKER
+from queryaudit.connect import MARKER, scalar
 from queryaudit.demo import fixtures
 from queryaudit.demo.cluster import embedded_bin_dir, start_cluster
 from queryaudit.pipeline import AuditOptions, audit
@@ -122,7 +122,7 @@ def _fixture_loaded(dsn: str) -> bool:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute("SELECT to_regclass('public.orders') IS NOT NULL").fetchone()[0]
+        return scalar(conn, "SELECT to_regclass('public.orders') IS NOT NULL")
 
 
 def run_demo(out_dir: Path, scale: int = 1, rounds: int = 2, console: Console | None = None,

@@ -15,6 +15,7 @@ import time
 import psycopg
 from psycopg import sql
 
+from queryaudit.connect import scalar
 from queryaudit.estimates.model import EstimateExperiment, PredicateCount
 from queryaudit.estimates.predicates import conjunction, source, testable
 from queryaudit.snapshot import Snapshot
@@ -40,7 +41,7 @@ def _first_line(exc: BaseException) -> str:
 def _read(conn: psycopg.Connection, query: str, timeout_ms: int):
     with conn.transaction(force_rollback=True):
         conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
-        return conn.execute(query).fetchone()[0]
+        return scalar(conn, query)
 
 
 def _estimate(conn: psycopg.Connection, from_sql: str, where: str | None, timeout_ms: int) -> float:

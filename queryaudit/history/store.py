@@ -399,14 +399,14 @@ class Store:
                 key=identity.key, name=identity.name, host=identity.host, port=identity.port,
                 database=identity.database, system_identifier=identity.system_identifier, created_at=now_iso()
             ).returning(targets.c.id)).scalar_one()
-        if identity.system_identifier and row[1] != identity.system_identifier:
-            conn.execute(targets.update().where(targets.c.id == row[0])
+        if identity.system_identifier and row.system_identifier != identity.system_identifier:
+            conn.execute(targets.update().where(targets.c.id == row.id)
                          .values(system_identifier=identity.system_identifier))
-        return row[0]
+        return row.id
 
     def _insert_texts(self, conn: Connection, target_id: int, samples) -> None:
         texts = T["qa_query_texts"]
-        known = {r[0] for r in conn.execute(sa.select(texts.c.queryid).where(texts.c.target_id == target_id))}
+        known = set(conn.execute(sa.select(texts.c.queryid).where(texts.c.target_id == target_id)).scalars())
         fresh = {}
         for s in samples:
             if s.queryid not in known:
@@ -491,10 +491,11 @@ class Store:
             ids = [r["id"] for r in rows]
             counts: dict[int, dict[str, int]] = {}
             if ids:
-                for audit_id, severity, n in conn.execute(
-                        sa.select(findings.c.audit_id, findings.c.severity, sa.func.count())
-                        .where(findings.c.audit_id.in_(ids)).group_by(findings.c.audit_id, findings.c.severity)):
-                    counts.setdefault(audit_id, {})[severity] = n
+                for r in conn.execute(
+                        sa.select(findings.c.audit_id, findings.c.severity, sa.func.count().label("n"))
+                        .where(findings.c.audit_id.in_(ids)).group_by(findings.c.audit_id, findings.c.severity)
+                ).mappings():
+                    counts.setdefault(r["audit_id"], {})[r["severity"]] = r["n"]
             for r in rows:
                 r["findings"] = counts.get(r["id"], {})
             return list(reversed(rows))
@@ -514,21 +515,24 @@ class Store:
             total = stmts.c.d_total_exec_time_ms if windowed else stmts.c.total_exec_time_ms
             rows_ = stmts.c.d_rows if windowed else stmts.c.rows
             sumsq = stmts.c[f"d_{SUMSQ}"] if windowed else stmts.c[SUMSQ]
-            blocks = [sa.func.sum(stmts.c[f"d_{c}" if windowed else c]) for c in BLOCKS]
-            query = (sa.select(stmts.c.queryid, sa.func.max(texts.c.query), sa.func.sum(calls), sa.func.sum(total),
-                               sa.func.sum(rows_), sa.func.min(stmts.c.window_kind), sa.func.max(stmts.c.window_kind),
-                               sa.func.sum(sumsq), sa.func.count(sumsq), sa.func.count(), *blocks)
+            blocks = [sa.func.sum(stmts.c[f"d_{c}" if windowed else c]).label(c) for c in BLOCKS]
+            query = (sa.select(stmts.c.queryid, sa.func.max(texts.c.query).label("text"),
+                               sa.func.sum(calls).label("calls"), sa.func.sum(total).label("total_ms"),
+                               sa.func.sum(rows_).label("rows"), sa.func.min(stmts.c.window_kind).label("kind_lo"),
+                               sa.func.max(stmts.c.window_kind).label("kind_hi"), sa.func.sum(sumsq).label("sumsq"),
+                               sa.func.count(sumsq).label("with_sumsq"), sa.func.count().label("entries"), *blocks)
                      .select_from(stmts.outerjoin(texts, sa.and_(texts.c.target_id == audit["target_id"],
                                                                  texts.c.queryid == stmts.c.queryid)))
                      .where(stmts.c.audit_id == audit_id, calls.is_not(None)).group_by(stmts.c.queryid))
             statements = {}
-            for queryid, text, n, ms, nrows, kind_lo, kind_hi, sq, with_sq, entries, *blks in conn.execute(query):
-                kind = (kind_lo if kind_lo == kind_hi else "mixed-entries") if windowed else "cumulative"
-                statements[queryid] = StatementMetrics(queryid, text or "", int(n or 0), float(ms or 0.0),
-                                                       int(nrows or 0), kind,
-                                                       sumsq_ms2=float(sq) if with_sq == entries else None,
-                                                       **{c: int(v) if v is not None else None
-                                                          for c, v in zip(BLOCKS, blks, strict=True)})
+            for r in conn.execute(query).mappings():
+                kind = (r["kind_lo"] if r["kind_lo"] == r["kind_hi"] else "mixed-entries") if windowed \
+                    else "cumulative"
+                statements[r["queryid"]] = StatementMetrics(
+                    r["queryid"], r["text"] or "", int(r["calls"] or 0), float(r["total_ms"] or 0.0),
+                    int(r["rows"] or 0), kind,
+                    sumsq_ms2=float(r["sumsq"]) if r["with_sumsq"] == r["entries"] else None,
+                    **{c: int(r[c]) if r[c] is not None else None for c in BLOCKS})
             found = {r["finding_id"]: {"check": r["check_id"], "severity": r["severity"], "title": r["title"],
                                        "object": r["object"],
                                        **({"prediction": json.loads(r["prediction"])} if r["prediction"] else {})}
@@ -588,7 +592,7 @@ class Store:
         audits = T["qa_audits"]
         query = (sa.select(audits.c.id).where(audits.c.target_id == target_id)
                  .order_by(audits.c.collected_at.desc(), audits.c.id.desc()).limit(n))
-        return self.transaction(lambda conn: [r[0] for r in conn.execute(query)], read=True)
+        return self.transaction(lambda conn: list(conn.execute(query).scalars()), read=True)
 
     # -- trends: series over the stored audits (history/trends.py) --------------------
     def recent_audits(self, target_id: int, limit: int) -> list[dict]:
@@ -659,7 +663,7 @@ class Store:
     # -- indexes: when each first appeared -------------------------------------------
     def _record_indexes(self, conn: Connection, target_id: int, audit_id: int, collected_at: str, snapshot) -> None:
         seen = T["qa_index_seen"]
-        known = {r[0] for r in conn.execute(sa.select(seen.c.index_name).where(seen.c.target_id == target_id))}
+        known = set(conn.execute(sa.select(seen.c.index_name).where(seen.c.target_id == target_id)).scalars())
         fresh = sorted({i.qualified_name for i in snapshot.indexes} - known)
         if fresh:
             conn.execute(seen.insert(), [{"target_id": target_id, "index_name": name, "first_seen_at": collected_at,

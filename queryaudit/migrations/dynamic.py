@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo, sql
 
-from queryaudit.connect import APPLICATION_NAME, connection_error_message
+from queryaudit.connect import APPLICATION_NAME, connection_error_message, named_rows, scalar
 from queryaudit.errors import AuditError
 from queryaudit.migrations.dynamic_rules import COST_REGRESSION, HIGH_SHARE, LARGE_TABLE_ROWS, NOT_IN_TRANSACTION
 from queryaudit.migrations.locks import from_pg_locks, strongest
@@ -121,9 +121,9 @@ def _seq_scans(plan: dict) -> set[str]:
 def _reltuples(conn, names: set[str]) -> dict[str, float]:
     if not names:
         return {}
-    rows = conn.execute("SELECT relname, max(reltuples) FROM pg_class WHERE relname = ANY(%s) GROUP BY relname",
-                        (list(names),)).fetchall()
-    return {r[0]: float(r[1]) for r in rows}
+    rows = named_rows(conn, "SELECT relname, max(reltuples) AS reltuples FROM pg_class WHERE relname = ANY(%s) "
+                            "GROUP BY relname", (list(names),))
+    return {r["relname"]: float(r["reltuples"]) for r in rows}
 
 
 def compare_plans(before: dict, after: dict, reltuples: dict[str, float], options: DynamicOptions) -> dict:
@@ -150,29 +150,31 @@ def compare_plans(before: dict, after: dict, reltuples: dict[str, float], option
 
 # --- applying the migration ------------------------------------------------------------
 
-_RELATIONS = """SELECT c.oid, c.relfilenode, c.relkind, n.nspname || '.' || c.relname, pg_relation_size(c.oid)
+_RELATIONS = """SELECT c.oid, c.relfilenode AS filenode, c.relkind AS kind, n.nspname || '.' || c.relname AS name,
+       pg_relation_size(c.oid) AS size
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'm', 'i', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'"""
-_LOCKS = """SELECT l.relation, l.mode, n.nspname || '.' || c.relname, c.relkind
+_LOCKS = """SELECT l.relation AS oid, l.mode, n.nspname || '.' || c.relname AS name
 FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
   AND coalesce(n.nspname, '') NOT IN ('pg_catalog', 'information_schema')"""
 
 
-def _relations(conn) -> dict[int, tuple]:
-    return {r[0]: r[1:] for r in conn.execute(_RELATIONS).fetchall()}
+def _relations(conn) -> dict[int, dict]:
+    """Each relation by oid: its filenode (a rewrite changes it), kind, name and size."""
+    return {r.pop("oid"): r for r in named_rows(conn, _RELATIONS)}
 
 
-def _held_locks(conn, names: dict[int, tuple]) -> dict[str, set[str]]:
+def _held_locks(conn, names: dict[int, dict]) -> dict[str, set[str]]:
     held: dict[str, set[str]] = {}
-    for oid, mode, name, _kind in conn.execute(_LOCKS).fetchall():
-        label = name or (names.get(oid, (None, None, f"oid {oid}"))[2])
-        held.setdefault(label, set()).add(from_pg_locks(mode))
+    for r in named_rows(conn, _LOCKS):
+        label = r["name"] or names.get(r["oid"], {}).get("name") or f"oid {r['oid']}"
+        held.setdefault(label, set()).add(from_pg_locks(r["mode"]))
     return held
 
 
-def _measure(conn, stmt_text: str, start_relations: dict[int, tuple], in_outer_tx: bool,
+def _measure(conn, stmt_text: str, start_relations: dict[int, dict], in_outer_tx: bool,
              already_held: dict[str, set[str]] | None = None) -> dict:
     """Run one statement and measure it. In copy mode each runs in its own transaction; a
     statement PostgreSQL refuses in a transaction block runs alone (its locks are not visible)."""
@@ -203,10 +205,11 @@ def _measure(conn, stmt_text: str, start_relations: dict[int, tuple], in_outer_t
             held, measured_locks = {}, False
     after = _relations(conn)
     rewritten = []
-    for oid, (filenode, kind, name, size) in before.items():
-        if oid in after and after[oid][0] != filenode and kind in ("r", "m") and oid in start_relations:
-            rewritten.append({"relation": name, "bytes_before": size, "relfilenode_before": filenode,
-                              "relfilenode_after": after[oid][0]})
+    for oid, rel in before.items():
+        if oid in after and after[oid]["filenode"] != rel["filenode"] and rel["kind"] in ("r", "m") \
+                and oid in start_relations:
+            rewritten.append({"relation": rel["name"], "bytes_before": rel["size"],
+                              "relfilenode_before": rel["filenode"], "relfilenode_after": after[oid]["filenode"]})
     locks = [{"relation": rel, "modes": sorted(modes), "strongest": strongest(modes)}
              for rel, modes in sorted(held.items())]
     return {"duration_ms": round(elapsed * 1000, 3), "locks": locks, "locks_measured": measured_locks,
@@ -232,7 +235,7 @@ def run_dynamic(dsn: str, migrations: list[MigrationFile], options: DynamicOptio
     transaction) and measure them; returns the dynamic section of the review."""
     workload = load_workload(options.workload, options.top) if options.workload else []
     with _connect(dsn) as conn:
-        scratch = conn.execute("SELECT current_database()").fetchone()[0]
+        scratch = scalar(conn, "SELECT current_database()")
         version = conn.info.server_version
     copy_name = f"queryaudit_review_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     mode, note = "copy", None
