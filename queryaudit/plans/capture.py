@@ -33,6 +33,8 @@ from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.plans.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plans.plannable import make_plannable
 from queryaudit.plans.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests
+from queryaudit.plans.search import candidate_sets, estimate_distance
+from queryaudit.plans.workload import ParameterSet, compare, per_call, weigh
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 
@@ -44,6 +46,9 @@ SAMPLE_TIMEOUT_MS = 2_000  # one TABLESAMPLE read of a few rows
 JOIN_SAMPLE_TIMEOUT_MS = 1_000  # a few rows of the statement's join; slower: table by table
 SAMPLE_SHARE = 0.1  # another sampled row only when one execution takes at most this share of the budget left
 PLAIN_TIMEOUT_MS = 5_000  # a plain EXPLAIN (planning only) after the budget is spent
+SEARCH_RUNS = 4  # candidate sets EXPLAIN ANALYZEd when the first sample is unlike the workload
+SEARCH_SHARE = 0.25  # one candidate's run may take at most this share of the budget left
+ESTIMATE_TIMEOUT_MS = 1_000  # one plain EXPLAIN ranking a candidate set
 
 
 @dataclass
@@ -141,6 +146,8 @@ class PlanCapturer:
     def capture(self, statement: Statement) -> PlanCapture:
         started = time.monotonic()
         capture = self._capture(statement)
+        if capture.plan and capture.workload_match is None and capture.method in ("analyze", "analyze-rolled-back"):
+            capture.workload_match = compare(capture.plan, statement)
         capture.duration_ms = round((time.monotonic() - started) * 1000, 3)
         return capture
 
@@ -198,7 +205,9 @@ class PlanCapturer:
                     if binding is not None:
                         self._record_generic(statement.queryid, text)
                     capture = self._done(statement, method, plan, text, binding, source, None)
-                    if samples and kind == "read":
+                    searched = kind == "read" and binding is not None and self._reproduce(
+                        statement, capture, text, binding, plannable, samples)
+                    if samples and kind == "read" and not searched:
                         # Other rows are tried after every statement has its first plan.
                         self.pending_samples.append((capture, text, binding, samples, timeout_ms))
                     return capture
@@ -357,6 +366,95 @@ class PlanCapturer:
                     return
             if len(times) > 1:
                 capture.sample_ms = [round(times[0], 3), *times[1:]]
+
+    # -- values that reproduce the workload ---------------------------------------------
+    def _reproduce(self, statement: Statement, capture: PlanCapture, text: str, binding: Binding, plannable,
+                   samples: list) -> bool:
+        """When the first sample is unlike the workload (queryaudit.plans.workload), search the
+        candidate values (queryaudit.plans.search) for the set closest to it: ranked by the
+        planner's row estimate, the closest EXPLAIN ANALYZEd within the budget. The capture
+        keeps the closest plan and its values; True when that is not the first sample."""
+        first = ParameterSet(values=list(capture.parameters), sources=[s.source or "" for s in binding.slots],
+                             match=compare(capture.plan, statement), chosen=True)
+        capture.workload_match, capture.parameter_sets = first.match, [first]
+        workload = per_call(statement)
+        if first.match.verdict != "unlike" or workload is None:
+            return False
+        types = [s.type for s in binding.slots]
+        sets = candidate_sets(binding, self.snapshot, plannable.bind if plannable else None,
+                              self._other_rows(binding, samples))
+        ranked = []
+        for candidate in sets:
+            if self.deadline - time.monotonic() <= 0:
+                break
+            try:
+                estimate = explain_rolled_back(self.conn, text, "FORMAT JSON", candidate.values, types,
+                                               self._timeout_setup(ESTIMATE_TIMEOUT_MS))
+            except psycopg.Error:
+                if self.conn.broken:
+                    raise
+                continue  # a value the column's type refuses: not a candidate
+            rows = float(estimate.get("Plan", {}).get("Plan Rows") or 0)
+            ranked.append((estimate_distance(rows, workload["rows"]), candidate))
+        ranked.sort(key=lambda r: r[0])
+        per_run_ms = max(float(capture.plan.get("Execution Time") or 0.0), statement.mean_exec_time_ms)
+        tried, plans = [], {}
+        for _, candidate in ranked[:SEARCH_RUNS]:
+            remaining_ms = (self.deadline - time.monotonic()) * 1000
+            if per_run_ms > remaining_ms * SEARCH_SHARE:
+                break
+            try:
+                plan = explain_rolled_back(self.conn, text, ANALYZE_OPTIONS, candidate.values, types,
+                                           self._timeout_setup(int(min(self.options.statement_limit_ms,
+                                                                       remaining_ms))))
+            except psycopg.Error:
+                if self.conn.broken:
+                    raise
+                continue
+            found = ParameterSet(values=candidate.values, sources=candidate.sources, match=compare(plan, statement))
+            tried.append(found)
+            plans[id(found)] = plan
+            if found.match.verdict == "representative":
+                break
+        best = min([first, *tried], key=lambda p: p.match.distance)
+        capture.parameter_sets = sorted([first, *tried], key=lambda p: p.match.distance)
+        how = (f"first sample unlike the workload ({'; '.join(first.match.reasons)}): {len(ranked)} candidate "
+               f"sets ranked by the planner's row estimate, {len(tried)} run with EXPLAIN ANALYZE")
+        if best is first:
+            capture.search_note = how + "; none came closer, the first sample stands"
+            weigh(capture.parameter_sets)
+            return False
+        first.chosen, best.chosen = False, True
+        weigh(capture.parameter_sets)
+        bound = Binding([ParameterSlot(number=s.number, type=s.type, table=s.table, column=s.column,
+                                       operator=s.operator, value=v, source=src)
+                         for s, v, src in zip(binding.slots, best.values, best.sources, strict=True)])
+        capture.plan = plans[id(best)]
+        capture.parameters, capture.query_text = list(best.values), render_query(text, bound)
+        capture.parameter_source = bound.describe()
+        capture.first_sample, capture.workload_match = first, best.match
+        changed = [f"${s.number} = {s.value} ({s.source})" for s, old in zip(bound.slots, first.values, strict=True)
+                   if s.value != old]
+        capture.search_note = (f"{how}; kept {', '.join(changed)}: "
+                               f"{best.match.verdict}, rows x{best.match.rows_ratio:g} of the workload per call")
+        return True
+
+    def _timeout_setup(self, timeout_ms: int) -> list:
+        return [(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{max(1, timeout_ms)}ms")), None)]
+
+    @staticmethod
+    def _other_rows(binding: Binding, samples: list) -> list[list[str | None]]:
+        """The value lists other sampled rows give (the binding is left as it was)."""
+        kept = [(s.value, s.source) for s in binding.slots]
+        out = []
+        try:
+            for pick in range(1, SAMPLES):
+                if samples and all(apply_rows(request, rows, pick) for request, rows in samples):
+                    out.append([s.value for s in binding.slots])
+        finally:
+            for s, (value, source) in zip(binding.slots, kept, strict=True):
+                s.value, s.source = value, source
+        return out
 
     def _record_generic(self, queryid: str, query: str) -> None:
         """The generic plan's shape and scan estimates beside the analyzed custom plan:
