@@ -67,10 +67,17 @@ def run(snapshot: Snapshot) -> list[Finding]:
         return []
     by_id = {s.queryid: s for s in snapshot.statements}
     findings = []
+    sizings = snapshot.extras.get("index_sizing") or {}
     for proposed in advice.proposed:
         statements = [by_id[e.queryid] for e in proposed.statements if e.queryid in by_id]
         statement_ms = sum(s.total_exec_time_ms for s in statements)
-        saving = saving_from_share(statement_ms, proposed.saving_ms / statement_ms if statement_ms else 0.0,
+        sized = {r["queryid"]: r for r in sizings.get(proposed.name) or []}
+        fractions = {e.queryid: _fraction(e, sized.get(e.queryid)) for e in proposed.statements}
+        if sized and not any(fractions.values()):
+            continue  # with the values the workload runs, no statement would use it
+        saving_ms = sum(by_id[q].total_exec_time_ms * f for q, f in fractions.items() if q in by_id) if sized \
+            else proposed.saving_ms
+        saving = saving_from_share(statement_ms, saving_ms / statement_ms if statement_ms else 0.0,
                                    snapshot.total_exec_time_ms, sum(s.calls for s in statements))
         lead = proposed.statements[0]
         before = {k: v for k, v in (("cost", lead.cost_before), ("ms", lead.ms_before)) if v is not None}
@@ -83,10 +90,15 @@ def run(snapshot: Snapshot) -> list[Finding]:
         what = ", ".join(proposed.columns) + (f" INCLUDE ({', '.join(proposed.include)})" if proposed.include else "") \
             + (f" WHERE {proposed.predicate}" if proposed.predicate else "")
         n = len(proposed.statements)
+        if sized:
+            detail += "; sized on the values the workload runs: " + "; ".join(
+                f"{', '.join(map(str, r['values']))}: cost {r['cost_before']:g} -> {r['cost_after']:g}"
+                + ("" if r["uses_index"] else " (not used)") for r in sized.values())
         findings.append(Finding(
             check=ID, severity=severity_from_saving(saving),
             title=f"Index on {proposed.table} ({what}) would cut {n} statement{'s' if n > 1 else ''} "
-                  f"by {max(e.fraction_removed for e in proposed.statements):.0%}",
+                  f"by {max(fractions.values()):.0%}"
+                  + (" (sized on the workload's values)" if sized else ""),
             table=proposed.table, columns=list(proposed.columns), queryids=[e.queryid for e in proposed.statements],
             fix_sql=proposed.create_sql, predicted_saving=saving, confidence="high" if verified else "low",
             effort="index", advice=" ".join(filter(None, (
@@ -101,12 +113,22 @@ def run(snapshot: Snapshot) -> list[Finding]:
                 "descending": proposed.descending, "analyze_due": proposed.analyze_due,
                 "write_penalty_ms": proposed.write_penalty_ms, "saving_ms": proposed.saving_ms,
                 "threshold": advice.threshold,
+                # Each statement planned with and without the index for the values its plan
+                # capture found closest to the workload (queryaudit/verify/index_sizing.py).
+                "workload_sizing": list(sized.values()),
                 "statements": [{"queryid": e.queryid,
                                 "query": by_id[e.queryid].query[:QUERY_CHARS] if e.queryid in by_id else None,
                                 "cost_before": e.cost_before, "cost_after": e.cost_after,
                                 "ms_before": e.ms_before, "ms_after": e.ms_after,
-                                "fraction_removed": e.fraction_removed, "saving_ms": e.saving_ms}
+                                "fraction_removed": fractions[e.queryid], "saving_ms": e.saving_ms}
                                for e in proposed.statements],
             },
         ))
     return findings
+
+
+def _fraction(effect, sized: dict | None) -> float:
+    """The statement's share removed: on the workload's values when sized, else the advisor's generic figure."""
+    if sized is None:
+        return effect.fraction_removed
+    return sized["fraction_removed"] if sized["uses_index"] else 0.0
