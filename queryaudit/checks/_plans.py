@@ -120,4 +120,28 @@ def node_evidence(captured: CapturedPlan, node: PlanNode, snapshot: Snapshot) ->
                  "node_share_of_statement": round(captured.plan.share(node), 4)})
     if captured.plan.execution_ms is not None:
         data["execution_ms"] = round(captured.plan.execution_ms, 3)
+    # Which values the plan ran with, and how close it came to the workload (plans/workload.py).
+    data["plan_values"] = list(captured.capture.parameters)
+    match = captured.capture.workload_match
+    if match is not None:
+        data["workload_match"] = {"verdict": match.verdict, "rows_ratio": match.rows_ratio,
+                                  "temp_ratio": match.temp_ratio, "spill_agreement": match.spill_agreement}
     return data
+
+
+def workload_spill_kb(snapshot: Snapshot, captured: CapturedPlan) -> float:
+    """The workload's own spill per call (kB of temp blocks written), when the plan spills
+    less than half of it: the sample selected less than the workload runs, and a size
+    fitted to it would still spill. 0 otherwise (the plan's own figure stands)."""
+    match = captured.capture.workload_match
+    if match is None or not match.workload_temp_blocks or match.workload_temp_blocks <= 2 * match.plan_temp_blocks:
+        return 0.0
+    return match.workload_temp_blocks * block_size(snapshot) / 1024
+
+
+def block_size(snapshot: Snapshot) -> int:
+    """The server's block size in bytes (temp blocks are counted in it)."""
+    try:
+        return int(snapshot.server.settings.get("block_size") or 8192)
+    except ValueError:
+        return 8192

@@ -42,7 +42,7 @@ a materialised CTE or a cursor are not always a matter of `work_mem`.
 from __future__ import annotations
 
 from queryaudit.checks import declare
-from queryaudit.checks._plans import analyzed_plans, scoped_work_mem_sql, work_mem_for
+from queryaudit.checks._plans import analyzed_plans, block_size, scoped_work_mem_sql, work_mem_for
 from queryaudit.findings import Finding, saving_from_share, severity_from_saving
 from queryaudit.plans.workload import temp_kb_per_call
 from queryaudit.snapshot import Snapshot
@@ -52,13 +52,6 @@ TITLE = "Temp files written by the workload (pg_stat_statements)"
 MIN_TEMP_KB_PER_CALL = 256
 MEMORY_FACTOR = 4
 CHECK = declare(ID, TITLE, family="workload", fix="setting", thresholds=("MIN_TEMP_KB_PER_CALL", "MEMORY_FACTOR"))
-
-
-def block_size(snapshot: Snapshot) -> int:
-    try:
-        return int(snapshot.server.settings.get("block_size") or 8192)
-    except ValueError:
-        return 8192
 
 
 def run(snapshot: Snapshot) -> list[Finding]:

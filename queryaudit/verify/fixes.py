@@ -7,8 +7,7 @@ from statistics import median
 
 import psycopg
 
-from queryaudit.checks._plans import scoped_work_mem_sql
-from queryaudit.checks.workload_spill import block_size
+from queryaudit.checks._plans import block_size, scoped_work_mem_sql
 from queryaudit.findings import Finding
 from queryaudit.plans.explain import parameter_count, parameter_types
 from queryaudit.plans.workload import temp_kb_per_call
