@@ -96,6 +96,10 @@ def run(snapshot: Snapshot) -> list[Finding]:
         lead = proposed.statements[0]
         before = {k: v for k, v in (("cost", lead.cost_before), ("ms", lead.ms_before)) if v is not None}
         after = {k: v for k, v in (("cost", lead.cost_after), ("ms", lead.ms_after)) if v is not None}
+        if lead.queryid in sized:  # the costs with the workload's values, not the generic plan's
+            lead_sized = sized[lead.queryid]
+            before, after = ({"cost": lead_sized["cost_before"]}, {"cost": lead_sized["cost_after"]}) \
+                if lead_sized["method"] == "hypopg" else ({}, {})
         verified = proposed.verification in ("hypothetical", "real")
         detail = {"hypothetical": f"HypoPG {advice.hypopg_version}: generic plans re-planned with the index",
                   "real": "built for real in a rolled-back transaction, EXPLAIN ANALYZE before and after",

@@ -419,7 +419,8 @@ class PlanCapturer:
         best = min([first, *tried], key=lambda p: p.match.distance)
         capture.parameter_sets = sorted([first, *tried], key=lambda p: p.match.distance)
         how = (f"first sample unlike the workload ({'; '.join(first.match.reasons)}): {len(ranked)} candidate "
-               f"sets ranked by the planner's row estimate, {len(tried)} run with EXPLAIN ANALYZE")
+               f"set{'s' if len(ranked) != 1 else ''} ranked by the planner's row estimate, {len(tried)} run with "
+               "EXPLAIN ANALYZE")
         if best is first:
             capture.search_note = how + "; none came closer, the first sample stands"
             weigh(capture.parameter_sets)
