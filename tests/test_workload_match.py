@@ -71,6 +71,18 @@ def test_candidates_include_a_rare_common_value_and_range_quantiles():
     assert "keeps ~98% of the rows" in wide.sources[1] and wide.values[0] == "done"
 
 
+def test_constants_pg_qualstats_saw_are_candidates_first():
+    from queryaudit.plans.capture import qualstats_constant
+
+    assert [qualstats_constant(t) for t in ("'failed'::text", "2::integer", "'it''s'::character varying")] == \
+        ["failed", "2", "it's"]
+    snap = Snapshot(server=ServerInfo(version_num=150000, version="15", database="d"), collected_at="now",
+                    tables=[Table(schema="public", name="jobs", reltuples=1000)])  # never analyzed: no pg_stats
+    binding = Binding([ParameterSlot(1, "text", "public.jobs", "status", "=", "done", "a sampled row")])
+    [found] = candidate_sets(binding, snap, observed={("public.jobs", "status"): [("failed", "pg_qualstats: 5")]})
+    assert found.values == ["failed"] and found.sources == ["pg_qualstats: 5"]
+
+
 # -- live ----------------------------------------------------------------------------------
 
 def _audit(db, advisor=False, top=20):

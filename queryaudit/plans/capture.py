@@ -382,7 +382,7 @@ class PlanCapturer:
             return False
         types = [s.type for s in binding.slots]
         sets = candidate_sets(binding, self.snapshot, plannable.bind if plannable else None,
-                              self._other_rows(binding, samples))
+                              self._other_rows(binding, samples), self._qualstats_constants(statement))
         ranked = []
         for candidate in sets:
             if self.deadline - time.monotonic() <= 0:
@@ -439,6 +439,32 @@ class PlanCapturer:
         capture.search_note = (f"{how}; kept {', '.join(changed)}: "
                                f"{best.match.verdict}, rows x{best.match.rows_ratio:g} of the workload per call")
         return True
+
+    def _qualstats_constants(self, statement: Statement) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """The constants pg_qualstats saw this statement compare with each column, most
+        frequent first (`'failed'::text` -> failed): values the workload itself ran."""
+        if "pg_qualstats" not in self.snapshot.server.extensions:
+            return {}
+        try:
+            with self.conn.transaction(force_rollback=True):
+                rows = self.conn.execute(
+                    "SELECT n.nspname || '.' || c.relname, a.attname, q.constvalue, sum(q.occurences) "
+                    "FROM pg_qualstats() q JOIN pg_class c ON c.oid = q.lrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "JOIN pg_attribute a ON a.attrelid = q.lrelid AND a.attnum = q.lattnum "
+                    "WHERE q.queryid = %s AND q.constvalue IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 40",
+                    (int(statement.queryid),)).fetchall()
+        except (psycopg.Error, ValueError):
+            if self.conn.broken:
+                raise
+            return {}
+        out: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for table, column, constant, seen in rows:
+            value = qualstats_constant(constant)
+            if value is not None:
+                out.setdefault((table, column), []).append(
+                    (value, f"pg_qualstats: a constant the workload ran ({int(seen):,} times)"))
+        return out
 
     def _timeout_setup(self, timeout_ms: int) -> list:
         return [(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{max(1, timeout_ms)}ms")), None)]
@@ -549,6 +575,14 @@ class PlanCapturer:
         if queryid is None:
             queryid = str(-int(hashlib.sha1(text.encode()).hexdigest()[:15], 16))
         return Statement(queryid=queryid, query=text, calls=0, total_exec_time_ms=0.0, mean_exec_time_ms=0.0, rows=0)
+
+
+def qualstats_constant(text: str) -> str | None:
+    """pg_qualstats prints a constant as SQL (`'failed'::text`, `2::integer`): the bare value."""
+    m = re.fullmatch(r"(?s)\s*(?:'((?:[^']|'')*)'|([^':]+?))(?:::[\w .\"\[\]()]+)?\s*", text or "")
+    if m is None:
+        return None
+    return m.group(1).replace("''", "'") if m.group(1) is not None else m.group(2).strip()
 
 
 def generic_summary(explain: dict) -> dict:

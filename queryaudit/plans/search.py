@@ -5,11 +5,12 @@ workload runs. The candidates here are what the statistics know of the values it
 run: every most common value with its frequency (a rare one too: `status = 'failed'`
 at 0.25 % of 400,000 rows is the 1,000 rows per call pg_stat_statements shows),
 histogram quantiles for ranges (`at >= $1` at the 2nd percentile keeps 98 % of the
-table), windows of several widths for a pair of bounds on one column, and the values
-of other sampled rows. Each set differs from the first in one placeholder (or one pair
-of bounds): the plan capture (queryaudit.plans.capture) ranks them by the planner's
-row estimate against the workload's rows per call, EXPLAIN ANALYZEs the closest within
-the budget, and keeps the set whose plan comes closest (queryaudit.plans.workload).
+table), the constants pg_qualstats saw the statement run, windows of several widths for
+a pair of bounds on one column, and the values of other sampled rows. Each set differs
+from the first in one placeholder (or one pair of bounds): the plan capture
+(queryaudit.plans.capture) ranks them by the planner's row estimate against the
+workload's rows per call, EXPLAIN ANALYZEs the closest within the budget, and keeps the
+set whose plan comes closest (queryaudit.plans.workload).
 
 Pure: reads the binding and the snapshot's pg_stats.
 """
@@ -66,11 +67,12 @@ def _range_candidates(stats: ColumnStats, operator: str) -> list[tuple[str, str]
     return out
 
 
-def candidate_sets(binding: Binding, snapshot: Snapshot, bind=None, sampled: list[list[str | None]] = ()
-                   ) -> list[CandidateSet]:
+def candidate_sets(binding: Binding, snapshot: Snapshot, bind=None, sampled: list[list[str | None]] = (),
+                   observed: dict[tuple[str, str], list[tuple[str, str]]] | None = None) -> list[CandidateSet]:
     """The sets to try, the first set's values changed one placeholder (or one pair of
     bounds) at a time; `bind(number, value)` shapes a value as the text binds it
-    (an interval's unit), `sampled` are the value lists of other sampled rows."""
+    (an interval's unit), `sampled` are the value lists of other sampled rows, `observed`
+    the (value, source) pairs the workload was seen to run per (table, column): pg_qualstats."""
     first = [s.value for s in binding.slots]
     first_sources = [s.source or "" for s in binding.slots]
     sets: list[CandidateSet] = []
@@ -105,13 +107,14 @@ def candidate_sets(binding: Binding, snapshot: Snapshot, bind=None, sampled: lis
             continue
         stats = snapshot.stats_for(slot.table, slot.column)
         if stats is None:
-            continue
+            stats = ColumnStats(slot.table, slot.column)  # no statistics: what the workload was seen to run
         table = snapshot.table(slot.table)
         reltuples = max(table.reltuples, 0.0) if table else 0.0
+        seen_run = list((observed or {}).get((slot.table, slot.column), []))
         if slot.operator in EQUALITY:
-            found = _equality_candidates(stats, reltuples)
+            found = seen_run + _equality_candidates(stats, reltuples)
         elif slot.operator in RANGES:
-            found = _range_candidates(stats, slot.operator)
+            found = seen_run + _range_candidates(stats, slot.operator)
         else:
             continue
         for value, source in found:
