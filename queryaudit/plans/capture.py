@@ -14,7 +14,10 @@ For each of the top N statements (by total time), and each statement of a
   every EXPLAIN ANALYZE runs under its own statement_timeout, and all of them share a
   total budget (--explain-budget);
 - a statement that cannot be explained (text that does not parse, permission denied,
-  a dropped table, a timeout) is recorded as skipped with the reason; the others go on.
+  a dropped table, a timeout) is recorded as skipped with the reason; the others go on;
+- every analyzed plan is compared with the workload's per-call figures
+  (queryaudit.plans.workload); once every statement has a first plan, the values of those
+  unlike the workload are searched (queryaudit.plans.search) within what is left.
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ PLAIN_TIMEOUT_MS = 5_000  # a plain EXPLAIN (planning only) after the budget is 
 SEARCH_RUNS = 4  # candidate sets EXPLAIN ANALYZEd when the first sample is unlike the workload
 SEARCH_SHARE = 0.25  # one candidate's run may take at most this share of the budget left
 ESTIMATE_TIMEOUT_MS = 1_000  # one plain EXPLAIN ranking a candidate set
+RANK_SHARE = 0.05  # the plain EXPLAINs ranking one statement's candidates: this share of the budget left
 
 
 @dataclass
@@ -141,6 +145,7 @@ class PlanCapturer:
         self.options = options
         self.deadline = time.monotonic() + options.budget_s
         self.pending_samples: list = []  # (capture, text, binding, sampled rows, timeout) for more_samples
+        self.pending_searches: list = []  # (statement, capture, text, binding, plannable, samples) for search_values
 
     # -- one statement -------------------------------------------------------------
     def capture(self, statement: Statement) -> PlanCapture:
@@ -205,9 +210,10 @@ class PlanCapturer:
                     if binding is not None:
                         self._record_generic(statement.queryid, text)
                     capture = self._done(statement, method, plan, text, binding, source, None)
-                    searched = kind == "read" and binding is not None and self._reproduce(
-                        statement, capture, text, binding, plannable, samples)
-                    if samples and kind == "read" and not searched:
+                    if kind == "read" and binding is not None and self._first_match(statement, capture, binding):
+                        # Unlike the workload: its values are searched once every statement has a first plan.
+                        self.pending_searches.append((statement, capture, text, binding, plannable, samples))
+                    if samples and kind == "read":
                         # Other rows are tried after every statement has its first plan.
                         self.pending_samples.append((capture, text, binding, samples, timeout_ms))
                     return capture
@@ -368,24 +374,47 @@ class PlanCapturer:
                 capture.sample_ms = [round(times[0], 3), *times[1:]]
 
     # -- values that reproduce the workload ---------------------------------------------
-    def _reproduce(self, statement: Statement, capture: PlanCapture, text: str, binding: Binding, plannable,
-                   samples: list) -> bool:
-        """When the first sample is unlike the workload (queryaudit.plans.workload), search the
-        candidate values (queryaudit.plans.search) for the set closest to it: ranked by the
-        planner's row estimate, the closest EXPLAIN ANALYZEd within the budget. The capture
-        keeps the closest plan and its values; True when that is not the first sample."""
+    @staticmethod
+    def _first_match(statement: Statement, capture: PlanCapture, binding: Binding) -> bool:
+        """The first sample against the workload (queryaudit.plans.workload); True when unlike it."""
         first = ParameterSet(values=list(capture.parameters), sources=[s.source or "" for s in binding.slots],
                              match=compare(capture.plan, statement), chosen=True)
         capture.workload_match, capture.parameter_sets = first.match, [first]
+        return first.match.verdict == "unlike" and per_call(statement) is not None
+
+    def search_values(self) -> None:
+        """A pass once every statement has its first plan, most total time first: the values
+        of each statement whose first sample is unlike the workload are searched. A statement
+        whose search kept other values gets no more sampled rows (they would replace them)."""
+        replaced = set()
+        for statement, capture, text, binding, plannable, samples in self.pending_searches:
+            if self.deadline - time.monotonic() <= 0 or self.conn.broken:
+                break
+            started = time.monotonic()
+            try:
+                if self._reproduce(statement, capture, text, binding, plannable, samples):
+                    replaced.add(id(capture))
+            except psycopg.Error:
+                if self.conn.broken:
+                    return
+            capture.duration_ms = round((capture.duration_ms or 0.0) + (time.monotonic() - started) * 1000, 3)
+        self.pending_samples = [p for p in self.pending_samples if id(p[0]) not in replaced]
+
+    def _reproduce(self, statement: Statement, capture: PlanCapture, text: str, binding: Binding, plannable,
+                   samples: list) -> bool:
+        """Search the candidate values (queryaudit.plans.search) for the set closest to the
+        workload: ranked by the planner's row estimate (within RANK_SHARE of the budget left),
+        the closest EXPLAIN ANALYZEd within the budget. The capture keeps the closest plan and
+        its values; True when that is not the first sample."""
+        first = capture.parameter_sets[0]
         workload = per_call(statement)
-        if first.match.verdict != "unlike" or workload is None:
-            return False
+        rank_until = time.monotonic() + max(0.5, (self.deadline - time.monotonic()) * RANK_SHARE)
         types = [s.type for s in binding.slots]
         sets = candidate_sets(binding, self.snapshot, plannable.bind if plannable else None,
                               self._other_rows(binding, samples), self._qualstats_constants(statement))
         ranked = []
         for candidate in sets:
-            if self.deadline - time.monotonic() <= 0:
+            if time.monotonic() > min(rank_until, self.deadline):
                 break
             try:
                 estimate = explain_rolled_back(self.conn, text, "FORMAT JSON", candidate.values, types,
@@ -617,6 +646,7 @@ def capture_plans(conn: psycopg.Connection, snapshot: Snapshot, options: PlanOpt
         if statement.queryid in captures:
             continue
         captures[statement.queryid] = capturer.capture(statement)
+    capturer.search_values()
     capturer.more_samples()
     snapshot.plans = [c for c in snapshot.plans if c.queryid not in captures] + list(captures.values())
 
