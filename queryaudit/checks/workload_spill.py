@@ -36,7 +36,8 @@ spill a lot, stay unknown. The saving is the temp I/O time's share of the statem
 temp blocks' share of all the blocks the statement touched.
 
 ## Known false positives
-A few calls with a huge spill and many without look the same on average; temp blocks of
+Utility statements (CREATE INDEX, CLUSTER) are left out: they sort in
+`maintenance_work_mem`. A few calls with a huge spill and many without look the same on average; temp blocks of
 a materialised CTE or a cursor are not always a matter of `work_mem`.
 """
 from __future__ import annotations
@@ -46,6 +47,7 @@ from queryaudit.checks._plans import analyzed_plans, block_size, scoped_work_mem
 from queryaudit.findings import Finding, saving_from_share, severity_from_saving
 from queryaudit.plans.workload import temp_kb_per_call
 from queryaudit.snapshot import Snapshot
+from queryaudit.sql import statement_kind
 
 ID = "workload-spill"
 TITLE = "Temp files written by the workload (pg_stat_statements)"
@@ -61,8 +63,9 @@ def run(snapshot: Snapshot) -> list[Finding]:
     findings = []
     for statement in snapshot.statements:
         kb = temp_kb_per_call(statement, size)
-        if kb < MIN_TEMP_KB_PER_CALL or statement.queryid in spilling_plans:
-            continue
+        if kb < MIN_TEMP_KB_PER_CALL or statement.queryid in spilling_plans \
+                or statement_kind(statement.query) not in ("read", "dml"):
+            continue  # CREATE INDEX, CLUSTER, VACUUM sort in maintenance_work_mem, not work_mem
         capture = snapshot.plan_for(statement.queryid)
         timed = (statement.temp_blk_read_time_ms or 0.0) + (statement.temp_blk_write_time_ms or 0.0)
         if timed > 0 and statement.total_exec_time_ms > 0:
