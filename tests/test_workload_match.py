@@ -4,8 +4,6 @@ when the first sample is unlike the workload, and the fixes sized on the workloa
 values. Pure cases first, then the issue's three workloads live on PostgreSQL 15 and 18."""
 import json
 
-import pytest
-
 from helpers import validate_report
 from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.checks._workload_sizing import plan_sizing
@@ -124,6 +122,7 @@ def test_a_rare_value_the_workload_asks_for_is_found_and_sizes_the_index(empty_d
     assert q["workload_match"]["verdict"] == "representative" and q["workload_match"]["first_sample"]["verdict"] \
         == "unlike"
     assert 0.5 <= q["workload_match"]["rows_ratio"] <= 2
+    assert sum(s.weight for s in capture.parameter_sets) == 1.0
     chosen = [s for s in capture.parameter_sets if s.chosen]
     assert chosen[0].values == ["failed"] and chosen[0].weight > 0
     index = next(f for f in report["findings"] if f["check"] == "missing-index" and f["table"] == "public.jobs")
@@ -221,9 +220,10 @@ def test_a_spill_proven_only_by_the_counters_is_reported_and_its_fix_removes_it(
     assert not _spill_nodes(_apply_and_explain(empty_db, found["fix_sql"], SERIES, [300000]))
 
 
-def test_every_format_shows_the_match(empty_db, tmp_path):
-    from queryaudit.report import html, markdown, terminal
+def test_every_format_shows_the_match(empty_db):
     from rich.console import Console
+
+    from queryaudit.report import html, markdown, terminal
 
     empty_db.execute("CREATE TABLE jobs (id int PRIMARY KEY, status text NOT NULL, payload text)")
     empty_db.execute("INSERT INTO jobs SELECT g, CASE WHEN g % 400 = 0 THEN 'failed' ELSE 'done' END, md5(g::text) "

@@ -380,6 +380,7 @@ class PlanCapturer:
         first = ParameterSet(values=list(capture.parameters), sources=[s.source or "" for s in binding.slots],
                              match=compare(capture.plan, statement), chosen=True)
         capture.workload_match, capture.parameter_sets = first.match, [first]
+        weigh(capture.parameter_sets)
         return first.match.verdict == "unlike" and per_call(statement) is not None
 
     def search_values(self) -> None:
