@@ -107,7 +107,8 @@ class Verifier:
         if fitted is None:
             m.outcome = "not-removed"
             m.detail = (f"still spills at work_mem = {logic.format_mb(logic.round_up_mb(cap))}, the bound "
-                        "(a quarter of shared_buffers, at least 64MB, at most 1GB): more memory is not the fix")
+                        "(a quarter of shared_buffers, at least 64MB, at most 1GB): more memory is not the fix; "
+                        f"{self._values_used(queryid)}")
             return m
         proposed = logic.proposed_work_mem_kb(fitted[1], fitted[0])
         scaled = self._scale_to_workload(queryid, proposed, cap)
@@ -135,7 +136,8 @@ class Verifier:
                                   f"-- SET LOCAL hash_mem_multiplier = {multiplier};")
         runs = self._runs(per_run)
         if runs == 0:
-            m.outcome, m.detail = "inconclusive", f"{m.fix} removes the spill; no budget left to time it"
+            m.outcome, m.detail = "inconclusive", (f"{m.fix} removes the spill; no budget left to time it; "
+                                                   f"{self._values_used(queryid)}")
             return m
         self._timed(m, query, values, types, {},
                     lambda: self.runner.explain(query, values, types, {"work_mem": setting}), runs)
