@@ -67,12 +67,14 @@ def coverage(out: Path, queryids: dict[str, str]) -> dict:
         plan = capture.get("plan") or {}
         rows.append({"query": name, "coverage": entry.get("plan_coverage", "not-reported"),
                      "explain_ms": capture.get("duration_ms"), "execution_ms": plan.get("Execution Time"),
-                     "why": capture.get("skipped_reason") or "", "values": capture.get("parameter_source") or ""})
+                     "why": capture.get("skipped_reason") or "", "values": capture.get("parameter_source") or "",
+                     "match": entry.get("workload_match") or {}})
     planned = sum(1 for r in rows if r["coverage"] in ("analyzed", "generic", "explained"))
     analyzed = sum(1 for r in rows if r["coverage"] == "analyzed")
     return {"rows": rows, "planned": planned, "analyzed": analyzed,
             "report_summary": report["plan_coverage"]["summary"],
-            "explain_s": sum((r["explain_ms"] or 0) for r in rows) / 1000}
+            "explain_s": sum((r["explain_ms"] or 0) for r in rows) / 1000,
+            "workload": report["plan_coverage"].get("workload") or {}}
 
 
 def main() -> None:
@@ -103,14 +105,23 @@ def main() -> None:
     finally:
         if cluster is not None:
             cluster.destroy()
-    print(f"\n{'query':6} {'plan':10} {'EXPLAIN ms':>10} {'exec ms':>9}  values / why not ANALYZE")
+    print(f"\n{'query':6} {'plan':10} {'EXPLAIN ms':>10} {'exec ms':>9} {'workload':>15} {'rows':>7}  "
+          "values / why not ANALYZE")
     for r in result["rows"]:
         note = r["why"] or r["values"]
-        print(f"{r['query']:6} {r['coverage']:10} {r['explain_ms'] or 0:10.0f} {r['execution_ms'] or 0:9.0f}  "
-              f"{note[:110]}")
+        match = r["match"]
+        verdict = (match.get("verdict") or "") + ("*" if match.get("first_sample") else "")
+        rows = f"x{match['rows_ratio']:.3g}" if match.get("rows_ratio") is not None else ""
+        print(f"{r['query']:6} {r['coverage']:10} {r['explain_ms'] or 0:10.0f} {r['execution_ms'] or 0:9.0f} "
+              f"{verdict:>15} {rows:>7}  {note[:110]}")
     print(f"\nTPC-H: planned {result['planned']}/22, {result['analyzed']} with EXPLAIN ANALYZE; "
           f"EXPLAINs took {result['explain_s']:.1f} s, the whole audit {seconds:.1f} s (default budget)")
     print(f"report header: {result['report_summary']}")
+    w = result["workload"]
+    if w:
+        print(f"plans against the workload (pg_stat_statements per call): {w['representative']}/{w['compared']} "
+              f"representative within 2x, {w['found_by_search']} of them found by the search (* above), "
+              f"{w['unlike']} unlike")
 
 
 if __name__ == "__main__":

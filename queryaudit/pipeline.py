@@ -113,6 +113,10 @@ def build_stages(options: AuditOptions, dsn: str) -> list[tuple[str, object]]:
     advisor = options.advisor or AdvisorOptions()
     if advisor.enabled and "index advisor" not in names:
         stages.append(advisor_stage(dsn, options.limits, advisor))
+        if options.explain and "index sizing" not in names:
+            from queryaudit.verify.index_sizing import stage as sizing_stage
+
+            stages.append(sizing_stage())  # the proposals sized on the workload's own values
     return stages
 
 

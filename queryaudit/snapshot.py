@@ -19,6 +19,7 @@ from queryaudit.errors import AuditError
 from queryaudit.estimates.model import EstimateExperiment
 from queryaudit.locks.facts import LockFacts
 from queryaudit.logs.facts import LogFacts
+from queryaudit.plans.workload import ParameterSet, WorkloadMatch
 from queryaudit.verify.model import FixVerification
 
 SNAPSHOT_FORMAT = 1
@@ -233,6 +234,15 @@ class PlanCapture:
     # Execution Time (ms) of each EXPLAIN ANALYZE with a different sampled row, the
     # plan above being the first: the spread says how much the values matter.
     sample_ms: list[float] = field(default_factory=list)
+    # How closely the plan above reproduces the workload's per-call figures
+    # (queryaudit.plans.workload); None when it was not executed.
+    workload_match: WorkloadMatch | None = None
+    # Every value set EXPLAIN ANALYZEd for the statement, closest to the workload first,
+    # with its weight (the share of calls it stands for): the index advisor's input.
+    parameter_sets: list[ParameterSet] = field(default_factory=list)
+    # The first sample, kept when the search for the workload's values replaced it.
+    first_sample: ParameterSet | None = None
+    search_note: str | None = None  # what the search tried and how close it came
 
 
 @dataclass

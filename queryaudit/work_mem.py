@@ -18,3 +18,11 @@ def work_mem_for(kilobytes: float) -> str:
 def scoped_work_mem_sql(value: str) -> str:
     return (f"-- for this statement only, inside its transaction:\nSET LOCAL work_mem = '{value}';\n"
             f"-- or for the role that runs it:\n-- ALTER ROLE <app_role> SET work_mem = '{value}';")
+
+
+def block_size(snapshot) -> int:
+    """The server's block size in bytes (temp blocks are counted in it)."""
+    try:
+        return int(snapshot.server.settings.get("block_size") or 8192)
+    except ValueError:
+        return 8192

@@ -17,7 +17,7 @@ MAY_CONNECT = {
     "collect/__init__.py", "collect/catalog.py", "collect/server.py", "collect/statements.py",
     "plans/explain.py", "plans/capture.py",
     "locks/sampling.py", "estimates/stage.py",
-    "verify/fixes.py", "verify/measure.py", "verify/real.py", "verify/stage.py",
+    "verify/fixes.py", "verify/measure.py", "verify/real.py", "verify/stage.py", "verify/index_sizing.py",
     "advisor/stage.py", "advisor/verify.py",
     "capture/__init__.py", "capture/core.py", "capture/django_hooks.py", "capture/drivers.py",
     "migrations/dynamic.py",

@@ -21,12 +21,14 @@ def test_build_stages_is_pure_and_follows_the_options():
     options = AuditOptions(top=7, sample_seconds=1, explain=True, explain_statement_ms=100, analyze_dml=True)
     before = list(options.collect.stages)
     names = [name for name, _ in build_stages(options, "postgresql://nowhere/db")]
-    assert names == ["lock sampling", "plans", "estimate experiments", "fix verification", "index advisor"]
+    assert names == ["lock sampling", "plans", "estimate experiments", "fix verification", "index advisor",
+                     "index sizing"]
     assert options.collect.stages == before and options.collect.top == 20  # the caller's options are untouched
     assert [n for n, _ in build_stages(AuditOptions(explain=False), "x")] == ["index advisor"]
     # A live audit reads its logs before plan capture (logged values for the plans); no verification asked.
     with_logs = AuditOptions(logs=["server.log"], verify=VerifyOptions(enabled=False))
-    assert [n for n, _ in build_stages(with_logs, "x")] == ["logs", "plans", "estimate experiments", "index advisor"]
+    assert [n for n, _ in build_stages(with_logs, "x")] == ["logs", "plans", "estimate experiments", "index advisor",
+                                                            "index sizing"]
 
 
 # The statement is slower than the --explain-timeout by a sleep (a floor, whatever the load);

@@ -3,79 +3,18 @@ the Amdahl saving of a node, severity by impact, and relation names resolved to 
 catalog. Not a check (the leading underscore keeps it out of the registry)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
-from queryaudit import names
-from queryaudit.findings import Saving, saving_from_share, severity_from_saving
+from queryaudit.findings import severity_from_saving
 from queryaudit.plans import model as plan_model
-from queryaudit.plans.model import Plan, PlanNode
-from queryaudit.snapshot import PlanCapture, Snapshot, Statement, Table
+from queryaudit.plans.captured import CapturedPlan, analyzed_plans, captured_plans, table_for  # noqa: F401
+from queryaudit.plans.model import PlanNode
+from queryaudit.snapshot import Snapshot, Table
 from queryaudit.sql import quote_qualified
-from queryaudit.work_mem import scoped_work_mem_sql, work_mem_for  # noqa: F401 (the checks' import path)
+from queryaudit.work_mem import block_size, scoped_work_mem_sql, work_mem_for  # noqa: F401 (the checks' import path)
 
 # Severity follows the predicted saving (share of the database's total execution time).
 
 
-@dataclass
-class CapturedPlan:
-    statement: Statement
-    capture: PlanCapture
-    plan: Plan
-
-    @property
-    def queryid(self) -> str:
-        return self.statement.queryid
-
-    def statement_share(self, snapshot: Snapshot) -> float:
-        total = snapshot.total_exec_time_ms
-        return min(1.0, self.statement.total_exec_time_ms / total) if total > 0 else 0.0
-
-    def saving(self, snapshot: Snapshot, fraction_of_statement: float) -> Saving:
-        return saving_from_share(self.statement.total_exec_time_ms, fraction_of_statement,
-                                 snapshot.total_exec_time_ms, self.statement.calls)
-
-
-def captured_plans(snapshot: Snapshot) -> list[CapturedPlan]:
-    """Every captured plan with its statement, built once per snapshot (checks share it)."""
-    cache = snapshot.__dict__.get("_plan_models")
-    if cache is not None and cache[0] == len(snapshot.plans):
-        return cache[1]
-    out = []
-    for capture in snapshot.plans:
-        if not capture.plan:
-            continue
-        statement = snapshot.statement(capture.queryid)
-        if statement is None:
-            continue
-        try:
-            out.append(CapturedPlan(statement, capture, plan_model.build(capture.plan)))
-        except (ValueError, KeyError, TypeError):
-            continue  # a plan we cannot read is no evidence of anything
-    snapshot.__dict__["_plan_models"] = (len(snapshot.plans), out)
-    return out
-
-
-def analyzed_plans(snapshot: Snapshot) -> Iterator[CapturedPlan]:
-    return (c for c in captured_plans(snapshot) if c.plan.analyzed)
-
-
 severity_for = severity_from_saving  # the one scale, under the name the plan checks use
-
-
-def table_for(snapshot: Snapshot, node: PlanNode) -> Table | None:
-    """The catalog table a node reads: its relation (schema-qualified with VERBOSE, else
-    looked up by name on the search_path, queryaudit.names), or the table of the index a Bitmap Index Scan reads."""
-    name = node.raw.get("Relation Name")
-    schema = node.raw.get("Schema")
-    if not name and node.index_name:
-        index = next((i for i in snapshot.indexes if i.name == node.index_name and (not schema or i.schema == schema)),
-                     None)
-        return snapshot.table(index.table) if index else None
-    if not name:
-        return None
-    relation = names.catalog_for(snapshot).find(schema, name)
-    return snapshot.table(relation.qualified_name) if relation else None
 
 
 def columns_of(table: Table | None, node: PlanNode, fields: tuple[str, ...] | None = None) -> list[str]:
@@ -104,4 +43,21 @@ def node_evidence(captured: CapturedPlan, node: PlanNode, snapshot: Snapshot) ->
                  "node_share_of_statement": round(captured.plan.share(node), 4)})
     if captured.plan.execution_ms is not None:
         data["execution_ms"] = round(captured.plan.execution_ms, 3)
+    # Which values the plan ran with, and how close it came to the workload (plans/workload.py).
+    data["plan_values"] = list(captured.capture.parameters)
+    match = captured.capture.workload_match
+    if match is not None:
+        data["workload_match"] = {"verdict": match.verdict, "rows_ratio": match.rows_ratio,
+                                  "temp_ratio": match.temp_ratio, "spill_agreement": match.spill_agreement}
     return data
+
+
+def workload_spill_kb(snapshot: Snapshot, captured: CapturedPlan) -> float:
+    """The workload's own spill per call (kB of temp blocks written), when the plan spills
+    less than half of it: the sample selected less than the workload runs, and a size
+    fitted to it would still spill. 0 otherwise (the plan's own figure stands)."""
+    match = captured.capture.workload_match
+    if match is None or not match.workload_temp_blocks or match.workload_temp_blocks <= 2 * match.plan_temp_blocks:
+        return 0.0
+    return match.workload_temp_blocks * block_size(snapshot) / 1024
+

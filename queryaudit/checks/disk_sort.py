@@ -51,6 +51,7 @@ from queryaudit.checks._plans import (
     severity_for,
     table_for,
     work_mem_for,
+    workload_spill_kb,
 )
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
@@ -112,7 +113,8 @@ def run(snapshot: Snapshot) -> list[Finding]:
                 if table:
                     break
             index_sql, index_columns = _index_for_order(snapshot, node)
-            work_mem = work_mem_for(spilled_kb)
+            # The workload's own temp blocks per call when this sample spilled much less.
+            work_mem = work_mem_for(max(spilled_kb, workload_spill_kb(snapshot, captured)))
             saving = captured.saving(snapshot, captured.plan.share(node))
             current = captured.plan.settings.get("work_mem") or snapshot.server.settings.get("work_mem")
             advice = (f"give this statement work_mem = {work_mem} (scoped: SET LOCAL in its transaction, "

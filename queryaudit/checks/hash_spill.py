@@ -44,6 +44,7 @@ from queryaudit.checks._plans import (
     severity_for,
     table_for,
     work_mem_for,
+    workload_spill_kb,
 )
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
@@ -80,7 +81,7 @@ def run(snapshot: Snapshot) -> list[Finding]:
             fraction = sum(captured.plan.share(n) for n in costly)
             saving = captured.saving(snapshot, fraction)
             table = next((t for t in (table_for(snapshot, n) for n in node.walk()) if t), None)
-            work_mem = work_mem_for(needed_kb / 2)
+            work_mem = work_mem_for(max(needed_kb / 2, workload_spill_kb(snapshot, captured)))
             findings.append(Finding(
                 check=ID, severity=severity_for(saving),
                 title=f"{node.label} ran in {batches} batches on disk",

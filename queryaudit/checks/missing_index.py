@@ -17,6 +17,14 @@ keeps the best. A table never analyzed is sized from its pages on disk and its f
 starts with ANALYZE; a partitioned table gets the ON ONLY / CONCURRENTLY per partition /
 ATTACH PARTITION form.
 
+Each proposal is then sized on the values the workload runs: for every statement whose
+plan capture kept a value set close to the workload (pg_stat_statements per call,
+`queries[].workload_match`), the statement with those values is planned with and without
+the index (HypoPG; without it, the share of rows its analyzed scan keeps). A rare value
+the workload asks for (`status = 'failed'`, 0.25 % of the table) is sized on that value;
+a proposal that no statement uses with its own values (a range keeping 98 % of the
+table) is dropped. The evidence (`workload_sizing`) lists the values and the costs.
+
 ## Why it matters
 A lookup without a suitable index reads the whole table (or sorts it) on every call; the
 time grows with the table. The predicted saving is the summed share of database time of
@@ -45,13 +53,15 @@ Severity high when the index saves at least 10 % of total database time, medium 
 estimated without HypoPG.
 
 ## Known false positives
-HypoPG compares planner costs of generic plans: a statement whose parameters are
-skewed may gain less for its common values. Without HypoPG the saving comes from the
+HypoPG compares planner costs: the generic plan, or the plan for the workload's values
+when the plan capture found them; a statement whose values vary widely gains more for
+some than for others. Without HypoPG the saving comes from the
 table's statistics and is only an estimate.
 """
 from __future__ import annotations
 
 from queryaudit.checks import declare
+from queryaudit.checks._workload_sizing import plan_sizing
 from queryaudit.findings import Finding, Verification, saving_from_share, severity_from_saving
 from queryaudit.snapshot import Snapshot
 
@@ -67,14 +77,29 @@ def run(snapshot: Snapshot) -> list[Finding]:
         return []
     by_id = {s.queryid: s for s in snapshot.statements}
     findings = []
+    sizings = snapshot.extras.get("index_sizing") or {}
     for proposed in advice.proposed:
         statements = [by_id[e.queryid] for e in proposed.statements if e.queryid in by_id]
         statement_ms = sum(s.total_exec_time_ms for s in statements)
-        saving = saving_from_share(statement_ms, proposed.saving_ms / statement_ms if statement_ms else 0.0,
+        sized = {r["queryid"]: {"method": "hypopg", **r} for r in sizings.get(proposed.name) or []}
+        for e in proposed.statements:  # without HypoPG: the representative plan's own scan
+            if e.queryid not in sized and proposed.columns and \
+                    (found := plan_sizing(snapshot, proposed.table, proposed.columns[0], e.queryid)) is not None:
+                sized[e.queryid] = found
+        fractions = {e.queryid: _fraction(e, sized.get(e.queryid)) for e in proposed.statements}
+        if sized and not any(fractions.values()):
+            continue  # with the values the workload runs, no statement would use it
+        saving_ms = sum(by_id[q].total_exec_time_ms * f for q, f in fractions.items() if q in by_id) if sized \
+            else proposed.saving_ms
+        saving = saving_from_share(statement_ms, saving_ms / statement_ms if statement_ms else 0.0,
                                    snapshot.total_exec_time_ms, sum(s.calls for s in statements))
         lead = proposed.statements[0]
         before = {k: v for k, v in (("cost", lead.cost_before), ("ms", lead.ms_before)) if v is not None}
         after = {k: v for k, v in (("cost", lead.cost_after), ("ms", lead.ms_after)) if v is not None}
+        if lead.queryid in sized:  # the costs with the workload's values, not the generic plan's
+            lead_sized = sized[lead.queryid]
+            before, after = ({"cost": lead_sized["cost_before"]}, {"cost": lead_sized["cost_after"]}) \
+                if lead_sized["method"] == "hypopg" else ({}, {})
         verified = proposed.verification in ("hypothetical", "real")
         detail = {"hypothetical": f"HypoPG {advice.hypopg_version}: generic plans re-planned with the index",
                   "real": "built for real in a rolled-back transaction, EXPLAIN ANALYZE before and after",
@@ -84,7 +109,13 @@ def run(snapshot: Snapshot) -> list[Finding]:
         what = ", ".join(proposed.columns) + (f" INCLUDE ({', '.join(proposed.include)})" if proposed.include else "") \
             + (f" WHERE {proposed.predicate}" if proposed.predicate else "")
         n = len(proposed.statements)
-        cut = max(e.fraction_removed for e in proposed.statements)
+        if sized:
+            detail += "; sized on the values the workload runs: " + "; ".join(
+                f"{', '.join(map(str, r['values']))}: " + (
+                    f"HypoPG cost {r['cost_before']:g} -> {r['cost_after']:g}" if r["method"] == "hypopg" else
+                    f"its scan keeps {r['rows_kept']:,.0f} of {r['rows_read']:,.0f} rows")
+                + ("" if r["uses_index"] else " (not used)") for r in sized.values())
+        cut = max(fractions.values())
         if proposed.verification == "real":  # built and timed: the title says what was measured
             cut = max((1 - e.ms_after / e.ms_before for e in proposed.statements
                        if e.ms_before and e.ms_after is not None), default=cut)
@@ -93,7 +124,7 @@ def run(snapshot: Snapshot) -> list[Finding]:
         findings.append(Finding(
             check=ID, severity=severity_from_saving(saving),
             title=f"Index on {proposed.table} ({what}) would cut {n} statement{'s' if n > 1 else ''} "
-                  f"by {cut_text}",
+                  f"by {cut_text}" + (" (sized on the workload's values)" if sized else ""),
             table=proposed.table, columns=list(proposed.columns), queryids=[e.queryid for e in proposed.statements],
             fix_sql=proposed.create_sql, predicted_saving=saving, confidence="high" if verified else "low",
             effort="index", advice=" ".join(filter(None, (
@@ -108,12 +139,22 @@ def run(snapshot: Snapshot) -> list[Finding]:
                 "descending": proposed.descending, "analyze_due": proposed.analyze_due,
                 "write_penalty_ms": proposed.write_penalty_ms, "saving_ms": proposed.saving_ms,
                 "threshold": advice.threshold,
+                # Each statement planned with and without the index for the values its plan
+                # capture found closest to the workload (queryaudit/verify/index_sizing.py).
+                "workload_sizing": list(sized.values()),
                 "statements": [{"queryid": e.queryid,
                                 "query": by_id[e.queryid].query[:QUERY_CHARS] if e.queryid in by_id else None,
                                 "cost_before": e.cost_before, "cost_after": e.cost_after,
                                 "ms_before": e.ms_before, "ms_after": e.ms_after,
-                                "fraction_removed": e.fraction_removed, "saving_ms": e.saving_ms}
+                                "fraction_removed": fractions[e.queryid], "saving_ms": e.saving_ms}
                                for e in proposed.statements],
             },
         ))
     return findings
+
+
+def _fraction(effect, sized: dict | None) -> float:
+    """The statement's share removed: on the workload's values when sized, else the advisor's generic figure."""
+    if sized is None:
+        return effect.fraction_removed
+    return sized["fraction_removed"] if sized["uses_index"] else 0.0

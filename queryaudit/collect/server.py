@@ -19,6 +19,7 @@ PERFORMANCE_SETTINGS = [
     "pg_stat_statements.track", "pg_stat_statements.track_utility", "pg_stat_statements.track_planning",
     "pg_stat_statements.save", "auto_explain.log_min_duration", "data_directory_mode",
     "search_path",  # how names.py resolves unqualified table names
+    "block_size",  # temp blocks per call -> kB (checks/workload_spill.py)
 ]
 
 RELEVANT_EXTENSIONS = ("pg_stat_statements", "hypopg", "pg_qualstats", "auto_explain", "pg_stat_kcache",

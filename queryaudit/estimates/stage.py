@@ -106,7 +106,7 @@ def run_experiments(conn: psycopg.Connection, snapshot: Snapshot, deadline: floa
                     statement_limit_ms: int) -> list[EstimateExperiment]:
     """One experiment per misestimated scan the row-estimate-error check would report."""
     from queryaudit.checks import row_estimate_error
-    from queryaudit.checks._plans import analyzed_plans, table_for
+    from queryaudit.plans.captured import analyzed_plans, table_for
 
     candidates = []
     for captured in analyzed_plans(snapshot):

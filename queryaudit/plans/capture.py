@@ -14,7 +14,10 @@ For each of the top N statements (by total time), and each statement of a
   every EXPLAIN ANALYZE runs under its own statement_timeout, and all of them share a
   total budget (--explain-budget);
 - a statement that cannot be explained (text that does not parse, permission denied,
-  a dropped table, a timeout) is recorded as skipped with the reason; the others go on.
+  a dropped table, a timeout) is recorded as skipped with the reason; the others go on;
+- every analyzed plan is compared with the workload's per-call figures
+  (queryaudit.plans.workload); once every statement has a first plan, the values of those
+  unlike the workload are searched (queryaudit.plans.search) within what is left.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.plans.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plans.plannable import date_columns, make_plannable
 from queryaudit.plans.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests
+from queryaudit.plans.search import candidate_sets, estimate_distance
+from queryaudit.plans.workload import ParameterSet, compare, per_call, weigh
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 
@@ -44,6 +49,10 @@ SAMPLE_TIMEOUT_MS = 2_000  # one TABLESAMPLE read of a few rows
 JOIN_SAMPLE_TIMEOUT_MS = 1_000  # a few rows of the statement's join; slower: table by table
 SAMPLE_SHARE = 0.1  # another sampled row only when one execution takes at most this share of the budget left
 PLAIN_TIMEOUT_MS = 5_000  # a plain EXPLAIN (planning only) after the budget is spent
+SEARCH_RUNS = 4  # candidate sets EXPLAIN ANALYZEd when the first sample is unlike the workload
+SEARCH_SHARE = 0.25  # one candidate's run may take at most this share of the budget left
+ESTIMATE_TIMEOUT_MS = 1_000  # one plain EXPLAIN ranking a candidate set
+RANK_SHARE = 0.05  # the plain EXPLAINs ranking one statement's candidates: this share of the budget left
 
 
 @dataclass
@@ -136,11 +145,14 @@ class PlanCapturer:
         self.options = options
         self.deadline = time.monotonic() + options.budget_s
         self.pending_samples: list = []  # (capture, text, binding, sampled rows, timeout) for more_samples
+        self.pending_searches: list = []  # (statement, capture, text, binding, plannable, samples) for search_values
 
     # -- one statement -------------------------------------------------------------
     def capture(self, statement: Statement) -> PlanCapture:
         started = time.monotonic()
         capture = self._capture(statement)
+        if capture.plan and capture.workload_match is None and capture.method in ("analyze", "analyze-rolled-back"):
+            capture.workload_match = compare(capture.plan, statement)
         capture.duration_ms = round((time.monotonic() - started) * 1000, 3)
         return capture
 
@@ -198,6 +210,9 @@ class PlanCapturer:
                     if binding is not None:
                         self._record_generic(statement.queryid, text)
                     capture = self._done(statement, method, plan, text, binding, source, None)
+                    if kind == "read" and binding is not None and self._first_match(statement, capture, binding):
+                        # Unlike the workload: its values are searched once every statement has a first plan.
+                        self.pending_searches.append((statement, capture, text, binding, plannable, samples))
                     if samples and kind == "read":
                         # Other rows are tried after every statement has its first plan.
                         self.pending_samples.append((capture, text, binding, samples, timeout_ms))
@@ -358,6 +373,146 @@ class PlanCapturer:
             if len(times) > 1:
                 capture.sample_ms = [round(times[0], 3), *times[1:]]
 
+    # -- values that reproduce the workload ---------------------------------------------
+    @staticmethod
+    def _first_match(statement: Statement, capture: PlanCapture, binding: Binding) -> bool:
+        """The first sample against the workload (queryaudit.plans.workload); True when unlike it."""
+        first = ParameterSet(values=list(capture.parameters), sources=[s.source or "" for s in binding.slots],
+                             match=compare(capture.plan, statement), chosen=True)
+        capture.workload_match, capture.parameter_sets = first.match, [first]
+        weigh(capture.parameter_sets)
+        return first.match.verdict == "unlike" and per_call(statement) is not None
+
+    def search_values(self) -> None:
+        """A pass once every statement has its first plan, most total time first: the values
+        of each statement whose first sample is unlike the workload are searched. A statement
+        whose search kept other values gets no more sampled rows (they would replace them)."""
+        replaced = set()
+        for statement, capture, text, binding, plannable, samples in self.pending_searches:
+            if self.deadline - time.monotonic() <= 0 or self.conn.broken:
+                break
+            started = time.monotonic()
+            try:
+                if self._reproduce(statement, capture, text, binding, plannable, samples):
+                    replaced.add(id(capture))
+            except psycopg.Error:
+                if self.conn.broken:
+                    return
+            capture.duration_ms = round((capture.duration_ms or 0.0) + (time.monotonic() - started) * 1000, 3)
+        self.pending_samples = [p for p in self.pending_samples if id(p[0]) not in replaced]
+
+    def _reproduce(self, statement: Statement, capture: PlanCapture, text: str, binding: Binding, plannable,
+                   samples: list) -> bool:
+        """Search the candidate values (queryaudit.plans.search) for the set closest to the
+        workload: ranked by the planner's row estimate (within RANK_SHARE of the budget left),
+        the closest EXPLAIN ANALYZEd within the budget. The capture keeps the closest plan and
+        its values; True when that is not the first sample."""
+        first = capture.parameter_sets[0]
+        workload = per_call(statement)
+        rank_until = time.monotonic() + max(0.5, (self.deadline - time.monotonic()) * RANK_SHARE)
+        types = [s.type for s in binding.slots]
+        sets = candidate_sets(binding, self.snapshot, plannable.bind if plannable else None,
+                              self._other_rows(binding, samples), self._qualstats_constants(statement))
+        ranked = []
+        for candidate in sets:
+            if time.monotonic() > min(rank_until, self.deadline):
+                break
+            try:
+                estimate = explain_rolled_back(self.conn, text, "FORMAT JSON", candidate.values, types,
+                                               self._timeout_setup(ESTIMATE_TIMEOUT_MS))
+            except psycopg.Error:
+                if self.conn.broken:
+                    raise
+                continue  # a value the column's type refuses: not a candidate
+            rows = float(estimate.get("Plan", {}).get("Plan Rows") or 0)
+            ranked.append((estimate_distance(rows, workload["rows"]), candidate))
+        ranked.sort(key=lambda r: r[0])
+        per_run_ms = max(float(capture.plan.get("Execution Time") or 0.0), statement.mean_exec_time_ms)
+        tried, plans = [], {}
+        for _, candidate in ranked[:SEARCH_RUNS]:
+            remaining_ms = (self.deadline - time.monotonic()) * 1000
+            if per_run_ms > remaining_ms * SEARCH_SHARE:
+                break
+            try:
+                plan = explain_rolled_back(self.conn, text, ANALYZE_OPTIONS, candidate.values, types,
+                                           self._timeout_setup(int(min(self.options.statement_limit_ms,
+                                                                       remaining_ms))))
+            except psycopg.Error:
+                if self.conn.broken:
+                    raise
+                continue
+            found = ParameterSet(values=candidate.values, sources=candidate.sources, match=compare(plan, statement))
+            tried.append(found)
+            plans[id(found)] = plan
+            if found.match.verdict == "representative":
+                break
+        best = min([first, *tried], key=lambda p: p.match.distance)
+        capture.parameter_sets = sorted([first, *tried], key=lambda p: p.match.distance)
+        how = (f"first sample unlike the workload ({'; '.join(first.match.reasons)}): {len(ranked)} candidate "
+               f"set{'s' if len(ranked) != 1 else ''} ranked by the planner's row estimate, {len(tried)} run with "
+               "EXPLAIN ANALYZE")
+        if best is first:
+            capture.search_note = how + "; none came closer, the first sample stands"
+            weigh(capture.parameter_sets)
+            return False
+        first.chosen, best.chosen = False, True
+        weigh(capture.parameter_sets)
+        bound = Binding([ParameterSlot(number=s.number, type=s.type, table=s.table, column=s.column,
+                                       operator=s.operator, value=v, source=src)
+                         for s, v, src in zip(binding.slots, best.values, best.sources, strict=True)])
+        capture.plan = plans[id(best)]
+        capture.parameters, capture.query_text = list(best.values), render_query(text, bound)
+        capture.parameter_source = bound.describe()
+        capture.first_sample, capture.workload_match = first, best.match
+        changed = [f"${s.number} = {s.value} ({s.source})" for s, old in zip(bound.slots, first.values, strict=True)
+                   if s.value != old]
+        capture.search_note = (f"{how}; kept {', '.join(changed)}: "
+                               f"{best.match.verdict}, rows x{best.match.rows_ratio:g} of the workload per call")
+        return True
+
+    def _qualstats_constants(self, statement: Statement) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """The constants pg_qualstats saw this statement compare with each column, most
+        frequent first (`'failed'::text` -> failed): values the workload itself ran."""
+        if "pg_qualstats" not in self.snapshot.server.extensions:
+            return {}
+        try:
+            with self.conn.transaction(force_rollback=True):
+                rows = self.conn.execute(
+                    "SELECT n.nspname || '.' || c.relname, a.attname, q.constvalue, sum(q.occurences) "
+                    "FROM pg_qualstats() q JOIN pg_class c ON c.oid = q.lrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "JOIN pg_attribute a ON a.attrelid = q.lrelid AND a.attnum = q.lattnum "
+                    "WHERE q.queryid = %s AND q.constvalue IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 40",
+                    (int(statement.queryid),)).fetchall()
+        except (psycopg.Error, ValueError):
+            if self.conn.broken:
+                raise
+            return {}
+        out: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for table, column, constant, seen in rows:
+            value = qualstats_constant(constant)
+            if value is not None:
+                out.setdefault((table, column), []).append(
+                    (value, f"pg_qualstats: a constant the workload ran ({int(seen):,} times)"))
+        return out
+
+    def _timeout_setup(self, timeout_ms: int) -> list:
+        return [(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{max(1, timeout_ms)}ms")), None)]
+
+    @staticmethod
+    def _other_rows(binding: Binding, samples: list) -> list[list[str | None]]:
+        """The value lists other sampled rows give (the binding is left as it was)."""
+        kept = [(s.value, s.source) for s in binding.slots]
+        out = []
+        try:
+            for pick in range(1, SAMPLES):
+                if samples and all(apply_rows(request, rows, pick) for request, rows in samples):
+                    out.append([s.value for s in binding.slots])
+        finally:
+            for s, (value, source) in zip(binding.slots, kept, strict=True):
+                s.value, s.source = value, source
+        return out
+
     def _record_generic(self, queryid: str, query: str) -> None:
         """The generic plan's shape and scan estimates beside the analyzed custom plan:
         a prepared statement reused by the application runs the generic one after five
@@ -452,6 +607,14 @@ class PlanCapturer:
         return Statement(queryid=queryid, query=text, calls=0, total_exec_time_ms=0.0, mean_exec_time_ms=0.0, rows=0)
 
 
+def qualstats_constant(text: str) -> str | None:
+    """pg_qualstats prints a constant as SQL (`'failed'::text`, `2::integer`): the bare value."""
+    m = re.fullmatch(r"(?s)\s*(?:'((?:[^']|'')*)'|([^':]+?))(?:::[\w .\"\[\]()]+)?\s*", text or "")
+    if m is None:
+        return None
+    return m.group(1).replace("''", "'") if m.group(1) is not None else m.group(2).strip()
+
+
 def generic_summary(explain: dict) -> dict:
     from queryaudit.plans.model import build
 
@@ -484,6 +647,7 @@ def capture_plans(conn: psycopg.Connection, snapshot: Snapshot, options: PlanOpt
         if statement.queryid in captures:
             continue
         captures[statement.queryid] = capturer.capture(statement)
+    capturer.search_values()
     capturer.more_samples()
     snapshot.plans = [c for c in snapshot.plans if c.queryid not in captures] + list(captures.values())
 

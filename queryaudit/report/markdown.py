@@ -120,6 +120,32 @@ def since_last_audit(report: dict) -> list[str]:
     return lines
 
 
+def _ratio(value) -> str:
+    return "" if value is None else f"×{value:.3g}"
+
+
+def workload_section(report: dict) -> list[str]:
+    """Per statement: how closely its analyzed plan reproduced the workload (plan / workload per call)."""
+    compared = [(n, q, q["workload_match"]) for n, q in enumerate(report["queries"], 1) if q.get("workload_match")]
+    if not compared:
+        return []
+    rows = [[str(n), code(q["queryid"]), m["verdict"] + (" (found by search)" if m.get("first_sample") else ""),
+             _ratio(m["rows_ratio"]), _ratio(m["blocks_ratio"]), _ratio(m["temp_ratio"]), _ratio(m["time_ratio"]),
+             "yes" if m["spill_agreement"] else "no", text(", ".join(str(v) for v in m["parameters"]))]
+            for n, q, m in compared]
+    lines = ["## Plans against the workload", "",
+             "Each analyzed plan against pg_stat_statements per call (plan / workload): representative within 2x "
+             "in rows and blocks, spilling when the workload spills. Time is shown, not judged.", ""]
+    lines += _table(["#", "queryid", "verdict", "rows", "blocks", "temp", "time", "spill agrees", "values"], rows,
+                    right={0, 3, 4, 5, 6})
+    for n, _, m in compared:
+        if m.get("search"):
+            lines.append(f"- #{n}: {text(m['search'])}")
+        elif m["verdict"] == "unlike":
+            lines.append(f"- #{n}: unlike the workload: {text('; '.join(m['reasons']))}")
+    return lines + [""]
+
+
 def render(report: dict) -> str:
     if report.get("kind") == "compare":
         return render_compare(report)
@@ -250,6 +276,8 @@ def _after_findings(report: dict) -> list[str]:
     if lock_ids:
         by_id = {f["id"]: f for f in report["findings"]}
         lines += ["## Locks", ""] + [f"- **{by_id[i]['severity']}** {text(by_id[i]['title'])}" for i in lock_ids] + [""]
+
+    lines += workload_section(report)
 
     m = report.get("method") or {}
     lines += ["## Method", "",

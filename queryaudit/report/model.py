@@ -16,6 +16,7 @@ from queryaudit.history.evidence import evidence_from_snapshot
 from queryaudit.locks.report import locks_section
 from queryaudit.logs.report import log_section, query_latency, workload_sources
 from queryaudit.report.derive import enrich, saves_time
+from queryaudit.report.workload import workload_match_entry, workload_summary
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import statement_kind
 
@@ -47,6 +48,8 @@ def _query_entry(snapshot: Snapshot, statement) -> dict:
         "plan_coverage": coverage_kind(capture),
         "plan_parameter_source": capture.parameter_source if capture else None,
         "plan_sample_ms": _spread(capture.sample_ms) if capture and capture.sample_ms else None,
+        # plan / workload per call (rows, blocks, temp, time) and the values used: queryaudit.plans.workload
+        "workload_match": workload_match_entry(capture),
         # p50/p95/p99 from logged durations (--log), None when no log matched the statement.
         **query_latency(snapshot, statement),
     }
@@ -87,7 +90,7 @@ def plan_coverage(queries: list[dict]) -> dict:
     if counts["not-captured"]:
         parts.append(f"{counts['not-captured']} not explained (no EXPLAIN stage)")
     return {"statements": len(queries), "plannable": plannable, "planned": planned, **counts, "utility": utility,
-            "summary": ", ".join(parts)}
+            "summary": ", ".join(parts), "workload": workload_summary(queries)}
 
 
 def is_workload(query: str) -> bool:

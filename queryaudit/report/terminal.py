@@ -123,6 +123,7 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
         queries.add_row(*row, Text(_one_line(q["query"], query_width)))
     if listed:
         console.print(queries)
+    _workload_table(console, report["queries"][:limit])
     if len(report["findings"]) > len(report["summary"]["top_fixes"]):
         console.print(Text(f"{len(report['findings']) - len(report['summary']['top_fixes'])} more findings: "
                            "see the HTML/Markdown/JSON report (--html, --markdown, --json)", style="dim"))
@@ -141,6 +142,34 @@ def _predictions_and_causes(c: dict, console: Console) -> None:
         if s["status"] in ("regressed", "improved") and "causes" in s:
             why = ", ".join(cause_summary(x) for x in s["causes"]) or f"no cause found: {s.get('reason')}"
             console.print(Text(f"{s['status']}: {_one_line(s['query'], 60)}: {why}", style="dim"))
+
+
+def _ratio(value) -> str:
+    return "" if value is None else f"x{value:.3g}"
+
+
+def _workload_table(console: Console, queries: list[dict]) -> None:
+    """Per statement: how closely its analyzed plan reproduced the workload (plan / workload per call)."""
+    compared = [(n, q, q["workload_match"]) for n, q in enumerate(queries, 1) if q.get("workload_match")]
+    if not compared:
+        return
+    table = Table(title="Plans against the workload (plan / workload per call)", title_justify="left")
+    for col in ("#", "verdict", "rows", "blocks", "temp", "time", "values"):
+        table.add_column(col, justify="right" if col in ("#", "rows", "blocks", "temp", "time") else "left",
+                         overflow="fold")
+    for n, _, m in compared:
+        verdict = m["verdict"] + (" (found by search)" if m.get("first_sample") and m["verdict"] == "representative"
+                                  else "")
+        table.add_row(str(n), Text(verdict, style="green" if m["verdict"] == "representative" else "yellow"),
+                      _ratio(m["rows_ratio"]), _ratio(m["blocks_ratio"]), _ratio(m["temp_ratio"]),
+                      _ratio(m["time_ratio"]), ", ".join(str(v) for v in m["parameters"]))
+    console.print(table)
+    for n, _, m in compared:
+        if m.get("first_sample"):
+            console.print(Text(f"   #{n}: {m['search']}", style="dim"), soft_wrap=True)
+        elif m["verdict"] == "unlike":
+            console.print(Text(f"   #{n}: unlike the workload: {'; '.join(m['reasons'])}", style="yellow"),
+                          soft_wrap=True)
 
 
 def render_compare(c: dict, console: Console | None = None) -> None:

@@ -9,11 +9,12 @@ import psycopg
 
 from queryaudit.findings import Finding
 from queryaudit.plans.explain import parameter_count, parameter_types
+from queryaudit.plans.workload import temp_kb_per_call
 from queryaudit.snapshot import Snapshot
 from queryaudit.verify import keyset, logic
 from queryaudit.verify.measure import Runner
 from queryaudit.verify.model import FixMeasurement
-from queryaudit.work_mem import scoped_work_mem_sql
+from queryaudit.work_mem import block_size, scoped_work_mem_sql
 
 RUNS = 3  # timed runs per side (after one warm-up each)
 MAX_BATCH_KEYS = 100  # keys of one N+1 batch measured
@@ -88,6 +89,11 @@ class Verifier:
             else:
                 reported = max(reported, float(f.evidence.get("peak_memory_kb") or 0)
                                * float(f.evidence.get("batches") or 1) / hmm)
+        # The workload's own spill (temp blocks per call, pg_stat_statements) sets the first
+        # size when it is larger than the sample's: the sample may select less than it runs.
+        statement = self.snapshot.statement(queryid)
+        workload_kb = temp_kb_per_call(statement, block_size(self.snapshot)) if statement else 0.0
+        reported = max(reported, workload_kb)
         value = logic.first_work_mem_kb(reported, current, cap)
         fitted = None
         while value is not None:
@@ -102,9 +108,13 @@ class Verifier:
         if fitted is None:
             m.outcome = "not-removed"
             m.detail = (f"still spills at work_mem = {logic.format_mb(logic.round_up_mb(cap))}, the bound "
-                        "(a quarter of shared_buffers, at least 64MB, at most 1GB): more memory is not the fix")
+                        "(a quarter of shared_buffers, at least 64MB, at most 1GB): more memory is not the fix; "
+                        f"{self._values_used(queryid)}")
             return m
         proposed = logic.proposed_work_mem_kb(fitted[1], fitted[0])
+        scaled = self._scale_to_workload(queryid, proposed, cap)
+        if scaled is not None:
+            fitted, proposed = (scaled, fitted[1] * scaled / proposed), scaled
         if proposed < fitted[0]:
             plan = self.runner.explain(query, values, types, {"work_mem": f"{int(proposed)}kB"})
             disk, need = logic.spills(plan, hmm)
@@ -127,13 +137,36 @@ class Verifier:
                                   f"-- SET LOCAL hash_mem_multiplier = {multiplier};")
         runs = self._runs(per_run)
         if runs == 0:
-            m.outcome, m.detail = "inconclusive", f"{m.fix} removes the spill; no budget left to time it"
+            m.outcome, m.detail = "inconclusive", (f"{m.fix} removes the spill; no budget left to time it; "
+                                                   f"{self._values_used(queryid)}")
             return m
         self._timed(m, query, values, types, {},
                     lambda: self.runner.explain(query, values, types, {"work_mem": setting}), runs)
         m.detail = (f"EXPLAIN ANALYZE with {m.fix}: the work fits in memory "
-                    f"({fitted[1]:,.0f} kB); {runs} interleaved runs each side")
+                    f"({fitted[1]:,.0f} kB); {runs} interleaved runs each side; {self._values_used(queryid)}")
+        if scaled is not None:
+            m.detail += "; the size that fit the sample scaled by the workload's temp blocks per call / the sample's"
         return m
+
+    def _values_used(self, queryid: str) -> str:
+        """Which values the measurement ran with, and how close they are to the workload."""
+        capture = self.snapshot.plan_for(queryid)
+        values = ", ".join(f"${n} = {v}" for n, v in enumerate(capture.parameters, 1)) if capture else ""
+        match = capture.workload_match if capture else None
+        if match is None or match.verdict == "unknown":
+            return f"values {values or '(none)'}"
+        return (f"values {values or '(none)'} ({match.verdict}: rows x{match.rows_ratio:g}, "
+                f"temp x{match.temp_ratio or 1:g} of the workload per call)")
+
+    def _scale_to_workload(self, queryid: str, proposed_kb: float, cap_kb: float) -> float | None:
+        """When the sample spilled less than the workload does per call (temp blocks,
+        pg_stat_statements), the size that fits the sample is scaled by the ratio: the
+        workload's own spill would still go to disk at the sample's size."""
+        capture = self.snapshot.plan_for(queryid)
+        match = capture.workload_match if capture else None
+        if match is None or not match.plan_temp_blocks or match.workload_temp_blocks <= 2 * match.plan_temp_blocks:
+            return None
+        return min(cap_kb, logic.round_up_mb(proposed_kb * match.workload_temp_blocks / match.plan_temp_blocks) * 1024)
 
     # -- jit -----------------------------------------------------------------------
     def jit(self, queryid: str, finding: Finding) -> FixMeasurement:
