@@ -169,3 +169,8 @@ def scalar(conn: psycopg.Connection, query, params=None):
     """The value of a one-column query's first row; None when it returns no row."""
     row = conn.execute(query, params).fetchone()
     return row[0] if row else None
+
+
+def first_column(cursor):
+    """A psycopg row factory: each row as its first column's value (a list of keys or names)."""
+    return lambda values: values[0]

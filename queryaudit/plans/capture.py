@@ -30,6 +30,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from queryaudit.connect import named_rows, scalar
 from queryaudit.errors import AuditError
 from queryaudit.plans.explain import explain_generic, explain_rolled_back, parameter_count, parameter_types
 from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
@@ -287,13 +288,11 @@ class PlanCapturer:
             return None
         try:
             with self.conn.transaction(force_rollback=True):
-                row = self.conn.execute("SELECT pg_qualstats_example_query(%s::bigint)",
-                                        (int(statement.queryid),)).fetchone()
+                text = scalar(self.conn, "SELECT pg_qualstats_example_query(%s::bigint)", (int(statement.queryid),))
         except (psycopg.Error, ValueError):
             if self.conn.broken:
                 raise
             return None
-        text = row[0] if row else None
         if not text or statement_kind(text) != "read" or parameter_count(text):
             return None
         try:
@@ -426,7 +425,7 @@ class PlanCapturer:
                 continue  # a value the column's type refuses: not a candidate
             rows = float(estimate.get("Plan", {}).get("Plan Rows") or 0)
             ranked.append((estimate_distance(rows, workload["rows"]), candidate))
-        ranked.sort(key=lambda r: r[0])
+        ranked.sort(key=lambda pair: pair[0])
         per_run_ms = max(float(capture.plan.get("Execution Time") or 0.0), statement.mean_exec_time_ms)
         tried, plans = [], {}
         for _, candidate in ranked[:SEARCH_RUNS]:
@@ -558,9 +557,9 @@ class PlanCapturer:
         called = [f for f in functions_called(query) if f.lower() not in HARMLESS_VOLATILE]
         if not called:
             return []
-        rows = self.conn.execute("SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY(%s) AND provolatile = 'v' "
-                                 "ORDER BY 1", (called,)).fetchall()
-        return [r[0] for r in rows]
+        rows = named_rows(self.conn, "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY(%s) "
+                                     "AND provolatile = 'v' ORDER BY 1", (called,))
+        return [r["proname"] for r in rows]
 
     def _explain(self, query: str, binding: Binding | None, options: str, timeout_ms: int,
                  read_write: bool = False) -> dict:
@@ -585,8 +584,8 @@ class PlanCapturer:
         if statement_kind(text) in ("read", "dml"):
             try:
                 with self.conn.transaction(force_rollback=True):
-                    row = self.conn.execute(sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + sql.SQL(text)).fetchone()
-                found = (row[0][0] if isinstance(row[0], list) else row[0]).get("Query Identifier")
+                    explained = scalar(self.conn, sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + sql.SQL(text))
+                found = (explained[0] if isinstance(explained, list) else explained).get("Query Identifier")
                 queryid = str(found) if found not in (None, 0) else None
             except psycopg.Error:
                 if self.conn.broken:

@@ -7,6 +7,7 @@ from statistics import median
 
 import psycopg
 
+from queryaudit.connect import named_rows
 from queryaudit.findings import Finding
 from queryaudit.plans.explain import parameter_count, parameter_types
 from queryaudit.plans.workload import temp_kb_per_call
@@ -31,14 +32,14 @@ class Verifier:
         self.settings = self._settings()
 
     def _settings(self) -> dict:
-        rows = self.runner.conn.execute(
-            "SELECT name, setting, unit FROM pg_settings WHERE name IN "
-            "('work_mem', 'shared_buffers', 'hash_mem_multiplier')").fetchall()
+        rows = named_rows(self.runner.conn, "SELECT name, setting, unit FROM pg_settings WHERE name IN "
+                                            "('work_mem', 'shared_buffers', 'hash_mem_multiplier')")
         out = {}
-        for name, setting, unit in rows:
-            out[name] = float(setting) if name == "hash_mem_multiplier" else logic.to_kb(setting, unit)
+        for r in rows:
+            out[r["name"]] = float(r["setting"]) if r["name"] == "hash_mem_multiplier" \
+                else logic.to_kb(r["setting"], r["unit"])
         out.setdefault("hash_mem_multiplier", 1.0)  # before 13 a hash gets work_mem, no more
-        out["names"] = tuple(name for name, _, _ in rows)
+        out["names"] = tuple(r["name"] for r in rows)
         return out
 
     # -- the statement as captured -------------------------------------------------
@@ -298,17 +299,17 @@ class Verifier:
         if capture and capture.method == "analyze" and capture.query_text and link.get("parent_column") \
                 and not parameter_count(capture.query_text):
             try:
-                rows = self.runner.rows(sql.SQL("SELECT DISTINCT p.{}::text FROM ({}) AS p LIMIT {}").format(
+                keys = self.runner.values(sql.SQL("SELECT DISTINCT p.{}::text FROM ({}) AS p LIMIT {}").format(
                     sql.Identifier(link["parent_column"]), sql.SQL(capture.query_text), sql.Literal(n)))
-                keys = [r[0] for r in rows if r[0] is not None]
+                keys = [k for k in keys if k is not None]
                 if keys:
                     return keys, "returned by the parent statement"
             except psycopg.Error:
                 pass
         schema, _, name = (finding.table or "").rpartition(".")
-        rows = self.runner.rows(sql.SQL("SELECT {}::text FROM {} WHERE {} IS NOT NULL LIMIT {}").format(
+        keys = self.runner.values(sql.SQL("SELECT {}::text FROM {} WHERE {} IS NOT NULL LIMIT {}").format(
             sql.Identifier(column), sql.Identifier(schema or "public", name), sql.Identifier(column), sql.Literal(n)))
-        return [r[0] for r in rows], f"read from {finding.table}"
+        return keys, f"read from {finding.table}"
 
     # -- statistics (CREATE STATISTICS, ANALYZE) ---------------------------------------
     def statistics(self, queryid: str, finding: Finding) -> FixMeasurement:

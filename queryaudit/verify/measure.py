@@ -13,6 +13,7 @@ import time
 import psycopg
 from psycopg import sql
 
+from queryaudit.connect import first_column
 from queryaudit.errors import AuditError
 from queryaudit.plans.explain import explain_rolled_back
 
@@ -52,6 +53,13 @@ class Runner:
             self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                 sql.Literal(f"{self.timeout_ms()}ms")))
             return self.conn.execute(query, params).fetchall()
+
+    def values(self, query, params: tuple | list = ()) -> list:
+        """The first column of a read's rows (keys for a batch), under the same limits."""
+        with self.conn.transaction(force_rollback=True):
+            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(f"{self.timeout_ms()}ms")))
+            return self.conn.cursor(row_factory=first_column).execute(query, params).fetchall()
 
     def interleaved(self, before, after, runs: int) -> tuple[list[dict], list[dict]]:
         """`runs` timed runs of each side, alternating (a warm-up of each first, not counted):
