@@ -20,7 +20,7 @@ from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
 from queryaudit.connect import SessionLimits, session
 from queryaudit.n_plus_one import MIN_EXECUTIONS, ROUND_TRIP_MS
-from queryaudit.plans.capture import DEFAULT_STATEMENT_LIMIT_MS
+from queryaudit.plans.capture import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import Snapshot
 
@@ -40,7 +40,7 @@ class AuditOptions:
     sample_rate_hz: float = 10.0
     # Plan capture (queryaudit.plans.capture): EXPLAIN of the top statements.
     explain: bool = True
-    explain_budget_s: float = 60.0
+    explain_budget_s: float = DEFAULT_BUDGET_S
     explain_statement_ms: int = DEFAULT_STATEMENT_LIMIT_MS  # statement_timeout of one EXPLAIN ANALYZE
     analyze_dml: bool = False
     queries_file: str | Path | None = None
