@@ -140,7 +140,8 @@ def require_lock_timeout(mig, settings):
     ```
 
     ## Thresholds
-    None; `SET lock_timeout = 0` does not count.
+    None; `SET lock_timeout = 0` does not count (it disables the timeout, and the finding
+    says so).
 
     ## Known false positives
     Migration tools that set it on the connection (e.g. in the DSN `options=-c
@@ -162,6 +163,9 @@ def require_lock_timeout(mig, settings):
     - supabase auth `20211124214934_update_auth_functions`, `20211202183645_update_auth_uid`,
       `20220224000811_update_auth_functions`: only `CREATE OR REPLACE FUNCTION`.
       queryaudit is right: no table lock is taken, so nothing queues.
+
+    squawk counts `SET lock_timeout = 0` as a timeout set; 0 disables it, so queryaudit
+    reports the DDL after it and says that the timeout is disabled.
     """
     yield from _missing_timeout(mig, "lock_timeout", LOCK_TIMEOUT_SQL, "require-lock-timeout")
 
@@ -206,6 +210,8 @@ def require_statement_timeout(mig, settings):
     an existing table), or only replaces functions, is not reported; squawk (2.70) reports
     it. The same 4 real-world files disagree (see require-lock-timeout); queryaudit is
     right on each: none of their statements can run long on a table clients use.
+    squawk counts `SET statement_timeout = 0` as a timeout set; 0 disables it, so
+    queryaudit reports the DDL after it and says that the timeout is disabled.
     """
     yield from _missing_timeout(mig, "statement_timeout", STATEMENT_TIMEOUT_SQL, "require-statement-timeout")
 
