@@ -113,9 +113,9 @@ def _report() -> dict:
     return report
 
 
-def _render(report: dict, compare: bool = False) -> str:
+def _render(report: dict, compare: bool = False, width: int = 100) -> str:
     out = io.StringIO()
-    console = Console(file=out, width=100, color_system=None)
+    console = Console(file=out, width=width, color_system=None)
     (terminal.render_compare if compare else terminal.render)(report, console)
     return out.getvalue()
 
@@ -133,8 +133,13 @@ def test_terminal_fix_lines_sit_under_their_own_fix_and_rows_per_call_are_whole(
 def test_terminal_compare_table_shows_the_whole_change():
     comparison = json.loads((ROOT / "reports" / "demo-compare.json").read_text())
     comparison["statements"][0]["mean_change_text"] = "no significant change (95 % interval -65% … +70%)"
-    text = _render(comparison, compare=True)
-    assert "no significant change" in text and "no significa…" not in text
+    for width in (80, 100, 140):
+        text = _render(comparison, compare=True, width=width)
+        assert "no significant change" in text and "no significa…" not in text
+        assert max(len(line) for line in text.splitlines()) <= width
+        # Each statement keeps its text: in the table, or numbered under it when the table is narrow.
+        assert all(s["query"][:15] in text for s in comparison["statements"][:15]), width
+        assert "faster" in text  # the status column folded into the change
 
 
 def test_checks_lines_up_every_title_after_the_longest_id():

@@ -155,26 +155,35 @@ def render_compare(c: dict, console: Console | None = None) -> None:
         console.print(Text(f"• {v['text']}", style=style))
     if not c["verdicts"]:
         console.print("No fix applied between the two reports.")
-    table = Table(title="Statements", title_justify="left")
-    rows = [(s["status"], _ms((s["before"] or {}).get("mean_exec_time_ms")),
-             _ms((s["after"] or {}).get("mean_exec_time_ms")),
+    table = Table(title="Statements: mean time before and after", title_justify="left")
+    statements = c["statements"][:15]
+    # The change says the status ("170.1x faster", "no significant change"); a statement new or
+    # gone has no change, and its status stands there instead.
+    rows = [(_ms((s["before"] or {}).get("mean_exec_time_ms")), _ms((s["after"] or {}).get("mean_exec_time_ms")),
              # The verdict without its interval (the verdict lines above quote it whole).
-             (s.get("mean_change_text") or "-").split(" (")[0].split(":")[0],
+             ((s.get("mean_change_text") or "").split(" (")[0].split(":")[0] or s["status"]),
              f"{(s['before'] or {}).get('calls', '-')} → {(s['after'] or {}).get('calls', '-')}")
-            for s in c["statements"][:15]]
-    headers = (("status", "left"), ("mean before", "right"), ("mean after", "right"), ("change", "right"),
-               ("calls", "right"))
+            for s in statements]
+    headers = (("before", "right"), ("after", "right"), ("change", "left"), ("calls", "right"))
     # Every column but the query is as wide as its longest cell ("no significant change" is never
-    # cut); the query takes what is left, as in the audit's statements table.
+    # cut); the query takes what is left, as in the audit's statements table. Below 20 characters
+    # (an 80-column terminal) the statements are numbered and their text listed under the table.
     widths = [max([len(col)] + [len(r[i]) for r in rows]) for i, (col, _) in enumerate(headers)]
+    query_width = console.width - sum(widths) - 3 * (len(headers) + 1) - 1
+    numbered = query_width < 20
+    if numbered:
+        table.add_column("#", justify="right", no_wrap=True)
     for (col, justify), width in zip(headers, widths, strict=True):
         table.add_column(col, justify=justify, no_wrap=True, min_width=width)
-    query_width = max(20, console.width - sum(widths) - 3 * (len(headers) + 1) - 1)
-    table.add_column("query", no_wrap=True, overflow="ellipsis", max_width=query_width)
-    for row, s in zip(rows, c["statements"][:15], strict=True):
-        table.add_row(Text(row[0], style=STATUS_STYLE.get(row[0], "")), *row[1:],
-                      Text(_one_line(s["query"], min(50, query_width))))
+    if not numbered:
+        table.add_column("query", no_wrap=True, overflow="ellipsis", max_width=query_width)
+    for n, (row, s) in enumerate(zip(rows, statements, strict=True), 1):
+        table.add_row(*([str(n)] if numbered else []), *row[:2], Text(row[2], style=STATUS_STYLE.get(s["status"], "")),
+                      row[3], *([] if numbered else [Text(_one_line(s["query"], min(50, query_width)))]))
     console.print(table)
+    if numbered:
+        for n, s in enumerate(statements, 1):
+            console.print(Text(f"{n:>3}  {_one_line(s['query'], console.width - 6)}"), soft_wrap=True)
 
 
 class StageProgress:
