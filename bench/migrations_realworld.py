@@ -40,7 +40,9 @@ def ours(files: list[Path], every: bool) -> Counter:
     for f in files:
         result = review([(str(f), f.read_text())], Settings(assume_in_transaction=in_transaction(f)), select)
         for finding in result.findings:
-            found[(str(f), finding.rule)] += 1
+            # A finding that stands for several rules (the same fix) counts for each of them.
+            for rule_id in (finding.rule, *finding.evidence.get("also", ())):
+                found[(str(f), rule_id)] += 1
     return found
 
 

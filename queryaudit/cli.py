@@ -17,13 +17,26 @@ import typer
 from rich.console import Console
 
 from queryaudit import __version__
-from queryaudit.errors import AuditError
+from queryaudit.errors import AuditError, quiet_broken_pipe
 from queryaudit.n_plus_one import MIN_EXECUTIONS, ROUND_TRIP_MS
 
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich exits 1, which is "a gate failed" here
+        self.quiet = True
+        raise SystemExit(quiet_broken_pipe())
+
+
+console = _Console(stderr=False)
+err_console = _Console(stderr=True)
+# Rich's help draws options in a table and cuts long option names ("--n-plus-one-min-execu…")
+# when it runs out of columns: a pipe, CI log or narrow terminal gets click's plain help,
+# which wraps instead. 100 columns hold every option table unclipped.
+RICH_HELP_MIN_WIDTH = 100
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode="rich" if console.is_terminal and console.width >= RICH_HELP_MIN_WIDTH else None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="PostgreSQL query performance auditor: find what costs database time, and the fix.")
-console = Console(stderr=False)
-err_console = Console(stderr=True)
 STATE = {"debug": False}
 
 # Option groups of `audit` (and `fleet`) in --help.
@@ -109,6 +122,8 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
+        except BrokenPipeError:
+            raise typer.Exit(quiet_broken_pipe()) from None
         except AuditError as exc:
             if STATE["debug"]:
                 traceback.print_exc()
@@ -267,13 +282,16 @@ def snapshot_cmd(
     explain_timeout: ExplainTimeout = 10.0,
     analyze_dml: AnalyzeDml = False,
     queries: Queries = None,
+    redact: Annotated[bool, typer.Option("--redact", help="replace literals (strings, numbers, parameter values) "
+                                         "in the snapshot, as audit --save-snapshot --redact does",
+                                         rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Collect the facts from a server into a JSON file, for auditing later without it."""
     from queryaudit.report.command import run_snapshot_command
 
     run_snapshot_command(dsn, output, _audit_options(
         top=top, explain=explain, explain_budget_s=explain_budget, explain_timeout=explain_timeout,
-        analyze_dml=analyze_dml, queries_file=queries), console)
+        analyze_dml=analyze_dml, queries_file=queries, redact=redact), console)
 
 
 @app.command()
@@ -536,11 +554,51 @@ def review_migration(
         raise typer.Exit(code)
 
 
+# How help names an option's value, instead of typer's own `<int range>`, `<list[Path]>`, and
+# `<bool>` for a flag that takes no value at all.
+_METAVARS = {"str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "float": "NUMBER", "float range": "NUMBER",
+             "path": "PATH", "file": "FILE", "directory": "DIR", "list[Path]": "PATH", "list[str]": "TEXT"}
+
+
+def _name_values(command, parent=None) -> None:
+    from typer._click import Context  # typer 0.29 carries its own click
+
+    # The parent context passes the app's help option names (-h) down, as at run time.
+    ctx = Context(command, parent=parent, **(command.context_settings or {}))
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if isinstance(param, typer.core.TyperOption) and param.metavar is None:
+            if param.is_flag:
+                param.metavar = ""
+            else:
+                label = param.display_type(ctx).strip("<>")
+                param.metavar = _METAVARS.get(label, label.upper())
+    for sub in getattr(command, "commands", {}).values():
+        _name_values(sub, ctx)
+
+
+def command_line():
+    """The click command of the whole CLI, with its help's value names."""
+    command = typer.main.get_command(app)
+    _name_values(command)
+    return command
+
+
+def hoist_debug(args: list[str]) -> list[str]:
+    """`--debug` anywhere before `--`: click takes the group's options only before the command name,
+    and `queryaudit audit --debug` is what one types after a failure."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug", *(a for i, a in enumerate(args) if not (a == "--debug" and i < end))]
+
+
 def run() -> None:  # console script entry point
     try:
-        app()
+        command_line()(args=hoist_debug(sys.argv[1:]), prog_name="queryaudit")
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(quiet_broken_pipe())
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ class SessionLimits:
     connect_timeout_s: int = 10
 
 
+# The libpq variables that name a server or database (PGPASSWORD alone names nothing).
+LIBPQ_TARGET_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "PGSERVICEFILE")
+
+
 def resolve_dsn(dsn: str | None) -> str:
     """--dsn, else DATABASE_URL, else libpq's own PG* variables (an empty conninfo)."""
     if dsn:
@@ -98,6 +102,10 @@ def connection_error_message(exc: Exception, dsn: str) -> str:
     elif any(s in text for s in ("Connection refused", "could not connect", "timeout expired",
                                  "No such file or directory", "could not translate host name",
                                  "Network is unreachable")):
+        if not dsn and not any(os.environ.get(v) for v in LIBPQ_TARGET_VARIABLES):
+            # libpq tried its default, the local socket: what is missing is the DSN.
+            return ("no DSN given (and no server on the local socket): pass --dsn postgresql://user@host:5432/dbname, "
+                    "or set DATABASE_URL or PGHOST/PGDATABASE/PGUSER")
         msg = f"cannot reach the PostgreSQL server at {where}: is it running and accepting TCP connections there?"
     else:
         msg = f"cannot connect to {where}: {text.splitlines()[-1] if text else type(exc).__name__}"

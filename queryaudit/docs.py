@@ -62,5 +62,7 @@ def write_if_changed(out: Path, pages: dict[str, str], dry_run: bool = False) ->
 
 def print_checks(console) -> None:
     """`queryaudit checks`: every check with its id."""
-    for check in all_checks():
-        console.print(f"{check.id:24} {check.title}", markup=False, highlight=False)
+    checks = all_checks()
+    width = max(len(c.id) for c in checks)  # the longest id sets the column, not a fixed 24
+    for check in checks:
+        console.print(f"{check.id:{width}}  {check.title}", markup=False, highlight=False, soft_wrap=True)

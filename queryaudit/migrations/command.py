@@ -5,7 +5,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from queryaudit.errors import AuditError
+from queryaudit.errors import AuditError, quiet_broken_pipe
 from queryaudit.findings import SEVERITIES
 from queryaudit.migrations import ALIASES, Settings, all_rules, parse_pg_version
 from queryaudit.migrations.review import review
@@ -107,7 +107,8 @@ def build_parser():
             sys.stderr.write(f"queryaudit: error: {message} (see queryaudit review-migration --help)\n")
             sys.exit(2)
 
-    p = Parser(prog="queryaudit review-migration", description="Review SQL migrations: risky "
+    # --help is the typer command's (queryaudit/__main__.py sends it there): no help option here.
+    p = Parser(prog="queryaudit review-migration", add_help=False, description="Review SQL migrations: risky "
                                 "DDL (locks, rewrites, breaking changes), and with --dsn a measured run on a scratch "
                                 "database.")
     p.add_argument("paths", nargs="*", help="SQL files, directories (applied in natural order) or - for stdin")
@@ -167,6 +168,8 @@ def main(argv: list[str]) -> int:
         return _fail(str(exc), exc.exit_code, args.debug)
     except KeyboardInterrupt:
         return _fail("interrupted", 130, args.debug)
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except Exception as exc:  # a bug: still one line, with a way to see more
         return _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)", 2,
                      args.debug)

@@ -284,7 +284,7 @@ def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
     for f in result.findings:
         emit(console, (f"{f.path}:{f.line}:{f.column}", "bold"), (" ", None), (f.severity, STYLE[f.severity]),
              (" ", None), (f.rule, "magenta"), (f" {f.message}", None))
-        facts = []
+        facts = [f"also {', '.join(f.evidence['also'])} (the same fix)"] if f.evidence.get("also") else []
         if f.lock:
             facts.append(f"lock {f.lock}" + (f" (blocks {f.blocks})" if f.blocks else ""))
         if f.rewrite is not None:

@@ -75,6 +75,7 @@ def select_rules(select: Iterable[str] | None = None, ignore: Iterable[str] | No
 def lint(mig: MigrationFile, settings: Settings, rules: list[Rule]) -> tuple[list[MigrationFinding],
                                                                               list[MigrationFinding]]:
     found, suppressed = [], []
+    same_advice: dict[tuple[int, str], MigrationFinding] = {}
     for r in rules:
         for v in r.check(mig, settings) or ():
             offset = v.offset if v.offset is not None else v.stmt.start
@@ -87,8 +88,16 @@ def lint(mig: MigrationFile, settings: Settings, rules: list[Rule]) -> tuple[lis
             if s:
                 f.suppressed = s.reason or "(no reason given)"
                 suppressed.append(f)
+            elif v.safe_sql and (first := same_advice.get((v.stmt.index, v.safe_sql))):
+                # Two rules, one statement, the same fix (FOREIGN KEY without NOT VALID is both
+                # adding-foreign-key-constraint and constraint-missing-not-valid): one finding.
+                first.evidence.setdefault("also", []).append(r.id)
+                if SEVERITY_RANK[f.severity] < SEVERITY_RANK[first.severity]:
+                    first.severity = f.severity
             else:
                 found.append(f)
+                if v.safe_sql:
+                    same_advice[(v.stmt.index, v.safe_sql)] = f
     key = lambda f: (f.path, f.line, f.column, f.rule)  # noqa: E731
     return sorted(found, key=key), sorted(suppressed, key=key)
 

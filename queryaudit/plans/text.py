@@ -35,7 +35,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["load_plan", "load_plan_file", "walk", "node_label", "tree_lines"]
+__all__ = ["load_plan", "load_plan_file", "walk", "node_label", "tree_lines", "detail_lines"]
 
 TAB_WIDTH = 4  # tabs in pasted plans stand for runs of spaces; 4 keeps relative depth
 MAX_TEXT = 50_000_000
@@ -940,4 +940,52 @@ def tree_lines(explain: dict) -> list[str]:
         if q_error is not None and q_error >= 10:
             parts.append(f"q-error {q_error:.0f}")
         lines.append(f"{'  ' * depth}{'-> ' if depth else ''}{label}  [{', '.join(parts)}]")
+        lines += [f"{'  ' * depth}{'   ' if depth else ''}   {detail}" for detail in detail_lines(node)]
     return lines
+
+
+_BUFFER_KINDS = (("shared", ("Hit", "Read", "Dirtied", "Written")), ("local", ("Hit", "Read", "Dirtied", "Written")),
+                 ("temp", ("Read", "Written")))
+_COUNT_KEYS = ("Rows Removed by Filter", "Rows Removed by Join Filter", "Rows Removed by Index Recheck",
+               "Heap Fetches", "Exact Heap Blocks", "Lossy Heap Blocks", "Workers Planned", "Workers Launched")
+
+
+def _kb_text(value) -> str:
+    return f"{_fmt_rows(value)}kB"
+
+
+def detail_lines(node: dict) -> list[str]:
+    """What the plan checks read from a node, as psql prints it: where a sort or hash spilled,
+    the buffers it touched, the rows it threw away, the workers it got."""
+    out = []
+    for who in [node, *(node.get("Workers") or [])]:
+        if who.get("Sort Method"):
+            prefix = f"Worker {who['Worker Number']}: " if who is not node and "Worker Number" in who else ""
+            space = f"  {who.get('Sort Space Type', 'Memory')}: {_kb_text(who['Sort Space Used'])}" \
+                if who.get("Sort Space Used") is not None else ""
+            out.append(f"{prefix}Sort Method: {who['Sort Method']}{space}")
+    if node.get("Hash Buckets") is not None:
+        buckets, batches = node["Hash Buckets"], node.get("Hash Batches")
+        orig_buckets = node.get("Original Hash Buckets", buckets)
+        orig_batches = node.get("Original Hash Batches", batches)
+        out.append(f"Buckets: {_fmt_rows(buckets)}" + (f" (originally {_fmt_rows(orig_buckets)})"
+                                                       if orig_buckets != buckets else "")
+                   + f"  Batches: {_fmt_rows(batches)}" + (f" (originally {_fmt_rows(orig_batches)})"
+                                                          if orig_batches != batches else "")
+                   + (f"  Memory Usage: {_kb_text(node['Peak Memory Usage'])}"
+                      if node.get("Peak Memory Usage") is not None else ""))
+    elif node.get("HashAgg Batches") is not None:
+        out.append(f"Batches: {_fmt_rows(node['HashAgg Batches'])}"
+                   + (f"  Memory Usage: {_kb_text(node['Peak Memory Usage'])}"
+                      if node.get("Peak Memory Usage") is not None else "")
+                   + (f"  Disk Usage: {_kb_text(node['Disk Usage'])}" if node.get("Disk Usage") else ""))
+    buffers = []
+    for kind, counters in _BUFFER_KINDS:
+        counts = [f"{c.lower()}={node[f'{kind.title()} {c} Blocks']:,}" for c in counters
+                  if node.get(f"{kind.title()} {c} Blocks")]
+        if counts:
+            buffers.append(f"{kind} {' '.join(counts)}")
+    if buffers:
+        out.append("Buffers: " + ", ".join(buffers))
+    out += [f"{key}: {_fmt_rows(node[key])}" for key in _COUNT_KEYS if node.get(key)]
+    return out

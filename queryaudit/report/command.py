@@ -81,7 +81,7 @@ def run_snapshot_command(dsn: str | None, output: Path, options: AuditOptions, c
     from queryaudit.pipeline import live_snapshot
 
     snap = live_snapshot(resolve_dsn(dsn), options)
-    snap.save(output)
+    save_snapshot_file(snap, output, options.redact)
     _say(console, f"wrote {output}: {len(snap.statements)} statements, {len(snap.tables)} tables, "
                   f"{len(snap.indexes)} indexes{' (partial)' if snap.partial else ''}")
 

@@ -30,6 +30,13 @@ def _ms(value: float | None) -> str:
     return f"{value:,.1f} ms" if value >= 10 else f"{value:.3f} ms"
 
 
+def _rows(value: float | None) -> str:
+    """Rows per call: 200,000 rather than 200000.0; a fraction only below 10 (0.5 rows a call)."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.2f}"
+
+
 def _one_line(text: str, width: int = 70) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -78,10 +85,12 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
                           f.get("effort") or "", Text(f"{f['title']}  [{f['check']}]"))
         console.print(fixes)
         for n, f in enumerate(report["summary"]["top_fixes"][:3], 1):
-            if f.get("fix_sql"):
-                console.print(Text(f"-- fix #{n}: {_one_line(f['title'], 80)}", style="dim"))
-                console.print(Text(f["fix_sql"]), soft_wrap=True)
             ba = f.get("before_after")
+            if f.get("fix_sql") or ba or f.get("saving_basis"):
+                # Each fix's own heading, or its measured lines would read as the previous fix's.
+                console.print(Text(f"-- fix #{n}: {_one_line(f['title'], 80)}", style="dim"))
+            if f.get("fix_sql"):
+                console.print(Text(f["fix_sql"]), soft_wrap=True)
             if ba and ba.get("before_text"):
                 runs = f", {ba['runs']} runs each" if ba.get("runs") else ""
                 extra = f"; {ba['extra']}" if ba.get("extra") else ""
@@ -101,7 +110,7 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
         title = "Top statements by total time"
         headers = ("share", "total", "calls", "mean", "rows/call")
         rows = [(_pct(q["share_of_total_time"]), _ms(q["total_exec_time_ms"]), f"{q['calls']:,}",
-                 _ms(q["mean_exec_time_ms"]), f"{q['rows_per_call']}") for q in listed]
+                 _ms(q["mean_exec_time_ms"]), _rows(q["rows_per_call"])) for q in listed]
         if any(q.get("p95_ms") is not None for q in listed):  # tail latency from the log
             headers += percentiles
             rows = [r + tuple(_ms(q.get(f"{p}_ms")) for p in percentiles) for r, q in zip(rows, listed, strict=True)]
@@ -189,19 +198,35 @@ def render_compare(c: dict, console: Console | None = None) -> None:
     if not c["verdicts"]:
         console.print("No fix applied between the two reports.")
     _predictions_and_causes(c, console)
-    table = Table(title="Statements", title_justify="left")
-    for col, justify, width in (("status", "left", 9), ("mean before", "right", 11), ("mean after", "right", 10),
-                                ("change", "right", 13), ("calls", "right", 13), ("query", "left", None)):
-        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis", min_width=width)
-    for s in c["statements"][:15]:
-        table.add_row(Text(s["status"], style=STATUS_STYLE.get(s["status"], "")),
-                      _ms((s["before"] or {}).get("mean_exec_time_ms")),
-                      _ms((s["after"] or {}).get("mean_exec_time_ms")),
-                      # The verdict without its interval (the verdict lines above quote it whole).
-                      (s.get("mean_change_text") or "-").split(" (")[0].split(":")[0],
-                      f"{(s['before'] or {}).get('calls', '-')} → {(s['after'] or {}).get('calls', '-')}",
-                      Text(_one_line(s["query"], 50)))
+    table = Table(title="Statements: mean time before and after", title_justify="left")
+    statements = c["statements"][:15]
+    # The change says the status ("170.1x faster", "no significant change"); a statement new or
+    # gone has no change, and its status stands there instead.
+    rows = [(_ms((s["before"] or {}).get("mean_exec_time_ms")), _ms((s["after"] or {}).get("mean_exec_time_ms")),
+             # The verdict without its interval (the verdict lines above quote it whole).
+             ((s.get("mean_change_text") or "").split(" (")[0].split(":")[0] or s["status"]),
+             f"{(s['before'] or {}).get('calls', '-')} → {(s['after'] or {}).get('calls', '-')}")
+            for s in statements]
+    headers = (("before", "right"), ("after", "right"), ("change", "left"), ("calls", "right"))
+    # Every column but the query is as wide as its longest cell ("no significant change" is never
+    # cut); the query takes what is left, as in the audit's statements table. Below 20 characters
+    # (an 80-column terminal) the statements are numbered and their text listed under the table.
+    widths = [max([len(col)] + [len(r[i]) for r in rows]) for i, (col, _) in enumerate(headers)]
+    query_width = console.width - sum(widths) - 3 * (len(headers) + 1) - 1
+    numbered = query_width < 20
+    if numbered:
+        table.add_column("#", justify="right", no_wrap=True)
+    for (col, justify), width in zip(headers, widths, strict=True):
+        table.add_column(col, justify=justify, no_wrap=True, min_width=width)
+    if not numbered:
+        table.add_column("query", no_wrap=True, overflow="ellipsis", max_width=query_width)
+    for n, (row, s) in enumerate(zip(rows, statements, strict=True), 1):
+        table.add_row(*([str(n)] if numbered else []), *row[:2], Text(row[2], style=STATUS_STYLE.get(s["status"], "")),
+                      row[3], *([] if numbered else [Text(_one_line(s["query"], min(50, query_width)))]))
     console.print(table)
+    if numbered:
+        for n, s in enumerate(statements, 1):
+            console.print(Text(f"{n:>3}  {_one_line(s['query'], console.width - 6)}"), soft_wrap=True)
 
 
 class StageProgress:

@@ -67,10 +67,30 @@ def is_volatile(expr) -> bool:
     return True
 
 
+def _not_null_after_backfill(table: str, col, settings) -> str:
+    """The column's NOT NULL, kept by the safe rewrite: once the rows are filled, a CHECK added
+    NOT VALID and validated (reads and writes continue), then SET NOT NULL, which from PostgreSQL 12
+    trusts the valid CHECK instead of scanning under ACCESS EXCLUSIVE."""
+    if not any(isinstance(c, ast.Constraint) and c.contype == ConstrType.CONSTR_NOTNULL
+               for c in col.constraints or ()):
+        return ""
+    check = quote_ident(f"{col.colname}_not_null")
+    name = quote_ident(col.colname)
+    steps = (f"\nALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({name} IS NOT NULL) NOT VALID;\n"
+             f"ALTER TABLE {table} VALIDATE CONSTRAINT {check};\n")
+    if settings.pg_version >= NOT_NULL_FROM_CHECK_VERSION:
+        return steps + f"ALTER TABLE {table} ALTER COLUMN {name} SET NOT NULL;\n" \
+                       f"ALTER TABLE {table} DROP CONSTRAINT {check};"
+    return steps + (f"-- PostgreSQL {settings.pg_version[0]}: SET NOT NULL would scan {table} under ACCESS "
+                    "EXCLUSIVE; the validated CHECK keeps NULLs out meanwhile")
+
+
 @rule("adding-field-with-default", "ADD COLUMN that rewrites the table (volatile default, stored generated, "
       "serial, identity)", "high", "columns", squawk=True,
       cases=[trigger("ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();"),
              trigger("ALTER TABLE orders ADD COLUMN n integer DEFAULT 10;", pg_version="10"),
+             trigger('ALTER TABLE "identities" ADD COLUMN "state" VARCHAR(255) NOT NULL DEFAULT \'active\';',
+                     pg_version="10"),
              trigger("ALTER TABLE orders ADD COLUMN seq bigserial;"),
              trigger("ALTER TABLE orders ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;"),
              passes("ALTER TABLE orders ADD COLUMN n integer DEFAULT 10;"),
@@ -93,7 +113,9 @@ def adding_field_with_default(mig, settings):
 
     ## How to fix
     Add the column without the default (or as a plain nullable column), set the default
-    for new rows, and backfill existing rows in batches. For a generated column, add a
+    for new rows, and backfill existing rows in batches. A NOT NULL column gets its
+    constraint back afterwards: a CHECK (col IS NOT NULL) added NOT VALID and validated,
+    then (PostgreSQL 12+) SET NOT NULL, which trusts the valid CHECK instead of scanning. For a generated column, add a
     plain column and maintain it with a trigger, or compute it in a view.
 
     ## Example
@@ -133,14 +155,16 @@ def adding_field_with_default(mig, settings):
                 expr = c.raw_expr
                 constant_null = isinstance(expr, ast.A_Const) and expr.isnull
                 if is_volatile(expr) or (settings.pg_version < FAST_DEFAULT_VERSION and not constant_null):
-                    why = ("volatile default" if is_volatile(expr) else
-                           f"any default on PostgreSQL {settings.pg_version[0]}")
-                    yield violation(stmt, f"ADD COLUMN {col.colname} with a {why} ({deparse(expr)}) rewrites "
+                    why = (f"with a volatile default ({deparse(expr)})" if is_volatile(expr) else
+                           f"with a default ({deparse(expr)}) on PostgreSQL {settings.pg_version[0]}")
+                    yield violation(stmt, f"ADD COLUMN {col.colname} {why} rewrites "
                                           f"{table} under an ACCESS EXCLUSIVE lock", expr,
                                     lock=ACCESS_EXCLUSIVE, rewrite=True, table=table,
                                     safe_sql=f"ALTER TABLE {table} ADD COLUMN {name} {deparse(col.typeName)};\n"
                                              f"ALTER TABLE {table} ALTER COLUMN {name} SET DEFAULT {deparse(expr)};\n"
-                                             f"-- then backfill existing rows in batches")
+                                             f"-- backfill the existing rows (in batches of a key range on a big "
+                                             f"table):\nUPDATE {table} SET {name} = {deparse(expr)} WHERE {name} "
+                                             f"IS NULL;" + _not_null_after_backfill(table, col, settings))
             elif c.contype in (ConstrType.CONSTR_GENERATED, ConstrType.CONSTR_IDENTITY):
                 kind = "a stored generated column" if c.contype == ConstrType.CONSTR_GENERATED else "an identity column"
                 yield violation(stmt, f"ADD COLUMN {col.colname} as {kind} rewrites {table} under an ACCESS "

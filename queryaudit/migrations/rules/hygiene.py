@@ -6,8 +6,13 @@ from pglast.enums import AlterTableType, ObjectType, OnCommitAction
 from pglast.parser import scan
 
 from queryaudit.migrations import passes, rule, trigger
-from queryaudit.migrations.rules._util import loc, names, violation
+from queryaudit.migrations.rules._util import deparse, loc, names, quote_ident, violation
+from queryaudit.migrations.rules.index import is_concurrent
 
+NOT_RERUNNABLE = "not re-runnable: use IF [NOT] EXISTS so a retry after a partial failure works"
+# RENAME of these with IF EXISTS is skipped when the old name is already gone.
+RELATION_KINDS = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_VIEW,
+                  ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_SEQUENCE, ObjectType.OBJECT_FOREIGN_TABLE)
 NAMEDATALEN = 64  # identifiers longer than NAMEDATALEN - 1 bytes are truncated by PostgreSQL
 
 
@@ -119,15 +124,32 @@ def require_table_schema(mig, settings):
       squawk=True,
       cases=[trigger("SELECT 1;\nALTER TABLE t ADD COLUMN c text;"), trigger("DROP INDEX CONCURRENTLY i;"),
              passes("ALTER TABLE t ADD COLUMN c text;", assume_in_transaction=True),
-             passes("SELECT 1;\nALTER TABLE t ADD COLUMN IF NOT EXISTS c text;")])
+             passes("SELECT 1;\nALTER TABLE t ADD COLUMN IF NOT EXISTS c text;"),
+             trigger('ALTER TABLE "identities" RENAME COLUMN "traits_schema_id" TO "schema_id";'),
+             passes("ALTER TABLE IF EXISTS old_sessions RENAME TO sessions;"),
+             trigger('CREATE INDEX CONCURRENTLY "users_email_idx" ON "users" ("email");', assume_in_transaction=True),
+             passes('CREATE INDEX CONCURRENTLY IF NOT EXISTS "users_email_idx" ON "users" ("email");',
+                    assume_in_transaction=True),
+             trigger('ALTER TABLE "flows" ALTER COLUMN "expires_at" TYPE timestamp USING to_timestamp("expires_at");'),
+             passes('ALTER TABLE "flows" ALTER COLUMN "state" TYPE VARCHAR(36);'),
+             passes('ALTER TABLE "sessions" DROP CONSTRAINT IF EXISTS "sessions_identity_fk";\n'
+                    'ALTER TABLE "sessions" ADD CONSTRAINT "sessions_identity_fk" FOREIGN KEY ("identity_id") '
+                    'REFERENCES "identities" ("id") ON DELETE CASCADE;')])
 def prefer_robust_stmts(mig, settings):
     """A statement outside a transaction that fails when the migration is re-run.
 
     ## What it detects
     Outside a transaction (no BEGIN, no `--assume-in-transaction`): CREATE TABLE / INDEX
     without IF NOT EXISTS, DROP ... / DROP COLUMN / DROP CONSTRAINT without IF EXISTS, ADD
-    COLUMN without IF NOT EXISTS, ADD CONSTRAINT not preceded by a DROP CONSTRAINT IF
-    EXISTS, SET NOT NULL, and ENABLE/DISABLE ROW LEVEL SECURITY.
+    COLUMN without IF NOT EXISTS, ADD CONSTRAINT not preceded by a DROP CONSTRAINT of the
+    same name, SET NOT NULL, ENABLE/DISABLE ROW LEVEL SECURITY, a RENAME (the old name is
+    gone on the re-run; `ALTER TABLE IF EXISTS old RENAME TO new` is fine), and `ALTER
+    COLUMN ... TYPE ... USING` (the USING expression is applied again to converted data).
+
+    A file that is a lone named `CREATE INDEX CONCURRENTLY` without IF NOT EXISTS is
+    reported even under `--assume-in-transaction`: CONCURRENTLY cannot run in a
+    transaction, so the runner runs it outside one, and a failed build leaves an INVALID
+    index of that name on which the re-run fails.
 
     ## Why it matters
     Non-transactional migrations (needed for CONCURRENTLY) can fail halfway; a re-run then
@@ -159,19 +181,25 @@ def prefer_robust_stmts(mig, settings):
     failure works: queryaudit is right to stay quiet.
     """
     dropped: set[tuple[str, str]] = set()
+    lone_concurrent = len(mig.statements) == 1 and is_concurrent(mig.statements[0].node)
     for stmt in mig.statements:
-        if stmt.in_transaction:
+        if stmt.in_transaction and not lone_concurrent:
             continue
-        node, bad = stmt.node, False
+        node, bad, message = stmt.node, False, NOT_RERUNNABLE
         if isinstance(node, ast.AlterTableStmt):
             table = node.relation.relname
             for cmd in node.cmds or ():
                 st = cmd.subtype
                 if st in (AlterTableType.AT_AddColumn, AlterTableType.AT_DropColumn,
                           AlterTableType.AT_DropConstraint):
-                    if st == AlterTableType.AT_DropConstraint and cmd.missing_ok:
+                    if st == AlterTableType.AT_DropConstraint:
+                        # With or without IF EXISTS: an ADD of that name after it can run again
+                        # (the DROP itself is reported when it lacks IF EXISTS).
                         dropped.add((table, cmd.name))
                     bad = bad or not cmd.missing_ok
+                elif st == AlterTableType.AT_AlterColumnType and cmd.def_.raw_default is not None:
+                    bad, message = True, (f"not re-runnable: USING {deparse(cmd.def_.raw_default)} is applied again "
+                                          "to the converted column on a retry; run it in a transaction")
                 elif st == AlterTableType.AT_AddConstraint:
                     name = getattr(cmd.def_, "conname", None)
                     if (table, name) in dropped:
@@ -183,13 +211,24 @@ def prefer_robust_stmts(mig, settings):
                     bad = True
         elif isinstance(node, ast.IndexStmt):
             bad = bool(node.idxname) and not node.if_not_exists
+            if bad and node.concurrent:
+                message = (f"not re-runnable: a failed CREATE INDEX CONCURRENTLY leaves an INVALID index "
+                           f"{node.idxname} and the retry fails on it: use IF NOT EXISTS (after DROP INDEX "
+                           f"CONCURRENTLY IF EXISTS {quote_ident(node.idxname)} when the build failed)")
+        elif isinstance(node, ast.RenameStmt):
+            # Renaming the relation itself with IF EXISTS is skipped on a retry; a column,
+            # constraint or any other object's old name is simply gone.
+            bad = not (node.missing_ok and node.renameType in RELATION_KINDS)
+            message = "not re-runnable: after a RENAME the old name is gone and a retry fails"
+        elif isinstance(node, ast.AlterEnumStmt) and node.oldVal:
+            bad, message = True, "not re-runnable: after RENAME VALUE the old value is gone and a retry fails"
         elif isinstance(node, ast.CreateStmt):
             temp_dropped = node.relation.relpersistence == "t" and node.oncommit == OnCommitAction.ONCOMMIT_DROP
             bad = not node.if_not_exists and not temp_dropped
         elif isinstance(node, ast.DropStmt):
             bad = not node.missing_ok
         if bad:
-            yield violation(stmt, "not re-runnable: use IF [NOT] EXISTS so a retry after a partial failure works")
+            yield violation(stmt, message)
 
 
 UNKNOWN = object()  # a `*`: the names come from the catalog, which a static review does not have

@@ -18,15 +18,21 @@ LOCK_TIMEOUT_SQL = "SET lock_timeout = '2s';"
 STATEMENT_TIMEOUT_SQL = "SET statement_timeout = '5min';"
 
 
-def _sets(stmt, name: str) -> bool:
+def _set_value(stmt, name: str) -> str | None:
+    """The value a `SET [LOCAL] name = value` gives, lower-cased; None for any other statement."""
     node = stmt.node
     if not isinstance(node, ast.VariableSetStmt) or node.kind != VariableSetKind.VAR_SET_VALUE:
-        return False
+        return None
     if (node.name or "").lower() != name:
-        return False
+        return None
     value = node.args[0].val if node.args and isinstance(node.args[0], ast.A_Const) else None
-    text = str(getattr(value, "sval", getattr(value, "ival", ""))).strip().lower()
-    return text not in ("0", "")  # 0 turns the timeout off
+    return str(getattr(value, "sval", getattr(value, "ival", ""))).strip().lower()
+
+
+def _is_analyze(node) -> bool:
+    """ANALYZE (not VACUUM): SHARE UPDATE EXCLUSIVE, which no read or write waits for, over a
+    sample of bounded size (default_statistics_target)."""
+    return isinstance(node, ast.VacuumStmt) and not node.is_vacuumcmd
 
 
 def _references(node) -> list:
@@ -79,14 +85,21 @@ def _missing_timeout(mig, name: str, fix: str, rule_id: str):
     # unconditional CREATE TABLE makes the later statements on it harmless.
     created.created = {t: i for t, i in created.created.items()
                        if not getattr(mig.statements[i].node, "if_not_exists", False)}
+    turned_off = None  # the SET name = 0 that disables it, when that is what the file did
     for stmt in mig.statements:
-        if _sets(stmt, name):
-            return
-        if not isinstance(stmt.node, QUICK_STATEMENTS) and not _blocks_nobody(stmt, created):
+        value = _set_value(stmt, name)
+        if value is not None:
+            if value not in ("0", ""):  # 0 turns the timeout off
+                return
+            turned_off = stmt
+        elif (not isinstance(stmt.node, QUICK_STATEMENTS) and not _is_analyze(stmt.node)
+              and not _blocks_nobody(stmt, created)):
             consequence = ("a lock wait queues every query behind it" if name == "lock_timeout"
                            else "a slow statement runs unbounded")
-            yield violation(stmt, f"no {name} set before the first DDL: {consequence}",
-                            safe_sql=fix + "  -- at the top of the migration", severity=None)
+            why = (f"{name} = 0 (line {turned_off.line}) disables the timeout for the first DDL" if turned_off
+                   else f"no {name} set before the first DDL")
+            yield violation(stmt, f"{why}: {consequence}", safe_sql=fix + "  -- at the top of the migration",
+                            severity=None)
             return
 
 
@@ -95,13 +108,17 @@ def _missing_timeout(mig, name: str, fix: str, rule_id: str):
              passes("SET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c boolean;"),
              passes("CREATE TABLE t (id bigint);\nCREATE INDEX t_id ON t (id);\nALTER TABLE t ADD COLUMN c text;"),
              trigger("CREATE TABLE t (id bigint, user_id bigint REFERENCES users (id));"),
-             trigger("CREATE TABLE t (id bigint);\nALTER TABLE t ADD FOREIGN KEY (id) REFERENCES users (id);")])
+             trigger("CREATE TABLE t (id bigint);\nALTER TABLE t ADD FOREIGN KEY (id) REFERENCES users (id);"),
+             passes('ANALYZE "identities";\nANALYZE "identity_credentials";'),
+             trigger("SET LOCAL lock_timeout = 0;\nALTER TABLE t ADD COLUMN c boolean;")])
 def require_lock_timeout(mig, settings):
     """DDL run without a lock_timeout.
 
     ## What it detects
     The first statement that takes a table lock (any DDL, LOCK, VACUUM, COMMENT, ...)
     when no `SET lock_timeout` (non-zero, unqualified) came before it in the file.
+    ANALYZE does not count: its SHARE UPDATE EXCLUSIVE lock makes no read or write wait.
+    When the file set it to 0, the finding says so (0 disables the timeout).
     Statements that block nobody do not count: CREATE TABLE of a new table with no
     foreign key, PARTITION OF, INHERITS or LIKE pointing at an existing table, and CREATE
     INDEX, ALTER TABLE or COMMENT on a table created earlier in the file (unless they add a
@@ -123,7 +140,8 @@ def require_lock_timeout(mig, settings):
     ```
 
     ## Thresholds
-    None; `SET lock_timeout = 0` does not count.
+    None; `SET lock_timeout = 0` does not count (it disables the timeout, and the finding
+    says so).
 
     ## Known false positives
     Migration tools that set it on the connection (e.g. in the DSN `options=-c
@@ -145,6 +163,9 @@ def require_lock_timeout(mig, settings):
     - supabase auth `20211124214934_update_auth_functions`, `20211202183645_update_auth_uid`,
       `20220224000811_update_auth_functions`: only `CREATE OR REPLACE FUNCTION`.
       queryaudit is right: no table lock is taken, so nothing queues.
+
+    squawk counts `SET lock_timeout = 0` as a timeout set; 0 disables it, so queryaudit
+    reports the DDL after it and says that the timeout is disabled.
     """
     yield from _missing_timeout(mig, "lock_timeout", LOCK_TIMEOUT_SQL, "require-lock-timeout")
 
@@ -153,14 +174,17 @@ def require_lock_timeout(mig, settings):
       cases=[trigger("ALTER TABLE t ADD COLUMN c boolean;"),
              passes("SET statement_timeout = '5s';\nALTER TABLE t ADD COLUMN c boolean;"),
              passes("CREATE TABLE t (id bigint);\nCOMMENT ON TABLE t IS 'new';"),
-             trigger("CREATE TABLE t_2024 PARTITION OF t FOR VALUES FROM (1) TO (2);")])
+             trigger("CREATE TABLE t_2024 PARTITION OF t FOR VALUES FROM (1) TO (2);"),
+             passes('ANALYZE "identities";'),
+             trigger("BEGIN;\nSET LOCAL statement_timeout = 0;\nALTER TABLE t ALTER COLUMN c TYPE bigint;\nCOMMIT;")])
 def require_statement_timeout(mig, settings):
     """DDL run without a statement_timeout.
 
     ## What it detects
     The first statement that takes a table lock when no `SET statement_timeout`
     (non-zero, unqualified) came before it in the file; statements that block nobody (new
-    tables with no foreign key to an existing one, see require-lock-timeout) do not count.
+    tables with no foreign key to an existing one, see require-lock-timeout) and ANALYZE
+    (a bounded sample, under a lock no read or write waits for) do not count.
 
     ## Why it matters
     A statement that turns out slow (a scan or rewrite on a larger table than expected)
@@ -175,7 +199,8 @@ def require_statement_timeout(mig, settings):
     ```
 
     ## Thresholds
-    None; `SET statement_timeout = 0` does not count.
+    None; `SET statement_timeout = 0` does not count (it disables the timeout, and the
+    finding says so).
 
     ## Known false positives
     Timeouts set by the migration tool on the connection.
@@ -185,6 +210,8 @@ def require_statement_timeout(mig, settings):
     an existing table), or only replaces functions, is not reported; squawk (2.70) reports
     it. The same 4 real-world files disagree (see require-lock-timeout); queryaudit is
     right on each: none of their statements can run long on a table clients use.
+    squawk counts `SET statement_timeout = 0` as a timeout set; 0 disables it, so
+    queryaudit reports the DDL after it and says that the timeout is disabled.
     """
     yield from _missing_timeout(mig, "statement_timeout", STATEMENT_TIMEOUT_SQL, "require-statement-timeout")
 
