@@ -19,6 +19,7 @@ from rich.console import Console
 from queryaudit import __version__
 from queryaudit.errors import AuditError, quiet_broken_pipe
 from queryaudit.n_plus_one import MIN_EXECUTIONS, ROUND_TRIP_MS
+from queryaudit.plans.limits import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
 
 
 class _Console(Console):
@@ -179,8 +180,8 @@ def audit(
     round_trip_ms: RoundTripMs = ROUND_TRIP_MS,
     log_jobs: LogJobs = 1,
     explain: Explain = True,
-    explain_budget: ExplainBudget = 60.0,
-    explain_timeout: ExplainTimeout = 10.0,
+    explain_budget: ExplainBudget = DEFAULT_BUDGET_S,
+    explain_timeout: ExplainTimeout = DEFAULT_STATEMENT_LIMIT_MS / 1000,
     analyze_dml: AnalyzeDml = False,
     queries: Queries = None,
     verify: Verify = True,
@@ -238,8 +239,8 @@ def fleet(
     round_trip_ms: RoundTripMs = ROUND_TRIP_MS,
     log_jobs: LogJobs = 1,
     explain: Explain = True,
-    explain_budget: ExplainBudget = 60.0,
-    explain_timeout: ExplainTimeout = 10.0,
+    explain_budget: ExplainBudget = DEFAULT_BUDGET_S,
+    explain_timeout: ExplainTimeout = DEFAULT_STATEMENT_LIMIT_MS / 1000,
     analyze_dml: AnalyzeDml = False,
     verify: Verify = True,
     verify_real: VerifyReal = False,
@@ -278,8 +279,8 @@ def snapshot_cmd(
     dsn: Dsn = None,
     top: Top = 20,
     explain: Explain = True,
-    explain_budget: ExplainBudget = 60.0,
-    explain_timeout: ExplainTimeout = 10.0,
+    explain_budget: ExplainBudget = DEFAULT_BUDGET_S,
+    explain_timeout: ExplainTimeout = DEFAULT_STATEMENT_LIMIT_MS / 1000,
     analyze_dml: AnalyzeDml = False,
     queries: Queries = None,
     redact: Annotated[bool, typer.Option("--redact", help="replace literals (strings, numbers, parameter values) "
@@ -471,8 +472,8 @@ def check(
                                                       "fresh audit's report) here")] = None,
     top: Top = 20,
     explain: Explain = True,
-    explain_budget: ExplainBudget = 60.0,
-    explain_timeout: ExplainTimeout = 10.0,
+    explain_budget: ExplainBudget = DEFAULT_BUDGET_S,
+    explain_timeout: ExplainTimeout = DEFAULT_STATEMENT_LIMIT_MS / 1000,
     analyze_dml: AnalyzeDml = False,
     verify: Verify = True,
     verify_real: VerifyReal = False,

@@ -20,7 +20,7 @@ from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
 from queryaudit.connect import SessionLimits, session
 from queryaudit.n_plus_one import MIN_EXECUTIONS, ROUND_TRIP_MS
-from queryaudit.plans.capture import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
+from queryaudit.plans.limits import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import Snapshot
 

@@ -33,6 +33,7 @@ from psycopg import sql
 from queryaudit.connect import named_rows, scalar
 from queryaudit.errors import AuditError
 from queryaudit.plans.explain import explain_generic, explain_rolled_back, parameter_count, parameter_types
+from queryaudit.plans.limits import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.plans.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plans.plannable import date_columns, make_plannable
@@ -44,8 +45,6 @@ from queryaudit.sql import fingerprint, statement_kind
 
 ANALYZE_OPTIONS = "ANALYZE, BUFFERS, SETTINGS, FORMAT JSON"
 PLAIN_OPTIONS = "SETTINGS, FORMAT JSON"
-DEFAULT_BUDGET_S = 60.0
-DEFAULT_STATEMENT_LIMIT_MS = 10_000
 SAMPLE_TIMEOUT_MS = 2_000  # one TABLESAMPLE read of a few rows
 JOIN_SAMPLE_TIMEOUT_MS = 1_000  # a few rows of the statement's join; slower: table by table
 SAMPLE_SHARE = 0.1  # another sampled row only when one execution takes at most this share of the budget left
