@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from conftest import VERSIONS, _bin_dir
 
+from conftest import VERSIONS, _bin_dir
 from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.demo.cluster import start_cluster
 from queryaudit.pipeline import AuditOptions, collect_live
