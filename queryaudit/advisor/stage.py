@@ -201,16 +201,10 @@ def _extend(conn, planner, sets, snapshot: Snapshot, statements, baseline, candi
         advice.candidates_verified = len(search.sizes)
         if search.stopped_early:
             advice.notes.append(f"search stopped after {options.max_seconds:.0f} s: the set chosen so far is shown")
-        final = {q: whatif.plan(q, config) for q in w.baseline}
-        oids = {c.key: whatif.oid(c) for c in config}
-    users: dict[tuple, list[str]] = {c.key: [] for c in config}
-    for q, planned in final.items():
-        if planned is None:
-            continue
-        text = json.dumps(planned[1])
-        for c in config:
-            if oids[c.key] is not None and f"<{oids[c.key]}>" in text:
-                users[c.key].append(q)
+        config = search.reorder(config, lambda table, column: cand.selectivity(snapshot, table, column))
+        config, final, users, dropped = final_set(whatif, config, list(w.baseline))
+        for c in dropped:
+            advice.notes.append(f"{c.table} ({', '.join(c.columns)}): chosen, but no final plan uses it: left out")
     chosen, effects = [], []
     before = after = 0.0
     for q, cost in w.baseline.items():
@@ -231,6 +225,30 @@ def _extend(conn, planner, sets, snapshot: Snapshot, statements, baseline, candi
                                        write_penalty_ms=w.write_ms.get(c.table, 0.0)))
         effects.append(found)
     return chosen, effects
+
+
+def final_set(whatif: verify.WhatIf, config: list, queryids: list[str]):
+    """The chosen set planned together, each statement once. An index no final plan uses
+    (a later choice serves its statements better) is dropped and the rest planned
+    again, until every index left serves a statement. Returns (set, plans, users of
+    each index by key, dropped)."""
+    dropped = []
+    while True:
+        final = {q: whatif.plan(q, config) for q in queryids}
+        oids = {c.key: whatif.oid(c) for c in config}
+        users: dict[tuple, list[str]] = {c.key: [] for c in config}
+        for q, planned in final.items():
+            if planned is None:
+                continue
+            text = json.dumps(planned[1])
+            for c in config:
+                if oids[c.key] is not None and f"<{oids[c.key]}>" in text:
+                    users[c.key].append(q)
+        unused = [c for c in config if not users[c.key]]
+        if not unused:
+            return config, final, users, dropped
+        dropped += unused
+        config = [c for c in config if users[c.key]]
 
 
 def _estimated(snapshot: Snapshot, statements, baseline, candidates, touched, options: AdvisorOptions,
