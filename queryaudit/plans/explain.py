@@ -194,35 +194,56 @@ class Planner:
     in a row. Custom plans are forced, so each EXECUTE plans afresh and sees the
     session's current hypothetical indexes; a generic plan would be cached by the
     prepared statement, so a generic plan is prepared anew each time. Settings are
-    session-level here and put back on close."""
+    session-level here and put back on close. A new statement costs one round trip
+    (pipeline mode: DEALLOCATE, the values, PREPARE and EXPLAIN sent together), and
+    parameter types are asked once per statement text."""
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
         self.current: tuple | None = None
         self.saved = conn.execute("SELECT current_setting('plan_cache_mode')").fetchone()[0]
+        self.mode: str | None = None
+        self.types: dict[str, list[str]] = {}
         self.plans = 0
 
     def plan(self, query: str, values=None, types=None, generic: bool = False, options: str = "FORMAT JSON") -> dict:
         key = (query, tuple(values or ()), generic)
-        if key != self.current or generic:
+        if key == self.current and not generic:
+            self.plans += 1
+            return explain_execute(self.conn, options)
+        nparams = parameter_count(query)
+        vals = list(values or [])[:nparams]
+        vals += [None] * (nparams - len(vals))
+        if nparams and not types:
+            if query not in self.types:
+                self.types[query] = parameter_types(self.conn, query)
+            types = self.types[query]
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        prepared, self.current = self.current is not None, None
+        try:
+            with self.conn.pipeline():
+                if prepared:
+                    self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(STATEMENT_NAME)))
+                if mode != self.mode:
+                    self.conn.execute(_SET_SESSION, ("plan_cache_mode", mode))
+                self.conn.execute(_SET_SESSION, (VALUES_SETTING, _values_array(vals)))
+                self.conn.execute(sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
+                                  + sql.SQL(from_values_array(query, types or [])))
+                cur = self.conn.execute(sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')"
+                                                "::text[])").format(sql.SQL(options), sql.Identifier(STATEMENT_NAME)))
+        except psycopg.Error:
+            # Which of the batch ran is unknown: start clean next time.
+            self.mode = None
             deallocate(self.conn)
-            self.current = None
-            nparams = parameter_count(query)
-            vals = list(values or [])[:nparams]
-            vals += [None] * (nparams - len(vals))
-            if nparams and not types:
-                types = parameter_types(self.conn, query)
-            self.conn.execute(_SET_SESSION, ("plan_cache_mode", "force_generic_plan" if generic
-                                             else "force_custom_plan"))
-            self.conn.execute(_SET_SESSION, (VALUES_SETTING, _values_array(vals)))
-            self.conn.execute(sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
-                              + sql.SQL(from_values_array(query, types or [])))
-            self.current = key
+            raise
+        self.mode, self.current = mode, key
         self.plans += 1
-        return explain_execute(self.conn, options)
+        plan = cur.fetchone()[0]
+        return plan[0] if isinstance(plan, list) else plan
 
     def close(self) -> None:
-        deallocate(self.conn)
+        if self.current is not None:
+            deallocate(self.conn)
         self.current = None
         if not (self.conn.broken or self.conn.closed):
             try:
