@@ -216,6 +216,9 @@ class Planner:
         vals += [None] * (nparams - len(vals))
         if nparams and not types:
             if query not in self.types:
+                if self.current is not None:  # parameter_types prepares the same name
+                    deallocate(self.conn)
+                    self.current = None
                 self.types[query] = parameter_types(self.conn, query)
             types = self.types[query]
         mode = "force_generic_plan" if generic else "force_custom_plan"
