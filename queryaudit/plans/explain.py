@@ -33,7 +33,6 @@ import psycopg
 from pglast.parser import scan
 from psycopg import sql
 
-GENERIC_PLAN_VERSION = 160000
 STATEMENT_NAME = "queryaudit_stmt"  # the one prepared-statement name queryaudit uses
 VALUES_SETTING = "queryaudit.values"  # a placeholder setting (custom prefix), local to the transaction
 # Texts the mechanism sends, per EXPLAIN options string: set_config (values, settings),
