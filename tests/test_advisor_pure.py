@@ -281,3 +281,28 @@ def test_composite_order_breaks_planner_ties_by_prefix_use_then_distinct_values(
     search = select.Extend(w, range_cost, lambda c: 1000, None, 10, 0.05)
     [kept] = search.reorder(found, lambda table, column: 1 / distinct[column])
     assert kept.columns == ("publisher_id", "author_id")
+
+
+def test_statements_are_costed_on_their_values_generic_only_without_any():
+    from queryaudit.advisor.verify import value_sets
+    from queryaudit.snapshot import PlanCapture
+
+    snap = snapshot()
+    query = "SELECT id FROM orders WHERE customer_id = $1 AND created_at > now() - $2::interval"
+    # Representative sets (weighted by calls) come first; a set of the wrong length is ignored.
+    snap.extras["parameter_sets"] = {"q1": [{"values": ["7", "1 day"], "weight": 90},
+                                            {"values": ["42", "30 days"], "weight": 10},
+                                            {"values": ["1"], "weight": 5}]}
+    snap.plans = [PlanCapture("q1", "analyze", query_text="...", parameters=["3", "2 days"]),
+                  PlanCapture("q2", "analyze", query_text="...", parameters=["3", "2 days"])]
+    [a, b] = value_sets(snap, "q1", query)
+    assert (a.values, a.weight, b.values, b.weight) == (["7", "1 day"], 90.0, ["42", "30 days"], 10.0)
+    # Else the values plan capture bound.
+    [c] = value_sets(snap, "q2", query)
+    assert c.values == ["3", "2 days"] and c.source == "plan capture"
+    # Else the generic plan, said so.
+    [d] = value_sets(snap, "q3", query)
+    assert d.values is None and d.source == "generic plan"
+    # No placeholder: the text itself.
+    [e] = value_sets(snap, "q4", "SELECT count(*) FROM orders")
+    assert e.values == [] and e.query == "SELECT count(*) FROM orders"
