@@ -245,3 +245,64 @@ def test_extend_counts_a_statement_once_when_two_indexes_serve_it():
     seeds = [cand.Candidate("public.orders", ("a",)), cand.Candidate("public.orders", ("b",))]
     chosen = select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05).run(seeds)
     assert len(chosen) == 1
+
+
+def test_composite_order_breaks_planner_ties_by_prefix_use_then_distinct_values():
+    """book(publisher_id, author_id) and book(author_id, publisher_id) cost the same for
+    the statement on both columns; a second statement on author_id alone can use only
+    the second, and author_id has more distinct values: the reorder pass puts it first,
+    whatever order Extend found. A range column is never moved ahead of an equality."""
+    w = select.Workload(weight={"both": 1.0, "author": 0.1}, baseline={"both": 1000.0, "author": 900.0},
+                        indexable={"both": {"public.book": {"publisher_id", "author_id"}},
+                                   "author": {"public.book": {"author_id"}}},
+                        attributes={"both": {"public.book": {"publisher_id", "author_id"}},
+                                    "author": {"public.book": {"author_id"}}})
+
+    def cost_of(q, indexes, harmless=None):
+        if q == "both":
+            return 10.0 if any(len(c.columns) == 2 for c in indexes) else 1000.0
+        return 20.0 if any(c.columns[0] == "author_id" for c in indexes) else 900.0
+
+    distinct = {"publisher_id": 1000, "author_id": 9875}
+    search = select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05)
+    found = [cand.Candidate("public.book", ("publisher_id", "author_id"), equality_prefix=2)]
+    [better] = search.reorder(found, lambda table, column: 1 / distinct[column])
+    assert better.columns == ("author_id", "publisher_id")
+    # The statement on both columns alone: a true tie, the more distinct values lead.
+    del w.weight["author"], w.baseline["author"], w.indexable["author"]
+    search = select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05)
+    [better] = search.reorder(found, lambda table, column: 1 / distinct[column])
+    assert better.columns == ("author_id", "publisher_id")
+    assert search.reorder([better], lambda table, column: 1 / distinct[column])[0].columns == better.columns
+
+    # A costlier order is refused: the range column stays behind the equality.
+    def range_cost(q, indexes, harmless=None):
+        return 10.0 if any(c.columns[0] == "publisher_id" for c in indexes) else 500.0
+    search = select.Extend(w, range_cost, lambda c: 1000, None, 10, 0.05)
+    [kept] = search.reorder(found, lambda table, column: 1 / distinct[column])
+    assert kept.columns == ("publisher_id", "author_id")
+
+
+def test_statements_are_costed_on_their_values_generic_only_without_any():
+    from queryaudit.advisor.verify import value_sets
+    from queryaudit.snapshot import PlanCapture
+
+    snap = snapshot()
+    query = "SELECT id FROM orders WHERE customer_id = $1 AND created_at > now() - $2::interval"
+    # Representative sets (weighted by calls) come first; a set of the wrong length is ignored.
+    snap.extras["parameter_sets"] = {"q1": [{"values": ["7", "1 day"], "weight": 90},
+                                            {"values": ["42", "30 days"], "weight": 10},
+                                            {"values": ["1"], "weight": 5}]}
+    snap.plans = [PlanCapture("q1", "analyze", query_text="...", parameters=["3", "2 days"]),
+                  PlanCapture("q2", "analyze", query_text="...", parameters=["3", "2 days"])]
+    [a, b] = value_sets(snap, "q1", query)
+    assert (a.values, a.weight, b.values, b.weight) == (["7", "1 day"], 90.0, ["42", "30 days"], 10.0)
+    # Else the values plan capture bound.
+    [c] = value_sets(snap, "q2", query)
+    assert c.values == ["3", "2 days"] and c.source == "plan capture"
+    # Else the generic plan, said so.
+    [d] = value_sets(snap, "q3", query)
+    assert d.values is None and d.source == "generic plan"
+    # No placeholder: the text itself.
+    [e] = value_sets(snap, "q4", "SELECT count(*) FROM orders")
+    assert e.values == [] and e.query == "SELECT count(*) FROM orders"

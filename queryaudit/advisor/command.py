@@ -23,7 +23,8 @@ def run_advisor(dsn: str, options: AdvisorOptions, explain: bool = True, top: in
     from queryaudit.pipeline import AuditOptions, collect_live
     from queryaudit.verify.stage import VerifyOptions
 
-    snapshot = collect_live(dsn, AuditOptions(top=top, explain=explain, advisor=options,
+    # Plan capture binds values to every statement the advisor costs (top = its statements).
+    snapshot = collect_live(dsn, AuditOptions(top=max(top, options.statements), explain=explain, advisor=options,
                                               verify=VerifyOptions(enabled=False)))  # index advice only
     if snapshot.index_advice is None:
         reason = next((e.message for e in snapshot.errors if e.stage == "index advisor"), "the advisor did not run")
@@ -49,7 +50,8 @@ def render(snapshot: Snapshot, console: Console) -> None:
     advice: IndexAdvice = snapshot.index_advice
     by_id = {s.queryid: s for s in snapshot.statements}
     total = snapshot.total_exec_time_ms
-    how = {"hypothetical": f"verified with HypoPG {advice.hypopg_version} (hypothetical indexes, generic plans)",
+    how = {"hypothetical": f"verified with HypoPG {advice.hypopg_version} (hypothetical indexes, each "
+                           "statement planned with its captured values; generic plan where none is known)",
            "real": "verified for real (built, EXPLAIN ANALYZE before/after, rolled back)",
            "none": "NOT verified: HypoPG is not available, savings are estimates"}[advice.method]
     console.print(Text.assemble(("index advisor ", "bold"), f"{snapshot.server.database}: ",

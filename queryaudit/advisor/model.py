@@ -69,6 +69,8 @@ class IndexAdvice:
     workload_cost_after: float | None = None  # with the whole chosen set
     duration_ms: float = 0.0
     proposed: list[ProposedIndex] = field(default_factory=list)
+    # queryid -> what its cost was computed on: representative | plan capture | generic plan | ...
+    costed_on: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 

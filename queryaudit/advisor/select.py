@@ -178,6 +178,9 @@ def create_sql(candidate: Candidate, name: str | None, concurrently: bool = True
 # -- Extend ------------------------------------------------------------------------------
 
 MAX_WIDTH = 4  # key columns Extend grows an index to
+# A composite is put in the DBA's order when its statements cost no more than this
+# fraction above the order Extend found (planner costs of equal plans differ in noise).
+REORDER_TOLERANCE = 0.001
 
 
 @dataclass
@@ -320,6 +323,38 @@ class Extend:
             used += best.dsize
             for q in set(self.relevant(best.added)) | (set(self.relevant(best.removed)) if best.removed else set()):
                 current[q] = self.cost(q, config)
+
+    def leaders(self, table: str, column: str) -> int:
+        """How many statements could lead with `column` of `table`: an index starting
+        with it serves them all."""
+        return sum(1 for per in self.w.indexable.values() if column in per.get(table, ()))
+
+    def reorder(self, config: list[Candidate], selectivity) -> list[Candidate]:
+        """Each chosen composite in the order a DBA would pick when the planner cannot
+        tell them apart: the column more statements can lead with first, then the more
+        selective (more distinct values; `selectivity(table, column)`), never list order.
+        Kept only when the statements it serves cost no more (a range or sort column
+        moved ahead of an equality costs more and is refused)."""
+        out = list(config)
+        for n, c in enumerate(out):
+            if len(c.columns) < 2 or c.expressions:
+                continue
+            order = tuple(sorted(c.columns, key=lambda col: (-self.leaders(c.table, col),
+                                                             selectivity(c.table, col), col)))
+            if order == c.columns:
+                continue
+            alt = Candidate(c.table, order, c.include, c.predicate, c.equality_prefix, set(c.reasons),
+                            set(c.queryids), c.descending, c.expressions)
+            used = sum(self.size(x) for x in out)
+            if used - self.size(c) + self.size(alt) > self.budget:
+                continue
+            trial = out[:n] + [alt] + out[n + 1:]
+            changed = set(self.relevant(c)) | set(self.relevant(alt))
+            now = sum(self.w.weight[q] * self.cost(q, out) for q in changed)
+            then = sum(self.w.weight[q] * self.cost(q, trial) for q in changed)
+            if then <= now * (1 + REORDER_TOLERANCE):
+                out = trial
+        return out
 
     def config_cost(self, config: list[Candidate]) -> dict[str, float]:
         return {q: self.cost(q, config) for q in self.w.baseline}

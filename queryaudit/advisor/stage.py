@@ -21,6 +21,7 @@ from queryaudit.advisor import ddl, select, verify
 from queryaudit.advisor.model import IndexAdvice, ProposedIndex, StatementEffect
 from queryaudit.connect import SessionLimits, session
 from queryaudit.errors import AuditError
+from queryaudit.plans.explain import Planner
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import quote_qualified, statement_kind
 
@@ -71,21 +72,41 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
                          install_hint=None if version else verify.install_hint(snapshot),
                          threshold=options.threshold, max_indexes=_max_indexes(options),
                          budget_bytes=options.budget_bytes)
+    planner = Planner(conn)
+    try:
+        _advise(conn, planner, snapshot, options, real_conn, advice, started)
+    finally:
+        planner.close()
+    advice.duration_ms = round((time.monotonic() - started) * 1000, 1)
+    return advice
+
+
+def _advise(conn, planner: Planner, snapshot: Snapshot, options: AdvisorOptions, real_conn, advice: IndexAdvice,
+            started: float) -> None:
+    version = advice.hypopg_version
     baseline: dict[str, tuple[float, dict]] = {}
     statements = []
+    sets: dict[str, list[verify.ValueSet]] = {}
     for s in _statements(snapshot, options.statements):
         try:
-            baseline[s.queryid] = verify.generic_cost(conn, s.query)
+            sets[s.queryid] = verify.value_sets(snapshot, s.queryid, s.query)
+            baseline[s.queryid] = verify.workload_cost(planner, sets[s.queryid])
             statements.append(s)
         except psycopg.Error as exc:
             advice.notes.append(f"{s.queryid}: not planned ({str(exc).strip().splitlines()[0]})")
             advice.reject("statement", s.query, exc, queryid=s.queryid)
     advice.statements_considered = len(statements)
+    generic = [q for q, v in sets.items() if q in baseline and any(x.values is None for x in v)]
+    if generic:
+        advice.notes.append(f"{len(generic)} of {len(statements)} statements costed on their generic plan: "
+                            f"no parameter value known ({', '.join(generic[:5])}{', ...' if len(generic) > 5 else ''})")
+    advice.costed_on = {q: v[0].source for q, v in sets.items() if q in baseline}
     candidates, touched = cand.workload_candidates(snapshot, statements)
     weights = select.statement_weights(snapshot, [s.queryid for s in statements])
     weights.update({s.queryid: s.total_exec_time_ms for s in statements if s.queryid not in weights})
     if version:
-        chosen, effects = _extend(conn, snapshot, statements, baseline, candidates, options, advice, started)
+        chosen, effects = _extend(conn, planner, sets, snapshot, statements, baseline, candidates, options, advice,
+                                  started)
     else:
         chosen = _estimated(snapshot, statements, baseline, candidates, touched, options, advice, weights)
         owners = select.attribute(chosen, weights)
@@ -119,8 +140,7 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
     if real_conn is not None and advice.proposed:
         _verify_real(real_conn, snapshot, statements, advice, built, max(options.threshold, REAL_MIN_FASTER))
     advice.total_size_bytes = sum(p.size_bytes for p in advice.proposed)
-    advice.duration_ms = round((time.monotonic() - started) * 1000, 1)
-    return advice
+    advice.planner_calls = planner.plans
 
 
 def _workload(snapshot: Snapshot, statements, baseline) -> select.Workload:
@@ -165,7 +185,7 @@ def _seeds(snapshot: Snapshot, w: select.Workload, candidates) -> list[cand.Cand
                                                                              for t in per}]
 
 
-def _extend(conn, snapshot: Snapshot, statements, baseline, candidates, options: AdvisorOptions,
+def _extend(conn, planner, sets, snapshot: Snapshot, statements, baseline, candidates, options: AdvisorOptions,
             advice: IndexAdvice, started: float):
     """Extend with HypoPG; then the whole set planned together for the report: each
     statement's final cost, and which chosen index its plan uses."""
@@ -174,24 +194,17 @@ def _extend(conn, snapshot: Snapshot, statements, baseline, candidates, options:
     advice.candidates_considered = len(seeds)
     by_id = {s.queryid: s for s in statements}
     with verify.Hypothetical(conn) as hypo:
-        whatif = verify.WhatIf(hypo, {q: by_id[q].query for q in w.baseline}, on_reject=advice.reject)
+        whatif = verify.WhatIf(hypo, {q: sets[q] for q in w.baseline}, planner, on_reject=advice.reject)
         search = select.Extend(w, whatif.cost, whatif.size, options.budget_bytes, advice.max_indexes,
                                options.threshold, deadline=started + options.max_seconds)
         config = search.run(seeds)
         advice.candidates_verified = len(search.sizes)
-        advice.planner_calls = search.planner_calls
         if search.stopped_early:
             advice.notes.append(f"search stopped after {options.max_seconds:.0f} s: the set chosen so far is shown")
-        final = {q: whatif.plan(q, config) for q in w.baseline}
-        oids = {c.key: whatif.oid(c) for c in config}
-    users: dict[tuple, list[str]] = {c.key: [] for c in config}
-    for q, planned in final.items():
-        if planned is None:
-            continue
-        text = json.dumps(planned[1])
-        for c in config:
-            if oids[c.key] is not None and f"<{oids[c.key]}>" in text:
-                users[c.key].append(q)
+        config = search.reorder(config, lambda table, column: cand.selectivity(snapshot, table, column))
+        config, final, users, dropped = final_set(whatif, config, list(w.baseline))
+        for c in dropped:
+            advice.notes.append(f"{c.table} ({', '.join(c.columns)}): chosen, but no final plan uses it: left out")
     chosen, effects = [], []
     before = after = 0.0
     for q, cost in w.baseline.items():
@@ -212,6 +225,30 @@ def _extend(conn, snapshot: Snapshot, statements, baseline, candidates, options:
                                        write_penalty_ms=w.write_ms.get(c.table, 0.0)))
         effects.append(found)
     return chosen, effects
+
+
+def final_set(whatif: verify.WhatIf, config: list, queryids: list[str]):
+    """The chosen set planned together, each statement once. An index no final plan uses
+    (a later choice serves its statements better) is dropped and the rest planned
+    again, until every index left serves a statement. Returns (set, plans, users of
+    each index by key, dropped)."""
+    dropped = []
+    while True:
+        final = {q: whatif.plan(q, config) for q in queryids}
+        oids = {c.key: whatif.oid(c) for c in config}
+        users: dict[tuple, list[str]] = {c.key: [] for c in config}
+        for q, planned in final.items():
+            if planned is None:
+                continue
+            text = json.dumps(planned[1])
+            for c in config:
+                if oids[c.key] is not None and f"<{oids[c.key]}>" in text:
+                    users[c.key].append(q)
+        unused = [c for c in config if not users[c.key]]
+        if not unused:
+            return config, final, users, dropped
+        dropped += unused
+        config = [c for c in config if users[c.key]]
 
 
 def _estimated(snapshot: Snapshot, statements, baseline, candidates, touched, options: AdvisorOptions,

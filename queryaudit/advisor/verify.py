@@ -3,22 +3,36 @@ HypoPG is missing, and --verify-real for scratch databases.
 
 HypoPG keeps hypothetical indexes in the backend's memory and the planner sees them in
 that session only; it writes nothing, so it works in a read-only session and on a hot
-standby. Everything here re-plans with `explain_generic`, the same generic plan a
-normalized pg_stat_statements text gets everywhere else in queryaudit.
+standby. Each statement is costed on its own values (`value_sets`: the representative
+sets the audit found, weighted by calls, else plan capture's values), the generic plan
+only where no value is known; every plan goes through queryaudit.plans.explain's one
+prepared statement, so pg_stat_statements gets no entry per plan.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
 from queryaudit.advisor.candidates import Candidate, _constant_fraction, selectivity
 from queryaudit.advisor.select import create_sql
-from queryaudit.plans.explain import explain_generic, parameter_count, parameter_types, plan_cost
+from queryaudit.plans.explain import (
+    Planner,
+    deallocate,
+    explain_execute,
+    explain_generic,
+    parameter_count,
+    parameter_types,
+    plan_cost,
+    prepare,
+    set_local,
+)
 from queryaudit.plans.params import find_slots
+from queryaudit.plans.plannable import make_plannable
 from queryaudit.snapshot import Snapshot
-from queryaudit.sql import quote_table
+from queryaudit.sql import quote_table, statement_kind
 
 RANGE_SELECTIVITY = 1 / 3  # PostgreSQL's DEFAULT_INEQ_SEL for an open range with unknown bound
 LIMIT_READ_FRACTION = 0.01  # without HypoPG: what an ORDER BY ... LIMIT in index order still reads
@@ -91,8 +105,8 @@ class WhatIf:
     session's HypoPG set is brought to that set (drop what is extra, create what is
     missing) before each plan. Sizes are HypoPG's own estimates (hypopg_relation_size)."""
 
-    def __init__(self, hypo: Hypothetical, queries: dict[str, str], on_reject=None):
-        self.hypo, self.queries, self.on_reject = hypo, queries, on_reject
+    def __init__(self, hypo: Hypothetical, queries: dict[str, list[ValueSet]], planner: Planner, on_reject=None):
+        self.hypo, self.queries, self.planner, self.on_reject = hypo, queries, planner, on_reject
         self.present: dict[tuple, int] = {}  # candidate key -> hypothetical index oid
 
     def sync(self, candidates, harmless=None) -> None:
@@ -123,7 +137,7 @@ class WhatIf:
     def plan(self, queryid: str, candidates, harmless=None) -> tuple[float, dict] | None:
         try:
             self.sync(candidates, harmless)
-            return generic_cost(self.hypo.conn, self.queries[queryid])
+            return workload_cost(self.planner, self.queries[queryid])
         except psycopg.Error:
             return None
 
@@ -137,14 +151,57 @@ class WhatIf:
 
 
 def generic_cost(conn: psycopg.Connection, query: str) -> tuple[float, dict]:
-    if parameter_count(query) == 0 and not conn.info.transaction_status:
-        # No placeholders: a bare EXPLAIN (never executes) in autocommit, one round trip
-        # instead of three; the search plans thousands of times.
-        row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) ") + sql.SQL(query)).fetchone()
-        plan = row[0][0] if isinstance(row[0], list) else row[0]
-    else:
-        plan = explain_generic(conn, query)
+    plan = explain_generic(conn, query)
     return plan_cost(plan), plan
+
+
+@dataclass
+class ValueSet:
+    """Values for a statement's placeholders (the plannable text's $1..$n) and the share
+    of its calls they stand for; `values` None: no value is known, the generic plan."""
+
+    query: str
+    values: list[str] | None
+    weight: float = 1.0
+    source: str = ""
+
+
+def value_sets(snapshot: Snapshot, queryid: str, query: str) -> list[ValueSet]:
+    """What the statement is costed on: the representative parameter sets the audit
+    found (snapshot.extras["parameter_sets"][queryid]: [{"values": [...], "weight": w}],
+    weighted by calls), else the values plan capture bound, else the concrete text it
+    explained, else the generic plan."""
+    plannable = make_plannable(query).text
+    n = parameter_count(plannable)
+    if n == 0:
+        return [ValueSet(plannable, [], 1.0, "no parameters")]
+    found = [ValueSet(plannable, [None if v is None else str(v) for v in item.get("values", [])],
+                      float(item.get("weight", 1.0)), "representative")
+             for item in (snapshot.extras.get("parameter_sets") or {}).get(queryid, [])
+             if len(item.get("values", [])) == n and float(item.get("weight", 1.0)) > 0]
+    if found:
+        return found
+    capture = next((p for p in snapshot.plans if p.queryid == queryid and p.method != "skipped"), None)
+    if capture is not None and len(capture.parameters) == n:
+        return [ValueSet(plannable, list(capture.parameters), 1.0, "plan capture")]
+    if capture is not None and capture.query_text and parameter_count(capture.query_text) == 0 \
+            and statement_kind(capture.query_text) == statement_kind(query):
+        return [ValueSet(capture.query_text, [], 1.0, "plan capture (concrete text)")]
+    return [ValueSet(plannable, None, 1.0, "generic plan")]
+
+
+def workload_cost(planner: Planner, sets: list[ValueSet]) -> tuple[float, dict]:
+    """Weighted mean planner cost over the statement's value sets, and the plan of the
+    heaviest set (the one shown)."""
+    total = weight = 0.0
+    shown = None
+    for v in sets:
+        plan = planner.plan(v.query, v.values, generic=v.values is None)
+        total += v.weight * plan_cost(plan)
+        weight += v.weight
+        if shown is None:
+            shown = plan
+    return total / weight, shown
 
 
 def _nodes(node: dict):
@@ -216,17 +273,15 @@ def sample_parameters(query: str, snapshot: Snapshot, tables: set[str], types: l
     return values
 
 
-def _analyze_ms(conn: psycopg.Connection, query: str, values: list[str] | None, name: str) -> float:
+def _analyze_ms(conn: psycopg.Connection, query: str, values: list[str] | None) -> float:
+    """The fastest of REAL_RUNS EXPLAIN ANALYZE runs, through the one prepared statement
+    (deallocated before the next statement is prepared)."""
     best = None
+    prepare(conn, query, values)
     for _ in range(REAL_RUNS):
-        if values:
-            row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {}({})").format(
-                sql.Identifier(name), sql.SQL(", ").join(sql.Literal(v) for v in values))).fetchone()
-        else:
-            row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + sql.SQL(query)).fetchone()
-        plan = row[0][0] if isinstance(row[0], list) else row[0]
-        ms = float(plan.get("Execution Time", 0.0))
+        ms = float(explain_execute(conn, "ANALYZE, FORMAT JSON").get("Execution Time", 0.0))
         best = ms if best is None else min(best, ms)
+    deallocate(conn)  # on failure the caller's finally does it, after the rollback
     return best or 0.0
 
 
@@ -236,26 +291,16 @@ def measure_real(conn: psycopg.Connection, candidate: Candidate, statements: lis
     before and after, and roll back: the index (and any row a DML statement touched)
     is gone afterwards, even if the session dies midway. Needs a writable session."""
     out: dict[str, tuple[float, float]] = {}
-    names = {}
     try:
         with conn.transaction(force_rollback=True):
-            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            for n, (queryid, query, values) in enumerate(statements):
-                if values:
-                    conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(f"queryaudit_real_{n}"))
-                                 + sql.SQL(query))
-                    names[queryid] = f"queryaudit_real_{n}"
-            before = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
+            set_local(conn, "plan_cache_mode", "force_custom_plan")
+            before = {q: _analyze_ms(conn, query, values) for q, query, values in statements}
             conn.execute(create_sql(candidate, "queryaudit_verify_real_idx", concurrently=False))
             if "expression" in candidate.reasons:  # an expression index brings statistics of its own
                 conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(quote_table(candidate.table))))
-            after = {q: _analyze_ms(conn, query, values, names.get(q, "")) for q, query, values in statements}
+            after = {q: _analyze_ms(conn, query, values) for q, query, values in statements}
     finally:
-        # DEALLOCATE after the transaction, also when a run failed (inside the aborted
-        # transaction it would fail and hide the error); only what is still there.
-        for name in names.values():
-            if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", (name,)).fetchone():
-                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+        deallocate(conn)  # after the transaction, also when a run failed
     for q in before:
         out[q] = (before[q], after[q])
     return out

@@ -1,22 +1,48 @@
-"""EXPLAIN primitives shared by plan capture, the index advisor and migration review.
+"""EXPLAIN primitives shared by plan capture, the index advisor, verification and
+migration review, built to leave pg_stat_statements as they found it.
 
-Normalized pg_stat_statements texts carry $n placeholders. A generic plan needs no
-values: PostgreSQL 16+ has EXPLAIN (GENERIC_PLAN); before 16 the same plan comes from
-PREPARE under plan_cache_mode = force_generic_plan and EXPLAIN EXECUTE with NULLs
-(a generic plan never looks at the values). Everything runs in a transaction that is
-rolled back, so a PREPARE or a SET LOCAL never outlives the call.
+pg_stat_statements records every EXPLAIN: it is a utility statement, and with the
+default track_utility = on each distinct text is an entry of its own (PostgreSQL 14-15
+key a utility statement by a hash of its text, 16+ jumble it, so a different table or
+placeholder count is a different entry either way). An advisor run plans thousands of
+times; one entry per plan fills the view and evicts the workload's own statements. The
+auditing role cannot turn track_utility off, so every plan here is sent as the same few
+texts, whatever the statement and its values:
+
+    SELECT set_config('queryaudit.values', $1, true)         -- the values, as one text[]
+    PREPARE queryaudit_stmt(text[]) AS <statement, $n -> ($1[n])::type>
+    EXPLAIN (<options>) EXECUTE queryaudit_stmt(current_setting('queryaudit.values')::text[])
+    DEALLOCATE queryaudit_stmt
+
+pg_stat_statements never records PREPARE or EXECUTE themselves (its utility hook skips
+them); the EXPLAIN text depends only on the options, the set_config is a SELECT whose
+values are bind parameters. In a custom plan PostgreSQL folds `('{5}'::text[])[1]::int4`
+into the constant 5 before estimating, so the plan is the one the values give; under
+plan_cache_mode = force_generic_plan the same text gives the generic plan. Settings go
+through set_config too: `SET LOCAL statement_timeout = '123ms'` is one entry per value
+on PostgreSQL 15. Measured (tests/test_pgss_untouched.py): with the default
+pg_stat_statements.track = top the explain machinery adds at most EXPLAIN_ENTRIES
+entries however many statements it plans; with track = all, each statement planned
+adds one more (its nested execution, toplevel = false).
 """
 from __future__ import annotations
 
-import itertools
 import re
 
 import psycopg
+from pglast.parser import scan
 from psycopg import sql
 
-GENERIC_PLAN_VERSION = 160000
-_names = itertools.count()
+STATEMENT_NAME = "queryaudit_stmt"  # the one prepared-statement name queryaudit uses
+VALUES_SETTING = "queryaudit.values"  # a placeholder setting (custom prefix), local to the transaction
+# Texts the mechanism sends, per EXPLAIN options string: set_config (values, settings),
+# EXPLAIN EXECUTE, DEALLOCATE (recorded from 17 on), BEGIN, ROLLBACK.
+EXPLAIN_ENTRIES = 6
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+_SET_LOCAL = re.compile(r"^\s*SET\s+LOCAL\s+([A-Za-z_][\w.]*)\s*(?:=|TO)\s*'((?:[^']|'')*)'\s*$", re.IGNORECASE)
+
+_SET_VALUES = "SELECT set_config('queryaudit.values', %s, true)"
+_SET_SETTING = "SELECT set_config(%s, %s, true)"
 
 
 def parameter_count(query: str) -> int:
@@ -29,12 +55,11 @@ def _server_version(conn: psycopg.Connection) -> int:
 
 def parameter_types(conn: psycopg.Connection, query: str) -> list[str]:
     """The types PostgreSQL infers for $1..$n (PREPARE + pg_prepared_statements)."""
-    name = f"queryaudit_types_{next(_names)}"
     with conn.transaction(force_rollback=True):
-        conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
+        conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(STATEMENT_NAME)) + sql.SQL(query))
         row = conn.execute("SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s",
-                           (name,)).fetchone()
-        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+                           (STATEMENT_NAME,)).fetchone()
+        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(STATEMENT_NAME)))
     return [_UNBOUNDED.get(t, t) for t in row[0]] if row else []
 
 
@@ -43,41 +68,113 @@ def parameter_types(conn: psycopg.Connection, query: str) -> list[str]:
 _UNBOUNDED = {"character": "bpchar", "bit": "bit varying"}
 
 
+def from_values_array(query: str, types: list[str | None]) -> str:
+    """`query` with each $n read from the one text[] parameter: `($1[n])::type`. On
+    PostgreSQL's tokens, so a `$1` inside a string or a comment stays as it is."""
+    edits = []
+    for token in scan(query):  # offsets in characters (pglast converts the scanner's bytes)
+        if token.name != "PARAM":
+            continue
+        n = int(query[token.start + 1:token.end + 1])
+        kind = types[n - 1] if n <= len(types) and types[n - 1] else "unknown"
+        edits.append((token.start, token.end, f"(($1[{n}])::{kind})"))
+    for start, end, new in sorted(edits, reverse=True):
+        query = query[:start] + new + query[end + 1:]
+    return query
+
+
+def _values_array(values) -> str:
+    """A text[] literal: every value as text, NULL as NULL."""
+    def item(v):
+        if v is None:
+            return "NULL"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "{" + ",".join(item(v) for v in values) + "}"
+
+
+def _setting(conn: psycopg.Connection, statement, params) -> tuple:
+    """A `SET LOCAL name = 'value'` as set_config (one pg_stat_statements entry for every
+    value); anything else as given."""
+    text = statement if isinstance(statement, str) else statement.as_string(conn)
+    found = _SET_LOCAL.match(text) if params is None else None
+    if found:
+        return _SET_SETTING, (found.group(1), found.group(2).replace("''", "'"))
+    return statement, params
+
+
+def prepare(conn: psycopg.Connection, query: str, values=None, types=None) -> None:
+    """PREPARE `query` as the one statement name, its $1..$n bound to `values` (cast to
+    `types`, inferred when not given) through the transaction-local values setting.
+    Inside the caller's transaction; the caller DEALLOCATEs (`deallocate`)."""
+    nparams = parameter_count(query)
+    values = list(values or [])[:nparams]
+    values += [None] * (nparams - len(values))
+    types = list(types or [])
+    if nparams and not types:
+        types = parameter_types(conn, query)
+    conn.execute(_SET_VALUES, (_values_array(values),))
+    conn.execute(sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
+                 + sql.SQL(from_values_array(query, types)))
+
+
+def explain_execute(conn: psycopg.Connection, options: str) -> dict:
+    """EXPLAIN (`options`) of the prepared statement: the same text for every statement."""
+    row = conn.execute(sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')::text[])")
+                       .format(sql.SQL(options), sql.Identifier(STATEMENT_NAME))).fetchone()
+    plan = row[0]
+    return plan[0] if isinstance(plan, list) else plan
+
+
+def deallocate(conn: psycopg.Connection) -> None:
+    """DEALLOCATE the one name when it is there (never inside an aborted transaction)."""
+    if conn.broken or conn.closed:
+        return
+    try:
+        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(STATEMENT_NAME)))
+    except psycopg.errors.InvalidSqlStatementName:
+        pass  # the PREPARE itself failed
+
+
+def set_local(conn: psycopg.Connection, name: str, value: str) -> None:
+    """SET LOCAL through set_config: one pg_stat_statements entry whatever the value."""
+    conn.execute(_SET_SETTING, (name, value))
+
+
+def explain_prepared(conn: psycopg.Connection, query: str, options: str, values=None, types=None,
+                     setup=(), generic: bool = False) -> dict:
+    """EXPLAIN (`options`) of `query` (placeholders $1..$n bound to `values`, cast to
+    `types`) through the one prepared statement, in a transaction always rolled back,
+    after the `setup` statements. The prepared statement is deallocated after the
+    rollback, whatever happened (PREPARE is not transactional)."""
+    try:
+        with conn.transaction(force_rollback=True):
+            for statement, params in setup:
+                conn.execute(*_setting(conn, statement, params))
+            if generic:
+                set_local(conn, "plan_cache_mode", "force_generic_plan")
+            prepare(conn, query, values, types)
+            return explain_execute(conn, options)
+    finally:
+        deallocate(conn)
+
+
 def explain_generic(conn: psycopg.Connection, query: str, options: str = "FORMAT JSON") -> dict:
     """The generic plan (costs, no execution) of a statement that may carry $n placeholders.
 
     Returns the top object of EXPLAIN (FORMAT JSON): {"Plan": {...}, ...}. The caller's
-    session settings (e.g. HypoPG's hypothetical indexes) apply.
+    session settings (e.g. HypoPG's hypothetical indexes) apply. Not EXPLAIN
+    (GENERIC_PLAN) on 16+: its text is the statement's, one entry per statement.
     """
     from queryaudit.plans.plannable import make_plannable
 
     # pg_stat_statements' text as the server can plan it (typed literals, GROUP BY
     # constants, untyped placeholders): the advisor and migration review plan it too.
     query = make_plannable(query).text
-    nparams = parameter_count(query)
-    with conn.transaction(force_rollback=True):
-        if nparams == 0:
-            row = conn.execute(sql.SQL("EXPLAIN ({}) ").format(sql.SQL(options)) + sql.SQL(query)).fetchone()
-        elif _server_version(conn) >= GENERIC_PLAN_VERSION:
-            row = conn.execute(sql.SQL("EXPLAIN (GENERIC_PLAN, {}) ").format(sql.SQL(options)) + sql.SQL(query)
-                               ).fetchone()
-        else:
-            name = f"queryaudit_generic_{next(_names)}"
-            conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
-            nulls = sql.SQL(", ").join([sql.NULL] * nparams)
-            row = conn.execute(sql.SQL("EXPLAIN ({}) EXECUTE {}({})").format(
-                sql.SQL(options), sql.Identifier(name), nulls)).fetchone()
-            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
-    plan = row[0]
-    return plan[0] if isinstance(plan, list) else plan
+    return explain_prepared(conn, query, options, generic=parameter_count(query) > 0)
 
 
 def plan_cost(plan: dict) -> float:
     return float(plan["Plan"]["Total Cost"])
-
-
-_prepared = itertools.count()
 
 
 def explain_rolled_back(conn: psycopg.Connection, query: str, options: str, values=None, types=None,
@@ -85,28 +182,76 @@ def explain_rolled_back(conn: psycopg.Connection, query: str, options: str, valu
     """EXPLAIN (`options`) of `query` in a transaction that is always rolled back, after the
     `setup` statements ((SQL, params) pairs: SET LOCAL limits and settings).
 
-    With `values`, the statement is PREPAREd and EXECUTEd: the values travel as literals
-    cast to `types` and the text itself is never rewritten. PREPARE is not transactional,
-    so the prepared statement is deallocated after the rollback, whatever happened."""
-    name = f"queryaudit_explain_{next(_prepared)}" if values else None
-    try:
-        with conn.transaction(force_rollback=True):
-            for statement, params in setup:
-                conn.execute(statement, params)
-            explain = sql.SQL("EXPLAIN ({}) ").format(sql.SQL(options))
-            if name is None:
-                row = conn.execute(explain + sql.SQL(query)).fetchone()
-            else:
-                conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
-                args = sql.SQL(", ").join(
-                    sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t or "unknown"))
-                    for v, t in zip(values, types or [None] * len(values), strict=False))
-                row = conn.execute(explain + sql.SQL("EXECUTE {}({})").format(sql.Identifier(name), args)).fetchone()
-    finally:
-        if name is not None and not conn.broken:
+    With `values`, the values are bound to the statement's placeholders (cast to
+    `types`) and the text itself is never rewritten beyond that binding."""
+    return explain_prepared(conn, query, options, values, types, setup)
+
+
+class Planner:
+    """Plans many statements, each many times, in a session of its own (the advisor):
+    the one prepared statement is kept while the same statement and values are planned
+    in a row. Custom plans are forced, so each EXECUTE plans afresh and sees the
+    session's current hypothetical indexes; a generic plan would be cached by the
+    prepared statement, so a generic plan is prepared anew each time. Settings are
+    session-level here and put back on close. A new statement costs one round trip
+    (pipeline mode: DEALLOCATE, the values, PREPARE and EXPLAIN sent together), and
+    parameter types are asked once per statement text."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+        self.current: tuple | None = None
+        self.saved = conn.execute("SELECT current_setting('plan_cache_mode')").fetchone()[0]
+        self.mode: str | None = None
+        self.types: dict[str, list[str]] = {}
+        self.plans = 0
+
+    def plan(self, query: str, values=None, types=None, generic: bool = False, options: str = "FORMAT JSON") -> dict:
+        key = (query, tuple(values or ()), generic)
+        if key == self.current and not generic:
+            self.plans += 1
+            return explain_execute(self.conn, options)
+        nparams = parameter_count(query)
+        vals = list(values or [])[:nparams]
+        vals += [None] * (nparams - len(vals))
+        if nparams and not types:
+            if query not in self.types:
+                if self.current is not None:  # parameter_types prepares the same name
+                    deallocate(self.conn)
+                    self.current = None
+                self.types[query] = parameter_types(self.conn, query)
+            types = self.types[query]
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        prepared, self.current = self.current is not None, None
+        try:
+            with self.conn.pipeline():
+                if prepared:
+                    self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(STATEMENT_NAME)))
+                if mode != self.mode:
+                    self.conn.execute(_SET_SESSION, ("plan_cache_mode", mode))
+                self.conn.execute(_SET_SESSION, (VALUES_SETTING, _values_array(vals)))
+                self.conn.execute(sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
+                                  + sql.SQL(from_values_array(query, types or [])))
+                cur = self.conn.execute(sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')"
+                                                "::text[])").format(sql.SQL(options), sql.Identifier(STATEMENT_NAME)))
+        except psycopg.Error:
+            # Which of the batch ran is unknown: start clean next time.
+            self.mode = None
+            deallocate(self.conn)
+            raise
+        self.mode, self.current = mode, key
+        self.plans += 1
+        plan = cur.fetchone()[0]
+        return plan[0] if isinstance(plan, list) else plan
+
+    def close(self) -> None:
+        if self.current is not None:
+            deallocate(self.conn)
+        self.current = None
+        if not (self.conn.broken or self.conn.closed):
             try:
-                conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+                self.conn.execute(_SET_SESSION, ("plan_cache_mode", self.saved))
             except psycopg.Error:
-                pass  # never prepared (the PREPARE itself failed)
-    plan = row[0]
-    return plan[0] if isinstance(plan, list) else plan
+                pass
+
+
+_SET_SESSION = "SELECT set_config(%s, %s, false)"

@@ -1,8 +1,8 @@
 """EXPLAIN ANALYZE with and without a fix, in the audit's read-only session.
 
 Every run is its own transaction, always rolled back: the fix is a SET LOCAL (or a
-rewritten statement), so nothing outlives the run. Values travel as typed literals of a
-PREPAREd statement, as in plan capture, with custom plans forced (after five executions
+rewritten statement), so nothing outlives the run. Values travel as in plan capture
+(queryaudit.plans.explain: one prepared statement, one EXPLAIN text), with custom plans forced (after five executions
 the plan cache could switch to a generic plan and measure something else). All runs
 share a deadline: what is left of the EXPLAIN budget.
 """
@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 
 import psycopg
-from psycopg import sql
 
 from queryaudit.connect import first_column
 from queryaudit.errors import AuditError
-from queryaudit.plans.explain import explain_rolled_back
+from queryaudit.plans.explain import explain_rolled_back, set_local
 
 OPTIONS = "ANALYZE, BUFFERS, TIMING OFF, SUMMARY ON, FORMAT JSON"
 
@@ -42,16 +41,16 @@ class Runner:
     def explain(self, query: str, values: list[str] | None = None, types: list[str] | None = None,
                 settings: dict[str, str] | None = None, options: str = OPTIONS) -> dict:
         """One EXPLAIN ANALYZE of `query` ($n bound to `values`) with `settings` SET LOCAL."""
-        setup = [(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{self.timeout_ms()}ms")), None),
-                 ("SET LOCAL plan_cache_mode = force_custom_plan", None)]
+        # set_config, not SET LOCAL: the same pg_stat_statements entry whatever the value.
+        setup = [("SELECT set_config(%s, %s, true)", ("statement_timeout", f"{self.timeout_ms()}ms")),
+                 ("SELECT set_config(%s, %s, true)", ("plan_cache_mode", "force_custom_plan"))]
         setup += [("SELECT set_config(%s, %s, true)", (key, value)) for key, value in (settings or {}).items()]
         return explain_rolled_back(self.conn, query, options, values, types, setup)
 
     def rows(self, query: str, params: tuple | list = ()) -> list[tuple]:
         """A read (the keys a keyset rewrite or a batch needs), under the same limits."""
         with self.conn.transaction(force_rollback=True):
-            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{self.timeout_ms()}ms")))
+            set_local(self.conn, "statement_timeout", f"{self.timeout_ms()}ms")
             return self.conn.execute(query, params).fetchall()
 
     def values(self, query, params: tuple | list = ()) -> list:

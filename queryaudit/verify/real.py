@@ -11,28 +11,15 @@ from statistics import median
 
 import pglast
 import psycopg
-from psycopg import sql
 
+from queryaudit.plans.explain import deallocate, explain_execute, prepare, set_local
 from queryaudit.verify import logic
 from queryaudit.verify.measure import OPTIONS, Runner
 from queryaudit.verify.model import FixMeasurement
 
 
-def _explain(conn: psycopg.Connection, query: str, values, types, name: str | None) -> dict:
-    if name is None:
-        row = conn.execute(sql.SQL("EXPLAIN ({}) ").format(sql.SQL(OPTIONS)) + sql.SQL(query)).fetchone()
-    else:
-        args = sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t or "unknown"))
-                                  for v, t in zip(values, types, strict=False))
-        row = conn.execute(sql.SQL("EXPLAIN ({}) EXECUTE {}({})").format(sql.SQL(OPTIONS), sql.Identifier(name), args)
-                           ).fetchone()
-    plan = row[0]
-    return plan[0] if isinstance(plan, list) else plan
-
-
-def _deallocate(conn: psycopg.Connection, name: str) -> None:
-    if conn.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", (name,)).fetchone():
-        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
+def _explain(conn: psycopg.Connection, query: str) -> dict:
+    return explain_execute(conn, OPTIONS)
 
 
 def scan_q_error(explain: dict, relation: str, alias: str | None) -> float | None:
@@ -49,28 +36,23 @@ def measure_statistics(conn: psycopg.Connection, runner: Runner, m: FixMeasureme
     """Time the statement before and after `fix_sql` (rolled back); with `scan` (relation,
     alias), the misestimated scan's q-error before and after too."""
     statements = [str(s).strip() for s in pglast.split(fix_sql) if str(s).strip()]
-    name = "queryaudit_verify_stats" if values else None
-    prepared = False
     try:
         with conn.transaction(force_rollback=True):
-            conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{runner.timeout_ms()}ms")))
-            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            if name:
-                conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(name)) + sql.SQL(query))
-                prepared = True
-            _explain(conn, query, values, types, name)  # warm-up
-            before = [_explain(conn, query, values, types, name) for _ in range(runs)]
+            set_local(conn, "statement_timeout", f"{runner.timeout_ms()}ms")
+            set_local(conn, "plan_cache_mode", "force_custom_plan")
+            # The one prepared statement and EXPLAIN text of queryaudit.plans.explain,
+            # with or without values: pg_stat_statements gets no entry per statement.
+            prepare(conn, query, values, types)
+            _explain(conn, query)  # warm-up
+            before = [_explain(conn, query) for _ in range(runs)]
             for text in statements:
                 conn.execute(text)
-            _explain(conn, query, values, types, name)
-            after = [_explain(conn, query, values, types, name) for _ in range(runs)]
+            _explain(conn, query)
+            after = [_explain(conn, query) for _ in range(runs)]
     finally:
         # DEALLOCATE after the transaction, not inside one an error aborted (there it failed,
-        # hid the error, and the measurement was lost as a failed DEALLOCATE). Whether the
-        # statement is still there after the rollback varies: ask.
-        if prepared:
-            _deallocate(conn, name)
+        # hid the error, and the measurement was lost as a failed DEALLOCATE).
+        deallocate(conn)
     m.before_ms = [round(logic.execution_ms(p), 3) for p in before]
     m.after_ms = [round(logic.execution_ms(p), 3) for p in after]
     m.before = {"ms": round(median(m.before_ms), 3), **logic.buffers(before[-1])}
