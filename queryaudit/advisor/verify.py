@@ -18,6 +18,7 @@ from psycopg import sql
 
 from queryaudit.advisor.candidates import Candidate, _constant_fraction, selectivity
 from queryaudit.advisor.select import create_sql
+from queryaudit.connect import scalar
 from queryaudit.plans.explain import (
     Planner,
     deallocate,
@@ -46,8 +47,7 @@ MAX_PRESENT = 24
 
 
 def hypopg_version(conn: psycopg.Connection) -> str | None:
-    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'hypopg'").fetchone()
-    return row[0] if row else None
+    return scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'hypopg'")
 
 
 def install_hint(snapshot: Snapshot) -> str:
@@ -87,8 +87,8 @@ class Hypothetical:
     def create(self, candidate: Candidate) -> tuple[int, int]:
         """(oid, estimated size in bytes) of a new hypothetical index."""
         ddl = self.ddl(candidate)
-        oid = self.conn.execute("SELECT indexrelid FROM hypopg_create_index(%s)", (ddl,)).fetchone()[0]
-        size = self.conn.execute("SELECT hypopg_relation_size(%s)", (oid,)).fetchone()[0]
+        oid = scalar(self.conn, "SELECT indexrelid FROM hypopg_create_index(%s)", (ddl,))
+        size = scalar(self.conn, "SELECT hypopg_relation_size(%s)", (oid,))
         return int(oid), int(size or 0)
 
     @staticmethod

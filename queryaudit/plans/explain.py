@@ -33,6 +33,8 @@ import psycopg
 from pglast.parser import scan
 from psycopg import sql
 
+from queryaudit.connect import first_column, scalar
+
 STATEMENT_NAME = "queryaudit_stmt"  # the one prepared-statement name queryaudit uses
 VALUES_SETTING = "queryaudit.values"  # a placeholder setting (custom prefix), local to the transaction
 # Texts the mechanism sends, per EXPLAIN options string: set_config (values, settings),
@@ -57,10 +59,10 @@ def parameter_types(conn: psycopg.Connection, query: str) -> list[str]:
     """The types PostgreSQL infers for $1..$n (PREPARE + pg_prepared_statements)."""
     with conn.transaction(force_rollback=True):
         conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(STATEMENT_NAME)) + sql.SQL(query))
-        row = conn.execute("SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s",
-                           (STATEMENT_NAME,)).fetchone()
+        types = scalar(conn, "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s",
+                       (STATEMENT_NAME,))
         conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(STATEMENT_NAME)))
-    return [_UNBOUNDED.get(t, t) for t in row[0]] if row else []
+    return [_UNBOUNDED.get(t, t) for t in types] if types else []
 
 
 # A type name as pg_prepared_statements prints it may not mean the same in a cast:
@@ -119,10 +121,13 @@ def prepare(conn: psycopg.Connection, query: str, values=None, types=None) -> No
 
 def explain_execute(conn: psycopg.Connection, options: str) -> dict:
     """EXPLAIN (`options`) of the prepared statement: the same text for every statement."""
-    row = conn.execute(sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')::text[])")
-                       .format(sql.SQL(options), sql.Identifier(STATEMENT_NAME))).fetchone()
-    plan = row[0]
-    return plan[0] if isinstance(plan, list) else plan
+    return plan_document(scalar(conn, sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')::text[])")
+                                .format(sql.SQL(options), sql.Identifier(STATEMENT_NAME))))
+
+
+def plan_document(explained) -> dict:
+    """EXPLAIN (FORMAT JSON) answers a one-element array: its document."""
+    return explained[0] if isinstance(explained, list) else explained
 
 
 def deallocate(conn: psycopg.Connection) -> None:
@@ -200,7 +205,7 @@ class Planner:
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
         self.current: tuple | None = None
-        self.saved = conn.execute("SELECT current_setting('plan_cache_mode')").fetchone()[0]
+        self.saved = scalar(conn, "SELECT current_setting('plan_cache_mode')")
         self.mode: str | None = None
         self.types: dict[str, list[str]] = {}
         self.plans = 0
@@ -231,8 +236,9 @@ class Planner:
                 self.conn.execute(_SET_SESSION, (VALUES_SETTING, _values_array(vals)))
                 self.conn.execute(sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
                                   + sql.SQL(from_values_array(query, types or [])))
-                cur = self.conn.execute(sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')"
-                                                "::text[])").format(sql.SQL(options), sql.Identifier(STATEMENT_NAME)))
+                cur = self.conn.cursor(row_factory=first_column).execute(
+                    sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')::text[])").format(
+                        sql.SQL(options), sql.Identifier(STATEMENT_NAME)))
         except psycopg.Error:
             # Which of the batch ran is unknown: start clean next time.
             self.mode = None
@@ -240,8 +246,7 @@ class Planner:
             raise
         self.mode, self.current = mode, key
         self.plans += 1
-        plan = cur.fetchone()[0]
-        return plan[0] if isinstance(plan, list) else plan
+        return plan_document(cur.fetchone())
 
     def close(self) -> None:
         if self.current is not None:

@@ -56,8 +56,7 @@ class Runner:
     def values(self, query, params: tuple | list = ()) -> list:
         """The first column of a read's rows (keys for a batch), under the same limits."""
         with self.conn.transaction(force_rollback=True):
-            self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                sql.Literal(f"{self.timeout_ms()}ms")))
+            set_local(self.conn, "statement_timeout", f"{self.timeout_ms()}ms")
             return self.conn.cursor(row_factory=first_column).execute(query, params).fetchall()
 
     def interleaved(self, before, after, runs: int) -> tuple[list[dict], list[dict]]:
