@@ -18,6 +18,7 @@ from psycopg import sql
 from queryaudit.connect import scalar
 from queryaudit.estimates.model import EstimateExperiment, PredicateCount
 from queryaudit.estimates.predicates import conjunction, source, testable
+from queryaudit.plans.explain import plan_document
 from queryaudit.snapshot import Snapshot
 
 COUNT_TIMEOUT_MS = 5_000  # one count(*) of the audited table
@@ -46,9 +47,7 @@ def _read(conn: psycopg.Connection, query: str, timeout_ms: int):
 
 def _estimate(conn: psycopg.Connection, from_sql: str, where: str | None, timeout_ms: int) -> float:
     text = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {from_sql}" + (f" WHERE {where}" if where else "")
-    plan = _read(conn, text, timeout_ms)
-    plan = plan[0] if isinstance(plan, list) else plan
-    return float(plan["Plan"]["Plan Rows"])
+    return float(plan_document(_read(conn, text, timeout_ms))["Plan"]["Plan Rows"])
 
 
 def _measure(conn: psycopg.Connection, budget: _Budget, from_sql: str, predicate: PredicateCount,
