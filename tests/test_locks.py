@@ -243,17 +243,21 @@ def test_long_and_idle_transactions_are_reported(empty_db, sessions):
 def test_pgbench_tpcb_contention_is_hot_rows_with_a_predicted_saving(server, empty_db, tmp_path):
     """pgbench TPC-B, 8 clients on scale 10: every transaction updates one of 10 branch rows
     and one of 100 teller rows. The waits are hot rows; nobody is idle in a transaction for
-    more than the gap between two statements, so no idle-in-transaction advice or fix."""
+    more than the gap between two statements, so no idle-in-transaction advice or fix.
+
+    pgbench runs until the sample is taken (its -T is only a bound should the test hang): a
+    fixed run of a few seconds could end before a loaded machine has even started the CLI."""
     pgbench = server.cluster.bin_dir / "pgbench"
     init = subprocess.run([str(pgbench), "-i", "-s", "10", "-q", empty_db.dsn], capture_output=True, text=True)
     assert init.returncode == 0, init.stderr
-    bench = subprocess.Popen([str(pgbench), "-n", "-c", "8", "-j", "2", "-T", "8", empty_db.dsn],
+    bench = subprocess.Popen([str(pgbench), "-n", "-c", "8", "-j", "2", "-T", "300", empty_db.dsn],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _waiting(empty_db, 1)
         out = tmp_path / "locks.json"
         result = run_cli("locks", "--dsn", empty_db.dsn, "--seconds", "3", "--json", str(out))
         assert result.returncode == 0, result.stderr
+        assert bench.poll() is None, "pgbench ended before the sample did"
     finally:
         bench.terminate()
         bench.wait(timeout=30)
