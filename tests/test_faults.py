@@ -74,14 +74,13 @@ def test_ctrl_c_writes_a_partial_report(shop_db, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "queryaudit.cli", "audit", "--dsn", shop_db.dsn, "--no-explain",
                              "--sample-seconds", "30", "--json", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # wait until the sampler is running
-        rows = shop_db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'queryaudit' "
-                               "AND datname = current_database()")
-        if rows[0][0]:
-            break
+    # Wait until the sampler has run a tick (pg_blocking_pids is in its query): the stages
+    # before it (statements, catalog) are then collected, however slow a busy machine is.
+    deadline = time.monotonic() + 120
+    while not shop_db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'queryaudit' "
+                              "AND datname = current_database() AND query LIKE '%%pg_blocking_pids%%'")[0][0]:
+        assert time.monotonic() < deadline and proc.poll() is None, "the audit never started sampling"
         time.sleep(0.1)
-    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert out.exists(), (proc.returncode, stderr)
@@ -148,17 +147,27 @@ def test_backend_terminated_during_explain(shop_db, tmp_path):
     assert report["queries"] and report["findings"], "the rest of the audit is there"
 
 
+# A statement slower than the --explain-timeout by a sleep (a floor, whatever the load), and
+# a timeout the shop's fast lookups meet with room to spare on a busy machine.
+EXPLAIN_TIMEOUT_S = 1.0
+SLOW_S = 1.5
+
+
 def test_explain_timeout_gives_plain_explain_for_slow_statements(shop_db, tmp_path):
     """A statement slower than --explain-timeout is not executed by EXPLAIN ANALYZE: it
     gets a plain EXPLAIN, and the report says why."""
     shop_db.run_workload("shop")
+    # STABLE, so only its recorded mean keeps the auditor from executing it.
+    shop_db.execute("CREATE FUNCTION shop_wait(float8) RETURNS int STABLE LANGUAGE sql AS 'SELECT 1 FROM pg_sleep($1)'")
+    for _ in range(2):
+        shop_db.execute("SELECT count(*), shop_wait(%s) FROM products WHERE price > %s", (SLOW_S, 10))
     out = tmp_path / "r.json"
-    result = run_cli("audit", "--dsn", shop_db.dsn, "--explain-timeout", "0.1", "--json", str(out))
+    result = run_cli("audit", "--dsn", shop_db.dsn, "--explain-timeout", str(EXPLAIN_TIMEOUT_S), "--json", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    sort = next(q for q in report["queries"] if "ORDER BY price DESC" in q["query"])
-    assert sort["mean_exec_time_ms"] > 100
-    assert sort["plan_method"] == "explain" and "100 ms" in sort["plan_skipped_reason"], sort["plan_skipped_reason"]
-    assert sort["plan"] and "Actual Total Time" not in json.dumps(sort["plan"])
+    slow = next(q for q in report["queries"] if "shop_wait" in q["query"])
+    assert slow["mean_exec_time_ms"] >= SLOW_S * 1000
+    assert slow["plan_method"] == "explain" and "1000 ms" in slow["plan_skipped_reason"], slow["plan_skipped_reason"]
+    assert slow["plan"] and "Actual Total Time" not in json.dumps(slow["plan"])
     fast = next(q for q in report["queries"] if "customer_id = $1" in q["query"])
     assert fast["plan_method"] == "analyze"

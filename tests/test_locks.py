@@ -14,7 +14,7 @@ from conftest import run_cli
 from helpers import validate_report
 from queryaudit.checks import run_checks
 from queryaudit.connect import session
-from queryaudit.locks.sampling import LockSampler, SampleOptions
+from queryaudit.locks.sampling import SAMPLER_STATEMENT_TIMEOUT_MS, LockSampler, SampleOptions
 from queryaudit.snapshot import Snapshot
 
 WAIT_LIMIT = "60s"  # no contending session can outlive a failed test by more than this
@@ -165,24 +165,45 @@ def test_ddl_waiting_behind_a_select_transaction_blocks_the_reads_behind_it(empt
     assert "ALTER TABLE accounts" in result.stdout and "Top blockers" in result.stdout
 
 
+class VirtualClock:
+    """Time that moves only when the sampler sleeps: how many ticks a window holds and when
+    it ends no longer depend on how fast a busy machine answers each tick."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# Past its deadline the sampler runs at most its last tick and the held-lock query, each
+# bounded by the statement_timeout it sets; the rest is slack for a descheduled process.
+AFTER_DEADLINE_S = 2 * SAMPLER_STATEMENT_TIMEOUT_MS / 1000 + 1.0
+
+
 def test_sampler_stops_at_its_deadline_and_reads_no_locks_while_nobody_waits(empty_db, sessions):
     _accounts(empty_db)
     with session(empty_db.dsn) as conn:
-        started = time.monotonic()
-        facts = LockSampler(conn, SampleOptions(seconds=0.6, rate_hz=50)).run()
-        elapsed = time.monotonic() - started
-        # The deadline, plus at most the last tick's query (a loaded CI machine is slow).
-        assert 0.6 <= elapsed < 1.1, elapsed
-        assert facts.lock_queries == 0 and 5 <= facts.ticks <= 31
+        clock = VirtualClock()
+        facts = LockSampler(conn, SampleOptions(seconds=0.6, rate_hz=50), clock=clock, sleep=clock.sleep).run()
+        # 0.6 s at 50 Hz: a tick every 20 ms from 0 up to the deadline (31 if the sum of the
+        # intervals rounds just under 0.6), none after it.
+        assert facts.ticks in (30, 31) and facts.elapsed_s == pytest.approx(0.6, abs=0.02), facts
+        assert all(t.t_ms < 600 for t in facts.timeline)
+        assert facts.lock_queries == 0
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"  # the audit's limits are back
         assert conn.execute("SHOW lock_timeout").fetchone()[0] == "1s"
 
         sessions.hold("UPDATE accounts SET balance = 1 WHERE id = 1")
         sessions.run("UPDATE accounts SET balance = 2 WHERE id = 1")
         _waiting(empty_db, 1)
-        started = time.monotonic()
+        started = time.monotonic()  # the real clock: a deadline the sampler keeps however slow a tick is
         facts = LockSampler(conn, SampleOptions(seconds=0.6, rate_hz=50)).run()
-        assert time.monotonic() - started < 1.1
+        assert 0.6 <= time.monotonic() - started < 0.6 + AFTER_DEADLINE_S
+        assert 0.6 <= facts.elapsed_s and 1 <= facts.ticks <= 31
         assert facts.lock_queries == facts.ticks > 0 and facts.waits
 
 
@@ -222,17 +243,21 @@ def test_long_and_idle_transactions_are_reported(empty_db, sessions):
 def test_pgbench_tpcb_contention_is_hot_rows_with_a_predicted_saving(server, empty_db, tmp_path):
     """pgbench TPC-B, 8 clients on scale 10: every transaction updates one of 10 branch rows
     and one of 100 teller rows. The waits are hot rows; nobody is idle in a transaction for
-    more than the gap between two statements, so no idle-in-transaction advice or fix."""
+    more than the gap between two statements, so no idle-in-transaction advice or fix.
+
+    pgbench runs until the sample is taken (its -T is only a bound should the test hang): a
+    fixed run of a few seconds could end before a loaded machine has even started the CLI."""
     pgbench = server.cluster.bin_dir / "pgbench"
     init = subprocess.run([str(pgbench), "-i", "-s", "10", "-q", empty_db.dsn], capture_output=True, text=True)
     assert init.returncode == 0, init.stderr
-    bench = subprocess.Popen([str(pgbench), "-n", "-c", "8", "-j", "2", "-T", "8", empty_db.dsn],
+    bench = subprocess.Popen([str(pgbench), "-n", "-c", "8", "-j", "2", "-T", "300", empty_db.dsn],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _waiting(empty_db, 1)
         out = tmp_path / "locks.json"
         result = run_cli("locks", "--dsn", empty_db.dsn, "--seconds", "3", "--json", str(out))
         assert result.returncode == 0, result.stderr
+        assert bench.poll() is None, "pgbench ended before the sample did"
     finally:
         bench.terminate()
         bench.wait(timeout=30)

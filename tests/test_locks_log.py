@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -31,16 +32,22 @@ def _background(dsn: str, statement: str, errors: list) -> threading.Thread:
     return thread
 
 
-def _wait_for_waiters(dsn: str, n: int) -> None:
-    deadline = time.monotonic() + 10
+def _wait_for_waiters(dsn: str, n: int, log: Path) -> None:
+    """n sessions wait, and each has logged "process <pid> still waiting": its deadlock_timeout
+    fired (it checked for a deadlock and logged the wait), however long a busy machine took
+    to schedule it."""
+    deadline = time.monotonic() + 30
     with psycopg.connect(dsn, autocommit=True) as conn:
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0] < n:
-            assert time.monotonic() < deadline, "the contending sessions never waited"
+        while True:
+            pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'")]
+            text = log.read_text(errors="replace")
+            if len(pids) >= n and all(f"process {pid} still waiting for" in text for pid in pids):
+                return
+            assert time.monotonic() < deadline, f"waiting: {pids}, not all of them logged"
             time.sleep(0.05)
-    time.sleep(0.25)  # past deadlock_timeout: the waits are logged
 
 
-def _contend(dsn: str) -> None:
+def _contend(dsn: str, log: Path) -> None:
     """Row contention, DDL queued behind a SELECT's transaction, a deadlock, a lock timeout."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL DEFAULT 0)")
@@ -51,13 +58,13 @@ def _contend(dsn: str) -> None:
         holder.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 1")
         threads = [_background(dsn, "UPDATE accounts SET balance = balance - 1 WHERE id = 1", errors)
                    for _ in range(2)]
-        _wait_for_waiters(dsn, 2)
+        _wait_for_waiters(dsn, 2, log)
         holder.commit()
         holder.execute("SELECT count(*) FROM orders")
         threads.append(_background(dsn, "ALTER TABLE orders ADD COLUMN note text", errors))
-        _wait_for_waiters(dsn, 1)
+        _wait_for_waiters(dsn, 1, log)
         threads += [_background(dsn, "SELECT sum(total) FROM orders", errors) for _ in range(2)]
-        _wait_for_waiters(dsn, 3)
+        _wait_for_waiters(dsn, 3, log)
         holder.commit()
         for t in threads:
             t.join(timeout=10)
@@ -77,7 +84,7 @@ def _contend(dsn: str) -> None:
 
         thread = threading.Thread(target=cross, daemon=True)
         thread.start()
-        _wait_for_waiters(dsn, 1)
+        _wait_for_waiters(dsn, 1, log)  # a has checked for a deadlock: b will be the victim
         with pytest.raises(psycopg.errors.DeadlockDetected):
             b.execute("UPDATE accounts SET balance = 2 WHERE id = 2")
         b.rollback()
@@ -101,8 +108,7 @@ def test_contention_found_from_log_lock_waits(version, tmp_path):
         pytest.skip(f"{version} binaries not found")
     cluster = start_cluster(bin_dir, SETTINGS)
     try:
-        _contend(cluster.dsn())
-        time.sleep(0.2)
+        _contend(cluster.dsn(), cluster.log_file)  # each session's log lines are written before it returns
         log = tmp_path / "postgresql.log"
         log.write_text(cluster.log_file.read_text())
         out = tmp_path / "locks.json"

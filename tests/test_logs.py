@@ -67,7 +67,7 @@ def server_log(request, tmp_path_factory):
             conn.execute("SELECT 'two\nlines' AS multi, 1")
             conn.execute("SET work_mem = '64kB'")
             conn.execute("SELECT * FROM books ORDER BY title").fetchall()  # a temporary file
-        _lock_wait(dsn)
+        _lock_wait(dsn, cluster.pgdata / "log" / FORMATS["stderr"])
         # The logging collector writes asynchronously: wait until a last statement is in
         # every file (a fixed sleep loses the tail on a loaded machine).
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -107,14 +107,23 @@ def _needs(server_log, fmt: str) -> None:
         pytest.skip(f"{fmt} is not written by this server version (jsonlog is PostgreSQL 15+)")
 
 
-def _lock_wait(dsn):
-    """One session holds a row lock for 300 ms while another updates the same row."""
+def _lock_wait(dsn: str, log: Path) -> None:
+    """One session holds a row lock until another, updating the same row, has waited past
+    deadlock_timeout and the log says so (not a fixed 300 ms: a busy machine may not even
+    have started the waiter by then)."""
     holder = psycopg.connect(dsn)
     holder.execute("UPDATE authors SET name = 'held' WHERE id = 1")
     waiter = threading.Thread(target=lambda: psycopg.connect(dsn, autocommit=True).execute(
         "UPDATE authors SET name = 'waited' WHERE id = 1"))
     waiter.start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'")]
+            if pids and f"process {pids[0]} still waiting for".encode() in log.read_bytes():
+                break
+            assert time.monotonic() < deadline, f"waiting: {pids}, not logged"
+            time.sleep(0.05)
     holder.commit()
     holder.close()
     waiter.join()
