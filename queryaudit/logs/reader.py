@@ -448,5 +448,5 @@ def read_records(paths: Iterable[str | Path], prefix: str | None = None, stats: 
                 else:
                     yield from read_stderr(f, path.name, prefix or DEFAULT_PREFIX, stats)
             except (OSError, EOFError, gzip.BadGzipFile) as exc:  # a truncated .gz: keep what was read
-                stats.malformed_lines += 1
+                # Said in the file's entry, not counted as a malformed line: no line was read.
                 stats.files[-1] = f"{path} (read stopped: {exc})"
