@@ -16,7 +16,6 @@ from queryaudit.history.predictions import prediction_text
 from queryaudit.history.store import Store, resolve_store_url
 from queryaudit.history.trends import trends_section
 from queryaudit.history.windows import Window, compute_window, point_from_snapshot
-from queryaudit.redact import redact_sql
 
 if TYPE_CHECKING:
     from queryaudit.pipeline import AuditOptions
@@ -37,6 +36,8 @@ def store_exists(url: str | None, config: Config | None = None) -> bool:
 
 def redacted_snapshot(snapshot):
     """The snapshot with its statement texts redacted, for a store fed by `audit --redact`."""
+    from queryaudit.redact import redact_sql  # deferred: pglast costs `queryaudit history` start-up
+
     statements = [dataclasses.replace(s, query=redact_sql(s.query)) for s in snapshot.statements]
     return dataclasses.replace(snapshot, statements=statements)
 
