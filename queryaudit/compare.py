@@ -30,7 +30,10 @@ from pathlib import Path
 
 from queryaudit import __version__
 from queryaudit.errors import AuditError
+from queryaudit.history.causes import explain_change, load_context
+from queryaudit.history.predictions import predicted_vs_realized
 from queryaudit.report.derive import when
+from queryaudit.significance import welch
 from queryaudit.sql import fingerprint
 
 COMPARE_SCHEMA_VERSION = 1
@@ -99,7 +102,6 @@ def _normal_p(z: float) -> float:
 def judge(before: dict | None, after: dict | None, drift: float = 0.0) -> dict:
     """Status, change text and the test behind it, for one statement's two records.
     `drift`: run_drift() of the comparison (log scale), added to the statement's own spread."""
-    from queryaudit.significance import welch
 
     if before is None:
         return {"status": "new", "text": None, "test": None}
@@ -295,7 +297,6 @@ def _indexes(report: dict) -> dict[str, dict]:
 def attach_causes(statements: list[dict], before: dict, after: dict) -> None:
     """Each statement that moved gets its ranked causes (queryaudit.history.causes), tested
     against the evidence both reports (or stored audits) carry."""
-    from queryaudit.history.causes import explain_change, load_context
 
     context = load_context(before, after)
     for r in statements:
@@ -359,7 +360,6 @@ def build_comparison(before: dict, after: dict, applied: set[str] | None = None)
                        "text": f"resolved {f['check']}: {f['title']}"}
         verdicts.append({**verdict, "kind": "finding-resolved", "object": f["id"]})
 
-    from queryaudit.history.predictions import predicted_vs_realized
 
     # Applied fixes: given, else the first report's findings with a fix that the second no longer has.
     fixed = ([f for f in before["findings"] if f["id"] in applied] if applied is not None

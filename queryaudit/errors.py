@@ -1,4 +1,6 @@
 """User-facing errors: one line saying what went wrong and what to do."""
+import os
+import sys
 
 
 class AuditError(Exception):
@@ -15,9 +17,6 @@ def quiet_broken_pipe() -> int:
     """The reader of our output went away (`| head -1`): stop without a word, as other
     command-line tools do. stdout is pointed at /dev/null first, or the interpreter's own
     flush at exit would fail again and print "Exception ignored"."""
-    import os
-    import sys
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -23,6 +23,8 @@ import logging
 from dataclasses import dataclass, field
 
 import sqlglot
+from pglast import ast
+from pglast.parser import scan
 from sqlglot import exp
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.qualify import qualify
@@ -30,6 +32,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
 
 from queryaudit.snapshot import Snapshot, Table
+from queryaudit.sql import find_nodes, parse, statement_kind
 
 DEFAULT_SEARCH_PATH = ("public",)
 CACHE_SIZE = 4096  # resolutions kept per catalog (one per statement text)
@@ -218,9 +221,7 @@ def resolve(query: str, snapshot: Snapshot) -> Resolution:
 def column_name(text: str) -> str | None:
     """The column a plain reference names (`p."createdAt"` -> createdAt, `Total` -> total),
     None when the text is anything else (an expression, DESC, NULLS FIRST)."""
-    from pglast import ast
 
-    from queryaudit.sql import parse
 
     stmts = parse(f"SELECT {text}")
     if not stmts or len(stmts) != 1:
@@ -243,7 +244,6 @@ def _parse(query: str) -> tuple[exp.Expression | None, str | None]:
     """The statement as sqlglot reads PostgreSQL; placeholders sqlglot rejects where
     PostgreSQL has a typed literal (`date $1`, `interval $1 day`) are read as string
     literals of the same length, so every offset still points into the original text."""
-    from queryaudit.sql import statement_kind
 
     if statement_kind(query) == "other":  # pglast knows: CREATE, VACUUM, SET, multi-statement text...
         return None, "not a single SELECT, INSERT, UPDATE, DELETE or MERGE (no columns to resolve)"
@@ -267,8 +267,6 @@ def _parse(query: str) -> tuple[exp.Expression | None, str | None]:
 
 
 def _mask_parameters(query: str) -> str:
-    from pglast.parser import scan  # PostgreSQL's own tokens: never a $1 inside a string
-
     try:
         tokens = scan(query)
     except Exception:
@@ -348,9 +346,6 @@ class _Resolver:
                     self.result.base_tables.append(b)
 
     def _tables_from_pglast(self) -> None:
-        from pglast import ast
-
-        from queryaudit.sql import find_nodes, parse  # pglast: PostgreSQL's own grammar
 
         stmts = parse(self.query)
         if not stmts:

@@ -14,20 +14,26 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from queryaudit.advisor.stage import AdvisorOptions
+from queryaudit.advisor.stage import stage as advisor_stage
 from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.connect import SessionLimits, session
+from queryaudit.connect import SessionLimits, resolve_dsn, session
+from queryaudit.estimates.stage import stage as estimates_stage
+from queryaudit.locks.sampling import SampleOptions, sampling_stage
+from queryaudit.logs.digest import DigestOptions
+from queryaudit.logs.reader import expand_paths
+from queryaudit.logs.stage import has_server_target, log_only_snapshot, read_logs
 from queryaudit.n_plus_one import MIN_EXECUTIONS, ROUND_TRIP_MS
+from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.plans.limits import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
+from queryaudit.redact import redact
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import Snapshot
-
-if TYPE_CHECKING:
-    from queryaudit.advisor.stage import AdvisorOptions
-    from queryaudit.logs.digest import DigestOptions
-    from queryaudit.verify.stage import VerifyOptions
+from queryaudit.verify.index_sizing import stage as sizing_stage
+from queryaudit.verify.stage import VerifyOptions
+from queryaudit.verify.stage import stage as verify_stage
 
 
 @dataclass
@@ -65,8 +71,6 @@ class AuditOptions:
 
 
     def digest_options(self) -> DigestOptions:
-        from queryaudit.logs.digest import DigestOptions
-
         return DigestOptions(min_executions=self.n_plus_one_min_executions, min_run_ms=self.n_plus_one_min_run_ms,
                              round_trip_ms=self.round_trip_ms)
 
@@ -83,47 +87,33 @@ def build_stages(options: AuditOptions, dsn: str) -> list[tuple[str, object]]:
     stages = list(options.collect.stages)
     names = {name for name, _ in stages}
     if options.sample_seconds > 0 and "lock sampling" not in names:
-        from queryaudit.locks.sampling import SampleOptions, sampling_stage
-
         stages.append(("lock sampling", sampling_stage(
             SampleOptions(seconds=options.sample_seconds, rate_hz=options.sample_rate_hz))))
     if options.logs and "logs" not in names:
         stages.append(("logs", _log_stage(options)))
     if options.explain and "plans" not in names:
-        from queryaudit.plans.capture import PlanOptions, plan_stage
-
         stages.append(plan_stage(PlanOptions(
             top=options.top, budget_s=options.explain_budget_s, statement_limit_ms=options.explain_statement_ms,
             analyze_dml=options.analyze_dml, queries_file=options.queries_file)))
     if options.explain and "estimate experiments" not in names:
-        from queryaudit.estimates.stage import stage as estimates_stage
-
         # Before fix verification: the statistics fix it tries follows the tested cause.
         stages.append(estimates_stage(options.explain_budget_s, options.explain_statement_ms))
-    from queryaudit.verify.stage import VerifyOptions
-    from queryaudit.verify.stage import stage as verify_stage
 
     verify = options.verify or VerifyOptions()
     if options.explain and verify.enabled and "fix verification" not in names:
         stages.append(verify_stage(verify, options.explain_budget_s, options.explain_statement_ms, dsn,
                                    options.limits))
-    from queryaudit.advisor.stage import AdvisorOptions
-    from queryaudit.advisor.stage import stage as advisor_stage
 
     advisor = options.advisor or AdvisorOptions()
     if advisor.enabled and "index advisor" not in names:
         stages.append(advisor_stage(dsn, options.limits, advisor))
         if options.explain and "index sizing" not in names:
-            from queryaudit.verify.index_sizing import stage as sizing_stage
-
             stages.append(sizing_stage())  # the proposals sized on the workload's own values
     return stages
 
 
 def _log_stage(options: AuditOptions):
     def read(conn, snapshot: Snapshot) -> None:
-        from queryaudit.logs.stage import read_logs
-
         read_logs(snapshot, options.logs, options.log_line_prefix, options.digest_options(), jobs=options.log_jobs)
 
     return read
@@ -141,8 +131,6 @@ collect_live = live_snapshot  # the name the advisor command and the tests know
 
 def logs_only_snapshot(options: AuditOptions) -> Snapshot:
     """Source 3: server logs and nothing else; a missing log is an error, not an empty report."""
-    from queryaudit.logs.reader import expand_paths
-    from queryaudit.logs.stage import log_only_snapshot
 
     expand_paths(options.logs)
     return log_only_snapshot()
@@ -153,11 +141,9 @@ def open_source(dsn: str | None, snapshot_path: str | Path | None, options: Audi
     server is named, else the live server."""
     if snapshot_path is not None:
         return Snapshot.load(snapshot_path)
-    from queryaudit.logs.stage import has_server_target
 
     if options.logs and not has_server_target(dsn):
         return logs_only_snapshot(options)
-    from queryaudit.connect import resolve_dsn
 
     return live_snapshot(resolve_dsn(dsn), options, progress)
 
@@ -166,7 +152,6 @@ def is_live(dsn: str | None, snapshot_path: str | Path | None, options: AuditOpt
     """Whether open_source reads a live server (whose "logs" stage has read the logs already)."""
     if snapshot_path is not None:
         return False
-    from queryaudit.logs.stage import has_server_target
 
     return not (options.logs and not has_server_target(dsn))
 
@@ -176,7 +161,6 @@ def attach_log_facts(snapshot: Snapshot, options: AuditOptions) -> None:
     waits the logs recorded, in one read of each file."""
     if not options.logs:
         return
-    from queryaudit.logs.stage import read_logs
 
     read_logs(snapshot, options.logs, options.log_line_prefix, options.digest_options(), jobs=options.log_jobs)
 
@@ -189,8 +173,6 @@ def run_audit(snapshot: Snapshot, options: AuditOptions, logs_read: bool = False
     snapshot.extras["unused_index_min_days"] = options.unused_index_min_days
     report = analyse(snapshot, options.top)
     if options.redact:
-        from queryaudit.redact import redact
-
         report = redact(report)
     return AuditRun(snapshot, report)
 

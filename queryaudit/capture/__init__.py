@@ -48,6 +48,7 @@ from queryaudit.capture.core import CallSiteRule, CapturedStatement, active
 from queryaudit.n_plus_one import MAX_GAP, MIN_EXECUTIONS
 from queryaudit.n_plus_one.runs import Run, RunDetector
 from queryaudit.n_plus_one.shape import batched_rewrite, lookup_shape
+from queryaudit.sql import fingerprint
 
 __all__ = ["CAPTURE_MIN_MS", "CallSiteRule", "Capture", "CapturedStatement", "NPlusOne", "NPlusOneError",
            "QueryBudgetExceeded", "allow_n_plus_one", "capture", "install", "query_budget"]
@@ -187,7 +188,6 @@ class Capture:
     def _statement_loops(self, min_executions: int, min_total_ms: float) -> list[NPlusOne]:
         """Raw statements in a loop: runs of one statement from one line, in one session and
         unit; the statements of ORM lazy loads are counted by their relation instead."""
-        from queryaudit.sql import fingerprint
 
         runs: list[Run] = []
         detector = RunDetector(runs.append, min_executions=min_executions, min_total_ms=min_total_ms,

@@ -21,7 +21,7 @@ class QueryAuditMiddleware:
     unused eager loads at INFO."""
 
     def __init__(self, get_response):
-        from django.conf import settings
+        from django.conf import settings  # optional dependency: Django is there when its middleware runs
         from django.utils.module_loading import import_string
 
         self.get_response = get_response

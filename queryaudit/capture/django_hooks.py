@@ -19,7 +19,7 @@ def install() -> None:
     if "django" not in sys.modules:  # never import Django into an application without it
         return
     try:
-        from django.conf import settings
+        from django.conf import settings  # optional dependency: the application may not use Django
         from django.db import connections
         from django.db.backends.signals import connection_created
     except ImportError:

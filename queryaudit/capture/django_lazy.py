@@ -24,7 +24,7 @@ def install() -> None:
     if _installed:
         _install_contenttypes()
         return
-    from django.core.signals import request_finished, request_started
+    from django.core.signals import request_finished, request_started  # optional dependency: Django
     from django.db.models import query, query_utils
     from django.db.models.fields import related_descriptors as rd
 

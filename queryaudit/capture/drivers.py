@@ -51,7 +51,7 @@ def _parameters(args: tuple, kwargs: dict):
 
 
 def install_psycopg() -> None:
-    try:
+    try:  # deferred: only the drivers the application has are hooked, and loaded
         import psycopg
     except ImportError:
         return
@@ -67,7 +67,7 @@ def install_psycopg2() -> None:
     whatever cursor_factory the application asks for, record their statements. Code that
     looks up `psycopg2.connect` at call time (Django, SQLAlchemy, most applications) is
     covered; a connection opened before the first capture is not."""
-    try:
+    try:  # optional dependency
         import psycopg2
         import psycopg2.extensions
     except ImportError:
@@ -99,7 +99,7 @@ def install_psycopg2() -> None:
 
 
 def install_asyncpg() -> None:
-    try:
+    try:  # optional dependency
         from asyncpg import connection, prepared_stmt
     except ImportError:
         return

@@ -50,7 +50,7 @@ def django_hint(load: LazyLoad, targets: list[str]) -> str:
 
 
 def _django_version() -> tuple:
-    import django  # only ever asked about a Django lazy load: Django is there
+    import django  # optional dependency: only ever asked about a Django lazy load, so Django is there
 
     return tuple(django.VERSION[:2])
 

@@ -20,6 +20,7 @@ loading_parent: contextvars.ContextVar = contextvars.ContextVar("queryaudit_sa_p
 
 def install() -> None:
     try:
+        # deferred: the hooks load in the application's process, which may not use SQLAlchemy
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
         from sqlalchemy.orm import Mapper, Session

@@ -26,6 +26,7 @@ from types import ModuleType
 
 from queryaudit.findings import Finding
 from queryaudit.snapshot import Snapshot
+from queryaudit.verify.apply import apply_measurements
 
 # What a check looks at: captured plans, the workload's statistics, the catalog's
 # index hygiene, or lock waits and transactions.
@@ -125,6 +126,5 @@ def run_checks(snapshot: Snapshot, only: set[str] | None = None) -> list[Finding
         except Exception as exc:  # a bug in one check must not lose the others' findings
             snapshot.record_error(f"check {check.id}", f"{type(exc).__name__}: {exc}")
     # Fixes tried on the server (queryaudit.verify) replace the checks' estimates.
-    from queryaudit.verify.apply import apply_measurements
 
     return apply_measurements(snapshot, findings)

@@ -92,7 +92,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from pglast import ast, visitors
+from pglast import ast, parse_sql, visitors
+from pglast.stream import RawStream
 
 from queryaudit.checks import declare
 from queryaudit.checks._plans import (
@@ -293,8 +294,6 @@ def _is_expression_on_column(node) -> bool:
 
 
 def _deparse(node) -> str:
-    from pglast.stream import RawStream
-
     try:
         return RawStream()(node)
     except Exception:
@@ -310,8 +309,6 @@ def _predicates(node: PlanNode) -> _Predicates:
 
 
 def _condition_predicates(text: str, found: _Predicates | None = None) -> _Predicates:
-    from pglast import parse_sql
-
     found = found if found is not None else _Predicates()
     try:
         found(parse_sql(f"SELECT 1 WHERE {text}")[0].stmt)

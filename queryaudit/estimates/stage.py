@@ -15,9 +15,11 @@ import time
 import psycopg
 from psycopg import sql
 
+from queryaudit.checks import row_estimate_error
 from queryaudit.connect import scalar
 from queryaudit.estimates.model import EstimateExperiment, PredicateCount
 from queryaudit.estimates.predicates import conjunction, source, testable
+from queryaudit.plans.captured import analyzed_plans, table_for
 from queryaudit.plans.explain import plan_document
 from queryaudit.snapshot import Snapshot
 
@@ -104,8 +106,6 @@ def _experiment(conn: psycopg.Connection, budget: _Budget, queryid: str, node, t
 def run_experiments(conn: psycopg.Connection, snapshot: Snapshot, deadline: float,
                     statement_limit_ms: int) -> list[EstimateExperiment]:
     """One experiment per misestimated scan the row-estimate-error check would report."""
-    from queryaudit.checks import row_estimate_error
-    from queryaudit.plans.captured import analyzed_plans, table_for
 
     candidates = []
     for captured in analyzed_plans(snapshot):

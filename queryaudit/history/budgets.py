@@ -37,6 +37,7 @@ from pathlib import Path
 
 from queryaudit.errors import AuditError
 from queryaudit.findings import SEVERITIES, SEVERITY_RANK
+from queryaudit.history.causes import cause_summary
 
 CONFIG_FILE = "queryaudit.toml"
 # Top-level keys of the configuration; other features add theirs here.
@@ -272,7 +273,6 @@ def _ms(value: float | None) -> str:
 
 def causes_text(row: dict) -> str:
     """The ranked causes of a statement's change, for one line."""
-    from queryaudit.history.causes import cause_summary
 
     if row.get("causes"):
         return "; causes: " + ", ".join(cause_summary(c) for c in row["causes"])

@@ -18,7 +18,7 @@ def _say(console: Console, line: str) -> None:
 def run_fleet_command(targets: Path, out_dir: Path, options: AuditOptions, formats: dict[str, Path | None],
                       workers: int | None, store: str | None, baseline: bool, console: Console) -> None:
     """Audit every database of targets.toml concurrently: one report each and an index page."""
-    from queryaudit.history.fleet import FleetOptions, output_formats, run_fleet
+    from queryaudit.history.fleet import FleetOptions, output_formats, run_fleet  # deferred: start-up of history/check
 
     def done(result) -> None:
         if result.ok:
@@ -40,7 +40,7 @@ def run_fleet_command(targets: Path, out_dir: Path, options: AuditOptions, forma
 def run_history_command(store: str | None, target: str | None, statement: str | None, finding: str | None,
                         limit: int, html_path: Path | None, console: Console) -> None:
     """Audits stored for a target, and the trend of a statement or a finding over them."""
-    from queryaudit.history import render
+    from queryaudit.history import render  # deferred: start-up of fleet/check
     from queryaudit.history.budgets import load_config
     from queryaudit.history.service import open_store
 
@@ -95,7 +95,7 @@ def run_check_command(config: Path | None, store: str | None, dsn: str | None, s
                       notify_retries: int = 3) -> int:
     """Budgets and suppressions: the exit code, 1 when a budget is broken (naming it), else 0.
     With notify, broken budgets are also posted there; the exit code does not depend on it."""
-    from queryaudit.history.service import run_check
+    from queryaudit.history.service import run_check  # deferred: start-up of fleet/history
 
     outcome = run_check(config, store, dsn, snapshot, report, baseline_report, target, record, options)
     verdict = outcome.verdict
@@ -118,7 +118,7 @@ def run_check_command(config: Path | None, store: str | None, dsn: str | None, s
         _say(console, f"BROKEN {v.budget}: {v.message}")
     _say(console, f"{len(verdict.violations)} budget(s) broken")
     if notify:
-        from queryaudit.history.notify import BACKOFF_S, payload, post
+        from queryaudit.history.notify import BACKOFF_S, payload, post  # deferred: only with --notify
 
         _delivered, what = post(notify, payload(verdict, outcome.comparison, target),
                                 backoff=BACKOFF_S[:notify_retries])

@@ -62,7 +62,7 @@ class AuditView:
     evidence: dict | None = None  # plans, catalog state, settings (history.evidence)
 
     def describe(self) -> dict:
-        from queryaudit.report.derive import when
+        from queryaudit.report.derive import when  # deferred: report rendering (all checks) costs `history` start-up
 
         return {"label": self.label, "audit_id": self.audit_id, "collected_at": self.collected_at,
                 "collected_label": when(self.collected_at), "window_start": self.window_start,
@@ -165,7 +165,7 @@ def as_report(view: AuditView | None, database: str = "", server_version_num: in
 
 def compare(before: AuditView | None, after: AuditView) -> dict:
     """The comparison dict of queryaudit.compare.build_comparison, on window numbers."""
-    from queryaudit.compare import build_comparison
+    from queryaudit.compare import build_comparison  # deferred: loads report rendering, which costs `history` start-up
 
     comparison = build_comparison(as_report(before), as_report(after))
     comparison["before"] = before.describe() if before else None

@@ -41,7 +41,9 @@ from pathlib import Path
 from queryaudit.errors import AuditError
 from queryaudit.findings import SEVERITIES
 from queryaudit.history.budgets import array_of_tables, read_toml
-from queryaudit.pipeline import AuditOptions
+from queryaudit.history.service import attach_history, index_first_seen
+from queryaudit.pipeline import AuditOptions, live_snapshot, run_audit
+from queryaudit.report import write_outputs
 
 DEFAULT_WORKERS = 4
 # targets.toml key -> (FleetOptions field, type check, what it must be)
@@ -167,8 +169,6 @@ def _summary(report: dict) -> dict:
 
 def audit_target(target: FleetTarget, out_dir: Path, defaults: FleetOptions, store_url: str | None,
                  baseline: bool, record: bool) -> FleetResult:
-    from queryaudit.pipeline import live_snapshot, run_audit
-    from queryaudit.report import write_outputs
 
     started = time.monotonic()
     options = target.options(defaults)
@@ -176,16 +176,12 @@ def audit_target(target: FleetTarget, out_dir: Path, defaults: FleetOptions, sto
         dsn = target.resolve_dsn()
         snapshot = live_snapshot(dsn, options.audit)  # its "logs" stage reads the target's logs
         if record or baseline:
-            from queryaudit.history.service import index_first_seen
-
             # An index younger than the unused-index window is judged by its age in the store, as in `audit`.
             snapshot.extras["index_first_seen"] = index_first_seen(snapshot, store_url, target.name)
         run = run_audit(snapshot, options.audit, logs_read=True)
         snapshot, report = run.snapshot, run.report
         history = []
         if record or baseline:
-            from queryaudit.history.service import attach_history
-
             history = attach_history(report, snapshot, store_url, record=record, baseline=baseline, name=target.name,
                                      redact=options.audit.redact)
         paths = options.output_paths(target.name, out_dir)

@@ -14,14 +14,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 
+from queryaudit.history.causes import cause_summary
+
 BACKOFF_S = (1.0, 4.0, 15.0)  # waits before the 2nd, 3rd and 4th attempt
 TIMEOUT_S = 10.0
 TEXT_VIOLATIONS = 10
 
 
 def payload(verdict, comparison: dict, target: str | None = None) -> dict:
-    from queryaudit.history.causes import cause_summary
-
     where = f" on {target}" if target else ""
     lines = [f"queryaudit check{where}: {len(verdict.violations)} budget(s) broken"]
     for v in verdict.violations[:TEXT_VIOLATIONS]:

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+
 from queryaudit.errors import AuditError
 from queryaudit.history.budgets import Config, Verdict, causes_text, evaluate, load_config
 from queryaudit.history.compare import baseline_section, compare, view_from_report, view_from_window
 from queryaudit.history.predictions import prediction_text
 from queryaudit.history.store import Store, resolve_store_url
-from queryaudit.history.windows import Window
+from queryaudit.history.trends import trends_section
+from queryaudit.history.windows import Window, compute_window, point_from_snapshot
 
 if TYPE_CHECKING:
     from queryaudit.pipeline import AuditOptions
@@ -27,15 +30,13 @@ def store_exists(url: str | None, config: Config | None = None) -> bool:
     resolved = resolve_store_url(url or (config.store if config else None))
     if not resolved.startswith("sqlite"):
         return True
-    from sqlalchemy.engine import make_url
-
     path = make_url(resolved).database
     return bool(path) and (path == ":memory:" or Path(path).exists())
 
 
 def redacted_snapshot(snapshot):
     """The snapshot with its statement texts redacted, for a store fed by `audit --redact`."""
-    from queryaudit.redact import redact_sql
+    from queryaudit.redact import redact_sql  # deferred: pglast costs `queryaudit history` start-up
 
     statements = [dataclasses.replace(s, query=redact_sql(s.query)) for s in snapshot.statements]
     return dataclasses.replace(snapshot, statements=statements)
@@ -56,11 +57,11 @@ def index_first_seen(snapshot, store_url: str | None, name: str | None = None, c
 
 
 def window_summary(window: Window) -> dict:
+    from queryaudit.report.derive import when  # deferred: report rendering costs `history` start-up
+
     kinds: dict[str, int] = {}
     for entry in window.entries:
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
-    from queryaudit.report.derive import when
-
     return {"kind": window.kind, "start": window.start, "end": window.end, "note": window.note,
             "start_label": when(window.start), "end_label": when(window.end),
             "evicted_entries": window.evicted, "entries_by_kind": kinds}
@@ -103,8 +104,6 @@ def attach_history(report: dict, snapshot, store_url: str | None, record: bool, 
                 if record and not recorded.already_stored:
                     store.record_outcomes(recorded.audit_id, previous_id, comparison["predictions"])
         if record:
-            from queryaudit.history.trends import trends_section
-
             report["history"]["track_record"] = store.track_record(recorded.target.key)
             target_id = store.resolve_target(recorded.target.key)["id"]
             report["history"]["trends"] = trends_section(store, target_id, report, recorded.audit_id)
@@ -156,7 +155,7 @@ def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, 
               options: AuditOptions | None = None) -> CheckOutcome:
     """The budgets held against: the latest stored audit and the one before it (no source), or
     a fresh audit (--dsn/--snapshot) and the last stored one, or a report and another report."""
-    from queryaudit.pipeline import AuditOptions
+    from queryaudit.pipeline import AuditOptions  # deferred: the audit pipeline costs `history` start-up
 
     options = options or AuditOptions()
     config = load_config(config_path)
@@ -166,12 +165,13 @@ def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, 
         raise AuditError("give one of --dsn, --snapshot or --report")
     lines = [f"budgets from {config.source}"]
     if report_path is not None:
-        from queryaudit.compare import load_report
+        from queryaudit.compare import load_report  # deferred: report rendering costs `history` start-up
 
         after = view_from_report(load_report(report_path), str(report_path))
         before = view_from_report(load_report(baseline_report), str(baseline_report)) if baseline_report else None
         lines.append("comparing cumulative report numbers (statistics since their reset)")
     elif dsn is not None or snapshot_path is not None:
+        # deferred: the audit pipeline costs `queryaudit history` start-up (service serves it too)
         from queryaudit.connect import resolve_dsn
         from queryaudit.pipeline import live_snapshot, run_audit
         from queryaudit.snapshot import Snapshot
@@ -197,8 +197,6 @@ def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, 
             finally:
                 store.close()
         else:
-            from queryaudit.history.windows import compute_window, point_from_snapshot
-
             window = compute_window(None, point_from_snapshot(snap))
         after = view_from_window(window, report, "this audit")
     else:

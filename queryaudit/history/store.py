@@ -38,7 +38,7 @@ from queryaudit import __version__
 from queryaudit.errors import AuditError
 from queryaudit.history.compare import BLOCKS, AuditView, StatementMetrics, finding_object
 from queryaudit.history.evidence import evidence_from_snapshot
-from queryaudit.history.predictions import prediction_of
+from queryaudit.history.predictions import prediction_of, scored, track_record
 from queryaudit.history.windows import COUNTERS, SUMSQ, AuditPoint, Sample, Window, compute_window, point_from_snapshot
 
 STORE_ENV = "QUERYAUDIT_STORE"
@@ -632,7 +632,6 @@ class Store:
     # -- predictions against outcomes: the tool's track record ------------------------
     def record_outcomes(self, audit_id: int, before_audit_id: int, lines: list[dict]) -> None:
         """Keep each predicted-against-realized line of a comparison (history.predictions)."""
-        from queryaudit.history.predictions import scored
 
         lines = scored(lines)
         if not lines:
@@ -651,7 +650,6 @@ class Store:
 
     def track_record(self, target_key: str | None = None) -> dict[str, dict]:
         """Median error of the predictions by fix kind, over every stored outcome (of one target)."""
-        from queryaudit.history.predictions import track_record
 
         outcomes, targets = T["qa_prediction_outcomes"], T["qa_targets"]
         query = sa.select(outcomes.c.fix_kind, outcomes.c.error_factor)

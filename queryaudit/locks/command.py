@@ -11,6 +11,7 @@ from rich.console import Console
 def run_locks_command(dsn: str | None, seconds: float | None, rate: float, json_path: Path | None,
                       long_transaction_s: float, idle_s: float, logs: list[Path] | None, log_line_prefix: str | None,
                       console: Console, err_console: Console) -> None:
+    # deferred: per-command imports, as in cli.py (the command's start-up pays only for what it runs)
     from queryaudit.connect import resolve_dsn
     from queryaudit.locks.report import locks_result, print_locks
     from queryaudit.locks.sampling import SampleOptions, collect_lock_snapshot
@@ -18,7 +19,7 @@ def run_locks_command(dsn: str | None, seconds: float | None, rate: float, json_
     options = SampleOptions(seconds=seconds or 10, rate_hz=rate, long_transaction_s=long_transaction_s,
                             idle_in_transaction_s=idle_s)
     if logs:
-        from queryaudit.locks.log import lock_log_from_files
+        from queryaudit.locks.log import lock_log_from_files  # deferred: only with --logs
         from queryaudit.logs.stage import has_server_target, log_only_snapshot
 
         if has_server_target(dsn):  # names for the relation OIDs the log shows; sampling only when asked

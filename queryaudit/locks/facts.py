@@ -9,10 +9,16 @@ values), because pg_stat_activity and the log show the raw text with its paramet
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+from pglast import ast
+from pglast.parser import normalize as pg_normalize
+
+from queryaudit.sql import fingerprint, parse, statement_kind
 
 if TYPE_CHECKING:  # the snapshot holds lock facts
     from queryaudit.snapshot import Snapshot
@@ -32,8 +38,6 @@ class LockStatement:
 
     @property
     def kind(self) -> str:
-        from queryaudit.sql import statement_kind
-
         return statement_kind(self.query) if self.query else "invalid"
 
 
@@ -160,12 +164,9 @@ def statement_key(queryid: str | int | None, text: str) -> tuple[str, str]:
 
 @lru_cache(maxsize=4096)
 def _fingerprint_key(normalized: str) -> str:
-    from queryaudit.sql import fingerprint
-
     fp = fingerprint(normalized)
     if fp:
         return f"fp:{fp}"
-    import hashlib
 
     return "text:" + hashlib.sha1(" ".join(normalized.split()).encode()).hexdigest()[:16]
 
@@ -180,8 +181,6 @@ def normalize(text: str) -> str:
     if not text:
         return ""
     try:
-        from pglast.parser import normalize as pg_normalize
-
         out = pg_normalize(text)
     except Exception:  # truncated by track_activity_query_size, or not SQL: redact by pattern
         out = _LITERALS.sub("?", text)
@@ -190,9 +189,7 @@ def normalize(text: str) -> str:
 
 def write_target(query: str | None) -> str | None:
     """The table an INSERT, UPDATE or DELETE writes (schema.name as written, public when bare)."""
-    from pglast import ast
 
-    from queryaudit.sql import parse
 
     stmts = parse(query or "") if query else None
     if not stmts or len(stmts) != 1:

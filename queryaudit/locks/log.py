@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from queryaudit.locks.facts import LockEpisode, LockFacts, LockWait
-from queryaudit.logs import LockEvent, SessionEndEvent, StatementEvent
+from queryaudit.logs import LockEvent, SessionEndEvent, StatementEvent, iter_events
+from queryaudit.sql import referenced_relations
 
 _TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|"
                                   r"PREPARE\s+TRANSACTION|SET|SHOW|RESET|DISCARD|DEALLOCATE)\b", re.I)
@@ -128,7 +129,6 @@ class LockLogAnalyser:
                 return self.learned[event.relation_oid]
             # No catalog: a statement that names one relation locks that one (a relation or
             # row lock taken by its own statement, e.g. ALTER TABLE t or SELECT ... FROM t).
-            from queryaudit.sql import referenced_relations
 
             named = referenced_relations(event.statement or "")
             if len(named) == 1 and event.lock_type in ("relation", "tuple"):
@@ -368,7 +368,6 @@ def lock_log_from_files(paths: list[str | Path], prefix: str | None, snapshot) -
     """Read the logs' events (the log ingest's reader) and analyse their lock events;
     relation OIDs are named from the snapshot's catalog when it has one. (The audit reads
     its logs once, in queryaudit.logs.stage.read_logs, with an analyser from `for_snapshot`.)"""
-    from queryaudit.logs import iter_events
 
     return analyse_lock_log(iter_events(paths, prefix), *_catalog(snapshot))
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from queryaudit.checks import ids, run_checks
+from queryaudit.findings import prioritise
 from queryaudit.locks.facts import LockFacts, describe, short
 from queryaudit.snapshot import Snapshot
 
@@ -79,8 +85,6 @@ def locks_section(snapshot: Snapshot) -> dict | None:
 
 
 def lock_findings(snapshot: Snapshot) -> list:
-    from queryaudit.checks import ids, run_checks
-    from queryaudit.findings import prioritise
 
     return prioritise(run_checks(snapshot, only=set(ids(family="locks"))))
 
@@ -108,9 +112,6 @@ def _line(node: dict) -> str:
 
 
 def print_section(section: dict, console, title: str) -> None:
-    from rich.table import Table
-    from rich.text import Text
-    from rich.tree import Tree
 
     if section["source"] == "sample":
         console.print(Text(f"{title}: {section['elapsed_s']:.1f} s at {section['rate_hz']:g} Hz, "
@@ -154,8 +155,6 @@ def print_section(section: dict, console, title: str) -> None:
 
 
 def print_locks(result: dict, console) -> None:
-    from rich.text import Text
-
     section = result["locks"] or {}
     for name, title in (("sample", "Lock sample"), ("log", "Lock waits in the log")):
         if section.get(name):

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from queryaudit.connect import named_rows, scalar
+from queryaudit.collect.catalog import collect_tables
+from queryaudit.collect.server import collect_server
+from queryaudit.connect import named_rows, scalar, session
 from queryaudit.locks.facts import (
     IDLE_IN_TRANSACTION_S,
     LONG_TRANSACTION_S,
@@ -35,6 +37,7 @@ from queryaudit.locks.facts import (
     TransactionObservation,
     write_target,
 )
+from queryaudit.snapshot import Snapshot
 
 DEFAULT_RATE_HZ = 10.0
 MAX_RATE_HZ = 50.0
@@ -508,10 +511,6 @@ def collect_lock_snapshot(dsn: str, options: SampleOptions | None):
     """`queryaudit locks`: server identity, table names (to name the relation OIDs a log
     shows) and a lock sample (None: no sampling), in one read-only session. The facts
     are kept when interrupted."""
-    from queryaudit.collect.catalog import collect_tables
-    from queryaudit.collect.server import collect_server
-    from queryaudit.connect import session
-    from queryaudit.snapshot import Snapshot
 
     with session(dsn) as conn:
         snapshot = Snapshot(server=collect_server(conn),

@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from queryaudit.logs.digest import ingest as _ingest
 from queryaudit.logs.events import LockEvent, LogEvent, PlanEvent, SessionEndEvent, StatementEvent, TempFileEvent
 from queryaudit.logs.messages import to_events
 from queryaudit.logs.prefix import DEFAULT_PREFIX
@@ -61,6 +62,4 @@ def prefix_from_settings(settings: dict[str, str] | None) -> str | None:
 
 
 def ingest(paths, prefix=None, options=None, log_format=None):
-    from queryaudit.logs.digest import ingest as _ingest  # imports the SQL layer: only when aggregating
-
     return _ingest(paths, prefix, options, log_format)

@@ -14,9 +14,11 @@ import gzip
 import multiprocessing
 from pathlib import Path
 
+from queryaudit.locks.log import LockLogAnalyser
 from queryaudit.logs.digest import DigestOptions, LogDigest
 from queryaudit.logs.prefix import line_regex
-from queryaudit.logs.reader import SECONDARY, ReadStats, _open, detect_format, expand_paths, read_records
+from queryaudit.logs.reader import SECONDARY, ReadStats, _open, detect_format, expand_paths, read_records, read_stderr
+from queryaudit.n_plus_one.runs import RunDetector
 
 MIN_CHUNK_BYTES = 8 << 20  # smaller pieces are not worth a process
 
@@ -70,7 +72,6 @@ def cut_points(path: Path, prefix: str, jobs: int) -> list[int]:
 
 def _read_piece(task: tuple) -> tuple:
     path, start, end, fmt, prefix, options, catalog = task
-    from queryaudit.locks.log import LockLogAnalyser
 
     locks = LockLogAnalyser(*catalog)
     digest = LogDigest(options, [locks])
@@ -91,8 +92,6 @@ def _read_piece(task: tuple) -> tuple:
 
 
 def _range_records(path: Path, start: int, end: int, prefix: str, stats: ReadStats):
-    from queryaudit.logs.reader import read_stderr
-
     with _Range(path, start, end) as f:
         yield from read_stderr(f, path.name, prefix, stats)
 
@@ -129,7 +128,6 @@ def ingest_parallel(paths, prefix: str, options: DigestOptions | None, jobs: int
                 seen_files.add(name)
                 stats.files.append(name)
         stats.formats.update(other_stats.formats)
-    from queryaudit.n_plus_one.runs import RunDetector
 
     digest.detector = RunDetector(digest._on_run)  # nothing left to detect: facts() finishes an empty one
     facts = digest.facts(stats)

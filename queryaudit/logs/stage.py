@@ -8,8 +8,10 @@ from pathlib import Path
 
 from queryaudit import __version__
 from queryaudit.errors import AuditError
+from queryaudit.locks.log import _catalog, for_snapshot
 from queryaudit.logs import prefix_from_settings
 from queryaudit.logs.digest import DigestOptions, ingest
+from queryaudit.logs.parallel import ingest_parallel
 from queryaudit.logs.prefix import DEFAULT_PREFIX
 from queryaudit.logs.reader import CSV_VERSIONS, ReadStats
 from queryaudit.snapshot import ServerInfo, Snapshot
@@ -21,16 +23,12 @@ def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = 
     the lock analysis (snapshot.logs, snapshot.lock_log). Prefix: --log-line-prefix, else
     the audited server's log_line_prefix, else PostgreSQL's default. A log that cannot be
     read is a stage error; the audit goes on."""
-    from queryaudit.locks.log import for_snapshot
 
     chosen = prefix or prefix_from_settings(snapshot.server.settings) or DEFAULT_PREFIX
     locks = for_snapshot(snapshot)
     stats = ReadStats()
     try:
         if jobs > 1:  # big stderr files in parallel pieces, merged
-            from queryaudit.locks.log import _catalog
-            from queryaudit.logs.parallel import ingest_parallel
-
             snapshot.logs, locks, stats = ingest_parallel(paths, chosen, options, jobs, _catalog(snapshot))
         else:
             snapshot.logs = ingest(paths, chosen, options, listeners=[locks], stats=stats)

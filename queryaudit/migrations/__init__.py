@@ -15,6 +15,7 @@ import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from queryaudit.errors import AuditError
 from queryaudit.migrations.source import MigrationFile, Statement
 
 DEFAULT_PG_VERSION = (15, 0)
@@ -102,7 +103,7 @@ def input_rule(id: str, title: str, severity: str, doc: str, module: str) -> Non
 
 
 def all_rules() -> list[Rule]:
-    from queryaudit.migrations import rules as package
+    from queryaudit.migrations import rules as package  # deferred: import cycle (the rules import this registry)
 
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith("_"):
@@ -134,5 +135,4 @@ def parse_pg_version(text: str | int | None) -> tuple[int, int]:
     try:
         return int(parts[0]), int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
     except ValueError:
-        from queryaudit.errors import AuditError
         raise AuditError(f"--pg-version {text!r}: give a PostgreSQL version such as 15 or 9.6") from None

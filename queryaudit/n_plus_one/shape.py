@@ -152,7 +152,7 @@ def batched_rewrite(query: str, column: str) -> str | None:
     if column not in names and not star:
         stmt.targetList = tuple(stmt.targetList or ()) + (ast.ResTarget(val=col_node),)
     try:
-        from pglast.stream import RawStream  # the printers: only when a rewrite is printed
+        from pglast.stream import RawStream  # deferred: pglast's printers cost start-up in every captured app
 
         return RawStream()(stmt)
     except Exception:

@@ -27,21 +27,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pglast
 import psycopg
+from pglast import ast
 from psycopg import sql
 
+from queryaudit.collect import top_statements
 from queryaudit.connect import named_rows, scalar
 from queryaudit.errors import AuditError
 from queryaudit.plans.explain import explain_generic, explain_rolled_back, parameter_count, parameter_types
 from queryaudit.plans.limits import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
+from queryaudit.plans.model import build
 from queryaudit.plans.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plans.plannable import date_columns, make_plannable
 from queryaudit.plans.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests
 from queryaudit.plans.search import candidate_sets, estimate_distance
 from queryaudit.plans.workload import ParameterSet, compare, per_call, weigh
 from queryaudit.snapshot import PlanCapture, Snapshot, Statement
-from queryaudit.sql import fingerprint, statement_kind
+from queryaudit.sql import find_nodes, fingerprint, parse, statement_kind
 
 ANALYZE_OPTIONS = "ANALYZE, BUFFERS, SETTINGS, FORMAT JSON"
 PLAIN_OPTIONS = "SETTINGS, FORMAT JSON"
@@ -66,7 +70,6 @@ class PlanOptions:
 
 def read_queries_file(path: Path) -> list[str]:
     """Concrete statements, separated by semicolons (pglast splits, so ';' in strings is safe)."""
-    import pglast
 
     try:
         text = Path(path).read_text()
@@ -102,9 +105,6 @@ HARMLESS_VOLATILE = {"random", "random_normal", "gen_random_uuid", "uuid_generat
 
 
 def functions_called(query: str) -> list[str]:
-    from pglast import ast
-
-    from queryaudit.sql import find_nodes, parse
 
     names: list[str] = []
     for stmt in parse(query) or ():
@@ -614,8 +614,6 @@ def qualstats_constant(text: str) -> str | None:
 
 
 def generic_summary(explain: dict) -> dict:
-    from queryaudit.plans.model import build
-
     plan = build(explain)
     return {"node_types": [n.node_type for n in plan.nodes], "total_cost": plan.root.total_cost,
             "scans": [{"relation": n.raw.get("Relation Name"), "alias": n.alias, "node": n.label,
@@ -623,8 +621,6 @@ def generic_summary(explain: dict) -> dict:
 
 
 def capture_plans(conn: psycopg.Connection, snapshot: Snapshot, options: PlanOptions) -> None:
-    from queryaudit.collect import top_statements
-
     capturer = PlanCapturer(conn, snapshot, options)
     captures: dict[str, PlanCapture] = {}
     if options.queries_file is not None:

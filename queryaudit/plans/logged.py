@@ -13,6 +13,7 @@ import hashlib
 
 from queryaudit.logs.facts import LogStatement
 from queryaudit.plans.explain import parameter_count
+from queryaudit.plans.text import load_plan
 from queryaudit.snapshot import Snapshot, Statement
 from queryaudit.sql import fingerprint, statement_kind
 
@@ -56,8 +57,6 @@ def logged_plan(logged: LogStatement) -> dict | None:
     if isinstance(logged.plan, dict) and "Plan" in logged.plan:
         return logged.plan
     if logged.plan_text:
-        from queryaudit.plans.text import load_plan
-
         try:
             return load_plan(logged.plan_text)
         except ValueError:

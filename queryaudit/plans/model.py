@@ -24,6 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from pglast import ast, parse_sql
+
+from queryaudit.sql import find_nodes
+
 # Field names that moved between versions, in one place.
 CONDITION_FIELDS = ("Index Cond", "Recheck Cond", "Filter", "Join Filter", "Hash Cond", "Merge Cond",
                     "TID Cond", "One-Time Filter")
@@ -461,10 +465,6 @@ def _unquote(ident: str) -> str:
 @lru_cache(maxsize=4096)
 def _condition_columns(text: str) -> tuple[tuple[str | None, str], ...]:
     try:
-        from pglast import ast, parse_sql
-
-        from queryaudit.sql import find_nodes
-
         stmt = parse_sql(f"SELECT 1 WHERE {text}")[0].stmt
         found: list[tuple[str | None, str]] = []
         for ref in find_nodes(stmt, ast.ColumnRef):

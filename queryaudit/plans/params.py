@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 from pglast import ast, visitors
 from pglast.enums.parsenodes import A_Expr_Kind
+from pglast.stream import RawStream
 
 from queryaudit import names
 from queryaudit.plans.plannable import Plannable
 from queryaudit.snapshot import ColumnStats, Snapshot, Statement, Table
-from queryaudit.sql import parse
+from queryaudit.sql import find_nodes, parse
 
 # Where in the histogram a range predicate's value is drawn: `col > $1` keeps the top
 # tenth of the rows, `col < $1` the bottom tenth, BETWEEN a tenth in the middle.
@@ -162,9 +163,7 @@ class _Finder(visitors.Visitor):
     def _expression(self, number: int, operator: str, node) -> None:
         """`substring(c_phone FROM 1 FOR 2) IN ($5, ...)`: a value comes from evaluating
         the expression on a sampled row of its table."""
-        from pglast.stream import RawStream
 
-        from queryaudit.sql import find_nodes
 
         columns = find_nodes(node, ast.ColumnRef)
         refs = [(*ref, c.location) if (ref := _column(c)) else None for c in columns]
@@ -283,7 +282,6 @@ def _select_list_only(stmts) -> set[int]:
     any subquery, CTE or UNION branch in it (outside a subquery of that list):
     `sum(CASE WHEN nation = $1 THEN volume ELSE 0 END)`, `SELECT $13 AS channel ... UNION
     ALL ...` compute an output, they choose no rows, so any value gives the same plan."""
-    from queryaudit.sql import find_nodes
 
     listed: set[int] = set()  # id() of each ParamRef that sits in a select list
     compared: set[int] = set()  # ... of a subquery whose output a condition compares (`x IN (SELECT $1 ...)`)

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pglast import ast
+from pglast.enums.primnodes import BoolExprType
 from pglast.parser import scan
+from pglast.stream import RawStream
 
 from queryaudit.plans.params import Binding, ParameterSlot
 from queryaudit.snapshot import Snapshot
-from queryaudit.sql import quote_ident
+from queryaudit.sql import find_nodes, parse, quote_ident
 
 SAMPLED_OPERATORS = {"=", "<>", "!=", "in", "like", "set"}
 ROWS_WANTED = 2000  # rows the page sample aims at: enough for several distinct samples
@@ -115,8 +118,6 @@ class JoinSample(RowSample):
 
 
 def _conjuncts(node) -> list:
-    from pglast import ast
-    from pglast.enums.primnodes import BoolExprType
 
     if isinstance(node, ast.BoolExpr) and node.boolop == BoolExprType.AND_EXPR:
         return [c for arg in node.args for c in _conjuncts(arg)]
@@ -126,10 +127,7 @@ def _conjuncts(node) -> list:
 def join_request(query: str, binding: Binding) -> JoinSample | None:
     """One sample over the join when the sampled placeholders span several tables of a
     plain join (no subquery or function in FROM, no placeholder in its ON conditions)."""
-    from pglast import ast
-    from pglast.stream import RawStream
 
-    from queryaudit.sql import find_nodes, parse
 
     slots = [s for s in binding.slots if s.table and s.operator in SAMPLED_OPERATORS and (s.column or s.expression)
              and not s.select_list_only]

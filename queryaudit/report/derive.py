@@ -10,6 +10,7 @@ import datetime as dt
 import pglast
 
 from queryaudit import checks
+from queryaudit.checks import all_checks
 from queryaudit.checks.row_estimate_error import stopped_early
 from queryaudit.plans.model import build as build_plan
 from queryaudit.snapshot import Snapshot
@@ -450,8 +451,6 @@ def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | Non
     }
     report["locks_view"] = _locks_view(report.get("locks"))
     if checks is None:
-        from queryaudit.checks import all_checks
-
         checks = [(c.id, c.title) for c in all_checks()]
     report["method"] = _method(report, snapshot, checks)
     report["lock_finding_ids"] = [f["id"] for f in report["findings"] if f["check"] in LOCK_CHECKS]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from queryaudit.history.causes import cause_summary
 from queryaudit.report.html import _bytes, _ms, _num, _one_line, _pct
 
 WORKLOAD_ROWS = 10
@@ -306,7 +307,6 @@ def _after_findings(report: dict) -> list[str]:
 
 def _predictions_and_causes(c: dict) -> list[str]:
     """Predicted against realized per applied fix, and why each moved statement moved (history/)."""
-    from queryaudit.history.causes import cause_summary
 
     lines = []
     if c.get("predictions"):

@@ -6,15 +6,20 @@ from __future__ import annotations
 from statistics import median
 
 import psycopg
+from psycopg import sql
 
+from queryaudit.checks.row_estimate_error import HIGHER_TARGET
 from queryaudit.connect import named_rows
 from queryaudit.findings import Finding
 from queryaudit.plans.explain import parameter_count, parameter_types
+from queryaudit.plans.params import infer_parameters
 from queryaudit.plans.workload import temp_kb_per_call
 from queryaudit.snapshot import Snapshot
+from queryaudit.sql import quote_ident
 from queryaudit.verify import keyset, logic
 from queryaudit.verify.measure import Runner
 from queryaudit.verify.model import FixMeasurement
+from queryaudit.verify.real import measure_statistics
 from queryaudit.work_mem import block_size, scoped_work_mem_sql
 
 RUNS = 3  # timed runs per side (after one warm-up each)
@@ -241,7 +246,6 @@ class Verifier:
         """Values for a statement whose plan capture found none for its OFFSET: the other
         parameters drawn as plan capture draws them, the OFFSET from the rows it skips per
         call (estimated from pg_stat_statements by the check)."""
-        from queryaudit.plans.params import infer_parameters
 
         statement = self.snapshot.statement(queryid)
         skipped = finding.evidence.get("rows_skipped_per_call")
@@ -291,8 +295,6 @@ class Verifier:
         return m
 
     def _batch_keys(self, finding: Finding, column: str, n: int) -> tuple[list[str], str]:
-        from psycopg import sql
-
         parent = (finding.evidence.get("parent") or {}).get("queryid")
         link = finding.evidence.get("linked_by") or {}
         capture = self.snapshot.plan_for(parent) if parent else None
@@ -320,7 +322,6 @@ class Verifier:
             m.detail = ("CREATE STATISTICS and ANALYZE write the catalog: not tried in the read-only audit session "
                         "(nor possible on a replica); audit a scratch copy with --verify-real to measure it")
             return m
-        from queryaudit.verify.real import measure_statistics
 
         bound = self._bound(queryid)
         if bound is None:
@@ -349,8 +350,6 @@ class Verifier:
     def _statistics_target(finding: Finding) -> str | None:
         """`ALTER TABLE t ALTER COLUMN c SET STATISTICS 1000; ANALYZE t;` for a finding whose
         fix is a plain ANALYZE of the misestimated columns' table."""
-        from queryaudit.checks.row_estimate_error import HIGHER_TARGET
-        from queryaudit.sql import quote_ident
 
         fix = (finding.fix_sql or "").strip()
         if not fix.startswith("ANALYZE ") or "\n" in fix or not finding.columns:
