@@ -105,8 +105,10 @@ class WhatIf:
     session's HypoPG set is brought to that set (drop what is extra, create what is
     missing) before each plan. Sizes are HypoPG's own estimates (hypopg_relation_size)."""
 
-    def __init__(self, hypo: Hypothetical, queries: dict[str, list[ValueSet]], planner: Planner, on_reject=None):
-        self.hypo, self.queries, self.planner, self.on_reject = hypo, queries, planner, on_reject
+    def __init__(self, hypo: Hypothetical, queries: dict[str, list[ValueSet]], planner: Planner | None = None,
+                 on_reject=None):
+        self.hypo, self.queries, self.on_reject = hypo, queries, on_reject
+        self.planner = planner if planner is not None else Planner(hypo.conn)
         self.present: dict[tuple, int] = {}  # candidate key -> hypothetical index oid
 
     def sync(self, candidates, harmless=None) -> None:
