@@ -169,21 +169,23 @@ class ValueSet:
 
 
 def value_sets(snapshot: Snapshot, queryid: str, query: str) -> list[ValueSet]:
-    """What the statement is costed on: the representative parameter sets the audit
-    found (snapshot.extras["parameter_sets"][queryid]: [{"values": [...], "weight": w}],
-    weighted by calls), else the values plan capture bound, else the concrete text it
-    explained, else the generic plan."""
+    """What the statement is costed on: the parameter sets plan capture found to reproduce
+    the workload (weighted by the share of calls each stands for), else the values plan
+    capture bound, else the concrete text it explained, else the generic plan."""
     plannable = make_plannable(query).text
     n = parameter_count(plannable)
     if n == 0:
         return [ValueSet(plannable, [], 1.0, "no parameters")]
+    capture = next((p for p in snapshot.plans if p.queryid == queryid and p.method != "skipped"), None)
+    # Plan capture's sets that reproduced the workload (PlanCapture.parameter_sets, weight > 0),
+    # then sets handed in by a caller (extras["parameter_sets"]: [{"values": [...], "weight": w}]).
+    offered = [{"values": s.values, "weight": s.weight} for s in (capture.parameter_sets if capture else [])]
+    offered += (snapshot.extras.get("parameter_sets") or {}).get(queryid, [])
     found = [ValueSet(plannable, [None if v is None else str(v) for v in item.get("values", [])],
                       float(item.get("weight", 1.0)), "representative")
-             for item in (snapshot.extras.get("parameter_sets") or {}).get(queryid, [])
-             if len(item.get("values", [])) == n and float(item.get("weight", 1.0)) > 0]
+             for item in offered if len(item.get("values", [])) == n and float(item.get("weight", 1.0)) > 0]
     if found:
         return found
-    capture = next((p for p in snapshot.plans if p.queryid == queryid and p.method != "skipped"), None)
     if capture is not None and len(capture.parameters) == n:
         return [ValueSet(plannable, list(capture.parameters), 1.0, "plan capture")]
     if capture is not None and capture.query_text and parameter_count(capture.query_text) == 0 \

@@ -13,14 +13,13 @@ from __future__ import annotations
 import time
 
 import psycopg
-from psycopg import sql
 
 from queryaudit.checks import row_estimate_error
 from queryaudit.connect import scalar
 from queryaudit.estimates.model import EstimateExperiment, PredicateCount
 from queryaudit.estimates.predicates import conjunction, source, testable
 from queryaudit.plans.captured import analyzed_plans, table_for
-from queryaudit.plans.explain import plan_document
+from queryaudit.plans.explain import plan_document, set_local
 from queryaudit.snapshot import Snapshot
 
 COUNT_TIMEOUT_MS = 5_000  # one count(*) of the audited table
@@ -43,7 +42,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _read(conn: psycopg.Connection, query: str, timeout_ms: int):
     with conn.transaction(force_rollback=True):
-        conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
+        set_local(conn, "statement_timeout", f"{timeout_ms}ms")  # one pgss entry, whatever the value
         return scalar(conn, query)
 
 

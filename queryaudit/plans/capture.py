@@ -35,7 +35,14 @@ from psycopg import sql
 from queryaudit.collect import top_statements
 from queryaudit.connect import named_rows, scalar
 from queryaudit.errors import AuditError
-from queryaudit.plans.explain import explain_generic, explain_rolled_back, parameter_count, parameter_types
+from queryaudit.plans.explain import (
+    SET_LOCAL_SQL,
+    explain_generic,
+    explain_rolled_back,
+    parameter_count,
+    parameter_types,
+    set_local,
+)
 from queryaudit.plans.limits import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.plans.model import build
@@ -343,7 +350,7 @@ class PlanCapturer:
         rows: list[tuple] = []
         for exact in (True,) if exact_only else (False, True):
             with self.conn.transaction(force_rollback=True):
-                self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
+                set_local(self.conn, "statement_timeout", f"{timeout_ms}ms")  # one pgss entry, whatever the value
                 rows = self.conn.execute(request.sql(self.snapshot, exact=exact)).fetchall()
             if rows:
                 break
@@ -495,7 +502,7 @@ class PlanCapturer:
         return out
 
     def _timeout_setup(self, timeout_ms: int) -> list:
-        return [(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{max(1, timeout_ms)}ms")), None)]
+        return [(SET_LOCAL_SQL, ("statement_timeout", f"{max(1, timeout_ms)}ms"))]
 
     @staticmethod
     def _other_rows(binding: Binding, samples: list) -> list[list[str | None]]:
@@ -568,7 +575,7 @@ class PlanCapturer:
         literals and the text itself is never rewritten. PREPARE is not transactional,
         so the prepared statement is deallocated after the rollback, whatever happened."""
         setup = [("SET TRANSACTION READ WRITE", None)] if read_write else []  # only this rolled-back one writes
-        setup.append((sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")), None))
+        setup.append((SET_LOCAL_SQL, ("statement_timeout", f"{timeout_ms}ms")))
         slots = binding.slots if binding else []
         return explain_rolled_back(self.conn, query, options, [s.value for s in slots], [s.type for s in slots],
                                    setup)

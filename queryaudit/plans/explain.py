@@ -44,7 +44,7 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 _SET_LOCAL = re.compile(r"^\s*SET\s+LOCAL\s+([A-Za-z_][\w.]*)\s*(?:=|TO)\s*'((?:[^']|'')*)'\s*$", re.IGNORECASE)
 
 _SET_VALUES = "SELECT set_config('queryaudit.values', %s, true)"
-_SET_SETTING = "SELECT set_config(%s, %s, true)"
+_SET_SETTING = SET_LOCAL_SQL = "SELECT set_config(%s, %s, true)"  # SET LOCAL, one pgss entry for any value
 
 
 def parameter_count(query: str) -> int:
