@@ -216,6 +216,10 @@ class LogDigest:
             agg = self.by_text.get(query)
         else:
             agg = self.stats.get(queryid)
+            # A comment does not change the query id: the audit's own copy of a workload
+            # statement (its pg_stat_statements_reset(), say) shares the workload's id.
+            if agg is not None and MARKER in query:
+                agg = OWN
         if agg is None:
             agg = self._new(query, queryid)
         if agg is OWN:
