@@ -273,7 +273,7 @@ def tpch(cluster, sf: float) -> None:
     with session(dsn) as conn:
         snap = collect_snapshot(conn, CollectOptions(top=0))
         # The power test runs each query once: each weighs its own baseline cost.
-        from queryaudit.advisor.verify import generic_cost
+        from queryaudit.advisor.costing import generic_cost
         snap.statements = []
         for n, q in enumerate(TPCH_QUERIES, 1):
             cost, _ = generic_cost(conn, q)

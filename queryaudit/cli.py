@@ -51,7 +51,7 @@ Top = Annotated[int, typer.Option("--top", min=1, help="statements to report on 
 Store = Annotated[Optional[str], typer.Option(
     "--store", help="audit history: a SQLite file path or sqlite:/// URL, or postgresql://user@host/db (default for "
     "reading: $QUERYAUDIT_STORE, else ~/.local/share/queryaudit/history.db)", rich_help_panel=HISTORY)]
-# Plan capture (queryaudit.plans.capture), shared by audit, fleet, check and snapshot.
+# Plan capture (queryaudit.plans.stage), shared by audit, fleet, check and snapshot.
 Explain = Annotated[bool, typer.Option("--explain/--no-explain", help="EXPLAIN the top statements (ANALYZE for "
                                        "read-only ones)", rich_help_panel=PLANS)]
 ExplainBudget = Annotated[float, typer.Option("--explain-budget", min=0, help="seconds all EXPLAINs may take "

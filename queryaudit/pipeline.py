@@ -26,8 +26,8 @@ from queryaudit.logs.digest import DigestOptions
 from queryaudit.logs.reader import expand_paths
 from queryaudit.logs.stage import has_server_target, log_only_snapshot, read_logs
 from queryaudit.n_plus_one import MIN_EXECUTIONS, ROUND_TRIP_MS
-from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.plans.limits import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
+from queryaudit.plans.stage import PlanOptions, plan_stage
 from queryaudit.redact import redact
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import Snapshot
@@ -44,7 +44,7 @@ class AuditOptions:
     # Live lock sampling (queryaudit.locks.sampling): seconds of pg_stat_activity sampling; 0 = off.
     sample_seconds: float = 0.0
     sample_rate_hz: float = 10.0
-    # Plan capture (queryaudit.plans.capture): EXPLAIN of the top statements.
+    # Plan capture (queryaudit.plans.stage): EXPLAIN of the top statements.
     explain: bool = True
     explain_budget_s: float = DEFAULT_BUDGET_S
     explain_statement_ms: int = DEFAULT_STATEMENT_LIMIT_MS  # statement_timeout of one EXPLAIN ANALYZE

@@ -10,7 +10,7 @@ the regularized incomplete beta function (a continued fraction, as in Numerical 
 
 Executions of one statement are not independent draws (caches warm up, parameters
 differ), so with thousands of calls a tiny systematic drift is "significant": a
-verdict also needs the change to be material (queryaudit.compare).
+verdict also needs the change to be material (queryaudit.before_after).
 """
 from __future__ import annotations
 

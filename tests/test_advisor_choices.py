@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from queryaudit.advisor import stage, verify
+from queryaudit.advisor import costing, stage
 from queryaudit.advisor.candidates import Candidate
 from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.connect import session
@@ -70,9 +70,9 @@ def test_final_pass_drops_an_index_no_final_plan_uses(empty_db):
     single, wide = Candidate("public.t", ("a",)), Candidate("public.t", ("a", "b"))
     with session(empty_db.dsn) as conn:
         planner = Planner(conn)
-        with verify.Hypothetical(conn) as hypo:
-            sets = {"q": [verify.ValueSet(query, ["7", "7"])]}
-            whatif = verify.WhatIf(hypo, sets, planner)
+        with costing.Hypothetical(conn) as hypo:
+            sets = {"q": [costing.ValueSet(query, ["7", "7"])]}
+            whatif = costing.WhatIf(hypo, sets, planner)
             config, final, users, dropped = stage.final_set(whatif, [single, wide], ["q"])
         planner.close()
     assert [c.columns for c in config] == [("a", "b")] and [c.columns for c in dropped] == [("a",)]

@@ -284,7 +284,7 @@ def test_composite_order_breaks_planner_ties_by_prefix_use_then_distinct_values(
 
 
 def test_statements_are_costed_on_their_values_generic_only_without_any():
-    from queryaudit.advisor.verify import value_sets
+    from queryaudit.advisor.costing import value_sets
     from queryaudit.snapshot import PlanCapture
 
     snap = snapshot()

@@ -215,7 +215,7 @@ def _report(queries: list[dict]) -> dict:
 
 
 def test_p95_change_is_shown_where_both_reports_have_log_percentiles():
-    from queryaudit.compare import match_statements
+    from queryaudit.before_after import match_statements
 
     before = _report([{"calls": 200, "mean_exec_time_ms": 10.0, "stddev_exec_time_ms": 2.0, "p95_ms": 14.0},
                       {"calls": 200, "mean_exec_time_ms": 5.0, "stddev_exec_time_ms": 1.0}])
@@ -230,7 +230,7 @@ def test_p95_change_is_shown_where_both_reports_have_log_percentiles():
 def test_a_verdict_quotes_first_the_statement_the_fix_served_most():
     """Two statements an index sped up: the one with more time saved over the calls after
     comes first, whatever the order the rows arrive in (by total time before)."""
-    from queryaudit.compare import _statement_verdict
+    from queryaudit.before_after import _statement_verdict
 
     def row(queryid, query, before_ms, after_ms, calls):
         stats = lambda ms: {"mean_exec_time_ms": ms, "calls": calls, "total_exec_time_ms": ms * calls}  # noqa: E731

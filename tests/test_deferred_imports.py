@@ -15,7 +15,7 @@ STARTUP = {
     "__main__.py": "review-migration's fast path starts without typer (bench/startup_review_migration.py)",
     "history/command.py": "one module, three commands (fleet, history, check): each loads only its own",
     "history/service.py": "`queryaudit history` opens the store without the audit pipeline and report rendering",
-    "history/compare.py": "queryaudit.compare and report.derive load every check: `history` start-up",
+    "history/baseline.py": "queryaudit.before_after and report.derive load every check: `history` start-up",
     "locks/command.py": "per-command imports as in cli.py; the log reader only with --logs",
     "n_plus_one/shape.py": "pglast's printers, only when a rewrite is printed (capture runs in the application)",
 }

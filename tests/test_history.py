@@ -20,8 +20,8 @@ from queryaudit.collect import CollectOptions, collect_snapshot
 from queryaudit.connect import session
 from queryaudit.errors import AuditError
 from queryaudit.history import store as store_mod
+from queryaudit.history.baseline import AuditView, StatementMetrics, compare
 from queryaudit.history.budgets import evaluate, load_config, parse_config
-from queryaudit.history.compare import AuditView, StatementMetrics, compare
 from queryaudit.history.store import Store
 from queryaudit.pipeline import analyse
 

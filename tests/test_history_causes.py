@@ -187,7 +187,7 @@ def test_new_statistics_after_a_distribution_change_flip_the_plan(empty_db, tmp_
 
 
 # Statements of a few tenths of a millisecond to a few milliseconds, interleaved: a busier
-# machine slows them together, which the comparison's run drift (queryaudit.compare) absorbs.
+# machine slows them together, which the comparison's run drift (queryaudit.before_after) absorbs.
 STEADY_WORKLOAD = ITEMS_WORKLOAD + GROWN_WORKLOAD + [
     ("SELECT count(*) FROM items WHERE k BETWEEN %s AND %s", lambda i: (i % 100, i % 100 + 200)),
     ("SELECT k, count(*) FROM items WHERE k < %s GROUP BY k", lambda i: (50 + i % 20,)),

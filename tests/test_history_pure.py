@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from queryaudit.compare import build_comparison
+from queryaudit.before_after import build_comparison
 from queryaudit.history.causes import explain_change
 from queryaudit.history.evidence import plan_shape
 from queryaudit.history.predictions import track_record

@@ -15,10 +15,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "queryaudit"
 MAY_CONNECT = {
     "connect.py",
     "collect/__init__.py", "collect/catalog.py", "collect/server.py", "collect/statements.py",
-    "plans/explain.py", "plans/capture.py",
+    "plans/explain.py", "plans/stage.py",
     "locks/sampling.py", "estimates/stage.py",
     "verify/fixes.py", "verify/measure.py", "verify/real.py", "verify/stage.py", "verify/index_sizing.py",
-    "advisor/stage.py", "advisor/verify.py",
+    "advisor/stage.py", "advisor/costing.py",
     "capture/__init__.py", "capture/core.py", "capture/django_hooks.py", "capture/drivers.py",
     "migrations/dynamic.py",
     "history/store.py",

@@ -182,7 +182,7 @@ def test_index_candidates_on_quoted_names():
 
 
 def test_verify_real_values_come_from_the_resolved_column():
-    from queryaudit.advisor.verify import sample_parameters
+    from queryaudit.advisor.costing import sample_parameters
     from queryaudit.snapshot import ColumnStats
 
     snap = snapshot()

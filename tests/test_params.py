@@ -1,8 +1,8 @@
 """Values for $n placeholders: the column each one meets (aliases resolved), values drawn
 from pg_stats, and the placeholders no value can be inferred for."""
-from queryaudit.plans.capture import render_query
 from queryaudit.plans.params import find_slots, infer_parameters
 from queryaudit.plans.samples import sample_requests
+from queryaudit.plans.stage import render_query
 from queryaudit.snapshot import Column, ColumnStats, ServerInfo, Snapshot, Statement, Table
 
 

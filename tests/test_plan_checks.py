@@ -18,7 +18,7 @@ from queryaudit.collect import CollectOptions, collect_snapshot
 from queryaudit.connect import session
 from queryaudit.estimates.stage import stage as estimates_stage
 from queryaudit.plans import model as plan_model
-from queryaudit.plans.capture import PlanOptions, capture_plans, plan_stage
+from queryaudit.plans.stage import PlanOptions, capture_plans, plan_stage
 from queryaudit.snapshot import Snapshot
 
 SETUP = """

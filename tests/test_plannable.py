@@ -11,8 +11,8 @@ import pytest
 from queryaudit.collect import CollectOptions, collect_snapshot
 from queryaudit.connect import session
 from queryaudit.plans import model as plan_model
-from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.plans.plannable import make_plannable
+from queryaudit.plans.stage import PlanOptions, plan_stage
 
 
 @pytest.mark.parametrize("normalized, plannable, unit", [
@@ -140,7 +140,7 @@ def test_every_rewrite_form_is_explained_with_analyze(normalized):
 
 
 def test_a_text_the_server_still_rejects_is_skipped_with_what_to_do(server):
-    from queryaudit.plans.capture import skip_reason
+    from queryaudit.plans.stage import skip_reason
 
     db = server.create_database()
     with psycopg.connect(db.dsn, autocommit=True) as conn, pytest.raises(psycopg.Error) as failure:

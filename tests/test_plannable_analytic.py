@@ -19,9 +19,9 @@ import pytest
 from queryaudit.collect import CollectOptions, collect_snapshot
 from queryaudit.connect import session
 from queryaudit.plans import model as plan_model
-from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.plans.params import find_slots
 from queryaudit.plans.plannable import make_plannable
+from queryaudit.plans.stage import PlanOptions, plan_stage
 from queryaudit.snapshot import Column, Table
 
 SETUP = """

@@ -10,8 +10,8 @@ import pytest
 from conftest import run_cli
 from helpers import validate_report
 from queryaudit.advisor import candidates as cand
+from queryaudit.advisor.costing import Hypothetical, WhatIf
 from queryaudit.advisor.model import IndexAdvice
-from queryaudit.advisor.verify import Hypothetical, WhatIf
 from queryaudit.connect import SessionLimits, session
 from queryaudit.demo import fixtures
 from queryaudit.snapshot import Snapshot

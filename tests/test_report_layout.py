@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from browser import full_page_screenshot, open_report
-from queryaudit.compare import build_comparison
+from queryaudit.before_after import build_comparison
 from queryaudit.report import html
 from test_report_review import _report
 

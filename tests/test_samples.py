@@ -8,9 +8,9 @@ from queryaudit.checks import run_checks
 from queryaudit.collect import CollectOptions, collect_snapshot
 from queryaudit.connect import session
 from queryaudit.plans import model as plan_model
-from queryaudit.plans.capture import PlanOptions, plan_stage
 from queryaudit.plans.params import find_slots, infer_parameters
 from queryaudit.plans.samples import apply_rows, sample_requests
+from queryaudit.plans.stage import PlanOptions, plan_stage
 from queryaudit.snapshot import Column, ServerInfo, Snapshot, Table
 
 

@@ -70,7 +70,7 @@ def test_candidates_include_a_rare_common_value_and_range_quantiles():
 
 
 def test_constants_pg_qualstats_saw_are_candidates_first():
-    from queryaudit.plans.capture import qualstats_constant
+    from queryaudit.plans.stage import qualstats_constant
 
     assert [qualstats_constant(t) for t in ("'failed'::text", "2::integer", "'it''s'::character varying")] == \
         ["failed", "2", "it's"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import psycopg
 
 from queryaudit.advisor import candidates as cand
-from queryaudit.advisor import ddl, select, verify
+from queryaudit.advisor import costing, ddl, select
 from queryaudit.advisor.model import IndexAdvice, ProposedIndex, StatementEffect
 from queryaudit.connect import SessionLimits, session
 from queryaudit.errors import AuditError
@@ -67,9 +67,9 @@ def _statements(snapshot: Snapshot, limit: int):
 def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions = AdvisorOptions(),
            real_conn: psycopg.Connection | None = None) -> IndexAdvice:
     started = time.monotonic()
-    version = verify.hypopg_version(conn)
+    version = costing.hypopg_version(conn)
     advice = IndexAdvice(method="hypothetical" if version else "none", hypopg_version=version,
-                         install_hint=None if version else verify.install_hint(snapshot),
+                         install_hint=None if version else costing.install_hint(snapshot),
                          threshold=options.threshold, max_indexes=_max_indexes(options),
                          budget_bytes=options.budget_bytes)
     planner = Planner(conn)
@@ -86,11 +86,11 @@ def _advise(conn, planner: Planner, snapshot: Snapshot, options: AdvisorOptions,
     version = advice.hypopg_version
     baseline: dict[str, tuple[float, dict]] = {}
     statements = []
-    sets: dict[str, list[verify.ValueSet]] = {}
+    sets: dict[str, list[costing.ValueSet]] = {}
     for s in _statements(snapshot, options.statements):
         try:
-            sets[s.queryid] = verify.value_sets(snapshot, s.queryid, s.query)
-            baseline[s.queryid] = verify.workload_cost(planner, sets[s.queryid])
+            sets[s.queryid] = costing.value_sets(snapshot, s.queryid, s.query)
+            baseline[s.queryid] = costing.workload_cost(planner, sets[s.queryid])
             statements.append(s)
         except psycopg.Error as exc:
             advice.notes.append(f"{s.queryid}: not planned ({str(exc).strip().splitlines()[0]})")
@@ -193,8 +193,8 @@ def _extend(conn, planner, sets, snapshot: Snapshot, statements, baseline, candi
     seeds = _seeds(snapshot, w, candidates)
     advice.candidates_considered = len(seeds)
     by_id = {s.queryid: s for s in statements}
-    with verify.Hypothetical(conn) as hypo:
-        whatif = verify.WhatIf(hypo, {q: sets[q] for q in w.baseline}, planner, on_reject=advice.reject)
+    with costing.Hypothetical(conn) as hypo:
+        whatif = costing.WhatIf(hypo, {q: sets[q] for q in w.baseline}, planner, on_reject=advice.reject)
         search = select.Extend(w, whatif.cost, whatif.size, options.budget_bytes, advice.max_indexes,
                                options.threshold, deadline=started + options.max_seconds)
         config = search.run(seeds)
@@ -227,7 +227,7 @@ def _extend(conn, planner, sets, snapshot: Snapshot, statements, baseline, candi
     return chosen, effects
 
 
-def final_set(whatif: verify.WhatIf, config: list, queryids: list[str]):
+def final_set(whatif: costing.WhatIf, config: list, queryids: list[str]):
     """The chosen set planned together, each statement once. An index no final plan uses
     (a later choice serves its statements better) is dropped and the rest planned
     again, until every index left serves a statement. Returns (set, plans, users of
@@ -266,7 +266,7 @@ def _estimated(snapshot: Snapshot, statements, baseline, candidates, touched, op
         for s in on_table.get(c.table, []):
             if c.columns[0] not in indexable.get(s.queryid, {}).get(c.table, ()):
                 continue  # the statement cannot lead with this index's first column
-            fraction = verify.estimated_fraction(baseline[s.queryid][1], c, snapshot)
+            fraction = costing.estimated_fraction(baseline[s.queryid][1], c, snapshot)
             if fraction >= ESTIMATE_MIN_FRACTION and baseline[s.queryid][0] * fraction >= select.MIN_COST_SAVED:
                 e.fractions[s.queryid] = fraction
                 e.costs[s.queryid] = (baseline[s.queryid][0], baseline[s.queryid][0] * (1 - fraction))
@@ -288,11 +288,11 @@ def _verify_real(conn, snapshot: Snapshot, statements, advice: IndexAdvice, buil
     kept = []
     for p in advice.proposed:
         runs = []
-        for effect in p.statements[:verify.REAL_STATEMENTS_PER_INDEX]:
+        for effect in p.statements[:costing.REAL_STATEMENTS_PER_INDEX]:
             s = by_id.get(effect.queryid)
             if s is None:
                 continue
-            r = verify.runnable(conn, snapshot, s.queryid, s.query, {p.table})
+            r = costing.runnable(conn, snapshot, s.queryid, s.query, {p.table})
             if r:
                 runs.append((s.queryid, r[0], r[1]))
         if not runs:
@@ -300,7 +300,7 @@ def _verify_real(conn, snapshot: Snapshot, statements, advice: IndexAdvice, buil
             kept.append(p)
             continue
         try:
-            timings = verify.measure_real(conn, built[p.name], runs)
+            timings = costing.measure_real(conn, built[p.name], runs)
         except psycopg.Error as exc:
             advice.notes.append(f"{p.name}: real verification failed ({str(exc).strip().splitlines()[0]})")
             advice.reject("candidate", p.create_sql, exc, table=p.table)

@@ -1,9 +1,9 @@
 """Collection: the facts every audit reads (pg_stat_statements, catalog, settings).
 
 The audited server is read by collection stages only: these, and the stages each feature
-package owns (plan capture in plans/capture.py over plans/explain.py, lock sampling in
+package owns (plan capture in plans/stage.py over plans/explain.py, lock sampling in
 locks/sampling.py, the estimate experiments in estimates/stage.py, fix verification in
-verify/, the index advisor's advisor/stage.py and advisor/verify.py), all in the audit's
+verify/, the index advisor's advisor/stage.py and advisor/costing.py), all in the audit's
 read-only session. tests/test_layers.py holds the list.
 
 Each stage after the first is independent: a stage that fails is recorded in the

@@ -15,8 +15,8 @@ import psycopg
 from rich.console import Console
 
 from queryaudit.advisor.stage import AdvisorOptions
+from queryaudit.before_after import build_comparison
 from queryaudit.collect import CollectOptions
-from queryaudit.compare import build_comparison
 from queryaudit.connect import MARKER, scalar
 from queryaudit.demo import fixtures
 from queryaudit.demo.cluster import embedded_bin_dir, start_cluster

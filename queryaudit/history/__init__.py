@@ -4,7 +4,7 @@
   versioned schema and migrations;
 - windows.py: per-window deltas of pg_stat_statements' cumulative counters, with resets
   and evictions detected (pure);
-- compare.py: one audit (or report) against another: statement changes, new and
+- baseline.py: one audit (or report) against another: statement changes, new and
   resolved findings (pure);
 - evidence.py: what explains a change, kept with every stored audit (plan shapes, catalog
   state, settings; pure);

@@ -24,7 +24,7 @@ in the current folder or above, or given with --config:
     reason = "kept for the month-end report"
     expires = 2026-03-31
 
-Pure: it reads a comparison dict (history.compare.compare) and returns what broke.
+Pure: it reads a comparison dict (history.baseline.compare) and returns what broke.
 """
 from __future__ import annotations
 
@@ -282,7 +282,7 @@ def causes_text(row: dict) -> str:
 
 
 def evaluate(config: Config, comparison: dict, today: dt.date | None = None) -> Verdict:
-    """Hold the comparison (history.compare.compare) to the budgets; what broke, named."""
+    """Hold the comparison (history.baseline.compare) to the budgets; what broke, named."""
     today = today or dt.date.today()
     verdict = Verdict()
     has_baseline = comparison.get("before") is not None
@@ -314,7 +314,7 @@ def evaluate(config: Config, comparison: dict, today: dt.date | None = None) -> 
                     and max(mean_before, mean_after) >= config.min_mean_ms and mean_before > 0:
                 change = (mean_after - mean_before) / mean_before * 100
                 # Over budget only when the spread says the change is real (Welch's test in
-                # queryaudit.compare); without a spread the change alone decides.
+                # queryaudit.before_after); without a spread the change alone decides.
                 test = row.get("significance") or {}
                 noise = test.get("method") == "welch" and not test.get("significant")
                 if change > limits["mean-time-regression-pct"] and noise:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 
 from queryaudit.errors import AuditError
+from queryaudit.history.baseline import baseline_section, compare, view_from_report, view_from_window
 from queryaudit.history.budgets import Config, Verdict, causes_text, evaluate, load_config
-from queryaudit.history.compare import baseline_section, compare, view_from_report, view_from_window
 from queryaudit.history.predictions import prediction_text
 from queryaudit.history.store import Store, resolve_store_url
 from queryaudit.history.trends import trends_section
@@ -165,7 +165,7 @@ def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, 
         raise AuditError("give one of --dsn, --snapshot or --report")
     lines = [f"budgets from {config.source}"]
     if report_path is not None:
-        from queryaudit.compare import load_report  # deferred: report rendering costs `history` start-up
+        from queryaudit.before_after import load_report  # deferred: report rendering costs `history` start-up
 
         after = view_from_report(load_report(report_path), str(report_path))
         before = view_from_report(load_report(baseline_report), str(baseline_report)) if baseline_report else None

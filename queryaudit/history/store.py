@@ -36,7 +36,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from queryaudit import __version__
 from queryaudit.errors import AuditError
-from queryaudit.history.compare import BLOCKS, AuditView, StatementMetrics, finding_object
+from queryaudit.history.baseline import BLOCKS, AuditView, StatementMetrics, finding_object
 from queryaudit.history.evidence import evidence_from_snapshot
 from queryaudit.history.predictions import prediction_of, scored, track_record
 from queryaudit.history.windows import COUNTERS, SUMSQ, AuditPoint, Sample, Window, compute_window, point_from_snapshot

@@ -8,7 +8,7 @@ placeholders of each table, and those compared with an expression of its columns
 from that table (TABLESAMPLE SYSTEM, a few rows, read-only, under a timeout). Ranges
 keep the histogram (queryaudit.plans.params), where a single row would make an empty window.
 
-Pure: builds the sampling statement and applies its rows; queryaudit.plans.capture runs it.
+Pure: builds the sampling statement and applies its rows; queryaudit.plans.stage runs it.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ histogram quantiles for ranges (`at >= $1` at the 2nd percentile keeps 98 % of t
 table), the constants pg_qualstats saw the statement run, windows of several widths for
 a pair of bounds on one column, and the values of other sampled rows. Each set differs
 from the first in one placeholder (or one pair of bounds): the plan capture
-(queryaudit.plans.capture) ranks them by the planner's row estimate against the
+(queryaudit.plans.stage) ranks them by the planner's row estimate against the
 workload's rows per call, EXPLAIN ANALYZEs the closest within the budget, and keeps the
 set whose plan comes closest (queryaudit.plans.workload).
 

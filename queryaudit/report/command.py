@@ -88,7 +88,7 @@ def run_snapshot_command(dsn: str | None, output: Path, options: AuditOptions, c
 
 def run_compare_command(before: Path, after: Path, outputs: dict[str, Path | None], console: Console) -> None:
     """Compare two reports of the same database."""
-    from queryaudit.compare import build_comparison, load_report
+    from queryaudit.before_after import build_comparison, load_report
     from queryaudit.report import terminal, write_outputs
 
     comparison = build_comparison(load_report(before), load_report(after))

@@ -19,7 +19,7 @@ import re
 import psycopg
 
 from queryaudit.advisor.candidates import Candidate
-from queryaudit.advisor.verify import Hypothetical
+from queryaudit.advisor.costing import Hypothetical
 from queryaudit.plans.explain import explain_rolled_back, parameter_count, plan_cost
 from queryaudit.snapshot import Snapshot
 

@@ -2,7 +2,7 @@
 
 Both sides are AuditViews: per-statement numbers of a window (from the store, or a
 fresh audit's window against the last stored one) or, for a plain JSON report, its
-cumulative numbers. The comparison itself is queryaudit.compare's (the report-vs-report
+cumulative numbers. The comparison itself is queryaudit.before_after's (the report-vs-report
 `queryaudit compare`): a view is put in the shape of a report and compared the same way,
 so statements match by queryid, then by normalized text, in both commands. Pure.
 """
@@ -144,7 +144,7 @@ def _sumsq(q: dict) -> float | None:
 
 def as_report(view: AuditView | None, database: str = "", server_version_num: int = 0) -> dict:
     """A view in the shape of a JSON report, so the report-vs-report comparison
-    (queryaudit.compare, statements matched by queryid then normalized text) serves here too."""
+    (queryaudit.before_after, statements matched by queryid then normalized text) serves here too."""
     view = view or AuditView(label="no baseline")
     total = view.total_exec_time_ms or 0.0
     queries = [{"queryid": m.queryid, "query": m.query, "calls": m.calls, "total_exec_time_ms": round(m.total_ms, 3),
@@ -164,8 +164,10 @@ def as_report(view: AuditView | None, database: str = "", server_version_num: in
 
 
 def compare(before: AuditView | None, after: AuditView) -> dict:
-    """The comparison dict of queryaudit.compare.build_comparison, on window numbers."""
-    from queryaudit.compare import build_comparison  # deferred: loads report rendering, which costs `history` start-up
+    """The comparison dict of queryaudit.before_after.build_comparison, on window numbers."""
+    from queryaudit.before_after import (
+        build_comparison,  # deferred: loads report rendering, which costs `history` start-up
+    )
 
     comparison = build_comparison(as_report(before), as_report(after))
     comparison["before"] = before.describe() if before else None
