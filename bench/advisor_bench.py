@@ -13,6 +13,7 @@
 Run from a checkout:  .venv/bin/python bench/advisor_bench.py [--sf 0.05] [--skip-throughput]
 Needs PostgreSQL 15 with HypoPG (/usr/lib/postgresql/15/bin, postgresql-15-hypopg).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,31 +50,38 @@ def throughput(cluster, statements: int = 100) -> None:
         conn.execute("CREATE EXTENSION hypopg")
         for t in range(tables):
             conn.execute(f"CREATE TABLE t{t} (id bigint PRIMARY KEY, a int, b int, c timestamptz, d int, e text)")
-            conn.execute(f"INSERT INTO t{t} SELECT g, g % 500, g % 20, now() - g * interval '1 min', g % 7, "
-                         f"'v' || g FROM generate_series(1, 20000) g")
+            conn.execute(
+                f"INSERT INTO t{t} SELECT g, g % 500, g % 20, now() - g * interval '1 min', g % 7, "
+                f"'v' || g FROM generate_series(1, 20000) g"
+            )
         conn.execute("VACUUM ANALYZE")
         conn.execute("SELECT pg_stat_statements_reset()")
-        shapes = ["SELECT id, e FROM t{t} WHERE a = %s",
-                  "SELECT id FROM t{t} WHERE b = %s AND c > %s ORDER BY c LIMIT 10",
-                  "SELECT count(*) FROM t{t} JOIN t{u} ON t{u}.d = t{t}.id WHERE t{t}.a = %s",
-                  "SELECT id FROM t{t} WHERE lower(e) = %s"]
+        shapes = [
+            "SELECT id, e FROM t{t} WHERE a = %s",
+            "SELECT id FROM t{t} WHERE b = %s AND c > %s ORDER BY c LIMIT 10",
+            "SELECT count(*) FROM t{t} JOIN t{u} ON t{u}.d = t{t}.id WHERE t{t}.a = %s",
+            "SELECT id FROM t{t} WHERE lower(e) = %s",
+        ]
         for t in range(tables):
             for n, shape in enumerate(shapes):
                 values = ("v42",) if n == 3 else (42, "2024-01-01") if n == 1 else (42,)
                 conn.execute(shape.format(t=t, u=(t + 1) % tables), values).fetchall()
-    snap = collect_live(dsn, AuditOptions(top=statements, advisor=AdvisorOptions(enabled=False),
-                                          verify=VerifyOptions(enabled=False)))
+    snap = collect_live(
+        dsn, AuditOptions(top=statements, advisor=AdvisorOptions(enabled=False), verify=VerifyOptions(enabled=False))
+    )
     load = os.getloadavg()[0]
     with session(dsn) as conn:
         started = time.monotonic()
         advice = advise(conn, snap, AdvisorOptions(statements=statements))
         seconds = time.monotonic() - started
     on_values = sum(1 for v in advice.costed_on.values() if v != "generic plan")
-    print(f"throughput: {advice.statements_considered} statements over {tables} tables "
-          f"({on_values} costed on captured values), {advice.candidates_considered} candidates, "
-          f"{advice.planner_calls} plans made in {seconds:.1f} s "
-          f"= {advice.statements_considered / seconds:.1f} statements/s; {len(advice.proposed)} indexes proposed; "
-          f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(
+        f"throughput: {advice.statements_considered} statements over {tables} tables "
+        f"({on_values} costed on captured values), {advice.candidates_considered} candidates, "
+        f"{advice.planner_calls} plans made in {seconds:.1f} s "
+        f"= {advice.statements_considered / seconds:.1f} statements/s; {len(advice.proposed)} indexes proposed; "
+        f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
 
 
 TPCH_SCHEMA = """
@@ -274,11 +282,13 @@ def tpch(cluster, sf: float) -> None:
         snap = collect_snapshot(conn, CollectOptions(top=0))
         # The power test runs each query once: each weighs its own baseline cost.
         from queryaudit.advisor.costing import generic_cost
+
         snap.statements = []
         for n, q in enumerate(TPCH_QUERIES, 1):
             cost, _ = generic_cost(conn, q)
-            snap.statements.append(Statement(queryid=f"Q{n}", query=q, calls=1, total_exec_time_ms=cost,
-                                             mean_exec_time_ms=cost, rows=1))
+            snap.statements.append(
+                Statement(queryid=f"Q{n}", query=q, calls=1, total_exec_time_ms=cost, mean_exec_time_ms=cost, rows=1)
+            )
         snap.total_exec_time_ms = sum(s.total_exec_time_ms for s in snap.statements)
         touched = sorted({t for s in snap.statements for t in resolve_tables(s.query, snap.tables)})
         snap.column_stats = catalog.collect_column_stats(conn, touched)
@@ -293,8 +303,10 @@ def tpch(cluster, sf: float) -> None:
             runtime = time.monotonic() - t0
             before, after = advice.workload_cost_before or 0, advice.workload_cost_after or advice.workload_cost_before
             cut = 1 - after / before if before else 0
-            print(f"| {factor}x ({budget_mb:.0f} MB) | {len(advice.proposed)} | {before:,.0f} | {after:,.0f} | "
-                  f"{cut:.1%} | {runtime:.1f} s |")
+            print(
+                f"| {factor}x ({budget_mb:.0f} MB) | {len(advice.proposed)} | {before:,.0f} | {after:,.0f} | "
+                f"{cut:.1%} | {runtime:.1f} s |"
+            )
             for p in advice.proposed:
                 print(f"    {p.create_sql}  -- {', '.join(p.queryids)}, {p.size_bytes / 10**6:.1f} MB")
 

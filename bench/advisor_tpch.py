@@ -20,6 +20,7 @@ Run from a checkout:  .venv/bin/python bench/advisor_tpch.py [--dsn postgresql:/
 Without --dsn it starts a throwaway PostgreSQL 15 (needs postgresql-15-hypopg) and loads SF1.
 With --dsn the database must hold the TPC-H tables and HypoPG; it is only read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,11 +78,11 @@ def normalize(query: str) -> tuple[str, list[str]]:
     edits, values = [], []
     for token in scan(query):
         if token.name in _CONSTANTS:
-            raw = query[token.start:token.end + 1]
+            raw = query[token.start : token.end + 1]
             values.append(raw[1:-1].replace("''", "'") if token.name == "SCONST" else raw)
             edits.append((token.start, token.end, f"${len(values)}"))
     for start, end, text in reversed(edits):
-        query = query[:start] + text + query[end + 1:]
+        query = query[:start] + text + query[end + 1 :]
     return query, values
 
 
@@ -95,24 +96,40 @@ def workload(conn, snap, names: list[str]) -> None:
         plannable = make_plannable(text)
         bound = [plannable.bind(slot.number, values[slot.original - 1]) for slot in plannable.slots]
         cost = plan_cost(explain_rolled_back(conn, plannable.text, "FORMAT JSON", bound))
-        snap.statements.append(Statement(queryid=name, query=text, calls=1, total_exec_time_ms=cost,
-                                         mean_exec_time_ms=cost, rows=1))
-        snap.plans.append(PlanCapture(name, "analyze", query_text=tpch.QUERIES[name], parameters=bound,
-                                      parameter_source="the query's substitution parameters"))
+        snap.statements.append(
+            Statement(queryid=name, query=text, calls=1, total_exec_time_ms=cost, mean_exec_time_ms=cost, rows=1)
+        )
+        snap.plans.append(
+            PlanCapture(
+                name,
+                "analyze",
+                query_text=tpch.QUERIES[name],
+                parameters=bound,
+                parameter_source="the query's substitution parameters",
+            )
+        )
     snap.total_exec_time_ms = sum(s.total_exec_time_ms for s in snap.statements)
 
 
 def literal_score(conn, names: list[str], advice) -> float:
     """The paper's metric: each query with its own literal parameters, all chosen indexes
     created hypothetically together, sum of planner costs with / without them."""
+
     def total() -> float:
         return sum(plan_cost(explain_rolled_back(conn, tpch.QUERIES[n], "FORMAT JSON")) for n in names)
 
     conn.execute("SELECT hypopg_reset()")
     before = total()
     for p in advice.proposed:
-        ddl = create_index_sql(p.table, p.columns, None, include=p.include, predicate=p.predicate,
-                               descending=p.descending, concurrently=False).rstrip(";")
+        ddl = create_index_sql(
+            p.table,
+            p.columns,
+            None,
+            include=p.include,
+            predicate=p.predicate,
+            descending=p.descending,
+            concurrently=False,
+        ).rstrip(";")
         conn.execute("SELECT * FROM hypopg_create_index(%s)", (ddl,))
     after = total()
     conn.execute("SELECT hypopg_reset()")
@@ -123,18 +140,28 @@ def run(dsn: str, verbose: bool) -> None:
     with session(dsn) as conn:
         snap = collect_snapshot(conn, CollectOptions(top=0))
         existing = [i.name for i in snap.indexes]
-        settings = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name IN "
-                                     "('max_parallel_workers_per_gather', 'server_version')").fetchall())
-        print(f"PostgreSQL {settings['server_version']}, max_parallel_workers_per_gather "
-              f"{settings['max_parallel_workers_per_gather']}, existing indexes: {len(existing)}")
+        settings = dict(
+            conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('max_parallel_workers_per_gather', 'server_version')"
+            ).fetchall()
+        )
+        print(
+            f"PostgreSQL {settings['server_version']}, max_parallel_workers_per_gather "
+            f"{settings['max_parallel_workers_per_gather']}, existing indexes: {len(existing)}"
+        )
         touched = sorted({t for q in tpch.QUERIES.values() for t in resolve_tables(q, snap.tables)})
         snap.column_stats = catalog.collect_column_stats(conn, touched)
         print(f"load average at start: {os.getloadavg()[0]:.1f}")
-        print("| queries | budget | literal score | advisor's estimate | published best | indexes "
-              "| size (MB = 10^6 B) | runtime | plans |")
+        print(
+            "| queries | budget | literal score | advisor's estimate | published best | indexes "
+            "| size (MB = 10^6 B) | runtime | plans |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
-        for label, names in (("19", [q for q in tpch.QUERIES if q not in tpch.SLOW_QUERIES]),
-                             ("22", list(tpch.QUERIES))):
+        for label, names in (
+            ("19", [q for q in tpch.QUERIES if q not in tpch.SLOW_QUERIES]),
+            ("22", list(tpch.QUERIES)),
+        ):
             workload(conn, snap, names)
             for mb in BUDGETS_MB:
                 budget = mb * UNITS["mb"]
@@ -149,9 +176,12 @@ def run(dsn: str, verbose: bool) -> None:
 
                 def shown(r):
                     return f"{r:.2%}" if r >= 0.01 else f"{r:.4%}"  # Q17 and Q20 dominate the 22
-                print(f"| {label} | {mb} MB | {shown(score)} | {shown(estimate)} | {published} | "
-                      f"{len(advice.proposed)} | {size / 10**6:.1f} | {seconds:.1f} s | {advice.planner_calls} |",
-                      flush=True)
+
+                print(
+                    f"| {label} | {mb} MB | {shown(score)} | {shown(estimate)} | {published} | "
+                    f"{len(advice.proposed)} | {size / 10**6:.1f} | {seconds:.1f} s | {advice.planner_calls} |",
+                    flush=True,
+                )
                 if verbose:
                     for p in advice.proposed:
                         print(f"    {p.create_sql}  -- {p.size_bytes / 10**6:.1f} MB, {', '.join(p.queryids)}")
@@ -162,8 +192,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", help="an existing TPC-H database with HypoPG (read only)")
     parser.add_argument("--sf", type=float, default=1)
-    parser.add_argument("--baseline", choices=("none", "primary-keys"), default="none",
-                        help="indexes before the advisor runs (a database this script loads)")
+    parser.add_argument(
+        "--baseline",
+        choices=("none", "primary-keys"),
+        default="none",
+        help="indexes before the advisor runs (a database this script loads)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print each proposed index")
     args = parser.parse_args()
     if args.dsn:

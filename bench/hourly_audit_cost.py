@@ -15,6 +15,7 @@ pg_stat_statements.track_planning is on) are read before and after each audit; t
 difference is the audit's cost. pg_stat_statements is never reset. Not a test: run it on
 demand and quote the load average beside the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,19 @@ import psycopg
 from queryaudit.connect import OWN_STATEMENT_PATTERN
 from queryaudit.demo import fixtures
 
-MODES = {"no plans (--no-explain)": ["--no-explain"],
-         "plain EXPLAIN (--explain-budget 0)": ["--explain", "--explain-budget", "0"],
-         "EXPLAIN ANALYZE (--explain-budget 10)": ["--explain", "--explain-budget", "10"]}
+MODES = {
+    "no plans (--no-explain)": ["--no-explain"],
+    "plain EXPLAIN (--explain-budget 0)": ["--explain", "--explain-budget", "0"],
+    "EXPLAIN ANALYZE (--explain-budget 10)": ["--explain", "--explain-budget", "10"],
+}
 
 
 def own_cost(admin: psycopg.Connection) -> tuple[int, float]:
     # The audit's statements on any nesting level (EXPLAIN ANALYZE's inner statement included).
-    calls, ms = admin.execute("SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) "
-                              "FROM pg_stat_statements WHERE query LIKE %s", (OWN_STATEMENT_PATTERN,)).fetchone()
+    calls, ms = admin.execute(
+        "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM pg_stat_statements WHERE query LIKE %s",
+        (OWN_STATEMENT_PATTERN,),
+    ).fetchone()
     return int(calls), float(ms)
 
 
@@ -68,9 +73,27 @@ def main() -> None:
                     fixtures.run_workload("shop", dsn)
                     calls0, ms0 = own_cost(admin)
                     started = time.monotonic()
-                    done = subprocess.run([sys.executable, "-m", "queryaudit", "audit", "--dsn", dsn, "--top", "20",
-                                           "--store", str(store), "--target", "shop", *flags,
-                                           "--json", os.devnull], capture_output=True, text=True)
+                    done = subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "queryaudit",
+                            "audit",
+                            "--dsn",
+                            dsn,
+                            "--top",
+                            "20",
+                            "--store",
+                            str(store),
+                            "--target",
+                            "shop",
+                            *flags,
+                            "--json",
+                            os.devnull,
+                        ],
+                        capture_output=True,
+                        text=True,
+                    )
                     wall = time.monotonic() - started
                     if done.returncode != 0:
                         raise SystemExit(f"{mode}: audit failed: {done.stderr.strip()}")
@@ -80,14 +103,18 @@ def main() -> None:
     finally:
         if cluster:
             cluster.destroy()
-    print(f"PostgreSQL {version}, shop fixture (scale 1), top 20 statements, {args.rounds} audits per mode; "
-          f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
-          f"on {os.cpu_count()} cores")
+    print(
+        f"PostgreSQL {version}, shop fixture (scale 1), top 20 statements, {args.rounds} audits per mode; "
+        f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
+        f"on {os.cpu_count()} cores"
+    )
     for mode, runs in results.items():
         server = [ms for _, ms, _ in runs]
-        print(f"{mode:40} statements {statistics.median(c for c, _, _ in runs):5.0f}  "
-              f"server time median {statistics.median(server):8.1f} ms (min {min(server):.1f}, max {max(server):.1f})"
-              f"  wall {statistics.median(w for _, _, w in runs):5.1f} s")
+        print(
+            f"{mode:40} statements {statistics.median(c for c, _, _ in runs):5.0f}  "
+            f"server time median {statistics.median(server):8.1f} ms (min {min(server):.1f}, max {max(server):.1f})"
+            f"  wall {statistics.median(w for _, _, w in runs):5.1f} s"
+        )
 
 
 if __name__ == "__main__":

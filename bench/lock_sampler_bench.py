@@ -9,6 +9,7 @@ holder and 3 waiters on one row, so every tick also reads pg_locks and pg_blocki
 `/* queryaudit */` comment (queryaudit.connect.MARKER), which is how they are counted.
 Not a test: run it on demand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,9 @@ from queryaudit.locks.sampling import LockSampler, SampleOptions
 
 
 def own_cost(admin: psycopg.Connection) -> dict[str, tuple[int, float]]:
-    rows = admin.execute("SELECT query, calls, total_exec_time FROM pg_stat_statements WHERE query LIKE %s",
-                         (OWN_STATEMENT_PATTERN,)).fetchall()
+    rows = admin.execute(
+        "SELECT query, calls, total_exec_time FROM pg_stat_statements WHERE query LIKE %s", (OWN_STATEMENT_PATTERN,)
+    ).fetchall()
     return {q: (int(c), float(t)) for q, c, t in rows}
 
 
@@ -37,13 +39,18 @@ def window(dsn: str, admin: psycopg.Connection, seconds: float, rate: float, lab
     sampler = {q: v for q, v in cost.items() if "pg_stat_activity" in q or "pg_locks" in q}
     calls = sum(c for c, _ in sampler.values())
     server_ms = sum(t for _, t in sampler.values())
-    print(f"{label}: {elapsed:.2f} s, {facts.ticks} ticks ({facts.ticks / elapsed:.1f}/s), "
-          f"{facts.lock_queries} pg_locks reads; sampler queries {calls} ({calls / elapsed:.1f}/s), "
-          f"server time {server_ms:.1f} ms ({server_ms / elapsed:.2f} ms per second sampled, "
-          f"{100 * server_ms / 1000 / elapsed:.3f}% of one core)")
+    print(
+        f"{label}: {elapsed:.2f} s, {facts.ticks} ticks ({facts.ticks / elapsed:.1f}/s), "
+        f"{facts.lock_queries} pg_locks reads; sampler queries {calls} ({calls / elapsed:.1f}/s), "
+        f"server time {server_ms:.1f} ms ({server_ms / elapsed:.2f} ms per second sampled, "
+        f"{100 * server_ms / 1000 / elapsed:.3f}% of one core)"
+    )
     for query, (c, t) in sorted(sampler.items(), key=lambda kv: -kv[1][1]):
-        kind = "tick (one query)" if "pg_stat_activity" in query and "pg_blocking_pids" in query else (
-            "held locks (once)" if "pg_locks" in query else "other")
+        kind = (
+            "tick (one query)"
+            if "pg_stat_activity" in query and "pg_blocking_pids" in query
+            else ("held locks (once)" if "pg_locks" in query else "other")
+        )
         print(f"    {kind:24} calls {c:6}  mean {t / c:.3f} ms  total {t:.1f} ms")
 
 

@@ -19,6 +19,7 @@ median times, the median of the pairs' ratios, both peak RSS, both counts of exe
 (they must agree) and the load average during the runs.
 Needs pgbadger on PATH (Debian: apt-get install pgbadger).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,10 @@ PARENT = "SELECT id, customer_id, status, total FROM orders WHERE customer_id = 
 CHILD = "SELECT id, name, price FROM products WHERE id = $1"
 UPDATE = "UPDATE customers SET last_seen = now() WHERE id = $1"
 INSERT = "INSERT INTO events (kind, payload, created_at) VALUES ($1, $2, now())"
-REPORT = ("SELECT c.city, count(o.id), sum(o.total)\n\tFROM customers c JOIN orders o ON o.customer_id = c.id\n"
-          "\tWHERE c.city = '{city}' AND o.created_at > now() - interval '1 day'\n\tGROUP BY c.city")
+REPORT = (
+    "SELECT c.city, count(o.id), sum(o.total)\n\tFROM customers c JOIN orders o ON o.customer_id = c.id\n"
+    "\tWHERE c.city = '{city}' AND o.created_at > now() - interval '1 day'\n\tGROUP BY c.city"
+)
 
 
 class Session:
@@ -55,11 +58,13 @@ class Session:
         p = ", ".join(f"${i} = '{v}'" for i, v in enumerate(params, 1))
         if not self.named or name == "<unnamed>":
             self.entries.append([f"LOG:  duration: {ms * 0.3:.3f} ms  parse {name}: {query}"])
-            self.entries.append([f"LOG:  duration: {ms * 0.2:.3f} ms  bind {name}: {query}",
-                                 f"DETAIL:  parameters: {p}"])
+            self.entries.append(
+                [f"LOG:  duration: {ms * 0.2:.3f} ms  bind {name}: {query}", f"DETAIL:  parameters: {p}"]
+            )
         else:
-            self.entries.append([f"LOG:  duration: {ms * 0.2:.3f} ms  bind {name}: {query}",
-                                 f"DETAIL:  parameters: {p}"])
+            self.entries.append(
+                [f"LOG:  duration: {ms * 0.2:.3f} ms  bind {name}: {query}", f"DETAIL:  parameters: {p}"]
+            )
         self.entries.append([f"LOG:  duration: {ms:.3f} ms  execute {name}: {query}", f"DETAIL:  parameters: {p}"])
 
     def request(self) -> None:
@@ -68,22 +73,31 @@ class Session:
         customer = rng.randrange(1, 100_000)
         self._extended(PARENT, [str(customer)], "S_1" if self.named else "<unnamed>", rng.random() * 2)
         for _ in range(rng.randrange(5, 40)):
-            self._extended(CHILD, [str(rng.randrange(1, 50_000))], "S_2" if self.named else "<unnamed>",
-                           0.01 + rng.random() * 0.03)
+            self._extended(
+                CHILD, [str(rng.randrange(1, 50_000))], "S_2" if self.named else "<unnamed>", 0.01 + rng.random() * 0.03
+            )
         kind = rng.random()
         if kind < 0.02:  # a unique violation
             self.entries.append([f"LOG:  duration: 0.050 ms  parse <unnamed>: {INSERT}"])
-            self.entries.append(["ERROR:  duplicate key value violates unique constraint \"events_pkey\"",
-                                 f"DETAIL:  Key (id)=({rng.randrange(10**6)}) already exists.",
-                                 f"STATEMENT:  {INSERT}"])
+            self.entries.append(
+                [
+                    'ERROR:  duplicate key value violates unique constraint "events_pkey"',
+                    f"DETAIL:  Key (id)=({rng.randrange(10**6)}) already exists.",
+                    f"STATEMENT:  {INSERT}",
+                ]
+            )
             self.entries.append(["LOG:  duration: 0.012 ms  statement: ROLLBACK"])
             return
         if kind < 0.30:
             self._extended(INSERT, ["view", f'{{"page": {rng.randrange(100)}}}'], "<unnamed>", rng.random() * 0.5)
         self._extended(UPDATE, [str(customer)], "<unnamed>", rng.random() * 0.4)
         if kind > 0.97:
-            self.entries.append([f"LOG:  duration: {rng.random() * 900:.3f} ms  statement: "
-                                 + REPORT.format(city=f"city{rng.randrange(99)}")])
+            self.entries.append(
+                [
+                    f"LOG:  duration: {rng.random() * 900:.3f} ms  statement: "
+                    + REPORT.format(city=f"city{rng.randrange(99)}")
+                ]
+            )
         self.entries.append([f"LOG:  duration: {rng.random() * 0.05:.3f} ms  statement: COMMIT"])
 
 
@@ -91,22 +105,42 @@ def _lock_wait(rng: random.Random, pid: int, holder: int, deadlock: bool) -> lis
     tx = rng.randrange(10**6, 10**7)
     row = f"({rng.randrange(100)},{rng.randrange(1, 60)})"
     stmt = "UPDATE customers SET last_seen = now() WHERE id = $1"
-    ctx = f"CONTEXT:  while updating tuple {row} in relation \"customers\""
+    ctx = f'CONTEXT:  while updating tuple {row} in relation "customers"'
     if deadlock:
         other = f"UPDATE customers SET balance = balance - 1 WHERE id = {rng.randrange(100)}"
-        return [[f"LOG:  process {pid} detected deadlock while waiting for ShareLock on transaction {tx} "
-                 "after 1000.090 ms",
-                 f"DETAIL:  Process holding the lock: {holder}. Wait queue: .", ctx, f"STATEMENT:  {stmt}"],
-                ["ERROR:  deadlock detected",
-                 f"DETAIL:  Process {pid} waits for ShareLock on transaction {tx}; blocked by process {holder}.",
-                 f"\tProcess {holder} waits for ShareLock on transaction {tx + 1}; blocked by process {pid}.",
-                 f"\tProcess {pid}: {stmt}", f"\tProcess {holder}: {other}",
-                 "HINT:  See server log for query details.", ctx, f"STATEMENT:  {stmt}"]]
+        return [
+            [
+                f"LOG:  process {pid} detected deadlock while waiting for ShareLock on transaction {tx} "
+                "after 1000.090 ms",
+                f"DETAIL:  Process holding the lock: {holder}. Wait queue: .",
+                ctx,
+                f"STATEMENT:  {stmt}",
+            ],
+            [
+                "ERROR:  deadlock detected",
+                f"DETAIL:  Process {pid} waits for ShareLock on transaction {tx}; blocked by process {holder}.",
+                f"\tProcess {holder} waits for ShareLock on transaction {tx + 1}; blocked by process {pid}.",
+                f"\tProcess {pid}: {stmt}",
+                f"\tProcess {holder}: {other}",
+                "HINT:  See server log for query details.",
+                ctx,
+                f"STATEMENT:  {stmt}",
+            ],
+        ]
     waited = 1000 + rng.random() * 3000
-    return [[f"LOG:  process {pid} still waiting for ShareLock on transaction {tx} after 1000.072 ms",
-             f"DETAIL:  Process holding the lock: {holder}. Wait queue: {pid}.", ctx, f"STATEMENT:  {stmt}"],
-            [f"LOG:  process {pid} acquired ShareLock on transaction {tx} after {waited:.3f} ms", ctx,
-             f"STATEMENT:  {stmt}"]]
+    return [
+        [
+            f"LOG:  process {pid} still waiting for ShareLock on transaction {tx} after 1000.072 ms",
+            f"DETAIL:  Process holding the lock: {holder}. Wait queue: {pid}.",
+            ctx,
+            f"STATEMENT:  {stmt}",
+        ],
+        [
+            f"LOG:  process {pid} acquired ShareLock on transaction {tx} after {waited:.3f} ms",
+            ctx,
+            f"STATEMENT:  {stmt}",
+        ],
+    ]
 
 
 def generate(path: Path, size_mb: int, seed: int = 1) -> int:
@@ -122,8 +156,9 @@ def generate(path: Path, size_mb: int, seed: int = 1) -> int:
             for _ in range(5000):
                 clock += rng.random() * 0.0004
                 second = int(clock)
-                ts = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
-                      + f".{int((clock - second) * 1000):03d} UTC")
+                ts = (
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)) + f".{int((clock - second) * 1000):03d} UTC"
+                )
                 r = rng.random()
                 if r < 0.0002:
                     out.append(f"{ts} [{rng.randrange(100, 200)}] LOG:  checkpoint starting: time")
@@ -163,8 +198,13 @@ def run_queryaudit(log: Path, prefix: str, jobs: int = 1) -> dict:
     CPU time and its peak RSS."""
     root = Path(__file__).resolve().parent.parent
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", INGEST, str(log), prefix, str(jobs)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INGEST, str(log), prefix, str(jobs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t
     if status != 0:
@@ -181,16 +221,38 @@ def run_queryaudit(log: Path, prefix: str, jobs: int = 1) -> dict:
 def run_pgbadger(log: Path, prefix: str, workdir: Path) -> dict:
     t = time.perf_counter()
     out = workdir / "pgbadger.json"
-    proc = subprocess.Popen(["pgbadger", "-j", "1", "-f", "stderr", "--prefix", prefix, "-q", "-o", str(out),
-                             "--pid-dir", str(workdir),  # not /tmp/pgbadger.pid, which another run may hold
-                             "-x", "json", str(log)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            "pgbadger",
+            "-j",
+            "1",
+            "-f",
+            "stderr",
+            "--prefix",
+            prefix,
+            "-q",
+            "-o",
+            str(out),
+            "--pid-dir",
+            str(workdir),  # not /tmp/pgbadger.pid, which another run may hold
+            "-x",
+            "json",
+            str(log),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS and CPU time
     seconds = time.perf_counter() - t
     if status != 0:
         raise SystemExit(f"pgbadger failed: {proc.stderr.read().decode()[-500:]}")
     overall = json.loads(out.read_text()).get("overall_stat", {})
-    return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "rss_kb": usage.ru_maxrss,
-            "executions": int(overall.get("queries_number", 0))}
+    return {
+        "seconds": seconds,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_kb": usage.ru_maxrss,
+        "executions": int(overall.get("queries_number", 0)),
+    }
 
 
 def bench_log(log: Path, prefix: str, repeat: int, jobs: int, workdir: Path) -> dict:
@@ -204,8 +266,11 @@ def bench_log(log: Path, prefix: str, repeat: int, jobs: int, workdir: Path) -> 
         load = (load + os.getloadavg()[0]) / 2
         pairs.append((qa, pg, load))
         ratio = f"{pg['seconds'] / qa['seconds']:.1f}x" if pg else "-"
-        print(f"  run {len(pairs)}: queryaudit {qa['seconds']:.2f} s, pgbadger "
-              f"{pg['seconds'] if pg else float('nan'):.1f} s, ratio {ratio}, load {load:.1f}", flush=True)
+        print(
+            f"  run {len(pairs)}: queryaudit {qa['seconds']:.2f} s, pgbadger "
+            f"{pg['seconds'] if pg else float('nan'):.1f} s, ratio {ratio}, load {load:.1f}",
+            flush=True,
+        )
     return {"log": log, "prefix": prefix, "pairs": pairs}
 
 
@@ -219,12 +284,16 @@ def _report(result: dict, jobs: int) -> None:
     rss_qa = max(r["rss_kb"] for r in qa_runs) / 1024
     loads = [load for _, _, load in pairs]
     size = f"{size_mb:.{0 if size_mb >= 10 else 1}f}"
-    print(f"{log.name} ({size} MB, {qa['lines']:,} lines, prefix '{result['prefix']}'), "
-          f"{len(pairs)} interleaved runs, load average {min(loads):.1f}-{max(loads):.1f}")
-    print(f"  queryaudit ({'one process' if jobs == 1 else f'--log-jobs {jobs}'}): median {wall_qa:.2f} s wall, "
-          f"{cpu_qa:.2f} s CPU ({qa['lines'] / wall_qa:,.0f} lines/s), peak RSS {rss_qa:.0f} MB; "
-          f"{qa['executions']:,} executions, {qa['n_plus_one']} N+1 patterns, {qa['lock_waits']} lock waits, "
-          f"{qa['deadlocks']} deadlocks, {qa['malformed']} malformed lines")
+    print(
+        f"{log.name} ({size} MB, {qa['lines']:,} lines, prefix '{result['prefix']}'), "
+        f"{len(pairs)} interleaved runs, load average {min(loads):.1f}-{max(loads):.1f}"
+    )
+    print(
+        f"  queryaudit ({'one process' if jobs == 1 else f'--log-jobs {jobs}'}): median {wall_qa:.2f} s wall, "
+        f"{cpu_qa:.2f} s CPU ({qa['lines'] / wall_qa:,.0f} lines/s), peak RSS {rss_qa:.0f} MB; "
+        f"{qa['executions']:,} executions, {qa['n_plus_one']} N+1 patterns, {qa['lock_waits']} lock waits, "
+        f"{qa['deadlocks']} deadlocks, {qa['malformed']} malformed lines"
+    )
     if pairs[0][1] is None:
         print("  pgbadger: not installed (Debian: apt-get install pgbadger)")
         return
@@ -233,24 +302,35 @@ def _report(result: dict, jobs: int) -> None:
     wall_pg = statistics.median(r["seconds"] for r in pg_runs)
     cpu_pg = statistics.median(r["cpu"] for r in pg_runs)
     rss_pg = max(r["rss_kb"] for r in pg_runs) / 1024
-    print(f"  pgbadger -j 1: median {wall_pg:.2f} s wall, {cpu_pg:.2f} s CPU, peak RSS {rss_pg:.0f} MB; "
-          f"{pg['executions']:,} executions")
+    print(
+        f"  pgbadger -j 1: median {wall_pg:.2f} s wall, {cpu_pg:.2f} s CPU, peak RSS {rss_pg:.0f} MB; "
+        f"{pg['executions']:,} executions"
+    )
     counts = {r["executions"] for r in qa_runs} | {r["executions"] for r in pg_runs}
-    print(f"  executions: queryaudit {qa['executions']:,}, pgbadger {pg['executions']:,} "
-          f"({'same' if len(counts) == 1 else 'DIFFERENT'})")
+    print(
+        f"  executions: queryaudit {qa['executions']:,}, pgbadger {pg['executions']:,} "
+        f"({'same' if len(counts) == 1 else 'DIFFERENT'})"
+    )
     ratios = sorted(p["seconds"] / q["seconds"] for q, p, _ in pairs)
     cpu_ratios = sorted(p["cpu"] / q["cpu"] for q, p, _ in pairs)
-    print(f"  ratio pgbadger/queryaudit: median {statistics.median(ratios):.1f}x wall "
-          f"(runs {', '.join(f'{r:.1f}' for r in ratios)}), median {statistics.median(cpu_ratios):.1f}x CPU")
+    print(
+        f"  ratio pgbadger/queryaudit: median {statistics.median(ratios):.1f}x wall "
+        f"(runs {', '.join(f'{r:.1f}' for r in ratios)}), median {statistics.median(cpu_ratios):.1f}x CPU"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--log", type=Path, action="append", help="bench this log (repeatable) instead of the "
-                    "generated ones")
+    ap.add_argument(
+        "--log", type=Path, action="append", help="bench this log (repeatable) instead of the generated ones"
+    )
     ap.add_argument("--prefix", action="append", help="its log_line_prefix (one per --log, or one for all)")
-    ap.add_argument("--shape", choices=("generated", "pg15", "both"), default="both",
-                    help="without --log: the logs to generate (default both)")
+    ap.add_argument(
+        "--shape",
+        choices=("generated", "pg15", "both"),
+        default="both",
+        help="without --log: the logs to generate (default both)",
+    )
     ap.add_argument("--size-mb", type=int, default=50)
     ap.add_argument("--keep", type=Path, help="a folder to keep (and reuse) the generated logs in")
     ap.add_argument("--jobs", type=int, default=1, help="queryaudit --log-jobs (parallel pieces); pgBadger stays -j 1")
@@ -279,8 +359,11 @@ def main() -> None:
                     n = pg15_log.replay(pg15_log.SEED_LOG, log, args.size_mb)
                 else:
                     n = generate(log, args.size_mb)
-                print(f"generated {log} ({log.stat().st_size / 2**20:.0f} MB, {n:,} lines) "
-                      f"in {time.perf_counter() - t:.1f} s", flush=True)
+                print(
+                    f"generated {log} ({log.stat().st_size / 2**20:.0f} MB, {n:,} lines) "
+                    f"in {time.perf_counter() - t:.1f} s",
+                    flush=True,
+                )
         results = []
         for log, prefix in logs:
             print(f"{log.name}:", flush=True)

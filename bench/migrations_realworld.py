@@ -9,6 +9,7 @@ Each file is reviewed on its own, the way its runner applies it: one transaction
 squawk-cli on PyPI (`pip install squawk-cli`); both run their default rule sets, or with
 --all every rule squawk has (its opt-in ones included).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ from queryaudit.migrations import Settings, all_rules
 from queryaudit.migrations.review import review
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = (Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared")
-                  / "corpora" / "migrations-realworld")
+DEFAULT_CORPUS = (
+    Path(os.environ.get("QUERYAUDIT_SHARED") or ROOT.parent / "shared") / "corpora" / "migrations-realworld"
+)
 
 
 SQUAWK = shutil.which("squawk") or str(Path(sys.executable).parent / "squawk")

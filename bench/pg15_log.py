@@ -18,6 +18,7 @@ ids (`%c`: start time and pid in hex, as PostgreSQL writes them), xids shifted (
 `transaction N` in lock messages), durations and literals drawn from a seeded generator,
 so the same seed and arguments give the same file byte for byte.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,16 @@ PREFIX = "%m [%p] %q%u@%d %c %x "
 SEED_LOG = Path(__file__).resolve().parent / "pg15_seed.log"
 
 SETTINGS = {
-    "log_line_prefix": f"'{PREFIX}'", "log_min_duration_statement": "0", "log_lock_waits": "on",
-    "deadlock_timeout": "'100ms'", "log_min_messages": "warning", "log_checkpoints": "on",
-    "log_connections": "on", "log_disconnections": "on", "log_timezone": "'UTC'", "autovacuum": "off",
+    "log_line_prefix": f"'{PREFIX}'",
+    "log_min_duration_statement": "0",
+    "log_lock_waits": "on",
+    "deadlock_timeout": "'100ms'",
+    "log_min_messages": "warning",
+    "log_checkpoints": "on",
+    "log_connections": "on",
+    "log_disconnections": "on",
+    "log_timezone": "'UTC'",
+    "autovacuum": "off",
 }
 
 SCHEMA = """
@@ -79,18 +87,22 @@ def _request(conn, rng: random.Random) -> None:
     customer = rng.randrange(1, 2001)
     with conn.transaction():
         orders = conn.execute(ORDERS, (customer,)).fetchall()
-        for order in orders[:rng.randrange(1, 6)]:
+        for order in orders[: rng.randrange(1, 6)]:
             for product_id, _qty in conn.execute(ITEMS, (order[0],)).fetchall():
                 conn.execute(PRODUCT, (product_id,)).fetchone()
         conn.execute("UPDATE customers SET last_seen = now() WHERE id = %s", (customer,))
         if rng.random() < 0.2:
-            conn.execute("INSERT INTO orders (customer_id, status, total) VALUES (%s, %s, %s)",
-                         (customer, "new", rng.randrange(1, 300)))
+            conn.execute(
+                "INSERT INTO orders (customer_id, status, total) VALUES (%s, %s, %s)",
+                (customer, "new", rng.randrange(1, 300)),
+            )
     if rng.random() < 0.1:
         try:
             with conn.transaction():  # a retried event id: a unique violation (ERROR, DETAIL, STATEMENT)
-                conn.execute("INSERT INTO events (id, kind, payload, created_at) VALUES (%s, %s, %s, now())",
-                             (rng.randrange(1, 6), "view", f'{{"page": {rng.randrange(100)}}}'))
+                conn.execute(
+                    "INSERT INTO events (id, kind, payload, created_at) VALUES (%s, %s, %s, now())",
+                    (rng.randrange(1, 6), "view", f'{{"page": {rng.randrange(100)}}}'),
+                )
         except Exception:  # noqa: BLE001 - the violation is what the log is for
             pass
     if rng.random() < 0.05:
@@ -110,8 +122,12 @@ def _lock_wait(dsn: str, rng: random.Random) -> None:
     customer = rng.randrange(1, 2001)
     with psycopg.connect(dsn) as holder, psycopg.connect(dsn) as waiter:
         holder.execute("UPDATE customers SET balance = balance - %s WHERE id = %s", (1, customer))
-        t = threading.Thread(target=lambda: (waiter.execute(
-            "UPDATE customers\n   SET balance = balance + %s\n WHERE id = %s", (1, customer)), waiter.commit()))
+        t = threading.Thread(
+            target=lambda: (
+                waiter.execute("UPDATE customers\n   SET balance = balance + %s\n WHERE id = %s", (1, customer)),
+                waiter.commit(),
+            )
+        )
         t.start()
         time.sleep(0.15 + rng.random() * 0.2)
         holder.commit()
@@ -189,8 +205,10 @@ def record(out: Path, requests: int = 15) -> None:
 
 
 # -- replay ------------------------------------------------------------------------------
-_HEAD = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC \[(\d+)\] (?:(\S*@\S*) ([0-9a-f]+)\.([0-9a-f]+) "
-                   r"(\d+) )?")
+_HEAD = re.compile(
+    r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) UTC \[(\d+)\] (?:(\S*@\S*) ([0-9a-f]+)\.([0-9a-f]+) "
+    r"(\d+) )?"
+)
 _DURATION = re.compile(r"duration: \d+\.\d+ ms")
 _NUMBER_PARAM = re.compile(r"(\$\d+ = )'(\d+)'")
 _PIDS_IN_TEXT = re.compile(r"(?<=process )(\d+)|(?<=Process )(\d+)|(?<=Wait queue: )(\d+)|(?<=holding the lock: )(\d+)")
@@ -243,7 +261,7 @@ class _Copy:
             started = int(m.group(4), 16) + int(self.shift.total_seconds())
             xid = int(m.group(6))
             head += f"{m.group(3)} {started:x}.{int(new_pid):x} {xid + self.xid_shift if xid else 0} "
-        return head + self.body(line[m.end():])
+        return head + self.body(line[m.end() :])
 
 
 def replay(seed: Path, out: Path, size_mb: float, rng_seed: int = 1) -> int:

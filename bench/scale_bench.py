@@ -7,6 +7,7 @@ It starts its own embedded PostgreSQL 18 (pg_stat_statements.max = 10000), build
 schema, runs the statements once each, then times `queryaudit audit` as a user runs it
 and prints the audit's own server cost from pg_stat_statements.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,13 +71,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=int, default=2000)
     parser.add_argument("--statements", type=int, default=10000)
-    parser.add_argument("--save-snapshot", type=Path, help="also save the audited snapshot here (to profile the "
-                        "checks and the report without the server: audit --snapshot PATH)")
+    parser.add_argument(
+        "--save-snapshot",
+        type=Path,
+        help="also save the audited snapshot here (to profile the "
+        "checks and the report without the server: audit --snapshot PATH)",
+    )
     parser.add_argument("--profile", type=Path, help="run the audit under cProfile, stats written here")
     args = parser.parse_args()
 
-    cluster = start_cluster(embedded_bin_dir(),
-                            {"pg_stat_statements.max": "10000", "max_locks_per_transaction": "4096"})
+    cluster = start_cluster(
+        embedded_bin_dir(), {"pg_stat_statements.max": "10000", "max_locks_per_transaction": "4096"}
+    )
     try:
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE scale")
@@ -84,15 +90,20 @@ def main() -> None:
         started = time.monotonic()
         build(dsn, args.tables, args.statements)
         with psycopg.connect(dsn) as conn:
-            count = conn.execute("SELECT count(*) FROM pg_stat_statements WHERE dbid = "
-                                 "(SELECT oid FROM pg_database WHERE datname = 'scale')").fetchone()[0]
-        print(f"built {args.tables} tables, {count} statements in pg_stat_statements in "
-              f"{time.monotonic() - started:.1f} s")
+            count = conn.execute(
+                "SELECT count(*) FROM pg_stat_statements WHERE dbid = "
+                "(SELECT oid FROM pg_database WHERE datname = 'scale')"
+            ).fetchone()[0]
+        print(
+            f"built {args.tables} tables, {count} statements in pg_stat_statements in "
+            f"{time.monotonic() - started:.1f} s"
+        )
 
         out = Path(tempfile.mkdtemp()) / "scale.json"
         cmd = [sys.executable, "-m", "queryaudit.cli", "audit", "--dsn", dsn, "--top", "20", "--json", str(out)]
-        help_text = subprocess.run([sys.executable, "-m", "queryaudit.cli", "audit", "--help"],
-                                   capture_output=True, text=True).stdout
+        help_text = subprocess.run(
+            [sys.executable, "-m", "queryaudit.cli", "audit", "--help"], capture_output=True, text=True
+        ).stdout
         if "--no-explain" in help_text:
             cmd.append("--no-explain")  # the EXPLAIN budget is excluded from this target
         if args.save_snapshot:
@@ -109,24 +120,36 @@ def main() -> None:
             sys.exit(1)
         report = json.loads(out.read_text())
         peak_mb = after.ru_maxrss / 1024  # Linux: KiB
-        print(f"audit: {wall:.2f} s wall, "
-              f"{after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime:.2f} s CPU, "
-              f"peak RSS {peak_mb:.0f} MB, {report['window']['statement_count']} statements, "
-              f"{len(report['findings'])} findings")
-        print(f"targets: wall < 3 s {'OK' if wall < 3 else 'MISSED'}, "
-              f"RSS < 150 MB {'OK' if peak_mb < 150 else 'MISSED'}")
+        print(
+            f"audit: {wall:.2f} s wall, "
+            f"{after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime:.2f} s CPU, "
+            f"peak RSS {peak_mb:.0f} MB, {report['window']['statement_count']} statements, "
+            f"{len(report['findings'])} findings"
+        )
+        print(
+            f"targets: wall < 3 s {'OK' if wall < 3 else 'MISSED'}, RSS < 150 MB {'OK' if peak_mb < 150 else 'MISSED'}"
+        )
         with psycopg.connect(dsn) as conn:
-            own = conn.execute("SELECT count(*), coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) "
-                               "FROM pg_stat_statements WHERE query LIKE %s", (OWN_STATEMENT_PATTERN,)).fetchone()
-            rows = conn.execute("SELECT calls, round(total_exec_time::numeric, 1), "
-                                "left(regexp_replace(query, '\\s+', ' ', 'g'), 90) "
-                                "FROM pg_stat_statements WHERE query LIKE %s ORDER BY total_exec_time DESC LIMIT 5",
-                                (OWN_STATEMENT_PATTERN,)).fetchall()
+            own = conn.execute(
+                "SELECT count(*), coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) "
+                "FROM pg_stat_statements WHERE query LIKE %s",
+                (OWN_STATEMENT_PATTERN,),
+            ).fetchone()
+            rows = conn.execute(
+                "SELECT calls, round(total_exec_time::numeric, 1), "
+                "left(regexp_replace(query, '\\s+', ' ', 'g'), 90) "
+                "FROM pg_stat_statements WHERE query LIKE %s ORDER BY total_exec_time DESC LIMIT 5",
+                (OWN_STATEMENT_PATTERN,),
+            ).fetchall()
         cost = report.get("extras", {}).get("audit_cost", {})
-        print(f"the audit's own server cost (client-side count): {cost.get('statements')} statements, "
-              f"{cost.get('ms')} ms round trip")
-        print(f"  still in pg_stat_statements (max 10000, so it evicts): {own[0]} distinct statements, "
-              f"{own[1]} calls, {own[2]:.1f} ms server time")
+        print(
+            f"the audit's own server cost (client-side count): {cost.get('statements')} statements, "
+            f"{cost.get('ms')} ms round trip"
+        )
+        print(
+            f"  still in pg_stat_statements (max 10000, so it evicts): {own[0]} distinct statements, "
+            f"{own[1]} calls, {own[2]:.1f} ms server time"
+        )
         for calls, ms, text in rows:
             print(f"  {ms:>8} ms  {calls:>4} calls  {text}")
     finally:

@@ -7,6 +7,7 @@ For each command: wall time (median and minimum) and the CPU time the process us
 system, from wait4), which a busy machine inflates far less than wall time. squawk comes from
 squawk-cli on PyPI (`pip install squawk-cli`).
 """
+
 from __future__ import annotations
 
 import os
@@ -42,10 +43,20 @@ def main(argv: list[str]) -> int:
         path = Path(tmp) / "0001_add_note.sql"
         path.write_text(SQL)
         commands = {
-            "queryaudit review-migration (python -m queryaudit)":
-                [sys.executable, "-m", "queryaudit", "review-migration", str(path)],
-            "queryaudit.cli review-migration (through typer)":
-                [sys.executable, "-m", "queryaudit.cli", "review-migration", str(path)],
+            "queryaudit review-migration (python -m queryaudit)": [
+                sys.executable,
+                "-m",
+                "queryaudit",
+                "review-migration",
+                str(path),
+            ],
+            "queryaudit.cli review-migration (through typer)": [
+                sys.executable,
+                "-m",
+                "queryaudit.cli",
+                "review-migration",
+                str(path),
+            ],
             "python -c pass (interpreter alone)": [sys.executable, "-c", "pass"],
         }
         squawk = shutil.which("squawk") or str(Path(sys.executable).parent / "squawk")
@@ -55,8 +66,10 @@ def main(argv: list[str]) -> int:
         print(f"{'command':55} {'wall median':>12} {'wall min':>10} {'CPU median':>11}")
         for name, cmd in commands.items():
             walls, cpus = measure(cmd, runs, env)
-            print(f"{name:55} {statistics.median(walls) * 1000:10.0f} ms {min(walls) * 1000:7.0f} ms "
-                  f"{statistics.median(cpus) * 1000:8.0f} ms")
+            print(
+                f"{name:55} {statistics.median(walls) * 1000:10.0f} ms {min(walls) * 1000:7.0f} ms "
+                f"{statistics.median(cpus) * 1000:8.0f} ms"
+            )
     return 0
 
 

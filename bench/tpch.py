@@ -6,6 +6,7 @@ day` and all, so pg_stat_statements normalizes them as it does in production.
 Used by bench/tpch_coverage.py (plan coverage) and bench/advisor_tpch.py (index advisor).
 Run alone to load a database:  .venv/bin/python bench/tpch.py --dsn postgresql://... --sf 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,16 +49,25 @@ CREATE TABLE lineitem (l_orderkey integer NOT NULL, l_partkey integer NOT NULL, 
 """
 
 PRIMARY_KEYS = {
-    "region": "r_regionkey", "nation": "n_nationkey", "supplier": "s_suppkey", "customer": "c_custkey",
-    "part": "p_partkey", "partsupp": "ps_partkey, ps_suppkey", "orders": "o_orderkey",
+    "region": "r_regionkey",
+    "nation": "n_nationkey",
+    "supplier": "s_suppkey",
+    "customer": "c_custkey",
+    "part": "p_partkey",
+    "partsupp": "ps_partkey, ps_suppkey",
+    "orders": "o_orderkey",
     "lineitem": "l_orderkey, l_linenumber",
 }
 
 # The foreign-key columns the specification allows indexes on (clause 1.4.2.3); without
 # them Q17 and Q20 (correlated subqueries on lineitem) run for hours at SF1.
 FOREIGN_KEY_INDEXES = {
-    "nation": ["n_regionkey"], "supplier": ["s_nationkey"], "customer": ["c_nationkey"],
-    "partsupp": ["ps_suppkey"], "orders": ["o_custkey"], "lineitem": ["l_partkey, l_suppkey", "l_suppkey"],
+    "nation": ["n_regionkey"],
+    "supplier": ["s_nationkey"],
+    "customer": ["c_nationkey"],
+    "partsupp": ["ps_suppkey"],
+    "orders": ["o_custkey"],
+    "lineitem": ["l_partkey, l_suppkey", "l_suppkey"],
 }
 
 QUERIES: dict[str, str] = {

@@ -11,6 +11,7 @@ the audit's wall time.
     .venv/bin/python bench/tpch_coverage.py --pg 18 --sf 0.1
     .venv/bin/python bench/tpch_coverage.py --dsn postgresql://.../empty_db   # an empty database to load
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,25 @@ def run_workload(dsn: str) -> dict[str, str]:
 def audit(dsn: str, out: Path, top: int) -> float:
     """`queryaudit audit` as a user runs it: default budget; returns wall seconds."""
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "queryaudit.cli", "audit", "--dsn", dsn, "--top", str(top),
-                    "--json", str(out / "report.json"), "--save-snapshot", str(out / "snapshot.json")],
-                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "queryaudit.cli",
+            "audit",
+            "--dsn",
+            dsn,
+            "--top",
+            str(top),
+            "--json",
+            str(out / "report.json"),
+            "--save-snapshot",
+            str(out / "snapshot.json"),
+        ],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     return time.monotonic() - started
 
 
@@ -65,16 +82,27 @@ def coverage(out: Path, queryids: dict[str, str]) -> dict:
     for name, queryid in queryids.items():
         entry, capture = by_id.get(queryid) or {}, captures.get(queryid) or {}
         plan = capture.get("plan") or {}
-        rows.append({"query": name, "coverage": entry.get("plan_coverage", "not-reported"),
-                     "explain_ms": capture.get("duration_ms"), "execution_ms": plan.get("Execution Time"),
-                     "why": capture.get("skipped_reason") or "", "values": capture.get("parameter_source") or "",
-                     "match": entry.get("workload_match") or {}})
+        rows.append(
+            {
+                "query": name,
+                "coverage": entry.get("plan_coverage", "not-reported"),
+                "explain_ms": capture.get("duration_ms"),
+                "execution_ms": plan.get("Execution Time"),
+                "why": capture.get("skipped_reason") or "",
+                "values": capture.get("parameter_source") or "",
+                "match": entry.get("workload_match") or {},
+            }
+        )
     planned = sum(1 for r in rows if r["coverage"] in ("analyzed", "generic", "explained"))
     analyzed = sum(1 for r in rows if r["coverage"] == "analyzed")
-    return {"rows": rows, "planned": planned, "analyzed": analyzed,
-            "report_summary": report["plan_coverage"]["summary"],
-            "explain_s": sum((r["explain_ms"] or 0) for r in rows) / 1000,
-            "workload": report["plan_coverage"].get("workload") or {}}
+    return {
+        "rows": rows,
+        "planned": planned,
+        "analyzed": analyzed,
+        "report_summary": report["plan_coverage"]["summary"],
+        "explain_s": sum((r["explain_ms"] or 0) for r in rows) / 1000,
+        "workload": report["plan_coverage"].get("workload") or {},
+    }
 
 
 def main() -> None:
@@ -105,23 +133,31 @@ def main() -> None:
     finally:
         if cluster is not None:
             cluster.destroy()
-    print(f"\n{'query':6} {'plan':10} {'EXPLAIN ms':>10} {'exec ms':>9} {'workload':>15} {'rows':>7}  "
-          "values / why not ANALYZE")
+    print(
+        f"\n{'query':6} {'plan':10} {'EXPLAIN ms':>10} {'exec ms':>9} {'workload':>15} {'rows':>7}  "
+        "values / why not ANALYZE"
+    )
     for r in result["rows"]:
         note = r["why"] or r["values"]
         match = r["match"]
         verdict = (match.get("verdict") or "") + ("*" if match.get("first_sample") else "")
         rows = f"x{match['rows_ratio']:.3g}" if match.get("rows_ratio") is not None else ""
-        print(f"{r['query']:6} {r['coverage']:10} {r['explain_ms'] or 0:10.0f} {r['execution_ms'] or 0:9.0f} "
-              f"{verdict:>15} {rows:>7}  {note[:110]}")
-    print(f"\nTPC-H: planned {result['planned']}/22, {result['analyzed']} with EXPLAIN ANALYZE; "
-          f"EXPLAINs took {result['explain_s']:.1f} s, the whole audit {seconds:.1f} s (default budget)")
+        print(
+            f"{r['query']:6} {r['coverage']:10} {r['explain_ms'] or 0:10.0f} {r['execution_ms'] or 0:9.0f} "
+            f"{verdict:>15} {rows:>7}  {note[:110]}"
+        )
+    print(
+        f"\nTPC-H: planned {result['planned']}/22, {result['analyzed']} with EXPLAIN ANALYZE; "
+        f"EXPLAINs took {result['explain_s']:.1f} s, the whole audit {seconds:.1f} s (default budget)"
+    )
     print(f"report header: {result['report_summary']}")
     w = result["workload"]
     if w:
-        print(f"plans against the workload (pg_stat_statements per call): {w['representative']}/{w['compared']} "
-              f"representative within 2x, {w['found_by_search']} of them found by the search (* above), "
-              f"{w['unlike']} unlike")
+        print(
+            f"plans against the workload (pg_stat_statements per call): {w['representative']}/{w['compared']} "
+            f"representative within 2x, {w['found_by_search']} of them found by the search (* above), "
+            f"{w['unlike']} unlike"
+        )
 
 
 if __name__ == "__main__":

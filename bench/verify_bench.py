@@ -8,6 +8,7 @@ saving the finding is ranked by. --repeat N audits N times, to see the verdict h
 
 Run from a checkout:  .venv/bin/python bench/verify_bench.py [--pg15] [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,10 @@ def main() -> None:
             snap = collect_live(dsn, AuditOptions(top=20, advisor=AdvisorOptions(enabled=False)))
             report = analyse(snap)
             fv = snap.fix_verification
-            print(f"\naudit {n + 1}: {time.monotonic() - started:.1f} s, verification {fv.duration_ms / 1000:.1f} s "
-                  f"of the {fv.budget_s:.1f} s left of the EXPLAIN budget")
+            print(
+                f"\naudit {n + 1}: {time.monotonic() - started:.1f} s, verification {fv.duration_ms / 1000:.1f} s "
+                f"of the {fv.budget_s:.1f} s left of the EXPLAIN budget"
+            )
             by_id = {f["id"]: f for f in report["findings"]}
             rank = {f["id"]: i for i, f in enumerate(report["findings"], 1)}
             for m in fv.measurements:
@@ -58,18 +61,33 @@ def main() -> None:
                 heuristic = (f.get("heuristic_saving") or f.get("predicted_saving") or {}).get("share_of_total_time")
                 saving = (f.get("predicted_saving") or {}).get("share_of_total_time")
                 print(f"- {m.check} (rank {rank.get(m.finding_id)}, {f.get('severity')}): {m.fix or '-'}")
-                print(f"    {m.method}/{m.outcome}: before {m.before_ms} ms, after {m.after_ms} ms"
-                      + (f"; {m.before.get('round_trips'):.0f} -> {m.after.get('round_trips'):.0f} round trips"
-                         if m.before.get("round_trips") else "")
-                      + (f"; temp blocks written {m.before['temp_written']:.0f} -> {m.after['temp_written']:.0f}"
-                         if "temp_written" in m.before else ""))
+                print(
+                    f"    {m.method}/{m.outcome}: before {m.before_ms} ms, after {m.after_ms} ms"
+                    + (
+                        f"; {m.before.get('round_trips'):.0f} -> {m.after.get('round_trips'):.0f} round trips"
+                        if m.before.get("round_trips")
+                        else ""
+                    )
+                    + (
+                        f"; temp blocks written {m.before['temp_written']:.0f} -> {m.after['temp_written']:.0f}"
+                        if "temp_written" in m.before
+                        else ""
+                    )
+                )
                 if m.steps and m.kind == "work_mem":
-                    print("    work_mem steps: " + ", ".join(
-                        f"{s['work_mem']} spills {s['spilled_kb']} kB" if s['spilled_kb']
-                        else f"{s['work_mem']} fits in {s['in_memory_kb']} kB"
-                        for s in m.steps))
-                print(f"    saving: check's estimate {heuristic if heuristic is None else f'{heuristic:.1%}'}, "
-                      f"ranked by {saving if saving is None else f'{saving:.1%}'} ({f.get('saving_method')})")
+                    print(
+                        "    work_mem steps: "
+                        + ", ".join(
+                            f"{s['work_mem']} spills {s['spilled_kb']} kB"
+                            if s["spilled_kb"]
+                            else f"{s['work_mem']} fits in {s['in_memory_kb']} kB"
+                            for s in m.steps
+                        )
+                    )
+                print(
+                    f"    saving: check's estimate {heuristic if heuristic is None else f'{heuristic:.1%}'}, "
+                    f"ranked by {saving if saving is None else f'{saving:.1%}'} ({f.get('saving_method')})"
+                )
     finally:
         cluster.destroy()
 

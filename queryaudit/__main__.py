@@ -3,6 +3,7 @@
 review-migration starts without typer (see queryaudit.migrations.command.main): a pre-commit
 hook runs it once per file, and importing typer costs more than the review itself. Its --help
 is the typer command's, so that it reads like every other command's help."""
+
 import sys
 
 

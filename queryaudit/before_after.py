@@ -20,6 +20,7 @@ Without a spread (store windows recorded before spreads were kept) only a
 REGRESSION_FACTOR change over UNTESTED_MIN_CALLS calls counts. Where both reports carry
 log percentiles (--log), the p95 change is shown beside the mean.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -68,9 +69,24 @@ def _text_key(query: str) -> str:
 
 
 def _stats(q: dict) -> dict:
-    return {k: q.get(k) for k in ("calls", "total_exec_time_ms", "mean_exec_time_ms", "stddev_exec_time_ms", "rows",
-                                  "share_of_total_time", "p50_ms", "p95_ms", "p99_ms", "shared_blks_hit",
-                                  "shared_blks_read", "temp_blks_written", "cache_hit_ratio")}
+    return {
+        k: q.get(k)
+        for k in (
+            "calls",
+            "total_exec_time_ms",
+            "mean_exec_time_ms",
+            "stddev_exec_time_ms",
+            "rows",
+            "share_of_total_time",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "shared_blks_hit",
+            "shared_blks_read",
+            "temp_blks_written",
+            "cache_hit_ratio",
+        )
+    }
 
 
 def _ratio_text(before: float, after: float) -> str:
@@ -84,10 +100,14 @@ def run_drift(pairs: list[tuple[dict, dict]]) -> float:
     of the statements measured on both sides. Within-run spread cannot see a machine that
     was busier during one run (every statement then moves together); a statement's change
     must also stand out of this. 0 when too few statements tell."""
-    logs = sorted(abs(math.log(a["mean_exec_time_ms"] / b["mean_exec_time_ms"])) for b, a in pairs
-                  if min(b.get("calls") or 0, a.get("calls") or 0) >= 2
-                  and (b.get("mean_exec_time_ms") or 0) > 0 and (a.get("mean_exec_time_ms") or 0) > 0
-                  and max(b["mean_exec_time_ms"], a["mean_exec_time_ms"]) >= MIN_CHANGE_MS)
+    logs = sorted(
+        abs(math.log(a["mean_exec_time_ms"] / b["mean_exec_time_ms"]))
+        for b, a in pairs
+        if min(b.get("calls") or 0, a.get("calls") or 0) >= 2
+        and (b.get("mean_exec_time_ms") or 0) > 0
+        and (a.get("mean_exec_time_ms") or 0) > 0
+        and max(b["mean_exec_time_ms"], a["mean_exec_time_ms"]) >= MIN_CHANGE_MS
+    )
     if len(logs) < DRIFT_MIN_STATEMENTS:
         return 0.0
     mid = len(logs) // 2
@@ -118,15 +138,22 @@ def judge(before: dict | None, after: dict | None, drift: float = 0.0) -> dict:
     if test is None:
         return _untested(b, a, relative, nb, na)
     significant = test.significant(ALPHA)
-    detail = {"method": "welch", "p_value": round(test.p_value, 6), "df": round(test.df, 1),
-              "difference_ms": round(test.difference, 4), "interval_ms": [round(test.low, 4), round(test.high, 4)],
-              "relative_change": round(relative, 4) if math.isfinite(relative) else None,
-              "interval_relative": [round(test.low / b, 4), round(test.high / b, 4)] if b > 0 else None,
-              "alpha": ALPHA, "material_change": MATERIAL_CHANGE, "run_drift": round(drift, 4)}
+    detail = {
+        "method": "welch",
+        "p_value": round(test.p_value, 6),
+        "df": round(test.df, 1),
+        "difference_ms": round(test.difference, 4),
+        "interval_ms": [round(test.low, 4), round(test.high, 4)],
+        "relative_change": round(relative, 4) if math.isfinite(relative) else None,
+        "interval_relative": [round(test.low / b, 4), round(test.high / b, 4)] if b > 0 else None,
+        "alpha": ALPHA,
+        "material_change": MATERIAL_CHANGE,
+        "run_drift": round(drift, 4),
+    }
     low, high = detail["interval_relative"] or (None, None)
     if drift > 0 and a > 0 and b > 0:
         # Log scale: the statement's own standard error (delta method) and the runs' drift.
-        se = math.sqrt((sb ** 2 * nb / max(1, nb - 1)) / (nb * b * b) + (sa ** 2 * na / max(1, na - 1)) / (na * a * a))
+        se = math.sqrt((sb**2 * nb / max(1, nb - 1)) / (nb * b * b) + (sa**2 * na / max(1, na - 1)) / (na * a * a))
         total = math.sqrt(se * se + drift * drift)
         ratio = math.log(a / b)
         p_drift = _normal_p(ratio / total)
@@ -146,25 +173,40 @@ def judge(before: dict | None, after: dict | None, drift: float = 0.0) -> dict:
     if significant and material:
         p_value = max(test.p_value, detail.get("p_value_with_drift", 0.0))
         p = "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
-        return {"status": "improved" if a < b else "regressed", "test": detail,
-                "text": f"{_ratio_text(b, a)} ({p}; 95 % interval {interval})"}
-    text = (f"no significant change (95 % interval {interval})" if not significant else
-            f"no significant change: {relative:+.0%} is not surely beyond the {MATERIAL_CHANGE:.0%} threshold "
-            f"(95 % interval {interval})")
+        return {
+            "status": "improved" if a < b else "regressed",
+            "test": detail,
+            "text": f"{_ratio_text(b, a)} ({p}; 95 % interval {interval})",
+        }
+    text = (
+        f"no significant change (95 % interval {interval})"
+        if not significant
+        else f"no significant change: {relative:+.0%} is not surely beyond the {MATERIAL_CHANGE:.0%} threshold "
+        f"(95 % interval {interval})"
+    )
     return {"status": "unchanged", "text": text, "test": detail}
 
 
 def _untested(b: float, a: float, relative: float, nb: int, na: int) -> dict:
     """No spread to test against (a store window recorded before spreads were kept): only a
     large change over enough calls counts; one call against one call never does."""
-    detail = {"method": "ratio", "relative_change": round(relative, 4) if math.isfinite(relative) else None,
-              "note": f"no spread (fewer than 2 calls, or no stddev): only a {REGRESSION_FACTOR:g}x change over "
-                      f"at least {UNTESTED_MIN_CALLS} calls a side counts"}
-    big = (min(nb, na) >= UNTESTED_MIN_CALLS and abs(a - b) >= MIN_CHANGE_MS
-           and (a > 0 and b / a >= REGRESSION_FACTOR or b > 0 and a / b >= REGRESSION_FACTOR or a == 0 < b))
+    detail = {
+        "method": "ratio",
+        "relative_change": round(relative, 4) if math.isfinite(relative) else None,
+        "note": f"no spread (fewer than 2 calls, or no stddev): only a {REGRESSION_FACTOR:g}x change over "
+        f"at least {UNTESTED_MIN_CALLS} calls a side counts",
+    }
+    big = (
+        min(nb, na) >= UNTESTED_MIN_CALLS
+        and abs(a - b) >= MIN_CHANGE_MS
+        and (a > 0 and b / a >= REGRESSION_FACTOR or b > 0 and a / b >= REGRESSION_FACTOR or a == 0 < b)
+    )
     if big:
-        return {"status": "improved" if a < b else "regressed", "test": detail,
-                "text": f"{_ratio_text(b, a)} (untested: no spread)"}
+        return {
+            "status": "improved" if a < b else "regressed",
+            "test": detail,
+            "text": f"{_ratio_text(b, a)} (untested: no spread)",
+        }
     return {"status": "unchanged", "test": detail, "text": f"no significant change ({relative:+.0%}, untested)"}
 
 
@@ -224,12 +266,18 @@ def _row(before_q: dict | None, after_q: dict | None, matched_by: str | None) ->
     bm, am = (b or {}).get("mean_exec_time_ms"), (a or {}).get("mean_exec_time_ms")
     verdict = judge(b, a)
     return {
-        "queryid": q["queryid"], "after_queryid": after_q["queryid"] if after_q else None,
-        "query": q["query"], "tables": q.get("tables", []), "matched_by": matched_by,
+        "queryid": q["queryid"],
+        "after_queryid": after_q["queryid"] if after_q else None,
+        "query": q["query"],
+        "tables": q.get("tables", []),
+        "matched_by": matched_by,
         "indexes_used_after": sorted({n["index"] for n in (after_q or {}).get("plan_nodes") or [] if n.get("index")}),
-        "before": b, "after": a, "status": verdict["status"],
+        "before": b,
+        "after": a,
+        "status": verdict["status"],
         "mean_ratio": round(bm / am, 3) if bm is not None and am else None,
-        "mean_change_text": verdict["text"], "significance": verdict["test"],
+        "mean_change_text": verdict["text"],
+        "significance": verdict["test"],
         "p95_change_text": p95_change(b, a),
         "total_change_ms": round(a["total_exec_time_ms"] - b["total_exec_time_ms"], 3) if a and b else None,
         "calls_change": a["calls"] - b["calls"] if a and b else None,
@@ -245,9 +293,11 @@ def _short(query: str, width: int = 70) -> str:
 
 def _measured(r: dict) -> str:
     p95 = f"; {r['p95_change_text']}" if r.get("p95_change_text") else ""
-    return (f"statement {_short(r['query'])!r} mean {r['before']['mean_exec_time_ms']:.3g} ms -> "
-            f"{r['after']['mean_exec_time_ms']:.3g} ms, {r['after']['calls']} calls after: "
-            f"{r['mean_change_text']}{p95}")
+    return (
+        f"statement {_short(r['query'])!r} mean {r['before']['mean_exec_time_ms']:.3g} ms -> "
+        f"{r['after']['mean_exec_time_ms']:.3g} ms, {r['after']['calls']} calls after: "
+        f"{r['mean_change_text']}{p95}"
+    )
 
 
 def _time_changed_ms(r: dict) -> float:
@@ -267,14 +317,28 @@ def _statement_verdict(subject: str, rows: list[dict]) -> dict:
     if not moved:
         measured = [r for r in rows if r["before"] and r["after"]][:3]
         lines = [_measured(r) for r in measured]
-        note = ("no reported statement changed significantly" if lines else
-                "no reported statement it serves ran in both reports: nothing measured")
-        return {"subject": subject, "outcome": "no-change", "statements": [r["queryid"] for r in measured],
-                "lines": lines, "note": note, "text": f"{subject}: {note}" + (": " + "; ".join(lines) if lines else "")}
+        note = (
+            "no reported statement changed significantly"
+            if lines
+            else "no reported statement it serves ran in both reports: nothing measured"
+        )
+        return {
+            "subject": subject,
+            "outcome": "no-change",
+            "statements": [r["queryid"] for r in measured],
+            "lines": lines,
+            "note": note,
+            "text": f"{subject}: {note}" + (": " + "; ".join(lines) if lines else ""),
+        }
     parts = [_measured(r) for r in moved]
     outcome = "improved" if all(r["status"] == "improved" for r in moved) else "regressed"
-    return {"subject": subject, "outcome": outcome, "statements": [r["queryid"] for r in moved], "lines": parts,
-            "text": f"{subject}: " + "; ".join(parts)}
+    return {
+        "subject": subject,
+        "outcome": outcome,
+        "statements": [r["queryid"] for r in moved],
+        "lines": parts,
+        "text": f"{subject}: " + "; ".join(parts),
+    }
 
 
 def _served_by(index: dict, rows: list[dict]) -> list[dict]:
@@ -324,31 +388,63 @@ def build_comparison(before: dict, after: dict, applied: set[str] | None = None)
             subject = f"index {name} rebuilt (now valid)"
         else:
             continue
-        verdicts.append({**_statement_verdict(subject, _served_by(idx, by_table.get(idx["table"], []))),
-                         "kind": "index-created", "object": name})
+        verdicts.append(
+            {
+                **_statement_verdict(subject, _served_by(idx, by_table.get(idx["table"], []))),
+                "kind": "index-created",
+                "object": name,
+            }
+        )
     for name in sorted(set(bi) - set(ai)):
-        verdicts.append({"subject": f"index {name} dropped", "outcome": "applied", "statements": [],
-                         "text": f"index {name} dropped ({bi[name].get('bytes', 0) // 1024} kB of index no longer "
-                                 "maintained on writes)", "kind": "index-dropped", "object": name})
+        verdicts.append(
+            {
+                "subject": f"index {name} dropped",
+                "outcome": "applied",
+                "statements": [],
+                "text": f"index {name} dropped ({bi[name].get('bytes', 0) // 1024} kB of index no longer "
+                "maintained on writes)",
+                "kind": "index-dropped",
+                "object": name,
+            }
+        )
     bs = {s["name"]: s for s in (before.get("catalog") or {}).get("statistics", [])}
     for s in (after.get("catalog") or {}).get("statistics", []):
         if s["name"] not in bs:
-            verdicts.append({**_statement_verdict(f"statistics {s['name']} created", by_table.get(s["table"], [])),
-                             "kind": "statistics-created", "object": s["name"]})
+            verdicts.append(
+                {
+                    **_statement_verdict(f"statistics {s['name']} created", by_table.get(s["table"], [])),
+                    "kind": "statistics-created",
+                    "object": s["name"],
+                }
+            )
 
     b_findings = {f["id"]: f for f in before["findings"]}
     a_findings = {f["id"]: f for f in after["findings"]}
     resolved = [f for i, f in b_findings.items() if i not in a_findings]
     new = [f for i, f in a_findings.items() if i not in b_findings]
-    persisting = [{"id": i, "check": f["check"], "title": f["title"],
-                   "before_share": (f.get("predicted_saving") or {}).get("share_of_total_time"),
-                   "after_share": (a_findings[i].get("predicted_saving") or {}).get("share_of_total_time")}
-                  for i, f in b_findings.items() if i in a_findings]
+    persisting = [
+        {
+            "id": i,
+            "check": f["check"],
+            "title": f["title"],
+            "before_share": (f.get("predicted_saving") or {}).get("share_of_total_time"),
+            "after_share": (a_findings[i].get("predicted_saving") or {}).get("share_of_total_time"),
+        }
+        for i, f in b_findings.items()
+        if i in a_findings
+    ]
     for f in resolved:
         if not f.get("fix_sql"):
             continue  # nothing was applied for it: listed under resolved findings, no verdict
-        created = next((v for v in verdicts if v["kind"] in ("index-created", "statistics-created")
-                        and re.search(rf"\b{re.escape(v['object'].split('.')[-1])}\b", f["fix_sql"])), None)
+        created = next(
+            (
+                v
+                for v in verdicts
+                if v["kind"] in ("index-created", "statistics-created")
+                and re.search(rf"\b{re.escape(v['object'].split('.')[-1])}\b", f["fix_sql"])
+            ),
+            None,
+        )
         if created is not None:  # the verdict of the object its fix created says it already
             created.setdefault("resolves", []).append(f["id"])
             continue
@@ -356,27 +452,39 @@ def build_comparison(before: dict, after: dict, applied: set[str] | None = None)
         if rows:
             verdict = _statement_verdict(f"resolved {f['check']} ({f['title']})", rows)
         else:
-            verdict = {"subject": f"resolved {f['check']}", "outcome": "improved", "statements": [],
-                       "text": f"resolved {f['check']}: {f['title']}"}
+            verdict = {
+                "subject": f"resolved {f['check']}",
+                "outcome": "improved",
+                "statements": [],
+                "text": f"resolved {f['check']}: {f['title']}",
+            }
         verdicts.append({**verdict, "kind": "finding-resolved", "object": f["id"]})
 
-
     # Applied fixes: given, else the first report's findings with a fix that the second no longer has.
-    fixed = ([f for f in before["findings"] if f["id"] in applied] if applied is not None
-             else [f for f in resolved if f.get("fix_sql") or f.get("prediction")])
+    fixed = (
+        [f for f in before["findings"] if f["id"] in applied]
+        if applied is not None
+        else [f for f in resolved if f.get("fix_sql") or f.get("prediction")]
+    )
     predictions = predicted_vs_realized(fixed, by_before_id)
 
     def side(r: dict) -> dict:
-        return {"database": r["target"]["database"], "server_version_num": r["target"]["server_version_num"],
-                "generated_at": r["generated_at"], "collected_at": r["window"]["collected_at"],
-                "collected_label": when(r["window"]["collected_at"]),
-                "statistics_since": r["window"].get("statistics_since"),
-                "total_exec_time_ms": r["window"]["total_exec_time_ms"], "total_calls": r["window"]["total_calls"],
-                "findings": len(r["findings"]),
-                "predicted_saving_share": r.get("summary", {}).get("predicted_saving_share")}
+        return {
+            "database": r["target"]["database"],
+            "server_version_num": r["target"]["server_version_num"],
+            "generated_at": r["generated_at"],
+            "collected_at": r["window"]["collected_at"],
+            "collected_label": when(r["window"]["collected_at"]),
+            "statistics_since": r["window"].get("statistics_since"),
+            "total_exec_time_ms": r["window"]["total_exec_time_ms"],
+            "total_calls": r["window"]["total_calls"],
+            "findings": len(r["findings"]),
+            "predicted_saving_share": r.get("summary", {}).get("predicted_saving_share"),
+        }
 
-    counts = {s: sum(1 for r in statements if r["status"] == s)
-              for s in ("improved", "regressed", "unchanged", "new", "gone")}
+    counts = {
+        s: sum(1 for r in statements if r["status"] == s) for s in ("improved", "regressed", "unchanged", "new", "gone")
+    }
     return {
         "kind": "compare",
         "schema_version": COMPARE_SCHEMA_VERSION,

@@ -3,6 +3,7 @@
 Every session the auditor opens is read-only by default and bounded in time, so an
 audit of a production replica can neither write nor hold anything for long.
 """
+
 from __future__ import annotations
 
 import os
@@ -95,17 +96,29 @@ def connection_error_message(exc: Exception, dsn: str) -> str:
         msg = f'database "{m.group(1)}" does not exist on {where}: check the database name in the DSN'
     elif "password authentication failed" in text or "no password supplied" in text:
         user = re.search(r'user "([^"]+)"', text)
-        msg = (f"authentication failed for user {user.group(1) if user else ''} on {where}: "
-               "check the password (PGPASSWORD or ~/.pgpass)").replace("user  on", "user on")
+        msg = (
+            f"authentication failed for user {user.group(1) if user else ''} on {where}: "
+            "check the password (PGPASSWORD or ~/.pgpass)"
+        ).replace("user  on", "user on")
     elif role := re.search(r'role "([^"]+)" does not exist', text):
         msg = f'role "{role.group(1)}" does not exist on {where}: check the user name in the DSN'
-    elif any(s in text for s in ("Connection refused", "could not connect", "timeout expired",
-                                 "No such file or directory", "could not translate host name",
-                                 "Network is unreachable")):
+    elif any(
+        s in text
+        for s in (
+            "Connection refused",
+            "could not connect",
+            "timeout expired",
+            "No such file or directory",
+            "could not translate host name",
+            "Network is unreachable",
+        )
+    ):
         if not dsn and not any(os.environ.get(v) for v in LIBPQ_TARGET_VARIABLES):
             # libpq tried its default, the local socket: what is missing is the DSN.
-            return ("no DSN given (and no server on the local socket): pass --dsn postgresql://user@host:5432/dbname, "
-                    "or set DATABASE_URL or PGHOST/PGDATABASE/PGUSER")
+            return (
+                "no DSN given (and no server on the local socket): pass --dsn postgresql://user@host:5432/dbname, "
+                "or set DATABASE_URL or PGHOST/PGDATABASE/PGUSER"
+            )
         msg = f"cannot reach the PostgreSQL server at {where}: is it running and accepting TCP connections there?"
     else:
         msg = f"cannot connect to {where}: {text.splitlines()[-1] if text else type(exc).__name__}"
@@ -138,8 +151,13 @@ def apply_session_settings(conn: psycopg.Connection, limits: SessionLimits, read
 def open_session(dsn: str, limits: SessionLimits = SessionLimits(), read_only: bool = True) -> psycopg.Connection:
     """A connection in autocommit mode (no transaction left idle), read-only, with timeouts."""
     try:
-        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=limits.connect_timeout_s,
-                               application_name=APPLICATION_NAME, cursor_factory=MarkedCursor)
+        conn = psycopg.connect(
+            dsn,
+            autocommit=True,
+            connect_timeout=limits.connect_timeout_s,
+            application_name=APPLICATION_NAME,
+            cursor_factory=MarkedCursor,
+        )
     except psycopg.Error as exc:
         raise AuditError(connection_error_message(exc, dsn)) from None
     try:

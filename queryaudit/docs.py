@@ -1,5 +1,6 @@
 """checks/<id>.md generated from each check module's docstring, as ruff does for its rules:
 the code and its documentation cannot drift apart (a test runs `docs --check`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,9 +30,11 @@ def with_thresholds(doc: str, check) -> str:
 def page(check) -> str:
     doc = with_thresholds(check.doc.strip(), check)
     summary, _, body = doc.partition("\n")
-    return (f"# {check.id}: {check.title}\n\n{summary.strip()}\n{body.rstrip()}\n\n"
-            f"---\nGenerated from `queryaudit/checks/{check.module.__name__.rsplit('.', 1)[-1]}.py`"
-            " by `queryaudit docs`; edit the docstring, not this page.\n")
+    return (
+        f"# {check.id}: {check.title}\n\n{summary.strip()}\n{body.rstrip()}\n\n"
+        f"---\nGenerated from `queryaudit/checks/{check.module.__name__.rsplit('.', 1)[-1]}.py`"
+        " by `queryaudit docs`; edit the docstring, not this page.\n"
+    )
 
 
 def index_page(checks) -> str:

@@ -1,4 +1,5 @@
 """User-facing errors: one line saying what went wrong and what to do."""
+
 import os
 import sys
 

@@ -4,6 +4,7 @@ Priority is predicted saving of database time (Amdahl): the share of the observe
 total execution time that applying the fix would remove. Severity breaks ties and
 ranks findings that have no time attached (schema hygiene).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,8 +100,11 @@ class Verification:
 
 # Confidence follows how the saving was obtained.
 SAVING_METHODS = tuple(SavingMethod)
-METHOD_CONFIDENCE = {SavingMethod.MEASURED: Confidence.HIGH, SavingMethod.HYPOTHETICAL: Confidence.MEDIUM,
-                     SavingMethod.HEURISTIC: Confidence.LOW}
+METHOD_CONFIDENCE = {
+    SavingMethod.MEASURED: Confidence.HIGH,
+    SavingMethod.HYPOTHETICAL: Confidence.MEDIUM,
+    SavingMethod.HEURISTIC: Confidence.LOW,
+}
 
 
 @dataclass
@@ -135,8 +139,9 @@ class Finding:
 
     @property
     def id(self) -> str:
-        key = self.key or "|".join([self.table or "", self.index or "", ",".join(self.columns),
-                                    ",".join(self.queryids)])
+        key = self.key or "|".join(
+            [self.table or "", self.index or "", ",".join(self.columns), ",".join(self.queryids)]
+        )
         return f"{self.check}:{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
     @property
@@ -178,16 +183,17 @@ def severity_from_saving(saving: Saving | None, floor: str = "low") -> Severity:
     return Severity(floor)
 
 
-def saving_from_share(statement_total_ms: float, fraction_removed: float, total_ms: float,
-                      calls: int) -> Saving:
+def saving_from_share(statement_total_ms: float, fraction_removed: float, total_ms: float, calls: int) -> Saving:
     """The Amdahl arithmetic in one place: removing `fraction_removed` of a statement's
     time removes that much of its share of the database's total time."""
     fraction_removed = max(0.0, min(1.0, fraction_removed))
     saved_ms = statement_total_ms * fraction_removed
     share = saved_ms / total_ms if total_ms > 0 else 0.0
-    return Saving(share_of_total_time=round(min(1.0, share), 6),
-                  ms_per_call=round(saved_ms / calls, 4) if calls else None,
-                  total_ms=round(saved_ms, 3))
+    return Saving(
+        share_of_total_time=round(min(1.0, share), 6),
+        ms_per_call=round(saved_ms / calls, 4) if calls else None,
+        total_ms=round(saved_ms, 3),
+    )
 
 
 EFFORT_RANK = {e: i for i, e in enumerate(EFFORTS)}
@@ -196,9 +202,17 @@ CONFIDENCE_RANK = {c: i for i, c in enumerate(CONFIDENCES)}
 
 def prioritise(findings: list[Finding]) -> list[Finding]:
     """Most database time saved first; then severity, the cheaper fix, the surer one; then a stable order."""
-    return sorted(findings, key=lambda f: (-f.saving_share, SEVERITY_RANK.get(f.severity, 9),
-                                           EFFORT_RANK.get(f.effort, 9), CONFIDENCE_RANK.get(f.confidence, 9),
-                                           f.check, f.id))
+    return sorted(
+        findings,
+        key=lambda f: (
+            -f.saving_share,
+            SEVERITY_RANK.get(f.severity, 9),
+            EFFORT_RANK.get(f.effort, 9),
+            CONFIDENCE_RANK.get(f.confidence, 9),
+            f.check,
+            f.id,
+        ),
+    )
 
 
 def combined_saving_share(findings: list[Finding], statement_shares: dict[str, float]) -> float:
@@ -223,7 +237,6 @@ def combined_saving_share(findings: list[Finding], statement_shares: dict[str, f
     return round(min(1.0, total), 6)
 
 
-
 def _index_leads(longer: list[str], shorter: list[str]) -> bool:
     return bool(shorter) and longer[: len(shorter)] == shorter
 
@@ -232,8 +245,9 @@ def _combined_saving(findings: list[Finding]) -> Saving | None:
     """Savings of different statements add up (Amdahl over disjoint time); a finding whose
     statements are all covered by another's counts once, through the larger."""
     kept: list[tuple[frozenset, Saving]] = []
-    ordered = sorted((f for f in findings if f.predicted_saving is not None),
-                     key=lambda f: (-len(f.queryids), -f.saving_share))
+    ordered = sorted(
+        (f for f in findings if f.predicted_saving is not None), key=lambda f: (-len(f.queryids), -f.saving_share)
+    )
     for f in ordered:
         assert f.predicted_saving is not None  # filtered above
         statements = frozenset(f.queryids) or frozenset([f.id])
@@ -246,16 +260,20 @@ def _combined_saving(findings: list[Finding]) -> Saving | None:
         return None
     savings = [s for _, s in kept]
     total_ms = [s.total_ms for s in savings if s.total_ms is not None]
-    return Saving(share_of_total_time=round(min(1.0, sum(s.share_of_total_time for s in savings)), 6),
-                  ms_per_call=savings[0].ms_per_call if len(savings) == 1 else None,
-                  total_ms=round(sum(total_ms), 3) if total_ms else None)
+    return Saving(
+        share_of_total_time=round(min(1.0, sum(s.share_of_total_time for s in savings)), 6),
+        ms_per_call=savings[0].ms_per_call if len(savings) == 1 else None,
+        total_ms=round(sum(total_ms), 3) if total_ms else None,
+    )
 
 
 def _merge_group(group: list[Finding]) -> Finding:
     """One fix for the group: the widest index (it serves the others), every statement, the
     summed saving; the absorbed findings stay in evidence.merged, with their ids."""
-    primary = max(group, key=lambda f: (f.check != "seq-scan-large-table", len(f.columns), f.check == "missing-index",
-                                        f.saving_share))
+    primary = max(
+        group,
+        key=lambda f: (f.check != "seq-scan-large-table", len(f.columns), f.check == "missing-index", f.saving_share),
+    )
     others = [f for f in group if f is not primary]
     queryids = list(dict.fromkeys(q for f in [primary, *others] for q in f.queryids))
     # The merged saving is as sure as the best way any member's saving was obtained.
@@ -267,14 +285,15 @@ def _merge_group(group: list[Finding]) -> Finding:
     merged = dataclasses.replace(
         primary,
         severity=min((f.severity for f in group), key=lambda s: SEVERITY_RANK.get(s, 9)),
-        confidence=confidence, saving_method=method,
+        confidence=confidence,
+        saving_method=method,
         queryids=queryids,
         predicted_saving=_combined_saving(group),
         evidence={**primary.evidence, "merged": [f.to_dict() for f in others]},
         key=f"index-fix|{primary.table}|{','.join(primary.columns)}",
     )
     checks = sorted({f.check for f in others} - {primary.check})
-    served = (f"; serves {len(queryids)} statements" if len(queryids) > max(1, len(primary.queryids)) else "")
+    served = f"; serves {len(queryids)} statements" if len(queryids) > max(1, len(primary.queryids)) else ""
     also = f" (also {', '.join(checks)})" if checks else ""
     merged.title = f"{primary.title}{also}{served}"
     return merged
@@ -294,8 +313,9 @@ def merge_overlapping(findings: list[Finding], index_creating: Collection[str]) 
             rest.append(f)
             continue
         for group in groups:
-            if group[0].table == f.table and all(_index_leads(g.columns, f.columns)
-                                                 or _index_leads(f.columns, g.columns) for g in group):
+            if group[0].table == f.table and all(
+                _index_leads(g.columns, f.columns) or _index_leads(f.columns, g.columns) for g in group
+            ):
                 group.append(f)
                 break
         else:

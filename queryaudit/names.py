@@ -17,6 +17,7 @@ Pure: no database. One Catalog per snapshot, one Resolution per text (cached).
 Text sqlglot cannot read comes back as a Resolution with `unresolved` set to the
 reason: its tables still come from pglast's parse, its columns stay unresolved.
 """
+
 from __future__ import annotations
 
 import logging
@@ -222,7 +223,6 @@ def column_name(text: str) -> str | None:
     """The column a plain reference names (`p."createdAt"` -> createdAt, `Total` -> total),
     None when the text is anything else (an expression, DESC, NULLS FIRST)."""
 
-
     stmts = parse(f"SELECT {text}")
     if not stmts or len(stmts) != 1:
         return None
@@ -234,6 +234,7 @@ def column_name(text: str) -> str | None:
 
 
 # -- the work ---------------------------------------------------------------------------
+
 
 def _start(node: exp.Expression) -> int | None:
     starts = [i.meta["start"] for i in node.find_all(exp.Identifier) if "start" in i.meta]
@@ -275,7 +276,7 @@ def _mask_parameters(query: str) -> str:
     for t in tokens:
         if t.name == "PARAM":
             width = t.end - t.start + 1
-            out[t.start:t.end + 1] = list("'" + "0" * (width - 2) + "'")
+            out[t.start : t.end + 1] = list("'" + "0" * (width - 2) + "'")
     return "".join(out)
 
 
@@ -300,8 +301,14 @@ class _Resolver:
             node.meta["written"] = (node.table or None, node.name)
         self._place_tables(tree)
         try:
-            qualify(tree, schema=self.catalog.schema, dialect="postgres", validate_qualify_columns=False,
-                    quote_identifiers=False, identify=False)
+            qualify(
+                tree,
+                schema=self.catalog.schema,
+                dialect="postgres",
+                validate_qualify_columns=False,
+                quote_identifiers=False,
+                identify=False,
+            )
         except (sqlglot.errors.SqlglotError, KeyError, ValueError, TypeError, AttributeError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.result.unresolved = f"sqlglot cannot qualify the text ({reason})"
@@ -332,8 +339,11 @@ class _Resolver:
             if q not in self.result.tables:
                 self.result.tables.append(q)
             seen_aliases.setdefault(t.alias_or_name, set()).add(q)
-        target = tree.this.this if isinstance(tree, _DML) and isinstance(tree.this, exp.Schema) else (
-            tree.this if isinstance(tree, _DML) else None)
+        target = (
+            tree.this.this
+            if isinstance(tree, _DML) and isinstance(tree.this, exp.Schema)
+            else (tree.this if isinstance(tree, _DML) else None)
+        )
         if isinstance(target, exp.Table) and id(target) in self.tables:  # the written table first
             first = self.tables[id(target)].qualified_name
             self.result.tables.remove(first)
@@ -395,9 +405,15 @@ class _Resolver:
         written = col.meta.get("written")
         if written is None:  # made by qualify (SELECT * expanded, USING): not in the text
             return
-        self.result.columns.append(ColumnName(
-            at=col.meta.get("at"), qualifier=written[0], name=written[1],
-            table=meaning[0] if meaning else None, column=meaning[1] if meaning else None))
+        self.result.columns.append(
+            ColumnName(
+                at=col.meta.get("at"),
+                qualifier=written[0],
+                name=written[1],
+                table=meaning[0] if meaning else None,
+                column=meaning[1] if meaning else None,
+            )
+        )
 
     def _in_scope(self, scope: Scope | None, alias: str, name: str, depth: int = 0) -> tuple[str, str] | None:
         """The base column `alias.name` means in `scope` (outer scopes for correlated names)."""
@@ -448,8 +464,10 @@ class _Resolver:
             return id(source) not in self.tables
         if isinstance(source, Scope):
             inner = source.set_operation_scopes[0] if source.set_operation_scopes else source
-            return any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and p.is_star)
-                       for p in getattr(inner.expression, "selects", ()))
+            return any(
+                isinstance(p, exp.Star) or (isinstance(p, exp.Column) and p.is_star)
+                for p in getattr(inner.expression, "selects", ())
+            )
         return True
 
     def _in_dml(self, stmt: exp.Expression, col: exp.Column) -> tuple[str, str] | None:
@@ -462,8 +480,11 @@ class _Resolver:
             if isinstance(stmt, exp.Insert):
                 sources["excluded"] = target
         for key in ("from", "using"):
-            for t in (stmt.args.get(key).find_all(exp.Table) if isinstance(stmt.args.get(key), exp.Expression)
-                      else [x for item in stmt.args.get(key) or () for x in item.find_all(exp.Table)]):
+            for t in (
+                stmt.args.get(key).find_all(exp.Table)
+                if isinstance(stmt.args.get(key), exp.Expression)
+                else [x for item in stmt.args.get(key) or () for x in item.find_all(exp.Table)]
+            ):
                 sources[t.alias_or_name] = t
         for join in stmt.args.get("joins") or ():
             for t in join.find_all(exp.Table):

@@ -9,6 +9,7 @@ one AuditOptions and goes through here, so an option means the same everywhere:
 - `run_audit` adds what the logs say (when the source did not read them already), runs the
   checks and builds the report (redacted when asked).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,10 +70,12 @@ class AuditOptions:
     # Literals replaced in the report (queryaudit.redact).
     redact: bool = False
 
-
     def digest_options(self) -> DigestOptions:
-        return DigestOptions(min_executions=self.n_plus_one_min_executions, min_run_ms=self.n_plus_one_min_run_ms,
-                             round_trip_ms=self.round_trip_ms)
+        return DigestOptions(
+            min_executions=self.n_plus_one_min_executions,
+            min_run_ms=self.n_plus_one_min_run_ms,
+            round_trip_ms=self.round_trip_ms,
+        )
 
 
 @dataclass
@@ -87,22 +90,33 @@ def build_stages(options: AuditOptions, dsn: str) -> list[tuple[str, object]]:
     stages = list(options.collect.stages)
     names = {name for name, _ in stages}
     if options.sample_seconds > 0 and "lock sampling" not in names:
-        stages.append(("lock sampling", sampling_stage(
-            SampleOptions(seconds=options.sample_seconds, rate_hz=options.sample_rate_hz))))
+        stages.append(
+            (
+                "lock sampling",
+                sampling_stage(SampleOptions(seconds=options.sample_seconds, rate_hz=options.sample_rate_hz)),
+            )
+        )
     if options.logs and "logs" not in names:
         stages.append(("logs", _log_stage(options)))
     if options.explain and "plans" not in names:
-        stages.append(plan_stage(PlanOptions(
-            top=options.top, budget_s=options.explain_budget_s, statement_limit_ms=options.explain_statement_ms,
-            analyze_dml=options.analyze_dml, queries_file=options.queries_file)))
+        stages.append(
+            plan_stage(
+                PlanOptions(
+                    top=options.top,
+                    budget_s=options.explain_budget_s,
+                    statement_limit_ms=options.explain_statement_ms,
+                    analyze_dml=options.analyze_dml,
+                    queries_file=options.queries_file,
+                )
+            )
+        )
     if options.explain and "estimate experiments" not in names:
         # Before fix verification: the statistics fix it tries follows the tested cause.
         stages.append(estimates_stage(options.explain_budget_s, options.explain_statement_ms))
 
     verify = options.verify or VerifyOptions()
     if options.explain and verify.enabled and "fix verification" not in names:
-        stages.append(verify_stage(verify, options.explain_budget_s, options.explain_statement_ms, dsn,
-                                   options.limits))
+        stages.append(verify_stage(verify, options.explain_budget_s, options.explain_statement_ms, dsn, options.limits))
 
     advisor = options.advisor or AdvisorOptions()
     if advisor.enabled and "index advisor" not in names:
@@ -177,11 +191,11 @@ def run_audit(snapshot: Snapshot, options: AuditOptions, logs_read: bool = False
     return AuditRun(snapshot, report)
 
 
-def audit(dsn: str | None, options: AuditOptions, snapshot_path: str | Path | None = None,
-          progress=None) -> AuditRun:
+def audit(dsn: str | None, options: AuditOptions, snapshot_path: str | Path | None = None, progress=None) -> AuditRun:
     """open_source + run_audit: what `audit`, `fleet`, `check` and the demo each run."""
-    return run_audit(open_source(dsn, snapshot_path, options, progress), options,
-                     logs_read=is_live(dsn, snapshot_path, options))
+    return run_audit(
+        open_source(dsn, snapshot_path, options, progress), options, logs_read=is_live(dsn, snapshot_path, options)
+    )
 
 
 def analyse(snapshot: Snapshot, top: int = 20) -> dict:

@@ -6,6 +6,7 @@ log bind parameters and pg_stats values. SQL is redacted token by token with
 PostgreSQL's own scanner (pglast), so keywords and identifiers stay readable; text that
 does not scan falls back to a regular expression for quoted strings and numbers.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,15 @@ from pglast.parser import scan
 PLACEHOLDER = "?"
 LITERAL_TOKENS = {"SCONST", "ICONST", "FCONST", "BCONST", "XCONST", "USCONST"}
 # Keys whose value is user data as a whole (values, not SQL): replaced entirely.
-VALUE_KEYS = {"parameters", "most_common_vals", "histogram_bounds", "bind_parameters", "params", "values",
-              "sample_values"}
+VALUE_KEYS = {
+    "parameters",
+    "most_common_vals",
+    "histogram_bounds",
+    "bind_parameters",
+    "params",
+    "values",
+    "sample_values",
+}
 # A quoted literal starts where a word cannot (an apostrophe in "it's" is not one).
 _QUOTED = re.compile(r"(?<![\w'])(?:[EeBbXxNn]|U&)?'(?:[^']|'')*'(?!\w)|\$([A-Za-z_]*)\$.*?\$\1\$", re.S)
 _NUMBER = re.compile(r"(?<![\w$.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
@@ -40,7 +48,7 @@ def redact_sql(text: str) -> str:
     out, last = [], 0
     for token in tokens:  # offsets are character positions, end inclusive
         if token.name in LITERAL_TOKENS:
-            out.append(text[last:token.start])
+            out.append(text[last : token.start])
             out.append(PLACEHOLDER)
             last = token.end + 1
     out.append(text[last:])
@@ -58,15 +66,47 @@ def redact_text(text: str) -> str:
 
 
 # Keys whose strings are SQL or plan expressions: scanned token by token.
-SQL_KEYS = {"query", "query_text", "fix_sql", "sql", "statement", "definition", "predicate", "rewrite",
-            "batched_sql", "Filter", "Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond", "Join Filter",
-            "One-Time Filter", "TID Cond", "Cache Key", "Output", "Sort Key", "Group Key", "Query Text",
-            "before_plan", "after_plan", "blocking_query", "waiting_query", "text", "query_pretty", "detail",
-            "label", "root_query", "parent_query",
-            # lock evidence: a row "(page,tuple)" and an advisory lock key the application chose
-            "row", "rows", "keys",
-            # fix verification (queryaudit.verify): the fix as tried, which may carry a real key
-            "kind", "fix"}
+SQL_KEYS = {
+    "query",
+    "query_text",
+    "fix_sql",
+    "sql",
+    "statement",
+    "definition",
+    "predicate",
+    "rewrite",
+    "batched_sql",
+    "Filter",
+    "Index Cond",
+    "Recheck Cond",
+    "Hash Cond",
+    "Merge Cond",
+    "Join Filter",
+    "One-Time Filter",
+    "TID Cond",
+    "Cache Key",
+    "Output",
+    "Sort Key",
+    "Group Key",
+    "Query Text",
+    "before_plan",
+    "after_plan",
+    "blocking_query",
+    "waiting_query",
+    "text",
+    "query_pretty",
+    "detail",
+    "label",
+    "root_query",
+    "parent_query",
+    # lock evidence: a row "(page,tuple)" and an advisory lock key the application chose
+    "row",
+    "rows",
+    "keys",
+    # fix verification (queryaudit.verify): the fix as tried, which may carry a real key
+    "kind",
+    "fix",
+}
 
 
 def redact(value, key: str | None = None):

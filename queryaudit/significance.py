@@ -12,6 +12,7 @@ Executions of one statement are not independent draws (caches warm up, parameter
 differ), so with thousands of calls a tiny systematic drift is "significant": a
 verdict also needs the change to be material (queryaudit.before_after).
 """
+
 from __future__ import annotations
 
 import math
@@ -89,20 +90,27 @@ class Welch:
         return self.p_value < alpha
 
 
-def welch(mean_before: float, stddev_before: float, calls_before: int,
-          mean_after: float, stddev_after: float, calls_after: int, alpha: float = 0.05) -> Welch | None:
+def welch(
+    mean_before: float,
+    stddev_before: float,
+    calls_before: int,
+    mean_after: float,
+    stddev_after: float,
+    calls_after: int,
+    alpha: float = 0.05,
+) -> Welch | None:
     """Welch's test on two pg_stat_statements records; None with fewer than 2 calls a side.
     The deviations are pg_stat_statements' (population): turned into sample variances."""
     if calls_before < 2 or calls_after < 2:
         return None
-    var_b = stddev_before ** 2 * calls_before / (calls_before - 1)
-    var_a = stddev_after ** 2 * calls_after / (calls_after - 1)
+    var_b = stddev_before**2 * calls_before / (calls_before - 1)
+    var_a = stddev_after**2 * calls_after / (calls_after - 1)
     se2_b, se2_a = var_b / calls_before, var_a / calls_after
     se2 = se2_b + se2_a
     diff = mean_after - mean_before
     if se2 <= 0.0:  # no spread at all: any difference is certain, none is nothing
         return Welch(diff, diff, diff, 0.0 if diff else 1.0, float(calls_before + calls_after - 2))
-    df = se2 ** 2 / (se2_b ** 2 / (calls_before - 1) + se2_a ** 2 / (calls_after - 1))
+    df = se2**2 / (se2_b**2 / (calls_before - 1) + se2_a**2 / (calls_after - 1))
     se = math.sqrt(se2)
     half = t_critical(alpha, df) * se
     return Welch(diff, diff - half, diff + half, t_two_sided_p(diff / se, df), df)

@@ -4,6 +4,7 @@ Collection stages are the only code that talks to the server (collect/ says whic
 everything after them reads a Snapshot, so checks and reports run the same from a live
 audit or a saved file.
 """
+
 from __future__ import annotations
 
 import dataclasses

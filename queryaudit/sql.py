@@ -3,6 +3,7 @@
 Every function here tolerates text that does not parse (pg_stat_statements truncates
 long texts at track_activity_query_size): it returns an empty answer, never raises.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,8 @@ def parse(query: str) -> tuple | None:
 
 # Keywords that cannot stand as a bare column or table name. Unreserved keywords can.
 _KEYWORDS_NEEDING_QUOTES = frozenset(
-    keywords.RESERVED_KEYWORDS | keywords.TYPE_FUNC_NAME_KEYWORDS | keywords.COL_NAME_KEYWORDS)
+    keywords.RESERVED_KEYWORDS | keywords.TYPE_FUNC_NAME_KEYWORDS | keywords.COL_NAME_KEYWORDS
+)
 _BARE_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
 
 

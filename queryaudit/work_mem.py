@@ -1,5 +1,6 @@
 """work_mem for a spill: how much memory holds it, and the SQL that grants it to one
 statement. Shared by the spill checks (their fix SQL) and fix verification (what it tries)."""
+
 from __future__ import annotations
 
 
@@ -16,8 +17,10 @@ def work_mem_for(kilobytes: float) -> str:
 
 
 def scoped_work_mem_sql(value: str) -> str:
-    return (f"-- for this statement only, inside its transaction:\nSET LOCAL work_mem = '{value}';\n"
-            f"-- or for the role that runs it:\n-- ALTER ROLE <app_role> SET work_mem = '{value}';")
+    return (
+        f"-- for this statement only, inside its transaction:\nSET LOCAL work_mem = '{value}';\n"
+        f"-- or for the role that runs it:\n-- ALTER ROLE <app_role> SET work_mem = '{value}';"
+    )
 
 
 def block_size(snapshot) -> int:

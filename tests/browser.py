@@ -5,6 +5,7 @@ fetch the page made (not Chromium's own chrome:// / devtools:// / data: resource
 rendered DOM and a screenshot. Skips with a clear reason when
 Chromium, chromedriver or selenium are absent.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,19 @@ from pathlib import Path
 import pytest
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--disable-default-apps", "--disable-extensions", "--mute-audio"]
+CHROME_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--mute-audio",
+]
 
 # What Chromium loads for itself (its new-tab page, DevTools, inline data): not a fetch the
 # report made, so not counted. Everything else (http, https, ws, other file: URLs) is.
@@ -37,10 +48,13 @@ class PageResult:
 def _binaries() -> tuple[str, str]:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     driver = shutil.which("chromedriver") or (
-        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+    )
     if not chromium or not driver:
-        pytest.skip("headless Chromium not installed (Debian: apt-get install chromium chromium-driver; "
-                    "`make test` installs them as root)")
+        pytest.skip(
+            "headless Chromium not installed (Debian: apt-get install chromium chromium-driver; "
+            "`make test` installs them as root)"
+        )
     try:
         import selenium  # noqa: F401
     except ImportError:
@@ -48,8 +62,9 @@ def _binaries() -> tuple[str, str]:
     return chromium, driver
 
 
-def open_report(path: Path, screenshot_name: str | None = None, width: int = 1366, height: int = 900,
-                actions=None) -> PageResult:
+def open_report(
+    path: Path, screenshot_name: str | None = None, width: int = 1366, height: int = 900, actions=None
+) -> PageResult:
     chromium, driver_path = _binaries()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -76,7 +91,7 @@ def open_report(path: Path, screenshot_name: str | None = None, width: int = 136
                 requests.append(message["params"]["request"]["url"])
         # The browser's own start page loads before ours: keep what our document asked for.
         own = path.resolve().as_uri()
-        requests = requests[requests.index(own):] if own in requests else requests
+        requests = requests[requests.index(own) :] if own in requests else requests
         requests = [u for u in requests if not u.startswith(BROWSER_OWN)]
         dom = driver.page_source
         shot = None
@@ -92,13 +107,16 @@ def open_report(path: Path, screenshot_name: str | None = None, width: int = 136
 
 def full_page_screenshot(path: Path, name: str, width: int = 1366) -> Path:
     """The whole page as one PNG (through the DevTools protocol), for judging by eye."""
+
     def grab(driver):
         import base64
 
         metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
         height = int(metrics["cssContentSize"]["height"])
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": width, "height": min(height, 16000), "deviceScaleFactor": 1, "mobile": False})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": min(height, 16000), "deviceScaleFactor": 1, "mobile": False},
+        )
         data = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / name).write_bytes(base64.b64decode(data["data"]))

@@ -3,6 +3,7 @@ developer's machine: `python tests/busy.py [--cores N] -- COMMAND ...` (`make te
 
 The spinners are plain CPU loops at normal priority; they stop when the command ends, and
 the command's exit code is returned."""
+
 from __future__ import annotations
 
 import argparse

@@ -11,6 +11,7 @@ Test layers: every test that needs a cluster is marked `db` here, at collection,
 fixtures it uses and the cluster helpers its code calls; `browser` likewise. So
 `pytest -m "not db and not browser"` (make test-fast) runs the database-free layer alone.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -144,8 +145,9 @@ def _start(version: str) -> Server | str:
     try:
         # No autovacuum or timed checkpoints: WAL and statistics then move only when a test moves them.
         # scram-sha-256 is the default from 14 on; 13 would store md5 passwords the HBA refuses.
-        cluster = start_cluster(bin_dir, {"autovacuum": "off", "checkpoint_timeout": "1h",
-                                          "password_encryption": "'scram-sha-256'"})
+        cluster = start_cluster(
+            bin_dir, {"autovacuum": "off", "checkpoint_timeout": "1h", "password_encryption": "'scram-sha-256'"}
+        )
     except Exception as exc:  # the reason is shown by the skip
         return f"{version} did not start: {exc}"
     (cluster.pgdata / "pg_hba.conf").write_text(HBA)
@@ -253,8 +255,14 @@ def flush_statistics(conn: psycopg.Connection) -> None:
 
 def run_cli(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
     """The installed command, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "queryaudit.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, input=input, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "queryaudit.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        input=input,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -272,10 +280,28 @@ def pg15_standby():
     standby = LocalCluster(bin_dir=primary.cluster.bin_dir, data_dir=data_dir)
     if standby.owner:
         shutil.chown(data_dir, standby.owner)
-    subprocess.run([str(primary.cluster.bin_dir / "pg_basebackup"), "-D", str(standby.pgdata), "-R", "-X", "stream",
-                    "-h", "127.0.0.1", "-p", str(primary.cluster.port), "-U", "postgres", "--no-sync",
-                    "--checkpoint=fast"],
-                   check=True, capture_output=True, user=standby.owner, timeout=120)
+    subprocess.run(
+        [
+            str(primary.cluster.bin_dir / "pg_basebackup"),
+            "-D",
+            str(standby.pgdata),
+            "-R",
+            "-X",
+            "stream",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.cluster.port),
+            "-U",
+            "postgres",
+            "--no-sync",
+            "--checkpoint=fast",
+        ],
+        check=True,
+        capture_output=True,
+        user=standby.owner,
+        timeout=120,
+    )
     with open(standby.pgdata / "postgresql.auto.conf", "a") as f:
         f.write(f"port = {standby.port}\nunix_socket_directories = '{data_dir}'\nhot_standby = on\n")
     standby.start()

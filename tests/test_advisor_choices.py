@@ -1,6 +1,7 @@
 """Choices a DBA would make: composite order, no index left unused, partitioned parents.
 Every proposed fix is applied as printed and the plan checked to use it. PG15 has
 HypoPG (verification `hypothetical`), PG18 none (`none`, estimates)."""
+
 import json
 
 import pytest
@@ -40,8 +41,9 @@ def test_composite_leads_with_the_column_other_statements_can_use(empty_db):
         ANALYZE book""")
     with empty_db.connect() as conn:
         for n in range(20):
-            conn.execute("SELECT id, title FROM book WHERE publisher_id = %s AND author_id = %s",
-                         (n, n + 1000)).fetchall()
+            conn.execute(
+                "SELECT id, title FROM book WHERE publisher_id = %s AND author_id = %s", (n, n + 1000)
+            ).fetchall()
         for n in range(5):
             conn.execute("SELECT count(*) FROM book WHERE author_id = %s", (n,)).fetchall()
     advice = advise(empty_db)
@@ -96,8 +98,9 @@ def test_partitioned_parent_gets_an_index_on_the_parent(empty_db):
     fix = on_events[0].create_sql
     assert "ON ONLY" in fix and "ATTACH PARTITION" in fix and "CONCURRENTLY" in fix
     apply(empty_db, advice)
-    assert empty_db.execute(f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{on_events[0].name}'::regclass"
-                            ) == [(True,)]
+    assert empty_db.execute(f"SELECT indisvalid FROM pg_index WHERE indexrelid = '{on_events[0].name}'::regclass") == [
+        (True,)
+    ]
     text = plan_text(empty_db, "SELECT id, body FROM events WHERE blog_id = 7")
     assert "Seq Scan" not in text and "Index" in text
 
@@ -123,8 +126,12 @@ def test_advisor_costs_on_the_workloads_values_not_the_generic_plan(empty_db):
         generic = stage.advise(conn, snap, AdvisorOptions())
         snap.extras["parameter_sets"] = {statement.queryid: [{"values": ["pending"], "weight": 20}]}
         on_values = stage.advise(conn, snap, AdvisorOptions())
-    cut = {a: max([e.fraction_removed for p in advice.proposed if p.table == "public.jobs" for e in p.statements],
-                  default=0.0) for a, advice in (("generic", generic), ("values", on_values))}
+    cut = {
+        a: max(
+            [e.fraction_removed for p in advice.proposed if p.table == "public.jobs" for e in p.statements], default=0.0
+        )
+        for a, advice in (("generic", generic), ("values", on_values))
+    }
     assert cut["generic"] < 0.5 <= 0.9 <= cut["values"], cut
     assert generic.costed_on[statement.queryid] == "generic plan"
     assert any("generic plan" in n for n in generic.notes)

@@ -1,4 +1,5 @@
 """The advisor's pure parts: candidates from SQL and plans, column order, selection."""
+
 from queryaudit.advisor import candidates as cand
 from queryaudit.advisor import select
 from queryaudit.snapshot import Column, ColumnStats, Index, ServerInfo, Snapshot, Table
@@ -9,15 +10,25 @@ def snapshot() -> Snapshot:
         return Table("public", name, reltuples=rows, columns=[Column(c, "bigint") for c in cols])
 
     return Snapshot(
-        server=ServerInfo(150000, "15", "db"), collected_at="2024-01-01T00:00:00+00:00",
-        tables=[table("orders", ["id", "customer_id", "status", "created_at", "total", "archived_at", "paid"]),
-                table("customers", ["id", "email", "city"]),
-                table("tiny", ["id", "x"], rows=10)],
-        column_stats=[ColumnStats("public.orders", "status", n_distinct=5.0),
-                      ColumnStats("public.orders", "customer_id", n_distinct=-0.2),
-                      ColumnStats("public.orders", "archived_at", null_frac=0.99),
-                      ColumnStats("public.orders", "paid", n_distinct=2, most_common_vals=["false", "true"],
-                                  most_common_freqs=[0.97, 0.03])],
+        server=ServerInfo(150000, "15", "db"),
+        collected_at="2024-01-01T00:00:00+00:00",
+        tables=[
+            table("orders", ["id", "customer_id", "status", "created_at", "total", "archived_at", "paid"]),
+            table("customers", ["id", "email", "city"]),
+            table("tiny", ["id", "x"], rows=10),
+        ],
+        column_stats=[
+            ColumnStats("public.orders", "status", n_distinct=5.0),
+            ColumnStats("public.orders", "customer_id", n_distinct=-0.2),
+            ColumnStats("public.orders", "archived_at", null_frac=0.99),
+            ColumnStats(
+                "public.orders",
+                "paid",
+                n_distinct=2,
+                most_common_vals=["false", "true"],
+                most_common_freqs=[0.97, 0.03],
+            ),
+        ],
         indexes=[Index("public", "orders_pkey", "public.orders", "", columns=["id"], is_unique=True, is_primary=True)],
     )
 
@@ -31,26 +42,36 @@ def cands(query, snap=None):
 
 
 def test_equality_first_then_range_and_sort():
-    found = {c.columns for c in cands("SELECT id FROM orders WHERE created_at > $1 AND status = $2 "
-                                      "AND customer_id = $3")}
+    found = {
+        c.columns for c in cands("SELECT id FROM orders WHERE created_at > $1 AND status = $2 AND customer_id = $3")
+    }
     # the most selective equality first, the range column last
     assert ("customer_id", "status", "created_at") in found
     assert ("customer_id", "status") in found
     found = {c.columns for c in cands("SELECT id FROM orders WHERE status = $1 ORDER BY created_at LIMIT 10")}
     assert ("status", "created_at") in found
     # IN breaks the order a following sort column would give: no (status, created_at) for the sort
-    found = [c for c in cands("SELECT id FROM orders WHERE status IN ($1, $2) ORDER BY created_at LIMIT 10")
-             if "sort" in c.reasons]
+    found = [
+        c
+        for c in cands("SELECT id FROM orders WHERE status IN ($1, $2) ORDER BY created_at LIMIT 10")
+        if "sort" in c.reasons
+    ]
     assert not found
 
 
 def test_join_keys_correlated_subqueries_and_dml():
-    found = {(c.table, c.columns) for c in cands(
-        "SELECT c.email FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.status = $1")}
+    found = {
+        (c.table, c.columns)
+        for c in cands("SELECT c.email FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.status = $1")
+    }
     assert ("public.orders", ("customer_id",)) in found
-    found = {(c.table, c.columns) for c in cands(
-        "SELECT email FROM customers c WHERE EXISTS "
-        "(SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.total > $1)")}
+    found = {
+        (c.table, c.columns)
+        for c in cands(
+            "SELECT email FROM customers c WHERE EXISTS "
+            "(SELECT 1 FROM orders o WHERE o.customer_id = c.id AND o.total > $1)"
+        )
+    }
     assert ("public.orders", ("customer_id", "total")) in found
     found = {(c.table, c.columns) for c in cands("DELETE FROM orders WHERE customer_id = $1")}
     assert ("public.orders", ("customer_id",)) in found
@@ -61,8 +82,11 @@ def test_expression_partial_and_include():
     found = {c.columns: c for c in cands("SELECT id FROM customers WHERE lower(email) = $1")}
     assert ("lower(email)",) in found and "expression" in found[("lower(email)",)].reasons
     assert cand.key_sql("lower(email)", expression=True) == "(lower(email))"
-    partial = [c for c in cands("SELECT id FROM orders WHERE archived_at IS NULL AND paid ORDER BY created_at LIMIT 5")
-               if c.predicate]
+    partial = [
+        c
+        for c in cands("SELECT id FROM orders WHERE archived_at IS NULL AND paid ORDER BY created_at LIMIT 5")
+        if c.predicate
+    ]
     assert any(c.predicate == "paid" and c.columns == ("created_at",) for c in partial), partial
     # archived_at IS NULL keeps 99 % of the rows: no partial index on it
     assert not any(c.predicate == "archived_at IS NULL" for c in partial)
@@ -74,14 +98,29 @@ def test_existing_index_covers_candidate():
     c = cand.Candidate("public.orders", ("status", "customer_id"), equality_prefix=2)
     assert cand.covered_by(c, Index("public", "i", "public.orders", "", columns=["customer_id", "status", "total"]))
     assert not cand.covered_by(c, Index("public", "i", "public.orders", "", columns=["customer_id", "total"]))
-    assert not cand.covered_by(c, Index("public", "i", "public.orders", "", columns=["customer_id", "status"],
-                                        is_valid=False))
+    assert not cand.covered_by(
+        c, Index("public", "i", "public.orders", "", columns=["customer_id", "status"], is_valid=False)
+    )
 
 
 def test_plan_derived_candidates():
-    plan = {"Plan": {"Node Type": "Sort", "Sort Key": ["o.created_at"], "Plans": [
-        {"Node Type": "Seq Scan", "Relation Name": "orders", "Alias": "o", "Filter": "(o.customer_id = 42)",
-         "Actual Rows": 5, "Actual Loops": 1, "Rows Removed by Filter": 99995}]}}
+    plan = {
+        "Plan": {
+            "Node Type": "Sort",
+            "Sort Key": ["o.created_at"],
+            "Plans": [
+                {
+                    "Node Type": "Seq Scan",
+                    "Relation Name": "orders",
+                    "Alias": "o",
+                    "Filter": "(o.customer_id = 42)",
+                    "Actual Rows": 5,
+                    "Actual Loops": 1,
+                    "Rows Removed by Filter": 99995,
+                }
+            ],
+        }
+    }
     uses = cand.plan_uses(plan, snapshot())
     assert uses and uses[0].table == "public.orders"
     assert [p.column for p in uses[0].predicates] == ["customer_id"] and uses[0].sort == ["created_at"]
@@ -95,8 +134,11 @@ def _evaluated(cols, fractions, size=1000, eq=None):
 def test_one_composite_serving_three_beats_three_singles():
     weights = {"a": 100.0, "b": 100.0, "c": 100.0}
     composite = _evaluated(["status", "customer_id"], {"a": 0.9, "b": 0.9, "c": 0.9}, size=3000)
-    singles = [_evaluated(["status"], {"a": 0.95}, 1000), _evaluated(["customer_id"], {"b": 0.95}, 1000),
-               _evaluated(["total"], {"c": 0.95}, 1000)]
+    singles = [
+        _evaluated(["status"], {"a": 0.95}, 1000),
+        _evaluated(["customer_id"], {"b": 0.95}, 1000),
+        _evaluated(["total"], {"c": 0.95}, 1000),
+    ]
     chosen = select.choose([composite, *singles], weights, budget_bytes=None, max_indexes=10)
     assert chosen[0] is composite
     # the others add under MIN_MARGINAL_SHARE of their saving: never two where one covers both
@@ -123,17 +165,22 @@ def test_index_names_are_readable_and_unique():
 
 def test_order_by_position_alias_and_mixed_directions():
     snap = snapshot()
-    found = {c.columns: c
-             for c in cands("SELECT id, created_at AS t FROM orders WHERE customer_id = $1 ORDER BY 2", snap)}
+    found = {
+        c.columns: c for c in cands("SELECT id, created_at AS t FROM orders WHERE customer_id = $1 ORDER BY 2", snap)
+    }
     assert ("customer_id", "created_at") in found and "sort" in found[("customer_id", "created_at")].reasons
     found = {c.columns for c in cands("SELECT id, created_at AS t FROM orders WHERE customer_id = $1 ORDER BY t", snap)}
     assert ("customer_id", "created_at") in found
     # mixed directions: the columns that differ from the first one are stored DESC
-    mixed = [c for c in cands("SELECT id FROM orders ORDER BY status DESC, created_at LIMIT 5", snap)
-             if "sort" in c.reasons]
+    mixed = [
+        c for c in cands("SELECT id FROM orders ORDER BY status DESC, created_at LIMIT 5", snap) if "sort" in c.reasons
+    ]
     assert mixed and mixed[0].columns == ("status", "created_at") and mixed[0].descending == ("created_at",)
-    same = [c for c in cands("SELECT id FROM orders ORDER BY status DESC, created_at DESC LIMIT 5", snap)
-            if "sort" in c.reasons]
+    same = [
+        c
+        for c in cands("SELECT id FROM orders ORDER BY status DESC, created_at DESC LIMIT 5", snap)
+        if "sort" in c.reasons
+    ]
     assert same and same[0].descending == ()  # one direction: the index is read backwards
 
 
@@ -150,15 +197,26 @@ def test_never_analyzed_table_is_sized_from_disk():
 
 def test_create_index_sql_quotes_and_partitions():
     from queryaudit.advisor import ddl
-    assert ddl.create_index_sql("Sales.OrderItems", ["CustomerId", "order", "lower(email)"], "oi_idx",
-                                descending=["order"], expressions=["lower(email)"]) == \
-        'CREATE INDEX CONCURRENTLY IF NOT EXISTS oi_idx ON "Sales"."OrderItems" ("CustomerId", "order" DESC, ' \
-        '(lower(email)));'
+
+    assert (
+        ddl.create_index_sql(
+            "Sales.OrderItems",
+            ["CustomerId", "order", "lower(email)"],
+            "oi_idx",
+            descending=["order"],
+            expressions=["lower(email)"],
+        )
+        == 'CREATE INDEX CONCURRENTLY IF NOT EXISTS oi_idx ON "Sales"."OrderItems" ("CustomerId", "order" DESC, '
+        "(lower(email)));"
+    )
     assert ddl.create_index_sql("public.t", ["a"]) == "CREATE INDEX CONCURRENTLY ON public.t (a);"
     snap = snapshot()
-    snap.tables += [Table("public", "ev", kind="p"), Table("public", "ev_a", partition_of="public.ev"),
-                    Table("public", "ev_b", kind="p", partition_of="public.ev"),
-                    Table("public", "ev_b1", partition_of="public.ev_b")]
+    snap.tables += [
+        Table("public", "ev", kind="p"),
+        Table("public", "ev_a", partition_of="public.ev"),
+        Table("public", "ev_b", kind="p", partition_of="public.ev"),
+        Table("public", "ev_b1", partition_of="public.ev_b"),
+    ]
     lines = ddl.create_index_sql("public.ev", ["k"], "ev_k_idx", snapshot=snap).splitlines()
     assert lines == [
         "CREATE INDEX IF NOT EXISTS ev_k_idx ON ONLY public.ev (k);",
@@ -167,7 +225,8 @@ def test_create_index_sql_quotes_and_partitions():
         "CREATE INDEX IF NOT EXISTS ev_b_k_idx ON ONLY public.ev_b (k);",
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS ev_b1_k_idx ON public.ev_b1 (k);",
         "ALTER INDEX public.ev_b_k_idx ATTACH PARTITION public.ev_b1_k_idx;",
-        "ALTER INDEX public.ev_k_idx ATTACH PARTITION public.ev_b_k_idx;"]
+        "ALTER INDEX public.ev_k_idx ATTACH PARTITION public.ev_b_k_idx;",
+    ]
 
 
 def test_budget_units():
@@ -175,6 +234,7 @@ def test_budget_units():
 
     from queryaudit.advisor.units import megabytes, parse_size
     from queryaudit.errors import AuditError
+
     assert parse_size("500MB") == 500_000_000 and parse_size("1GiB") == 2**30 and parse_size("250 mib") == 250 * 2**20
     assert parse_size("1.5GB") == 1_500_000_000 and parse_size("300") == 300_000_000
     assert megabytes(258_700_000) == "258.7 MB"
@@ -186,10 +246,12 @@ def _extend_workload():
     """Two statements on orders: q1 filters on customer_id and reads total; q2 on status.
     A made-up cost model (a planner stand-in for the pure layer): an index led by the
     statement's column cuts it to 10, one also holding `total` to 2 (index-only)."""
-    w = select.Workload(weight={"q1": 1.0, "q2": 1.0}, baseline={"q1": 1000.0, "q2": 500.0},
-                        indexable={"q1": {"public.orders": {"customer_id"}}, "q2": {"public.orders": {"status"}}},
-                        attributes={"q1": {"public.orders": {"customer_id", "total"}},
-                                    "q2": {"public.orders": {"status"}}})
+    w = select.Workload(
+        weight={"q1": 1.0, "q2": 1.0},
+        baseline={"q1": 1000.0, "q2": 500.0},
+        indexable={"q1": {"public.orders": {"customer_id"}}, "q2": {"public.orders": {"status"}}},
+        attributes={"q1": {"public.orders": {"customer_id", "total"}}, "q2": {"public.orders": {"status"}}},
+    )
 
     def cost_of(q, indexes, harmless=None):
         lead = "customer_id" if q == "q1" else "status"
@@ -227,6 +289,7 @@ def test_extend_widens_within_the_budget_and_caches():
 
 def test_bad_budget_is_one_line_exit_2():
     from conftest import run_cli
+
     for args in (("--index-budget", "lots"), ("--index-budget", "1GiB", "--index-budget-mb", "5")):
         result = run_cli("advise-indexes", "--dsn", "postgresql://127.0.0.1:1/none", *args)
         assert result.returncode == 2 and "--index-budget" in result.stderr, result.stderr
@@ -236,8 +299,12 @@ def test_bad_budget_is_one_line_exit_2():
 def test_extend_counts_a_statement_once_when_two_indexes_serve_it():
     """Index interaction: the workload is re-planned with the whole set, so a second
     index serving the statement the first already serves adds nothing and is left out."""
-    w = select.Workload(weight={"q": 1.0}, baseline={"q": 1000.0}, indexable={"q": {"public.orders": {"a", "b"}}},
-                        attributes={"q": {"public.orders": {"a", "b"}}})
+    w = select.Workload(
+        weight={"q": 1.0},
+        baseline={"q": 1000.0},
+        indexable={"q": {"public.orders": {"a", "b"}}},
+        attributes={"q": {"public.orders": {"a", "b"}}},
+    )
 
     def cost_of(q, indexes, harmless=None):
         return 10.0 if indexes else 1000.0
@@ -252,11 +319,12 @@ def test_composite_order_breaks_planner_ties_by_prefix_use_then_distinct_values(
     the statement on both columns; a second statement on author_id alone can use only
     the second, and author_id has more distinct values: the reorder pass puts it first,
     whatever order Extend found. A range column is never moved ahead of an equality."""
-    w = select.Workload(weight={"both": 1.0, "author": 0.1}, baseline={"both": 1000.0, "author": 900.0},
-                        indexable={"both": {"public.book": {"publisher_id", "author_id"}},
-                                   "author": {"public.book": {"author_id"}}},
-                        attributes={"both": {"public.book": {"publisher_id", "author_id"}},
-                                    "author": {"public.book": {"author_id"}}})
+    w = select.Workload(
+        weight={"both": 1.0, "author": 0.1},
+        baseline={"both": 1000.0, "author": 900.0},
+        indexable={"both": {"public.book": {"publisher_id", "author_id"}}, "author": {"public.book": {"author_id"}}},
+        attributes={"both": {"public.book": {"publisher_id", "author_id"}}, "author": {"public.book": {"author_id"}}},
+    )
 
     def cost_of(q, indexes, harmless=None):
         if q == "both":
@@ -278,6 +346,7 @@ def test_composite_order_breaks_planner_ties_by_prefix_use_then_distinct_values(
     # A costlier order is refused: the range column stays behind the equality.
     def range_cost(q, indexes, harmless=None):
         return 10.0 if any(c.columns[0] == "publisher_id" for c in indexes) else 500.0
+
     search = select.Extend(w, range_cost, lambda c: 1000, None, 10, 0.05)
     [kept] = search.reorder(found, lambda table, column: 1 / distinct[column])
     assert kept.columns == ("publisher_id", "author_id")
@@ -290,11 +359,17 @@ def test_statements_are_costed_on_their_values_generic_only_without_any():
     snap = snapshot()
     query = "SELECT id FROM orders WHERE customer_id = $1 AND created_at > now() - $2::interval"
     # Representative sets (weighted by calls) come first; a set of the wrong length is ignored.
-    snap.extras["parameter_sets"] = {"q1": [{"values": ["7", "1 day"], "weight": 90},
-                                            {"values": ["42", "30 days"], "weight": 10},
-                                            {"values": ["1"], "weight": 5}]}
-    snap.plans = [PlanCapture("q1", "analyze", query_text="...", parameters=["3", "2 days"]),
-                  PlanCapture("q2", "analyze", query_text="...", parameters=["3", "2 days"])]
+    snap.extras["parameter_sets"] = {
+        "q1": [
+            {"values": ["7", "1 day"], "weight": 90},
+            {"values": ["42", "30 days"], "weight": 10},
+            {"values": ["1"], "weight": 5},
+        ]
+    }
+    snap.plans = [
+        PlanCapture("q1", "analyze", query_text="...", parameters=["3", "2 days"]),
+        PlanCapture("q2", "analyze", query_text="...", parameters=["3", "2 days"]),
+    ]
     [a, b] = value_sets(snap, "q1", query)
     assert (a.values, a.weight, b.values, b.weight) == (["7", "1 day"], 90.0, ["42", "30 days"], 10.0)
     # Else the values plan capture bound.

@@ -3,6 +3,7 @@
 alias and mixed directions, quoted mixed-case names, partitioned tables. Every fix SQL
 is applied as written, one statement at a time in autocommit (CONCURRENTLY needs it),
 and the plan afterwards must use the new index."""
+
 import json
 
 import pytest
@@ -44,15 +45,21 @@ def test_tables_never_analyzed(empty_db):
     reltuples is -1 (0 before PostgreSQL 14), which used to read as "empty"."""
     wide_cols = ", ".join(f"c{n} int" for n in range(100))
     wide_vals = ", ".join(f"g % {n + 2}" for n in range(100))
-    advice = advise(empty_db, f"""
+    advice = advise(
+        empty_db,
+        f"""
         CREATE TABLE src (id int, k int, v text);
         INSERT INTO src SELECT g, g % 5000, 'v' || g FROM generate_series(1, 50000) g;
         CREATE MATERIALIZED VIEW mv AS SELECT id, k, v FROM src;
         CREATE TABLE wide (id int, {wide_cols});
         INSERT INTO wide SELECT g, {wide_vals} FROM generate_series(1, 2000) g;
-        """, [("SELECT id, v FROM mv WHERE k = %s", (7,)), ("SELECT id FROM wide WHERE id = %s", (42,))])
-    for table, query in (("public.mv", "SELECT id, v FROM mv WHERE k = 7"),
-                         ("public.wide", "SELECT id FROM wide WHERE id = 42")):
+        """,
+        [("SELECT id, v FROM mv WHERE k = %s", (7,)), ("SELECT id FROM wide WHERE id = %s", (42,))],
+    )
+    for table, query in (
+        ("public.mv", "SELECT id, v FROM mv WHERE k = 7"),
+        ("public.wide", "SELECT id FROM wide WHERE id = 42"),
+    ):
         p = only(advice, table)
         assert p.analyze_due and p.create_sql.startswith(f"ANALYZE {table};\n")
         assert any(table in n and "ANALYZE is due" in n for n in advice.notes)
@@ -61,19 +68,26 @@ def test_tables_never_analyzed(empty_db):
 
 
 def test_order_by_position_alias_and_mixed_directions(empty_db):
-    advice = advise(empty_db, """
+    advice = advise(
+        empty_db,
+        """
         CREATE TABLE items (id bigint PRIMARY KEY, owner_id int NOT NULL, created_at timestamptz NOT NULL,
                             rank int NOT NULL, score int NOT NULL, body text);
         INSERT INTO items SELECT g, g % 500, timestamptz '2024-01-01' + g * interval '1 minute', g % 1000,
                                  (g * 7) % 1013, repeat('x', 50)
         FROM generate_series(1, 100000) g;
         ANALYZE items;
-        """, [("SELECT id, created_at AS t FROM items WHERE owner_id = %s ORDER BY t LIMIT 10", (3,)),
-              ("SELECT id, rank, score FROM items ORDER BY rank DESC, score LIMIT 10", ())], rounds=10)
+        """,
+        [
+            ("SELECT id, created_at AS t FROM items WHERE owner_id = %s ORDER BY t LIMIT 10", (3,)),
+            ("SELECT id, rank, score FROM items ORDER BY rank DESC, score LIMIT 10", ()),
+        ],
+        rounds=10,
+    )
     by_cols = {tuple(p.columns): p for p in advice.proposed}
     assert ("owner_id", "created_at") in by_cols, list(by_cols)
     mixed = next(p for p in advice.proposed if p.columns[:2] == ["rank", "score"])
-    assert mixed.descending == ["score"] and '(rank, score DESC' in mixed.create_sql
+    assert mixed.descending == ["score"] and "(rank, score DESC" in mixed.create_sql
     for p in (by_cols[("owner_id", "created_at")], mixed):
         apply(empty_db, p.create_sql)
     text = plan(empty_db, "SELECT id, created_at AS t FROM items WHERE owner_id = 3 ORDER BY 2 LIMIT 10")
@@ -83,13 +97,19 @@ def test_order_by_position_alias_and_mixed_directions(empty_db):
 
 
 def test_quoted_mixed_case_names(empty_db):
-    advice = advise(empty_db, """
+    advice = advise(
+        empty_db,
+        """
         CREATE SCHEMA "Sales";
         CREATE TABLE "Sales"."OrderItems" ("Id" bigint PRIMARY KEY, "CustomerId" int NOT NULL, "order" int);
         INSERT INTO "Sales"."OrderItems" SELECT g, g % 2000, g FROM generate_series(1, 60000) g;
         ANALYZE "Sales"."OrderItems";
-        """, [('SELECT "Id" FROM "Sales"."OrderItems" WHERE "CustomerId" = %s', (5,)),
-              ('SELECT "Id" FROM "Sales"."OrderItems" WHERE "order" = %s', (5,))])
+        """,
+        [
+            ('SELECT "Id" FROM "Sales"."OrderItems" WHERE "CustomerId" = %s', (5,)),
+            ('SELECT "Id" FROM "Sales"."OrderItems" WHERE "order" = %s', (5,)),
+        ],
+    )
     assert advice.proposed, advice.notes
     sqls = [p.create_sql for p in advice.proposed]
     assert any('ON "Sales"."OrderItems" ("CustomerId"' in s for s in sqls), sqls
@@ -103,7 +123,9 @@ def test_quoted_mixed_case_names(empty_db):
 def test_partitioned_table(empty_db, analyzed):
     """CREATE INDEX CONCURRENTLY is refused on a partitioned table: the fix is the
     parent's index ON ONLY, each partition's CONCURRENTLY, then ATTACH PARTITION."""
-    advice = advise(empty_db, f"""
+    advice = advise(
+        empty_db,
+        f"""
         CREATE TABLE events (id bigint NOT NULL, blog_id int NOT NULL, body text) PARTITION BY HASH (id);
         CREATE TABLE events_p0 PARTITION OF events FOR VALUES WITH (MODULUS 2, REMAINDER 0);
         CREATE TABLE events_p1 PARTITION OF events FOR VALUES WITH (MODULUS 2, REMAINDER 1)
@@ -112,7 +134,9 @@ def test_partitioned_table(empty_db, analyzed):
         CREATE TABLE events_p1_high PARTITION OF events_p1 FOR VALUES FROM (50000) TO (MAXVALUE);
         INSERT INTO events SELECT g, g % 3000, 'x' FROM generate_series(1, 100000) g;
         {"ANALYZE events;" if analyzed else "ANALYZE events_p0, events_p1_low, events_p1_high;"}
-        """, [("SELECT id FROM events WHERE blog_id = %s", (9,))])
+        """,
+        [("SELECT id FROM events WHERE blog_id = %s", (9,))],
+    )
     p = only(advice, "public.events")
     lines = p.create_sql.splitlines()
     assert lines[0].startswith("CREATE INDEX IF NOT EXISTS") and " ON ONLY public.events (blog_id);" in lines[0]
@@ -141,8 +165,7 @@ def test_budget_is_never_exceeded(empty_db):
     assert set(sizes) == {"public.big", "public.small"} and sizes["public.small"] < sizes["public.big"]
     assert free.total_size_bytes == sum(sizes.values())
     budget = (sizes["public.small"] + sizes["public.big"]) // 2
-    snap = collect_live(empty_db.dsn, AuditOptions(top=20, explain=False,
-                                                   advisor=AdvisorOptions(budget_bytes=budget)))
+    snap = collect_live(empty_db.dsn, AuditOptions(top=20, explain=False, advisor=AdvisorOptions(budget_bytes=budget)))
     capped = snap.index_advice
     assert [p.table for p in capped.proposed] == ["public.small"]
     assert capped.total_size_bytes <= budget and capped.budget_bytes == budget

@@ -1,4 +1,5 @@
 """queryaudit audit and snapshot against real PostgreSQL 15 and 18."""
+
 import json
 
 from conftest import run_cli
@@ -34,14 +35,21 @@ def test_audit_from_saved_snapshot_matches_live(shop_db, tmp_path):
     assert result.returncode == 0, result.stderr
     # Stop the server from mattering: audit the file with an unreachable DSN in the environment.
     out = tmp_path / "offline.json"
-    result = run_cli("audit", "--snapshot", str(snap), "--json", str(out),
-                     env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    result = run_cli(
+        "audit",
+        "--snapshot",
+        str(snap),
+        "--json",
+        str(out),
+        env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+    )
     assert result.returncode == 0, result.stderr
     offline = json.loads(out.read_text())
     validate_report(offline)
     data = json.loads(snap.read_text())
-    assert [q["queryid"] for q in offline["queries"]] == \
-        [s["queryid"] for s in sorted(data["statements"], key=lambda s: -s["total_exec_time_ms"])][:20]
+    assert [q["queryid"] for q in offline["queries"]] == [
+        s["queryid"] for s in sorted(data["statements"], key=lambda s: -s["total_exec_time_ms"])
+    ][:20]
     assert {t["name"] for t in data["tables"]} >= {"orders", "customers", "order_items", "events"}
     orders_stats = [c for c in data["column_stats"] if c["table"] == "public.orders"]
     assert any(c["column"] == "status" and c["most_common_vals"] for c in orders_stats)

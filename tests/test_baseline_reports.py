@@ -1,6 +1,7 @@
 """`audit --baseline` in the HTML and Markdown reports (a real regression between two stored
 audits, hostile query texts inert, a statistics reset explained), and fleet audits carrying
 the command line's options (--no-explain, --redact, formats) to every target. PostgreSQL 15 and 18."""
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,8 @@ def test_baseline_regression_in_html_and_markdown(empty_db, tmp_path):
     text = html.read_text()
     assert PAYLOAD not in text and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in text
     assert text.index('id="since-last"') < text.index('id="top-fixes"')  # near the top
-    slower = text[text.index('id="since-regressed"'):]
-    slower = slower[:slower.index("</table>")]
+    slower = text[text.index('id="since-regressed"') :]
+    slower = slower[: slower.index("</table>")]
     assert "regressed" in slower and "FROM items WHERE k = $1" in slower and "slower" in slower
     assert "audit #2 of" in text and ">delta<" in text and "Compared with" in text
 
@@ -70,7 +71,7 @@ def test_baseline_regression_in_html_and_markdown(empty_db, tmp_path):
 
     markdown = md.read_text()
     assert markdown.index("## Since the last audit") < markdown.index("## Top fixes")
-    slower_md = markdown[markdown.index("### Slower (1)"):].split("\n\n")[1]
+    slower_md = markdown[markdown.index("### Slower (1)") :].split("\n\n")[1]
     assert "| regressed |" in slower_md and "FROM items WHERE k = $1" in slower_md
     assert "<script>" not in _outside_code(markdown)
 
@@ -95,7 +96,8 @@ def test_fleet_passes_no_explain_redact_and_formats(empty_db, tmp_path):
         for _ in range(3):
             conn.execute(f"DO $$BEGIN PERFORM pg_sleep(0.02); PERFORM '{SECRET}'; END$$")
     targets = tmp_path / "targets.toml"
-    targets.write_text(textwrap.dedent(f"""
+    targets.write_text(
+        textwrap.dedent(f"""
         [[target]]
         name = "items"
         dsn = "{db.dsn}"
@@ -104,10 +106,22 @@ def test_fleet_passes_no_explain_redact_and_formats(empty_db, tmp_path):
         dsn = "{db.dsn}"
         top = 2
         redact = false    # cannot undo --redact on the command line
-    """))
+    """)
+    )
     out = tmp_path / "fleet"
-    result = run_cli("audit", "--targets", str(targets), "--out-dir", str(out), "--no-explain", "--redact",
-                     "--json", str(out / "{target}.json"), "--markdown", str(tmp_path / "md" / "{target}.md"))
+    result = run_cli(
+        "audit",
+        "--targets",
+        str(targets),
+        "--out-dir",
+        str(out),
+        "--no-explain",
+        "--redact",
+        "--json",
+        str(out / "{target}.json"),
+        "--markdown",
+        str(tmp_path / "md" / "{target}.md"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("items", "items-top2"):
         report = json.loads((out / f"{name}.json").read_text())

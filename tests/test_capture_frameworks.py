@@ -47,11 +47,17 @@ def shelf_db(empty_db):
 
 # -- Django -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
 def test_django_loops_name_the_application_line_and_the_django_fix(empty_db, driver):
-    result = subprocess.run([sys.executable, "django_app.py"], cwd=APPS, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "APP_DSN": empty_db.dsn, "APP_DRIVER": driver,
-                                 "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}"})
+    result = subprocess.run(
+        [sys.executable, "django_app.py"],
+        cwd=APPS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "APP_DSN": empty_db.dsn, "APP_DRIVER": driver, "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}"},
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["driver"].startswith(driver)
@@ -73,20 +79,24 @@ def test_django_loops_name_the_application_line_and_the_django_fix(empty_db, dri
     assert many["hint"].startswith('Book.objects.prefetch_related("tags")')
 
     assert found["forward_fixed"] == [] and found["reverse_fixed"] == []
-    assert found["middleware"] == [{"path": "GET /books",
-                                    "call_sites": [f"django_app.py:{_line_of('# view loop', app)}"]}]
+    assert found["middleware"] == [
+        {"path": "GET /books", "call_sites": [f"django_app.py:{_line_of('# view loop', app)}"]}
+    ]
 
 
 def test_pytest_plugin_under_pytest_django(empty_db, tmp_path):
-    (tmp_path / "settings.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "settings.py").write_text(
+        textwrap.dedent(f"""
         from urllib.parse import urlparse
         dsn = urlparse({empty_db.dsn!r})
         INSTALLED_APPS = ["shelf"]
         DATABASES = {{"default": {{"ENGINE": "django.db.backends.postgresql", "NAME": dsn.path.lstrip("/"),
                                    "USER": dsn.username, "HOST": dsn.hostname, "PORT": dsn.port}}}}
         DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-    """))
-    (tmp_path / "test_views.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "test_views.py").write_text(
+        textwrap.dedent("""
         import pytest
         from shelf.models import Author, Book
 
@@ -101,11 +111,16 @@ def test_pytest_plugin_under_pytest_django(empty_db, tmp_path):
 
         def test_no_loop(books, queryaudit_capture):
             assert len([b.author.name for b in Book.objects.select_related("author")]) == 6
-    """))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ds=settings",
-                             "test_views.py"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=180,
-                            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}{os.pathsep}{tmp_path}"})
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ds=settings", "test_views.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}{os.pathsep}{tmp_path}"},
+    )
     out = result.stdout
     assert "1 failed, 1 passed" in out, out + result.stderr
     line = _line_of("for b in Book.objects.all()", tmp_path / "test_views.py")
@@ -117,7 +132,8 @@ def test_strict_mode_fails_at_the_lazy_load_and_the_allow_list_holds(empty_db, t
     """--queryaudit-n-plus-one=error under pytest-django, at 2 rows: the loop fails its test at
     the second lazy load, with line and fix; the marker, the context manager and the ini
     allow-list accept theirs; two test-client requests are two units, not one loop."""
-    (tmp_path / "settings.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "settings.py").write_text(
+        textwrap.dedent(f"""
         from urllib.parse import urlparse
         dsn = urlparse({empty_db.dsn!r})
         INSTALLED_APPS = ["shelf"]
@@ -126,8 +142,10 @@ def test_strict_mode_fails_at_the_lazy_load_and_the_allow_list_holds(empty_db, t
         DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
         ROOT_URLCONF = "urls"
         ALLOWED_HOSTS = ["testserver"]
-    """))
-    (tmp_path / "urls.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "urls.py").write_text(
+        textwrap.dedent("""
         from django.http import HttpResponse
         from django.urls import path
         from shelf.models import Book
@@ -136,8 +154,10 @@ def test_strict_mode_fails_at_the_lazy_load_and_the_allow_list_holds(empty_db, t
             return HttpResponse(list(Book.objects.order_by("id"))[n].author.name)
 
         urlpatterns = [path("book/<int:n>", one_of_the_list)]
-    """))
-    (tmp_path / "test_views.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "test_views.py").write_text(
+        textwrap.dedent("""
         import pytest
         from shelf.models import Author, Book
         from queryaudit.capture import allow_n_plus_one
@@ -169,12 +189,28 @@ def test_strict_mode_fails_at_the_lazy_load_and_the_allow_list_holds(empty_db, t
 
         def test_two_requests_are_two_units(books, client):
             assert [client.get(f"/book/{n}").content for n in range(2)] == [b"a0", b"a1"]
-    """))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ds=settings",
-                             "--queryaudit-n-plus-one=error", "-o", "queryaudit_n_plus_one_allow=Author.books",
-                             "test_views.py"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=180,
-                            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}{os.pathsep}{tmp_path}"})
+    """)
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--ds=settings",
+            "--queryaudit-n-plus-one=error",
+            "-o",
+            "queryaudit_n_plus_one_allow=Author.books",
+            "test_views.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{APPS}{os.pathsep}{tmp_path}"},
+    )
     out = result.stdout
     assert "1 failed, 5 passed" in out, out + result.stderr
     line = _line_of("seen.append(book.author.name)", tmp_path / "test_views.py")
@@ -184,7 +220,8 @@ def test_strict_mode_fails_at_the_lazy_load_and_the_allow_list_holds(empty_db, t
 
 
 def test_pytest_plugin_under_pytest_asyncio(shelf_db, tmp_path):
-    (tmp_path / "test_async.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_async.py").write_text(
+        textwrap.dedent("""
         import os, asyncpg, pytest
 
         @pytest.mark.asyncio
@@ -200,17 +237,24 @@ def test_pytest_plugin_under_pytest_asyncio(shelf_db, tmp_path):
             await conn.fetch("SELECT label FROM items WHERE shelf_id = ANY($1::int[])", list(range(1, 7)))
             await conn.close()
             assert len(queryaudit_capture.statements) == 1
-    """))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:django",
-                             "test_async.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "APP_DSN": shelf_db.dsn, "PYTHONPATH": str(ROOT)})
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:django", "test_async.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "APP_DSN": shelf_db.dsn, "PYTHONPATH": str(ROOT)},
+    )
     out = result.stdout
     assert "1 failed, 1 passed" in out, out + result.stderr
-    line = _line_of("await conn.fetch(\"SELECT label FROM items WHERE shelf_id = $1", tmp_path / "test_async.py")
+    line = _line_of('await conn.fetch("SELECT label FROM items WHERE shelf_id = $1', tmp_path / "test_async.py")
     assert f"N+1 at test_async.py:{line}: 6 executions" in out, out
 
 
 # -- psycopg2 without a framework -------------------------------------------------------------
+
 
 def test_psycopg2_loop_is_captured(shelf_db):
     import psycopg2
@@ -239,6 +283,7 @@ def test_psycopg2_loop_is_captured(shelf_db):
 
 # -- asyncpg ----------------------------------------------------------------------------------
 
+
 def test_asyncpg_loop_is_captured(shelf_db):
     import asyncpg
 
@@ -247,10 +292,13 @@ def test_asyncpg_loop_is_captured(shelf_db):
         try:
             shelves = await conn.fetch("SELECT id FROM shelves ORDER BY id")
             if loop_free:
-                return await conn.fetch("SELECT label FROM items WHERE shelf_id = ANY($1::int[])",
-                                        [r["id"] for r in shelves])
-            return [await conn.fetch("SELECT label FROM items WHERE shelf_id = $1", r["id"])  # asyncpg loop
-                    for r in shelves]
+                return await conn.fetch(
+                    "SELECT label FROM items WHERE shelf_id = ANY($1::int[])", [r["id"] for r in shelves]
+                )
+            return [
+                await conn.fetch("SELECT label FROM items WHERE shelf_id = $1", r["id"])  # asyncpg loop
+                for r in shelves
+            ]
         finally:
             await conn.close()
 
@@ -283,6 +331,7 @@ def test_asyncpg_pool_and_prepared_statements_are_captured(shelf_db):
 
 
 # -- SQLAlchemy, async engine -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
 def test_sqlalchemy_async_lazy_load_is_captured(shelf_db, driver):
@@ -335,6 +384,7 @@ def test_sqlalchemy_async_lazy_load_is_captured(shelf_db, driver):
 
 # -- call sites and budgets -------------------------------------------------------------------
 
+
 def test_call_site_rule_include_and_exclude(shelf_db):
     import psycopg
 
@@ -349,7 +399,7 @@ def test_call_site_rule_include_and_exclude(shelf_db):
             for shelf_id in range(1, 7):
                 lookup(conn, shelf_id)
     [loop] = plain.n_plus_one()
-    assert loop.call_site.endswith(_site("return conn.execute(\"SELECT name FROM shelves"))
+    assert loop.call_site.endswith(_site('return conn.execute("SELECT name FROM shelves'))
     # With this module excluded, no frame is the application's: the call site is unknown rather than wrong.
     assert excluded.n_plus_one()[0].call_site == "?"
     assert any(_site("# caller of the helper") in frame for frame in loop.stack)
@@ -395,6 +445,7 @@ def test_query_budget_reports_the_loop(shelf_db):
 
 
 # -- ASGI / WSGI middleware -------------------------------------------------------------------
+
 
 def test_asgi_middleware_reports_an_asyncpg_loop_per_request(shelf_db):
     import asyncpg
@@ -462,47 +513,95 @@ PREFETCH = "loads the {1} of all {0} rows in one more query instead of one per {
 # case: (relation, fix hint) of the one loop it has; None: no loop.
 PRESS_CASES = {
     "forward": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
-    "reverse": ("Author.books", 'Author.objects.prefetch_related("books"): ' + PREFETCH.format("Author", "books",
-                                                                                               "Author")),
+    "reverse": (
+        "Author.books",
+        'Author.objects.prefetch_related("books"): ' + PREFETCH.format("Author", "books", "Author"),
+    ),
     "many_to_many": ("Book.tags", 'Book.objects.prefetch_related("tags"): ' + PREFETCH.format("Book", "tags", "Book")),
-    "many_to_many_reverse": ("Tag.books", 'Tag.objects.prefetch_related("books"): '
-                             + PREFETCH.format("Tag", "books", "Tag")),
-    "one_to_one_reverse": ("Author.profile", 'Author.objects.select_related("profile"): '
-                           + SELECT.format("Author", "profile")),
-    "one_to_one_forward": ("Profile.author", 'Profile.objects.select_related("author"): '
-                           + SELECT.format("Profile", "author")),
-    "chain": ("Author.profile", 'Book.objects.select_related("author__profile"): '
-              + SELECT.format("Book", "author__profile")),
-    "chain_after_select_related": ("Author.profile", 'Book.objects.select_related("author__profile"): '
-                                   + SELECT.format("Book", "author__profile")),
-    "prefetch_chain": ("Book.tags", 'Author.objects.prefetch_related("books__tags"): '
-                       + PREFETCH.format("Author", "tags", "Book")),
-    "filtered_set": ("Author.books", 'Author.objects.prefetch_related(Prefetch("books", queryset=Book.objects.filter('
-                     'published=True), to_attr="filtered_books")), then read author.filtered_books instead of '
-                     "author.books.filter(...)"),
+    "many_to_many_reverse": (
+        "Tag.books",
+        'Tag.objects.prefetch_related("books"): ' + PREFETCH.format("Tag", "books", "Tag"),
+    ),
+    "one_to_one_reverse": (
+        "Author.profile",
+        'Author.objects.select_related("profile"): ' + SELECT.format("Author", "profile"),
+    ),
+    "one_to_one_forward": (
+        "Profile.author",
+        'Profile.objects.select_related("author"): ' + SELECT.format("Profile", "author"),
+    ),
+    "chain": (
+        "Author.profile",
+        'Book.objects.select_related("author__profile"): ' + SELECT.format("Book", "author__profile"),
+    ),
+    "chain_after_select_related": (
+        "Author.profile",
+        'Book.objects.select_related("author__profile"): ' + SELECT.format("Book", "author__profile"),
+    ),
+    "prefetch_chain": (
+        "Book.tags",
+        'Author.objects.prefetch_related("books__tags"): ' + PREFETCH.format("Author", "tags", "Book"),
+    ),
+    "filtered_set": (
+        "Author.books",
+        'Author.objects.prefetch_related(Prefetch("books", queryset=Book.objects.filter('
+        'published=True), to_attr="filtered_books")), then read author.filtered_books instead of '
+        "author.books.filter(...)",
+    ),
     "self_parent": ("Person.parent", 'Person.objects.select_related("parent"): ' + SELECT.format("Person", "parent")),
-    "self_followers": ("Person.followers", 'Person.objects.prefetch_related("followers"): '
-                       + PREFETCH.format("Person", "followers", "Person")),
-    "self_following": ("Person.following", 'Person.objects.prefetch_related("following"): '
-                       + PREFETCH.format("Person", "following", "Person")),
-    "self_friends": ("Person.friends", 'Person.objects.prefetch_related("friends"): '
-                     + PREFETCH.format("Person", "friends", "Person")),
-    "generic_foreign_key": ("Comment.content_object", "Comment.objects.prefetch_related({}): loads the content_object "
-                            "of all Comment rows in one query per content type instead of one per row"),
-    "generic_relation": ("Book.comments", 'Book.objects.prefetch_related("comments"): '
-                         + PREFETCH.format("Book", "comments", "Book")),
-    "deferred_only": ("Book.summary", 'Book.objects.only("summary", "title"): add "summary" to the only() list; '
-                      "without it each Book reloads summary with one query"),
-    "deferred_defer": ("Book.summary", 'Book.objects.defer("published"): take "summary" out of the defer() list; '
-                       "deferred, each Book reloads it with one query"),
-    "prefetch_per_row": ("Author.books", 'prefetch_related_objects(<all the Author rows>, "books") once, before the '
-                         'loop (or Author.objects.prefetch_related("books")): one query for all rows instead of one '
-                         "per Author"),
+    "self_followers": (
+        "Person.followers",
+        'Person.objects.prefetch_related("followers"): ' + PREFETCH.format("Person", "followers", "Person"),
+    ),
+    "self_following": (
+        "Person.following",
+        'Person.objects.prefetch_related("following"): ' + PREFETCH.format("Person", "following", "Person"),
+    ),
+    "self_friends": (
+        "Person.friends",
+        'Person.objects.prefetch_related("friends"): ' + PREFETCH.format("Person", "friends", "Person"),
+    ),
+    "generic_foreign_key": (
+        "Comment.content_object",
+        "Comment.objects.prefetch_related({}): loads the content_object "
+        "of all Comment rows in one query per content type instead of one per row",
+    ),
+    "generic_relation": (
+        "Book.comments",
+        'Book.objects.prefetch_related("comments"): ' + PREFETCH.format("Book", "comments", "Book"),
+    ),
+    "deferred_only": (
+        "Book.summary",
+        'Book.objects.only("summary", "title"): add "summary" to the only() list; '
+        "without it each Book reloads summary with one query",
+    ),
+    "deferred_defer": (
+        "Book.summary",
+        'Book.objects.defer("published"): take "summary" out of the defer() list; '
+        "deferred, each Book reloads it with one query",
+    ),
+    "prefetch_per_row": (
+        "Author.books",
+        'prefetch_related_objects(<all the Author rows>, "books") once, before the '
+        'loop (or Author.objects.prefetch_related("books")): one query for all rows instead of one '
+        "per Author",
+    ),
     "requests": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
     "helper_twice": ("Book.author", 'Book.objects.select_related("author"): ' + SELECT.format("Book", "author")),
 }
-PRESS_SILENT = ["forward_fixed", "reverse_fixed", "chain_fixed", "first", "index", "get", "different_lines", "allowed",
-                "budget_units", "unused_select_related", "unused_prefetch"]
+PRESS_SILENT = [
+    "forward_fixed",
+    "reverse_fixed",
+    "chain_fixed",
+    "first",
+    "index",
+    "get",
+    "different_lines",
+    "allowed",
+    "budget_units",
+    "unused_select_related",
+    "unused_prefetch",
+]
 
 
 def _django_42() -> Path:
@@ -511,9 +610,22 @@ def _django_42() -> Path:
     if (DJANGO_42 / "django" / "__init__.py").exists():
         return DJANGO_42
     staging = Path(tempfile.mkdtemp(prefix="queryaudit-django-4.2-"))
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                             "--target", str(staging), "Django>=4.2,<4.3"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(staging),
+            "Django>=4.2,<4.3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode != 0:
         pytest.skip(f"Django 4.2 could not be installed: {result.stderr.strip()[-300:]}")
     try:
@@ -526,15 +638,23 @@ def _django_42() -> Path:
 @pytest.mark.parametrize("django_version", ["installed", "4.2"])
 def test_django_lazy_loads_of_every_relation_kind_at_two_rows(empty_db, django_version):
     first = [str(_django_42())] if django_version == "4.2" else []
-    result = subprocess.run([sys.executable, "press_app.py"], cwd=APPS, capture_output=True, text=True, timeout=180,
-                            env={**os.environ, "APP_DSN": empty_db.dsn,
-                                 "PYTHONPATH": os.pathsep.join([*first, str(ROOT), str(APPS)])})
+    result = subprocess.run(
+        [sys.executable, "press_app.py"],
+        cwd=APPS,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "APP_DSN": empty_db.dsn, "PYTHONPATH": os.pathsep.join([*first, str(ROOT), str(APPS)])},
+    )
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["django"].startswith("4.2.") == (django_version == "4.2"), found["django"]
     app = APPS / "press_app.py"
-    generic = ('GenericPrefetch("content_object", [Book.objects.all()])' if not found["django"].startswith("4.")
-               else '"content_object"')
+    generic = (
+        'GenericPrefetch("content_object", [Book.objects.all()])'
+        if not found["django"].startswith("4.")
+        else '"content_object"'
+    )
     for name, (relation, hint) in PRESS_CASES.items():
         [loop] = found[name]["loops"]
         marker = "# loop: in-request" if name == "requests" else f"# loop: {name}"
@@ -547,8 +667,10 @@ def test_django_lazy_loads_of_every_relation_kind_at_two_rows(empty_db, django_v
     assert found["budget_units"]["statements"] == 3
     assert found["unused_select_related"]["unused"] == [
         f"unused eager load at press_app.py:{_line_of('def unused_select_related', app) + 1}: "
-        'Book.objects.select_related("author") is never read; drop it']
+        'Book.objects.select_related("author") is never read; drop it'
+    ]
     assert found["unused_prefetch"]["unused"] == [
         f"unused eager load at press_app.py:{_line_of('def unused_prefetch', app) + 1}: "
-        'Author.objects.prefetch_related("books") is never read; drop it']
+        'Author.objects.prefetch_related("books") is never read; drop it'
+    ]
     assert all(found[name]["unused"] == [] for name in ("forward_fixed", "reverse_fixed", "chain_fixed"))

@@ -1,5 +1,6 @@
 """The check registry is derived from each module's declaration: groups, the severity
 scale and the pages' thresholds follow the code, and a wrong declaration fails loudly."""
+
 import types
 
 import pytest
@@ -25,15 +26,20 @@ def test_every_module_declares_its_check():
         assert check.module.ID == check.id and check.family in checks.FAMILIES and check.fix in checks.FIX_KINDS
 
 
-@pytest.mark.parametrize("attrs, fragment", [
-    ({"Id": "my-check", "TITLE": "t"}, "declares no check"),  # misspelled: no CHECK at all
-    ({"CHECK": declare("my-chek", "t", family="plan", fix="setting")}, "module name in kebab case"),
-    ({"CHECK": declare("my-check", "t", family="plans", fix="setting")}, "family 'plans'"),
-    ({"CHECK": declare("my-check", "t", family="plan", fix="index")}, "fix 'index'"),
-    ({"CHECK": declare("my-check", "t", family="plan", fix="setting", thresholds=("MIN_ROWS",)), "MIN_ROW": 5},
-     "threshold 'MIN_ROWS'"),
-    ({"ID": "other", "CHECK": declare("my-check", "t", family="plan", fix="setting")}, "ID and the declared id"),
-])
+@pytest.mark.parametrize(
+    "attrs, fragment",
+    [
+        ({"Id": "my-check", "TITLE": "t"}, "declares no check"),  # misspelled: no CHECK at all
+        ({"CHECK": declare("my-chek", "t", family="plan", fix="setting")}, "module name in kebab case"),
+        ({"CHECK": declare("my-check", "t", family="plans", fix="setting")}, "family 'plans'"),
+        ({"CHECK": declare("my-check", "t", family="plan", fix="index")}, "fix 'index'"),
+        (
+            {"CHECK": declare("my-check", "t", family="plan", fix="setting", thresholds=("MIN_ROWS",)), "MIN_ROW": 5},
+            "threshold 'MIN_ROWS'",
+        ),
+        ({"ID": "other", "CHECK": declare("my-check", "t", family="plan", fix="setting")}, "ID and the declared id"),
+    ],
+)
 def test_a_wrong_declaration_fails_naming_the_module(attrs, fragment):
     with pytest.raises(CheckDeclarationError, match="queryaudit/checks/my_check.py") as info:
         load_check(_module("my_check", **attrs))
@@ -50,8 +56,14 @@ def test_groups_come_from_the_declarations():
 
 
 def test_one_severity_scale_from_predicted_saving():
-    assert [severity_from_saving(Saving(s)) for s in (0.0, 0.019, 0.02, 0.099, 0.10, 0.5)] == \
-        ["low", "low", "medium", "medium", "high", "high"]
+    assert [severity_from_saving(Saving(s)) for s in (0.0, 0.019, 0.02, 0.099, 0.10, 0.5)] == [
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+    ]
     assert severity_from_saving(None, floor="medium") == "medium"
     from queryaudit.checks import _plans, n_plus_one
 

@@ -1,4 +1,5 @@
 """Each check is documented: its page in checks/ is generated from its docstring and current."""
+
 import re
 from pathlib import Path
 
@@ -6,8 +7,14 @@ from queryaudit.checks import all_checks
 from queryaudit.docs import write_pages
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ["## What it detects", "## Why it matters", "## How to fix", "## Example", "## Thresholds",
-            "## Known false positives"]
+SECTIONS = [
+    "## What it detects",
+    "## Why it matters",
+    "## How to fix",
+    "## Example",
+    "## Thresholds",
+    "## Known false positives",
+]
 
 
 def test_check_ids_are_kebab_case_and_unique():
@@ -22,6 +29,7 @@ def test_check_ids_follow_the_shared_contract():
     contract = SHARED / "spec" / "checks.md"
     if not contract.exists():
         import pytest
+
         pytest.skip("../shared/spec/checks.md is absent (a user's clone)")
     listed = set(re.findall(r"^\| ([a-z0-9-]+) \|", contract.read_text(), re.M)) - {"id"}
     for check in all_checks():
@@ -33,8 +41,10 @@ def test_check_ids_follow_the_shared_contract():
 def test_every_check_docstring_has_the_fixed_sections():
     for check in all_checks():
         positions = [check.doc.find(s) for s in SECTIONS]
-        assert all(p >= 0 for p in positions), \
-            (check.id, [s for s, p in zip(SECTIONS, positions, strict=True) if p < 0])
+        assert all(p >= 0 for p in positions), (
+            check.id,
+            [s for s, p in zip(SECTIONS, positions, strict=True) if p < 0],
+        )
         assert positions == sorted(positions), check.id
 
 

@@ -1,6 +1,7 @@
 """The command line as a new user meets it (issue 26): help at 80 columns without a terminal,
 review-migration's help, --debug after the command, the error without a DSN, the terminal
 report's layout, `| head`, and snapshot --redact."""
+
 from __future__ import annotations
 
 import copy
@@ -40,8 +41,13 @@ def test_help_at_80_columns_without_a_terminal_names_every_option_whole(command)
 def test_review_migration_help_is_the_same_from_both_entry_points():
     typer_help = run_cli("review-migration", "--help", env={"COLUMNS": "80"})
     for flag in ("--help", "-h"):
-        fast = subprocess.run([sys.executable, "-m", "queryaudit", "review-migration", flag], capture_output=True,
-                              text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "80"})
+        fast = subprocess.run(
+            [sys.executable, "-m", "queryaudit", "review-migration", flag],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "COLUMNS": "80"},
+        )
         assert fast.returncode == 0, fast.stderr
         assert fast.stdout == typer_help.stdout
     # It reads like every other command's help: the same heading and option lines.
@@ -62,8 +68,12 @@ def test_debug_before_or_after_the_command_prints_the_traceback(tmp_path, where)
     result = run_cli(*args)
     assert result.returncode == 2
     assert "Traceback" in result.stderr and f"plan file not found: {missing}" in result.stderr
-    fast = subprocess.run([sys.executable, "-m", "queryaudit", "review-migration", missing, "--debug"],
-                          capture_output=True, text=True, cwd=ROOT)
+    fast = subprocess.run(
+        [sys.executable, "-m", "queryaudit", "review-migration", missing, "--debug"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert fast.returncode == 2 and "Traceback" in fast.stderr
     quiet = run_cli("plan", missing)
     assert "Traceback" not in quiet.stderr and quiet.stderr.count("\n") == 1
@@ -72,8 +82,13 @@ def test_debug_before_or_after_the_command_prints_the_traceback(tmp_path, where)
 def test_no_dsn_and_no_pg_variables_says_no_dsn_was_given(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG") and k != "DATABASE_URL"}
     # libpq's default is the local socket: point it at an empty folder so no server can answer there.
-    result = subprocess.run([sys.executable, "-m", "queryaudit.cli", "audit", "--no-explain"], capture_output=True,
-                            text=True, env={**env, "PGSYSCONFDIR": str(tmp_path)}, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "queryaudit.cli", "audit", "--no-explain"],
+        capture_output=True,
+        text=True,
+        env={**env, "PGSYSCONFDIR": str(tmp_path)},
+        cwd=tmp_path,
+    )
     if "PGHOST" in os.environ or os.path.exists("/var/run/postgresql/.s.PGSQL.5432"):
         pytest.skip("a server answers on the default socket here")
     assert result.returncode == 2
@@ -87,8 +102,12 @@ def test_review_migration_into_a_closed_pipe_stops_quietly(tmp_path):
     path = tmp_path / "0001_many.sql"
     path.write_text("".join(f"ALTER TABLE t{i} ADD COLUMN c int NOT NULL;\n" for i in range(3000)))
     for entry in (["queryaudit"], ["queryaudit.cli"]):
-        proc = subprocess.Popen([sys.executable, "-m", *entry, "review-migration", str(path)], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *entry, "review-migration", str(path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert proc.stdout.readline()
         proc.stdout.close()
         stderr = proc.stderr.read().decode()
@@ -99,13 +118,29 @@ def test_review_migration_into_a_closed_pipe_stops_quietly(tmp_path):
 def _report() -> dict:
     report = copy.deepcopy(json.loads((ROOT / "reports" / "demo.json").read_text()))
     base = report["summary"]["top_fixes"][0]
-    measured = {"method": "real", "kind": "EXPLAIN ANALYZE of SELECT 3", "measure": "measured time",
-                "before_text": "4.1 ms", "after_text": "0.009 ms", "runs": 3}
+    measured = {
+        "method": "real",
+        "kind": "EXPLAIN ANALYZE of SELECT 3",
+        "measure": "measured time",
+        "before_text": "4.1 ms",
+        "after_text": "0.009 ms",
+        "runs": 3,
+    }
     report["summary"]["top_fixes"] = [
-        {**base, "title": "first fix", "fix_sql": "CREATE INDEX one ON t (a);", "before_after": None,
-         "saving_basis": None},
-        {**base, "title": "second fix", "fix_sql": "CREATE INDEX two ON t (b);", "before_after": None,
-         "saving_basis": None},
+        {
+            **base,
+            "title": "first fix",
+            "fix_sql": "CREATE INDEX one ON t (a);",
+            "before_after": None,
+            "saving_basis": None,
+        },
+        {
+            **base,
+            "title": "second fix",
+            "fix_sql": "CREATE INDEX two ON t (b);",
+            "before_after": None,
+            "saving_basis": None,
+        },
         {**base, "title": "third fix", "fix_sql": None, "before_after": measured, "saving_basis": None},
     ]
     report["queries"][0]["rows_per_call"] = 200000.0
@@ -122,7 +157,7 @@ def _render(report: dict, compare: bool = False, width: int = 100) -> str:
 
 def test_terminal_fix_lines_sit_under_their_own_fix_and_rows_per_call_are_whole():
     text = _render(_report())
-    after_second = text[text.index("-- fix #2"):]
+    after_second = text[text.index("-- fix #2") :]
     assert "-- fix #3: third fix" in after_second
     third = after_second.index("-- fix #3")
     assert after_second.index("4.1 ms → 0.009 ms") > third  # the measurement follows its own heading
@@ -157,8 +192,11 @@ def test_snapshot_redact_replaces_the_values_it_collects(shop_db, tmp_path, reda
     path = tmp_path / "snap.json"
     result = run_cli("snapshot", "--dsn", shop_db.dsn, "--no-explain", "-o", str(path), *(["--redact"] * redact))
     assert result.returncode == 0, result.stderr
-    stats = [c for c in json.loads(path.read_text())["column_stats"]
-             if c["table"] == "public.orders" and c["column"] == "status"]
+    stats = [
+        c
+        for c in json.loads(path.read_text())["column_stats"]
+        if c["table"] == "public.orders" and c["column"] == "status"
+    ]
     values = stats[0]["most_common_vals"]
     assert values
     statuses = {r[0] for r in shop_db.execute("SELECT DISTINCT status FROM orders")}

@@ -2,6 +2,7 @@
 between two audits; the comparison shows the statement faster and the finding resolved,
 in every format. The first audit's HTML and Markdown are checked on the way (Chromium).
 Plus prioritisation (merging) and the demo's fix filter, which are pure."""
+
 import json
 
 import pytest
@@ -24,8 +25,14 @@ def test_reports_of_a_real_audit_then_compare_after_creating_the_index(shop_db, 
     assert result.returncode == 0, result.stderr
     report = json.loads(before.read_text())
     check_reports_of_a_real_audit(shop_db, html, md, report)  # HTML in Chromium, Markdown
-    fixes = [f for f in report["findings"] if f.get("table") == "public.orders" and f.get("fix_sql")
-             and f["check"] in ("missing-index", "fk-without-index") and f["columns"][:1] == ["customer_id"]]
+    fixes = [
+        f
+        for f in report["findings"]
+        if f.get("table") == "public.orders"
+        and f.get("fix_sql")
+        and f["check"] in ("missing-index", "fk-without-index")
+        and f["columns"][:1] == ["customer_id"]
+    ]
     assert fixes, [f["id"] for f in report["findings"]]
     for statement in fixes[0]["fix_sql"].split(";"):
         if statement.strip():
@@ -36,8 +43,17 @@ def test_reports_of_a_real_audit_then_compare_after_creating_the_index(shop_db, 
     assert result.returncode == 0, result.stderr
 
     out = {fmt: tmp_path / f"compare.{fmt}" for fmt in ("json", "html", "md")}
-    result = run_cli("compare", str(before), str(after), "--json", str(out["json"]), "--html", str(out["html"]),
-                     "--markdown", str(out["md"]))
+    result = run_cli(
+        "compare",
+        str(before),
+        str(after),
+        "--json",
+        str(out["json"]),
+        "--html",
+        str(out["html"]),
+        "--markdown",
+        str(out["md"]),
+    )
     assert result.returncode == 0, result.stderr
     comparison = json.loads(out["json"].read_text())
     lookup = next(s for s in comparison["statements"] if s["query"] == LOOKUP)
@@ -49,21 +65,27 @@ def test_reports_of_a_real_audit_then_compare_after_creating_the_index(shop_db, 
     # The index serves the lookup and the city/zip join, whose saved times are close: which one
     # the text names first is not the lookup by rule, but the one with the most time saved.
     assert f"statement '{LOOKUP}' mean" in verdict["text"] and verdict["text"].startswith(
-        f"index {verdict['object']} created: statement '")
+        f"index {verdict['object']} created: statement '"
+    )
     by_id = {s["queryid"]: s for s in comparison["statements"]}
-    saved = [(by_id[q]["before"]["mean_exec_time_ms"] - by_id[q]["after"]["mean_exec_time_ms"])
-             * by_id[q]["after"]["calls"] for q in verdict["statements"]]
+    saved = [
+        (by_id[q]["before"]["mean_exec_time_ms"] - by_id[q]["after"]["mean_exec_time_ms"]) * by_id[q]["after"]["calls"]
+        for q in verdict["statements"]
+    ]
     assert saved == sorted(saved, reverse=True), saved
     assert lookup["queryid"] in verdict["statements"]
     # Predicted against realized, for the applied fix and the lookup it served.
     line = next(p for p in comparison["predictions"] if p["queryid"] == lookup["queryid"])
     assert line["finding"] == fixes[0]["id"] and line["predicted_saving_ms"] > 0
-    assert line["realized_saving_ms"] == round(lookup["before"]["mean_exec_time_ms"]
-                                               - lookup["after"]["mean_exec_time_ms"], 4)
+    assert line["realized_saving_ms"] == round(
+        lookup["before"]["mean_exec_time_ms"] - lookup["after"]["mean_exec_time_ms"], 4
+    )
     factor = line["error_factor"]
     assert line["off_by_more_than_2x"] == (factor is None or not 0.5 <= factor <= 2.0)
-    assert "Predicted against realized" in out["html"].read_text() and "Predicted against realized" in \
-        out["md"].read_text()
+    assert (
+        "Predicted against realized" in out["html"].read_text()
+        and "Predicted against realized" in out["md"].read_text()
+    )
     for fmt in ("html", "md"):
         assert f"{verdict['object']} created" in out[fmt].read_text().replace("\\_", "_")
     assert verdict["object"] in result.stdout and "faster" in result.stdout
@@ -78,10 +100,17 @@ def test_compare_rejects_a_file_that_is_not_a_report(tmp_path):
 
 
 def _index_finding(check, columns, queryid, statement_ms, total_ms=1000.0):
-    return Finding(check=check, severity="medium", title=f"{check} on orders ({', '.join(columns)})",
-                   table="public.orders", columns=columns, queryids=[queryid] if queryid else [],
-                   fix_sql=f"CREATE INDEX ON public.orders ({', '.join(columns)});", effort="index",
-                   predicted_saving=saving_from_share(statement_ms, 0.9, total_ms, 10) if statement_ms else None)
+    return Finding(
+        check=check,
+        severity="medium",
+        title=f"{check} on orders ({', '.join(columns)})",
+        table="public.orders",
+        columns=columns,
+        queryids=[queryid] if queryid else [],
+        fix_sql=f"CREATE INDEX ON public.orders ({', '.join(columns)});",
+        effort="index",
+        predicted_saving=saving_from_share(statement_ms, 0.9, total_ms, 10) if statement_ms else None,
+    )
 
 
 def test_one_index_serving_several_findings_is_one_fix():
@@ -105,9 +134,14 @@ def test_the_demo_applies_only_index_and_statistics_fixes():
         return {"check": check, "fix_sql": sql, "id": "x"}
 
     assert safe_fix_statements(finding("missing-index", "CREATE INDEX CONCURRENTLY i ON t (a);")) == [
-        "CREATE INDEX CONCURRENTLY i ON t (a)"]
-    assert safe_fix_statements(finding("row-estimate-error",
-                                       "CREATE STATISTICS s (dependencies) ON a, b FROM t; ANALYZE t;")) is not None
+        "CREATE INDEX CONCURRENTLY i ON t (a)"
+    ]
+    assert (
+        safe_fix_statements(
+            finding("row-estimate-error", "CREATE STATISTICS s (dependencies) ON a, b FROM t; ANALYZE t;")
+        )
+        is not None
+    )
     assert safe_fix_statements(finding("invalid-index", "DROP INDEX CONCURRENTLY i; CREATE INDEX i ON t (a);"))
     assert safe_fix_statements(finding("unused-index", "DROP INDEX CONCURRENTLY i;")) is None
     assert safe_fix_statements(finding("disk-sort", "SET LOCAL work_mem = '16MB';")) is None
@@ -119,12 +153,27 @@ def test_combined_saving_counts_each_statement_once():
     from queryaudit.findings import combined_saving_share
 
     shares = {"1": 0.5, "2": 0.2}
-    index = Finding(check="missing-index", severity="high", title="i", queryids=["1"],
-                    predicted_saving=saving_from_share(500, 0.9, 1000, 10))  # removes 90% of statement 1
-    rewrite = Finding(check="large-offset", severity="low", title="o", queryids=["1"],
-                      predicted_saving=saving_from_share(500, 0.5, 1000, 10))  # 50% of statement 1
-    other = Finding(check="disk-sort", severity="low", title="s", queryids=["2"],
-                    predicted_saving=saving_from_share(200, 0.5, 1000, 10))
+    index = Finding(
+        check="missing-index",
+        severity="high",
+        title="i",
+        queryids=["1"],
+        predicted_saving=saving_from_share(500, 0.9, 1000, 10),
+    )  # removes 90% of statement 1
+    rewrite = Finding(
+        check="large-offset",
+        severity="low",
+        title="o",
+        queryids=["1"],
+        predicted_saving=saving_from_share(500, 0.5, 1000, 10),
+    )  # 50% of statement 1
+    other = Finding(
+        check="disk-sort",
+        severity="low",
+        title="s",
+        queryids=["2"],
+        predicted_saving=saving_from_share(200, 0.5, 1000, 10),
+    )
     # 1 - (0.1 x 0.5) of statement 1's 50%, plus half of statement 2's 20%; never more than the statements hold.
     assert combined_saving_share([index, rewrite, other], shares) == round(0.5 * 0.95 + 0.1, 6)
     assert combined_saving_share([index, index, index], shares) <= 0.5
@@ -154,13 +203,18 @@ def test_the_same_workload_twice_is_no_significant_change(shop_db, tmp_path):
     result = run_cli("compare", str(reports[0]), str(reports[1]), "--json", str(out))
     assert result.returncode == 0, result.stderr
     comparison = json.loads(out.read_text())
-    moved = [(s["status"], s["query"][:60], s["mean_change_text"]) for s in comparison["statements"]
-             if s["status"] in ("improved", "regressed")]
+    moved = [
+        (s["status"], s["query"][:60], s["mean_change_text"])
+        for s in comparison["statements"]
+        if s["status"] in ("improved", "regressed")
+    ]
     assert not moved, moved
     tested = [s for s in comparison["statements"] if (s["significance"] or {}).get("method") == "welch"]
     assert len(tested) >= 5
-    assert all(s["mean_change_text"].startswith("no significant change") and "interval" in s["mean_change_text"]
-               for s in tested)
+    assert all(
+        s["mean_change_text"].startswith("no significant change") and "interval" in s["mean_change_text"]
+        for s in tested
+    )
 
 
 def test_an_index_fix_is_improved_with_its_measured_change(empty_db, tmp_path):
@@ -209,18 +263,36 @@ def test_welch_matches_the_t_distribution():
 
 
 def _report(queries: list[dict]) -> dict:
-    return {"queries": [{"queryid": str(i), "query": f"SELECT {i}", "rows": 1, "share_of_total_time": 0.1,
-                         "total_exec_time_ms": q["mean_exec_time_ms"] * q["calls"], **q}
-                        for i, q in enumerate(queries)]}
+    return {
+        "queries": [
+            {
+                "queryid": str(i),
+                "query": f"SELECT {i}",
+                "rows": 1,
+                "share_of_total_time": 0.1,
+                "total_exec_time_ms": q["mean_exec_time_ms"] * q["calls"],
+                **q,
+            }
+            for i, q in enumerate(queries)
+        ]
+    }
 
 
 def test_p95_change_is_shown_where_both_reports_have_log_percentiles():
     from queryaudit.before_after import match_statements
 
-    before = _report([{"calls": 200, "mean_exec_time_ms": 10.0, "stddev_exec_time_ms": 2.0, "p95_ms": 14.0},
-                      {"calls": 200, "mean_exec_time_ms": 5.0, "stddev_exec_time_ms": 1.0}])
-    after = _report([{"calls": 200, "mean_exec_time_ms": 1.0, "stddev_exec_time_ms": 0.2, "p95_ms": 1.5},
-                     {"calls": 200, "mean_exec_time_ms": 5.1, "stddev_exec_time_ms": 1.0, "p95_ms": 7.0}])
+    before = _report(
+        [
+            {"calls": 200, "mean_exec_time_ms": 10.0, "stddev_exec_time_ms": 2.0, "p95_ms": 14.0},
+            {"calls": 200, "mean_exec_time_ms": 5.0, "stddev_exec_time_ms": 1.0},
+        ]
+    )
+    after = _report(
+        [
+            {"calls": 200, "mean_exec_time_ms": 1.0, "stddev_exec_time_ms": 0.2, "p95_ms": 1.5},
+            {"calls": 200, "mean_exec_time_ms": 5.1, "stddev_exec_time_ms": 1.0, "p95_ms": 7.0},
+        ]
+    )
     rows = {r["queryid"]: r for r in match_statements(before, after)}
     assert rows["0"]["status"] == "improved" and rows["0"]["p95_change_text"] == "p95 14 -> 1.5 ms (9.3x faster)"
     assert rows["1"]["status"] == "unchanged" and rows["1"]["p95_change_text"] is None  # only one side has it
@@ -234,8 +306,15 @@ def test_a_verdict_quotes_first_the_statement_the_fix_served_most():
 
     def row(queryid, query, before_ms, after_ms, calls):
         stats = lambda ms: {"mean_exec_time_ms": ms, "calls": calls, "total_exec_time_ms": ms * calls}  # noqa: E731
-        return {"queryid": queryid, "query": query, "before": stats(before_ms), "after": stats(after_ms),
-                "status": "improved", "mean_change_text": "faster", "p95_change_text": None}
+        return {
+            "queryid": queryid,
+            "query": query,
+            "before": stats(before_ms),
+            "after": stats(after_ms),
+            "status": "improved",
+            "mean_change_text": "faster",
+            "p95_change_text": None,
+        }
 
     join = row("2", "SELECT c.id FROM customers c JOIN orders o ON o.customer_id = c.id", 10.0, 0.03, 20)
     lookup = row("1", LOOKUP, 3.3, 0.01, 60)  # 197.4 ms saved against 199.4 ms: the join first

@@ -7,6 +7,7 @@ A fix that needs a manual step (evidence.manual_step) is not run blind: its firs
 (what the step needs to see) is run and checked, and the test is skipped with the step as
 the reason, so the skip shows in every test run.
 """
+
 from __future__ import annotations
 
 import pglast

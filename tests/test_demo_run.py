@@ -2,6 +2,7 @@
 (issue 26): its top fixes measured (the demo owns the server: each index built, timed and
 rolled back), no audit or utility statement listed as workload, no two rows alike without
 their difference, only fixes that save time applied, and the HypoPG hint said once."""
+
 from __future__ import annotations
 
 import io

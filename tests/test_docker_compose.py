@@ -1,6 +1,7 @@
 """docker-compose.yml and docker/Dockerfile, checked statically (no Docker engine here):
 PostgreSQL of the current major with pg_stat_statements preloaded and HypoPG installed,
 a health check, and the demo service waiting for it."""
+
 import re
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def test_dockerfile_uses_the_current_major_and_installs_hypopg():
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
     assert f"ARG PG_MAJOR={CURRENT_MAJOR}" in dockerfile
     assert re.search(r"FROM postgres:\$\{PG_MAJOR\}\S* AS db", dockerfile)
-    assert 'postgresql-${PG_MAJOR}-hypopg' in dockerfile
+    assert "postgresql-${PG_MAJOR}-hypopg" in dockerfile
     stages = re.findall(r"^FROM \S+ AS (\w+)", dockerfile, re.M)
     assert {"db", "app"} <= set(stages)
     for src in re.findall(r"^COPY (\S+)", dockerfile, re.M):

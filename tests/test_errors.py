@@ -1,4 +1,5 @@
 """Each connection and setup problem gives one clear line, exit code 2, no traceback."""
+
 import pytest
 
 from conftest import run_cli
@@ -61,13 +62,16 @@ def test_missing_privilege_names_the_grant(shop_db):
     assert_one_line_error(result, "GRANT pg_read_all_stats")
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["audit", "--snapshot", "/nonexistent/snap.json"], "snapshot file not found"),
-    (["audit", "--dsn", "this is not a dsn"], "connection string"),
-    (["audit", "--log", "/nonexistent/postgresql.log"], "log file not found"),
-    (["plan", "/nonexistent/plan.txt"], "not found"),
-    (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "a.json"),
-    (["review-migration", "/nonexistent/0001.sql"], "no such file"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["audit", "--snapshot", "/nonexistent/snap.json"], "snapshot file not found"),
+        (["audit", "--dsn", "this is not a dsn"], "connection string"),
+        (["audit", "--log", "/nonexistent/postgresql.log"], "log file not found"),
+        (["plan", "/nonexistent/plan.txt"], "not found"),
+        (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "a.json"),
+        (["review-migration", "/nonexistent/0001.sql"], "no such file"),
+    ],
+)
 def test_bad_input(args, fragment):
     assert_one_line_error(run_cli(*args), fragment)

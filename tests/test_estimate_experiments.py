@@ -10,6 +10,7 @@
 - --verify-real: the candidate fix applied in a rolled-back transaction, the q-error
   measured before and after, nothing left behind.
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -28,8 +29,14 @@ KINDS = "SELECT count(*) FROM events WHERE kind = %s"
 
 
 def _collect(db, verify_real: bool = False):
-    return collect_live(db.dsn, AuditOptions(top=20, advisor=AdvisorOptions(enabled=False),
-                                             verify=VerifyOptions(enabled=verify_real, verify_real=verify_real)))
+    return collect_live(
+        db.dsn,
+        AuditOptions(
+            top=20,
+            advisor=AdvisorOptions(enabled=False),
+            verify=VerifyOptions(enabled=verify_real, verify_real=verify_real),
+        ),
+    )
 
 
 def _finding(snapshot, table: str):
@@ -53,8 +60,10 @@ def correlated(server):
         # The zip is a function of the city: 100 pairs of 2,000 rows; the planner, multiplying
         # the two selectivities, expects 20.
         conn.execute("CREATE TABLE addr (id int, city text NOT NULL, zip text NOT NULL, pad text)")
-        conn.execute("INSERT INTO addr SELECT g, 'city' || g % 100, 'z' || (g % 100 * 37 + 11) % 1000, "
-                     "repeat('x', 20) FROM generate_series(1, 200000) g")
+        conn.execute(
+            "INSERT INTO addr SELECT g, 'city' || g % 100, 'z' || (g % 100 * 37 + 11) % 1000, "
+            "repeat('x', 20) FROM generate_series(1, 200000) g"
+        )
         conn.execute("ANALYZE addr")
         conn.commit()
         flush_statistics(conn)
@@ -77,8 +86,10 @@ def test_correlated_columns_on_a_table_loaded_and_analyzed_in_one_transaction(co
     finding = _finding(snapshot, "public.addr")
     assert finding.evidence["cause"] == "correlated-columns" and finding.columns == ["city", "zip"]
     assert finding.evidence["cause_tested"] and finding.confidence == "high"
-    assert finding.fix_sql == ("CREATE STATISTICS IF NOT EXISTS public.addr_city_zip_stats (dependencies, mcv) "
-                               "ON city, zip FROM public.addr;\nANALYZE public.addr;")
+    assert finding.fix_sql == (
+        "CREATE STATISTICS IF NOT EXISTS public.addr_city_zip_stats (dependencies, mcv) "
+        "ON city, zip FROM public.addr;\nANALYZE public.addr;"
+    )
     assert "suggested stale statistics" in finding.advice
     # Without the experiment the counters decide, and they decide wrong (and say so: untested).
     untested = snapshot.__class__.from_dict(snapshot.to_dict())
@@ -143,39 +154,87 @@ def test_verify_real_measures_the_q_error_before_and_after_and_leaves_nothing(co
 
 # -- database-free: what can be tested alone, and the verdict from stored figures -----------
 
+
 def _scan(filter_text: str, estimated: float, actual: float) -> dict:
-    return {"Plan": {"Node Type": "Aggregate", "Startup Cost": 0, "Total Cost": 500, "Plan Rows": 1, "Plan Width": 8,
-                     "Actual Rows": 1, "Actual Loops": 1, "Actual Startup Time": 9, "Actual Total Time": 10,
-                     "Plans": [{"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Relation Name": "addr",
-                                "Alias": "addr", "Startup Cost": 0, "Total Cost": 400, "Plan Rows": estimated,
-                                "Plan Width": 0, "Actual Rows": actual, "Actual Loops": 1, "Actual Startup Time": 0,
-                                "Actual Total Time": 9, "Filter": filter_text}]},
-            "Execution Time": 10.0, "Planning Time": 0.1}
+    return {
+        "Plan": {
+            "Node Type": "Aggregate",
+            "Startup Cost": 0,
+            "Total Cost": 500,
+            "Plan Rows": 1,
+            "Plan Width": 8,
+            "Actual Rows": 1,
+            "Actual Loops": 1,
+            "Actual Startup Time": 9,
+            "Actual Total Time": 10,
+            "Plans": [
+                {
+                    "Node Type": "Seq Scan",
+                    "Parent Relationship": "Outer",
+                    "Relation Name": "addr",
+                    "Alias": "addr",
+                    "Startup Cost": 0,
+                    "Total Cost": 400,
+                    "Plan Rows": estimated,
+                    "Plan Width": 0,
+                    "Actual Rows": actual,
+                    "Actual Loops": 1,
+                    "Actual Startup Time": 0,
+                    "Actual Total Time": 9,
+                    "Filter": filter_text,
+                }
+            ],
+        },
+        "Execution Time": 10.0,
+        "Planning Time": 0.1,
+    }
 
 
 def _pure_snapshot(experiments, n_mod: int = 200_000):
     from queryaudit.estimates.model import EstimateExperiment, PredicateCount  # noqa: F401 (the stored shape)
     from queryaudit.snapshot import Column, PlanCapture, ServerInfo, Snapshot, Statement, Table
 
-    table = Table("public", "addr", reltuples=200_000, n_mod_since_analyze=n_mod, last_analyze="2026-12-01",
-                  columns=[Column("city", "text"), Column("zip", "text"), Column("id", "integer")])
-    statement = Statement("1", "SELECT count(*) FROM addr WHERE city = $1 AND zip = $2", calls=3,
-                          total_exec_time_ms=30.0, mean_exec_time_ms=10.0, rows=3)
-    plan = PlanCapture("1", "analyze", plan=_scan("((city = 'c1'::text) AND (zip = 'z48'::text))", 20, 2000),
-                       parameters=["c1", "z48"])
-    return Snapshot(server=ServerInfo(150000, "15", "db"), collected_at="now", statements=[statement],
-                    tables=[table], plans=[plan], total_exec_time_ms=30.0, total_calls=3, statement_count=1,
-                    estimate_experiments=experiments)
+    table = Table(
+        "public",
+        "addr",
+        reltuples=200_000,
+        n_mod_since_analyze=n_mod,
+        last_analyze="2026-12-01",
+        columns=[Column("city", "text"), Column("zip", "text"), Column("id", "integer")],
+    )
+    statement = Statement(
+        "1",
+        "SELECT count(*) FROM addr WHERE city = $1 AND zip = $2",
+        calls=3,
+        total_exec_time_ms=30.0,
+        mean_exec_time_ms=10.0,
+        rows=3,
+    )
+    plan = PlanCapture(
+        "1", "analyze", plan=_scan("((city = 'c1'::text) AND (zip = 'z48'::text))", 20, 2000), parameters=["c1", "z48"]
+    )
+    return Snapshot(
+        server=ServerInfo(150000, "15", "db"),
+        collected_at="now",
+        statements=[statement],
+        tables=[table],
+        plans=[plan],
+        total_exec_time_ms=30.0,
+        total_calls=3,
+        statement_count=1,
+        estimate_experiments=experiments,
+    )
 
 
 def _experiment(city: tuple[float, int], zip_: tuple[float, int], both: tuple[float, int]):
     from queryaudit.estimates.model import EstimateExperiment, PredicateCount
 
-    predicates = [PredicateCount("city = 'c1'::text", ["city"], True, *city),
-                  PredicateCount("zip = 'z48'::text", ["zip"], True, *zip_)]
+    predicates = [
+        PredicateCount("city = 'c1'::text", ["city"], True, *city),
+        PredicateCount("zip = 'z48'::text", ["zip"], True, *zip_),
+    ]
     combined = PredicateCount("(city = 'c1'::text) AND (zip = 'z48'::text)", ["city", "zip"], False, *both)
-    return EstimateExperiment("1", "0.0", "public.addr", table_rows=200_000, predicates=predicates,
-                              combined=combined)
+    return EstimateExperiment("1", "0.0", "public.addr", table_rows=200_000, predicates=predicates, combined=combined)
 
 
 def test_only_conditions_on_the_table_alone_are_tested():
@@ -183,11 +242,14 @@ def test_only_conditions_on_the_table_alone_are_tested():
     from queryaudit.snapshot import Column, Table
 
     table = Table("public", "addr", columns=[Column("city", "text"), Column("zip", "text"), Column("id", "integer")])
-    plan = plan_model.build(_scan("((city = 'c1'::text) AND (lower(zip) = 'z'::text) AND (id = o.customer_id) "
-                                  "AND (id = $0))", 20, 2000))
+    plan = plan_model.build(
+        _scan("((city = 'c1'::text) AND (lower(zip) = 'z'::text) AND (id = o.customer_id) AND (id = $0))", 20, 2000)
+    )
     tested, untested = testable(plan.nodes[1], table)
     assert [(p.sql, p.columns, p.plain_column) for p in tested] == [
-        ("city = CAST('c1' AS text)", ["city"], True), ("lower(zip) = CAST('z' AS text)", ["zip"], False)]
+        ("city = CAST('c1' AS text)", ["city"], True),
+        ("lower(zip) = CAST('z' AS text)", ["zip"], False),
+    ]
     assert untested == ["id = o.customer_id", "id = $0"]
 
 
@@ -209,14 +271,16 @@ def test_the_experiment_decides_and_the_counters_are_evidence():
     experiment.predicates[1].sql, experiment.predicates[1].plain_column = "lower(zip) = CAST('z48' AS text)", False
     [f] = row_estimate_error.run(_pure_snapshot([experiment]))
     assert (f.evidence["cause"], f.columns) == ("expression", ["zip"])
-    assert f.fix_sql == ("CREATE STATISTICS IF NOT EXISTS public.addr_expr_stats ON (lower(zip)) FROM public.addr;\n"
-                         "ANALYZE public.addr;")
+    assert f.fix_sql == (
+        "CREATE STATISTICS IF NOT EXISTS public.addr_expr_stats ON (lower(zip)) FROM public.addr;\nANALYZE public.addr;"
+    )
     # The conditions alone do not reproduce the error, or a count was cut off: the counters decide, untested.
-    for experiment in (_experiment((2000, 2000), (2000, 2000), (1500, 2000)),
-                       _experiment((2000, 2000), (2000, None), (20, 2000))):
+    for experiment in (
+        _experiment((2000, 2000), (2000, 2000), (1500, 2000)),
+        _experiment((2000, 2000), (2000, None), (20, 2000)),
+    ):
         [f] = row_estimate_error.run(_pure_snapshot([experiment]))
-        assert (f.evidence["cause"], f.confidence, f.evidence["cause_tested"]) == ("stale-statistics", "medium",
-                                                                                   False)
+        assert (f.evidence["cause"], f.confidence, f.evidence["cause_tested"]) == ("stale-statistics", "medium", False)
         assert f.evidence["experiment"]["conditions"]
 
 
@@ -234,28 +298,48 @@ def test_verify_real_tries_a_higher_statistics_target_when_analyze_is_not_enough
     # keeps the first hundred in most_common_vals, whichever rows it draws, and never the
     # second; the planner expects a handful of rows for each of those.
     empty_db.execute("CREATE TABLE skew (id int, v int)")
-    empty_db.execute("INSERT INTO skew SELECT g, CASE WHEN g <= 70000 THEN g % 100 WHEN g <= 108000 "
-                     "THEN 100 + g % 100 ELSE g END FROM generate_series(1, 120000) g")
+    empty_db.execute(
+        "INSERT INTO skew SELECT g, CASE WHEN g <= 70000 THEN g % 100 WHEN g <= 108000 "
+        "THEN 100 + g % 100 ELSE g END FROM generate_series(1, 120000) g"
+    )
     empty_db.execute("ANALYZE skew")
-    common = {row[0] for row in empty_db.execute(
-        "SELECT unnest(most_common_vals::text::int[]) FROM pg_stats WHERE tablename = 'skew' AND attname = 'v'")}
+    common = {
+        row[0]
+        for row in empty_db.execute(
+            "SELECT unnest(most_common_vals::text::int[]) FROM pg_stats WHERE tablename = 'skew' AND attname = 'v'"
+        )
+    }
     assert common == set(range(100))
     missed = 150
     query = "SELECT count(*) FROM skew WHERE v = $1"
     statement = Statement("1", query, calls=1, total_exec_time_ms=10, mean_exec_time_ms=10, rows=1)
-    snapshot = Snapshot(server=ServerInfo(150000, "15", "db"), collected_at="now", statements=[statement],
-                        plans=[PlanCapture("1", "analyze", plan={}, parameters=[str(missed)])])
-    finding = Finding(check="row-estimate-error", severity="medium", title="t", table="public.skew", columns=["v"],
-                      queryids=["1"], fix_sql="ANALYZE public.skew;",
-                      evidence={"cause": "stale-statistics", "relation": "skew", "alias": "skew"})
+    snapshot = Snapshot(
+        server=ServerInfo(150000, "15", "db"),
+        collected_at="now",
+        statements=[statement],
+        plans=[PlanCapture("1", "analyze", plan={}, parameters=[str(missed)])],
+    )
+    finding = Finding(
+        check="row-estimate-error",
+        severity="medium",
+        title="t",
+        table="public.skew",
+        columns=["v"],
+        queryids=["1"],
+        fix_sql="ANALYZE public.skew;",
+        evidence={"cause": "stale-statistics", "relation": "skew", "alias": "skew"},
+    )
     with empty_db.connect() as conn:
         conn.autocommit = True
         verifier = Verifier(Runner(conn, time.monotonic() + 120, 30_000), snapshot, VerifyOptions(runs=1), conn)
         m = verifier.statistics("1", finding)
     assert [step["fix"] for step in m.steps] == [
-        "ANALYZE public.skew;", "ALTER TABLE public.skew ALTER COLUMN v SET STATISTICS 1000;\nANALYZE public.skew;"]
+        "ANALYZE public.skew;",
+        "ALTER TABLE public.skew ALTER COLUMN v SET STATISTICS 1000;\nANALYZE public.skew;",
+    ]
     assert m.steps[0]["q_error"] >= 10 and m.after["q_error"] < 2 and m.before["q_error"] >= 10
     assert m.fix_sql == m.steps[1]["fix"]
     # Rolled back: the column's target is as it was.
-    assert empty_db.execute("SELECT attstattarget FROM pg_attribute WHERE attrelid = 'skew'::regclass "
-                            "AND attname = 'v'")[0][0] in (-1, None)
+    assert empty_db.execute(
+        "SELECT attstattarget FROM pg_attribute WHERE attrelid = 'skew'::regclass AND attname = 'v'"
+    )[0][0] in (-1, None)

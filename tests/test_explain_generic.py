@@ -1,4 +1,5 @@
 """Generic plans for normalized statements ($n placeholders) on every version."""
+
 import pytest
 
 from queryaudit.connect import session

@@ -1,4 +1,5 @@
 """Faults during an audit: what was collected is kept, the report is written and marked partial."""
+
 import json
 import signal
 import subprocess
@@ -71,14 +72,31 @@ def test_lock_timeout_in_a_stage_is_recorded(shop_db):
 def test_ctrl_c_writes_a_partial_report(shop_db, tmp_path):
     out = tmp_path / "interrupted.json"
     # Lock sampling keeps the audit busy long enough to interrupt it mid-collection.
-    proc = subprocess.Popen([sys.executable, "-m", "queryaudit.cli", "audit", "--dsn", shop_db.dsn, "--no-explain",
-                             "--sample-seconds", "30", "--json", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "queryaudit.cli",
+            "audit",
+            "--dsn",
+            shop_db.dsn,
+            "--no-explain",
+            "--sample-seconds",
+            "30",
+            "--json",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # Wait until the sampler has run a tick (pg_blocking_pids is in its query): the stages
     # before it (statements, catalog) are then collected, however slow a busy machine is.
     deadline = time.monotonic() + 120
-    while not shop_db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'queryaudit' "
-                              "AND datname = current_database() AND query LIKE '%%pg_blocking_pids%%'")[0][0]:
+    while not shop_db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'queryaudit' "
+        "AND datname = current_database() AND query LIKE '%%pg_blocking_pids%%'"
+    )[0][0]:
         assert time.monotonic() < deadline and proc.poll() is None, "the audit never started sampling"
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
@@ -114,8 +132,7 @@ def test_backend_terminated_during_explain(shop_db, tmp_path):
 
     # A self-join of order lines: about a second, with a parameter the auditor can draw
     # from pg_stats (quantity), so it gets EXPLAIN ANALYZE rather than a generic plan.
-    slow = ("SELECT count(*) FROM order_items a JOIN order_items b ON b.product_id = a.product_id "
-            "WHERE a.quantity = %s")
+    slow = "SELECT count(*) FROM order_items a JOIN order_items b ON b.product_id = a.product_id WHERE a.quantity = %s"
     for _ in range(3):
         shop_db.execute(slow, (2,))
     killed = []
@@ -124,9 +141,11 @@ def test_backend_terminated_during_explain(shop_db, tmp_path):
         deadline = time.monotonic() + 60
         with shop_db.connect() as conn:
             while time.monotonic() < deadline and not killed:
-                row = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'queryaudit' "
-                                   "AND query LIKE 'EXPLAIN%%ANALYZE%%' AND state = 'active' "
-                                   "AND now() - query_start > interval '100 ms'").fetchone()
+                row = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'queryaudit' "
+                    "AND query LIKE 'EXPLAIN%%ANALYZE%%' AND state = 'active' "
+                    "AND now() - query_start > interval '100 ms'"
+                ).fetchone()
                 if row:
                     conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
                     killed.append(row[0])

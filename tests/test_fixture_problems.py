@@ -1,5 +1,6 @@
 """Every problem a fixture plants is found by the audit, once its check exists; the clean
 fixture yields nothing of severity medium or above. This grows with every new check."""
+
 import json
 
 import pytest

@@ -1,6 +1,7 @@
 """Golden cases, database-free: each check on small snapshots carved from real audits (or
 with a plan pasted as psql printed it) makes exactly the findings its case expects; every
 check has a case that finds and a near miss that does not (tests/golden/cases.py)."""
+
 import json
 import sys
 from pathlib import Path

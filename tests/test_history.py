@@ -1,6 +1,7 @@
 """Audit history against real PostgreSQL 15 and 18: regressions caught by `check`, resets
 and evictions never giving negative deltas, SQLite and PostgreSQL stores, concurrent
 writers, schema upgrades, budgets, suppressions and fleets."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -75,13 +76,15 @@ def test_regression_between_audits_is_caught_by_check(empty_db, tmp_path):
     db = items_db(empty_db)
     store = str(tmp_path / "history.db")
     config = tmp_path / "queryaudit.toml"
-    config.write_text(textwrap.dedent("""
+    config.write_text(
+        textwrap.dedent("""
         [budgets]
         mean-time-regression-pct = 50
         fail-on-new-finding = "critical"
         # No noise floor: the window spread (Welch's test) tells a real regression from noise.
         min-mean-ms = 0.0
-    """))
+    """)
+    )
     common = ["--store", store, "--target", "items", "--top", "5", "--no-explain"]
     workload(db)
     first = run_cli("audit", "--dsn", db.dsn, *common, "--json", str(tmp_path / "first.json"))
@@ -106,13 +109,15 @@ def test_regression_between_audits_is_caught_by_check(empty_db, tmp_path):
     gate = run_cli("check", "--store", store, "--config", str(config))
     assert gate.returncode == 1, gate.stdout + gate.stderr
     broken = [line for line in gate.stdout.splitlines() if line.startswith("BROKEN")]
-    assert any("mean-time-regression-pct" in line and "FROM items WHERE k = $1" in line and "->" in line
-               for line in broken), gate.stdout
+    assert any(
+        "mean-time-regression-pct" in line and "FROM items WHERE k = $1" in line and "->" in line for line in broken
+    ), gate.stdout
     # The statement that did not change (an index lookup by primary key) is not judged.
     assert not any("count(*)" in line for line in broken)
 
-    history = run_cli("history", "--store", store, "--statement", "FROM items WHERE k", "--html",
-                      str(tmp_path / "history.html"))
+    history = run_cli(
+        "history", "--store", store, "--statement", "FROM items WHERE k", "--html", str(tmp_path / "history.html")
+    )
     assert history.returncode == 0, history.stderr
     assert "#1" in history.stdout and "#2" in history.stdout
     page = (tmp_path / "history.html").read_text()
@@ -122,8 +127,9 @@ def test_regression_between_audits_is_caught_by_check(empty_db, tmp_path):
     # means dilute it (half the calls ran before the drop), so the noise floor is lower.
     cumulative = tmp_path / "cumulative.toml"
     cumulative.write_text(config.read_text())
-    gate = run_cli("check", "--report", str(out), "--baseline-report", str(tmp_path / "first.json"),
-                   "--config", str(cumulative))
+    gate = run_cli(
+        "check", "--report", str(out), "--baseline-report", str(tmp_path / "first.json"), "--config", str(cumulative)
+    )
     assert gate.returncode == 1 and "FROM items WHERE k = $1" in gate.stdout, gate.stdout + gate.stderr
 
     # With the index back, a live check of the next window (recorded) passes.
@@ -131,8 +137,7 @@ def test_regression_between_audits_is_caught_by_check(empty_db, tmp_path):
         conn.execute("CREATE INDEX items_k_idx ON items (k)")
         conn.execute("ANALYZE items")
     workload(db)
-    gate = run_cli("check", "--dsn", db.dsn, "--store", store, "--target", "items", "--config", str(config),
-                   "--record")
+    gate = run_cli("check", "--dsn", db.dsn, "--store", store, "--target", "items", "--config", str(config), "--record")
     assert gate.returncode == 0, gate.stdout + gate.stderr
     assert "recorded as audit #3 of items" in gate.stdout and "ok: all budgets hold" in gate.stdout
 
@@ -176,11 +181,22 @@ def test_reset_between_audits_gives_no_negative_deltas(empty_db, tmp_path):
 
     stmts = store_mod.T["qa_statements"]
     with store.engine.connect() as conn:
-        negative = conn.execute(sa.select(sa.func.count()).where(sa.or_(
-            stmts.c.d_calls < 0, stmts.c.d_total_exec_time_ms < 0, stmts.c.d_rows < 0,
-            stmts.c.d_shared_blks_hit < 0, stmts.c.d_shared_blks_read < 0))).scalar()
-        windows = conn.execute(sa.select(store_mod.T["qa_audits"].c.window_kind)
-                               .order_by(store_mod.T["qa_audits"].c.id)).scalars().all()
+        negative = conn.execute(
+            sa.select(sa.func.count()).where(
+                sa.or_(
+                    stmts.c.d_calls < 0,
+                    stmts.c.d_total_exec_time_ms < 0,
+                    stmts.c.d_rows < 0,
+                    stmts.c.d_shared_blks_hit < 0,
+                    stmts.c.d_shared_blks_read < 0,
+                )
+            )
+        ).scalar()
+        windows = (
+            conn.execute(sa.select(store_mod.T["qa_audits"].c.window_kind).order_by(store_mod.T["qa_audits"].c.id))
+            .scalars()
+            .all()
+        )
     assert negative == 0
     assert windows == ["first", "reset", "delta"]
     store.close()
@@ -213,8 +229,15 @@ def test_two_writers_at_once_lose_nothing(kind, empty_db, tmp_path):
     statements = len(json.loads(snap_path.read_text())["statements"])
     url = str(tmp_path / "h.db") if kind == "sqlite" else pg_store_url(db.server)
     per_writer = 12
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, url, str(snap_path), str(offset), str(per_writer)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for offset in (0, 1)]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, str(snap_path), str(offset), str(per_writer)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for offset in (0, 1)
+    ]
     for w in writers:
         out, err = w.communicate(timeout=120)
         assert w.returncode == 0, err
@@ -246,20 +269,47 @@ def test_store_upgrades_from_schema_1(kind, empty_db, tmp_path):
     v1 = store_mod.build_metadata(1).tables
     identity = store_mod.target_identity(snap1.server)
     with old.engine.begin() as conn:  # what queryaudit with schema 1 wrote
-        target_id = conn.execute(v1["qa_targets"].insert().values(key=identity.key, name=identity.name,
-                                                                  database=identity.database)
-                                 .returning(v1["qa_targets"].c.id)).scalar_one()
-        audit_id = conn.execute(v1["qa_audits"].insert().values(
-            target_id=target_id, collected_at=snap1.collected_at, pgss_stats_reset=snap1.server.pgss_stats_reset,
-            pgss_dealloc=snap1.server.pgss_dealloc, samples_complete=True, statement_count=snap1.statement_count)
-            .returning(v1["qa_audits"].c.id)).scalar_one()
-        conn.execute(v1["qa_statements"].insert(), [
-            {"audit_id": audit_id, "queryid": s.queryid, "userid": s.userid, "toplevel": s.toplevel,
-             "calls": s.calls, "total_exec_time_ms": s.total_exec_time_ms, "rows": s.rows,
-             "shared_blks_hit": s.shared_blks_hit, "shared_blks_read": s.shared_blks_read,
-             "temp_blks_written": s.temp_blks_written} for s in snap1.statements])
-        conn.execute(v1["qa_query_texts"].insert(), [{"target_id": target_id, "queryid": s.queryid, "query": s.query}
-                                                     for s in snap1.statements])
+        target_id = conn.execute(
+            v1["qa_targets"]
+            .insert()
+            .values(key=identity.key, name=identity.name, database=identity.database)
+            .returning(v1["qa_targets"].c.id)
+        ).scalar_one()
+        audit_id = conn.execute(
+            v1["qa_audits"]
+            .insert()
+            .values(
+                target_id=target_id,
+                collected_at=snap1.collected_at,
+                pgss_stats_reset=snap1.server.pgss_stats_reset,
+                pgss_dealloc=snap1.server.pgss_dealloc,
+                samples_complete=True,
+                statement_count=snap1.statement_count,
+            )
+            .returning(v1["qa_audits"].c.id)
+        ).scalar_one()
+        conn.execute(
+            v1["qa_statements"].insert(),
+            [
+                {
+                    "audit_id": audit_id,
+                    "queryid": s.queryid,
+                    "userid": s.userid,
+                    "toplevel": s.toplevel,
+                    "calls": s.calls,
+                    "total_exec_time_ms": s.total_exec_time_ms,
+                    "rows": s.rows,
+                    "shared_blks_hit": s.shared_blks_hit,
+                    "shared_blks_read": s.shared_blks_read,
+                    "temp_blks_written": s.temp_blks_written,
+                }
+                for s in snap1.statements
+            ],
+        )
+        conn.execute(
+            v1["qa_query_texts"].insert(),
+            [{"target_id": target_id, "queryid": s.queryid, "query": s.query} for s in snap1.statements],
+        )
     old.close()
 
     store = Store(url)  # upgrade on open
@@ -299,20 +349,26 @@ def test_config_errors_exit_2_with_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "budgets.fail-on-new-finding" in result.stderr and "[tool.queryaudit]" in result.stderr
 
-    for text, key in [('[[suppress]]\nid = "x:1"\nexpires = 2030-01-01\n', "suppress[0].reason"),
-                      ('[[suppress]]\nid = "x:1"\nreason = "r"\nexpires = "soon"\n', "suppress[0].expires"),
-                      ('[[budgets.statement]]\npattern = "(unclosed"\nmax-calls = 3\n', "budgets.statement[0].pattern"),
-                      ('[[budgets.statement]]\npattern = "x"\nqueryid = "1"\nmax-calls = 3\n', "budgets.statement[0]"),
-                      ('[budgets]\nmax-calls = -1\n', "budgets.max-calls"),
-                      ('[budget]\nmax-calls = 1\n', "budget")]:
+    for text, key in [
+        ('[[suppress]]\nid = "x:1"\nexpires = 2030-01-01\n', "suppress[0].reason"),
+        ('[[suppress]]\nid = "x:1"\nreason = "r"\nexpires = "soon"\n', "suppress[0].expires"),
+        ('[[budgets.statement]]\npattern = "(unclosed"\nmax-calls = 3\n', "budgets.statement[0].pattern"),
+        ('[[budgets.statement]]\npattern = "x"\nqueryid = "1"\nmax-calls = 3\n', "budgets.statement[0]"),
+        ("[budgets]\nmax-calls = -1\n", "budgets.max-calls"),
+        ("[budget]\nmax-calls = 1\n", "budget"),
+    ]:
         with pytest.raises(AuditError, match=key.replace("[", r"\[").replace("]", r"\]")):
             parse_config(tomllib.loads(text), "queryaudit.toml")
 
 
 def _view(label, mean_ms, findings):
-    return AuditView(label=label, collected_at="2030-01-01T00:00:00+00:00", window_kind="delta",
-                     statements={"7": StatementMetrics("7", "SELECT 1 FROM t WHERE a = $1", 100, 100 * mean_ms)},
-                     findings=findings)
+    return AuditView(
+        label=label,
+        collected_at="2030-01-01T00:00:00+00:00",
+        window_kind="delta",
+        statements={"7": StatementMetrics("7", "SELECT 1 FROM t WHERE a = $1", 100, 100 * mean_ms)},
+        findings=findings,
+    )
 
 
 def test_suppression_with_expiry(tmp_path):
@@ -320,7 +376,8 @@ def test_suppression_with_expiry(tmp_path):
     before = _view("before", 1.0, {})
     after = _view("after", 1.1, {"missing-index:abc": finding})
     config_path = tmp_path / "queryaudit.toml"
-    config_path.write_text(textwrap.dedent("""
+    config_path.write_text(
+        textwrap.dedent("""
         [budgets]
         fail-on-new-finding = "high"
         mean-time-regression-pct = 50
@@ -329,7 +386,8 @@ def test_suppression_with_expiry(tmp_path):
         id = "missing-index:*"
         reason = "the index lands with the next release"
         expires = 2030-06-30
-    """))
+    """)
+    )
     config = load_config(config_path)
     comparison = compare(before, after)
     live = evaluate(config, comparison, today=dt.date(2030, 6, 30))
@@ -339,8 +397,9 @@ def test_suppression_with_expiry(tmp_path):
     assert lapsed.violations[0].budget == "fail-on-new-finding"
     assert "expired on 2030-06-30" in lapsed.violations[0].message
     # The 10 % slower statement holds a 50 % budget; a per-statement budget can be stricter.
-    config_path.write_text(config_path.read_text() + '\n[[budgets.statement]]\npattern = "FROM t WHERE a"\n'
-                                                     'mean-time-regression-pct = 5\n')
+    config_path.write_text(
+        config_path.read_text() + '\n[[budgets.statement]]\npattern = "FROM t WHERE a"\nmean-time-regression-pct = 5\n'
+    )
     strict = evaluate(load_config(config_path), comparison, today=dt.date(2030, 6, 1))
     assert [v.budget for v in strict.violations] == ["mean-time-regression-pct"]
     assert strict.violations[0].queryid == "7" and strict.violations[0].before == 1.0
@@ -351,7 +410,8 @@ def test_fleet_audits_targets_concurrently_and_lists_failures(empty_db, tmp_path
     workload(db, calls=20, other=2)
     other = db.server.create_database()
     targets = tmp_path / "targets.toml"
-    targets.write_text(textwrap.dedent(f"""
+    targets.write_text(
+        textwrap.dedent(f"""
         workers = 2
         [[target]]
         name = "items"
@@ -362,11 +422,22 @@ def test_fleet_audits_targets_concurrently_and_lists_failures(empty_db, tmp_path
         [[target]]
         name = "down"
         dsn = "postgresql://nobody@127.0.0.1:1/none"
-    """))
+    """)
+    )
     out = tmp_path / "fleet"
     store = tmp_path / "fleet.db"
-    result = run_cli("audit", "--targets", str(targets), "--out-dir", str(out), "--top", "5", "--store", str(store),
-                     env={"QA_TEST_EMPTY_DSN": other.dsn})
+    result = run_cli(
+        "audit",
+        "--targets",
+        str(targets),
+        "--out-dir",
+        str(out),
+        "--top",
+        "5",
+        "--store",
+        str(store),
+        env={"QA_TEST_EMPTY_DSN": other.dsn},
+    )
     assert result.returncode == 2  # one target failed
     assert "down" in result.stderr and result.stderr.count("\n") == 1
     for name in ("items", "empty"):
@@ -386,15 +457,23 @@ def test_window_rules_for_truncated_evicted_and_moved_targets():
     from queryaudit.history.windows import AuditPoint, Sample, compute_window
 
     def point(at, samples, complete=True, sysid="1", dealloc=0):
-        return AuditPoint(collected_at=at, samples={s.key: s for s in samples}, pgss_stats_reset="2030-01-01T00:00:00Z",
-                          pgss_dealloc=dealloc, system_identifier=sysid, complete=complete)
+        return AuditPoint(
+            collected_at=at,
+            samples={s.key: s for s in samples},
+            pgss_stats_reset="2030-01-01T00:00:00Z",
+            pgss_dealloc=dealloc,
+            system_identifier=sysid,
+            complete=complete,
+        )
 
     old = [Sample("a", calls=10, total_exec_time_ms=10.0)]
     now = [Sample("a", calls=15, total_exec_time_ms=20.0), Sample("b", calls=3, total_exec_time_ms=3.0)]
     # b was not in a previous audit that kept every entry: created since, its whole count is the window.
     w = compute_window(point("2030-01-02T00:00:00+00:00", old), point("2030-01-03T00:00:00+00:00", now, dealloc=4))
-    assert [(e.sample.queryid, e.kind, e.delta and e.delta["calls"]) for e in w.entries] == \
-        [("a", "delta", 5), ("b", "new", 3)]
+    assert [(e.sample.queryid, e.kind, e.delta and e.delta["calls"]) for e in w.entries] == [
+        ("a", "delta", 5),
+        ("b", "new", 3),
+    ]
     assert w.evicted == 4 and "4 entries were evicted" in w.note
     # The previous audit kept only the top entries: where b started is unknown, so no numbers.
     w = compute_window(point("2030-01-02T00:00:00+00:00", old, complete=False), point("2030-01-03T00:00:00+00:00", now))
@@ -439,8 +518,10 @@ def test_an_index_a_few_seconds_old_is_not_called_unused(empty_db, tmp_path):
 
     # With a history store, an index is also judged by its own age: one created after the
     # target's first stored audit is as old as the audit that first saw it.
-    started = empty_db.execute("SELECT extract(epoch FROM now() - coalesce(stats_reset, pg_postmaster_start_time())) "
-                               "FROM pg_stat_database WHERE datname = current_database()")[0][0]
+    started = empty_db.execute(
+        "SELECT extract(epoch FROM now() - coalesce(stats_reset, pg_postmaster_start_time())) "
+        "FROM pg_stat_database WHERE datname = current_database()"
+    )[0][0]
     time.sleep(max(0.0, 3.0 - float(started)))  # the server window is past the 2 s asked below
     two_seconds = str(2 / 86400)
     store = ["--store", str(tmp_path / "history.db"), "--unused-index-min-days", two_seconds]

@@ -2,6 +2,7 @@
 test runs a workload, stores an audit (plain EXPLAIN plans, `--explain-budget 0`), changes
 one thing, runs the same workload again and stores a second audit with `--baseline`.
 The causes are asserted from plans, catalog state and settings, never from timings."""
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,10 @@ INSERT INTO items (k, pad) SELECT g % 5000, repeat('x', 200) FROM generate_serie
 CREATE INDEX items_k_idx ON items (k);
 VACUUM ANALYZE items;
 """
-ITEMS_WORKLOAD = [("SELECT id, pad FROM items WHERE k = %s", lambda i: (i * 7 % 5000,)),
-                  ("SELECT count(*) FROM items WHERE id = %s", lambda i: (i * 13,))]
+ITEMS_WORKLOAD = [
+    ("SELECT id, pad FROM items WHERE k = %s", lambda i: (i * 7 % 5000,)),
+    ("SELECT count(*) FROM items WHERE id = %s", lambda i: (i * 13,)),
+]
 
 
 def test_index_dropped_names_the_index_and_both_plans(empty_db, tmp_path):
@@ -78,8 +81,10 @@ def test_index_dropped_names_the_index_and_both_plans(empty_db, tmp_path):
     report = stored_audit(empty_db, store)
     row = row_of(report, "FROM items WHERE k = $1")
     assert row["status"] == "regressed", row
-    assert kinds(row)[:2] == ["plan-changed", "index-dropped"] or set(kinds(row)[:2]) == {"plan-changed",
-                                                                                        "index-dropped"}
+    assert kinds(row)[:2] == ["plan-changed", "index-dropped"] or set(kinds(row)[:2]) == {
+        "plan-changed",
+        "index-dropped",
+    }
     dropped = cause(row, "index-dropped")
     assert dropped["evidence"]["index"] == "public.items_k_idx"
     plan = cause(row, "plan-changed")["evidence"]
@@ -95,8 +100,10 @@ CREATE TABLE readings (id bigserial PRIMARY KEY, v float8 NOT NULL, pad text NOT
 INSERT INTO readings (v, pad) SELECT random(), repeat('r', 60) FROM generate_series(1, 20000);
 VACUUM ANALYZE readings;
 """
-GROWN_WORKLOAD = [("SELECT count(*), max(v) FROM readings", ()),
-                  ("SELECT v FROM readings WHERE id = %s", lambda i: (i + 1,))]
+GROWN_WORKLOAD = [
+    ("SELECT count(*), max(v) FROM readings", ()),
+    ("SELECT v FROM readings WHERE id = %s", lambda i: (i + 1,)),
+]
 
 
 def test_table_grown_tenfold_is_data_growth_not_a_plan_change(empty_db, tmp_path):
@@ -127,8 +134,10 @@ INSERT INTO bots SELECT i * 2 FROM generate_series(1, 10000) i;
 VACUUM ANALYZE visits;
 VACUUM ANALYZE bots;
 """
-SPILLED_WORKLOAD = [("SELECT count(*) FROM visits WHERE id NOT IN (SELECT id FROM bots)", ()),
-                    ("SELECT page FROM visits WHERE id = %s", lambda i: (i + 1,))]
+SPILLED_WORKLOAD = [
+    ("SELECT count(*) FROM visits WHERE id NOT IN (SELECT id FROM bots)", ()),
+    ("SELECT page FROM visits WHERE id = %s", lambda i: (i + 1,)),
+]
 
 
 def test_work_mem_lowered_for_the_role_spills_and_names_work_mem(empty_db, tmp_path):
@@ -161,8 +170,10 @@ INSERT INTO events (k, pad) SELECT g % 5000, repeat('e', 100) FROM generate_seri
 CREATE INDEX events_k_idx ON events (k);
 VACUUM ANALYZE events;
 """
-SKEWED_WORKLOAD = [("SELECT count(*), max(pad) FROM events WHERE k = %s", (1,)),
-                   ("SELECT pad FROM events WHERE id = %s", lambda i: (i + 1,))]
+SKEWED_WORKLOAD = [
+    ("SELECT count(*), max(pad) FROM events WHERE k = %s", (1,)),
+    ("SELECT pad FROM events WHERE id = %s", lambda i: (i + 1,)),
+]
 
 
 def test_new_statistics_after_a_distribution_change_flip_the_plan(empty_db, tmp_path):
@@ -188,13 +199,17 @@ def test_new_statistics_after_a_distribution_change_flip_the_plan(empty_db, tmp_
 
 # Statements of a few tenths of a millisecond to a few milliseconds, interleaved: a busier
 # machine slows them together, which the comparison's run drift (queryaudit.before_after) absorbs.
-STEADY_WORKLOAD = ITEMS_WORKLOAD + GROWN_WORKLOAD + [
-    ("SELECT count(*) FROM items WHERE k BETWEEN %s AND %s", lambda i: (i % 100, i % 100 + 200)),
-    ("SELECT k, count(*) FROM items WHERE k < %s GROUP BY k", lambda i: (50 + i % 20,)),
-    ("SELECT avg(v) FROM readings WHERE v > %s", lambda i: (0.5 + (i % 10) / 100,)),
-    ("SELECT id FROM readings ORDER BY v DESC LIMIT %s", lambda i: (5 + i % 5,)),
-    ("SELECT max(length(pad)) FROM items WHERE id < %s", lambda i: (2000 + i % 50,)),
-]
+STEADY_WORKLOAD = (
+    ITEMS_WORKLOAD
+    + GROWN_WORKLOAD
+    + [
+        ("SELECT count(*) FROM items WHERE k BETWEEN %s AND %s", lambda i: (i % 100, i % 100 + 200)),
+        ("SELECT k, count(*) FROM items WHERE k < %s GROUP BY k", lambda i: (50 + i % 20,)),
+        ("SELECT avg(v) FROM readings WHERE v > %s", lambda i: (0.5 + (i % 10) / 100,)),
+        ("SELECT id FROM readings ORDER BY v DESC LIMIT %s", lambda i: (5 + i % 5,)),
+        ("SELECT max(length(pad)) FROM items WHERE id < %s", lambda i: (2000 + i % 50,)),
+    ]
+)
 
 
 def test_the_same_workload_twice_has_no_regression_and_no_cause(empty_db, tmp_path):
@@ -216,11 +231,13 @@ def test_the_same_workload_twice_has_no_regression_and_no_cause(empty_db, tmp_pa
 def test_check_broken_lines_carry_the_causes(empty_db, tmp_path):
     store = str(tmp_path / "h.db")
     config = tmp_path / "queryaudit.toml"
-    config.write_text(textwrap.dedent("""
+    config.write_text(
+        textwrap.dedent("""
         [budgets]
         mean-time-regression-pct = 50
         min-mean-ms = 0.0
-    """))
+    """)
+    )
     setup(empty_db, ITEMS)
     run(empty_db, ITEMS_WORKLOAD, 150)
     stored_audit(empty_db, store)
@@ -232,8 +249,10 @@ def test_check_broken_lines_carry_the_causes(empty_db, tmp_path):
     gate = run_cli("check", "--store", store, "--config", str(config), "--json", str(out))
     assert gate.returncode == 1, gate.stdout + gate.stderr
     broken = [line for line in gate.stdout.splitlines() if line.startswith("BROKEN")]
-    assert any("items WHERE k = $1" in line and "index-dropped public.items_k_idx" in line
-               and "plan-changed" in line for line in broken), gate.stdout
+    assert any(
+        "items WHERE k = $1" in line and "index-dropped public.items_k_idx" in line and "plan-changed" in line
+        for line in broken
+    ), gate.stdout
     violation = json.loads(out.read_text())["verdict"]["violations"][0]
     assert {"index-dropped", "plan-changed"} <= {c["kind"] for c in violation["causes"]}
 
@@ -247,8 +266,7 @@ def test_check_broken_lines_carry_the_causes(empty_db, tmp_path):
     sent = receiver.bodies[0]
     assert "items WHERE k = $1" in sent["text"] and "index-dropped public.items_k_idx" in sent["text"]
     assert sent["queryaudit"]["violations"][0]["causes"][0]["kind"] in ("plan-changed", "index-dropped")
-    dead = run_cli("check", "--store", store, "--config", str(config), "--notify", dead_url(),
-                   "--notify-retries", "0")
+    dead = run_cli("check", "--store", store, "--config", str(config), "--notify", dead_url(), "--notify-retries", "0")
     assert dead.returncode == 1 and "notify: not delivered" in dead.stdout, dead.stdout + dead.stderr
 
 
@@ -274,13 +292,18 @@ def test_trends_predictions_and_track_record_render_in_chromium(empty_db, tmp_pa
     lookup = next(s for s in trends["statements"] if "FROM items WHERE k = $1" in s["query"])
     assert [p["calls"] for p in lookup["points"]] == [40, 50, 60, 70, 80, 90]
     assert [p["changed"] for p in lookup["plans"]] == [False, True, True]
-    assert [p["audit_id"] for p in lookup["plans"][1:]] == [lookup["points"][3]["audit_id"],
-                                                           lookup["points"][5]["audit_id"]]
+    assert [p["audit_id"] for p in lookup["plans"][1:]] == [
+        lookup["points"][3]["audit_id"],
+        lookup["points"][5]["audit_id"],
+    ]
     resolved = [f for f in trends["findings"] if f["state"] == "resolved" and f["check"] == "missing-index"]
     assert resolved and resolved[0]["open_days"] is not None, trends["findings"]
     # The index the finding asked for was created: its prediction held against the lookup's change.
-    line = next(p for p in report["baseline"]["predictions"] if p["finding"] == resolved[0]["id"]
-                and "FROM items WHERE k = $1" in (p["query"] or ""))
+    line = next(
+        p
+        for p in report["baseline"]["predictions"]
+        if p["finding"] == resolved[0]["id"] and "FROM items WHERE k = $1" in (p["query"] or "")
+    )
     assert line["fix_kind"] == "missing-index" and line["predicted_saving_ms"] > 0
     assert line["realized_saving_ms"] == round(line["mean_before_ms"] - line["mean_after_ms"], 4) > 0
     assert report["history"]["track_record"]["missing-index"]["predictions"] >= 1
@@ -290,11 +313,15 @@ def test_trends_predictions_and_track_record_render_in_chromium(empty_db, tmp_pa
     def probe(driver):
         probe.sparks = driver.execute_script(
             "return [...document.querySelectorAll('#trends svg.spark polyline')]"
-            ".map(p => p.getAttribute('points').trim().split(' ').length)")
-        probe.box = driver.execute_script("const s = document.querySelector('#trends svg.spark');"
-                                          "const r = s.getBoundingClientRect(); return [r.width, r.height]")
+            ".map(p => p.getAttribute('points').trim().split(' ').length)"
+        )
+        probe.box = driver.execute_script(
+            "const s = document.querySelector('#trends svg.spark');"
+            "const r = s.getBoundingClientRect(); return [r.width, r.height]"
+        )
         probe.lifecycle = driver.execute_script(
-            "return [...document.querySelectorAll('#lifecycle + table tbody tr')].map(r => r.className)")
+            "return [...document.querySelectorAll('#lifecycle + table tbody tr')].map(r => r.className)"
+        )
         probe.trends = driver.execute_script("return document.getElementById('trends').innerText")
         probe.method = driver.execute_script("return document.getElementById('method').innerText")
         probe.predictions = driver.execute_script("return document.getElementById('predictions').innerText")

@@ -1,5 +1,6 @@
 """The history's pure parts without a database: plan fingerprints, causes from evidence,
 predicted against realized on the committed demo reports, the track record."""
+
 from __future__ import annotations
 
 import json
@@ -14,12 +15,24 @@ REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
 
 def plan(node: str, rows: float, cost: float, index: str | None = None) -> dict:
-    scan = {"Node Type": node, "Relation Name": "items", "Plan Rows": rows, "Total Cost": cost,
-            "Filter" if index is None else "Index Cond": "(k = 5)"}
+    scan = {
+        "Node Type": node,
+        "Relation Name": "items",
+        "Plan Rows": rows,
+        "Total Cost": cost,
+        "Filter" if index is None else "Index Cond": "(k = 5)",
+    }
     if index:
         scan["Index Name"] = index
-    return {"Plan": {"Node Type": "Aggregate", "Strategy": "Plain", "Plan Rows": 1, "Total Cost": cost + 1,
-                     "Plans": [dict(scan, **{"Parent Relationship": "Outer"})]}}
+    return {
+        "Plan": {
+            "Node Type": "Aggregate",
+            "Strategy": "Plain",
+            "Plan Rows": 1,
+            "Total Cost": cost + 1,
+            "Plans": [dict(scan, **{"Parent Relationship": "Outer"})],
+        }
+    }
 
 
 def test_the_fingerprint_keeps_the_shape_not_the_estimates():
@@ -32,15 +45,32 @@ def test_the_fingerprint_keeps_the_shape_not_the_estimates():
 
 
 def evidence(shape: dict, reltuples: float, indexes: dict) -> dict:
-    return {"settings": {"work_mem": "4MB"}, "role_settings": [], "statements": {"1": shape},
-            "tables": {"public.items": {"reltuples": reltuples, "relpages": 10, "last_analyze": "t0",
-                                        "indexes": indexes, "columns": {}}}}
+    return {
+        "settings": {"work_mem": "4MB"},
+        "role_settings": [],
+        "statements": {"1": shape},
+        "tables": {
+            "public.items": {
+                "reltuples": reltuples,
+                "relpages": 10,
+                "last_analyze": "t0",
+                "indexes": indexes,
+                "columns": {},
+            }
+        },
+    }
 
 
 def row(mean_before: float, mean_after: float) -> dict:
     side = {"calls": 100, "rows": 600}
-    return {"queryid": "1", "after_queryid": "1", "query": "SELECT ...", "tables": ["public.items"],
-            "before": dict(side, mean_exec_time_ms=mean_before), "after": dict(side, mean_exec_time_ms=mean_after)}
+    return {
+        "queryid": "1",
+        "after_queryid": "1",
+        "query": "SELECT ...",
+        "tables": ["public.items"],
+        "before": dict(side, mean_exec_time_ms=mean_before),
+        "after": dict(side, mean_exec_time_ms=mean_after),
+    }
 
 
 def test_an_index_dropped_and_the_plan_it_changed_rank_first():
@@ -80,4 +110,5 @@ def test_the_demo_compare_holds_each_applied_fix_against_its_outcome():
         assert line["off_by_more_than_2x"] == (not 0.5 <= factor <= 2.0)
     record = track_record(lines)["missing-index"]
     assert record["predictions"] == len(lines) and record["off_by_more_than_2x"] == sum(
-        line["off_by_more_than_2x"] for line in lines)
+        line["off_by_more_than_2x"] for line in lines
+    )

@@ -1,6 +1,7 @@
 """No import cycle among queryaudit's modules, deferred imports (inside functions) included:
 the graph is built from the AST of every module, so an import hidden in a function to dodge
 a cycle still counts. Imports under `if TYPE_CHECKING:` are left out (never executed)."""
+
 from __future__ import annotations
 
 import ast

@@ -1,5 +1,6 @@
 """Lock contention, long and idle transactions, on real clusters with real contending
 sessions (threads, each with its own connection, all bounded in time)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ def _wait_until(db, sql: str, expected: int, timeout: float = 10.0) -> None:
 
 
 def _waiting(db, expected: int) -> None:
-    _wait_until(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'", expected)
+    _wait_until(
+        db,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        expected,
+    )
 
 
 class Sessions:
@@ -212,16 +216,18 @@ def test_long_and_idle_transactions_are_reported(empty_db, sessions):
     sessions.hold("SELECT balance FROM accounts WHERE id = 3 FOR UPDATE")
     # A transaction that keeps running: cancelled once sampled.
     sessions.run("BEGIN; UPDATE accounts SET balance = 5 WHERE id = 9; SELECT pg_sleep(15); COMMIT", app="batch")
-    _wait_until(empty_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batch' "
-                          "AND wait_event = 'PgSleep'", 1)
+    _wait_until(
+        empty_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batch' AND wait_event = 'PgSleep'", 1
+    )
     time.sleep(0.5)
     try:
         with session(empty_db.dsn) as conn:
             from queryaudit.collect.server import collect_server
 
             snap = Snapshot(server=collect_server(conn), collected_at="now")
-            snap.lock_samples = LockSampler(conn, SampleOptions(seconds=0.5, long_transaction_s=0.3,
-                                                                idle_in_transaction_s=0.3)).run()
+            snap.lock_samples = LockSampler(
+                conn, SampleOptions(seconds=0.5, long_transaction_s=0.3, idle_in_transaction_s=0.3)
+            ).run()
     finally:
         empty_db.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'batch'")
     snap = Snapshot.from_dict(json.loads(snap.to_json()))  # what a saved snapshot replays
@@ -230,7 +236,8 @@ def test_long_and_idle_transactions_are_reported(empty_db, sessions):
     idle = _finding(findings, "idle-in-transaction")
     assert idle["evidence"]["application_name"] == "holder"
     assert idle["evidence"]["last_statement"]["query"].startswith(
-        "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE")
+        "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE"
+    )
     assert "RowShareLock on public.accounts" in idle["evidence"]["held_locks"]
     assert idle["severity"] == "medium" and "idle_in_transaction_session_timeout" in idle["fix_sql"]
     long = _finding(findings, "long-transaction")
@@ -250,8 +257,11 @@ def test_pgbench_tpcb_contention_is_hot_rows_with_a_predicted_saving(server, emp
     pgbench = server.cluster.bin_dir / "pgbench"
     init = subprocess.run([str(pgbench), "-i", "-s", "10", "-q", empty_db.dsn], capture_output=True, text=True)
     assert init.returncode == 0, init.stderr
-    bench = subprocess.Popen([str(pgbench), "-n", "-c", "8", "-j", "2", "-T", "300", empty_db.dsn],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bench = subprocess.Popen(
+        [str(pgbench), "-n", "-c", "8", "-j", "2", "-T", "300", empty_db.dsn],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _waiting(empty_db, 1)
         out = tmp_path / "locks.json"
@@ -264,16 +274,20 @@ def test_pgbench_tpcb_contention_is_hot_rows_with_a_predicted_saving(server, emp
     findings = json.loads(out.read_text())["findings"]
 
     hot = [f for f in findings if f["check"] == "lock-contention" and f["evidence"]["pattern"] == "hot-row"]
-    assert {f["table"] for f in hot} & {"public.pgbench_branches", "public.pgbench_tellers"}, \
-        [(f["check"], f["title"]) for f in findings]
+    assert {f["table"] for f in hot} & {"public.pgbench_branches", "public.pgbench_tellers"}, [
+        (f["check"], f["title"]) for f in findings
+    ]
     branches = max(hot, key=lambda f: f["evidence"]["wait_ms"])
     ev = branches["evidence"]
     assert ev["variant"] == "counter" and ev["hot_rows"] and ev["row_waits"] >= ev["distinct_rows"]
     assert any(w["query"].startswith("UPDATE pgbench_") for w in ev["waiting_statements"])
     assert "update the hot row last" in branches["advice"] and "shard the counter" in branches["advice"]
     saving = branches["predicted_saving"]
-    assert saving and 0 < saving["share_of_total_time"] <= 1 \
+    assert (
+        saving
+        and 0 < saving["share_of_total_time"] <= 1
         and saving["total_ms"] == pytest.approx(ev["wait_ms"], rel=0.01)
+    )
     assert 0 < ev["wait_share_of_db_time"] <= 1 and ev["db_time_ms"] >= ev["wait_ms"]
     # The gaps between pgbench's statements are not idle transactions that matter.
     assert all("idle_in_transaction_session_timeout" not in (f.get("fix_sql") or "") for f in findings)
@@ -309,7 +323,8 @@ def test_advisory_lock_waits_name_the_key(empty_db, sessions):
     ev = finding["evidence"]
     assert ev["relation"] == "(advisory locks)" and ev["keys"] == ["advisory 4242"]
     assert ev["lock_types"].keys() == {"advisory"} and ev["blocking_statements"][0]["query"].startswith(
-        "SELECT pg_advisory_lock")
+        "SELECT pg_advisory_lock"
+    )
     assert "pg_try_advisory_lock" in finding["advice"] and finding["predicted_saving"]["share_of_total_time"] > 0
     from queryaudit.redact import redact
 
@@ -333,8 +348,9 @@ def test_foreign_key_check_waiting_on_a_locked_parent_row(empty_db, sessions):
 def test_row_wait_behind_a_long_running_transaction(empty_db, sessions):
     _accounts(empty_db)
     sessions.run("BEGIN; UPDATE accounts SET balance = 5 WHERE id = 9; SELECT pg_sleep(15); COMMIT", app="batch")
-    _wait_until(empty_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batch' "
-                          "AND wait_event = 'PgSleep'", 1)
+    _wait_until(
+        empty_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batch' AND wait_event = 'PgSleep'", 1
+    )
     sessions.run("UPDATE accounts SET balance = 6 WHERE id = 9")
     _waiting(empty_db, 1)
     try:

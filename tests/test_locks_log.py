@@ -1,4 +1,5 @@
 """The same lock contention, found from a log a real server wrote with log_lock_waits = on."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from helpers import validate_report
 from queryaudit.demo.cluster import start_cluster
 
 PREFIX = "%m [%p] %q%u@%d "
-SETTINGS = {"autovacuum": "off", "log_lock_waits": "on", "deadlock_timeout": "100ms", "log_statement": "'all'",
-            "log_line_prefix": f"'{PREFIX}'", "log_min_messages": "warning"}
+SETTINGS = {
+    "autovacuum": "off",
+    "log_lock_waits": "on",
+    "deadlock_timeout": "100ms",
+    "log_statement": "'all'",
+    "log_line_prefix": f"'{PREFIX}'",
+    "log_min_messages": "warning",
+}
 
 
 def _background(dsn: str, statement: str, errors: list) -> threading.Thread:
@@ -56,8 +63,7 @@ def _contend(dsn: str, log: Path) -> None:
     errors: list = []
     with psycopg.connect(dsn) as holder:
         holder.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 1")
-        threads = [_background(dsn, "UPDATE accounts SET balance = balance - 1 WHERE id = 1", errors)
-                   for _ in range(2)]
+        threads = [_background(dsn, "UPDATE accounts SET balance = balance - 1 WHERE id = 1", errors) for _ in range(2)]
         _wait_for_waiters(dsn, 2, log)
         holder.commit()
         holder.execute("SELECT count(*) FROM orders")
@@ -112,8 +118,9 @@ def test_contention_found_from_log_lock_waits(version, tmp_path):
         log = tmp_path / "postgresql.log"
         log.write_text(cluster.log_file.read_text())
         out = tmp_path / "locks.json"
-        result = run_cli("locks", "--log", str(log), "--log-line-prefix", PREFIX, "--dsn", cluster.dsn(),
-                         "--json", str(out))
+        result = run_cli(
+            "locks", "--log", str(log), "--log-line-prefix", PREFIX, "--dsn", cluster.dsn(), "--json", str(out)
+        )
         assert result.returncode == 0, result.stderr
         data = json.loads(out.read_text())
     finally:
@@ -126,28 +133,40 @@ def test_contention_found_from_log_lock_waits(version, tmp_path):
     assert ev["source"] == "log" and ev["logged_waits"] >= 3 and ev["wait_ms"] > 200
     blockers = [b["query"] for b in ev["blocking_statements"]]
     assert "UPDATE accounts SET balance = balance + $1 WHERE id = $2" in blockers
-    assert any(w["query"] == "UPDATE accounts SET balance = balance - $1 WHERE id = $2"
-               for w in ev["waiting_statements"])
+    assert any(
+        w["query"] == "UPDATE accounts SET balance = balance - $1 WHERE id = $2" for w in ev["waiting_statements"]
+    )
     assert {"hot-row", "deadlock"} <= set(ev["patterns"]) and rows["predicted_saving"] is None  # no db time in a log
     deadlock = findings["public.accounts", "deadlock"]
     assert deadlock["evidence"]["deadlock_count"] == 1 and "consistent order" in deadlock["advice"]
     assert {p["query"] for p in deadlock["evidence"]["deadlocks"][0]["processes"]} == {
-        "UPDATE accounts SET balance = $1 WHERE id = $2"}
+        "UPDATE accounts SET balance = $1 WHERE id = $2"
+    }
     assert {t for t, _ in findings} == {"public.accounts", "public.orders"}  # relation OIDs named from the catalog
 
     ddl = findings["public.orders", "ddl-queue"]["evidence"]
     assert "ddl-queue" in ddl["patterns"]
     assert ddl["blocking_statements"][0]["query"] == "SELECT count(*) FROM orders"
     waiting = {w["query"]: w["modes"] for w in ddl["waiting_statements"]}
-    assert waiting == {"ALTER TABLE orders ADD COLUMN note text": ["AccessExclusiveLock"],
-                       "SELECT sum(total) FROM orders": ["AccessShareLock"]}
+    assert waiting == {
+        "ALTER TABLE orders ADD COLUMN note text": ["AccessExclusiveLock"],
+        "SELECT sum(total) FROM orders": ["AccessShareLock"],
+    }
     timeouts = data["locks"]["log"]["lock_timeouts"]
     assert timeouts and timeouts[0]["relation"] == "public.accounts"
 
     # The audit reads the same log without a server, and reports it.
     report_path = tmp_path / "report.json"
-    result = run_cli("audit", "--log", str(log), "--log-line-prefix", PREFIX, "--json", str(report_path),
-                     env={"PGHOST": "", "PGDATABASE": "", "DATABASE_URL": ""})
+    result = run_cli(
+        "audit",
+        "--log",
+        str(log),
+        "--log-line-prefix",
+        PREFIX,
+        "--json",
+        str(report_path),
+        env={"PGHOST": "", "PGDATABASE": "", "DATABASE_URL": ""},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
     validate_report(report)
@@ -165,9 +184,13 @@ def test_incomplete_lock_events_never_break_the_analysis():
     from queryaudit.snapshot import ServerInfo, Snapshot
 
     events = [LockEvent(kind=k) for k in ("waiting", "acquired", "deadlock", "timeout", "detected", "deadlock-avoided")]
-    events += [LockEvent(kind="acquired", pid=5, lock_object="transaction 9", holders=[5]),
-               LockEvent(kind="waiting", pid=5, holders=[6], timestamp="not a time"), StatementEvent(query=""),
-               SessionEndEvent(), LockEvent(kind="deadlock", detail="Process 1: \nProcess x waits for")]
+    events += [
+        LockEvent(kind="acquired", pid=5, lock_object="transaction 9", holders=[5]),
+        LockEvent(kind="waiting", pid=5, holders=[6], timestamp="not a time"),
+        StatementEvent(query=""),
+        SessionEndEvent(),
+        LockEvent(kind="deadlock", detail="Process 1: \nProcess x waits for"),
+    ]
     snap = Snapshot(server=ServerInfo(version_num=0, version="", database="x"), collected_at="now")
     snap.lock_log = analyse_lock_log(events)
     assert snap.lock_log.deadlocks and snap.lock_log.lock_timeouts

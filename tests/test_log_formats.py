@@ -2,6 +2,7 @@
 and jsonlog (15+), from sample lines shaped as each version writes them; and a log the
 reader cannot take gets an error naming the real cause. (Logs written by real PostgreSQL
 15 and 18 servers, in the three formats, are read in test_logs.py.)"""
+
 from __future__ import annotations
 
 import gzip
@@ -14,27 +15,37 @@ from queryaudit.logs.digest import ingest
 from queryaudit.logs.stage import log_only_snapshot, read_logs
 
 EXECUTE = '"duration: 0.045 ms  execute <unnamed>: SELECT id, name FROM authors WHERE id = $1","parameters: $1 = \'7\'"'
-WAIT = ('"process 4242 still waiting for ShareLock on transaction 731 after 1000.072 ms",'
-        '"Process holding the lock: 4243. Wait queue: 4242."')
+WAIT = (
+    '"process 4242 still waiting for ShareLock on transaction 731 after 1000.072 ms",'
+    '"Process holding the lock: 4243. Wait queue: 4242."'
+)
 
 
 def _row(version: str, message: str, pid: int = 4242) -> str:
     """One csvlog row as `version` writes it: the 22 columns of 8.3-8.4, then
     application_name (9.0), backend_type (13), leader_pid and query_id (14)."""
-    head = (f'2024-03-01 10:00:00.123 UTC,"app","shop",{pid},"127.0.0.1:51234",65e1a6c0.1092,3,"SELECT",'
-            f'2024-03-01 09:59:58 UTC,3/42,0,LOG,00000,{message},,,,,"UPDATE authors SET name = \'x\' WHERE id = 1",,')
+    head = (
+        f'2024-03-01 10:00:00.123 UTC,"app","shop",{pid},"127.0.0.1:51234",65e1a6c0.1092,3,"SELECT",'
+        f"2024-03-01 09:59:58 UTC,3/42,0,LOG,00000,{message},,,,,\"UPDATE authors SET name = 'x' WHERE id = 1\",,"
+    )
     if message.startswith('"duration'):  # no DETAIL/HINT... after the message: drop the STATEMENT column's value
-        head = (f'2024-03-01 10:00:00.123 UTC,"app","shop",{pid},"127.0.0.1:51234",65e1a6c0.1092,3,"SELECT",'
-                f'2024-03-01 09:59:58 UTC,3/42,0,LOG,00000,{message},,,,,,,')
+        head = (
+            f'2024-03-01 10:00:00.123 UTC,"app","shop",{pid},"127.0.0.1:51234",65e1a6c0.1092,3,"SELECT",'
+            f"2024-03-01 09:59:58 UTC,3/42,0,LOG,00000,{message},,,,,,,"
+        )
     # 22 columns so far (location is the empty last one)
-    extra = {"8.4": [], "9.6": ['"psql"'], "12": ['"psql"'], "13": ['"psql"', '"client backend"'],
-             "14": ['"psql"', '"client backend"', "", "-6022358287443093498"],
-             "18": ['"psql"', '"client backend"', "", "-6022358287443093498"]}[version]
+    extra = {
+        "8.4": [],
+        "9.6": ['"psql"'],
+        "12": ['"psql"'],
+        "13": ['"psql"', '"client backend"'],
+        "14": ['"psql"', '"client backend"', "", "-6022358287443093498"],
+        "18": ['"psql"', '"client backend"', "", "-6022358287443093498"],
+    }[version]
     return ",".join([head] + extra) if extra else head
 
 
-@pytest.mark.parametrize("version,fields", [("8.4", 22), ("9.6", 23), ("12", 23), ("13", 24), ("14", 26),
-                                            ("18", 26)])
+@pytest.mark.parametrize("version,fields", [("8.4", 22), ("9.6", 23), ("12", 23), ("13", 24), ("14", 26), ("18", 26)])
 def test_csvlog_of_each_version(tmp_path, version, fields):
     path = tmp_path / f"pg{version}.csv"
     rows = [_row(version, EXECUTE) for _ in range(3)] + [_row(version, WAIT)]
@@ -67,12 +78,26 @@ def test_csvlog_detected_by_its_first_line_whatever_the_name(tmp_path):
 def test_jsonlog(tmp_path):
     """PostgreSQL 15+: one JSON object per line (elog.c write_jsonlog's keys)."""
     path = tmp_path / "server.json"
-    entry = {"timestamp": "2024-03-01 10:00:00.123 UTC", "user": "app", "dbname": "shop", "pid": 4242,
-             "remote_host": "127.0.0.1", "remote_port": 51234, "session_id": "65e1a6c0.1092", "line_num": 3,
-             "ps": "SELECT", "session_start": "2024-03-01 09:59:58 UTC", "vxid": "3/42", "txid": 0,
-             "error_severity": "LOG", "message": "duration: 0.045 ms  execute <unnamed>: SELECT id FROM authors "
-             "WHERE id = $1", "detail": "parameters: $1 = '7'", "application_name": "psql",
-             "backend_type": "client backend", "query_id": -6022358287443093498}
+    entry = {
+        "timestamp": "2024-03-01 10:00:00.123 UTC",
+        "user": "app",
+        "dbname": "shop",
+        "pid": 4242,
+        "remote_host": "127.0.0.1",
+        "remote_port": 51234,
+        "session_id": "65e1a6c0.1092",
+        "line_num": 3,
+        "ps": "SELECT",
+        "session_start": "2024-03-01 09:59:58 UTC",
+        "vxid": "3/42",
+        "txid": 0,
+        "error_severity": "LOG",
+        "message": "duration: 0.045 ms  execute <unnamed>: SELECT id FROM authors WHERE id = $1",
+        "detail": "parameters: $1 = '7'",
+        "application_name": "psql",
+        "backend_type": "client backend",
+        "query_id": -6022358287443093498,
+    }
     path.write_text("\n".join(json.dumps(entry) for _ in range(4)) + "\n")
     stats = ReadStats()
     [first, *_] = list(iter_events([path], stats=stats))

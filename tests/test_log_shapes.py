@@ -3,6 +3,7 @@ PostgreSQL 15 log (bench/pg15_seed.log, prefix `%m [%p] %q%u@%d %c %x `: bind pa
 multi-line statements, lock waits, a deadlock, connections) replayed into a bigger one, and
 the bench's generated log. The executions and their total time must be what a line-by-line
 count finds, and what pgBadger counts."""
+
 from __future__ import annotations
 
 import json
@@ -66,17 +67,37 @@ def test_pgbadger_counts_the_same_executions(tmp_path):
     for path, prefix in _shapes(tmp_path, 1):
         out = tmp_path / f"{path.stem}.json"
         # (its own pid file: pgBadger refuses to start beside another run using /tmp/pgbadger.pid)
-        subprocess.run(["pgbadger", "-j", "1", "-f", "stderr", "--prefix", prefix, "-q", "-o", str(out),
-                        "--pid-dir", str(tmp_path),
-                        "-x", "json", str(path)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "pgbadger",
+                "-j",
+                "1",
+                "-f",
+                "stderr",
+                "--prefix",
+                prefix,
+                "-q",
+                "-o",
+                str(out),
+                "--pid-dir",
+                str(tmp_path),
+                "-x",
+                "json",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
         counted = json.loads(out.read_text())["overall_stat"]["queries_number"]
         assert ingest([path], prefix).executions == counted, path.name
 
 
 # The bench's prefix, and one with %l: each line of a message then has its own number, so a
 # DETAIL's prefix is not its message's (the reader attaches it by pid instead).
-HEADS = {pg15_log.PREFIX: "2026-12-07 01:21:35.{ms:03d} UTC [{pid}] app@shop 6b160a1f.{pid:x} {xid} ",
-         "%m [%p] %l %q%u@%d %c %x ": "2026-12-07 01:21:35.{ms:03d} UTC [{pid}] {n} app@shop 6b160a1f.{pid:x} {xid} "}
+HEADS = {
+    pg15_log.PREFIX: "2026-12-07 01:21:35.{ms:03d} UTC [{pid}] app@shop 6b160a1f.{pid:x} {xid} ",
+    "%m [%p] %l %q%u@%d %c %x ": "2026-12-07 01:21:35.{ms:03d} UTC [{pid}] {n} app@shop 6b160a1f.{pid:x} {xid} ",
+}
 
 
 def _log(tmp_path: Path, head: str, entries: list[tuple[int, int, str]]) -> Path:
@@ -95,28 +116,35 @@ def _log(tmp_path: Path, head: str, entries: list[tuple[int, int, str]]) -> Path
 
 @pytest.mark.parametrize("prefix", list(HEADS))
 def test_parse_and_bind_lines_and_their_details_are_skipped_and_execute_keeps_its_parameters(tmp_path, prefix):
-    path = _log(tmp_path, HEADS[prefix], [
-        (4242, 0, "LOG:  duration: 0.031 ms  parse <unnamed>: SELECT o.id"),
-        (0, 0, "\t  FROM orders o WHERE o.customer_id = $1"),
-        (4242, 0, "LOG:  duration: 0.020 ms  bind <unnamed>: SELECT o.id"),
-        (0, 0, "\t  FROM orders o WHERE o.customer_id = $1"),
-        (4242, 0, "DETAIL:  parameters: $1 = '17'"),
-        (4243, 731, "LOG:  process 4243 still waiting for ShareLock on transaction 730 after 100.072 ms"),
-        (4243, 731, "DETAIL:  Process holding the lock: 4244. Wait queue: 4243."),
-        (4243, 731, 'CONTEXT:  while updating tuple (6,12) in relation "customers"'),
-        (4243, 731, "STATEMENT:  UPDATE customers"),
-        (0, 0, "\t   SET balance = balance + $1 WHERE id = $2"),
-        (4242, 0, "LOG:  duration: 0.105 ms  execute <unnamed>: SELECT o.id"),
-        (0, 0, "\t  FROM orders o WHERE o.customer_id = $1"),
-        (4242, 0, "DETAIL:  parameters: $1 = '17'"),
-        (4245, 0, "LOG:  duration: 0.025 ms  statement: DEALLOCATE ALL"),
-        (4245, 0, "LOG:  connection authorized: user=app database=shop"),
-    ])
+    path = _log(
+        tmp_path,
+        HEADS[prefix],
+        [
+            (4242, 0, "LOG:  duration: 0.031 ms  parse <unnamed>: SELECT o.id"),
+            (0, 0, "\t  FROM orders o WHERE o.customer_id = $1"),
+            (4242, 0, "LOG:  duration: 0.020 ms  bind <unnamed>: SELECT o.id"),
+            (0, 0, "\t  FROM orders o WHERE o.customer_id = $1"),
+            (4242, 0, "DETAIL:  parameters: $1 = '17'"),
+            (4243, 731, "LOG:  process 4243 still waiting for ShareLock on transaction 730 after 100.072 ms"),
+            (4243, 731, "DETAIL:  Process holding the lock: 4244. Wait queue: 4243."),
+            (4243, 731, 'CONTEXT:  while updating tuple (6,12) in relation "customers"'),
+            (4243, 731, "STATEMENT:  UPDATE customers"),
+            (0, 0, "\t   SET balance = balance + $1 WHERE id = $2"),
+            (4242, 0, "LOG:  duration: 0.105 ms  execute <unnamed>: SELECT o.id"),
+            (0, 0, "\t  FROM orders o WHERE o.customer_id = $1"),
+            (4242, 0, "DETAIL:  parameters: $1 = '17'"),
+            (4245, 0, "LOG:  duration: 0.025 ms  statement: DEALLOCATE ALL"),
+            (4245, 0, "LOG:  connection authorized: user=app database=shop"),
+        ],
+    )
     stats = ReadStats()
     records = list(read_records([path], prefix, stats))
     assert [r.first[:30] for r in records] == [
-        "process 4243 still waiting for", "duration: 0.105 ms  execute <u", "duration: 0.025 ms  statement:",
-        "connection authorized: user=ap"]
+        "process 4243 still waiting for",
+        "duration: 0.105 ms  execute <u",
+        "duration: 0.025 ms  statement:",
+        "connection authorized: user=ap",
+    ]
     wait, execute = records[0], records[1]
     assert wait.detail == "Process holding the lock: 4244. Wait queue: 4243."
     assert wait.statement == "UPDATE customers\n   SET balance = balance + $1 WHERE id = $2"

@@ -1,5 +1,6 @@
 """Log ingest on logs written by a real server (stderr, csvlog, jsonlog at once), the N+1
 found from the log alone, lock-wait / temp-file / auto_explain events, corrupted input."""
+
 import gzip
 import json
 import threading
@@ -20,12 +21,22 @@ from queryaudit.logs.digest import LatencySketch, ingest
 
 PREFIX = "%m [%p] %q%u@%d %c %l %v %x %a %Q "
 LOG_SETTINGS = {
-    "logging_collector": "on", "log_destination": "'stderr,csvlog,jsonlog'", "log_directory": "'log'",
-    "log_filename": "'server.log'", "log_min_duration_statement": "0", "log_line_prefix": f"'{PREFIX}'",
-    "log_lock_waits": "on", "deadlock_timeout": "'50ms'", "log_temp_files": "0",
-    "auto_explain.log_min_duration": "'20ms'", "auto_explain.log_format": "json",
-    "log_min_messages": "warning", "autovacuum": "off",
+    "logging_collector": "on",
+    "log_destination": "'stderr,csvlog,jsonlog'",
+    "log_directory": "'log'",
+    "log_filename": "'server.log'",
+    "log_min_duration_statement": "0",
+    "log_line_prefix": f"'{PREFIX}'",
+    "log_lock_waits": "on",
+    "deadlock_timeout": "'50ms'",
+    "log_temp_files": "0",
+    "auto_explain.log_min_duration": "'20ms'",
+    "auto_explain.log_format": "json",
+    "log_min_messages": "warning",
+    "autovacuum": "off",
 }
+
+
 class LogFolder(type(Path())):
     dsn = ""
     formats: dict = {}
@@ -73,8 +84,9 @@ def server_log(request, tmp_path_factory):
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("SELECT 'end-of-test-workload' AS sentinel")
         deadline = time.monotonic() + 30
-        while not all(b"end-of-test-workload" in (cluster.pgdata / "log" / name).read_bytes()
-                      for name in formats.values()):
+        while not all(
+            b"end-of-test-workload" in (cluster.pgdata / "log" / name).read_bytes() for name in formats.values()
+        ):
             assert time.monotonic() < deadline, "the server never logged the sentinel"
             time.sleep(0.1)
         folder = tmp_path_factory.mktemp(f"log-{request.param}")
@@ -113,8 +125,9 @@ def _lock_wait(dsn: str, log: Path) -> None:
     have started the waiter by then)."""
     holder = psycopg.connect(dsn)
     holder.execute("UPDATE authors SET name = 'held' WHERE id = 1")
-    waiter = threading.Thread(target=lambda: psycopg.connect(dsn, autocommit=True).execute(
-        "UPDATE authors SET name = 'waited' WHERE id = 1"))
+    waiter = threading.Thread(
+        target=lambda: psycopg.connect(dsn, autocommit=True).execute("UPDATE authors SET name = 'waited' WHERE id = 1")
+    )
     waiter.start()
     deadline = time.monotonic() + 30
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -136,8 +149,13 @@ def test_events_from_each_format(server_log, fmt):
     events = list(iter_events([server_log / FORMATS[fmt]], prefix=PREFIX, stats=stats))
     assert stats.formats[str(server_log / FORMATS[fmt])] == fmt
     assert stats.malformed_lines == 0 and stats.records > 100
-    child = [e for e in events if isinstance(e, StatementEvent) and e.phase == "execute"
-             and e.query == "SELECT id, title FROM books WHERE author_id = $1"]
+    child = [
+        e
+        for e in events
+        if isinstance(e, StatementEvent)
+        and e.phase == "execute"
+        and e.query == "SELECT id, title FROM books WHERE author_id = $1"
+    ]
     assert len(child) == 60
     first = child[0]
     assert first.duration_ms > 0 and first.parameters == ["'1'"] and first.user == "postgres"
@@ -183,8 +201,18 @@ def test_n_plus_one_of_fast_lookups_found_by_round_trips(server_log, tmp_path):
     assert loop.total_ms / loop.executions < 1  # cheap on the server: no server-time threshold would see it
 
     out = tmp_path / "report.json"
-    result = run_cli("audit", "--log", str(server_log / "server.log"), "--log-line-prefix", PREFIX, "--json", str(out),
-                     "--round-trip-ms", "2", env={"DATABASE_URL": "", "PGHOST": "", "PGDATABASE": ""})
+    result = run_cli(
+        "audit",
+        "--log",
+        str(server_log / "server.log"),
+        "--log-line-prefix",
+        PREFIX,
+        "--json",
+        str(out),
+        "--round-trip-ms",
+        "2",
+        env={"DATABASE_URL": "", "PGHOST": "", "PGDATABASE": ""},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     validate_report(report)
@@ -205,12 +233,19 @@ def test_the_audits_own_statements_are_left_out(server_log):
         facts = ingest([server_log / name], PREFIX)
         assert facts.statements and not [s.query for s in facts.statements if "queryaudit" in s.query]
         assert not [p for p in facts.n_plus_one if "queryaudit" in p.query]
-        logged = sum(1 for e in iter_events([server_log / name], PREFIX)
-                     if isinstance(e, StatementEvent) and e.duration_ms is not None
-                     and e.phase in ("simple", "execute"))
-        own = sum(1 for e in iter_events([server_log / name], PREFIX)
-                  if isinstance(e, StatementEvent) and e.duration_ms is not None and e.phase in ("simple", "execute")
-                  and "/* queryaudit */" in e.query)
+        logged = sum(
+            1
+            for e in iter_events([server_log / name], PREFIX)
+            if isinstance(e, StatementEvent) and e.duration_ms is not None and e.phase in ("simple", "execute")
+        )
+        own = sum(
+            1
+            for e in iter_events([server_log / name], PREFIX)
+            if isinstance(e, StatementEvent)
+            and e.duration_ms is not None
+            and e.phase in ("simple", "execute")
+            and "/* queryaudit */" in e.query
+        )
         assert own > 10 and facts.executions == logged - own
 
 
@@ -268,19 +303,34 @@ def test_log_read_in_parallel_pieces_matches_one_process(server_log, monkeypatch
     many = log_only_snapshot()
     read_logs(many, paths, PREFIX, jobs=4)
     a, b = one.logs, many.logs
-    assert (b.lines, b.records, b.executions, b.statement_count, b.lock_events, b.malformed_lines) == \
-        (a.lines, a.records, a.executions, a.statement_count, a.lock_events, a.malformed_lines)
+    assert (b.lines, b.records, b.executions, b.statement_count, b.lock_events, b.malformed_lines) == (
+        a.lines,
+        a.records,
+        a.executions,
+        a.statement_count,
+        a.lock_events,
+        a.malformed_lines,
+    )
     assert abs(b.total_ms - a.total_ms) < 0.01
-    assert [(s.key, s.count, s.p50_ms, s.p95_ms, s.p99_ms) for s in b.statements] == \
-        [(s.key, s.count, s.p50_ms, s.p95_ms, s.p99_ms) for s in a.statements]
+    assert [(s.key, s.count, s.p50_ms, s.p95_ms, s.p99_ms) for s in b.statements] == [
+        (s.key, s.count, s.p50_ms, s.p95_ms, s.p99_ms) for s in a.statements
+    ]
     assert {p.query for p in b.n_plus_one} == {p.query for p in a.n_plus_one}
     assert sum(p.executions for p in b.n_plus_one) == sum(p.executions for p in a.n_plus_one)
     assert many.lock_log and {w.relation for w in many.lock_log.waits} == {w.relation for w in one.lock_log.waits}
 
 
 def test_wrong_prefix_is_reported_not_crashed(server_log, tmp_path):
-    result = run_cli("audit", "--log", str(server_log / "server.log"), "--log-line-prefix", "%t <%u> ",
-                     "--json", str(tmp_path / "r.json"), env={"DATABASE_URL": "", "PGHOST": "", "PGDATABASE": ""})
+    result = run_cli(
+        "audit",
+        "--log",
+        str(server_log / "server.log"),
+        "--log-line-prefix",
+        "%t <%u> ",
+        "--json",
+        str(tmp_path / "r.json"),
+        env={"DATABASE_URL": "", "PGHOST": "", "PGDATABASE": ""},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["partial"] and "log_line_prefix" in report["errors"][0]["message"]
@@ -290,8 +340,16 @@ def test_log_matched_to_pg_stat_statements_adds_percentiles(server_log, tmp_path
     """--log with a live audit of the server that wrote it: query entries get p50/p95/p99,
     and the N+1 found in pg_stat_statements carries the log's evidence."""
     out = tmp_path / "report.json"
-    result = run_cli("audit", "--dsn", server_log.dsn, "--no-explain", "--json", str(out),
-                     "--log", str(server_log / ("server.json" if "jsonlog" in server_log.formats else "server.csv")))
+    result = run_cli(
+        "audit",
+        "--dsn",
+        server_log.dsn,
+        "--no-explain",
+        "--json",
+        str(out),
+        "--log",
+        str(server_log / ("server.json" if "jsonlog" in server_log.formats else "server.csv")),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     child = next(q for q in report["queries"] if q["query"].startswith("SELECT id, title FROM books"))
@@ -304,9 +362,21 @@ def test_every_format_shows_tail_latency_from_the_log(server_log, tmp_path):
     """p50/p95/p99 in the workload table of the terminal, HTML and Markdown reports, under a
     line saying which figures come from pg_stat_statements and which from the log."""
     paths = {fmt: tmp_path / f"report.{fmt}" for fmt in ("json", "html", "md")}
-    result = run_cli("audit", "--dsn", server_log.dsn, "--no-explain", "--log", str(server_log / "server.csv"),
-                     "--json", str(paths["json"]), "--html", str(paths["html"]), "--markdown", str(paths["md"]),
-                     env={"COLUMNS": "220"})
+    result = run_cli(
+        "audit",
+        "--dsn",
+        server_log.dsn,
+        "--no-explain",
+        "--log",
+        str(server_log / "server.csv"),
+        "--json",
+        str(paths["json"]),
+        "--html",
+        str(paths["html"]),
+        "--markdown",
+        str(paths["md"]),
+        env={"COLUMNS": "220"},
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(paths["json"].read_text())
     sources = report["workload_sources"]
@@ -317,11 +387,11 @@ def test_every_format_shows_tail_latency_from_the_log(server_log, tmp_path):
 
     shown = [_ms(top[k]) for k in ("p50_ms", "p95_ms", "p99_ms")]
     html = paths["html"].read_text()
-    workload = html[html.index('id="workload"'):html.index('id="fixes"')]
-    assert "<th class=\"n\">p95</th>" in workload and sources.split(";")[0] in workload
+    workload = html[html.index('id="workload"') : html.index('id="fixes"')]
+    assert '<th class="n">p95</th>' in workload and sources.split(";")[0] in workload
     assert all(f'<td class="n">{v}</td>' in workload for v in shown)
     md = paths["md"].read_text()
-    table = md[md.index("## Workload"):]
+    table = md[md.index("## Workload") :]
     from queryaudit.report.markdown import text as md_text
 
     assert "| p50 | p95 | p99 |" in table and f"_{md_text(sources)}_" in table
@@ -351,12 +421,25 @@ def test_truncated_and_corrupted_logs(server_log, tmp_path):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
-                          st.sampled_from([b"2024-01-01 00:00:00.000 UTC [1] LOG:  duration: x ms",
-                                           b"2024-01-01 00:00:00.000 UTC [1] DETAIL:  parameters: $1 = '",
-                                           b"\tcontinued", b"{\"message\": 1}", b"2024-01-01 00:00:00 UTC,,,"])),
-                max_size=40),
-       st.sampled_from(["stderr", "csvlog", "jsonlog"]))
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=200),
+            st.text(max_size=200).map(str.encode),
+            st.sampled_from(
+                [
+                    b"2024-01-01 00:00:00.000 UTC [1] LOG:  duration: x ms",
+                    b"2024-01-01 00:00:00.000 UTC [1] DETAIL:  parameters: $1 = '",
+                    b"\tcontinued",
+                    b'{"message": 1}',
+                    b"2024-01-01 00:00:00 UTC,,,",
+                ]
+            ),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from(["stderr", "csvlog", "jsonlog"]),
+)
 @example(lines=[b"\x1f\x8b"], fmt="stderr")  # gzip's magic bytes alone: a compressed file cut at once
 def test_random_bytes_never_crash(tmp_path, lines, fmt):
     path = tmp_path / f"fuzz-{fmt}.log"
@@ -368,7 +451,7 @@ def test_random_bytes_never_crash(tmp_path, lines, fmt):
 
 def test_sketch_quantiles_are_within_the_relative_error():
     sketch = LatencySketch()
-    values = [0.05 * 1.01 ** i for i in range(2000)]
+    values = [0.05 * 1.01**i for i in range(2000)]
     for v in values:
         sketch.add(v)
     for q in (0.5, 0.95, 0.99):

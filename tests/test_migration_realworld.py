@@ -1,6 +1,7 @@
 """review-migration on real migrations (../shared/corpora/migrations-realworld: ory/kratos and
 supabase/auth, their README gives licences and runner behaviour): every file parses and is
 reviewed without error, one file per review as their runners apply them, and as one directory."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,16 @@ def test_every_real_world_migration_is_reviewed_without_error(shared_dir):
 def test_the_whole_corpus_in_one_run(shared_dir, tmp_path):
     corpus, files = _files(shared_dir)
     out = tmp_path / "review.json"
-    proc = run_cli("review-migration", str(corpus / "supabase-auth"), str(corpus / "kratos"), "--assume-in-transaction",
-                   "--fail-on", "never", "--json", str(out))
+    proc = run_cli(
+        "review-migration",
+        str(corpus / "supabase-auth"),
+        str(corpus / "kratos"),
+        "--assume-in-transaction",
+        "--fail-on",
+        "never",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert len(report["files"]) == len(files) and report["errors"] == []

@@ -1,5 +1,6 @@
 """Migration rules: each rule's own cases, and agreement with squawk's rule cases for every
 rule that shares squawk's name (../shared/corpora/squawk-rule-cases.json)."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,14 @@ from queryaudit.migrations.review import lint_sql
 from queryaudit.migrations.source import MigrationSyntaxError
 
 STATIC_RULES = [r for r in all_rules() if r.check is not None]
-SECTIONS = ["## What it detects", "## Why it matters", "## How to fix", "## Example", "## Thresholds",
-            "## Known false positives"]
+SECTIONS = [
+    "## What it detects",
+    "## Why it matters",
+    "## How to fix",
+    "## Example",
+    "## Thresholds",
+    "## Known false positives",
+]
 # Cases whose SQL PostgreSQL's own grammar rejects (squawk's parser is more lenient): we
 # report a syntax error instead of linting. `int array[]` is not valid PostgreSQL.
 NOT_POSTGRESQL = {("ban-char-field", "all_the_types")}
@@ -23,8 +30,7 @@ DELIBERATE = {("require-timeout-settings", "fix_multiple_ddl_statements")}
 
 
 def settings_for(pg_version, assume_in_transaction) -> Settings:
-    return Settings(parse_pg_version(pg_version) if pg_version else Settings().pg_version,
-                    bool(assume_in_transaction))
+    return Settings(parse_pg_version(pg_version) if pg_version else Settings().pg_version, bool(assume_in_transaction))
 
 
 def lines_of(rule_id: str, sql: str, settings: Settings) -> list[int]:
@@ -75,8 +81,9 @@ def test_squawk_corpus_agreement(shared_dir):
             continue
         if (rid, case["test"]) in DELIBERATE:
             got = lines_of(rid, case["sql"], settings)
-            assert bool(got) != (case["expect"] == "trigger"), \
+            assert bool(got) != (case["expect"] == "trigger"), (
                 f"{rid} {case['test']} now agrees: drop it from DELIBERATE"
+            )
             continue
         checked += 1
         got = lines_of(rid, case["sql"], settings)
@@ -92,6 +99,7 @@ def test_rule_pages_are_current():
     from pathlib import Path
 
     from queryaudit.migrations.docs import write_pages
+
     stale = write_pages(Path(__file__).resolve().parent.parent / "checks" / "migrations", dry_run=True)
     assert not stale, f"stale pages in checks/migrations/: {stale}; run `queryaudit docs`"
 

@@ -2,6 +2,7 @@
 argparse instead of typer, nothing imported that one file's review does not use, and the same
 options and results as the typer command. The figure itself comes from
 bench/startup_review_migration.py, never from a test."""
+
 from __future__ import annotations
 
 import subprocess
@@ -28,11 +29,18 @@ def test_the_start_up_parser_has_the_typer_commands_options():
 def test_the_start_up_path_imports_neither_typer_nor_the_database_driver(tmp_path):
     path = tmp_path / "0001.sql"
     path.write_text("ALTER TABLE t ADD COLUMN c text;\n")
-    code = ("import sys\nfrom queryaudit.migrations.command import main\nmain([sys.argv[1]])\n"
-            "heavy = sorted(m for m in ('typer', 'pydantic', 'psycopg', 'rich', 'sqlglot', 'sqlalchemy', "
-            "'queryaudit.snapshot', 'queryaudit.cli') if m in sys.modules)\nprint('LOADED', heavy)")
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys\nfrom queryaudit.migrations.command import main\nmain([sys.argv[1]])\n"
+        "heavy = sorted(m for m in ('typer', 'pydantic', 'psycopg', 'rich', 'sqlglot', 'sqlalchemy', "
+        "'queryaudit.snapshot', 'queryaudit.cli') if m in sys.modules)\nprint('LOADED', heavy)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout, proc.stdout
 
@@ -40,15 +48,27 @@ def test_the_start_up_path_imports_neither_typer_nor_the_database_driver(tmp_pat
 def test_both_entry_points_give_the_same_review(tmp_path):
     path = tmp_path / "0001.sql"
     path.write_text("DROP TABLE t;\nALTER TABLE u RENAME COLUMN a TO b;\n")
-    fast = subprocess.run([sys.executable, "-m", "queryaudit", "review-migration", str(path), "--json",
-                           str(tmp_path / "fast.json")], capture_output=True, text=True, cwd=ROOT)
+    fast = subprocess.run(
+        [sys.executable, "-m", "queryaudit", "review-migration", str(path), "--json", str(tmp_path / "fast.json")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     slow = run_cli("review-migration", str(path), "--json", str(tmp_path / "slow.json"))
     assert fast.returncode == slow.returncode == 1
     assert fast.stdout == slow.stdout
     assert (tmp_path / "fast.json").read_text() == (tmp_path / "slow.json").read_text()
-    bad = subprocess.run([sys.executable, "-m", "queryaudit", "review-migration", "--top", "0", str(path)],
-                         capture_output=True, text=True, cwd=ROOT)
+    bad = subprocess.run(
+        [sys.executable, "-m", "queryaudit", "review-migration", "--top", "0", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stderr.startswith("queryaudit: error:")
-    listed = subprocess.run([sys.executable, "-m", "queryaudit", "review-migration", "--list-rules"],
-                            capture_output=True, text=True, cwd=ROOT)
+    listed = subprocess.run(
+        [sys.executable, "-m", "queryaudit", "review-migration", "--list-rules"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert listed.returncode == 0 and listed.stdout == run_cli("review-migration", "--list-rules").stdout

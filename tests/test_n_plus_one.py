@@ -1,5 +1,6 @@
 """N+1 from pg_stat_statements alone, from application capture (SQLAlchemy lazy loads), and
 the pytest plugin failing a test; a batched workload reports none."""
+
 import asyncio
 import json
 import os
@@ -32,8 +33,10 @@ def queryid_of(db, text_start: str, toplevel: bool = True) -> str:
     if db.server.version_num < 140000:  # no toplevel column before 14: one entry per statement
         rows = db.execute("SELECT queryid::text FROM pg_stat_statements WHERE query LIKE %s", (text_start + "%",))
     else:
-        rows = db.execute("SELECT queryid::text FROM pg_stat_statements WHERE query LIKE %s AND toplevel = %s",
-                          (text_start + "%", toplevel))
+        rows = db.execute(
+            "SELECT queryid::text FROM pg_stat_statements WHERE query LIKE %s AND toplevel = %s",
+            (text_start + "%", toplevel),
+        )
     assert rows, text_start
     return rows[0][0]
 
@@ -82,6 +85,7 @@ def test_batched_workload_reports_no_n_plus_one(empty_db, tmp_path):
 
 
 # -- application capture ---------------------------------------------------------------------
+
 
 def _models():
     from sqlalchemy import ForeignKey
@@ -161,7 +165,8 @@ def _line_of(fragment: str) -> int:
 def test_pytest_plugin_fails_a_test_with_an_n_plus_one(empty_db, tmp_path):
     with empty_db.connect() as conn:
         wl.load(conn)
-    (tmp_path / "test_app.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_app.py").write_text(
+        textwrap.dedent("""
         import os, psycopg, pytest
 
         def test_loop(queryaudit_capture):
@@ -186,10 +191,16 @@ def test_pytest_plugin_fails_a_test_with_an_n_plus_one(empty_db, tmp_path):
             with psycopg.connect(os.environ["APP_DSN"]) as conn:
                 for author_id in range(1, 7):
                     conn.execute("SELECT name FROM authors WHERE id = %s", (author_id,)).fetchone()
-    """))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "test_app.py"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "APP_DSN": empty_db.dsn})
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "test_app.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "APP_DSN": empty_db.dsn},
+    )
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     assert "2 failed, 2 passed" in out, out
@@ -209,12 +220,21 @@ INSERT INTO profiles VALUES (1, 1, 'bio 1'), (2, 2, 'bio 2');
 INSERT INTO books VALUES (1, 1, 'b1'), (2, 2, 'b2');
 """
 SA_HINTS = {
-    "many_to_one": ("Book.author", "select(Book).options(joinedload(Book.author)): loads them with the Book rows "
-                    "(raiseload(Book.author) then makes any lazy load of it fail in tests)"),
-    "one_to_many": ("Author.books", "select(Author).options(selectinload(Author.books)): loads them with the Author "
-                    "rows (raiseload(Author.books) then makes any lazy load of it fail in tests)"),
-    "chain": ("Author.profile", "select(Book).options(joinedload(Book.author).joinedload(Author.profile)): loads them "
-              "with the Book rows (raiseload(Book.author) then makes any lazy load of it fail in tests)"),
+    "many_to_one": (
+        "Book.author",
+        "select(Book).options(joinedload(Book.author)): loads them with the Book rows "
+        "(raiseload(Book.author) then makes any lazy load of it fail in tests)",
+    ),
+    "one_to_many": (
+        "Author.books",
+        "select(Author).options(selectinload(Author.books)): loads them with the Author "
+        "rows (raiseload(Author.books) then makes any lazy load of it fail in tests)",
+    ),
+    "chain": (
+        "Author.profile",
+        "select(Book).options(joinedload(Book.author).joinedload(Author.profile)): loads them "
+        "with the Book rows (raiseload(Book.author) then makes any lazy load of it fail in tests)",
+    ),
 }
 
 
@@ -277,6 +297,7 @@ def _sa_sync_cases(engine) -> dict:
         a = first.author.name  # sa silent: first line
         b = second.author.name  # sa silent: second line
         return a, b
+
     run("two_lines", two_lines)
     return cases
 
@@ -298,6 +319,7 @@ def _sa_async_cases(engine) -> dict:
     async def chain(s):
         async def bio(book):  # the innermost line of the application is the call site
             return (await (await book.awaitable_attrs.author).awaitable_attrs.profile).bio  # sa async loop: chain
+
         return [await bio(b) for b in await books(s)]
 
     async def fixed(s):

@@ -3,6 +3,7 @@ not shift what every later index means. Read from each module's AST.
 
 Allowed: one value of one column through `connect.scalar` (the only place that indexes a
 row), and rows built by psycopg's `dict_row` / `class_row`, read by key."""
+
 from __future__ import annotations
 
 import ast
@@ -14,8 +15,11 @@ ALLOWED = {"connect.py"}  # connect.scalar
 
 def _is_result_call(node: ast.AST) -> bool:
     """conn.execute(...), cur.fetchone() / fetchall() / fetchmany(), and chains of them."""
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr in {"execute", "fetchone", "fetchall", "fetchmany"})
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in {"execute", "fetchone", "fetchall", "fetchmany"}
+    )
 
 
 def positional_reads(tree: ast.AST) -> list[int]:
@@ -35,8 +39,11 @@ def positional_reads(tree: ast.AST) -> list[int]:
                 elif isinstance(node.target, ast.Name):
                     from_results.add(node.target.id)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
-                and isinstance(node.slice.value, int):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, int)
+        ):
             value = node.value
             if _is_result_call(value) or (isinstance(value, ast.Name) and value.id in from_results):
                 lines.append(node.lineno)

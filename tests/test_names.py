@@ -1,6 +1,7 @@
 """queryaudit.names without a database: which table and column each name means, the way
 PostgreSQL resolves it (case folding, quoting, search_path, aliases, CTEs, subqueries,
 views), and the one quoting rule for what queryaudit writes."""
+
 import pytest
 
 from queryaudit import names
@@ -22,14 +23,24 @@ TABLES = [
     table("app", "orders", "id", "tenant_id"),
     table("public", "Audit Log", "id", "user id", "event kind"),
 ]
-VIEWS = [View("public", "PublishedPost", 'SELECT id, "authorId" AS "writerId", title FROM "Post" WHERE published',
-              [Column("id", "bigint"), Column("writerId", "bigint"), Column("title", "text")])]
+VIEWS = [
+    View(
+        "public",
+        "PublishedPost",
+        'SELECT id, "authorId" AS "writerId", title FROM "Post" WHERE published',
+        [Column("id", "bigint"), Column("writerId", "bigint"), Column("title", "text")],
+    )
+]
 
 
 def snapshot(search_path: str | None = None) -> Snapshot:
     settings = {"search_path": search_path} if search_path else {}
-    return Snapshot(server=ServerInfo(150000, "15", "app", user="alice", settings=settings), collected_at="now",
-                    tables=TABLES, views=VIEWS)
+    return Snapshot(
+        server=ServerInfo(150000, "15", "app", user="alice", settings=settings),
+        collected_at="now",
+        tables=TABLES,
+        views=VIEWS,
+    )
 
 
 def meaning(query: str, written: str, snap: Snapshot | None = None):
@@ -51,7 +62,7 @@ def test_quoted_names_keep_their_case_and_unquoted_names_fold():
 def test_aliases_and_reserved_word_columns():
     q = 'SELECT u.email FROM "User" AS u JOIN "Post" p ON p."authorId" = u.id WHERE u."order" = $1 AND "user" = $2'
     assert meaning(q, 'p."authorId"') == ("public.Post", "authorId")
-    assert meaning(q, 'u.id') == ("public.User", "id")
+    assert meaning(q, "u.id") == ("public.User", "id")
     assert meaning(q, 'u."order"') == ("public.User", "order")
     assert meaning(q, '"user" =') == ("public.User", "user")
     r = names.resolve(q, snapshot())
@@ -84,8 +95,10 @@ def test_mixed_case_schema_and_names_with_spaces():
 
 
 def test_ctes_hide_tables_and_trace_to_their_source():
-    q = ('WITH orders AS (SELECT id, "CustomerId" AS customer FROM "Sales"."Orders" WHERE "Total" > $1) '
-         'SELECT id FROM orders WHERE customer = $2')
+    q = (
+        'WITH orders AS (SELECT id, "CustomerId" AS customer FROM "Sales"."Orders" WHERE "Total" > $1) '
+        "SELECT id FROM orders WHERE customer = $2"
+    )
     r = names.resolve(q, snapshot())
     assert r.tables == ["Sales.Orders"]  # the CTE named orders hides public.orders
     assert meaning(q, "customer = $2") == ("Sales.Orders", "CustomerId")
@@ -147,10 +160,19 @@ def test_plan_sort_keys_name_their_column():
     assert names.column_name("created_at DESC") is None and names.column_name("lower(email)") is None
 
 
-@pytest.mark.parametrize("name, quoted", [
-    ("orders", "orders"), ("Post", '"Post"'), ("authorId", '"authorId"'), ("order", '"order"'),
-    ("user", '"user"'), ("user id", '"user id"'), ('say "hi"', '"say ""hi"""'), ("name", "name"),
-])
+@pytest.mark.parametrize(
+    "name, quoted",
+    [
+        ("orders", "orders"),
+        ("Post", '"Post"'),
+        ("authorId", '"authorId"'),
+        ("order", '"order"'),
+        ("user", '"user"'),
+        ("user id", '"user id"'),
+        ('say "hi"', '"say ""hi"""'),
+        ("name", "name"),
+    ],
+)
 def test_one_quoting_rule(name, quoted):
     assert quote_ident(name) == quoted
 
@@ -158,26 +180,38 @@ def test_one_quoting_rule(name, quoted):
 def test_qualified_names_and_generated_index_sql():
     assert quote_qualified("Sales", "Orders") == '"Sales"."Orders"'
     assert quote_table("public.Audit Log") == 'public."Audit Log"'
-    c = cand.Candidate("public.Post", ("authorId", "lower(title)"), include=("order",), equality_prefix=2,
-                       expressions=("lower(title)",))
+    c = cand.Candidate(
+        "public.Post",
+        ("authorId", "lower(title)"),
+        include=("order",),
+        equality_prefix=2,
+        expressions=("lower(title)",),
+    )
     name = index_name(c, set())
     assert name == "post_authorid_lower_title_incl_idx"
-    assert create_sql(c, name) == ('CREATE INDEX CONCURRENTLY IF NOT EXISTS post_authorid_lower_title_incl_idx '
-                                   'ON public."Post" ("authorId", (lower(title))) INCLUDE ("order");')
+    assert create_sql(c, name) == (
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS post_authorid_lower_title_incl_idx "
+        'ON public."Post" ("authorId", (lower(title))) INCLUDE ("order");'
+    )
 
 
 def test_index_candidates_on_quoted_names():
     snap = snapshot()
-    found = {c.columns: c for use in cand.statement_uses(
-        'SELECT p.title FROM "Post" p WHERE p."authorId" = $1 AND lower(p.title) = $2', snap)
-        for c in cand.candidates_for_use(use, snap, "q1")}
+    found = {
+        c.columns: c
+        for use in cand.statement_uses(
+            'SELECT p.title FROM "Post" p WHERE p."authorId" = $1 AND lower(p.title) = $2', snap
+        )
+        for c in cand.candidates_for_use(use, snap, "q1")
+    }
     assert ("authorId", "lower(title)") in found
     expression = found[("authorId", "lower(title)")]
     assert "expression" in expression.reasons and expression.expressions == ("lower(title)",)
     assert "(lower(title))" in create_sql(expression, "x")
     # A CTE named like a table is not that table.
-    uses = cand.statement_uses("WITH orders AS (SELECT 1 AS customer_id) SELECT * FROM orders "
-                               "WHERE customer_id = $1", snap)
+    uses = cand.statement_uses(
+        "WITH orders AS (SELECT 1 AS customer_id) SELECT * FROM orders WHERE customer_id = $1", snap
+    )
     assert not [u for u in uses if u.table == "public.orders"]
 
 
@@ -186,9 +220,11 @@ def test_verify_real_values_come_from_the_resolved_column():
     from queryaudit.snapshot import ColumnStats
 
     snap = snapshot()
-    snap.column_stats = [ColumnStats("public.Audit Log", "user id", most_common_vals=["42"]),
-                         ColumnStats("public.Audit Log", "id", most_common_vals=["7"]),
-                         ColumnStats("public.User", "order", histogram_bounds=["1", "5", "9"])]
+    snap.column_stats = [
+        ColumnStats("public.Audit Log", "user id", most_common_vals=["42"]),
+        ColumnStats("public.Audit Log", "id", most_common_vals=["7"]),
+        ColumnStats("public.User", "order", histogram_bounds=["1", "5", "9"]),
+    ]
     q = 'SELECT 1 FROM "Audit Log" a JOIN "User" u ON u.id = a."user id" WHERE a."user id" = $1 AND u."order" > $2'
     assert sample_parameters(q, snap, {"public.Audit Log"}, ["bigint", "text"]) == ["42", "5"]
 
@@ -198,16 +234,23 @@ def test_index_hygiene_fixes_quote_index_names():
     from queryaudit.checks._indexes import drop_sql
     from queryaudit.snapshot import Index
 
-    broken = Index("Sales", "Orders by Customer", "Sales.Orders",
-                   'CREATE INDEX "Orders by Customer" ON "Sales"."Orders" USING btree ("CustomerId")',
-                   columns=['"CustomerId"'], is_valid=False)
+    broken = Index(
+        "Sales",
+        "Orders by Customer",
+        "Sales.Orders",
+        'CREATE INDEX "Orders by Customer" ON "Sales"."Orders" USING btree ("CustomerId")',
+        columns=['"CustomerId"'],
+        is_valid=False,
+    )
     assert drop_sql(broken) == 'DROP INDEX CONCURRENTLY IF EXISTS "Sales"."Orders by Customer";'
     snap = snapshot()
     snap.indexes = [broken]
     [finding] = invalid_index.run(snap)
-    assert finding.fix_sql == ('DROP INDEX CONCURRENTLY IF EXISTS "Sales"."Orders by Customer";\n'
-                               'CREATE INDEX CONCURRENTLY IF NOT EXISTS "Orders by Customer" ON "Sales"."Orders" '
-                               'USING btree ("CustomerId");')
+    assert finding.fix_sql == (
+        'DROP INDEX CONCURRENTLY IF EXISTS "Sales"."Orders by Customer";\n'
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "Orders by Customer" ON "Sales"."Orders" '
+        'USING btree ("CustomerId");'
+    )
 
 
 def test_n_plus_one_join_rewrite_quotes_the_child():

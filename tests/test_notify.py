@@ -1,5 +1,6 @@
 """`check --notify`: delivery to a webhook on 127.0.0.1, retries with an injected backoff
 (no real waits), and the payload Slack and Teams accept (text plus structured data)."""
+
 from __future__ import annotations
 
 import json
@@ -49,9 +50,20 @@ def dead_url() -> str:
 
 def verdict() -> Verdict:
     cause = {"kind": "index-dropped", "explained_share": 1.0, "evidence": {"index": "public.items_k_idx"}}
-    return Verdict(violations=[Violation("mean-time-regression-pct", "statement 1", "statement 1: mean time "
-                                         "0.05 ms -> 3 ms", queryid="1", before=0.05, after=3.0, limit=50,
-                                         causes=[cause])])
+    return Verdict(
+        violations=[
+            Violation(
+                "mean-time-regression-pct",
+                "statement 1",
+                "statement 1: mean time 0.05 ms -> 3 ms",
+                queryid="1",
+                before=0.05,
+                after=3.0,
+                limit=50,
+                causes=[cause],
+            )
+        ]
+    )
 
 
 def test_retries_after_server_errors_then_delivers():

@@ -6,6 +6,7 @@ audit (plan capture, fix verification) and an advisor run as a pg_monitor + SELE
 role: no entry is deallocated, every workload statement is still there, and the
 auditor's own entries stay within the bound README states.
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -54,8 +55,15 @@ def test_audit_and_advisor_leave_pg_stat_statements_as_found(version, tmp_path):
     bin_dir = _bin_dir(version)
     if bin_dir is None:
         pytest.skip(f"{version} binaries not found")
-    cluster = start_cluster(bin_dir, {"pg_stat_statements.max": str(PGSS_MAX), "pg_stat_statements.track": "top",
-                                      "pg_stat_statements.track_utility": "on", "autovacuum": "off"})
+    cluster = start_cluster(
+        bin_dir,
+        {
+            "pg_stat_statements.max": str(PGSS_MAX),
+            "pg_stat_statements.track": "top",
+            "pg_stat_statements.track_utility": "on",
+            "autovacuum": "off",
+        },
+    )
     try:
         with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
             admin.execute("CREATE EXTENSION pg_stat_statements")
@@ -64,8 +72,10 @@ def test_audit_and_advisor_leave_pg_stat_statements_as_found(version, tmp_path):
                 admin.execute("CREATE EXTENSION hypopg")
             for t in range(10):
                 admin.execute(f"CREATE TABLE t{t} (id bigint PRIMARY KEY, a int, b int, c int, d int, e text)")
-                admin.execute(f"INSERT INTO t{t} SELECT g, g % 500, g % 20, g % 1000, g % 97, 'v' || g "
-                              "FROM generate_series(1, 20000) g")
+                admin.execute(
+                    f"INSERT INTO t{t} SELECT g, g % 500, g % 20, g % 1000, g % 97, 'v' || g "
+                    "FROM generate_series(1, 20000) g"
+                )
             admin.execute("VACUUM ANALYZE")
             admin.execute("CREATE ROLE auditor LOGIN")
             admin.execute("GRANT pg_monitor TO auditor")
@@ -83,8 +93,9 @@ def test_audit_and_advisor_leave_pg_stat_statements_as_found(version, tmp_path):
             assert len(workload) == 100, sorted(before.values())
             calls_before = calls(admin, workload)
 
-            snap = collect_live(cluster.dsn(user="auditor"),
-                                AuditOptions(top=100, advisor=AdvisorOptions(statements=100)))
+            snap = collect_live(
+                cluster.dsn(user="auditor"), AuditOptions(top=100, advisor=AdvisorOptions(statements=100))
+            )
             assert snap.plans and any(p.method.startswith("analyze") for p in snap.plans)
             assert snap.index_advice is not None and snap.index_advice.statements_considered >= 90
             if hypopg:
@@ -94,8 +105,10 @@ def test_audit_and_advisor_leave_pg_stat_statements_as_found(version, tmp_path):
             dealloc_after = admin.execute("SELECT dealloc FROM pg_stat_statements_info").fetchone()[0]
             calls_after = calls(admin, workload)
         own = {k: q for k, q in after.items() if k not in before}
-        print(f"{version}: {len(before)} entries before, {len(after)} after, {len(own)} of the auditor's, "
-              f"{snap.index_advice.planner_calls} advisor plans, dealloc {dealloc_before} -> {dealloc_after}")
+        print(
+            f"{version}: {len(before)} entries before, {len(after)} after, {len(own)} of the auditor's, "
+            f"{snap.index_advice.planner_calls} advisor plans, dealloc {dealloc_before} -> {dealloc_after}"
+        )
         assert dealloc_after == dealloc_before, "pg_stat_statements evicted entries"
         assert workload <= set(after), "a workload statement was evicted"
         # track = top: an EXPLAIN ANALYZE of a workload statement runs it nested, uncounted.

@@ -5,6 +5,7 @@ through psycopg (so pg_stat_statements keeps $n placeholders), then captures pla
 way an audit does: values drawn from pg_stats, DML explained in a rolled-back
 transaction (--analyze-dml). Each test asserts on that one capture.
 """
+
 from __future__ import annotations
 
 import json
@@ -92,15 +93,20 @@ class Planted:
         return next(p for p in self.snapshot.plans if fragment in (self.snapshot.statement(p.queryid).query or ""))
 
     def found(self, check: str, **fields) -> list:
-        return [f for f in self.findings if f.check == check
-                and all(getattr(f, k, None) == v or f.evidence.get(k) == v for k, v in fields.items())]
+        return [
+            f
+            for f in self.findings
+            if f.check == check and all(getattr(f, k, None) == v or f.evidence.get(k) == v for k, v in fields.items())
+        ]
 
 
 def _collect(dsn: str, **options) -> Snapshot:
     with session(dsn) as conn:
         # The estimate experiments test each misestimate's cause (queryaudit.estimates).
-        return collect_snapshot(conn, CollectOptions(top=60, stages=[plan_stage(PlanOptions(top=60, **options)),
-                                                                     estimates_stage(60, 2_000)]))
+        return collect_snapshot(
+            conn,
+            CollectOptions(top=60, stages=[plan_stage(PlanOptions(top=60, **options)), estimates_stage(60, 2_000)]),
+        )
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
@@ -133,8 +139,9 @@ def planted(request) -> Planted:
                     pass
         conn.execute("DROP TABLE gone")
         # The function became slow after it was measured: its EXPLAIN ANALYZE times out.
-        conn.execute("CREATE OR REPLACE FUNCTION slow_fn() RETURNS int LANGUAGE sql STABLE AS "
-                     "$$ SELECT 1 FROM pg_sleep(2) $$")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION slow_fn() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 FROM pg_sleep(2) $$"
+        )
         flush_statistics(conn)
         live_before = conn.execute("SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'parent'").fetchone()[0]
     snapshot = _collect(dsn, analyze_dml=True, statement_limit_ms=700)
@@ -181,8 +188,10 @@ def test_dml_is_analyzed_only_in_a_rolled_back_transaction(planted):
         assert conn.execute("SELECT count(*) FROM parent").fetchone()[0] == 1000
         assert conn.execute("SELECT count(*) FROM parent WHERE id = %s", (deleted,)).fetchone()[0] == 1
         flush_statistics(conn)
-        assert conn.execute("SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'parent'").fetchone()[0] \
+        assert (
+            conn.execute("SELECT n_live_tup FROM pg_stat_user_tables WHERE relname = 'parent'").fetchone()[0]
             == planted.parent_live_before
+        )
 
 
 def test_failures_are_skipped_with_a_reason_and_the_capture_goes_on(planted):
@@ -212,8 +221,9 @@ def test_permission_denied_is_skipped(planted):
         conn.execute(f"GRANT SELECT ON corr TO {role}")
     dsn = f"postgresql://{role}@127.0.0.1:{planted.server.cluster.port}/{planted.db}"
     with session(dsn) as conn:
-        snapshot = collect_snapshot(conn, CollectOptions(top=60, stages=[plan_stage(
-            PlanOptions(top=60, statement_limit_ms=300))]))
+        snapshot = collect_snapshot(
+            conn, CollectOptions(top=60, stages=[plan_stage(PlanOptions(top=60, statement_limit_ms=300))])
+        )
     by_query = {snapshot.statement(p.queryid).query: p for p in snapshot.plans}
     assert next(p for q, p in by_query.items() if "FROM corr WHERE" in q).method == "analyze"
     denied = next(p for q, p in by_query.items() if "FROM items ORDER BY" in q)
@@ -224,8 +234,10 @@ def test_correlated_columns_and_the_create_statistics_that_fixes_them(planted):
     [finding] = planted.found("row-estimate-error", table="public.corr")
     assert finding.evidence["cause"] == "correlated-columns" and finding.columns == ["a", "b"]
     assert finding.evidence["q_error"] >= 10 and finding.evidence["cause_tested"]
-    assert finding.fix_sql.startswith("CREATE STATISTICS") and "(dependencies, mcv) ON a, b FROM public.corr" in \
-        finding.fix_sql
+    assert (
+        finding.fix_sql.startswith("CREATE STATISTICS")
+        and "(dependencies, mcv) ON a, b FROM public.corr" in finding.fix_sql
+    )
 
 
 def test_stale_statistics_and_the_analyze_that_fixes_them(planted):
@@ -282,8 +294,11 @@ def test_plan_checks_run_from_a_saved_snapshot_without_a_database(planted, tmp_p
 
 
 def test_applying_the_fixes_brings_the_q_error_under_10(planted):
-    fixes = [f.fix_sql for f in planted.findings if f.check == "row-estimate-error"
-             and f.table in ("public.corr", "public.stale")]
+    fixes = [
+        f.fix_sql
+        for f in planted.findings
+        if f.check == "row-estimate-error" and f.table in ("public.corr", "public.stale")
+    ]
     assert len(fixes) == 2
     with psycopg.connect(planted.dsn, autocommit=True) as conn:
         for fix in fixes:
@@ -295,19 +310,32 @@ def test_applying_the_fixes_brings_the_q_error_under_10(planted):
         capture = next(p for p in after.plans if fragment in after.statement(p.queryid).query)
         scan = next(n for n in plan_model.build(capture.plan).nodes if n.relation)
         assert scan.q_error < 10, (fragment, scan.evidence())
-    assert not [f for f in run_checks(after) if f.check == "row-estimate-error"
-                and f.table in ("public.corr", "public.stale")]
-
+    assert not [
+        f for f in run_checks(after) if f.check == "row-estimate-error" and f.table in ("public.corr", "public.stale")
+    ]
 
 
 def test_cli_explains_a_queries_file_and_reports_its_statements(planted, tmp_path):
     queries = tmp_path / "queries.sql"
-    queries.write_text("SELECT count(*) FROM corr WHERE a = 7 AND b = 7;\n"
-                       "SELECT id, a FROM big ORDER BY id DESC LIMIT 5 OFFSET 5000;\n"
-                       "DELETE FROM parent WHERE id = 991;\n")
+    queries.write_text(
+        "SELECT count(*) FROM corr WHERE a = 7 AND b = 7;\n"
+        "SELECT id, a FROM big ORDER BY id DESC LIMIT 5 OFFSET 5000;\n"
+        "DELETE FROM parent WHERE id = 991;\n"
+    )
     out = tmp_path / "report.json"
-    result = run_cli("audit", "--dsn", planted.dsn, "--queries", str(queries), "--explain-budget", "30",
-                     "--top", "5", "--json", str(out))
+    result = run_cli(
+        "audit",
+        "--dsn",
+        planted.dsn,
+        "--queries",
+        str(queries),
+        "--explain-budget",
+        "30",
+        "--top",
+        "5",
+        "--json",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     by_text = {q["query"]: q for q in report["queries"]}
@@ -342,8 +370,9 @@ def test_analyze_dml_is_refused_on_a_hot_standby(pg15_standby, tmp_path):
     queries = tmp_path / "q.sql"
     queries.write_text("DELETE FROM t WHERE id = 5;\nSELECT count(*) FROM t WHERE id < 50;\n")
     with session(standby.dsn(db.name)) as conn:
-        snapshot = collect_snapshot(conn, CollectOptions(stages=[plan_stage(
-            PlanOptions(analyze_dml=True, queries_file=queries))]))
+        snapshot = collect_snapshot(
+            conn, CollectOptions(stages=[plan_stage(PlanOptions(analyze_dml=True, queries_file=queries))])
+        )
     assert snapshot.server.in_recovery
     delete, select = (snapshot.plans[0], snapshot.plans[1])
     assert delete.method == "explain" and "hot standby" in delete.skipped_reason

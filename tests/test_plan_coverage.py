@@ -1,6 +1,7 @@
 """Plan coverage in every report: per statement (analyzed / generic / explained / skipped,
 with the parameter source and the reason) and the totals ("planned 3/3, 1 with ANALYZE")
 in the JSON report, the terminal header, the HTML method section and Markdown."""
+
 from __future__ import annotations
 
 import io
@@ -12,27 +13,82 @@ from queryaudit.report import html, markdown, terminal
 from queryaudit.report.model import build_report
 from queryaudit.snapshot import PlanCapture, ServerInfo, Snapshot, Statement
 
-PLAN = {"Plan": {"Node Type": "Seq Scan", "Relation Name": "t", "Alias": "t", "Startup Cost": 0, "Total Cost": 10,
-                 "Plan Rows": 5, "Plan Width": 4}}
-ANALYZED = {"Plan": {**PLAN["Plan"], "Actual Rows": 5, "Actual Loops": 1, "Actual Startup Time": 0.01,
-                     "Actual Total Time": 0.2}, "Execution Time": 0.3, "Planning Time": 0.1}
+PLAN = {
+    "Plan": {
+        "Node Type": "Seq Scan",
+        "Relation Name": "t",
+        "Alias": "t",
+        "Startup Cost": 0,
+        "Total Cost": 10,
+        "Plan Rows": 5,
+        "Plan Width": 4,
+    }
+}
+ANALYZED = {
+    "Plan": {
+        **PLAN["Plan"],
+        "Actual Rows": 5,
+        "Actual Loops": 1,
+        "Actual Startup Time": 0.01,
+        "Actual Total Time": 0.2,
+    },
+    "Execution Time": 0.3,
+    "Planning Time": 0.1,
+}
 
 
 def _snapshot() -> Snapshot:
-    statements = [Statement(str(i), q, calls=10, total_exec_time_ms=100.0 - i, mean_exec_time_ms=10.0, rows=10)
-                  for i, q in enumerate(["SELECT a FROM t WHERE b = $1", "SELECT a FROM t WHERE c = lower($1)",
-                                         "SELECT slow FROM t", "SELECT a FROM gone WHERE id = $1", "BEGIN"], 1)]
-    plans = [PlanCapture("1", "analyze", plan=ANALYZED, parameters=["7"],
-                         parameter_source="$1 public.t.b from a sampled row", sample_ms=[0.3, 0.9, 0.5]),
-             PlanCapture("2", "generic", plan=PLAN,
-                         parameter_source="generic plan: no realistic value for $1 ($1 ?: not compared with a column)"),
-             PlanCapture("3", "explain", plan=PLAN, skipped_reason="mean time 20000 ms exceeds the per-statement "
-                                                                   "limit of 10000 ms: plain EXPLAIN"),
-             PlanCapture("4", "skipped", skipped_reason="the statement no longer matches the schema (relation "
-                                                        "\"gone\" does not exist): dropped or renamed since it ran"),
-             PlanCapture("5", "skipped", skipped_reason="not a plannable statement (utility command)")]
-    return Snapshot(server=ServerInfo(180000, "18", "shop"), collected_at="2026-11-30T03:00:00+00:00",
-                    statements=statements, plans=plans, total_exec_time_ms=500.0, total_calls=50, statement_count=5)
+    statements = [
+        Statement(str(i), q, calls=10, total_exec_time_ms=100.0 - i, mean_exec_time_ms=10.0, rows=10)
+        for i, q in enumerate(
+            [
+                "SELECT a FROM t WHERE b = $1",
+                "SELECT a FROM t WHERE c = lower($1)",
+                "SELECT slow FROM t",
+                "SELECT a FROM gone WHERE id = $1",
+                "BEGIN",
+            ],
+            1,
+        )
+    ]
+    plans = [
+        PlanCapture(
+            "1",
+            "analyze",
+            plan=ANALYZED,
+            parameters=["7"],
+            parameter_source="$1 public.t.b from a sampled row",
+            sample_ms=[0.3, 0.9, 0.5],
+        ),
+        PlanCapture(
+            "2",
+            "generic",
+            plan=PLAN,
+            parameter_source="generic plan: no realistic value for $1 ($1 ?: not compared with a column)",
+        ),
+        PlanCapture(
+            "3",
+            "explain",
+            plan=PLAN,
+            skipped_reason="mean time 20000 ms exceeds the per-statement limit of 10000 ms: plain EXPLAIN",
+        ),
+        PlanCapture(
+            "4",
+            "skipped",
+            skipped_reason="the statement no longer matches the schema (relation "
+            '"gone" does not exist): dropped or renamed since it ran',
+        ),
+        PlanCapture("5", "skipped", skipped_reason="not a plannable statement (utility command)"),
+    ]
+    return Snapshot(
+        server=ServerInfo(180000, "18", "shop"),
+        collected_at="2026-11-30T03:00:00+00:00",
+        statements=statements,
+        plans=plans,
+        total_exec_time_ms=500.0,
+        total_calls=50,
+        statement_count=5,
+    )
 
 
 def test_totals_and_each_statement_in_the_json_report():
@@ -60,7 +116,7 @@ def test_terminal_header_html_and_markdown_show_the_totals():
     terminal.render(report, Console(file=out, width=160, color_system=None))
     assert "plans planned 3/4, 1 with ANALYZE" in out.getvalue()
     page = html.render(report)
-    method = page[page.index('<section id="method">'):]
+    method = page[page.index('<section id="method">') :]
     assert "<b>Coverage:</b> planned 3/4, 1 with ANALYZE, 1 generic, 1 explained, 1 skipped." in method
     assert "values: $1 public.t.b from a sampled row" in page and "3 samples: 0.30 ms / 0.50 ms / 0.90 ms" in page
     md = markdown.render(report)

@@ -1,6 +1,7 @@
 """Concrete text from the server log (--log): logged bind values are preferred for EXPLAIN
 ANALYZE, an auto_explain plan stands in for a statement too slow to explain, and the
 index advisor considers statements seen only in the log."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,20 @@ def _wait_logged(server, marker: str) -> None:
 
 def _audit(db, tmp_path, *extra) -> tuple[dict, dict]:
     snapshot, report = tmp_path / "snapshot.json", tmp_path / "report.json"
-    result = run_cli("audit", "--dsn", db.dsn, "--log", str(db.server.cluster.log_file), "--top", "30",
-                     "--save-snapshot", str(snapshot), "--json", str(report), *extra)
+    result = run_cli(
+        "audit",
+        "--dsn",
+        db.dsn,
+        "--log",
+        str(db.server.cluster.log_file),
+        "--top",
+        "30",
+        "--save-snapshot",
+        str(snapshot),
+        "--json",
+        str(report),
+        *extra,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(snapshot.read_text()), json.loads(report.read_text())
 
@@ -43,8 +56,10 @@ def test_logged_values_are_explained_and_a_logged_plan_stands_in(server, tmp_pat
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         # 'rare' is in 7 rows of 50 000: no pg_stats value or sampled row would pick it.
         conn.execute("CREATE TABLE ev (id int PRIMARY KEY, kind text NOT NULL, pad text)")
-        conn.execute("INSERT INTO ev SELECT g, CASE WHEN g % 7000 = 0 THEN 'rare' ELSE 'common' || g % 3 END, 'x' "
-                     "FROM generate_series(1, 50000) g")
+        conn.execute(
+            "INSERT INTO ev SELECT g, CASE WHEN g % 7000 = 0 THEN 'rare' ELSE 'common' || g % 3 END, 'x' "
+            "FROM generate_series(1, 50000) g"
+        )
         conn.execute("VACUUM ANALYZE ev")
         conn.execute("SELECT pg_stat_statements_reset()")
         conn.execute("SET log_min_duration_statement = 0")
@@ -108,15 +123,23 @@ def test_pg_qualstats_constants_are_used_when_installed(tmp_path):
     bin_dir = _bin_dir("pg15")
     if bin_dir is None or not (bin_dir.parent / "lib" / "pg_qualstats.so").exists():
         pytest.skip("pg_qualstats is not installed for PostgreSQL 15 (postgresql-15-pg-qualstats)")
-    cluster = start_cluster(bin_dir, {"shared_preload_libraries": "'pg_stat_statements,pg_qualstats'",
-                                      "pg_qualstats.sample_rate": "1", "autovacuum": "off"})
+    cluster = start_cluster(
+        bin_dir,
+        {
+            "shared_preload_libraries": "'pg_stat_statements,pg_qualstats'",
+            "pg_qualstats.sample_rate": "1",
+            "autovacuum": "off",
+        },
+    )
     try:
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION pg_stat_statements")
             conn.execute("CREATE EXTENSION pg_qualstats")
             conn.execute("CREATE TABLE ev (id int PRIMARY KEY, kind text NOT NULL)")
-            conn.execute("INSERT INTO ev SELECT g, CASE WHEN g % 7000 = 0 THEN 'rare' ELSE 'common' END "
-                         "FROM generate_series(1, 50000) g")
+            conn.execute(
+                "INSERT INTO ev SELECT g, CASE WHEN g % 7000 = 0 THEN 'rare' ELSE 'common' END "
+                "FROM generate_series(1, 50000) g"
+            )
             conn.execute("VACUUM ANALYZE ev")
             conn.execute("SELECT pg_stat_statements_reset()")
             conn.execute("SELECT count(*) FROM ev WHERE kind = 'rare'").fetchall()  # literals: normalized to $1

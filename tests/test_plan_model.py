@@ -1,5 +1,6 @@
 """The plan model: time accounting, q-error, conditions; on hand-made plans and on every
 plan of the pev2 corpus (text plans through queryaudit.plans.text)."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,10 +18,24 @@ def node(node_type, total=None, loops=1, rows=None, plan_rows=1, children=(), **
 
 
 def test_loops_multiply_and_exclusive_subtracts_children():
-    plan = plan_model.build({"Plan": node("Nested Loop", 10.0, children=[
-        node("Seq Scan", 2.0, rows=100, **{"Relation Name": "a", "Parent Relationship": "Outer"}),
-        node("Index Scan", 0.05, loops=100, **{"Relation Name": "b", "Index Name": "b_pkey",
-                                                 "Parent Relationship": "Inner"})]), "Execution Time": 10.2})
+    plan = plan_model.build(
+        {
+            "Plan": node(
+                "Nested Loop",
+                10.0,
+                children=[
+                    node("Seq Scan", 2.0, rows=100, **{"Relation Name": "a", "Parent Relationship": "Outer"}),
+                    node(
+                        "Index Scan",
+                        0.05,
+                        loops=100,
+                        **{"Relation Name": "b", "Index Name": "b_pkey", "Parent Relationship": "Inner"},
+                    ),
+                ],
+            ),
+            "Execution Time": 10.2,
+        }
+    )
     root, outer, inner = plan.nodes
     assert inner.inclusive_ms == pytest.approx(5.0)
     assert root.exclusive_ms == pytest.approx(3.0)
@@ -31,9 +46,25 @@ def test_loops_multiply_and_exclusive_subtracts_children():
 
 
 def test_parallel_workers_share_the_time_below_a_gather():
-    plan = plan_model.build({"Plan": node("Gather", 100.0, **{"Workers Planned": 2, "Workers Launched": 2}, children=[
-        node("Seq Scan", 90.0, loops=3, rows=1000, plan_rows=1000, **{"Parallel Aware": True,
-                                                                      "Relation Name": "t"})])})
+    plan = plan_model.build(
+        {
+            "Plan": node(
+                "Gather",
+                100.0,
+                **{"Workers Planned": 2, "Workers Launched": 2},
+                children=[
+                    node(
+                        "Seq Scan",
+                        90.0,
+                        loops=3,
+                        rows=1000,
+                        plan_rows=1000,
+                        **{"Parallel Aware": True, "Relation Name": "t"},
+                    )
+                ],
+            )
+        }
+    )
     gather, scan = plan.nodes
     assert scan.parallel_processes == 3 and scan.inclusive_ms == pytest.approx(90.0)
     assert gather.exclusive_ms == pytest.approx(10.0)
@@ -41,10 +72,23 @@ def test_parallel_workers_share_the_time_below_a_gather():
 
 
 def test_cte_time_is_taken_off_the_cte_scan_not_the_holder():
-    plan = plan_model.build({"Plan": node("Hash Join", 30.0, children=[
-        node("Seq Scan", 10.0, **{"Parent Relationship": "InitPlan", "Subplan Name": "CTE x", "Relation Name": "t"}),
-        node("CTE Scan", 12.0, **{"CTE Name": "x", "Parent Relationship": "Outer"}),
-        node("Hash", 5.0, **{"Parent Relationship": "Inner"})])})
+    plan = plan_model.build(
+        {
+            "Plan": node(
+                "Hash Join",
+                30.0,
+                children=[
+                    node(
+                        "Seq Scan",
+                        10.0,
+                        **{"Parent Relationship": "InitPlan", "Subplan Name": "CTE x", "Relation Name": "t"},
+                    ),
+                    node("CTE Scan", 12.0, **{"CTE Name": "x", "Parent Relationship": "Outer"}),
+                    node("Hash", 5.0, **{"Parent Relationship": "Inner"}),
+                ],
+            )
+        }
+    )
     join, cte_plan, cte_scan, hash_ = plan.nodes
     assert cte_scan.exclusive_ms == pytest.approx(2.0)
     assert join.exclusive_ms == pytest.approx(13.0)
@@ -52,9 +96,20 @@ def test_cte_time_is_taken_off_the_cte_scan_not_the_holder():
 
 
 def test_q_error_never_executed_and_fractional_rows():
-    plan = plan_model.build({"Plan": node("Append", 1.0, rows=2.5, plan_rows=100, children=[
-        node("Seq Scan", 0.0, loops=0, rows=0, plan_rows=50, **{"Relation Name": "p1"}),
-        node("Seq Scan", 0.5, loops=4, rows=0.25, plan_rows=1, **{"Relation Name": "p2"})])})
+    plan = plan_model.build(
+        {
+            "Plan": node(
+                "Append",
+                1.0,
+                rows=2.5,
+                plan_rows=100,
+                children=[
+                    node("Seq Scan", 0.0, loops=0, rows=0, plan_rows=50, **{"Relation Name": "p1"}),
+                    node("Seq Scan", 0.5, loops=4, rows=0.25, plan_rows=1, **{"Relation Name": "p2"}),
+                ],
+            )
+        }
+    )
     append, never, fractional = plan.nodes
     assert append.q_error == pytest.approx(40.0) and not append.underestimated
     assert never.never_executed and never.q_error is None and never.inclusive_ms == 0
@@ -62,8 +117,13 @@ def test_q_error_never_executed_and_fractional_rows():
 
 
 def test_rows_removed_by_filter_counts_every_loop():
-    scan = plan_model.build({"Plan": node("Index Scan", 1.0, loops=10, rows=2,
-                                          **{"Rows Removed by Filter": 30, "Filter": "(status = 'x'::text)"})}).root
+    scan = plan_model.build(
+        {
+            "Plan": node(
+                "Index Scan", 1.0, loops=10, rows=2, **{"Rows Removed by Filter": 30, "Filter": "(status = 'x'::text)"}
+            )
+        }
+    ).root
     assert scan.rows_removed_by_filter == 300
     assert scan.condition_columns() == [(None, "status")]
 

@@ -1,6 +1,7 @@
 """`queryaudit plan` on a pasted plan (issue 26): the tree keeps the sort, hash and buffer
 details of the text, and the plan checks run on it as on a captured plan, for the 59 real
 plans of ../shared/corpora/plans and for plans PostgreSQL 15 and 18 print here."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,9 @@ BUCKETS_LINE = re.compile(r"^\s*Buckets:", re.M)
 
 
 def _plans(shared_dir, suffix=""):
-    return sorted(p for p in (shared_dir / "corpora" / "plans").iterdir()
-                  if p.name != "index.json" and p.name.endswith(suffix))
+    return sorted(
+        p for p in (shared_dir / "corpora" / "plans").iterdir() if p.name != "index.json" and p.name.endswith(suffix)
+    )
 
 
 def test_every_corpus_plan_prints_with_its_findings_and_no_failed_check(shared_dir):
@@ -75,8 +77,7 @@ def _psql_text_plan(db, query: str) -> str:
         conn.execute("SET max_parallel_workers_per_gather = 0")
         rows = [r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {query}").fetchall()]
     width = max(len(r) for r in rows)
-    return "\n".join([" QUERY PLAN".center(width), "-" * width, *(f" {r}" for r in rows),
-                      f"({len(rows)} rows)", ""])
+    return "\n".join([" QUERY PLAN".center(width), "-" * width, *(f" {r}" for r in rows), f"({len(rows)} rows)", ""])
 
 
 def test_plans_this_server_prints_with_spills_get_their_findings(empty_db):

@@ -3,6 +3,7 @@ JSON round trip on real PostgreSQL 15 and 18, and hostile input.
 
 The corpus is not copied here: its tests skip with the reason when ../shared is absent.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,11 +76,37 @@ def test_every_corpus_plan_parses(shared_dir, entry):
 
 
 PAIRS = ["sample-simple-join", "test-parallel-gather-merge", "test-insert-triggers"]
-SAME_IN_BOTH = ["Node Type", "Join Type", "Strategy", "Partial Mode", "Operation", "Relation Name", "Alias",
-                "Index Name", "Plan Rows", "Plan Width", "Startup Cost", "Total Cost", "Actual Rows", "Actual Loops",
-                "Filter", "Index Cond", "Recheck Cond", "Join Filter", "Hash Cond", "Sort Method", "Sort Space Type",
-                "Workers Planned", "Workers Launched", "Rows Removed by Filter", "Rows Removed by Join Filter",
-                "Rows Removed by Index Recheck", "Exact Heap Blocks", "Lossy Heap Blocks", "Subplan Name"]
+SAME_IN_BOTH = [
+    "Node Type",
+    "Join Type",
+    "Strategy",
+    "Partial Mode",
+    "Operation",
+    "Relation Name",
+    "Alias",
+    "Index Name",
+    "Plan Rows",
+    "Plan Width",
+    "Startup Cost",
+    "Total Cost",
+    "Actual Rows",
+    "Actual Loops",
+    "Filter",
+    "Index Cond",
+    "Recheck Cond",
+    "Join Filter",
+    "Hash Cond",
+    "Sort Method",
+    "Sort Space Type",
+    "Workers Planned",
+    "Workers Launched",
+    "Rows Removed by Filter",
+    "Rows Removed by Join Filter",
+    "Rows Removed by Index Recheck",
+    "Exact Heap Blocks",
+    "Lossy Heap Blocks",
+    "Subplan Name",
+]
 
 
 @pytest.mark.parametrize("name", PAIRS)
@@ -95,8 +122,9 @@ def test_text_and_json_of_the_same_plan_agree(shared_dir, name):
         for key in ("Actual Startup Time", "Actual Total Time"):
             a, b = from_text[key], from_json[key]
             assert (a == b == 0) or 0.5 <= (a + 0.001) / (b + 0.001) <= 2, (from_json["Node Type"], key, a, b)
-    assert [(t.get("Trigger Name"), t.get("Relation"), t["Calls"]) for t in text.get("Triggers", [])] == \
-        [(t.get("Trigger Name"), t.get("Relation"), t["Calls"]) for t in data.get("Triggers", [])]
+    assert [(t.get("Trigger Name"), t.get("Relation"), t["Calls"]) for t in text.get("Triggers", [])] == [
+        (t.get("Trigger Name"), t.get("Relation"), t["Calls"]) for t in data.get("Triggers", [])
+    ]
     assert 0.5 <= text["Execution Time"] / data["Execution Time"] <= 2
 
 
@@ -104,9 +132,11 @@ def test_incremental_sort_groups(shared_dir):
     sort = _plan(shared_dir, "from-text-33-incremental-sort.txt")["Plan"]["Plans"][0]
     assert sort["Node Type"] == "Incremental Sort"
     assert sort["Presorted Key"] == ["t.a"] and sort["Sort Key"] == ["t.a", "t.b"]
-    assert sort["Full-sort Groups"] == {"Group Count": 1, "Sort Methods Used": ["quicksort"],
-                                        "Sort Space Memory": {"Average Sort Space Used": 123,
-                                                              "Peak Sort Space Used": 234}}
+    assert sort["Full-sort Groups"] == {
+        "Group Count": 1,
+        "Sort Methods Used": ["quicksort"],
+        "Sort Space Memory": {"Average Sort Space Used": 123, "Peak Sort Space Used": 234},
+    }
     assert sort["Pre-sorted Groups"]["Sort Methods Used"] == ["top-N heapsort", "quicksort"]
     assert sort["Actual Rows"] == 70 and "Actual Total Time" not in sort  # TIMING OFF
 
@@ -116,8 +146,12 @@ def test_memoize(shared_dir):
     memoize = explain["Plan"]["Plans"][1]
     assert memoize["Node Type"] == "Memoize" and memoize["Parent Relationship"] == "Inner"
     assert (memoize["Cache Key"], memoize["Cache Mode"]) == ("s.user_id", "logical")
-    assert (memoize["Cache Hits"], memoize["Cache Misses"], memoize["Cache Evictions"],
-            memoize["Peak Memory Usage"]) == (998, 2, 0, 1)
+    assert (
+        memoize["Cache Hits"],
+        memoize["Cache Misses"],
+        memoize["Cache Evictions"],
+        memoize["Peak Memory Usage"],
+    ) == (998, 2, 0, 1)
     assert memoize["Plans"][0]["Index Name"] == "users_pkey" and memoize["Plans"][0]["Alias"] == "u"
     assert explain["Planning"]["Shared Hit Blocks"] == 8
 
@@ -214,8 +248,13 @@ def test_sections_and_triggers(shared_dir):
     explain = _plan(shared_dir, "sample-many-options.txt")
     assert explain["JIT"]["Timing"]["Generation"] == {"Deform": 0.303, "Total": 1.34}
     assert explain["Planning"]["Memory Used"] == 165 and explain["Serialization"]["Format"] == "text"
-    assert explain["Triggers"][0] == {"Trigger Name": "RI_ConstraintTrigger_a_18153", "Constraint Name": "tc1_fkey",
-                                      "Relation": "tb", "Time": 4399.335, "Calls": 326}
+    assert explain["Triggers"][0] == {
+        "Trigger Name": "RI_ConstraintTrigger_a_18153",
+        "Constraint Name": "tc1_fkey",
+        "Relation": "tb",
+        "Time": 4399.335,
+        "Calls": 326,
+    }
     deleted = _plan(shared_dir, "sample-delete-with-triggers.txt")
     assert len(deleted["Triggers"]) == 7 and deleted["Execution Time"] == 381072.164
     assert {t["Relation"] for t in deleted["Triggers"]} == {"emailmessages"}
@@ -245,9 +284,26 @@ ROUND_TRIP_STATEMENTS = [
     "SELECT * FROM (SELECT * FROM t WHERE id = -1) x JOIN u ON u.t_id = x.id",
     "SELECT * FROM p WHERE v > 10 ORDER BY v DESC, k",
 ]
-COMPARED = SAME_IN_BOTH + ["Parent Relationship", "Scan Direction", "Merge Cond", "Sort Key", "Group Key",
-                           "Sort Space Used", "Hash Buckets", "Hash Batches", "Original Hash Batches", "Heap Fetches",
-                           "CTE Name", "Schema", "Output", "Inner Unique"] + list(BUFFER_KEYS)
+COMPARED = (
+    SAME_IN_BOTH
+    + [
+        "Parent Relationship",
+        "Scan Direction",
+        "Merge Cond",
+        "Sort Key",
+        "Group Key",
+        "Sort Space Used",
+        "Hash Buckets",
+        "Hash Batches",
+        "Original Hash Batches",
+        "Heap Fetches",
+        "CTE Name",
+        "Schema",
+        "Output",
+        "Inner Unique",
+    ]
+    + list(BUFFER_KEYS)
+)
 
 
 @pytest.mark.db
@@ -265,8 +321,9 @@ def test_text_parse_matches_json_on_a_real_server(empty_db):
                 rows = conn.execute(f"EXPLAIN ({options}, FORMAT TEXT) {statement}").fetchall()
                 from_text = load_plan("\n".join(row[0] for row in rows))
                 from_json = conn.execute(f"EXPLAIN ({options}, FORMAT JSON) {statement}").fetchone()[0][0]
-                assert [(d, n["Node Type"]) for d, n in walk(from_text)] == \
-                    [(d, n["Node Type"]) for d, n in walk(from_json)], statement
+                assert [(d, n["Node Type"]) for d, n in walk(from_text)] == [
+                    (d, n["Node Type"]) for d, n in walk(from_json)
+                ], statement
                 for a, b in zip(_nodes(from_text), _nodes(from_json), strict=True):
                     for key in COMPARED:
                         # Text prints Inner Unique only with VERBOSE, and only when true.
@@ -310,7 +367,7 @@ def test_empty_and_garbage_inputs():
         with pytest.raises(ValueError) as info:
             load_plan(text)
         assert "\n" not in str(info.value)
-    truncated = load_plan(SAMPLE[:SAMPLE.index("->  Hash")])
+    truncated = load_plan(SAMPLE[: SAMPLE.index("->  Hash")])
     assert [n["Node Type"] for n in _nodes(truncated)] == ["Hash Join", "Seq Scan"]
     full = load_plan(SAMPLE)
     assert full["Plan"]["Plans"][1]["Plans"][0]["Actual Loops"] == 0
@@ -331,7 +388,7 @@ def test_damaged_plans_never_crash(cut, seed, noise):
     for _ in range(rng.randint(0, 3)):
         if lines:
             i = rng.randrange(len(lines))
-            lines[i] = lines[i][: rng.randint(0, len(lines[i]))] + noise + lines[i][rng.randint(0, len(lines[i])):]
+            lines[i] = lines[i][: rng.randint(0, len(lines[i]))] + noise + lines[i][rng.randint(0, len(lines[i])) :]
     _partial_or_value_error("\n".join(lines))
     _partial_or_value_error(json.dumps([load_plan(SAMPLE)])[:cut])
 

@@ -3,6 +3,7 @@
 Database-free cases for each rewrite, then the real thing on PostgreSQL 15 and 18: an
 application runs statements with literals in the text, pg_stat_statements normalizes
 them, and the audit's plan capture gets an EXPLAIN ANALYZE of each with rows."""
+
 from __future__ import annotations
 
 import psycopg
@@ -15,19 +16,31 @@ from queryaudit.plans.plannable import make_plannable
 from queryaudit.plans.stage import PlanOptions, plan_stage
 
 
-@pytest.mark.parametrize("normalized, plannable, unit", [
-    ("SELECT 1 FROM t WHERE d <= date $1", "SELECT 1 FROM t WHERE d <= $1::date", None),
-    ("SELECT 1 FROM t WHERE ts > timestamp $1", "SELECT 1 FROM t WHERE ts > $1::timestamp", None),
-    ("SELECT 1 FROM t WHERE ts > timestamptz $1", "SELECT 1 FROM t WHERE ts > $1::timestamptz", None),
-    ("SELECT 1 FROM t WHERE ts > timestamp with time zone $1",
-     "SELECT 1 FROM t WHERE ts > $1::timestamp with time zone", None),
-    ("SELECT 1 FROM t WHERE tm < time $1", "SELECT 1 FROM t WHERE tm < $1::time", None),
-    ("SELECT 1 FROM t WHERE ts > now() - interval $1", "SELECT 1 FROM t WHERE ts > now() - $1::interval", None),
-    ("SELECT 1 FROM t WHERE d <= date $1 - interval $2 day", "SELECT 1 FROM t WHERE d <= $1::date - $2::interval",
-     "day"),
-    ("SELECT 1 FROM t WHERE d < date $1 + interval $2 month", "SELECT 1 FROM t WHERE d < $1::date + $2::interval",
-     "month"),
-])
+@pytest.mark.parametrize(
+    "normalized, plannable, unit",
+    [
+        ("SELECT 1 FROM t WHERE d <= date $1", "SELECT 1 FROM t WHERE d <= $1::date", None),
+        ("SELECT 1 FROM t WHERE ts > timestamp $1", "SELECT 1 FROM t WHERE ts > $1::timestamp", None),
+        ("SELECT 1 FROM t WHERE ts > timestamptz $1", "SELECT 1 FROM t WHERE ts > $1::timestamptz", None),
+        (
+            "SELECT 1 FROM t WHERE ts > timestamp with time zone $1",
+            "SELECT 1 FROM t WHERE ts > $1::timestamp with time zone",
+            None,
+        ),
+        ("SELECT 1 FROM t WHERE tm < time $1", "SELECT 1 FROM t WHERE tm < $1::time", None),
+        ("SELECT 1 FROM t WHERE ts > now() - interval $1", "SELECT 1 FROM t WHERE ts > now() - $1::interval", None),
+        (
+            "SELECT 1 FROM t WHERE d <= date $1 - interval $2 day",
+            "SELECT 1 FROM t WHERE d <= $1::date - $2::interval",
+            "day",
+        ),
+        (
+            "SELECT 1 FROM t WHERE d < date $1 + interval $2 month",
+            "SELECT 1 FROM t WHERE d < $1::date + $2::interval",
+            "month",
+        ),
+    ],
+)
 def test_typed_literals_become_casts(normalized, plannable, unit):
     result = make_plannable(normalized)
     assert result.text == plannable
@@ -38,15 +51,19 @@ def test_typed_literals_become_casts(normalized, plannable, unit):
 
 
 def test_a_time_minus_a_bare_placeholder_is_an_interval():
-    assert make_plannable("SELECT 1 FROM t WHERE ts > now() - $1").text == \
-        "SELECT 1 FROM t WHERE ts > now() - $1::interval"
+    assert (
+        make_plannable("SELECT 1 FROM t WHERE ts > now() - $1").text
+        == "SELECT 1 FROM t WHERE ts > now() - $1::interval"
+    )
 
 
 def test_group_by_constant_is_restored_and_the_rest_renumbered():
-    result = make_plannable("SELECT substr(visitor, $2, $3) AS v, count(*) FROM clicks WHERE page < $1 "
-                            "GROUP BY substr(visitor, 1, 12)")
-    assert result.text == ("SELECT substr(visitor, 1, 12) AS v, count(*) FROM clicks WHERE page < $1 "
-                           "GROUP BY substr(visitor, 1, 12)")
+    result = make_plannable(
+        "SELECT substr(visitor, $2, $3) AS v, count(*) FROM clicks WHERE page < $1 GROUP BY substr(visitor, 1, 12)"
+    )
+    assert result.text == (
+        "SELECT substr(visitor, 1, 12) AS v, count(*) FROM clicks WHERE page < $1 GROUP BY substr(visitor, 1, 12)"
+    )
     assert result.restored == {2: "1", 3: "12"} and [(s.number, s.original) for s in result.slots] == [(1, 1)]
 
 
@@ -57,16 +74,24 @@ def test_order_by_constant_is_restored():
 
 
 def test_unknown_placeholders_get_types_from_context():
-    assert make_plannable("SELECT 1 FROM t WHERE q <= $1 + $2").text == \
-        "SELECT 1 FROM t WHERE q <= $1::numeric + $2::numeric"
+    assert (
+        make_plannable("SELECT 1 FROM t WHERE q <= $1 + $2").text
+        == "SELECT 1 FROM t WHERE q <= $1::numeric + $2::numeric"
+    )
     assert make_plannable("SELECT $1 || $2 FROM t").text == "SELECT $1::text || $2::text FROM t"
-    assert make_plannable("SELECT sum(CASE WHEN p = $1 THEN $2 ELSE $3 END) FROM t").text == \
-        "SELECT sum(CASE WHEN p = $1 THEN $2::numeric ELSE $3::numeric END) FROM t"
-    assert make_plannable("SELECT substring(c FROM $1 FOR $2) FROM t").text == \
-        "SELECT substring(c FROM $1::integer FOR $2::integer) FROM t"
+    assert (
+        make_plannable("SELECT sum(CASE WHEN p = $1 THEN $2 ELSE $3 END) FROM t").text
+        == "SELECT sum(CASE WHEN p = $1 THEN $2::numeric ELSE $3::numeric END) FROM t"
+    )
+    assert (
+        make_plannable("SELECT substring(c FROM $1 FOR $2) FROM t").text
+        == "SELECT substring(c FROM $1::integer FOR $2::integer) FROM t"
+    )
     # EXTRACT takes a field name, not a placeholder: the field goes back as a word.
-    assert make_plannable("SELECT extract($1 FROM d) FROM t WHERE d > $2").text == \
-        "SELECT extract(year FROM d) FROM t WHERE d > $1"
+    assert (
+        make_plannable("SELECT extract($1 FROM d) FROM t WHERE d > $2").text
+        == "SELECT extract(year FROM d) FROM t WHERE d > $1"
+    )
 
 
 def test_text_that_needs_nothing_is_unchanged():
@@ -95,9 +120,9 @@ WORKLOAD = {
     "interval": "SELECT count(*) FROM clicks WHERE created_at > now() - interval '2 hours'",
     "interval-unit": "SELECT count(*) FROM clicks WHERE day <= date '2024-12-01' - interval '90' day",
     "interval-month": "SELECT count(*) FROM clicks WHERE day >= date '2024-03-01' "
-                      "AND day < date '2024-03-01' + interval '1' month",
+    "AND day < date '2024-03-01' + interval '1' month",
     "group-by": "SELECT substr(visitor, 1, 12) AS v, count(*) FROM clicks WHERE page < 250 "
-                "GROUP BY substr(visitor, 1, 12)",
+    "GROUP BY substr(visitor, 1, 12)",
     "order-by": "SELECT coalesce(page, 0) FROM clicks WHERE page < 250 ORDER BY coalesce(page, 0) LIMIT 5",
     "sum": "SELECT count(*) FROM clicks WHERE qty <= 1 + 10",
     "in-list": "SELECT count(*) FROM clicks WHERE page IN (1, 2, 3)",
@@ -156,6 +181,8 @@ def test_the_generic_plan_of_normalized_text_is_plannable_for_every_caller(serve
     db = server.create_database()
     db.execute("CREATE TABLE t (id int, d date, v text)")
     with session(db.dsn) as conn:
-        plan = explain_generic(conn, "SELECT substr(v, $2, $3), count(*) FROM t WHERE d <= date $1 - interval $4 day "
-                                     "GROUP BY substr(v, 1, 12)")
+        plan = explain_generic(
+            conn,
+            "SELECT substr(v, $2, $3), count(*) FROM t WHERE d <= date $1 - interval $4 day GROUP BY substr(v, 1, 12)",
+        )
     assert plan["Plan"]["Node Type"] in ("Aggregate", "HashAggregate", "GroupAggregate")

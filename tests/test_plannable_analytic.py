@@ -11,6 +11,7 @@ skipped or planned generically get EXPLAIN ANALYZE with values, on PostgreSQL 15
 The workload runs with literals in the text, so pg_stat_statements normalizes it (and
 PostgreSQL 18 squashes the IN lists to `IN ($5 /*, ... */)`).
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -53,20 +54,20 @@ ZIPS = ", ".join(f"'{g * 31 % 99999:05d}'" for g in range(1, 40))
 # What the application sends (literals in the text), shaped like the TPC-DS queries they come from.
 WORKLOAD = {
     "concat": "SELECT concat('store', s_store_id) AS id, sum(ss_net_profit) FROM store_sales "
-              "JOIN store ON ss_store_sk = s_store_sk WHERE ss_sold_date_sk BETWEEN 100 AND 200 GROUP BY s_store_id",
+    "JOIN store ON ss_store_sk = s_store_sk WHERE ss_sold_date_sk BETWEEN 100 AND 200 GROUP BY s_store_id",
     "coalesce": "SELECT count(*) FROM customer WHERE coalesce(c_last_name, 'unknown') = 'Last7'",
     "date-plus-days": "SELECT count(*) FROM date_dim d1 JOIN date_dim d3 ON d3.d_date > d1.d_date + 5 "
-                      "AND d3.d_date < d1.d_date + 7 WHERE d1.d_year = 1999 AND d1.d_moy = 3",
+    "AND d3.d_date < d1.d_date + 7 WHERE d1.d_year = 1999 AND d1.d_moy = 3",
     "union-channel": "SELECT channel, sum(profit) FROM (SELECT 'store channel' AS channel, ss_net_profit AS profit "
-                     "FROM store_sales WHERE ss_sold_date_sk < 300 UNION ALL SELECT 'web channel' AS channel, "
-                     "ws_net_profit FROM web_sales WHERE ws_sold_date_sk < 300) x GROUP BY channel",
+    "FROM store_sales WHERE ss_sold_date_sk < 300 UNION ALL SELECT 'web channel' AS channel, "
+    "ws_net_profit FROM web_sales WHERE ws_sold_date_sk < 300) x GROUP BY channel",
     "cte-channel": "WITH s AS (SELECT 'store' AS channel, ss_store_sk AS id, sum(ss_net_profit) AS profit "
-                   "FROM store_sales WHERE ss_quantity > 90 GROUP BY ss_store_sk) "
-                   "SELECT channel, id, profit FROM s ORDER BY profit DESC LIMIT 10",
+    "FROM store_sales WHERE ss_quantity > 90 GROUP BY ss_store_sk) "
+    "SELECT channel, id, profit FROM s ORDER BY profit DESC LIMIT 10",
     "subquery-channel": "SELECT x.channel, count(*) FROM (SELECT 'catalog' AS channel, i_category FROM item "
-                        "WHERE i_category = 'Cat3') x GROUP BY x.channel",
+    "WHERE i_category = 'Cat3') x GROUP BY x.channel",
     "in-expression": f"SELECT count(*) FROM customer JOIN customer_address ON c_current_addr_sk = ca_address_sk "
-                     f"WHERE substr(ca_zip, 1, 5) IN ({ZIPS}) AND c_preferred_cust_flag = 'Y'",
+    f"WHERE substr(ca_zip, 1, 5) IN ({ZIPS}) AND c_preferred_cust_flag = 'Y'",
     "in-expression-subquery": f"""SELECT s_store_name, sum(ss_net_profit) FROM store_sales, date_dim, store,
  (SELECT ca_zip FROM (SELECT substr(ca_zip, 1, 5) ca_zip FROM customer_address WHERE substr(ca_zip, 1, 5) IN ({ZIPS})
   INTERSECT SELECT ca_zip FROM (SELECT substr(ca_zip, 1, 5) ca_zip, count(*) cnt FROM customer_address, customer
@@ -76,9 +77,16 @@ WORKLOAD = {
  AND substr(s_zip, 1, 2) = substr(v1.ca_zip, 1, 2) GROUP BY s_store_name ORDER BY s_store_name LIMIT 100""",
 }
 # The table each statement reads whose scan must have run with the values bound.
-READS = {"concat": "store_sales", "coalesce": "customer", "date-plus-days": "date_dim", "union-channel": "web_sales",
-         "cte-channel": "store_sales", "subquery-channel": "item", "in-expression": "customer_address",
-         "in-expression-subquery": "customer_address"}
+READS = {
+    "concat": "store_sales",
+    "coalesce": "customer",
+    "date-plus-days": "date_dim",
+    "union-channel": "web_sales",
+    "cte-channel": "store_sales",
+    "subquery-channel": "item",
+    "in-expression": "customer_address",
+    "in-expression-subquery": "customer_address",
+}
 
 
 @pytest.fixture
@@ -124,41 +132,58 @@ def test_the_values_are_of_the_kind_each_placeholder_needs(analytic):
         assert "only in the select list" in by_name[name].parameter_source, name
     assert "public.item.i_category from a sampled row" in by_name["subquery-channel"].parameter_source
     # The expression's IN list took values of the expression from real rows, which match some.
-    scan = next(n for n in plan_model.build(by_name["in-expression"].plan).nodes
-                if n.raw.get("Relation Name") == "customer_address")
+    scan = next(
+        n
+        for n in plan_model.build(by_name["in-expression"].plan).nodes
+        if n.raw.get("Relation Name") == "customer_address"
+    )
     assert "sampled row" in by_name["in-expression"].parameter_source and scan.actual_rows > 0
 
 
-TABLES = [Table("public", "date_dim", columns=[Column("d_date", "date"), Column("d_year", "integer")]),
-          Table("public", "customer_address", columns=[Column("ca_zip", "character(10)")])]
+TABLES = [
+    Table("public", "date_dim", columns=[Column("d_date", "date"), Column("d_year", "integer")]),
+    Table("public", "customer_address", columns=[Column("ca_zip", "character(10)")]),
+]
 
 
 def test_rewrites_of_function_arguments_and_date_arithmetic():
-    assert make_plannable("SELECT concat($1, s_store_id) FROM store").text == \
-        "SELECT concat($1::text, s_store_id) FROM store"
+    assert (
+        make_plannable("SELECT concat($1, s_store_id) FROM store").text
+        == "SELECT concat($1::text, s_store_id) FROM store"
+    )
     dated = make_plannable("SELECT 1 FROM date_dim d1 WHERE d1.d_date + $1 > now()", frozenset({"d_date"}))
     assert dated.text == "SELECT 1 FROM date_dim d1 WHERE d1.d_date + $1::integer > now()"
     # Without the catalog's word that d_date is a date, the text is left alone.
-    assert make_plannable("SELECT 1 FROM date_dim d1 WHERE d1.d_date + $1 > now()").text == \
-        "SELECT 1 FROM date_dim d1 WHERE d1.d_date + $1 > now()"
+    assert (
+        make_plannable("SELECT 1 FROM date_dim d1 WHERE d1.d_date + $1 > now()").text
+        == "SELECT 1 FROM date_dim d1 WHERE d1.d_date + $1 > now()"
+    )
 
 
 def test_select_list_constants_of_subqueries_unions_and_ctes_choose_no_rows():
-    query = ("WITH s AS (SELECT $1 AS channel, d_year FROM date_dim WHERE d_year = $2) "
-             "SELECT channel FROM s UNION ALL SELECT $3 FROM date_dim WHERE d_date > $4 "
-             "UNION ALL SELECT (SELECT $5 FROM date_dim WHERE d_year = $6) FROM date_dim")
+    query = (
+        "WITH s AS (SELECT $1 AS channel, d_year FROM date_dim WHERE d_year = $2) "
+        "SELECT channel FROM s UNION ALL SELECT $3 FROM date_dim WHERE d_date > $4 "
+        "UNION ALL SELECT (SELECT $5 FROM date_dim WHERE d_year = $6) FROM date_dim"
+    )
     slots = find_slots(query, TABLES, 6)
     assert [s.number for s in slots if s.select_list_only] == [1, 3, 5]
     # The output of a subquery that a condition compares does choose rows.
-    compared = find_slots("SELECT 1 FROM date_dim WHERE d_year IN (SELECT $1 + d_moy FROM date_dim) "
-                          "AND d_moy > (SELECT $2 * avg(d_moy) FROM date_dim)", TABLES, 2)
+    compared = find_slots(
+        "SELECT 1 FROM date_dim WHERE d_year IN (SELECT $1 + d_moy FROM date_dim) "
+        "AND d_moy > (SELECT $2 * avg(d_moy) FROM date_dim)",
+        TABLES,
+        2,
+    )
     assert not any(s.select_list_only for s in compared)
 
 
 def test_an_expression_is_resolved_where_it_is_written():
     # The output alias ca_zip hides the column of that name outside its subquery, not inside.
-    query = ("SELECT ca_zip FROM (SELECT substr(ca_zip, $1, $2) ca_zip FROM customer_address "
-             "WHERE substr(ca_zip, $3, $4) IN ($5, $6)) a WHERE ca_zip IS NOT NULL")
+    query = (
+        "SELECT ca_zip FROM (SELECT substr(ca_zip, $1, $2) ca_zip FROM customer_address "
+        "WHERE substr(ca_zip, $3, $4) IN ($5, $6)) a WHERE ca_zip IS NOT NULL"
+    )
     slots = find_slots(query, TABLES, 6)
     assert [(s.table, s.operator) for s in slots[4:]] == [("public.customer_address", "in")] * 2
     assert slots[4].expression.startswith("substr(ca_zip")

@@ -2,6 +2,7 @@
 ("User", "Post"."authorId"), reserved words as columns ("order", "user"), a mixed-case
 schema ("Sales"."Orders") and names with a space. The audit finds the planted problems,
 every fix SQL it prints runs as written, and the findings are gone on the next audit."""
+
 import json
 
 import psycopg
@@ -25,8 +26,9 @@ def quoted_db(server):
 
 def audit(db, tmp_path, name: str) -> dict:
     out = tmp_path / f"{name}.json"
-    result = run_cli("audit", "--dsn", db.dsn, "--json", str(out),
-                     "--save-snapshot", str(tmp_path / f"{name}.snap.json"))
+    result = run_cli(
+        "audit", "--dsn", db.dsn, "--json", str(out), "--save-snapshot", str(tmp_path / f"{name}.snap.json")
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     validate_report(report)
@@ -59,8 +61,12 @@ def test_every_fix_on_quoted_names_runs_as_written(quoted_db, tmp_path):
                     conn.execute(statement)
                 except psycopg.Error as exc:
                     pytest.fail(f"{f['check']} fix does not run as written: {statement!r}: {exc}")
-    indexes = {r[0] for r in quoted_db.execute(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname IN ('public', 'Sales') AND indexdef NOT LIKE '%UNIQUE%'")}
+    indexes = {
+        r[0]
+        for r in quoted_db.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname IN ('public', 'Sales') AND indexdef NOT LIKE '%UNIQUE%'"
+        )
+    }
     assert any('"authorId"' in d and '"Post"' in d for d in indexes), indexes
     assert any('"order"' in d for d in indexes) and any('"CustomerId"' in d for d in indexes), indexes
 
@@ -72,10 +78,16 @@ def test_every_fix_on_quoted_names_runs_as_written(quoted_db, tmp_path):
     assert not {f["id"] for f in fixes} & {f["id"] for f in after["findings"]}
     # The objects fixed are fine now. (Without HypoPG the advisor may still estimate that an
     # INCLUDE variant of a new index helps more: a different index, not the same finding.)
-    fixed = {(f["check"], f.get("table"), tuple(f.get("columns") or ()), f.get("index"))
-             for f in fixes if f["check"] != "missing-index"}
-    again = [f for f in after["findings"]
-             if (f["check"], f.get("table"), tuple(f.get("columns") or ()), f.get("index")) in fixed]
+    fixed = {
+        (f["check"], f.get("table"), tuple(f.get("columns") or ()), f.get("index"))
+        for f in fixes
+        if f["check"] != "missing-index"
+    }
+    again = [
+        f
+        for f in after["findings"]
+        if (f["check"], f.get("table"), tuple(f.get("columns") or ()), f.get("index")) in fixed
+    ]
     assert not again, f"fixed findings reported again: {[(f['check'], f['table'], f['fix_sql']) for f in again]}"
 
 
@@ -102,18 +114,35 @@ def test_a_candidate_or_statement_the_server_rejects_is_recorded(quoted_db, tmp_
     with session(quoted_db.dsn, SessionLimits()) as conn, Hypothetical(conn) as hypo:
         assert WhatIf(hypo, {}, on_reject=advice.reject).size(bad) == -1
     assert [(r.kind, r.sql) for r in advice.rejected] == [
-        ("candidate", 'CREATE INDEX ON public."Post" ("no such column")')]
+        ("candidate", 'CREATE INDEX ON public."Post" ("no such column")')
+    ]
     assert 'column "no such column" does not exist' in advice.rejected[0].error
     snapshot.index_advice.rejected += advice.rejected
     snapshot.save(tmp_path / "with-candidate.snap.json")
-    result = run_cli("audit", "--snapshot", str(tmp_path / "with-candidate.snap.json"), "--json",
-                     str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"), "--markdown", str(tmp_path / "r.md"))
+    result = run_cli(
+        "audit",
+        "--snapshot",
+        str(tmp_path / "with-candidate.snap.json"),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--html",
+        str(tmp_path / "r.html"),
+        "--markdown",
+        str(tmp_path / "r.md"),
+    )
     assert result.returncode == 0, result.stderr
     rendered = json.loads((tmp_path / "r.json").read_text())["method"]["rejected"]
-    assert {"kind": "candidate", "sql": 'CREATE INDEX ON public."Post" ("no such column")', "error":
-            advice.rejected[0].error, "queryid": None, "table": "public.Post"} in rendered
-    assert ('the server rejected index candidate `CREATE INDEX ON public."Post" ("no such column")`'
-            in (tmp_path / "r.md").read_text())
+    assert {
+        "kind": "candidate",
+        "sql": 'CREATE INDEX ON public."Post" ("no such column")',
+        "error": advice.rejected[0].error,
+        "queryid": None,
+        "table": "public.Post",
+    } in rendered
+    assert (
+        'the server rejected index candidate `CREATE INDEX ON public."Post" ("no such column")`'
+        in (tmp_path / "r.md").read_text()
+    )
     html = (tmp_path / "r.html").read_text()
     assert "Rejected by the server" in html and "CREATE INDEX ON public.&#34;Post&#34;" in html
 
@@ -126,31 +155,65 @@ def test_rejected_sql_renders_in_every_report_and_is_redacted(tmp_path):
 
     secret = "s3cret-value"
     query = f"SELECT * FROM \"Post\" WHERE title = '{secret}'"
-    snap = Snapshot(server=ServerInfo(version_num=150000, version="PostgreSQL 15", database="app"),
-                    collected_at="2026-11-24T00:00:00+00:00", total_exec_time_ms=50.0, total_calls=5,
-                    statement_count=1, statements=[Statement(queryid="1", query=query, calls=5,
-                                                             total_exec_time_ms=50.0, mean_exec_time_ms=10.0, rows=5)],
-                    index_advice=IndexAdvice(method="hypothetical", rejected=[
-                        Rejected("statement", query, f'invalid input syntax for type integer: "{secret}"', "1"),
-                        Rejected("candidate", 'CREATE INDEX ON public."Post" ("no such column")',
-                                 'column "no such column" does not exist', table="public.Post")]))
+    snap = Snapshot(
+        server=ServerInfo(version_num=150000, version="PostgreSQL 15", database="app"),
+        collected_at="2026-11-24T00:00:00+00:00",
+        total_exec_time_ms=50.0,
+        total_calls=5,
+        statement_count=1,
+        statements=[
+            Statement(queryid="1", query=query, calls=5, total_exec_time_ms=50.0, mean_exec_time_ms=10.0, rows=5)
+        ],
+        index_advice=IndexAdvice(
+            method="hypothetical",
+            rejected=[
+                Rejected("statement", query, f'invalid input syntax for type integer: "{secret}"', "1"),
+                Rejected(
+                    "candidate",
+                    'CREATE INDEX ON public."Post" ("no such column")',
+                    'column "no such column" does not exist',
+                    table="public.Post",
+                ),
+            ],
+        ),
+    )
     path = tmp_path / "snap.json"
     snap.save(path)
     outputs = [tmp_path / n for n in ("r.json", "r.md", "r.html")]
-    result = run_cli("audit", "--snapshot", str(path), "--json", str(outputs[0]), "--markdown", str(outputs[1]),
-                     "--html", str(outputs[2]))
+    result = run_cli(
+        "audit",
+        "--snapshot",
+        str(path),
+        "--json",
+        str(outputs[0]),
+        "--markdown",
+        str(outputs[1]),
+        "--html",
+        str(outputs[2]),
+    )
     assert result.returncode == 0, result.stderr
     rejected = json.loads(outputs[0].read_text())["method"]["rejected"]
     assert [(r["kind"], r["error"]) for r in rejected] == [
         ("statement", f'invalid input syntax for type integer: "{secret}"'),
-        ("candidate", 'column "no such column" does not exist')]
+        ("candidate", 'column "no such column" does not exist'),
+    ]
     markdown = outputs[1].read_text()
     assert "the server rejected statement" in markdown and 'column "no such column" does not exist' in markdown
     html = outputs[2].read_text()
     assert "Rejected by the server" in html and "column &#34;no such column&#34; does not exist" in html
 
-    result = run_cli("audit", "--snapshot", str(path), "--redact", "--json", str(outputs[0]), "--markdown",
-                     str(outputs[1]), "--html", str(outputs[2]))
+    result = run_cli(
+        "audit",
+        "--snapshot",
+        str(path),
+        "--redact",
+        "--json",
+        str(outputs[0]),
+        "--markdown",
+        str(outputs[1]),
+        "--html",
+        str(outputs[2]),
+    )
     assert result.returncode == 0, result.stderr
     for out in outputs:
         assert secret not in out.read_text()

@@ -1,4 +1,5 @@
 """The audit writes nothing: a role that cannot write, and unchanged write counters and WAL."""
+
 import json
 
 from conftest import flush_statistics, run_cli
@@ -6,8 +7,9 @@ from helpers import client_wal, validate_report
 
 
 def _write_counters(db):
-    return db.execute("SELECT tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
-                      "WHERE datname = current_database()")[0]
+    return db.execute(
+        "SELECT tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = current_database()"
+    )[0]
 
 
 def test_audit_as_monitoring_role_writes_nothing(shop_db, tmp_path):

@@ -1,4 +1,5 @@
 """--redact replaces literals in every output; passwords never appear anywhere."""
+
 import json
 
 from hypothesis import given, settings
@@ -20,9 +21,12 @@ def test_redact_sql_replaces_every_literal_kind():
 
 
 def test_redact_keeps_structure_and_metrics():
-    report = {"queries": [{"query": f"SELECT '{SECRET}'", "calls": 12,
-                           "plan": {"Plan": {"Filter": f"(x = '{SECRET}'::text)"}}}],
-              "findings": [{"title": f"Filter on '{SECRET}' costs 19.3 ms", "evidence": {"parameters": [SECRET, 7]}}]}
+    report = {
+        "queries": [
+            {"query": f"SELECT '{SECRET}'", "calls": 12, "plan": {"Plan": {"Filter": f"(x = '{SECRET}'::text)"}}}
+        ],
+        "findings": [{"title": f"Filter on '{SECRET}' costs 19.3 ms", "evidence": {"parameters": [SECRET, 7]}}],
+    }
     out = redact(report)
     assert SECRET not in json.dumps(out)
     assert out["queries"][0]["calls"] == 12
@@ -41,12 +45,29 @@ def test_cli_redact_from_snapshot(tmp_path):
     snap = Snapshot(
         server=ServerInfo(version_num=180000, version="PostgreSQL 18", database="shop"),
         collected_at="2026-11-24T00:00:00+00:00",
-        statements=[Statement(queryid="1", query=f"SELECT * FROM users WHERE email = '{SECRET}'", calls=5,
-                              total_exec_time_ms=50.0, mean_exec_time_ms=10.0, rows=5)],
+        statements=[
+            Statement(
+                queryid="1",
+                query=f"SELECT * FROM users WHERE email = '{SECRET}'",
+                calls=5,
+                total_exec_time_ms=50.0,
+                mean_exec_time_ms=10.0,
+                rows=5,
+            )
+        ],
         column_stats=[ColumnStats(table="public.users", column="email", most_common_vals=[SECRET])],
-        plans=[PlanCapture(queryid="1", method="analyze", plan={"Plan": {"Node Type": "Seq Scan",
-                           "Filter": f"(email = '{SECRET}'::text)"}}, parameters=[SECRET])],
-        total_exec_time_ms=50.0, total_calls=5, statement_count=1)
+        plans=[
+            PlanCapture(
+                queryid="1",
+                method="analyze",
+                plan={"Plan": {"Node Type": "Seq Scan", "Filter": f"(email = '{SECRET}'::text)"}},
+                parameters=[SECRET],
+            )
+        ],
+        total_exec_time_ms=50.0,
+        total_calls=5,
+        statement_count=1,
+    )
     path = tmp_path / "snap.json"
     snap.save(path)
     out, saved = tmp_path / "r.json", tmp_path / "redacted-snap.json"

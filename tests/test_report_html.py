@@ -1,6 +1,7 @@
 """The HTML, Markdown and JSON reports of real audits (PostgreSQL 15 and 18), the HTML
 loaded in headless Chromium: no console error, no request leaves the file, the sections
 are there, a screenshot is kept in tests/artifacts/; hostile names and texts stay inert."""
+
 import json
 import re
 

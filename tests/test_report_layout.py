@@ -1,6 +1,7 @@
 """The demo's reports in headless Chromium at 1,400 px, as a review meeting sees them
 (issue 26): no page scrolls sideways, the first screen shows measured top fixes and the top
 statements without one, and two rows with the same SQL show what differs."""
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ def _layout(path: Path) -> dict:
             return {scroll: page.scrollWidth, client: page.clientWidth, wide: wide.slice(0, 5), twins: twins,
                     top: top ? top.innerText : '', topBottom: top ? top.getBoundingClientRect().bottom : 0};
         """)
+
     open_report(path, width=WIDTH, height=1000, actions=probe)
     return probe.found
 
@@ -77,7 +79,9 @@ def test_the_committed_demo_reports_fit_1400_px(name, tmp_path):
         top = data["summary"]["top_fixes"]
         assert top and all(t["saving_method"] == "measured" for t in top), [t["saving_method"] for t in top]
         assert all(t["share_of_total_time"] >= 0.0005 for t in top)
-        assert not any(q["query"].split()[0].upper() in ("BEGIN", "COMMIT") or "pg_stat_statements_reset"
-                       in q["query"] for q in data["queries"])
+        assert not any(
+            q["query"].split()[0].upper() in ("BEGIN", "COMMIT") or "pg_stat_statements_reset" in q["query"]
+            for q in data["queries"]
+        )
         assert "No fix for" in found["top"] and "measured" in found["top"]
     full_page_screenshot(path, f"layout-{path.stem}.png", width=WIDTH)

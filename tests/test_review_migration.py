@@ -1,5 +1,6 @@
 """queryaudit review-migration end to end: locations, suppression, outputs (SARIF validated
 against the official 2.1.0 schema), exit codes, and the measured run on a scratch database."""
+
 from __future__ import annotations
 
 import json
@@ -34,15 +35,17 @@ def test_column_of_a_node_after_multibyte_text():
 
 
 def test_inline_suppression_needs_the_rule_and_keeps_the_reason():
-    sql = ("SET lock_timeout = '1s'; SET statement_timeout = '1min';\n"
-           "-- queryaudit: ignore ban-drop-column column unused since release 42\n"
-           "ALTER TABLE t DROP COLUMN c;\n"
-           "-- queryaudit: ignore renaming-table wrong rule\n"
-           "ALTER TABLE t DROP COLUMN d;\n")
+    sql = (
+        "SET lock_timeout = '1s'; SET statement_timeout = '1min';\n"
+        "-- queryaudit: ignore ban-drop-column column unused since release 42\n"
+        "ALTER TABLE t DROP COLUMN c;\n"
+        "-- queryaudit: ignore renaming-table wrong rule\n"
+        "ALTER TABLE t DROP COLUMN d;\n"
+    )
     from queryaudit.migrations.review import lint, select_rules
+
     # the tool's transaction (as most runners do): prefer-robust-stmts stays quiet
-    found, suppressed = lint(parse_migration("m.sql", sql, True), Settings(assume_in_transaction=True),
-                             select_rules())
+    found, suppressed = lint(parse_migration("m.sql", sql, True), Settings(assume_in_transaction=True), select_rules())
     assert [(f.rule, f.line) for f in found] == [("ban-drop-column", 5)]
     assert suppressed[0].suppressed == "column unused since release 42"
 
@@ -54,11 +57,12 @@ def test_directory_is_read_in_natural_order(tmp_path):
 
 
 def test_static_rewrite_judgement_int_to_bigint_vs_varchar_growth():
-    sql = ("CREATE TABLE t (id int, note varchar(10));\nALTER TABLE t ALTER COLUMN id TYPE bigint;\n"
-           "ALTER TABLE t ALTER COLUMN note TYPE varchar(20);\nALTER TABLE t ALTER COLUMN note TYPE text;\n")
+    sql = (
+        "CREATE TABLE t (id int, note varchar(10));\nALTER TABLE t ALTER COLUMN id TYPE bigint;\n"
+        "ALTER TABLE t ALTER COLUMN note TYPE varchar(20);\nALTER TABLE t ALTER COLUMN note TYPE text;\n"
+    )
     found = [f for f in lint_sql(sql, only=["changing-column-type"])]
-    assert [(f.line, f.rewrite, f.severity) for f in found] == [(2, True, "high"), (3, False, "low"),
-                                                              (4, False, "low")]
+    assert [(f.line, f.rewrite, f.severity) for f in found] == [(2, True, "high"), (3, False, "low"), (4, False, "low")]
 
 
 def test_version_aware_rules():
@@ -66,10 +70,12 @@ def test_version_aware_rules():
     assert lint_sql(add_default, Settings((10, 0)), only=["adding-field-with-default"])
     assert not lint_sql(add_default, Settings((15, 0)), only=["adding-field-with-default"])
     vacuum = "VACUUM FULL t;"
-    assert [f.rule for f in lint_sql(vacuum, Settings((15, 0)), only=["ban-vacuum-full", "prefer-repack"])] == \
-        ["ban-vacuum-full"]
-    assert [f.rule for f in lint_sql(vacuum, Settings((19, 0)), only=["ban-vacuum-full", "prefer-repack"])] == \
-        ["prefer-repack"]
+    assert [f.rule for f in lint_sql(vacuum, Settings((15, 0)), only=["ban-vacuum-full", "prefer-repack"])] == [
+        "ban-vacuum-full"
+    ]
+    assert [f.rule for f in lint_sql(vacuum, Settings((19, 0)), only=["ban-vacuum-full", "prefer-repack"])] == [
+        "prefer-repack"
+    ]
 
 
 def _write(tmp_path, sql: str) -> Path:
@@ -79,12 +85,19 @@ def _write(tmp_path, sql: str) -> Path:
 
 
 def test_outputs_sarif_junit_markdown_json_and_exit_code(tmp_path):
-    path = _write(tmp_path, "SET lock_timeout = '1s';\nSET statement_timeout = '1min';\n"
-                            "CREATE INDEX orders_customer_idx ON orders (customer_id);\n"
-                            "-- queryaudit: ignore ban-drop-column unused\nALTER TABLE t DROP COLUMN c;\n")
+    path = _write(
+        tmp_path,
+        "SET lock_timeout = '1s';\nSET statement_timeout = '1min';\n"
+        "CREATE INDEX orders_customer_idx ON orders (customer_id);\n"
+        "-- queryaudit: ignore ban-drop-column unused\nALTER TABLE t DROP COLUMN c;\n",
+    )
     out = {k: tmp_path / f"out.{k}" for k in ("sarif", "junit", "markdown", "json")}
-    proc = run_cli("review-migration", str(path), *[a for k, p in out.items() for a in (f"--{k}", str(p))],
-                   env={"GITHUB_ACTIONS": "true"})
+    proc = run_cli(
+        "review-migration",
+        str(path),
+        *[a for k, p in out.items() for a in (f"--{k}", str(p))],
+        env={"GITHUB_ACTIONS": "true"},
+    )
     assert proc.returncode == 1, proc.stderr
     assert "::error file=" in proc.stdout and ",line=3,col=1," in proc.stdout
 
@@ -149,11 +162,28 @@ ALTER TABLE orders ALTER COLUMN note TYPE varchar(20);
 
 def _workload(tmp_path) -> Path:
     path = tmp_path / "report.json"
-    path.write_text(json.dumps({"queries": [
-        {"queryid": "101", "query": "SELECT id, total FROM orders WHERE customer_id = $1", "calls": 5000,
-         "total_exec_time_ms": 900.0, "share_of_total_time": 0.6},
-        {"queryid": "102", "query": "SELECT count(*) FROM orders", "calls": 10, "total_exec_time_ms": 50.0,
-         "share_of_total_time": 0.03}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "queries": [
+                    {
+                        "queryid": "101",
+                        "query": "SELECT id, total FROM orders WHERE customer_id = $1",
+                        "calls": 5000,
+                        "total_exec_time_ms": 900.0,
+                        "share_of_total_time": 0.6,
+                    },
+                    {
+                        "queryid": "102",
+                        "query": "SELECT count(*) FROM orders",
+                        "calls": 10,
+                        "total_exec_time_ms": 50.0,
+                        "share_of_total_time": 0.03,
+                    },
+                ]
+            }
+        )
+    )
     return path
 
 
@@ -165,15 +195,17 @@ def test_dynamic_review_measures_locks_rewrites_and_plan_regression(empty_db, tm
     for mode in ("copy", "rollback"):
         if mode == "rollback":  # another session on the scratch database: no TEMPLATE copy possible
             holder = empty_db.connect()
-        proc = run_cli("review-migration", str(path), "--dsn", empty_db.dsn, "--workload", str(workload),
-                       "--json", str(out))
+        proc = run_cli(
+            "review-migration", str(path), "--dsn", empty_db.dsn, "--workload", str(workload), "--json", str(out)
+        )
         assert proc.returncode == 1, proc.stderr
         review = json.loads(out.read_text())
         assert review["dynamic"]["mode"] == mode
         statements = {s["line"]: s for s in review["dynamic"]["statements"]}
         drop = statements[3]
-        assert any(lk["relation"] == "public.orders" and lk["strongest"] == "ACCESS EXCLUSIVE"
-                   for lk in drop["locks"]), drop
+        assert any(
+            lk["relation"] == "public.orders" and lk["strongest"] == "ACCESS EXCLUSIVE" for lk in drop["locks"]
+        ), drop
         assert [r["relation"] for r in statements[4]["rewritten"]] == ["public.orders"]
         assert statements[5]["rewritten"] == []
         findings = review["findings"]
@@ -189,8 +221,13 @@ def test_dynamic_review_measures_locks_rewrites_and_plan_regression(empty_db, tm
     holder.close()
     # the scratch database is as it was, and no copy is left behind
     assert empty_db.execute("SELECT to_regclass('orders_customer_idx') IS NOT NULL")[0][0]
-    assert empty_db.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                            "WHERE attrelid = 'orders'::regclass AND attname = 'id'")[0][0] == "integer"
+    assert (
+        empty_db.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'orders'::regclass AND attname = 'id'"
+        )[0][0]
+        == "integer"
+    )
     assert not empty_db.execute("SELECT datname FROM pg_database WHERE datname LIKE 'queryaudit_review_%'")
 
 
@@ -198,14 +235,31 @@ def test_dynamic_review_measures_locks_rewrites_and_plan_regression(empty_db, tm
 def test_dynamic_review_reports_a_failing_migration_and_a_breaking_change(empty_db, tmp_path):
     empty_db.execute(SCHEMA)
     path = _write(tmp_path, "ALTER TABLE orders DROP COLUMN total;\nALTER TABLE orders ADD COLUMN x int NOT NULL;\n")
-    proc = run_cli("review-migration", str(path), "--dsn", empty_db.dsn, "--workload", str(_workload(tmp_path)),
-                   "--json", str(tmp_path / "r.json"))
+    proc = run_cli(
+        "review-migration",
+        str(path),
+        "--dsn",
+        empty_db.dsn,
+        "--workload",
+        str(_workload(tmp_path)),
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert proc.returncode == 1, proc.stderr
     findings = json.loads((tmp_path / "r.json").read_text())["findings"]
     failing = next(f for f in findings if f["rule"] == "migration-error")
     assert failing["line"] == 2 and "contains null values" in failing["message"]
-    proc = run_cli("review-migration", "-", "--dsn", empty_db.dsn, "--workload", str(_workload(tmp_path)),
-                   "--json", str(tmp_path / "r2.json"), input="ALTER TABLE orders DROP COLUMN total;\n")
+    proc = run_cli(
+        "review-migration",
+        "-",
+        "--dsn",
+        empty_db.dsn,
+        "--workload",
+        str(_workload(tmp_path)),
+        "--json",
+        str(tmp_path / "r2.json"),
+        input="ALTER TABLE orders DROP COLUMN total;\n",
+    )
     findings = json.loads((tmp_path / "r2.json").read_text())["findings"]
     breaks = next(f for f in findings if f["rule"] == "statement-breaks")
     assert breaks["severity"] == "critical" and 'column "total" does not exist' in breaks["message"]

@@ -1,5 +1,6 @@
 """Values that exist together (queryaudit.plans.samples): the placeholders of one table take
 their values from one sampled row, so correlated columns are planned with real pairs."""
+
 from __future__ import annotations
 
 import psycopg
@@ -15,14 +16,22 @@ from queryaudit.snapshot import Column, ServerInfo, Snapshot, Table
 
 
 def _snapshot() -> Snapshot:
-    tables = [Table("public", "addr", columns=[Column("city", "text"), Column("zip", "text"), Column("phone", "text")],
-                    reltuples=1_000_000)]
+    tables = [
+        Table(
+            "public",
+            "addr",
+            columns=[Column("city", "text"), Column("zip", "text"), Column("phone", "text")],
+            reltuples=1_000_000,
+        )
+    ]
     return Snapshot(server=ServerInfo(150000, "15", "db"), collected_at="now", tables=tables)
 
 
 def test_one_request_per_table_with_expressions_inlined():
-    query = ("SELECT 1 FROM addr a WHERE a.city = $1 AND a.zip IN ($2, $3) "
-             "AND substring(a.phone FROM $4::integer FOR $5::integer) = $6")
+    query = (
+        "SELECT 1 FROM addr a WHERE a.city = $1 AND a.zip IN ($2, $3) "
+        "AND substring(a.phone FROM $4::integer FOR $5::integer) = $6"
+    )
     binding = infer_parameters(query, _snapshot(), ["text", "text", "text", "integer", "integer", "text"])
     [request] = sample_requests(binding)
     assert request.outputs[:2] == ["city", "zip"] and request.outputs[2].startswith("pg_catalog.substring(a.phone, ")
@@ -48,16 +57,19 @@ def test_correlated_columns_are_planned_with_a_real_pair(server):
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         # The zip is a function of the city: 100 pairs of 200 rows; any other pair has none.
         conn.execute("CREATE TABLE addr (id int PRIMARY KEY, city text NOT NULL, zip text NOT NULL, pad text)")
-        conn.execute("INSERT INTO addr SELECT g, 'city' || g % 100, 'z' || (g % 100 * 37 + 11) % 1000, "
-                     "repeat('x', 50) FROM generate_series(1, 20000) g")
+        conn.execute(
+            "INSERT INTO addr SELECT g, 'city' || g % 100, 'z' || (g % 100 * 37 + 11) % 1000, "
+            "repeat('x', 50) FROM generate_series(1, 20000) g"
+        )
         # The insert's counters reach the shared statistics at most once a second: flush
         # them now, or they would count as changes since the ANALYZE (stale statistics).
         conn.execute("SELECT pg_stat_force_next_flush()")
         conn.execute("VACUUM ANALYZE addr")
         conn.execute("SELECT pg_stat_statements_reset()")
         for city in range(5):
-            conn.execute("SELECT count(*) FROM addr WHERE city = %s AND zip = %s",
-                         (f"city{city}", f"z{(city * 37 + 11) % 1000}")).fetchall()
+            conn.execute(
+                "SELECT count(*) FROM addr WHERE city = %s AND zip = %s", (f"city{city}", f"z{(city * 37 + 11) % 1000}")
+            ).fetchall()
     with session(db.dsn) as conn:
         snapshot = collect_snapshot(conn, CollectOptions(top=20, stages=[plan_stage(PlanOptions(top=20))]))
     statement = next(s for s in snapshot.statements if "FROM addr WHERE city" in s.query)
@@ -81,13 +93,17 @@ def test_joined_tables_get_values_that_meet_across_the_join(server):
         conn.execute("CREATE TABLE customers (id int PRIMARY KEY, city text NOT NULL)")
         conn.execute("CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, status text NOT NULL)")
         conn.execute("INSERT INTO customers SELECT g, 'city' || g % 50 FROM generate_series(1, 5000) g")
-        conn.execute("INSERT INTO orders SELECT g, 1 + g % 5000, 's' || (1 + g % 5000) % 50 "
-                     "FROM generate_series(1, 50000) g")
+        conn.execute(
+            "INSERT INTO orders SELECT g, 1 + g % 5000, 's' || (1 + g % 5000) % 50 FROM generate_series(1, 50000) g"
+        )
         conn.execute("SELECT pg_stat_force_next_flush()")
         conn.execute("VACUUM ANALYZE")
         conn.execute("SELECT pg_stat_statements_reset()")
-        conn.execute("SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id "
-                     "WHERE c.city = %s AND o.status = %s", ("city7", "s7")).fetchall()
+        conn.execute(
+            "SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id "
+            "WHERE c.city = %s AND o.status = %s",
+            ("city7", "s7"),
+        ).fetchall()
     with session(db.dsn) as conn:
         snapshot = collect_snapshot(conn, CollectOptions(top=20, stages=[plan_stage(PlanOptions(top=20))]))
     statement = next(s for s in snapshot.statements if "JOIN customers" in s.query)
@@ -95,6 +111,7 @@ def test_joined_tables_get_values_that_meet_across_the_join(server):
     assert capture.method == "analyze" and "sampled row of the join" in capture.parameter_source
     city, status = capture.parameters
     assert city[4:] == status[1:]  # a pair that exists
-    join = next(n for n in plan_model.build(capture.plan).nodes
-                if "Join" in n.node_type or n.node_type == "Nested Loop")
+    join = next(
+        n for n in plan_model.build(capture.plan).nodes if "Join" in n.node_type or n.node_type == "Nested Loop"
+    )
     assert join.actual_rows > 0

@@ -1,4 +1,5 @@
 """The snapshot's JSON round trip and loading errors: no database needed."""
+
 import json
 
 import pytest
@@ -9,16 +10,40 @@ from queryaudit.snapshot import Column, Index, PlanCapture, ServerInfo, Snapshot
 
 def make_snapshot() -> Snapshot:
     return Snapshot(
-        server=ServerInfo(version_num=150018, version="PostgreSQL 15.18", database="shop",
-                          extensions={"pg_stat_statements": "1.10"}, settings={"work_mem": "4096 kB"}),
+        server=ServerInfo(
+            version_num=150018,
+            version="PostgreSQL 15.18",
+            database="shop",
+            extensions={"pg_stat_statements": "1.10"},
+            settings={"work_mem": "4096 kB"},
+        ),
         collected_at="2026-11-24T00:00:00+00:00",
-        statements=[Statement(queryid="-123", query="SELECT $1", calls=3, total_exec_time_ms=1.5,
-                              mean_exec_time_ms=0.5, rows=3, toplevel=True)],
+        statements=[
+            Statement(
+                queryid="-123",
+                query="SELECT $1",
+                calls=3,
+                total_exec_time_ms=1.5,
+                mean_exec_time_ms=0.5,
+                rows=3,
+                toplevel=True,
+            )
+        ],
         tables=[Table(schema="public", name="orders", reltuples=10.0, columns=[Column("id", "bigint", True, 1)])],
-        indexes=[Index(schema="public", name="orders_pkey", table="public.orders", definition="CREATE ...",
-                       columns=["id"], is_primary=True)],
+        indexes=[
+            Index(
+                schema="public",
+                name="orders_pkey",
+                table="public.orders",
+                definition="CREATE ...",
+                columns=["id"],
+                is_primary=True,
+            )
+        ],
         plans=[PlanCapture(queryid="-123", method="generic", plan={"Plan": {"Node Type": "Result"}})],
-        total_exec_time_ms=1.5, total_calls=3, statement_count=1,
+        total_exec_time_ms=1.5,
+        total_calls=3,
+        statement_count=1,
     )
 
 

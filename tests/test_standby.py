@@ -1,5 +1,6 @@
 """A hot standby (the production replica case): the audit runs there and writes nothing
 to the primary, the standby being read-only by nature."""
+
 import json
 
 from conftest import run_cli, wait_for_replay
@@ -11,9 +12,7 @@ def test_audit_on_hot_standby(pg15_standby, tmp_path):
     db = primary.create_database("shop")
     wait_for_replay(primary, standby)
     # The workload runs on the replica, as read traffic does; its statistics are the replica's own.
-    read_only_workload = [
-        ("SELECT id, status, total FROM orders WHERE customer_id = %s", (n,)) for n in range(1, 30)
-    ]
+    read_only_workload = [("SELECT id, status, total FROM orders WHERE customer_id = %s", (n,)) for n in range(1, 30)]
     import psycopg
 
     with psycopg.connect(standby.dsn(db.name), autocommit=True) as conn:

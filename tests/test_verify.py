@@ -1,5 +1,6 @@
 """Fix verification (queryaudit.verify): each fix tried in the audit's read-only session and
 ranked by what it measured. Pure cases first, then live ones on PostgreSQL 15 and 18."""
+
 import pytest
 
 from helpers import validate_report
@@ -10,6 +11,7 @@ from queryaudit.verify import keyset, logic
 from queryaudit.verify.stage import VerifyOptions
 
 # -- pure ----------------------------------------------------------------------------------
+
 
 def test_verdict_needs_a_material_and_consistent_gain():
     assert logic.verdict([100, 104, 98], [60, 62, 61]) == ("faster", 0.39)
@@ -36,11 +38,16 @@ def test_work_mem_steps_are_bounded():
 
 
 def test_keyset_rewrite_keeps_the_order_and_adds_a_tie_breaker():
-    plan = keyset.plan("SELECT * FROM events ORDER BY created_at DESC LIMIT $1 OFFSET $2", ["20", "5000"],
-                       ["bigint", "bigint"], [["id"]])
+    plan = keyset.plan(
+        "SELECT * FROM events ORDER BY created_at DESC LIMIT $1 OFFSET $2",
+        ["20", "5000"],
+        ["bigint", "bigint"],
+        [["id"]],
+    )
     assert plan.offset == 5000 and plan.keys == ["created_at", "id"]
-    assert plan.fix_text == ("SELECT * FROM events WHERE (created_at, id) < ($3, $4) "
-                             "ORDER BY created_at DESC, id DESC LIMIT $1")
+    assert plan.fix_text == (
+        "SELECT * FROM events WHERE (created_at, id) < ($3, $4) ORDER BY created_at DESC, id DESC LIMIT $1"
+    )
     assert "OFFSET 4999" in keyset.last_key_query(plan)
     assert keyset.plan("SELECT * FROM t ORDER BY a, b DESC LIMIT 5 OFFSET 100", [], [], []) is None  # mixed
 
@@ -49,19 +56,37 @@ def _snapshot(*measurements):
     from queryaudit.snapshot import ServerInfo, Snapshot, Statement
     from queryaudit.verify.model import FixVerification
 
-    statement = Statement(queryid="1", query="SELECT a FROM t ORDER BY a", calls=10, total_exec_time_ms=5000.0,
-                          mean_exec_time_ms=500.0, rows=10)
-    return Snapshot(server=ServerInfo(version_num=180000, version="18", database="d"), collected_at="2026-01-01",
-                    statements=[statement], total_exec_time_ms=10000.0,
-                    fix_verification=FixVerification(measurements=list(measurements)))
+    statement = Statement(
+        queryid="1",
+        query="SELECT a FROM t ORDER BY a",
+        calls=10,
+        total_exec_time_ms=5000.0,
+        mean_exec_time_ms=500.0,
+        rows=10,
+    )
+    return Snapshot(
+        server=ServerInfo(version_num=180000, version="18", database="d"),
+        collected_at="2026-01-01",
+        statements=[statement],
+        total_exec_time_ms=10000.0,
+        fix_verification=FixVerification(measurements=list(measurements)),
+    )
 
 
 def _spill_finding():
     from queryaudit.findings import Finding, saving_from_share
 
-    return Finding(check="disk-sort", severity="high", title="Sort spilled 7,264 kB to disk", queryids=["1"],
-                   fix_sql="SET LOCAL work_mem = '16MB';", confidence="high", effort="config",
-                   predicted_saving=saving_from_share(5000.0, 0.8, 10000.0, 10), key="disk-sort|1|0")
+    return Finding(
+        check="disk-sort",
+        severity="high",
+        title="Sort spilled 7,264 kB to disk",
+        queryids=["1"],
+        fix_sql="SET LOCAL work_mem = '16MB';",
+        confidence="high",
+        effort="config",
+        predicted_saving=saving_from_share(5000.0, 0.8, 10000.0, 10),
+        key="disk-sort|1|0",
+    )
 
 
 def test_measured_saving_is_the_measured_reduction_times_the_statement_share():
@@ -69,10 +94,19 @@ def test_measured_saving_is_the_measured_reduction_times_the_statement_share():
     from queryaudit.verify.model import FixMeasurement
 
     f = _spill_finding()
-    m = FixMeasurement(finding_id=f.id, check="disk-sort", queryid="1", kind="work_mem", outcome="faster",
-                       fix="SET LOCAL work_mem = '22MB'", fix_sql="SET LOCAL work_mem = '22MB';",
-                       before_ms=[500, 510, 490], after_ms=[300, 305, 295], before={"ms": 500.0},
-                       after={"ms": 300.0})
+    m = FixMeasurement(
+        finding_id=f.id,
+        check="disk-sort",
+        queryid="1",
+        kind="work_mem",
+        outcome="faster",
+        fix="SET LOCAL work_mem = '22MB'",
+        fix_sql="SET LOCAL work_mem = '22MB';",
+        before_ms=[500, 510, 490],
+        after_ms=[300, 305, 295],
+        before={"ms": 500.0},
+        after={"ms": 300.0},
+    )
     [out] = apply_measurements(_snapshot(m), [f])
     # 40 % of a statement that takes half the database's time: 20 %.
     assert out.predicted_saving.share_of_total_time == 0.2 and out.heuristic_saving.share_of_total_time == 0.4
@@ -86,9 +120,18 @@ def test_a_fix_that_is_not_faster_becomes_a_low_note_and_unmeasured_ones_lose_co
     from queryaudit.verify.model import FixMeasurement
 
     f = _spill_finding()
-    m = FixMeasurement(finding_id=f.id, check="disk-sort", queryid="1", kind="work_mem", outcome="not-faster",
-                       fix="SET LOCAL work_mem = '22MB'", before_ms=[500, 510, 490], after_ms=[495, 505, 515],
-                       before={"ms": 500.0}, after={"ms": 505.0})
+    m = FixMeasurement(
+        finding_id=f.id,
+        check="disk-sort",
+        queryid="1",
+        kind="work_mem",
+        outcome="not-faster",
+        fix="SET LOCAL work_mem = '22MB'",
+        before_ms=[500, 510, 490],
+        after_ms=[495, 505, 515],
+        before={"ms": 500.0},
+        after={"ms": 505.0},
+    )
     other = _spill_finding()
     other.check, other.key = "seq-scan-large-table", "other"
     other.predicted_saving.share_of_total_time = 0.05
@@ -100,9 +143,16 @@ def test_a_fix_that_is_not_faster_becomes_a_low_note_and_unmeasured_ones_lose_co
 
 # -- live ----------------------------------------------------------------------------------
 
+
 def audit(db, advisor: bool = False, **verify):
-    snap = collect_live(db.dsn, AuditOptions(top=20, advisor=AdvisorOptions(
-        enabled=advisor, verify_real=advisor and verify.get("verify_real", False)), verify=VerifyOptions(**verify)))
+    snap = collect_live(
+        db.dsn,
+        AuditOptions(
+            top=20,
+            advisor=AdvisorOptions(enabled=advisor, verify_real=advisor and verify.get("verify_real", False)),
+            verify=VerifyOptions(**verify),
+        ),
+    )
     report = analyse(snap)
     validate_report(report)
     return snap, report
@@ -158,13 +208,15 @@ def test_verification_stays_within_the_explain_budget(empty_db):
     # The budget is set from this machine's own time for the sort, so that it holds the
     # plan capture's one run but never the 8 runs a full measurement takes (a warm-up and 3
     # timed runs a side): a fixed budget fits them all on a fast enough machine.
-    run_ms = min(empty_db.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {NARROW}")[0][0][0]["Execution Time"]
-                 for _ in range(3))
+    run_ms = min(
+        empty_db.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {NARROW}")[0][0][0]["Execution Time"] for _ in range(3)
+    )
     budget_s = max(0.3, 2.5 * run_ms / 1000)
     empty_db.execute("SELECT pg_stat_statements_reset()")
     empty_db.execute(NARROW)
-    snap = collect_live(empty_db.dsn, AuditOptions(top=20, explain_budget_s=budget_s,
-                                                   advisor=AdvisorOptions(enabled=False)))
+    snap = collect_live(
+        empty_db.dsn, AuditOptions(top=20, explain_budget_s=budget_s, advisor=AdvisorOptions(enabled=False))
+    )
     verification = snap.fix_verification
     assert verification.budget_s <= budget_s
     assert verification.duration_ms <= verification.budget_s * 1000 + 500
@@ -178,8 +230,10 @@ def test_verification_stays_within_the_explain_budget(empty_db):
         assert "budget" in finding["before_after"]["detail"]
 
 
-SLOW_SORT = ("SELECT s.a FROM (SELECT a FROM narrow ORDER BY a DESC) s "
-             "WHERE (SELECT sum(length(md5(md5(p.t)))) FROM pad p) IS NOT NULL")
+SLOW_SORT = (
+    "SELECT s.a FROM (SELECT a FROM narrow ORDER BY a DESC) s "
+    "WHERE (SELECT sum(length(md5(md5(p.t)))) FROM pad p) IS NOT NULL"
+)
 
 
 def test_spill_whose_removal_saves_nothing_is_a_note(empty_db):
@@ -201,8 +255,10 @@ def test_spill_whose_removal_saves_nothing_is_a_note(empty_db):
     finding = next(f for f in report["findings"] if f["check"] == "disk-sort")
     assert finding["severity"] == "low" and finding["predicted_saving"]["share_of_total_time"] == 0
     assert "not faster" in finding["title"] and finding["heuristic_saving"]["share_of_total_time"] > 0
-    assert finding["id"] not in [t["id"] for t in report["summary"]["top_fixes"][:1]] or \
-        report["summary"]["top_fixes"][0]["share_of_total_time"] == 0
+    assert (
+        finding["id"] not in [t["id"] for t in report["summary"]["top_fixes"][:1]]
+        or report["summary"]["top_fixes"][0]["share_of_total_time"] == 0
+    )
 
 
 JIT_QUERY = "SELECT sum(a + b), avg(b - a), max(a * b) FROM narrow WHERE a > b"  # no constants: no $n to bind
@@ -255,8 +311,10 @@ def test_keyset_rewrite_is_measured_with_a_real_key(empty_db):
     # --redact: the real key read from the data does not reach the outputs.
     from queryaudit.redact import redact
 
-    assert f"'{last}'" in str(finding["evidence"]["measurement_steps"]) \
+    assert (
+        f"'{last}'" in str(finding["evidence"]["measurement_steps"])
         and f"= {last}" in finding["verification"]["detail"]
+    )
     hidden = redact(finding)
     assert f"'{last}'" not in str(hidden["evidence"]) and str(last) not in hidden["verification"]["detail"]
 
@@ -267,8 +325,11 @@ def test_shop_demo_fixes_carry_measurements(shop_db):
     fixes stay unverified in the read-only audit, at low confidence."""
     shop_db.run_workload("shop", rounds=2)
     snap, report = audit(shop_db)
-    [sort] = [m for m in measurement(snap, "disk-sort") if "order_items" in
-              next(f.title for f in disk_sort.run(snap) if f.id == m.finding_id)]
+    [sort] = [
+        m
+        for m in measurement(snap, "disk-sort")
+        if "order_items" in next(f.title for f in disk_sort.run(snap) if f.id == m.finding_id)
+    ]
     assert sort.method == "real" and sort.outcome in ("faster", "not-faster") and len(sort.before_ms) == 3
     query = snap.statement(sort.queryid).query
     assert sort_of(shop_db, query, sort.fix.split("'")[1])["Sort Space Type"] == "Memory"
@@ -301,8 +362,10 @@ def test_statistics_and_indexes_measured_on_a_scratch_copy(shop_db):
     assert shop_db.execute("SELECT count(*) FROM pg_statistic_ext WHERE stxname LIKE 'customers_city%'")[0][0] == 0
     assert shop_db.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%customer_id%'")[0][0] == 0
     indexes = [f for f in report["findings"] if f["check"] == "missing-index"]
-    assert indexes and all(f["verification"]["method"] == "real" and f["saving_method"] == "measured"
-                           and f["confidence"] == "high" for f in indexes), indexes
+    assert indexes and all(
+        f["verification"]["method"] == "real" and f["saving_method"] == "measured" and f["confidence"] == "high"
+        for f in indexes
+    ), indexes
 
 
 HASH_JOIN = "SELECT count(*) FROM big b JOIN other o ON o.id = b.id"
@@ -355,12 +418,27 @@ def test_a_statistics_fix_that_fails_leaves_the_next_one_measurable(empty_db):
         runner = Runner(conn, time.monotonic() + 60, 10_000)
         failed = FixMeasurement(finding_id="f", check="row-estimate-error", queryid="1", kind="statistics")
         with pytest.raises(psycopg.errors.UndefinedColumn):
-            measure_statistics(conn, runner, failed, query, ["c7", "z7"], ["text", "text"],
-                               "CREATE STATISTICS towns_stats ON nope, zip FROM towns; ANALYZE towns;", 3)
+            measure_statistics(
+                conn,
+                runner,
+                failed,
+                query,
+                ["c7", "z7"],
+                ["text", "text"],
+                "CREATE STATISTICS towns_stats ON nope, zip FROM towns; ANALYZE towns;",
+                3,
+            )
         m = FixMeasurement(finding_id="g", check="row-estimate-error", queryid="1", kind="statistics")
-        measure_statistics(conn, runner, m, query, ["c7", "z7"], ["text", "text"],
-                           "CREATE STATISTICS towns_stats (dependencies, mcv) ON city, zip FROM towns; "
-                           "ANALYZE towns;", 3)
+        measure_statistics(
+            conn,
+            runner,
+            m,
+            query,
+            ["c7", "z7"],
+            ["text", "text"],
+            "CREATE STATISTICS towns_stats (dependencies, mcv) ON city, zip FROM towns; ANALYZE towns;",
+            3,
+        )
         assert len(m.before_ms) == len(m.after_ms) == 3
         assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
     assert empty_db.execute("SELECT count(*) FROM pg_statistic_ext WHERE stxname = 'towns_stats'")[0][0] == 0

@@ -2,6 +2,7 @@
 each analyzed plan compared with pg_stat_statements' per-call figures, the values searched
 when the first sample is unlike the workload, and the fixes sized on the workload's own
 values. Pure cases first, then the issue's three workloads live on PostgreSQL 15 and 18."""
+
 import json
 
 from helpers import validate_report
@@ -16,18 +17,36 @@ from queryaudit.verify.stage import VerifyOptions
 
 
 def _statement(**kw):
-    base = dict(queryid="1", query="SELECT * FROM jobs WHERE status = $1", calls=5, total_exec_time_ms=500.0,
-                mean_exec_time_ms=100.0, rows=5000, shared_blks_hit=400, shared_blks_read=100)
+    base = dict(
+        queryid="1",
+        query="SELECT * FROM jobs WHERE status = $1",
+        calls=5,
+        total_exec_time_ms=500.0,
+        mean_exec_time_ms=100.0,
+        rows=5000,
+        shared_blks_hit=400,
+        shared_blks_read=100,
+    )
     base.update(kw)
     return Statement(**base)
 
 
 def _plan(rows, blocks, temp=0, ms=50.0):
-    return {"Plan": {"Node Type": "Seq Scan", "Actual Rows": rows, "Actual Loops": 1, "Shared Hit Blocks": blocks,
-                     "Shared Read Blocks": 0, "Temp Written Blocks": temp}, "Execution Time": ms}
+    return {
+        "Plan": {
+            "Node Type": "Seq Scan",
+            "Actual Rows": rows,
+            "Actual Loops": 1,
+            "Shared Hit Blocks": blocks,
+            "Shared Read Blocks": 0,
+            "Temp Written Blocks": temp,
+        },
+        "Execution Time": ms,
+    }
 
 
 # -- pure ----------------------------------------------------------------------------------
+
 
 def test_a_plan_within_a_factor_of_two_is_representative():
     match = compare(_plan(1500, 150), _statement())  # 1,000 rows and 100 blocks per call
@@ -55,13 +74,26 @@ def test_sets_within_a_factor_of_two_share_the_weight():
 
 
 def test_candidates_include_a_rare_common_value_and_range_quantiles():
-    snap = Snapshot(server=ServerInfo(version_num=150000, version="15", database="d"), collected_at="now",
-                    tables=[Table(schema="public", name="jobs", reltuples=400_000)],
-                    column_stats=[ColumnStats("public.jobs", "status", most_common_vals=["done", "queued", "failed"],
-                                              most_common_freqs=[0.9, 0.0975, 0.0025]),
-                                  ColumnStats("public.jobs", "at", histogram_bounds=[str(i) for i in range(101)])])
-    binding = Binding([ParameterSlot(1, "text", "public.jobs", "status", "=", "done", "a sampled row"),
-                       ParameterSlot(2, "integer", "public.jobs", "at", ">=", "90", "histogram_bounds")])
+    snap = Snapshot(
+        server=ServerInfo(version_num=150000, version="15", database="d"),
+        collected_at="now",
+        tables=[Table(schema="public", name="jobs", reltuples=400_000)],
+        column_stats=[
+            ColumnStats(
+                "public.jobs",
+                "status",
+                most_common_vals=["done", "queued", "failed"],
+                most_common_freqs=[0.9, 0.0975, 0.0025],
+            ),
+            ColumnStats("public.jobs", "at", histogram_bounds=[str(i) for i in range(101)]),
+        ],
+    )
+    binding = Binding(
+        [
+            ParameterSlot(1, "text", "public.jobs", "status", "=", "done", "a sampled row"),
+            ParameterSlot(2, "integer", "public.jobs", "at", ">=", "90", "histogram_bounds"),
+        ]
+    )
     sets = candidate_sets(binding, snap)
     failed = next(s for s in sets if s.values[0] == "failed")
     assert "~1,000 rows" in failed.sources[0] and failed.values[1] == "90" and failed.changed == [1]
@@ -72,16 +104,23 @@ def test_candidates_include_a_rare_common_value_and_range_quantiles():
 def test_constants_pg_qualstats_saw_are_candidates_first():
     from queryaudit.plans.stage import qualstats_constant
 
-    assert [qualstats_constant(t) for t in ("'failed'::text", "2::integer", "'it''s'::character varying")] == \
-        ["failed", "2", "it's"]
-    snap = Snapshot(server=ServerInfo(version_num=150000, version="15", database="d"), collected_at="now",
-                    tables=[Table(schema="public", name="jobs", reltuples=1000)])  # never analyzed: no pg_stats
+    assert [qualstats_constant(t) for t in ("'failed'::text", "2::integer", "'it''s'::character varying")] == [
+        "failed",
+        "2",
+        "it's",
+    ]
+    snap = Snapshot(
+        server=ServerInfo(version_num=150000, version="15", database="d"),
+        collected_at="now",
+        tables=[Table(schema="public", name="jobs", reltuples=1000)],
+    )  # never analyzed: no pg_stats
     binding = Binding([ParameterSlot(1, "text", "public.jobs", "status", "=", "done", "a sampled row")])
     [found] = candidate_sets(binding, snap, observed={("public.jobs", "status"): [("failed", "pg_qualstats: 5")]})
     assert found.values == ["failed"] and found.sources == ["pg_qualstats: 5"]
 
 
 # -- live ----------------------------------------------------------------------------------
+
 
 def _audit(db, advisor=False, top=20):
     snap = collect_live(db.dsn, AuditOptions(top=top, advisor=AdvisorOptions(enabled=advisor), verify=VerifyOptions()))
@@ -109,8 +148,10 @@ def test_a_rare_value_the_workload_asks_for_is_found_and_sizes_the_index(empty_d
     """400,000 jobs, 0.25 % failed, the workload asks only for failed ones (1,000 rows per
     call): a sampled row says `done` (399,000 rows); the search finds `failed`."""
     empty_db.execute("CREATE TABLE jobs (id int PRIMARY KEY, status text NOT NULL, payload text)")
-    empty_db.execute("INSERT INTO jobs SELECT g, CASE WHEN g % 400 = 0 THEN 'failed' WHEN g % 40 = 1 THEN 'queued' "
-                     "ELSE 'done' END, md5(g::text) FROM generate_series(1, 400000) g")
+    empty_db.execute(
+        "INSERT INTO jobs SELECT g, CASE WHEN g % 400 = 0 THEN 'failed' WHEN g % 40 = 1 THEN 'queued' "
+        "ELSE 'done' END, md5(g::text) FROM generate_series(1, 400000) g"
+    )
     empty_db.execute("ANALYZE jobs")
     _run(empty_db, QUEUE, ["failed"])
     snap, report = _audit(empty_db, advisor=True)
@@ -119,8 +160,10 @@ def test_a_rare_value_the_workload_asks_for_is_found_and_sizes_the_index(empty_d
     assert capture.first_sample is not None and capture.first_sample.match.verdict == "unlike"
     assert capture.first_sample.values != ["failed"]
     assert capture.parameters == ["failed"] and capture.workload_match.verdict == "representative"
-    assert q["workload_match"]["verdict"] == "representative" and q["workload_match"]["first_sample"]["verdict"] \
-        == "unlike"
+    assert (
+        q["workload_match"]["verdict"] == "representative"
+        and q["workload_match"]["first_sample"]["verdict"] == "unlike"
+    )
     assert 0.5 <= q["workload_match"]["rows_ratio"] <= 2
     assert sum(s.weight for s in capture.parameter_sets) == 1.0
     chosen = [s for s in capture.parameter_sets if s.chosen]
@@ -164,15 +207,19 @@ def test_a_range_whose_width_decides_a_spill_is_found_and_sized_on_the_workload(
     match = q["workload_match"]
     assert match["first_sample"]["verdict"] == "unlike" and not match["first_sample"]["spill_agreement"]
     assert match["verdict"] == "representative" and match["spill_agreement"] and match["workload_spills"]
-    spills = [f for f in report["findings"] if f["check"] in ("disk-sort", "hash-spill") and q["queryid"] in
-              f["queryids"]]
+    spills = [
+        f for f in report["findings"] if f["check"] in ("disk-sort", "hash-spill") and q["queryid"] in f["queryids"]
+    ]
     assert spills, [f["title"] for f in report["findings"]]
     fix = spills[0]
     assert fix["verification"]["outcome"] in ("faster", "not-faster", "inconclusive")
     assert q["workload_match"]["parameters"][0] in fix["verification"]["detail"]  # says which values it used
     # no index on page: the workload's range keeps 83 % of the table
-    assert not [f for f in report["findings"] if f["check"] == "missing-index" and f["table"] == "public.visits"
-                and f["columns"][:1] == ["page"]]
+    assert not [
+        f
+        for f in report["findings"]
+        if f["check"] == "missing-index" and f["table"] == "public.visits" and f["columns"][:1] == ["page"]
+    ]
     # the fix, applied as printed, removes the spill for the workload's own value
     assert _spill_nodes(_apply_and_explain(empty_db, "SELECT 1", VISITS, [834]))  # it spills without
     assert not _spill_nodes(_apply_and_explain(empty_db, fix["fix_sql"], VISITS, [834]))
@@ -185,20 +232,26 @@ def test_a_range_covering_most_of_the_table_gets_no_index(empty_db):
     """at >= $1 keeping 98 % of 92,000 events (90,000 rows per call): the sample's narrow range
     is unlike the workload; the search finds the wide one, and no index on `at` is proposed."""
     empty_db.execute("CREATE TABLE events (id int PRIMARY KEY, at timestamptz NOT NULL, v int)")
-    empty_db.execute("INSERT INTO events SELECT g, timestamptz '2026-01-01' + g * interval '1 minute', g % 7 "
-                     "FROM generate_series(1, 92000) g")
+    empty_db.execute(
+        "INSERT INTO events SELECT g, timestamptz '2026-01-01' + g * interval '1 minute', g % 7 "
+        "FROM generate_series(1, 92000) g"
+    )
     empty_db.execute("ANALYZE events")
     _run(empty_db, EVENTS, ["2026-01-02 09:20:00+00"])  # minute 2,000: 90,000 rows
     snap, report = _audit(empty_db, advisor=True)
     q = _query(report, "FROM events WHERE at")
     assert q["workload_match"]["first_sample"]["verdict"] == "unlike"
     assert q["workload_match"]["verdict"] == "representative", q["workload_match"]
-    assert not [f for f in report["findings"] if f["check"] in ("missing-index", "seq-scan-large-table")
-                and f["table"] == "public.events"]
+    assert not [
+        f
+        for f in report["findings"]
+        if f["check"] in ("missing-index", "seq-scan-large-table") and f["table"] == "public.events"
+    ]
     proposed = [p for p in snap.index_advice.proposed if p.table == "public.events" and p.columns[0] == "at"]
     for p in proposed:  # the advisor's generic plan liked it; the workload's values do not use it
         rows = (snap.extras.get("index_sizing") or {}).get(p.name) or [
-            plan_sizing(snap, p.table, "at", e.queryid) for e in p.statements]  # without HypoPG
+            plan_sizing(snap, p.table, "at", e.queryid) for e in p.statements
+        ]  # without HypoPG
         assert rows and not any(r["uses_index"] for r in rows)
 
 
@@ -226,8 +279,10 @@ def test_every_format_shows_the_match(empty_db):
     from queryaudit.report import html, markdown, terminal
 
     empty_db.execute("CREATE TABLE jobs (id int PRIMARY KEY, status text NOT NULL, payload text)")
-    empty_db.execute("INSERT INTO jobs SELECT g, CASE WHEN g % 400 = 0 THEN 'failed' ELSE 'done' END, md5(g::text) "
-                     "FROM generate_series(1, 100000) g")
+    empty_db.execute(
+        "INSERT INTO jobs SELECT g, CASE WHEN g % 400 = 0 THEN 'failed' ELSE 'done' END, md5(g::text) "
+        "FROM generate_series(1, 100000) g"
+    )
     empty_db.execute("ANALYZE jobs")
     _run(empty_db, QUEUE, ["failed"])
     _, report = _audit(empty_db)

@@ -9,6 +9,7 @@ range column or the sort columns, never both, since a range column before a sort
 column breaks the order. Every candidate is verified later (HypoPG or for real); this
 module only proposes.
 """
+
 from __future__ import annotations
 
 import re
@@ -101,6 +102,7 @@ def _predicate_parts(predicate: str):
 
 # -- SQL ------------------------------------------------------------------------------
 
+
 class _Scope:
     def __init__(self, parent: _Scope | None = None):
         self.aliases: dict[str, str] = {}  # alias or name -> qualified table
@@ -157,7 +159,7 @@ class _Extractor:
         elif isinstance(node, (ast.UpdateStmt, ast.DeleteStmt)):
             inner = _Scope(scope)
             self.add_range(node.relation, inner)
-            for item in (getattr(node, "fromClause", None) or getattr(node, "usingClause", None) or ()):
+            for item in getattr(node, "fromClause", None) or getattr(node, "usingClause", None) or ():
                 self.from_item(item, inner)
             if node.whereClause is not None:
                 self.where(node.whereClause, inner)
@@ -276,8 +278,11 @@ class _Extractor:
         """A parameter, a constant or an expression not reading `table` (outer column, now())."""
         if _has_sublink(node):
             return False
-        return all(t not in ("?", table) for t, _ in self.columns_in(node, scope)) if not isinstance(
-            node, (ast.A_Const, ast.ParamRef)) else True
+        return (
+            all(t not in ("?", table) for t, _ in self.columns_in(node, scope))
+            if not isinstance(node, (ast.A_Const, ast.ParamRef))
+            else True
+        )
 
     def conjunct(self, node, scope: _Scope) -> None:
         if isinstance(node, ast.NullTest):
@@ -295,8 +300,11 @@ class _Extractor:
             if side:
                 self.use(side[0]).partial.append(key_sql(side[1], side[2]))
             return
-        if isinstance(node, ast.BoolExpr) and node.boolop == enums.BoolExprType.NOT_EXPR \
-                and isinstance(node.args[0], ast.ColumnRef):
+        if (
+            isinstance(node, ast.BoolExpr)
+            and node.boolop == enums.BoolExprType.NOT_EXPR
+            and isinstance(node.args[0], ast.ColumnRef)
+        ):
             side = self._side(node.args[0], scope)
             if side:
                 self.use(side[0]).partial.append(f"NOT {key_sql(side[1], side[2])}")
@@ -315,11 +323,11 @@ class _Extractor:
                 if side and self._is_value(other, scope, side[0]):
                     table, column, expr = side
                     constant = None
-                    if isinstance(other, ast.A_Const) or (isinstance(other, ast.TypeCast)
-                                                          and isinstance(other.arg, ast.A_Const)):
+                    if isinstance(other, ast.A_Const) or (
+                        isinstance(other, ast.TypeCast) and isinstance(other.arg, ast.A_Const)
+                    ):
                         constant = f"{key_sql(column, expr)} {op} {RawStream()(other)}"
-                    self.use(table).predicates.append(
-                        Predicate(column, "eq" if op == "=" else "range", expr, constant))
+                    self.use(table).predicates.append(Predicate(column, "eq" if op == "=" else "range", expr, constant))
                     if constant and op == "=":
                         self.use(table).partial.append(constant)
                     return
@@ -432,11 +440,14 @@ def plan_uses(plan: dict, snapshot: Snapshot) -> list[TableUse]:
                 continue
             alias = node.get("Alias") or node["Relation Name"]
             found = snapshot.table(table)
-            text = f'SELECT 1 FROM {quote_qualified(found.schema, found.name)} AS {quote_ident(alias)} WHERE ' + \
-                " AND ".join(f"({c})" for c in conditions)
+            text = (
+                f"SELECT 1 FROM {quote_qualified(found.schema, found.name)} AS {quote_ident(alias)} WHERE "
+                + " AND ".join(f"({c})" for c in conditions)
+            )
             for use in _plan_fragment_uses(text, snapshot, extractor):
                 uses.setdefault(use.table, TableUse(use.table)).predicates.extend(
-                    Predicate(p.column, p.kind, p.expression) for p in use.predicates)  # plan constants are parameters
+                    Predicate(p.column, p.kind, p.expression) for p in use.predicates
+                )  # plan constants are parameters
                 uses[use.table].sources.add(f"plan:{kind.lower()} filter")
         elif kind in ("Sort", "Incremental Sort") and node.get("Sort Key"):
             scans = [n for n, _ in _walk(node) if n.get("Relation Name")]
@@ -474,8 +485,11 @@ def _selective_scan(node: dict, table: Table | None) -> bool:
     if removed is not None:
         kept = float(node.get("Actual Rows", 0)) * float(node.get("Actual Loops", 1) or 1)
         total = kept + float(removed) * float(node.get("Actual Loops", 1) or 1)
-        return (total >= MIN_TABLE_ROWS and total > 0
-                and float(removed) * float(node.get("Actual Loops", 1) or 1) / total >= PLAN_FILTER_MIN_REMOVED)
+        return (
+            total >= MIN_TABLE_ROWS
+            and total > 0
+            and float(removed) * float(node.get("Actual Loops", 1) or 1) / total >= PLAN_FILTER_MIN_REMOVED
+        )
     if table is None or table.reltuples < MIN_TABLE_ROWS:
         return False
     return float(node.get("Plan Rows", 0)) <= (1 - PLAN_FILTER_MIN_REMOVED) * table.reltuples
@@ -485,8 +499,17 @@ def _selective_scan(node: dict, table: Table | None) -> bool:
 
 # Bytes per value by type when a table has no statistics (PostgreSQL's get_typavgwidth
 # guesses 32 for variable-width types too).
-_TYPE_WIDTH = {"smallint": 2, "integer": 4, "bigint": 8, "real": 4, "double precision": 8, "boolean": 1,
-               "date": 4, "uuid": 16, "oid": 4}
+_TYPE_WIDTH = {
+    "smallint": 2,
+    "integer": 4,
+    "bigint": 8,
+    "real": 4,
+    "double precision": 8,
+    "boolean": 1,
+    "date": 4,
+    "uuid": 16,
+    "oid": 4,
+}
 
 
 def analyze_due(t: Table | None) -> bool:
@@ -542,8 +565,9 @@ def _constant_fraction(snapshot: Snapshot, table: str, predicate: str) -> float:
     values = [str(v) for v in (stats.most_common_vals or [])]
     freqs = stats.most_common_freqs or []
     if m.group(5):
-        literal = re.sub(r"^CAST\('(.*)' AS .*\)$|^'(.*)'(::.*)?$", lambda x: x.group(1) or x.group(2) or "",
-                         m.group(5).strip())
+        literal = re.sub(
+            r"^CAST\('(.*)' AS .*\)$|^'(.*)'(::.*)?$", lambda x: x.group(1) or x.group(2) or "", m.group(5).strip()
+        )
         if literal in values:
             return float(freqs[values.index(literal)])
         return selectivity(snapshot, table, column)
@@ -564,13 +588,19 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
         if prev is None or (prev.kind == "range" and p.kind != "range"):
             seen[p.column] = p
     # IS NULL is an equality for a B-tree, worth a key column only when few rows are NULL.
-    equality = [p for p in seen.values() if p.kind in ("eq", "in", "join") or (
-        p.kind == "null" and _constant_fraction(snapshot, use.table, f"{key_sql(p.column, p.expression)} IS NULL")
-        <= PARTIAL_MAX_FRACTION)]
+    equality = [
+        p
+        for p in seen.values()
+        if p.kind in ("eq", "in", "join")
+        or (
+            p.kind == "null"
+            and _constant_fraction(snapshot, use.table, f"{key_sql(p.column, p.expression)} IS NULL")
+            <= PARTIAL_MAX_FRACTION
+        )
+    ]
     equality.sort(key=lambda p: (p.kind == "in", selectivity(snapshot, use.table, p.column), p.column))
     equality = equality[:MAX_EQUALITY_COLUMNS]
-    ranges = sorted((p for p in seen.values() if p.kind == "range"),
-                    key=lambda p: (p.expression, p.column))[:2]
+    ranges = sorted((p for p in seen.values() if p.kind == "range"), key=lambda p: (p.expression, p.column))[:2]
     eq_cols = [p.column for p in equality]
     has_in = any(p.kind == "in" for p in equality)
     reasons = {p.kind for p in equality} | ({"range"} if ranges else set())
@@ -594,8 +624,12 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
     for r in ranges:
         add(eq_cols + [r.column], len(eq_cols), reasons | {"range"})
     if use.sort and not has_in and not set(use.sort) & {r.column for r in ranges}:
-        add(eq_cols + [c for c in use.sort if c not in eq_cols], len(eq_cols), reasons | {"sort"},
-            desc=sorted(use.descending - set(eq_cols)))
+        add(
+            eq_cols + [c for c in use.sort if c not in eq_cols],
+            len(eq_cols),
+            reasons | {"sort"},
+            desc=sorted(use.descending - set(eq_cols)),
+        )
     if use.group and not eq_cols and not ranges and not use.sort:
         add(use.group, 0, {"group"})
     # INCLUDE: an index-only scan pays when the other columns the statement reads are few.
@@ -617,8 +651,19 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
     for cols, n_eq, why, predicate, include, desc in out:
         if expressions & set(cols):
             why = why | {"expression"}
-        cands.append(Candidate(use.table, tuple(cols), include, predicate, n_eq, set(why), {queryid}, desc,
-                               tuple(c for c in cols if c in expressions)))
+        cands.append(
+            Candidate(
+                use.table,
+                tuple(cols),
+                include,
+                predicate,
+                n_eq,
+                set(why),
+                {queryid},
+                desc,
+                tuple(c for c in cols if c in expressions),
+            )
+        )
     return cands
 
 
@@ -646,8 +691,17 @@ def merge(candidates: list[Candidate]) -> list[Candidate]:
             merged[c.key].queryids |= c.queryids
             merged[c.key].reasons |= c.reasons
         else:
-            merged[c.key] = Candidate(c.table, c.columns, c.include, c.predicate, c.equality_prefix,
-                                      set(c.reasons), set(c.queryids), c.descending, c.expressions)
+            merged[c.key] = Candidate(
+                c.table,
+                c.columns,
+                c.include,
+                c.predicate,
+                c.equality_prefix,
+                set(c.reasons),
+                set(c.queryids),
+                c.descending,
+                c.expressions,
+            )
     return list(merged.values())
 
 

@@ -8,6 +8,7 @@ sets the audit found, weighted by calls, else plan capture's values), the generi
 only where no value is known; every plan goes through queryaudit.plans.explain's one
 prepared statement, so pg_stat_statements gets no entry per plan.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,16 +57,20 @@ def install_hint(snapshot: Snapshot) -> str:
     an embedded or managed server) gets the packages to try and the source build."""
     major = snapshot.server.version_num // 10000
     if "hypopg" in snapshot.server.available_extensions:
-        return (f"HypoPG is installed on the server but not created in {snapshot.server.database}: "
-                "run CREATE EXTENSION hypopg; (as a role allowed to create extensions) and re-run to verify "
-                "each index with hypothetical indexes")
+        return (
+            f"HypoPG is installed on the server but not created in {snapshot.server.database}: "
+            "run CREATE EXTENSION hypopg; (as a role allowed to create extensions) and re-run to verify "
+            "each index with hypothetical indexes"
+        )
     version = snapshot.server.version or ""
     then = "then CREATE EXTENSION hypopg; in the audited database, and re-run to verify each index"
     if "Debian" in version or "Ubuntu" in version:
         return f"install HypoPG on the server (apt install postgresql-{major}-hypopg), {then}"
-    return (f"install HypoPG for this server's PostgreSQL {major} (from the PGDG packages when the server came "
-            f"from them: dnf install hypopg_{major} or apt install postgresql-{major}-hypopg; else build it "
-            f"from github.com/HypoPG/hypopg with the server's own pg_config), {then}")
+    return (
+        f"install HypoPG for this server's PostgreSQL {major} (from the PGDG packages when the server came "
+        f"from them: dnf install hypopg_{major} or apt install postgresql-{major}-hypopg; else build it "
+        f"from github.com/HypoPG/hypopg with the server's own pg_config), {then}"
+    )
 
 
 class Hypothetical:
@@ -105,8 +110,9 @@ class WhatIf:
     session's HypoPG set is brought to that set (drop what is extra, create what is
     missing) before each plan. Sizes are HypoPG's own estimates (hypopg_relation_size)."""
 
-    def __init__(self, hypo: Hypothetical, queries: dict[str, list[ValueSet]], planner: Planner | None = None,
-                 on_reject=None):
+    def __init__(
+        self, hypo: Hypothetical, queries: dict[str, list[ValueSet]], planner: Planner | None = None, on_reject=None
+    ):
         self.hypo, self.queries, self.on_reject = hypo, queries, on_reject
         self.planner = planner if planner is not None else Planner(hypo.conn)
         self.present: dict[tuple, int] = {}  # candidate key -> hypothetical index oid
@@ -181,15 +187,26 @@ def value_sets(snapshot: Snapshot, queryid: str, query: str) -> list[ValueSet]:
     # then sets handed in by a caller (extras["parameter_sets"]: [{"values": [...], "weight": w}]).
     offered = [{"values": s.values, "weight": s.weight} for s in (capture.parameter_sets if capture else [])]
     offered += (snapshot.extras.get("parameter_sets") or {}).get(queryid, [])
-    found = [ValueSet(plannable, [None if v is None else str(v) for v in item.get("values", [])],
-                      float(item.get("weight", 1.0)), "representative")
-             for item in offered if len(item.get("values", [])) == n and float(item.get("weight", 1.0)) > 0]
+    found = [
+        ValueSet(
+            plannable,
+            [None if v is None else str(v) for v in item.get("values", [])],
+            float(item.get("weight", 1.0)),
+            "representative",
+        )
+        for item in offered
+        if len(item.get("values", [])) == n and float(item.get("weight", 1.0)) > 0
+    ]
     if found:
         return found
     if capture is not None and len(capture.parameters) == n:
         return [ValueSet(plannable, list(capture.parameters), 1.0, "plan capture")]
-    if capture is not None and capture.query_text and parameter_count(capture.query_text) == 0 \
-            and statement_kind(capture.query_text) == statement_kind(query):
+    if (
+        capture is not None
+        and capture.query_text
+        and parameter_count(capture.query_text) == 0
+        and statement_kind(capture.query_text) == statement_kind(query)
+    ):
         return [ValueSet(capture.query_text, [], 1.0, "plan capture (concrete text)")]
     return [ValueSet(plannable, None, 1.0, "generic plan")]
 
@@ -239,11 +256,17 @@ def estimated_fraction(plan: dict, candidate: Candidate, snapshot: Snapshot) -> 
         else:
             kept *= RANGE_SELECTIVITY
             break
-    sorts = [[re.sub(r"\s+(DESC|ASC|NULLS).*$", "", k).split(".")[-1].strip('"') for k in n.get("Sort Key") or ()]
-             for n in _nodes(root) if n.get("Node Type") in ("Sort", "Incremental Sort")]
-    rest = list(candidate.columns[candidate.equality_prefix:])
-    if "sort" in candidate.reasons and root.get("Node Type") == "Limit" \
-            and any(keys and rest[:len(keys)] == keys for keys in sorts):
+    sorts = [
+        [re.sub(r"\s+(DESC|ASC|NULLS).*$", "", k).split(".")[-1].strip('"') for k in n.get("Sort Key") or ()]
+        for n in _nodes(root)
+        if n.get("Node Type") in ("Sort", "Incremental Sort")
+    ]
+    rest = list(candidate.columns[candidate.equality_prefix :])
+    if (
+        "sort" in candidate.reasons
+        and root.get("Node Type") == "Limit"
+        and any(keys and rest[: len(keys)] == keys for keys in sorts)
+    ):
         # ORDER BY ... LIMIT read in index order: the scan stops after the first rows and
         # the sort is gone; the sort sits above the scan, so its cost counts as well.
         share = 1.0
@@ -254,6 +277,7 @@ def estimated_fraction(plan: dict, candidate: Candidate, snapshot: Snapshot) -> 
 
 
 # -- --verify-real ----------------------------------------------------------------------
+
 
 def sample_parameters(query: str, snapshot: Snapshot, tables: set[str], types: list[str]) -> list[str] | None:
     """Values for $1..$n from pg_stats: for `col op $n` (the column as queryaudit.names
@@ -289,8 +313,9 @@ def _analyze_ms(conn: psycopg.Connection, query: str, values: list[str] | None) 
     return best or 0.0
 
 
-def measure_real(conn: psycopg.Connection, candidate: Candidate, statements: list[tuple[str, str, list[str] | None]]
-                 ) -> dict[str, tuple[float, float]]:
+def measure_real(
+    conn: psycopg.Connection, candidate: Candidate, statements: list[tuple[str, str, list[str] | None]]
+) -> dict[str, tuple[float, float]]:
     """Build the index for real inside a transaction, EXPLAIN ANALYZE each statement
     before and after, and roll back: the index (and any row a DML statement touched)
     is gone afterwards, even if the session dies midway. Needs a writable session."""
@@ -310,8 +335,9 @@ def measure_real(conn: psycopg.Connection, candidate: Candidate, statements: lis
     return out
 
 
-def runnable(conn: psycopg.Connection, snapshot: Snapshot, queryid: str, query: str, tables: set[str]
-             ) -> tuple[str, list[str] | None] | None:
+def runnable(
+    conn: psycopg.Connection, snapshot: Snapshot, queryid: str, query: str, tables: set[str]
+) -> tuple[str, list[str] | None] | None:
     """The statement with values to execute: the plan capture's bound text when there
     is one, else the normalized text with values sampled from pg_stats."""
     capture = next((p for p in snapshot.plans if p.queryid == queryid and p.query_text), None)

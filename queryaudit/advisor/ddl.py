@@ -8,6 +8,7 @@ invalid), each partition's index built CONCURRENTLY, then attached; the parent's
 turns valid when its last partition is attached. A partition that is itself partitioned
 gets the same treatment one level down.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,9 +46,19 @@ def partitions(snapshot, table: str) -> list:
     return sorted((t for t in snapshot.tables if t.partition_of == table), key=lambda t: t.qualified_name)
 
 
-def create_index_sql(table: str, columns, name: str | None = None, *, include=(), predicate: str | None = None,
-                     descending=(), expressions=(), snapshot=None, concurrently: bool = True,
-                     taken: set[str] | None = None) -> str:
+def create_index_sql(
+    table: str,
+    columns,
+    name: str | None = None,
+    *,
+    include=(),
+    predicate: str | None = None,
+    descending=(),
+    expressions=(),
+    snapshot=None,
+    concurrently: bool = True,
+    taken: set[str] | None = None,
+) -> str:
     """The statement(s), each ending in ';', one per line. `descending` names the key
     columns sorted DESC, `expressions` the keys that are expressions, not column names.
     Give `snapshot` so a partitioned table gets the ON ONLY form."""
@@ -79,8 +90,9 @@ def _partitioned(snapshot, table: str, name: str, tail: str, concurrently: bool,
         else:
             how = "CONCURRENTLY IF NOT EXISTS " if concurrently else "IF NOT EXISTS "
             out.append(f"CREATE INDEX {how}{quote_ident(child)} ON {quote_qualified(part.schema, part.name)}{tail};")
-        out.append(f"ALTER INDEX {quote_qualified(schema, name)} ATTACH PARTITION "
-                   f"{quote_qualified(part.schema, child)};")
+        out.append(
+            f"ALTER INDEX {quote_qualified(schema, name)} ATTACH PARTITION {quote_qualified(part.schema, child)};"
+        )
     return out
 
 

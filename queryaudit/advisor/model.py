@@ -1,4 +1,5 @@
 """What the advisor stores in the snapshot: plain dataclasses with a JSON round trip."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -74,8 +75,9 @@ class IndexAdvice:
     notes: list[str] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
-    def reject(self, kind: str, sql: str, error: Exception | str, queryid: str | None = None,
-               table: str | None = None) -> None:
+    def reject(
+        self, kind: str, sql: str, error: Exception | str, queryid: str | None = None, table: str | None = None
+    ) -> None:
         message = (str(error).strip().splitlines() or [type(error).__name__])[0]
         if not any(r.kind == kind and r.sql == sql for r in self.rejected):
             self.rejected.append(Rejected(kind, sql, message, queryid, table))

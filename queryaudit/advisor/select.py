@@ -13,6 +13,7 @@ lazily (a stale ratio is an upper bound), so a step re-plans only a few statemen
 
 Without HypoPG, `choose`: greedy on estimated marginal saving (no planner to ask).
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,9 @@ def write_penalty_ms(snapshot: Snapshot, table: str, predicate_fraction: float =
     pg_stat_statements window as the savings: heavily written tables pay most."""
     written_ms = 0.0
     for s in snapshot.statements:
-        if statement_kind(s.query) != "dml" or not s.query.lstrip().upper().startswith(("INSERT", "UPDATE",
-                                                                                        "DELETE", "MERGE", "WITH")):
+        if statement_kind(s.query) != "dml" or not s.query.lstrip().upper().startswith(
+            ("INSERT", "UPDATE", "DELETE", "MERGE", "WITH")
+        ):
             continue
         targets = resolve_tables(s.query, snapshot.tables)
         if targets and targets[0] == table:
@@ -75,13 +77,14 @@ def estimate_size(snapshot: Snapshot, candidate: Candidate, fraction: float = 1.
     width = 0
     for c in candidate.columns + candidate.include:
         stats = snapshot.stats_for(candidate.table, c)
-        width += (stats.avg_width if stats and stats.avg_width else 8)
+        width += stats.avg_width if stats and stats.avg_width else 8
     per_row = 16 + ((width + 7) // 8) * 8
     return max(8192, int(rows * fraction * per_row / 0.9))
 
 
-def choose(evaluated: list[Evaluated], weights: dict[str, float], budget_bytes: int | None,
-           max_indexes: int) -> list[Evaluated]:
+def choose(
+    evaluated: list[Evaluated], weights: dict[str, float], budget_bytes: int | None, max_indexes: int
+) -> list[Evaluated]:
     """The greedy set, then without any chosen index another chosen one makes redundant."""
     best: dict[str, float] = {}  # queryid -> best fraction removed by the chosen set
     chosen: list[Evaluated] = []
@@ -170,9 +173,17 @@ def index_name(candidate: Candidate, taken: set[str]) -> str:
 
 def create_sql(candidate: Candidate, name: str | None, concurrently: bool = True, snapshot=None) -> str:
     """The fix SQL (ends with ';'; several lines for a partitioned table when `snapshot` is given)."""
-    return ddl.create_index_sql(candidate.table, candidate.columns, name, include=candidate.include,
-                                predicate=candidate.predicate, descending=candidate.descending,
-                                expressions=candidate.expressions, snapshot=snapshot, concurrently=concurrently)
+    return ddl.create_index_sql(
+        candidate.table,
+        candidate.columns,
+        name,
+        include=candidate.include,
+        predicate=candidate.predicate,
+        descending=candidate.descending,
+        expressions=candidate.expressions,
+        snapshot=snapshot,
+        concurrently=concurrently,
+    )
 
 
 # -- Extend ------------------------------------------------------------------------------
@@ -212,8 +223,17 @@ class Extend:
     """cost_of(queryid, candidates) plans a statement with exactly those hypothetical
     indexes (besides the real ones); size_of(candidate) is HypoPG's size estimate."""
 
-    def __init__(self, workload: Workload, cost_of, size_of, budget_bytes: int | None, max_indexes: int,
-                 threshold: float, max_width: int = MAX_WIDTH, deadline: float | None = None):
+    def __init__(
+        self,
+        workload: Workload,
+        cost_of,
+        size_of,
+        budget_bytes: int | None,
+        max_indexes: int,
+        threshold: float,
+        max_width: int = MAX_WIDTH,
+        deadline: float | None = None,
+    ):
         self.w, self.cost_of, self.size_of = workload, cost_of, size_of
         self.budget = budget_bytes if budget_bytes is not None else math.inf
         self.max_indexes, self.threshold, self.max_width, self.deadline = max_indexes, threshold, max_width, deadline
@@ -261,8 +281,17 @@ class Extend:
                 extra |= self.w.attributes.get(q, {}).get(c.table, set())
             for a in sorted(extra - set(c.columns)):
                 expression = (a,) if a in self.w.expressions.get(c.table, ()) else ()
-                wider = Candidate(c.table, c.columns + (a,), (), c.predicate, c.equality_prefix,
-                                  c.reasons | {"extend"}, set(c.queryids), c.descending, c.expressions + expression)
+                wider = Candidate(
+                    c.table,
+                    c.columns + (a,),
+                    (),
+                    c.predicate,
+                    c.equality_prefix,
+                    c.reasons | {"extend"},
+                    set(c.queryids),
+                    c.descending,
+                    c.expressions + expression,
+                )
                 if wider.key not in keys:
                     out.append(_Option(wider, c, 0))
         # Extend only ever appends columns, so a cheap single column can win a step that a
@@ -291,8 +320,11 @@ class Extend:
         o.benefit = net - write
         # MIN_COST_SAVED guards against a new index for a negligible gain; widening or
         # swapping a chosen one adds no index, so the relative cut alone decides there.
-        useful = before > 0 and (before - after) / before >= self.threshold and (
-            o.removed is not None or best_cut >= MIN_COST_SAVED)
+        useful = (
+            before > 0
+            and (before - after) / before >= self.threshold
+            and (o.removed is not None or best_cut >= MIN_COST_SAVED)
+        )
         o.ratio = o.benefit / max(o.dsize, 1) if useful and o.benefit > 0 else -math.inf
 
     def run(self, seeds: list[Candidate]) -> list[Candidate]:
@@ -339,16 +371,26 @@ class Extend:
         for n, c in enumerate(out):
             if len(c.columns) < 2 or c.expressions:
                 continue
-            order = tuple(sorted(c.columns, key=lambda col: (-self.leaders(c.table, col),
-                                                             selectivity(c.table, col), col)))
+            order = tuple(
+                sorted(c.columns, key=lambda col: (-self.leaders(c.table, col), selectivity(c.table, col), col))
+            )
             if order == c.columns:
                 continue
-            alt = Candidate(c.table, order, c.include, c.predicate, c.equality_prefix, set(c.reasons),
-                            set(c.queryids), c.descending, c.expressions)
+            alt = Candidate(
+                c.table,
+                order,
+                c.include,
+                c.predicate,
+                c.equality_prefix,
+                set(c.reasons),
+                set(c.queryids),
+                c.descending,
+                c.expressions,
+            )
             used = sum(self.size(x) for x in out)
             if used - self.size(c) + self.size(alt) > self.budget:
                 continue
-            trial = out[:n] + [alt] + out[n + 1:]
+            trial = out[:n] + [alt] + out[n + 1 :]
             changed = set(self.relevant(c)) | set(self.relevant(alt))
             now = sum(self.w.weight[q] * self.cost(q, out) for q in changed)
             then = sum(self.w.weight[q] * self.cost(q, trial) for q in changed)
@@ -364,6 +406,10 @@ def _prefix_of(narrow: Candidate, wide: Candidate) -> bool:
     """wide starts with narrow's columns (same table, predicate and directions): adding
     narrow next to wide serves nothing wide does not."""
     n = len(narrow.columns)
-    return (wide.table == narrow.table and wide.predicate == narrow.predicate and not narrow.include
-            and wide.columns[:n] == narrow.columns
-            and set(narrow.descending) == set(wide.descending) & set(narrow.columns))
+    return (
+        wide.table == narrow.table
+        and wide.predicate == narrow.predicate
+        and not narrow.include
+        and wide.columns[:n] == narrow.columns
+        and set(narrow.descending) == set(wide.descending) & set(narrow.columns)
+    )

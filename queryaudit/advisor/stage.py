@@ -8,6 +8,7 @@ from the baseline plan and pg_stats); one set chosen for the workload; with Hypo
 whole set re-planned together for the workload's before/after cost; with --verify-real
 each chosen index built for real in a rolled-back transaction and timed.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,19 +60,28 @@ def _statements(snapshot: Snapshot, limit: int):
     from queryaudit.plans.logged import log_only_statements
 
     # Statements seen only in the server log (--log) compete on their logged time.
-    ranked = sorted(snapshot.statements + log_only_statements(snapshot), key=lambda s: s.total_exec_time_ms,
-                    reverse=True)
+    ranked = sorted(
+        snapshot.statements + log_only_statements(snapshot), key=lambda s: s.total_exec_time_ms, reverse=True
+    )
     return [s for s in ranked if statement_kind(s.query) in ("read", "dml")][:limit]
 
 
-def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions = AdvisorOptions(),
-           real_conn: psycopg.Connection | None = None) -> IndexAdvice:
+def advise(
+    conn: psycopg.Connection,
+    snapshot: Snapshot,
+    options: AdvisorOptions = AdvisorOptions(),
+    real_conn: psycopg.Connection | None = None,
+) -> IndexAdvice:
     started = time.monotonic()
     version = costing.hypopg_version(conn)
-    advice = IndexAdvice(method="hypothetical" if version else "none", hypopg_version=version,
-                         install_hint=None if version else costing.install_hint(snapshot),
-                         threshold=options.threshold, max_indexes=_max_indexes(options),
-                         budget_bytes=options.budget_bytes)
+    advice = IndexAdvice(
+        method="hypothetical" if version else "none",
+        hypopg_version=version,
+        install_hint=None if version else costing.install_hint(snapshot),
+        threshold=options.threshold,
+        max_indexes=_max_indexes(options),
+        budget_bytes=options.budget_bytes,
+    )
     planner = Planner(conn)
     try:
         _advise(conn, planner, snapshot, options, real_conn, advice, started)
@@ -81,8 +91,9 @@ def advise(conn: psycopg.Connection, snapshot: Snapshot, options: AdvisorOptions
     return advice
 
 
-def _advise(conn, planner: Planner, snapshot: Snapshot, options: AdvisorOptions, real_conn, advice: IndexAdvice,
-            started: float) -> None:
+def _advise(
+    conn, planner: Planner, snapshot: Snapshot, options: AdvisorOptions, real_conn, advice: IndexAdvice, started: float
+) -> None:
     version = advice.hypopg_version
     baseline: dict[str, tuple[float, dict]] = {}
     statements = []
@@ -98,45 +109,70 @@ def _advise(conn, planner: Planner, snapshot: Snapshot, options: AdvisorOptions,
     advice.statements_considered = len(statements)
     generic = [q for q, v in sets.items() if q in baseline and any(x.values is None for x in v)]
     if generic:
-        advice.notes.append(f"{len(generic)} of {len(statements)} statements costed on their generic plan: "
-                            f"no parameter value known ({', '.join(generic[:5])}{', ...' if len(generic) > 5 else ''})")
+        advice.notes.append(
+            f"{len(generic)} of {len(statements)} statements costed on their generic plan: "
+            f"no parameter value known ({', '.join(generic[:5])}{', ...' if len(generic) > 5 else ''})"
+        )
     advice.costed_on = {q: v[0].source for q, v in sets.items() if q in baseline}
     candidates, touched = cand.workload_candidates(snapshot, statements)
     weights = select.statement_weights(snapshot, [s.queryid for s in statements])
     weights.update({s.queryid: s.total_exec_time_ms for s in statements if s.queryid not in weights})
     if version:
-        chosen, effects = _extend(conn, planner, sets, snapshot, statements, baseline, candidates, options, advice,
-                                  started)
+        chosen, effects = _extend(
+            conn, planner, sets, snapshot, statements, baseline, candidates, options, advice, started
+        )
     else:
         chosen = _estimated(snapshot, statements, baseline, candidates, touched, options, advice, weights)
         owners = select.attribute(chosen, weights)
-        effects = [[(q, *e.costs[q], weights.get(q, 0.0) * f) for q, f in owners[n].items()]
-                   for n, e in enumerate(chosen)]
+        effects = [
+            [(q, *e.costs[q], weights.get(q, 0.0) * f) for q, f in owners[n].items()] for n, e in enumerate(chosen)
+        ]
     taken = {i.name for i in snapshot.indexes}
     built: dict[str, cand.Candidate] = {}
     due = {e.candidate.table for e in chosen if cand.analyze_due(snapshot.table(e.candidate.table))}
     for e, found in zip(chosen, effects, strict=True):
         c = e.candidate
         name = select.index_name(c, taken)
-        stmt_effects = [StatementEffect(queryid=q, cost_before=round(before, 2), cost_after=round(after, 2),
-                                        fraction_removed=round(1 - after / before, 4) if before else 0.0,
-                                        saving_ms=round(saving, 3))
-                        for q, before, after, saving in sorted(found, key=lambda x: -x[3])]
+        stmt_effects = [
+            StatementEffect(
+                queryid=q,
+                cost_before=round(before, 2),
+                cost_after=round(after, 2),
+                fraction_removed=round(1 - after / before, 4) if before else 0.0,
+                saving_ms=round(saving, 3),
+            )
+            for q, before, after, saving in sorted(found, key=lambda x: -x[3])
+        ]
         if not stmt_effects:
             continue
         built[name] = c
         fix = select.create_sql(c, name, snapshot=snapshot)
         if c.table in due:  # the planner's row counts for this table are guesses until it is analyzed
             fix = f"ANALYZE {quote_qualified(*ddl.split_table(c.table))};\n{fix}"
-        advice.proposed.append(ProposedIndex(
-            table=c.table, name=name, columns=list(c.columns), include=list(c.include), predicate=c.predicate,
-            descending=list(c.descending), create_sql=fix, reasons=sorted(c.reasons), size_bytes=e.size_bytes,
-            size_source=e.size_source, write_penalty_ms=round(e.write_penalty_ms, 3),
-            verification=advice.method, statements=stmt_effects, analyze_due=c.table in due,
-            saving_ms=round(sum(x.saving_ms for x in stmt_effects), 3)))
+        advice.proposed.append(
+            ProposedIndex(
+                table=c.table,
+                name=name,
+                columns=list(c.columns),
+                include=list(c.include),
+                predicate=c.predicate,
+                descending=list(c.descending),
+                create_sql=fix,
+                reasons=sorted(c.reasons),
+                size_bytes=e.size_bytes,
+                size_source=e.size_source,
+                write_penalty_ms=round(e.write_penalty_ms, 3),
+                verification=advice.method,
+                statements=stmt_effects,
+                analyze_due=c.table in due,
+                saving_ms=round(sum(x.saving_ms for x in stmt_effects), 3),
+            )
+        )
     for table in sorted(due & {p.table for p in advice.proposed}):
-        advice.notes.append(f"{table} has never been analyzed: its row count is estimated from its size on disk; "
-                            f"ANALYZE is due (the fix SQL starts with it)")
+        advice.notes.append(
+            f"{table} has never been analyzed: its row count is estimated from its size on disk; "
+            f"ANALYZE is due (the fix SQL starts with it)"
+        )
     if real_conn is not None and advice.proposed:
         _verify_real(real_conn, snapshot, statements, advice, built, max(options.threshold, REAL_MIN_FASTER))
     advice.total_size_bytes = sum(p.size_bytes for p in advice.proposed)
@@ -176,17 +212,30 @@ def _seeds(snapshot: Snapshot, w: select.Workload, candidates) -> list[cand.Cand
         for table, cols in per.items():
             for col in cols:
                 expression = (col,) if col in w.expressions.get(table, ()) else ()
-                c = singles.setdefault((table, col), cand.Candidate(table, (col,), equality_prefix=1,
-                                                                     reasons={"extend"}, expressions=expression))
+                c = singles.setdefault(
+                    (table, col),
+                    cand.Candidate(table, (col,), equality_prefix=1, reasons={"extend"}, expressions=expression),
+                )
                 c.queryids.add(q)
     out = [c for c in singles.values() if not any(cand.covered_by(c, i) for i in existing.get(c.table, []))]
     keys = {c.key for c in out}
-    return out + [c for c in candidates if c.key not in keys and c.table in {t for per in w.indexable.values()
-                                                                             for t in per}]
+    return out + [
+        c for c in candidates if c.key not in keys and c.table in {t for per in w.indexable.values() for t in per}
+    ]
 
 
-def _extend(conn, planner, sets, snapshot: Snapshot, statements, baseline, candidates, options: AdvisorOptions,
-            advice: IndexAdvice, started: float):
+def _extend(
+    conn,
+    planner,
+    sets,
+    snapshot: Snapshot,
+    statements,
+    baseline,
+    candidates,
+    options: AdvisorOptions,
+    advice: IndexAdvice,
+    started: float,
+):
     """Extend with HypoPG; then the whole set planned together for the report: each
     statement's final cost, and which chosen index its plan uses."""
     w = _workload(snapshot, statements, baseline)
@@ -195,8 +244,15 @@ def _extend(conn, planner, sets, snapshot: Snapshot, statements, baseline, candi
     by_id = {s.queryid: s for s in statements}
     with costing.Hypothetical(conn) as hypo:
         whatif = costing.WhatIf(hypo, {q: sets[q] for q in w.baseline}, planner, on_reject=advice.reject)
-        search = select.Extend(w, whatif.cost, whatif.size, options.budget_bytes, advice.max_indexes,
-                               options.threshold, deadline=started + options.max_seconds)
+        search = select.Extend(
+            w,
+            whatif.cost,
+            whatif.size,
+            options.budget_bytes,
+            advice.max_indexes,
+            options.threshold,
+            deadline=started + options.max_seconds,
+        )
         config = search.run(seeds)
         advice.candidates_verified = len(search.sizes)
         if search.stopped_early:
@@ -221,8 +277,11 @@ def _extend(conn, planner, sets, snapshot: Snapshot, statements, baseline, candi
         if not found:
             advice.notes.append(f"{c.table} ({', '.join(c.columns)}): chosen, but no final plan uses it: left out")
             continue
-        chosen.append(select.Evaluated(c, size_bytes=search.size(c), size_source="hypopg",
-                                       write_penalty_ms=w.write_ms.get(c.table, 0.0)))
+        chosen.append(
+            select.Evaluated(
+                c, size_bytes=search.size(c), size_source="hypopg", write_penalty_ms=w.write_ms.get(c.table, 0.0)
+            )
+        )
         effects.append(found)
     return chosen, effects
 
@@ -251,8 +310,9 @@ def final_set(whatif: costing.WhatIf, config: list, queryids: list[str]):
         config = [c for c in config if users[c.key]]
 
 
-def _estimated(snapshot: Snapshot, statements, baseline, candidates, touched, options: AdvisorOptions,
-               advice: IndexAdvice, weights) -> list[select.Evaluated]:
+def _estimated(
+    snapshot: Snapshot, statements, baseline, candidates, touched, options: AdvisorOptions, advice: IndexAdvice, weights
+) -> list[select.Evaluated]:
     """Without HypoPG: each candidate's saving estimated from the baseline plan and pg_stats."""
     advice.candidates_considered = len(candidates)
     on_table: dict[str, list] = {}
@@ -282,13 +342,14 @@ def _predicate_fraction(snapshot: Snapshot, c: cand.Candidate) -> float:
     return cand._constant_fraction(snapshot, c.table, c.predicate) if c.predicate else 1.0
 
 
-def _verify_real(conn, snapshot: Snapshot, statements, advice: IndexAdvice, built: dict[str, cand.Candidate],
-                 threshold: float) -> None:
+def _verify_real(
+    conn, snapshot: Snapshot, statements, advice: IndexAdvice, built: dict[str, cand.Candidate], threshold: float
+) -> None:
     by_id = {s.queryid: s for s in statements}  # the advised statements, log-only ones included
     kept = []
     for p in advice.proposed:
         runs = []
-        for effect in p.statements[:costing.REAL_STATEMENTS_PER_INDEX]:
+        for effect in p.statements[: costing.REAL_STATEMENTS_PER_INDEX]:
             s = by_id.get(effect.queryid)
             if s is None:
                 continue
@@ -324,8 +385,10 @@ def _verify_real(conn, snapshot: Snapshot, statements, advice: IndexAdvice, buil
 def run_stage(dsn: str, limits: SessionLimits, options: AdvisorOptions, snapshot: Snapshot) -> None:
     """Collection stage body: its own read-only session (a writable one only for --verify-real)."""
     if options.verify_real and snapshot.server.in_recovery:
-        raise AuditError("--verify-real builds indexes and cannot run on a hot standby: "
-                         "point it at a writable scratch or staging copy")
+        raise AuditError(
+            "--verify-real builds indexes and cannot run on a hot standby: "
+            "point it at a writable scratch or staging copy"
+        )
     with session(dsn, limits) as conn:
         if options.verify_real:
             with session(dsn, limits, read_only=False) as real_conn:
@@ -334,9 +397,13 @@ def run_stage(dsn: str, limits: SessionLimits, options: AdvisorOptions, snapshot
             snapshot.index_advice = advise(conn, snapshot, options)
     advice = snapshot.index_advice
     snapshot.extras["index_advisor"] = {
-        "method": advice.method, "hypopg_version": advice.hypopg_version, "install_hint": advice.install_hint,
-        "proposed": len(advice.proposed), "statements_considered": advice.statements_considered,
-        "duration_ms": advice.duration_ms}
+        "method": advice.method,
+        "hypopg_version": advice.hypopg_version,
+        "install_hint": advice.install_hint,
+        "proposed": len(advice.proposed),
+        "statements_considered": advice.statements_considered,
+        "duration_ms": advice.duration_ms,
+    }
 
 
 def stage(dsn: str, limits: SessionLimits, options: AdvisorOptions):

@@ -1,14 +1,24 @@
 """Storage sizes in the unit the user writes: MB = 10^6 bytes, MiB = 2^20 bytes (IEC),
 the way PostgreSQL's own pg_size_pretty does not (it prints MiB as "MB"); the output
 always names its unit."""
+
 from __future__ import annotations
 
 import re
 
 from queryaudit.errors import AuditError
 
-UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_size(text: str) -> int:
@@ -16,8 +26,9 @@ def parse_size(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text or "")
     unit = (m.group(2) or "MB").lower() if m else None
     if not m or unit not in UNITS:
-        raise AuditError(f"--index-budget {text!r}: write a size with its unit, e.g. 500MB (10^6 bytes) "
-                         "or 1GiB (2^30 bytes)")
+        raise AuditError(
+            f"--index-budget {text!r}: write a size with its unit, e.g. 500MB (10^6 bytes) or 1GiB (2^30 bytes)"
+        )
     return int(float(m.group(1)) * UNITS[unit])
 
 

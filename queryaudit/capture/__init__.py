@@ -36,6 +36,7 @@ The call site is the innermost frame outside the standard library, installed pac
 and queryaudit; `capture(include=("myapp",), exclude=("myapp.db",))` adjusts that by module
 prefix, and every statement keeps its whole stack.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,8 +51,19 @@ from queryaudit.n_plus_one.runs import Run, RunDetector
 from queryaudit.n_plus_one.shape import batched_rewrite, lookup_shape
 from queryaudit.sql import fingerprint
 
-__all__ = ["CAPTURE_MIN_MS", "CallSiteRule", "Capture", "CapturedStatement", "NPlusOne", "NPlusOneError",
-           "QueryBudgetExceeded", "allow_n_plus_one", "capture", "install", "query_budget"]
+__all__ = [
+    "CAPTURE_MIN_MS",
+    "CallSiteRule",
+    "Capture",
+    "CapturedStatement",
+    "NPlusOne",
+    "NPlusOneError",
+    "QueryBudgetExceeded",
+    "allow_n_plus_one",
+    "capture",
+    "install",
+    "query_budget",
+]
 
 # Loops in tests are fast (a local server): the time threshold is off by default here.
 CAPTURE_MIN_MS = 0.0
@@ -89,8 +101,10 @@ class NPlusOne:
         if self.relation:
             lines.append(f"  lazy load of {self.relation} on each row" + (f" (path {self.path})" if self.path else ""))
         if self.parent_sql:
-            lines.append(f"  after {' '.join(self.parent_sql.split())[:160]}"
-                         + (f" at {self.parent_call_site}" if self.parent_call_site else ""))
+            lines.append(
+                f"  after {' '.join(self.parent_sql.split())[:160]}"
+                + (f" at {self.parent_call_site}" if self.parent_call_site else "")
+            )
         if self.orm_hint:
             lines.append(f"  fix: {self.orm_hint}")
         if self.batched_query:
@@ -109,8 +123,9 @@ class QueryBudgetExceeded(AssertionError):
         self.budget, self.capture = budget, cap
         loops = cap.n_plus_one()
         lines = [f"{len(cap.statements)} statements run, budget {budget}"]
-        lines += [loop.describe() for loop in loops] or [f"  {s.call_site}: {' '.join(s.sql.split())[:120]}"
-                                                        for s in cap.statements[budget:budget + 5]]
+        lines += [loop.describe() for loop in loops] or [
+            f"  {s.call_site}: {' '.join(s.sql.split())[:120]}" for s in cap.statements[budget : budget + 5]
+        ]
         super().__init__("\n".join(lines))
 
 
@@ -119,9 +134,16 @@ class Capture:
     `strict`: raise NPlusOneError at the lazy load that makes a loop (in CI); `allow`:
     relations (`Book.author`, `Book.*`) or call sites whose loops are accepted."""
 
-    def __init__(self, name: str = "capture", min_executions: int = MIN_EXECUTIONS,
-                 min_total_ms: float = CAPTURE_MIN_MS, max_statements: int = 100_000,
-                 call_sites: CallSiteRule = CallSiteRule(), strict: bool = False, allow: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        name: str = "capture",
+        min_executions: int = MIN_EXECUTIONS,
+        min_total_ms: float = CAPTURE_MIN_MS,
+        max_statements: int = 100_000,
+        call_sites: CallSiteRule = CallSiteRule(),
+        strict: bool = False,
+        allow: tuple[str, ...] = (),
+    ):
         self.name = name
         self.min_executions = min_executions
         self.min_total_ms = min_total_ms
@@ -159,39 +181,49 @@ class Capture:
     def n_plus_one(self, min_executions: int | None = None, min_total_ms: float | None = None) -> list[NPlusOne]:
         """The loops: ORM lazy loads (>= MIN_LAZY_LOADS on rows of a multi-row result, by line
         and relation), and runs of raw statements (>= min_executions, by line), per unit."""
-        found = [self._loop(group) for unit in sorted({u for u, _ in self.lazy_loads})
-                 for group in lazy.loops(self._loads_of(unit))]
-        found += self._statement_loops(min_executions or self.min_executions,
-                                       self.min_total_ms if min_total_ms is None else min_total_ms)
+        found = [
+            self._loop(group)
+            for unit in sorted({u for u, _ in self.lazy_loads})
+            for group in lazy.loops(self._loads_of(unit))
+        ]
+        found += self._statement_loops(
+            min_executions or self.min_executions, self.min_total_ms if min_total_ms is None else min_total_ms
+        )
         return sorted(found, key=lambda loop: (-loop.executions, loop.call_site))
 
     def _loop(self, group: list[lazy.LazyLoad]) -> NPlusOne:
         deepest = max(group, key=lambda g: len(g.path))
         statements = [s for load in group for s in load.statements]
-        sql = next((s.sql for load in group if load is deepest for s in load.statements), None) \
-            or (statements[0].sql if statements else f"lazy load of {deepest.hop.owner}.{deepest.hop.name}")
+        sql = next((s.sql for load in group if load is deepest for s in load.statements), None) or (
+            statements[0].sql if statements else f"lazy load of {deepest.hop.owner}.{deepest.hop.name}"
+        )
         sql = _to_pg_params(sql)
         shape = lookup_shape(sql)
         result = deepest.origin.result if deepest.origin else None
         return NPlusOne(
-            sql=sql, executions=sum(1 for g in group if g is deepest or g.key == deepest.key) or len(group),
-            total_ms=sum(s.duration_ms for s in statements), call_site=deepest.site,
-            call_sites={deepest.site: len(group)}, parent_sql=result.statement if result else None,
-            parent_call_site=result.site if result else None, table=shape.table if shape else None,
+            sql=sql,
+            executions=sum(1 for g in group if g is deepest or g.key == deepest.key) or len(group),
+            total_ms=sum(s.duration_ms for s in statements),
+            call_site=deepest.site,
+            call_sites={deepest.site: len(group)},
+            parent_sql=result.statement if result else None,
+            parent_call_site=result.site if result else None,
+            table=shape.table if shape else None,
             columns=list(shape.columns) if shape else [],
             batched_query=batched_rewrite(sql, shape.columns[0]) if shape and len(shape.columns) == 1 else None,
-            orm_hint=hints.fix_hint(group), source=deepest.framework,
+            orm_hint=hints.fix_hint(group),
+            source=deepest.framework,
             stack=list(deepest.statements[0].stack if deepest.statements else deepest.stack),
             relation=f"{deepest.hop.owner}.{deepest.hop.name}",
-            path="__".join(h.name for h in deepest.path) if len(deepest.path) > 1 else None)
+            path="__".join(h.name for h in deepest.path) if len(deepest.path) > 1 else None,
+        )
 
     def _statement_loops(self, min_executions: int, min_total_ms: float) -> list[NPlusOne]:
         """Raw statements in a loop: runs of one statement from one line, in one session and
         unit; the statements of ORM lazy loads are counted by their relation instead."""
 
         runs: list[Run] = []
-        detector = RunDetector(runs.append, min_executions=min_executions, min_total_ms=min_total_ms,
-                               max_gap=MAX_GAP)
+        detector = RunDetector(runs.append, min_executions=min_executions, min_total_ms=min_total_ms, max_gap=MAX_GAP)
         first: dict[str, CapturedStatement] = {}
         for s, unit in zip(self.statements, self.units, strict=True):
             if s.lazy:
@@ -199,8 +231,9 @@ class Capture:
             sql = _to_pg_params(s.sql)
             fp = f"{fingerprint(sql) or sql}@{s.call_site}"  # one loop is one line's
             first.setdefault(fp, s)
-            detector.feed(f"{s.connection}/{unit}", fp, sql, _params_key(s.parameters), s.duration_ms,
-                          call_site=s.call_site)
+            detector.feed(
+                f"{s.connection}/{unit}", fp, sql, _params_key(s.parameters), s.duration_ms, call_site=s.call_site
+            )
         detector.finish()
         loops: dict[str, NPlusOne] = {}
         for run in runs:
@@ -213,14 +246,22 @@ class Capture:
             shape = lookup_shape(run.query)
             example = first[run.fingerprint]
             loops[run.fingerprint] = NPlusOne(
-                sql=run.query, executions=run.count, total_ms=run.total_ms, call_site=example.call_site,
-                call_sites={example.call_site: run.count}, parent_sql=run.parent_query,
+                sql=run.query,
+                executions=run.count,
+                total_ms=run.total_ms,
+                call_site=example.call_site,
+                call_sites={example.call_site: run.count},
+                parent_sql=run.parent_query,
                 parent_call_site=run.parent_call_site,
-                table=shape.table if shape else None, columns=list(shape.columns) if shape else [],
+                table=shape.table if shape else None,
+                columns=list(shape.columns) if shape else [],
                 batched_query=batched_rewrite(run.query, shape.columns[0])
-                if shape and len(shape.columns) == 1 else None,
-                stack=list(example.stack), source=example.source,
-                example_parameters=[list(p) if isinstance(p, tuple) else p for p in run.example_parameters[:3]])
+                if shape and len(shape.columns) == 1
+                else None,
+                stack=list(example.stack),
+                source=example.source,
+                example_parameters=[list(p) if isinstance(p, tuple) else p for p in run.example_parameters[:3]],
+            )
         return list(loops.values())
 
     def assert_no_n_plus_one(self, min_executions: int | None = None, min_total_ms: float | None = None) -> None:
@@ -231,9 +272,11 @@ class Capture:
     def unused_eager_loads(self) -> list[str]:
         """select_related / prefetch_related paths (Django) that no row was ever read through,
         as nplusone notes them: each one loads what nobody reads."""
-        return [f"unused eager load at {result.site}: {result.model}.objects.{result.eager[path]}"
-                f"(\"{'__'.join(path)}\") is never read; drop it"
-                for result, path in lazy.unused_eager_loads(self.results)]
+        return [
+            f"unused eager load at {result.site}: {result.model}.objects.{result.eager[path]}"
+            f'("{"__".join(path)}") is never read; drop it'
+            for result, path in lazy.unused_eager_loads(self.results)
+        ]
 
 
 def _params_key(params) -> object:
@@ -268,24 +311,40 @@ def install() -> None:
     global _installed
     with _install_lock:
         if not _installed:
-            for hook in (drivers.install_psycopg, drivers.install_psycopg2, drivers.install_asyncpg,
-                         sqlalchemy_hooks.install):
+            for hook in (
+                drivers.install_psycopg,
+                drivers.install_psycopg2,
+                drivers.install_asyncpg,
+                sqlalchemy_hooks.install,
+            ):
                 hook()
             _installed = True
         django_hooks.install()
 
 
 @contextmanager
-def capture(name: str = "capture", min_executions: int = MIN_EXECUTIONS, min_total_ms: float = CAPTURE_MIN_MS,
-            include: tuple[str, ...] = (), exclude: tuple[str, ...] = (), strict: bool = False,
-            allow: tuple[str, ...] = ()):
+def capture(
+    name: str = "capture",
+    min_executions: int = MIN_EXECUTIONS,
+    min_total_ms: float = CAPTURE_MIN_MS,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+    strict: bool = False,
+    allow: tuple[str, ...] = (),
+):
     """Record every statement run in this block (this thread / task) into a Capture.
     `include` / `exclude`: module prefixes that are / are not the application's code,
     for naming the call site. The block is a unit of work of its own in the enclosing
     captures. `strict` and `allow`: see Capture."""
     install()
-    cap = Capture(name, min_executions, min_total_ms, call_sites=CallSiteRule(tuple(include), tuple(exclude)),
-                  strict=strict, allow=allow)
+    cap = Capture(
+        name,
+        min_executions,
+        min_total_ms,
+        call_sites=CallSiteRule(tuple(include), tuple(exclude)),
+        strict=strict,
+        allow=allow,
+    )
     core.new_unit()
     token = active.set(active.get() + (cap,))
     orm_tokens = sqlalchemy_hooks.pending.set(None), sqlalchemy_hooks.loading_parent.set(None)

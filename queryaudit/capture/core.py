@@ -4,6 +4,7 @@ call site (the application's own line) found on the stack.
 The hooks run in the application's process on every statement, so this module stays
 small and cheap: no parsing here, only a stack walk while a capture is active.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -38,6 +39,7 @@ def new_unit() -> None:
     for cap in active.get():
         cap.unit += 1
 
+
 MAX_STACK = 40
 
 
@@ -69,8 +71,23 @@ def _library_roots() -> tuple[str, ...]:
 LIBRARY_ROOTS = _library_roots()
 # The frameworks and drivers whose frames are never the application's, wherever they are
 # installed (a vendored copy or a directory on PYTHONPATH is no site-packages).
-LIBRARY_PACKAGES = frozenset({"django", "sqlalchemy", "psycopg", "psycopg2", "psycopg_pool", "asyncpg", "asgiref",
-                              "greenlet", "pluggy", "_pytest", "pytest", "pytest_django", "pytest_asyncio"})
+LIBRARY_PACKAGES = frozenset(
+    {
+        "django",
+        "sqlalchemy",
+        "psycopg",
+        "psycopg2",
+        "psycopg_pool",
+        "asyncpg",
+        "asgiref",
+        "greenlet",
+        "pluggy",
+        "_pytest",
+        "pytest",
+        "pytest_django",
+        "pytest_asyncio",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +132,7 @@ def locate(rule: CallSiteRule, depth: int = 2) -> tuple[str, list[str]]:
     site_found, stack = "?", []
     for frame in _frames(sys._getframe(depth)):
         filename, line = frame.f_code.co_filename, frame.f_lineno
-        shown = filename[len(cwd):] if filename.startswith(cwd) else filename
+        shown = filename[len(cwd) :] if filename.startswith(cwd) else filename
         if len(stack) < MAX_STACK:
             stack.append(f"{shown}:{line} in {frame.f_code.co_name}")
         if site_found == "?" and rule.is_application(frame.f_globals.get("__name__", ""), filename):
@@ -133,8 +150,15 @@ def record(sql, params, started: float, connection, source: str, *, load=None) -
     elif not isinstance(sql, str):  # psycopg.sql.Composed and friends
         sql = str(sql)
     site_found, stack = locate(captures[-1].call_sites, depth=3)
-    statement = CapturedStatement(sql=sql, parameters=params, duration_ms=(time.perf_counter() - started) * 1000,
-                                  call_site=site_found, connection=id(connection), source=source, stack=stack)
+    statement = CapturedStatement(
+        sql=sql,
+        parameters=params,
+        duration_ms=(time.perf_counter() - started) * 1000,
+        call_site=site_found,
+        connection=id(connection),
+        source=source,
+        stack=stack,
+    )
     load = load or loading.get()
     if load is not None:
         statement.lazy = True

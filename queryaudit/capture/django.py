@@ -5,6 +5,7 @@
 The queries are read through Django's own instrumentation hook and the fix comes in
 Django's words (select_related / prefetch_related): queryaudit.capture.django_hooks.
 """
+
 from __future__ import annotations
 
 import logging

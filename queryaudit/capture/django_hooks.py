@@ -3,6 +3,7 @@
 and their fix in Django's words come from queryaudit.capture.django_lazy. The middleware
 is in queryaudit.capture.django (it needs the capture API, which installs these hooks).
 """
+
 from __future__ import annotations
 
 import logging

@@ -7,6 +7,7 @@ mark the units of work (each test-client request is one).
 
 Every wrapper returns at once outside a capture; inside, it only notes who loaded what.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -28,10 +29,12 @@ def install() -> None:
     from django.db.models import query, query_utils
     from django.db.models.fields import related_descriptors as rd
 
-    rd.ForwardManyToOneDescriptor.__get__ = _single(rd.ForwardManyToOneDescriptor.__get__,
-                                                    lambda d: d.field.name, lambda d: d.field)
-    rd.ReverseOneToOneDescriptor.__get__ = _single(rd.ReverseOneToOneDescriptor.__get__,
-                                                   lambda d: d.related.get_accessor_name(), lambda d: d.related)
+    rd.ForwardManyToOneDescriptor.__get__ = _single(
+        rd.ForwardManyToOneDescriptor.__get__, lambda d: d.field.name, lambda d: d.field
+    )
+    rd.ReverseOneToOneDescriptor.__get__ = _single(
+        rd.ReverseOneToOneDescriptor.__get__, lambda d: d.related.get_accessor_name(), lambda d: d.related
+    )
     rd.ReverseManyToOneDescriptor.__get__ = _manager(rd.ReverseManyToOneDescriptor.__get__)
     query_utils.DeferredAttribute.__get__ = _deferred(query_utils.DeferredAttribute.__get__)
     query.ModelIterable.__iter__ = _iterate(query.ModelIterable.__iter__)
@@ -72,6 +75,7 @@ def _wrapped(function):
 
 # -- forward foreign key, one-to-one both ways ------------------------------------------------
 
+
 def _single(original, name_of, cache_of):
     @functools.wraps(original)
     def __get__(self, instance, cls=None):
@@ -87,6 +91,7 @@ def _single(original, name_of, cache_of):
             obj = original(self, instance, cls)
         _follow(load, obj)
         return obj
+
     return _wrapped(__get__)
 
 
@@ -106,10 +111,12 @@ def _generic_fk(original):
             load.target = type(obj).__name__
         _follow(load, obj)
         return obj
+
     return _wrapped(__get__)
 
 
 # -- related sets: reverse foreign key, many-to-many, generic relation -------------------------
+
 
 def _manager(original):
     @functools.wraps(original)
@@ -121,6 +128,7 @@ def _manager(original):
                 manager_cls._queryaudit_relation = _relation_of(self)
                 manager_cls.get_queryset = _tagging(manager_cls.get_queryset)
         return manager
+
     return _wrapped(__get__)
 
 
@@ -140,9 +148,14 @@ def _tagging(original):
             name, kind = manager._queryaudit_relation
             if queryset._result_cache is not None:  # the prefetched rows: read, not loaded
                 lazy.touch(manager.instance, name)
-            queryset._queryaudit_rel = (manager.instance, _hop(manager.instance, name, True), kind,
-                                        len(queryset.query.where.children))
+            queryset._queryaudit_rel = (
+                manager.instance,
+                _hop(manager.instance, name, True),
+                kind,
+                len(queryset.query.where.children),
+            )
         return queryset
+
     return _wrapped(get_queryset)
 
 
@@ -154,6 +167,7 @@ def _clone(original):
         if rel is not None:
             clone._queryaudit_rel = rel
         return clone
+
     return _wrapped(_clone)
 
 
@@ -166,13 +180,20 @@ def _fetch_all(original):
             return original(self)
         instance, hop, kind, base_filters = rel
         filtered = _filters(self.query.where.children[base_filters:])
-        load = lazy.start("django", hop, kind, instance, filtered=filtered,
-                          target=self.model.__name__ if filtered is not None else None)
+        load = lazy.start(
+            "django",
+            hop,
+            kind,
+            instance,
+            filtered=filtered,
+            target=self.model.__name__ if filtered is not None else None,
+        )
         with lazy.loading(load):
             original(self)
         if load is not None and load.origin is not None:
             for obj in self._result_cache or ():
                 _follow(load, obj)
+
     return _wrapped(_fetch_all)
 
 
@@ -193,6 +214,7 @@ def _filters(children) -> str | None:
 
 # -- deferred fields ----------------------------------------------------------------------------
 
+
 def _deferred(original):
     @functools.wraps(original)
     def __get__(self, instance, cls=None):
@@ -202,6 +224,7 @@ def _deferred(original):
         load = lazy.start("django", _hop(instance, self.field.attname), "deferred", instance)
         with lazy.loading(load):
             return original(self, instance, cls)
+
     return _wrapped(__get__)
 
 
@@ -230,6 +253,7 @@ def _iterate(original):
                 lazy.mark(obj, origin)
                 _mark_selected(obj, origin, self.queryset.query.select_related)
             yield obj
+
     return _wrapped(__iter__)
 
 
@@ -237,8 +261,7 @@ def _result(queryset) -> lazy.Result:
     captures = core.active.get()
     site, _ = core.locate(captures[-1].call_sites, depth=3)
     statements = captures[-1].statements
-    result = lazy.Result("django", queryset.model.__name__, site,
-                         statement=statements[-1].sql if statements else None)
+    result = lazy.Result("django", queryset.model.__name__, site, statement=statements[-1].sql if statements else None)
     names, defer = queryset.query.deferred_loading
     if names:
         result.deferred = (tuple(sorted(names)), defer)
@@ -262,7 +285,7 @@ def _mark_selected(obj, origin: Origin, tree) -> None:
     if not tree:
         return
     cache = obj._state.fields_cache
-    for name in (tree if isinstance(tree, dict) else list(cache)):
+    for name in tree if isinstance(tree, dict) else list(cache):
         related = cache.get(name)
         if related is not None and hasattr(related, "_state"):
             child = Origin(origin.result, origin.path + (_hop(obj, name),))
@@ -288,6 +311,7 @@ def _prefetch_one_level(original):
                 return original(instances, prefetcher, lookup, level)
         finally:
             _prefetching.reset(token)
+
     return _wrapped(prefetch_one_level)
 
 

@@ -4,6 +4,7 @@ None of them has an execute hook of its own, so each is wrapped once, process-wi
 the narrowest place every statement passes through; the wrappers record only inside an
 active capture and never under a framework hook that records the statement itself.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,6 +20,7 @@ def _recording(original, connection_of, source: str):
         return original
 
     if inspect.iscoroutinefunction(original):
+
         @functools.wraps(original)
         async def wrapper(self, query, *args, **kwargs):
             if core.skip(connection_of(self)):
@@ -29,6 +31,7 @@ def _recording(original, connection_of, source: str):
             finally:
                 core.record(query, _parameters(args, kwargs), started, connection_of(self), source)
     else:
+
         @functools.wraps(original)
         def wrapper(self, query, *args, **kwargs):
             if core.skip(connection_of(self)):
@@ -38,6 +41,7 @@ def _recording(original, connection_of, source: str):
                 return original(self, query, *args, **kwargs)
             finally:
                 core.record(query, _parameters(args, kwargs), started, connection_of(self), source)
+
     wrapper._queryaudit = True
     return wrapper
 
@@ -78,8 +82,10 @@ def install_psycopg2() -> None:
 
     @functools.cache
     def recording_cursor(cursor_cls):
-        methods = {name: _recording(getattr(cursor_cls, name), lambda cur: cur.connection, "psycopg2")
-                   for name in ("execute", "executemany", "callproc")}
+        methods = {
+            name: _recording(getattr(cursor_cls, name), lambda cur: cur.connection, "psycopg2")
+            for name in ("execute", "executemany", "callproc")
+        }
         return type(f"QueryAudit{cursor_cls.__name__}", (cursor_cls,), methods)
 
     @functools.cache
@@ -87,6 +93,7 @@ def install_psycopg2() -> None:
         def cursor(self, *args, **kwargs):
             factory = kwargs.pop("cursor_factory", None) or self.cursor_factory or psycopg2.extensions.cursor
             return connection_cls.cursor(self, *args, cursor_factory=recording_cursor(factory), **kwargs)
+
         return type(f"QueryAudit{connection_cls.__name__}", (connection_cls,), {"cursor": cursor})
 
     @functools.wraps(original_connect)
@@ -127,5 +134,6 @@ def _prepared(original):
             return await original(self, *args, **kwargs)
         finally:
             core.record(self.get_query(), args, started, self._connection, "asyncpg")
+
     wrapper._queryaudit = True
     return wrapper

@@ -11,6 +11,7 @@ The framework hooks (django_lazy, sqlalchemy_hooks) build these; this module onl
 them and groups them. Instances are tracked by weak reference, never by attribute, so
 nothing of queryaudit is pickled or cached with them.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -119,12 +120,14 @@ def new_result(result: Result) -> Result:
 
 # -- recording --------------------------------------------------------------------------------
 
+
 def allowed(load: LazyLoad, patterns: tuple[str, ...]) -> bool:
     """An allow-list entry names a relation (`Book.author`, `Book.*`) or a call site
     (`app/views.py:12`, `app/views.py:*`), as fnmatch patterns."""
     relation = f"{load.hop.owner}.{load.hop.name}"
-    return any(fnmatch.fnmatchcase(relation, p) or fnmatch.fnmatchcase(load.site, p)
-               or load.site.endswith(p) for p in patterns)
+    return any(
+        fnmatch.fnmatchcase(relation, p) or fnmatch.fnmatchcase(load.site, p) or load.site.endswith(p) for p in patterns
+    )
 
 
 def start(framework: str, hop: Hop, kind: str, instance, **details) -> LazyLoad | None:
@@ -184,8 +187,14 @@ def loops(loads: list[LazyLoad]) -> list[list[LazyLoad]]:
     kept: list[list[LazyLoad]] = []
     for group in found:
         site, root, path = group[0].key[:3]
-        deeper = next((k for k in kept if k[0].key[:2] == (site, root) and k[0].key[2][:len(path)] == path
-                       and group[0].kind == "relation"), None)
+        deeper = next(
+            (
+                k
+                for k in kept
+                if k[0].key[:2] == (site, root) and k[0].key[2][: len(path)] == path and group[0].kind == "relation"
+            ),
+            None,
+        )
         if deeper is not None:
             deeper.extend(group)  # the first hops of a chain: the deeper loop's fix covers them
         else:
@@ -202,7 +211,7 @@ def unused_eager_loads(results: list[Result]) -> list[tuple[Result, tuple[str, .
             continue
         reported: list[tuple[str, ...]] = []
         for path in sorted(result.eager, key=len):
-            if path in result.touched or any(path[:len(r)] == r for r in reported):
+            if path in result.touched or any(path[: len(r)] == r for r in reported):
                 continue
             reported.append(path)
             out.append((result, path))

@@ -5,6 +5,7 @@
 
 The default report is one warning per loop on the `queryaudit.capture` logger.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,9 @@ def _warn(path: str, loops) -> None:
 
 
 class QueryAuditWSGI:
-    def __init__(self, app, on_n_plus_one=_warn, min_executions: int = MIN_EXECUTIONS,
-                 min_total_ms: float = CAPTURE_MIN_MS):
+    def __init__(
+        self, app, on_n_plus_one=_warn, min_executions: int = MIN_EXECUTIONS, min_total_ms: float = CAPTURE_MIN_MS
+    ):
         self.app, self.report = app, on_n_plus_one
         self.min_executions, self.min_total_ms = min_executions, min_total_ms
 
@@ -38,8 +40,9 @@ class QueryAuditWSGI:
 
 
 class QueryAuditASGI:
-    def __init__(self, app, on_n_plus_one=_warn, min_executions: int = MIN_EXECUTIONS,
-                 min_total_ms: float = CAPTURE_MIN_MS):
+    def __init__(
+        self, app, on_n_plus_one=_warn, min_executions: int = MIN_EXECUTIONS, min_total_ms: float = CAPTURE_MIN_MS
+    ):
         self.app, self.report = app, on_n_plus_one
         self.min_executions, self.min_total_ms = min_executions, min_total_ms
 

@@ -14,6 +14,7 @@
   call sites, fnmatch patterns); the `queryaudit_n_plus_one_allow` ini list; and
   `with queryaudit.capture.allow_n_plus_one(...)` around the code.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,22 +27,41 @@ _KEY = pytest.StashKey[Capture]()
 
 def pytest_addoption(parser):
     group = parser.getgroup("queryaudit")
-    group.addoption("--queryaudit-n-plus-one", nargs="?", const="fail", default=None, choices=("fail", "error"),
-                    help="check every test for N+1 query loops: 'fail' (the default) when the test ends, "
-                         "'error' at the lazy load that makes the loop (strict, for CI)")
-    parser.addini("queryaudit_n_plus_one_min", "executions of one raw statement in a loop that count as N+1",
-                  default=str(MIN_EXECUTIONS))
-    parser.addini("queryaudit_n_plus_one_min_ms", "total ms of a loop below which it is ignored",
-                  default=str(CAPTURE_MIN_MS))
-    parser.addini("queryaudit_n_plus_one_allow", "relations (Book.author, Book.*) or call sites (app/views.py:12) "
-                  "whose N+1 loops are accepted", type="linelist", default=[])
+    group.addoption(
+        "--queryaudit-n-plus-one",
+        nargs="?",
+        const="fail",
+        default=None,
+        choices=("fail", "error"),
+        help="check every test for N+1 query loops: 'fail' (the default) when the test ends, "
+        "'error' at the lazy load that makes the loop (strict, for CI)",
+    )
+    parser.addini(
+        "queryaudit_n_plus_one_min",
+        "executions of one raw statement in a loop that count as N+1",
+        default=str(MIN_EXECUTIONS),
+    )
+    parser.addini(
+        "queryaudit_n_plus_one_min_ms", "total ms of a loop below which it is ignored", default=str(CAPTURE_MIN_MS)
+    )
+    parser.addini(
+        "queryaudit_n_plus_one_allow",
+        "relations (Book.author, Book.*) or call sites (app/views.py:12) whose N+1 loops are accepted",
+        type="linelist",
+        default=[],
+    )
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", f"no_n_plus_one(min_executions={MIN_EXECUTIONS}, min_total_ms=0): fail the "
-                                       "test when it runs an N+1 query loop")
-    config.addinivalue_line("markers", "allow_n_plus_one(*patterns): accept this test's N+1 loops (all of them, "
-                                       "or those of the relations / call sites named)")
+    config.addinivalue_line(
+        "markers",
+        f"no_n_plus_one(min_executions={MIN_EXECUTIONS}, min_total_ms=0): fail the test when it runs an N+1 query loop",
+    )
+    config.addinivalue_line(
+        "markers",
+        "allow_n_plus_one(*patterns): accept this test's N+1 loops (all of them, "
+        "or those of the relations / call sites named)",
+    )
 
 
 def _thresholds(item) -> tuple[int, float]:
@@ -65,9 +85,11 @@ def _wanted(item) -> bool:
     marker = item.get_closest_marker("allow_n_plus_one")
     if marker is not None and not marker.args:
         return False
-    return (item.get_closest_marker("no_n_plus_one") is not None
-            or "queryaudit_capture" in getattr(item, "fixturenames", ())
-            or item.config.getoption("queryaudit_n_plus_one") is not None)
+    return (
+        item.get_closest_marker("no_n_plus_one") is not None
+        or "queryaudit_capture" in getattr(item, "fixturenames", ())
+        or item.config.getoption("queryaudit_n_plus_one") is not None
+    )
 
 
 def _capture(item):

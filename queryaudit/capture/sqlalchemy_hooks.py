@@ -4,6 +4,7 @@ run on the sync engine underneath, whatever the driver) record the statements;
 relationship on its loader path), and the `load` / `refresh` instance events mark the
 rows each query gave, so a lazy load knows whether its instance came from a multi-row
 result and along which path (selectinload / joinedload of the whole chain)."""
+
 from __future__ import annotations
 
 import contextvars
@@ -99,8 +100,9 @@ def _mark(target, context) -> None:
     if result is None:
         site, _ = core.locate(captures[-1].call_sites, depth=3)
         statements = captures[-1].statements
-        result = context.attributes[key] = lazy.new_result(lazy.Result(
-            "sqlalchemy", type(target).__name__, site, statement=statements[-1].sql if statements else None))
+        result = context.attributes[key] = lazy.new_result(
+            lazy.Result("sqlalchemy", type(target).__name__, site, statement=statements[-1].sql if statements else None)
+        )
     result.rows += 1
     lazy.mark(target, Origin(result), replace=parent is None)
 

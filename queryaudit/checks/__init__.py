@@ -15,6 +15,7 @@ The groups the report uses (hygiene, locks, index drops, index creations) are de
 from the declarations (`ids`), never listed by hand. A module that declares nothing, or
 declares it wrongly, stops every audit with its name: a check silently skipped is worse.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,8 +33,7 @@ from queryaudit.verify.apply import apply_measurements
 # index hygiene, or lock waits and transactions.
 FAMILIES = ("plan", "workload", "hygiene", "locks")
 # What its fix does, in the DBA's words.
-FIX_KINDS = ("create-index", "drop-index", "rebuild-index", "statistics", "setting", "vacuum", "rewrite",
-             "application")
+FIX_KINDS = ("create-index", "drop-index", "rebuild-index", "statistics", "setting", "vacuum", "rewrite", "application")
 
 
 class CheckDeclarationError(Exception):
@@ -98,8 +98,11 @@ def load_check(module: ModuleType) -> Check:
 
 @functools.cache
 def _registry() -> tuple[Check, ...]:
-    checks = [load_check(importlib.import_module(f"{__name__}.{info.name}"))
-              for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
+    checks = [
+        load_check(importlib.import_module(f"{__name__}.{info.name}"))
+        for info in pkgutil.iter_modules(__path__)
+        if not info.name.startswith("_")
+    ]
     return tuple(sorted(checks, key=lambda c: c.id))
 
 

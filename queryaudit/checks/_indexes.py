@@ -1,4 +1,5 @@
 """Helpers shared by the index hygiene checks: pure functions over the snapshot's indexes."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -101,9 +102,21 @@ def window_days(snapshot: Snapshot) -> float | None:
 def drop_finding(check: str, index: Index, other: Index, relation: str, title: str, medium_bytes: int) -> Finding:
     """A finding whose fix drops `index` because `other` serves everything it does."""
     return Finding(
-        check=check, severity="medium" if index.bytes >= medium_bytes else "low", title=title,
-        table=index.table, index=index.qualified_name, columns=index.columns, fix_sql=drop_sql(index),
-        confidence="high", effort="index",
-        evidence={"definition": index.definition, relation: other.qualified_name,
-                  "other_definition": other.definition, "size_bytes": index.bytes,
-                  "idx_scan": index.idx_scan, "other_idx_scan": other.idx_scan})
+        check=check,
+        severity="medium" if index.bytes >= medium_bytes else "low",
+        title=title,
+        table=index.table,
+        index=index.qualified_name,
+        columns=index.columns,
+        fix_sql=drop_sql(index),
+        confidence="high",
+        effort="index",
+        evidence={
+            "definition": index.definition,
+            relation: other.qualified_name,
+            "other_definition": other.definition,
+            "size_bytes": index.bytes,
+            "idx_scan": index.idx_scan,
+            "other_idx_scan": other.idx_scan,
+        },
+    )

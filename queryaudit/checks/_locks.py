@@ -1,4 +1,5 @@
 """Helpers the three lock checks share (not a check: the name starts with an underscore)."""
+
 from __future__ import annotations
 
 from queryaudit.locks.facts import LockFacts, LockWait, describe, short, write_target  # noqa: F401
@@ -10,8 +11,6 @@ def lock_facts(snapshot: Snapshot) -> list[LockFacts]:
     return [f for f in (snapshot.lock_samples, snapshot.lock_log) if f is not None]
 
 
-
-
 def real_queryids(facts: LockFacts, keys) -> list[str]:
     """pg_stat_statements queryids only (a text fingerprint is not one)."""
     out = []
@@ -20,8 +19,6 @@ def real_queryids(facts: LockFacts, keys) -> list[str]:
         if stmt and stmt.queryid and stmt.queryid not in out:
             out.append(stmt.queryid)
     return out
-
-
 
 
 def setting_is_off(facts: LockFacts, name: str) -> bool:
@@ -66,8 +63,9 @@ def classify(facts: LockFacts, wait: LockWait, snapshot: Snapshot, ddl: tuple[se
     """The pattern that explains one wait (`ddl`: from ddl_waits)."""
     if wait.locktype == "advisory":
         return "advisory"
-    if wait.locktype in ("relation", "object") and (is_ddl_wait(facts, wait.waiting, wait.mode)
-                                                   or wait.blocking in ddl[0] or wait.relation in ddl[1]):
+    if wait.locktype in ("relation", "object") and (
+        is_ddl_wait(facts, wait.waiting, wait.mode) or wait.blocking in ddl[0] or wait.relation in ddl[1]
+    ):
         return "ddl-queue"
     if wait.locktype in ROW_LOCKTYPES:
         stmt = facts.statement(wait.waiting)

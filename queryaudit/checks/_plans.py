@@ -1,6 +1,7 @@
 """What every plan check shares: the captured plans as models, with their statement,
 the Amdahl saving of a node, severity by impact, and relation names resolved to the
 catalog. Not a check (the leading underscore keeps it out of the registry)."""
+
 from __future__ import annotations
 
 from queryaudit.findings import severity_from_saving
@@ -38,17 +39,26 @@ def qualified(table: Table) -> str:
 
 def node_evidence(captured: CapturedPlan, node: PlanNode, snapshot: Snapshot) -> dict:
     data = node.evidence()
-    data.update({"queryid": captured.queryid, "plan_method": captured.capture.method,
-                 "statement_share": round(captured.statement_share(snapshot), 4),
-                 "node_share_of_statement": round(captured.plan.share(node), 4)})
+    data.update(
+        {
+            "queryid": captured.queryid,
+            "plan_method": captured.capture.method,
+            "statement_share": round(captured.statement_share(snapshot), 4),
+            "node_share_of_statement": round(captured.plan.share(node), 4),
+        }
+    )
     if captured.plan.execution_ms is not None:
         data["execution_ms"] = round(captured.plan.execution_ms, 3)
     # Which values the plan ran with, and how close it came to the workload (plans/workload.py).
     data["plan_values"] = list(captured.capture.parameters)
     match = captured.capture.workload_match
     if match is not None:
-        data["workload_match"] = {"verdict": match.verdict, "rows_ratio": match.rows_ratio,
-                                  "temp_ratio": match.temp_ratio, "spill_agreement": match.spill_agreement}
+        data["workload_match"] = {
+            "verdict": match.verdict,
+            "rows_ratio": match.rows_ratio,
+            "temp_ratio": match.temp_ratio,
+            "spill_agreement": match.spill_agreement,
+        }
     return data
 
 
@@ -60,4 +70,3 @@ def workload_spill_kb(snapshot: Snapshot, captured: CapturedPlan) -> float:
     if match is None or not match.workload_temp_blocks or match.workload_temp_blocks <= 2 * match.plan_temp_blocks:
         return 0.0
     return match.workload_temp_blocks * block_size(snapshot) / 1024
-

@@ -8,6 +8,7 @@ of the table is what the index serves; one keeping 98 % is never served by an in
 Not a check (the leading underscore keeps it out of the registry); the missing-index
 check reads it when `snapshot.extras["index_sizing"]` (HypoPG) has nothing for a statement.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks._plans import captured_plans, columns_of, table_for
@@ -28,16 +29,21 @@ def plan_sizing(snapshot: Snapshot, table: str, leading_column: str, queryid: st
         if node.node_type not in ("Seq Scan", "Parallel Seq Scan") or node.never_executed:
             continue
         found = table_for(snapshot, node)
-        if found is None or found.qualified_name != table or \
-                leading_column not in columns_of(found, node, ("Filter",)):
+        if found is None or found.qualified_name != table or leading_column not in columns_of(found, node, ("Filter",)):
             continue
         kept = node.total_actual_rows or 0.0
         read = kept + node.rows_removed_by_filter
         kept_share = kept / read if read else 1.0
         uses = kept_share <= MAX_KEPT_SHARE
-        return {"queryid": queryid, "values": list(captured.capture.parameters), "method": "plan",
-                "verdict": match.verdict, "rows_ratio": match.rows_ratio, "rows_kept": kept, "rows_read": read,
-                "uses_index": uses,
-                "fraction_removed": round(ESTIMATE_CAP * captured.plan.share(node) * (1 - kept_share), 4)
-                if uses else 0.0}
+        return {
+            "queryid": queryid,
+            "values": list(captured.capture.parameters),
+            "method": "plan",
+            "verdict": match.verdict,
+            "rows_ratio": match.rows_ratio,
+            "rows_kept": kept,
+            "rows_read": read,
+            "uses_index": uses,
+            "fraction_removed": round(ESTIMATE_CAP * captured.plan.share(node) * (1 - kept_share), 4) if uses else 0.0,
+        }
     return None

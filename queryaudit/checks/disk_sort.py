@@ -40,6 +40,7 @@ high from 10 % of total database time, medium from 2 %.
 A one-off report sorting millions of rows may be better left on disk than given
 gigabytes of memory; the index suggestion costs writes on the table.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -117,21 +118,34 @@ def run(snapshot: Snapshot) -> list[Finding]:
             work_mem = work_mem_for(max(spilled_kb, workload_spill_kb(snapshot, captured)))
             saving = captured.saving(snapshot, captured.plan.share(node))
             current = captured.plan.settings.get("work_mem") or snapshot.server.settings.get("work_mem")
-            advice = (f"give this statement work_mem = {work_mem} (scoped: SET LOCAL in its transaction, "
-                      f"or per role)")
+            advice = f"give this statement work_mem = {work_mem} (scoped: SET LOCAL in its transaction, or per role)"
             if index_sql:
                 advice += f"; or an index giving the order: {index_sql}"
-            findings.append(Finding(
-                check=ID, severity=severity_for(saving),
-                title=f"Sort spilled {spilled_kb:,.0f} kB to disk"
-                      + (f" sorting {table.qualified_name}" if table else ""),
-                table=table.qualified_name if table else None, columns=index_columns,
-                queryids=[captured.queryid], fix_sql=scoped_work_mem_sql(work_mem), advice=advice,
-                predicted_saving=saving, confidence="high", effort="config",
-                evidence={**node_evidence(captured, node, snapshot), "sort_method": node.raw.get("Sort Method"),
-                          "sort_key": node.raw.get("Sort Key"), "disk_kb": spilled_kb,
-                          "work_mem": current, "suggested_work_mem": work_mem,
-                          "temp_blocks": node.temp_blocks, "index_sql": index_sql},
-                key=f"{ID}|{captured.queryid}|{node.path}",
-            ))
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity_for(saving),
+                    title=f"Sort spilled {spilled_kb:,.0f} kB to disk"
+                    + (f" sorting {table.qualified_name}" if table else ""),
+                    table=table.qualified_name if table else None,
+                    columns=index_columns,
+                    queryids=[captured.queryid],
+                    fix_sql=scoped_work_mem_sql(work_mem),
+                    advice=advice,
+                    predicted_saving=saving,
+                    confidence="high",
+                    effort="config",
+                    evidence={
+                        **node_evidence(captured, node, snapshot),
+                        "sort_method": node.raw.get("Sort Method"),
+                        "sort_key": node.raw.get("Sort Key"),
+                        "disk_kb": spilled_kb,
+                        "work_mem": current,
+                        "suggested_work_mem": work_mem,
+                        "temp_blocks": node.temp_blocks,
+                        "index_sql": index_sql,
+                    },
+                    key=f"{ID}|{captured.queryid}|{node.path}",
+                )
+            )
     return findings

@@ -34,6 +34,7 @@ Indexes that differ only by collation or sort direction (ASC/DESC, NULLS FIRST) 
 same in the catalog columns read here; compare the definitions in the evidence before
 dropping.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -48,7 +49,16 @@ CHECK = declare(ID, TITLE, family="hygiene", fix="drop-index", thresholds=("MEDI
 
 
 def run(snapshot: Snapshot) -> list[Finding]:
-    return [drop_finding(ID, index, keep, "duplicate_of",
-                         f"Index {index.qualified_name} duplicates {keep.qualified_name} "
-                         f"({size_text(index.bytes)} maintained for nothing)", MEDIUM_BYTES)
-            for keep, duplicates in duplicate_groups(snapshot) for index in duplicates]
+    return [
+        drop_finding(
+            ID,
+            index,
+            keep,
+            "duplicate_of",
+            f"Index {index.qualified_name} duplicates {keep.qualified_name} "
+            f"({size_text(index.bytes)} maintained for nothing)",
+            MEDIUM_BYTES,
+        )
+        for keep, duplicates in duplicate_groups(snapshot)
+        for index in duplicates
+    ]

@@ -32,6 +32,7 @@ A parent that is never deleted from and whose key never changes, with children n
 joined from the parent side: the index would only cost writes. `n_tup_upd` counts all
 updates of the parent, not only those of its key.
 """
+
 from __future__ import annotations
 
 from queryaudit.advisor.candidates import Candidate
@@ -46,8 +47,13 @@ HIGH_PARENT_WRITES = 1000
 HIGH_CHILD_ROWS = 10_000
 MIN_CHILD_ROWS = 1000
 LARGE_CHILD_ROWS = 100_000
-CHECK = declare(ID, TITLE, family="hygiene", fix="create-index",
-                thresholds=("HIGH_PARENT_WRITES", "HIGH_CHILD_ROWS", "MIN_CHILD_ROWS", "LARGE_CHILD_ROWS"))
+CHECK = declare(
+    ID,
+    TITLE,
+    family="hygiene",
+    fix="create-index",
+    thresholds=("HIGH_PARENT_WRITES", "HIGH_CHILD_ROWS", "MIN_CHILD_ROWS", "LARGE_CHILD_ROWS"),
+)
 
 
 def _indexed(snapshot: Snapshot, fk: ForeignKey) -> bool:
@@ -76,14 +82,27 @@ def run(snapshot: Snapshot) -> list[Finding]:
             severity = "low"
         candidate = Candidate(fk.table, tuple(fk.columns), equality_prefix=len(fk.columns))
         name = index_name(candidate, taken)
-        findings.append(Finding(
-            check=ID, severity=severity,
-            title=f"Foreign key {fk.name} ({fk.table} ({', '.join(fk.columns)}) -> {fk.ref_table}) has no index: "
-                  f"each delete or key update on {fk.ref_table} scans {fk.table}",
-            table=fk.table, columns=list(fk.columns), fix_sql=create_sql(candidate, name, snapshot=snapshot),
-            confidence="high", effort="index", key=f"{fk.table}|{fk.name}",
-            evidence={"constraint": fk.name, "referenced_table": fk.ref_table, "referenced_columns": fk.ref_columns,
-                      "on_delete": fk.on_delete, "parent_deletes": parent.n_tup_del if parent else None,
-                      "parent_updates": parent.n_tup_upd if parent else None, "child_rows": int(child_rows)},
-        ))
+        findings.append(
+            Finding(
+                check=ID,
+                severity=severity,
+                title=f"Foreign key {fk.name} ({fk.table} ({', '.join(fk.columns)}) -> {fk.ref_table}) has no index: "
+                f"each delete or key update on {fk.ref_table} scans {fk.table}",
+                table=fk.table,
+                columns=list(fk.columns),
+                fix_sql=create_sql(candidate, name, snapshot=snapshot),
+                confidence="high",
+                effort="index",
+                key=f"{fk.table}|{fk.name}",
+                evidence={
+                    "constraint": fk.name,
+                    "referenced_table": fk.ref_table,
+                    "referenced_columns": fk.ref_columns,
+                    "on_delete": fk.on_delete,
+                    "parent_deletes": parent.n_tup_del if parent else None,
+                    "parent_updates": parent.n_tup_upd if parent else None,
+                    "child_rows": int(child_rows),
+                },
+            )
+        )
     return findings

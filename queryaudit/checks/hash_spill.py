@@ -34,6 +34,7 @@ share of total time).
 A hash over a very large input may be cheaper in batches than with gigabytes of
 memory per session.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -82,18 +83,29 @@ def run(snapshot: Snapshot) -> list[Finding]:
             saving = captured.saving(snapshot, fraction)
             table = next((t for t in (table_for(snapshot, n) for n in node.walk()) if t), None)
             work_mem = work_mem_for(max(needed_kb / 2, workload_spill_kb(snapshot, captured)))
-            findings.append(Finding(
-                check=ID, severity=severity_for(saving),
-                title=f"{node.label} ran in {batches} batches on disk",
-                table=table.qualified_name if table else None, queryids=[captured.queryid],
-                fix_sql=scoped_work_mem_sql(work_mem),
-                advice=f"give this statement work_mem = {work_mem} (or raise hash_mem_multiplier for its role); "
-                       "check the row estimate of the hashed input first",
-                predicted_saving=saving, confidence="medium", effort="config",
-                evidence={**node_evidence(captured, node, snapshot), "batches": batches,
-                          "original_batches": node.raw.get("Original Hash Batches"),
-                          "peak_memory_kb": node.raw.get("Peak Memory Usage"), "disk_kb": node.raw.get("Disk Usage"),
-                          "suggested_work_mem": work_mem, "temp_blocks": node.temp_blocks},
-                key=f"{ID}|{captured.queryid}|{node.path}",
-            ))
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity_for(saving),
+                    title=f"{node.label} ran in {batches} batches on disk",
+                    table=table.qualified_name if table else None,
+                    queryids=[captured.queryid],
+                    fix_sql=scoped_work_mem_sql(work_mem),
+                    advice=f"give this statement work_mem = {work_mem} (or raise hash_mem_multiplier for its role); "
+                    "check the row estimate of the hashed input first",
+                    predicted_saving=saving,
+                    confidence="medium",
+                    effort="config",
+                    evidence={
+                        **node_evidence(captured, node, snapshot),
+                        "batches": batches,
+                        "original_batches": node.raw.get("Original Hash Batches"),
+                        "peak_memory_kb": node.raw.get("Peak Memory Usage"),
+                        "disk_kb": node.raw.get("Disk Usage"),
+                        "suggested_work_mem": work_mem,
+                        "temp_blocks": node.temp_blocks,
+                    },
+                    key=f"{ID}|{captured.queryid}|{node.path}",
+                )
+            )
     return findings

@@ -29,6 +29,7 @@ the statement x the statement's share of total time).
 A table changed continuously is never all-visible for long; vacuuming helps until the
 next wave of writes.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -56,17 +57,28 @@ def run(snapshot: Snapshot) -> list[Finding]:
             table = table_for(snapshot, node)
             saving = captured.saving(snapshot, captured.plan.share(node) * min(1.0, fetches / max(returned, 1)))
             name = table.qualified_name if table else node.relation
-            findings.append(Finding(
-                check=ID, severity=severity_for(saving),
-                title=f"Index-only scan on {name} fetched {fetches:,.0f} rows from the table",
-                table=table.qualified_name if table else None, index=node.index_name, queryids=[captured.queryid],
-                fix_sql=f"VACUUM (ANALYZE) {qualified(table)};" if table else None,
-                advice="vacuum the table so the visibility map marks its pages all-visible; "
-                       "tune autovacuum to vacuum it more often",
-                predicted_saving=saving, confidence="medium", effort="maintenance",
-                evidence={**node_evidence(captured, node, snapshot), "heap_fetches": fetches, "rows_returned": returned,
-                          "n_dead_tup": table.n_dead_tup if table else None,
-                          "last_vacuum": (table.last_vacuum or table.last_autovacuum) if table else None},
-                key=f"{ID}|{name}|{node.index_name}",
-            ))
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity_for(saving),
+                    title=f"Index-only scan on {name} fetched {fetches:,.0f} rows from the table",
+                    table=table.qualified_name if table else None,
+                    index=node.index_name,
+                    queryids=[captured.queryid],
+                    fix_sql=f"VACUUM (ANALYZE) {qualified(table)};" if table else None,
+                    advice="vacuum the table so the visibility map marks its pages all-visible; "
+                    "tune autovacuum to vacuum it more often",
+                    predicted_saving=saving,
+                    confidence="medium",
+                    effort="maintenance",
+                    evidence={
+                        **node_evidence(captured, node, snapshot),
+                        "heap_fetches": fetches,
+                        "rows_returned": returned,
+                        "n_dead_tup": table.n_dead_tup if table else None,
+                        "last_vacuum": (table.last_vacuum or table.last_autovacuum) if table else None,
+                    },
+                    key=f"{ID}|{name}|{node.index_name}",
+                )
+            )
     return findings

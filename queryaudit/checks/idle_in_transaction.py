@@ -36,6 +36,7 @@ ALTER DATABASE shop SET idle_in_transaction_session_timeout = '60s';
 An interactive `psql` session a person left open is reported too (rightly: it holds
 locks), as is a tool that keeps a transaction open on purpose between its statements.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -60,23 +61,38 @@ def run(snapshot: Snapshot) -> list[Finding]:
             if not is_idle_in_transaction(facts, obs):
                 continue
             strong_locks = [lock for lock in obs.held_locks if not lock.startswith("AccessShareLock ")]
-            severity = ("high" if obs.blocked_ms > 0 else
-                        "medium" if obs.holds_xid or strong_locks or obs.max_idle_in_transaction_s >= MEDIUM_IDLE_S
-                        else "low")
+            severity = (
+                "high"
+                if obs.blocked_ms > 0
+                else "medium"
+                if obs.holds_xid or strong_locks or obs.max_idle_in_transaction_s >= MEDIUM_IDLE_S
+                else "low"
+            )
             stmt = describe(facts, obs.statement, snapshot)
             who = obs.application_name or obs.usename or f"pid {obs.pid}"
             blocked = f", {obs.blocked_ms / 1000:.1f} s of others' waits behind it" if obs.blocked_ms else ""
-            fix = (alter_database_sql(snapshot, "idle_in_transaction_session_timeout", "60s")
-                   if setting_is_off(facts, "idle_in_transaction_session_timeout") else None)
-            findings.append(Finding(
-                check=ID, severity=severity,
-                title=f"Session idle in transaction for {obs.max_idle_in_transaction_s:.0f} s ({who}){blocked}",
-                queryids=real_queryids(facts, [obs.statement]), fix_sql=fix,
-                advice="Commit or roll back before slow work and on every error path; reset pooled connections; "
-                       "set idle_in_transaction_session_timeout so a forgotten transaction cannot hold its locks.",
-                confidence="high", effort="application",
-                evidence={**transaction_evidence(facts, obs), "last_statement": stmt,
-                          "threshold_s": facts.idle_in_transaction_s},
-                key=f"{obs.usename}|{obs.application_name}|{obs.statement}",
-            ))
+            fix = (
+                alter_database_sql(snapshot, "idle_in_transaction_session_timeout", "60s")
+                if setting_is_off(facts, "idle_in_transaction_session_timeout")
+                else None
+            )
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity,
+                    title=f"Session idle in transaction for {obs.max_idle_in_transaction_s:.0f} s ({who}){blocked}",
+                    queryids=real_queryids(facts, [obs.statement]),
+                    fix_sql=fix,
+                    advice="Commit or roll back before slow work and on every error path; reset pooled connections; "
+                    "set idle_in_transaction_session_timeout so a forgotten transaction cannot hold its locks.",
+                    confidence="high",
+                    effort="application",
+                    evidence={
+                        **transaction_evidence(facts, obs),
+                        "last_statement": stmt,
+                        "threshold_s": facts.idle_in_transaction_s,
+                    },
+                    key=f"{obs.usename}|{obs.application_name}|{obs.statement}",
+                )
+            )
     return findings

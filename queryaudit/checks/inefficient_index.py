@@ -32,6 +32,7 @@ of total time).
 A filter on an expression or a column of low selectivity may not be worth indexing;
 the suggested index costs writes on the table.
 """
+
 from __future__ import annotations
 
 from queryaudit.advisor.ddl import create_index_sql
@@ -60,25 +61,39 @@ def run(snapshot: Snapshot) -> list[Finding]:
                 continue
             table = table_for(snapshot, node)
             index = node.index_name or next((c.index_name for c in node.children if c.index_name), None)
-            lead = columns_of(table, node, ("Index Cond", "Recheck Cond")) or \
-                [c for child in node.children for c in columns_of(table, child, ("Index Cond",))]
+            lead = columns_of(table, node, ("Index Cond", "Recheck Cond")) or [
+                c for child in node.children for c in columns_of(table, child, ("Index Cond",))
+            ]
             filtered = [c for c in columns_of(table, node, ("Filter",)) if c not in lead]
             columns = lead + filtered
             discarded = removed / (removed + kept)
             saving = captured.saving(snapshot, captured.plan.share(node) * discarded)
             fix = create_index_sql(table.qualified_name, columns, snapshot=snapshot) if table and filtered else None
-            findings.append(Finding(
-                check=ID, severity=severity_for(saving),
-                title=f"{node.label} discards {discarded:.0%} of the rows it reads ({removed:,.0f} by filter)",
-                table=table.qualified_name if table else None, index=_qualified_index(snapshot, index),
-                columns=columns, queryids=[captured.queryid], fix_sql=fix,
-                advice="an index that also covers the filtered columns reads only the matching rows",
-                predicted_saving=saving, confidence="medium", effort="index",
-                evidence={**node_evidence(captured, node, snapshot), "rows_removed_by_filter": removed,
-                          "rows_returned": kept, "discarded_share": round(discarded, 4),
-                          "filter": node.raw.get("Filter"), "filter_columns": filtered},
-                key=f"{ID}|{captured.queryid}|{node.path}",
-            ))
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity_for(saving),
+                    title=f"{node.label} discards {discarded:.0%} of the rows it reads ({removed:,.0f} by filter)",
+                    table=table.qualified_name if table else None,
+                    index=_qualified_index(snapshot, index),
+                    columns=columns,
+                    queryids=[captured.queryid],
+                    fix_sql=fix,
+                    advice="an index that also covers the filtered columns reads only the matching rows",
+                    predicted_saving=saving,
+                    confidence="medium",
+                    effort="index",
+                    evidence={
+                        **node_evidence(captured, node, snapshot),
+                        "rows_removed_by_filter": removed,
+                        "rows_returned": kept,
+                        "discarded_share": round(discarded, 4),
+                        "filter": node.raw.get("Filter"),
+                        "filter_columns": filtered,
+                    },
+                    key=f"{ID}|{captured.queryid}|{node.path}",
+                )
+            )
     return findings
 
 

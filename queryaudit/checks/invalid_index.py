@@ -32,6 +32,7 @@ None: every invalid index is reported, high severity when it is still maintained
 An index being built right now by `CREATE INDEX CONCURRENTLY` is invalid until the
 build ends; re-run the audit after it completes.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -42,8 +43,10 @@ from queryaudit.sql import quote_qualified
 ID = "invalid-index"
 TITLE = "Invalid index"
 DUPLICATES_SHOWN = 100
-MANUAL_STEP = ("remove or merge the duplicate keys the first query lists (which row to keep is a business "
-               "decision), then run the DROP and CREATE INDEX")
+MANUAL_STEP = (
+    "remove or merge the duplicate keys the first query lists (which row to keep is a business "
+    "decision), then run the DROP and CREATE INDEX"
+)
 CHECK = declare(ID, TITLE, family="hygiene", fix="rebuild-index")
 
 
@@ -64,8 +67,10 @@ def duplicates_sql(snapshot: Snapshot, index: Index) -> str:
     where = [f"({c}) IS NOT NULL" if not c.replace("_", "").isalnum() else f"{c} IS NOT NULL" for c in index.columns]
     if index.predicate:
         where.append(f"({index.predicate})")
-    return (f"SELECT {keys}, count(*) AS rows FROM {name} WHERE {' AND '.join(where)} "
-            f"GROUP BY {keys} HAVING count(*) > 1 ORDER BY count(*) DESC LIMIT {DUPLICATES_SHOWN};")
+    return (
+        f"SELECT {keys}, count(*) AS rows FROM {name} WHERE {' AND '.join(where)} "
+        f"GROUP BY {keys} HAVING count(*) > 1 ORDER BY count(*) DESC LIMIT {DUPLICATES_SHOWN};"
+    )
 
 
 def run(snapshot: Snapshot) -> list[Finding]:
@@ -75,21 +80,38 @@ def run(snapshot: Snapshot) -> list[Finding]:
             continue
         qualified = quote_qualified(index.schema, index.name)
         rebuild = fix_sql(index.definition, qualified)
-        evidence = {"definition": index.definition, "indisvalid": False, "indisready": index.is_ready,
-                    "size_bytes": index.bytes}
+        evidence = {
+            "definition": index.definition,
+            "indisvalid": False,
+            "indisready": index.is_ready,
+            "size_bytes": index.bytes,
+        }
         advice = None
         if index.is_unique and index.columns:
             listing = duplicates_sql(snapshot, index)
-            rebuild = (f"-- Manual step: {MANUAL_STEP}.\n-- 1. The duplicates that made the unique index fail:\n"
-                       f"{listing}\n-- 2. After removing them, rebuild:\n{rebuild}")
+            rebuild = (
+                f"-- Manual step: {MANUAL_STEP}.\n-- 1. The duplicates that made the unique index fail:\n"
+                f"{listing}\n-- 2. After removing them, rebuild:\n{rebuild}"
+            )
             evidence.update(manual_step=MANUAL_STEP, duplicates_sql=listing)
-            advice = ("A unique index is left invalid by duplicate keys: rebuilding it fails until they are gone. "
-                      f"List them with the first query, then {MANUAL_STEP}.")
-        findings.append(Finding(
-            check=ID, severity="high" if index.is_ready else "medium",
-            title=f"Index {index.qualified_name} is invalid: never used, "
-                  f"{'still maintained on every write' if index.is_ready else 'not maintained'}",
-            table=index.table, index=index.qualified_name, columns=index.columns,
-            fix_sql=rebuild, advice=advice, confidence="high", effort="index", evidence=evidence,
-        ))
+            advice = (
+                "A unique index is left invalid by duplicate keys: rebuilding it fails until they are gone. "
+                f"List them with the first query, then {MANUAL_STEP}."
+            )
+        findings.append(
+            Finding(
+                check=ID,
+                severity="high" if index.is_ready else "medium",
+                title=f"Index {index.qualified_name} is invalid: never used, "
+                f"{'still maintained on every write' if index.is_ready else 'not maintained'}",
+                table=index.table,
+                index=index.qualified_name,
+                columns=index.columns,
+                fix_sql=rebuild,
+                advice=advice,
+                confidence="high",
+                effort="index",
+                evidence=evidence,
+            )
+        )
     return findings

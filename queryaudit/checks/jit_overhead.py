@@ -32,6 +32,7 @@ the statement's share of total time).
 Long analytical statements can gain more from JIT than it costs, even if it shows up
 large in a short test run.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -43,9 +44,11 @@ ID = "jit-overhead"
 TITLE = "JIT compilation overhead"
 MIN_JIT_SHARE = 0.20
 MIN_JIT_MS = 5.0
-FIX_SQL = ("-- for the role (or database) running these statements:\n"
-           "ALTER ROLE <app_role> SET jit = off;\n"
-           "-- or raise the threshold: ALTER ROLE <app_role> SET jit_above_cost = 1000000;")
+FIX_SQL = (
+    "-- for the role (or database) running these statements:\n"
+    "ALTER ROLE <app_role> SET jit = off;\n"
+    "-- or raise the threshold: ALTER ROLE <app_role> SET jit_above_cost = 1000000;"
+)
 CHECK = declare(ID, TITLE, family="plan", fix="setting", thresholds=("MIN_JIT_SHARE", "MIN_JIT_MS"))
 
 
@@ -59,10 +62,23 @@ def run(snapshot: Snapshot) -> list[Finding]:
         share = min(1.0, jit_ms / exec_ms)
         saving = captured.saving(snapshot, share)
         seen.add(captured.queryid)
-        findings.append(_finding(snapshot, captured.queryid, saving, share, {
-            "source": "plan", "jit_ms": round(jit_ms, 3), "execution_ms": round(exec_ms, 3),
-            "jit": plan.jit, "total_cost": plan.root.total_cost,
-            "jit_above_cost": plan.settings.get("jit_above_cost") or snapshot.server.settings.get("jit_above_cost")}))
+        findings.append(
+            _finding(
+                snapshot,
+                captured.queryid,
+                saving,
+                share,
+                {
+                    "source": "plan",
+                    "jit_ms": round(jit_ms, 3),
+                    "execution_ms": round(exec_ms, 3),
+                    "jit": plan.jit,
+                    "total_cost": plan.root.total_cost,
+                    "jit_above_cost": plan.settings.get("jit_above_cost")
+                    or snapshot.server.settings.get("jit_above_cost"),
+                },
+            )
+        )
     for statement in snapshot.statements:
         jit_total = statement.jit_total_time_ms
         if statement.queryid in seen or not jit_total or not statement.calls or not statement.total_exec_time_ms:
@@ -72,17 +88,34 @@ def run(snapshot: Snapshot) -> list[Finding]:
         if per_call < MIN_JIT_MS or share < MIN_JIT_SHARE:
             continue
         saving = saving_from_share(statement.total_exec_time_ms, share, snapshot.total_exec_time_ms, statement.calls)
-        findings.append(_finding(snapshot, statement.queryid, saving, share, {
-            "source": "pg_stat_statements", "jit_total_ms": round(jit_total, 3), "jit_ms_per_call": round(per_call, 3),
-            "jit_functions": statement.jit_functions}))
+        findings.append(
+            _finding(
+                snapshot,
+                statement.queryid,
+                saving,
+                share,
+                {
+                    "source": "pg_stat_statements",
+                    "jit_total_ms": round(jit_total, 3),
+                    "jit_ms_per_call": round(per_call, 3),
+                    "jit_functions": statement.jit_functions,
+                },
+            )
+        )
     return findings
 
 
 def _finding(snapshot, queryid, saving, share, evidence) -> Finding:
     return Finding(
-        check=ID, severity=severity_for(saving), title=f"JIT compilation takes {share:.0%} of a statement's time",
-        queryids=[queryid], fix_sql=FIX_SQL,
+        check=ID,
+        severity=severity_for(saving),
+        title=f"JIT compilation takes {share:.0%} of a statement's time",
+        queryids=[queryid],
+        fix_sql=FIX_SQL,
         advice="raise jit_above_cost (and the inline/optimize thresholds) or turn jit off for this workload",
-        predicted_saving=saving, confidence="high" if evidence["source"] == "plan" else "medium", effort="config",
-        evidence={**evidence, "jit_share": round(share, 4)}, key=f"{ID}|{queryid}",
+        predicted_saving=saving,
+        confidence="high" if evidence["source"] == "plan" else "medium",
+        effort="config",
+        evidence={**evidence, "jit_share": round(share, 4)},
+        key=f"{ID}|{queryid}",
     )

@@ -38,6 +38,7 @@ A statement that reads many pages per call for another reason (a filter on a col
 without an index) can look like deep pagination in the estimate from pages read; the
 plan-based evidence is exact.
 """
+
 from __future__ import annotations
 
 import re
@@ -92,8 +93,10 @@ def keyset_rewrite(keys: list[tuple[str, bool]]) -> str | None:
     last = [f"$last_{n.split('.')[-1].strip(chr(34))}" for n in names]
     if len(names) == 1:
         return f"WHERE {names[0]} {op} {last[0]} ORDER BY {names[0]}{' DESC' if keys[0][1] else ''} LIMIT <page size>"
-    return (f"WHERE ({', '.join(names)}) {op} ({', '.join(last)}) ORDER BY "
-            f"{', '.join(n + (' DESC' if d else '') for n, d in keys)} LIMIT <page size>")
+    return (
+        f"WHERE ({', '.join(names)}) {op} ({', '.join(last)}) ORDER BY "
+        f"{', '.join(n + (' DESC' if d else '') for n, d in keys)} LIMIT <page size>"
+    )
 
 
 def _limit_skips(node: PlanNode) -> float | None:
@@ -131,8 +134,13 @@ def run(snapshot: Snapshot) -> list[Finding]:
                 skipped = _limit_skips(limit)
                 rows_read = skipped + (limit.actual_rows or 0)
                 nodes = list(limit.walk())
-                evidence.update({"source": "plan", **limit.evidence(),
-                                 "rows_produced_below_limit": limit.children[0].total_actual_rows})
+                evidence.update(
+                    {
+                        "source": "plan",
+                        **limit.evidence(),
+                        "rows_produced_below_limit": limit.children[0].total_actual_rows,
+                    }
+                )
         if skipped is None and literal is not None:
             skipped, rows_read = float(literal), float(literal) + statement.rows / max(1, statement.calls)
             evidence["source"] = "literal"
@@ -148,24 +156,36 @@ def run(snapshot: Snapshot) -> list[Finding]:
             if estimate >= MIN_ESTIMATED_SKIPPED_ROWS:
                 skipped, rows_read = estimate, estimate + returned
                 confidence = "low"
-                evidence.update({"source": "pg_stat_statements", "pages_read_per_call": round(pages, 1),
-                                 "rows_per_page": round(rows_per_page, 1),
-                                 "rows_returned_per_call": round(returned, 1)})
+                evidence.update(
+                    {
+                        "source": "pg_stat_statements",
+                        "pages_read_per_call": round(pages, 1),
+                        "rows_per_page": round(rows_per_page, 1),
+                        "rows_returned_per_call": round(returned, 1),
+                    }
+                )
         if skipped is None or skipped < MIN_SKIPPED_ROWS:
             continue
         fraction = skipped / rows_read if rows_read else 0.0
-        saving = saving_from_share(statement.total_exec_time_ms, fraction, snapshot.total_exec_time_ms,
-                                   statement.calls)
+        saving = saving_from_share(statement.total_exec_time_ms, fraction, snapshot.total_exec_time_ms, statement.calls)
         rewrite = keyset_rewrite(keys)
-        evidence.update({"rows_skipped_per_call": round(skipped), "skipped_share": round(fraction, 4),
-                         "keyset_rewrite": rewrite})
-        findings.append(Finding(
-            check=ID, severity=severity_for(saving),
-            title=f"OFFSET pagination skips ~{skipped:,.0f} rows per call"
-                  + (f" on {table.qualified_name}" if table else ""),
-            table=table.qualified_name if table else None, queryids=[statement.queryid],
-            advice="paginate by key (keyset): " + (rewrite or "remember the last row's sort key and seek past it"),
-            predicted_saving=saving, confidence=confidence, effort="application", evidence=evidence,
-            key=f"{ID}|{statement.queryid}",
-        ))
+        evidence.update(
+            {"rows_skipped_per_call": round(skipped), "skipped_share": round(fraction, 4), "keyset_rewrite": rewrite}
+        )
+        findings.append(
+            Finding(
+                check=ID,
+                severity=severity_for(saving),
+                title=f"OFFSET pagination skips ~{skipped:,.0f} rows per call"
+                + (f" on {table.qualified_name}" if table else ""),
+                table=table.qualified_name if table else None,
+                queryids=[statement.queryid],
+                advice="paginate by key (keyset): " + (rewrite or "remember the last row's sort key and seek past it"),
+                predicted_saving=saving,
+                confidence=confidence,
+                effort="application",
+                evidence=evidence,
+                key=f"{ID}|{statement.queryid}",
+            )
+        )
     return findings

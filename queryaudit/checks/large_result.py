@@ -50,6 +50,7 @@ it (server-side cursor, COPY) rather than page it. A statement whose result is s
 per row but returned in many rows for a legitimate bulk API can be fine if it is rare:
 the share of time decides its severity.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -84,21 +85,34 @@ def run(snapshot: Snapshot) -> list[Finding]:
         share = min(1.0, s.total_exec_time_ms / total) if total > 0 else 0.0
         tables = resolve_tables(s.query, snapshot.tables)
         size = f" (~{size_text(bytes_per_call)})" if bytes_per_call is not None else ""
-        findings.append(Finding(
-            check=ID,
-            # The time at stake sets the severity; the finding predicts no saving.
-            severity=severity_from_saving(Saving(share_of_total_time=share)),
-            title=f"{rows_per_call:,.0f} rows{size} returned per call"
-                  + (f" from {', '.join(tables)}" if tables else "") + f": {share:.1%} of database time",
-            table=tables[0] if len(tables) == 1 else None, queryids=[s.queryid], confidence="high",
-            effort="application",
-            advice=(f"The application receives {rows_per_call:,.0f} rows{size} on each of {s.calls:,} calls. "
+        findings.append(
+            Finding(
+                check=ID,
+                # The time at stake sets the severity; the finding predicts no saving.
+                severity=severity_from_saving(Saving(share_of_total_time=share)),
+                title=f"{rows_per_call:,.0f} rows{size} returned per call"
+                + (f" from {', '.join(tables)}" if tables else "")
+                + f": {share:.1%} of database time",
+                table=tables[0] if len(tables) == 1 else None,
+                queryids=[s.queryid],
+                confidence="high",
+                effort="application",
+                advice=(
+                    f"The application receives {rows_per_call:,.0f} rows{size} on each of {s.calls:,} calls. "
                     "Ask for less: paginate what a person reads (keyset: WHERE sort key < last seen ORDER BY "
                     "... LIMIT n), stream what a program processes (a server-side cursor, COPY ... TO STDOUT), "
                     "or aggregate in SQL what it reduces (GROUP BY, window functions) so that a few rows "
-                    "come back."),
-            evidence={"rows_per_call": round(rows_per_call, 1), "calls": s.calls, "row_width_bytes": width,
-                      "bytes_per_call": bytes_per_call, "share_of_total_time": round(share, 6),
-                      "mean_exec_time_ms": round(s.mean_exec_time_ms, 3), "query": s.query[:300]},
-        ))
+                    "come back."
+                ),
+                evidence={
+                    "rows_per_call": round(rows_per_call, 1),
+                    "calls": s.calls,
+                    "row_width_bytes": width,
+                    "bytes_per_call": bytes_per_call,
+                    "share_of_total_time": round(share, 6),
+                    "mean_exec_time_ms": round(s.mean_exec_time_ms, 3),
+                    "query": s.query[:300],
+                },
+            )
+        )
     return findings

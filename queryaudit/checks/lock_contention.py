@@ -77,6 +77,7 @@ only known when the holder's statements are logged (`log_statement` or
 `log_min_duration_statement`). From logs no predicted saving is given: the log
 has no database time to set the waits against.
 """
+
 from __future__ import annotations
 
 import re
@@ -117,13 +118,31 @@ _ = IDLE_BLOCKER_S  # documented above; the pattern rule lives in checks/_locks.
 _FOR_UPDATE = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?UPDATE\b", re.I)
 _SKIP = re.compile(r"\b(SKIP\s+LOCKED|NOWAIT)\b", re.I)
 _COUNTER = re.compile(r"\bSET\s+(\w+)\s*=\s*\1\s*[-+]", re.I)
-LABELS = {"hot-row": "Hot rows", "idle-blocker": "Waits behind a session idle in transaction",
-          "long-transaction": "Waits behind a long transaction", "ddl-queue": "DDL lock queue",
-          "fk-share": "Foreign key checks wait on parent rows", "advisory": "Advisory lock waits",
-          "table-lock": "Table lock waits", "deadlock": "Deadlocks"}
-CHECK = declare(ID, TITLE, family="locks", fix="application",
-                thresholds=("MIN_WAIT_SHARE", "MIN_WAIT_MS", "HIGH_WAIT_SHARE", "LOG_MEDIUM_WAITS",
-                            "LOG_HIGH_WAIT_MS", "HOT_ROWS", "IDLE_BLOCKER_S"))
+LABELS = {
+    "hot-row": "Hot rows",
+    "idle-blocker": "Waits behind a session idle in transaction",
+    "long-transaction": "Waits behind a long transaction",
+    "ddl-queue": "DDL lock queue",
+    "fk-share": "Foreign key checks wait on parent rows",
+    "advisory": "Advisory lock waits",
+    "table-lock": "Table lock waits",
+    "deadlock": "Deadlocks",
+}
+CHECK = declare(
+    ID,
+    TITLE,
+    family="locks",
+    fix="application",
+    thresholds=(
+        "MIN_WAIT_SHARE",
+        "MIN_WAIT_MS",
+        "HIGH_WAIT_SHARE",
+        "LOG_MEDIUM_WAITS",
+        "LOG_HIGH_WAIT_MS",
+        "HOT_ROWS",
+        "IDLE_BLOCKER_S",
+    ),
+)
 
 
 def run(snapshot: Snapshot) -> list[Finding]:
@@ -143,8 +162,15 @@ def run(snapshot: Snapshot) -> list[Finding]:
         for relation, pattern in groups:
             seen[relation].append(pattern)
         for (relation, pattern), waits in sorted(groups.items()):
-            finding = _finding(snapshot, facts, relation, pattern, waits, deadlocks.get(relation, []) if
-                               pattern == "deadlock" else [], sorted(seen[relation]))
+            finding = _finding(
+                snapshot,
+                facts,
+                relation,
+                pattern,
+                waits,
+                deadlocks.get(relation, []) if pattern == "deadlock" else [],
+                sorted(seen[relation]),
+            )
             if finding:
                 findings.append(finding)
     return findings
@@ -157,22 +183,37 @@ def _share(facts: LockFacts, relation: str) -> float:
     return sum(1 for t in facts.timeline if t.relations.get(relation)) / ticks
 
 
-def _finding(snapshot: Snapshot, facts: LockFacts, relation: str, pattern: str, waits: list[LockWait],
-             deadlocks: list[dict], patterns: list[str]) -> Finding | None:
+def _finding(
+    snapshot: Snapshot,
+    facts: LockFacts,
+    relation: str,
+    pattern: str,
+    waits: list[LockWait],
+    deadlocks: list[dict],
+    patterns: list[str],
+) -> Finding | None:
     wait_ms = sum(w.wait_ms for w in waits)
     share = _share(facts, relation) if facts.source == "sample" else None
     db_share = wait_ms / max(facts.db_time_ms, wait_ms) if facts.source == "sample" and facts.db_time_ms else None
     if facts.source == "sample":
         if share < MIN_WAIT_SHARE or wait_ms < MIN_WAIT_MS:
             return None
-        severity = ("high" if share >= HIGH_WAIT_SHARE or (db_share or 0) >= HIGH_WAIT_SHARE
-                    or pattern == "ddl-queue" else "medium")
+        severity = (
+            "high"
+            if share >= HIGH_WAIT_SHARE or (db_share or 0) >= HIGH_WAIT_SHARE or pattern == "ddl-queue"
+            else "medium"
+        )
     else:
         if not waits and not deadlocks:
             return None
         count = sum(w.samples for w in waits)
-        severity = ("high" if wait_ms >= LOG_HIGH_WAIT_MS else
-                    "medium" if count >= LOG_MEDIUM_WAITS or deadlocks or pattern == "ddl-queue" else "low")
+        severity = (
+            "high"
+            if wait_ms >= LOG_HIGH_WAIT_MS
+            else "medium"
+            if count >= LOG_MEDIUM_WAITS or deadlocks or pattern == "ddl-queue"
+            else "low"
+        )
 
     waiting = _rank(waits, lambda w: w.waiting)
     roots = _rank(waits, lambda w: w.root or w.blocking)
@@ -195,21 +236,40 @@ def _finding(snapshot: Snapshot, facts: LockFacts, relation: str, pattern: str, 
         "lock_modes": {m: round(ms, 1) for m, ms in _rank(waits, lambda w: w.mode)},
         "lock_types": {t: round(ms, 1) for t, ms in _rank(waits, lambda w: w.locktype)},
         "rows": sorted({r for w in waits for r in w.rows})[:20],
-        "blocking_statements": [{**describe(facts, k, snapshot), "wait_ms_caused": round(ms, 1),
-                                 "holds": sorted({m for w in waits if (w.root or w.blocking) == k
-                                                  for m in w.blocker_modes})}
-                                for k, ms in roots[:MAX_STATEMENTS]],
-        "direct_blockers": [{**describe(facts, k, snapshot), "wait_ms_caused": round(ms, 1)}
-                            for k, ms in direct[:MAX_STATEMENTS]],
-        "waiting_statements": [{**describe(facts, k, snapshot), "wait_ms": round(ms, 1),
-                                "share_of_db_time": of_db_time(ms),
-                                "modes": sorted({w.mode for w in waits if w.waiting == k})}
-                               for k, ms in waiting[:MAX_STATEMENTS]],
+        "blocking_statements": [
+            {
+                **describe(facts, k, snapshot),
+                "wait_ms_caused": round(ms, 1),
+                "holds": sorted({m for w in waits if (w.root or w.blocking) == k for m in w.blocker_modes}),
+            }
+            for k, ms in roots[:MAX_STATEMENTS]
+        ],
+        "direct_blockers": [
+            {**describe(facts, k, snapshot), "wait_ms_caused": round(ms, 1)} for k, ms in direct[:MAX_STATEMENTS]
+        ],
+        "waiting_statements": [
+            {
+                **describe(facts, k, snapshot),
+                "wait_ms": round(ms, 1),
+                "share_of_db_time": of_db_time(ms),
+                "modes": sorted({w.mode for w in waits if w.waiting == k}),
+            }
+            for k, ms in waiting[:MAX_STATEMENTS]
+        ],
         "root_blocker_states": sorted({e.root_state for e in chains if e.root_state}),
         "max_waiters": max((e.max_waiters for e in chains), default=0),
-        "chains": [{"root_pid": e.root_pid, "root_state": e.root_state, "first_ms": e.first_ms,
-                    "last_ms": e.last_ms, "wait_ms": e.wait_ms, "max_waiters": e.max_waiters, "tree": e.tree}
-                   for e in chains],
+        "chains": [
+            {
+                "root_pid": e.root_pid,
+                "root_state": e.root_state,
+                "first_ms": e.first_ms,
+                "last_ms": e.last_ms,
+                "wait_ms": e.wait_ms,
+                "max_waiters": e.max_waiters,
+                "tree": e.tree,
+            }
+            for e in chains
+        ],
     }
     if deadlocks:
         evidence["deadlocks"] = deadlocks[:MAX_CHAINS]
@@ -221,8 +281,9 @@ def _finding(snapshot: Snapshot, facts: LockFacts, relation: str, pattern: str, 
     top_root = describe(facts, roots[0][0], snapshot) if roots else None
     label = LABELS[pattern]
     if facts.source == "sample":
-        title = (f"{label} on {relation}: {wait_ms / 1000:.1f} s waited in a {facts.window_s:g} s sample"
-                 + (f" ({db_share:.0%} of database time)" if db_share is not None else f" ({share:.0%} of the time)"))
+        title = f"{label} on {relation}: {wait_ms / 1000:.1f} s waited in a {facts.window_s:g} s sample" + (
+            f" ({db_share:.0%} of database time)" if db_share is not None else f" ({share:.0%} of the time)"
+        )
     else:
         title = f"{label} on {relation} in the log: {evidence.get('logged_waits', 0)} waits, {wait_ms / 1000:.1f} s"
         if deadlocks:
@@ -233,14 +294,24 @@ def _finding(snapshot: Snapshot, facts: LockFacts, relation: str, pattern: str, 
     saving = None
     if db_share is not None:
         saving = saving_from_share(wait_ms, 1.0, max(facts.db_time_ms, wait_ms), 0)
-        evidence["saving_method"] = ("sampled lock wait of the waiting statements / database time sampled in the "
-                                     "same window (active sessions per tick): the fix removes at most the wait")
+        evidence["saving_method"] = (
+            "sampled lock wait of the waiting statements / database time sampled in the "
+            "same window (active sessions per tick): the fix removes at most the wait"
+        )
     table = relation if snapshot.table(relation) or "." in relation and not relation.startswith("(") else None
     return Finding(
-        check=ID, severity=severity, title=title, table=table,
+        check=ID,
+        severity=severity,
+        title=title,
+        table=table,
         queryids=real_queryids(facts, [k for k, _ in waiting] + [k for k, _ in roots] + [k for k, _ in direct]),
-        fix_sql=fix_sql, advice=advice, confidence="high" if facts.source == "sample" else "medium",
-        effort="application", evidence=evidence, key=f"{relation}|{pattern}", predicted_saving=saving,
+        fix_sql=fix_sql,
+        advice=advice,
+        confidence="high" if facts.source == "sample" else "medium",
+        effort="application",
+        evidence=evidence,
+        key=f"{relation}|{pattern}",
+        predicted_saving=saving,
     )
 
 
@@ -257,83 +328,119 @@ def _texts(facts: LockFacts, waits: list[LockWait]) -> list[str]:
     return [facts.statement(w.waiting).query for w in waits if facts.statement(w.waiting)]
 
 
-def _pattern_evidence(snapshot: Snapshot, facts: LockFacts, pattern: str, relation: str,
-                      waits: list[LockWait]) -> dict:
+def _pattern_evidence(snapshot: Snapshot, facts: LockFacts, pattern: str, relation: str, waits: list[LockWait]) -> dict:
     if pattern == "hot-row":
         per_row: dict[str, int] = defaultdict(int)
         for w in waits:
             for row, n in (w.row_samples or {r: 1 for r in w.rows}).items():
                 per_row[row] += n
-        texts = _texts(facts, waits) + [facts.statement(w.blocking).query for w in waits
-                                        if facts.statement(w.blocking)]
-        variant = ("queue" if any(_FOR_UPDATE.search(t) and not _SKIP.search(t) for t in texts) else
-                   "counter" if any(_COUNTER.search(t) for t in texts) else "row")
+        texts = _texts(facts, waits) + [facts.statement(w.blocking).query for w in waits if facts.statement(w.blocking)]
+        variant = (
+            "queue"
+            if any(_FOR_UPDATE.search(t) and not _SKIP.search(t) for t in texts)
+            else "counter"
+            if any(_COUNTER.search(t) for t in texts)
+            else "row"
+        )
         ranked = sorted(per_row.items(), key=lambda kv: -kv[1])
-        return {"hot_rows": [{"row": r, "waits": n} for r, n in ranked[:HOT_ROWS]],
-                "distinct_rows": len(per_row), "row_waits": sum(per_row.values()), "variant": variant}
+        return {
+            "hot_rows": [{"row": r, "waits": n} for r, n in ranked[:HOT_ROWS]],
+            "distinct_rows": len(per_row),
+            "row_waits": sum(per_row.values()),
+            "variant": variant,
+        }
     if pattern == "idle-blocker":
-        return {"root_idle_in_transaction_s": round(max(w.root_idle_s for w in waits), 3),
-                "idle_threshold_s": IDLE_BLOCKER_S}
+        return {
+            "root_idle_in_transaction_s": round(max(w.root_idle_s for w in waits), 3),
+            "idle_threshold_s": IDLE_BLOCKER_S,
+        }
     if pattern == "long-transaction":
-        return {"root_transaction_age_s": round(max(w.root_xact_age_s for w in waits), 3),
-                "threshold_s": facts.long_transaction_s}
+        return {
+            "root_transaction_age_s": round(max(w.root_xact_age_s for w in waits), 3),
+            "threshold_s": facts.long_transaction_s,
+        }
     if pattern == "ddl-queue":
         ddl = sorted({w.waiting for w in waits if is_ddl_wait(facts, w.waiting, w.mode)})
-        return {"ddl_statements": [describe(facts, k, snapshot) for k in ddl],
-                "queued_behind_ddl": len({w.waiting for w in waits if w.blocking in ddl} - set(ddl)),
-                "ddl_waited_behind": sorted({facts.statement(w.blocking).query for w in waits
-                                             if w.waiting in ddl and facts.statement(w.blocking)})}
+        return {
+            "ddl_statements": [describe(facts, k, snapshot) for k in ddl],
+            "queued_behind_ddl": len({w.waiting for w in waits if w.blocking in ddl} - set(ddl)),
+            "ddl_waited_behind": sorted(
+                {facts.statement(w.blocking).query for w in waits if w.waiting in ddl and facts.statement(w.blocking)}
+            ),
+        }
     if pattern == "fk-share":
         children = sorted({t for t in (write_target(q) for q in _texts(facts, waits)) if t})
-        return {"parent_table": relation, "child_tables": children,
-                "foreign_keys": [n for c in children for n in foreign_keys_between(snapshot, c, relation)],
-                "root_idle_in_transaction_s": round(max(w.root_idle_s for w in waits), 3),
-                "root_transaction_age_s": round(max(w.root_xact_age_s for w in waits), 3)}
+        return {
+            "parent_table": relation,
+            "child_tables": children,
+            "foreign_keys": [n for c in children for n in foreign_keys_between(snapshot, c, relation)],
+            "root_idle_in_transaction_s": round(max(w.root_idle_s for w in waits), 3),
+            "root_transaction_age_s": round(max(w.root_xact_age_s for w in waits), 3),
+        }
     if pattern == "advisory":
         return {"keys": sorted({r for w in waits for r in w.rows})[:20]}
     return {}
 
 
-def _advice(snapshot: Snapshot, facts: LockFacts, pattern: str, relation: str,
-            evidence: dict) -> tuple[str, str | None]:
+def _advice(
+    snapshot: Snapshot, facts: LockFacts, pattern: str, relation: str, evidence: dict
+) -> tuple[str, str | None]:
     waiter = short((evidence["waiting_statements"] or [{}])[0].get("query"), 70)
     if pattern == "hot-row":
         rows = evidence["hot_rows"]
         top = sum(r["waits"] for r in rows[:3])
-        lines = [f"Writers queue on few rows of {relation}: {evidence['distinct_rows']} rows took "
-                 f"{evidence['row_waits']} waits ({top} on the top {min(3, len(rows))}). Keep the transaction "
-                 f"around `{waiter}` short (nothing slow between the update and COMMIT), update the hot row last "
-                 "in the transaction so its lock is held for the shortest time, and batch the increments or "
-                 "shard the counter into several rows summed on read."]
+        lines = [
+            f"Writers queue on few rows of {relation}: {evidence['distinct_rows']} rows took "
+            f"{evidence['row_waits']} waits ({top} on the top {min(3, len(rows))}). Keep the transaction "
+            f"around `{waiter}` short (nothing slow between the update and COMMIT), update the hot row last "
+            "in the transaction so its lock is held for the shortest time, and batch the increments or "
+            "shard the counter into several rows summed on read."
+        ]
         if evidence["variant"] == "queue":
-            lines.append("Workers lock the same rows with SELECT ... FOR UPDATE: use FOR UPDATE SKIP LOCKED so "
-                         "each takes a different row.")
+            lines.append(
+                "Workers lock the same rows with SELECT ... FOR UPDATE: use FOR UPDATE SKIP LOCKED so "
+                "each takes a different row."
+            )
         return " ".join(lines), None
     if pattern == "idle-blocker":
-        fix = (alter_database_sql(snapshot, "idle_in_transaction_session_timeout", "60s")
-               if setting_is_off(facts, "idle_in_transaction_session_timeout") else None)
-        return (f"The blocking session sat idle inside its transaction for up to "
-                f"{evidence['root_idle_in_transaction_s']:.1f} s while others waited: commit before network calls "
-                "or user think time, and set idle_in_transaction_session_timeout."), fix
+        fix = (
+            alter_database_sql(snapshot, "idle_in_transaction_session_timeout", "60s")
+            if setting_is_off(facts, "idle_in_transaction_session_timeout")
+            else None
+        )
+        return (
+            f"The blocking session sat idle inside its transaction for up to "
+            f"{evidence['root_idle_in_transaction_s']:.1f} s while others waited: commit before network calls "
+            "or user think time, and set idle_in_transaction_session_timeout."
+        ), fix
     if pattern == "long-transaction":
-        return (f"The blocking transaction was open {evidence['root_transaction_age_s']:.0f} s: shorten it (move "
-                "slow work out, split it into batches) and bound it with statement_timeout (and "
-                "transaction_timeout on PostgreSQL 17+) for its role."), None
+        return (
+            f"The blocking transaction was open {evidence['root_transaction_age_s']:.0f} s: shorten it (move "
+            "slow work out, split it into batches) and bound it with statement_timeout (and "
+            "transaction_timeout on PostgreSQL 17+) for its role."
+        ), None
     if pattern == "ddl-queue":
-        return (f"DDL on {relation} waited for its lock behind a running transaction and queued every later "
-                "session behind it: run DDL with a short lock_timeout (SET lock_timeout = '2s') and retry, "
-                "after ending long transactions on the table."), \
-            "SET lock_timeout = '2s';  -- in the migration session, before the DDL; retry the DDL when it times out"
+        return (
+            f"DDL on {relation} waited for its lock behind a running transaction and queued every later "
+            "session behind it: run DDL with a short lock_timeout (SET lock_timeout = '2s') and retry, "
+            "after ending long transactions on the table."
+        ), "SET lock_timeout = '2s';  -- in the migration session, before the DDL; retry the DDL when it times out"
     if pattern == "fk-share":
-        return (f"Writes to {', '.join(evidence['child_tables']) or 'a child table'} check their foreign key by "
-                f"locking the referenced row of {relation} FOR KEY SHARE, and waited for transactions holding that "
-                "row FOR UPDATE, deleting it or changing its key: lock parent rows FOR NO KEY UPDATE, do not "
-                "update their key columns, and keep the transactions that update them short."), None
+        return (
+            f"Writes to {', '.join(evidence['child_tables']) or 'a child table'} check their foreign key by "
+            f"locking the referenced row of {relation} FOR KEY SHARE, and waited for transactions holding that "
+            "row FOR UPDATE, deleting it or changing its key: lock parent rows FOR NO KEY UPDATE, do not "
+            "update their key columns, and keep the transactions that update them short."
+        ), None
     if pattern == "advisory":
-        return (f"Sessions queued on {len(evidence['keys'])} advisory lock key(s) (evidence.keys): take them with "
-                "pg_try_advisory_lock (or under a lock_timeout) instead of waiting, prefer pg_advisory_xact_lock "
-                "(released at commit), and keep the locked section short."), None
+        return (
+            f"Sessions queued on {len(evidence['keys'])} advisory lock key(s) (evidence.keys): take them with "
+            "pg_try_advisory_lock (or under a lock_timeout) instead of waiting, prefer pg_advisory_xact_lock "
+            "(released at commit), and keep the locked section short."
+        ), None
     if pattern == "deadlock":
-        return ("Deadlocks: take row and table locks in one consistent order in every transaction "
-                "(for example by primary key)."), None
+        return (
+            "Deadlocks: take row and table locks in one consistent order in every transaction "
+            "(for example by primary key)."
+        ), None
     return "Shorten the blocking transactions: do slow work before or after them, not inside.", None

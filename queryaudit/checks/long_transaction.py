@@ -36,6 +36,7 @@ Maintenance run on purpose (a `pg_dump`, a planned batch) is long by design: exc
 by role or application name when reading the report. Autovacuum and other background
 workers are not reported.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -65,27 +66,47 @@ def run(snapshot: Snapshot) -> list[Finding]:
                 continue
             if obs.waited_on_lock and not obs.blocked_ms:
                 continue  # a victim of lock-contention, reported there
-            severity = ("high" if obs.blocked_ms > 0 or obs.max_age_s >= HIGH_AGE_S else
-                        "medium" if obs.max_age_s >= MEDIUM_AGE_S or obs.holds_xid else "low")
+            severity = (
+                "high"
+                if obs.blocked_ms > 0 or obs.max_age_s >= HIGH_AGE_S
+                else "medium"
+                if obs.max_age_s >= MEDIUM_AGE_S or obs.holds_xid
+                else "low"
+            )
             stmt = describe(facts, obs.statement, snapshot)
             who = obs.application_name or obs.usename or f"pid {obs.pid}"
-            findings.append(Finding(
-                check=ID, severity=severity,
-                title=f"Transaction open {obs.max_age_s:.0f} s ({who}), last statement: "
-                      f"{' '.join((stmt['query'] or '?').split())[:60]}",
-                queryids=real_queryids(facts, [obs.statement]),
-                advice="Keep the transaction short: move slow work out of it or split it into batches; bound it "
-                       "with statement_timeout (and transaction_timeout on PostgreSQL 17+) for its role.",
-                confidence="high", effort="application",
-                evidence={**transaction_evidence(facts, obs), "last_statement": stmt},
-                key=f"{obs.usename}|{obs.application_name}|{obs.statement}",
-            ))
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity,
+                    title=f"Transaction open {obs.max_age_s:.0f} s ({who}), last statement: "
+                    f"{' '.join((stmt['query'] or '?').split())[:60]}",
+                    queryids=real_queryids(facts, [obs.statement]),
+                    advice="Keep the transaction short: move slow work out of it or split it into batches; bound it "
+                    "with statement_timeout (and transaction_timeout on PostgreSQL 17+) for its role.",
+                    confidence="high",
+                    effort="application",
+                    evidence={**transaction_evidence(facts, obs), "last_statement": stmt},
+                    key=f"{obs.usename}|{obs.application_name}|{obs.statement}",
+                )
+            )
     return findings
 
 
 def transaction_evidence(facts: LockFacts, obs: TransactionObservation) -> dict:
-    return {"pid": obs.pid, "usename": obs.usename, "application_name": obs.application_name,
-            "xact_start": obs.xact_start, "age_s": obs.max_age_s, "state": obs.last_state,
-            "idle_in_transaction_s": obs.max_idle_in_transaction_s, "holds_xid": obs.holds_xid,
-            "holds_xmin": obs.holds_xmin, "held_locks": obs.held_locks, "blocked_others_ms": obs.blocked_ms,
-            "threshold_s": facts.long_transaction_s, "window_s": facts.window_s, "source": facts.source}
+    return {
+        "pid": obs.pid,
+        "usename": obs.usename,
+        "application_name": obs.application_name,
+        "xact_start": obs.xact_start,
+        "age_s": obs.max_age_s,
+        "state": obs.last_state,
+        "idle_in_transaction_s": obs.max_idle_in_transaction_s,
+        "holds_xid": obs.holds_xid,
+        "holds_xmin": obs.holds_xmin,
+        "held_locks": obs.held_locks,
+        "blocked_others_ms": obs.blocked_ms,
+        "threshold_s": facts.long_transaction_s,
+        "window_s": facts.window_s,
+        "source": facts.source,
+    }

@@ -26,6 +26,7 @@ exclusive share of the statement x the statement's share of total time).
 ## Known false positives
 When most rows of the lossy pages match anyway, the recheck costs little.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -58,18 +59,27 @@ def run(snapshot: Snapshot) -> list[Finding]:
             table = table_for(snapshot, node)
             saving = captured.saving(snapshot, captured.plan.share(node))
             work_mem = work_mem_for((exact + lossy) * BYTES_PER_EXACT_PAGE / 1024)
-            findings.append(Finding(
-                check=ID, severity=severity_for(saving),
-                title=f"Bitmap scan of {table.qualified_name if table else node.relation} went lossy on "
-                      f"{lossy:,} pages",
-                table=table.qualified_name if table else None, queryids=[captured.queryid],
-                fix_sql=scoped_work_mem_sql(work_mem),
-                advice=f"give this statement work_mem = {work_mem}, or a more selective index",
-                predicted_saving=saving, confidence="medium", effort="config",
-                evidence={**node_evidence(captured, node, snapshot), "lossy_heap_blocks": lossy,
-                          "exact_heap_blocks": exact,
-                          "rows_removed_by_index_recheck": node.rows_removed_by_index_recheck,
-                          "suggested_work_mem": work_mem},
-                key=f"{ID}|{captured.queryid}|{node.path}",
-            ))
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity_for(saving),
+                    title=f"Bitmap scan of {table.qualified_name if table else node.relation} went lossy on "
+                    f"{lossy:,} pages",
+                    table=table.qualified_name if table else None,
+                    queryids=[captured.queryid],
+                    fix_sql=scoped_work_mem_sql(work_mem),
+                    advice=f"give this statement work_mem = {work_mem}, or a more selective index",
+                    predicted_saving=saving,
+                    confidence="medium",
+                    effort="config",
+                    evidence={
+                        **node_evidence(captured, node, snapshot),
+                        "lossy_heap_blocks": lossy,
+                        "exact_heap_blocks": exact,
+                        "rows_removed_by_index_recheck": node.rows_removed_by_index_recheck,
+                        "suggested_work_mem": work_mem,
+                    },
+                    key=f"{ID}|{captured.queryid}|{node.path}",
+                )
+            )
     return findings

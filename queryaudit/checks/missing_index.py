@@ -58,6 +58,7 @@ when the plan capture found them; a statement whose values vary widely gains mor
 some than for others. Without HypoPG the saving comes from the
 table's statistics and is only an estimate.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -83,73 +84,126 @@ def run(snapshot: Snapshot) -> list[Finding]:
         statement_ms = sum(s.total_exec_time_ms for s in statements)
         sized = {r["queryid"]: {"method": "hypopg", **r} for r in sizings.get(proposed.name) or []}
         for e in proposed.statements:  # without HypoPG: the representative plan's own scan
-            if e.queryid not in sized and proposed.columns and \
-                    (found := plan_sizing(snapshot, proposed.table, proposed.columns[0], e.queryid)) is not None:
+            if (
+                e.queryid not in sized
+                and proposed.columns
+                and (found := plan_sizing(snapshot, proposed.table, proposed.columns[0], e.queryid)) is not None
+            ):
                 sized[e.queryid] = found
         fractions = {e.queryid: _fraction(e, sized.get(e.queryid)) for e in proposed.statements}
         if sized and not any(fractions.values()):
             continue  # with the values the workload runs, no statement would use it
-        saving_ms = sum(by_id[q].total_exec_time_ms * f for q, f in fractions.items() if q in by_id) if sized \
+        saving_ms = (
+            sum(by_id[q].total_exec_time_ms * f for q, f in fractions.items() if q in by_id)
+            if sized
             else proposed.saving_ms
-        saving = saving_from_share(statement_ms, saving_ms / statement_ms if statement_ms else 0.0,
-                                   snapshot.total_exec_time_ms, sum(s.calls for s in statements))
+        )
+        saving = saving_from_share(
+            statement_ms,
+            saving_ms / statement_ms if statement_ms else 0.0,
+            snapshot.total_exec_time_ms,
+            sum(s.calls for s in statements),
+        )
         lead = proposed.statements[0]
         before = {k: v for k, v in (("cost", lead.cost_before), ("ms", lead.ms_before)) if v is not None}
         after = {k: v for k, v in (("cost", lead.cost_after), ("ms", lead.ms_after)) if v is not None}
         if lead.queryid in sized:  # the costs with the workload's values, not the generic plan's
             lead_sized = sized[lead.queryid]
-            before, after = ({"cost": lead_sized["cost_before"]}, {"cost": lead_sized["cost_after"]}) \
-                if lead_sized["method"] == "hypopg" else ({}, {})
+            before, after = (
+                ({"cost": lead_sized["cost_before"]}, {"cost": lead_sized["cost_after"]})
+                if lead_sized["method"] == "hypopg"
+                else ({}, {})
+            )
         verified = proposed.verification in ("hypothetical", "real")
-        detail = {"hypothetical": f"HypoPG {advice.hypopg_version}: generic plans re-planned with the index",
-                  "real": "built for real in a rolled-back transaction, EXPLAIN ANALYZE before and after",
-                  # HypoPG's install hint is said once, in the report's method section.
-                  "none": "estimated from the plan and pg_stats, not verified (no HypoPG: see the method section)"}[
-            proposed.verification]
-        what = ", ".join(proposed.columns) + (f" INCLUDE ({', '.join(proposed.include)})" if proposed.include else "") \
+        detail = {
+            "hypothetical": f"HypoPG {advice.hypopg_version}: generic plans re-planned with the index",
+            "real": "built for real in a rolled-back transaction, EXPLAIN ANALYZE before and after",
+            # HypoPG's install hint is said once, in the report's method section.
+            "none": "estimated from the plan and pg_stats, not verified (no HypoPG: see the method section)",
+        }[proposed.verification]
+        what = (
+            ", ".join(proposed.columns)
+            + (f" INCLUDE ({', '.join(proposed.include)})" if proposed.include else "")
             + (f" WHERE {proposed.predicate}" if proposed.predicate else "")
+        )
         n = len(proposed.statements)
         if sized:
             detail += "; sized on the values the workload runs: " + "; ".join(
-                f"{', '.join(map(str, r['values']))}: " + (
-                    f"HypoPG cost {r['cost_before']:g} -> {r['cost_after']:g}" if r["method"] == "hypopg" else
-                    f"its scan keeps {r['rows_kept']:,.0f} of {r['rows_read']:,.0f} rows")
-                + ("" if r["uses_index"] else " (not used)") for r in sized.values())
+                f"{', '.join(map(str, r['values']))}: "
+                + (
+                    f"HypoPG cost {r['cost_before']:g} -> {r['cost_after']:g}"
+                    if r["method"] == "hypopg"
+                    else f"its scan keeps {r['rows_kept']:,.0f} of {r['rows_read']:,.0f} rows"
+                )
+                + ("" if r["uses_index"] else " (not used)")
+                for r in sized.values()
+            )
         cut = max(fractions.values())
         if proposed.verification == "real":  # built and timed: the title says what was measured
-            cut = max((1 - e.ms_after / e.ms_before for e in proposed.statements
-                       if e.ms_before and e.ms_after is not None), default=cut)
+            cut = max(
+                (1 - e.ms_after / e.ms_before for e in proposed.statements if e.ms_before and e.ms_after is not None),
+                default=cut,
+            )
         # 99.9 % is not written as 100 %: the statements still take some time
         cut_text = f"{cut:.0%}" if cut < 0.99 else f"{min(cut, 0.999):.1%}"
-        findings.append(Finding(
-            check=ID, severity=severity_from_saving(saving),
-            title=f"Index on {proposed.table} ({what}) would cut {n} statement{'s' if n > 1 else ''} "
-                  f"by {cut_text}" + (" (sized on the workload's values)" if sized else ""),
-            table=proposed.table, columns=list(proposed.columns), queryids=[e.queryid for e in proposed.statements],
-            fix_sql=proposed.create_sql, predicted_saving=saving, confidence="high" if verified else "low",
-            effort="index", advice=" ".join(filter(None, (
-                f"{proposed.table} has never been analyzed: ANALYZE is due (the fix runs it first)"
-                if proposed.analyze_due else None,))) or None,
-            verification=Verification(method=proposed.verification, before=before, after=after, detail=detail),
-            key=f"{proposed.table}|{','.join(proposed.columns)}|{','.join(proposed.include)}|"
+        findings.append(
+            Finding(
+                check=ID,
+                severity=severity_from_saving(saving),
+                title=f"Index on {proposed.table} ({what}) would cut {n} statement{'s' if n > 1 else ''} "
+                f"by {cut_text}" + (" (sized on the workload's values)" if sized else ""),
+                table=proposed.table,
+                columns=list(proposed.columns),
+                queryids=[e.queryid for e in proposed.statements],
+                fix_sql=proposed.create_sql,
+                predicted_saving=saving,
+                confidence="high" if verified else "low",
+                effort="index",
+                advice=" ".join(
+                    filter(
+                        None,
+                        (
+                            f"{proposed.table} has never been analyzed: ANALYZE is due (the fix runs it first)"
+                            if proposed.analyze_due
+                            else None,
+                        ),
+                    )
+                )
+                or None,
+                verification=Verification(method=proposed.verification, before=before, after=after, detail=detail),
+                key=f"{proposed.table}|{','.join(proposed.columns)}|{','.join(proposed.include)}|"
                 f"{proposed.predicate or ''}",
-            evidence={
-                "index_name": proposed.name, "include": proposed.include, "predicate": proposed.predicate,
-                "reasons": proposed.reasons, "size_bytes": proposed.size_bytes, "size_source": proposed.size_source,
-                "descending": proposed.descending, "analyze_due": proposed.analyze_due,
-                "write_penalty_ms": proposed.write_penalty_ms, "saving_ms": proposed.saving_ms,
-                "threshold": advice.threshold,
-                # Each statement planned with and without the index for the values its plan
-                # capture found closest to the workload (queryaudit/verify/index_sizing.py).
-                "workload_sizing": list(sized.values()),
-                "statements": [{"queryid": e.queryid,
-                                "query": by_id[e.queryid].query[:QUERY_CHARS] if e.queryid in by_id else None,
-                                "cost_before": e.cost_before, "cost_after": e.cost_after,
-                                "ms_before": e.ms_before, "ms_after": e.ms_after,
-                                "fraction_removed": fractions[e.queryid], "saving_ms": e.saving_ms}
-                               for e in proposed.statements],
-            },
-        ))
+                evidence={
+                    "index_name": proposed.name,
+                    "include": proposed.include,
+                    "predicate": proposed.predicate,
+                    "reasons": proposed.reasons,
+                    "size_bytes": proposed.size_bytes,
+                    "size_source": proposed.size_source,
+                    "descending": proposed.descending,
+                    "analyze_due": proposed.analyze_due,
+                    "write_penalty_ms": proposed.write_penalty_ms,
+                    "saving_ms": proposed.saving_ms,
+                    "threshold": advice.threshold,
+                    # Each statement planned with and without the index for the values its plan
+                    # capture found closest to the workload (queryaudit/verify/index_sizing.py).
+                    "workload_sizing": list(sized.values()),
+                    "statements": [
+                        {
+                            "queryid": e.queryid,
+                            "query": by_id[e.queryid].query[:QUERY_CHARS] if e.queryid in by_id else None,
+                            "cost_before": e.cost_before,
+                            "cost_after": e.cost_after,
+                            "ms_before": e.ms_before,
+                            "ms_after": e.ms_after,
+                            "fraction_removed": fractions[e.queryid],
+                            "saving_ms": e.saving_ms,
+                        }
+                        for e in proposed.statements
+                    ],
+                },
+            )
+        )
     return findings
 
 

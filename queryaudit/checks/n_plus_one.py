@@ -64,6 +64,7 @@ Two unrelated statements whose call counts happen to line up; the foreign-key li
 between them makes that unlikely, and confidence is lower without one. A loop that
 is bounded by design (a handful of rows, always) costs little: the severity stays low.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,17 +89,38 @@ PROBE_OVERHEAD_SHARE = 0.5
 MEDIUM_ROUND_TRIPS = 10_000
 # Logs: latency one loop adds to its request (round trips x round-trip time + server time saved).
 HIGH_LOOP_MS, MEDIUM_LOOP_MS = 100.0, 10.0
-CHECK = declare(ID, TITLE, family="workload", fix="rewrite",
-                thresholds=("MIN_CHILD_CALLS", "MIN_CALLS_PER_PARENT", "ROWS_TOLERANCE", "MAX_ROWS_PER_CALL",
-                            "PROBE_OVERHEAD_SHARE", "MEDIUM_ROUND_TRIPS", "HIGH_LOOP_MS", "MEDIUM_LOOP_MS",
-                            "MIN_EXECUTIONS", "MIN_REPEATS", "ROUND_TRIP_MS", "MIN_LAZY_LOADS"))
+CHECK = declare(
+    ID,
+    TITLE,
+    family="workload",
+    fix="rewrite",
+    thresholds=(
+        "MIN_CHILD_CALLS",
+        "MIN_CALLS_PER_PARENT",
+        "ROWS_TOLERANCE",
+        "MAX_ROWS_PER_CALL",
+        "PROBE_OVERHEAD_SHARE",
+        "MEDIUM_ROUND_TRIPS",
+        "HIGH_LOOP_MS",
+        "MEDIUM_LOOP_MS",
+        "MIN_EXECUTIONS",
+        "MIN_REPEATS",
+        "ROUND_TRIP_MS",
+        "MIN_LAZY_LOADS",
+    ),
+)
 
 
 def _key_kind(snapshot: Snapshot, table: str, columns: list[str]) -> str | None:
     cols = set(columns)
     for index in snapshot.indexes_of(table):
-        if index.is_unique and index.is_valid and index.predicate is None and index.columns \
-                and set(index.columns) <= cols:
+        if (
+            index.is_unique
+            and index.is_valid
+            and index.predicate is None
+            and index.columns
+            and set(index.columns) <= cols
+        ):
             return "primary key" if index.is_primary else "unique key"
     for fk in snapshot.foreign_keys:
         if fk.table == table and set(fk.columns) == cols:
@@ -118,12 +140,20 @@ def _link(snapshot: Snapshot, parent: Statement, table: str, shape: Lookup) -> t
         if len(fk.columns) != 1:
             continue
         # parent row -> its referenced child (orders.customer_id -> customers.id)
-        if fk.ref_table == table and fk.ref_columns == [column] and fk.table in parent_tables \
-                and fk.columns[0] in outputs:
+        if (
+            fk.ref_table == table
+            and fk.ref_columns == [column]
+            and fk.table in parent_tables
+            and fk.columns[0] in outputs
+        ):
             return fk.columns[0], column
         # parent row -> the children referencing it (authors.id <- books.author_id)
-        if fk.table == table and fk.columns == [column] and fk.ref_table in parent_tables \
-                and fk.ref_columns[0] in outputs:
+        if (
+            fk.table == table
+            and fk.columns == [column]
+            and fk.ref_table in parent_tables
+            and fk.ref_columns[0] in outputs
+        ):
             return fk.ref_columns[0], column
     if column in outputs and table not in parent_tables:
         return column, column
@@ -179,13 +209,20 @@ def _log_severity(share: float, saved_per_run_ms: float) -> str:
 
 
 def _statement_evidence(s: Statement) -> dict:
-    return {"queryid": s.queryid, "query": s.query, "calls": s.calls, "rows": s.rows,
-            "total_exec_time_ms": round(s.total_exec_time_ms, 3), "mean_exec_time_ms": round(s.mean_exec_time_ms, 4),
-            "toplevel": s.toplevel}
+    return {
+        "queryid": s.queryid,
+        "query": s.query,
+        "calls": s.calls,
+        "rows": s.rows,
+        "total_exec_time_ms": round(s.total_exec_time_ms, 3),
+        "mean_exec_time_ms": round(s.mean_exec_time_ms, 4),
+        "toplevel": s.toplevel,
+    }
 
 
-def rewrites(child_query: str, shape: Lookup, table: str, parent_query: str | None,
-             link: tuple[str, str] | None) -> dict:
+def rewrites(
+    child_query: str, shape: Lookup, table: str, parent_query: str | None, link: tuple[str, str] | None
+) -> dict:
     out = {}
     if len(shape.columns) == 1:
         batched = batched_rewrite(child_query, shape.columns[0])
@@ -200,13 +237,20 @@ def rewrites(child_query: str, shape: Lookup, table: str, parent_query: str | No
 
 def _advice(shape: Lookup, in_function: bool, rewritten: dict) -> str:
     if in_function:
-        return ("The lookups run in a loop inside a function (toplevel = false): replace the FOR ... LOOP by one "
-                "set-based statement joining the two tables.")
-    how = f"`WHERE {shape.columns[0]} = ANY($1)` with the keys the parent returned" \
-        if len(shape.columns) == 1 else "a join with the parent"
-    return (f"Fetch the rows of {shape.table} once per parent statement: {how} (evidence.batched_query"
-            f"{', evidence.join_query' if 'join_query' in rewritten else ''}); with an ORM, load the relationship "
-            "eagerly (SQLAlchemy selectinload / joinedload).")
+        return (
+            "The lookups run in a loop inside a function (toplevel = false): replace the FOR ... LOOP by one "
+            "set-based statement joining the two tables."
+        )
+    how = (
+        f"`WHERE {shape.columns[0]} = ANY($1)` with the keys the parent returned"
+        if len(shape.columns) == 1
+        else "a join with the parent"
+    )
+    return (
+        f"Fetch the rows of {shape.table} once per parent statement: {how} (evidence.batched_query"
+        f"{', evidence.join_query' if 'join_query' in rewritten else ''}); with an ORM, load the relationship "
+        "eagerly (SQLAlchemy selectinload / joinedload)."
+    )
 
 
 def from_statements(snapshot: Snapshot) -> list[Finding]:
@@ -236,24 +280,37 @@ def from_statements(snapshot: Snapshot) -> list[Finding]:
         rewritten = rewrites(child.query, shape, table, parent.query if parent else None, link)
         per_parent = child.calls / parent.calls if parent else None
         where = " inside a function" if in_function else ""
-        title = (f"N+1{where}: {child.calls} lookups of {table} by {', '.join(shape.columns)} ({key_kind})"
-                 + (f", {per_parent:.0f} per execution of another statement" if per_parent else ""))
+        title = f"N+1{where}: {child.calls} lookups of {table} by {', '.join(shape.columns)} ({key_kind})" + (
+            f", {per_parent:.0f} per execution of another statement" if per_parent else ""
+        )
         evidence = {
-            "source": ["pg_stat_statements"], "key_kind": key_kind, "child": _statement_evidence(child),
+            "source": ["pg_stat_statements"],
+            "key_kind": key_kind,
+            "child": _statement_evidence(child),
             "parent": _statement_evidence(parent) if parent else None,
             "calls_per_parent_call": round(per_parent, 2) if per_parent else None,
             "child_calls_per_parent_row": round(child.calls / parent.rows, 3) if parent and parent.rows else None,
             "linked_by": ({"parent_column": link[0], "child_column": link[1]} if link else None),
-            "round_trips_saved": round_trips, "fraction_of_child_time_removed": round(fraction, 3),
+            "round_trips_saved": round_trips,
+            "fraction_of_child_time_removed": round(fraction, 3),
             **rewritten,
         }
-        findings.append(Finding(
-            check=ID, severity=_severity(saving.share_of_total_time, round_trips), title=title, table=table,
-            columns=list(shape.columns), queryids=[child.queryid] + ([parent.queryid] if parent else []),
-            advice=_advice(shape, in_function, rewritten), predicted_saving=saving,
-            confidence="high" if link else ("medium" if parent else "low"), effort="application",
-            evidence=evidence, key=f"{table}|{fingerprint(child.query) or child.queryid}",
-        ))
+        findings.append(
+            Finding(
+                check=ID,
+                severity=_severity(saving.share_of_total_time, round_trips),
+                title=title,
+                table=table,
+                columns=list(shape.columns),
+                queryids=[child.queryid] + ([parent.queryid] if parent else []),
+                advice=_advice(shape, in_function, rewritten),
+                predicted_saving=saving,
+                confidence="high" if link else ("medium" if parent else "low"),
+                effort="application",
+                evidence=evidence,
+                key=f"{table}|{fingerprint(child.query) or child.queryid}",
+            )
+        )
     return findings
 
 
@@ -276,10 +333,17 @@ def from_logs(snapshot: Snapshot, findings: list[Finding]) -> list[Finding]:
     out = []
     for pattern in logs.n_plus_one:
         shape = lookup_shape(pattern.query)
-        evidence = {"runs": pattern.runs, "executions": pattern.executions, "total_ms": round(pattern.total_ms, 3),
-                    "longest_run": pattern.max_run, "example_session": pattern.example_session,
-                    "example_parameters": pattern.example_parameters, "first_seen": pattern.first_seen,
-                    "last_seen": pattern.last_seen, "parent_query": pattern.parent_query}
+        evidence = {
+            "runs": pattern.runs,
+            "executions": pattern.executions,
+            "total_ms": round(pattern.total_ms, 3),
+            "longest_run": pattern.max_run,
+            "example_session": pattern.example_session,
+            "example_parameters": pattern.example_parameters,
+            "first_seen": pattern.first_seen,
+            "last_seen": pattern.last_seen,
+            "parent_query": pattern.parent_query,
+        }
         # The same loop already found in pg_stat_statements: add the log's evidence to it.
         same = next((f for f in findings if _same_child(f, pattern)), None)
         if same is not None:
@@ -287,8 +351,9 @@ def from_logs(snapshot: Snapshot, findings: list[Finding]) -> list[Finding]:
             same.evidence["log"] = evidence
             continue
         child_id = pattern.queryid or f"fp:{pattern.fingerprint}"
-        parent_id = pattern.parent_queryid or (f"fp:{pattern.parent_fingerprint}" if pattern.parent_fingerprint
-                                               else None)
+        parent_id = pattern.parent_queryid or (
+            f"fp:{pattern.parent_fingerprint}" if pattern.parent_fingerprint else None
+        )
         table = _log_table(snapshot, pattern.query, shape) if shape else None
         rewritten = rewrites(pattern.query, shape, table, pattern.parent_query, None) if shape else {}
         mean = pattern.total_ms / pattern.executions if pattern.executions else 0.0
@@ -304,26 +369,43 @@ def from_logs(snapshot: Snapshot, findings: list[Finding]) -> list[Finding]:
         per_run = pattern.executions / runs
         latency_per_run = (pattern.executions * rtt + pattern.total_ms) / runs
         saved_per_run = (round_trips * rtt + pattern.total_ms * fraction) / runs
-        evidence.update(executions_per_run=round(per_run, 1), transactions=pattern.transactions,
-                        round_trip_ms=rtt, server_ms_per_run=round(pattern.total_ms / runs, 3),
-                        latency_per_run_ms=round(latency_per_run, 3), saved_per_run_ms=round(saved_per_run, 3))
-        out.append(Finding(
-            check=ID, severity=_log_severity(saving.share_of_total_time, saved_per_run),
-            title=(f"N+1 in the log: {pattern.runs} loop(s) of {per_run:.0f} "
-                   f"{'lookups of ' + table if table else 'executions of one statement'} in "
-                   f"{pattern.transactions} transactions ({mean:.3f} ms each on the server, ~{latency_per_run:.1f} ms "
-                   f"per loop with {rtt:g} ms round trips)"),
-            table=table, columns=list(shape.columns) if shape else [],
-            queryids=[child_id] + ([parent_id] if parent_id else []),
-            advice=_advice(shape, False, rewritten) if shape else
-            "Fetch the rows for every key at once (ANY($1) or a join with the parent statement).",
-            predicted_saving=saving, confidence="medium" if pattern.parent_fingerprint else "low",
-            effort="application",
-            evidence={"source": ["log"], "child": {"query": pattern.query, "queryid": pattern.queryid,
-                                                   "fingerprint": pattern.fingerprint},
-                      "log": evidence, "round_trips_saved": round_trips, **rewritten},
-            key=f"{table or ''}|{pattern.fingerprint}",
-        ))
+        evidence.update(
+            executions_per_run=round(per_run, 1),
+            transactions=pattern.transactions,
+            round_trip_ms=rtt,
+            server_ms_per_run=round(pattern.total_ms / runs, 3),
+            latency_per_run_ms=round(latency_per_run, 3),
+            saved_per_run_ms=round(saved_per_run, 3),
+        )
+        out.append(
+            Finding(
+                check=ID,
+                severity=_log_severity(saving.share_of_total_time, saved_per_run),
+                title=(
+                    f"N+1 in the log: {pattern.runs} loop(s) of {per_run:.0f} "
+                    f"{'lookups of ' + table if table else 'executions of one statement'} in "
+                    f"{pattern.transactions} transactions ({mean:.3f} ms each on the server, ~{latency_per_run:.1f} ms "
+                    f"per loop with {rtt:g} ms round trips)"
+                ),
+                table=table,
+                columns=list(shape.columns) if shape else [],
+                queryids=[child_id] + ([parent_id] if parent_id else []),
+                advice=_advice(shape, False, rewritten)
+                if shape
+                else "Fetch the rows for every key at once (ANY($1) or a join with the parent statement).",
+                predicted_saving=saving,
+                confidence="medium" if pattern.parent_fingerprint else "low",
+                effort="application",
+                evidence={
+                    "source": ["log"],
+                    "child": {"query": pattern.query, "queryid": pattern.queryid, "fingerprint": pattern.fingerprint},
+                    "log": evidence,
+                    "round_trips_saved": round_trips,
+                    **rewritten,
+                },
+                key=f"{table or ''}|{pattern.fingerprint}",
+            )
+        )
     return out
 
 

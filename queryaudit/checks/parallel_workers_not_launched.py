@@ -32,6 +32,7 @@ A single EXPLAIN ANALYZE run during a burst of parallel queries; look at
 pg_stat_statements' parallel_workers_to_launch / parallel_workers_launched (18+) for the
 long-run picture.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -58,22 +59,33 @@ def run(snapshot: Snapshot) -> list[Finding]:
             # With the leader, planned+1 processes were to share the work; launched+1 did.
             lost = 1 - (launched + 1) / (planned + 1)
             saving = captured.saving(snapshot, captured.plan.subtree_share(node) * lost)
-            settings = {k: captured.plan.settings.get(k) or snapshot.server.settings.get(k)
-                        for k in ("max_parallel_workers", "max_worker_processes", "max_parallel_workers_per_gather")}
+            settings = {
+                k: captured.plan.settings.get(k) or snapshot.server.settings.get(k)
+                for k in ("max_parallel_workers", "max_worker_processes", "max_parallel_workers_per_gather")
+            }
             statement = captured.statement
-            findings.append(Finding(
-                check=ID, severity=severity_for(saving),
-                title=f"{node.label}: {launched} of {planned} planned parallel workers launched",
-                queryids=[captured.queryid],
-                fix_sql="ALTER SYSTEM SET max_parallel_workers = <more, within max_worker_processes>;\n"
-                        "SELECT pg_reload_conf();",
-                advice="the parallel worker pool was exhausted: raise max_parallel_workers (and "
-                       "max_worker_processes) or lower max_parallel_workers_per_gather",
-                predicted_saving=saving, confidence="medium", effort="config",
-                evidence={**node_evidence(captured, node, snapshot), "workers_planned": planned,
-                          "workers_launched": launched, "settings": settings,
-                          "pgss_workers_to_launch": statement.parallel_workers_to_launch,
-                          "pgss_workers_launched": statement.parallel_workers_launched},
-                key=f"{ID}|{captured.queryid}|{node.path}",
-            ))
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity_for(saving),
+                    title=f"{node.label}: {launched} of {planned} planned parallel workers launched",
+                    queryids=[captured.queryid],
+                    fix_sql="ALTER SYSTEM SET max_parallel_workers = <more, within max_worker_processes>;\n"
+                    "SELECT pg_reload_conf();",
+                    advice="the parallel worker pool was exhausted: raise max_parallel_workers (and "
+                    "max_worker_processes) or lower max_parallel_workers_per_gather",
+                    predicted_saving=saving,
+                    confidence="medium",
+                    effort="config",
+                    evidence={
+                        **node_evidence(captured, node, snapshot),
+                        "workers_planned": planned,
+                        "workers_launched": launched,
+                        "settings": settings,
+                        "pgss_workers_to_launch": statement.parallel_workers_to_launch,
+                        "pgss_workers_launched": statement.parallel_workers_launched,
+                    },
+                    key=f"{ID}|{captured.queryid}|{node.path}",
+                )
+            )
     return findings

@@ -33,6 +33,7 @@ Sort direction (DESC, NULLS FIRST) and collation are not compared: an index kept
 specific ORDER BY direction or collation may look redundant. A much narrower index
 (e.g. `(id)` next to `(id, large_text)`) can still be worth keeping for index-only scans.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -47,7 +48,15 @@ CHECK = declare(ID, TITLE, family="hygiene", fix="drop-index", thresholds=("MEDI
 
 
 def run(snapshot: Snapshot) -> list[Finding]:
-    return [drop_finding(ID, index, covering, "covered_by",
-                         f"Index {index.qualified_name} ({', '.join(index.columns)}) is a left prefix of "
-                         f"{covering.qualified_name} ({', '.join(covering.columns)})", MEDIUM_BYTES)
-            for index, covering in redundant_pairs(snapshot)]
+    return [
+        drop_finding(
+            ID,
+            index,
+            covering,
+            "covered_by",
+            f"Index {index.qualified_name} ({', '.join(index.columns)}) is a left prefix of "
+            f"{covering.qualified_name} ({', '.join(covering.columns)})",
+            MEDIUM_BYTES,
+        )
+        for index, covering in redundant_pairs(snapshot)
+    ]

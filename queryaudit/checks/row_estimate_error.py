@@ -87,6 +87,7 @@ Plans are taken with values drawn from pg_stats: the application's real values m
 estimated better or worse. Untested, correlated-column detection assumes that an
 underestimate with several equality predicates on one table comes from correlation.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -120,9 +121,11 @@ COLUMN_RIGHT = 3.0
 HIGHER_TARGET = 1000  # statistics target suggested when ANALYZE alone keeps a column off
 MAX_STATISTICS_COLUMNS = 8  # CREATE STATISTICS takes at most 8 columns
 # The planner's guesses when it has nothing to go by (src/include/utils/selfuncs.h).
-DEFAULT_SELECTIVITIES = {0.005: "DEFAULT_EQ_SEL (equality it could not estimate)",
-                         0.3333333333333333: "DEFAULT_INEQ_SEL (range it could not estimate)",
-                         0.000025: "two DEFAULT_EQ_SEL multiplied"}
+DEFAULT_SELECTIVITIES = {
+    0.005: "DEFAULT_EQ_SEL (equality it could not estimate)",
+    0.3333333333333333: "DEFAULT_INEQ_SEL (range it could not estimate)",
+    0.000025: "two DEFAULT_EQ_SEL multiplied",
+}
 JOIN_TYPES = ("Nested Loop", "Hash Join", "Merge Join")
 CONDITION_FIELDS = ("Filter", "Index Cond", "Recheck Cond")
 
@@ -130,8 +133,9 @@ CONDITION_FIELDS = ("Filter", "Index Cond", "Recheck Cond")
 # Nodes that read all of their input before returning anything: a Limit above them
 # does not cut what runs below them.
 BLOCKING = ("Sort", "Hash", "Aggregate", "HashAggregate", "GroupAggregate", "WindowAgg", "SetOp", "Unique")
-CHECK = declare(ID, TITLE, family="plan", fix="statistics",
-                thresholds=("MIN_Q_ERROR", "MEANINGFUL_SHARE", "COLUMN_RIGHT"))
+CHECK = declare(
+    ID, TITLE, family="plan", fix="statistics", thresholds=("MIN_Q_ERROR", "MEANINGFUL_SHARE", "COLUMN_RIGHT")
+)
 
 
 def stopped_early(node: PlanNode) -> bool:
@@ -214,8 +218,9 @@ def analyze_threshold(snapshot: Snapshot, table: Table) -> float:
     settings = snapshot.server.settings
     options = dict(o.split("=", 1) for o in table.reloptions if "=" in o)
     base = float(options.get("autovacuum_analyze_threshold", _number(settings.get("autovacuum_analyze_threshold"), 50)))
-    scale = float(options.get("autovacuum_analyze_scale_factor",
-                              _number(settings.get("autovacuum_analyze_scale_factor"), 0.1)))
+    scale = float(
+        options.get("autovacuum_analyze_scale_factor", _number(settings.get("autovacuum_analyze_scale_factor"), 0.1))
+    )
     return base + scale * max(0.0, table.reltuples)
 
 
@@ -233,13 +238,18 @@ def _stale(snapshot: Snapshot, table: Table) -> dict | None:
         return {"detail": "never analyzed", "n_mod_since_analyze": table.n_mod_since_analyze}
     if table.n_mod_since_analyze > threshold:
         options = dict(o.split("=", 1) for o in table.reloptions if "=" in o)
-        autovacuum_off = options.get("autovacuum_enabled") in ("false", "off") or \
-            snapshot.server.settings.get("autovacuum") == "off"
-        return {"detail": f"{table.n_mod_since_analyze:,} rows modified since the last ANALYZE, beyond "
-                          f"autovacuum's analyze threshold of {threshold:,.0f}"
-                          + (" (autovacuum is off for it)" if autovacuum_off else ""),
-                "n_mod_since_analyze": table.n_mod_since_analyze, "analyze_threshold": round(threshold),
-                "last_analyze": table.last_analyze or table.last_autoanalyze, "autovacuum_off": autovacuum_off}
+        autovacuum_off = (
+            options.get("autovacuum_enabled") in ("false", "off") or snapshot.server.settings.get("autovacuum") == "off"
+        )
+        return {
+            "detail": f"{table.n_mod_since_analyze:,} rows modified since the last ANALYZE, beyond "
+            f"autovacuum's analyze threshold of {threshold:,.0f}"
+            + (" (autovacuum is off for it)" if autovacuum_off else ""),
+            "n_mod_since_analyze": table.n_mod_since_analyze,
+            "analyze_threshold": round(threshold),
+            "last_analyze": table.last_analyze or table.last_autoanalyze,
+            "autovacuum_off": autovacuum_off,
+        }
     return None
 
 
@@ -323,8 +333,11 @@ def _comparable(text: str):
     except ValueError:
         pass
     try:
-        return dt.datetime.fromisoformat(text.replace(" ", "T", 1).replace("+00", "+00:00")
-                                         if re.search(r"[+-]\d\d$", text) else text.replace(" ", "T", 1))
+        return dt.datetime.fromisoformat(
+            text.replace(" ", "T", 1).replace("+00", "+00:00")
+            if re.search(r"[+-]\d\d$", text)
+            else text.replace(" ", "T", 1)
+        )
     except ValueError:
         return None
 
@@ -338,8 +351,9 @@ def _out_of_range(snapshot: Snapshot, table: Table, ranges) -> dict | None:
             continue
         low, high = _comparable(bounds[0]), _comparable(bounds[-1])
         try:
-            beyond = (op in (">", ">=") and high is not None and value >= high) or \
-                     (op in ("<", "<=") and low is not None and value <= low)
+            beyond = (op in (">", ">=") and high is not None and value >= high) or (
+                op in ("<", "<=") and low is not None and value <= low
+            )
         except TypeError:
             continue
         if beyond:
@@ -359,8 +373,10 @@ def _default_selectivity(node: PlanNode, table: Table) -> str | None:
 
 
 def _has_extended_statistics(snapshot: Snapshot, table: Table, columns: list[str]) -> bool:
-    return any(s.table == table.qualified_name and set(columns) <= set(s.columns)
-               and ({"d", "m"} & set(s.kinds)) for s in snapshot.extended_statistics)
+    return any(
+        s.table == table.qualified_name and set(columns) <= set(s.columns) and ({"d", "m"} & set(s.kinds))
+        for s in snapshot.extended_statistics
+    )
 
 
 def diagnose(snapshot: Snapshot, node: PlanNode, experiment: EstimateExperiment | None = None) -> dict:
@@ -382,62 +398,108 @@ def diagnose(snapshot: Snapshot, node: PlanNode, experiment: EstimateExperiment 
 def _untested_cause(snapshot: Snapshot, node: PlanNode, table: Table | None) -> dict:
     """The cause read from the counters and the catalog, when no experiment established one."""
     if node.node_type in JOIN_TYPES:
-        return {"cause": "join-selectivity", "table": None, "columns": [], "fix_sql": None,
-                "advice": "the join's own estimate is off (correlated join keys, or keys outside the statistics): "
-                          "check the join columns' statistics; CREATE STATISTICS does not cover joins"}
+        return {
+            "cause": "join-selectivity",
+            "table": None,
+            "columns": [],
+            "fix_sql": None,
+            "advice": "the join's own estimate is off (correlated join keys, or keys outside the statistics): "
+            "check the join columns' statistics; CREATE STATISTICS does not cover joins",
+        }
     if node.node_type in ("Aggregate", "HashAggregate", "GroupAggregate"):
-        return {"cause": "aggregate-groups", "table": None, "columns": [], "fix_sql": None,
-                "advice": "the number of groups is misestimated: CREATE STATISTICS (ndistinct) on the grouping "
-                          "columns, or ALTER TABLE ... ALTER COLUMN ... SET (n_distinct = ...)"}
+        return {
+            "cause": "aggregate-groups",
+            "table": None,
+            "columns": [],
+            "fix_sql": None,
+            "advice": "the number of groups is misestimated: CREATE STATISTICS (ndistinct) on the grouping "
+            "columns, or ALTER TABLE ... ALTER COLUMN ... SET (n_distinct = ...)",
+        }
     if table is None:
         return {"cause": "unknown", "table": None, "columns": [], "fix_sql": None, "advice": None}
     name = qualified(table)
     columns = columns_of(table, node, CONDITION_FIELDS)
     stale = _stale(snapshot, table)
     if stale:
-        return {"cause": "stale-statistics", "table": table, "columns": columns, "fix_sql": f"ANALYZE {name};",
-                "advice": f"{stale['detail']}; analyze it now and let autovacuum analyze it more often "
-                          f"(ALTER TABLE {name} SET (autovacuum_analyze_scale_factor = 0.02))", "detail": stale}
+        return {
+            "cause": "stale-statistics",
+            "table": table,
+            "columns": columns,
+            "fix_sql": f"ANALYZE {name};",
+            "advice": f"{stale['detail']}; analyze it now and let autovacuum analyze it more often "
+            f"(ALTER TABLE {name} SET (autovacuum_analyze_scale_factor = 0.02))",
+            "detail": stale,
+        }
     predicates = _predicates(node)
     out_of_range = _out_of_range(snapshot, table, predicates.ranges)
     if out_of_range:
-        return {"cause": "out-of-range", "table": table, "columns": [out_of_range["column"]],
-                "fix_sql": f"ANALYZE {name};",
-                "advice": f"{out_of_range['column']} {out_of_range['value']} lies beyond the histogram "
-                          f"(last bound {out_of_range['histogram_high']}): rows added since the last ANALYZE; "
-                          "analyze more often", "detail": out_of_range}
+        return {
+            "cause": "out-of-range",
+            "table": table,
+            "columns": [out_of_range["column"]],
+            "fix_sql": f"ANALYZE {name};",
+            "advice": f"{out_of_range['column']} {out_of_range['value']} lies beyond the histogram "
+            f"(last bound {out_of_range['histogram_high']}): rows added since the last ANALYZE; "
+            "analyze more often",
+            "detail": out_of_range,
+        }
     names = {c.name for c in table.columns}
     equal = list(dict.fromkeys(c for c in predicates.equal_columns if c in names))
     if len(equal) >= 2 and node.underestimated and not _has_extended_statistics(snapshot, table, equal):
-        return {"cause": "correlated-columns", "table": table, "columns": equal,
-                "fix_sql": _create_statistics(table, equal),
-                "advice": "the planner multiplies the selectivities of these columns as if they were independent",
-                "detail": {"equality_columns": equal}}
+        return {
+            "cause": "correlated-columns",
+            "table": table,
+            "columns": equal,
+            "fix_sql": _create_statistics(table, equal),
+            "advice": "the planner multiplies the selectivities of these columns as if they were independent",
+            "detail": {"equality_columns": equal},
+        }
     if predicates.expressions:
         expression = predicates.expressions[0]
         if snapshot.server.version_num >= 140000:
-            fix = (f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}."
-                   f"{quote_ident((table.name + '_expr_stats')[:63])} ON ({expression}) FROM {name};\nANALYZE {name};")
+            fix = (
+                f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}."
+                f"{quote_ident((table.name + '_expr_stats')[:63])} ON ({expression}) FROM {name};\nANALYZE {name};"
+            )
         else:  # expression statistics arrived in 14: an expression index gets statistics on ANALYZE
             fix = f"CREATE INDEX CONCURRENTLY ON {name} (({expression}));\nANALYZE {name};"
-        return {"cause": "expression", "table": table, "columns": columns, "fix_sql": fix,
-                "advice": f"no statistics exist for {expression}", "detail": {"expression": expression}}
+        return {
+            "cause": "expression",
+            "table": table,
+            "columns": columns,
+            "fix_sql": fix,
+            "advice": f"no statistics exist for {expression}",
+            "detail": {"expression": expression},
+        }
     default = _default_selectivity(node, table)
     if default:
-        return {"cause": "default-selectivity", "table": table, "columns": columns, "fix_sql": None,
-                "advice": f"the estimate is the planner's hard-coded {default}: rewrite the predicate on plain "
-                          "columns, or give the expression statistics", "detail": {"default": default}}
-    return {"cause": "unknown", "table": table, "columns": columns, "fix_sql": None,
-            "advice": f"raise the statistics target of the filtered columns (ALTER TABLE {name} ALTER COLUMN ... "
-                      f"SET STATISTICS 1000; ANALYZE {name}) if their distribution is skewed"}
+        return {
+            "cause": "default-selectivity",
+            "table": table,
+            "columns": columns,
+            "fix_sql": None,
+            "advice": f"the estimate is the planner's hard-coded {default}: rewrite the predicate on plain "
+            "columns, or give the expression statistics",
+            "detail": {"default": default},
+        }
+    return {
+        "cause": "unknown",
+        "table": table,
+        "columns": columns,
+        "fix_sql": None,
+        "advice": f"raise the statistics target of the filtered columns (ALTER TABLE {name} ALTER COLUMN ... "
+        f"SET STATISTICS 1000; ANALYZE {name}) if their distribution is skewed",
+    }
 
 
 def _create_statistics(table: Table, columns: list[str]) -> str:
     name = qualified(table)
     stat_name = quote_ident(f"{table.name}_{'_'.join(columns)}_stats"[:63])
     cols = ", ".join(quote_ident(c) for c in columns)
-    return (f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}.{stat_name} "
-            f"(dependencies, mcv) ON {cols} FROM {name};\nANALYZE {name};")
+    return (
+        f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}.{stat_name} "
+        f"(dependencies, mcv) ON {cols} FROM {name};\nANALYZE {name};"
+    )
 
 
 def experiment_for(snapshot: Snapshot, queryid: str, node: PlanNode) -> EstimateExperiment | None:
@@ -445,15 +507,23 @@ def experiment_for(snapshot: Snapshot, queryid: str, node: PlanNode) -> Estimate
 
 
 def _figures(p: PredicateCount) -> dict:
-    return {"condition": p.sql, "estimated_rows": p.estimated_rows, "actual_rows": p.actual_rows,
-            "q_error": round(p.q_error, 1) if p.q_error is not None else None, "problem": p.problem}
+    return {
+        "condition": p.sql,
+        "estimated_rows": p.estimated_rows,
+        "actual_rows": p.actual_rows,
+        "q_error": round(p.q_error, 1) if p.q_error is not None else None,
+        "problem": p.problem,
+    }
 
 
 def _experiment_evidence(experiment: EstimateExperiment) -> dict:
-    return {"conditions": [_figures(p) for p in experiment.predicates],
-            "combined": _figures(experiment.combined) if experiment.combined else None,
-            "untested_conditions": experiment.untested, "table_rows_estimated": experiment.table_rows,
-            "problem": experiment.problem}
+    return {
+        "conditions": [_figures(p) for p in experiment.predicates],
+        "combined": _figures(experiment.combined) if experiment.combined else None,
+        "untested_conditions": experiment.untested,
+        "table_rows_estimated": experiment.table_rows,
+        "problem": experiment.problem,
+    }
 
 
 def _independence(experiment: EstimateExperiment) -> float | None:
@@ -472,9 +542,12 @@ def _independence(experiment: EstimateExperiment) -> float | None:
 def _counters(snapshot: Snapshot, table: Table) -> dict:
     """What the counters say, as evidence beside the experiment."""
     threshold = analyze_threshold(snapshot, table)
-    return {"n_mod_since_analyze": table.n_mod_since_analyze, "analyze_threshold": round(threshold),
-            "last_analyze": table.last_analyze or table.last_autoanalyze,
-            "beyond_threshold": table.n_mod_since_analyze > threshold}
+    return {
+        "n_mod_since_analyze": table.n_mod_since_analyze,
+        "analyze_threshold": round(threshold),
+        "last_analyze": table.last_analyze or table.last_autoanalyze,
+        "beyond_threshold": table.n_mod_since_analyze > threshold,
+    }
 
 
 def _describe(p: PredicateCount) -> str:
@@ -485,8 +558,13 @@ def _tested_cause(snapshot: Snapshot, table: Table, node: PlanNode, experiment: 
     """The cause the experiment establishes, or None when its figures do not (incomplete,
     or its conditions alone do not reproduce the error: join parameters, a subplan)."""
     combined = experiment.combined
-    if experiment.problem or combined is None or combined.q_error is None or combined.q_error < MIN_Q_ERROR \
-            or any(p.q_error is None for p in experiment.predicates):
+    if (
+        experiment.problem
+        or combined is None
+        or combined.q_error is None
+        or combined.q_error < MIN_Q_ERROR
+        or any(p.q_error is None for p in experiment.predicates)
+    ):
         return None
     name = qualified(table)
     counters = _counters(snapshot, table)
@@ -499,46 +577,80 @@ def _tested_cause(snapshot: Snapshot, table: Table, node: PlanNode, experiment: 
     if off and all(not p.plain_column for p in off):
         # The expression compared (lower(email) of lower(email) = '...'), for its statistics.
         expression = next(iter(_condition_predicates(off[0].sql).expressions), None)
-        fix = (f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}."
-               f"{quote_ident((table.name + '_expr_stats')[:63])} ON ({expression}) FROM {name};\nANALYZE {name};"
-               if snapshot.server.version_num >= 140000 and expression else None)
+        fix = (
+            f"CREATE STATISTICS IF NOT EXISTS {quote_ident(table.schema)}."
+            f"{quote_ident((table.name + '_expr_stats')[:63])} ON ({expression}) FROM {name};\nANALYZE {name};"
+            if snapshot.server.version_num >= 140000 and expression
+            else None
+        )
         expression = expression or off[0].sql
-        return {**base, "cause": "expression", "columns": off[0].columns, "fix_sql": fix,
-                "advice": f"tested: {_describe(off[0])}; the planner has no statistics for the expression",
-                "detail": {"expression": expression, **counters}}
+        return {
+            **base,
+            "cause": "expression",
+            "columns": off[0].columns,
+            "fix_sql": fix,
+            "advice": f"tested: {_describe(off[0])}; the planner has no statistics for the expression",
+            "detail": {"expression": expression, **counters},
+        }
     if off:
         off_columns = list(dict.fromkeys(c for p in off for c in p.columns))
         out_of_range = _out_of_range(snapshot, table, [r for r in _predicates(node).ranges if r[0] in off_columns])
         fix = _create_statistics(table, columns) if correlated and len(columns) >= 2 else f"ANALYZE {name};"
         if not counters["beyond_threshold"]:
-            target = "; ".join(f"ALTER TABLE {name} ALTER COLUMN {quote_ident(c)} SET STATISTICS {HIGHER_TARGET}"
-                               for c in off_columns)
-            hint = (f" The counters show few changes since the last ANALYZE: if ANALYZE does not bring it close "
-                    f"(--verify-real measures it on a scratch copy), raise the statistics target: {target}; "
-                    f"ANALYZE {name}.")
+            target = "; ".join(
+                f"ALTER TABLE {name} ALTER COLUMN {quote_ident(c)} SET STATISTICS {HIGHER_TARGET}" for c in off_columns
+            )
+            hint = (
+                f" The counters show few changes since the last ANALYZE: if ANALYZE does not bring it close "
+                f"(--verify-real measures it on a scratch copy), raise the statistics target: {target}; "
+                f"ANALYZE {name}."
+            )
         else:
             hint = f" {counters['n_mod_since_analyze']:,} rows were modified since the last ANALYZE."
         cause = "out-of-range" if out_of_range else "stale-statistics"
-        return {**base, "cause": cause, "columns": off_columns, "fix_sql": fix,
-                "advice": "tested: " + "; ".join(_describe(p) for p in off) + ": the column's own estimate is off, "
-                          "its statistics no longer describe the table." + hint
-                          + (" The counts also show the columns correlated: the statistics object covers that."
-                             if fix.startswith("CREATE") else ""),
-                "detail": {**counters, "columns_off": off_columns, **(out_of_range or {})}}
+        return {
+            **base,
+            "cause": cause,
+            "columns": off_columns,
+            "fix_sql": fix,
+            "advice": "tested: " + "; ".join(_describe(p) for p in off) + ": the column's own estimate is off, "
+            "its statistics no longer describe the table."
+            + hint
+            + (
+                " The counts also show the columns correlated: the statistics object covers that."
+                if fix.startswith("CREATE")
+                else ""
+            ),
+            "detail": {**counters, "columns_off": off_columns, **(out_of_range or {})},
+        }
     if len(columns) >= 2:
         covered = _has_extended_statistics(snapshot, table, columns)
         fix = f"ANALYZE {name};" if covered else _create_statistics(table, columns)
-        note = (f" The counters ({counters['n_mod_since_analyze']:,} rows modified since the last ANALYZE, "
-                f"threshold {counters['analyze_threshold']:,}) suggested stale statistics; the single-column "
-                "estimates show they are not." if counters["beyond_threshold"] else "")
-        return {**base, "cause": "correlated-columns", "columns": columns, "fix_sql": fix,
-                "advice": "tested: each condition alone is estimated within "
-                          f"{COLUMN_RIGHT:g}x ({'; '.join(_describe(p) for p in experiment.predicates)}), together "
-                          f"estimated {combined.estimated_rows:,.0f}, counted {combined.actual_rows:,}: the planner "
-                          "multiplies their selectivities as if they were independent"
-                          + (" (a statistics object exists: ANALYZE builds it)" if covered else "") + "." + note,
-                "detail": {**counters, "equality_columns": columns, "independence_ratio":
-                           round(together, 1) if together is not None else None}}
+        note = (
+            f" The counters ({counters['n_mod_since_analyze']:,} rows modified since the last ANALYZE, "
+            f"threshold {counters['analyze_threshold']:,}) suggested stale statistics; the single-column "
+            "estimates show they are not."
+            if counters["beyond_threshold"]
+            else ""
+        )
+        return {
+            **base,
+            "cause": "correlated-columns",
+            "columns": columns,
+            "fix_sql": fix,
+            "advice": "tested: each condition alone is estimated within "
+            f"{COLUMN_RIGHT:g}x ({'; '.join(_describe(p) for p in experiment.predicates)}), together "
+            f"estimated {combined.estimated_rows:,.0f}, counted {combined.actual_rows:,}: the planner "
+            "multiplies their selectivities as if they were independent"
+            + (" (a statistics object exists: ANALYZE builds it)" if covered else "")
+            + "."
+            + note,
+            "detail": {
+                **counters,
+                "equality_columns": columns,
+                "independence_ratio": round(together, 1) if together is not None else None,
+            },
+        }
     return None
 
 
@@ -550,21 +662,33 @@ def _generic_misestimate(snapshot: Snapshot, captured: CapturedPlan, node: PlanN
         return None
     if generic.get("node_types") == [n.node_type for n in captured.plan.nodes]:
         return None  # same plan whatever the values: the generic plan costs nothing here
-    scan = next((s for s in generic.get("scans") or [] if s.get("alias") == node.alias
-                 and s.get("relation") == node.raw.get("Relation Name")), None)
+    scan = next(
+        (
+            s
+            for s in generic.get("scans") or []
+            if s.get("alias") == node.alias and s.get("relation") == node.raw.get("Relation Name")
+        ),
+        None,
+    )
     if scan is None or node.actual_rows is None:
         return None
     est, act = max(1.0, float(scan["estimated_rows"])), max(1.0, node.actual_rows)
     q = max(est / act, act / est)
     if q < MIN_Q_ERROR:
         return None
-    return {"generic_estimated_rows": scan["estimated_rows"], "generic_node": scan["node"],
-            "generic_q_error": round(q, 1), "custom_estimated_rows": node.estimated_rows,
-            "actual_rows": node.actual_rows}
+    return {
+        "generic_estimated_rows": scan["estimated_rows"],
+        "generic_node": scan["node"],
+        "generic_q_error": round(q, 1),
+        "custom_estimated_rows": node.estimated_rows,
+        "actual_rows": node.actual_rows,
+    }
 
 
-GENERIC_FIX = ("-- for the role (or database) whose prepared statements run it:\n"
-               "ALTER ROLE <app_role> SET plan_cache_mode = force_custom_plan;")
+GENERIC_FIX = (
+    "-- for the role (or database) whose prepared statements run it:\n"
+    "ALTER ROLE <app_role> SET plan_cache_mode = force_custom_plan;"
+)
 
 
 def run(snapshot: Snapshot) -> list[Finding]:
@@ -577,11 +701,15 @@ def run(snapshot: Snapshot) -> list[Finding]:
             table = table_for(snapshot, node)
             statement = captured.statement
             cached = bool(statement.plans and statement.calls and statement.plans < statement.calls)
-            cause = {"cause": "generic-plan", "table": table, "columns": columns_of(table, node, CONDITION_FIELDS),
-                     "fix_sql": GENERIC_FIX, "detail": {**detail, "plans": statement.plans, "calls": statement.calls,
-                                                        "plan_cache_in_use": cached},
-                     "advice": "the generic plan of this prepared statement misestimates the rows its values select "
-                               "(skewed data): force custom plans for the role, or stop preparing this statement"}
+            cause = {
+                "cause": "generic-plan",
+                "table": table,
+                "columns": columns_of(table, node, CONDITION_FIELDS),
+                "fix_sql": GENERIC_FIX,
+                "detail": {**detail, "plans": statement.plans, "calls": statement.calls, "plan_cache_in_use": cached},
+                "advice": "the generic plan of this prepared statement misestimates the rows its values select "
+                "(skewed data): force custom plans for the role, or stop preparing this statement",
+            }
             groups.setdefault((f"{captured.queryid}:generic", "generic-plan", ()), []).append((captured, node, cause))
     for captured in analyzed_plans(snapshot):
         for node in origins(captured):
@@ -589,8 +717,11 @@ def run(snapshot: Snapshot) -> list[Finding]:
                 continue
             cause = diagnose(snapshot, node, experiment_for(snapshot, captured.queryid, node))
             table = cause["table"]
-            key = (table.qualified_name if table else f"{captured.queryid}:{node.path}", cause["cause"],
-                   tuple(cause["columns"]) if cause["cause"] == "correlated-columns" else ())
+            key = (
+                table.qualified_name if table else f"{captured.queryid}:{node.path}",
+                cause["cause"],
+                tuple(cause["columns"]) if cause["cause"] == "correlated-columns" else (),
+            )
             groups.setdefault(key, []).append((captured, node, cause))
     return [_finding(snapshot, members) for members in groups.values()]
 
@@ -600,37 +731,57 @@ def _finding(snapshot: Snapshot, members: list[tuple[CapturedPlan, PlanNode, dic
     savings_by_statement: dict[str, Saving] = {}
     for c, n, _ in members:
         s = c.saving(snapshot, _affected_share(c, n))
-        if c.queryid not in savings_by_statement \
-                or s.share_of_total_time > savings_by_statement[c.queryid].share_of_total_time:
+        if (
+            c.queryid not in savings_by_statement
+            or s.share_of_total_time > savings_by_statement[c.queryid].share_of_total_time
+        ):
             savings_by_statement[c.queryid] = s
     savings = list(savings_by_statement.values())
-    saving = Saving(share_of_total_time=round(min(1.0, sum(s.share_of_total_time for s in savings)), 6),
-                    ms_per_call=savings[0].ms_per_call if len(savings) == 1 else None,
-                    total_ms=round(sum(s.total_ms or 0 for s in savings), 3))
+    saving = Saving(
+        share_of_total_time=round(min(1.0, sum(s.share_of_total_time for s in savings)), 6),
+        ms_per_call=savings[0].ms_per_call if len(savings) == 1 else None,
+        total_ms=round(sum(s.total_ms or 0 for s in savings), 3),
+    )
     table = cause["table"]
     direction = "under" if node.underestimated else "over"
     what = f"{table.qualified_name}" if table else node.label
     if cause["cause"] == "generic-plan":
         detail = cause["detail"]
-        title = (f"Generic plan of a prepared statement misestimates {what} by {detail['generic_q_error']:,.0f}x: "
-                 f"estimated {detail['generic_estimated_rows']:,.0f}, actual {node.actual_rows:,.0f}")
+        title = (
+            f"Generic plan of a prepared statement misestimates {what} by {detail['generic_q_error']:,.0f}x: "
+            f"estimated {detail['generic_estimated_rows']:,.0f}, actual {node.actual_rows:,.0f}"
+        )
     else:
-        title = (f"Row estimate {direction} by {node.q_error:,.0f}x on {what} ({cause['cause']}): "
-                 f"estimated {node.estimated_rows:,.0f}, actual {node.actual_rows:,.0f}")
+        title = (
+            f"Row estimate {direction} by {node.q_error:,.0f}x on {what} ({cause['cause']}): "
+            f"estimated {node.estimated_rows:,.0f}, actual {node.actual_rows:,.0f}"
+        )
     join = _join_fed(node)
-    evidence = {**node_evidence(captured, node, snapshot), "cause": cause["cause"],
-                "direction": direction, "join_planned_from_it": join.path_labels if join else None,
-                "subtree_share_of_statement": round(captured.plan.subtree_share(node), 4),
-                "relation": node.raw.get("Relation Name"), "alias": node.alias,
-                "detail": cause.get("detail"), "cause_tested": cause.get("tested", False),
-                "experiment": cause.get("experiment"),
-                "statements": [{"queryid": c.queryid, "node_path": n.path_labels, "q_error": round(n.q_error, 1)}
-                               for c, n, _ in members]}
+    evidence = {
+        **node_evidence(captured, node, snapshot),
+        "cause": cause["cause"],
+        "direction": direction,
+        "join_planned_from_it": join.path_labels if join else None,
+        "subtree_share_of_statement": round(captured.plan.subtree_share(node), 4),
+        "relation": node.raw.get("Relation Name"),
+        "alias": node.alias,
+        "detail": cause.get("detail"),
+        "cause_tested": cause.get("tested", False),
+        "experiment": cause.get("experiment"),
+        "statements": [
+            {"queryid": c.queryid, "node_path": n.path_labels, "q_error": round(n.q_error, 1)} for c, n, _ in members
+        ],
+    }
     return Finding(
-        check=ID, severity=severity_for(saving), title=title,
-        table=table.qualified_name if table else None, columns=list(cause["columns"]),
-        queryids=list(dict.fromkeys(c.queryid for c, _, _ in members)), fix_sql=cause["fix_sql"],
-        advice=cause.get("advice"), predicted_saving=saving,
+        check=ID,
+        severity=severity_for(saving),
+        title=title,
+        table=table.qualified_name if table else None,
+        columns=list(cause["columns"]),
+        queryids=list(dict.fromkeys(c.queryid for c, _, _ in members)),
+        fix_sql=cause["fix_sql"],
+        advice=cause.get("advice"),
+        predicted_saving=saving,
         confidence=_confidence(cause),
         effort="maintenance" if cause["cause"] in ("stale-statistics", "out-of-range") else "schema",
         evidence=evidence,

@@ -31,6 +31,7 @@ numbers are estimates.
 A rare report may be better served by a scan than by an index maintained on every
 write; small statement shares are reported as low.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -74,19 +75,33 @@ def run(snapshot: Snapshot) -> list[Finding]:
             if not measured and severity == "high":
                 severity = "medium"
             filter_columns = columns_of(table, node, ("Filter",))
-            findings.append(Finding(
-                check=ID, severity=severity,
-                title=f"Sequential scan of {table.qualified_name} ({table.reltuples:,.0f} rows) keeps "
-                      f"{kept:,.0f} of {read:,.0f} rows",
-                table=table.qualified_name, columns=filter_columns, queryids=[captured.queryid],
-                advice="an index on the filtered columns; the index advisor (missing-index) verifies candidates",
-                predicted_saving=saving, confidence="high" if measured else "low", effort="index",
-                evidence={**node_evidence(captured, node, snapshot), "rows_read": read, "rows_kept": kept,
-                          "kept_share": round(kept / read, 6) if read else None, "measured": measured,
-                          "filter": node.raw.get("Filter"), "filter_columns": filter_columns,
-                          "table_rows": table.reltuples, "table_pages": table.relpages},
-                key=f"{ID}|{captured.queryid}|{node.path}",
-            ))
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity,
+                    title=f"Sequential scan of {table.qualified_name} ({table.reltuples:,.0f} rows) keeps "
+                    f"{kept:,.0f} of {read:,.0f} rows",
+                    table=table.qualified_name,
+                    columns=filter_columns,
+                    queryids=[captured.queryid],
+                    advice="an index on the filtered columns; the index advisor (missing-index) verifies candidates",
+                    predicted_saving=saving,
+                    confidence="high" if measured else "low",
+                    effort="index",
+                    evidence={
+                        **node_evidence(captured, node, snapshot),
+                        "rows_read": read,
+                        "rows_kept": kept,
+                        "kept_share": round(kept / read, 6) if read else None,
+                        "measured": measured,
+                        "filter": node.raw.get("Filter"),
+                        "filter_columns": filter_columns,
+                        "table_rows": table.reltuples,
+                        "table_pages": table.relpages,
+                    },
+                    key=f"{ID}|{captured.queryid}|{node.path}",
+                )
+            )
     return findings
 
 

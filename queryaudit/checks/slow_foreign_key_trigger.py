@@ -31,6 +31,7 @@ statement x the statement's share of total time).
 Only statements EXPLAIN ANALYZEd with `--analyze-dml` show trigger times; a check slow
 because of lock waits during the run is not an indexing problem.
 """
+
 from __future__ import annotations
 
 from queryaudit.advisor.ddl import create_index_sql
@@ -66,20 +67,35 @@ def run(snapshot: Snapshot) -> list[Finding]:
             fix = None
             if unindexed:
                 fix = create_index_sql(fk.table, fk.columns, snapshot=snapshot)
-            findings.append(Finding(
-                check=ID, severity=severity_for(saving),
-                title=f"Foreign-key check {constraint} takes {share:.0%} of a write ({ms:,.1f} ms)"
-                      + (f": {fk.table} ({', '.join(fk.columns)}) has no index" if unindexed else ""),
-                table=fk.table if fk else trigger.get("Relation"), columns=list(fk.columns) if fk else [],
-                queryids=[captured.queryid], fix_sql=fix,
-                advice="index the referencing columns of the foreign key" if unindexed else
-                "the check itself is slow: look for lock waits on the referenced rows",
-                predicted_saving=saving, confidence="high" if unindexed else "low", effort="index",
-                evidence={"queryid": captured.queryid, "trigger": trigger.get("Trigger Name"),
-                          "constraint": constraint, "relation": trigger.get("Relation"), "trigger_ms": ms,
-                          "calls": trigger.get("Calls"), "execution_ms": round(exec_ms, 3),
-                          "trigger_share": round(share, 4), "plan_method": captured.capture.method,
-                          "referencing": {"table": fk.table, "columns": fk.columns} if fk else None},
-                key=f"{ID}|{constraint}",
-            ))
+            findings.append(
+                Finding(
+                    check=ID,
+                    severity=severity_for(saving),
+                    title=f"Foreign-key check {constraint} takes {share:.0%} of a write ({ms:,.1f} ms)"
+                    + (f": {fk.table} ({', '.join(fk.columns)}) has no index" if unindexed else ""),
+                    table=fk.table if fk else trigger.get("Relation"),
+                    columns=list(fk.columns) if fk else [],
+                    queryids=[captured.queryid],
+                    fix_sql=fix,
+                    advice="index the referencing columns of the foreign key"
+                    if unindexed
+                    else "the check itself is slow: look for lock waits on the referenced rows",
+                    predicted_saving=saving,
+                    confidence="high" if unindexed else "low",
+                    effort="index",
+                    evidence={
+                        "queryid": captured.queryid,
+                        "trigger": trigger.get("Trigger Name"),
+                        "constraint": constraint,
+                        "relation": trigger.get("Relation"),
+                        "trigger_ms": ms,
+                        "calls": trigger.get("Calls"),
+                        "execution_ms": round(exec_ms, 3),
+                        "trigger_share": round(share, 4),
+                        "plan_method": captured.capture.method,
+                        "referencing": {"table": fk.table, "columns": fk.columns} if fk else None,
+                    },
+                    key=f"{ID}|{constraint}",
+                )
+            )
     return findings

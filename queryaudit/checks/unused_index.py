@@ -45,6 +45,7 @@ Statistics reset recently, or a workload that runs rarely (month-end reports). A
 used only on a replica, or only by the planner for its statistics (an expression
 index's statistics help estimates even when it is never scanned).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -61,8 +62,13 @@ MEDIUM_BYTES = 100 * 1024 * 1024
 MIN_WINDOW_DAYS = 7.0  # default of snapshot.extras["unused_index_min_days"]
 TRUSTED_DAYS = 7
 CONFIDENT_DAYS = 30
-CHECK = declare(ID, TITLE, family="hygiene", fix="drop-index",
-                thresholds=("MIN_BYTES", "MEDIUM_BYTES", "MIN_WINDOW_DAYS", "TRUSTED_DAYS", "CONFIDENT_DAYS"))
+CHECK = declare(
+    ID,
+    TITLE,
+    family="hygiene",
+    fix="drop-index",
+    thresholds=("MIN_BYTES", "MEDIUM_BYTES", "MIN_WINDOW_DAYS", "TRUSTED_DAYS", "CONFIDENT_DAYS"),
+)
 
 
 def _days_between(start: str | None, end: str | None) -> float | None:
@@ -91,42 +97,77 @@ def run(snapshot: Snapshot) -> list[Finding]:
     min_days = float(snapshot.extras.get("unused_index_min_days", MIN_WINDOW_DAYS))
     findings, too_young = [], []
     for index in snapshot.indexes:
-        if (not index.is_valid or index.idx_scan > 0 or protected(index) or index.bytes < MIN_BYTES
-                or index.qualified_name in elsewhere):
+        if (
+            not index.is_valid
+            or index.idx_scan > 0
+            or protected(index)
+            or index.bytes < MIN_BYTES
+            or index.qualified_name in elsewhere
+        ):
             continue
         days, bounded_by = index_window(snapshot, index, server_days)
         if days is None or days < min_days:
-            too_young.append({"index": index.qualified_name, "size_bytes": index.bytes,
-                              "window_days": round(days, 3) if days is not None else None, "bounded_by": bounded_by})
+            too_young.append(
+                {
+                    "index": index.qualified_name,
+                    "size_bytes": index.bytes,
+                    "window_days": round(days, 3) if days is not None else None,
+                    "bounded_by": bounded_by,
+                }
+            )
             continue
         confidence = "low" if days < TRUSTED_DAYS else "medium" if days < CONFIDENT_DAYS else "high"
         window = f"since {since}" if since and bounded_by == "server statistics" else f"({bounded_by})"
         window += f" ({days:.1f} days)"
         serious = index.bytes >= MEDIUM_BYTES and days >= TRUSTED_DAYS
         table = snapshot.table(index.table)
-        findings.append(Finding(
-            check=ID, severity="medium" if serious else "low",
-            title=f"Index {index.qualified_name} ({size_text(index.bytes)}) was never scanned {window}",
-            table=index.table, index=index.qualified_name, columns=index.columns, fix_sql=drop_sql(index),
-            confidence=confidence, effort="index",
-            evidence={"definition": index.definition, "idx_scan": 0, "size_bytes": index.bytes,
-                      "statistics_since": since, "window_days": round(days, 2), "window_bounded_by": bounded_by,
-                      "min_window_days": min_days, "last_idx_scan": index.last_idx_scan,
-                      "in_recovery": snapshot.server.in_recovery,
-                      "table_writes": (table.n_tup_ins + table.n_tup_upd + table.n_tup_del) if table else None,
-                      "note": "counters are per server: check the primary and every replica before dropping"},
-        ))
+        findings.append(
+            Finding(
+                check=ID,
+                severity="medium" if serious else "low",
+                title=f"Index {index.qualified_name} ({size_text(index.bytes)}) was never scanned {window}",
+                table=index.table,
+                index=index.qualified_name,
+                columns=index.columns,
+                fix_sql=drop_sql(index),
+                confidence=confidence,
+                effort="index",
+                evidence={
+                    "definition": index.definition,
+                    "idx_scan": 0,
+                    "size_bytes": index.bytes,
+                    "statistics_since": since,
+                    "window_days": round(days, 2),
+                    "window_bounded_by": bounded_by,
+                    "min_window_days": min_days,
+                    "last_idx_scan": index.last_idx_scan,
+                    "in_recovery": snapshot.server.in_recovery,
+                    "table_writes": (table.n_tup_ins + table.n_tup_upd + table.n_tup_del) if table else None,
+                    "note": "counters are per server: check the primary and every replica before dropping",
+                },
+            )
+        )
     if too_young:
         shortest = min((i["window_days"] for i in too_young if i["window_days"] is not None), default=None)
         span = f"{shortest:.1f} days" if shortest is not None else "an unknown time"
-        findings.append(Finding(
-            check=ID, severity="info", confidence="low", effort="index",
-            title=f"Not enough history to call {len(too_young)} unscanned index{'es' if len(too_young) > 1 else ''} "
-                  f"unused: watched for {span}, {min_days:g} days needed",
-            advice=f"Re-audit once the statistics cover {min_days:g} days (since the last statistics reset, and since "
-                   "each index was created); record audits with --store so queryaudit knows when an index appeared.",
-            evidence={"indexes": too_young, "min_window_days": min_days, "statistics_since": since,
-                      "server_window_days": round(server_days, 3) if server_days is not None else None},
-            key="not-enough-history",
-        ))
+        findings.append(
+            Finding(
+                check=ID,
+                severity="info",
+                confidence="low",
+                effort="index",
+                title=f"Not enough history to call {len(too_young)} unscanned "
+                f"index{'es' if len(too_young) > 1 else ''} unused: watched for {span}, {min_days:g} days needed",
+                advice=f"Re-audit once the statistics cover {min_days:g} days (since the last statistics reset, "
+                "and since each index was created); record audits with --store so queryaudit knows when an index "
+                "appeared.",
+                evidence={
+                    "indexes": too_young,
+                    "min_window_days": min_days,
+                    "statistics_since": since,
+                    "server_window_days": round(server_days, 3) if server_days is not None else None,
+                },
+                key="not-enough-history",
+            )
+        )
     return findings

@@ -40,6 +40,7 @@ Utility statements (CREATE INDEX, CLUSTER) are left out: they sort in
 `maintenance_work_mem`. A few calls with a huge spill and many without look the same on average; temp blocks of
 a materialised CTE or a cursor are not always a matter of `work_mem`.
 """
+
 from __future__ import annotations
 
 from queryaudit.checks import declare
@@ -57,14 +58,20 @@ CHECK = declare(ID, TITLE, family="workload", fix="setting", thresholds=("MIN_TE
 
 
 def run(snapshot: Snapshot) -> list[Finding]:
-    spilling_plans = {c.queryid for c in analyzed_plans(snapshot)
-                      if float((c.capture.plan.get("Plan") or {}).get("Temp Written Blocks") or 0) > 0}
+    spilling_plans = {
+        c.queryid
+        for c in analyzed_plans(snapshot)
+        if float((c.capture.plan.get("Plan") or {}).get("Temp Written Blocks") or 0) > 0
+    }
     size = block_size(snapshot)
     findings = []
     for statement in snapshot.statements:
         kb = temp_kb_per_call(statement, size)
-        if kb < MIN_TEMP_KB_PER_CALL or statement.queryid in spilling_plans \
-                or statement_kind(statement.query) not in ("read", "dml"):
+        if (
+            kb < MIN_TEMP_KB_PER_CALL
+            or statement.queryid in spilling_plans
+            or statement_kind(statement.query) not in ("read", "dml")
+        ):
             continue  # CREATE INDEX, CLUSTER, VACUUM sort in maintenance_work_mem, not work_mem
         capture = snapshot.plan_for(statement.queryid)
         timed = (statement.temp_blk_read_time_ms or 0.0) + (statement.temp_blk_write_time_ms or 0.0)
@@ -77,25 +84,40 @@ def run(snapshot: Snapshot) -> list[Finding]:
         saving = saving_from_share(statement.total_exec_time_ms, share, snapshot.total_exec_time_ms, statement.calls)
         work_mem = work_mem_for(kb * MEMORY_FACTOR / 2)  # work_mem_for doubles
         why = _unreproduced(capture)
-        findings.append(Finding(
-            check=ID, severity=severity_from_saving(saving),
-            title=f"Writes {kb:,.0f} kB of temp files per call (pg_stat_statements), {why}",
-            queryids=[statement.queryid], fix_sql=scoped_work_mem_sql(work_mem),
-            advice=(f"give this statement work_mem = {work_mem}, sized on the workload's own spill "
+        findings.append(
+            Finding(
+                check=ID,
+                severity=severity_from_saving(saving),
+                title=f"Writes {kb:,.0f} kB of temp files per call (pg_stat_statements), {why}",
+                queryids=[statement.queryid],
+                fix_sql=scoped_work_mem_sql(work_mem),
+                advice=(
+                    f"give this statement work_mem = {work_mem}, sized on the workload's own spill "
                     f"({kb:,.0f} kB per call x {MEMORY_FACTOR}); to find the node and measure the fix, give the "
-                    "audit the values the workload runs (--log with bind values, or --queries)"),
-            predicted_saving=saving, confidence="medium", effort="config",
-            evidence={"source": "pg_stat_statements", "calls": statement.calls,
-                      "temp_blks_written": statement.temp_blks_written, "temp_blks_read": statement.temp_blks_read,
-                      "temp_kb_per_call": round(kb, 1), "block_size": size, "suggested_work_mem": work_mem,
-                      "saving_share_of_statement": round(share, 4), "saving_from": share_source,
-                      "plan_method": capture.method if capture else None,
-                      "plan_parameters": capture.parameters if capture else None,
-                      "confidence_reason": "the counters prove temp blocks written in the workload "
-                                           f"({statement.temp_blks_written:,} over {statement.calls:,} calls); "
-                                           f"{why}, so the spilling node and the saving are not measured"},
-            key=f"{ID}|{statement.queryid}",
-        ))
+                    "audit the values the workload runs (--log with bind values, or --queries)"
+                ),
+                predicted_saving=saving,
+                confidence="medium",
+                effort="config",
+                evidence={
+                    "source": "pg_stat_statements",
+                    "calls": statement.calls,
+                    "temp_blks_written": statement.temp_blks_written,
+                    "temp_blks_read": statement.temp_blks_read,
+                    "temp_kb_per_call": round(kb, 1),
+                    "block_size": size,
+                    "suggested_work_mem": work_mem,
+                    "saving_share_of_statement": round(share, 4),
+                    "saving_from": share_source,
+                    "plan_method": capture.method if capture else None,
+                    "plan_parameters": capture.parameters if capture else None,
+                    "confidence_reason": "the counters prove temp blocks written in the workload "
+                    f"({statement.temp_blks_written:,} over {statement.calls:,} calls); "
+                    f"{why}, so the spilling node and the saving are not measured",
+                },
+                key=f"{ID}|{statement.queryid}",
+            )
+        )
     return findings
 
 

@@ -10,6 +10,7 @@ Each stage after the first is independent: a stage that fails is recorded in the
 snapshot's errors (the snapshot becomes partial) and the others still run, so
 nothing already collected is lost.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,8 +40,9 @@ def top_statements(snapshot: Snapshot, top: int):
     return sorted(snapshot.statements, key=lambda s: s.total_exec_time_ms, reverse=True)[:top]
 
 
-def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = CollectOptions(),
-                     progress: Callable[[str], None] | None = None) -> Snapshot:
+def collect_snapshot(
+    conn: psycopg.Connection, options: CollectOptions = CollectOptions(), progress: Callable[[str], None] | None = None
+) -> Snapshot:
     step = progress or (lambda name: None)
     cost_before = dict(AUDIT_COST)
     try:
@@ -51,10 +53,17 @@ def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = Collect
         rows, totals = statements.collect_statements(conn, options.max_statements)
         info.pgss_stats_reset, info.pgss_dealloc = statements.collect_info(conn)
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise AuditError(f"permission denied ({str(exc).strip().splitlines()[0]}): "
-                         "GRANT pg_monitor (or pg_read_all_stats) TO the audit role") from None
-    snapshot = Snapshot(server=info, collected_at=dt.datetime.now(dt.UTC).isoformat(),
-                        tool_version=__version__, statements=rows, **totals)
+        raise AuditError(
+            f"permission denied ({str(exc).strip().splitlines()[0]}): "
+            "GRANT pg_monitor (or pg_read_all_stats) TO the audit role"
+        ) from None
+    snapshot = Snapshot(
+        server=info,
+        collected_at=dt.datetime.now(dt.UTC).isoformat(),
+        tool_version=__version__,
+        statements=rows,
+        **totals,
+    )
 
     interrupted: list[str] = []
 
@@ -100,6 +109,8 @@ def collect_snapshot(conn: psycopg.Connection, options: CollectOptions = Collect
     stage("column statistics", read_column_stats)
     for name, fn in options.stages:
         stage(name, functools.partial(fn, conn, snapshot))
-    snapshot.extras["audit_cost"] = {"statements": AUDIT_COST["statements"] - cost_before["statements"],
-                                     "ms": round(AUDIT_COST["ms"] - cost_before["ms"], 3)}
+    snapshot.extras["audit_cost"] = {
+        "statements": AUDIT_COST["statements"] - cost_before["statements"],
+        "ms": round(AUDIT_COST["ms"] - cost_before["ms"], 3),
+    }
     return snapshot

@@ -1,4 +1,5 @@
 """The catalog and its statistics: tables, columns, indexes, foreign keys, pg_stats."""
+
 from __future__ import annotations
 
 import psycopg
@@ -21,7 +22,9 @@ def _iso_times(row: dict) -> dict:
 
 
 def collect_tables(conn: psycopg.Connection) -> list[Table]:
-    rows = _rows(conn, f"""
+    rows = _rows(
+        conn,
+        f"""
         SELECT n.nspname AS schema, c.relname AS name, c.oid::int8 AS oid, c.relkind::text AS kind,
                c.reltuples::float8 AS reltuples, c.relpages::int8 AS relpages,
                pg_total_relation_size(c.oid) AS total_bytes, pg_relation_size(c.oid) AS table_bytes,
@@ -39,15 +42,19 @@ def collect_tables(conn: psycopg.Connection) -> list[Table]:
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
         WHERE c.relkind IN ('r', 'p', 'm') AND {USER_SCHEMAS}
-        ORDER BY n.nspname, c.relname""")
+        ORDER BY n.nspname, c.relname""",
+    )
     tables = {r["oid"]: Table(**{**_iso_times(r), "reloptions": list(r["reloptions"])}) for r in rows}
-    for r in _rows(conn, f"""
+    for r in _rows(
+        conn,
+        f"""
             SELECT a.attrelid::int8 AS oid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
                    a.attnotnull AS not_null, a.attnum, pg_get_expr(d.adbin, d.adrelid) AS default
             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
             WHERE c.relkind IN ('r', 'p', 'm') AND a.attnum > 0 AND NOT a.attisdropped AND {USER_SCHEMAS}
-            ORDER BY a.attrelid, a.attnum"""):
+            ORDER BY a.attrelid, a.attnum""",
+    ):
         oid = r.pop("oid")
         if oid in tables:
             tables[oid].columns.append(Column(**r))
@@ -57,19 +64,25 @@ def collect_tables(conn: psycopg.Connection) -> list[Table]:
 def collect_views(conn: psycopg.Connection) -> list[View]:
     """Views with their columns and definition: a statement naming a view reads its tables."""
     views: dict[int, View] = {}
-    for r in _rows(conn, f"""
+    for r in _rows(
+        conn,
+        f"""
             SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name,
                    coalesce(pg_get_viewdef(c.oid), '') AS definition
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind = 'v' AND {USER_SCHEMAS} ORDER BY 2, 3"""):
+            WHERE c.relkind = 'v' AND {USER_SCHEMAS} ORDER BY 2, 3""",
+    ):
         oid = r.pop("oid")
         views[oid] = View(**r)
-    for r in _rows(conn, f"""
+    for r in _rows(
+        conn,
+        f"""
             SELECT a.attrelid::int8 AS oid, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
                    a.attnum
             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind = 'v' AND a.attnum > 0 AND NOT a.attisdropped AND {USER_SCHEMAS}
-            ORDER BY a.attrelid, a.attnum"""):
+            ORDER BY a.attrelid, a.attnum""",
+    ):
         oid = r.pop("oid")
         if oid in views:
             views[oid].columns.append(Column(**r))
@@ -78,10 +91,17 @@ def collect_views(conn: psycopg.Connection) -> list[View]:
 
 def collect_indexes(conn: psycopg.Connection) -> list[Index]:
     # last_idx_scan arrived in 16; read it only where it exists.
-    has_last_scan = bool(_rows(conn, "SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_stat_user_indexes'::regclass "
-                               "AND attname = 'last_idx_scan'"))
+    has_last_scan = bool(
+        _rows(
+            conn,
+            "SELECT 1 FROM pg_attribute WHERE attrelid = 'pg_stat_user_indexes'::regclass "
+            "AND attname = 'last_idx_scan'",
+        )
+    )
     last_scan = "s.last_idx_scan" if has_last_scan else "NULL::timestamptz"
-    rows = _rows(conn, f"""
+    rows = _rows(
+        conn,
+        f"""
         SELECT n.nspname AS schema, ic.relname AS name, tn.nspname || '.' || tc.relname AS table,
                pg_get_indexdef(i.indexrelid) AS definition, am.amname AS method, i.indnkeyatts AS nkey,
                ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnatts) k)
@@ -100,18 +120,29 @@ def collect_indexes(conn: psycopg.Connection) -> list[Index]:
         JOIN pg_am am ON am.oid = ic.relam
         LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x')
         LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid
-        WHERE {USER_SCHEMAS.replace('n.nspname', 'tn.nspname')}
-        ORDER BY 3, 2""")
+        WHERE {USER_SCHEMAS.replace("n.nspname", "tn.nspname")}
+        ORDER BY 3, 2""",
+    )
     indexes = []
     for r in rows:
         nkey, cols = r.pop("nkey"), r.pop("all_columns")
-        indexes.append(Index(**{**_iso_times(r), "columns": cols[:nkey], "include_columns": cols[nkey:],
-                                "opclasses": r["opclasses"][:nkey]}))
+        indexes.append(
+            Index(
+                **{
+                    **_iso_times(r),
+                    "columns": cols[:nkey],
+                    "include_columns": cols[nkey:],
+                    "opclasses": r["opclasses"][:nkey],
+                }
+            )
+        )
     return indexes
 
 
 def collect_foreign_keys(conn: psycopg.Connection) -> list[ForeignKey]:
-    rows = _rows(conn, f"""
+    rows = _rows(
+        conn,
+        f"""
         SELECT con.conname AS name, n.nspname || '.' || c.relname AS table,
                ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord)
@@ -125,7 +156,8 @@ def collect_foreign_keys(conn: psycopg.Connection) -> list[ForeignKey]:
         JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace
         WHERE con.contype = 'f' AND {USER_SCHEMAS}
-        ORDER BY 2, 1""")
+        ORDER BY 2, 1""",
+    )
     return [ForeignKey(**r) for r in rows]
 
 
@@ -137,22 +169,29 @@ def collect_column_stats(conn: psycopg.Connection, tables: list[str]) -> list[Co
     """
     if not tables:
         return []
-    rows = _rows(conn, """
+    rows = _rows(
+        conn,
+        """
         SELECT schemaname || '.' || tablename AS table, attname AS column, null_frac, n_distinct, avg_width,
                correlation, most_common_vals::text::text[] AS most_common_vals,
                most_common_freqs::float8[] AS most_common_freqs, histogram_bounds::text::text[] AS histogram_bounds
         FROM pg_stats
         WHERE schemaname || '.' || tablename = ANY(%s)
-        ORDER BY 1, 2""", (tables,))
+        ORDER BY 1, 2""",
+        (tables,),
+    )
     return [ColumnStats(**r) for r in rows]
 
 
 def collect_extended_statistics(conn: psycopg.Connection) -> list[ExtendedStatistic]:
-    rows = _rows(conn, f"""
+    rows = _rows(
+        conn,
+        f"""
         SELECT s.stxname AS name, n.nspname || '.' || c.relname AS table,
                ARRAY(SELECT a.attname FROM unnest(s.stxkeys) k JOIN pg_attribute a
                      ON a.attrelid = s.stxrelid AND a.attnum = k) AS columns,
                ARRAY(SELECT k::text FROM unnest(s.stxkind) k) AS kinds
         FROM pg_statistic_ext s JOIN pg_class c ON c.oid = s.stxrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE {USER_SCHEMAS}""")
+        WHERE {USER_SCHEMAS}""",
+    )
     return [ExtendedStatistic(**r) for r in rows]

@@ -7,6 +7,7 @@ wal_buffers_full counters). Rather than branch on the server version, we read wh
 columns the installed extension version has and map each canonical field to the
 first candidate that exists: the extension can lag the server after an upgrade.
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -48,8 +49,13 @@ COLUMN_MAP: dict[str, list[str]] = {
     "parallel_workers_launched": ["parallel_workers_launched"],
     "wal_buffers_full": ["wal_buffers_full"],
 }
-JIT_TIME_COLUMNS = ["jit_generation_time", "jit_inlining_time", "jit_optimization_time",
-                    "jit_emission_time", "jit_deform_time"]
+JIT_TIME_COLUMNS = [
+    "jit_generation_time",
+    "jit_inlining_time",
+    "jit_optimization_time",
+    "jit_emission_time",
+    "jit_deform_time",
+]
 
 INSUFFICIENT_PRIVILEGE = "<insufficient privilege>"
 OWN_STATEMENTS = OWN_STATEMENT_PATTERN  # the auditor's own statements are not the workload
@@ -59,16 +65,21 @@ def check_available(conn: psycopg.Connection) -> str:
     """The installed extension version, or a one-line error saying how to get it."""
     version = scalar(conn, "SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'")
     if version is None:
-        raise AuditError("pg_stat_statements is not installed in this database: run "
-                         "CREATE EXTENSION pg_stat_statements (it must also be in shared_preload_libraries)")
+        raise AuditError(
+            "pg_stat_statements is not installed in this database: run "
+            "CREATE EXTENSION pg_stat_statements (it must also be in shared_preload_libraries)"
+        )
     # Whether it is preloaded shows when the view is read (shared_preload_libraries
     # itself is visible only to pg_read_all_settings).
     return version
 
 
 def view_columns(conn: psycopg.Connection, relation: str = "pg_stat_statements") -> set[str]:
-    rows = named_rows(conn, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-                            "AND NOT attisdropped", (relation,))
+    rows = named_rows(
+        conn,
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        (relation,),
+    )
     return {r["attname"] for r in rows}
 
 
@@ -101,38 +112,59 @@ def collect_statements(conn: psycopg.Connection, limit: int = 5000) -> tuple[lis
         "FROM pg_stat_statements s LEFT JOIN pg_roles r ON r.oid = s.userid "
         "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
         "AND s.queryid IS NOT NULL AND s.query NOT LIKE %s ORDER BY {order} DESC LIMIT %s"
-    ).format(select_list=select_list,
-             order=sql.Identifier("total_exec_time" if "total_exec_time" in columns else "total_time"))
+    ).format(
+        select_list=select_list,
+        order=sql.Identifier("total_exec_time" if "total_exec_time" in columns else "total_time"),
+    )
     try:
         rows = named_rows(conn, query, (OWN_STATEMENTS, limit))
-        totals = named_row(conn, sql.SQL(
-            "SELECT coalesce(sum({t}), 0) AS total_exec_time_ms, coalesce(sum(calls), 0) AS total_calls, "
-            "count(*) AS statement_count, count(*) FILTER (WHERE query = %s) AS hidden FROM pg_stat_statements "
-            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND query NOT LIKE %s").format(
-                t=sql.Identifier("total_exec_time" if "total_exec_time" in columns else "total_time")),
-            (INSUFFICIENT_PRIVILEGE, OWN_STATEMENTS))
+        totals = named_row(
+            conn,
+            sql.SQL(
+                "SELECT coalesce(sum({t}), 0) AS total_exec_time_ms, coalesce(sum(calls), 0) AS total_calls, "
+                "count(*) AS statement_count, count(*) FILTER (WHERE query = %s) AS hidden FROM pg_stat_statements "
+                "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND query NOT LIKE %s"
+            ).format(t=sql.Identifier("total_exec_time" if "total_exec_time" in columns else "total_time")),
+            (INSUFFICIENT_PRIVILEGE, OWN_STATEMENTS),
+        )
     except psycopg.errors.ObjectNotInPrerequisiteState:
-        raise AuditError("pg_stat_statements is not loaded: add shared_preload_libraries = 'pg_stat_statements' "
-                         "to postgresql.conf and restart the server") from None
+        raise AuditError(
+            "pg_stat_statements is not loaded: add shared_preload_libraries = 'pg_stat_statements' "
+            "to postgresql.conf and restart the server"
+        ) from None
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise AuditError(f"permission denied reading pg_stat_statements ({str(exc).strip().splitlines()[0]}): "
-                         "GRANT pg_read_all_stats TO the audit role") from None
+        raise AuditError(
+            f"permission denied reading pg_stat_statements ({str(exc).strip().splitlines()[0]}): "
+            "GRANT pg_read_all_stats TO the audit role"
+        ) from None
     if totals["hidden"]:
-        raise AuditError(f"{totals['hidden']} statements of other roles are hidden (<insufficient privilege>): "
-                         "GRANT pg_read_all_stats TO the audit role")
+        raise AuditError(
+            f"{totals['hidden']} statements of other roles are hidden (<insufficient privilege>): "
+            "GRANT pg_read_all_stats TO the audit role"
+        )
     statements = []
     for row in rows:
-        statement = Statement(queryid=row["queryid"], query=mask_passwords(row["query"]), calls=int(row["calls"]),
-                              rows=int(row["rows"]), userid=row["userid"], username=row["username"],
-                              total_exec_time_ms=0.0, mean_exec_time_ms=0.0)
+        statement = Statement(
+            queryid=row["queryid"],
+            query=mask_passwords(row["query"]),
+            calls=int(row["calls"]),
+            rows=int(row["rows"]),
+            userid=row["userid"],
+            username=row["username"],
+            total_exec_time_ms=0.0,
+            mean_exec_time_ms=0.0,
+        )
         for field in fields:
             value = row[field]
             if value is not None:
                 setattr(statement, field, value if not hasattr(value, "isoformat") else value.isoformat())
         statements.append(statement)
-    return statements, {"total_exec_time_ms": float(totals["total_exec_time_ms"]),
-                        "total_calls": int(totals["total_calls"]), "statement_count": int(totals["statement_count"])}
+    return statements, {
+        "total_exec_time_ms": float(totals["total_exec_time_ms"]),
+        "total_calls": int(totals["total_calls"]),
+        "statement_count": int(totals["statement_count"]),
+    }
 
 
 def collect_info(conn: psycopg.Connection) -> tuple[str | None, int | None]:

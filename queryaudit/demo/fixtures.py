@@ -5,6 +5,7 @@ A fixture is a folder of fixtures/: schema.sql, generate.sql (row counts scale w
 `-- expect: error` line is meant to fail), workload.py (`run(conn, rounds, scale)`)
 and problems.toml (the findings an audit must report).
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -5,6 +5,7 @@ own throwaway server, the workload again, a second audit and the before/after co
 Writes to out_dir: demo.html, demo.md, demo.json (the first audit), demo-after.json and
 demo-compare.html, .md, .json (what the fixes changed).
 """
+
 from __future__ import annotations
 
 import time
@@ -55,15 +56,19 @@ def safe_fix_statements(finding: dict) -> list[str] | None:
     for stmt in parsed:
         if isinstance(stmt, SAFE_STATEMENTS) or _is_analyze_only(stmt):
             continue
-        if (isinstance(stmt, pglast.ast.DropStmt) and stmt.removeType == pglast.enums.ObjectType.OBJECT_INDEX
-                and finding["check"] == "invalid-index"):
+        if (
+            isinstance(stmt, pglast.ast.DropStmt)
+            and stmt.removeType == pglast.enums.ObjectType.OBJECT_INDEX
+            and finding["check"] == "invalid-index"
+        ):
             continue
         return None
     return texts
 
 
-def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES_APPLIED,
-                skipped: list[dict] | None = None) -> list[dict]:
+def apply_fixes(
+    report: dict, dsn: str, console: Console, limit: int = MAX_FIXES_APPLIED, skipped: list[dict] | None = None
+) -> list[dict]:
     """Run the safe fixes of the highest-ranked findings, in rank order; one that fails is
     reported and skipped (the demo goes on). A fix that needs a manual step
     (evidence.manual_step) is not run: it is listed in `skipped`, with the step, and printed."""
@@ -75,11 +80,20 @@ def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES
                 break
             manual = (finding.get("evidence") or {}).get("manual_step")
             if manual and finding.get("fix_sql"):
-                console.print(f"  skipped #{finding.get('rank', '?')} {finding['check']}: needs a manual step: "
-                              f"{manual}", markup=False, highlight=False)
+                console.print(
+                    f"  skipped #{finding.get('rank', '?')} {finding['check']}: needs a manual step: {manual}",
+                    markup=False,
+                    highlight=False,
+                )
                 if skipped is not None:
-                    skipped.append({"id": finding["id"], "check": finding["check"], "title": finding["title"],
-                                    "manual_step": manual})
+                    skipped.append(
+                        {
+                            "id": finding["id"],
+                            "check": finding["check"],
+                            "title": finding["title"],
+                            "manual_step": manual,
+                        }
+                    )
                 continue
             if not saves_time(finding):
                 continue  # a note, not a fix: nothing in this window would get faster (an unused index costs writes)
@@ -90,13 +104,20 @@ def apply_fixes(report: dict, dsn: str, console: Console, limit: int = MAX_FIXES
                 for text in statements:
                     conn.execute(text)
             except psycopg.Error as exc:
-                console.print(f"  could not apply {finding['id']}: {str(exc).strip().splitlines()[0]}",
-                              markup=False, highlight=False)
+                console.print(
+                    f"  could not apply {finding['id']}: {str(exc).strip().splitlines()[0]}",
+                    markup=False,
+                    highlight=False,
+                )
                 continue
-            applied.append({"id": finding["id"], "check": finding["check"], "title": finding["title"],
-                            "statements": statements})
-            console.print(f"  applied #{finding.get('rank', '?')} {finding['check']}: {'; '.join(statements)}",
-                          markup=False, highlight=False)
+            applied.append(
+                {"id": finding["id"], "check": finding["check"], "title": finding["title"], "statements": statements}
+            )
+            console.print(
+                f"  applied #{finding.get('rank', '?')} {finding['check']}: {'; '.join(statements)}",
+                markup=False,
+                highlight=False,
+            )
     return applied
 
 
@@ -113,8 +134,12 @@ def _audit(dsn: str, embedded: bool) -> tuple[object, dict]:
     # its statements timed with EXPLAIN ANALYZE, and rolled back; statistics fixes likewise
     # (--verify-real). Without HypoPG (the embedded server has none) this is what makes
     # the top fixes measured rather than estimated.
-    run = audit(dsn, AuditOptions(top=20, collect=collect, verify=VerifyOptions(verify_real=True),
-                                  advisor=AdvisorOptions(verify_real=True)))
+    run = audit(
+        dsn,
+        AuditOptions(
+            top=20, collect=collect, verify=VerifyOptions(verify_real=True), advisor=AdvisorOptions(verify_real=True)
+        ),
+    )
     return run.snapshot, run.report
 
 
@@ -123,8 +148,14 @@ def _fixture_loaded(dsn: str) -> bool:
         return scalar(conn, "SELECT to_regclass('public.orders') IS NOT NULL")
 
 
-def run_demo(out_dir: Path, scale: int = 1, rounds: int = 2, console: Console | None = None,
-             apply: bool = True, dsn: str | None = None) -> dict:
+def run_demo(
+    out_dir: Path,
+    scale: int = 1,
+    rounds: int = 2,
+    console: Console | None = None,
+    apply: bool = True,
+    dsn: str | None = None,
+) -> dict:
     """The demo on the embedded PostgreSQL 18, or on the server at `dsn` (a throwaway one,
     such as the docker-compose service: the demo loads the fixture there, resets
     pg_stat_statements and applies fixes)."""
@@ -146,15 +177,16 @@ def run_demo(out_dir: Path, scale: int = 1, rounds: int = 2, console: Console | 
     return report
 
 
-def _run_on(dsn: str, out_dir: Path, scale: int, rounds: int, console: Console, apply: bool,
-            embedded: bool) -> dict:
+def _run_on(dsn: str, out_dir: Path, scale: int, rounds: int, console: Console, apply: bool, embedded: bool) -> dict:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     if _fixture_loaded(dsn):
         console.print(f"the '{DEMO_DB}' fixture is already loaded: reusing it")
     else:
-        console.print(f"loading the '{DEMO_DB}' fixture (planted problems: "
-                      f"{', '.join(sorted({p['check'] for p in fixtures.problems(DEMO_DB)}))})…")
+        console.print(
+            f"loading the '{DEMO_DB}' fixture (planted problems: "
+            f"{', '.join(sorted({p['check'] for p in fixtures.problems(DEMO_DB)}))})…"
+        )
         fixtures.load(DEMO_DB, dsn, scale=scale)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(RESET)  # the demo's own server; never done to a target
@@ -164,8 +196,9 @@ def _run_on(dsn: str, out_dir: Path, scale: int, rounds: int, console: Console, 
     snapshot, report = _audit(dsn, embedded)
     out_dir.mkdir(parents=True, exist_ok=True)
     snapshot.save(out_dir / "demo-snapshot.json")
-    written = write_outputs(report, {"json": out_dir / "demo.json", "html": out_dir / "demo.html",
-                                     "markdown": out_dir / "demo.md"})
+    written = write_outputs(
+        report, {"json": out_dir / "demo.json", "html": out_dir / "demo.html", "markdown": out_dir / "demo.md"}
+    )
     terminal.render(report, console)
     if apply:
         console.print("applying the top fixes that are safe to run unattended (indexes, statistics)…")
@@ -181,9 +214,14 @@ def _run_on(dsn: str, out_dir: Path, scale: int, rounds: int, console: Console, 
         comparison["applied_fixes"] = applied
         comparison["skipped_fixes"] = skipped
         written += write_outputs(after, {"json": out_dir / "demo-after.json"})
-        written += write_outputs(comparison, {"json": out_dir / "demo-compare.json",
-                                              "html": out_dir / "demo-compare.html",
-                                              "markdown": out_dir / "demo-compare.md"})
+        written += write_outputs(
+            comparison,
+            {
+                "json": out_dir / "demo-compare.json",
+                "html": out_dir / "demo-compare.html",
+                "markdown": out_dir / "demo-compare.md",
+            },
+        )
         terminal.render_compare(comparison, console)
     for path in written:
         console.print(f"wrote {path}", markup=False, highlight=False)

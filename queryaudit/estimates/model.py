@@ -1,4 +1,5 @@
 """What a row-estimate experiment stores in the snapshot: plain dataclasses with a JSON round trip."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,8 +26,11 @@ class PredicateCount:
 
     @property
     def underestimated(self) -> bool:
-        return self.actual_rows is not None and self.estimated_rows is not None \
+        return (
+            self.actual_rows is not None
+            and self.estimated_rows is not None
             and max(1.0, self.actual_rows) > max(1.0, self.estimated_rows)
+        )
 
 
 @dataclass

@@ -6,6 +6,7 @@ holds no placeholder or subplan result can run on its own: `SELECT count(*) FROM
 WHERE <conjunct>`. Join keys of a parameterized scan (`id = o.customer_id`) and
 subplan results (`$0`) cannot: they are listed as untested.
 """
+
 from __future__ import annotations
 
 from pglast import ast, parse_sql
@@ -48,8 +49,9 @@ def _plain(conjunct) -> bool:
         return isinstance(_strip(conjunct.arg), ast.ColumnRef)
     if isinstance(conjunct, ast.A_Expr):
         sides = (conjunct.lexpr, conjunct.rexpr)
-        return any(isinstance(_strip(s), ast.ColumnRef) for s in sides) and \
-            any(s is not None and _constant(s) for s in sides)
+        return any(isinstance(_strip(s), ast.ColumnRef) for s in sides) and any(
+            s is not None and _constant(s) for s in sides
+        )
     return False
 
 
@@ -82,16 +84,18 @@ def testable(node: PlanNode, table: Table) -> tuple[list[PredicateCount], list[s
             ours = True
             for ref in find_nodes(conjunct, ast.ColumnRef):
                 parts = [f.sval for f in ref.fields if isinstance(f, ast.String)]
-                if len(parts) != len(ref.fields) or parts[-1] not in names or \
-                        (len(parts) > 1 and parts[-2] not in qualifiers):
+                if (
+                    len(parts) != len(ref.fields)
+                    or parts[-1] not in names
+                    or (len(parts) > 1 and parts[-2] not in qualifiers)
+                ):
                     ours = False
                 elif parts[-1] not in columns:
                     columns.append(parts[-1])
             if not ours or not columns or find_nodes(conjunct, (ast.ParamRef, ast.SubLink)):
                 untested.append(sql)
                 continue
-            tested.append(PredicateCount(sql=sql, columns=columns, plain_column=_plain(conjunct)
-                                         and len(columns) == 1))
+            tested.append(PredicateCount(sql=sql, columns=columns, plain_column=_plain(conjunct) and len(columns) == 1))
     return tested, untested
 
 

@@ -8,6 +8,7 @@ statement_timeout, in a transaction that is rolled back), and so is their conjun
 Counts are reads of the audited table: bounded by COUNT_TIMEOUT_MS each, and by the
 budget; a count cut off is recorded as such and the check falls back to the counters.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,8 +52,7 @@ def _estimate(conn: psycopg.Connection, from_sql: str, where: str | None, timeou
     return float(plan_document(_read(conn, text, timeout_ms))["Plan"]["Plan Rows"])
 
 
-def _measure(conn: psycopg.Connection, budget: _Budget, from_sql: str, predicate: PredicateCount,
-             where: str) -> None:
+def _measure(conn: psycopg.Connection, budget: _Budget, from_sql: str, predicate: PredicateCount, where: str) -> None:
     """The planner's estimate and the count of one condition (or a conjunction)."""
     timeout = budget.timeout_ms()
     if timeout is None:
@@ -72,8 +72,7 @@ def _measure(conn: psycopg.Connection, budget: _Budget, from_sql: str, predicate
 def _experiment(conn: psycopg.Connection, budget: _Budget, queryid: str, node, table) -> EstimateExperiment:
     started = time.monotonic()
     tested, untested = testable(node, table)
-    experiment = EstimateExperiment(queryid=queryid, node_id=node.path, table=table.qualified_name,
-                                    untested=untested)
+    experiment = EstimateExperiment(queryid=queryid, node_id=node.path, table=table.qualified_name, untested=untested)
     if not tested:
         experiment.problem = "no condition of the scan can run alone (join keys, subplan results, no condition)"
         return experiment
@@ -102,8 +101,9 @@ def _experiment(conn: psycopg.Connection, budget: _Budget, queryid: str, node, t
     return experiment
 
 
-def run_experiments(conn: psycopg.Connection, snapshot: Snapshot, deadline: float,
-                    statement_limit_ms: int) -> list[EstimateExperiment]:
+def run_experiments(
+    conn: psycopg.Connection, snapshot: Snapshot, deadline: float, statement_limit_ms: int
+) -> list[EstimateExperiment]:
     """One experiment per misestimated scan the row-estimate-error check would report."""
 
     candidates = []
@@ -122,9 +122,18 @@ def run_experiments(conn: psycopg.Connection, snapshot: Snapshot, deadline: floa
         key = (table.qualified_name, tuple(p.sql for p in testable(node, table)[0]))
         if key in done:  # the same conditions on the same table in another statement: same figures
             same = done[key]
-            out.append(EstimateExperiment(queryid=queryid, node_id=node.path, table=same.table,
-                                          table_rows=same.table_rows, predicates=same.predicates,
-                                          combined=same.combined, untested=same.untested, problem=same.problem))
+            out.append(
+                EstimateExperiment(
+                    queryid=queryid,
+                    node_id=node.path,
+                    table=same.table,
+                    table_rows=same.table_rows,
+                    predicates=same.predicates,
+                    combined=same.combined,
+                    untested=same.untested,
+                    problem=same.problem,
+                )
+            )
             continue
         done[key] = _experiment(conn, budget, queryid, node, table)
         out.append(done[key])
@@ -139,6 +148,7 @@ def budget_left(snapshot: Snapshot, budget_s: float) -> float:
 
 def stage(budget_s: float, statement_limit_ms: int):
     """(name, fn(conn, snapshot)) for CollectOptions.stages; after the plans stage."""
+
     def run(conn: psycopg.Connection, snapshot: Snapshot) -> None:
         deadline = time.monotonic() + budget_left(snapshot, budget_s)
         snapshot.estimate_experiments = run_experiments(conn, snapshot, deadline, statement_limit_ms)

@@ -6,6 +6,7 @@ cumulative numbers. The comparison itself is queryaudit.before_after's (the repo
 `queryaudit compare`): a view is put in the shape of a report and compared the same way,
 so statements match by queryid, then by normalized text, in both commands. Pure.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,13 @@ class StatementMetrics:
 
     def to_dict(self) -> dict:
         mean = self.mean_ms
-        return {"calls": self.calls, "total_ms": round(self.total_ms, 3),
-                "mean_ms": round(mean, 4) if mean is not None else None, "rows": self.rows, "kind": self.kind}
+        return {
+            "calls": self.calls,
+            "total_ms": round(self.total_ms, 3),
+            "mean_ms": round(mean, 4) if mean is not None else None,
+            "rows": self.rows,
+            "kind": self.kind,
+        }
 
 
 @dataclass
@@ -64,12 +70,17 @@ class AuditView:
     def describe(self) -> dict:
         from queryaudit.report.derive import when  # deferred: report rendering (all checks) costs `history` start-up
 
-        return {"label": self.label, "audit_id": self.audit_id, "collected_at": self.collected_at,
-                "collected_label": when(self.collected_at), "window_start": self.window_start,
-                "window_start_label": when(self.window_start), "window_kind": self.window_kind,
-                "window_note": self.window_note,
-                "total_exec_time_ms": round(self.total_exec_time_ms, 3) if self.total_exec_time_ms is not None
-                else None}
+        return {
+            "label": self.label,
+            "audit_id": self.audit_id,
+            "collected_at": self.collected_at,
+            "collected_label": when(self.collected_at),
+            "window_start": self.window_start,
+            "window_start_label": when(self.window_start),
+            "window_kind": self.window_kind,
+            "window_note": self.window_note,
+            "total_exec_time_ms": round(self.total_exec_time_ms, 3) if self.total_exec_time_ms is not None else None,
+        }
 
 
 def finding_object(finding: dict) -> str | None:
@@ -85,8 +96,10 @@ def finding_object(finding: dict) -> str | None:
 
 
 def findings_of_report(report: dict) -> dict[str, dict]:
-    return {f["id"]: {"check": f["check"], "severity": f["severity"], "title": f["title"],
-                      "object": finding_object(f)} for f in report.get("findings", [])}
+    return {
+        f["id"]: {"check": f["check"], "severity": f["severity"], "title": f["title"], "object": finding_object(f)}
+        for f in report.get("findings", [])
+    }
 
 
 def aggregate(entries) -> dict[str, StatementMetrics]:
@@ -99,9 +112,16 @@ def aggregate(entries) -> dict[str, StatementMetrics]:
         m = out.get(s.queryid)
         sumsq = entry.delta.get("sumsq_exec_time")
         if m is None:
-            out[s.queryid] = StatementMetrics(s.queryid, s.query, int(entry.delta["calls"]),
-                                              float(entry.delta["total_exec_time_ms"]), int(entry.delta["rows"]),
-                                              entry.kind, sumsq, *(int(entry.delta[c]) for c in BLOCKS))
+            out[s.queryid] = StatementMetrics(
+                s.queryid,
+                s.query,
+                int(entry.delta["calls"]),
+                float(entry.delta["total_exec_time_ms"]),
+                int(entry.delta["rows"]),
+                entry.kind,
+                sumsq,
+                *(int(entry.delta[c]) for c in BLOCKS),
+            )
         else:
             for c in BLOCKS:
                 setattr(m, c, (getattr(m, c) or 0) + int(entry.delta[c]))
@@ -116,24 +136,45 @@ def aggregate(entries) -> dict[str, StatementMetrics]:
 
 def view_from_window(window, report: dict, label: str, audit_id: int | None = None) -> AuditView:
     statements = aggregate(window.entries)
-    return AuditView(label=label, collected_at=window.end, window_start=window.start, window_kind=window.kind,
-                     window_note=window.note, audit_id=audit_id, statements=statements,
-                     findings=findings_of_report(report),
-                     total_exec_time_ms=sum(m.total_ms for m in statements.values()),
-                     evidence=report.get("evidence"))
+    return AuditView(
+        label=label,
+        collected_at=window.end,
+        window_start=window.start,
+        window_kind=window.kind,
+        window_note=window.note,
+        audit_id=audit_id,
+        statements=statements,
+        findings=findings_of_report(report),
+        total_exec_time_ms=sum(m.total_ms for m in statements.values()),
+        evidence=report.get("evidence"),
+    )
 
 
 def view_from_report(report: dict, label: str) -> AuditView:
     """A JSON report's own numbers: cumulative since the statistics began, top statements only."""
-    statements = {q["queryid"]: StatementMetrics(q["queryid"], q["query"], int(q["calls"]),
-                                                 float(q["total_exec_time_ms"]), int(q.get("rows") or 0), "cumulative",
-                                                 _sumsq(q))
-                  for q in report.get("queries", [])}
+    statements = {
+        q["queryid"]: StatementMetrics(
+            q["queryid"],
+            q["query"],
+            int(q["calls"]),
+            float(q["total_exec_time_ms"]),
+            int(q.get("rows") or 0),
+            "cumulative",
+            _sumsq(q),
+        )
+        for q in report.get("queries", [])
+    }
     window = report.get("window") or {}
-    return AuditView(label=label, collected_at=window.get("collected_at") or report.get("generated_at"),
-                     window_start=window.get("statistics_since"), window_kind="cumulative",
-                     statements=statements, findings=findings_of_report(report),
-                     total_exec_time_ms=window.get("total_exec_time_ms"), evidence=report.get("evidence"))
+    return AuditView(
+        label=label,
+        collected_at=window.get("collected_at") or report.get("generated_at"),
+        window_start=window.get("statistics_since"),
+        window_kind="cumulative",
+        statements=statements,
+        findings=findings_of_report(report),
+        total_exec_time_ms=window.get("total_exec_time_ms"),
+        evidence=report.get("evidence"),
+    )
 
 
 def _sumsq(q: dict) -> float | None:
@@ -147,20 +188,36 @@ def as_report(view: AuditView | None, database: str = "", server_version_num: in
     (queryaudit.before_after, statements matched by queryid then normalized text) serves here too."""
     view = view or AuditView(label="no baseline")
     total = view.total_exec_time_ms or 0.0
-    queries = [{"queryid": m.queryid, "query": m.query, "calls": m.calls, "total_exec_time_ms": round(m.total_ms, 3),
-                "mean_exec_time_ms": round(m.mean_ms, 4) if m.mean_ms is not None else None, "rows": m.rows,
-                "stddev_exec_time_ms": round(m.stddev_ms, 4) if m.stddev_ms is not None else None,
-                "share_of_total_time": round(m.total_ms / total, 6) if total > 0 else 0.0, "window_kind": m.kind,
-                **{c: getattr(m, c) for c in BLOCKS}}
-               # A statement that did not run in a window is absent from it, as from a report.
-               for m in sorted(view.statements.values(), key=lambda m: -m.total_ms) if m.calls > 0]
-    return {"target": {"database": database, "server_version_num": server_version_num},
-            "generated_at": view.collected_at,
-            "window": {"collected_at": view.collected_at, "statistics_since": view.window_start,
-                       "total_exec_time_ms": round(total, 3),
-                       "total_calls": sum(m.calls for m in view.statements.values())},
-            "evidence": view.evidence,
-            "queries": queries, "findings": [{"id": i, **f} for i, f in view.findings.items()]}
+    queries = [
+        {
+            "queryid": m.queryid,
+            "query": m.query,
+            "calls": m.calls,
+            "total_exec_time_ms": round(m.total_ms, 3),
+            "mean_exec_time_ms": round(m.mean_ms, 4) if m.mean_ms is not None else None,
+            "rows": m.rows,
+            "stddev_exec_time_ms": round(m.stddev_ms, 4) if m.stddev_ms is not None else None,
+            "share_of_total_time": round(m.total_ms / total, 6) if total > 0 else 0.0,
+            "window_kind": m.kind,
+            **{c: getattr(m, c) for c in BLOCKS},
+        }
+        # A statement that did not run in a window is absent from it, as from a report.
+        for m in sorted(view.statements.values(), key=lambda m: -m.total_ms)
+        if m.calls > 0
+    ]
+    return {
+        "target": {"database": database, "server_version_num": server_version_num},
+        "generated_at": view.collected_at,
+        "window": {
+            "collected_at": view.collected_at,
+            "statistics_since": view.window_start,
+            "total_exec_time_ms": round(total, 3),
+            "total_calls": sum(m.calls for m in view.statements.values()),
+        },
+        "evidence": view.evidence,
+        "queries": queries,
+        "findings": [{"id": i, **f} for i, f in view.findings.items()],
+    }
 
 
 def compare(before: AuditView | None, after: AuditView) -> dict:
@@ -190,17 +247,28 @@ def baseline_section(comparison: dict, limit: int = STATEMENTS_IN_REPORT) -> dic
         row["mean_change_pct"] = _pct(b.get("mean_exec_time_ms"), a.get("mean_exec_time_ms"))
         row["total_change_pct"] = _pct(b.get("total_exec_time_ms"), a.get("total_exec_time_ms"))
     findings = comparison["findings"]
-    return {"before": comparison["before"], "after": comparison["after"],
-            "statement_counts": comparison["statement_counts"], "statements": shown,
-            "findings": {"new": [_finding_row(f) for f in findings["new"]],
-                         "resolved": [_finding_row(f) for f in findings["resolved"]],
-                         "persisting": len(findings["persisting"])},
-            "predictions": comparison.get("predictions", [])}
+    return {
+        "before": comparison["before"],
+        "after": comparison["after"],
+        "statement_counts": comparison["statement_counts"],
+        "statements": shown,
+        "findings": {
+            "new": [_finding_row(f) for f in findings["new"]],
+            "resolved": [_finding_row(f) for f in findings["resolved"]],
+            "persisting": len(findings["persisting"]),
+        },
+        "predictions": comparison.get("predictions", []),
+    }
 
 
 def _finding_row(f: dict) -> dict:
-    return {"id": f["id"], "check": f["check"], "severity": f.get("severity"), "title": f.get("title"),
-            "object": f.get("object") or finding_object(f)}
+    return {
+        "id": f["id"],
+        "check": f["check"],
+        "severity": f.get("severity"),
+        "title": f.get("title"),
+        "object": f.get("object") or finding_object(f),
+    }
 
 
 def _pct(before: float | None, after: float | None) -> float | None:

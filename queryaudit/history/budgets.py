@@ -26,6 +26,7 @@ in the current folder or above, or given with --config:
 
 Pure: it reads a comparison dict (history.baseline.compare) and returns what broke.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -191,8 +192,12 @@ def parse_config(data: dict, source: str) -> Config:
         selectors = {k: entry[k] for k in ("queryid", "pattern") if k in entry}
         if len(selectors) != 1:
             raise AuditError(f"{source}: {key} needs exactly one of queryid or pattern")
-        thresholds = _thresholds(source, f"{key}.", {k: v for k, v in entry.items()
-                                                     if k not in ("queryid", "pattern", "name")}, set(THRESHOLDS))
+        thresholds = _thresholds(
+            source,
+            f"{key}.",
+            {k: v for k, v in entry.items() if k not in ("queryid", "pattern", "name")},
+            set(THRESHOLDS),
+        )
         if not thresholds:
             raise AuditError(f"{source}: {key} sets no threshold (one of {', '.join(THRESHOLDS)})")
         budget = StatementBudget(thresholds, label=entry.get("name"))
@@ -210,8 +215,9 @@ def parse_config(data: dict, source: str) -> Config:
                 raise AuditError(f"{source}: unknown key {key}.{k} (known: expires, id, reason)")
         for k in ("id", "reason", "expires"):
             if not entry.get(k):
-                raise AuditError(f"{source}: {key}.{k} is required (a suppression names the finding id, "
-                                 "why, and until when)")
+                raise AuditError(
+                    f"{source}: {key}.{k} is required (a suppression names the finding id, why, and until when)"
+                )
         expires = entry["expires"]
         if isinstance(expires, str):
             try:
@@ -256,10 +262,16 @@ class Verdict:
         return not self.violations
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "violations": [v.to_dict() for v in self.violations],
-                "suppressed": self.suppressed, "judged_statements": self.judged_statements,
-                "expired_suppressions": [{"id": s.id, "reason": s.reason, "expires": s.expires.isoformat()}
-                                         for s in self.expired], "notes": self.notes}
+        return {
+            "ok": self.ok,
+            "violations": [v.to_dict() for v in self.violations],
+            "suppressed": self.suppressed,
+            "judged_statements": self.judged_statements,
+            "expired_suppressions": [
+                {"id": s.id, "reason": s.reason, "expires": s.expires.isoformat()} for s in self.expired
+            ],
+            "notes": self.notes,
+        }
 
 
 def _short(query: str, width: int = 80) -> str:
@@ -300,43 +312,78 @@ def evaluate(config: Config, comparison: dict, today: dt.date | None = None) -> 
         if not limits:
             continue
         verdict.judged_statements += 1
-        subject = f"statement {queryid} \"{_short(row['query'])}\""
+        subject = f'statement {queryid} "{_short(row["query"])}"'
         mean_after, calls = after.get("mean_exec_time_ms"), after["calls"]
         judged_mean = calls >= config.min_calls
 
         def broke(key, before_v, after_v, text, subject=subject, queryid=queryid, limits=limits):
-            verdict.violations.append(Violation(key, subject, f"{subject}: {text}", queryid=queryid,
-                                                before=before_v, after=after_v, limit=limits[key]))
+            verdict.violations.append(
+                Violation(
+                    key,
+                    subject,
+                    f"{subject}: {text}",
+                    queryid=queryid,
+                    before=before_v,
+                    after=after_v,
+                    limit=limits[key],
+                )
+            )
 
         if "mean-time-regression-pct" in limits and before and judged_mean and mean_after is not None:
             mean_before = before.get("mean_exec_time_ms")
-            if mean_before is not None and before.get("calls", 0) >= config.min_calls \
-                    and max(mean_before, mean_after) >= config.min_mean_ms and mean_before > 0:
+            if (
+                mean_before is not None
+                and before.get("calls", 0) >= config.min_calls
+                and max(mean_before, mean_after) >= config.min_mean_ms
+                and mean_before > 0
+            ):
                 change = (mean_after - mean_before) / mean_before * 100
                 # Over budget only when the spread says the change is real (Welch's test in
                 # queryaudit.before_after); without a spread the change alone decides.
                 test = row.get("significance") or {}
                 noise = test.get("method") == "welch" and not test.get("significant")
                 if change > limits["mean-time-regression-pct"] and noise:
-                    verdict.notes.append(f"{subject}: mean {_ms(mean_before)} -> {_ms(mean_after)} "
-                                         f"(+{change:,.0f} %) is within the noise ({row.get('mean_change_text')})")
+                    verdict.notes.append(
+                        f"{subject}: mean {_ms(mean_before)} -> {_ms(mean_after)} "
+                        f"(+{change:,.0f} %) is within the noise ({row.get('mean_change_text')})"
+                    )
                 elif change > limits["mean-time-regression-pct"]:
-                    broke("mean-time-regression-pct", mean_before, mean_after,
-                          f"mean time {_ms(mean_before)} -> {_ms(mean_after)} (+{change:,.0f} %, budget "
-                          f"{limits['mean-time-regression-pct']:g} %){causes_text(row)}")
+                    broke(
+                        "mean-time-regression-pct",
+                        mean_before,
+                        mean_after,
+                        f"mean time {_ms(mean_before)} -> {_ms(mean_after)} (+{change:,.0f} %, budget "
+                        f"{limits['mean-time-regression-pct']:g} %){causes_text(row)}",
+                    )
                     verdict.violations[-1].causes = row.get("causes")
                     verdict.violations[-1].cause_reason = row.get("reason")
-        if "max-mean-time-ms" in limits and judged_mean and mean_after is not None \
-                and mean_after > limits["max-mean-time-ms"]:
-            broke("max-mean-time-ms", (before or {}).get("mean_exec_time_ms"), mean_after,
-                  f"mean time {_ms(mean_after)} over {calls} calls (budget {limits['max-mean-time-ms']:g} ms)")
+        if (
+            "max-mean-time-ms" in limits
+            and judged_mean
+            and mean_after is not None
+            and mean_after > limits["max-mean-time-ms"]
+        ):
+            broke(
+                "max-mean-time-ms",
+                (before or {}).get("mean_exec_time_ms"),
+                mean_after,
+                f"mean time {_ms(mean_after)} over {calls} calls (budget {limits['max-mean-time-ms']:g} ms)",
+            )
         if "max-total-time-ms" in limits and after["total_exec_time_ms"] > limits["max-total-time-ms"]:
-            broke("max-total-time-ms", (before or {}).get("total_exec_time_ms"), after["total_exec_time_ms"],
-                  f"total time {_ms(after['total_exec_time_ms'])} in the window "
-                  f"(budget {limits['max-total-time-ms']:g} ms)")
+            broke(
+                "max-total-time-ms",
+                (before or {}).get("total_exec_time_ms"),
+                after["total_exec_time_ms"],
+                f"total time {_ms(after['total_exec_time_ms'])} in the window "
+                f"(budget {limits['max-total-time-ms']:g} ms)",
+            )
         if "max-calls" in limits and calls > limits["max-calls"]:
-            broke("max-calls", (before or {}).get("calls"), calls,
-                  f"{calls:,} calls in the window (budget {limits['max-calls']:g})")
+            broke(
+                "max-calls",
+                (before or {}).get("calls"),
+                calls,
+                f"{calls:,} calls in the window (budget {limits['max-calls']:g})",
+            )
     for n, budget in enumerate(config.statements):
         if n not in used_budgets:
             verdict.notes.append(f"the budget for {budget.describe()} matched no statement of this audit")
@@ -352,15 +399,19 @@ def evaluate(config: Config, comparison: dict, today: dt.date | None = None) -> 
                 continue
             cover = next((s for s in live if s.matches(f["id"])), None)
             if cover:
-                verdict.suppressed.append({"id": f["id"], "reason": cover.reason,
-                                           "expires": cover.expires.isoformat()})
+                verdict.suppressed.append({"id": f["id"], "reason": cover.reason, "expires": cover.expires.isoformat()})
                 continue
             subject = f"finding {f['id']}"
             lapsed = next((s for s in verdict.expired if s.matches(f["id"])), None)
             extra = f" (its suppression expired on {lapsed.expires.isoformat()})" if lapsed else ""
-            verdict.violations.append(Violation(
-                "fail-on-new-finding", subject,
-                f"new {f.get('severity')} finding {f['id']}: {f.get('title')}{extra} "
-                f"(budget: no new finding of severity {config.fail_on_new_finding} or worse)",
-                finding_id=f["id"], limit=config.fail_on_new_finding))
+            verdict.violations.append(
+                Violation(
+                    "fail-on-new-finding",
+                    subject,
+                    f"new {f.get('severity')} finding {f['id']}: {f.get('title')}{extra} "
+                    f"(budget: no new finding of severity {config.fail_on_new_finding} or worse)",
+                    finding_id=f["id"],
+                    limit=config.fail_on_new_finding,
+                )
+            )
     return verdict

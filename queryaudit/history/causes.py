@@ -23,6 +23,7 @@ from a time measured twice), and causes are ranked by it:
   a share of its time.
 - load: the whole workload's call rate rose by LOAD_FACTOR or more; share on a log scale.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,8 +35,18 @@ GROWTH_FACTOR = 1.5
 CACHE_DROP = 0.2
 LOAD_FACTOR = 2.0
 SPILL_SETTINGS = ("work_mem", "hash_mem_multiplier")
-KINDS = ("plan-changed", "index-dropped", "index-created", "index-invalid", "statistics-changed", "data-growth",
-         "cache-misses", "lock-waits", "setting-changed", "load")
+KINDS = (
+    "plan-changed",
+    "index-dropped",
+    "index-created",
+    "index-invalid",
+    "statistics-changed",
+    "data-growth",
+    "cache-misses",
+    "lock-waits",
+    "setting-changed",
+    "load",
+)
 
 
 def _cause(kind: str, share: float, evidence: dict) -> dict:
@@ -78,8 +89,11 @@ def explain_change(row: dict, before_ev: dict | None, after_ev: dict | None, con
     """{causes: [...], reason} for one compared statement (a row of compare.match_statements)."""
     if not before_ev or not after_ev:
         side = "earlier" if not before_ev else "later"
-        return {"causes": [], "reason": f"the {side} audit stored no evidence (plans, catalog, settings): "
-                                        "recorded before this queryaudit kept it, or from a report without it"}
+        return {
+            "causes": [],
+            "reason": f"the {side} audit stored no evidence (plans, catalog, settings): "
+            "recorded before this queryaudit kept it, or from a report without it",
+        }
     b, a = row["before"], row["after"]
     mb, ma = b["mean_exec_time_ms"], a["mean_exec_time_ms"]
     shape_b = before_ev.get("statements", {}).get(row["queryid"])
@@ -94,16 +108,31 @@ def explain_change(row: dict, before_ev: dict | None, after_ev: dict | None, con
             plan_share = 0.5  # the planner expected the opposite: it chose on a wrong estimate
         gone = [n for n in shape_b["nodes"] if n not in shape_a["nodes"]]
         new = [n for n in shape_a["nodes"] if n not in shape_b["nodes"]]
-        causes.append(_cause("plan-changed", plan_share, {
-            "before_plan": shape_b["text"], "after_plan": shape_a["text"],
-            "before_fingerprint": shape_b["fingerprint"], "after_fingerprint": shape_a["fingerprint"],
-            "nodes_gone": gone, "nodes_new": new, "estimated_cost_before": cost_b, "estimated_cost_after": cost_a,
-            "estimated_rows_before": shape_b.get("estimated_rows"),
-            "estimated_rows_after": shape_a.get("estimated_rows"),
-        }))
+        causes.append(
+            _cause(
+                "plan-changed",
+                plan_share,
+                {
+                    "before_plan": shape_b["text"],
+                    "after_plan": shape_a["text"],
+                    "before_fingerprint": shape_b["fingerprint"],
+                    "after_fingerprint": shape_a["fingerprint"],
+                    "nodes_gone": gone,
+                    "nodes_new": new,
+                    "estimated_cost_before": cost_b,
+                    "estimated_cost_after": cost_a,
+                    "estimated_rows_before": shape_b.get("estimated_rows"),
+                    "estimated_rows_after": shape_a.get("estimated_rows"),
+                },
+            )
+        )
     # Plans name a relation bare (no VERBOSE), the report qualified: one entry per table.
-    tables = list(dict.fromkeys((_table(after_ev, n) or _table(before_ev, n) or (n,))[0]
-                                for n in _tables_of(shape_b) + _tables_of(shape_a) + list(row.get("tables") or [])))
+    tables = list(
+        dict.fromkeys(
+            (_table(after_ev, n) or _table(before_ev, n) or (n,))[0]
+            for n in _tables_of(shape_b) + _tables_of(shape_a) + list(row.get("tables") or [])
+        )
+    )
     causes += _index_causes(shape_b, shape_a, before_ev, after_ev, tables, plan_changed, plan_share)
     if plan_changed:
         causes += _statistics_causes(shape_b, shape_a, before_ev, after_ev, tables, plan_share)
@@ -119,8 +148,10 @@ def explain_change(row: dict, before_ev: dict | None, after_ev: dict | None, con
     if not (shape_b and shape_a):
         reason = "no plan stored for this statement on both sides (run the audits with --explain)"
     else:
-        reason = ("same plan, same catalog state and settings, no table growth, cache misses, lock waits or load "
-                  "change in the evidence: the cause is outside what queryaudit stores")
+        reason = (
+            "same plan, same catalog state and settings, no table growth, cache misses, lock waits or load "
+            "change in the evidence: the cause is outside what queryaudit stores"
+        )
     return {"causes": [], "reason": reason}
 
 
@@ -139,14 +170,20 @@ def _index_causes(shape_b, shape_a, before_ev, after_ev, tables, plan_changed, p
             if bare not in used_before:
                 continue
             if index not in ia:
-                out.append(_cause("index-dropped", share, {"index": index, "table": tb[0],
-                                                           "definition": info.get("definition")}))
+                out.append(
+                    _cause(
+                        "index-dropped", share, {"index": index, "table": tb[0], "definition": info.get("definition")}
+                    )
+                )
             elif info.get("valid") and not ia[index].get("valid"):
                 out.append(_cause("index-invalid", share, {"index": index, "table": tb[0]}))
         for index, info in ia.items():
             if index not in ib and index.split(".")[-1] in used_after:
-                out.append(_cause("index-created", share, {"index": index, "table": ta[0],
-                                                           "definition": info.get("definition")}))
+                out.append(
+                    _cause(
+                        "index-created", share, {"index": index, "table": ta[0], "definition": info.get("definition")}
+                    )
+                )
     return out
 
 
@@ -162,15 +199,27 @@ def _statistics_causes(shape_b, shape_a, before_ev, after_ev, tables, plan_share
         analyzed = [k for k in ("last_analyze", "last_autoanalyze") if after.get(k) and after.get(k) != before.get(k)]
         if not analyzed:
             continue
-        columns = {c: {"before": before.get("columns", {}).get(c), "after": v}
-                   for c, v in (after.get("columns") or {}).items() if before.get("columns", {}).get(c) != v}
+        columns = {
+            c: {"before": before.get("columns", {}).get(c), "after": v}
+            for c, v in (after.get("columns") or {}).items()
+            if before.get("columns", {}).get(c) != v
+        }
         bare = ta[0].split(".")[-1]
         sb, sa = scans_b.get(ta[0]) or scans_b.get(bare), scans_a.get(ta[0]) or scans_a.get(bare)
-        out.append(_cause("statistics-changed", plan_share, {
-            "table": ta[0], "analyzed": {k: [before.get(k), after.get(k)] for k in analyzed},
-            "estimate_before": {"node": sb["node"], "estimated_rows": sb["estimated_rows"]} if sb else None,
-            "estimate_after": {"node": sa["node"], "estimated_rows": sa["estimated_rows"]} if sa else None,
-            "columns": columns, "reltuples": [before.get("reltuples"), after.get("reltuples")]}))
+        out.append(
+            _cause(
+                "statistics-changed",
+                plan_share,
+                {
+                    "table": ta[0],
+                    "analyzed": {k: [before.get(k), after.get(k)] for k in analyzed},
+                    "estimate_before": {"node": sb["node"], "estimated_rows": sb["estimated_rows"]} if sb else None,
+                    "estimate_after": {"node": sa["node"], "estimated_rows": sa["estimated_rows"]} if sa else None,
+                    "columns": columns,
+                    "reltuples": [before.get("reltuples"), after.get("reltuples")],
+                },
+            )
+        )
     return out
 
 
@@ -186,11 +235,20 @@ def _growth_causes(shape, before_ev, after_ev, b, a, mb, ma) -> list[dict]:
     if best is None or ma <= mb:
         return []
     factor, table, before, after = best
-    return [_cause("data-growth", _linear_share(mb, ma, factor), {
-        "table": table, "growth_factor": round(factor, 2), "reltuples": [before["reltuples"], after["reltuples"]],
-        "relpages": [before.get("relpages"), after.get("relpages")],
-        "total_bytes": [before.get("total_bytes"), after.get("total_bytes")],
-        "rows_per_call": [_per_call(b, "rows"), _per_call(a, "rows")]})]
+    return [
+        _cause(
+            "data-growth",
+            _linear_share(mb, ma, factor),
+            {
+                "table": table,
+                "growth_factor": round(factor, 2),
+                "reltuples": [before["reltuples"], after["reltuples"]],
+                "relpages": [before.get("relpages"), after.get("relpages")],
+                "total_bytes": [before.get("total_bytes"), after.get("total_bytes")],
+                "rows_per_call": [_per_call(b, "rows"), _per_call(a, "rows")],
+            },
+        )
+    ]
 
 
 def _read_share(stats: dict) -> float | None:
@@ -205,9 +263,16 @@ def _cache_causes(b: dict, a: dict) -> list[dict]:
     rb, ra = _read_share(b), _read_share(a)
     if rb is None or ra is None or ra - rb < CACHE_DROP:
         return []
-    return [_cause("cache-misses", ra - rb, {
-        "blocks_read_share": [round(rb, 4), round(ra, 4)],
-        "shared_blks_read_per_call": [_per_call(b, "shared_blks_read"), _per_call(a, "shared_blks_read")]})]
+    return [
+        _cause(
+            "cache-misses",
+            ra - rb,
+            {
+                "blocks_read_share": [round(rb, 4), round(ra, 4)],
+                "shared_blks_read_per_call": [_per_call(b, "shared_blks_read"), _per_call(a, "shared_blks_read")],
+            },
+        )
+    ]
 
 
 def _setting_causes(before_ev, after_ev, b, a, plan_changed, plan_share) -> list[dict]:
@@ -226,8 +291,13 @@ def _setting_causes(before_ev, after_ev, b, a, plan_changed, plan_share) -> list
     out = []
     for name, scopes in changed.items():
         if name in SPILL_SETTINGS and spilled:
-            out.append(_cause("setting-changed", 1.0 if temp_b == 0 else 1.0 - temp_b / temp_a,
-                              {"setting": name, "changes": scopes, "temp_blks_written_per_call": [temp_b, temp_a]}))
+            out.append(
+                _cause(
+                    "setting-changed",
+                    1.0 if temp_b == 0 else 1.0 - temp_b / temp_a,
+                    {"setting": name, "changes": scopes, "temp_blks_written_per_call": [temp_b, temp_a]},
+                )
+            )
         elif name not in SPILL_SETTINGS and plan_changed:
             out.append(_cause("setting-changed", plan_share, {"setting": name, "changes": scopes}))
     return out
@@ -246,8 +316,13 @@ def _load_causes(context: dict, mb: float, ma: float) -> list[dict]:
     rate_b, rate_a = context.get("calls_per_s_before"), context.get("calls_per_s_after")
     if not rate_b or not rate_a or rate_a < LOAD_FACTOR * rate_b or ma <= mb or mb <= 0:
         return []
-    return [_cause("load", math.log(rate_a / rate_b) / math.log(ma / mb) / 2,
-                   {"calls_per_s": [round(rate_b, 2), round(rate_a, 2)]})]
+    return [
+        _cause(
+            "load",
+            math.log(rate_a / rate_b) / math.log(ma / mb) / 2,
+            {"calls_per_s": [round(rate_b, 2), round(rate_a, 2)]},
+        )
+    ]
 
 
 def load_context(before: dict, after: dict) -> dict:
@@ -264,10 +339,17 @@ def load_context(before: dict, after: dict) -> dict:
 def cause_summary(cause: dict) -> str:
     """One cause in a few words: its kind, what it names, and its share."""
     e = cause["evidence"]
-    named = {"index-dropped": e.get("index"), "index-created": e.get("index"), "index-invalid": e.get("index"),
-             "statistics-changed": e.get("table"), "setting-changed": e.get("setting"),
-             "data-growth": f"{e.get('table')} x{e.get('growth_factor')}" if e.get("table") else None,
-             "plan-changed": " / ".join(f"-{n}" for n in e.get("nodes_gone", [])[:2])
-             + (" " if e.get("nodes_gone") else "") + " / ".join(f"+{n}" for n in e.get("nodes_new", [])[:2])
-             if cause["kind"] == "plan-changed" else None}.get(cause["kind"])
+    named = {
+        "index-dropped": e.get("index"),
+        "index-created": e.get("index"),
+        "index-invalid": e.get("index"),
+        "statistics-changed": e.get("table"),
+        "setting-changed": e.get("setting"),
+        "data-growth": f"{e.get('table')} x{e.get('growth_factor')}" if e.get("table") else None,
+        "plan-changed": " / ".join(f"-{n}" for n in e.get("nodes_gone", [])[:2])
+        + (" " if e.get("nodes_gone") else "")
+        + " / ".join(f"+{n}" for n in e.get("nodes_new", [])[:2])
+        if cause["kind"] == "plan-changed"
+        else None,
+    }.get(cause["kind"])
     return f"{cause['kind']}{' ' + named if named else ''} ({cause['explained_share']:.0%})"

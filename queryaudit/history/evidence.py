@@ -12,15 +12,27 @@ Built from the snapshot alone (pure), small enough to store hourly:
   effective_cache_size, jit, enable_*...) and the per-role / per-database overrides.
 Costs and estimates only: nothing here is a time, so two audits of one workload agree.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
 
 EVIDENCE_VERSION = 1
-PLAN_SETTINGS = ("work_mem", "hash_mem_multiplier", "random_page_cost", "seq_page_cost", "effective_cache_size",
-                 "effective_io_concurrency", "jit", "jit_above_cost", "default_statistics_target",
-                 "max_parallel_workers_per_gather", "plan_cache_mode", "shared_buffers")
+PLAN_SETTINGS = (
+    "work_mem",
+    "hash_mem_multiplier",
+    "random_page_cost",
+    "seq_page_cost",
+    "effective_cache_size",
+    "effective_io_concurrency",
+    "jit",
+    "jit_above_cost",
+    "default_statistics_target",
+    "max_parallel_workers_per_gather",
+    "plan_cache_mode",
+    "shared_buffers",
+)
 PLAN_TEXT_LINES = 40  # a stored plan is kept short: the shape matters, not every detail
 _IDENT = re.compile(r"\b([a-z_][a-z0-9_]*)\s*(?:=|<|>|<=|>=|<>|~~|IS|IN|ANY)", re.I)
 
@@ -72,8 +84,14 @@ def plan_shape(explain: dict | list) -> dict | None:
         if raw.get("Relation Name"):
             name = f"{raw['Schema']}.{raw['Relation Name']}" if raw.get("Schema") else raw["Relation Name"]
             relations.append(name)  # in plan order: the join order
-            scans.append({"node": _label(raw), "relation": name, "index": raw.get("Index Name"),
-                          "estimated_rows": raw.get("Plan Rows")})
+            scans.append(
+                {
+                    "node": _label(raw),
+                    "relation": name,
+                    "index": raw.get("Index Name"),
+                    "estimated_rows": raw.get("Plan Rows"),
+                }
+            )
             for key in ("Filter", "Index Cond", "Recheck Cond"):
                 for column in _IDENT.findall(raw.get(key) or ""):
                     if (name, column) not in filtered:
@@ -81,13 +99,22 @@ def plan_shape(explain: dict | list) -> dict | None:
         if raw.get("Index Name") and raw["Index Name"] not in indexes:
             indexes.append(raw["Index Name"])
         if len(lines) < PLAN_TEXT_LINES:
-            lines.append(f"{'  ' * depth}{'-> ' if depth else ''}{_label(raw)}  "
-                         f"(cost={raw.get('Total Cost', 0):.2f} rows={raw.get('Plan Rows', 0):.0f})")
-    return {"fingerprint": hashlib.sha1(shape.encode()).hexdigest()[:16],
-            "nodes": [_label(raw) for raw, _ in nodes], "relations": relations, "indexes": indexes,
-            "join_order": [s["relation"] for s in scans], "scans": scans,
-            "estimated_rows": root.get("Plan Rows"), "total_cost": root.get("Total Cost"),
-            "filtered_columns": [list(f) for f in filtered], "text": "\n".join(lines)}
+            lines.append(
+                f"{'  ' * depth}{'-> ' if depth else ''}{_label(raw)}  "
+                f"(cost={raw.get('Total Cost', 0):.2f} rows={raw.get('Plan Rows', 0):.0f})"
+            )
+    return {
+        "fingerprint": hashlib.sha1(shape.encode()).hexdigest()[:16],
+        "nodes": [_label(raw) for raw, _ in nodes],
+        "relations": relations,
+        "indexes": indexes,
+        "join_order": [s["relation"] for s in scans],
+        "scans": scans,
+        "estimated_rows": root.get("Plan Rows"),
+        "total_cost": root.get("Total Cost"),
+        "filtered_columns": [list(f) for f in filtered],
+        "text": "\n".join(lines),
+    }
 
 
 def _matches(name: str, qualified: str) -> bool:
@@ -115,15 +142,32 @@ def evidence_from_snapshot(snapshot) -> dict:
             if stats.table == qualified and any(_matches(r, qualified) and c == stats.column for r, c in filtered):
                 columns[stats.column] = {"n_distinct": stats.n_distinct, "correlation": stats.correlation}
         tables[qualified] = {
-            "reltuples": table.reltuples, "relpages": table.relpages, "total_bytes": table.total_bytes,
-            "last_analyze": table.last_analyze, "last_autoanalyze": table.last_autoanalyze,
-            "n_mod_since_analyze": table.n_mod_since_analyze, "columns": columns,
-            "indexes": {f"{i.schema}.{i.name}": {"valid": i.is_valid and i.is_ready, "bytes": i.bytes,
-                                                   "definition": i.definition}
-                        for i in snapshot.indexes if i.table == qualified}}
-    return {"version": EVIDENCE_VERSION, "collected_at": snapshot.collected_at,
-            "settings": plan_settings(snapshot.server), "role_settings": snapshot.server.role_settings,
-            "statements": statements, "tables": tables, "lock_waits": lock_waits(snapshot)}
+            "reltuples": table.reltuples,
+            "relpages": table.relpages,
+            "total_bytes": table.total_bytes,
+            "last_analyze": table.last_analyze,
+            "last_autoanalyze": table.last_autoanalyze,
+            "n_mod_since_analyze": table.n_mod_since_analyze,
+            "columns": columns,
+            "indexes": {
+                f"{i.schema}.{i.name}": {
+                    "valid": i.is_valid and i.is_ready,
+                    "bytes": i.bytes,
+                    "definition": i.definition,
+                }
+                for i in snapshot.indexes
+                if i.table == qualified
+            },
+        }
+    return {
+        "version": EVIDENCE_VERSION,
+        "collected_at": snapshot.collected_at,
+        "settings": plan_settings(snapshot.server),
+        "role_settings": snapshot.server.role_settings,
+        "statements": statements,
+        "tables": tables,
+        "lock_waits": lock_waits(snapshot),
+    }
 
 
 def lock_waits(snapshot) -> dict[str, dict]:
@@ -136,8 +180,9 @@ def lock_waits(snapshot) -> dict[str, dict]:
             statement = facts.statement(wait.waiting)
             if statement is None or not statement.queryid:
                 continue
-            entry = out.setdefault(statement.queryid, {"wait_ms": 0.0, "samples": 0, "relations": [],
-                                                       "source": facts.source})
+            entry = out.setdefault(
+                statement.queryid, {"wait_ms": 0.0, "samples": 0, "relations": [], "source": facts.source}
+            )
             entry["wait_ms"] += wait.wait_ms
             entry["samples"] += wait.samples
             if wait.relation and wait.relation not in entry["relations"]:

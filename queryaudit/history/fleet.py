@@ -25,6 +25,7 @@ explain-budget, explain-timeout, analyze-dml, sample-seconds, log and redact per
 their path holds {target} (e.g. reports/{target}.md); without them JSON and HTML go to
 --out-dir as <target>.json and <target>.html.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -50,12 +51,21 @@ DEFAULT_WORKERS = 4
 OVERRIDES = {
     "top": ("top", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1"),
     "explain": ("explain", lambda v: isinstance(v, bool), "true or false"),
-    "explain-budget": ("explain_budget_s", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                       and v >= 0, "a number of seconds >= 0"),
-    "sample-seconds": ("sample_seconds", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                       and v >= 0, "a number of seconds >= 0"),
-    "explain-timeout": ("explain_statement_ms", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-                        and v >= 0.1, "a number of seconds >= 0.1"),
+    "explain-budget": (
+        "explain_budget_s",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+        "a number of seconds >= 0",
+    ),
+    "sample-seconds": (
+        "sample_seconds",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+        "a number of seconds >= 0",
+    ),
+    "explain-timeout": (
+        "explain_statement_ms",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0.1,
+        "a number of seconds >= 0.1",
+    ),
     "analyze-dml": ("analyze_dml", lambda v: isinstance(v, bool), "true or false"),
     "log": ("logs", lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v), "a list of log paths"),
     "redact": ("redact", lambda v: isinstance(v, bool), "true or false"),
@@ -75,8 +85,10 @@ class FleetOptions:
     formats: dict[str, str | None] = field(default_factory=lambda: {f: None for f in DEFAULT_FORMATS})
 
     def output_paths(self, name: str, out_dir: Path) -> dict[str, Path]:
-        return {fmt: Path(template.replace("{target}", name)) if template else out_dir / f"{name}.{EXTENSIONS[fmt]}"
-                for fmt, template in self.formats.items()}
+        return {
+            fmt: Path(template.replace("{target}", name)) if template else out_dir / f"{name}.{EXTENSIONS[fmt]}"
+            for fmt, template in self.formats.items()
+        }
 
 
 def output_formats(paths: dict[str, str | Path | None]) -> dict[str, str | None]:
@@ -84,8 +96,10 @@ def output_formats(paths: dict[str, str | Path | None]) -> dict[str, str | None]
     given = {fmt: str(p) for fmt, p in paths.items() if p is not None}
     for fmt, template in given.items():
         if "{target}" not in template:
-            raise AuditError(f"with --targets, --{fmt} needs {{target}} in its path (e.g. reports/{{target}}."
-                             f"{EXTENSIONS[fmt]}): every target writes its own file")
+            raise AuditError(
+                f"with --targets, --{fmt} needs {{target}} in its path (e.g. reports/{{target}}."
+                f"{EXTENSIONS[fmt]}): every target writes its own file"
+            )
     return given or {f: None for f in DEFAULT_FORMATS}
 
 
@@ -142,8 +156,9 @@ def load_targets(path: Path) -> tuple[list[FleetTarget], int | None]:
                 raise AuditError(f"{where}: unknown key {key} (known: {', '.join(sorted(TARGET_KEYS))})")
         name = entry.get("name")
         if not isinstance(name, str) or not _SAFE_NAME.match(name):
-            raise AuditError(f"{where}.name must be letters, digits, '.', '_' or '-' (it names the report files), "
-                             f"not {name!r}")
+            raise AuditError(
+                f"{where}.name must be letters, digits, '.', '_' or '-' (it names the report files), not {name!r}"
+            )
         if name in seen:
             raise AuditError(f"{where}.name {name!r} is used twice")
         seen.add(name)
@@ -161,14 +176,19 @@ def load_targets(path: Path) -> tuple[list[FleetTarget], int | None]:
 
 def _summary(report: dict) -> dict:
     top = report["findings"][0] if report["findings"] else None
-    return {"database": report["target"]["database"], "server_version_num": report["target"]["server_version_num"],
-            "partial": report["partial"], "findings": report["summary"]["findings_by_severity"],
-            "total_exec_time_ms": report["window"]["total_exec_time_ms"],
-            "top_finding": f"[{top['severity']}] {top['title']}" if top else None}
+    return {
+        "database": report["target"]["database"],
+        "server_version_num": report["target"]["server_version_num"],
+        "partial": report["partial"],
+        "findings": report["summary"]["findings_by_severity"],
+        "total_exec_time_ms": report["window"]["total_exec_time_ms"],
+        "top_finding": f"[{top['severity']}] {top['title']}" if top else None,
+    }
 
 
-def audit_target(target: FleetTarget, out_dir: Path, defaults: FleetOptions, store_url: str | None,
-                 baseline: bool, record: bool) -> FleetResult:
+def audit_target(
+    target: FleetTarget, out_dir: Path, defaults: FleetOptions, store_url: str | None, baseline: bool, record: bool
+) -> FleetResult:
 
     started = time.monotonic()
     options = target.options(defaults)
@@ -182,30 +202,50 @@ def audit_target(target: FleetTarget, out_dir: Path, defaults: FleetOptions, sto
         snapshot, report = run.snapshot, run.report
         history = []
         if record or baseline:
-            history = attach_history(report, snapshot, store_url, record=record, baseline=baseline, name=target.name,
-                                     redact=options.audit.redact)
+            history = attach_history(
+                report,
+                snapshot,
+                store_url,
+                record=record,
+                baseline=baseline,
+                name=target.name,
+                redact=options.audit.redact,
+            )
         paths = options.output_paths(target.name, out_dir)
         written = write_outputs(report, paths)
-        return FleetResult(target, True, time.monotonic() - started, outputs=dict(zip(paths, written, strict=True)),
-                           summary=_summary(report), history=history)
+        return FleetResult(
+            target,
+            True,
+            time.monotonic() - started,
+            outputs=dict(zip(paths, written, strict=True)),
+            summary=_summary(report),
+            history=history,
+        )
     except AuditError as exc:
         return FleetResult(target, False, time.monotonic() - started, error=str(exc))
     except Exception as exc:  # one target's bug must not stop the fleet
-        return FleetResult(target, False, time.monotonic() - started,
-                           error=f"internal error: {type(exc).__name__}: {exc}")
+        return FleetResult(
+            target, False, time.monotonic() - started, error=f"internal error: {type(exc).__name__}: {exc}"
+        )
 
 
-def run_fleet(targets_path: Path, out_dir: Path, options: FleetOptions | None = None, workers: int | None = None,
-              store_url: str | None = None, baseline: bool = False, record: bool = False,
-              on_done: Callable[[FleetResult], None] | None = None) -> list[FleetResult]:
+def run_fleet(
+    targets_path: Path,
+    out_dir: Path,
+    options: FleetOptions | None = None,
+    workers: int | None = None,
+    store_url: str | None = None,
+    baseline: bool = False,
+    record: bool = False,
+    on_done: Callable[[FleetResult], None] | None = None,
+) -> list[FleetResult]:
     options = options or FleetOptions()
     targets, file_workers = load_targets(targets_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     pool_size = max(1, min(workers or file_workers or DEFAULT_WORKERS, len(targets)))
     results: dict[str, FleetResult] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="queryaudit-fleet") as pool:
-        futures = {pool.submit(audit_target, t, out_dir, options, store_url, baseline, record): t
-                   for t in targets}
+        futures = {pool.submit(audit_target, t, out_dir, options, store_url, baseline, record): t for t in targets}
         for future in concurrent.futures.as_completed(futures):
             result = future.result()
             results[result.target.name] = result
@@ -236,21 +276,28 @@ def write_index(out_dir: Path, results: list[FleetResult]) -> tuple[Path, Path]:
             database = f"{s['database']} (PostgreSQL {s['server_version_num']})"
         else:
             status, detail, database = "failed", r.error or "", "-"
-        rows_html.append(f"<tr class=\"{status}\"><td>{html.escape(r.target.name)}</td><td>{status}</td>"
-                         f"<td>{html.escape(database)}</td><td>{html.escape(detail)}</td>"
-                         f"<td>{r.seconds:.1f} s</td><td>{links}</td></tr>")
+        rows_html.append(
+            f'<tr class="{status}"><td>{html.escape(r.target.name)}</td><td>{status}</td>'
+            f"<td>{html.escape(database)}</td><td>{html.escape(detail)}</td>"
+            f"<td>{r.seconds:.1f} s</td><td>{links}</td></tr>"
+        )
         cell = detail.replace("|", "\\|").replace("\n", " ")
         rows_md.append(f"| {r.target.name} | {status} | {database} | {cell} | {r.seconds:.1f} s | {links_md} |")
     title = f"queryaudit fleet: {len(results)} targets, {failed} failed"
-    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}"
-            "tr.failed td{color:#a00}tr.partial td{color:#a60}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>generated {html.escape(generated)}</p><table><thead><tr>"
-            "<th>target</th><th>status</th><th>database</th><th>findings / error</th><th>took</th><th>reports</th>"
-            f"</tr></thead><tbody>{''.join(rows_html)}</tbody></table></body></html>\n")
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        "<style>body{font:14px/1.4 system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}"
+        "tr.failed td{color:#a00}tr.partial td{color:#a60}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>generated {html.escape(generated)}</p><table><thead><tr>"
+        "<th>target</th><th>status</th><th>database</th><th>findings / error</th><th>took</th><th>reports</th>"
+        f"</tr></thead><tbody>{''.join(rows_html)}</tbody></table></body></html>\n"
+    )
     index_html, index_md = out_dir / "index.html", out_dir / "index.md"
     index_html.write_text(page, encoding="utf-8")
-    index_md.write_text(f"# {title}\n\ngenerated {generated}\n\n| target | status | database | findings / error | "
-                        "took | reports |\n|---|---|---|---|---|---|\n" + "\n".join(rows_md) + "\n", encoding="utf-8")
+    index_md.write_text(
+        f"# {title}\n\ngenerated {generated}\n\n| target | status | database | findings / error | "
+        "took | reports |\n|---|---|---|---|---|---|\n" + "\n".join(rows_md) + "\n",
+        encoding="utf-8",
+    )
     return index_html, index_md

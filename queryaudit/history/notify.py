@@ -6,6 +6,7 @@ structured verdict: each violation with its ranked causes), which both ignore an
 other receiver can read. Delivery retries with backoff on connection errors, 429 and 5xx;
 it never changes the exit code of `check` (a lost alert is reported on the terminal).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,22 +33,31 @@ def payload(verdict, comparison: dict, target: str | None = None) -> dict:
     if len(verdict.violations) > TEXT_VIOLATIONS:
         lines.append(f"… and {len(verdict.violations) - TEXT_VIOLATIONS} more")
     after = comparison.get("after") or {}
-    return {"text": "\n".join(lines),
-            "queryaudit": {"target": target, "collected_at": after.get("collected_at"),
-                           "violations": [v.to_dict() for v in verdict.violations]}}
+    return {
+        "text": "\n".join(lines),
+        "queryaudit": {
+            "target": target,
+            "collected_at": after.get("collected_at"),
+            "violations": [v.to_dict() for v in verdict.violations],
+        },
+    }
 
 
-def post(url: str, body: dict, backoff: Sequence[float] = BACKOFF_S,
-         sleep: Callable[[float], None] = time.sleep) -> tuple[bool, str]:
+def post(
+    url: str, body: dict, backoff: Sequence[float] = BACKOFF_S, sleep: Callable[[float], None] = time.sleep
+) -> tuple[bool, str]:
     """POST the JSON body; retried after each wait of `backoff`. (delivered, what happened)."""
     data = json.dumps(body, default=str).encode()
     last = ""
     for attempt in range(len(backoff) + 1):
         if attempt:
             sleep(backoff[attempt - 1])
-        request = urllib.request.Request(url, data=data, method="POST",
-                                         headers={"Content-Type": "application/json",
-                                                  "User-Agent": "queryaudit-notify"})
+        request = urllib.request.Request(
+            url,
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "queryaudit-notify"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
                 return True, f"delivered to {_host(url)} (HTTP {response.status}, attempt {attempt + 1})"

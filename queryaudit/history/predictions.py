@@ -8,6 +8,7 @@ the verification's before/after (hypothetical or real), else its predicted ms pe
 predicted / realized saving; a prediction is flagged when it is off by more than
 OFF_FACTOR either way, or when nothing was saved at all.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -55,33 +56,59 @@ def predicted_vs_realized(applied: list[dict], rows_by_before_id: dict[str, dict
             continue
         for queryid, entry in prediction["statements"].items():
             row = rows_by_before_id.get(queryid)
-            mb, ma = ((row or {}).get("before") or {}).get("mean_exec_time_ms"), \
-                ((row or {}).get("after") or {}).get("mean_exec_time_ms")
+            mb, ma = (
+                ((row or {}).get("before") or {}).get("mean_exec_time_ms"),
+                ((row or {}).get("after") or {}).get("mean_exec_time_ms"),
+            )
             if mb is None or ma is None:
                 out.append(_unmeasured(finding, prediction, row, "the statement did not run in both reports"))
                 continue
             predicted, realized = _predicted_ms(entry, mb), mb - ma
             factor = predicted / realized if realized > 0 and predicted > 0 else None
             off = factor is None or not (1 / OFF_FACTOR <= factor <= OFF_FACTOR)
-            out.append({"finding": finding["id"], "fix_kind": prediction["kind"], "fix_sql": prediction["fix_sql"],
-                        "queryid": queryid, "query": row["query"], "mean_before_ms": mb, "mean_after_ms": ma,
-                        "predicted_saving_ms": round(predicted, 4), "realized_saving_ms": round(realized, 4),
-                        "predicted_share": round(predicted / mb, 4) if mb else None,
-                        "realized_share": round(realized / mb, 4) if mb else None,
-                        "error_factor": round(factor, 3) if factor is not None else None,
-                        "status": row["status"], "off_by_more_than_2x": off,
-                        "error_note": None if factor is not None else
-                        ("nothing saved" if realized <= 0 else "no saving predicted")})
+            out.append(
+                {
+                    "finding": finding["id"],
+                    "fix_kind": prediction["kind"],
+                    "fix_sql": prediction["fix_sql"],
+                    "queryid": queryid,
+                    "query": row["query"],
+                    "mean_before_ms": mb,
+                    "mean_after_ms": ma,
+                    "predicted_saving_ms": round(predicted, 4),
+                    "realized_saving_ms": round(realized, 4),
+                    "predicted_share": round(predicted / mb, 4) if mb else None,
+                    "realized_share": round(realized / mb, 4) if mb else None,
+                    "error_factor": round(factor, 3) if factor is not None else None,
+                    "status": row["status"],
+                    "off_by_more_than_2x": off,
+                    "error_note": None
+                    if factor is not None
+                    else ("nothing saved" if realized <= 0 else "no saving predicted"),
+                }
+            )
     return out
 
 
 def _unmeasured(finding: dict, prediction: dict | None, row: dict | None, note: str) -> dict:
     """An applied fix (or one of its statements) with nothing to hold it against: listed, not scored."""
-    return {"finding": finding["id"], "fix_kind": (prediction or {}).get("kind") or finding.get("check"),
-            "fix_sql": finding.get("fix_sql"), "queryid": (row or {}).get("queryid"), "query": (row or {}).get("query"),
-            "mean_before_ms": None, "mean_after_ms": None, "predicted_saving_ms": None, "realized_saving_ms": None,
-            "predicted_share": None, "realized_share": None, "error_factor": None, "status": (row or {}).get("status"),
-            "off_by_more_than_2x": False, "note": note}
+    return {
+        "finding": finding["id"],
+        "fix_kind": (prediction or {}).get("kind") or finding.get("check"),
+        "fix_sql": finding.get("fix_sql"),
+        "queryid": (row or {}).get("queryid"),
+        "query": (row or {}).get("query"),
+        "mean_before_ms": None,
+        "mean_after_ms": None,
+        "predicted_saving_ms": None,
+        "realized_saving_ms": None,
+        "predicted_share": None,
+        "realized_share": None,
+        "error_factor": None,
+        "status": (row or {}).get("status"),
+        "off_by_more_than_2x": False,
+        "note": note,
+    }
 
 
 def scored(lines: list[dict]) -> list[dict]:
@@ -102,9 +129,14 @@ def track_record(lines: list[dict]) -> dict[str, dict]:
     by_kind: dict[str, list[float]] = {}
     for line in lines:
         by_kind.setdefault(line["fix_kind"] or "?", []).append(error_of(line))
-    return {kind: {"predictions": len(errors), "median_error_factor": _finite(statistics.median(errors)),
-                   "off_by_more_than_2x": sum(1 for e in errors if e > OFF_FACTOR)}
-            for kind, errors in sorted(by_kind.items())}
+    return {
+        kind: {
+            "predictions": len(errors),
+            "median_error_factor": _finite(statistics.median(errors)),
+            "off_by_more_than_2x": sum(1 for e in errors if e > OFF_FACTOR),
+        }
+        for kind, errors in sorted(by_kind.items())
+    }
 
 
 def _finite(value: float) -> float | None:
@@ -116,6 +148,8 @@ def prediction_text(line: dict) -> str:
         return f"{line['fix_kind']} {line['finding']}: not measured ({line['note']})"
     note = f": {line['error_note']}" if line.get("error_note") else ""
     flag = f" (off by more than 2x{note})" if line["off_by_more_than_2x"] else ""
-    return (f"{line['fix_kind']} {line['finding']}: predicted {line['predicted_saving_ms']:.3g} ms/call saved, "
-            f"realized {line['realized_saving_ms']:.3g} ms/call ({line['mean_before_ms']:.3g} -> "
-            f"{line['mean_after_ms']:.3g} ms){flag}")
+    return (
+        f"{line['fix_kind']} {line['finding']}: predicted {line['predicted_saving_ms']:.3g} ms/call saved, "
+        f"realized {line['realized_saving_ms']:.3g} ms/call ({line['mean_before_ms']:.3g} -> "
+        f"{line['mean_after_ms']:.3g} ms){flag}"
+    )

@@ -1,5 +1,6 @@
 """What the CLI does with the history: record an audit, add its baseline comparison to
 the report, and run `queryaudit check`. The commands only parse options and print."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,13 +63,28 @@ def window_summary(window: Window) -> dict:
     kinds: dict[str, int] = {}
     for entry in window.entries:
         kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
-    return {"kind": window.kind, "start": window.start, "end": window.end, "note": window.note,
-            "start_label": when(window.start), "end_label": when(window.end),
-            "evicted_entries": window.evicted, "entries_by_kind": kinds}
+    return {
+        "kind": window.kind,
+        "start": window.start,
+        "end": window.end,
+        "note": window.note,
+        "start_label": when(window.start),
+        "end_label": when(window.end),
+        "evicted_entries": window.evicted,
+        "entries_by_kind": kinds,
+    }
 
 
-def attach_history(report: dict, snapshot, store_url: str | None, record: bool, baseline: bool,
-                   name: str | None = None, redact: bool = False, config: Config | None = None) -> list[str]:
+def attach_history(
+    report: dict,
+    snapshot,
+    store_url: str | None,
+    record: bool,
+    baseline: bool,
+    name: str | None = None,
+    redact: bool = False,
+    config: Config | None = None,
+) -> list[str]:
     """Record the audit (record) and/or compare it with the last stored audit of its target
     (baseline, into report["baseline"]). Returns lines for the terminal."""
     lines = []
@@ -84,11 +100,17 @@ def attach_history(report: dict, snapshot, store_url: str | None, record: bool, 
         if record:
             recorded = store.record(snapshot, report, name)
             window, previous_id = recorded.window, recorded.previous_audit_id
-            report["history"] = {"store": store.display, "target": recorded.target.key,
-                                 "audit_id": recorded.audit_id, "window": window_summary(window)}
+            report["history"] = {
+                "store": store.display,
+                "target": recorded.target.key,
+                "audit_id": recorded.audit_id,
+                "window": window_summary(window),
+            }
             verb = "already stored as" if recorded.already_stored else "recorded as"
-            lines.append(f"history: {verb} audit #{recorded.audit_id} of {recorded.target.key} in {store.display} "
-                         f"(window: {window.kind}{'; ' + window.note if window.note else ''})")
+            lines.append(
+                f"history: {verb} audit #{recorded.audit_id} of {recorded.target.key} in {store.display} "
+                f"(window: {window.kind}{'; ' + window.note if window.note else ''})"
+            )
         else:
             window, previous_id = store.window_for(snapshot, name)
         if baseline:
@@ -125,13 +147,17 @@ def baseline_lines(section: dict, limit: int = 5) -> list[str]:
     before = section["before"]
     counts = section["statement_counts"]
     f = section["findings"]
-    lines = [f"baseline: {before['label']} of {before['collected_at']}: {counts.get('regressed', 0)} statements "
-             f"slower, {counts.get('improved', 0)} faster, {counts.get('new', 0)} new; findings "
-             f"{len(f['new'])} new, {len(f['resolved'])} resolved, {f['persisting']} persisting"]
+    lines = [
+        f"baseline: {before['label']} of {before['collected_at']}: {counts.get('regressed', 0)} statements "
+        f"slower, {counts.get('improved', 0)} faster, {counts.get('new', 0)} new; findings "
+        f"{len(f['new'])} new, {len(f['resolved'])} resolved, {f['persisting']} persisting"
+    ]
     for status, word in (("regressed", "slower"), ("improved", "faster")):
         for row in [r for r in section["statements"] if r["status"] == status][:limit]:
-            lines.append(f"  {word}: {_short(row['query'])}  mean {_ms((row['before'] or {}).get('mean_exec_time_ms'))}"
-                         f" -> {_ms((row['after'] or {}).get('mean_exec_time_ms'))}{causes_text(row)}")
+            lines.append(
+                f"  {word}: {_short(row['query'])}  mean {_ms((row['before'] or {}).get('mean_exec_time_ms'))}"
+                f" -> {_ms((row['after'] or {}).get('mean_exec_time_ms'))}{causes_text(row)}"
+            )
     for line in section.get("predictions", [])[:limit]:
         lines.append(f"  predicted vs realized: {prediction_text(line)}")
     for finding in f["new"][:limit]:
@@ -150,9 +176,17 @@ class CheckOutcome:
     report: dict | None = None  # the fresh audit's report (--dsn/--snapshot), None otherwise
 
 
-def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, snapshot_path: Path | None,
-              report_path: Path | None, baseline_report: Path | None, target: str | None, record: bool,
-              options: AuditOptions | None = None) -> CheckOutcome:
+def run_check(
+    config_path: Path | None,
+    store_url: str | None,
+    dsn: str | None,
+    snapshot_path: Path | None,
+    report_path: Path | None,
+    baseline_report: Path | None,
+    target: str | None,
+    record: bool,
+    options: AuditOptions | None = None,
+) -> CheckOutcome:
     """The budgets held against: the latest stored audit and the one before it (no source), or
     a fresh audit (--dsn/--snapshot) and the last stored one, or a report and another report."""
     from queryaudit.pipeline import AuditOptions  # deferred: the audit pipeline costs `history` start-up
@@ -210,8 +244,10 @@ def run_check(config_path: Path | None, store_url: str | None, dsn: str | None, 
             before = store.audit_view(ids[1]) if len(ids) > 1 else None
         finally:
             store.close()
-        lines.append(f"target {chosen['name']}: {after.label} ({after.collected_at})"
-                     + (f" against {before.label} ({before.collected_at})" if before else ", no earlier audit"))
+        lines.append(
+            f"target {chosen['name']}: {after.label} ({after.collected_at})"
+            + (f" against {before.label} ({before.collected_at})" if before else ", no earlier audit")
+        )
     if before is None:
         lines.append("no baseline: regression budgets are not judged")
     comparison = compare(before, after)

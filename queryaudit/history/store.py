@@ -18,6 +18,7 @@ cumulative counters and its window numbers (windows.py), and the findings. Recor
 same snapshot twice keeps one copy. An old snapshot recorded after newer ones gets its
 window against the audit before it; the windows already stored are not recomputed.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -62,8 +63,10 @@ def resolve_store_url(url: str | None) -> str:
         return f"postgresql+psycopg://{rest}"
     if scheme == "sqlite":
         return url
-    raise AuditError(f"unsupported history store URL scheme {scheme!r}: use sqlite:///PATH, a file path, "
-                     "or postgresql://user@host/db")
+    raise AuditError(
+        f"unsupported history store URL scheme {scheme!r}: use sqlite:///PATH, a file path, "
+        "or postgresql://user@host/db"
+    )
 
 
 def display_url(url: str) -> str:
@@ -74,6 +77,7 @@ def display_url(url: str) -> str:
 
 
 # -- schema: one list of columns per table and version; migrations and queries share it --
+
 
 def _c(name, type_, references: str | None = None, **kw):
     # A factory: a Column belongs to one MetaData, and each schema version builds its own.
@@ -86,39 +90,72 @@ V2_COUNTERS = ("calls", "total_exec_time_ms", "rows", "shared_blks_hit", "shared
 assert set(V2_COUNTERS) == set(COUNTERS)
 SCHEMA: dict[int, dict[str, list]] = {
     1: {
-        "qa_targets": [_c("id", sa.Integer, primary_key=True, autoincrement=True),
-                       _c("key", sa.Text, nullable=False, unique=True), _c("name", sa.Text),
-                       _c("host", sa.Text), _c("port", sa.Integer), _c("database", sa.Text),
-                       _c("created_at", sa.Text)],
-        "qa_audits": [_c("id", sa.Integer, primary_key=True, autoincrement=True),
-                      _c("target_id", sa.Integer, "qa_targets.id", nullable=False),
-                      _c("collected_at", sa.Text, nullable=False), _c("recorded_at", sa.Text),
-                      _c("tool_version", sa.Text), _c("server_version_num", sa.Integer),
-                      _c("pgss_stats_reset", sa.Text), _c("pgss_dealloc", sa.BigInteger),
-                      _c("statistics_since", sa.Text), _c("total_exec_time_ms", Double),
-                      _c("total_calls", sa.BigInteger), _c("statement_count", sa.Integer),
-                      _c("samples_complete", sa.Boolean), _c("partial", sa.Boolean)],
-        "qa_query_texts": [_c("target_id", sa.Integer, "qa_targets.id", primary_key=True),
-                           _c("queryid", sa.Text, primary_key=True), _c("query", sa.Text)],
-        "qa_statements": [_c("id", sa.Integer, primary_key=True, autoincrement=True),
-                          _c("audit_id", sa.Integer, "qa_audits.id", nullable=False),
-                          _c("queryid", sa.Text, nullable=False), _c("userid", sa.BigInteger),
-                          _c("toplevel", sa.Boolean), _c("calls", sa.BigInteger),
-                          _c("total_exec_time_ms", Double), _c("rows", sa.BigInteger),
-                          _c("shared_blks_hit", sa.BigInteger), _c("shared_blks_read", sa.BigInteger),
-                          _c("temp_blks_written", sa.BigInteger)],
-        "qa_findings": [_c("id", sa.Integer, primary_key=True, autoincrement=True),
-                        _c("audit_id", sa.Integer, "qa_audits.id", nullable=False, index=True),
-                        _c("finding_id", sa.Text, nullable=False), _c("check_id", sa.Text),
-                        _c("severity", sa.Text), _c("title", sa.Text), _c("object", sa.Text),
-                        _c("saving_share", Double)],
+        "qa_targets": [
+            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            _c("key", sa.Text, nullable=False, unique=True),
+            _c("name", sa.Text),
+            _c("host", sa.Text),
+            _c("port", sa.Integer),
+            _c("database", sa.Text),
+            _c("created_at", sa.Text),
+        ],
+        "qa_audits": [
+            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            _c("target_id", sa.Integer, "qa_targets.id", nullable=False),
+            _c("collected_at", sa.Text, nullable=False),
+            _c("recorded_at", sa.Text),
+            _c("tool_version", sa.Text),
+            _c("server_version_num", sa.Integer),
+            _c("pgss_stats_reset", sa.Text),
+            _c("pgss_dealloc", sa.BigInteger),
+            _c("statistics_since", sa.Text),
+            _c("total_exec_time_ms", Double),
+            _c("total_calls", sa.BigInteger),
+            _c("statement_count", sa.Integer),
+            _c("samples_complete", sa.Boolean),
+            _c("partial", sa.Boolean),
+        ],
+        "qa_query_texts": [
+            _c("target_id", sa.Integer, "qa_targets.id", primary_key=True),
+            _c("queryid", sa.Text, primary_key=True),
+            _c("query", sa.Text),
+        ],
+        "qa_statements": [
+            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            _c("audit_id", sa.Integer, "qa_audits.id", nullable=False),
+            _c("queryid", sa.Text, nullable=False),
+            _c("userid", sa.BigInteger),
+            _c("toplevel", sa.Boolean),
+            _c("calls", sa.BigInteger),
+            _c("total_exec_time_ms", Double),
+            _c("rows", sa.BigInteger),
+            _c("shared_blks_hit", sa.BigInteger),
+            _c("shared_blks_read", sa.BigInteger),
+            _c("temp_blks_written", sa.BigInteger),
+        ],
+        "qa_findings": [
+            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            _c("audit_id", sa.Integer, "qa_audits.id", nullable=False, index=True),
+            _c("finding_id", sa.Text, nullable=False),
+            _c("check_id", sa.Text),
+            _c("severity", sa.Text),
+            _c("title", sa.Text),
+            _c("object", sa.Text),
+            _c("saving_share", Double),
+        ],
     },
     # 2: per-window deltas (windows.py) and the cluster's system identifier.
     2: {
         "qa_targets": [_c("system_identifier", sa.Text)],
-        "qa_audits": [_c("system_identifier", sa.Text), _c("window_kind", sa.Text), _c("window_start", sa.Text),
-                      _c("window_note", sa.Text), _c("window_evicted", sa.BigInteger),
-                      _c("window_exec_time_ms", Double), _c("window_calls", sa.BigInteger)],
+        "qa_audits": [
+            _c("system_identifier", sa.Text),
+            _c("window_kind", sa.Text),
+            _c("window_start", sa.Text),
+            _c("window_note", sa.Text),
+            _c("window_evicted", sa.BigInteger),
+            _c("window_exec_time_ms", Double),
+            _c("window_calls", sa.BigInteger),
+        ],
         "qa_statements": [_c("stats_since", sa.Text), _c("window_kind", sa.Text)]
         + [_c(f"d_{c}", Double if c == "total_exec_time_ms" else sa.BigInteger) for c in V2_COUNTERS],
     },
@@ -126,29 +163,44 @@ SCHEMA: dict[int, dict[str, list]] = {
     # when each index first appeared (an index younger than the unused-index window is not judged).
     3: {
         "qa_statements": [_c(SUMSQ, Double), _c(f"d_{SUMSQ}", Double)],
-        "qa_index_seen": [_c("target_id", sa.Integer, "qa_targets.id", primary_key=True),
-                          _c("index_name", sa.Text, primary_key=True), _c("first_seen_at", sa.Text, nullable=False),
-                          _c("first_audit_id", sa.Integer)],
+        "qa_index_seen": [
+            _c("target_id", sa.Integer, "qa_targets.id", primary_key=True),
+            _c("index_name", sa.Text, primary_key=True),
+            _c("first_seen_at", sa.Text, nullable=False),
+            _c("first_audit_id", sa.Integer),
+        ],
     },
     # 4: what explains a change (evidence.py: plans, catalog state, settings, as JSON), each
     # finding's prediction (per statement) and the track record of predictions against outcomes.
     4: {
         "qa_audits": [_c("evidence", sa.Text)],
         "qa_findings": [_c("prediction", sa.Text)],
-        "qa_prediction_outcomes": [_c("id", sa.Integer, primary_key=True, autoincrement=True),
-                                   _c("target_id", sa.Integer, "qa_targets.id", nullable=False),
-                                   _c("audit_id", sa.Integer, "qa_audits.id", nullable=False),
-                                   _c("before_audit_id", sa.Integer), _c("finding_id", sa.Text),
-                                   _c("fix_kind", sa.Text), _c("queryid", sa.Text),
-                                   _c("predicted_ms", Double), _c("realized_ms", Double),
-                                   _c("error_factor", Double)],
+        "qa_prediction_outcomes": [
+            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            _c("target_id", sa.Integer, "qa_targets.id", nullable=False),
+            _c("audit_id", sa.Integer, "qa_audits.id", nullable=False),
+            _c("before_audit_id", sa.Integer),
+            _c("finding_id", sa.Text),
+            _c("fix_kind", sa.Text),
+            _c("queryid", sa.Text),
+            _c("predicted_ms", Double),
+            _c("realized_ms", Double),
+            _c("error_factor", Double),
+        ],
     },
 }
-INDEXES = {1: [("qa_audits_target_time", "qa_audits", ("target_id", "collected_at")),
-               ("qa_statements_audit_query", "qa_statements", ("audit_id", "queryid"))]}
-MIGRATION_NOTES = {1: "audits, statements (cumulative), findings", 2: "per-window deltas and system identifier",
-                   3: "statement sum of squares (spread per window), index first seen",
-                   4: "evidence (plans, catalog, settings), finding predictions, prediction track record"}
+INDEXES = {
+    1: [
+        ("qa_audits_target_time", "qa_audits", ("target_id", "collected_at")),
+        ("qa_statements_audit_query", "qa_statements", ("audit_id", "queryid")),
+    ]
+}
+MIGRATION_NOTES = {
+    1: "audits, statements (cumulative), findings",
+    2: "per-window deltas and system identifier",
+    3: "statement sum of squares (spread per window), index first seen",
+    4: "evidence (plans, catalog, settings), finding predictions, prediction track record",
+}
 CURRENT_VERSION = max(SCHEMA)
 
 
@@ -166,9 +218,13 @@ def build_metadata(upto: int = CURRENT_VERSION) -> sa.MetaData:
     return md
 
 
-VERSION_TABLE = sa.Table("qa_schema_version", sa.MetaData(),
-                         sa.Column("version", sa.Integer, primary_key=True),
-                         sa.Column("description", sa.Text), sa.Column("applied_at", sa.Text))
+VERSION_TABLE = sa.Table(
+    "qa_schema_version",
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("description", sa.Text),
+    sa.Column("applied_at", sa.Text),
+)
 MD = build_metadata()
 T = MD.tables
 
@@ -185,10 +241,12 @@ def _step(version: int) -> Callable[[Connection], None]:
                 continue
             for factory in cols:
                 column = factory()
-                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column.name} "
-                                     f"{column.type.compile(dialect=conn.dialect)}")
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {table} ADD COLUMN {column.name} {column.type.compile(dialect=conn.dialect)}"
+                )
         for name, table, cols in INDEXES.get(version, []):
             conn.exec_driver_sql(f"CREATE INDEX {name} ON {table} ({', '.join(cols)})")
+
     return apply
 
 
@@ -218,8 +276,14 @@ def target_identity(server, name: str | None = None) -> TargetIdentity:
     The system identifier is kept beside it: when it changes, another cluster answers there."""
     port = getattr(server, "port", None)
     key = name or f"{server.host or 'local'}:{port or 5432}/{server.database}"
-    return TargetIdentity(key=key, name=name or key, host=server.host, port=port, database=server.database,
-                          system_identifier=getattr(server, "system_identifier", None))
+    return TargetIdentity(
+        key=key,
+        name=name or key,
+        host=server.host,
+        port=port,
+        database=server.database,
+        system_identifier=getattr(server, "system_identifier", None),
+    )
 
 
 @dataclass
@@ -240,8 +304,10 @@ class Store:
             path = make_url(self.url).database
             if path and path != ":memory:":
                 if not create and not Path(path).exists():
-                    raise AuditError(f"no audit history at {path}: record audits first "
-                                     "(queryaudit audit --store URL), or pass --store")
+                    raise AuditError(
+                        f"no audit history at {path}: record audits first "
+                        "(queryaudit audit --store URL), or pass --store"
+                    )
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.engine = self._engine()
         self.migrate(target_version)
@@ -266,8 +332,11 @@ class Store:
                     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("qa_read") else "BEGIN IMMEDIATE")
 
                 return engine
-            return sa.create_engine(self.url, pool_pre_ping=True,
-                                    connect_args={"connect_timeout": 10, "application_name": "queryaudit-history"})
+            return sa.create_engine(
+                self.url,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 10, "application_name": "queryaudit-history"},
+            )
         except (ArgumentError, ImportError, SQLAlchemyError) as exc:
             raise AuditError(f"invalid history store URL {self.display}: {exc}") from None
 
@@ -295,7 +364,7 @@ class Store:
             except DBAPIError as exc:
                 if exc.connection_invalidated or not self._retryable(exc) or attempt == RETRIES - 1:
                     raise self._error(exc) from None
-                time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
             except SQLAlchemyError as exc:
                 raise self._error(exc) from None
 
@@ -309,23 +378,26 @@ class Store:
             if not sa.inspect(conn).has_table("qa_schema_version"):
                 return 0
             return conn.execute(sa.select(sa.func.max(VERSION_TABLE.c.version))).scalar() or 0
+
         return self.transaction(read, read=True)
 
     def migrate(self, target_version: int = CURRENT_VERSION) -> list[int]:
         """Apply the steps the store lacks, up to target_version (the current one by default)."""
+
         def upgrade(conn):
             self._lock(conn, MIGRATION_LOCK)
             VERSION_TABLE.create(conn, checkfirst=True)
             current = conn.execute(sa.select(sa.func.max(VERSION_TABLE.c.version))).scalar() or 0
             if current > CURRENT_VERSION:
-                raise AuditError(f"history store {self.display} has schema version {current}, newer than this "
-                                 f"queryaudit understands ({CURRENT_VERSION}): upgrade queryaudit")
+                raise AuditError(
+                    f"history store {self.display} has schema version {current}, newer than this "
+                    f"queryaudit understands ({CURRENT_VERSION}): upgrade queryaudit"
+                )
             applied = []
             for version, note, step in MIGRATIONS:
                 if current < version <= target_version:
                     step(conn)
-                    conn.execute(VERSION_TABLE.insert().values(version=version, description=note,
-                                                               applied_at=now_iso()))
+                    conn.execute(VERSION_TABLE.insert().values(version=version, description=note, applied_at=now_iso()))
                     applied.append(version)
             return applied
 
@@ -343,8 +415,11 @@ class Store:
             self._lock(conn, _lock_key(identity.key))
             target_id = self._target_id(conn, identity)
             audits = T["qa_audits"]
-            existing = conn.execute(sa.select(audits.c.id).where(audits.c.target_id == target_id,
-                                                                 audits.c.collected_at == point.collected_at)).first()
+            existing = conn.execute(
+                sa.select(audits.c.id).where(
+                    audits.c.target_id == target_id, audits.c.collected_at == point.collected_at
+                )
+            ).first()
             if existing:  # the same snapshot recorded again: keep one copy
                 prev_id, previous = self._point_before(conn, target_id, point.collected_at)
                 return Recorded(existing[0], identity, compute_window(previous, point), prev_id, already_stored=True)
@@ -352,25 +427,45 @@ class Store:
             window = compute_window(previous, point)
             counted = [e for e in window.entries if e.delta is not None]
             server = snapshot.server
-            audit_id = conn.execute(audits.insert().values(
-                target_id=target_id, collected_at=point.collected_at, recorded_at=now_iso(),
-                tool_version=snapshot.tool_version or __version__, server_version_num=server.version_num,
-                pgss_stats_reset=server.pgss_stats_reset, pgss_dealloc=server.pgss_dealloc,
-                statistics_since=point.statistics_since, total_exec_time_ms=snapshot.total_exec_time_ms,
-                total_calls=snapshot.total_calls, statement_count=snapshot.statement_count,
-                samples_complete=point.complete, partial=snapshot.partial,
-                system_identifier=identity.system_identifier, window_kind=window.kind,
-                window_start=window.start, window_note=window.note, window_evicted=window.evicted,
-                window_exec_time_ms=sum(e.delta["total_exec_time_ms"] for e in counted),
-                window_calls=int(sum(e.delta["calls"] for e in counted)),
-                evidence=json.dumps(report.get("evidence") or evidence_from_snapshot(snapshot), default=str),
-            ).returning(audits.c.id)).scalar_one()
+            audit_id = conn.execute(
+                audits.insert()
+                .values(
+                    target_id=target_id,
+                    collected_at=point.collected_at,
+                    recorded_at=now_iso(),
+                    tool_version=snapshot.tool_version or __version__,
+                    server_version_num=server.version_num,
+                    pgss_stats_reset=server.pgss_stats_reset,
+                    pgss_dealloc=server.pgss_dealloc,
+                    statistics_since=point.statistics_since,
+                    total_exec_time_ms=snapshot.total_exec_time_ms,
+                    total_calls=snapshot.total_calls,
+                    statement_count=snapshot.statement_count,
+                    samples_complete=point.complete,
+                    partial=snapshot.partial,
+                    system_identifier=identity.system_identifier,
+                    window_kind=window.kind,
+                    window_start=window.start,
+                    window_note=window.note,
+                    window_evicted=window.evicted,
+                    window_exec_time_ms=sum(e.delta["total_exec_time_ms"] for e in counted),
+                    window_calls=int(sum(e.delta["calls"] for e in counted)),
+                    evidence=json.dumps(report.get("evidence") or evidence_from_snapshot(snapshot), default=str),
+                )
+                .returning(audits.c.id)
+            ).scalar_one()
             self._insert_texts(conn, target_id, point.samples.values())
             rows = []
             for entry in window.entries:
                 s = entry.sample
-                row = {"audit_id": audit_id, "queryid": s.queryid, "userid": s.userid, "toplevel": s.toplevel,
-                       "stats_since": s.stats_since, "window_kind": entry.kind}
+                row = {
+                    "audit_id": audit_id,
+                    "queryid": s.queryid,
+                    "userid": s.userid,
+                    "toplevel": s.toplevel,
+                    "stats_since": s.stats_since,
+                    "window_kind": entry.kind,
+                }
                 row.update({c: getattr(s, c) for c in COUNTERS})
                 row.update({f"d_{c}": (entry.delta[c] if entry.delta is not None else None) for c in COUNTERS})
                 row[SUMSQ] = s.sumsq_exec_time
@@ -378,11 +473,19 @@ class Store:
                 rows.append(row)
             if rows:
                 conn.execute(T["qa_statements"].insert(), rows)
-            findings = [{"audit_id": audit_id, "finding_id": f["id"], "check_id": f["check"],
-                         "severity": f["severity"], "title": f["title"], "object": finding_object(f),
-                         "saving_share": (f.get("predicted_saving") or {}).get("share_of_total_time"),
-                         "prediction": json.dumps(prediction_of(f)) if prediction_of(f) else None}
-                        for f in report.get("findings", [])]
+            findings = [
+                {
+                    "audit_id": audit_id,
+                    "finding_id": f["id"],
+                    "check_id": f["check"],
+                    "severity": f["severity"],
+                    "title": f["title"],
+                    "object": finding_object(f),
+                    "saving_share": (f.get("predicted_saving") or {}).get("share_of_total_time"),
+                    "prediction": json.dumps(prediction_of(f)) if prediction_of(f) else None,
+                }
+                for f in report.get("findings", [])
+            ]
             if findings:
                 conn.execute(T["qa_findings"].insert(), findings)
             self._record_indexes(conn, target_id, audit_id, point.collected_at, snapshot)
@@ -392,16 +495,27 @@ class Store:
 
     def _target_id(self, conn: Connection, identity: TargetIdentity) -> int:
         targets = T["qa_targets"]
-        row = conn.execute(sa.select(targets.c.id, targets.c.system_identifier)
-                           .where(targets.c.key == identity.key)).first()
+        row = conn.execute(
+            sa.select(targets.c.id, targets.c.system_identifier).where(targets.c.key == identity.key)
+        ).first()
         if row is None:
-            return conn.execute(targets.insert().values(
-                key=identity.key, name=identity.name, host=identity.host, port=identity.port,
-                database=identity.database, system_identifier=identity.system_identifier, created_at=now_iso()
-            ).returning(targets.c.id)).scalar_one()
+            return conn.execute(
+                targets.insert()
+                .values(
+                    key=identity.key,
+                    name=identity.name,
+                    host=identity.host,
+                    port=identity.port,
+                    database=identity.database,
+                    system_identifier=identity.system_identifier,
+                    created_at=now_iso(),
+                )
+                .returning(targets.c.id)
+            ).scalar_one()
         if identity.system_identifier and row.system_identifier != identity.system_identifier:
-            conn.execute(targets.update().where(targets.c.id == row.id)
-                         .values(system_identifier=identity.system_identifier))
+            conn.execute(
+                targets.update().where(targets.c.id == row.id).values(system_identifier=identity.system_identifier)
+            )
         return row.id
 
     def _insert_texts(self, conn: Connection, target_id: int, samples) -> None:
@@ -412,31 +526,55 @@ class Store:
             if s.queryid not in known:
                 fresh.setdefault(s.queryid, s.query)
         if fresh:  # writers of one target are serialised (lock above), so no conflict here
-            conn.execute(texts.insert(), [{"target_id": target_id, "queryid": q, "query": text}
-                                          for q, text in fresh.items()])
+            conn.execute(
+                texts.insert(), [{"target_id": target_id, "queryid": q, "query": text} for q, text in fresh.items()]
+            )
 
     # -- reading -------------------------------------------------------------------
-    def _point_before(self, conn: Connection, target_id: int,
-                      collected_at: str) -> tuple[int | None, AuditPoint | None]:
+    def _point_before(
+        self, conn: Connection, target_id: int, collected_at: str
+    ) -> tuple[int | None, AuditPoint | None]:
         audits, stmts, texts = T["qa_audits"], T["qa_statements"], T["qa_query_texts"]
-        prev = conn.execute(sa.select(audits).where(audits.c.target_id == target_id,
-                                                    audits.c.collected_at < collected_at)
-                            .order_by(audits.c.collected_at.desc(), audits.c.id.desc()).limit(1)).mappings().first()
+        prev = (
+            conn.execute(
+                sa.select(audits)
+                .where(audits.c.target_id == target_id, audits.c.collected_at < collected_at)
+                .order_by(audits.c.collected_at.desc(), audits.c.id.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
         if prev is None:
             return None, None
-        rows = conn.execute(sa.select(stmts, texts.c.query).select_from(
-            stmts.outerjoin(texts, sa.and_(texts.c.target_id == target_id, texts.c.queryid == stmts.c.queryid)))
-            .where(stmts.c.audit_id == prev["id"])).mappings()
+        rows = conn.execute(
+            sa.select(stmts, texts.c.query)
+            .select_from(
+                stmts.outerjoin(texts, sa.and_(texts.c.target_id == target_id, texts.c.queryid == stmts.c.queryid))
+            )
+            .where(stmts.c.audit_id == prev["id"])
+        ).mappings()
         samples = {}
         for r in rows:
-            sample = Sample(queryid=r["queryid"], userid=r["userid"], toplevel=r["toplevel"],
-                            stats_since=r["stats_since"], query=r["query"] or "", sumsq_exec_time=r[SUMSQ],
-                            **{c: r[c] for c in COUNTERS})
+            sample = Sample(
+                queryid=r["queryid"],
+                userid=r["userid"],
+                toplevel=r["toplevel"],
+                stats_since=r["stats_since"],
+                query=r["query"] or "",
+                sumsq_exec_time=r[SUMSQ],
+                **{c: r[c] for c in COUNTERS},
+            )
             samples[sample.key] = sample
-        point = AuditPoint(collected_at=prev["collected_at"], samples=samples,
-                           pgss_stats_reset=prev["pgss_stats_reset"], pgss_dealloc=prev["pgss_dealloc"],
-                           system_identifier=prev["system_identifier"], statistics_since=prev["statistics_since"],
-                           complete=bool(prev["samples_complete"]))
+        point = AuditPoint(
+            collected_at=prev["collected_at"],
+            samples=samples,
+            pgss_stats_reset=prev["pgss_stats_reset"],
+            pgss_dealloc=prev["pgss_dealloc"],
+            system_identifier=prev["system_identifier"],
+            statistics_since=prev["statistics_since"],
+            complete=bool(prev["samples_complete"]),
+        )
         return prev["id"], point
 
     def window_for(self, snapshot, name: str | None = None) -> tuple[Window, int | None]:
@@ -450,55 +588,73 @@ class Store:
                 return compute_window(None, point), None
             prev_id, previous = self._point_before(conn, target[0], point.collected_at)
             return compute_window(previous, point), prev_id
+
         return self.transaction(read, read=True)
 
     def targets(self) -> list[dict]:
         targets, audits = T["qa_targets"], T["qa_audits"]
-        query = (sa.select(targets.c.id, targets.c.key, targets.c.name, targets.c.host, targets.c.port,
-                           targets.c.database, targets.c.system_identifier,
-                           sa.func.count(audits.c.id).label("audits"),
-                           sa.func.max(audits.c.collected_at).label("last_audit"))
-                 .select_from(targets.outerjoin(audits, audits.c.target_id == targets.c.id))
-                 .group_by(targets.c.id).order_by(targets.c.key))
+        query = (
+            sa.select(
+                targets.c.id,
+                targets.c.key,
+                targets.c.name,
+                targets.c.host,
+                targets.c.port,
+                targets.c.database,
+                targets.c.system_identifier,
+                sa.func.count(audits.c.id).label("audits"),
+                sa.func.max(audits.c.collected_at).label("last_audit"),
+            )
+            .select_from(targets.outerjoin(audits, audits.c.target_id == targets.c.id))
+            .group_by(targets.c.id)
+            .order_by(targets.c.key)
+        )
         return self.transaction(lambda conn: [dict(r) for r in conn.execute(query).mappings()], read=True)
 
     def resolve_target(self, name: str | None) -> dict:
         """The target named (its name, key or database), or the only one the store holds."""
         targets = self.targets()
         if not targets:
-            raise AuditError(f"the history store {self.display} holds no audits yet: "
-                             "record one with queryaudit audit --store")
+            raise AuditError(
+                f"the history store {self.display} holds no audits yet: record one with queryaudit audit --store"
+            )
         if name is None:
             if len(targets) == 1:
                 return targets[0]
-            raise AuditError(f"the history store holds {len(targets)} targets; pick one with --target "
-                             f"({', '.join(t['name'] for t in targets[:8])})")
+            raise AuditError(
+                f"the history store holds {len(targets)} targets; pick one with --target "
+                f"({', '.join(t['name'] for t in targets[:8])})"
+            )
         for field in ("name", "key", "database"):
             hits = [t for t in targets if t[field] == name]
             if len(hits) == 1:
                 return hits[0]
-        raise AuditError(f"no target {name!r} in the history store; known: "
-                         f"{', '.join(t['name'] for t in targets[:8])}")
+        raise AuditError(f"no target {name!r} in the history store; known: {', '.join(t['name'] for t in targets[:8])}")
 
     def audits(self, target_id: int, limit: int | None = None) -> list[dict]:
         """Audits of a target, oldest first, with finding counts by severity."""
         audits, findings = T["qa_audits"], T["qa_findings"]
 
         def read(conn):
-            query = sa.select(audits).where(audits.c.target_id == target_id) \
+            query = (
+                sa.select(audits)
+                .where(audits.c.target_id == target_id)
                 .order_by(audits.c.collected_at.desc(), audits.c.id.desc())
+            )
             rows = [dict(r) for r in conn.execute(query.limit(limit) if limit else query).mappings()]
             ids = [r["id"] for r in rows]
             counts: dict[int, dict[str, int]] = {}
             if ids:
                 for r in conn.execute(
-                        sa.select(findings.c.audit_id, findings.c.severity, sa.func.count().label("n"))
-                        .where(findings.c.audit_id.in_(ids)).group_by(findings.c.audit_id, findings.c.severity)
+                    sa.select(findings.c.audit_id, findings.c.severity, sa.func.count().label("n"))
+                    .where(findings.c.audit_id.in_(ids))
+                    .group_by(findings.c.audit_id, findings.c.severity)
                 ).mappings():
                     counts.setdefault(r["audit_id"], {})[r["severity"]] = r["n"]
             for r in rows:
                 r["findings"] = counts.get(r["id"], {})
             return list(reversed(rows))
+
         return self.transaction(read, read=True)
 
     def audit_view(self, audit_id: int, label: str | None = None) -> AuditView:
@@ -516,50 +672,85 @@ class Store:
             rows_ = stmts.c.d_rows if windowed else stmts.c.rows
             sumsq = stmts.c[f"d_{SUMSQ}"] if windowed else stmts.c[SUMSQ]
             blocks = [sa.func.sum(stmts.c[f"d_{c}" if windowed else c]).label(c) for c in BLOCKS]
-            query = (sa.select(stmts.c.queryid, sa.func.max(texts.c.query).label("text"),
-                               sa.func.sum(calls).label("calls"), sa.func.sum(total).label("total_ms"),
-                               sa.func.sum(rows_).label("rows"), sa.func.min(stmts.c.window_kind).label("kind_lo"),
-                               sa.func.max(stmts.c.window_kind).label("kind_hi"), sa.func.sum(sumsq).label("sumsq"),
-                               sa.func.count(sumsq).label("with_sumsq"), sa.func.count().label("entries"), *blocks)
-                     .select_from(stmts.outerjoin(texts, sa.and_(texts.c.target_id == audit["target_id"],
-                                                                 texts.c.queryid == stmts.c.queryid)))
-                     .where(stmts.c.audit_id == audit_id, calls.is_not(None)).group_by(stmts.c.queryid))
+            query = (
+                sa.select(
+                    stmts.c.queryid,
+                    sa.func.max(texts.c.query).label("text"),
+                    sa.func.sum(calls).label("calls"),
+                    sa.func.sum(total).label("total_ms"),
+                    sa.func.sum(rows_).label("rows"),
+                    sa.func.min(stmts.c.window_kind).label("kind_lo"),
+                    sa.func.max(stmts.c.window_kind).label("kind_hi"),
+                    sa.func.sum(sumsq).label("sumsq"),
+                    sa.func.count(sumsq).label("with_sumsq"),
+                    sa.func.count().label("entries"),
+                    *blocks,
+                )
+                .select_from(
+                    stmts.outerjoin(
+                        texts, sa.and_(texts.c.target_id == audit["target_id"], texts.c.queryid == stmts.c.queryid)
+                    )
+                )
+                .where(stmts.c.audit_id == audit_id, calls.is_not(None))
+                .group_by(stmts.c.queryid)
+            )
             statements = {}
             for r in conn.execute(query).mappings():
-                kind = (r["kind_lo"] if r["kind_lo"] == r["kind_hi"] else "mixed-entries") if windowed \
-                    else "cumulative"
+                kind = (r["kind_lo"] if r["kind_lo"] == r["kind_hi"] else "mixed-entries") if windowed else "cumulative"
                 statements[r["queryid"]] = StatementMetrics(
-                    r["queryid"], r["text"] or "", int(r["calls"] or 0), float(r["total_ms"] or 0.0),
-                    int(r["rows"] or 0), kind,
+                    r["queryid"],
+                    r["text"] or "",
+                    int(r["calls"] or 0),
+                    float(r["total_ms"] or 0.0),
+                    int(r["rows"] or 0),
+                    kind,
                     sumsq_ms2=float(r["sumsq"]) if r["with_sumsq"] == r["entries"] else None,
-                    **{c: int(r[c]) if r[c] is not None else None for c in BLOCKS})
-            found = {r["finding_id"]: {"check": r["check_id"], "severity": r["severity"], "title": r["title"],
-                                       "object": r["object"],
-                                       **({"prediction": json.loads(r["prediction"])} if r["prediction"] else {})}
-                     for r in conn.execute(sa.select(findings).where(findings.c.audit_id == audit_id)).mappings()}
-            return AuditView(label=label or f"audit #{audit_id}", collected_at=audit["collected_at"],
-                             window_start=audit["window_start"] if windowed else audit["statistics_since"],
-                             window_kind=audit["window_kind"] or "cumulative", window_note=audit["window_note"],
-                             audit_id=audit_id, statements=statements, findings=found,
-                             total_exec_time_ms=audit["window_exec_time_ms"] if windowed
-                             else audit["total_exec_time_ms"],
-                             evidence=json.loads(audit["evidence"]) if audit["evidence"] else None)
+                    **{c: int(r[c]) if r[c] is not None else None for c in BLOCKS},
+                )
+            found = {
+                r["finding_id"]: {
+                    "check": r["check_id"],
+                    "severity": r["severity"],
+                    "title": r["title"],
+                    "object": r["object"],
+                    **({"prediction": json.loads(r["prediction"])} if r["prediction"] else {}),
+                }
+                for r in conn.execute(sa.select(findings).where(findings.c.audit_id == audit_id)).mappings()
+            }
+            return AuditView(
+                label=label or f"audit #{audit_id}",
+                collected_at=audit["collected_at"],
+                window_start=audit["window_start"] if windowed else audit["statistics_since"],
+                window_kind=audit["window_kind"] or "cumulative",
+                window_note=audit["window_note"],
+                audit_id=audit_id,
+                statements=statements,
+                findings=found,
+                total_exec_time_ms=audit["window_exec_time_ms"] if windowed else audit["total_exec_time_ms"],
+                evidence=json.loads(audit["evidence"]) if audit["evidence"] else None,
+            )
+
         return self.transaction(read, read=True)
 
     def statement_trend(self, target_id: int, queryid: str) -> list[dict]:
         """One statement across the audits of a target: window and cumulative numbers."""
         audits, stmts = T["qa_audits"], T["qa_statements"]
-        query = (sa.select(audits.c.id, audits.c.collected_at, audits.c.window_kind,
-                           sa.func.sum(stmts.c.d_calls).label("calls"),
-                           sa.func.sum(stmts.c.d_total_exec_time_ms).label("total_ms"),
-                           sa.func.sum(stmts.c.calls).label("cumulative_calls"),
-                           sa.func.sum(stmts.c.total_exec_time_ms).label("cumulative_total_ms"),
-                           sa.func.max(stmts.c.window_kind).label("entry_kind"))
-                 .select_from(audits.outerjoin(stmts, sa.and_(stmts.c.audit_id == audits.c.id,
-                                                              stmts.c.queryid == queryid)))
-                 .where(audits.c.target_id == target_id).group_by(audits.c.id, audits.c.collected_at,
-                                                                  audits.c.window_kind)
-                 .order_by(audits.c.collected_at, audits.c.id))
+        query = (
+            sa.select(
+                audits.c.id,
+                audits.c.collected_at,
+                audits.c.window_kind,
+                sa.func.sum(stmts.c.d_calls).label("calls"),
+                sa.func.sum(stmts.c.d_total_exec_time_ms).label("total_ms"),
+                sa.func.sum(stmts.c.calls).label("cumulative_calls"),
+                sa.func.sum(stmts.c.total_exec_time_ms).label("cumulative_total_ms"),
+                sa.func.max(stmts.c.window_kind).label("entry_kind"),
+            )
+            .select_from(audits.outerjoin(stmts, sa.and_(stmts.c.audit_id == audits.c.id, stmts.c.queryid == queryid)))
+            .where(audits.c.target_id == target_id)
+            .group_by(audits.c.id, audits.c.collected_at, audits.c.window_kind)
+            .order_by(audits.c.collected_at, audits.c.id)
+        )
         rows = self.transaction(lambda conn: [dict(r) for r in conn.execute(query).mappings()], read=True)
         for r in rows:
             r["mean_ms"] = r["total_ms"] / r["calls"] if r["calls"] else None
@@ -569,17 +760,27 @@ class Store:
         texts = T["qa_query_texts"]
         query = sa.select(texts.c.queryid, texts.c.query).where(
             texts.c.target_id == target_id,
-            sa.or_(texts.c.queryid == text, sa.func.lower(texts.c.query).contains(text.lower(), autoescape=True)))
+            sa.or_(texts.c.queryid == text, sa.func.lower(texts.c.query).contains(text.lower(), autoescape=True)),
+        )
         return self.transaction(lambda conn: [tuple(r) for r in conn.execute(query.limit(20))], read=True)
 
     def finding_trend(self, target_id: int, finding: str) -> list[dict]:
         """A finding (its id, or every finding of a check id) across the audits of a target."""
         audits, findings = T["qa_audits"], T["qa_findings"]
         match = findings.c.finding_id == finding if ":" in finding else findings.c.check_id == finding
-        query = (sa.select(audits.c.id, audits.c.collected_at, findings.c.finding_id, findings.c.severity,
-                           findings.c.title, findings.c.object)
-                 .select_from(audits.outerjoin(findings, sa.and_(findings.c.audit_id == audits.c.id, match)))
-                 .where(audits.c.target_id == target_id).order_by(audits.c.collected_at, audits.c.id))
+        query = (
+            sa.select(
+                audits.c.id,
+                audits.c.collected_at,
+                findings.c.finding_id,
+                findings.c.severity,
+                findings.c.title,
+                findings.c.object,
+            )
+            .select_from(audits.outerjoin(findings, sa.and_(findings.c.audit_id == audits.c.id, match)))
+            .where(audits.c.target_id == target_id)
+            .order_by(audits.c.collected_at, audits.c.id)
+        )
         rows = self.transaction(lambda conn: [dict(r) for r in conn.execute(query).mappings()], read=True)
         out: dict[int, dict] = {}
         for r in rows:
@@ -590,17 +791,24 @@ class Store:
 
     def latest_audit_ids(self, target_id: int, n: int = 2) -> list[int]:
         audits = T["qa_audits"]
-        query = (sa.select(audits.c.id).where(audits.c.target_id == target_id)
-                 .order_by(audits.c.collected_at.desc(), audits.c.id.desc()).limit(n))
+        query = (
+            sa.select(audits.c.id)
+            .where(audits.c.target_id == target_id)
+            .order_by(audits.c.collected_at.desc(), audits.c.id.desc())
+            .limit(n)
+        )
         return self.transaction(lambda conn: list(conn.execute(query).scalars()), read=True)
 
     # -- trends: series over the stored audits (history/trends.py) --------------------
     def recent_audits(self, target_id: int, limit: int) -> list[dict]:
         """The last `limit` audits of a target, oldest first, with their evidence (parsed)."""
         audits = T["qa_audits"]
-        query = (sa.select(audits.c.id, audits.c.collected_at, audits.c.evidence)
-                 .where(audits.c.target_id == target_id)
-                 .order_by(audits.c.collected_at.desc(), audits.c.id.desc()).limit(limit))
+        query = (
+            sa.select(audits.c.id, audits.c.collected_at, audits.c.evidence)
+            .where(audits.c.target_id == target_id)
+            .order_by(audits.c.collected_at.desc(), audits.c.id.desc())
+            .limit(limit)
+        )
         rows = self.transaction(lambda conn: [dict(r) for r in conn.execute(query).mappings()], read=True)
         for r in rows:
             r["evidence"] = json.loads(r["evidence"]) if r["evidence"] else None
@@ -609,25 +817,48 @@ class Store:
     def statement_series(self, audit_ids: list[int], queryids: list[str]) -> dict[tuple[int, str], dict]:
         """(audit id, queryid) -> window calls and total time, summed over roles and levels."""
         stmts = T["qa_statements"]
-        query = (sa.select(stmts.c.audit_id, stmts.c.queryid, sa.func.sum(stmts.c.d_calls),
-                           sa.func.sum(stmts.c.d_total_exec_time_ms))
-                 .where(stmts.c.audit_id.in_(audit_ids), stmts.c.queryid.in_(queryids))
-                 .group_by(stmts.c.audit_id, stmts.c.queryid))
+        query = (
+            sa.select(
+                stmts.c.audit_id,
+                stmts.c.queryid,
+                sa.func.sum(stmts.c.d_calls),
+                sa.func.sum(stmts.c.d_total_exec_time_ms),
+            )
+            .where(stmts.c.audit_id.in_(audit_ids), stmts.c.queryid.in_(queryids))
+            .group_by(stmts.c.audit_id, stmts.c.queryid)
+        )
         rows = self.transaction(lambda conn: conn.execute(query).all(), read=True)
         return {(a, q): {"calls": int(n or 0), "total_ms": float(ms or 0.0)} for a, q, n, ms in rows}
 
     def finding_lifecycle(self, target_id: int) -> dict[str, dict]:
         """Per finding id: first and last audit time it was seen, and in how many audits."""
         audits, findings = T["qa_audits"], T["qa_findings"]
-        query = (sa.select(findings.c.finding_id, sa.func.min(audits.c.collected_at),
-                           sa.func.max(audits.c.collected_at),
-                           sa.func.count(sa.distinct(audits.c.id)), sa.func.max(findings.c.title),
-                           sa.func.max(findings.c.check_id), sa.func.max(findings.c.severity))
-                 .select_from(findings.join(audits, audits.c.id == findings.c.audit_id))
-                 .where(audits.c.target_id == target_id).group_by(findings.c.finding_id))
+        query = (
+            sa.select(
+                findings.c.finding_id,
+                sa.func.min(audits.c.collected_at),
+                sa.func.max(audits.c.collected_at),
+                sa.func.count(sa.distinct(audits.c.id)),
+                sa.func.max(findings.c.title),
+                sa.func.max(findings.c.check_id),
+                sa.func.max(findings.c.severity),
+            )
+            .select_from(findings.join(audits, audits.c.id == findings.c.audit_id))
+            .where(audits.c.target_id == target_id)
+            .group_by(findings.c.finding_id)
+        )
         rows = self.transaction(lambda conn: conn.execute(query).all(), read=True)
-        return {f: {"first_seen": first, "last_seen": last, "audits": n, "title": title, "check": check,
-                    "severity": severity} for f, first, last, n, title, check, severity in rows}
+        return {
+            f: {
+                "first_seen": first,
+                "last_seen": last,
+                "audits": n,
+                "title": title,
+                "check": check,
+                "severity": severity,
+            }
+            for f, first, last, n, title, check, severity in rows
+        }
 
     # -- predictions against outcomes: the tool's track record ------------------------
     def record_outcomes(self, audit_id: int, before_audit_id: int, lines: list[dict]) -> None:
@@ -641,11 +872,24 @@ class Store:
         def write(conn):
             target_id = conn.execute(sa.select(audits.c.target_id).where(audits.c.id == audit_id)).scalar_one()
             conn.execute(outcomes.delete().where(outcomes.c.audit_id == audit_id))
-            conn.execute(outcomes.insert(), [
-                {"target_id": target_id, "audit_id": audit_id, "before_audit_id": before_audit_id,
-                 "finding_id": line["finding"], "fix_kind": line["fix_kind"], "queryid": line["queryid"],
-                 "predicted_ms": line["predicted_saving_ms"], "realized_ms": line["realized_saving_ms"],
-                 "error_factor": line["error_factor"]} for line in lines])
+            conn.execute(
+                outcomes.insert(),
+                [
+                    {
+                        "target_id": target_id,
+                        "audit_id": audit_id,
+                        "before_audit_id": before_audit_id,
+                        "finding_id": line["finding"],
+                        "fix_kind": line["fix_kind"],
+                        "queryid": line["queryid"],
+                        "predicted_ms": line["predicted_saving_ms"],
+                        "realized_ms": line["realized_saving_ms"],
+                        "error_factor": line["error_factor"],
+                    }
+                    for line in lines
+                ],
+            )
+
         self.transaction(write)
 
     def track_record(self, target_key: str | None = None) -> dict[str, dict]:
@@ -664,8 +908,18 @@ class Store:
         known = set(conn.execute(sa.select(seen.c.index_name).where(seen.c.target_id == target_id)).scalars())
         fresh = sorted({i.qualified_name for i in snapshot.indexes} - known)
         if fresh:
-            conn.execute(seen.insert(), [{"target_id": target_id, "index_name": name, "first_seen_at": collected_at,
-                                          "first_audit_id": audit_id} for name in fresh])
+            conn.execute(
+                seen.insert(),
+                [
+                    {
+                        "target_id": target_id,
+                        "index_name": name,
+                        "first_seen_at": collected_at,
+                        "first_audit_id": audit_id,
+                    }
+                    for name in fresh
+                ],
+            )
 
     def index_first_seen(self, snapshot, name: str | None = None) -> dict[str, str]:
         """When each index of the snapshot first appeared, as far as the store can tell: the
@@ -680,12 +934,16 @@ class Store:
             target = conn.execute(sa.select(targets.c.id).where(targets.c.key == identity.key)).first()
             if target is None:
                 return {}
-            first = conn.execute(sa.select(sa.func.min(audits.c.collected_at))
-                                 .where(audits.c.target_id == target[0])).scalar()
+            first = conn.execute(
+                sa.select(sa.func.min(audits.c.collected_at)).where(audits.c.target_id == target[0])
+            ).scalar()
             if first is None:
                 return {}
-            known = dict(conn.execute(sa.select(seen.c.index_name, seen.c.first_seen_at)
-                                      .where(seen.c.target_id == target[0])).all())
+            known = dict(
+                conn.execute(
+                    sa.select(seen.c.index_name, seen.c.first_seen_at).where(seen.c.target_id == target[0])
+                ).all()
+            )
             out = {}
             for index in snapshot.indexes:
                 at = known.get(index.qualified_name)
@@ -694,6 +952,7 @@ class Store:
                 elif at > first:
                     out[index.qualified_name] = at
             return out
+
         return self.transaction(read, read=True)
 
     def close(self) -> None:

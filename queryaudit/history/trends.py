@@ -3,6 +3,7 @@ the stored windows, when its plan changed, and each finding's lifecycle (new, op
 days, resolved; first seen). Read from the store once; assembled here (pure); drawn by
 the report's `_trends.html.j2` partial as inline SVG.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,9 +26,15 @@ def plan_history(audits: list[dict], queryid: str) -> list[dict]:
         shape = ((audit.get("evidence") or {}).get("statements") or {}).get(queryid)
         if not shape or shape["fingerprint"] == last:
             continue
-        out.append({"audit_id": audit["id"], "collected_at": audit["collected_at"],
-                    "fingerprint": shape["fingerprint"], "nodes": shape["nodes"][:6],
-                    "changed": last is not None})
+        out.append(
+            {
+                "audit_id": audit["id"],
+                "collected_at": audit["collected_at"],
+                "fingerprint": shape["fingerprint"],
+                "nodes": shape["nodes"][:6],
+                "changed": last is not None,
+            }
+        )
         last = shape["fingerprint"]
     return out
 
@@ -39,10 +46,22 @@ def statement_trends(audits: list[dict], series: dict, queries: list[dict]) -> l
         for audit in audits:
             point = series.get((audit["id"], q["queryid"]))
             calls = point["calls"] if point else 0
-            points.append({"audit_id": audit["id"], "collected_at": audit["collected_at"], "calls": calls,
-                           "mean_ms": round(point["total_ms"] / calls, 4) if point and calls else None})
-        out.append({"queryid": q["queryid"], "query": q["query"], "points": points,
-                    "plans": plan_history(audits, q["queryid"])})
+            points.append(
+                {
+                    "audit_id": audit["id"],
+                    "collected_at": audit["collected_at"],
+                    "calls": calls,
+                    "mean_ms": round(point["total_ms"] / calls, 4) if point and calls else None,
+                }
+            )
+        out.append(
+            {
+                "queryid": q["queryid"],
+                "query": q["query"],
+                "points": points,
+                "plans": plan_history(audits, q["queryid"]),
+            }
+        )
     return out
 
 
@@ -56,13 +75,30 @@ def lifecycle(report: dict, seen: dict[str, dict], previous_ids: set[str], now: 
         first = info["first_seen"] if info else now
         # New: no stored audit before this one had it (this one is stored too when recorded).
         state = "new" if first >= now else "open"
-        out.append({"id": f["id"], "check": f["check"], "severity": f["severity"], "title": f["title"],
-                    "state": state, "first_seen": first, "open_days": _days(first, now)})
+        out.append(
+            {
+                "id": f["id"],
+                "check": f["check"],
+                "severity": f["severity"],
+                "title": f["title"],
+                "state": state,
+                "first_seen": first,
+                "open_days": _days(first, now),
+            }
+        )
     for finding_id in sorted(previous_ids - current):
         info = seen.get(finding_id) or {}
-        out.append({"id": finding_id, "check": info.get("check"), "severity": info.get("severity"),
-                    "title": info.get("title"), "state": "resolved", "first_seen": info.get("first_seen"),
-                    "open_days": _days(info.get("first_seen"), info.get("last_seen"))})
+        out.append(
+            {
+                "id": finding_id,
+                "check": info.get("check"),
+                "severity": info.get("severity"),
+                "title": info.get("title"),
+                "state": "resolved",
+                "first_seen": info.get("first_seen"),
+                "open_days": _days(info.get("first_seen"), info.get("last_seen")),
+            }
+        )
     return out
 
 
@@ -73,8 +109,14 @@ def trends_section(store, target_id: int, report: dict, audit_id: int | None) ->
     series = store.statement_series([a["id"] for a in audits], [q["queryid"] for q in queries]) if audits else {}
     seen = store.finding_lifecycle(target_id)
     earlier = [a for a in audits if a["id"] != audit_id]
-    previous_ids = {f for f, info in seen.items()
-                    if earlier and info["last_seen"] >= earlier[-1]["collected_at"]} if earlier else set()
+    previous_ids = (
+        {f for f, info in seen.items() if earlier and info["last_seen"] >= earlier[-1]["collected_at"]}
+        if earlier
+        else set()
+    )
     now = (report.get("window") or {}).get("collected_at") or dt.datetime.now(dt.UTC).isoformat()
-    return {"audits": len(audits), "statements": statement_trends(audits, series, queries),
-            "findings": lifecycle(report, seen, previous_ids, now)}
+    return {
+        "audits": len(audits),
+        "statements": statement_trends(audits, series, queries),
+        "findings": lifecycle(report, seen, previous_ids, now),
+    }

@@ -23,6 +23,7 @@ Known limit: before 17, an entry evicted and re-created between audits whose cou
 have grown past their old values again looks like an ordinary difference and is
 undercounted; the window then says how many entries were evicted (dealloc).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -68,13 +69,20 @@ class Sample:
 
     @classmethod
     def from_statement(cls, statement) -> Sample:
-        return cls(queryid=statement.queryid, userid=statement.userid, toplevel=statement.toplevel,
-                   calls=statement.calls, total_exec_time_ms=statement.total_exec_time_ms, rows=statement.rows,
-                   shared_blks_hit=statement.shared_blks_hit, shared_blks_read=statement.shared_blks_read,
-                   temp_blks_written=statement.temp_blks_written, stats_since=statement.stats_since,
-                   query=statement.query,
-                   sumsq_exec_time=statement.calls * (statement.stddev_exec_time_ms ** 2
-                                                      + statement.mean_exec_time_ms ** 2))
+        return cls(
+            queryid=statement.queryid,
+            userid=statement.userid,
+            toplevel=statement.toplevel,
+            calls=statement.calls,
+            total_exec_time_ms=statement.total_exec_time_ms,
+            rows=statement.rows,
+            shared_blks_hit=statement.shared_blks_hit,
+            shared_blks_read=statement.shared_blks_read,
+            temp_blks_written=statement.temp_blks_written,
+            stats_since=statement.stats_since,
+            query=statement.query,
+            sumsq_exec_time=statement.calls * (statement.stddev_exec_time_ms**2 + statement.mean_exec_time_ms**2),
+        )
 
 
 @dataclass
@@ -153,21 +161,40 @@ def compute_window(previous: AuditPoint | None, current: AuditPoint) -> Window:
     """The window of `current` after `previous` (the last stored audit of the same target)."""
     samples = list(current.samples.values())
     if previous is None:
-        return Window("first", current.statistics_since, current.collected_at,
-                      [Entry(s, SINCE_RESET, _whole(s)) for s in samples],
-                      note="first audit of this target: the window is everything since the statistics began")
+        return Window(
+            "first",
+            current.statistics_since,
+            current.collected_at,
+            [Entry(s, SINCE_RESET, _whole(s)) for s in samples],
+            note="first audit of this target: the window is everything since the statistics began",
+        )
     reset_note = None
-    if previous.system_identifier and current.system_identifier \
-            and previous.system_identifier != current.system_identifier:
-        reset_note = (f"another cluster answers at this target (system identifier {previous.system_identifier} -> "
-                      f"{current.system_identifier}): counting starts again")
-    elif previous.pgss_stats_reset and current.pgss_stats_reset \
-            and not _same_instant(previous.pgss_stats_reset, current.pgss_stats_reset):
-        reset_note = (f"pg_stat_statements was reset at {current.pgss_stats_reset} (after the previous audit): "
-                      "the window starts at the reset; what ran between the previous audit and it is not counted")
+    if (
+        previous.system_identifier
+        and current.system_identifier
+        and previous.system_identifier != current.system_identifier
+    ):
+        reset_note = (
+            f"another cluster answers at this target (system identifier {previous.system_identifier} -> "
+            f"{current.system_identifier}): counting starts again"
+        )
+    elif (
+        previous.pgss_stats_reset
+        and current.pgss_stats_reset
+        and not _same_instant(previous.pgss_stats_reset, current.pgss_stats_reset)
+    ):
+        reset_note = (
+            f"pg_stat_statements was reset at {current.pgss_stats_reset} (after the previous audit): "
+            "the window starts at the reset; what ran between the previous audit and it is not counted"
+        )
     if reset_note:
-        return Window("reset", current.pgss_stats_reset or current.statistics_since, current.collected_at,
-                      [Entry(s, SINCE_RESET, _whole(s)) for s in samples], note=reset_note)
+        return Window(
+            "reset",
+            current.pgss_stats_reset or current.statistics_since,
+            current.collected_at,
+            [Entry(s, SINCE_RESET, _whole(s)) for s in samples],
+            note=reset_note,
+        )
 
     evicted = None
     if previous.pgss_dealloc is not None and current.pgss_dealloc is not None:
@@ -182,8 +209,9 @@ def compute_window(previous: AuditPoint | None, current: AuditPoint) -> Window:
                 entries.append(Entry(sample, NEW, _whole(sample)))
             else:
                 entries.append(Entry(sample, UNKNOWN, None))
-        elif (sample.stats_since and before.stats_since and not _same_instant(sample.stats_since, before.stats_since)) \
-                or _went_down(sample, before):
+        elif (
+            sample.stats_since and before.stats_since and not _same_instant(sample.stats_since, before.stats_since)
+        ) or _went_down(sample, before):
             entries.append(Entry(sample, RESTARTED, _whole(sample)))
         else:
             entries.append(Entry(sample, DELTA, _difference(sample, before)))
@@ -193,8 +221,9 @@ def compute_window(previous: AuditPoint | None, current: AuditPoint) -> Window:
         notes.append(f"{restarted} entries restarted (evicted or reset on their own) and count from their restart")
     if evicted:
         notes.append(f"{evicted} entries were evicted during the window (pg_stat_statements.max)")
-    return Window("delta", previous.collected_at, current.collected_at, entries, note="; ".join(notes) or None,
-                  evicted=evicted)
+    return Window(
+        "delta", previous.collected_at, current.collected_at, entries, note="; ".join(notes) or None, evicted=evicted
+    )
 
 
 def point_from_snapshot(snapshot) -> AuditPoint:
@@ -203,8 +232,12 @@ def point_from_snapshot(snapshot) -> AuditPoint:
     for statement in snapshot.statements:
         sample = Sample.from_statement(statement)
         samples[sample.key] = sample
-    return AuditPoint(collected_at=utc_iso(snapshot.collected_at), samples=samples,
-                      pgss_stats_reset=server.pgss_stats_reset, pgss_dealloc=server.pgss_dealloc,
-                      system_identifier=getattr(server, "system_identifier", None),
-                      statistics_since=server.pgss_stats_reset or server.postmaster_start,
-                      complete=len(snapshot.statements) >= snapshot.statement_count)
+    return AuditPoint(
+        collected_at=utc_iso(snapshot.collected_at),
+        samples=samples,
+        pgss_stats_reset=server.pgss_stats_reset,
+        pgss_dealloc=server.pgss_dealloc,
+        system_identifier=getattr(server, "system_identifier", None),
+        statistics_since=server.pgss_stats_reset or server.postmaster_start,
+        complete=len(snapshot.statements) >= snapshot.statement_count,
+    )

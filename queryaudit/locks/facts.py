@@ -7,6 +7,7 @@ named by a key: the pg_stat_statements queryid when the server reports one (14+ 
 compute_query_id), else `fp:<pglast fingerprint>`; their text is normalized (no literal
 values), because pg_stat_activity and the log show the raw text with its parameters.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -189,7 +190,6 @@ def normalize(text: str) -> str:
 
 def write_target(query: str | None) -> str | None:
     """The table an INSERT, UPDATE or DELETE writes (schema.name as written, public when bare)."""
-
 
     stmts = parse(query or "") if query else None
     if not stmts or len(stmts) != 1:

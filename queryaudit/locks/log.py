@@ -12,6 +12,7 @@ are never taken for the blocker.
 The result is the same `LockFacts` the sampler produces (source "log"), so the
 lock-contention check reads both the same way.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -23,8 +24,11 @@ from queryaudit.locks.facts import LockEpisode, LockFacts, LockWait
 from queryaudit.logs import LockEvent, SessionEndEvent, StatementEvent, iter_events
 from queryaudit.sql import referenced_relations
 
-_TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|"
-                                  r"PREPARE\s+TRANSACTION|SET|SHOW|RESET|DISCARD|DEALLOCATE)\b", re.I)
+_TRANSACTION_CONTROL = re.compile(
+    r"^\s*(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|"
+    r"PREPARE\s+TRANSACTION|SET|SHOW|RESET|DISCARD|DEALLOCATE)\b",
+    re.I,
+)
 _ROW = re.compile(r"tuple \((\d+,\d+)\)")
 _DEADLOCK_STATEMENT = re.compile(r"^Process (\d+): (.*)$", re.M)
 _DEADLOCK_WAIT = re.compile(r"Process (\d+) waits for (\S+) on (.+?); blocked by process (\d+)\.")
@@ -47,8 +51,9 @@ def _parse_timestamp(text: str | None) -> dt.datetime | None:
 class LockLogAnalyser:
     """Feed events in log order (`add`), then `facts()`."""
 
-    def __init__(self, relation_names: dict[int, str] | None = None, tables: Iterable[str] = (),
-                 database: str | None = None):
+    def __init__(
+        self, relation_names: dict[int, str] | None = None, tables: Iterable[str] = (), database: str | None = None
+    ):
         self.relation_names = relation_names or {}  # pg_class oid -> schema.name, for `database`
         self.by_name: dict[str, list[str]] = {}
         for qualified in tables:
@@ -70,8 +75,7 @@ class LockLogAnalyser:
         self.learned: dict[int, str] = {}  # relation OIDs named from the statements that locked them
 
     # -- the stream ----------------------------------------------------------------------
-    def statement(self, session: str, pid: int | None, queryid: str | None, query: str,
-                  timestamp: str | None) -> None:
+    def statement(self, session: str, pid: int | None, queryid: str | None, query: str, timestamp: str | None) -> None:
         """One statement of the log: remembered as its session's latest, the candidate
         blocker of a later wait. (Fed by the log ingest, which keeps the sessions' latest
         statements itself (`recent`), this is only called while `pending` waits exist.)"""
@@ -189,17 +193,32 @@ class LockLogAnalyser:
         wkey = (relation, event.lock_type or "?", event.lock_mode or "?", waiting, blocking, root)
         wait = self.waits.get(wkey)
         if wait is None:
-            wait = self.waits[wkey] = LockWait(relation=relation, locktype=_locktype(event.lock_type),
-                                               mode=event.lock_mode or "?", waiting=waiting, blocking=blocking,
-                                               root=root, source="log")
+            wait = self.waits[wkey] = LockWait(
+                relation=relation,
+                locktype=_locktype(event.lock_type),
+                mode=event.lock_mode or "?",
+                waiting=waiting,
+                blocking=blocking,
+                root=root,
+                source="log",
+            )
         if row and row.group(1) and f"({row.group(1)})" not in wait.rows and len(wait.rows) < MAX_WAIT_ROWS:
             wait.rows.append(f"({row.group(1)})")
         if holder is not None and blocking is None:
             self.pending.setdefault(self.session_of_pid.get(holder, f"pid:{holder}"), []).append(wait)
-        self.open_waits[key] = {"wait": wait, "waited_ms": event.waited_ms or 0.0, "holder": holder,
-                                "holders": event.holders, "queue": event.wait_queue, "relation": relation,
-                                "timestamp": event.timestamp, "mode": event.lock_mode, "root_pid": root_pid,
-                                "locktype": _locktype(event.lock_type), "row": wait.rows[-1] if wait.rows else None}
+        self.open_waits[key] = {
+            "wait": wait,
+            "waited_ms": event.waited_ms or 0.0,
+            "holder": holder,
+            "holders": event.holders,
+            "queue": event.wait_queue,
+            "relation": relation,
+            "timestamp": event.timestamp,
+            "mode": event.lock_mode,
+            "root_pid": root_pid,
+            "locktype": _locktype(event.lock_type),
+            "row": wait.rows[-1] if wait.rows else None,
+        }
 
     def _ended(self, event: LockEvent) -> None:
         key = (event.pid, event.lock_object or "")
@@ -221,12 +240,29 @@ class LockLogAnalyser:
             return  # flat memory on endless logs: the waits above still count
         if episode is None:
             episode = self.episodes[ekey] = LockEpisode(
-                root_pid=root_pid, root_statement=wait.root, root_state=None, root_xact_start=None,
-                first_ms=0.0, last_ms=0.0,
-                tree={"pid": root_pid, "statement": wait.root, "queryid": None, "query": None, "state": None,
-                      "locktype": None, "mode": None, "relation": None, "row": None, "waiting_ms": None,
-                      "blocked_by_holds": [], "also_blocked_by": [], "children": [],
-                      "timestamp": state["timestamp"]})
+                root_pid=root_pid,
+                root_statement=wait.root,
+                root_state=None,
+                root_xact_start=None,
+                first_ms=0.0,
+                last_ms=0.0,
+                tree={
+                    "pid": root_pid,
+                    "statement": wait.root,
+                    "queryid": None,
+                    "query": None,
+                    "state": None,
+                    "locktype": None,
+                    "mode": None,
+                    "relation": None,
+                    "row": None,
+                    "waiting_ms": None,
+                    "blocked_by_holds": [],
+                    "also_blocked_by": [],
+                    "children": [],
+                    "timestamp": state["timestamp"],
+                },
+            )
         episode.ticks += 1
         episode.wait_ms = round(episode.wait_ms + state["waited_ms"], 3)
         episode.root_statement = episode.root_statement or wait.root
@@ -234,12 +270,25 @@ class LockLogAnalyser:
             episode.relations.append(state["relation"])
         if state["mode"] and state["mode"] not in episode.modes:
             episode.modes.append(state["mode"])
-        episode.tree["children"].append({
-            "pid": pid, "statement": wait.waiting, "queryid": None, "query": None, "state": "active",
-            "locktype": state["locktype"], "mode": state["mode"], "relation": state["relation"],
-            "row": state["row"], "waiting_ms": round(state["waited_ms"], 1), "blocked_by_holds": [],
-            "also_blocked_by": [h for h in state["holders"] if h != state["holder"]], "children": [],
-            "blocked_by_pid": state["holder"], "timestamp": state["timestamp"]})
+        episode.tree["children"].append(
+            {
+                "pid": pid,
+                "statement": wait.waiting,
+                "queryid": None,
+                "query": None,
+                "state": "active",
+                "locktype": state["locktype"],
+                "mode": state["mode"],
+                "relation": state["relation"],
+                "row": state["row"],
+                "waiting_ms": round(state["waited_ms"], 1),
+                "blocked_by_holds": [],
+                "also_blocked_by": [h for h in state["holders"] if h != state["holder"]],
+                "children": [],
+                "blocked_by_pid": state["holder"],
+                "timestamp": state["timestamp"],
+            }
+        )
         episode.max_waiters = max(episode.max_waiters, len(episode.tree["children"]))
 
     def _deadlock(self, event: LockEvent) -> None:
@@ -250,11 +299,19 @@ class LockLogAnalyser:
         for pid, mode, obj, blocker in cycle:
             key = self.facts.add_statement(None, statements.get(int(pid), ""))
             stmt = self.facts.statement(key)
-            processes.append({"pid": int(pid), "waits_for": f"{mode} on {obj}", "blocked_by": int(blocker),
-                              "statement": key, "query": stmt.query if stmt else None})
+            processes.append(
+                {
+                    "pid": int(pid),
+                    "waits_for": f"{mode} on {obj}",
+                    "blocked_by": int(blocker),
+                    "statement": key,
+                    "query": stmt.query if stmt else None,
+                }
+            )
         if len(self.facts.deadlocks) < MAX_DEADLOCKS:
-            self.facts.deadlocks.append({"timestamp": event.timestamp, "relation": relation,
-                                         "victim_pid": event.pid, "processes": processes})
+            self.facts.deadlocks.append(
+                {"timestamp": event.timestamp, "relation": relation, "victim_pid": event.pid, "processes": processes}
+            )
         state = self.open_waits.pop((event.pid, event.lock_object or ""), None)
         if state is not None:
             self._close(event.pid, state)
@@ -272,9 +329,16 @@ class LockLogAnalyser:
                 entry["last"] = event.timestamp
                 return
         stmt = self.facts.statement(waiting)
-        self.facts.lock_timeouts.append({"statement": waiting, "query": stmt.query if stmt else None,
-                                         "relation": relation, "count": 1, "first": event.timestamp,
-                                         "last": event.timestamp})
+        self.facts.lock_timeouts.append(
+            {
+                "statement": waiting,
+                "query": stmt.query if stmt else None,
+                "relation": relation,
+                "count": 1,
+                "first": event.timestamp,
+                "last": event.timestamp,
+            }
+        )
 
     # -- reading in parallel (queryaudit.logs.parallel) -----------------------------------
     def close_open_waits(self) -> None:
@@ -309,8 +373,14 @@ class LockLogAnalyser:
             mine.max_waiters = max(mine.max_waiters, episode.max_waiters, len(mine.tree["children"]))
         self.facts.deadlocks += other.facts.deadlocks[: max(0, MAX_DEADLOCKS - len(self.facts.deadlocks))]
         for entry in other.facts.lock_timeouts:
-            mine = next((e for e in self.facts.lock_timeouts
-                         if e["statement"] == entry["statement"] and e["relation"] == entry["relation"]), None)
+            mine = next(
+                (
+                    e
+                    for e in self.facts.lock_timeouts
+                    if e["statement"] == entry["statement"] and e["relation"] == entry["relation"]
+                ),
+                None,
+            )
             if mine is None:
                 self.facts.lock_timeouts.append(entry)
             else:
@@ -352,12 +422,17 @@ def _fill_queries(facts: LockFacts, node: dict) -> None:
 
 def _locktype(logged: str | None) -> str:
     """The log's words for the lock tag, in pg_locks' vocabulary."""
-    return {"transaction": "transactionid", "virtual transaction": "virtualxid",
-            "extension of relation": "extend"}.get(logged or "", logged or "unknown")
+    return {"transaction": "transactionid", "virtual transaction": "virtualxid", "extension of relation": "extend"}.get(
+        logged or "", logged or "unknown"
+    )
 
 
-def analyse_lock_log(events: Iterable, relation_names: dict[int, str] | None = None, tables: Iterable[str] = (),
-                     database: str | None = None) -> LockFacts:
+def analyse_lock_log(
+    events: Iterable,
+    relation_names: dict[int, str] | None = None,
+    tables: Iterable[str] = (),
+    database: str | None = None,
+) -> LockFacts:
     analyser = LockLogAnalyser(relation_names, tables, database)
     for event in events:
         analyser.add(event)

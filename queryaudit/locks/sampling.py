@@ -15,6 +15,7 @@ statement, its direct blocker and its root blocker, on the relation it waits for
 The sampler reads views only; its session is read-only, runs under a short
 statement_timeout and lock_timeout while sampling, and stops at its deadline.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -61,8 +62,7 @@ def _columns(version_num: int) -> dict[str, str]:
     return {
         # pg_stat_activity.query_id and pg_locks.waitstart appeared in PostgreSQL 14.
         "query_id": "a.query_id::text" if modern else "NULL::text",
-        "waited_ms": ("extract(epoch FROM clock_timestamp() - l.waitstart) * 1000" if modern
-                      else "NULL::float8"),
+        "waited_ms": ("extract(epoch FROM clock_timestamp() - l.waitstart) * 1000" if modern else "NULL::float8"),
     }
 
 
@@ -133,8 +133,14 @@ LEFT JOIN sessions s ON s.is_long OR s.involved
 # Once, at the end: what the long transactions still open hold (relation locks only).
 # reset_val: what a new session gets (server, database and role settings), not the
 # timeouts the audit session set for itself.
-LOCK_SETTINGS = ("idle_in_transaction_session_timeout", "lock_timeout", "statement_timeout", "deadlock_timeout",
-                 "log_lock_waits", "transaction_timeout")
+LOCK_SETTINGS = (
+    "idle_in_transaction_session_timeout",
+    "lock_timeout",
+    "statement_timeout",
+    "deadlock_timeout",
+    "log_lock_waits",
+    "transaction_timeout",
+)
 SETTINGS_SQL = """
 SELECT name, reset_val || coalesce(' ' || unit, '') AS value FROM pg_settings WHERE name = ANY(%s)
 """
@@ -159,8 +165,13 @@ class LockSampler:
     run() is interrupted (Ctrl-C), so a caller can keep a partial window.
     """
 
-    def __init__(self, conn: psycopg.Connection, options: SampleOptions,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        options: SampleOptions,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if options.seconds <= 0:
             raise ValueError("the sampling window must be positive")
         self.conn = conn
@@ -170,9 +181,14 @@ class LockSampler:
         version = conn.info.server_version
         cols = _columns(version)
         self.tick_sql = TICK_SQL.format(**cols)
-        self.facts = LockFacts(source="sample", database=conn.info.dbname, window_s=float(options.seconds),
-                               rate_hz=self.rate_hz, long_transaction_s=options.long_transaction_s,
-                               idle_in_transaction_s=options.idle_in_transaction_s)
+        self.facts = LockFacts(
+            source="sample",
+            database=conn.info.dbname,
+            window_s=float(options.seconds),
+            rate_hz=self.rate_hz,
+            long_transaction_s=options.long_transaction_s,
+            idle_in_transaction_s=options.idle_in_transaction_s,
+        )
         self._waits: dict[tuple, LockWait] = {}
         self._episodes: dict[tuple, LockEpisode] = {}
         self._transactions: dict[tuple, TransactionObservation] = {}
@@ -220,8 +236,10 @@ class LockSampler:
         return facts
 
     def _limit_session(self) -> Callable[[], None]:
-        settings = {"statement_timeout": f"{SAMPLER_STATEMENT_TIMEOUT_MS}ms",
-                    "lock_timeout": f"{SAMPLER_LOCK_TIMEOUT_MS}ms"}
+        settings = {
+            "statement_timeout": f"{SAMPLER_STATEMENT_TIMEOUT_MS}ms",
+            "lock_timeout": f"{SAMPLER_LOCK_TIMEOUT_MS}ms",
+        }
         before = {name: scalar(self.conn, "SELECT current_setting(%s)", (name,)) for name in settings}
         for name, value in settings.items():
             self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
@@ -248,8 +266,11 @@ class LockSampler:
                 continue
             if row["involved"]:
                 chain_rows.append(row)
-            if (row["backend_type"] == "client backend" and row["xact_age_s"] is not None
-                    and (row["is_long"] or row["wait_event_type"] == "Lock")):
+            if (
+                row["backend_type"] == "client backend"
+                and row["xact_age_s"] is not None
+                and (row["is_long"] or row["wait_event_type"] == "Lock")
+            ):
                 self._observe_transaction(t_ms, row)
         tick = TimelineTick(t_ms=round(t_ms, 1), waiting=0)
         if chain_rows:
@@ -263,8 +284,12 @@ class LockSampler:
         obs = self._transactions.get(key)
         if obs is None:
             obs = self._transactions[key] = TransactionObservation(
-                pid=pid, xact_start=xact_start.isoformat() if xact_start else None, usename=row["usename"],
-                application_name=row["application_name"], first_seen_ms=round(t_ms, 1))
+                pid=pid,
+                xact_start=xact_start.isoformat() if xact_start else None,
+                usename=row["usename"],
+                application_name=row["application_name"],
+                first_seen_ms=round(t_ms, 1),
+            )
         obs.last_seen_ms = round(t_ms, 1)
         obs.max_age_s = round(max(obs.max_age_s, row["xact_age_s"]), 3)
         obs.last_state = state
@@ -278,18 +303,31 @@ class LockSampler:
     def _chains(self, t_ms: float, weight_ms: float, rows: list[dict], tick: TimelineTick) -> None:
         nodes = {}
         for row in rows:
-            pid, state, xact_start, xact_age, state_age = (row["pid"], row["state"], row["xact_start"],
-                                                           row["xact_age_s"], row["state_age_s"])
+            pid, state, xact_start, xact_age, state_age = (
+                row["pid"],
+                row["state"],
+                row["xact_start"],
+                row["xact_age_s"],
+                row["state_age_s"],
+            )
             nodes[pid] = {
-                "pid": pid, "blocked_by": [b for b in (row["blocked_by"] or []) if b != pid], "state": state,
+                "pid": pid,
+                "blocked_by": [b for b in (row["blocked_by"] or []) if b != pid],
+                "state": state,
                 "wait_event": row["wait_event"] if row["wait_event_type"] == "Lock" else None,
                 "backend_type": row["backend_type"],
                 "xact_start": xact_start.isoformat() if xact_start else None,
                 "xact_age_s": round(xact_age, 3) if xact_age is not None else None,
-                "idle_s": (round(state_age, 3) if state and state.startswith("idle in transaction")
-                           and state_age is not None else 0.0),
-                "statement": self.facts.add_statement(row["query_id"], row["query"]), "query": row["query"],
-                "usename": row["usename"], "application_name": row["application_name"], "locks": row["locks"] or [],
+                "idle_s": (
+                    round(state_age, 3)
+                    if state and state.startswith("idle in transaction") and state_age is not None
+                    else 0.0
+                ),
+                "statement": self.facts.add_statement(row["query_id"], row["query"]),
+                "query": row["query"],
+                "usename": row["usename"],
+                "application_name": row["application_name"],
+                "locks": row["locks"] or [],
             }
         waiters = {pid: n for pid, n in nodes.items() if n["blocked_by"] and _waited_lock(n)}
         if not waiters:
@@ -301,7 +339,7 @@ class LockSampler:
             while pid in parent:
                 pid = parent[pid]
                 if pid in path:  # a cycle (a deadlock not yet detected): one root for all of it
-                    return min(path[path.index(pid):])
+                    return min(path[path.index(pid) :])
                 path.append(pid)
             return pid
 
@@ -320,13 +358,24 @@ class LockSampler:
             label = relation or f"({lock['locktype']} locks)"  # advisory locks name no relation
             tick.relations[label] = tick.relations.get(label, 0) + 1
             held = sorted({h["mode"] for h in blocker.get("locks", []) if h["granted"] and _same_object(h, lock)})
-            key = (relation, lock["locktype"], lock["mode"], node["statement"], blocker.get("statement"),
-                   root.get("statement"))
+            key = (
+                relation,
+                lock["locktype"],
+                lock["mode"],
+                node["statement"],
+                blocker.get("statement"),
+                root.get("statement"),
+            )
             wait = self._waits.get(key)
             if wait is None:
-                wait = self._waits[key] = LockWait(relation=relation, locktype=lock["locktype"], mode=lock["mode"],
-                                                   waiting=node["statement"] or "unknown",
-                                                   blocking=blocker.get("statement"), root=root.get("statement"))
+                wait = self._waits[key] = LockWait(
+                    relation=relation,
+                    locktype=lock["locktype"],
+                    mode=lock["mode"],
+                    waiting=node["statement"] or "unknown",
+                    blocking=blocker.get("statement"),
+                    root=root.get("statement"),
+                )
             wait.wait_ms = round(wait.wait_ms + weight_ms, 3)
             wait.samples += 1
             wait.blocker_modes = sorted(set(wait.blocker_modes) | set(held))
@@ -345,8 +394,13 @@ class LockSampler:
             episode = self._episodes.get(key)
             if episode is None:
                 episode = self._episodes[key] = LockEpisode(
-                    root_pid=root_pid, root_statement=root.get("statement"), root_state=root.get("state"),
-                    root_xact_start=root.get("xact_start"), first_ms=round(t_ms, 1), last_ms=round(t_ms, 1))
+                    root_pid=root_pid,
+                    root_statement=root.get("statement"),
+                    root_state=root.get("state"),
+                    root_xact_start=root.get("xact_start"),
+                    first_ms=round(t_ms, 1),
+                    last_ms=round(t_ms, 1),
+                )
             episode.last_ms = round(t_ms, 1)
             episode.ticks += 1
             episode.root_state = root.get("state") or episode.root_state
@@ -365,23 +419,42 @@ class LockSampler:
     def _tree(self, pid: int, nodes: dict, children: dict, parent: dict, seen: frozenset = frozenset()) -> dict:
         node = nodes.get(pid) or {"pid": pid, "locks": [], "blocked_by": []}
         stmt = self.facts.statement(node.get("statement"))
-        out = {"pid": pid, "statement": node.get("statement"), "queryid": stmt.queryid if stmt else None,
-               "query": stmt.query if stmt else None, "state": node.get("state"),
-               "backend_type": node.get("backend_type"), "xact_age_s": node.get("xact_age_s"),
-               "locktype": None, "mode": None, "relation": None, "row": None, "waiting_ms": None,
-               "blocked_by_holds": [], "also_blocked_by": [], "children": []}
+        out = {
+            "pid": pid,
+            "statement": node.get("statement"),
+            "queryid": stmt.queryid if stmt else None,
+            "query": stmt.query if stmt else None,
+            "state": node.get("state"),
+            "backend_type": node.get("backend_type"),
+            "xact_age_s": node.get("xact_age_s"),
+            "locktype": None,
+            "mode": None,
+            "relation": None,
+            "row": None,
+            "waiting_ms": None,
+            "blocked_by_holds": [],
+            "also_blocked_by": [],
+            "children": [],
+        }
         if pid in parent:
             lock = _waited_lock(node)
             relation, row = _object_of(node, lock, nodes)
             blocker = nodes.get(parent[pid]) or {}
-            out.update(locktype=lock["locktype"], mode=lock["mode"], relation=relation, row=row,
-                       waiting_ms=round(lock["waited_ms"], 1) if lock.get("waited_ms") is not None else None,
-                       also_blocked_by=[b for b in node["blocked_by"] if b != parent[pid]])
-            out["blocked_by_holds"] = sorted({h["mode"] for h in blocker.get("locks", [])
-                                              if h["granted"] and _same_object(h, lock)})
+            out.update(
+                locktype=lock["locktype"],
+                mode=lock["mode"],
+                relation=relation,
+                row=row,
+                waiting_ms=round(lock["waited_ms"], 1) if lock.get("waited_ms") is not None else None,
+                also_blocked_by=[b for b in node["blocked_by"] if b != parent[pid]],
+            )
+            out["blocked_by_holds"] = sorted(
+                {h["mode"] for h in blocker.get("locks", []) if h["granted"] and _same_object(h, lock)}
+            )
         seen = seen | {pid}  # a deadlock not yet detected is a cycle: draw each session once
-        out["children"] = [self._tree(c, nodes, children, parent, seen)
-                           for c in sorted(children.get(pid, [])) if c not in seen]
+        out["children"] = [
+            self._tree(c, nodes, children, parent, seen) for c in sorted(children.get(pid, [])) if c not in seen
+        ]
         return out
 
     # -- the end -------------------------------------------------------------------------
@@ -405,8 +478,14 @@ class LockSampler:
         facts.waits = sorted(self._waits.values(), key=lambda w: -w.wait_ms)
         facts.episodes = sorted(self._episodes.values(), key=lambda e: -e.wait_ms)
         for obs in self._transactions.values():
-            obs.blocked_ms = round(sum(e.wait_ms for e in self._episodes.values()
-                                       if e.root_pid == obs.pid and e.root_xact_start == obs.xact_start), 3)
+            obs.blocked_ms = round(
+                sum(
+                    e.wait_ms
+                    for e in self._episodes.values()
+                    if e.root_pid == obs.pid and e.root_xact_start == obs.xact_start
+                ),
+                3,
+            )
         facts.transactions = sorted(self._transactions.values(), key=lambda o: -o.max_age_s)
         facts.timeline = fold_timeline(facts.timeline, MAX_TIMELINE_TICKS)
 
@@ -425,8 +504,10 @@ def _first_blocker(node: dict, nodes: dict) -> int:
 def _same_object(lock: dict, other: dict | None) -> bool:
     if not other:
         return False
-    return all(lock.get(k) == other.get(k) for k in ("locktype", "relation", "page", "tuple", "xid",
-                                                     "classid", "objid", "objsubid"))
+    return all(
+        lock.get(k) == other.get(k)
+        for k in ("locktype", "relation", "page", "tuple", "xid", "classid", "objid", "objsubid")
+    )
 
 
 def _object_of(node: dict, lock: dict | None, nodes: dict) -> tuple[str | None, str | None]:
@@ -483,7 +564,7 @@ def fold_timeline(ticks: list[TimelineTick], limit: int) -> list[TimelineTick]:
     size = -(-len(ticks) // limit)
     out = []
     for i in range(0, len(ticks), size):
-        group = ticks[i:i + size]
+        group = ticks[i : i + size]
         peak = max(group, key=lambda t: t.waiting)
         out.append(TimelineTick(t_ms=group[0].t_ms, waiting=peak.waiting, relations=dict(peak.relations)))
     return out
@@ -513,8 +594,7 @@ def collect_lock_snapshot(dsn: str, options: SampleOptions | None):
     are kept when interrupted."""
 
     with session(dsn) as conn:
-        snapshot = Snapshot(server=collect_server(conn),
-                            collected_at=dt.datetime.now(dt.UTC).isoformat())
+        snapshot = Snapshot(server=collect_server(conn), collected_at=dt.datetime.now(dt.UTC).isoformat())
         if options is None:
             snapshot.tables = collect_tables(conn)
             return snapshot

@@ -34,6 +34,7 @@ sqlstate, severity, source (file:line) and `session_key` (session_id, else pid).
 `queryaudit.logs.facts.LogFacts` for the snapshot: per-statement latency percentiles and
 the N+1 loops.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -45,12 +46,28 @@ from queryaudit.logs.messages import to_events
 from queryaudit.logs.prefix import DEFAULT_PREFIX
 from queryaudit.logs.reader import ReadStats, expand_paths, read_records
 
-__all__ = ["iter_events", "ingest", "ReadStats", "LogEvent", "StatementEvent", "PlanEvent", "LockEvent",
-           "TempFileEvent", "SessionEndEvent", "DEFAULT_PREFIX", "expand_paths", "prefix_from_settings"]
+__all__ = [
+    "iter_events",
+    "ingest",
+    "ReadStats",
+    "LogEvent",
+    "StatementEvent",
+    "PlanEvent",
+    "LockEvent",
+    "TempFileEvent",
+    "SessionEndEvent",
+    "DEFAULT_PREFIX",
+    "expand_paths",
+    "prefix_from_settings",
+]
 
 
-def iter_events(paths: Iterable[str | Path], prefix: str | None = None, stats: ReadStats | None = None,
-                log_format: str | None = None) -> Iterator[LogEvent]:
+def iter_events(
+    paths: Iterable[str | Path],
+    prefix: str | None = None,
+    stats: ReadStats | None = None,
+    log_format: str | None = None,
+) -> Iterator[LogEvent]:
     for record in read_records(paths, prefix, stats, log_format):
         yield from to_events(record)
 

@@ -5,6 +5,7 @@ Per statement (queryid, else pglast fingerprint): count, total, min/max and a
 `queryaudit.n_plus_one.runs.RunDetector`. Every table here is capped, so memory stays flat
 however long the log is.
 """
+
 from __future__ import annotations
 
 import gc
@@ -96,8 +97,22 @@ class _BoundedDict(dict):
 
 
 class _Agg:
-    __slots__ = ("key", "fingerprint", "queryid", "query", "count", "total", "min", "max", "sketch", "params",
-                 "plan", "plan_text", "plan_ms", "control")
+    __slots__ = (
+        "key",
+        "fingerprint",
+        "queryid",
+        "query",
+        "count",
+        "total",
+        "min",
+        "max",
+        "sketch",
+        "params",
+        "plan",
+        "plan_text",
+        "plan_ms",
+        "control",
+    )
 
     def __init__(self, key, fingerprint, queryid, query, control=None):
         self.key, self.fingerprint, self.queryid = key, fingerprint, queryid
@@ -141,10 +156,14 @@ class LogDigest:
         for listener in self.listeners:
             listener.recent = self.recent_statements
         self.detector = RunDetector(self._on_run, min_executions=self.options.min_executions, min_total_ms=0.0)
-        self.facts_ = LogFacts(thresholds={"min_executions": self.options.min_executions,
-                                           "min_run_ms": self.options.min_run_ms,
-                                           "round_trip_ms": self.options.round_trip_ms,
-                                           "min_repeats": self.options.min_repeats})
+        self.facts_ = LogFacts(
+            thresholds={
+                "min_executions": self.options.min_executions,
+                "min_run_ms": self.options.min_run_ms,
+                "round_trip_ms": self.options.round_trip_ms,
+                "min_repeats": self.options.min_repeats,
+            }
+        )
 
     # -- statements ----------------------------------------------------------------------
     def _fingerprint(self, query: str) -> str:
@@ -169,8 +188,9 @@ class LogDigest:
             agg = self.stats.get(key)
             if agg is None and len(self.stats) < MAX_STATEMENTS:
                 control = _CONTROL.match(query)
-                agg = self.stats[key] = _Agg(key, fp, queryid, query,
-                                             control and ("begin" if control.group(1) else "end"))
+                agg = self.stats[key] = _Agg(
+                    key, fp, queryid, query, control and ("begin" if control.group(1) else "end")
+                )
         if queryid is None and agg is not None:
             if len(self.by_text) >= _CACHE_SIZE:
                 self.by_text.clear()
@@ -180,13 +200,17 @@ class LogDigest:
     def add_record(self, rec) -> None:
         phase = rec.phase
         if phase is not None:  # the stderr reader's fast path read the statement head already
-            query = rec.first[rec.cut:]
+            query = rec.first[rec.cut :]
             if rec.more is not None:
                 query = query + "\n" + "\n".join(rec.more)
             extra = rec.extra
             duration = rec.duration
-            self.statement(rec.key, query, float(duration) if duration is not None else None,
-                           extra.get("detail") if extra is not None and phase == "execute" else None)
+            self.statement(
+                rec.key,
+                query,
+                float(duration) if duration is not None else None,
+                extra.get("detail") if extra is not None and phase == "execute" else None,
+            )
             return
         if rec.severity == "LOG":
             first = rec.first
@@ -197,12 +221,16 @@ class LogDigest:
                 duration, phase, _name = m.groups()
                 if phase == "parse" or phase == "bind":  # the execute line follows with the duration
                     return
-                query = first[m.end():]
+                query = first[m.end() :]
                 if rec.more is not None:
                     query = query + "\n" + "\n".join(rec.more)
                 extra = rec.extra
-                self.statement(rec.key, query, float(duration) if duration is not None else None,
-                               extra.get("detail") if extra is not None and phase == "execute" else None)
+                self.statement(
+                    rec.key,
+                    query,
+                    float(duration) if duration is not None else None,
+                    extra.get("detail") if extra is not None and phase == "execute" else None,
+                )
                 return
         for event in to_events(rec):
             self.add(event)
@@ -280,10 +308,17 @@ class LogDigest:
         if isinstance(event, StatementEvent):
             if event.phase in ("parse", "bind"):
                 return
-            params = "parameters: " + ", ".join(f"${i} = {v}" for i, v in enumerate(event.parameters, 1)) \
-                if event.parameters else None
-            self.statement((event.timestamp, str(event.pid) if event.pid is not None else None, event.session_id,
-                            event.queryid), event.query, event.duration_ms, params)
+            params = (
+                "parameters: " + ", ".join(f"${i} = {v}" for i, v in enumerate(event.parameters, 1))
+                if event.parameters
+                else None
+            )
+            self.statement(
+                (event.timestamp, str(event.pid) if event.pid is not None else None, event.session_id, event.queryid),
+                event.query,
+                event.duration_ms,
+                params,
+            )
             return
         for listener in self.listeners:
             listener.add(event)
@@ -295,8 +330,12 @@ class LogDigest:
             agg = self.stats.get(key)
             if agg is None and len(self.stats) < MAX_STATEMENTS:
                 # auto_explain logs the plan before the statement's own duration line.
-                agg = self.stats[key] = _Agg(key, key[3:] if key.startswith("fp:") else
-                                             self._fingerprint(event.query), event.queryid, event.query)
+                agg = self.stats[key] = _Agg(
+                    key,
+                    key[3:] if key.startswith("fp:") else self._fingerprint(event.query),
+                    event.queryid,
+                    event.query,
+                )
             if agg is not None and (agg.plan_ms is None or (event.duration_ms or 0) > agg.plan_ms):
                 agg.plan, agg.plan_text, agg.plan_ms = event.plan_json, event.plan_text, event.duration_ms
         elif isinstance(event, LockEvent):
@@ -363,14 +402,22 @@ class LogDigest:
             child = self.stats.get(run.fingerprint)
             parent = self.stats.get(run.parent_fingerprint) if run.parent_fingerprint else None
             p = self.patterns[key] = LogNPlusOne(
-                fingerprint=child.fingerprint if child else run.fingerprint, query=run.query[:MAX_QUERY_CHARS],
-                queryid=run.queryid, parent_fingerprint=parent.fingerprint if parent else None,
+                fingerprint=child.fingerprint if child else run.fingerprint,
+                query=run.query[:MAX_QUERY_CHARS],
+                queryid=run.queryid,
+                parent_fingerprint=parent.fingerprint if parent else None,
                 parent_query=run.parent_query[:MAX_QUERY_CHARS] if run.parent_query else None,
-                parent_queryid=run.parent_queryid, example_session=run.session,
-                example_parameters=[", ".join(parse_parameters(p)) if p.startswith("parameters:") or
-                                    p.startswith("Parameters:") else p[:200]
-                                    for p in run.example_parameters[:3] if isinstance(p, str)],
-                first_seen=run.first_ts)
+                parent_queryid=run.parent_queryid,
+                example_session=run.session,
+                example_parameters=[
+                    ", ".join(parse_parameters(p))
+                    if p.startswith("parameters:") or p.startswith("Parameters:")
+                    else p[:200]
+                    for p in run.example_parameters[:3]
+                    if isinstance(p, str)
+                ],
+                first_seen=run.first_ts,
+            )
         p.runs += 1
         p.executions += run.count
         p.total_ms += run.total_ms
@@ -394,24 +441,50 @@ class LogDigest:
         # one order whether the file was read in one process or in pieces (--log-jobs), where
         # the sums are added in another order and the dict filled in another order.
         top = sorted(self.stats.values(), key=lambda a: (-round(a.total, 3), a.key))[: self.options.top_statements]
-        facts.statements = [LogStatement(
-            key=a.key, fingerprint=a.fingerprint, queryid=a.queryid, query=a.query, count=a.count,
-            total_ms=round(a.total, 3), min_ms=round(a.min if a.count else 0.0, 3), max_ms=round(a.max, 3),
-            p50_ms=round(a.sketch.quantile(0.50), 3), p95_ms=round(a.sketch.quantile(0.95), 3),
-            p99_ms=round(a.sketch.quantile(0.99), 3), example_parameters=a.params, plan=a.plan,
-            plan_text=a.plan_text, plan_duration_ms=a.plan_ms) for a in top if a.count or a.plan or a.plan_text]
+        facts.statements = [
+            LogStatement(
+                key=a.key,
+                fingerprint=a.fingerprint,
+                queryid=a.queryid,
+                query=a.query,
+                count=a.count,
+                total_ms=round(a.total, 3),
+                min_ms=round(a.min if a.count else 0.0, 3),
+                max_ms=round(a.max, 3),
+                p50_ms=round(a.sketch.quantile(0.50), 3),
+                p95_ms=round(a.sketch.quantile(0.95), 3),
+                p99_ms=round(a.sketch.quantile(0.99), 3),
+                example_parameters=a.params,
+                plan=a.plan,
+                plan_text=a.plan_text,
+                plan_duration_ms=a.plan_ms,
+            )
+            for a in top
+            if a.count or a.plan or a.plan_text
+        ]
         # A loop is an N+1 when it comes back: in another transaction or request (one loop,
         # once, is as likely a report or a batch job written that way on purpose).
         repeated = [p for p in self.patterns.values() if p.transactions >= self.options.min_repeats]
-        facts.n_plus_one = sorted(repeated, key=lambda p: (-round(p.executions * self.options.round_trip_ms
-                                                                  + p.total_ms, 3), p.fingerprint,
-                                                                p.parent_fingerprint or ""))
+        facts.n_plus_one = sorted(
+            repeated,
+            key=lambda p: (
+                -round(p.executions * self.options.round_trip_ms + p.total_ms, 3),
+                p.fingerprint,
+                p.parent_fingerprint or "",
+            ),
+        )
         facts.total_ms = round(facts.total_ms, 3)
         return facts
 
 
-def ingest(paths: Iterable[str | Path], prefix: str | None = None, options: DigestOptions | None = None,
-           log_format: str | None = None, listeners=(), stats: ReadStats | None = None) -> LogFacts:
+def ingest(
+    paths: Iterable[str | Path],
+    prefix: str | None = None,
+    options: DigestOptions | None = None,
+    log_format: str | None = None,
+    listeners=(),
+    stats: ReadStats | None = None,
+) -> LogFacts:
     """Read every log file once and return what the audit needs from it; `listeners` (the
     lock analysis) are fed from the same read."""
     stats = stats if stats is not None else ReadStats()

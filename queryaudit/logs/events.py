@@ -1,4 +1,5 @@
 """Typed events read from PostgreSQL logs (see queryaudit.logs for the API)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -6,6 +6,7 @@ Statements are keyed by the queryid when the log carries one (`%Q`, csvlog/jsonl
 else by `fp:<pglast fingerprint>`, which is what pg_stat_statements' normalized text
 fingerprints to as well, so the two sources can be joined either way.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -8,6 +8,7 @@ N+1 runs and lock waits can differ from a one-process read by a few at the cuts;
 totals and percentiles are exact (the latency sketches have the same buckets).
 csvlog, jsonlog and gzip files are read whole, by one process each.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -6,6 +6,7 @@ the value with spaces, so values are matched with the spaces around them trimmed
 `%q` ends the prefix for processes that are not session backends (checkpointer,
 autovacuum...): everything after it becomes optional.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,27 @@ ESCAPES: dict[str, tuple[str | None, str]] = {
     "Q": ("queryid", r"-?\d+"),  # 14+
 }
 
-SEVERITIES = ("DEBUG5", "DEBUG4", "DEBUG3", "DEBUG2", "DEBUG1", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR",
-              "LOG", "FATAL", "PANIC", "STATEMENT", "DETAIL", "HINT", "CONTEXT", "QUERY", "LOCATION")
+SEVERITIES = (
+    "DEBUG5",
+    "DEBUG4",
+    "DEBUG3",
+    "DEBUG2",
+    "DEBUG1",
+    "DEBUG",
+    "INFO",
+    "NOTICE",
+    "WARNING",
+    "ERROR",
+    "LOG",
+    "FATAL",
+    "PANIC",
+    "STATEMENT",
+    "DETAIL",
+    "HINT",
+    "CONTEXT",
+    "QUERY",
+    "LOCATION",
+)
 
 
 def prefix_pattern(prefix: str) -> str:
@@ -112,8 +132,12 @@ def block_regex(prefix: str) -> re.Pattern:
     empty = "".join(f"(?P<{name}>)" for name in ALWAYS if name not in present)
     # The statement lines' head, captured in the same match (postgres.c: `duration: 0.015 ms
     # execute S_1: `, `statement: `, `parse <unnamed>: `): no second regex for nearly every line.
-    head = r"(?P<head>(?:duration: (?P<duration>\d+(?:\.\d+)?) ms  )?(?P<phase>statement|execute|parse|bind)" \
-           r"(?: [^:\n]*)?: )?"
-    return re.compile(rf"^{empty}(?P<prefix>{body})(?P<severity>{severity}):  (?P<message>{head}[^\n]*)"
-                      r"(?P<more>(?:\n\t[^\n]*)*)(?:\n(?P=prefix)DETAIL:  (?P<detail>[^\n]*(?:\n\t[^\n]*)*))?",
-                      re.M)
+    head = (
+        r"(?P<head>(?:duration: (?P<duration>\d+(?:\.\d+)?) ms  )?(?P<phase>statement|execute|parse|bind)"
+        r"(?: [^:\n]*)?: )?"
+    )
+    return re.compile(
+        rf"^{empty}(?P<prefix>{body})(?P<severity>{severity}):  (?P<message>{head}[^\n]*)"
+        r"(?P<more>(?:\n\t[^\n]*)*)(?:\n(?P=prefix)DETAIL:  (?P<detail>[^\n]*(?:\n\t[^\n]*)*))?",
+        re.M,
+    )

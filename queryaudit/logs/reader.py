@@ -5,6 +5,7 @@ record is handed on as soon as the next entry starts, so memory is one entry wha
 the log size. Lines that are not UTF-8, do not parse, or continue nothing are counted
 in `ReadStats` and skipped.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,14 @@ from pathlib import Path
 from queryaudit.errors import AuditError
 from queryaudit.logs.prefix import DEFAULT_PREFIX, SEVERITIES, block_regex
 
-SECONDARY = {"DETAIL": "detail", "HINT": "hint", "CONTEXT": "context", "STATEMENT": "statement",
-             "QUERY": "internal_query", "LOCATION": "location"}
+SECONDARY = {
+    "DETAIL": "detail",
+    "HINT": "hint",
+    "CONTEXT": "context",
+    "STATEMENT": "statement",
+    "QUERY": "internal_query",
+    "LOCATION": "location",
+}
 MAX_FIELD_CHARS = 1_000_000  # a statement longer than this is truncated (counted), not kept whole
 MAX_MESSAGE_LINES = 10_000  # a message's next lines kept; beyond, counted as truncated
 BLOCK_BYTES = 1 << 20  # read and decode this much at a time, cut at a line boundary
@@ -49,11 +56,34 @@ class Record:
     session id, query id as text, None when absent) and the secondaries in `extra`; the
     full header dict (`header`) is only built when an event asks for it."""
 
-    __slots__ = ("severity", "first", "more", "extra", "key", "_match", "_fields", "file", "lineno", "phase",
-                 "duration", "cut")
+    __slots__ = (
+        "severity",
+        "first",
+        "more",
+        "extra",
+        "key",
+        "_match",
+        "_fields",
+        "file",
+        "lineno",
+        "phase",
+        "duration",
+        "cut",
+    )
 
-    def __init__(self, severity: str, first: str, key: tuple, file: str, lineno, match=None, fields=None,
-                 phase: str | None = None, duration: str | None = None, cut: int = 0):
+    def __init__(
+        self,
+        severity: str,
+        first: str,
+        key: tuple,
+        file: str,
+        lineno,
+        match=None,
+        fields=None,
+        phase: str | None = None,
+        duration: str | None = None,
+        cut: int = 0,
+    ):
         self.severity = severity
         self.first = first
         # A statement line read by the stderr fast path: its phase, its duration (text) and
@@ -154,7 +184,7 @@ def _open(path: Path):
         raise AuditError(f"cannot read log file {path}: {exc.strerror or exc}") from None
 
 
-_CSV_START = re.compile(rb'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,]*,')
+_CSV_START = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,]*,")
 
 
 def detect_format(path: Path) -> str:
@@ -211,9 +241,9 @@ def _chunks(f) -> Iterator[bytes]:
             chunk = rest + chunk
         cut = chunk.rfind(b"\n")
         if cut < 0:
-            rest = chunk[-MAX_FIELD_CHARS * 8:]  # one enormous line: keep its end, bounded
+            rest = chunk[-MAX_FIELD_CHARS * 8 :]  # one enormous line: keep its end, bounded
             continue
-        rest = chunk[cut + 1:]
+        rest = chunk[cut + 1 :]
         yield chunk[:cut]
     if rest:
         yield rest
@@ -296,7 +326,7 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
             for m in finditer(text):
                 start, end = m.span()
                 if start != pos and not skipping:
-                    between(text[pos:start - 1])
+                    between(text[pos : start - 1])
                 pos = end + 1
                 severity = m.group(severity_group)
                 secondary = secondary_of(severity)
@@ -326,12 +356,21 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
                         pending, skipping = None, True
                         continue
                     message, more, detail, head, duration, ts, pid, session_id, queryid = m.group(*wanted)
-                    pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
-                                     m, None, phase, duration, len(head))
+                    pending = Record(
+                        severity,
+                        message,
+                        (ts, pid, session_id, queryid),
+                        source,
+                        (where, text, start),
+                        m,
+                        None,
+                        phase,
+                        duration,
+                        len(head),
+                    )
                 else:
                     message, more, detail, ts, pid, session_id, queryid = m.group(*other_wanted)
-                    pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start),
-                                     m)
+                    pending = Record(severity, message, (ts, pid, session_id, queryid), source, (where, text, start), m)
                 if more:
                     pending.more = _next_lines(more, stats)
                 if detail is not None:
@@ -349,10 +388,34 @@ def read_stderr(f, source: str, prefix: str, stats: ReadStats) -> Iterator[Recor
 
 # csvlog columns in PostgreSQL's order; each version adds at the end (verified against the
 # `CREATE TABLE postgres_log` of each version's manual, "Using CSV-Format Log Output").
-CSV_COLUMNS = ["timestamp", "user", "database", "pid", "remote", "session_id", "line_num", "command_tag",
-               "session_start", "vxid", "xid", "severity", "sqlstate", "message", "detail", "hint",
-               "internal_query", "internal_query_pos", "context", "statement", "query_pos", "location",
-               "application", "backend_type", "leader_pid", "queryid"]
+CSV_COLUMNS = [
+    "timestamp",
+    "user",
+    "database",
+    "pid",
+    "remote",
+    "session_id",
+    "line_num",
+    "command_tag",
+    "session_start",
+    "vxid",
+    "xid",
+    "severity",
+    "sqlstate",
+    "message",
+    "detail",
+    "hint",
+    "internal_query",
+    "internal_query_pos",
+    "context",
+    "statement",
+    "query_pos",
+    "location",
+    "application",
+    "backend_type",
+    "leader_pid",
+    "queryid",
+]
 # field count -> the versions that write it
 CSV_VERSIONS = {22: "8.3-8.4", 23: "9.0-12", 24: "13", 26: "14-18"}
 _SEVERITY_NAMES = frozenset(SEVERITIES)
@@ -401,12 +464,29 @@ def read_csvlog(f, source: str, stats: ReadStats) -> Iterator[Record]:
         yield _record_from_fields(fields, source, f"record {n}")
 
 
-JSON_KEYS = {"timestamp": "timestamp", "user": "user", "dbname": "database", "pid": "pid",
-             "remote_host": "host", "session_id": "session_id", "line_num": "line_num", "vxid": "vxid",
-             "txid": "xid", "error_severity": "severity", "state_code": "sqlstate", "message": "message",
-             "detail": "detail", "hint": "hint", "internal_query": "internal_query", "context": "context",
-             "statement": "statement", "application_name": "application", "backend_type": "backend_type",
-             "query_id": "queryid", "leader_pid": "leader_pid"}
+JSON_KEYS = {
+    "timestamp": "timestamp",
+    "user": "user",
+    "dbname": "database",
+    "pid": "pid",
+    "remote_host": "host",
+    "session_id": "session_id",
+    "line_num": "line_num",
+    "vxid": "vxid",
+    "txid": "xid",
+    "error_severity": "severity",
+    "state_code": "sqlstate",
+    "message": "message",
+    "detail": "detail",
+    "hint": "hint",
+    "internal_query": "internal_query",
+    "context": "context",
+    "statement": "statement",
+    "application_name": "application",
+    "backend_type": "backend_type",
+    "query_id": "queryid",
+    "leader_pid": "leader_pid",
+}
 
 
 def read_jsonlog(f, source: str, stats: ReadStats) -> Iterator[Record]:
@@ -431,8 +511,12 @@ def read_jsonlog(f, source: str, stats: ReadStats) -> Iterator[Record]:
             yield _record_from_fields(fields, source, lineno)
 
 
-def read_records(paths: Iterable[str | Path], prefix: str | None = None, stats: ReadStats | None = None,
-                 log_format: str | None = None) -> Iterator[Record]:
+def read_records(
+    paths: Iterable[str | Path],
+    prefix: str | None = None,
+    stats: ReadStats | None = None,
+    log_format: str | None = None,
+) -> Iterator[Record]:
     """Every record of every file, in file order; `stats` counts lines and what was skipped."""
     stats = stats if stats is not None else ReadStats()
     for path in expand_paths(paths):

@@ -1,4 +1,5 @@
 """The audit's log stage: ingest --log files into snapshot.logs (live or saved snapshot)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -17,8 +18,13 @@ from queryaudit.logs.reader import CSV_VERSIONS, ReadStats
 from queryaudit.snapshot import ServerInfo, Snapshot
 
 
-def read_logs(snapshot: Snapshot, paths: list[str | Path], prefix: str | None = None,
-              options: DigestOptions | None = None, jobs: int = 1) -> None:
+def read_logs(
+    snapshot: Snapshot,
+    paths: list[str | Path],
+    prefix: str | None = None,
+    options: DigestOptions | None = None,
+    jobs: int = 1,
+) -> None:
     """The audit's log stage: one read of each file feeds the statistics, the N+1 loops and
     the lock analysis (snapshot.logs, snapshot.lock_log). Prefix: --log-line-prefix, else
     the audited server's log_line_prefix, else PostgreSQL's default. A log that cannot be
@@ -47,35 +53,43 @@ def why_unread(stats: ReadStats, prefix: str) -> str:
     lines = f"{stats.lines} lines of {', '.join(stats.files)}"
     formats = set(stats.formats.values())
     if stats.not_utf8 >= stats.lines * 0.5:
-        return f"{lines}: not UTF-8 text ({stats.not_utf8} lines): is it compressed or binary? PostgreSQL logs " \
-               "are text (gzip files are read whatever their name)"
+        return (
+            f"{lines}: not UTF-8 text ({stats.not_utf8} lines): is it compressed or binary? PostgreSQL logs "
+            "are text (gzip files are read whatever their name)"
+        )
     if formats == {"csvlog"}:
         widths = ", ".join(f"{n} rows of {w} fields" for w, n in sorted(stats.csv_field_counts.items()))
         known = ", ".join(f"{w} ({v})" for w, v in CSV_VERSIONS.items())
-        return f"{lines}: not PostgreSQL csvlog rows ({widths or 'no row'}); csvlog has {known} fields" \
-               + (f"; first row: {stats.first_unmatched[:120]!r}" if stats.first_unmatched else "")
+        return f"{lines}: not PostgreSQL csvlog rows ({widths or 'no row'}); csvlog has {known} fields" + (
+            f"; first row: {stats.first_unmatched[:120]!r}" if stats.first_unmatched else ""
+        )
     if formats == {"jsonlog"}:
-        return f"{lines}: no line is a jsonlog entry (a JSON object with a \"message\" key, PostgreSQL 15+)" \
-               + (f"; first line: {stats.first_unmatched[:120]!r}" if stats.first_unmatched else "")
+        return f'{lines}: no line is a jsonlog entry (a JSON object with a "message" key, PostgreSQL 15+)' + (
+            f"; first line: {stats.first_unmatched[:120]!r}" if stats.first_unmatched else ""
+        )
     first = stats.first_unmatched or ""
     if first.lstrip().startswith("{"):
         return f"{lines}: these look like jsonlog lines: name the file .json"
     if _CSV_LIKE.match(first) and first.count(",") >= 20:
         return f"{lines}: these look like csvlog rows ({first.count(',') + 1} fields): name the file .csv"
-    return (f"no log entry matched log_line_prefix {prefix!r} in {lines} (first line: {first[:120]!r}): "
-            "pass the server's prefix with --log-line-prefix")
+    return (
+        f"no log entry matched log_line_prefix {prefix!r} in {lines} (first line: {first[:120]!r}): "
+        "pass the server's prefix with --log-line-prefix"
+    )
 
 
-_CSV_LIKE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,]*,')
+_CSV_LIKE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,]*,")
 
 
 def log_only_snapshot() -> Snapshot:
     """A snapshot with no server facts, for auditing logs without a database."""
-    return Snapshot(server=ServerInfo(version_num=0, version="unknown (logs only)", database="(logs)"),
-                    collected_at=dt.datetime.now(dt.UTC).isoformat(), tool_version=__version__)
+    return Snapshot(
+        server=ServerInfo(version_num=0, version="unknown (logs only)", database="(logs)"),
+        collected_at=dt.datetime.now(dt.UTC).isoformat(),
+        tool_version=__version__,
+    )
 
 
 def has_server_target(dsn: str | None) -> bool:
     """Whether the user named a server (--dsn, DATABASE_URL or libpq's PG* variables)."""
-    return bool(dsn) or any(os.environ.get(v) for v in ("DATABASE_URL", "PGHOST", "PGDATABASE", "PGSERVICE",
-                                                          "PGPORT"))
+    return bool(dsn) or any(os.environ.get(v) for v in ("DATABASE_URL", "PGHOST", "PGDATABASE", "PGSERVICE", "PGPORT"))

@@ -8,6 +8,7 @@ Example / Thresholds / Known false positives) and its own test cases (`cases=`),
 squawk keeps a rule and its tests together. `check(migration, settings)` yields
 Violations; it is pure and never touches a database.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -72,8 +73,10 @@ class Rule:
 REGISTRY: dict[str, Rule] = {}
 # squawk reports require-timeout-settings as these two; selecting the alias selects both.
 # squawk also accepts prefer-timestamptz for prefer-timestamp-tz.
-ALIASES = {"require-timeout-settings": ("require-lock-timeout", "require-statement-timeout"),
-           "prefer-timestamptz": ("prefer-timestamp-tz",)}
+ALIASES = {
+    "require-timeout-settings": ("require-lock-timeout", "require-statement-timeout"),
+    "prefer-timestamptz": ("prefer-timestamp-tz",),
+}
 
 
 def trigger(sql: str, pg_version: str | None = None, assume_in_transaction: bool = False) -> Case:
@@ -84,12 +87,22 @@ def passes(sql: str, pg_version: str | None = None, assume_in_transaction: bool 
     return Case("pass", sql, pg_version, assume_in_transaction)
 
 
-def rule(id: str, title: str, severity: str, group: str, *, default: bool = True, squawk: bool = False,
-         cases: list[Case] | None = None):
+def rule(
+    id: str,
+    title: str,
+    severity: str,
+    group: str,
+    *,
+    default: bool = True,
+    squawk: bool = False,
+    cases: list[Case] | None = None,
+):
     def register(fn):
-        REGISTRY[id] = Rule(id, title, severity, group, fn, default, squawk, False, cases or [],
-                            fn.__doc__ or "", fn.__module__)
+        REGISTRY[id] = Rule(
+            id, title, severity, group, fn, default, squawk, False, cases or [], fn.__doc__ or "", fn.__module__
+        )
         return fn
+
     return register
 
 

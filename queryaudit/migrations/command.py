@@ -1,4 +1,5 @@
 """`queryaudit review-migration`: static rules, optional scratch-database run, outputs, exit code."""
+
 from __future__ import annotations
 
 import sys
@@ -60,6 +61,7 @@ def run_review(opts: ReviewOptions, console) -> int:
     version = parse_pg_version(opts.pg_version) if opts.pg_version else None
     if version is None and opts.dsn:
         from queryaudit.migrations.dynamic import server_version
+
         version = parse_pg_version(server_version(opts.dsn))
     settings = Settings(version or Settings().pg_version, opts.assume_in_transaction)
     result = review(sources, settings, opts.select or None, opts.ignore or None)
@@ -99,6 +101,7 @@ def run_review(opts: ReviewOptions, console) -> int:
 # more than reviewing a migration. The options below are the typer command's (queryaudit/cli.py),
 # name for name; tests/test_migration_startup.py keeps the two in step.
 
+
 def build_parser():
     import argparse
 
@@ -108,30 +111,53 @@ def build_parser():
             sys.exit(2)
 
     # --help is the typer command's (queryaudit/__main__.py sends it there): no help option here.
-    p = Parser(prog="queryaudit review-migration", add_help=False, description="Review SQL migrations: risky "
-                                "DDL (locks, rewrites, breaking changes), and with --dsn a measured run on a scratch "
-                                "database.")
+    p = Parser(
+        prog="queryaudit review-migration",
+        add_help=False,
+        description="Review SQL migrations: risky "
+        "DDL (locks, rewrites, breaking changes), and with --dsn a measured run on a scratch "
+        "database.",
+    )
     p.add_argument("paths", nargs="*", help="SQL files, directories (applied in natural order) or - for stdin")
-    p.add_argument("--pg-version", help="target PostgreSQL version for the rules (default: the scratch server's "
-                   "with --dsn, else 15)")
-    p.add_argument("--assume-in-transaction", action="store_true", help="the migration tool wraps each file in a "
-                   "transaction")
-    p.add_argument("--dsn", help="SCRATCH database holding the schema (this WRITES to that server: never give a "
-                   "production DSN)")
+    p.add_argument(
+        "--pg-version",
+        help="target PostgreSQL version for the rules (default: the scratch server's with --dsn, else 15)",
+    )
+    p.add_argument(
+        "--assume-in-transaction", action="store_true", help="the migration tool wraps each file in a transaction"
+    )
+    p.add_argument(
+        "--dsn", help="SCRATCH database holding the schema (this WRITES to that server: never give a production DSN)"
+    )
     p.add_argument("--workload", type=Path, help="a queryaudit JSON report or snapshot (needs --dsn)")
-    p.add_argument("--top", type=_at_least(1, int), default=20, help="how many top statements of --workload to "
-                   "compare")
-    p.add_argument("--cost-threshold", type=_at_least(0.0, float), default=0.25, help="plan cost growth reported "
-                   "as a regression (0.25 = +25%%)")
+    p.add_argument("--top", type=_at_least(1, int), default=20, help="how many top statements of --workload to compare")
+    p.add_argument(
+        "--cost-threshold",
+        type=_at_least(0.0, float),
+        default=0.25,
+        help="plan cost growth reported as a regression (0.25 = +25%%)",
+    )
     p.add_argument("--rule", dest="select", action="append", default=[], help="run only these rules (repeat)")
     p.add_argument("--ignore", action="append", default=[], help="skip these rules (repeat)")
-    p.add_argument("--fail-on", default=DEFAULT_FAIL_ON, help="exit 1 when a finding has this severity or worse: "
-                   "critical, high, medium, low, info, never")
-    for fmt, what in (("sarif", "SARIF 2.1.0"), ("junit", "JUnit XML"), ("markdown", "a Markdown PR comment"),
-                      ("json", "the JSON review")):
+    p.add_argument(
+        "--fail-on",
+        default=DEFAULT_FAIL_ON,
+        help="exit 1 when a finding has this severity or worse: critical, high, medium, low, info, never",
+    )
+    for fmt, what in (
+        ("sarif", "SARIF 2.1.0"),
+        ("junit", "JUnit XML"),
+        ("markdown", "a Markdown PR comment"),
+        ("json", "the JSON review"),
+    ):
         p.add_argument(f"--{fmt}", type=Path, help=f"write {what} here")
-    p.add_argument("--github-annotations", dest="github", action=argparse.BooleanOptionalAction, default=None,
-                   help="print ::error annotations (default: when GITHUB_ACTIONS=true)")
+    p.add_argument(
+        "--github-annotations",
+        dest="github",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print ::error annotations (default: when GITHUB_ACTIONS=true)",
+    )
     p.add_argument("--list-rules", action="store_true", help="list the rules and exit")
     p.add_argument("--debug", action="store_true", help="print tracebacks")
     return p
@@ -148,6 +174,7 @@ def _at_least(low, kind):
         if value < low:
             raise argparse.ArgumentTypeError(f"{text} is below the minimum {low}")
         return value
+
     return parse
 
 
@@ -157,6 +184,7 @@ def main(argv: list[str]) -> int:
     console = None  # plain lines: rich only when someone sees the colours
     if sys.stdout.isatty():
         from rich.console import Console
+
         console = Console()
     try:
         if args.list_rules:
@@ -171,13 +199,15 @@ def main(argv: list[str]) -> int:
     except BrokenPipeError:
         return quiet_broken_pipe()
     except Exception as exc:  # a bug: still one line, with a way to see more
-        return _fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)", 2,
-                     args.debug)
+        return _fail(
+            f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)", 2, args.debug
+        )
 
 
 def _fail(message: str, code: int, debug: bool) -> int:
     if debug:
         import traceback
+
         traceback.print_exc()
     sys.stderr.write(f"queryaudit: error: {' '.join(message.split())}\n")
     return code

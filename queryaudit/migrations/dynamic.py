@@ -12,6 +12,7 @@ Then it EXPLAINs the top statements of a saved report or snapshot before and aft
 reports regressions (cost up beyond a threshold, an index no longer used, a new
 sequential scan on a large table), improvements, and statements that no longer plan.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ class DynamicOptions:
 
 def _connect(dsn: str, autocommit: bool = True) -> psycopg.Connection:
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10,
-                               application_name=f"{APPLICATION_NAME} review-migration")
+        return psycopg.connect(
+            dsn, autocommit=autocommit, connect_timeout=10, application_name=f"{APPLICATION_NAME} review-migration"
+        )
     except psycopg.Error as exc:
         raise AuditError(connection_error_message(exc, dsn)) from None
 
@@ -64,8 +66,9 @@ def load_workload(path: Path, top: int) -> list[dict]:
     rows = data.get("queries") or data.get("statements") if isinstance(data, dict) else None
     if rows is None:
         raise AuditError(f"--workload {path}: neither a queryaudit report (queries) nor a snapshot (statements)")
-    total = sum(float(r.get("total_exec_time_ms") or 0) for r in data.get("statements", [])) or \
-        float((data.get("window") or {}).get("total_exec_time_ms") or 0)
+    total = sum(float(r.get("total_exec_time_ms") or 0) for r in data.get("statements", [])) or float(
+        (data.get("window") or {}).get("total_exec_time_ms") or 0
+    )
     out = []
     for r in sorted(rows, key=lambda r: -float(r.get("total_exec_time_ms") or 0)):
         if statement_kind(r.get("query") or "") not in ("read", "dml"):
@@ -73,14 +76,22 @@ def load_workload(path: Path, top: int) -> list[dict]:
         share = r.get("share_of_total_time")
         if share is None and total:
             share = float(r.get("total_exec_time_ms") or 0) / total
-        out.append({"queryid": str(r.get("queryid")), "query": r["query"], "calls": r.get("calls"),
-                    "total_exec_time_ms": r.get("total_exec_time_ms"), "share_of_total_time": share or 0.0})
+        out.append(
+            {
+                "queryid": str(r.get("queryid")),
+                "query": r["query"],
+                "calls": r.get("calls"),
+                "total_exec_time_ms": r.get("total_exec_time_ms"),
+                "share_of_total_time": share or 0.0,
+            }
+        )
         if len(out) >= top:
             break
     return out
 
 
 # --- plans ---------------------------------------------------------------------------
+
 
 def _nodes(plan: dict):
     yield plan
@@ -98,8 +109,10 @@ def plan_text(plan: dict) -> str:
             label += f" using {node['Index Name']}"
         if node.get("Relation Name"):
             label += f" on {node['Relation Name']}"
-        lines.append(f"{'  ' * depth}{'-> ' if depth else ''}{label}  (cost={node.get('Startup Cost', 0):.2f}.."
-                     f"{node.get('Total Cost', 0):.2f} rows={node.get('Plan Rows', 0)})")
+        lines.append(
+            f"{'  ' * depth}{'-> ' if depth else ''}{label}  (cost={node.get('Startup Cost', 0):.2f}.."
+            f"{node.get('Total Cost', 0):.2f} rows={node.get('Plan Rows', 0)})"
+        )
         for key in ("Index Cond", "Filter", "Hash Cond"):
             if node.get(key):
                 lines.append(f"{'  ' * (depth + 1)}{key}: {node[key]}")
@@ -121,8 +134,11 @@ def _seq_scans(plan: dict) -> set[str]:
 def _reltuples(conn, names: set[str]) -> dict[str, float]:
     if not names:
         return {}
-    rows = named_rows(conn, "SELECT relname, max(reltuples) AS reltuples FROM pg_class WHERE relname = ANY(%s) "
-                            "GROUP BY relname", (list(names),))
+    rows = named_rows(
+        conn,
+        "SELECT relname, max(reltuples) AS reltuples FROM pg_class WHERE relname = ANY(%s) GROUP BY relname",
+        (list(names),),
+    )
     return {r["relname"]: float(r["reltuples"]) for r in rows}
 
 
@@ -131,8 +147,9 @@ def compare_plans(before: dict, after: dict, reltuples: dict[str, float], option
     ratio = cost_a / cost_b if cost_b > 0 else (1.0 if cost_a == 0 else float("inf"))
     lost = sorted(_indexes_used(before) - _indexes_used(after))
     gained = sorted(_indexes_used(after) - _indexes_used(before))
-    new_seq = sorted(t for t in _seq_scans(after) - _seq_scans(before)
-                     if reltuples.get(t, 0) >= options.large_table_rows)
+    new_seq = sorted(
+        t for t in _seq_scans(after) - _seq_scans(before) if reltuples.get(t, 0) >= options.large_table_rows
+    )
     reasons = []
     if ratio > 1 + options.cost_threshold:
         reasons.append(f"cost {cost_b:.1f} -> {cost_a:.1f} (x{ratio:.1f})")
@@ -141,11 +158,19 @@ def compare_plans(before: dict, after: dict, reltuples: dict[str, float], option
     verdict = "regression" if reasons else None
     if not reasons and (ratio < 1 - options.cost_threshold or gained):
         verdict = "improvement"
-        reasons = ([f"cost {cost_b:.1f} -> {cost_a:.1f}"] if ratio < 1 - options.cost_threshold else []) + \
-                  [f"now uses index {i}" for i in gained]
-    return {"verdict": verdict, "reasons": reasons, "cost_before": cost_b, "cost_after": cost_a,
-            "cost_ratio": round(ratio, 3) if ratio != float("inf") else None,
-            "indexes_lost": lost, "indexes_gained": gained, "new_seq_scans": new_seq}
+        reasons = ([f"cost {cost_b:.1f} -> {cost_a:.1f}"] if ratio < 1 - options.cost_threshold else []) + [
+            f"now uses index {i}" for i in gained
+        ]
+    return {
+        "verdict": verdict,
+        "reasons": reasons,
+        "cost_before": cost_b,
+        "cost_after": cost_a,
+        "cost_ratio": round(ratio, 3) if ratio != float("inf") else None,
+        "indexes_lost": lost,
+        "indexes_gained": gained,
+        "new_seq_scans": new_seq,
+    }
 
 
 # --- applying the migration ------------------------------------------------------------
@@ -174,8 +199,13 @@ def _held_locks(conn, names: dict[int, dict]) -> dict[str, set[str]]:
     return held
 
 
-def _measure(conn, stmt_text: str, start_relations: dict[int, dict], in_outer_tx: bool,
-             already_held: dict[str, set[str]] | None = None) -> dict:
+def _measure(
+    conn,
+    stmt_text: str,
+    start_relations: dict[int, dict],
+    in_outer_tx: bool,
+    already_held: dict[str, set[str]] | None = None,
+) -> dict:
     """Run one statement and measure it. In copy mode each runs in its own transaction; a
     statement PostgreSQL refuses in a transaction block runs alone (its locks are not visible)."""
     before = _relations(conn)
@@ -206,14 +236,30 @@ def _measure(conn, stmt_text: str, start_relations: dict[int, dict], in_outer_tx
     after = _relations(conn)
     rewritten = []
     for oid, rel in before.items():
-        if oid in after and after[oid]["filenode"] != rel["filenode"] and rel["kind"] in ("r", "m") \
-                and oid in start_relations:
-            rewritten.append({"relation": rel["name"], "bytes_before": rel["size"],
-                              "relfilenode_before": rel["filenode"], "relfilenode_after": after[oid]["filenode"]})
-    locks = [{"relation": rel, "modes": sorted(modes), "strongest": strongest(modes)}
-             for rel, modes in sorted(held.items())]
-    return {"duration_ms": round(elapsed * 1000, 3), "locks": locks, "locks_measured": measured_locks,
-            "strongest_lock": strongest([lk["strongest"] for lk in locks]), "rewritten": rewritten}
+        if (
+            oid in after
+            and after[oid]["filenode"] != rel["filenode"]
+            and rel["kind"] in ("r", "m")
+            and oid in start_relations
+        ):
+            rewritten.append(
+                {
+                    "relation": rel["name"],
+                    "bytes_before": rel["size"],
+                    "relfilenode_before": rel["filenode"],
+                    "relfilenode_after": after[oid]["filenode"],
+                }
+            )
+    locks = [
+        {"relation": rel, "modes": sorted(modes), "strongest": strongest(modes)} for rel, modes in sorted(held.items())
+    ]
+    return {
+        "duration_ms": round(elapsed * 1000, 3),
+        "locks": locks,
+        "locks_measured": measured_locks,
+        "strongest_lock": strongest([lk["strongest"] for lk in locks]),
+        "rewritten": rewritten,
+    }
 
 
 def _explain_all(conn, workload: list[dict]) -> dict[str, dict]:
@@ -242,13 +288,21 @@ def run_dynamic(dsn: str, migrations: list[MigrationFile], options: DynamicOptio
     admin_dsn = _dsn_for(dsn, "postgres")
     try:
         with _connect(admin_dsn) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(copy_name),
-                                                                          sql.Identifier(scratch)))
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(copy_name), sql.Identifier(scratch))
+            )
     except (psycopg.Error, AuditError) as exc:
         mode = "rollback"
         note = f"could not copy {scratch} ({str(exc).strip().splitlines()[0]}): applied in one transaction, rolled back"
-    result = {"scratch_database": scratch, "server_version_num": version, "mode": mode, "note": note,
-              "statements": [], "plans": [], "workload_size": len(workload)}
+    result = {
+        "scratch_database": scratch,
+        "server_version_num": version,
+        "mode": mode,
+        "note": note,
+        "statements": [],
+        "plans": [],
+        "workload_size": len(workload),
+    }
     try:
         work_dsn = _dsn_for(dsn, copy_name) if mode == "copy" else dsn
         with _connect(work_dsn) as conn:
@@ -297,8 +351,11 @@ def _apply(conn, migrations, workload, result, in_outer_tx: bool) -> None:
     reltuples = _reltuples(conn, seq_tables)
     for item in workload:
         b, a = before_plans[item["queryid"]], after_plans[item["queryid"]]
-        entry = {**item, "before_plan": plan_text(b["plan"]) if "plan" in b else None,
-                 "after_plan": plan_text(a["plan"]) if "plan" in a else None}
+        entry = {
+            **item,
+            "before_plan": plan_text(b["plan"]) if "plan" in b else None,
+            "after_plan": plan_text(a["plan"]) if "plan" in a else None,
+        }
         if "error" in b:
             entry.update(verdict="skipped", reasons=[f"does not plan on the scratch database: {b['error']}"])
         elif "error" in a:
@@ -314,34 +371,71 @@ def dynamic_findings(dynamic: dict, options: DynamicOptions) -> list[MigrationFi
     for s in dynamic.get("statements", []):
         base = dict(path=s["path"], line=s["line"], column=1, end_line=s["end_line"], statement=s["statement"])
         if s.get("error"):
-            out.append(MigrationFinding(rule="migration-error", severity="critical", title="The migration fails",
-                                        message=f"fails on the scratch database: {s['error']}", **base))
+            out.append(
+                MigrationFinding(
+                    rule="migration-error",
+                    severity="critical",
+                    title="The migration fails",
+                    message=f"fails on the scratch database: {s['error']}",
+                    **base,
+                )
+            )
         for r in s.get("rewritten", []):
-            out.append(MigrationFinding(
-                rule="table-rewrite", severity="high", title="Measured table rewrite",
-                message=f"rewrote {r['relation']} ({r['bytes_before']} bytes on scratch; relfilenode "
-                        f"{r['relfilenode_before']} -> {r['relfilenode_after']}) in {s['duration_ms']} ms",
-                lock=s.get("strongest_lock"), rewrite=True, table=r["relation"], measured=_measured(s), **base))
+            out.append(
+                MigrationFinding(
+                    rule="table-rewrite",
+                    severity="high",
+                    title="Measured table rewrite",
+                    message=f"rewrote {r['relation']} ({r['bytes_before']} bytes on scratch; relfilenode "
+                    f"{r['relfilenode_before']} -> {r['relfilenode_after']}) in {s['duration_ms']} ms",
+                    lock=s.get("strongest_lock"),
+                    rewrite=True,
+                    table=r["relation"],
+                    measured=_measured(s),
+                    **base,
+                )
+            )
     statements = dynamic.get("statements", [])
     for p in dynamic.get("plans", []):
         if p.get("verdict") not in ("regression", "improvement", "breaks"):
             continue
         share = float(p.get("share_of_total_time") or 0)
         rule = {"regression": "plan-regression", "improvement": "plan-improvement", "breaks": "statement-breaks"}[
-            p["verdict"]]
-        severity = {"plan-regression": "high" if share >= HIGH_SHARE else "medium", "plan-improvement": "info",
-                    "statement-breaks": "critical"}[rule]
+            p["verdict"]
+        ]
+        severity = {
+            "plan-regression": "high" if share >= HIGH_SHARE else "medium",
+            "plan-improvement": "info",
+            "statement-breaks": "critical",
+        }[rule]
         query = " ".join(p["query"].split())
         first = _culprit(statements, p)
-        out.append(MigrationFinding(
-            rule=rule, severity=severity, title={"plan-regression": "Plan regression", "plan-improvement":
-                                                 "Plan improvement", "statement-breaks": "Statement breaks"}[rule],
-            message=f"top statement {p['queryid']} ({share:.1%} of database time): {'; '.join(p['reasons'])}",
-            path=first["path"] if first else "-", line=first["line"] if first else 1, column=1,
-            end_line=first["line"] if first else 1, statement=query[:500],
-            evidence={"queryid": p["queryid"], "query": p["query"], "before_plan": p.get("before_plan"),
-                      "after_plan": p.get("after_plan"), "cost_before": p.get("cost_before"),
-                      "cost_after": p.get("cost_after"), "share_of_total_time": share}))
+        out.append(
+            MigrationFinding(
+                rule=rule,
+                severity=severity,
+                title={
+                    "plan-regression": "Plan regression",
+                    "plan-improvement": "Plan improvement",
+                    "statement-breaks": "Statement breaks",
+                }[rule],
+                message=f"top statement {p['queryid']} ({share:.1%} of database time): {'; '.join(p['reasons'])}",
+                path=first["path"] if first else "-",
+                line=first["line"] if first else 1,
+                column=1,
+                end_line=first["line"] if first else 1,
+                statement=query[:500],
+                evidence={
+                    "queryid": p["queryid"],
+                    "query": p["query"],
+                    "before_plan": p.get("before_plan"),
+                    "after_plan": p.get("after_plan"),
+                    "cost_before": p.get("cost_before"),
+                    "cost_after": p.get("cost_after"),
+                    "share_of_total_time": share,
+                },
+            )
+        )
     return out
 
 

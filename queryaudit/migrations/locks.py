@@ -1,4 +1,5 @@
 """Table lock modes: what each blocks, in the words a reviewer needs (PostgreSQL docs, 13.3.1)."""
+
 from __future__ import annotations
 
 ACCESS_EXCLUSIVE = "ACCESS EXCLUSIVE"
@@ -10,12 +11,20 @@ ROW_EXCLUSIVE = "ROW EXCLUSIVE"
 ROW_SHARE = "ROW SHARE"
 ACCESS_SHARE = "ACCESS SHARE"
 
-STRENGTH = [ACCESS_SHARE, ROW_SHARE, ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE,
-            EXCLUSIVE, ACCESS_EXCLUSIVE]
+STRENGTH = [
+    ACCESS_SHARE,
+    ROW_SHARE,
+    ROW_EXCLUSIVE,
+    SHARE_UPDATE_EXCLUSIVE,
+    SHARE,
+    SHARE_ROW_EXCLUSIVE,
+    EXCLUSIVE,
+    ACCESS_EXCLUSIVE,
+]
 
 BLOCKS = {
     ACCESS_EXCLUSIVE: "all reads and writes of the table (SELECT, INSERT, UPDATE, DELETE) "
-                      "and queue everything behind it",
+    "and queue everything behind it",
     EXCLUSIVE: "all writes; only plain SELECT continues",
     SHARE_ROW_EXCLUSIVE: "writes (INSERT, UPDATE, DELETE) and other schema changes; reads continue",
     SHARE: "writes (INSERT, UPDATE, DELETE); reads continue",

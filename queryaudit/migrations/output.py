@@ -1,5 +1,6 @@
 """Renderers for a migration review: JSON, SARIF 2.1.0, JUnit XML, Markdown, GitHub Actions
 annotations and the terminal. They format the review; they decide nothing."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,15 +23,21 @@ SECURITY_SEVERITY = {"critical": "9.5", "high": "7.5", "medium": "5.0", "low": "
 
 
 def summary(result: ReviewResult) -> dict:
-    return {"findings_by_severity": {s: sum(1 for f in result.findings if f.severity == s) for s in SEVERITIES},
-            "suppressed": len(result.suppressed), "worst": result.worst()}
+    return {
+        "findings_by_severity": {s: sum(1 for f in result.findings if f.severity == s) for s in SEVERITIES},
+        "suppressed": len(result.suppressed),
+        "worst": result.worst(),
+    }
 
 
 def to_dict(result: ReviewResult, fail_on: str) -> dict:
     return {
         "tool": {"name": "queryaudit", "version": __version__},
-        "settings": {"pg_version": ".".join(map(str, result.settings.pg_version)),
-                     "assume_in_transaction": result.settings.assume_in_transaction, "fail_on": fail_on},
+        "settings": {
+            "pg_version": ".".join(map(str, result.settings.pg_version)),
+            "assume_in_transaction": result.settings.assume_in_transaction,
+            "fail_on": fail_on,
+        },
         "files": result.files,
         "findings": [f.to_dict() for f in result.findings],
         "suppressed": [f.to_dict() for f in result.suppressed],
@@ -45,6 +52,7 @@ def write_json(result: ReviewResult, path: Path, fail_on: str) -> None:
 
 
 # --- SARIF --------------------------------------------------------------------------------
+
 
 def _uri(path: str) -> str:
     p = Path(path)
@@ -71,10 +79,15 @@ def _rule_descriptor(r: Rule) -> dict:
         "fullDescription": {"text": r.summary},
         "help": {"text": f"{r.summary}\n\n{body}", "markdown": f"**{r.summary}**\n\n{body}"},
         "defaultConfiguration": {"level": SARIF_LEVEL[r.severity]},
-        "properties": {"tags": ["postgresql", "migration", r.group], "precision": "high",
-                       "problem.severity": {"error": "error", "warning": "warning", "note": "recommendation"}[
-                           SARIF_LEVEL[r.severity]],
-                       "security-severity": SECURITY_SEVERITY[r.severity], "queryaudit-severity": r.severity},
+        "properties": {
+            "tags": ["postgresql", "migration", r.group],
+            "precision": "high",
+            "problem.severity": {"error": "error", "warning": "warning", "note": "recommendation"}[
+                SARIF_LEVEL[r.severity]
+            ],
+            "security-severity": SECURITY_SEVERITY[r.severity],
+            "queryaudit-severity": r.severity,
+        },
     }
 
 
@@ -87,10 +100,18 @@ def _result(f: MigrationFinding, index: dict[str, int]) -> dict:
     if f.safe_sql:
         text += f". Safe alternative:\n{f.safe_sql}"
     out = {
-        "ruleId": f.rule, "ruleIndex": index[f.rule], "level": SARIF_LEVEL[f.severity], "message": {"text": text},
-        "locations": [{"physicalLocation": {
-            "artifactLocation": {"uri": _uri(f.path), "uriBaseId": "%SRCROOT%"},
-            "region": {"startLine": f.line, "startColumn": f.column, "endLine": max(f.line, f.end_line)}}}],
+        "ruleId": f.rule,
+        "ruleIndex": index[f.rule],
+        "level": SARIF_LEVEL[f.severity],
+        "message": {"text": text},
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": _uri(f.path), "uriBaseId": "%SRCROOT%"},
+                    "region": {"startLine": f.line, "startColumn": f.column, "endLine": max(f.line, f.end_line)},
+                }
+            }
+        ],
         "partialFingerprints": {"queryaudit/v1": _fingerprint(f)},
         "properties": {"severity": f.severity, "lock": f.lock, "rewrite": f.rewrite, "table": f.table},
     }
@@ -105,23 +126,45 @@ def to_sarif(result: ReviewResult) -> dict:
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "queryaudit", "version": __version__, "semanticVersion": __version__,
-                                "informationUri": INFORMATION_URI, "rules": [_rule_descriptor(r) for r in rules]}},
-            "originalUriBaseIds": {"%SRCROOT%": {"uri": Path.cwd().resolve().as_uri() + "/"}},
-            "columnKind": "unicodeCodePoints",
-            "results": [_result(f, index) for f in result.findings + result.suppressed],
-            "invocations": [_invocation(result)],
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "queryaudit",
+                        "version": __version__,
+                        "semanticVersion": __version__,
+                        "informationUri": INFORMATION_URI,
+                        "rules": [_rule_descriptor(r) for r in rules],
+                    }
+                },
+                "originalUriBaseIds": {"%SRCROOT%": {"uri": Path.cwd().resolve().as_uri() + "/"}},
+                "columnKind": "unicodeCodePoints",
+                "results": [_result(f, index) for f in result.findings + result.suppressed],
+                "invocations": [_invocation(result)],
+            }
+        ],
     }
 
 
 def _invocation(result: ReviewResult) -> dict:
     """A file that does not parse is also a tool execution notification: the run did not review it."""
-    notes = [{"level": "error", "message": {"text": f.message}, "descriptor": {"id": f.rule},
-              "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path), "uriBaseId": "%SRCROOT%"},
-                                                  "region": {"startLine": f.line, "startColumn": f.column}}}]}
-             for f in result.findings if f.rule == SYNTAX_ERROR]
+    notes = [
+        {
+            "level": "error",
+            "message": {"text": f.message},
+            "descriptor": {"id": f.rule},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": _uri(f.path), "uriBaseId": "%SRCROOT%"},
+                        "region": {"startLine": f.line, "startColumn": f.column},
+                    }
+                }
+            ],
+        }
+        for f in result.findings
+        if f.rule == SYNTAX_ERROR
+    ]
     return {"executionSuccessful": not notes, "toolExecutionNotifications": notes}
 
 
@@ -130,6 +173,7 @@ def write_sarif(result: ReviewResult, path: Path) -> None:
 
 
 # --- JUnit ----------------------------------------------------------------------------------
+
 
 def to_junit(result: ReviewResult, fail_on: str) -> str:
     suites = ET.Element("testsuites", name="queryaudit review-migration")
@@ -144,8 +188,9 @@ def to_junit(result: ReviewResult, fail_on: str) -> str:
             ET.SubElement(suite, "testcase", classname=path, name="migration review")
             cases = 1
         for f in findings:
-            case = ET.SubElement(suite, "testcase", classname=path, name=f"{f.rule} at line {f.line}",
-                                 file=path, line=str(f.line))
+            case = ET.SubElement(
+                suite, "testcase", classname=path, name=f"{f.rule} at line {f.line}", file=path, line=str(f.line)
+            )
             cases += 1
             if f.rule == SYNTAX_ERROR:  # JUnit's "could not run", whatever the gate
                 ET.SubElement(case, "error", message=f.message, type=f.rule).text = _details(f)
@@ -187,6 +232,7 @@ def write_junit(result: ReviewResult, path: Path, fail_on: str) -> None:
 
 # --- Markdown (PR comment) -----------------------------------------------------------------
 
+
 def _md_cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
@@ -195,14 +241,20 @@ def to_markdown(result: ReviewResult, fail_on: str) -> str:
     s = summary(result)
     counts = ", ".join(f"{n} {sev}" for sev, n in s["findings_by_severity"].items() if n) or "no findings"
     verdict = "❌ fails" if result.fails(fail_on) or result.errors else "✅ passes"
-    out = [f"## queryaudit migration review: {verdict} (`--fail-on {fail_on}`)", "",
-           f"{len(result.files)} file(s), PostgreSQL {'.'.join(map(str, result.settings.pg_version))}: {counts}"
-           + (f"; {s['suppressed']} suppressed" if s["suppressed"] else ""), ""]
+    out = [
+        f"## queryaudit migration review: {verdict} (`--fail-on {fail_on}`)",
+        "",
+        f"{len(result.files)} file(s), PostgreSQL {'.'.join(map(str, result.settings.pg_version))}: {counts}"
+        + (f"; {s['suppressed']} suppressed" if s["suppressed"] else ""),
+        "",
+    ]
     if result.findings:
         out += ["| severity | rule | where | finding | lock | rewrite |", "|---|---|---|---|---|---|"]
         for f in result.findings:
-            out.append(f"| {f.severity} | `{f.rule}` | `{_md_cell(f.path)}:{f.line}` | {_md_cell(f.message)} | "
-                       f"{f.lock or ''} | {'' if f.rewrite is None else ('yes' if f.rewrite else 'no')} |")
+            out.append(
+                f"| {f.severity} | `{f.rule}` | `{_md_cell(f.path)}:{f.line}` | {_md_cell(f.message)} | "
+                f"{f.lock or ''} | {'' if f.rewrite is None else ('yes' if f.rewrite else 'no')} |"
+            )
         out.append("")
         for f in result.findings:
             if not (f.safe_sql or f.evidence.get("before_plan")):
@@ -224,8 +276,10 @@ def to_markdown(result: ReviewResult, fail_on: str) -> str:
         out += ["| where | duration | strongest lock | rewritten |", "|---|---|---|---|"]
         for st in dyn.get("statements", []):
             rewritten = ", ".join(r["relation"] for r in st.get("rewritten", [])) or "-"
-            out.append(f"| `{_md_cell(st['path'])}:{st['line']}` | {st.get('duration_ms', '-')} ms | "
-                       f"{st.get('strongest_lock') or st.get('error') or st.get('skipped') or '-'} | {rewritten} |")
+            out.append(
+                f"| `{_md_cell(st['path'])}:{st['line']}` | {st.get('duration_ms', '-')} ms | "
+                f"{st.get('strongest_lock') or st.get('error') or st.get('skipped') or '-'} | {rewritten} |"
+            )
         out.append("")
     if result.suppressed:
         out += ["<details><summary>Suppressed</summary>", ""]
@@ -240,6 +294,7 @@ def write_markdown(result: ReviewResult, path: Path, fail_on: str) -> None:
 
 # --- GitHub Actions annotations -------------------------------------------------------------
 
+
 def _escape_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
@@ -253,9 +308,11 @@ def github_annotations(result: ReviewResult) -> list[str]:
     lines = []
     for f in result.findings:
         message = f.message + (f" Safe alternative: {f.safe_sql}" if f.safe_sql else "")
-        lines.append(f"::{command[f.severity]} file={_escape_property(_uri(f.path))},line={f.line},col={f.column},"
-                     f"endLine={max(f.line, f.end_line)},title={_escape_property(f'{f.rule} ({f.severity})')}::"
-                     f"{_escape_data(message)}")
+        lines.append(
+            f"::{command[f.severity]} file={_escape_property(_uri(f.path))},line={f.line},col={f.column},"
+            f"endLine={max(f.line, f.end_line)},title={_escape_property(f'{f.rule} ({f.severity})')}::"
+            f"{_escape_data(message)}"
+        )
     return lines
 
 
@@ -276,14 +333,22 @@ def emit(console, *parts: tuple[str, str | None]) -> None:
         return
     from rich.text import Text
 
-    console.print(Text.assemble(*[(text, style or "") for text, style in parts]), highlight=False,
-                  soft_wrap=True)  # one line per finding: editors and CI logs link file:line:col
+    console.print(
+        Text.assemble(*[(text, style or "") for text, style in parts]), highlight=False, soft_wrap=True
+    )  # one line per finding: editors and CI logs link file:line:col
 
 
 def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
     for f in result.findings:
-        emit(console, (f"{f.path}:{f.line}:{f.column}", "bold"), (" ", None), (f.severity, STYLE[f.severity]),
-             (" ", None), (f.rule, "magenta"), (f" {f.message}", None))
+        emit(
+            console,
+            (f"{f.path}:{f.line}:{f.column}", "bold"),
+            (" ", None),
+            (f.severity, STYLE[f.severity]),
+            (" ", None),
+            (f.rule, "magenta"),
+            (f" {f.message}", None),
+        )
         facts = [f"also {', '.join(f.evidence['also'])} (the same fix)"] if f.evidence.get("also") else []
         if f.lock:
             facts.append(f"lock {f.lock}" + (f" (blocks {f.blocks})" if f.blocks else ""))
@@ -297,12 +362,25 @@ def render_terminal(result: ReviewResult, console, fail_on: str) -> None:
             emit(console, ("    safe: " + f.safe_sql.replace("\n", "\n          "), "green"))
         for key in ("before_plan", "after_plan"):
             if f.evidence.get(key):
-                emit(console, (f"    {key.replace('_', ' ')}:\n" + "\n".join(
-                    "      " + line for line in f.evidence[key].splitlines()), None))
+                emit(
+                    console,
+                    (
+                        f"    {key.replace('_', ' ')}:\n"
+                        + "\n".join("      " + line for line in f.evidence[key].splitlines()),
+                        None,
+                    ),
+                )
     s = summary(result)
     counts = ", ".join(f"{n} {sev}" for sev, n in s["findings_by_severity"].items() if n) or "no findings"
     reviewed = f"{len(result.files) - len(result.errors)} file(s) reviewed" + (
-        f", {len(result.errors)} not reviewed (syntax error)" if result.errors else "")
-    emit(console, (f"{reviewed}: {counts}"
-                   + (f", {s['suppressed']} suppressed" if s["suppressed"] else "")
-                   + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else ""), None))
+        f", {len(result.errors)} not reviewed (syntax error)" if result.errors else ""
+    )
+    emit(
+        console,
+        (
+            f"{reviewed}: {counts}"
+            + (f", {s['suppressed']} suppressed" if s["suppressed"] else "")
+            + (f"; fails --fail-on {fail_on}" if result.fails(fail_on) else ""),
+            None,
+        ),
+    )

@@ -1,4 +1,5 @@
 """Static review: run the rules over parsed migrations and collect located findings."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,6 +63,7 @@ def select_rules(select: Iterable[str] | None = None, ignore: Iterable[str] | No
     for rid in list(select or ()) + list(ignore or ()):
         if rid not in known:
             from queryaudit.errors import AuditError
+
             raise AuditError(f"unknown rule {rid!r}: run `queryaudit review-migration --list-rules`")
     if select:
         chosen = expand_selection(select)
@@ -72,8 +74,9 @@ def select_rules(select: Iterable[str] | None = None, ignore: Iterable[str] | No
     return [r for r in rules if r.id not in dropped]
 
 
-def lint(mig: MigrationFile, settings: Settings, rules: list[Rule]) -> tuple[list[MigrationFinding],
-                                                                              list[MigrationFinding]]:
+def lint(
+    mig: MigrationFile, settings: Settings, rules: list[Rule]
+) -> tuple[list[MigrationFinding], list[MigrationFinding]]:
     found, suppressed = [], []
     same_advice: dict[tuple[int, str], MigrationFinding] = {}
     for r in rules:
@@ -81,9 +84,21 @@ def lint(mig: MigrationFile, settings: Settings, rules: list[Rule]) -> tuple[lis
             offset = v.offset if v.offset is not None else v.stmt.start
             line, column = mig.position(offset)
             f = MigrationFinding(
-                rule=r.id, severity=v.severity or r.severity, title=r.title, message=v.message, path=mig.path,
-                line=line, column=column, end_line=max(line, v.stmt.end_line), statement=v.stmt.text.strip(),
-                lock=v.lock, blocks=v.blocks, rewrite=v.rewrite, safe_sql=v.safe_sql, table=v.table)
+                rule=r.id,
+                severity=v.severity or r.severity,
+                title=r.title,
+                message=v.message,
+                path=mig.path,
+                line=line,
+                column=column,
+                end_line=max(line, v.stmt.end_line),
+                statement=v.stmt.text.strip(),
+                lock=v.lock,
+                blocks=v.blocks,
+                rewrite=v.rewrite,
+                safe_sql=v.safe_sql,
+                table=v.table,
+            )
             s = mig.suppression_for(r.id, v.stmt)
             if s:
                 f.suppressed = s.reason or "(no reason given)"
@@ -102,8 +117,9 @@ def lint(mig: MigrationFile, settings: Settings, rules: list[Rule]) -> tuple[lis
     return sorted(found, key=key), sorted(suppressed, key=key)
 
 
-def lint_sql(sql: str, settings: Settings = Settings(), only: Iterable[str] | None = None,
-             path: str = "migration.sql") -> list[MigrationFinding]:
+def lint_sql(
+    sql: str, settings: Settings = Settings(), only: Iterable[str] | None = None, path: str = "migration.sql"
+) -> list[MigrationFinding]:
     """Lint one SQL string (tests and the rule cases use this)."""
     mig = parse_migration(path, sql, settings.assume_in_transaction)
     return lint(mig, settings, select_rules(only))[0]
@@ -129,7 +145,14 @@ def review(sources: list[tuple[str, str]], settings: Settings, select=None, igno
 def syntax_finding(exc: MigrationSyntaxError) -> MigrationFinding:
     from queryaudit.migrations.rules.syntax import SYNTAX_ERROR
 
-    return MigrationFinding(rule=SYNTAX_ERROR, severity="critical", title="The file does not parse as PostgreSQL",
-                            message=f"{exc.message}: the file was not reviewed and PostgreSQL rejects it",
-                            path=exc.path, line=exc.line, column=exc.column, end_line=exc.line,
-                            statement=exc.line_text.strip())
+    return MigrationFinding(
+        rule=SYNTAX_ERROR,
+        severity="critical",
+        title="The file does not parse as PostgreSQL",
+        message=f"{exc.message}: the file was not reviewed and PostgreSQL rejects it",
+        path=exc.path,
+        line=exc.line,
+        column=exc.column,
+        end_line=exc.line,
+        statement=exc.line_text.strip(),
+    )

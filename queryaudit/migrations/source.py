@@ -7,6 +7,7 @@ A statement's `stmt_location` starts right after the previous `;`, so leading
 whitespace and comments are skipped to reach its first token. Lines break at LF, CRLF
 and a bare CR; columns count Unicode code points, 1-based.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -24,8 +25,9 @@ from queryaudit.errors import AuditError
 SQL_SUFFIXES = (".sql", ".psql", ".pgsql")
 # `-- queryaudit: ignore rule-a,rule-b reason` on the statement's own lines or just above it;
 # `-- queryaudit: ignore-file rule reason` anywhere in the file.
-SUPPRESSION = re.compile(r"--\s*queryaudit:\s*(ignore-file|ignore)\s+([a-z0-9,\- ]+?)(?:\s+(.*))?$",
-                         re.MULTILINE | re.IGNORECASE)
+SUPPRESSION = re.compile(
+    r"--\s*queryaudit:\s*(ignore-file|ignore)\s+([a-z0-9,\- ]+?)(?:\s+(.*))?$", re.MULTILINE | re.IGNORECASE
+)
 # squawk's comment that turns assume-in-transaction off for one file (honoured for compatibility).
 NO_TRANSACTION = re.compile(r"--\s*(squawk-disable-assume-in-transaction|queryaudit:\s*no-transaction)\b")
 
@@ -141,9 +143,13 @@ def is_transaction(node, *kinds: TransactionStmtKind) -> bool:
 
 
 BEGIN_KINDS = (TransactionStmtKind.TRANS_STMT_BEGIN, TransactionStmtKind.TRANS_STMT_START)
-END_KINDS = (TransactionStmtKind.TRANS_STMT_COMMIT, TransactionStmtKind.TRANS_STMT_ROLLBACK,
-             TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED, TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED,
-             TransactionStmtKind.TRANS_STMT_PREPARE)
+END_KINDS = (
+    TransactionStmtKind.TRANS_STMT_COMMIT,
+    TransactionStmtKind.TRANS_STMT_ROLLBACK,
+    TransactionStmtKind.TRANS_STMT_COMMIT_PREPARED,
+    TransactionStmtKind.TRANS_STMT_ROLLBACK_PREPARED,
+    TransactionStmtKind.TRANS_STMT_PREPARE,
+)
 
 
 def parse_migration(path: str, text: str, assume_in_transaction: bool = False) -> MigrationFile:
@@ -175,8 +181,11 @@ def parse_migration(path: str, text: str, assume_in_transaction: bool = False) -
         mig.statements.append(stmt)
     for m in SUPPRESSION.finditer(text):
         rules = {r.strip().lower() for r in re.split(r"[,\s]+", m.group(2)) if r.strip()}
-        mig.suppressions.append(Suppression(rules, (m.group(3) or "").strip(), mig.position(m.start())[0],
-                                            m.group(1).lower() == "ignore-file"))
+        mig.suppressions.append(
+            Suppression(
+                rules, (m.group(3) or "").strip(), mig.position(m.start())[0], m.group(1).lower() == "ignore-file"
+            )
+        )
     return mig
 
 
@@ -195,8 +204,10 @@ def read_sources(paths: list[str]) -> list[tuple[str, str]]:
             continue
         path = Path(p)
         if path.is_dir():
-            files = sorted((f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in SQL_SUFFIXES),
-                           key=lambda f: [_natural_key(part) for part in f.relative_to(path).parts])
+            files = sorted(
+                (f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in SQL_SUFFIXES),
+                key=lambda f: [_natural_key(part) for part in f.relative_to(path).parts],
+            )
             if not files:
                 raise AuditError(f"{p}: no .sql files in this directory")
         elif path.is_file():

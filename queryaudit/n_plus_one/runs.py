@@ -1,5 +1,6 @@
 """Loops in a stream of statements: runs of one fingerprint close together in one session
 (server logs, and raw driver statements in an application capture)."""
+
 from __future__ import annotations
 
 from collections import deque
@@ -13,6 +14,7 @@ _LOOKBACK = 6
 
 
 # -- loops in a stream of statements ----------------------------------------------------------
+
 
 @dataclass(slots=True)
 class Run:
@@ -62,8 +64,14 @@ class RunDetector:
     statements; at most MAX_SESSIONS sessions (the least recently active is closed).
     """
 
-    def __init__(self, on_run: Callable[[Run], None], min_executions: int = MIN_EXECUTIONS,
-                 min_total_ms: float = MIN_RUN_MS, max_gap: int = MAX_GAP, max_sessions: int = MAX_SESSIONS):
+    def __init__(
+        self,
+        on_run: Callable[[Run], None],
+        min_executions: int = MIN_EXECUTIONS,
+        min_total_ms: float = MIN_RUN_MS,
+        max_gap: int = MAX_GAP,
+        max_sessions: int = MAX_SESSIONS,
+    ):
         self.on_run = on_run
         self.min_executions = min_executions
         self.min_total_ms = min_total_ms
@@ -71,9 +79,18 @@ class RunDetector:
         self.max_sessions = max_sessions
         self.sessions: dict[str, _Session] = {}
 
-    def feed(self, session: str, fingerprint: str, query: str, params_key, duration_ms: float | None,
-             timestamp: str | None = None, queryid: str | None = None, call_site: str | None = None,
-             orm_path: str | None = None) -> None:
+    def feed(
+        self,
+        session: str,
+        fingerprint: str,
+        query: str,
+        params_key,
+        duration_ms: float | None,
+        timestamp: str | None = None,
+        queryid: str | None = None,
+        call_site: str | None = None,
+        orm_path: str | None = None,
+    ) -> None:
         # Called for every statement of a log: kept to a few dict operations.
         sessions = self.sessions
         state = sessions.get(session)
@@ -89,14 +106,24 @@ class RunDetector:
             # A run ends after MAX_GAP other statements, or when its parent comes again (the
             # next page of the list: a new loop begins).
             limit = index - self.max_gap - 1
-            ended = [fp for fp, r in active.items()
-                     if r._last_index < limit or (r._parent is not None and r._parent[0] == fingerprint)]
+            ended = [
+                fp
+                for fp, r in active.items()
+                if r._last_index < limit or (r._parent is not None and r._parent[0] == fingerprint)
+            ]
             for fp in ended:
                 self._close(active.pop(fp))
         run = active.get(fingerprint)
         if run is None:
-            run = Run(session, fingerprint, query, queryid=queryid, first_ts=timestamp, orm_path=orm_path,
-                      unit=(session, state.block if state.block is not None else -index))
+            run = Run(
+                session,
+                fingerprint,
+                query,
+                queryid=queryid,
+                first_ts=timestamp,
+                orm_path=orm_path,
+                unit=(session, state.block if state.block is not None else -index),
+            )
             run._preceding = tuple(state.recent)
             state.active[fingerprint] = run
         run.count += 1
@@ -137,8 +164,7 @@ class RunDetector:
         state.active.clear()
 
     def _qualifies(self, run: Run) -> bool:
-        return run.count >= self.min_executions and run.distinct_parameters >= 2 \
-            and run.total_ms >= self.min_total_ms
+        return run.count >= self.min_executions and run.distinct_parameters >= 2 and run.total_ms >= self.min_total_ms
 
     def _find_parent(self, run: Run) -> tuple | None:
         """The latest statement before the loop that is not itself in a loop."""

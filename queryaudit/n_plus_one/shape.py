@@ -1,5 +1,6 @@
 """The child of an N+1: is a statement a single-table lookup by equality, and its batched
 form (`= ANY($1)`) and join with the parent, built on pglast's syntax tree."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pglast import ast, enums
 from queryaudit.sql import parse, quote_ident, quote_table
 
 # -- the child: a single-table lookup by equality -------------------------------------------
+
 
 @dataclass
 class Lookup:
@@ -38,8 +40,12 @@ def _equalities(node) -> list[ast.A_Expr] | None:
                 return None
             out.extend(sub)
         return out
-    if isinstance(node, ast.A_Expr) and node.kind == enums.A_Expr_Kind.AEXPR_OP and len(node.name) == 1 \
-            and node.name[0].sval == "=":
+    if (
+        isinstance(node, ast.A_Expr)
+        and node.kind == enums.A_Expr_Kind.AEXPR_OP
+        and len(node.name) == 1
+        and node.name[0].sval == "="
+    ):
         if _column_name(node.lexpr) and _is_value(node.rexpr):
             return [node]
         if _column_name(node.rexpr) and _is_value(node.lexpr):
@@ -84,15 +90,20 @@ def lookup_shape(query: str) -> Lookup | None:
     for eq in equalities:
         sides = [eq.lexpr, eq.rexpr]
         # `col = value`: the column is the side that belongs to the table (unqualified or ours).
-        col_side = next((x for x in sides if isinstance(x, ast.ColumnRef) and
-                         (len(x.fields) == 1 or x.fields[0].sval in own)), None)
+        col_side = next(
+            (x for x in sides if isinstance(x, ast.ColumnRef) and (len(x.fields) == 1 or x.fields[0].sval in own)), None
+        )
         value_side = next((x for x in sides if x is not col_side), None)
         if col_side is None or isinstance(value_side, ast.ColumnRef) and value_side.fields[0].sval in own:
             return None  # a comparison of two columns of the table: not a lookup
         col = _column_name(col_side)
         columns.append(col)
-        if isinstance(eq.rexpr, ast.ParamRef) or isinstance(eq.lexpr, ast.ParamRef) or \
-                isinstance(eq.rexpr, ast.TypeCast) and isinstance(eq.rexpr.arg, ast.ParamRef):
+        if (
+            isinstance(eq.rexpr, ast.ParamRef)
+            or isinstance(eq.lexpr, ast.ParamRef)
+            or isinstance(eq.rexpr, ast.TypeCast)
+            and isinstance(eq.rexpr.arg, ast.ParamRef)
+        ):
             parameterised.append(col)
     targets: list[str] | None = []
     for t in stmt.targetList or ():
@@ -101,8 +112,15 @@ def lookup_shape(query: str) -> Lookup | None:
             targets = None
             break
         targets.append(t.name or name)
-    return Lookup(rv.schemaname, rv.relname, rv.alias.aliasname if rv.alias else None, columns,
-                  parameterised or columns, targets, has_limit=stmt.limitCount is not None)
+    return Lookup(
+        rv.schemaname,
+        rv.relname,
+        rv.alias.aliasname if rv.alias else None,
+        columns,
+        parameterised or columns,
+        targets,
+        has_limit=stmt.limitCount is not None,
+    )
 
 
 def output_columns(query: str) -> list[str]:
@@ -117,6 +135,7 @@ def output_columns(query: str) -> list[str]:
 
 
 # -- the fix: the batched form ----------------------------------------------------------------
+
 
 def batched_rewrite(query: str, column: str) -> str | None:
     """`... WHERE col = $1` -> `... WHERE col = ANY($1)`, with col added to the select list so
@@ -138,8 +157,9 @@ def batched_rewrite(query: str, column: str) -> str | None:
     if isinstance(value, ast.TypeCast) and value.typeName is not None and not value.typeName.arrayBounds:
         # $1::integer compares one value; the batch is an array of them.
         value.typeName.arrayBounds = (ast.Integer(ival=-1),)
-    replacement = ast.A_Expr(kind=enums.A_Expr_Kind.AEXPR_OP_ANY, name=(ast.String(sval="="),), lexpr=col_node,
-                             rexpr=value)
+    replacement = ast.A_Expr(
+        kind=enums.A_Expr_Kind.AEXPR_OP_ANY, name=(ast.String(sval="="),), lexpr=col_node, rexpr=value
+    )
     if stmt.whereClause is target:
         stmt.whereClause = replacement
     else:
@@ -147,8 +167,9 @@ def batched_rewrite(query: str, column: str) -> str | None:
     # A LIMIT 1 per key cannot survive batching (it would limit the whole batch).
     stmt.limitCount = None
     names = [(_column_name(t.val) if isinstance(t, ast.ResTarget) else None) for t in stmt.targetList or ()]
-    star = any(isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.A_Star)
-               for t in stmt.targetList or ())
+    star = any(
+        isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.A_Star) for t in stmt.targetList or ()
+    )
     if column not in names and not star:
         stmt.targetList = tuple(stmt.targetList or ()) + (ast.ResTarget(val=col_node),)
     try:
@@ -159,17 +180,20 @@ def batched_rewrite(query: str, column: str) -> str | None:
         return None
 
 
-def join_rewrite(parent_query: str, parent_column: str, child: Lookup, child_table: str,
-                 child_column: str) -> str | None:
+def join_rewrite(
+    parent_query: str, parent_column: str, child: Lookup, child_table: str, child_column: str
+) -> str | None:
     """The parent and its children in one statement: the parent as a subquery, LEFT JOIN
     the child table on the looked-up key. Validated by parsing it back."""
     parent = parent_query.strip().rstrip(";")
     if _single_select(parent) is None:
         return None
     cols = ", ".join(f"c.{quote_ident(c)}" for c in child.targets) if child.targets else "c.*"
-    text = (f"SELECT p.*, {cols} FROM ({parent}) AS p "
-            f"LEFT JOIN {quote_table(child_table)} AS c "
-            f"ON c.{quote_ident(child_column)} = p.{quote_ident(parent_column)}")
+    text = (
+        f"SELECT p.*, {cols} FROM ({parent}) AS p "
+        f"LEFT JOIN {quote_table(child_table)} AS c "
+        f"ON c.{quote_ident(child_column)} = p.{quote_ident(parent_column)}"
+    )
     try:
         pglast.parse_sql(text)
         return pglast.prettify(text)

@@ -1,5 +1,6 @@
 """The captured plans of a snapshot as models, each with its statement: what the plan
 checks and the stages after plan capture (estimate experiments) read. Pure."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -27,8 +28,9 @@ class CapturedPlan:
         return min(1.0, self.statement.total_exec_time_ms / total) if total > 0 else 0.0
 
     def saving(self, snapshot: Snapshot, fraction_of_statement: float) -> Saving:
-        return saving_from_share(self.statement.total_exec_time_ms, fraction_of_statement,
-                                 snapshot.total_exec_time_ms, self.statement.calls)
+        return saving_from_share(
+            self.statement.total_exec_time_ms, fraction_of_statement, snapshot.total_exec_time_ms, self.statement.calls
+        )
 
 
 def captured_plans(snapshot: Snapshot) -> list[CapturedPlan]:
@@ -61,8 +63,9 @@ def table_for(snapshot: Snapshot, node: PlanNode) -> Table | None:
     name = node.raw.get("Relation Name")
     schema = node.raw.get("Schema")
     if not name and node.index_name:
-        index = next((i for i in snapshot.indexes if i.name == node.index_name and (not schema or i.schema == schema)),
-                     None)
+        index = next(
+            (i for i in snapshot.indexes if i.name == node.index_name and (not schema or i.schema == schema)), None
+        )
         return snapshot.table(index.table) if index else None
     if not name:
         return None

@@ -2,6 +2,7 @@
 the checks read (sort and hash spills, buffers, rows removed), then the plan checks' findings on
 it, as explain.depesz.com and pgMustard give them for a pasted plan. cli.py only declares the
 options."""
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,23 @@ def pasted_plan_snapshot(explain: dict):
     root = explain.get("Plan") or {}
     analyzed = "Actual Total Time" in root or "Actual Loops" in root
     ms = float(explain.get("Execution Time") or root.get("Actual Total Time") or 0.0)
-    statement = Statement(queryid=PASTED, query=explain.get("Query Text") or "(pasted plan)", calls=1,
-                          total_exec_time_ms=ms, mean_exec_time_ms=ms, rows=int(root.get("Actual Rows") or 0))
-    return Snapshot(server=ServerInfo(version_num=0, version="", database=""), collected_at="",
-                    statements=[statement], total_exec_time_ms=ms, total_calls=1, statement_count=1,
-                    plans=[PlanCapture(queryid=PASTED, method="analyze" if analyzed else "explain", plan=explain)])
+    statement = Statement(
+        queryid=PASTED,
+        query=explain.get("Query Text") or "(pasted plan)",
+        calls=1,
+        total_exec_time_ms=ms,
+        mean_exec_time_ms=ms,
+        rows=int(root.get("Actual Rows") or 0),
+    )
+    return Snapshot(
+        server=ServerInfo(version_num=0, version="", database=""),
+        collected_at="",
+        statements=[statement],
+        total_exec_time_ms=ms,
+        total_calls=1,
+        statement_count=1,
+        plans=[PlanCapture(queryid=PASTED, method="analyze" if analyzed else "explain", plan=explain)],
+    )
 
 
 def pasted_plan_findings(explain: dict) -> tuple[list, list[str]]:

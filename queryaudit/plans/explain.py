@@ -25,6 +25,7 @@ pg_stat_statements.track = top the explain machinery adds at most EXPLAIN_ENTRIE
 entries however many statements it plans; with track = all, each statement planned
 adds one more (its nested execution, toplevel = false).
 """
+
 from __future__ import annotations
 
 import re
@@ -59,8 +60,9 @@ def parameter_types(conn: psycopg.Connection, query: str) -> list[str]:
     """The types PostgreSQL infers for $1..$n (PREPARE + pg_prepared_statements)."""
     with conn.transaction(force_rollback=True):
         conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(STATEMENT_NAME)) + sql.SQL(query))
-        types = scalar(conn, "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s",
-                       (STATEMENT_NAME,))
+        types = scalar(
+            conn, "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s", (STATEMENT_NAME,)
+        )
         conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(STATEMENT_NAME)))
     return [_UNBOUNDED.get(t, t) for t in types] if types else []
 
@@ -77,20 +79,22 @@ def from_values_array(query: str, types: list[str | None]) -> str:
     for token in scan(query):  # offsets in characters (pglast converts the scanner's bytes)
         if token.name != "PARAM":
             continue
-        n = int(query[token.start + 1:token.end + 1])
+        n = int(query[token.start + 1 : token.end + 1])
         kind = types[n - 1] if n <= len(types) and types[n - 1] else "unknown"
         edits.append((token.start, token.end, f"(($1[{n}])::{kind})"))
     for start, end, new in sorted(edits, reverse=True):
-        query = query[:start] + new + query[end + 1:]
+        query = query[:start] + new + query[end + 1 :]
     return query
 
 
 def _values_array(values) -> str:
     """A text[] literal: every value as text, NULL as NULL."""
+
     def item(v):
         if v is None:
             return "NULL"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
     return "{" + ",".join(item(v) for v in values) + "}"
 
 
@@ -115,14 +119,22 @@ def prepare(conn: psycopg.Connection, query: str, values=None, types=None) -> No
     if nparams and not types:
         types = parameter_types(conn, query)
     conn.execute(_SET_VALUES, (_values_array(values),))
-    conn.execute(sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
-                 + sql.SQL(from_values_array(query, types)))
+    conn.execute(
+        sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
+        + sql.SQL(from_values_array(query, types))
+    )
 
 
 def explain_execute(conn: psycopg.Connection, options: str) -> dict:
     """EXPLAIN (`options`) of the prepared statement: the same text for every statement."""
-    return plan_document(scalar(conn, sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')::text[])")
-                                .format(sql.SQL(options), sql.Identifier(STATEMENT_NAME))))
+    return plan_document(
+        scalar(
+            conn,
+            sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')::text[])").format(
+                sql.SQL(options), sql.Identifier(STATEMENT_NAME)
+            ),
+        )
+    )
 
 
 def plan_document(explained) -> dict:
@@ -145,8 +157,9 @@ def set_local(conn: psycopg.Connection, name: str, value: str) -> None:
     conn.execute(_SET_SETTING, (name, value))
 
 
-def explain_prepared(conn: psycopg.Connection, query: str, options: str, values=None, types=None,
-                     setup=(), generic: bool = False) -> dict:
+def explain_prepared(
+    conn: psycopg.Connection, query: str, options: str, values=None, types=None, setup=(), generic: bool = False
+) -> dict:
     """EXPLAIN (`options`) of `query` (placeholders $1..$n bound to `values`, cast to
     `types`) through the one prepared statement, in a transaction always rolled back,
     after the `setup` statements. The prepared statement is deallocated after the
@@ -182,8 +195,7 @@ def plan_cost(plan: dict) -> float:
     return float(plan["Plan"]["Total Cost"])
 
 
-def explain_rolled_back(conn: psycopg.Connection, query: str, options: str, values=None, types=None,
-                        setup=()) -> dict:
+def explain_rolled_back(conn: psycopg.Connection, query: str, options: str, values=None, types=None, setup=()) -> dict:
     """EXPLAIN (`options`) of `query` in a transaction that is always rolled back, after the
     `setup` statements ((SQL, params) pairs: SET LOCAL limits and settings).
 
@@ -234,11 +246,15 @@ class Planner:
                 if mode != self.mode:
                     self.conn.execute(_SET_SESSION, ("plan_cache_mode", mode))
                 self.conn.execute(_SET_SESSION, (VALUES_SETTING, _values_array(vals)))
-                self.conn.execute(sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
-                                  + sql.SQL(from_values_array(query, types or [])))
+                self.conn.execute(
+                    sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
+                    + sql.SQL(from_values_array(query, types or []))
+                )
                 cur = self.conn.cursor(row_factory=first_column).execute(
                     sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')::text[])").format(
-                        sql.SQL(options), sql.Identifier(STATEMENT_NAME)))
+                        sql.SQL(options), sql.Identifier(STATEMENT_NAME)
+                    )
+                )
         except psycopg.Error:
             # Which of the batch ran is unknown: start clean next time.
             self.mode = None

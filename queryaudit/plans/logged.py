@@ -7,6 +7,7 @@ Plan capture uses them in that order of preference, and the index advisor consid
 statements seen only in the log (never in pg_stat_statements: reset since, evicted,
 another database's statistics). Pure: reads snapshot.logs (queryaudit.logs).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -77,7 +78,14 @@ def log_only_statements(snapshot: Snapshot) -> list[Statement]:
         if statement_kind(logged.query) not in ("read", "dml") or not logged.count:
             continue
         queryid = logged.queryid or str(-int(hashlib.sha1(logged.key.encode()).hexdigest()[:15], 16))
-        found.append(Statement(queryid=queryid, query=logged.query, calls=logged.count,
-                               total_exec_time_ms=logged.total_ms, mean_exec_time_ms=logged.total_ms / logged.count,
-                               rows=0))
+        found.append(
+            Statement(
+                queryid=queryid,
+                query=logged.query,
+                calls=logged.count,
+                total_exec_time_ms=logged.total_ms,
+                mean_exec_time_ms=logged.total_ms / logged.count,
+                rows=0,
+            )
+        )
     return found

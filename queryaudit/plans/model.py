@@ -17,6 +17,7 @@ Time accounting (what pev2 and explain.depesz.com do, stated here once):
 PostgreSQL 18 prints actual rows with two decimals (per-loop averages such as 0.25);
 they are read as floats everywhere.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,15 +30,36 @@ from pglast import ast, parse_sql
 from queryaudit.sql import find_nodes
 
 # Field names that moved between versions, in one place.
-CONDITION_FIELDS = ("Index Cond", "Recheck Cond", "Filter", "Join Filter", "Hash Cond", "Merge Cond",
-                    "TID Cond", "One-Time Filter")
+CONDITION_FIELDS = (
+    "Index Cond",
+    "Recheck Cond",
+    "Filter",
+    "Join Filter",
+    "Hash Cond",
+    "Merge Cond",
+    "TID Cond",
+    "One-Time Filter",
+)
 BUFFER_FIELDS = {
-    "shared_hit": "Shared Hit Blocks", "shared_read": "Shared Read Blocks", "shared_dirtied": "Shared Dirtied Blocks",
-    "shared_written": "Shared Written Blocks", "local_hit": "Local Hit Blocks", "local_read": "Local Read Blocks",
-    "temp_read": "Temp Read Blocks", "temp_written": "Temp Written Blocks",
+    "shared_hit": "Shared Hit Blocks",
+    "shared_read": "Shared Read Blocks",
+    "shared_dirtied": "Shared Dirtied Blocks",
+    "shared_written": "Shared Written Blocks",
+    "local_hit": "Local Hit Blocks",
+    "local_read": "Local Read Blocks",
+    "temp_read": "Temp Read Blocks",
+    "temp_written": "Temp Written Blocks",
 }
-SCAN_TYPES = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Bitmap Index Scan", "Tid Scan",
-              "Tid Range Scan", "Sample Scan")
+SCAN_TYPES = (
+    "Seq Scan",
+    "Index Scan",
+    "Index Only Scan",
+    "Bitmap Heap Scan",
+    "Bitmap Index Scan",
+    "Tid Scan",
+    "Tid Range Scan",
+    "Sample Scan",
+)
 PARALLEL_ROOTS = ("Gather", "Gather Merge")
 
 
@@ -66,8 +88,9 @@ class PlanNode:
         if self.raw.get("Parallel Aware") and not text.startswith("Parallel"):
             text = f"Parallel {text}"
         if self.raw.get("Strategy") in ("Hashed", "Sorted", "Mixed") and self.node_type == "Aggregate":
-            text = {"Hashed": "HashAggregate", "Sorted": "GroupAggregate",
-                    "Mixed": "MixedAggregate"}[self.raw["Strategy"]]
+            text = {"Hashed": "HashAggregate", "Sorted": "GroupAggregate", "Mixed": "MixedAggregate"}[
+                self.raw["Strategy"]
+            ]
         if self.index_name and self.node_type != "Bitmap Index Scan":
             text += f" using {self.index_name}"
         elif self.index_name:
@@ -233,11 +256,21 @@ class PlanNode:
 
     def evidence(self) -> dict:
         """The numbers a reviewer checks against the plan, for a finding's evidence."""
-        data = {"node": self.label, "node_path": self.path_labels, "node_id": self.path,
-                "estimated_rows": self.estimated_rows}
+        data = {
+            "node": self.label,
+            "node_path": self.path_labels,
+            "node_id": self.path,
+            "estimated_rows": self.estimated_rows,
+        }
         if self.analyzed:
-            data.update({"actual_rows": self.actual_rows, "loops": self.loops,
-                         "inclusive_ms": _round(self.inclusive_ms), "exclusive_ms": _round(self.exclusive_ms)})
+            data.update(
+                {
+                    "actual_rows": self.actual_rows,
+                    "loops": self.loops,
+                    "inclusive_ms": _round(self.inclusive_ms),
+                    "exclusive_ms": _round(self.exclusive_ms),
+                }
+            )
             if self.q_error is not None:
                 data["q_error"] = round(self.q_error, 1)
         if self.conditions:
@@ -328,15 +361,58 @@ class Plan:
 # snapshot may carry anything; `build` keeps a field only when it has its type, so the
 # model and the checks never see a string where a number belongs.
 NUMBER_FIELDS = {
-    "Plan Rows", "Plan Width", "Actual Rows", "Actual Loops", "Actual Total Time", "Actual Startup Time",
-    "Total Cost", "Startup Cost", "Rows Removed by Filter", "Rows Removed by Index Recheck",
-    "Rows Removed by Join Filter", "Heap Fetches", "Hash Batches", "Original Hash Batches", "Hash Buckets",
-    "Peak Memory Usage", "HashAgg Batches", "Disk Usage", "Planned Partitions", "Sort Space Used",
-    "Workers Planned", "Workers Launched", "Exact Heap Blocks", "Lossy Heap Blocks", "Execution Time",
-    "Planning Time", "Total Runtime", "Time", "Calls", "Functions", *BUFFER_FIELDS.values()}
-TEXT_FIELDS = {"Node Type", "Relation Name", "Schema", "Alias", "Index Name", "Parent Relationship", "Subplan Name",
-               "CTE Name", "Sort Method", "Sort Space Type", "Strategy", "Operation", "Join Type", "Trigger Name",
-               "Constraint Name", "Relation", "Partial Mode", *CONDITION_FIELDS}
+    "Plan Rows",
+    "Plan Width",
+    "Actual Rows",
+    "Actual Loops",
+    "Actual Total Time",
+    "Actual Startup Time",
+    "Total Cost",
+    "Startup Cost",
+    "Rows Removed by Filter",
+    "Rows Removed by Index Recheck",
+    "Rows Removed by Join Filter",
+    "Heap Fetches",
+    "Hash Batches",
+    "Original Hash Batches",
+    "Hash Buckets",
+    "Peak Memory Usage",
+    "HashAgg Batches",
+    "Disk Usage",
+    "Planned Partitions",
+    "Sort Space Used",
+    "Workers Planned",
+    "Workers Launched",
+    "Exact Heap Blocks",
+    "Lossy Heap Blocks",
+    "Execution Time",
+    "Planning Time",
+    "Total Runtime",
+    "Time",
+    "Calls",
+    "Functions",
+    *BUFFER_FIELDS.values(),
+}
+TEXT_FIELDS = {
+    "Node Type",
+    "Relation Name",
+    "Schema",
+    "Alias",
+    "Index Name",
+    "Parent Relationship",
+    "Subplan Name",
+    "CTE Name",
+    "Sort Method",
+    "Sort Space Type",
+    "Strategy",
+    "Operation",
+    "Join Type",
+    "Trigger Name",
+    "Constraint Name",
+    "Relation",
+    "Partial Mode",
+    *CONDITION_FIELDS,
+}
 
 
 def _clean(value, depth: int = 0):
@@ -346,8 +422,12 @@ def _clean(value, depth: int = 0):
     out = {}
     for key, item in value.items():
         if key in NUMBER_FIELDS:
-            if isinstance(item, (int, float)) and not isinstance(item, bool) and item == item \
-                    and abs(item) != float("inf"):
+            if (
+                isinstance(item, (int, float))
+                and not isinstance(item, bool)
+                and item == item
+                and abs(item) != float("inf")
+            ):
                 out[key] = item
         elif key in TEXT_FIELDS:
             if isinstance(item, str):
@@ -355,8 +435,17 @@ def _clean(value, depth: int = 0):
         elif key in ("Plans", "Workers", "Triggers"):
             if isinstance(item, list):
                 out[key] = [_clean(v, depth + 1) for v in item if isinstance(v, dict)]
-        elif key in ("Plan", "JIT", "Timing", "Settings", "Full-sort Groups", "Pre-sorted Groups", "Sort Space Disk",
-                     "Generation", "Planning"):
+        elif key in (
+            "Plan",
+            "JIT",
+            "Timing",
+            "Settings",
+            "Full-sort Groups",
+            "Pre-sorted Groups",
+            "Sort Space Disk",
+            "Generation",
+            "Planning",
+        ):
             if isinstance(item, dict):
                 out[key] = item if key == "Settings" else _clean(item, depth + 1)
         elif key in ("Sort Key", "Group Key"):
@@ -381,8 +470,9 @@ def build(explain: dict | list) -> Plan:
     return Plan(raw=explain, root=root, nodes=nodes, outside_root_ms=outside)
 
 
-def _build_node(raw: dict, path: str, depth: int, parent: PlanNode | None, processes: int,
-                nodes: list[PlanNode]) -> PlanNode:
+def _build_node(
+    raw: dict, path: str, depth: int, parent: PlanNode | None, processes: int, nodes: list[PlanNode]
+) -> PlanNode:
     node = PlanNode(raw=raw, path=path, depth=depth, parent=parent, parallel_processes=processes)
     nodes.append(node)
     child_processes = processes
@@ -449,13 +539,80 @@ def _compute_times(root: PlanNode) -> float:
 # -- conditions as column references -------------------------------------------------
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _COLUMN_REF = re.compile(rf"(?<![\w.'\"$])({_IDENT})(?:\.({_IDENT}))?(?:\.({_IDENT}))?(?![\w\"(])")
-_NOT_COLUMNS = {"and", "or", "not", "is", "null", "true", "false", "any", "all", "in", "like", "ilike", "between",
-                "text", "integer", "bigint", "numeric", "date", "timestamp", "with", "time", "zone", "without",
-                "character", "varying", "boolean", "double", "precision", "real", "smallint", "interval", "array",
-                "subplan", "hashed", "initplan", "case", "when", "then", "else", "end", "distinct", "from", "cast",
-                "some", "similar", "escape", "collate", "operator", "returns", "row", "exists", "uuid", "jsonb",
-                "json", "bytea", "timestamptz", "varchar", "bpchar", "int", "int4", "int8", "int2", "float8",
-                "float4", "name", "oid", "regclass", "tsquery", "tsvector", "inet", "cidr", "bit"}
+_NOT_COLUMNS = {
+    "and",
+    "or",
+    "not",
+    "is",
+    "null",
+    "true",
+    "false",
+    "any",
+    "all",
+    "in",
+    "like",
+    "ilike",
+    "between",
+    "text",
+    "integer",
+    "bigint",
+    "numeric",
+    "date",
+    "timestamp",
+    "with",
+    "time",
+    "zone",
+    "without",
+    "character",
+    "varying",
+    "boolean",
+    "double",
+    "precision",
+    "real",
+    "smallint",
+    "interval",
+    "array",
+    "subplan",
+    "hashed",
+    "initplan",
+    "case",
+    "when",
+    "then",
+    "else",
+    "end",
+    "distinct",
+    "from",
+    "cast",
+    "some",
+    "similar",
+    "escape",
+    "collate",
+    "operator",
+    "returns",
+    "row",
+    "exists",
+    "uuid",
+    "jsonb",
+    "json",
+    "bytea",
+    "timestamptz",
+    "varchar",
+    "bpchar",
+    "int",
+    "int4",
+    "int8",
+    "int2",
+    "float8",
+    "float4",
+    "name",
+    "oid",
+    "regclass",
+    "tsquery",
+    "tsvector",
+    "inet",
+    "cidr",
+    "bit",
+}
 
 
 def _unquote(ident: str) -> str:

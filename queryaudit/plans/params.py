@@ -11,6 +11,7 @@ value: the caller falls back to the generic plan and says which one stopped it.
 Pure: reads the statement text and the snapshot; the parameter types come from the
 server (queryaudit.plans.explain.parameter_types) and are passed in.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -91,8 +92,12 @@ def _anchor(node) -> tuple[int | None, list[int]]:
     neutral value: 0, or one unit of an interval)."""
     if (n := _param_number(node)) is not None:
         return n, []
-    if isinstance(node, ast.A_Expr) and node.kind == A_Expr_Kind.AEXPR_OP and node.name \
-            and node.name[-1].sval in ("+", "-"):
+    if (
+        isinstance(node, ast.A_Expr)
+        and node.kind == A_Expr_Kind.AEXPR_OP
+        and node.name
+        and node.name[-1].sval in ("+", "-")
+    ):
         anchor, others = _anchor(node.lexpr)
         right, more = _anchor(node.rexpr)
         if anchor is None:
@@ -141,13 +146,20 @@ class _Finder(visitors.Visitor):
                 if n is not None:
                     self.uses.append((n, col, where))
                 self.uses.extend((m, None, "offset-term") for m in offsets)
-        elif kind in (A_Expr_Kind.AEXPR_OP, A_Expr_Kind.AEXPR_OP_ANY, A_Expr_Kind.AEXPR_LIKE,
-                      A_Expr_Kind.AEXPR_ILIKE) and op not in _ARITHMETIC:
+        elif (
+            kind in (A_Expr_Kind.AEXPR_OP, A_Expr_Kind.AEXPR_OP_ANY, A_Expr_Kind.AEXPR_LIKE, A_Expr_Kind.AEXPR_ILIKE)
+            and op not in _ARITHMETIC
+        ):
             for param_side, col_side, flip in ((node.rexpr, node.lexpr, False), (node.lexpr, node.rexpr, True)):
                 n, offsets = _anchor(param_side)
                 col = _column(col_side)
-                if n is not None and col is None and not flip and op in ("=", "<>", "!=") \
-                        and kind == A_Expr_Kind.AEXPR_OP:
+                if (
+                    n is not None
+                    and col is None
+                    and not flip
+                    and op in ("=", "<>", "!=")
+                    and kind == A_Expr_Kind.AEXPR_OP
+                ):
                     self._expression(n, "=", col_side)
                 if n is None or col is None:
                     continue
@@ -164,11 +176,14 @@ class _Finder(visitors.Visitor):
         """`substring(c_phone FROM 1 FOR 2) IN ($5, ...)`: a value comes from evaluating
         the expression on a sampled row of its table."""
 
-
         columns = find_nodes(node, ast.ColumnRef)
         refs = [(*ref, c.location) if (ref := _column(c)) else None for c in columns]
-        if not refs or None in refs or find_nodes(node, ast.SubLink) or any(
-                call.over for call in find_nodes(node, ast.FuncCall)):
+        if (
+            not refs
+            or None in refs
+            or find_nodes(node, ast.SubLink)
+            or any(call.over for call in find_nodes(node, ast.FuncCall))
+        ):
             return  # a subquery or a window: not something one row can evaluate
         try:
             text = RawStream()(node)
@@ -196,16 +211,26 @@ class _Finder(visitors.Visitor):
     def visit_UpdateStmt(self, ancestors, node):
         for target in node.targetList or ():
             if isinstance(target, ast.ResTarget) and (n := _param_number(target.val)) is not None:
-                self.uses.append((n, (node.relation.alias.aliasname if node.relation.alias else node.relation.relname,
-                                      target.name), "set"))
+                self.uses.append(
+                    (
+                        n,
+                        (node.relation.alias.aliasname if node.relation.alias else node.relation.relname, target.name),
+                        "set",
+                    )
+                )
 
 
 class _Resolver:
     """Qualifier or bare column name -> (schema-qualified table, column): queryaudit.names
     resolves the statement (aliases, CTEs, subqueries, views, search_path, quoted names)."""
 
-    def __init__(self, relations: list[tuple[str | None, str, str]], tables: list[Table], query: str | None = None,
-                 search_path: tuple[str, ...] = names.DEFAULT_SEARCH_PATH):
+    def __init__(
+        self,
+        relations: list[tuple[str | None, str, str]],
+        tables: list[Table],
+        query: str | None = None,
+        search_path: tuple[str, ...] = names.DEFAULT_SEARCH_PATH,
+    ):
         catalog = names.catalog_of(tables, search_path)
         self.resolution = catalog.resolve(query) if query is not None else None
         self.catalog = catalog
@@ -357,20 +382,28 @@ _ANY_VALUE = "any value: only in the select list, it chooses no rows"
 
 
 def _select_list_value(slot: ParameterSlot) -> tuple[str, str] | None:
-    if slot.select_list_only and ((slot.type or "").lower() in ("text", "bpchar", "character", "character varying",
-                                                                "boolean")):
+    if slot.select_list_only and (
+        (slot.type or "").lower() in ("text", "bpchar", "character", "character varying", "boolean")
+    ):
         return ("true" if slot.type.lower() == "boolean" else ""), _ANY_VALUE
     return None
 
 
-def draw_values(slots: list[ParameterSlot], snapshot: Snapshot, statement: Statement | None = None,
-                plannable: Plannable | None = None) -> Binding:
+def draw_values(
+    slots: list[ParameterSlot],
+    snapshot: Snapshot,
+    statement: Statement | None = None,
+    plannable: Plannable | None = None,
+) -> Binding:
     """Fill each slot's value from pg_stats (or the statement's rows per call for LIMIT)."""
     ranks: dict[tuple[str | None, str | None], int] = {}
     # `col >= $1 AND col < $2`: a window in the middle of the distribution, as BETWEEN,
     # rather than two bounds that exclude each other.
-    bounded = {(s.table, s.column, "low" if s.operator in _LOWER else "high")
-               for s in slots if s.column and s.operator in _LOWER | _UPPER}
+    bounded = {
+        (s.table, s.column, "low" if s.operator in _LOWER else "high")
+        for s in slots
+        if s.column and s.operator in _LOWER | _UPPER
+    }
     for slot in slots:
         extra = plannable.slot(slot.number) if plannable else None
         if slot.operator == "limit":
@@ -428,8 +461,13 @@ def draw_values(slots: list[ParameterSlot], snapshot: Snapshot, statement: State
     return Binding(slots)
 
 
-def infer_parameters(query: str, snapshot: Snapshot, types: list[str],
-                     statement: Statement | None = None, plannable: Plannable | None = None) -> Binding:
+def infer_parameters(
+    query: str,
+    snapshot: Snapshot,
+    types: list[str],
+    statement: Statement | None = None,
+    plannable: Plannable | None = None,
+) -> Binding:
     """The binding for a statement: types from the server, columns from the parse tree,
     values from pg_stats. `Binding.complete` says whether EXPLAIN ANALYZE can use it.
     `query` is the plannable text (queryaudit.plans.plannable) when `plannable` is given."""

@@ -16,6 +16,7 @@ with a regular expression on the text: typed literals become casts (`$1::date`,
 constant is restored from its other occurrence, context gives a type. What is left is
 renumbered $1..$k, and each slot says which placeholder of the original it stands for.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,24 +31,60 @@ from queryaudit.sql import find_nodes
 # Type names that may stand before a placeholder as a typed literal (`date $1`). Any
 # plain identifier is taken as a type name there too: in valid SQL nothing else puts a
 # name right before a placeholder.
-_TYPE_KEYWORDS = {"TIMESTAMP": "timestamp", "TIME": "time", "INTERVAL": "interval", "INT_P": "int",
-                  "INTEGER": "integer", "BIGINT": "bigint", "SMALLINT": "smallint", "NUMERIC": "numeric",
-                  "DECIMAL_P": "numeric", "REAL": "real", "FLOAT_P": "float", "BOOLEAN_P": "boolean",
-                  "CHAR_P": "char", "VARCHAR": "varchar", "DEC": "numeric"}
-_INTERVAL_UNITS = {"YEAR_P": "year", "MONTH_P": "month", "DAY_P": "day", "HOUR_P": "hour",
-                   "MINUTE_P": "minute", "SECOND_P": "second"}
+_TYPE_KEYWORDS = {
+    "TIMESTAMP": "timestamp",
+    "TIME": "time",
+    "INTERVAL": "interval",
+    "INT_P": "int",
+    "INTEGER": "integer",
+    "BIGINT": "bigint",
+    "SMALLINT": "smallint",
+    "NUMERIC": "numeric",
+    "DECIMAL_P": "numeric",
+    "REAL": "real",
+    "FLOAT_P": "float",
+    "BOOLEAN_P": "boolean",
+    "CHAR_P": "char",
+    "VARCHAR": "varchar",
+    "DEC": "numeric",
+}
+_INTERVAL_UNITS = {
+    "YEAR_P": "year",
+    "MONTH_P": "month",
+    "DAY_P": "day",
+    "HOUR_P": "hour",
+    "MINUTE_P": "minute",
+    "SECOND_P": "second",
+}
 # Functions whose first argument is a field name: a placeholder there gets a default field.
 _FIELD_ARGUMENT = {"extract": "year", "date_part": "year", "date_trunc": "day"}
 # Function arguments that are positions or counts: `substring(x FROM $1 FOR $2)` with
 # unknown placeholders resolves to the regular-expression substring(text, text, text).
-_INTEGER_ARGUMENTS = {"substring": (1, 2), "substr": (1, 2), "left": (1,), "right": (1,), "round": (1,),
-                      "trunc": (1,), "lpad": (1,), "rpad": (1,), "repeat": (1,), "split_part": (2,)}
+_INTEGER_ARGUMENTS = {
+    "substring": (1, 2),
+    "substr": (1, 2),
+    "left": (1,),
+    "right": (1,),
+    "round": (1,),
+    "trunc": (1,),
+    "lpad": (1,),
+    "rpad": (1,),
+    "repeat": (1,),
+    "split_part": (2,),
+}
 # Functions taking "any" (variadic): an unknown placeholder there has no type at all
 # ("could not determine data type of parameter $1"); pg_stat_statements made it of a
 # string literal (`concat('store', s_store_id)`).
 _TEXT_ARGUMENTS = {"concat", "concat_ws", "format"}
-_TIME_FUNCTIONS = {"now", "clock_timestamp", "statement_timestamp", "transaction_timestamp", "current_date",
-                   "current_timestamp", "localtimestamp"}
+_TIME_FUNCTIONS = {
+    "now",
+    "clock_timestamp",
+    "statement_timestamp",
+    "transaction_timestamp",
+    "current_date",
+    "current_timestamp",
+    "localtimestamp",
+}
 _ARITHMETIC = {"+", "-", "*", "/", "||"}
 
 
@@ -83,12 +120,12 @@ class Plannable:
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
     """Replace [start, end] (inclusive character offsets, as the scanner gives them)."""
     for start, end, new in sorted(edits, reverse=True):
-        text = text[:start] + new + text[end + 1:]
+        text = text[:start] + new + text[end + 1 :]
     return text
 
 
 def _param_tokens(text: str) -> dict[int, tuple[int, int]]:
-    return {int(text[t.start + 1:t.end + 1]): (t.start, t.end) for t in scan(text) if t.name == "PARAM"}
+    return {int(text[t.start + 1 : t.end + 1]): (t.start, t.end) for t in scan(text) if t.name == "PARAM"}
 
 
 def _typed_literals(text: str, casts: dict[int, str], units: dict[int, str], rewrites: list[str]) -> str:
@@ -101,8 +138,14 @@ def _typed_literals(text: str, casts: dict[int, str], units: dict[int, str], rew
             continue
         # Walk back over the type name: one word, or TIME/TIMESTAMP WITH[OUT] TIME ZONE.
         j = i - 1
-        if j >= 2 and tokens[j].name == "ZONE" and tokens[j - 1].name == "TIME" and tokens[j - 2].name in (
-                "WITH", "WITHOUT") and j >= 3 and tokens[j - 3].name in ("TIMESTAMP", "TIME"):
+        if (
+            j >= 2
+            and tokens[j].name == "ZONE"
+            and tokens[j - 1].name == "TIME"
+            and tokens[j - 2].name in ("WITH", "WITHOUT")
+            and j >= 3
+            and tokens[j - 3].name in ("TIMESTAMP", "TIME")
+        ):
             first = j - 3
         elif j >= 0 and (tokens[j].name in _TYPE_KEYWORDS or tokens[j].name == "IDENT"):
             first = j
@@ -110,8 +153,8 @@ def _typed_literals(text: str, casts: dict[int, str], units: dict[int, str], rew
             continue
         if first > 0 and tokens[first - 1].name in ("ASCII_46", "TYPECAST"):
             continue  # `x.date $1` or `::date $1` is not a typed literal
-        type_name = " ".join(text[t.start:t.end + 1].lower() for t in tokens[first:i])
-        number = int(text[tok.start + 1:tok.end + 1])
+        type_name = " ".join(text[t.start : t.end + 1].lower() for t in tokens[first:i])
+        number = int(text[tok.start + 1 : tok.end + 1])
         end = tok.end
         if type_name == "interval" and i + 1 < len(tokens) and tokens[i + 1].name in _INTERVAL_UNITS:
             units[number] = _INTERVAL_UNITS[tokens[i + 1].name]
@@ -121,7 +164,7 @@ def _typed_literals(text: str, casts: dict[int, str], units: dict[int, str], rew
                 end = tokens[i + 3].end
         casts[number] = type_name
         edits.append((tokens[first].start, end, f"${number}::{type_name}"))
-        rewrites.append(f"{text[tokens[first].start:end + 1]} -> ${number}::{type_name}")
+        rewrites.append(f"{text[tokens[first].start : end + 1]} -> ${number}::{type_name}")
     return _apply(text, edits)
 
 
@@ -146,8 +189,9 @@ def _match(param_side, const_side, pairs: list) -> bool:
             return False
         return all(_match(param_side[k], const_side[k], pairs) for k in param_side)
     if isinstance(param_side, list) and isinstance(const_side, list):
-        return len(param_side) == len(const_side) and all(_match(a, b, pairs)
-                                                          for a, b in zip(param_side, const_side, strict=True))
+        return len(param_side) == len(const_side) and all(
+            _match(a, b, pairs) for a, b in zip(param_side, const_side, strict=True)
+        )
     return param_side == const_side
 
 
@@ -215,13 +259,23 @@ def _is_date(node, date_columns: frozenset[str]) -> bool:
     """A date-typed operand: a cast to date, or a column the catalog says is a date."""
     if isinstance(node, ast.TypeCast) and node.typeName and node.typeName.names:
         return node.typeName.names[-1].sval.lower() == "date"
-    return isinstance(node, ast.ColumnRef) and isinstance(node.fields[-1], ast.String) \
+    return (
+        isinstance(node, ast.ColumnRef)
+        and isinstance(node.fields[-1], ast.String)
         and node.fields[-1].sval in date_columns
+    )
 
 
-def _context_types(stmts, casts: dict[int, str], defaults: dict[int, str], restored: dict[int, str],
-                   rewrites: list[str], date_columns: frozenset[str] = frozenset()) -> None:
+def _context_types(
+    stmts,
+    casts: dict[int, str],
+    defaults: dict[int, str],
+    restored: dict[int, str],
+    rewrites: list[str],
+    date_columns: frozenset[str] = frozenset(),
+) -> None:
     """Types (and field defaults) for placeholders that have none from the text."""
+
     def give(number, typ, why):
         if number is not None and number not in casts:
             casts[number] = typ
@@ -238,8 +292,12 @@ def _context_types(stmts, casts: dict[int, str], defaults: dict[int, str], resto
             typ = "text" if op == "||" else "numeric"
             give(left, typ, f"${left} {op} ${right}")
             give(right, typ, f"${left} {op} ${right}")
-        elif right is not None and op in ("+", "-") and isinstance(expr.lexpr, ast.ColumnRef) \
-                and _is_date(expr.lexpr, date_columns):
+        elif (
+            right is not None
+            and op in ("+", "-")
+            and isinstance(expr.lexpr, ast.ColumnRef)
+            and _is_date(expr.lexpr, date_columns)
+        ):
             # `d_date + $5`: date + unknown is ambiguous (integer, interval, time); the
             # constant was a number of days.
             give(right, "integer", "days added to a date")
@@ -255,8 +313,10 @@ def _context_types(stmts, casts: dict[int, str], defaults: dict[int, str], resto
                 # is laxer than the server): the field goes back in as a word. The plan does
                 # not depend on which field it was.
                 restored.setdefault(n, _FIELD_ARGUMENT[name])
-                rewrites.append(f"extract(${n} FROM ...) -> extract({_FIELD_ARGUMENT[name]} FROM ...) "
-                                "(the field is not kept by pg_stat_statements)")
+                rewrites.append(
+                    f"extract(${n} FROM ...) -> extract({_FIELD_ARGUMENT[name]} FROM ...) "
+                    "(the field is not kept by pg_stat_statements)"
+                )
             else:
                 defaults.setdefault(n, _FIELD_ARGUMENT[name])
                 give(n, "text", f"{name} field")
@@ -312,7 +372,7 @@ def make_plannable(query: str, date_columns: frozenset[str] = frozenset()) -> Pl
             edits.append((start, end, restored[old]))
             continue
         new = f"${renumber[old]}"
-        already_cast = text[end + 1:end + 3] == "::"
+        already_cast = text[end + 1 : end + 3] == "::"
         if old in casts and not already_cast:
             new = f"{new}::{casts[old]}"
         edits.append((start, end, new))

@@ -10,6 +10,7 @@ keep the histogram (queryaudit.plans.params), where a single row would make an e
 
 Pure: builds the sampling statement and applies its rows; queryaudit.plans.stage runs it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -64,11 +65,11 @@ def _inline(expression: str, binding: Binding) -> str | None:
     for tok in scan(expression):
         if tok.name != "PARAM":
             continue
-        slot = values.get(int(expression[tok.start + 1:tok.end + 1]))
+        slot = values.get(int(expression[tok.start + 1 : tok.end + 1]))
         if slot is None or slot.value is None:
             return None
         literal = "'" + slot.value.replace("'", "''") + "'" + (f"::{slot.type}" if slot.type else "")
-        out += [expression[last:tok.start], literal]
+        out += [expression[last : tok.start], literal]
         last = tok.end + 1
     return "".join(out) + expression[last:]
 
@@ -88,8 +89,9 @@ def sample_requests(binding: Binding) -> list[RowSample]:
         else:
             continue
         # Bare columns read under any name of the table; an expression needs its own alias.
-        request = next((r for r in requests if r.table == slot.table and (alias is None or r.alias in (None, alias))),
-                       None)
+        request = next(
+            (r for r in requests if r.table == slot.table and (alias is None or r.alias in (None, alias))), None
+        )
         if request is None:
             request = RowSample(slot.table, alias)
             requests.append(request)
@@ -128,9 +130,11 @@ def join_request(query: str, binding: Binding) -> JoinSample | None:
     """One sample over the join when the sampled placeholders span several tables of a
     plain join (no subquery or function in FROM, no placeholder in its ON conditions)."""
 
-
-    slots = [s for s in binding.slots if s.table and s.operator in SAMPLED_OPERATORS and (s.column or s.expression)
-             and not s.select_list_only]
+    slots = [
+        s
+        for s in binding.slots
+        if s.table and s.operator in SAMPLED_OPERATORS and (s.column or s.expression) and not s.select_list_only
+    ]
     if len({s.table for s in slots}) < 2:
         return None
     stmts = parse(query)
@@ -142,9 +146,15 @@ def join_request(query: str, binding: Binding) -> JoinSample | None:
         return None
     try:
         from_sql = ", ".join(RawStream()(item) for item in items)
-        joins = [RawStream()(c) for c in _conjuncts(select.whereClause)
-                 if isinstance(c, ast.A_Expr) and c.name and c.name[-1].sval == "="
-                 and isinstance(c.lexpr, ast.ColumnRef) and isinstance(c.rexpr, ast.ColumnRef)]
+        joins = [
+            RawStream()(c)
+            for c in _conjuncts(select.whereClause)
+            if isinstance(c, ast.A_Expr)
+            and c.name
+            and c.name[-1].sval == "="
+            and isinstance(c.lexpr, ast.ColumnRef)
+            and isinstance(c.rexpr, ast.ColumnRef)
+        ]
     except Exception:  # a node RawStream cannot print: per-table samples instead
         return None
     request = JoinSample(table="(join)", alias=None, from_sql=from_sql, join_sql=joins)

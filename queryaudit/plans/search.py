@@ -14,6 +14,7 @@ set whose plan comes closest (queryaudit.plans.workload).
 
 Pure: reads the binding and the snapshot's pg_stats.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,13 +63,19 @@ def _range_candidates(stats: ColumnStats, operator: str) -> list[tuple[str, str]
     for position in QUANTILES:
         if bounds:
             kept = position if operator in ("<", "<=") else 1 - position
-            out.append((_quantile(bounds, position),
-                        f"histogram quantile {position:.0%} (keeps ~{kept:.0%} of the rows)"))
+            out.append(
+                (_quantile(bounds, position), f"histogram quantile {position:.0%} (keeps ~{kept:.0%} of the rows)")
+            )
     return out
 
 
-def candidate_sets(binding: Binding, snapshot: Snapshot, bind=None, sampled: list[list[str | None]] = (),
-                   observed: dict[tuple[str, str], list[tuple[str, str]]] | None = None) -> list[CandidateSet]:
+def candidate_sets(
+    binding: Binding,
+    snapshot: Snapshot,
+    bind=None,
+    sampled: list[list[str | None]] = (),
+    observed: dict[tuple[str, str], list[tuple[str, str]]] | None = None,
+) -> list[CandidateSet]:
     """The sets to try, the first set's values changed one placeholder (or one pair of
     bounds) at a time; `bind(number, value)` shapes a value as the text binds it
     (an interval's unit), `sampled` are the value lists of other sampled rows, `observed`
@@ -99,9 +106,18 @@ def candidate_sets(binding: Binding, snapshot: Snapshot, bind=None, sampled: lis
             continue
         for width in WIDTHS:
             for start in (0.0, max(0.0, 0.5 - width / 2), max(0.0, 1.0 - width)):
-                add({low: (_quantile(bounds, start), f"histogram window {start:.0%}-{start + width:.0%} (low bound)"),
-                     high: (_quantile(bounds, start + width),
-                            f"histogram window {start:.0%}-{start + width:.0%} (high bound)")})
+                add(
+                    {
+                        low: (
+                            _quantile(bounds, start),
+                            f"histogram window {start:.0%}-{start + width:.0%} (low bound)",
+                        ),
+                        high: (
+                            _quantile(bounds, start + width),
+                            f"histogram window {start:.0%}-{start + width:.0%} (high bound)",
+                        ),
+                    }
+                )
     for slot in binding.slots:
         if slot.number in paired or slot.select_list_only or not (slot.table and slot.column):
             continue
@@ -124,10 +140,8 @@ def candidate_sets(binding: Binding, snapshot: Snapshot, bind=None, sampled: lis
 
 def _range_pairs(slots: list[ParameterSlot]) -> list[tuple[int, int]]:
     """(low, high) placeholder numbers bounding the same column."""
-    lows = {(s.table, s.column): s.number for s in slots
-            if s.column and s.operator in (">", ">=", "between-low")}
-    highs = {(s.table, s.column): s.number for s in slots
-             if s.column and s.operator in ("<", "<=", "between-high")}
+    lows = {(s.table, s.column): s.number for s in slots if s.column and s.operator in (">", ">=", "between-low")}
+    highs = {(s.table, s.column): s.number for s in slots if s.column and s.operator in ("<", "<=", "between-high")}
     return [(lows[k], highs[k]) for k in lows if k in highs]
 
 

@@ -19,6 +19,7 @@ For each of the top N statements (by total time), and each statement of a
   (queryaudit.plans.workload); once every statement has a first plan, the values of those
   unlike the workload are searched (queryaudit.plans.search) within what is left.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -106,9 +107,21 @@ def render_query(query: str, binding: Binding) -> str:
 # stop EXPLAIN ANALYZE. Any other volatile function (pg_stat_statements_reset(),
 # pg_terminate_backend(), a PL/pgSQL function that writes to a log table...) might act
 # even in a read-only transaction, so such statements get a plain EXPLAIN.
-HARMLESS_VOLATILE = {"random", "random_normal", "gen_random_uuid", "uuid_generate_v4", "clock_timestamp",
-                     "timeofday", "statement_timestamp", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "setseed",
-                     "txid_current_if_assigned", "pg_current_xact_id_if_assigned"}
+HARMLESS_VOLATILE = {
+    "random",
+    "random_normal",
+    "gen_random_uuid",
+    "uuid_generate_v4",
+    "clock_timestamp",
+    "timeofday",
+    "statement_timestamp",
+    "pg_sleep",
+    "pg_sleep_for",
+    "pg_sleep_until",
+    "setseed",
+    "txid_current_if_assigned",
+    "pg_current_xact_id_if_assigned",
+}
 
 
 def functions_called(query: str) -> list[str]:
@@ -131,13 +144,29 @@ def skip_reason(exc: psycopg.Error) -> str:
     message = _first_line(exc)
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         return f"permission denied ({message}): GRANT SELECT on the tables it reads to the audit role"
-    if isinstance(exc, (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
-                        psycopg.errors.UndefinedFunction, psycopg.errors.InvalidSchemaName)):
+    if isinstance(
+        exc,
+        (
+            psycopg.errors.UndefinedTable,
+            psycopg.errors.UndefinedColumn,
+            psycopg.errors.UndefinedFunction,
+            psycopg.errors.InvalidSchemaName,
+        ),
+    ):
         return f"the statement no longer matches the schema ({message}): dropped or renamed since it ran"
-    if isinstance(exc, (psycopg.errors.SyntaxError, psycopg.errors.AmbiguousFunction,
-                        psycopg.errors.IndeterminateDatatype, psycopg.errors.DatatypeMismatch)):
-        return (f"the normalized text cannot be prepared ({message}): give a concrete example with --queries, "
-                "or the server log with --log (log_min_duration_statement)")
+    if isinstance(
+        exc,
+        (
+            psycopg.errors.SyntaxError,
+            psycopg.errors.AmbiguousFunction,
+            psycopg.errors.IndeterminateDatatype,
+            psycopg.errors.DatatypeMismatch,
+        ),
+    ):
+        return (
+            f"the normalized text cannot be prepared ({message}): give a concrete example with --queries, "
+            "or the server log with --log (log_min_duration_statement)"
+        )
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return f"cancelled by statement_timeout ({message})"
     return message
@@ -194,18 +223,22 @@ class PlanCapturer:
             binding = None
             samples: list = []
             if parameter_count(text):
-                binding = infer_parameters(text, self.snapshot, parameter_types(self.conn, text), statement,
-                                           plannable)
+                binding = infer_parameters(text, self.snapshot, parameter_types(self.conn, text), statement, plannable)
                 # Only reads take sampled rows: a DELETE of a real row that others reference
                 # fails on the foreign key and teaches nothing.
                 samples = self._sample(text, binding, remaining_ms) if kind == "read" else []
             if binding is not None and not binding.complete:
                 plan = explain_generic(self.conn, text, PLAIN_OPTIONS)
-                return PlanCapture(statement.queryid, "generic", plan=plan, query_text=text,
-                                   parameter_source=f"generic plan: no realistic value for "
-                                                    f"{', '.join(f'${s.number}' for s in binding.missing())} "
-                                                    f"({binding.describe()})",
-                                   skipped_reason=why_not)
+                return PlanCapture(
+                    statement.queryid,
+                    "generic",
+                    plan=plan,
+                    query_text=text,
+                    parameter_source=f"generic plan: no realistic value for "
+                    f"{', '.join(f'${s.number}' for s in binding.missing())} "
+                    f"({binding.describe()})",
+                    skipped_reason=why_not,
+                )
             # A plain EXPLAIN executes nothing: it gets a short timeout of its own even
             # when the ANALYZE budget is spent.
             timeout_ms = int(min(self.options.statement_limit_ms, max(remaining_ms, PLAIN_TIMEOUT_MS)))
@@ -225,8 +258,10 @@ class PlanCapturer:
                         self.pending_samples.append((capture, text, binding, samples, timeout_ms))
                     return capture
                 except psycopg.errors.QueryCanceled as exc:
-                    why_not = (f"EXPLAIN ANALYZE exceeded the per-statement limit of {timeout_ms} ms "
-                               f"({_first_line(exc)}); plain EXPLAIN instead")
+                    why_not = (
+                        f"EXPLAIN ANALYZE exceeded the per-statement limit of {timeout_ms} ms "
+                        f"({_first_line(exc)}); plain EXPLAIN instead"
+                    )
             plan = self._explain(text, binding, PLAIN_OPTIONS, timeout_ms)
             return self._done(statement, "explain", plan, text, binding, source, why_not)
         except psycopg.Error as exc:
@@ -245,27 +280,39 @@ class PlanCapturer:
             if from_log is None:
                 return None
             took = f", {logged.plan_duration_ms:.0f} ms" if logged.plan_duration_ms is not None else ""
-            return PlanCapture(statement.queryid, "logged", plan=from_log, query_text=logged.query,
-                               parameter_source=f"auto_explain plan from the server log{took}",
-                               skipped_reason=f"{why_not}; the logged auto_explain plan stands in")
+            return PlanCapture(
+                statement.queryid,
+                "logged",
+                plan=from_log,
+                query_text=logged.query,
+                parameter_source=f"auto_explain plan from the server log{took}",
+                skipped_reason=f"{why_not}; the logged auto_explain plan stands in",
+            )
         found = logged_values(logged)
         if found is None:
             return None
         text, values = found
         how = "bind values of a logged execution" if values else "the text of a logged execution"
         try:
-            return self._analyze_concrete(statement, kind, text, values, remaining_ms,
-                                          f"the server log: {how} (log_min_duration_statement)")
+            return self._analyze_concrete(
+                statement, kind, text, values, remaining_ms, f"the server log: {how} (log_min_duration_statement)"
+            )
         except psycopg.errors.QueryCanceled as exc:
             if from_log is None:
                 return None
-            return PlanCapture(statement.queryid, "logged", plan=from_log, query_text=logged.query,
-                               parameter_source="auto_explain plan from the server log",
-                               skipped_reason=f"EXPLAIN ANALYZE with the logged values was cancelled "
-                                              f"({_first_line(exc)}); the logged auto_explain plan stands in")
+            return PlanCapture(
+                statement.queryid,
+                "logged",
+                plan=from_log,
+                query_text=logged.query,
+                parameter_source="auto_explain plan from the server log",
+                skipped_reason=f"EXPLAIN ANALYZE with the logged values was cancelled "
+                f"({_first_line(exc)}); the logged auto_explain plan stands in",
+            )
 
-    def _analyze_concrete(self, statement: Statement, kind: str, text: str, values: list[str], remaining_ms: float,
-                          source: str) -> PlanCapture | None:
+    def _analyze_concrete(
+        self, statement: Statement, kind: str, text: str, values: list[str], remaining_ms: float, source: str
+    ) -> PlanCapture | None:
         """EXPLAIN ANALYZE of a concrete text (or a text and its values). None when the
         server rejects it (the normalized text decides then); a timeout propagates."""
         timeout_ms = int(min(self.options.statement_limit_ms, remaining_ms))
@@ -273,8 +320,12 @@ class PlanCapturer:
             binding = None
             if values:
                 types = parameter_types(self.conn, text)
-                binding = Binding([ParameterSlot(number=n, type=t, value=v, source=source)
-                                   for n, (t, v) in enumerate(zip(types, values, strict=False), 1)])
+                binding = Binding(
+                    [
+                        ParameterSlot(number=n, type=t, value=v, source=source)
+                        for n, (t, v) in enumerate(zip(types, values, strict=False), 1)
+                    ]
+                )
             plan = self._explain(text, binding, ANALYZE_OPTIONS, timeout_ms, read_write=kind == "dml")
         except psycopg.errors.QueryCanceled:
             raise
@@ -282,15 +333,23 @@ class PlanCapturer:
             if self.conn.broken:
                 raise
             return None  # e.g. the text names a table since dropped
-        return PlanCapture(statement.queryid, "analyze-rolled-back" if kind == "dml" else "analyze", plan=plan,
-                           query_text=render_query(text, binding) if binding else text, parameters=values,
-                           parameter_source=source)
+        return PlanCapture(
+            statement.queryid,
+            "analyze-rolled-back" if kind == "dml" else "analyze",
+            plan=plan,
+            query_text=render_query(text, binding) if binding else text,
+            parameters=values,
+            parameter_source=source,
+        )
 
     def _qualstats_example(self, statement: Statement, kind: str, remaining_ms: float) -> PlanCapture | None:
         """pg_qualstats keeps an example of each statement with its constants
         (pg_qualstats_example_query, 2.0+): real values, the next best thing to the log."""
-        if "pg_qualstats" not in self.snapshot.server.extensions or kind != "read" or \
-                not self._may_analyze(statement, kind, remaining_ms)[0]:
+        if (
+            "pg_qualstats" not in self.snapshot.server.extensions
+            or kind != "read"
+            or not self._may_analyze(statement, kind, remaining_ms)[0]
+        ):
             return None
         try:
             with self.conn.transaction(force_rollback=True):
@@ -302,8 +361,14 @@ class PlanCapturer:
         if not text or statement_kind(text) != "read" or parameter_count(text):
             return None
         try:
-            return self._analyze_concrete(statement, kind, text, [], remaining_ms,
-                                          "pg_qualstats: an execution's constants (pg_qualstats_example_query)")
+            return self._analyze_concrete(
+                statement,
+                kind,
+                text,
+                [],
+                remaining_ms,
+                "pg_qualstats: an execution's constants (pg_qualstats_example_query)",
+            )
         except psycopg.errors.QueryCanceled:
             return None
 
@@ -361,7 +426,8 @@ class PlanCapturer:
         other sampled rows, cheapest statements first, while that costs little of what
         is left of the budget; each capture keeps the execution times (its own first)."""
         for capture, text, binding, samples, timeout_ms in sorted(
-                self.pending_samples, key=lambda p: p[0].plan.get("Execution Time") or 0.0):
+            self.pending_samples, key=lambda p: p[0].plan.get("Execution Time") or 0.0
+        ):
             times = [float(capture.plan.get("Execution Time") or 0.0)]
             try:
                 for pick in range(1, SAMPLES):
@@ -382,8 +448,12 @@ class PlanCapturer:
     @staticmethod
     def _first_match(statement: Statement, capture: PlanCapture, binding: Binding) -> bool:
         """The first sample against the workload (queryaudit.plans.workload); True when unlike it."""
-        first = ParameterSet(values=list(capture.parameters), sources=[s.source or "" for s in binding.slots],
-                             match=compare(capture.plan, statement), chosen=True)
+        first = ParameterSet(
+            values=list(capture.parameters),
+            sources=[s.source or "" for s in binding.slots],
+            match=compare(capture.plan, statement),
+            chosen=True,
+        )
         capture.workload_match, capture.parameter_sets = first.match, [first]
         weigh(capture.parameter_sets)
         return first.match.verdict == "unlike" and per_call(statement) is not None
@@ -406,8 +476,9 @@ class PlanCapturer:
             capture.duration_ms = round((capture.duration_ms or 0.0) + (time.monotonic() - started) * 1000, 3)
         self.pending_samples = [p for p in self.pending_samples if id(p[0]) not in replaced]
 
-    def _reproduce(self, statement: Statement, capture: PlanCapture, text: str, binding: Binding, plannable,
-                   samples: list) -> bool:
+    def _reproduce(
+        self, statement: Statement, capture: PlanCapture, text: str, binding: Binding, plannable, samples: list
+    ) -> bool:
         """Search the candidate values (queryaudit.plans.search) for the set closest to the
         workload: ranked by the planner's row estimate (within RANK_SHARE of the budget left),
         the closest EXPLAIN ANALYZEd within the budget. The capture keeps the closest plan and
@@ -416,15 +487,21 @@ class PlanCapturer:
         workload = per_call(statement)
         rank_until = time.monotonic() + max(0.5, (self.deadline - time.monotonic()) * RANK_SHARE)
         types = [s.type for s in binding.slots]
-        sets = candidate_sets(binding, self.snapshot, plannable.bind if plannable else None,
-                              self._other_rows(binding, samples), self._qualstats_constants(statement))
+        sets = candidate_sets(
+            binding,
+            self.snapshot,
+            plannable.bind if plannable else None,
+            self._other_rows(binding, samples),
+            self._qualstats_constants(statement),
+        )
         ranked = []
         for candidate in sets:
             if time.monotonic() > min(rank_until, self.deadline):
                 break
             try:
-                estimate = explain_rolled_back(self.conn, text, "FORMAT JSON", candidate.values, types,
-                                               self._timeout_setup(ESTIMATE_TIMEOUT_MS))
+                estimate = explain_rolled_back(
+                    self.conn, text, "FORMAT JSON", candidate.values, types, self._timeout_setup(ESTIMATE_TIMEOUT_MS)
+                )
             except psycopg.Error:
                 if self.conn.broken:
                     raise
@@ -439,9 +516,14 @@ class PlanCapturer:
             if per_run_ms > remaining_ms * SEARCH_SHARE:
                 break
             try:
-                plan = explain_rolled_back(self.conn, text, ANALYZE_OPTIONS, candidate.values, types,
-                                           self._timeout_setup(int(min(self.options.statement_limit_ms,
-                                                                       remaining_ms))))
+                plan = explain_rolled_back(
+                    self.conn,
+                    text,
+                    ANALYZE_OPTIONS,
+                    candidate.values,
+                    types,
+                    self._timeout_setup(int(min(self.options.statement_limit_ms, remaining_ms))),
+                )
             except psycopg.Error:
                 if self.conn.broken:
                     raise
@@ -453,26 +535,44 @@ class PlanCapturer:
                 break
         best = min([first, *tried], key=lambda p: p.match.distance)
         capture.parameter_sets = sorted([first, *tried], key=lambda p: p.match.distance)
-        how = (f"first sample unlike the workload ({'; '.join(first.match.reasons)}): {len(ranked)} candidate "
-               f"set{'s' if len(ranked) != 1 else ''} ranked by the planner's row estimate, {len(tried)} run with "
-               "EXPLAIN ANALYZE")
+        how = (
+            f"first sample unlike the workload ({'; '.join(first.match.reasons)}): {len(ranked)} candidate "
+            f"set{'s' if len(ranked) != 1 else ''} ranked by the planner's row estimate, {len(tried)} run with "
+            "EXPLAIN ANALYZE"
+        )
         if best is first:
             capture.search_note = how + "; none came closer, the first sample stands"
             weigh(capture.parameter_sets)
             return False
         first.chosen, best.chosen = False, True
         weigh(capture.parameter_sets)
-        bound = Binding([ParameterSlot(number=s.number, type=s.type, table=s.table, column=s.column,
-                                       operator=s.operator, value=v, source=src)
-                         for s, v, src in zip(binding.slots, best.values, best.sources, strict=True)])
+        bound = Binding(
+            [
+                ParameterSlot(
+                    number=s.number,
+                    type=s.type,
+                    table=s.table,
+                    column=s.column,
+                    operator=s.operator,
+                    value=v,
+                    source=src,
+                )
+                for s, v, src in zip(binding.slots, best.values, best.sources, strict=True)
+            ]
+        )
         capture.plan = plans[id(best)]
         capture.parameters, capture.query_text = list(best.values), render_query(text, bound)
         capture.parameter_source = bound.describe()
         capture.first_sample, capture.workload_match = first, best.match
-        changed = [f"${s.number} = {s.value} ({s.source})" for s, old in zip(bound.slots, first.values, strict=True)
-                   if s.value != old]
-        capture.search_note = (f"{how}; kept {', '.join(changed)}: "
-                               f"{best.match.verdict}, rows x{best.match.rows_ratio:g} of the workload per call")
+        changed = [
+            f"${s.number} = {s.value} ({s.source})"
+            for s, old in zip(bound.slots, first.values, strict=True)
+            if s.value != old
+        ]
+        capture.search_note = (
+            f"{how}; kept {', '.join(changed)}: "
+            f"{best.match.verdict}, rows x{best.match.rows_ratio:g} of the workload per call"
+        )
         return True
 
     def _qualstats_constants(self, statement: Statement) -> dict[tuple[str, str], list[tuple[str, str]]]:
@@ -488,7 +588,8 @@ class PlanCapturer:
                     "JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "JOIN pg_attribute a ON a.attrelid = q.lrelid AND a.attnum = q.lattnum "
                     "WHERE q.queryid = %s AND q.constvalue IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 40",
-                    (int(statement.queryid),)).fetchall()
+                    (int(statement.queryid),),
+                ).fetchall()
         except (psycopg.Error, ValueError):
             if self.conn.broken:
                 raise
@@ -498,7 +599,8 @@ class PlanCapturer:
             value = qualstats_constant(constant)
             if value is not None:
                 out.setdefault((table, column), []).append(
-                    (value, f"pg_qualstats: a constant the workload ran ({int(seen):,} times)"))
+                    (value, f"pg_qualstats: a constant the workload ran ({int(seen):,} times)")
+                )
         return out
 
     def _timeout_setup(self, timeout_ms: int) -> list:
@@ -531,10 +633,15 @@ class PlanCapturer:
         self.snapshot.extras.setdefault("generic_plans", {})[queryid] = summary
 
     def _done(self, statement, method, plan, query, binding, source, why_not) -> PlanCapture:
-        return PlanCapture(statement.queryid, method, plan=plan,
-                           query_text=render_query(query, binding) if binding else query,
-                           parameters=[s.value for s in binding.slots] if binding else [],
-                           parameter_source=source, skipped_reason=why_not)
+        return PlanCapture(
+            statement.queryid,
+            method,
+            plan=plan,
+            query_text=render_query(query, binding) if binding else query,
+            parameters=[s.value for s in binding.slots] if binding else [],
+            parameter_source=source,
+            skipped_reason=why_not,
+        )
 
     def _may_analyze(self, statement: Statement, kind: str, remaining_ms: float) -> tuple[bool, str | None]:
         if kind == "dml":
@@ -544,31 +651,43 @@ class PlanCapturer:
                 return False, "--analyze-dml refused: the server is a hot standby (pg_is_in_recovery())"
         volatile = self._volatile_functions(statement.query)
         if volatile:
-            return False, (f"calls volatile function{'s' if len(volatile) > 1 else ''} {', '.join(volatile)} "
-                           "(may act beyond the statement): plain EXPLAIN")
+            return False, (
+                f"calls volatile function{'s' if len(volatile) > 1 else ''} {', '.join(volatile)} "
+                "(may act beyond the statement): plain EXPLAIN"
+            )
         if statement.mean_exec_time_ms > self.options.statement_limit_ms:
-            return False, (f"mean time {statement.mean_exec_time_ms:.0f} ms exceeds the per-statement limit "
-                           f"of {self.options.statement_limit_ms} ms: plain EXPLAIN")
+            return False, (
+                f"mean time {statement.mean_exec_time_ms:.0f} ms exceeds the per-statement limit "
+                f"of {self.options.statement_limit_ms} ms: plain EXPLAIN"
+            )
         if remaining_ms <= 0:
-            return False, (f"the EXPLAIN ANALYZE budget ({self.options.budget_s:g} s, --explain-budget) was used "
-                           "up by earlier statements: plain EXPLAIN")
+            return False, (
+                f"the EXPLAIN ANALYZE budget ({self.options.budget_s:g} s, --explain-budget) was used "
+                "up by earlier statements: plain EXPLAIN"
+            )
         if statement.mean_exec_time_ms > remaining_ms:
             # Executing it would overrun the budget: spend what is left on the statements
             # that fit, plan this one without running it.
-            return False, (f"mean time {statement.mean_exec_time_ms:.0f} ms exceeds what is left of the "
-                           f"EXPLAIN ANALYZE budget ({remaining_ms:.0f} ms; --explain-budget): plain EXPLAIN")
+            return False, (
+                f"mean time {statement.mean_exec_time_ms:.0f} ms exceeds what is left of the "
+                f"EXPLAIN ANALYZE budget ({remaining_ms:.0f} ms; --explain-budget): plain EXPLAIN"
+            )
         return True, None
 
     def _volatile_functions(self, query: str) -> list[str]:
         called = [f for f in functions_called(query) if f.lower() not in HARMLESS_VOLATILE]
         if not called:
             return []
-        rows = named_rows(self.conn, "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY(%s) "
-                                     "AND provolatile = 'v' ORDER BY 1", (called,))
+        rows = named_rows(
+            self.conn,
+            "SELECT DISTINCT proname FROM pg_proc WHERE proname = ANY(%s) AND provolatile = 'v' ORDER BY 1",
+            (called,),
+        )
         return [r["proname"] for r in rows]
 
-    def _explain(self, query: str, binding: Binding | None, options: str, timeout_ms: int,
-                 read_write: bool = False) -> dict:
+    def _explain(
+        self, query: str, binding: Binding | None, options: str, timeout_ms: int, read_write: bool = False
+    ) -> dict:
         """EXPLAIN in a transaction that is always rolled back, under its own statement_timeout.
 
         With values, the statement is PREPAREd and EXECUTEd: the values travel as typed
@@ -577,8 +696,7 @@ class PlanCapturer:
         setup = [("SET TRANSACTION READ WRITE", None)] if read_write else []  # only this rolled-back one writes
         setup.append((SET_LOCAL_SQL, ("statement_timeout", f"{timeout_ms}ms")))
         slots = binding.slots if binding else []
-        return explain_rolled_back(self.conn, query, options, [s.value for s in slots], [s.type for s in slots],
-                                   setup)
+        return explain_rolled_back(self.conn, query, options, [s.value for s in slots], [s.type for s in slots], setup)
 
     # -- statements from a file ----------------------------------------------------
     def file_statement(self, number: int, text: str) -> Statement:
@@ -604,9 +722,14 @@ class PlanCapturer:
             same = [s for s in self.snapshot.statements if print_ and fingerprint(s.query) == print_]
             existing = max(same, key=lambda s: s.total_exec_time_ms, default=None)
         if existing is not None:
-            return Statement(queryid=existing.queryid, query=text, calls=existing.calls,
-                             total_exec_time_ms=existing.total_exec_time_ms,
-                             mean_exec_time_ms=existing.mean_exec_time_ms, rows=existing.rows)
+            return Statement(
+                queryid=existing.queryid,
+                query=text,
+                calls=existing.calls,
+                total_exec_time_ms=existing.total_exec_time_ms,
+                mean_exec_time_ms=existing.mean_exec_time_ms,
+                rows=existing.rows,
+            )
         if queryid is None:
             queryid = str(-int(hashlib.sha1(text.encode()).hexdigest()[:15], 16))
         return Statement(queryid=queryid, query=text, calls=0, total_exec_time_ms=0.0, mean_exec_time_ms=0.0, rows=0)
@@ -622,9 +745,20 @@ def qualstats_constant(text: str) -> str | None:
 
 def generic_summary(explain: dict) -> dict:
     plan = build(explain)
-    return {"node_types": [n.node_type for n in plan.nodes], "total_cost": plan.root.total_cost,
-            "scans": [{"relation": n.raw.get("Relation Name"), "alias": n.alias, "node": n.label,
-                       "estimated_rows": n.estimated_rows} for n in plan.nodes if n.raw.get("Relation Name")]}
+    return {
+        "node_types": [n.node_type for n in plan.nodes],
+        "total_cost": plan.root.total_cost,
+        "scans": [
+            {
+                "relation": n.raw.get("Relation Name"),
+                "alias": n.alias,
+                "node": n.label,
+                "estimated_rows": n.estimated_rows,
+            }
+            for n in plan.nodes
+            if n.raw.get("Relation Name")
+        ],
+    }
 
 
 def capture_plans(conn: psycopg.Connection, snapshot: Snapshot, options: PlanOptions) -> None:
@@ -642,8 +776,13 @@ def capture_plans(conn: psycopg.Connection, snapshot: Snapshot, options: PlanOpt
                 snapshot.statements.append(_measured(statement, capture))
             captures[statement.queryid] = capture
             snapshot.extras.setdefault("queries_file", []).append(
-                {"number": number, "queryid": statement.queryid, "in_workload": in_workload,
-                 "file": str(options.queries_file)})
+                {
+                    "number": number,
+                    "queryid": statement.queryid,
+                    "in_workload": in_workload,
+                    "file": str(options.queries_file),
+                }
+            )
     for statement in top_statements(snapshot, options.top):
         if statement.queryid in captures:
             continue

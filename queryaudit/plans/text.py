@@ -28,6 +28,7 @@ Where the text and JSON formats differ, the text parse produces what JSON would 
   readers should accept both).
 - Actual rows are floats when the text has decimals (PostgreSQL 18), ints before.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,45 +49,113 @@ _COST = re.compile(r"cost=(-?[\d.]+)\.\.(-?[\d.]+) rows=(\d+) width=(\d+)")
 _ACTUAL = re.compile(r"actual(?: time=([\d.]+)\.\.([\d.]+))? rows=([\d.]+) loops=(\d+)")
 _JOIN = re.compile(r"(Nested Loop|Merge|Hash)(?: (Left|Full|Right|Semi|Anti|Right Semi|Right Anti))? Join")
 _AGG = re.compile(r"(?:(Partial|Finalize) )?(Aggregate|GroupAggregate|HashAggregate|MixedAggregate)")
-_AGG_STRATEGY = {"Aggregate": "Plain", "GroupAggregate": "Sorted", "HashAggregate": "Hashed",
-                 "MixedAggregate": "Mixed"}
+_AGG_STRATEGY = {"Aggregate": "Plain", "GroupAggregate": "Sorted", "HashAggregate": "Hashed", "MixedAggregate": "Mixed"}
 _SETOP = re.compile(r"(SetOp|HashSetOp) (.+)")
 _MODIFY = {"Insert", "Update", "Delete", "Merge"}
 KNOWN_NODES = {
-    "Result", "ProjectSet", "ModifyTable", "Append", "Merge Append", "Recursive Union", "BitmapAnd",
-    "BitmapOr", "Nested Loop", "Merge Join", "Hash Join", "Seq Scan", "Sample Scan", "Gather",
-    "Gather Merge", "Index Scan", "Index Only Scan", "Bitmap Index Scan", "Bitmap Heap Scan", "Tid Scan",
-    "Tid Range Scan", "Subquery Scan", "Function Scan", "Table Function Scan", "Values Scan", "CTE Scan",
-    "Named Tuplestore Scan", "WorkTable Scan", "Foreign Scan", "Custom Scan", "Materialize", "Memoize",
-    "Sort", "Incremental Sort", "Group", "Aggregate", "WindowAgg", "Unique", "SetOp", "LockRows", "Limit",
+    "Result",
+    "ProjectSet",
+    "ModifyTable",
+    "Append",
+    "Merge Append",
+    "Recursive Union",
+    "BitmapAnd",
+    "BitmapOr",
+    "Nested Loop",
+    "Merge Join",
+    "Hash Join",
+    "Seq Scan",
+    "Sample Scan",
+    "Gather",
+    "Gather Merge",
+    "Index Scan",
+    "Index Only Scan",
+    "Bitmap Index Scan",
+    "Bitmap Heap Scan",
+    "Tid Scan",
+    "Tid Range Scan",
+    "Subquery Scan",
+    "Function Scan",
+    "Table Function Scan",
+    "Values Scan",
+    "CTE Scan",
+    "Named Tuplestore Scan",
+    "WorkTable Scan",
+    "Foreign Scan",
+    "Custom Scan",
+    "Materialize",
+    "Memoize",
+    "Sort",
+    "Incremental Sort",
+    "Group",
+    "Aggregate",
+    "WindowAgg",
+    "Unique",
+    "SetOp",
+    "LockRows",
+    "Limit",
     "Hash",
 }
 # What the object after "on" is called in JSON, by node type.
 _TARGET_KEY = {
-    "Function Scan": "Function Name", "Table Function Scan": "Table Function Name",
-    "CTE Scan": "CTE Name", "WorkTable Scan": "CTE Name", "Named Tuplestore Scan": "Tuplestore Name",
-    "Subquery Scan": None, "Values Scan": None, "Bitmap Index Scan": "Index Name",
+    "Function Scan": "Function Name",
+    "Table Function Scan": "Table Function Name",
+    "CTE Scan": "CTE Name",
+    "WorkTable Scan": "CTE Name",
+    "Named Tuplestore Scan": "Tuplestore Name",
+    "Subquery Scan": None,
+    "Values Scan": None,
+    "Bitmap Index Scan": "Index Name",
 }
 _MEMBER_PARENTS = {"Append", "Merge Append", "BitmapAnd", "BitmapOr"}
 
 # --- detail lines ----------------------------------------------------------------------
 
 _STRING_KEYS = {
-    "Filter", "Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond", "Join Filter", "One-Time Filter",
-    "Order By", "TID Cond", "Function Call", "Table Function Call", "Cache Key", "Cache Mode", "Run Condition",
-    "Remote SQL", "Conflict Filter", "Conflict Resolution", "Relations", "Sampling", "Repeatable Seed",
-    "Window", "Command", "Strategy",
+    "Filter",
+    "Index Cond",
+    "Recheck Cond",
+    "Hash Cond",
+    "Merge Cond",
+    "Join Filter",
+    "One-Time Filter",
+    "Order By",
+    "TID Cond",
+    "Function Call",
+    "Table Function Call",
+    "Cache Key",
+    "Cache Mode",
+    "Run Condition",
+    "Remote SQL",
+    "Conflict Filter",
+    "Conflict Resolution",
+    "Relations",
+    "Sampling",
+    "Repeatable Seed",
+    "Window",
+    "Command",
+    "Strategy",
 }
-_LIST_KEYS = {"Output", "Sort Key", "Presorted Key", "Group Key", "Hash Key", "Conflict Arbiter Indexes",
-              "Params Evaluated"}
-BUFFER_KEYS = tuple(f"{scope} {kind} Blocks" for scope in ("Shared", "Local") for kind in
-                    ("Hit", "Read", "Dirtied", "Written")) + ("Temp Read Blocks", "Temp Written Blocks")
+_LIST_KEYS = {
+    "Output",
+    "Sort Key",
+    "Presorted Key",
+    "Group Key",
+    "Hash Key",
+    "Conflict Arbiter Indexes",
+    "Params Evaluated",
+}
+BUFFER_KEYS = tuple(
+    f"{scope} {kind} Blocks" for scope in ("Shared", "Local") for kind in ("Hit", "Read", "Dirtied", "Written")
+) + ("Temp Read Blocks", "Temp Written Blocks")
 _BUFFER_KIND = {"hit": "Hit", "read": "Read", "dirtied": "Dirtied", "written": "Written"}
 _WORKER = re.compile(r"Worker (\d+):\s*(.*)")
-_HEADER = re.compile(r'(?:InitPlan|SubPlan)(?: \d+)?(?: \(returns .*\))?|CTE ' + _IDENT)
+_HEADER = re.compile(r"(?:InitPlan|SubPlan)(?: \d+)?(?: \(returns .*\))?|CTE " + _IDENT)
 _TARGET_TABLE = re.compile(r"(Insert|Update|Delete|Merge) on (.+)")
-_TRIGGER = re.compile(r"Trigger(?: (?!for constraint )(?P<name>.*?))?(?: for constraint (?P<con>.*?))?"
-                      r"(?: on (?P<rel>[^:]*?))?: time=(?P<time>[\d.]+) calls=(?P<calls>\d+)")
+_TRIGGER = re.compile(
+    r"Trigger(?: (?!for constraint )(?P<name>.*?))?(?: for constraint (?P<con>.*?))?"
+    r"(?: on (?P<rel>[^:]*?))?: time=(?P<time>[\d.]+) calls=(?P<calls>\d+)"
+)
 _ROWCOUNT = re.compile(r"\(\d+ [^\s()]+\)")
 _RULE_CHARS = set("-─═━+┼╪┬┴├┤|│")
 _SETTING = re.compile(r"([\w.]+) = '((?:[^']|'')*)'")
@@ -102,6 +171,7 @@ class _Block:
 
 
 # --- public API --------------------------------------------------------------------------
+
 
 def load_plan(text: str) -> dict:
     """The EXPLAIN (FORMAT JSON) top object for any EXPLAIN output (text or JSON).
@@ -157,7 +227,8 @@ def node_label(node: dict) -> str:
         name = node["Operation"]
     elif node_type == "SetOp":
         name = ("HashSetOp" if node.get("Strategy") == "Hashed" else "SetOp") + (
-            f" {node['Command']}" if node.get("Command") else "")
+            f" {node['Command']}" if node.get("Command") else ""
+        )
     if node.get("Scan Direction") == "Backward":
         name += " Backward"
     if node.get("Parallel Aware"):
@@ -167,8 +238,7 @@ def node_label(node: dict) -> str:
     if node.get("Index Name") and node_type != "Bitmap Index Scan":
         name += f" using {node['Index Name']}"
     target = None
-    for key in ("Relation Name", "Function Name", "CTE Name", "Tuplestore Name", "Table Function Name",
-                "Index Name"):
+    for key in ("Relation Name", "Function Name", "CTE Name", "Tuplestore Name", "Table Function Name", "Index Name"):
         if node.get(key) and not (key == "Index Name" and node_type != "Bitmap Index Scan"):
             target = node[key]
             if node.get("Schema") and key in ("Relation Name", "Function Name"):
@@ -186,6 +256,7 @@ def node_label(node: dict) -> str:
 
 
 # --- JSON input --------------------------------------------------------------------------
+
 
 def _json_plan(text: str) -> dict | None:
     """The plan when the input is EXPLAIN (FORMAT JSON) output in any wrapping, else None."""
@@ -217,7 +288,7 @@ def _json_plan(text: str) -> dict | None:
         source = joined[start:]
         if quoted:
             end = source.rfind('"')
-            source = source[1:end if end > 0 else None].replace('""', '"')
+            source = source[1 : end if end > 0 else None].replace('""', '"')
         try:
             obj, _ = decoder.raw_decode(source.lstrip())
         except ValueError as exc:
@@ -256,10 +327,11 @@ def _plan_from_json(obj, depth: int = 0) -> dict:
                 return _plan_from_json(json.loads(obj), depth + 1)
             except ValueError:
                 pass
-    raise ValueError("JSON input holds no plan (no object with \"Plan\" or \"Node Type\")")
+    raise ValueError('JSON input holds no plan (no object with "Plan" or "Node Type")')
 
 
 # --- text clean-up ----------------------------------------------------------------------
+
 
 def _text_lines(text: str) -> list[str]:
     """The plan's lines without the decoration tools and terminals add around them."""
@@ -269,8 +341,11 @@ def _text_lines(text: str) -> list[str]:
         return []
     # psql expanded mode (\x): "QUERY PLAN | ..." per record.
     if any(re.match(r"\s*QUERY PLAN\s*\|", line) for line in nonblank):
-        lines = [re.sub(r"^\s*(?:QUERY PLAN)?\s*\| ?", "", line) for line in lines
-                 if not re.match(r"\s*-\[ RECORD \d+ \]", line)]
+        lines = [
+            re.sub(r"^\s*(?:QUERY PLAN)?\s*\| ?", "", line)
+            for line in lines
+            if not re.match(r"\s*-\[ RECORD \d+ \]", line)
+        ]
     # pgAdmin / CSV: every line quoted, inner quotes doubled.
     quoted = sum(1 for line in nonblank if line.lstrip().startswith('"') and line.rstrip().endswith('"'))
     if quoted >= max(2, 0.6 * len(nonblank)):
@@ -335,6 +410,7 @@ def _is_rule(body: str) -> bool:
 
 
 # --- text parsing ---------------------------------------------------------------------
+
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
@@ -424,7 +500,7 @@ def _unquote_ident(ident: str) -> str:
 
 
 def _target(text: str) -> tuple[str | None, str, str | None]:
-    """ 'public."my t" x' -> ("public", "my t", "x")."""
+    """'public."my t" x' -> ("public", "my t", "x")."""
     m = re.fullmatch(rf"({_IDENT})(?:\.({_IDENT}))?(?: ({_IDENT}))?", text.strip())
     if not m:
         return None, text.strip(), None
@@ -438,10 +514,10 @@ def _classify(name: str) -> dict:
     props: dict = {}
     parallel = name.startswith("Parallel ")
     if parallel:
-        name = name[len("Parallel "):]
+        name = name[len("Parallel ") :]
     is_async = name.startswith("Async ")
     if is_async:
-        name = name[len("Async "):]
+        name = name[len("Async ") :]
     m_join = _JOIN.fullmatch(name)
     m_agg = _AGG.fullmatch(name)
     m_setop = _SETOP.fullmatch(name)
@@ -463,7 +539,7 @@ def _classify(name: str) -> dict:
     elif name in _MODIFY:
         props["Node Type"] = "ModifyTable"
         props["Operation"] = name
-    elif name.startswith("Foreign ") and name[len("Foreign "):] in ("Scan", "Insert", "Update", "Delete"):
+    elif name.startswith("Foreign ") and name[len("Foreign ") :] in ("Scan", "Insert", "Update", "Delete"):
         props["Node Type"] = "Foreign Scan"
         props["Operation"] = {"Scan": "Select"}.get(name[8:], name[8:])
     elif name.startswith("Custom Scan"):
@@ -504,7 +580,7 @@ def _parse_node(title: str) -> dict:
         if m:
             name, target = m.group(1), m.group(2)
         elif title.startswith("Subquery Scan "):  # before PostgreSQL 9.x: no "on"
-            name, target = "Subquery Scan", title[len("Subquery Scan "):]
+            name, target = "Subquery Scan", title[len("Subquery Scan ") :]
         else:
             name = title
     node = _classify(name)
@@ -538,7 +614,7 @@ class _TextParser:
             if body.startswith("->"):
                 body = body[2:].strip()
             m = _STATS.search(body)
-            if m and body[:m.start()].strip() and not body.lower().startswith(("explain", "query text:")):
+            if m and body[: m.start()].strip() and not body.lower().startswith(("explain", "query text:")):
                 return i
         start = 0
         for i, line in enumerate(self.lines):  # COSTS OFF without ANALYZE: known node names only
@@ -550,8 +626,10 @@ class _TextParser:
                 body = body[2:].strip()
             if body and _is_node_name(body):
                 return i
-        raise ValueError("not an EXPLAIN plan: no plan node found (expected a line like "
-                         "'Seq Scan on t  (cost=...)' or EXPLAIN (FORMAT JSON) output)")
+        raise ValueError(
+            "not an EXPLAIN plan: no plan node found (expected a line like "
+            "'Seq Scan on t  (cost=...)' or EXPLAIN (FORMAT JSON) output)"
+        )
 
     def parse(self) -> dict:
         root_index = self._find_root()
@@ -565,7 +643,7 @@ class _TextParser:
         self.top = {"Plan": root, **self.top}
         stack: list[tuple[int, dict, dict | None]] = [(root_col, root, None)]  # (col, node, header)
         blocks: list[_Block] = []
-        for line in self.lines[root_index + 1:]:
+        for line in self.lines[root_index + 1 :]:
             body = line.strip()
             if not body:
                 continue
@@ -629,12 +707,12 @@ class _TextParser:
             if m:
                 width = len(m.group(1))  # continuation lines are indented to line up with the value
                 rest = [self.lines[j].rstrip() for j in range(i + 1, root_index) if self.lines[j].strip()]
-                rest = [r[min(width, _indent(r)):] for r in rest]
+                rest = [r[min(width, _indent(r)) :] for r in rest]
                 self.top["Query Text"] = "\n".join([m.group(2)] + rest).strip()
 
     def _node(self, body: str) -> dict:
         m = _STATS.search(body)
-        title, stats = (body[:m.start()], body[m.start():]) if m else (body, "")
+        title, stats = (body[: m.start()], body[m.start() :]) if m else (body, "")
         node = _parse_node(title)
         _parse_stats(stats, node)
         return node
@@ -668,8 +746,11 @@ class _TextParser:
             self.top["Query Identifier"] = _value(value)
         elif key == "Serialization":
             entry = self.top.setdefault("Serialization", {})
-            for name, field, conv in (("time", "Time", _num), ("output", "Output Volume", _kb),
-                                      ("format", "Format", str)):
+            for name, field, conv in (
+                ("time", "Time", _num),
+                ("output", "Output Volume", _kb),
+                ("format", "Format", str),
+            ):
                 m = re.search(rf"{name}=(\S+)", value)
                 if m:
                     entry[field] = conv(m.group(1))
@@ -757,14 +838,25 @@ class _TextParser:
             for part in value.split(","):
                 words = part.split()
                 scope = words[0] if words and "=" not in words[0] else ""
-                prefix = {"": "I/O", "shared": "Shared I/O", "shared/local": "Shared I/O",
-                          "local": "Local I/O", "temp": "Temp I/O"}.get(scope, f"{scope.capitalize()} I/O")
+                prefix = {
+                    "": "I/O",
+                    "shared": "Shared I/O",
+                    "shared/local": "Shared I/O",
+                    "local": "Local I/O",
+                    "temp": "Temp I/O",
+                }.get(scope, f"{scope.capitalize()} I/O")
                 for k, v in re.findall(r"(read|write)=([\d.]+)", part):
                     target[f"{prefix} {k.capitalize()} Time"] = float(v)
         elif key == "WAL":
             for k, v in re.findall(r"(records|fpi|bytes|buffers full)=(\d+)", value):
-                target[{"records": "WAL Records", "fpi": "WAL FPI", "bytes": "WAL Bytes",
-                        "buffers full": "WAL Buffers Full"}[k]] = int(v)
+                target[
+                    {
+                        "records": "WAL Records",
+                        "fpi": "WAL FPI",
+                        "bytes": "WAL Bytes",
+                        "buffers full": "WAL Buffers Full",
+                    }[k]
+                ] = int(v)
         elif key == "Heap Blocks":
             found = dict(re.findall(r"(exact|lossy)=(\d+)", value))
             target["Exact Heap Blocks"] = int(found.get("exact", 0))
@@ -789,8 +881,12 @@ class _TextParser:
                     target["Peak Memory Usage"] = _kb(v)
         elif key in ("Batches", "Planned Partitions"):
             for k, v in _pairs(body):
-                field = {"Batches": "HashAgg Batches", "Memory Usage": "Peak Memory Usage",
-                         "Disk Usage": "Disk Usage", "Planned Partitions": "Planned Partitions"}.get(k, k)
+                field = {
+                    "Batches": "HashAgg Batches",
+                    "Memory Usage": "Peak Memory Usage",
+                    "Disk Usage": "Disk Usage",
+                    "Planned Partitions": "Planned Partitions",
+                }.get(k, k)
                 target[field] = _kb(v)
         elif key == "Hits":  # Memoize
             for k, v in _pairs(body):
@@ -798,8 +894,14 @@ class _TextParser:
                 target[field] = _kb(v)
         elif key == "Estimates":  # Memoize, PostgreSQL 18
             for k, v in re.findall(r"(capacity|distinct keys|lookups|hit percent)=([\d.]+)", value):
-                target[{"capacity": "Estimated Capacity", "distinct keys": "Estimated Distinct Lookup Keys",
-                        "lookups": "Estimated Lookups", "hit percent": "Estimated Hit Percent"}[k]] = _num(v)
+                target[
+                    {
+                        "capacity": "Estimated Capacity",
+                        "distinct keys": "Estimated Distinct Lookup Keys",
+                        "lookups": "Estimated Lookups",
+                        "hit percent": "Estimated Hit Percent",
+                    }[k]
+                ] = _num(v)
         elif key in ("Full-sort Groups", "Pre-sorted Groups"):
             target[key] = _sort_groups(body)
         elif key == "Storage":
@@ -831,8 +933,9 @@ class _TextParser:
                     node.setdefault(key, 0)
             if "Actual Loops" in node:  # text hides zero counters that JSON prints
                 for condition, counter in _COUNTERS:
-                    if condition in node and (condition != "Index Cond"
-                                              or node["Node Type"] in ("Index Scan", "Index Only Scan")):
+                    if condition in node and (
+                        condition != "Index Cond" or node["Node Type"] in ("Index Scan", "Index Only Scan")
+                    ):
                         node.setdefault(counter, 0)
                 if node["Node Type"] == "Bitmap Heap Scan":
                     node.setdefault("Exact Heap Blocks", 0)
@@ -856,14 +959,30 @@ class _TextParser:
         if root.get("Node Type") == "ModifyTable" and root.get("Relation Name"):
             for trigger in triggers:  # text names the relation only when there are several
                 trigger.setdefault("Relation", root["Relation Name"])
-        order = ["Query Text", "Plan", "Settings", "Query Identifier", "Planning", "Planning Time", "Triggers",
-                 "JIT", "Serialization", "Execution Time"]
-        self.top = {**{k: self.top[k] for k in order if k in self.top},
-                    **{k: v for k, v in self.top.items() if k not in order}}
+        order = [
+            "Query Text",
+            "Plan",
+            "Settings",
+            "Query Identifier",
+            "Planning",
+            "Planning Time",
+            "Triggers",
+            "JIT",
+            "Serialization",
+            "Execution Time",
+        ]
+        self.top = {
+            **{k: self.top[k] for k in order if k in self.top},
+            **{k: v for k, v in self.top.items() if k not in order},
+        }
 
 
-_COUNTERS = (("Filter", "Rows Removed by Filter"), ("Join Filter", "Rows Removed by Join Filter"),
-             ("Recheck Cond", "Rows Removed by Index Recheck"), ("Index Cond", "Rows Removed by Index Recheck"))
+_COUNTERS = (
+    ("Filter", "Rows Removed by Filter"),
+    ("Join Filter", "Rows Removed by Join Filter"),
+    ("Recheck Cond", "Rows Removed by Index Recheck"),
+    ("Index Cond", "Rows Removed by Index Recheck"),
+)
 
 
 def _sort_groups(body: str) -> dict:
@@ -882,15 +1001,39 @@ def _sort_groups(body: str) -> dict:
 
 
 _KEY_ORDER = [
-    "Node Type", "Strategy", "Partial Mode", "Operation", "Command", "Parent Relationship", "Subplan Name",
-    "Custom Plan Provider", "Parallel Aware", "Async Capable", "Join Type", "Scan Direction", "Index Name",
-    "Relation Name", "Function Name", "CTE Name", "Tuplestore Name", "Table Function Name", "Schema", "Alias",
-    "Startup Cost", "Total Cost", "Plan Rows", "Plan Width", "Actual Startup Time", "Actual Total Time",
-    "Actual Rows", "Actual Loops",
+    "Node Type",
+    "Strategy",
+    "Partial Mode",
+    "Operation",
+    "Command",
+    "Parent Relationship",
+    "Subplan Name",
+    "Custom Plan Provider",
+    "Parallel Aware",
+    "Async Capable",
+    "Join Type",
+    "Scan Direction",
+    "Index Name",
+    "Relation Name",
+    "Function Name",
+    "CTE Name",
+    "Tuplestore Name",
+    "Table Function Name",
+    "Schema",
+    "Alias",
+    "Startup Cost",
+    "Total Cost",
+    "Plan Rows",
+    "Plan Width",
+    "Actual Startup Time",
+    "Actual Total Time",
+    "Actual Rows",
+    "Actual Loops",
 ]
 
 
 # --- a readable tree (queryaudit plan FILE) -----------------------------------------------
+
 
 def _fmt_rows(value) -> str:
     if value is None:
@@ -917,8 +1060,10 @@ def tree_lines(explain: dict) -> list[str]:
         if explain.get(key) is not None:
             lines.append(f"{key}: {explain[key]:.3f} ms")
     for trigger in explain.get("Triggers") or []:
-        lines.append(f"Trigger {trigger.get('Trigger Name') or trigger.get('Constraint Name', '?')}: "
-                     f"{trigger.get('Time', 0):.3f} ms, {trigger.get('Calls')} calls")
+        lines.append(
+            f"Trigger {trigger.get('Trigger Name') or trigger.get('Constraint Name', '?')}: "
+            f"{trigger.get('Time', 0):.3f} ms, {trigger.get('Calls')} calls"
+        )
     timing = (explain.get("JIT") or {}).get("Timing") or {}
     if isinstance(timing.get("Total"), (int, float)):
         lines.append(f"JIT: {timing['Total']:.3f} ms")
@@ -944,10 +1089,21 @@ def tree_lines(explain: dict) -> list[str]:
     return lines
 
 
-_BUFFER_KINDS = (("shared", ("Hit", "Read", "Dirtied", "Written")), ("local", ("Hit", "Read", "Dirtied", "Written")),
-                 ("temp", ("Read", "Written")))
-_COUNT_KEYS = ("Rows Removed by Filter", "Rows Removed by Join Filter", "Rows Removed by Index Recheck",
-               "Heap Fetches", "Exact Heap Blocks", "Lossy Heap Blocks", "Workers Planned", "Workers Launched")
+_BUFFER_KINDS = (
+    ("shared", ("Hit", "Read", "Dirtied", "Written")),
+    ("local", ("Hit", "Read", "Dirtied", "Written")),
+    ("temp", ("Read", "Written")),
+)
+_COUNT_KEYS = (
+    "Rows Removed by Filter",
+    "Rows Removed by Join Filter",
+    "Rows Removed by Index Recheck",
+    "Heap Fetches",
+    "Exact Heap Blocks",
+    "Lossy Heap Blocks",
+    "Workers Planned",
+    "Workers Launched",
+)
 
 
 def _kb_text(value) -> str:
@@ -961,28 +1117,44 @@ def detail_lines(node: dict) -> list[str]:
     for who in [node, *(node.get("Workers") or [])]:
         if who.get("Sort Method"):
             prefix = f"Worker {who['Worker Number']}: " if who is not node and "Worker Number" in who else ""
-            space = f"  {who.get('Sort Space Type', 'Memory')}: {_kb_text(who['Sort Space Used'])}" \
-                if who.get("Sort Space Used") is not None else ""
+            space = (
+                f"  {who.get('Sort Space Type', 'Memory')}: {_kb_text(who['Sort Space Used'])}"
+                if who.get("Sort Space Used") is not None
+                else ""
+            )
             out.append(f"{prefix}Sort Method: {who['Sort Method']}{space}")
     if node.get("Hash Buckets") is not None:
         buckets, batches = node["Hash Buckets"], node.get("Hash Batches")
         orig_buckets = node.get("Original Hash Buckets", buckets)
         orig_batches = node.get("Original Hash Batches", batches)
-        out.append(f"Buckets: {_fmt_rows(buckets)}" + (f" (originally {_fmt_rows(orig_buckets)})"
-                                                       if orig_buckets != buckets else "")
-                   + f"  Batches: {_fmt_rows(batches)}" + (f" (originally {_fmt_rows(orig_batches)})"
-                                                          if orig_batches != batches else "")
-                   + (f"  Memory Usage: {_kb_text(node['Peak Memory Usage'])}"
-                      if node.get("Peak Memory Usage") is not None else ""))
+        out.append(
+            f"Buckets: {_fmt_rows(buckets)}"
+            + (f" (originally {_fmt_rows(orig_buckets)})" if orig_buckets != buckets else "")
+            + f"  Batches: {_fmt_rows(batches)}"
+            + (f" (originally {_fmt_rows(orig_batches)})" if orig_batches != batches else "")
+            + (
+                f"  Memory Usage: {_kb_text(node['Peak Memory Usage'])}"
+                if node.get("Peak Memory Usage") is not None
+                else ""
+            )
+        )
     elif node.get("HashAgg Batches") is not None:
-        out.append(f"Batches: {_fmt_rows(node['HashAgg Batches'])}"
-                   + (f"  Memory Usage: {_kb_text(node['Peak Memory Usage'])}"
-                      if node.get("Peak Memory Usage") is not None else "")
-                   + (f"  Disk Usage: {_kb_text(node['Disk Usage'])}" if node.get("Disk Usage") else ""))
+        out.append(
+            f"Batches: {_fmt_rows(node['HashAgg Batches'])}"
+            + (
+                f"  Memory Usage: {_kb_text(node['Peak Memory Usage'])}"
+                if node.get("Peak Memory Usage") is not None
+                else ""
+            )
+            + (f"  Disk Usage: {_kb_text(node['Disk Usage'])}" if node.get("Disk Usage") else "")
+        )
     buffers = []
     for kind, counters in _BUFFER_KINDS:
-        counts = [f"{c.lower()}={node[f'{kind.title()} {c} Blocks']:,}" for c in counters
-                  if node.get(f"{kind.title()} {c} Blocks")]
+        counts = [
+            f"{c.lower()}={node[f'{kind.title()} {c} Blocks']:,}"
+            for c in counters
+            if node.get(f"{kind.title()} {c} Blocks")
+        ]
         if counts:
             buffers.append(f"{kind} {' '.join(counts)}")
     if buffers:

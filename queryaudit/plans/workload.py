@@ -12,6 +12,7 @@ judged: one run on a busy machine is noise.
 Pure: plain dataclasses stored in the snapshot (PlanCapture.workload_match and
 PlanCapture.parameter_sets) and functions of a plan and a pg_stat_statements row.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,10 +74,12 @@ def plan_figures(plan: dict) -> dict:
     counted = root
     if root.get("Node Type") == "ModifyTable" and root.get("Plans"):
         counted = root["Plans"][0]  # pg_stat_statements counts the rows written, not returned
-    return {"rows": float(counted.get("Actual Rows") or 0) * float(counted.get("Actual Loops") or 1),
-            "blocks": _blocks(root, "Shared Hit Blocks", "Shared Read Blocks"),
-            "temp": _blocks(root, "Temp Written Blocks"),
-            "ms": float(plan["Execution Time"]) if plan.get("Execution Time") is not None else None}
+    return {
+        "rows": float(counted.get("Actual Rows") or 0) * float(counted.get("Actual Loops") or 1),
+        "blocks": _blocks(root, "Shared Hit Blocks", "Shared Read Blocks"),
+        "temp": _blocks(root, "Temp Written Blocks"),
+        "ms": float(plan["Execution Time"]) if plan.get("Execution Time") is not None else None,
+    }
 
 
 def _ratio(plan_value: float, workload_value: float) -> float:
@@ -92,9 +95,12 @@ def per_call(statement) -> dict | None:
     calls = statement.calls or 0
     if calls <= 0:
         return None
-    return {"rows": statement.rows / calls,
-            "blocks": (statement.shared_blks_hit + statement.shared_blks_read) / calls,
-            "temp": statement.temp_blks_written / calls, "ms": statement.mean_exec_time_ms}
+    return {
+        "rows": statement.rows / calls,
+        "blocks": (statement.shared_blks_hit + statement.shared_blks_read) / calls,
+        "temp": statement.temp_blks_written / calls,
+        "ms": statement.mean_exec_time_ms,
+    }
 
 
 def compare(plan: dict, statement) -> WorkloadMatch:
@@ -103,30 +109,49 @@ def compare(plan: dict, statement) -> WorkloadMatch:
     workload = per_call(statement)
     figures = plan_figures(plan)
     if workload is None or "Execution Time" not in plan:
-        return WorkloadMatch(verdict="unknown", plan_rows=figures["rows"], plan_blocks=figures["blocks"],
-                             plan_temp_blocks=figures["temp"], plan_ms=figures["ms"],
-                             reasons=["no calls in pg_stat_statements to compare with" if workload is None
-                                      else "the plan was not executed (no EXPLAIN ANALYZE)"])
+        return WorkloadMatch(
+            verdict="unknown",
+            plan_rows=figures["rows"],
+            plan_blocks=figures["blocks"],
+            plan_temp_blocks=figures["temp"],
+            plan_ms=figures["ms"],
+            reasons=[
+                "no calls in pg_stat_statements to compare with"
+                if workload is None
+                else "the plan was not executed (no EXPLAIN ANALYZE)"
+            ],
+        )
     match = WorkloadMatch(
-        verdict="representative", rows_ratio=_ratio(figures["rows"], workload["rows"]),
+        verdict="representative",
+        rows_ratio=_ratio(figures["rows"], workload["rows"]),
         blocks_ratio=_ratio(figures["blocks"], workload["blocks"]) if workload["blocks"] or figures["blocks"] else None,
         temp_ratio=_ratio(figures["temp"], workload["temp"]) if workload["temp"] or figures["temp"] else None,
         time_ratio=round(figures["ms"] / workload["ms"], 4) if figures["ms"] is not None and workload["ms"] else None,
-        plan_rows=figures["rows"], workload_rows=round(workload["rows"], 2), plan_blocks=figures["blocks"],
-        workload_blocks=round(workload["blocks"], 2), plan_temp_blocks=figures["temp"],
-        workload_temp_blocks=round(workload["temp"], 2), plan_ms=figures["ms"], workload_ms=workload["ms"],
-        workload_min_ms=statement.min_exec_time_ms or None, workload_max_ms=statement.max_exec_time_ms or None,
-        plan_spills=figures["temp"] > 0, workload_spills=workload["temp"] > 0)
+        plan_rows=figures["rows"],
+        workload_rows=round(workload["rows"], 2),
+        plan_blocks=figures["blocks"],
+        workload_blocks=round(workload["blocks"], 2),
+        plan_temp_blocks=figures["temp"],
+        workload_temp_blocks=round(workload["temp"], 2),
+        plan_ms=figures["ms"],
+        workload_ms=workload["ms"],
+        workload_min_ms=statement.min_exec_time_ms or None,
+        workload_max_ms=statement.max_exec_time_ms or None,
+        plan_spills=figures["temp"] > 0,
+        workload_spills=workload["temp"] > 0,
+    )
     match.spill_agreement = match.plan_spills == match.workload_spills
     if not _within(match.rows_ratio):
         match.reasons.append(f"returns {figures['rows']:,.0f} rows, the workload {workload['rows']:,.0f} per call")
     if not _within(match.blocks_ratio):
-        match.reasons.append(f"reads {figures['blocks']:,.0f} shared blocks, the workload "
-                             f"{workload['blocks']:,.0f} per call")
+        match.reasons.append(
+            f"reads {figures['blocks']:,.0f} shared blocks, the workload {workload['blocks']:,.0f} per call"
+        )
     if not match.spill_agreement:
-        match.reasons.append(f"writes {figures['temp']:,.0f} temp blocks, the workload "
-                             f"{workload['temp']:,.1f} per call" + (" (a spill it does not reproduce)"
-                                                                    if match.workload_spills else ""))
+        match.reasons.append(
+            f"writes {figures['temp']:,.0f} temp blocks, the workload "
+            f"{workload['temp']:,.1f} per call" + (" (a spill it does not reproduce)" if match.workload_spills else "")
+        )
     match.verdict = "unlike" if match.reasons else "representative"
     match.distance = distance(match)
     return match

@@ -1,4 +1,5 @@
 """Renderers: each formats the report dict built by model.build_report."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,5 +1,6 @@
 """`queryaudit audit`, `snapshot` and `compare`: run the pipeline, write the reports, print
 the summary. The command line (cli.py) only declares their options."""
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,18 @@ def save_snapshot_file(snap, path: Path, redact: bool = False) -> None:
         snap.save(path)
 
 
-def run_audit_command(dsn: str | None, snapshot: Path | None, options: AuditOptions, outputs: dict[str, Path | None],
-                      save_snapshot: Path | None, store: str | None, target_name: str | None, baseline: bool,
-                      console: Console, err_console: Console) -> None:
+def run_audit_command(
+    dsn: str | None,
+    snapshot: Path | None,
+    options: AuditOptions,
+    outputs: dict[str, Path | None],
+    save_snapshot: Path | None,
+    store: str | None,
+    target_name: str | None,
+    baseline: bool,
+    console: Console,
+    err_console: Console,
+) -> None:
     """Collect (or load) a snapshot, run every check and write the reports."""
     from queryaudit.pipeline import is_live, open_source, run_audit
     from queryaudit.report import terminal, write_outputs
@@ -65,8 +75,15 @@ def run_audit_command(dsn: str | None, snapshot: Path | None, options: AuditOpti
     if store or baseline:
         from queryaudit.history.service import attach_history
 
-        history_lines = attach_history(run.report, run.snapshot, store, record=bool(store), baseline=baseline,
-                                       name=target_name, redact=options.redact)
+        history_lines = attach_history(
+            run.report,
+            run.snapshot,
+            store,
+            record=bool(store),
+            baseline=baseline,
+            name=target_name,
+            redact=options.redact,
+        )
     written = write_outputs(run.report, outputs)
     terminal.render(run.report, console)
     for line in history_lines:
@@ -82,8 +99,11 @@ def run_snapshot_command(dsn: str | None, output: Path, options: AuditOptions, c
 
     snap = live_snapshot(resolve_dsn(dsn), options)
     save_snapshot_file(snap, output, options.redact)
-    _say(console, f"wrote {output}: {len(snap.statements)} statements, {len(snap.tables)} tables, "
-                  f"{len(snap.indexes)} indexes{' (partial)' if snap.partial else ''}")
+    _say(
+        console,
+        f"wrote {output}: {len(snap.statements)} statements, {len(snap.tables)} tables, "
+        f"{len(snap.indexes)} indexes{' (partial)' if snap.partial else ''}",
+    )
 
 
 def run_compare_command(before: Path, after: Path, outputs: dict[str, Path | None], console: Console) -> None:

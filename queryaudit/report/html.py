@@ -5,6 +5,7 @@ Templates live in report/templates/ and only format the report dict: every numbe
 show is in the dict (see report/derive.py). Autoescape is on for every template, so
 query texts, table names and evidence are always escaped.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,13 @@ def _is_scalar(value) -> bool:
 
 
 def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                             undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        undefined=jinja2.ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(ms=_ms, pct=_pct, num=_num, bytes=_bytes, pretty_json=_pretty_json, one_line=_one_line)
     env.tests["scalar"] = _is_scalar
     env.globals["css"] = (TEMPLATES / "report.css").read_text()

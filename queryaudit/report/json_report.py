@@ -1,4 +1,5 @@
 """The JSON report: the dict from model.build_report, written as is."""
+
 from __future__ import annotations
 
 import json

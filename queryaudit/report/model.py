@@ -3,6 +3,7 @@
 Every renderer (terminal, JSON, HTML, Markdown) formats this dict and computes
 nothing of its own. Its JSON form is the contract in report.schema.json.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -55,8 +56,13 @@ def _query_entry(snapshot: Snapshot, statement) -> dict:
     }
 
 
-COVERAGE = {"analyze": "analyzed", "analyze-rolled-back": "analyzed", "generic": "generic", "explain": "explained",
-            "skipped": "skipped"}
+COVERAGE = {
+    "analyze": "analyzed",
+    "analyze-rolled-back": "analyzed",
+    "generic": "generic",
+    "explain": "explained",
+    "skipped": "skipped",
+}
 
 
 def coverage_kind(capture) -> str:
@@ -66,8 +72,11 @@ def coverage_kind(capture) -> str:
         return "not-captured"
     if capture.method == "logged" and capture.plan:  # an auto_explain plan from the server log
         return "analyzed" if "Actual Total Time" in capture.plan.get("Plan", {}) else "explained"
-    return COVERAGE.get(capture.method, "skipped") if capture.plan is not None or capture.method == "skipped" \
+    return (
+        COVERAGE.get(capture.method, "skipped")
+        if capture.plan is not None or capture.method == "skipped"
         else "skipped"
+    )
 
 
 def _spread(times: list[float]) -> dict:
@@ -89,8 +98,15 @@ def plan_coverage(queries: list[dict]) -> dict:
         parts.append(f"{counts['skipped'] - utility} skipped")
     if counts["not-captured"]:
         parts.append(f"{counts['not-captured']} not explained (no EXPLAIN stage)")
-    return {"statements": len(queries), "plannable": plannable, "planned": planned, **counts, "utility": utility,
-            "summary": ", ".join(parts), "workload": workload_summary(queries)}
+    return {
+        "statements": len(queries),
+        "plannable": plannable,
+        "planned": planned,
+        **counts,
+        "utility": utility,
+        "summary": ", ".join(parts),
+        "workload": workload_summary(queries),
+    }
 
 
 def is_workload(query: str) -> bool:
@@ -116,10 +132,15 @@ def left_out(snapshot: Snapshot) -> dict:
     utility = [s for s in snapshot.statements if not is_workload(s.query)]
     total = snapshot.total_exec_time_ms
     time_ms = sum(s.total_exec_time_ms for s in utility)
-    return {"statements": len(utility), "total_exec_time_ms": round(time_ms, 3),
-            "share_of_total_time": round(time_ms / total, 6) if total > 0 else 0.0,
-            "examples": [" ".join(s.query.split())[:60] for s in
-                         sorted(utility, key=lambda s: s.total_exec_time_ms, reverse=True)[:4]]}
+    return {
+        "statements": len(utility),
+        "total_exec_time_ms": round(time_ms, 3),
+        "share_of_total_time": round(time_ms / total, 6) if total > 0 else 0.0,
+        "examples": [
+            " ".join(s.query.split())[:60]
+            for s in sorted(utility, key=lambda s: s.total_exec_time_ms, reverse=True)[:4]
+        ],
+    }
 
 
 def _statement_shares(snapshot: Snapshot) -> dict[str, float]:
@@ -133,8 +154,9 @@ def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> 
     # not faster, advice without a figure), which have no place among prioritised fixes.
     dicts = [f.to_dict() for f in ordered]
     keep = [saves_time(d) for d in dicts]
-    ordered = [f for f, k in zip(ordered, keep, strict=True) if k] + \
-        [f for f, k in zip(ordered, keep, strict=True) if not k]
+    ordered = [f for f, k in zip(ordered, keep, strict=True) if k] + [
+        f for f, k in zip(ordered, keep, strict=True) if not k
+    ]
     by_severity = {s: sum(1 for f in ordered if f.severity == s) for s in SEVERITIES}
     server = snapshot.server
     report = {
@@ -169,9 +191,18 @@ def build_report(snapshot: Snapshot, findings: list[Finding], top: int = 20) -> 
         "summary": {
             "findings_by_severity": by_severity,
             "predicted_saving_share": combined_saving_share(ordered, _statement_shares(snapshot)),
-            "top_fixes": [{"id": f.id, "check": f.check, "severity": f.severity, "title": f.title,
-                           "share_of_total_time": f.saving_share, "fix_sql": f.fix_sql}
-                          for f in ordered if saves_time(f.to_dict())][:TOP_FIXES],
+            "top_fixes": [
+                {
+                    "id": f.id,
+                    "check": f.check,
+                    "severity": f.severity,
+                    "title": f.title,
+                    "share_of_total_time": f.saving_share,
+                    "fix_sql": f.fix_sql,
+                }
+                for f in ordered
+                if saves_time(f.to_dict())
+            ][:TOP_FIXES],
         },
         "extras": snapshot.extras,
         # What explains a change between two audits: plans, catalog state, settings (history.evidence).

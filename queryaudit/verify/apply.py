@@ -5,6 +5,7 @@ share of total time (Amdahl, findings.saving_from_share). A fix that does what i
 (removes the spill) without making the statement faster becomes a low-severity note.
 Confidence follows how the saving was obtained: measured, hypothetical, heuristic.
 """
+
 from __future__ import annotations
 
 from queryaudit.findings import (
@@ -33,9 +34,17 @@ def _verification(m: FixMeasurement) -> Verification:
     before = {k: v for k, v in m.before.items() if v is not None}
     after = {k: v for k, v in m.after.items() if v is not None}
     reduction = round(1 - after["ms"] / before["ms"], 4) if before.get("ms") and "ms" in after else None
-    return Verification(method="real" if m.method == "real" else "none", before=before, after=after,
-                        detail=m.detail, kind=m.fix, runs_before=list(m.before_ms), runs_after=list(m.after_ms),
-                        reduction=reduction, outcome=m.outcome)
+    return Verification(
+        method="real" if m.method == "real" else "none",
+        before=before,
+        after=after,
+        detail=m.detail,
+        kind=m.fix,
+        runs_before=list(m.before_ms),
+        runs_after=list(m.after_ms),
+        reduction=reduction,
+        outcome=m.outcome,
+    )
 
 
 def _lower(confidence: str) -> str:
@@ -67,8 +76,9 @@ def _measured(f: Finding, m: FixMeasurement, snapshot: Snapshot) -> None:
     fraction = max(0.0, reduction) if m.outcome != "not-faster" else 0.0
     f.heuristic_saving = f.predicted_saving
     if statement is not None:
-        f.predicted_saving = saving_from_share(statement.total_exec_time_ms, fraction, snapshot.total_exec_time_ms,
-                                               statement.calls)
+        f.predicted_saving = saving_from_share(
+            statement.total_exec_time_ms, fraction, snapshot.total_exec_time_ms, statement.calls
+        )
     f.saving_method = "measured"
     f.confidence = "high" if m.outcome != "inconclusive" else "medium"
     # The fix quoted inside a sentence: without its closing ';' ("with ANALYZE public.events, the ...").
@@ -81,9 +91,11 @@ def _measured(f: Finding, m: FixMeasurement, snapshot: Snapshot) -> None:
     if m.outcome == "not-faster":
         f.severity = "low"
         f.title += " (measured: not faster with the fix)"
-        f.advice = (f"a note, not a fix: measured with {what}, "
-                    + ("the spill goes but " if m.kind == "work_mem" else "")
-                    + f"the statement is not materially faster ({timing}, {len(m.before_ms)} runs each)")
+        f.advice = (
+            f"a note, not a fix: measured with {what}, "
+            + ("the spill goes but " if m.kind == "work_mem" else "")
+            + f"the statement is not materially faster ({timing}, {len(m.before_ms)} runs each)"
+        )
     else:
         f.severity = severity_from_saving(f.predicted_saving) if f.predicted_saving else f.severity
         f.advice = f"measured: {what}: {timing}" + (f"; {f.advice}" if f.advice and m.kind != "work_mem" else "")
@@ -108,8 +120,12 @@ def _real_index_saving(f: Finding, snapshot: Snapshot) -> Saving | None:
         statement = snapshot.statement(e.get("queryid") or "")
         if statement is None or not e.get("ms_before") or e.get("ms_after") is None:
             continue
-        s = saving_from_share(statement.total_exec_time_ms, 1 - e["ms_after"] / e["ms_before"],
-                              snapshot.total_exec_time_ms, statement.calls)
+        s = saving_from_share(
+            statement.total_exec_time_ms,
+            1 - e["ms_after"] / e["ms_before"],
+            snapshot.total_exec_time_ms,
+            statement.calls,
+        )
         share, total, calls = share + s.share_of_total_time, total + (s.total_ms or 0), calls + statement.calls
     if not total:
         return None

@@ -1,6 +1,7 @@
 """Each kind of fix tried on its statement and timed: work_mem (and hash_mem_multiplier),
 jit, the keyset rewrite, the N+1 batch, statistics (--verify-real only). One method per
 kind, each returning a FixMeasurement; stage.py decides the order and the budget."""
+
 from __future__ import annotations
 
 from statistics import median
@@ -37,12 +38,16 @@ class Verifier:
         self.settings = self._settings()
 
     def _settings(self) -> dict:
-        rows = named_rows(self.runner.conn, "SELECT name, setting, unit FROM pg_settings WHERE name IN "
-                                            "('work_mem', 'shared_buffers', 'hash_mem_multiplier')")
+        rows = named_rows(
+            self.runner.conn,
+            "SELECT name, setting, unit FROM pg_settings WHERE name IN "
+            "('work_mem', 'shared_buffers', 'hash_mem_multiplier')",
+        )
         out = {}
         for r in rows:
-            out[r["name"]] = float(r["setting"]) if r["name"] == "hash_mem_multiplier" \
-                else logic.to_kb(r["setting"], r["unit"])
+            out[r["name"]] = (
+                float(r["setting"]) if r["name"] == "hash_mem_multiplier" else logic.to_kb(r["setting"], r["unit"])
+            )
         out.setdefault("hash_mem_multiplier", 1.0)  # before 13 a hash gets work_mem, no more
         out["names"] = tuple(r["name"] for r in rows)
         return out
@@ -68,7 +73,8 @@ class Verifier:
 
     def _timed(self, m: FixMeasurement, query, values, types, before_settings, after, runs: int) -> None:
         before_plans, after_plans = self.runner.interleaved(
-            lambda: self.runner.explain(query, values, types, before_settings), after, runs)
+            lambda: self.runner.explain(query, values, types, before_settings), after, runs
+        )
         m.before_ms = [round(logic.execution_ms(p), 3) for p in before_plans]
         m.after_ms = [round(logic.execution_ms(p), 3) for p in after_plans]
         m.before = {"ms": round(median(m.before_ms), 3), **logic.buffers(before_plans[-1])}
@@ -93,8 +99,9 @@ class Verifier:
             if f.check == "disk-sort":
                 reported = max(reported, float(f.evidence.get("disk_kb") or 0))
             else:
-                reported = max(reported, float(f.evidence.get("peak_memory_kb") or 0)
-                               * float(f.evidence.get("batches") or 1) / hmm)
+                reported = max(
+                    reported, float(f.evidence.get("peak_memory_kb") or 0) * float(f.evidence.get("batches") or 1) / hmm
+                )
         # The workload's own spill (temp blocks per call, pg_stat_statements) sets the first
         # size when it is larger than the sample's: the sample may select less than it runs.
         statement = self.snapshot.statement(queryid)
@@ -105,17 +112,25 @@ class Verifier:
         while value is not None:
             plan = self.runner.explain(query, values, types, {"work_mem": f"{int(value)}kB"})
             disk, need = logic.spills(plan, hmm)
-            m.steps.append({"work_mem": logic.format_mb(logic.round_up_mb(value)), "spilled_kb": round(disk),
-                            "in_memory_kb": round(need), "ms": round(logic.execution_ms(plan), 3)})
+            m.steps.append(
+                {
+                    "work_mem": logic.format_mb(logic.round_up_mb(value)),
+                    "spilled_kb": round(disk),
+                    "in_memory_kb": round(need),
+                    "ms": round(logic.execution_ms(plan), 3),
+                }
+            )
             if disk == 0:
                 fitted = (value, need)
                 break
             value = logic.next_work_mem_kb(value, cap)
         if fitted is None:
             m.outcome = "not-removed"
-            m.detail = (f"still spills at work_mem = {logic.format_mb(logic.round_up_mb(cap))}, the bound "
-                        "(a quarter of shared_buffers, at least 64MB, at most 1GB): more memory is not the fix; "
-                        f"{self._values_used(queryid)}")
+            m.detail = (
+                f"still spills at work_mem = {logic.format_mb(logic.round_up_mb(cap))}, the bound "
+                "(a quarter of shared_buffers, at least 64MB, at most 1GB): more memory is not the fix; "
+                f"{self._values_used(queryid)}"
+            )
             return m
         proposed = logic.proposed_work_mem_kb(fitted[1], fitted[0])
         scaled = self._scale_to_workload(queryid, proposed, cap)
@@ -124,8 +139,14 @@ class Verifier:
         if proposed < fitted[0]:
             plan = self.runner.explain(query, values, types, {"work_mem": f"{int(proposed)}kB"})
             disk, need = logic.spills(plan, hmm)
-            m.steps.append({"work_mem": logic.format_mb(logic.round_up_mb(proposed)), "spilled_kb": round(disk),
-                            "in_memory_kb": round(need), "ms": round(logic.execution_ms(plan), 3)})
+            m.steps.append(
+                {
+                    "work_mem": logic.format_mb(logic.round_up_mb(proposed)),
+                    "spilled_kb": round(disk),
+                    "in_memory_kb": round(need),
+                    "ms": round(logic.execution_ms(plan), 3),
+                }
+            )
             if disk > 0:
                 proposed = fitted[0]
         setting = logic.format_mb(logic.round_up_mb(proposed))
@@ -136,20 +157,33 @@ class Verifier:
             if multiplier is not None:
                 plan = self.runner.explain(query, values, types, {"hash_mem_multiplier": str(multiplier)})
                 disk, need = logic.spills(plan, multiplier)
-                m.steps.append({"hash_mem_multiplier": multiplier, "spilled_kb": round(disk),
-                                "in_memory_kb": round(need * multiplier), "ms": round(logic.execution_ms(plan), 3)})
+                m.steps.append(
+                    {
+                        "hash_mem_multiplier": multiplier,
+                        "spilled_kb": round(disk),
+                        "in_memory_kb": round(need * multiplier),
+                        "ms": round(logic.execution_ms(plan), 3),
+                    }
+                )
                 if disk == 0:  # the same memory for hashes only, sorts keep the current work_mem
-                    m.fix_sql += (f"\n-- or, for hashes only (work_mem unchanged), checked to run in one batch:\n"
-                                  f"-- SET LOCAL hash_mem_multiplier = {multiplier};")
+                    m.fix_sql += (
+                        f"\n-- or, for hashes only (work_mem unchanged), checked to run in one batch:\n"
+                        f"-- SET LOCAL hash_mem_multiplier = {multiplier};"
+                    )
         runs = self._runs(per_run)
         if runs == 0:
-            m.outcome, m.detail = "inconclusive", (f"{m.fix} removes the spill; no budget left to time it; "
-                                                   f"{self._values_used(queryid)}")
+            m.outcome, m.detail = (
+                "inconclusive",
+                (f"{m.fix} removes the spill; no budget left to time it; {self._values_used(queryid)}"),
+            )
             return m
-        self._timed(m, query, values, types, {},
-                    lambda: self.runner.explain(query, values, types, {"work_mem": setting}), runs)
-        m.detail = (f"EXPLAIN ANALYZE with {m.fix}: the work fits in memory "
-                    f"({fitted[1]:,.0f} kB); {runs} interleaved runs each side; {self._values_used(queryid)}")
+        self._timed(
+            m, query, values, types, {}, lambda: self.runner.explain(query, values, types, {"work_mem": setting}), runs
+        )
+        m.detail = (
+            f"EXPLAIN ANALYZE with {m.fix}: the work fits in memory "
+            f"({fitted[1]:,.0f} kB); {runs} interleaved runs each side; {self._values_used(queryid)}"
+        )
         if scaled is not None:
             m.detail += "; the size that fit the sample scaled by the workload's temp blocks per call / the sample's"
         return m
@@ -161,8 +195,10 @@ class Verifier:
         match = capture.workload_match if capture else None
         if match is None or match.verdict == "unknown":
             return f"values {values or '(none)'}"
-        return (f"values {values or '(none)'} ({match.verdict}: rows x{match.rows_ratio:g}, "
-                f"temp x{match.temp_ratio or 1:g} of the workload per call)")
+        return (
+            f"values {values or '(none)'} ({match.verdict}: rows x{match.rows_ratio:g}, "
+            f"temp x{match.temp_ratio or 1:g} of the workload per call)"
+        )
 
     def _scale_to_workload(self, queryid: str, proposed_kb: float, cap_kb: float) -> float | None:
         """When the sample spilled less than the workload does per call (temp blocks,
@@ -176,8 +212,9 @@ class Verifier:
 
     # -- jit -----------------------------------------------------------------------
     def jit(self, queryid: str, finding: Finding) -> FixMeasurement:
-        m = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=queryid, kind="jit",
-                           fix="SET LOCAL jit = off")
+        m = FixMeasurement(
+            finding_id=finding.id, check=finding.check, queryid=queryid, kind="jit", fix="SET LOCAL jit = off"
+        )
         bound = self._bound(queryid)
         if bound is None:
             m.method, m.detail = "none", "no EXPLAIN ANALYZE with values was captured for this statement"
@@ -187,8 +224,9 @@ class Verifier:
         if runs == 0:
             m.method, m.detail = "none", "no budget left to time it"
             return m
-        self._timed(m, query, values, types, {}, lambda: self.runner.explain(query, values, types, {"jit": "off"}),
-                    runs)
+        self._timed(
+            m, query, values, types, {}, lambda: self.runner.explain(query, values, types, {"jit": "off"}), runs
+        )
         m.detail = f"EXPLAIN ANALYZE with and without {m.fix}; {runs} interleaved runs each side"
         return m
 
@@ -196,17 +234,22 @@ class Verifier:
     def offset(self, queryid: str, finding: Finding) -> FixMeasurement:
         m = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=queryid, kind="keyset")
         table = self.snapshot.table(finding.table) if finding.table else None
-        unique = [i.columns for i in sorted(self.snapshot.indexes_of(table.qualified_name) if table else [],
-                                            key=lambda i: not i.is_primary)
-                  if i.is_unique and i.is_valid and i.predicate is None and i.columns]
+        unique = [
+            i.columns
+            for i in sorted(
+                self.snapshot.indexes_of(table.qualified_name) if table else [], key=lambda i: not i.is_primary
+            )
+            if i.is_unique and i.is_valid and i.predicate is None and i.columns
+        ]
         plan = bound = None
         # Plan capture binds a normalized `OFFSET $n` to 0 (the first page: pg_stat_statements
         # keeps no value), which says nothing of the pages this finding is about: an OFFSET
         # of 0 falls through to the OFFSET the check estimated from the rows skipped per call.
         # `source` is read after the loop: it names where the values that stood came from.
-        for get, source in ((lambda: self._bound(queryid), "the captured plan's values"),  # noqa: B007
-                            (lambda: self._offset_values(queryid, finding),
-                             "OFFSET estimated from pg_stat_statements")):
+        for get, source in (  # noqa: B007
+            (lambda: self._bound(queryid), "the captured plan's values"),
+            (lambda: self._offset_values(queryid, finding), "OFFSET estimated from pg_stat_statements"),
+        ):
             found = get()
             if found is None:
                 continue
@@ -237,8 +280,10 @@ class Verifier:
             m.method, m.detail = "none", "no budget left to time it"
             return m
         self._timed(m, query, values, types, {}, lambda: self.runner.explain(after_query), runs)
-        m.detail = (f"OFFSET {plan.offset} ({source}) against the keyset form from the real last key "
-                    f"({', '.join(plan.keys)} = {', '.join(map(str, last))}); {runs} interleaved runs each side")
+        m.detail = (
+            f"OFFSET {plan.offset} ({source}) against the keyset form from the real last key "
+            f"({', '.join(plan.keys)} = {', '.join(map(str, last))}); {runs} interleaved runs each side"
+        )
         m.steps.append({"rewrite": after_query})
         return m
 
@@ -263,8 +308,13 @@ class Verifier:
     # -- N+1 -----------------------------------------------------------------------------
     def batch(self, finding: Finding) -> FixMeasurement:
         child = finding.evidence.get("child") or {}
-        m = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=str(child.get("queryid")),
-                           kind="batch", fix=finding.evidence.get("batched_query"))
+        m = FixMeasurement(
+            finding_id=finding.id,
+            check=finding.check,
+            queryid=str(child.get("queryid")),
+            kind="batch",
+            fix=finding.evidence.get("batched_query"),
+        )
         query, batched = child.get("query"), finding.evidence.get("batched_query")
         if not query or not batched or parameter_count(query) != 1 or parameter_count(batched) != 1:
             m.method, m.detail = "none", "only a lookup by one parameter is measured against its batch"
@@ -289,38 +339,54 @@ class Verifier:
         m.before = {"ms": round(median(singles), 3), "round_trips": len(keys)}
         m.after = {"ms": round(median(batches), 3), "round_trips": 1}
         m.outcome, _ = logic.verdict(singles, batches)
-        m.detail = (f"{len(keys)} single lookups (keys {source}) against one {column} = ANY($1): server time "
-                    "(planning + execution) summed per side, "
-                    f"{len(singles)} rounds")
+        m.detail = (
+            f"{len(keys)} single lookups (keys {source}) against one {column} = ANY($1): server time "
+            "(planning + execution) summed per side, "
+            f"{len(singles)} rounds"
+        )
         return m
 
     def _batch_keys(self, finding: Finding, column: str, n: int) -> tuple[list[str], str]:
         parent = (finding.evidence.get("parent") or {}).get("queryid")
         link = finding.evidence.get("linked_by") or {}
         capture = self.snapshot.plan_for(parent) if parent else None
-        if capture and capture.method == "analyze" and capture.query_text and link.get("parent_column") \
-                and not parameter_count(capture.query_text):
+        if (
+            capture
+            and capture.method == "analyze"
+            and capture.query_text
+            and link.get("parent_column")
+            and not parameter_count(capture.query_text)
+        ):
             try:
-                keys = self.runner.values(sql.SQL("SELECT DISTINCT p.{}::text FROM ({}) AS p LIMIT {}").format(
-                    sql.Identifier(link["parent_column"]), sql.SQL(capture.query_text), sql.Literal(n)))
+                keys = self.runner.values(
+                    sql.SQL("SELECT DISTINCT p.{}::text FROM ({}) AS p LIMIT {}").format(
+                        sql.Identifier(link["parent_column"]), sql.SQL(capture.query_text), sql.Literal(n)
+                    )
+                )
                 keys = [k for k in keys if k is not None]
                 if keys:
                     return keys, "returned by the parent statement"
             except psycopg.Error:
                 pass
         schema, _, name = (finding.table or "").rpartition(".")
-        keys = self.runner.values(sql.SQL("SELECT {}::text FROM {} WHERE {} IS NOT NULL LIMIT {}").format(
-            sql.Identifier(column), sql.Identifier(schema or "public", name), sql.Identifier(column), sql.Literal(n)))
+        keys = self.runner.values(
+            sql.SQL("SELECT {}::text FROM {} WHERE {} IS NOT NULL LIMIT {}").format(
+                sql.Identifier(column), sql.Identifier(schema or "public", name), sql.Identifier(column), sql.Literal(n)
+            )
+        )
         return keys, f"read from {finding.table}"
 
     # -- statistics (CREATE STATISTICS, ANALYZE) ---------------------------------------
     def statistics(self, queryid: str, finding: Finding) -> FixMeasurement:
-        m = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=queryid, kind="statistics",
-                           fix=finding.fix_sql)
+        m = FixMeasurement(
+            finding_id=finding.id, check=finding.check, queryid=queryid, kind="statistics", fix=finding.fix_sql
+        )
         if self.real_conn is None:
             m.method, m.outcome = "none", "unverified"
-            m.detail = ("CREATE STATISTICS and ANALYZE write the catalog: not tried in the read-only audit session "
-                        "(nor possible on a replica); audit a scratch copy with --verify-real to measure it")
+            m.detail = (
+                "CREATE STATISTICS and ANALYZE write the catalog: not tried in the read-only audit session "
+                "(nor possible on a replica); audit a scratch copy with --verify-real to measure it"
+            )
             return m
 
         bound = self._bound(queryid)
@@ -336,11 +402,14 @@ class Verifier:
             return m
         # ANALYZE alone left the estimate off: the next candidate is a larger sample of the
         # columns (a value the default sample misses), measured the same way.
-        larger = FixMeasurement(finding_id=finding.id, check=finding.check, queryid=queryid, kind="statistics",
-                                fix=target_fix)
+        larger = FixMeasurement(
+            finding_id=finding.id, check=finding.check, queryid=queryid, kind="statistics", fix=target_fix
+        )
         measure_statistics(self.real_conn, self.runner, larger, *bound, target_fix, self.options.runs, scan)
-        m.steps = [{"fix": finding.fix_sql, "q_error": m.after.get("q_error")},
-                   {"fix": target_fix, "q_error": larger.after.get("q_error")}]
+        m.steps = [
+            {"fix": finding.fix_sql, "q_error": m.after.get("q_error")},
+            {"fix": target_fix, "q_error": larger.after.get("q_error")},
+        ]
         if (larger.after.get("q_error") or STILL_MISESTIMATED) < m.after["q_error"]:
             larger.steps, larger.fix_sql = m.steps, target_fix
             return larger
@@ -355,5 +424,10 @@ class Verifier:
         if not fix.startswith("ANALYZE ") or "\n" in fix or not finding.columns:
             return None
         table = fix.removeprefix("ANALYZE ").rstrip(";")
-        return "".join(f"ALTER TABLE {table} ALTER COLUMN {quote_ident(c)} SET STATISTICS {HIGHER_TARGET};\n"
-                       for c in finding.columns) + f"ANALYZE {table};"
+        return (
+            "".join(
+                f"ALTER TABLE {table} ALTER COLUMN {quote_ident(c)} SET STATISTICS {HIGHER_TARGET};\n"
+                for c in finding.columns
+            )
+            + f"ANALYZE {table};"
+        )

@@ -12,6 +12,7 @@ index at all, go into `snapshot.extras["index_sizing"][index name]`. The missing
 check sizes the finding on them and drops a proposal no statement can use with its own
 values.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,9 +28,14 @@ from queryaudit.snapshot import Snapshot
 def _candidate(proposed, snapshot: Snapshot) -> Candidate:
     table = snapshot.table(proposed.table)
     names = {c.name for c in table.columns} if table else set()
-    return Candidate(table=proposed.table, columns=tuple(proposed.columns), include=tuple(proposed.include),
-                     predicate=proposed.predicate, descending=tuple(proposed.descending),
-                     expressions=tuple(c for c in proposed.columns if c not in names))
+    return Candidate(
+        table=proposed.table,
+        columns=tuple(proposed.columns),
+        include=tuple(proposed.include),
+        predicate=proposed.predicate,
+        descending=tuple(proposed.descending),
+        expressions=tuple(c for c in proposed.columns if c not in names),
+    )
 
 
 def _uses(plan: dict, oid: int) -> bool:
@@ -46,9 +52,16 @@ def size_on_workload(conn: psycopg.Connection, snapshot: Snapshot) -> None:
     with Hypothetical(conn) as hypo:
         for proposed in advice.proposed:
             captures = [(e, snapshot.plan_for(e.queryid)) for e in proposed.statements]
-            captures = [(e, c) for e, c in captures if c is not None and c.workload_match is not None
-                        and c.workload_match.verdict != "unknown" and c.query_text and c.parameters
-                        and parameter_count(c.query_text) == 0]
+            captures = [
+                (e, c)
+                for e, c in captures
+                if c is not None
+                and c.workload_match is not None
+                and c.workload_match.verdict != "unknown"
+                and c.query_text
+                and c.parameters
+                and parameter_count(c.query_text) == 0
+            ]
             if not captures:
                 continue
             try:
@@ -60,13 +73,21 @@ def size_on_workload(conn: psycopg.Connection, snapshot: Snapshot) -> None:
                         oid = hypo.create(_candidate(proposed, snapshot))[0]
                     after = explain_rolled_back(conn, capture.query_text, "FORMAT JSON")
                     cost_before, cost_after = plan_cost(before), plan_cost(after)
-                    rows.append({
-                        "queryid": effect.queryid, "values": list(capture.parameters),
-                        "verdict": capture.workload_match.verdict, "rows_ratio": capture.workload_match.rows_ratio,
-                        "cost_before": round(cost_before, 2), "cost_after": round(cost_after, 2),
-                        "uses_index": _uses(after, oid),
-                        "fraction_removed": round(max(0.0, 1 - cost_after / cost_before), 4) if cost_before else 0.0,
-                        "generic_fraction_removed": effect.fraction_removed})
+                    rows.append(
+                        {
+                            "queryid": effect.queryid,
+                            "values": list(capture.parameters),
+                            "verdict": capture.workload_match.verdict,
+                            "rows_ratio": capture.workload_match.rows_ratio,
+                            "cost_before": round(cost_before, 2),
+                            "cost_after": round(cost_after, 2),
+                            "uses_index": _uses(after, oid),
+                            "fraction_removed": round(max(0.0, 1 - cost_after / cost_before), 4)
+                            if cost_before
+                            else 0.0,
+                            "generic_fraction_removed": effect.fraction_removed,
+                        }
+                    )
                     hypo.drop(oid)
                     oid = None
             except psycopg.Error:

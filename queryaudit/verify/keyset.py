@@ -4,6 +4,7 @@
 ORDER BY k1, k2 LIMIT n`: the same page, read from the last key of the previous page on.
 Pure: the measurement (stage.py) reads the real last key and times both.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,6 +36,7 @@ def _bind(tree: exp.Expression, values: list[str], types: list[str]) -> exp.Expr
             if 1 <= n <= len(values):
                 return _literal(values[n - 1], types[n - 1] if n <= len(types) else None)
         return node
+
     return tree.transform(swap)
 
 
@@ -73,7 +75,7 @@ def plan(query: str, values: list[str], types: list[str], unique_keys: list[list
                 keys.append(f"{qualifier}.{column}" if qualifier else column)
     # The tie-breaker sorts like the first key (same direction and NULLS placement).
     ordered = [copy.deepcopy(o) for o in order]
-    for k in keys[len(order):]:
+    for k in keys[len(order) :]:
         tie = order[0].copy()
         tie.set("this", sqlglot.parse_one(k, read="postgres"))
         ordered.append(tie)
@@ -84,15 +86,20 @@ def plan(query: str, values: list[str], types: list[str], unique_keys: list[list
     except (AttributeError, TypeError, ValueError):
         return None
     # The fix as the application writes it: the last key as new parameters.
-    first = max([int(p.this.this) for p in tree.find_all(exp.Parameter)
-                 if isinstance(p.this, exp.Literal)] or [0]) + 1
+    first = max([int(p.this.this) for p in tree.find_all(exp.Parameter) if isinstance(p.this, exp.Literal)] or [0]) + 1
     placeholders = [exp.Parameter(this=exp.Literal.number(first + i)) for i in range(len(keys))]
     fix = copy.deepcopy(tree)
     fix.set("offset", None)
     fix = fix.where(_key_condition(keys, placeholders, descending), copy=False)
     fix.set("order", exp.Order(expressions=copy.deepcopy(ordered)))
-    return Keyset(tree=bound, keys=keys, order=exp.Order(expressions=ordered), descending=descending,
-                  offset=offset, fix_text=fix.sql("postgres"))
+    return Keyset(
+        tree=bound,
+        keys=keys,
+        order=exp.Order(expressions=ordered),
+        descending=descending,
+        offset=offset,
+        fix_text=fix.sql("postgres"),
+    )
 
 
 def last_key_query(keyset: Keyset) -> str:
@@ -100,10 +107,20 @@ def last_key_query(keyset: Keyset) -> str:
     q = copy.deepcopy(keyset.tree)
     # Aliased: an output column named like a key would take over ORDER BY key (output names
     # come first there), and the text form sorts differently.
-    q.set("expressions", [exp.alias_(exp.cast(sqlglot.parse_one(k, read="postgres"), "text"), f"queryaudit_key_{n}")
-                          for n, k in enumerate(keyset.keys)]
-          + [exp.alias_(exp.cast(exp.Anonymous(this="pg_typeof", expressions=[sqlglot.parse_one(k, read="postgres")]),
-                                 "text"), f"queryaudit_type_{n}") for n, k in enumerate(keyset.keys)])
+    q.set(
+        "expressions",
+        [
+            exp.alias_(exp.cast(sqlglot.parse_one(k, read="postgres"), "text"), f"queryaudit_key_{n}")
+            for n, k in enumerate(keyset.keys)
+        ]
+        + [
+            exp.alias_(
+                exp.cast(exp.Anonymous(this="pg_typeof", expressions=[sqlglot.parse_one(k, read="postgres")]), "text"),
+                f"queryaudit_type_{n}",
+            )
+            for n, k in enumerate(keyset.keys)
+        ],
+    )
     q.set("order", copy.deepcopy(keyset.order))
     q.set("limit", exp.Limit(expression=exp.Literal.number(1)))
     q.set("offset", exp.Offset(expression=exp.Literal.number(keyset.offset - 1)))
@@ -114,8 +131,9 @@ def rewritten(keyset: Keyset, last: list[str], types: list[str]) -> str:
     """The page after `last`, values bound: what is timed against the OFFSET form."""
     q = copy.deepcopy(keyset.tree)
     q.set("offset", None)
-    q = q.where(_key_condition(keyset.keys, [_literal(v, t) for v, t in zip(last, types, strict=False)],
-                               keyset.descending),
-                copy=False)
+    q = q.where(
+        _key_condition(keyset.keys, [_literal(v, t) for v, t in zip(last, types, strict=False)], keyset.descending),
+        copy=False,
+    )
     q.set("order", copy.deepcopy(keyset.order))
     return q.sql("postgres")

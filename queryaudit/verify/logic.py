@@ -1,5 +1,6 @@
 """Pure arithmetic of fix verification: reading spills and memory from a plan, stepping
 work_mem up, bounding it, and the verdict on before/after timings."""
+
 from __future__ import annotations
 
 import math
@@ -18,7 +19,7 @@ HEADROOM = 1.1  # over the in-memory size the server reported: memory accounting
 # it beats every run without it (runs are interleaved, so drift hits both sides alike).
 MATERIAL = 0.10
 
-UNITS_KB = {"B": 1 / 1024, "kB": 1, "8kB": 8, "MB": 1024, "GB": 1024 * 1024, "TB": 1024 ** 3}
+UNITS_KB = {"B": 1 / 1024, "kB": 1, "8kB": 8, "MB": 1024, "GB": 1024 * 1024, "TB": 1024**3}
 
 
 def to_kb(value: str | float, unit: str | None) -> float:
@@ -110,8 +111,12 @@ def verdict(before_ms: list[float], after_ms: list[float]) -> tuple[str, float |
 def buffers(explain: dict) -> dict[str, float]:
     """The statement's buffer counts (the top node's include everything below it)."""
     top = explain["Plan"]
-    names = {"Shared Hit Blocks": "shared_hit", "Shared Read Blocks": "shared_read",
-             "Temp Read Blocks": "temp_read", "Temp Written Blocks": "temp_written"}
+    names = {
+        "Shared Hit Blocks": "shared_hit",
+        "Shared Read Blocks": "shared_read",
+        "Temp Read Blocks": "temp_read",
+        "Temp Written Blocks": "temp_written",
+    }
     return {short: float(top.get(long) or 0) for long, short in names.items()}
 
 

@@ -6,6 +6,7 @@ rewritten statement), so nothing outlives the run. Values travel as in plan capt
 the plan cache could switch to a generic plan and measure something else). All runs
 share a deadline: what is left of the EXPLAIN budget.
 """
+
 from __future__ import annotations
 
 import time
@@ -38,12 +39,20 @@ class Runner:
             raise BudgetExhausted("the EXPLAIN budget is used up")
         return int(min(self.statement_limit_ms, remaining))
 
-    def explain(self, query: str, values: list[str] | None = None, types: list[str] | None = None,
-                settings: dict[str, str] | None = None, options: str = OPTIONS) -> dict:
+    def explain(
+        self,
+        query: str,
+        values: list[str] | None = None,
+        types: list[str] | None = None,
+        settings: dict[str, str] | None = None,
+        options: str = OPTIONS,
+    ) -> dict:
         """One EXPLAIN ANALYZE of `query` ($n bound to `values`) with `settings` SET LOCAL."""
         # set_config, not SET LOCAL: the same pg_stat_statements entry whatever the value.
-        setup = [("SELECT set_config(%s, %s, true)", ("statement_timeout", f"{self.timeout_ms()}ms")),
-                 ("SELECT set_config(%s, %s, true)", ("plan_cache_mode", "force_custom_plan"))]
+        setup = [
+            ("SELECT set_config(%s, %s, true)", ("statement_timeout", f"{self.timeout_ms()}ms")),
+            ("SELECT set_config(%s, %s, true)", ("plan_cache_mode", "force_custom_plan")),
+        ]
         setup += [("SELECT set_config(%s, %s, true)", (key, value)) for key, value in (settings or {}).items()]
         return explain_rolled_back(self.conn, query, options, values, types, setup)
 

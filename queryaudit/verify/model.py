@@ -1,4 +1,5 @@
 """What fix verification stores in the snapshot: plain dataclasses with a JSON round trip."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

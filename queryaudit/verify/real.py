@@ -5,6 +5,7 @@ EXPLAIN ANALYZE runs of the statement: the new statistics (pg_statistic,
 pg_statistic_ext_data rows are transactional) are gone afterwards. ANALYZE does update
 pg_class.reltuples/relpages in place, which a rollback does not undo: hence scratch copies.
 """
+
 from __future__ import annotations
 
 from statistics import median
@@ -26,13 +27,25 @@ def scan_q_error(explain: dict, relation: str, alias: str | None) -> float | Non
     """The worst q-error of the scans of `relation` (under `alias`, when given) in a plan."""
     from queryaudit.plans.model import build
 
-    errors = [n.q_error for n in build(explain).nodes if n.raw.get("Relation Name") == relation
-              and (alias is None or n.alias == alias) and n.q_error is not None]
+    errors = [
+        n.q_error
+        for n in build(explain).nodes
+        if n.raw.get("Relation Name") == relation and (alias is None or n.alias == alias) and n.q_error is not None
+    ]
     return round(max(errors), 1) if errors else None
 
 
-def measure_statistics(conn: psycopg.Connection, runner: Runner, m: FixMeasurement, query: str, values, types,
-                       fix_sql: str, runs: int, scan: tuple[str, str | None] | None = None) -> None:
+def measure_statistics(
+    conn: psycopg.Connection,
+    runner: Runner,
+    m: FixMeasurement,
+    query: str,
+    values,
+    types,
+    fix_sql: str,
+    runs: int,
+    scan: tuple[str, str | None] | None = None,
+) -> None:
     """Time the statement before and after `fix_sql` (rolled back); with `scan` (relation,
     alias), the misestimated scan's q-error before and after too."""
     statements = [str(s).strip() for s in pglast.split(fix_sql) if str(s).strip()]
@@ -58,8 +71,10 @@ def measure_statistics(conn: psycopg.Connection, runner: Runner, m: FixMeasureme
     m.before = {"ms": round(median(m.before_ms), 3), **logic.buffers(before[-1])}
     m.after = {"ms": round(median(m.after_ms), 3), **logic.buffers(after[-1])}
     m.outcome, _ = logic.verdict(m.before_ms, m.after_ms)
-    m.detail = (f"--verify-real: {'; '.join(statements)} applied in a rolled-back transaction, "
-                f"{runs} EXPLAIN ANALYZE runs before and after")
+    m.detail = (
+        f"--verify-real: {'; '.join(statements)} applied in a rolled-back transaction, "
+        f"{runs} EXPLAIN ANALYZE runs before and after"
+    )
     if scan is not None:
         m.before["q_error"] = scan_q_error(before[-1], *scan)
         m.after["q_error"] = scan_q_error(after[-1], *scan)

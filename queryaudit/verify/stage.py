@@ -8,6 +8,7 @@ first, and the result stored as a FixMeasurement. Statistics fixes (CREATE STATI
 ANALYZE) write the catalog: they are tried only with --verify-real, on a writable scratch
 copy, inside a transaction that is rolled back; otherwise they are recorded unverified.
 """
+
 from __future__ import annotations
 
 import time
@@ -46,8 +47,11 @@ def _spill_findings(snapshot: Snapshot) -> dict[str, list[Finding]]:
 
 
 def _statistics_fix(f: Finding) -> bool:
-    return bool(f.fix_sql) and f.evidence.get("cause") in ("stale-statistics", "out-of-range", "correlated-columns",
-                                                           "expression") and "CONCURRENTLY" not in f.fix_sql
+    return (
+        bool(f.fix_sql)
+        and f.evidence.get("cause") in ("stale-statistics", "out-of-range", "correlated-columns", "expression")
+        and "CONCURRENTLY" not in f.fix_sql
+    )
 
 
 def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, real_conn=None) -> FixVerification:
@@ -59,28 +63,41 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
     seen_jit: set[str] = set()
     for queryid, found in _spill_findings(snapshot).items():
         lead = max(found, key=lambda f: f.saving_share)
-        work.append((lead.saving_share, (lead.id, lead.check, queryid, "work_mem"),
-                     lambda q=queryid, fs=found: verifier.work_mem(q, fs)))
+        work.append(
+            (
+                lead.saving_share,
+                (lead.id, lead.check, queryid, "work_mem"),
+                lambda q=queryid, fs=found: verifier.work_mem(q, fs),
+            )
+        )
     for f in jit_overhead.run(snapshot):
         if f.queryids[0] not in seen_jit:  # from the plan, or from pg_stat_statements with a plan captured
             seen_jit.add(f.queryids[0])
-            work.append((f.saving_share, (f.id, f.check, f.queryids[0], "jit"),
-                         lambda f=f: verifier.jit(f.queryids[0], f)))
+            work.append(
+                (f.saving_share, (f.id, f.check, f.queryids[0], "jit"), lambda f=f: verifier.jit(f.queryids[0], f))
+            )
     for f in large_offset.run(snapshot):
-        work.append((f.saving_share, (f.id, f.check, f.queryids[0], "keyset"),
-                     lambda f=f: verifier.offset(f.queryids[0], f)))
+        work.append(
+            (f.saving_share, (f.id, f.check, f.queryids[0], "keyset"), lambda f=f: verifier.offset(f.queryids[0], f))
+        )
     for f in n_plus_one.from_statements(snapshot):
         work.append((f.saving_share, (f.id, f.check, f.queryids[0], "batch"), lambda f=f: verifier.batch(f)))
     for f in row_estimate_error.run(snapshot):
         if _statistics_fix(f):
-            work.append((f.saving_share, (f.id, f.check, f.queryids[0], "statistics"),
-                         lambda f=f: verifier.statistics(f.queryids[0], f)))
+            work.append(
+                (
+                    f.saving_share,
+                    (f.id, f.check, f.queryids[0], "statistics"),
+                    lambda f=f: verifier.statistics(f.queryids[0], f),
+                )
+            )
     work.sort(key=lambda w: -w[0])
 
     def unmeasured(item, detail: str) -> FixMeasurement:
         finding_id, check, queryid, kind = item
-        return FixMeasurement(finding_id=finding_id, check=check, queryid=queryid, kind=kind, method="none",
-                              detail=detail)
+        return FixMeasurement(
+            finding_id=finding_id, check=check, queryid=queryid, kind=kind, method="none", detail=detail
+        )
 
     for n, (_, what, job) in enumerate(work):
         try:
@@ -88,13 +105,17 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
         except (BudgetExhausted, psycopg.errors.QueryCanceled) as exc:
             if isinstance(exc, psycopg.errors.QueryCanceled) and runner.remaining_ms() > 100:
                 # Its own per-statement limit, not the budget: this fix only.
-                result.measurements.append(unmeasured(what, f"not measured: a run hit the per-statement limit "
-                                                            f"({first_line(exc)})"))
+                result.measurements.append(
+                    unmeasured(what, f"not measured: a run hit the per-statement limit ({first_line(exc)})")
+                )
                 continue
-            result.notes.append("the EXPLAIN budget ran out: the remaining fixes are not measured "
-                                "(raise --explain-budget)")
-            result.measurements += [unmeasured(item, "not measured: the EXPLAIN budget ran out before it "
-                                                     "(raise --explain-budget)") for _, item, _ in work[n:]]
+            result.notes.append(
+                "the EXPLAIN budget ran out: the remaining fixes are not measured (raise --explain-budget)"
+            )
+            result.measurements += [
+                unmeasured(item, "not measured: the EXPLAIN budget ran out before it (raise --explain-budget)")
+                for _, item, _ in work[n:]
+            ]
             break
         except psycopg.Error as exc:
             if runner.conn.broken or runner.conn.closed:
@@ -111,13 +132,21 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
 
 def _budget_left(snapshot: Snapshot, budget_s: float) -> float:
     """What plan capture and the estimate experiments left of the EXPLAIN budget (both record durations)."""
-    used = (sum((p.duration_ms or 0.0) for p in snapshot.plans)
-            + sum(e.duration_ms for e in snapshot.estimate_experiments)) / 1000
+    used = (
+        sum((p.duration_ms or 0.0) for p in snapshot.plans) + sum(e.duration_ms for e in snapshot.estimate_experiments)
+    ) / 1000
     return max(0.0, budget_s - used)
 
 
-def run_stage(conn: psycopg.Connection, snapshot: Snapshot, options: VerifyOptions, budget_s: float,
-              statement_limit_ms: int, dsn: str | None = None, limits: SessionLimits | None = None) -> None:
+def run_stage(
+    conn: psycopg.Connection,
+    snapshot: Snapshot,
+    options: VerifyOptions,
+    budget_s: float,
+    statement_limit_ms: int,
+    dsn: str | None = None,
+    limits: SessionLimits | None = None,
+) -> None:
     runner = Runner(conn, time.monotonic() + _budget_left(snapshot, budget_s), statement_limit_ms)
     if options.verify_real and dsn is not None and not snapshot.server.in_recovery:
         with session(dsn, limits or SessionLimits(), read_only=False) as real_conn:
@@ -128,13 +157,23 @@ def run_stage(conn: psycopg.Connection, snapshot: Snapshot, options: VerifyOptio
     outcomes: dict[str, int] = {}
     for m in done.measurements:
         outcomes[m.outcome] = outcomes.get(m.outcome, 0) + 1
-    snapshot.extras["fix_verification"] = {"budget_s": done.budget_s, "duration_ms": done.duration_ms,
-                                           "verify_real": done.verify_real, "outcomes": outcomes,
-                                           "notes": done.notes}
+    snapshot.extras["fix_verification"] = {
+        "budget_s": done.budget_s,
+        "duration_ms": done.duration_ms,
+        "verify_real": done.verify_real,
+        "outcomes": outcomes,
+        "notes": done.notes,
+    }
 
 
-def stage(options: VerifyOptions, budget_s: float, statement_limit_ms: int, dsn: str | None = None,
-          limits: SessionLimits | None = None):
+def stage(
+    options: VerifyOptions,
+    budget_s: float,
+    statement_limit_ms: int,
+    dsn: str | None = None,
+    limits: SessionLimits | None = None,
+):
     """(name, fn(conn, snapshot)) for CollectOptions.stages; after the plans stage."""
-    return "fix verification", lambda conn, snapshot: run_stage(conn, snapshot, options, budget_s,
-                                                                statement_limit_ms, dsn, limits)
+    return "fix verification", lambda conn, snapshot: run_stage(
+        conn, snapshot, options, budget_s, statement_limit_ms, dsn, limits
+    )

@@ -1,6 +1,7 @@
 """A Django application in one file, run as a script by tests/test_capture_frameworks.py:
 APP_DSN names its database, APP_DRIVER=psycopg2 hides psycopg 3 so that Django takes
 psycopg2. It prints what queryaudit.capture found, as JSON."""
+
 import json
 import os
 import sys
@@ -15,8 +16,15 @@ from django.conf import settings
 dsn = urlparse(os.environ["APP_DSN"])
 settings.configure(
     INSTALLED_APPS=["shelf"],
-    DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": dsn.path.lstrip("/"),
-                           "USER": dsn.username, "HOST": dsn.hostname, "PORT": dsn.port}},
+    DATABASES={
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": dsn.path.lstrip("/"),
+            "USER": dsn.username,
+            "HOST": dsn.hostname,
+            "PORT": dsn.port,
+        }
+    },
     ROOT_URLCONF=__name__,
     MIDDLEWARE=["queryaudit.capture.django.QueryAuditMiddleware"],
     QUERYAUDIT_ON_N_PLUS_ONE=f"{__name__}.on_n_plus_one",
@@ -48,9 +56,17 @@ urlpatterns = [path("books", book_list)]
 
 
 def found(cap):
-    return [{"call_site": loop.call_site, "executions": loop.executions, "hint": loop.orm_hint,
-             "source": loop.source, "stack": loop.stack[:3], "batched": loop.batched_query}
-            for loop in cap.n_plus_one()]
+    return [
+        {
+            "call_site": loop.call_site,
+            "executions": loop.executions,
+            "hint": loop.orm_hint,
+            "source": loop.source,
+            "stack": loop.stack[:3],
+            "batched": loop.batched_query,
+        }
+        for loop in cap.n_plus_one()
+    ]
 
 
 with connection.schema_editor() as editor:

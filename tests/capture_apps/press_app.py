@@ -3,6 +3,7 @@ tests/test_capture_frameworks.py (on the installed Django and on 4.2, put first 
 PYTHONPATH). APP_DSN names an empty database. Each case runs in its own capture; the
 script prints what queryaudit.capture found per case, as JSON. The line of each lazy
 load carries a `# loop: <case>` or `# silent: <case>` comment the test looks up."""
+
 import json
 import os
 import sys
@@ -14,9 +15,18 @@ from django.conf import settings
 dsn = urlparse(os.environ["APP_DSN"])
 settings.configure(
     INSTALLED_APPS=["django.contrib.contenttypes", "press"],
-    DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": dsn.path.lstrip("/"),
-                           "USER": dsn.username, "HOST": dsn.hostname, "PORT": dsn.port}},
-    ROOT_URLCONF=__name__, ALLOWED_HOSTS=["testserver"], DEFAULT_AUTO_FIELD="django.db.models.AutoField",
+    DATABASES={
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": dsn.path.lstrip("/"),
+            "USER": dsn.username,
+            "HOST": dsn.hostname,
+            "PORT": dsn.port,
+        }
+    },
+    ROOT_URLCONF=__name__,
+    ALLOWED_HOSTS=["testserver"],
+    DEFAULT_AUTO_FIELD="django.db.models.AutoField",
 )
 django.setup()
 
@@ -241,6 +251,7 @@ def load():
         child.followers.set([parents[n]])
     children[0].friends.set([children[1]])
 
+
 if __name__ == "__main__":
     load()
     out = {"django": django.get_version()}
@@ -249,7 +260,18 @@ if __name__ == "__main__":
             continue
         with capture(name) as cap:
             function()
-        out[name] = {"loops": [{"call_site": loop.call_site, "executions": loop.executions, "hint": loop.orm_hint,
-                                "relation": loop.relation, "source": loop.source} for loop in cap.n_plus_one()],
-                     "unused": cap.unused_eager_loads(), "statements": len(cap.statements)}
+        out[name] = {
+            "loops": [
+                {
+                    "call_site": loop.call_site,
+                    "executions": loop.executions,
+                    "hint": loop.orm_hint,
+                    "relation": loop.relation,
+                    "source": loop.source,
+                }
+                for loop in cap.n_plus_one()
+            ],
+            "unused": cap.unused_eager_loads(),
+            "statements": len(cap.statements),
+        }
     print(json.dumps(out))

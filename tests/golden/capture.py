@@ -6,6 +6,7 @@
 then carve one case per check with tests/golden/carve.py. Uses the tests' own scenarios:
 the planted plan problems of test_plan_checks (PostgreSQL 15) and the lock sessions of test_locks.
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,8 +41,16 @@ def locks(out: Path) -> None:
         for _ in range(3):
             sessions.run("UPDATE accounts SET balance = balance - 1 WHERE id = 7")
         test_locks._waiting(db, 3)
-        conftest.run_cli("audit", "--dsn", db.dsn, "--sample-seconds", "1", "--no-explain",
-                         "--save-snapshot", str(out / "locks.json"))
+        conftest.run_cli(
+            "audit",
+            "--dsn",
+            db.dsn,
+            "--sample-seconds",
+            "1",
+            "--no-explain",
+            "--save-snapshot",
+            str(out / "locks.json"),
+        )
     finally:
         sessions.close()
     db = server.create_database()
@@ -50,13 +59,15 @@ def locks(out: Path) -> None:
         test_locks._accounts(db)
         sessions.hold("SELECT balance FROM accounts WHERE id = 3 FOR UPDATE")
         sessions.run("BEGIN; UPDATE accounts SET balance = 5 WHERE id = 9; SELECT pg_sleep(5); COMMIT", app="batch")
-        test_locks._wait_until(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batch' "
-                                   "AND wait_event = 'PgSleep'", 1)
+        test_locks._wait_until(
+            db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'batch' AND wait_event = 'PgSleep'", 1
+        )
         time.sleep(0.5)
         with session(db.dsn) as conn:
             snap = Snapshot(server=collect_server(conn), collected_at="now")
-            snap.lock_samples = LockSampler(conn, SampleOptions(seconds=0.5, long_transaction_s=0.3,
-                                                                idle_in_transaction_s=0.3)).run()
+            snap.lock_samples = LockSampler(
+                conn, SampleOptions(seconds=0.5, long_transaction_s=0.3, idle_in_transaction_s=0.3)
+            ).run()
         snap.save(out / "idle.json")
     finally:
         sessions.close()

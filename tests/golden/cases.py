@@ -13,6 +13,7 @@ Carve a new case from a real snapshot (tests/golden/capture.py makes them):
     PYTHONPATH=. python tests/golden/cases.py carve SNAPSHOT.json CHECK-ID NAME "about"
     PYTHONPATH=. python tests/golden/cases.py near-miss CHECK-ID NAME LIKE.json PATH=VALUE... "about"
 """
+
 from __future__ import annotations
 
 import copy
@@ -86,8 +87,11 @@ def carve(snapshot: Snapshot, check_id: str) -> dict:
     text = "\n".join(texts)
 
     def wanted(table) -> bool:
-        return (table.qualified_name in named or table.name in relations
-                or re.search(rf"\b{re.escape(table.name)}\b", text) is not None)
+        return (
+            table.qualified_name in named
+            or table.name in relations
+            or re.search(rf"\b{re.escape(table.name)}\b", text) is not None
+        )
 
     data = snapshot.to_dict()
     used = _used_settings()
@@ -104,13 +108,16 @@ def carve(snapshot: Snapshot, check_id: str) -> dict:
             tables |= {fk.table for fk in snapshot.foreign_keys if fk.ref_table in tables}
             carved["tables"] = [t for t in data["tables"] if f"{t['schema']}.{t['name']}" in tables]
             carved["indexes"] = [i for i in data["indexes"] if i["table"] in tables]
-            carved["foreign_keys"] = [f for f in data["foreign_keys"]
-                                      if f["table"] in tables or f["ref_table"] in tables]
+            carved["foreign_keys"] = [
+                f for f in data["foreign_keys"] if f["table"] in tables or f["ref_table"] in tables
+            ]
             carved["column_stats"] = [c for c in data["column_stats"] if c["table"] in tables]
             carved["extended_statistics"] = [e for e in data["extended_statistics"] if e["table"] in tables]
         if run_check(check_id, Snapshot.from_dict(copy.deepcopy(carved))) == full:
-            print(f"carved ({attempt}): {len(carved['statements'])} statements, {len(carved['tables'])} tables",
-                  file=sys.stderr)
+            print(
+                f"carved ({attempt}): {len(carved['statements'])} statements, {len(carved['tables'])} tables",
+                file=sys.stderr,
+            )
             return carved
     raise SystemExit(f"{check_id}: no carving of the snapshot keeps its findings")
 

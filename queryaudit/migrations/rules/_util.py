@@ -1,4 +1,5 @@
 """Small AST helpers shared by the rules (pglast nodes)."""
+
 from __future__ import annotations
 
 import copy
@@ -71,8 +72,9 @@ def with_changes(node, **changes) -> str:
 
 
 def violation(stmt: Statement, message: str, node=None, lock: str | None = None, **kw) -> Violation:
-    return Violation(stmt=stmt, message=message, offset=loc(node) if node is not None else None, lock=lock,
-                     blocks=blocks(lock), **kw)
+    return Violation(
+        stmt=stmt, message=message, offset=loc(node) if node is not None else None, lock=lock, blocks=blocks(lock), **kw
+    )
 
 
 def alter_table_cmds(mig: MigrationFile, objtypes=(ObjectType.OBJECT_TABLE,)):
@@ -156,8 +158,6 @@ def version_at_least(settings: Settings, major: int, minor: int = 0) -> bool:
     return settings.pg_version >= (major, minor)
 
 
-
-
 def last_name(obj) -> str | None:
     """The object's own name (schema dropped), from the shapes DROP / RENAME / ALTER use."""
     if isinstance(obj, ast.RangeVar):
@@ -175,18 +175,44 @@ def last_name(obj) -> str | None:
 
 
 TABLE, VIEW, FUNCTION, TYPE, SEQUENCE, SCHEMA, INDEX, CONSTRAINT, TRIGGER, POLICY, EXTENSION = (
-    "table", "view", "function", "type", "sequence", "schema", "index", "constraint", "trigger", "policy",
-    "extension")
+    "table",
+    "view",
+    "function",
+    "type",
+    "sequence",
+    "schema",
+    "index",
+    "constraint",
+    "trigger",
+    "policy",
+    "extension",
+)
 # DROP / RENAME object types -> the kind of object the file may have created.
-KIND = {ObjectType.OBJECT_TABLE: TABLE, ObjectType.OBJECT_FOREIGN_TABLE: TABLE, ObjectType.OBJECT_VIEW: VIEW,
-        ObjectType.OBJECT_MATVIEW: VIEW, ObjectType.OBJECT_FUNCTION: FUNCTION, ObjectType.OBJECT_PROCEDURE: FUNCTION,
-        ObjectType.OBJECT_ROUTINE: FUNCTION, ObjectType.OBJECT_AGGREGATE: FUNCTION, ObjectType.OBJECT_TYPE: TYPE,
-        ObjectType.OBJECT_DOMAIN: TYPE, ObjectType.OBJECT_SEQUENCE: SEQUENCE, ObjectType.OBJECT_SCHEMA: SCHEMA,
-        ObjectType.OBJECT_INDEX: INDEX, ObjectType.OBJECT_TABCONSTRAINT: CONSTRAINT,
-        ObjectType.OBJECT_TRIGGER: TRIGGER, ObjectType.OBJECT_POLICY: POLICY, ObjectType.OBJECT_EXTENSION: EXTENSION,
-        ObjectType.OBJECT_OPERATOR: "operator", ObjectType.OBJECT_CAST: "cast", ObjectType.OBJECT_OPCLASS: "opclass",
-        ObjectType.OBJECT_OPFAMILY: "opfamily", ObjectType.OBJECT_RULE: "rule",
-        ObjectType.OBJECT_PUBLICATION: "publication"}
+KIND = {
+    ObjectType.OBJECT_TABLE: TABLE,
+    ObjectType.OBJECT_FOREIGN_TABLE: TABLE,
+    ObjectType.OBJECT_VIEW: VIEW,
+    ObjectType.OBJECT_MATVIEW: VIEW,
+    ObjectType.OBJECT_FUNCTION: FUNCTION,
+    ObjectType.OBJECT_PROCEDURE: FUNCTION,
+    ObjectType.OBJECT_ROUTINE: FUNCTION,
+    ObjectType.OBJECT_AGGREGATE: FUNCTION,
+    ObjectType.OBJECT_TYPE: TYPE,
+    ObjectType.OBJECT_DOMAIN: TYPE,
+    ObjectType.OBJECT_SEQUENCE: SEQUENCE,
+    ObjectType.OBJECT_SCHEMA: SCHEMA,
+    ObjectType.OBJECT_INDEX: INDEX,
+    ObjectType.OBJECT_TABCONSTRAINT: CONSTRAINT,
+    ObjectType.OBJECT_TRIGGER: TRIGGER,
+    ObjectType.OBJECT_POLICY: POLICY,
+    ObjectType.OBJECT_EXTENSION: EXTENSION,
+    ObjectType.OBJECT_OPERATOR: "operator",
+    ObjectType.OBJECT_CAST: "cast",
+    ObjectType.OBJECT_OPCLASS: "opclass",
+    ObjectType.OBJECT_OPFAMILY: "opfamily",
+    ObjectType.OBJECT_RULE: "rule",
+    ObjectType.OBJECT_PUBLICATION: "publication",
+}
 
 
 class NewObjects:
@@ -209,8 +235,13 @@ class NewObjects:
         if isinstance(node, ast.CreateStmt):
             yield TABLE, node.relation.relname
             for elt in node.tableElts or ():
-                for con in [elt] if isinstance(elt, ast.Constraint) else constraints_of(elt) \
-                        if isinstance(elt, ast.ColumnDef) else ():
+                for con in (
+                    [elt]
+                    if isinstance(elt, ast.Constraint)
+                    else constraints_of(elt)
+                    if isinstance(elt, ast.ColumnDef)
+                    else ()
+                ):
                     if con.conname:
                         yield CONSTRAINT, con.conname
         elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
@@ -243,8 +274,11 @@ class NewObjects:
             yield EXTENSION, node.extname
         elif isinstance(node, ast.AlterTableStmt):
             for cmd in node.cmds or ():
-                if getattr(cmd, "subtype", None) == AlterTableType.AT_AddConstraint and \
-                        isinstance(cmd.def_, ast.Constraint) and cmd.def_.conname:
+                if (
+                    getattr(cmd, "subtype", None) == AlterTableType.AT_AddConstraint
+                    and isinstance(cmd.def_, ast.Constraint)
+                    and cmd.def_.conname
+                ):
                     yield CONSTRAINT, cmd.def_.conname
 
     def before(self, kind: str, name: str | None, stmt: Statement) -> Statement | None:
@@ -257,7 +291,8 @@ class NewObjects:
         if not stmt.in_transaction:
             return None
         from queryaudit.migrations.source import END_KINDS, is_transaction
-        for later in mig.statements[stmt.index + 1:]:
+
+        for later in mig.statements[stmt.index + 1 :]:
             if is_transaction(later.node, *END_KINDS):
                 return None
             if later in self.created.get((kind, name), ()):

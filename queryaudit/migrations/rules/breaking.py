@@ -1,4 +1,5 @@
 """Breaking changes: renames and drops that break the application code still running."""
+
 from __future__ import annotations
 
 from pglast import ast
@@ -9,14 +10,26 @@ from queryaudit.migrations.locks import ACCESS_EXCLUSIVE
 from queryaudit.migrations.rules._util import CreatedTables, alter_table_cmds, relname, violation
 
 # Columns (and composite-type attributes) that running code names, as squawk 2.70 counts them.
-COLUMN_OWNERS = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW,
-                 ObjectType.OBJECT_FOREIGN_TABLE, ObjectType.OBJECT_TYPE)
-EXPAND_CONTRACT = ("-- expand/contract: ship code that no longer uses it first, deploy, then run this in a later "
-                   "migration")
+COLUMN_OWNERS = (
+    ObjectType.OBJECT_TABLE,
+    ObjectType.OBJECT_VIEW,
+    ObjectType.OBJECT_MATVIEW,
+    ObjectType.OBJECT_FOREIGN_TABLE,
+    ObjectType.OBJECT_TYPE,
+)
+EXPAND_CONTRACT = (
+    "-- expand/contract: ship code that no longer uses it first, deploy, then run this in a later migration"
+)
 
 
-@rule("renaming-column", "RENAME COLUMN", "high", "breaking", squawk=True,
-      cases=[trigger('ALTER TABLE "t" RENAME COLUMN "a" TO "b";'), passes("ALTER TABLE t ADD COLUMN b text;")])
+@rule(
+    "renaming-column",
+    "RENAME COLUMN",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[trigger('ALTER TABLE "t" RENAME COLUMN "a" TO "b";'), passes("ALTER TABLE t ADD COLUMN b text;")],
+)
 def renaming_column(mig, settings):
     """A column renamed under running application code.
 
@@ -47,16 +60,30 @@ def renaming_column(mig, settings):
     created = CreatedTables(mig)
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.RenameStmt) and node.renameType in (ObjectType.OBJECT_COLUMN,
-                                                                    ObjectType.OBJECT_ATTRIBUTE) \
-                and node.relationType in COLUMN_OWNERS and not created.before(stmt, node.relation):
-            yield violation(stmt, f"RENAME COLUMN {node.subname} -> {node.newname} breaks running code that uses "
-                                  f"{node.subname}", lock=ACCESS_EXCLUSIVE, rewrite=False,
-                            table=relname(node.relation), safe_sql=EXPAND_CONTRACT)
+        if (
+            isinstance(node, ast.RenameStmt)
+            and node.renameType in (ObjectType.OBJECT_COLUMN, ObjectType.OBJECT_ATTRIBUTE)
+            and node.relationType in COLUMN_OWNERS
+            and not created.before(stmt, node.relation)
+        ):
+            yield violation(
+                stmt,
+                f"RENAME COLUMN {node.subname} -> {node.newname} breaks running code that uses {node.subname}",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=relname(node.relation),
+                safe_sql=EXPAND_CONTRACT,
+            )
 
 
-@rule("renaming-table", "RENAME a table", "high", "breaking", squawk=True,
-      cases=[trigger('ALTER TABLE "t" RENAME TO "u";'), passes("ALTER TABLE t ADD COLUMN b text;")])
+@rule(
+    "renaming-table",
+    "RENAME a table",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[trigger('ALTER TABLE "t" RENAME TO "u";'), passes("ALTER TABLE t ADD COLUMN b text;")],
+)
 def renaming_table(mig, settings):
     """A table renamed under running application code.
 
@@ -87,17 +114,30 @@ def renaming_table(mig, settings):
     created = CreatedTables(mig)
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.RenameStmt) and node.renameType == ObjectType.OBJECT_TABLE \
-                and not created.before(stmt, node.relation):
+        if (
+            isinstance(node, ast.RenameStmt)
+            and node.renameType == ObjectType.OBJECT_TABLE
+            and not created.before(stmt, node.relation)
+        ):
             old = relname(node.relation)
-            yield violation(stmt, f"RENAME TABLE {old} -> {node.newname} breaks running code that uses {old}",
-                            lock=ACCESS_EXCLUSIVE, rewrite=False, table=old,
-                            safe_sql=f"BEGIN;\n{stmt.text.strip()};\nCREATE VIEW {old} AS SELECT * FROM "
-                                     f"{node.newname};\nCOMMIT;")
+            yield violation(
+                stmt,
+                f"RENAME TABLE {old} -> {node.newname} breaks running code that uses {old}",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=old,
+                safe_sql=f"BEGIN;\n{stmt.text.strip()};\nCREATE VIEW {old} AS SELECT * FROM {node.newname};\nCOMMIT;",
+            )
 
 
-@rule("ban-drop-column", "DROP COLUMN", "high", "breaking", squawk=True,
-      cases=[trigger('ALTER TABLE "t" DROP COLUMN "c" CASCADE;'), passes("ALTER TABLE t ADD COLUMN c text;")])
+@rule(
+    "ban-drop-column",
+    "DROP COLUMN",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[trigger('ALTER TABLE "t" DROP COLUMN "c" CASCADE;'), passes("ALTER TABLE t ADD COLUMN c text;")],
+)
 def ban_drop_column(mig, settings):
     """A column dropped under running application code.
 
@@ -127,13 +167,24 @@ def ban_drop_column(mig, settings):
     """
     for stmt, node, cmd in alter_table_cmds(mig, COLUMN_OWNERS):
         if cmd.subtype == AlterTableType.AT_DropColumn:
-            yield violation(stmt, f"DROP COLUMN {cmd.name} breaks running code that uses it and loses its data",
-                            lock=ACCESS_EXCLUSIVE, rewrite=False, table=relname(node.relation),
-                            safe_sql=EXPAND_CONTRACT)
+            yield violation(
+                stmt,
+                f"DROP COLUMN {cmd.name} breaks running code that uses it and loses its data",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=relname(node.relation),
+                safe_sql=EXPAND_CONTRACT,
+            )
 
 
-@rule("ban-drop-table", "DROP TABLE", "high", "breaking", squawk=True,
-      cases=[trigger('DROP TABLE "t";'), passes("CREATE TABLE t (id bigint);\nDROP TABLE t;")])
+@rule(
+    "ban-drop-table",
+    "DROP TABLE",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[trigger('DROP TABLE "t";'), passes("CREATE TABLE t (id bigint);\nDROP TABLE t;")],
+)
 def ban_drop_table(mig, settings):
     """A table dropped under running application code.
 
@@ -167,18 +218,31 @@ def ban_drop_table(mig, settings):
     created = CreatedTables(mig)
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.DropStmt) and node.removeType in (ObjectType.OBJECT_TABLE,
-                                                                  ObjectType.OBJECT_FOREIGN_TABLE):
+        if isinstance(node, ast.DropStmt) and node.removeType in (
+            ObjectType.OBJECT_TABLE,
+            ObjectType.OBJECT_FOREIGN_TABLE,
+        ):
             tables = [".".join(n.sval for n in obj) for obj in node.objects or ()]
             if all(created.created.get(t.split(".")[-1], 1 << 30) < stmt.index for t in tables):
                 continue
-            yield violation(stmt, f"DROP TABLE {', '.join(tables)} breaks running code and loses the data",
-                            lock=ACCESS_EXCLUSIVE, rewrite=False, table=tables[0] if tables else None,
-                            safe_sql=EXPAND_CONTRACT)
+            yield violation(
+                stmt,
+                f"DROP TABLE {', '.join(tables)} breaks running code and loses the data",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=tables[0] if tables else None,
+                safe_sql=EXPAND_CONTRACT,
+            )
 
 
-@rule("ban-drop-database", "DROP DATABASE", "critical", "breaking", squawk=True,
-      cases=[trigger('DROP DATABASE "shop";'), passes("DROP TABLE IF EXISTS t;")])
+@rule(
+    "ban-drop-database",
+    "DROP DATABASE",
+    "critical",
+    "breaking",
+    squawk=True,
+    cases=[trigger('DROP DATABASE "shop";'), passes("DROP TABLE IF EXISTS t;")],
+)
 def ban_drop_database(mig, settings):
     """DROP DATABASE in a migration.
 
@@ -207,9 +271,17 @@ def ban_drop_database(mig, settings):
             yield violation(stmt, f"DROP DATABASE {stmt.node.dbname}: everything in it is lost")
 
 
-@rule("ban-drop-not-null", "DROP NOT NULL", "medium", "breaking", squawk=True,
-      cases=[trigger('ALTER TABLE "t" ALTER COLUMN "c" DROP NOT NULL;'),
-             passes("ALTER TABLE t ALTER COLUMN c SET DEFAULT 1;")])
+@rule(
+    "ban-drop-not-null",
+    "DROP NOT NULL",
+    "medium",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger('ALTER TABLE "t" ALTER COLUMN "c" DROP NOT NULL;'),
+        passes("ALTER TABLE t ALTER COLUMN c SET DEFAULT 1;"),
+    ],
+)
 def ban_drop_not_null(mig, settings):
     """A column made nullable under code that assumes it is not.
 
@@ -237,8 +309,13 @@ def ban_drop_not_null(mig, settings):
     """
     for stmt, node, cmd in alter_table_cmds(mig, (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_FOREIGN_TABLE)):
         if cmd.subtype == AlterTableType.AT_DropNotNull:
-            yield violation(stmt, f"DROP NOT NULL on {cmd.name}: code that assumes a value may break",
-                            lock=ACCESS_EXCLUSIVE, rewrite=False, table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"DROP NOT NULL on {cmd.name}: code that assumes a value may break",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=relname(node.relation),
+            )
     for stmt in mig.statements:
         if isinstance(stmt.node, ast.AlterDomainStmt) and stmt.node.subtype == "N":
             yield violation(stmt, "DROP NOT NULL on a domain: code that assumes its columns hold a value may break")

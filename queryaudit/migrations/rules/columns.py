@@ -1,4 +1,5 @@
 """Column rules: adding, constraining and retyping columns of tables that hold data."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -71,31 +72,44 @@ def _not_null_after_backfill(table: str, col, settings) -> str:
     """The column's NOT NULL, kept by the safe rewrite: once the rows are filled, a CHECK added
     NOT VALID and validated (reads and writes continue), then SET NOT NULL, which from PostgreSQL 12
     trusts the valid CHECK instead of scanning under ACCESS EXCLUSIVE."""
-    if not any(isinstance(c, ast.Constraint) and c.contype == ConstrType.CONSTR_NOTNULL
-               for c in col.constraints or ()):
+    if not any(isinstance(c, ast.Constraint) and c.contype == ConstrType.CONSTR_NOTNULL for c in col.constraints or ()):
         return ""
     check = quote_ident(f"{col.colname}_not_null")
     name = quote_ident(col.colname)
-    steps = (f"\nALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({name} IS NOT NULL) NOT VALID;\n"
-             f"ALTER TABLE {table} VALIDATE CONSTRAINT {check};\n")
+    steps = (
+        f"\nALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({name} IS NOT NULL) NOT VALID;\n"
+        f"ALTER TABLE {table} VALIDATE CONSTRAINT {check};\n"
+    )
     if settings.pg_version >= NOT_NULL_FROM_CHECK_VERSION:
-        return steps + f"ALTER TABLE {table} ALTER COLUMN {name} SET NOT NULL;\n" \
-                       f"ALTER TABLE {table} DROP CONSTRAINT {check};"
-    return steps + (f"-- PostgreSQL {settings.pg_version[0]}: SET NOT NULL would scan {table} under ACCESS "
-                    "EXCLUSIVE; the validated CHECK keeps NULLs out meanwhile")
+        return (
+            steps + f"ALTER TABLE {table} ALTER COLUMN {name} SET NOT NULL;\n"
+            f"ALTER TABLE {table} DROP CONSTRAINT {check};"
+        )
+    return steps + (
+        f"-- PostgreSQL {settings.pg_version[0]}: SET NOT NULL would scan {table} under ACCESS "
+        "EXCLUSIVE; the validated CHECK keeps NULLs out meanwhile"
+    )
 
 
-@rule("adding-field-with-default", "ADD COLUMN that rewrites the table (volatile default, stored generated, "
-      "serial, identity)", "high", "columns", squawk=True,
-      cases=[trigger("ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();"),
-             trigger("ALTER TABLE orders ADD COLUMN n integer DEFAULT 10;", pg_version="10"),
-             trigger('ALTER TABLE "identities" ADD COLUMN "state" VARCHAR(255) NOT NULL DEFAULT \'active\';',
-                     pg_version="10"),
-             trigger("ALTER TABLE orders ADD COLUMN seq bigserial;"),
-             trigger("ALTER TABLE orders ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;"),
-             passes("ALTER TABLE orders ADD COLUMN n integer DEFAULT 10;"),
-             passes("ALTER TABLE orders ADD COLUMN created timestamptz DEFAULT now();"),
-             passes("CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN token uuid DEFAULT gen_random_uuid();")])
+@rule(
+    "adding-field-with-default",
+    "ADD COLUMN that rewrites the table (volatile default, stored generated, serial, identity)",
+    "high",
+    "columns",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();"),
+        trigger("ALTER TABLE orders ADD COLUMN n integer DEFAULT 10;", pg_version="10"),
+        trigger(
+            'ALTER TABLE "identities" ADD COLUMN "state" VARCHAR(255) NOT NULL DEFAULT \'active\';', pg_version="10"
+        ),
+        trigger("ALTER TABLE orders ADD COLUMN seq bigserial;"),
+        trigger("ALTER TABLE orders ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;"),
+        passes("ALTER TABLE orders ADD COLUMN n integer DEFAULT 10;"),
+        passes("ALTER TABLE orders ADD COLUMN created timestamptz DEFAULT now();"),
+        passes("CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN token uuid DEFAULT gen_random_uuid();"),
+    ],
+)
 def adding_field_with_default(mig, settings):
     """ADD COLUMN whose value must be written into every existing row.
 
@@ -155,36 +169,64 @@ def adding_field_with_default(mig, settings):
                 expr = c.raw_expr
                 constant_null = isinstance(expr, ast.A_Const) and expr.isnull
                 if is_volatile(expr) or (settings.pg_version < FAST_DEFAULT_VERSION and not constant_null):
-                    why = (f"with a volatile default ({deparse(expr)})" if is_volatile(expr) else
-                           f"with a default ({deparse(expr)}) on PostgreSQL {settings.pg_version[0]}")
-                    yield violation(stmt, f"ADD COLUMN {col.colname} {why} rewrites "
-                                          f"{table} under an ACCESS EXCLUSIVE lock", expr,
-                                    lock=ACCESS_EXCLUSIVE, rewrite=True, table=table,
-                                    safe_sql=f"ALTER TABLE {table} ADD COLUMN {name} {deparse(col.typeName)};\n"
-                                             f"ALTER TABLE {table} ALTER COLUMN {name} SET DEFAULT {deparse(expr)};\n"
-                                             f"-- backfill the existing rows (in batches of a key range on a big "
-                                             f"table):\nUPDATE {table} SET {name} = {deparse(expr)} WHERE {name} "
-                                             f"IS NULL;" + _not_null_after_backfill(table, col, settings))
+                    why = (
+                        f"with a volatile default ({deparse(expr)})"
+                        if is_volatile(expr)
+                        else f"with a default ({deparse(expr)}) on PostgreSQL {settings.pg_version[0]}"
+                    )
+                    yield violation(
+                        stmt,
+                        f"ADD COLUMN {col.colname} {why} rewrites {table} under an ACCESS EXCLUSIVE lock",
+                        expr,
+                        lock=ACCESS_EXCLUSIVE,
+                        rewrite=True,
+                        table=table,
+                        safe_sql=f"ALTER TABLE {table} ADD COLUMN {name} {deparse(col.typeName)};\n"
+                        f"ALTER TABLE {table} ALTER COLUMN {name} SET DEFAULT {deparse(expr)};\n"
+                        f"-- backfill the existing rows (in batches of a key range on a big "
+                        f"table):\nUPDATE {table} SET {name} = {deparse(expr)} WHERE {name} "
+                        f"IS NULL;" + _not_null_after_backfill(table, col, settings),
+                    )
             elif c.contype in (ConstrType.CONSTR_GENERATED, ConstrType.CONSTR_IDENTITY):
                 kind = "a stored generated column" if c.contype == ConstrType.CONSTR_GENERATED else "an identity column"
-                yield violation(stmt, f"ADD COLUMN {col.colname} as {kind} rewrites {table} under an ACCESS "
-                                      "EXCLUSIVE lock", c, lock=ACCESS_EXCLUSIVE, rewrite=True, table=table,
-                                safe_sql=f"ALTER TABLE {table} ADD COLUMN {name} {deparse(col.typeName)};\n"
-                                         "-- fill it with a trigger and a batched backfill")
+                yield violation(
+                    stmt,
+                    f"ADD COLUMN {col.colname} as {kind} rewrites {table} under an ACCESS EXCLUSIVE lock",
+                    c,
+                    lock=ACCESS_EXCLUSIVE,
+                    rewrite=True,
+                    table=table,
+                    safe_sql=f"ALTER TABLE {table} ADD COLUMN {name} {deparse(col.typeName)};\n"
+                    "-- fill it with a trigger and a batched backfill",
+                )
         if base_type(col.typeName) in SERIAL_TYPES:
-            yield violation(stmt, f"ADD COLUMN {col.colname} {base_type(col.typeName)} fills every existing row "
-                                  f"from a sequence: {table} is rewritten under an ACCESS EXCLUSIVE lock", col,
-                            lock=ACCESS_EXCLUSIVE, rewrite=True, table=table,
-                            safe_sql=f"ALTER TABLE {table} ADD COLUMN {name} bigint;\n"
-                                     f"CREATE SEQUENCE {table.split('.')[-1]}_{col.colname}_seq "
-                                     f"OWNED BY {table}.{name};\n"
-                                     "-- SET DEFAULT nextval(...), then backfill in batches")
+            yield violation(
+                stmt,
+                f"ADD COLUMN {col.colname} {base_type(col.typeName)} fills every existing row "
+                f"from a sequence: {table} is rewritten under an ACCESS EXCLUSIVE lock",
+                col,
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=True,
+                table=table,
+                safe_sql=f"ALTER TABLE {table} ADD COLUMN {name} bigint;\n"
+                f"CREATE SEQUENCE {table.split('.')[-1]}_{col.colname}_seq "
+                f"OWNED BY {table}.{name};\n"
+                "-- SET DEFAULT nextval(...), then backfill in batches",
+            )
 
 
-@rule("adding-required-field", "ADD COLUMN NOT NULL without a DEFAULT", "high", "columns", squawk=True,
-      cases=[trigger('ALTER TABLE "recipe" ADD COLUMN "public" boolean NOT NULL;'),
-             passes('ALTER TABLE "recipe" ADD COLUMN "public" boolean NOT NULL DEFAULT true;'),
-             passes('CREATE TABLE recipe (id bigint);\nALTER TABLE recipe ADD COLUMN public boolean NOT NULL;')])
+@rule(
+    "adding-required-field",
+    "ADD COLUMN NOT NULL without a DEFAULT",
+    "high",
+    "columns",
+    squawk=True,
+    cases=[
+        trigger('ALTER TABLE "recipe" ADD COLUMN "public" boolean NOT NULL;'),
+        passes('ALTER TABLE "recipe" ADD COLUMN "public" boolean NOT NULL DEFAULT true;'),
+        passes("CREATE TABLE recipe (id bigint);\nALTER TABLE recipe ADD COLUMN public boolean NOT NULL;"),
+    ],
+)
 def adding_required_field(mig, settings):
     """ADD COLUMN ... NOT NULL without a DEFAULT on an existing table.
 
@@ -229,29 +271,50 @@ def adding_required_field(mig, settings):
         if base_type(col.typeName) in SERIAL_TYPES:
             continue
         table = relname(node.relation)
-        yield violation(stmt, f"ADD COLUMN {col.colname} NOT NULL without a DEFAULT fails on a table with rows",
-                        col, lock=ACCESS_EXCLUSIVE, rewrite=False, table=table,
-                        safe_sql=f"ALTER TABLE {table} ADD COLUMN {quote_ident(col.colname)} "
-                                 f"{deparse(col.typeName)} NOT NULL DEFAULT <constant>;")
+        yield violation(
+            stmt,
+            f"ADD COLUMN {col.colname} NOT NULL without a DEFAULT fails on a table with rows",
+            col,
+            lock=ACCESS_EXCLUSIVE,
+            rewrite=False,
+            table=table,
+            safe_sql=f"ALTER TABLE {table} ADD COLUMN {quote_ident(col.colname)} "
+            f"{deparse(col.typeName)} NOT NULL DEFAULT <constant>;",
+        )
 
 
 def _not_null_check_column(constraint: ast.Constraint) -> str | None:
     expr = constraint.raw_expr
-    if (constraint.contype == ConstrType.CONSTR_CHECK and isinstance(expr, ast.NullTest)
-            and expr.nulltesttype == NullTestType.IS_NOT_NULL and isinstance(expr.arg, ast.ColumnRef)):
+    if (
+        constraint.contype == ConstrType.CONSTR_CHECK
+        and isinstance(expr, ast.NullTest)
+        and expr.nulltesttype == NullTestType.IS_NOT_NULL
+        and isinstance(expr.arg, ast.ColumnRef)
+    ):
         fields = names(expr.arg.fields)
         return fields[-1] if fields else None
     return None
 
 
-@rule("adding-not-nullable-field", "SET NOT NULL without a validated CHECK constraint", "high", "columns",
-      squawk=True,
-      cases=[trigger("ALTER TABLE foo ALTER COLUMN bar SET NOT NULL;"),
-             trigger("ALTER TABLE foo ADD CONSTRAINT c CHECK (bar IS NOT NULL) NOT VALID;\n"
-                     "ALTER TABLE foo VALIDATE CONSTRAINT c;\nALTER TABLE foo ALTER COLUMN bar SET NOT NULL;",
-                     pg_version="11"),
-             passes("ALTER TABLE foo ADD CONSTRAINT c CHECK (bar IS NOT NULL) NOT VALID;\n"
-                    "ALTER TABLE foo VALIDATE CONSTRAINT c;\nALTER TABLE foo ALTER COLUMN bar SET NOT NULL;")])
+@rule(
+    "adding-not-nullable-field",
+    "SET NOT NULL without a validated CHECK constraint",
+    "high",
+    "columns",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE foo ALTER COLUMN bar SET NOT NULL;"),
+        trigger(
+            "ALTER TABLE foo ADD CONSTRAINT c CHECK (bar IS NOT NULL) NOT VALID;\n"
+            "ALTER TABLE foo VALIDATE CONSTRAINT c;\nALTER TABLE foo ALTER COLUMN bar SET NOT NULL;",
+            pg_version="11",
+        ),
+        passes(
+            "ALTER TABLE foo ADD CONSTRAINT c CHECK (bar IS NOT NULL) NOT VALID;\n"
+            "ALTER TABLE foo VALIDATE CONSTRAINT c;\nALTER TABLE foo ALTER COLUMN bar SET NOT NULL;"
+        ),
+    ],
+)
 def adding_not_nullable_field(mig, settings):
     """ALTER COLUMN ... SET NOT NULL that scans the table under an ACCESS EXCLUSIVE lock.
 
@@ -297,8 +360,9 @@ def adding_not_nullable_field(mig, settings):
                 validated.setdefault(table, set()).add(column)
         elif cmd.subtype == AlterTableType.AT_ValidateConstraint:
             # unknown constraint (added by an earlier migration): assumed to cover any column
-            validated.setdefault(table, set()).add(checks.get((table, cmd.name), None) if (table, cmd.name) in checks
-                                                   else None)
+            validated.setdefault(table, set()).add(
+                checks.get((table, cmd.name), None) if (table, cmd.name) in checks else None
+            )
         elif cmd.subtype == AlterTableType.AT_SetNotNull:
             if created.before(stmt, node.relation):
                 continue
@@ -306,20 +370,36 @@ def adding_not_nullable_field(mig, settings):
             if settings.pg_version >= NOT_NULL_FROM_CHECK_VERSION and (cmd.name in proven or None in proven):
                 continue
             t, c = relname(node.relation), quote_ident(cmd.name)
-            safe = (f"ALTER TABLE {t} ADD CONSTRAINT {table}_{cmd.name}_not_null CHECK ({c} IS NOT NULL) NOT VALID;\n"
-                    f"ALTER TABLE {t} VALIDATE CONSTRAINT {table}_{cmd.name}_not_null;\n")
-            safe += (f"ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL;\n"
-                     f"ALTER TABLE {t} DROP CONSTRAINT {table}_{cmd.name}_not_null;"
-                     if settings.pg_version >= NOT_NULL_FROM_CHECK_VERSION else
-                     "-- PostgreSQL < 12 cannot use the CHECK for SET NOT NULL: keep the CHECK instead")
-            yield violation(stmt, f"SET NOT NULL on {t}.{cmd.name} scans the whole table under an ACCESS "
-                                  "EXCLUSIVE lock", lock=ACCESS_EXCLUSIVE, rewrite=False, table=t, safe_sql=safe)
+            safe = (
+                f"ALTER TABLE {t} ADD CONSTRAINT {table}_{cmd.name}_not_null CHECK ({c} IS NOT NULL) NOT VALID;\n"
+                f"ALTER TABLE {t} VALIDATE CONSTRAINT {table}_{cmd.name}_not_null;\n"
+            )
+            safe += (
+                f"ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL;\n"
+                f"ALTER TABLE {t} DROP CONSTRAINT {table}_{cmd.name}_not_null;"
+                if settings.pg_version >= NOT_NULL_FROM_CHECK_VERSION
+                else "-- PostgreSQL < 12 cannot use the CHECK for SET NOT NULL: keep the CHECK instead"
+            )
+            yield violation(
+                stmt,
+                f"SET NOT NULL on {t}.{cmd.name} scans the whole table under an ACCESS EXCLUSIVE lock",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=t,
+                safe_sql=safe,
+            )
 
 
 # ALTER COLUMN TYPE changes that PostgreSQL performs without rewriting the table
 # (binary-coercible casts and typmod relaxations: ATColumnChangeRequiresRewrite).
-BINARY_COERCIBLE = {("varchar", "text"), ("text", "varchar"), ("bpchar", "text"), ("cidr", "inet"),
-                    ("xml", "text"), ("varbit", "bit")}
+BINARY_COERCIBLE = {
+    ("varchar", "text"),
+    ("text", "varchar"),
+    ("bpchar", "text"),
+    ("cidr", "inet"),
+    ("xml", "text"),
+    ("varbit", "bit"),
+}
 TYPMOD_GROWTH = {"varchar", "numeric", "varbit", "timestamp", "timestamptz", "time", "timetz", "interval"}
 
 
@@ -351,10 +431,18 @@ def _using_is_plain_cast(cmd: ast.AlterTableCmd) -> bool:
     return expr is None or (isinstance(expr, ast.ColumnRef) and names(expr.fields)[-1:] == [cmd.name])
 
 
-@rule("changing-column-type", "ALTER COLUMN TYPE", "high", "columns", squawk=True,
-      cases=[trigger("ALTER TABLE t ALTER COLUMN id TYPE bigint;"),
-             trigger("CREATE TABLE t (id int);\nALTER TABLE t ALTER COLUMN id TYPE bigint;"),
-             passes("ALTER TABLE t ALTER COLUMN id SET DEFAULT 0;")])
+@rule(
+    "changing-column-type",
+    "ALTER COLUMN TYPE",
+    "high",
+    "columns",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t ALTER COLUMN id TYPE bigint;"),
+        trigger("CREATE TABLE t (id int);\nALTER TABLE t ALTER COLUMN id TYPE bigint;"),
+        passes("ALTER TABLE t ALTER COLUMN id SET DEFAULT 0;"),
+    ],
+)
 def changing_column_type(mig, settings):
     """ALTER COLUMN ... TYPE: an ACCESS EXCLUSIVE lock, and a full rewrite unless the change is binary-coercible.
 
@@ -414,13 +502,23 @@ def changing_column_type(mig, settings):
                 if rewrites is False and not _using_is_plain_cast(cmd):
                     rewrites = True
                 t = relname(node.relation)
-                what = {True: f"rewrites {t} and its indexes", False: "is catalog-only (binary-coercible), no rewrite",
-                        None: f"rewrites {t} unless the change is binary-coercible"}[rewrites]
-                yield violation(stmt, f"ALTER COLUMN {cmd.name} TYPE {deparse(new)} {what}; ACCESS EXCLUSIVE lock",
-                                cmd.def_ if loc(cmd.def_) is not None else None, lock=ACCESS_EXCLUSIVE,
-                                rewrite=rewrites, table=t, severity="low" if rewrites is False else None,
-                                safe_sql=None if rewrites is False else
-                                f"ALTER TABLE {t} ADD COLUMN {quote_ident(cmd.name + '_new')} {deparse(new)};\n"
-                                "-- sync with a trigger, backfill in batches, then swap the names in one short "
-                                "transaction")
+                what = {
+                    True: f"rewrites {t} and its indexes",
+                    False: "is catalog-only (binary-coercible), no rewrite",
+                    None: f"rewrites {t} unless the change is binary-coercible",
+                }[rewrites]
+                yield violation(
+                    stmt,
+                    f"ALTER COLUMN {cmd.name} TYPE {deparse(new)} {what}; ACCESS EXCLUSIVE lock",
+                    cmd.def_ if loc(cmd.def_) is not None else None,
+                    lock=ACCESS_EXCLUSIVE,
+                    rewrite=rewrites,
+                    table=t,
+                    severity="low" if rewrites is False else None,
+                    safe_sql=None
+                    if rewrites is False
+                    else f"ALTER TABLE {t} ADD COLUMN {quote_ident(cmd.name + '_new')} {deparse(new)};\n"
+                    "-- sync with a trigger, backfill in batches, then swap the names in one short "
+                    "transaction",
+                )
                 columns[key] = new

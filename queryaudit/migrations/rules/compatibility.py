@@ -1,6 +1,7 @@
 """Compatibility rules (squawk 2.70's opt-in ones): changes that are safe for the database but
 change what existing clients see or may write. All opt-in, as in squawk; objects created
 earlier in the same file are exempt, as squawk does for its own compatibility rules."""
+
 from __future__ import annotations
 
 import re
@@ -30,18 +31,29 @@ def _table_cmds(mig, objtypes=TABLE_LIKE, kind: str = TABLE):
     new = NewObjects(mig)
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.AlterTableStmt) and node.objtype in objtypes \
-                and not new.before(kind, node.relation.relname, stmt):
+        if (
+            isinstance(node, ast.AlterTableStmt)
+            and node.objtype in objtypes
+            and not new.before(kind, node.relation.relname, stmt)
+        ):
             for cmd in node.cmds or ():
                 if isinstance(cmd, ast.AlterTableCmd):
                     yield stmt, node, cmd
 
 
-@rule("ban-add-column", "ADD COLUMN to an existing table (row shape changes)", "low", "compatibility",
-      default=False, squawk=True,
-      cases=[trigger("ALTER TABLE users ADD COLUMN nickname text;"),
-             trigger("ALTER FOREIGN TABLE remote_users ADD COLUMN nickname text;"),
-             passes("CREATE TABLE users (id bigint);\nALTER TABLE users ADD COLUMN nickname text;")])
+@rule(
+    "ban-add-column",
+    "ADD COLUMN to an existing table (row shape changes)",
+    "low",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE users ADD COLUMN nickname text;"),
+        trigger("ALTER FOREIGN TABLE remote_users ADD COLUMN nickname text;"),
+        passes("CREATE TABLE users (id bigint);\nALTER TABLE users ADD COLUMN nickname text;"),
+    ],
+)
 def ban_add_column(mig, settings):
     """A column added to a table existing clients read (opt-in).
 
@@ -68,24 +80,44 @@ def ban_add_column(mig, settings):
     """
     for stmt, node, cmd in _table_cmds(mig):
         if cmd.subtype == AlterTableType.AT_AddColumn:
-            yield violation(stmt, f"ADD COLUMN {cmd.def_.colname}: the rows of {relname(node.relation)} change shape "
-                                  "for SELECT * and positional INSERT", table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"ADD COLUMN {cmd.def_.colname}: the rows of {relname(node.relation)} change shape "
+                "for SELECT * and positional INSERT",
+                table=relname(node.relation),
+            )
 
 
-WRITE_RESTRICTING = {ConstrType.CONSTR_CHECK, ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_UNIQUE,
-                     ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_EXCLUSION, ConstrType.CONSTR_NOTNULL}
+WRITE_RESTRICTING = {
+    ConstrType.CONSTR_CHECK,
+    ConstrType.CONSTR_FOREIGN,
+    ConstrType.CONSTR_UNIQUE,
+    ConstrType.CONSTR_PRIMARY,
+    ConstrType.CONSTR_EXCLUSION,
+    ConstrType.CONSTR_NOTNULL,
+}
 
 
-@rule("ban-new-write-restriction", "A new constraint, NOT NULL or unique index that can reject writes",
-      "medium", "compatibility", default=False, squawk=True,
-      cases=[trigger("ALTER TABLE t ADD CONSTRAINT ck CHECK (id > 0) NOT VALID;"),
-             trigger("ALTER TABLE t ALTER COLUMN id SET NOT NULL;"),
-             trigger("CREATE UNIQUE INDEX CONCURRENTLY idx ON t (id);"),
-             trigger("ALTER DOMAIN d SET NOT NULL;"),
-             trigger("ALTER TABLE t ADD COLUMN c int NOT NULL;"),
-             passes("CREATE INDEX CONCURRENTLY idx ON t (id);"),
-             passes("CREATE TABLE t (id int);\nALTER TABLE t ADD CONSTRAINT ck CHECK (id > 0) NOT VALID;\n"
-                    "CREATE UNIQUE INDEX idx ON t (id);")])
+@rule(
+    "ban-new-write-restriction",
+    "A new constraint, NOT NULL or unique index that can reject writes",
+    "medium",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t ADD CONSTRAINT ck CHECK (id > 0) NOT VALID;"),
+        trigger("ALTER TABLE t ALTER COLUMN id SET NOT NULL;"),
+        trigger("CREATE UNIQUE INDEX CONCURRENTLY idx ON t (id);"),
+        trigger("ALTER DOMAIN d SET NOT NULL;"),
+        trigger("ALTER TABLE t ADD COLUMN c int NOT NULL;"),
+        passes("CREATE INDEX CONCURRENTLY idx ON t (id);"),
+        passes(
+            "CREATE TABLE t (id int);\nALTER TABLE t ADD CONSTRAINT ck CHECK (id > 0) NOT VALID;\n"
+            "CREATE UNIQUE INDEX idx ON t (id);"
+        ),
+    ],
+)
 def ban_new_write_restriction(mig, settings):
     """A new rule that can reject writes existing clients make (opt-in).
 
@@ -118,32 +150,51 @@ def ban_new_write_restriction(mig, settings):
     for stmt in mig.statements:
         node = stmt.node
         if isinstance(node, ast.IndexStmt) and node.unique and not new.before(TABLE, node.relation.relname, stmt):
-            yield violation(stmt, "a unique index rejects duplicate writes from existing clients",
-                            table=relname(node.relation))
-        elif isinstance(node, ast.AlterDomainStmt) and (node.subtype == "O" or node.subtype == "C") \
-                and not new.before(TYPE, last_name(node.typeName), stmt):
+            yield violation(
+                stmt, "a unique index rejects duplicate writes from existing clients", table=relname(node.relation)
+            )
+        elif (
+            isinstance(node, ast.AlterDomainStmt)
+            and (node.subtype == "O" or node.subtype == "C")
+            and not new.before(TYPE, last_name(node.typeName), stmt)
+        ):
             yield violation(stmt, f"domain {last_name(node.typeName)} now rejects values existing clients may write")
     for stmt, node, cmd in _table_cmds(mig):
         t = relname(node.relation)
-        if cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint) \
-                and cmd.def_.contype in WRITE_RESTRICTING:
+        if (
+            cmd.subtype == AlterTableType.AT_AddConstraint
+            and isinstance(cmd.def_, ast.Constraint)
+            and cmd.def_.contype in WRITE_RESTRICTING
+        ):
             yield violation(stmt, f"a new constraint on {t} rejects writes that break it, even NOT VALID", table=t)
         elif cmd.subtype == AlterTableType.AT_SetNotNull:
             yield violation(stmt, f"SET NOT NULL on {t}.{cmd.name} rejects writes of NULL", table=t)
         elif cmd.subtype == AlterTableType.AT_AddColumn and (
-                cmd.def_.is_not_null or any(c.contype in WRITE_RESTRICTING for c in constraints_of(cmd.def_))):
-            yield violation(stmt, f"the new column {cmd.def_.colname} carries a constraint that rejects writes",
-                            table=t)
-        elif cmd.subtype == AlterTableType.AT_AlterConstraint and isinstance(cmd.def_, ast.ATAlterConstraint) and (
-                (cmd.def_.alterEnforceability and cmd.def_.is_enforced) or cmd.def_.alterDeferrability):
-            yield violation(stmt, f"constraint {cmd.def_.conname} is now enforced or checked at another time",
-                            table=t)
+            cmd.def_.is_not_null or any(c.contype in WRITE_RESTRICTING for c in constraints_of(cmd.def_))
+        ):
+            yield violation(
+                stmt, f"the new column {cmd.def_.colname} carries a constraint that rejects writes", table=t
+            )
+        elif (
+            cmd.subtype == AlterTableType.AT_AlterConstraint
+            and isinstance(cmd.def_, ast.ATAlterConstraint)
+            and ((cmd.def_.alterEnforceability and cmd.def_.is_enforced) or cmd.def_.alterDeferrability)
+        ):
+            yield violation(stmt, f"constraint {cmd.def_.conname} is now enforced or checked at another time", table=t)
 
 
-@rule("ban-add-enum-value", "ALTER TYPE ... ADD VALUE on an existing enum", "low", "compatibility",
-      default=False, squawk=True,
-      cases=[trigger("ALTER TYPE mood ADD VALUE 'meh' AFTER 'ok';"),
-             passes("CREATE TYPE mood AS ENUM ('ok');\nALTER TYPE mood ADD VALUE 'meh';")])
+@rule(
+    "ban-add-enum-value",
+    "ALTER TYPE ... ADD VALUE on an existing enum",
+    "low",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TYPE mood ADD VALUE 'meh' AFTER 'ok';"),
+        passes("CREATE TYPE mood AS ENUM ('ok');\nALTER TYPE mood ADD VALUE 'meh';"),
+    ],
+)
 def ban_add_enum_value(mig, settings):
     """A value added to an enum existing clients read (opt-in).
 
@@ -171,16 +222,31 @@ def ban_add_enum_value(mig, settings):
     new = NewObjects(mig)
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.AlterEnumStmt) and node.newVal and not node.oldVal \
-                and not new.before(TYPE, last_name(node.typeName), stmt):
-            yield violation(stmt, f"enum {last_name(node.typeName)} gains {node.newVal!r}: "
-                                  "clients with a closed set of values may fail on it")
+        if (
+            isinstance(node, ast.AlterEnumStmt)
+            and node.newVal
+            and not node.oldVal
+            and not new.before(TYPE, last_name(node.typeName), stmt)
+        ):
+            yield violation(
+                stmt,
+                f"enum {last_name(node.typeName)} gains {node.newVal!r}: "
+                "clients with a closed set of values may fail on it",
+            )
 
 
-@rule("ban-add-composite-attribute", "ALTER TYPE ... ADD ATTRIBUTE on an existing composite type", "low",
-      "compatibility", default=False, squawk=True,
-      cases=[trigger("ALTER TYPE address ADD ATTRIBUTE zip text;"),
-             passes("CREATE TYPE address AS (street text);\nALTER TYPE address ADD ATTRIBUTE zip text;")])
+@rule(
+    "ban-add-composite-attribute",
+    "ALTER TYPE ... ADD ATTRIBUTE on an existing composite type",
+    "low",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TYPE address ADD ATTRIBUTE zip text;"),
+        passes("CREATE TYPE address AS (street text);\nALTER TYPE address ADD ATTRIBUTE zip text;"),
+    ],
+)
 def ban_add_composite_attribute(mig, settings):
     """An attribute added to a composite type existing clients read (opt-in).
 
@@ -209,11 +275,19 @@ def ban_add_composite_attribute(mig, settings):
             yield violation(stmt, f"type {node.relation.relname} gains attribute {cmd.def_.colname}")
 
 
-@rule("ban-detach-inheritance", "DETACH PARTITION / NO INHERIT", "medium", "compatibility", default=False,
-      squawk=True,
-      cases=[trigger("ALTER TABLE events DETACH PARTITION events_2020 CONCURRENTLY;"),
-             trigger("ALTER TABLE child NO INHERIT parent;"),
-             passes("CREATE TABLE child (id int);\nALTER TABLE child NO INHERIT parent;")])
+@rule(
+    "ban-detach-inheritance",
+    "DETACH PARTITION / NO INHERIT",
+    "medium",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE events DETACH PARTITION events_2020 CONCURRENTLY;"),
+        trigger("ALTER TABLE child NO INHERIT parent;"),
+        passes("CREATE TABLE child (id int);\nALTER TABLE child NO INHERIT parent;"),
+    ],
+)
 def ban_detach_inheritance(mig, settings):
     """A partition or child table detached from its parent (opt-in).
 
@@ -240,22 +314,34 @@ def ban_detach_inheritance(mig, settings):
     Archival of data nobody queries.
     """
     for stmt, node, cmd in _table_cmds(mig):
-        if cmd.subtype in (AlterTableType.AT_DetachPartition, AlterTableType.AT_DetachPartitionFinalize,
-                           AlterTableType.AT_DropInherit):
+        if cmd.subtype in (
+            AlterTableType.AT_DetachPartition,
+            AlterTableType.AT_DetachPartitionFinalize,
+            AlterTableType.AT_DropInherit,
+        ):
             what = "NO INHERIT" if cmd.subtype == AlterTableType.AT_DropInherit else "DETACH PARTITION"
-            yield violation(stmt, f"{what}: queries through the parent stop seeing those rows",
-                            table=relname(node.relation))
+            yield violation(
+                stmt, f"{what}: queries through the parent stop seeing those rows", table=relname(node.relation)
+            )
 
 
 SEQUENCE_NAMING_OPTIONS = {"owned_by", "logged", "unlogged", "sequence_name"}
 
 
-@rule("ban-alter-sequence-values", "ALTER SEQUENCE (or identity) RESTART, INCREMENT, MIN/MAX...", "medium",
-      "compatibility", default=False, squawk=True,
-      cases=[trigger("ALTER SEQUENCE ids RESTART WITH 1 INCREMENT BY 2;"),
-             trigger("ALTER TABLE t ALTER COLUMN id RESTART WITH 5;"),
-             passes("ALTER SEQUENCE ids OWNED BY t.id;"),
-             passes("CREATE SEQUENCE ids;\nALTER SEQUENCE ids RESTART WITH 1;")])
+@rule(
+    "ban-alter-sequence-values",
+    "ALTER SEQUENCE (or identity) RESTART, INCREMENT, MIN/MAX...",
+    "medium",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER SEQUENCE ids RESTART WITH 1 INCREMENT BY 2;"),
+        trigger("ALTER TABLE t ALTER COLUMN id RESTART WITH 5;"),
+        passes("ALTER SEQUENCE ids OWNED BY t.id;"),
+        passes("CREATE SEQUENCE ids;\nALTER SEQUENCE ids RESTART WITH 1;"),
+    ],
+)
 def ban_alter_sequence_values(mig, settings):
     """The values a sequence or identity column generates changed (opt-in).
 
@@ -287,20 +373,34 @@ def ban_alter_sequence_values(mig, settings):
         if isinstance(node, ast.AlterSeqStmt) and not new.before(SEQUENCE, node.sequence.relname, stmt):
             changed = [d.defname for d in node.options or () if d.defname not in SEQUENCE_NAMING_OPTIONS]
             if changed:
-                yield violation(stmt, f"ALTER SEQUENCE {node.sequence.relname} {', '.join(changed)}: the values it "
-                                      "generates change")
+                yield violation(
+                    stmt, f"ALTER SEQUENCE {node.sequence.relname} {', '.join(changed)}: the values it generates change"
+                )
     for stmt, node, cmd in _table_cmds(mig):
         if cmd.subtype == AlterTableType.AT_SetIdentity:
             changed = [d.defname for d in cmd.def_ or () if d.defname != "generated"]
             if changed:
-                yield violation(stmt, f"identity of {relname(node.relation)}.{cmd.name}: {', '.join(changed)} changes "
-                                      "the values it generates", table=relname(node.relation))
+                yield violation(
+                    stmt,
+                    f"identity of {relname(node.relation)}.{cmd.name}: {', '.join(changed)} changes "
+                    "the values it generates",
+                    table=relname(node.relation),
+                )
 
 
-@rule("ban-set-default", "SET DEFAULT on an existing column", "low", "compatibility", default=False, squawk=True,
-      cases=[trigger("ALTER TABLE t ALTER COLUMN c SET DEFAULT 1;"),
-             passes("ALTER TABLE t ALTER COLUMN c DROP DEFAULT;"),
-             passes("CREATE TABLE t (c int);\nALTER TABLE t ALTER COLUMN c SET DEFAULT 1;")])
+@rule(
+    "ban-set-default",
+    "SET DEFAULT on an existing column",
+    "low",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t ALTER COLUMN c SET DEFAULT 1;"),
+        passes("ALTER TABLE t ALTER COLUMN c DROP DEFAULT;"),
+        passes("CREATE TABLE t (c int);\nALTER TABLE t ALTER COLUMN c SET DEFAULT 1;"),
+    ],
+)
 def ban_set_default(mig, settings):
     """A column default set or changed under existing writers (opt-in).
 
@@ -332,21 +432,38 @@ def ban_set_default(mig, settings):
     new = NewObjects(mig)
     for stmt in mig.statements:
         node = stmt.node
-        if isinstance(node, ast.AlterDomainStmt) and node.subtype == "T" and node.def_ is not None \
-                and not new.before(TYPE, last_name(node.typeName), stmt):
-            yield violation(stmt, f"SET DEFAULT on domain {last_name(node.typeName)}: inserts that omit its columns "
-                                  "write the new value")
+        if (
+            isinstance(node, ast.AlterDomainStmt)
+            and node.subtype == "T"
+            and node.def_ is not None
+            and not new.before(TYPE, last_name(node.typeName), stmt)
+        ):
+            yield violation(
+                stmt,
+                f"SET DEFAULT on domain {last_name(node.typeName)}: inserts that omit its columns write the new value",
+            )
     for stmt, node, cmd in _table_cmds(mig, TABLE_LIKE + (ObjectType.OBJECT_VIEW,)):
         if cmd.subtype == AlterTableType.AT_ColumnDefault and cmd.def_ is not None:
-            yield violation(stmt, f"SET DEFAULT on {relname(node.relation)}.{cmd.name}: inserts that omit it write "
-                                  "the new value", table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"SET DEFAULT on {relname(node.relation)}.{cmd.name}: inserts that omit it write the new value",
+                table=relname(node.relation),
+            )
 
 
-@rule("ban-alter-generated-expression", "SET EXPRESSION of a generated column, or a generated column added",
-      "medium", "compatibility", default=False, squawk=True,
-      cases=[trigger("ALTER TABLE t ALTER COLUMN total SET EXPRESSION AS (qty * price);"),
-             trigger("ALTER TABLE t ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;"),
-             passes("ALTER TABLE t ALTER COLUMN total DROP EXPRESSION;")])
+@rule(
+    "ban-alter-generated-expression",
+    "SET EXPRESSION of a generated column, or a generated column added",
+    "medium",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t ALTER COLUMN total SET EXPRESSION AS (qty * price);"),
+        trigger("ALTER TABLE t ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;"),
+        passes("ALTER TABLE t ALTER COLUMN total DROP EXPRESSION;"),
+    ],
+)
 def ban_alter_generated_expression(mig, settings):
     """A generated column's expression changed, or a generated column added (opt-in).
 
@@ -377,21 +494,39 @@ def ban_alter_generated_expression(mig, settings):
     """
     for stmt, node, cmd in _table_cmds(mig):
         if cmd.subtype == AlterTableType.AT_SetExpression:
-            yield violation(stmt, f"SET EXPRESSION on {relname(node.relation)}.{cmd.name}: readers get different "
-                                  "values", lock="ACCESS EXCLUSIVE", rewrite=True, table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"SET EXPRESSION on {relname(node.relation)}.{cmd.name}: readers get different values",
+                lock="ACCESS EXCLUSIVE",
+                rewrite=True,
+                table=relname(node.relation),
+            )
         elif cmd.subtype == AlterTableType.AT_AddColumn and any(
-                c.contype == ConstrType.CONSTR_GENERATED or (c.contype == ConstrType.CONSTR_IDENTITY
-                                                             and c.generated_when == "a")
-                for c in constraints_of(cmd.def_)):
-            yield violation(stmt, f"generated column {cmd.def_.colname} added to {relname(node.relation)}: inserts "
-                                  "that list every column, or copy rows with SELECT *, now fail",
-                            table=relname(node.relation))
+            c.contype == ConstrType.CONSTR_GENERATED
+            or (c.contype == ConstrType.CONSTR_IDENTITY and c.generated_when == "a")
+            for c in constraints_of(cmd.def_)
+        ):
+            yield violation(
+                stmt,
+                f"generated column {cmd.def_.colname} added to {relname(node.relation)}: inserts "
+                "that list every column, or copy rows with SELECT *, now fail",
+                table=relname(node.relation),
+            )
 
 
-@rule("ban-drop-index", "DROP INDEX (even CONCURRENTLY)", "low", "compatibility", default=False, squawk=True,
-      cases=[trigger("DROP INDEX CONCURRENTLY IF EXISTS orders_customer_idx;"),
-             passes("CREATE INDEX CONCURRENTLY i ON t (id);"),
-             passes("CREATE INDEX i ON t (id);\nDROP INDEX i;")])
+@rule(
+    "ban-drop-index",
+    "DROP INDEX (even CONCURRENTLY)",
+    "low",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("DROP INDEX CONCURRENTLY IF EXISTS orders_customer_idx;"),
+        passes("CREATE INDEX CONCURRENTLY i ON t (id);"),
+        passes("CREATE INDEX i ON t (id);\nDROP INDEX i;"),
+    ],
+)
 def ban_drop_index(mig, settings):
     """An index dropped: plans change, and a unique index's guarantee goes (opt-in).
 
@@ -431,9 +566,18 @@ def ban_drop_index(mig, settings):
                 yield violation(stmt, f"DROP INDEX {', '.join(dropped)}: plans that use it change")
 
 
-@rule("ban-drop-trigger", "DROP TRIGGER", "medium", "compatibility", default=False, squawk=True,
-      cases=[trigger("DROP TRIGGER audit_orders ON orders;"),
-             passes("CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f();\nDROP TRIGGER tr ON t;")])
+@rule(
+    "ban-drop-trigger",
+    "DROP TRIGGER",
+    "medium",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("DROP TRIGGER audit_orders ON orders;"),
+        passes("CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f();\nDROP TRIGGER tr ON t;"),
+    ],
+)
 def ban_drop_trigger(mig, settings):
     """A trigger dropped: the work it did for every write stops (opt-in).
 
@@ -476,14 +620,25 @@ def ban_drop_trigger(mig, settings):
 
 # Every change of whether triggers and rules fire (squawk 2.70 reports enabling too: ALWAYS and
 # REPLICA change when they fire), and row level security switched off or forced.
-TRIGGER_FIRING = {AlterTableType.AT_EnableTrig, AlterTableType.AT_EnableAlwaysTrig,
-                  AlterTableType.AT_EnableReplicaTrig, AlterTableType.AT_DisableTrig,
-                  AlterTableType.AT_EnableTrigAll, AlterTableType.AT_DisableTrigAll,
-                  AlterTableType.AT_EnableTrigUser, AlterTableType.AT_DisableTrigUser,
-                  AlterTableType.AT_EnableRule, AlterTableType.AT_EnableAlwaysRule,
-                  AlterTableType.AT_EnableReplicaRule, AlterTableType.AT_DisableRule}
-ROW_SECURITY_OFF = {AlterTableType.AT_DisableRowSecurity, AlterTableType.AT_ForceRowSecurity,
-                    AlterTableType.AT_NoForceRowSecurity}
+TRIGGER_FIRING = {
+    AlterTableType.AT_EnableTrig,
+    AlterTableType.AT_EnableAlwaysTrig,
+    AlterTableType.AT_EnableReplicaTrig,
+    AlterTableType.AT_DisableTrig,
+    AlterTableType.AT_EnableTrigAll,
+    AlterTableType.AT_DisableTrigAll,
+    AlterTableType.AT_EnableTrigUser,
+    AlterTableType.AT_DisableTrigUser,
+    AlterTableType.AT_EnableRule,
+    AlterTableType.AT_EnableAlwaysRule,
+    AlterTableType.AT_EnableReplicaRule,
+    AlterTableType.AT_DisableRule,
+}
+ROW_SECURITY_OFF = {
+    AlterTableType.AT_DisableRowSecurity,
+    AlterTableType.AT_ForceRowSecurity,
+    AlterTableType.AT_NoForceRowSecurity,
+}
 
 
 def _firing_words(subtype: str) -> str:
@@ -492,13 +647,21 @@ def _firing_words(subtype: str) -> str:
     return " ".join({"Trig": "TRIGGER"}.get(w, w.upper()) for w in words)
 
 
-@rule("ban-disable-trigger", "Triggers or rules enabled, disabled, or made ALWAYS / REPLICA", "medium",
-      "compatibility", default=False, squawk=True,
-      cases=[trigger("ALTER TABLE orders DISABLE TRIGGER ALL;"),
-             trigger("ALTER TABLE orders ENABLE REPLICA TRIGGER audit_orders;"),
-             trigger("ALTER TABLE orders DISABLE ROW LEVEL SECURITY;"),
-             passes("ALTER TABLE orders ADD COLUMN note text;"),
-             passes("CREATE TABLE t (id bigint);\nALTER TABLE t DISABLE TRIGGER ALL;")])
+@rule(
+    "ban-disable-trigger",
+    "Triggers or rules enabled, disabled, or made ALWAYS / REPLICA",
+    "medium",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE orders DISABLE TRIGGER ALL;"),
+        trigger("ALTER TABLE orders ENABLE REPLICA TRIGGER audit_orders;"),
+        trigger("ALTER TABLE orders DISABLE ROW LEVEL SECURITY;"),
+        passes("ALTER TABLE orders ADD COLUMN note text;"),
+        passes("CREATE TABLE t (id bigint);\nALTER TABLE t DISABLE TRIGGER ALL;"),
+    ],
+)
 def ban_disable_trigger(mig, settings):
     """A change in whether a table's triggers or rules fire (opt-in).
 
@@ -537,17 +700,32 @@ def ban_disable_trigger(mig, settings):
     for stmt, node, cmd in _table_cmds(mig):
         if cmd.subtype in TRIGGER_FIRING:
             what = _firing_words(cmd.subtype.name) + (f" {cmd.name}" if cmd.name else "")
-            yield violation(stmt, f"{what} on {relname(node.relation)}: which triggers or rules fire on its writes "
-                                  "changes", lock="SHARE ROW EXCLUSIVE", table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"{what} on {relname(node.relation)}: which triggers or rules fire on its writes changes",
+                lock="SHARE ROW EXCLUSIVE",
+                table=relname(node.relation),
+            )
         elif cmd.subtype in ROW_SECURITY_OFF:
-            yield violation(stmt, f"row level security of {relname(node.relation)} switched off or forced: the rows "
-                                  "clients see change", table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"row level security of {relname(node.relation)} switched off or forced: the rows clients see change",
+                table=relname(node.relation),
+            )
 
 
-@rule("ban-replica-identity", "ALTER TABLE ... REPLICA IDENTITY", "medium", "compatibility", default=False,
-      squawk=True,
-      cases=[trigger("ALTER TABLE t REPLICA IDENTITY FULL;"),
-             passes("CREATE TABLE t (id bigint);\nALTER TABLE t REPLICA IDENTITY FULL;")])
+@rule(
+    "ban-replica-identity",
+    "ALTER TABLE ... REPLICA IDENTITY",
+    "medium",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t REPLICA IDENTITY FULL;"),
+        passes("CREATE TABLE t (id bigint);\nALTER TABLE t REPLICA IDENTITY FULL;"),
+    ],
+)
 def ban_replica_identity(mig, settings):
     """The replica identity of a table changed (opt-in).
 
@@ -579,19 +757,32 @@ def ban_replica_identity(mig, settings):
     """
     for stmt in mig.statements:
         if isinstance(stmt.node, ast.DropStmt) and stmt.node.removeType == ObjectType.OBJECT_PUBLICATION:
-            yield violation(stmt, "DROP PUBLICATION: its logical replication subscribers and CDC consumers stop "
-                                  "receiving changes")
+            yield violation(
+                stmt, "DROP PUBLICATION: its logical replication subscribers and CDC consumers stop receiving changes"
+            )
     for stmt, node, cmd in _table_cmds(mig):
         if cmd.subtype == AlterTableType.AT_ReplicaIdentity:
-            yield violation(stmt, f"REPLICA IDENTITY of {relname(node.relation)} changes what replication and CDC "
-                                  "consumers receive", lock="ACCESS EXCLUSIVE", table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"REPLICA IDENTITY of {relname(node.relation)} changes what replication and CDC consumers receive",
+                lock="ACCESS EXCLUSIVE",
+                table=relname(node.relation),
+            )
 
 
-@rule("ban-replace-view-function", "CREATE OR REPLACE VIEW / FUNCTION / PROCEDURE", "low", "compatibility",
-      default=False, squawk=True,
-      cases=[trigger("CREATE OR REPLACE VIEW v AS SELECT 1 AS id;"),
-             trigger("CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;"),
-             passes("CREATE VIEW v AS SELECT 1;")])
+@rule(
+    "ban-replace-view-function",
+    "CREATE OR REPLACE VIEW / FUNCTION / PROCEDURE",
+    "low",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("CREATE OR REPLACE VIEW v AS SELECT 1 AS id;"),
+        trigger("CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;"),
+        passes("CREATE VIEW v AS SELECT 1;"),
+    ],
+)
 def ban_replace_view_function(mig, settings):
     """A view, function or procedure replaced in place (opt-in).
 
@@ -623,21 +814,36 @@ def ban_replace_view_function(mig, settings):
             yield violation(stmt, f"CREATE OR REPLACE VIEW {node.view.relname}: every reader sees the new definition")
         elif isinstance(node, ast.CreateFunctionStmt) and node.replace:
             what = "PROCEDURE" if node.is_procedure else "FUNCTION"
-            yield violation(stmt, f"CREATE OR REPLACE {what} {last_name(node.funcname)}: every caller gets the new "
-                                  "behaviour")
+            yield violation(
+                stmt, f"CREATE OR REPLACE {what} {last_name(node.funcname)}: every caller gets the new behaviour"
+            )
         elif isinstance(node, ast.DefineStmt) and node.replace and node.kind == ObjectType.OBJECT_AGGREGATE:
-            yield violation(stmt, f"CREATE OR REPLACE AGGREGATE {last_name(node.defnames)}: every query using it "
-                                  "gets the new behaviour")
+            yield violation(
+                stmt,
+                f"CREATE OR REPLACE AGGREGATE {last_name(node.defnames)}: every query using it gets the new behaviour",
+            )
         elif isinstance(node, (ast.CreateTrigStmt, ast.RuleStmt)) and node.replace:
             what, name = ("TRIGGER", node.trigname) if isinstance(node, ast.CreateTrigStmt) else ("RULE", node.rulename)
-            yield violation(stmt, f"CREATE OR REPLACE {what} {name}: every write to {relname(node.relation)} gets the "
-                                  "new behaviour", table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"CREATE OR REPLACE {what} {name}: every write to {relname(node.relation)} gets the new behaviour",
+                table=relname(node.relation),
+            )
 
 
-@rule("ban-revoke", "REVOKE", "medium", "compatibility", default=False, squawk=True,
-      cases=[trigger("REVOKE SELECT ON orders FROM reporting;"),
-             trigger("ALTER DEFAULT PRIVILEGES REVOKE SELECT ON TABLES FROM app;"),
-             passes("GRANT SELECT ON orders TO reporting;")])
+@rule(
+    "ban-revoke",
+    "REVOKE",
+    "medium",
+    "compatibility",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("REVOKE SELECT ON orders FROM reporting;"),
+        trigger("ALTER DEFAULT PRIVILEGES REVOKE SELECT ON TABLES FROM app;"),
+        passes("GRANT SELECT ON orders TO reporting;"),
+    ],
+)
 def ban_revoke(mig, settings):
     """Privileges revoked from roles existing clients use (opt-in).
 
@@ -670,7 +876,8 @@ def ban_revoke(mig, settings):
             yield violation(stmt, "REVOKE: clients using that role lose access at commit")
         elif isinstance(node, (ast.DropOwnedStmt, ast.DropRoleStmt)):
             yield violation(stmt, "the role's privileges are dropped: clients using it lose access at commit")
-        elif isinstance(node, ast.AlterOwnerStmt) or (isinstance(node, ast.AlterTableStmt) and any(
-                getattr(c, "subtype", None) == AlterTableType.AT_ChangeOwner for c in node.cmds or ())):
+        elif isinstance(node, ast.AlterOwnerStmt) or (
+            isinstance(node, ast.AlterTableStmt)
+            and any(getattr(c, "subtype", None) == AlterTableType.AT_ChangeOwner for c in node.cmds or ())
+        ):
             yield violation(stmt, "OWNER TO: the old owner loses the owner's privileges on it")
-

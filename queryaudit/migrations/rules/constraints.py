@@ -1,4 +1,5 @@
 """Constraint rules: add and validate constraints without long locks."""
+
 from __future__ import annotations
 
 from pglast import ast
@@ -23,18 +24,31 @@ def _not_valid_sql(node: ast.AlterTableStmt, cmd: ast.AlterTableCmd) -> str:
     t = relname(node.relation)
     added = with_changes(node, cmds=(cmd,), missing_ok=False)
     name = con.conname or "<constraint>"
-    return (f"{added.rstrip(';')} NOT VALID;\n"
-            f"-- in a separate transaction (SHARE UPDATE EXCLUSIVE: reads and writes continue):\n"
-            f"ALTER TABLE {t} VALIDATE CONSTRAINT {quote_ident(name)};")
+    return (
+        f"{added.rstrip(';')} NOT VALID;\n"
+        f"-- in a separate transaction (SHARE UPDATE EXCLUSIVE: reads and writes continue):\n"
+        f"ALTER TABLE {t} VALIDATE CONSTRAINT {quote_ident(name)};"
+    )
 
 
-@rule("constraint-missing-not-valid", "FOREIGN KEY / CHECK without NOT VALID, or validated in the same "
-      "transaction", "high", "constraints", squawk=True,
-      cases=[trigger("ALTER TABLE accounts ADD CONSTRAINT positive CHECK (balance >= 0);"),
-             trigger("BEGIN;\nALTER TABLE a ADD CONSTRAINT fk FOREIGN KEY (b_id) REFERENCES b (id) NOT VALID;\n"
-                     "ALTER TABLE a VALIDATE CONSTRAINT fk;\nCOMMIT;"),
-             passes("ALTER TABLE accounts ADD CONSTRAINT positive CHECK (balance >= 0) NOT VALID;\n"
-                    "ALTER TABLE accounts VALIDATE CONSTRAINT positive;")])
+@rule(
+    "constraint-missing-not-valid",
+    "FOREIGN KEY / CHECK without NOT VALID, or validated in the same transaction",
+    "high",
+    "constraints",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE accounts ADD CONSTRAINT positive CHECK (balance >= 0);"),
+        trigger(
+            "BEGIN;\nALTER TABLE a ADD CONSTRAINT fk FOREIGN KEY (b_id) REFERENCES b (id) NOT VALID;\n"
+            "ALTER TABLE a VALIDATE CONSTRAINT fk;\nCOMMIT;"
+        ),
+        passes(
+            "ALTER TABLE accounts ADD CONSTRAINT positive CHECK (balance >= 0) NOT VALID;\n"
+            "ALTER TABLE accounts VALIDATE CONSTRAINT positive;"
+        ),
+    ],
+)
 def constraint_missing_not_valid(mig, settings):
     """ADD CONSTRAINT (FOREIGN KEY or CHECK) that validates every row under a blocking lock.
 
@@ -89,37 +103,68 @@ def constraint_missing_not_valid(mig, settings):
                 continue
             kind = "FOREIGN KEY" if con.contype == ConstrType.CONSTR_FOREIGN else "CHECK"
             lock = SHARE_ROW_EXCLUSIVE if kind == "FOREIGN KEY" else ACCESS_EXCLUSIVE
-            yield violation(stmt, f"ADD CONSTRAINT {con.conname or ''} {kind} without NOT VALID scans "
-                                  f"{relname(node.relation)} under a {lock} lock", lock=lock, rewrite=False,
-                            table=relname(node.relation), safe_sql=_not_valid_sql(node, cmd))
+            yield violation(
+                stmt,
+                f"ADD CONSTRAINT {con.conname or ''} {kind} without NOT VALID scans "
+                f"{relname(node.relation)} under a {lock} lock",
+                lock=lock,
+                rewrite=False,
+                table=relname(node.relation),
+                safe_sql=_not_valid_sql(node, cmd),
+            )
         elif cmd.subtype == AlterTableType.AT_ValidateConstraint:
             added = not_valid_added.get((table, cmd.name))
-            if added is not None and stmt.in_transaction and added.in_transaction and _same_transaction(
-                    mig, added, stmt):
-                yield violation(stmt, f"VALIDATE CONSTRAINT {cmd.name} in the transaction that added it keeps "
-                                      "the ADD's lock through the whole validation", table=relname(node.relation),
-                                lock=ACCESS_EXCLUSIVE, rewrite=False,
-                                safe_sql=f"COMMIT;\nBEGIN;\n{stmt.text.strip()};")
+            if (
+                added is not None
+                and stmt.in_transaction
+                and added.in_transaction
+                and _same_transaction(mig, added, stmt)
+            ):
+                yield violation(
+                    stmt,
+                    f"VALIDATE CONSTRAINT {cmd.name} in the transaction that added it keeps "
+                    "the ADD's lock through the whole validation",
+                    table=relname(node.relation),
+                    lock=ACCESS_EXCLUSIVE,
+                    rewrite=False,
+                    safe_sql=f"COMMIT;\nBEGIN;\n{stmt.text.strip()};",
+                )
 
 
 def _same_transaction(mig, first, second) -> bool:
     from queryaudit.migrations.source import END_KINDS, is_transaction
-    return not any(is_transaction(s.node, *END_KINDS) for s in mig.statements[first.index + 1:second.index])
+
+    return not any(is_transaction(s.node, *END_KINDS) for s in mig.statements[first.index + 1 : second.index])
 
 
-@rule("adding-foreign-key-constraint", "FOREIGN KEY added without NOT VALID", "high", "constraints", squawk=True,
-      cases=[trigger('ALTER TABLE email ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES "user" (id);'),
-             trigger('ALTER TABLE email ADD COLUMN user_id bigint REFERENCES "user" (id);'),
-             passes('ALTER TABLE email ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES "user" (id) '
-                    'NOT VALID;'),
-             trigger('CREATE TABLE email_copy AS SELECT * FROM email;\n'
-                     'ALTER TABLE email_copy ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES "user" (id);'),
-             trigger('CREATE TABLE email_copy (id bigint, user_id bigint);\nINSERT INTO email_copy SELECT id, '
-                     'user_id FROM email;\nALTER TABLE email_copy ADD FOREIGN KEY (user_id) REFERENCES "user" (id);'),
-             passes('CREATE TABLE email_copy (id bigint, user_id bigint);\n'
-                    'ALTER TABLE email_copy ADD FOREIGN KEY (user_id) REFERENCES "user" (id);'),
-             passes('CREATE TABLE u AS SELECT * FROM "user";\nCREATE TABLE e AS SELECT * FROM email;\n'
-                    'ALTER TABLE e ADD FOREIGN KEY (user_id) REFERENCES u (id);')])
+@rule(
+    "adding-foreign-key-constraint",
+    "FOREIGN KEY added without NOT VALID",
+    "high",
+    "constraints",
+    squawk=True,
+    cases=[
+        trigger('ALTER TABLE email ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES "user" (id);'),
+        trigger('ALTER TABLE email ADD COLUMN user_id bigint REFERENCES "user" (id);'),
+        passes('ALTER TABLE email ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES "user" (id) NOT VALID;'),
+        trigger(
+            "CREATE TABLE email_copy AS SELECT * FROM email;\n"
+            'ALTER TABLE email_copy ADD CONSTRAINT fk_user FOREIGN KEY (user_id) REFERENCES "user" (id);'
+        ),
+        trigger(
+            "CREATE TABLE email_copy (id bigint, user_id bigint);\nINSERT INTO email_copy SELECT id, "
+            'user_id FROM email;\nALTER TABLE email_copy ADD FOREIGN KEY (user_id) REFERENCES "user" (id);'
+        ),
+        passes(
+            "CREATE TABLE email_copy (id bigint, user_id bigint);\n"
+            'ALTER TABLE email_copy ADD FOREIGN KEY (user_id) REFERENCES "user" (id);'
+        ),
+        passes(
+            'CREATE TABLE u AS SELECT * FROM "user";\nCREATE TABLE e AS SELECT * FROM email;\n'
+            "ALTER TABLE e ADD FOREIGN KEY (user_id) REFERENCES u (id);"
+        ),
+    ],
+)
 def adding_foreign_key_constraint(mig, settings):
     """A FOREIGN KEY added to an existing table without NOT VALID (table or column constraint).
 
@@ -175,30 +220,49 @@ def adding_foreign_key_constraint(mig, settings):
             if filler is None or created.before(stmt, fk.pktable):
                 continue
             ref = relname(fk.pktable)
-            yield violation(stmt, f"FOREIGN KEY on {t}, filled at line {filler.line}, scans every row of it while "
-                                  f"holding SHARE ROW EXCLUSIVE on {ref}, which already exists: writes to {ref} "
-                                  "wait for the scan", lock=SHARE_ROW_EXCLUSIVE, rewrite=False, table=ref,
-                            safe_sql=_not_valid_sql(node, cmd) if cmd.subtype == AlterTableType.AT_AddConstraint
-                            else None)
+            yield violation(
+                stmt,
+                f"FOREIGN KEY on {t}, filled at line {filler.line}, scans every row of it while "
+                f"holding SHARE ROW EXCLUSIVE on {ref}, which already exists: writes to {ref} "
+                "wait for the scan",
+                lock=SHARE_ROW_EXCLUSIVE,
+                rewrite=False,
+                table=ref,
+                safe_sql=_not_valid_sql(node, cmd) if cmd.subtype == AlterTableType.AT_AddConstraint else None,
+            )
             continue
         if cmd.subtype == AlterTableType.AT_AddConstraint:
-            yield violation(stmt, f"FOREIGN KEY on {t} without NOT VALID blocks writes to both tables while every "
-                                  "row is checked", lock=SHARE_ROW_EXCLUSIVE, rewrite=False, table=t,
-                            safe_sql=_not_valid_sql(node, cmd))
+            yield violation(
+                stmt,
+                f"FOREIGN KEY on {t} without NOT VALID blocks writes to both tables while every row is checked",
+                lock=SHARE_ROW_EXCLUSIVE,
+                rewrite=False,
+                table=t,
+                safe_sql=_not_valid_sql(node, cmd),
+            )
         else:
             col = quote_ident(cmd.def_.colname)
-            yield violation(stmt, f"ADD COLUMN {cmd.def_.colname} REFERENCES validates the key with SHARE ROW "
-                                  "EXCLUSIVE on both tables", lock=SHARE_ROW_EXCLUSIVE, rewrite=False, table=t,
-                            safe_sql=f"ALTER TABLE {t} ADD COLUMN {col} {deparse(cmd.def_.typeName)};\n"
-                                     f"ALTER TABLE {t} ADD CONSTRAINT {t.split('.')[-1]}_{cmd.def_.colname}_fkey "
-                                     f"FOREIGN KEY ({col}) REFERENCES {relname(fk.pktable)} NOT VALID;\n"
-                                     f"ALTER TABLE {t} VALIDATE CONSTRAINT {t.split('.')[-1]}_{cmd.def_.colname}_fkey;")
+            yield violation(
+                stmt,
+                f"ADD COLUMN {cmd.def_.colname} REFERENCES validates the key with SHARE ROW EXCLUSIVE on both tables",
+                lock=SHARE_ROW_EXCLUSIVE,
+                rewrite=False,
+                table=t,
+                safe_sql=f"ALTER TABLE {t} ADD COLUMN {col} {deparse(cmd.def_.typeName)};\n"
+                f"ALTER TABLE {t} ADD CONSTRAINT {t.split('.')[-1]}_{cmd.def_.colname}_fkey "
+                f"FOREIGN KEY ({col}) REFERENCES {relname(fk.pktable)} NOT VALID;\n"
+                f"ALTER TABLE {t} VALIDATE CONSTRAINT {t.split('.')[-1]}_{cmd.def_.colname}_fkey;",
+            )
 
 
 def _foreign_key_of(cmd: ast.AlterTableCmd) -> ast.Constraint | None:
     """The validated FOREIGN KEY an ALTER TABLE command adds (table constraint or ADD COLUMN ... REFERENCES)."""
-    if (cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint)
-            and cmd.def_.contype == ConstrType.CONSTR_FOREIGN and not cmd.def_.skip_validation):
+    if (
+        cmd.subtype == AlterTableType.AT_AddConstraint
+        and isinstance(cmd.def_, ast.Constraint)
+        and cmd.def_.contype == ConstrType.CONSTR_FOREIGN
+        and not cmd.def_.skip_validation
+    ):
         return cmd.def_
     if cmd.subtype == AlterTableType.AT_AddColumn and isinstance(cmd.def_, ast.ColumnDef):
         return has_constraint(cmd.def_, ConstrType.CONSTR_FOREIGN)
@@ -207,8 +271,10 @@ def _foreign_key_of(cmd: ast.AlterTableCmd) -> ast.Constraint | None:
 
 def _unique_index_sql(t: str, cols: list[str], name: str, kind: str) -> str:
     idx = f"{name}_idx"
-    return (f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {idx} ON {t} ({', '.join(cols)});\n"
-            f"ALTER TABLE {t} ADD CONSTRAINT {name} {kind} USING INDEX {idx};")
+    return (
+        f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {idx} ON {t} ({', '.join(cols)});\n"
+        f"ALTER TABLE {t} ADD CONSTRAINT {name} {kind} USING INDEX {idx};"
+    )
 
 
 def _index_backed_constraints(mig, contype: ConstrType, kind: str):
@@ -220,26 +286,49 @@ def _index_backed_constraints(mig, contype: ConstrType, kind: str):
             continue
         t = relname(node.relation)
         short = t.split(".")[-1]
-        if (cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint)
-                and cmd.def_.contype == contype and not cmd.def_.indexname):
+        if (
+            cmd.subtype == AlterTableType.AT_AddConstraint
+            and isinstance(cmd.def_, ast.Constraint)
+            and cmd.def_.contype == contype
+            and not cmd.def_.indexname
+        ):
             cols = [k.sval for k in cmd.def_.keys or ()]
             default = f"{short}_pkey" if contype == ConstrType.CONSTR_PRIMARY else f"{short}_{'_'.join(cols)}_key"
-            yield violation(stmt, f"ADD {kind} on {t} builds the index under an ACCESS EXCLUSIVE lock",
-                            lock=ACCESS_EXCLUSIVE, rewrite=False, table=t,
-                            safe_sql=_unique_index_sql(t, cols, cmd.def_.conname or default, kind))
+            yield violation(
+                stmt,
+                f"ADD {kind} on {t} builds the index under an ACCESS EXCLUSIVE lock",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=t,
+                safe_sql=_unique_index_sql(t, cols, cmd.def_.conname or default, kind),
+            )
         elif cmd.subtype == AlterTableType.AT_AddColumn and has_constraint(cmd.def_, contype):
             col = cmd.def_.colname
             fills = contype == ConstrType.CONSTR_PRIMARY
-            yield violation(stmt, f"ADD COLUMN {col} {kind} {'fills and ' if fills else ''}indexes every row under "
-                                  "an ACCESS EXCLUSIVE lock", lock=ACCESS_EXCLUSIVE, rewrite=fills or False, table=t,
-                            safe_sql=f"ALTER TABLE {t} ADD COLUMN {quote_ident(col)} {deparse(cmd.def_.typeName)};\n"
-                                     + _unique_index_sql(t, [quote_ident(col)], f"{short}_{col}_key", kind))
+            yield violation(
+                stmt,
+                f"ADD COLUMN {col} {kind} {'fills and ' if fills else ''}indexes every row under "
+                "an ACCESS EXCLUSIVE lock",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=fills or False,
+                table=t,
+                safe_sql=f"ALTER TABLE {t} ADD COLUMN {quote_ident(col)} {deparse(cmd.def_.typeName)};\n"
+                + _unique_index_sql(t, [quote_ident(col)], f"{short}_{col}_key", kind),
+            )
 
 
-@rule("disallowed-unique-constraint", "UNIQUE constraint without USING INDEX", "high", "constraints", squawk=True,
-      cases=[trigger("ALTER TABLE t ADD CONSTRAINT t_code_key UNIQUE (code);"),
-             trigger("ALTER TABLE foo ADD COLUMN bar text UNIQUE;"),
-             passes("ALTER TABLE t ADD CONSTRAINT t_code_key UNIQUE USING INDEX t_code_idx;")])
+@rule(
+    "disallowed-unique-constraint",
+    "UNIQUE constraint without USING INDEX",
+    "high",
+    "constraints",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t ADD CONSTRAINT t_code_key UNIQUE (code);"),
+        trigger("ALTER TABLE foo ADD COLUMN bar text UNIQUE;"),
+        passes("ALTER TABLE t ADD CONSTRAINT t_code_key UNIQUE USING INDEX t_code_idx;"),
+    ],
+)
 def disallowed_unique_constraint(mig, settings):
     """ADD UNIQUE constraint that builds its index under an ACCESS EXCLUSIVE lock.
 
@@ -270,10 +359,18 @@ def disallowed_unique_constraint(mig, settings):
     yield from _index_backed_constraints(mig, ConstrType.CONSTR_UNIQUE, "UNIQUE")
 
 
-@rule("adding-serial-primary-key-field", "PRIMARY KEY without USING INDEX", "high", "constraints", squawk=True,
-      cases=[trigger("ALTER TABLE items ADD PRIMARY KEY (id);"),
-             trigger("ALTER TABLE a ADD COLUMN b SERIAL PRIMARY KEY;"),
-             passes("ALTER TABLE items ADD CONSTRAINT items_pk PRIMARY KEY USING INDEX items_pk;")])
+@rule(
+    "adding-serial-primary-key-field",
+    "PRIMARY KEY without USING INDEX",
+    "high",
+    "constraints",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE items ADD PRIMARY KEY (id);"),
+        trigger("ALTER TABLE a ADD COLUMN b SERIAL PRIMARY KEY;"),
+        passes("ALTER TABLE items ADD CONSTRAINT items_pk PRIMARY KEY USING INDEX items_pk;"),
+    ],
+)
 def adding_serial_primary_key_field(mig, settings):
     """ADD PRIMARY KEY that builds its index (and maybe fills a serial) under an ACCESS EXCLUSIVE lock.
 
@@ -305,9 +402,14 @@ def adding_serial_primary_key_field(mig, settings):
     yield from _index_backed_constraints(mig, ConstrType.CONSTR_PRIMARY, "PRIMARY KEY")
 
 
-@rule("ban-create-domain-with-constraint", "CREATE DOMAIN with a constraint", "medium", "constraints",
-      squawk=True, cases=[trigger("CREATE DOMAIN positive AS int CHECK (value > 0);"),
-                          passes("CREATE DOMAIN name_text AS text;")])
+@rule(
+    "ban-create-domain-with-constraint",
+    "CREATE DOMAIN with a constraint",
+    "medium",
+    "constraints",
+    squawk=True,
+    cases=[trigger("CREATE DOMAIN positive AS int CHECK (value > 0);"), passes("CREATE DOMAIN name_text AS text;")],
+)
 def ban_create_domain_with_constraint(mig, settings):
     """A domain created with a CHECK or NOT NULL constraint.
 
@@ -339,9 +441,17 @@ def ban_create_domain_with_constraint(mig, settings):
             yield violation(stmt, "CREATE DOMAIN with a constraint: later changes lock every table using it")
 
 
-@rule("ban-alter-domain-with-add-constraint", "ALTER DOMAIN ... ADD CONSTRAINT", "high", "constraints",
-      squawk=True, cases=[trigger("ALTER DOMAIN positive ADD CONSTRAINT c CHECK (value > 0);"),
-                          passes("ALTER DOMAIN positive DROP CONSTRAINT c;")])
+@rule(
+    "ban-alter-domain-with-add-constraint",
+    "ALTER DOMAIN ... ADD CONSTRAINT",
+    "high",
+    "constraints",
+    squawk=True,
+    cases=[
+        trigger("ALTER DOMAIN positive ADD CONSTRAINT c CHECK (value > 0);"),
+        passes("ALTER DOMAIN positive DROP CONSTRAINT c;"),
+    ],
+)
 def ban_alter_domain_with_add_constraint(mig, settings):
     """ALTER DOMAIN ... ADD CONSTRAINT, which checks every column using the domain.
 
@@ -371,5 +481,6 @@ def ban_alter_domain_with_add_constraint(mig, settings):
     for stmt in mig.statements:
         node = stmt.node
         if isinstance(node, ast.AlterDomainStmt) and node.subtype == "C":
-            yield violation(stmt, "ALTER DOMAIN ADD CONSTRAINT checks every column using the domain",
-                            lock="SHARE", rewrite=False)
+            yield violation(
+                stmt, "ALTER DOMAIN ADD CONSTRAINT checks every column using the domain", lock="SHARE", rewrite=False
+            )

@@ -1,4 +1,5 @@
 """Hygiene rules (squawk's): identifiers, schemas, re-runnable statements, duplicate columns."""
+
 from __future__ import annotations
 
 from pglast import ast
@@ -11,8 +12,14 @@ from queryaudit.migrations.rules.index import is_concurrent
 
 NOT_RERUNNABLE = "not re-runnable: use IF [NOT] EXISTS so a retry after a partial failure works"
 # RENAME of these with IF EXISTS is skipped when the old name is already gone.
-RELATION_KINDS = (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_VIEW,
-                  ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_SEQUENCE, ObjectType.OBJECT_FOREIGN_TABLE)
+RELATION_KINDS = (
+    ObjectType.OBJECT_TABLE,
+    ObjectType.OBJECT_INDEX,
+    ObjectType.OBJECT_VIEW,
+    ObjectType.OBJECT_MATVIEW,
+    ObjectType.OBJECT_SEQUENCE,
+    ObjectType.OBJECT_FOREIGN_TABLE,
+)
 NAMEDATALEN = 64  # identifiers longer than NAMEDATALEN - 1 bytes are truncated by PostgreSQL
 
 
@@ -24,9 +31,14 @@ def _statement_at(mig, offset: int):
     return current
 
 
-@rule("identifier-too-long", "Identifier longer than 63 bytes", "medium", "hygiene", squawk=True,
-      cases=[trigger("CREATE TABLE " + "t" * 64 + " (id bigint);"),
-             passes("CREATE TABLE " + "t" * 63 + " (id bigint);")])
+@rule(
+    "identifier-too-long",
+    "Identifier longer than 63 bytes",
+    "medium",
+    "hygiene",
+    squawk=True,
+    cases=[trigger("CREATE TABLE " + "t" * 64 + " (id bigint);"), passes("CREATE TABLE " + "t" * 63 + " (id bigint);")],
+)
 def identifier_too_long(mig, settings):
     """An identifier longer than 63 bytes, which PostgreSQL silently truncates.
 
@@ -58,7 +70,7 @@ def identifier_too_long(mig, settings):
     for tok in tokens:
         if tok.name != "IDENT":
             continue
-        raw = mig.text[tok.start:tok.end + 1]
+        raw = mig.text[tok.start : tok.end + 1]
         value = raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower()
         if len(value.encode("utf-8")) > NAMEDATALEN - 1:
             stmt = _statement_at(mig, tok.start)
@@ -72,8 +84,15 @@ def _unqualified(rv) -> bool:
     return rv is not None and not rv.schemaname and rv.relpersistence != "t"
 
 
-@rule("require-table-schema", "Table named without its schema", "low", "hygiene", squawk=True, default=False,
-      cases=[trigger("CREATE TABLE my_table (id int);"), passes("CREATE TABLE public.my_table (id int);")])
+@rule(
+    "require-table-schema",
+    "Table named without its schema",
+    "low",
+    "hygiene",
+    squawk=True,
+    default=False,
+    cases=[trigger("CREATE TABLE my_table (id int);"), passes("CREATE TABLE public.my_table (id int);")],
+)
 def require_table_schema(mig, settings):
     """A table named without its schema (opt-in).
 
@@ -107,8 +126,10 @@ def require_table_schema(mig, settings):
                 rvs = [node.relation]
         elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
             rvs = [node.into.rel]
-        elif isinstance(node, ast.RenameStmt) and (ObjectType.OBJECT_TABLE in (node.renameType, node.relationType)
-                                                   or node.renameType == ObjectType.OBJECT_TABCONSTRAINT):
+        elif isinstance(node, ast.RenameStmt) and (
+            ObjectType.OBJECT_TABLE in (node.renameType, node.relationType)
+            or node.renameType == ObjectType.OBJECT_TABCONSTRAINT
+        ):
             rvs = [node.relation]  # ALTER TABLE ... RENAME [COLUMN | CONSTRAINT] names the table too
         elif isinstance(node, ast.AlterObjectSchemaStmt) and node.objectType == ObjectType.OBJECT_TABLE:
             rvs = [node.relation]
@@ -120,21 +141,33 @@ def require_table_schema(mig, settings):
             yield violation(stmt, "table named without its schema: search_path decides which one")
 
 
-@rule("prefer-robust-stmts", "Statement that cannot be re-run after a partial failure", "low", "hygiene",
-      squawk=True,
-      cases=[trigger("SELECT 1;\nALTER TABLE t ADD COLUMN c text;"), trigger("DROP INDEX CONCURRENTLY i;"),
-             passes("ALTER TABLE t ADD COLUMN c text;", assume_in_transaction=True),
-             passes("SELECT 1;\nALTER TABLE t ADD COLUMN IF NOT EXISTS c text;"),
-             trigger('ALTER TABLE "identities" RENAME COLUMN "traits_schema_id" TO "schema_id";'),
-             passes("ALTER TABLE IF EXISTS old_sessions RENAME TO sessions;"),
-             trigger('CREATE INDEX CONCURRENTLY "users_email_idx" ON "users" ("email");', assume_in_transaction=True),
-             passes('CREATE INDEX CONCURRENTLY IF NOT EXISTS "users_email_idx" ON "users" ("email");',
-                    assume_in_transaction=True),
-             trigger('ALTER TABLE "flows" ALTER COLUMN "expires_at" TYPE timestamp USING to_timestamp("expires_at");'),
-             passes('ALTER TABLE "flows" ALTER COLUMN "state" TYPE VARCHAR(36);'),
-             passes('ALTER TABLE "sessions" DROP CONSTRAINT IF EXISTS "sessions_identity_fk";\n'
-                    'ALTER TABLE "sessions" ADD CONSTRAINT "sessions_identity_fk" FOREIGN KEY ("identity_id") '
-                    'REFERENCES "identities" ("id") ON DELETE CASCADE;')])
+@rule(
+    "prefer-robust-stmts",
+    "Statement that cannot be re-run after a partial failure",
+    "low",
+    "hygiene",
+    squawk=True,
+    cases=[
+        trigger("SELECT 1;\nALTER TABLE t ADD COLUMN c text;"),
+        trigger("DROP INDEX CONCURRENTLY i;"),
+        passes("ALTER TABLE t ADD COLUMN c text;", assume_in_transaction=True),
+        passes("SELECT 1;\nALTER TABLE t ADD COLUMN IF NOT EXISTS c text;"),
+        trigger('ALTER TABLE "identities" RENAME COLUMN "traits_schema_id" TO "schema_id";'),
+        passes("ALTER TABLE IF EXISTS old_sessions RENAME TO sessions;"),
+        trigger('CREATE INDEX CONCURRENTLY "users_email_idx" ON "users" ("email");', assume_in_transaction=True),
+        passes(
+            'CREATE INDEX CONCURRENTLY IF NOT EXISTS "users_email_idx" ON "users" ("email");',
+            assume_in_transaction=True,
+        ),
+        trigger('ALTER TABLE "flows" ALTER COLUMN "expires_at" TYPE timestamp USING to_timestamp("expires_at");'),
+        passes('ALTER TABLE "flows" ALTER COLUMN "state" TYPE VARCHAR(36);'),
+        passes(
+            'ALTER TABLE "sessions" DROP CONSTRAINT IF EXISTS "sessions_identity_fk";\n'
+            'ALTER TABLE "sessions" ADD CONSTRAINT "sessions_identity_fk" FOREIGN KEY ("identity_id") '
+            'REFERENCES "identities" ("id") ON DELETE CASCADE;'
+        ),
+    ],
+)
 def prefer_robust_stmts(mig, settings):
     """A statement outside a transaction that fails when the migration is re-run.
 
@@ -190,31 +223,40 @@ def prefer_robust_stmts(mig, settings):
             table = node.relation.relname
             for cmd in node.cmds or ():
                 st = cmd.subtype
-                if st in (AlterTableType.AT_AddColumn, AlterTableType.AT_DropColumn,
-                          AlterTableType.AT_DropConstraint):
+                if st in (AlterTableType.AT_AddColumn, AlterTableType.AT_DropColumn, AlterTableType.AT_DropConstraint):
                     if st == AlterTableType.AT_DropConstraint:
                         # With or without IF EXISTS: an ADD of that name after it can run again
                         # (the DROP itself is reported when it lacks IF EXISTS).
                         dropped.add((table, cmd.name))
                     bad = bad or not cmd.missing_ok
                 elif st == AlterTableType.AT_AlterColumnType and cmd.def_.raw_default is not None:
-                    bad, message = True, (f"not re-runnable: USING {deparse(cmd.def_.raw_default)} is applied again "
-                                          "to the converted column on a retry; run it in a transaction")
+                    bad, message = (
+                        True,
+                        (
+                            f"not re-runnable: USING {deparse(cmd.def_.raw_default)} is applied again "
+                            "to the converted column on a retry; run it in a transaction"
+                        ),
+                    )
                 elif st == AlterTableType.AT_AddConstraint:
                     name = getattr(cmd.def_, "conname", None)
                     if (table, name) in dropped:
                         dropped.discard((table, name))
                     else:
                         bad = True
-                elif st in (AlterTableType.AT_SetNotNull, AlterTableType.AT_EnableRowSecurity,
-                            AlterTableType.AT_DisableRowSecurity):
+                elif st in (
+                    AlterTableType.AT_SetNotNull,
+                    AlterTableType.AT_EnableRowSecurity,
+                    AlterTableType.AT_DisableRowSecurity,
+                ):
                     bad = True
         elif isinstance(node, ast.IndexStmt):
             bad = bool(node.idxname) and not node.if_not_exists
             if bad and node.concurrent:
-                message = (f"not re-runnable: a failed CREATE INDEX CONCURRENTLY leaves an INVALID index "
-                           f"{node.idxname} and the retry fails on it: use IF NOT EXISTS (after DROP INDEX "
-                           f"CONCURRENTLY IF EXISTS {quote_ident(node.idxname)} when the build failed)")
+                message = (
+                    f"not re-runnable: a failed CREATE INDEX CONCURRENTLY leaves an INVALID index "
+                    f"{node.idxname} and the retry fails on it: use IF NOT EXISTS (after DROP INDEX "
+                    f"CONCURRENTLY IF EXISTS {quote_ident(node.idxname)} when the build failed)"
+                )
         elif isinstance(node, ast.RenameStmt):
             # Renaming the relation itself with IF EXISTS is skipped on a retry; a column,
             # constraint or any other object's old name is simply gone.
@@ -339,10 +381,19 @@ def _assignment_entries(targets):
     return entries
 
 
-@rule("ban-duplicate-column-assignments", "The same column assigned or declared twice", "high", "hygiene",
-      squawk=True, cases=[trigger("UPDATE k SET a = 1, a = 2;"), passes("UPDATE k SET a = 1, b = 2;"),
-                          trigger("CREATE VIEW v AS SELECT id, (SELECT id FROM u) FROM t;"),
-                          passes("CREATE VIEW v AS SELECT *, (SELECT avatar FROM u WHERE u.id = t.uid) FROM t;")])
+@rule(
+    "ban-duplicate-column-assignments",
+    "The same column assigned or declared twice",
+    "high",
+    "hygiene",
+    squawk=True,
+    cases=[
+        trigger("UPDATE k SET a = 1, a = 2;"),
+        passes("UPDATE k SET a = 1, b = 2;"),
+        trigger("CREATE VIEW v AS SELECT id, (SELECT id FROM u) FROM t;"),
+        passes("CREATE VIEW v AS SELECT *, (SELECT avatar FROM u WHERE u.id = t.uid) FROM t;"),
+    ],
+)
 def ban_duplicate_column_assignments(mig, settings):
     """The same column assigned, inserted or declared twice in one statement.
 
@@ -397,5 +448,8 @@ def ban_duplicate_column_assignments(mig, settings):
             groups.append(_output_names(node.targetList))
         for entries in groups:
             for name, target in _duplicates(entries):
-                yield violation(stmt, f"column {name} appears more than once: PostgreSQL rejects the statement",
-                                target if target is not None and loc(target) is not None else None)
+                yield violation(
+                    stmt,
+                    f"column {name} appears more than once: PostgreSQL rejects the statement",
+                    target if target is not None and loc(target) is not None else None,
+                )

@@ -1,4 +1,5 @@
 """Index rules: build, drop and rebuild indexes without blocking writes."""
+
 from __future__ import annotations
 
 from pglast import ast
@@ -31,10 +32,18 @@ def is_concurrent(node) -> bool:
     return False
 
 
-@rule("require-concurrent-index-creation", "CREATE INDEX without CONCURRENTLY", "high", "index", squawk=True,
-      cases=[trigger("CREATE INDEX orders_customer_idx ON orders (customer_id);"),
-             passes("CREATE INDEX CONCURRENTLY orders_customer_idx ON orders (customer_id);"),
-             passes("CREATE TABLE t (id bigint);\nCREATE INDEX t_id ON t (id);")])
+@rule(
+    "require-concurrent-index-creation",
+    "CREATE INDEX without CONCURRENTLY",
+    "high",
+    "index",
+    squawk=True,
+    cases=[
+        trigger("CREATE INDEX orders_customer_idx ON orders (customer_id);"),
+        passes("CREATE INDEX CONCURRENTLY orders_customer_idx ON orders (customer_id);"),
+        passes("CREATE TABLE t (id bigint);\nCREATE INDEX t_id ON t (id);"),
+    ],
+)
 def require_concurrent_index_creation(mig, settings):
     """CREATE INDEX on an existing table without CONCURRENTLY.
 
@@ -78,14 +87,27 @@ def require_concurrent_index_creation(mig, settings):
         node = stmt.node
         if isinstance(node, ast.IndexStmt) and not node.concurrent and not created.before(stmt, node.relation):
             safe = with_changes(node, concurrent=True, if_not_exists=bool(node.idxname))
-            yield violation(stmt, f"CREATE INDEX on {relname(node.relation)} without CONCURRENTLY blocks writes "
-                                  "for the whole build", lock=SHARE, rewrite=False, safe_sql=safe + ";",
-                            table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"CREATE INDEX on {relname(node.relation)} without CONCURRENTLY blocks writes for the whole build",
+                lock=SHARE,
+                rewrite=False,
+                safe_sql=safe + ";",
+                table=relname(node.relation),
+            )
 
 
-@rule("require-concurrent-index-deletion", "DROP INDEX without CONCURRENTLY", "high", "index", squawk=True,
-      cases=[trigger("DROP INDEX orders_customer_idx;"),
-             passes("DROP INDEX CONCURRENTLY IF EXISTS orders_customer_idx;")])
+@rule(
+    "require-concurrent-index-deletion",
+    "DROP INDEX without CONCURRENTLY",
+    "high",
+    "index",
+    squawk=True,
+    cases=[
+        trigger("DROP INDEX orders_customer_idx;"),
+        passes("DROP INDEX CONCURRENTLY IF EXISTS orders_customer_idx;"),
+    ],
+)
 def require_concurrent_index_deletion(mig, settings):
     """DROP INDEX without CONCURRENTLY.
 
@@ -116,15 +138,31 @@ def require_concurrent_index_deletion(mig, settings):
     for stmt in mig.statements:
         node = stmt.node
         if isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_INDEX and not node.concurrent:
-            safe = "\n".join(with_changes(node, concurrent=True, missing_ok=True, objects=(obj,)) + ";"
-                             for obj in node.objects or ())
-            yield violation(stmt, "DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the table",
-                            lock=ACCESS_EXCLUSIVE, rewrite=False, safe_sql=safe)
+            safe = "\n".join(
+                with_changes(node, concurrent=True, missing_ok=True, objects=(obj,)) + ";" for obj in node.objects or ()
+            )
+            yield violation(
+                stmt,
+                "DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the table",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                safe_sql=safe,
+            )
 
 
-@rule("require-concurrent-reindex", "REINDEX without CONCURRENTLY", "high", "index", squawk=True,
-      cases=[trigger("REINDEX INDEX orders_customer_idx;"), trigger("REINDEX (CONCURRENTLY false) TABLE orders;"),
-             passes("REINDEX INDEX CONCURRENTLY orders_customer_idx;"), passes("REINDEX SYSTEM shop;")])
+@rule(
+    "require-concurrent-reindex",
+    "REINDEX without CONCURRENTLY",
+    "high",
+    "index",
+    squawk=True,
+    cases=[
+        trigger("REINDEX INDEX orders_customer_idx;"),
+        trigger("REINDEX (CONCURRENTLY false) TABLE orders;"),
+        passes("REINDEX INDEX CONCURRENTLY orders_customer_idx;"),
+        passes("REINDEX SYSTEM shop;"),
+    ],
+)
 def require_concurrent_reindex(mig, settings):
     """REINDEX without CONCURRENTLY.
 
@@ -165,18 +203,32 @@ def require_concurrent_reindex(mig, settings):
             params = tuple(p for p in node.params or () if getattr(p, "defname", None) != "concurrently")
             safe = with_changes(node, params=params + (ast.DefElem(defname="concurrently"),)) + ";"
         else:
-            safe = ("-- PostgreSQL < 12 has no REINDEX CONCURRENTLY: build a copy and swap\n"
-                    "CREATE INDEX CONCURRENTLY new_idx ON tbl (...);\nDROP INDEX CONCURRENTLY old_idx;\n"
-                    "ALTER INDEX new_idx RENAME TO old_idx;")
-        yield violation(stmt, "REINDEX without CONCURRENTLY blocks writes to the table and reads that use the index",
-                        lock=ACCESS_EXCLUSIVE, rewrite=False, safe_sql=safe)
+            safe = (
+                "-- PostgreSQL < 12 has no REINDEX CONCURRENTLY: build a copy and swap\n"
+                "CREATE INDEX CONCURRENTLY new_idx ON tbl (...);\nDROP INDEX CONCURRENTLY old_idx;\n"
+                "ALTER INDEX new_idx RENAME TO old_idx;"
+            )
+        yield violation(
+            stmt,
+            "REINDEX without CONCURRENTLY blocks writes to the table and reads that use the index",
+            lock=ACCESS_EXCLUSIVE,
+            rewrite=False,
+            safe_sql=safe,
+        )
 
 
-@rule("ban-concurrent-index-creation-in-transaction", "CONCURRENTLY inside a transaction block", "high", "index",
-      squawk=True,
-      cases=[trigger("BEGIN;\nCREATE INDEX CONCURRENTLY i ON t (c);\nCOMMIT;"),
-             trigger("BEGIN;\nDROP INDEX CONCURRENTLY i;\nCOMMIT;"),
-             passes("CREATE INDEX CONCURRENTLY i ON t (c);")])
+@rule(
+    "ban-concurrent-index-creation-in-transaction",
+    "CONCURRENTLY inside a transaction block",
+    "high",
+    "index",
+    squawk=True,
+    cases=[
+        trigger("BEGIN;\nCREATE INDEX CONCURRENTLY i ON t (c);\nCOMMIT;"),
+        trigger("BEGIN;\nDROP INDEX CONCURRENTLY i;\nCOMMIT;"),
+        passes("CREATE INDEX CONCURRENTLY i ON t (c);"),
+    ],
+)
 def ban_concurrent_index_creation_in_transaction(mig, settings):
     """CREATE / DROP INDEX or REINDEX CONCURRENTLY inside a transaction block.
 
@@ -215,6 +267,8 @@ def ban_concurrent_index_creation_in_transaction(mig, settings):
         return
     for stmt in mig.statements:
         if stmt.in_transaction and is_concurrent(stmt.node):
-            yield violation(stmt, "CONCURRENTLY cannot run inside a transaction block: this migration will fail",
-                            safe_sql="COMMIT;  -- or run this migration without a transaction\n"
-                                     + stmt.text.strip() + ";")
+            yield violation(
+                stmt,
+                "CONCURRENTLY cannot run inside a transaction block: this migration will fail",
+                safe_sql="COMMIT;  -- or run this migration without a transaction\n" + stmt.text.strip() + ";",
+            )

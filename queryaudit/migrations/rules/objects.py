@@ -1,5 +1,6 @@
 """Breaking changes to objects other than tables and columns (squawk 2.70's rules of the same
 names): drops, renames, moves to another schema, identity and generated-column changes."""
+
 from __future__ import annotations
 
 from pglast import ast
@@ -27,8 +28,14 @@ from queryaudit.migrations.rules._util import (
 # change a view's columns or a function's return type). Inside one transaction, clients see
 # the replacement only at commit, as with CREATE OR REPLACE (which only the opt-in
 # ban-replace-view-function reports), not a drop. Sequences are not in the list: recreating one restarts its values.
-REPLACEABLE = {ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_FUNCTION,
-               ObjectType.OBJECT_PROCEDURE, ObjectType.OBJECT_ROUTINE, ObjectType.OBJECT_TYPE}
+REPLACEABLE = {
+    ObjectType.OBJECT_VIEW,
+    ObjectType.OBJECT_MATVIEW,
+    ObjectType.OBJECT_FUNCTION,
+    ObjectType.OBJECT_PROCEDURE,
+    ObjectType.OBJECT_ROUTINE,
+    ObjectType.OBJECT_TYPE,
+}
 EXPAND_CONTRACT = "-- expand/contract: deploy code that no longer uses it first, then drop it in a later migration"
 
 
@@ -45,8 +52,12 @@ def _drops(mig, *types: ObjectType, replaceable: bool = False):
             name = last_name(obj)
             if new.before(kind, name, stmt):
                 continue
-            if replaceable and node.removeType in REPLACEABLE and node.behavior != DropBehavior.DROP_CASCADE \
-                    and new.recreated(kind, name, stmt, mig):
+            if (
+                replaceable
+                and node.removeType in REPLACEABLE
+                and node.behavior != DropBehavior.DROP_CASCADE
+                and new.recreated(kind, name, stmt, mig)
+            ):
                 continue
             yield stmt, node, name
 
@@ -55,12 +66,20 @@ def _cascade(node) -> str:
     return " CASCADE also drops everything that depends on it" if node.behavior == DropBehavior.DROP_CASCADE else ""
 
 
-@rule("ban-drop-view", "DROP VIEW / MATERIALIZED VIEW", "high", "breaking", squawk=True,
-      cases=[trigger("DROP VIEW active_users;"), trigger("DROP MATERIALIZED VIEW IF EXISTS daily_totals;"),
-             passes("BEGIN;\nDROP VIEW active_users;\nCREATE VIEW active_users AS SELECT id, email FROM users;\n"
-                    "COMMIT;"),
-             passes("CREATE VIEW v AS SELECT 1 AS one;\nDROP VIEW v;"),
-             trigger("DROP VIEW active_users;\nCREATE VIEW active_users AS SELECT id FROM users;")])
+@rule(
+    "ban-drop-view",
+    "DROP VIEW / MATERIALIZED VIEW",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("DROP VIEW active_users;"),
+        trigger("DROP MATERIALIZED VIEW IF EXISTS daily_totals;"),
+        passes("BEGIN;\nDROP VIEW active_users;\nCREATE VIEW active_users AS SELECT id, email FROM users;\nCOMMIT;"),
+        passes("CREATE VIEW v AS SELECT 1 AS one;\nDROP VIEW v;"),
+        trigger("DROP VIEW active_users;\nCREATE VIEW active_users AS SELECT id FROM users;"),
+    ],
+)
 def ban_drop_view(mig, settings):
     """A view dropped under running application code.
 
@@ -100,17 +119,34 @@ def ban_drop_view(mig, settings):
     """
     new = NewObjects(mig)
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW, replaceable=True):
-        recreate = " (recreated later, but outside a transaction: clients see no view in between)" \
-            if any(s.index > stmt.index for s in new.created.get((VIEW, name), ())) else ""
-        yield violation(stmt, f"DROP VIEW {name} breaks running code that reads it{_cascade(node)}{recreate}",
-                        lock=ACCESS_EXCLUSIVE, rewrite=False, table=name, safe_sql=EXPAND_CONTRACT)
+        recreate = (
+            " (recreated later, but outside a transaction: clients see no view in between)"
+            if any(s.index > stmt.index for s in new.created.get((VIEW, name), ()))
+            else ""
+        )
+        yield violation(
+            stmt,
+            f"DROP VIEW {name} breaks running code that reads it{_cascade(node)}{recreate}",
+            lock=ACCESS_EXCLUSIVE,
+            rewrite=False,
+            table=name,
+            safe_sql=EXPAND_CONTRACT,
+        )
 
 
-@rule("ban-drop-function", "DROP FUNCTION / PROCEDURE", "high", "breaking", squawk=True,
-      cases=[trigger("DROP FUNCTION add_one(integer);"), trigger("DROP PROCEDURE IF EXISTS archive();"),
-             passes("BEGIN;\nDROP FUNCTION f();\nCREATE FUNCTION f() RETURNS bigint LANGUAGE sql AS 'SELECT 1';\n"
-                    "COMMIT;"),
-             passes("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';\nDROP FUNCTION f();")])
+@rule(
+    "ban-drop-function",
+    "DROP FUNCTION / PROCEDURE",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("DROP FUNCTION add_one(integer);"),
+        trigger("DROP PROCEDURE IF EXISTS archive();"),
+        passes("BEGIN;\nDROP FUNCTION f();\nCREATE FUNCTION f() RETURNS bigint LANGUAGE sql AS 'SELECT 1';\nCOMMIT;"),
+        passes("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';\nDROP FUNCTION f();"),
+    ],
+)
 def ban_drop_function(mig, settings):
     """A function or procedure dropped under running application code.
 
@@ -144,15 +180,33 @@ def ban_drop_function(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips functions created earlier in the
     file or recreated in the same transaction (a replacement, see ban-replace-view-function).
     """
-    for stmt, node, name in _drops(mig, ObjectType.OBJECT_FUNCTION, ObjectType.OBJECT_PROCEDURE,
-                                   ObjectType.OBJECT_ROUTINE, ObjectType.OBJECT_AGGREGATE, replaceable=True):
-        yield violation(stmt, f"DROP FUNCTION {name} breaks the code, triggers and defaults that call it"
-                              f"{_cascade(node)}", safe_sql=EXPAND_CONTRACT)
+    for stmt, node, name in _drops(
+        mig,
+        ObjectType.OBJECT_FUNCTION,
+        ObjectType.OBJECT_PROCEDURE,
+        ObjectType.OBJECT_ROUTINE,
+        ObjectType.OBJECT_AGGREGATE,
+        replaceable=True,
+    ):
+        yield violation(
+            stmt,
+            f"DROP FUNCTION {name} breaks the code, triggers and defaults that call it{_cascade(node)}",
+            safe_sql=EXPAND_CONTRACT,
+        )
 
 
-@rule("ban-drop-type", "DROP TYPE", "medium", "breaking", squawk=True,
-      cases=[trigger("DROP TYPE mood;"), trigger("DROP TYPE IF EXISTS mood CASCADE;"),
-             passes("CREATE TYPE mood AS ENUM ('sad', 'ok');\nDROP TYPE mood;")])
+@rule(
+    "ban-drop-type",
+    "DROP TYPE",
+    "medium",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("DROP TYPE mood;"),
+        trigger("DROP TYPE IF EXISTS mood CASCADE;"),
+        passes("CREATE TYPE mood AS ENUM ('sad', 'ok');\nDROP TYPE mood;"),
+    ],
+)
 def ban_drop_type(mig, settings):
     """A type dropped under running application code.
 
@@ -184,16 +238,35 @@ def ban_drop_type(mig, settings):
     ## Differences from squawk
     squawk (2.70) reports every drop; queryaudit skips types created earlier in the file.
     """
-    for stmt, node, name in _drops(mig, ObjectType.OBJECT_TYPE, ObjectType.OBJECT_OPERATOR, ObjectType.OBJECT_CAST,
-                                   ObjectType.OBJECT_OPCLASS, ObjectType.OBJECT_OPFAMILY, replaceable=True):
-        what = node.removeType.name.removeprefix("OBJECT_").replace("OPCLASS", "OPERATOR CLASS").replace(
-            "OPFAMILY", "OPERATOR FAMILY")
-        yield violation(stmt, f"DROP {what} {name or ''} breaks code that uses it{_cascade(node)}",
-                        severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None)
+    for stmt, node, name in _drops(
+        mig,
+        ObjectType.OBJECT_TYPE,
+        ObjectType.OBJECT_OPERATOR,
+        ObjectType.OBJECT_CAST,
+        ObjectType.OBJECT_OPCLASS,
+        ObjectType.OBJECT_OPFAMILY,
+        replaceable=True,
+    ):
+        what = (
+            node.removeType.name.removeprefix("OBJECT_")
+            .replace("OPCLASS", "OPERATOR CLASS")
+            .replace("OPFAMILY", "OPERATOR FAMILY")
+        )
+        yield violation(
+            stmt,
+            f"DROP {what} {name or ''} breaks code that uses it{_cascade(node)}",
+            severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None,
+        )
 
 
-@rule("ban-drop-domain", "DROP DOMAIN", "medium", "breaking", squawk=True,
-      cases=[trigger("DROP DOMAIN positive_int;"), passes("CREATE DOMAIN d AS int;\nDROP DOMAIN d;")])
+@rule(
+    "ban-drop-domain",
+    "DROP DOMAIN",
+    "medium",
+    "breaking",
+    squawk=True,
+    cases=[trigger("DROP DOMAIN positive_int;"), passes("CREATE DOMAIN d AS int;\nDROP DOMAIN d;")],
+)
 def ban_drop_domain(mig, settings):
     """A domain dropped under running application code.
 
@@ -223,13 +296,25 @@ def ban_drop_domain(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips domains created earlier in the file.
     """
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_DOMAIN):
-        yield violation(stmt, f"DROP DOMAIN {name} breaks code that casts to it{_cascade(node)}",
-                        severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None)
+        yield violation(
+            stmt,
+            f"DROP DOMAIN {name} breaks code that casts to it{_cascade(node)}",
+            severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None,
+        )
 
 
-@rule("ban-drop-schema", "DROP SCHEMA", "high", "breaking", squawk=True,
-      cases=[trigger("DROP SCHEMA reporting;"), trigger("DROP SCHEMA IF EXISTS reporting CASCADE;"),
-             passes("CREATE SCHEMA scratch;\nDROP SCHEMA scratch;")])
+@rule(
+    "ban-drop-schema",
+    "DROP SCHEMA",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("DROP SCHEMA reporting;"),
+        trigger("DROP SCHEMA IF EXISTS reporting CASCADE;"),
+        passes("CREATE SCHEMA scratch;\nDROP SCHEMA scratch;"),
+    ],
+)
 def ban_drop_schema(mig, settings):
     """A schema dropped under running application code.
 
@@ -259,12 +344,21 @@ def ban_drop_schema(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips schemas created earlier in the file.
     """
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_SCHEMA):
-        yield violation(stmt, f"DROP SCHEMA {name} breaks code that uses its objects{_cascade(node)}",
-                        severity="critical" if node.behavior == DropBehavior.DROP_CASCADE else None)
+        yield violation(
+            stmt,
+            f"DROP SCHEMA {name} breaks code that uses its objects{_cascade(node)}",
+            severity="critical" if node.behavior == DropBehavior.DROP_CASCADE else None,
+        )
 
 
-@rule("ban-drop-sequence", "DROP SEQUENCE", "medium", "breaking", squawk=True,
-      cases=[trigger("DROP SEQUENCE invoice_numbers;"), passes("CREATE SEQUENCE s;\nDROP SEQUENCE s;")])
+@rule(
+    "ban-drop-sequence",
+    "DROP SEQUENCE",
+    "medium",
+    "breaking",
+    squawk=True,
+    cases=[trigger("DROP SEQUENCE invoice_numbers;"), passes("CREATE SEQUENCE s;\nDROP SEQUENCE s;")],
+)
 def ban_drop_sequence(mig, settings):
     """A sequence dropped under running application code.
 
@@ -294,13 +388,21 @@ def ban_drop_sequence(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips sequences created earlier in the file.
     """
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_SEQUENCE):
-        yield violation(stmt, f"DROP SEQUENCE {name} breaks code and defaults that call nextval() on it"
-                              f"{_cascade(node)}",
-                        severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None)
+        yield violation(
+            stmt,
+            f"DROP SEQUENCE {name} breaks code and defaults that call nextval() on it{_cascade(node)}",
+            severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None,
+        )
 
 
-@rule("ban-drop-extension", "DROP EXTENSION", "high", "breaking", squawk=True,
-      cases=[trigger("DROP EXTENSION pg_trgm;"), passes("CREATE EXTENSION hstore;\nDROP EXTENSION hstore;")])
+@rule(
+    "ban-drop-extension",
+    "DROP EXTENSION",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[trigger("DROP EXTENSION pg_trgm;"), passes("CREATE EXTENSION hstore;\nDROP EXTENSION hstore;")],
+)
 def ban_drop_extension(mig, settings):
     """An extension dropped under running application code.
 
@@ -330,15 +432,26 @@ def ban_drop_extension(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips extensions created earlier in the file.
     """
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_EXTENSION):
-        yield violation(stmt, f"DROP EXTENSION {name} removes the functions, types and operators code and "
-                              f"indexes use{_cascade(node)}")
+        yield violation(
+            stmt,
+            f"DROP EXTENSION {name} removes the functions, types and operators code and indexes use{_cascade(node)}",
+        )
 
 
-@rule("ban-drop-constraint", "DROP CONSTRAINT", "medium", "breaking", squawk=True,
-      cases=[trigger("ALTER TABLE orders DROP CONSTRAINT orders_total_check;"),
-             passes("ALTER TABLE orders ADD CONSTRAINT c CHECK (total >= 0) NOT VALID;\n"
-                    "ALTER TABLE orders DROP CONSTRAINT c;"),
-             passes("CREATE TABLE t (id bigint);\nALTER TABLE t DROP CONSTRAINT IF EXISTS t_pkey;")])
+@rule(
+    "ban-drop-constraint",
+    "DROP CONSTRAINT",
+    "medium",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE orders DROP CONSTRAINT orders_total_check;"),
+        passes(
+            "ALTER TABLE orders ADD CONSTRAINT c CHECK (total >= 0) NOT VALID;\nALTER TABLE orders DROP CONSTRAINT c;"
+        ),
+        passes("CREATE TABLE t (id bigint);\nALTER TABLE t DROP CONSTRAINT IF EXISTS t_pkey;"),
+    ],
+)
 def ban_drop_constraint(mig, settings):
     """A constraint dropped: a guarantee the application relies on is gone.
 
@@ -376,25 +489,45 @@ def ban_drop_constraint(mig, settings):
     """
     new = NewObjects(mig)
     for stmt, node, cmd in alter_table_cmds(mig):
-        if cmd.subtype == AlterTableType.AT_AlterConstraint and isinstance(cmd.def_, ast.ATAlterConstraint) \
-                and cmd.def_.alterEnforceability and not cmd.def_.is_enforced:
+        if (
+            cmd.subtype == AlterTableType.AT_AlterConstraint
+            and isinstance(cmd.def_, ast.ATAlterConstraint)
+            and cmd.def_.alterEnforceability
+            and not cmd.def_.is_enforced
+        ):
             if not new.before(TABLE, node.relation.relname, stmt):
-                yield violation(stmt, f"constraint {cmd.def_.conname} made NOT ENFORCED: its guarantee is gone for "
-                                      "new writes", table=relname(node.relation))
+                yield violation(
+                    stmt,
+                    f"constraint {cmd.def_.conname} made NOT ENFORCED: its guarantee is gone for new writes",
+                    table=relname(node.relation),
+                )
             continue
         if cmd.subtype != AlterTableType.AT_DropConstraint:
             continue
         if new.before(TABLE, node.relation.relname, stmt) or new.before(CONSTRAINT, cmd.name, stmt):
             continue
-        yield violation(stmt, f"DROP CONSTRAINT {cmd.name} removes a guarantee code on {relname(node.relation)} "
-                              "may rely on", lock=ACCESS_EXCLUSIVE, rewrite=False, table=relname(node.relation))
+        yield violation(
+            stmt,
+            f"DROP CONSTRAINT {cmd.name} removes a guarantee code on {relname(node.relation)} may rely on",
+            lock=ACCESS_EXCLUSIVE,
+            rewrite=False,
+            table=relname(node.relation),
+        )
 
 
-@rule("ban-drop-default", "DROP DEFAULT", "medium", "breaking", squawk=True,
-      cases=[trigger("ALTER TABLE orders ALTER COLUMN status DROP DEFAULT;"),
-             trigger("ALTER DOMAIN status DROP DEFAULT;"),
-             passes("CREATE TABLE t (c int DEFAULT 0);\nALTER TABLE t ALTER COLUMN c DROP DEFAULT;"),
-             passes("ALTER TABLE orders ALTER COLUMN status SET DEFAULT 'new';")])
+@rule(
+    "ban-drop-default",
+    "DROP DEFAULT",
+    "medium",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE orders ALTER COLUMN status DROP DEFAULT;"),
+        trigger("ALTER DOMAIN status DROP DEFAULT;"),
+        passes("CREATE TABLE t (c int DEFAULT 0);\nALTER TABLE t ALTER COLUMN c DROP DEFAULT;"),
+        passes("ALTER TABLE orders ALTER COLUMN status SET DEFAULT 'new';"),
+    ],
+)
 def ban_drop_default(mig, settings):
     """A column (or domain) default dropped under code that omits the column on insert.
 
@@ -429,24 +562,43 @@ def ban_drop_default(mig, settings):
         node = stmt.node
         if isinstance(node, ast.AlterDomainStmt) and node.subtype == "T" and node.def_ is None:
             if not new.before(TYPE, last_name(node.typeName), stmt):
-                yield violation(stmt, f"DROP DEFAULT on domain {last_name(node.typeName)}: inserts that omit its "
-                                      "columns write NULL")
+                yield violation(
+                    stmt, f"DROP DEFAULT on domain {last_name(node.typeName)}: inserts that omit its columns write NULL"
+                )
         elif isinstance(node, ast.AlterTableStmt) and node.objtype in (
-                ObjectType.OBJECT_TABLE, ObjectType.OBJECT_FOREIGN_TABLE, ObjectType.OBJECT_VIEW):
+            ObjectType.OBJECT_TABLE,
+            ObjectType.OBJECT_FOREIGN_TABLE,
+            ObjectType.OBJECT_VIEW,
+        ):
             kind = VIEW if node.objtype == ObjectType.OBJECT_VIEW else TABLE
             if new.before(kind, node.relation.relname, stmt):
                 continue
             for cmd in node.cmds or ():
                 if getattr(cmd, "subtype", None) == AlterTableType.AT_ColumnDefault and cmd.def_ is None:
-                    yield violation(stmt, f"DROP DEFAULT on {relname(node.relation)}.{cmd.name}: inserts that omit "
-                                          "the column write NULL (or fail if it is NOT NULL)",
-                                    lock=ACCESS_EXCLUSIVE, rewrite=False, table=relname(node.relation))
+                    yield violation(
+                        stmt,
+                        f"DROP DEFAULT on {relname(node.relation)}.{cmd.name}: inserts that omit "
+                        "the column write NULL (or fail if it is NOT NULL)",
+                        lock=ACCESS_EXCLUSIVE,
+                        rewrite=False,
+                        table=relname(node.relation),
+                    )
 
 
-@rule("ban-drop-generated-expression", "DROP EXPRESSION of a generated column", "medium", "breaking", squawk=True,
-      cases=[trigger("ALTER TABLE orders ALTER COLUMN total DROP EXPRESSION;"),
-             passes("CREATE TABLE t (a int, b int GENERATED ALWAYS AS (a * 2) STORED);\n"
-                    "ALTER TABLE t ALTER COLUMN b DROP EXPRESSION;")])
+@rule(
+    "ban-drop-generated-expression",
+    "DROP EXPRESSION of a generated column",
+    "medium",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE orders ALTER COLUMN total DROP EXPRESSION;"),
+        passes(
+            "CREATE TABLE t (a int, b int GENERATED ALWAYS AS (a * 2) STORED);\n"
+            "ALTER TABLE t ALTER COLUMN b DROP EXPRESSION;"
+        ),
+    ],
+)
 def ban_drop_generated_expression(mig, settings):
     """A generated column turned into a plain column.
 
@@ -480,22 +632,36 @@ def ban_drop_generated_expression(mig, settings):
     new = NewObjects(mig)
     for stmt, node, cmd in alter_table_cmds(mig):
         if cmd.subtype == AlterTableType.AT_DropExpression and not new.before(TABLE, node.relation.relname, stmt):
-            yield violation(stmt, f"DROP EXPRESSION on {relname(node.relation)}.{cmd.name}: the column stops being "
-                                  "computed", lock=ACCESS_EXCLUSIVE, rewrite=False, table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"DROP EXPRESSION on {relname(node.relation)}.{cmd.name}: the column stops being computed",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=relname(node.relation),
+            )
 
 
 def _generated_always(cmd) -> bool:
-    return any(isinstance(d, ast.DefElem) and d.defname == "generated" and getattr(d.arg, "ival", None) == ord("a")
-               for d in cmd.def_ or ())
+    return any(
+        isinstance(d, ast.DefElem) and d.defname == "generated" and getattr(d.arg, "ival", None) == ord("a")
+        for d in cmd.def_ or ()
+    )
 
 
-@rule("ban-alter-identity", "Identity added, dropped or made ALWAYS", "medium", "breaking", squawk=True,
-      cases=[trigger("ALTER TABLE t ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY;"),
-             trigger("ALTER TABLE t ALTER COLUMN id DROP IDENTITY;"),
-             trigger("ALTER TABLE t ALTER COLUMN id SET GENERATED ALWAYS;"),
-             passes("ALTER TABLE t ALTER COLUMN id SET GENERATED BY DEFAULT;"),
-             passes("CREATE TABLE t (id bigint NOT NULL);\nALTER TABLE t ALTER COLUMN id ADD GENERATED ALWAYS AS "
-                    "IDENTITY;")])
+@rule(
+    "ban-alter-identity",
+    "Identity added, dropped or made ALWAYS",
+    "medium",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY;"),
+        trigger("ALTER TABLE t ALTER COLUMN id DROP IDENTITY;"),
+        trigger("ALTER TABLE t ALTER COLUMN id SET GENERATED ALWAYS;"),
+        passes("ALTER TABLE t ALTER COLUMN id SET GENERATED BY DEFAULT;"),
+        passes("CREATE TABLE t (id bigint NOT NULL);\nALTER TABLE t ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY;"),
+    ],
+)
 def ban_alter_identity(mig, settings):
     """A column's identity changed under code that inserts into it.
 
@@ -529,37 +695,65 @@ def ban_alter_identity(mig, settings):
     for stmt, node, cmd in alter_table_cmds(mig):
         if new.before(TABLE, node.relation.relname, stmt):
             continue
-        what = {AlterTableType.AT_AddIdentity: "ADD GENERATED AS IDENTITY",
-                AlterTableType.AT_DropIdentity: "DROP IDENTITY"}.get(cmd.subtype)
+        what = {
+            AlterTableType.AT_AddIdentity: "ADD GENERATED AS IDENTITY",
+            AlterTableType.AT_DropIdentity: "DROP IDENTITY",
+        }.get(cmd.subtype)
         if what is None and cmd.subtype == AlterTableType.AT_SetIdentity and _generated_always(cmd):
             what = "SET GENERATED ALWAYS"
         if what:
-            yield violation(stmt, f"{what} on {relname(node.relation)}.{cmd.name} changes which inserts succeed",
-                            lock=ACCESS_EXCLUSIVE, rewrite=False, table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"{what} on {relname(node.relation)}.{cmd.name} changes which inserts succeed",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=relname(node.relation),
+            )
 
 
-RENAMED = {ObjectType.OBJECT_VIEW: (VIEW, "view"), ObjectType.OBJECT_MATVIEW: (VIEW, "materialized view"),
-           ObjectType.OBJECT_FUNCTION: (FUNCTION, "function"), ObjectType.OBJECT_PROCEDURE: (FUNCTION, "procedure"),
-           ObjectType.OBJECT_ROUTINE: (FUNCTION, "routine"), ObjectType.OBJECT_TYPE: (TYPE, "type"),
-           ObjectType.OBJECT_DOMAIN: (TYPE, "domain"), ObjectType.OBJECT_SEQUENCE: ("sequence", "sequence"),
-           ObjectType.OBJECT_SCHEMA: (SCHEMA, "schema"), ObjectType.OBJECT_INDEX: (INDEX, "index"),
-           ObjectType.OBJECT_TABCONSTRAINT: (CONSTRAINT, "constraint"),
-           ObjectType.OBJECT_AGGREGATE: (FUNCTION, "aggregate"), ObjectType.OBJECT_TRIGGER: ("trigger", "trigger"),
-           ObjectType.OBJECT_POLICY: ("policy", "policy"), ObjectType.OBJECT_ROLE: ("role", "role"),
-           ObjectType.OBJECT_FOREIGN_TABLE: (TABLE, "foreign table")}
+RENAMED = {
+    ObjectType.OBJECT_VIEW: (VIEW, "view"),
+    ObjectType.OBJECT_MATVIEW: (VIEW, "materialized view"),
+    ObjectType.OBJECT_FUNCTION: (FUNCTION, "function"),
+    ObjectType.OBJECT_PROCEDURE: (FUNCTION, "procedure"),
+    ObjectType.OBJECT_ROUTINE: (FUNCTION, "routine"),
+    ObjectType.OBJECT_TYPE: (TYPE, "type"),
+    ObjectType.OBJECT_DOMAIN: (TYPE, "domain"),
+    ObjectType.OBJECT_SEQUENCE: ("sequence", "sequence"),
+    ObjectType.OBJECT_SCHEMA: (SCHEMA, "schema"),
+    ObjectType.OBJECT_INDEX: (INDEX, "index"),
+    ObjectType.OBJECT_TABCONSTRAINT: (CONSTRAINT, "constraint"),
+    ObjectType.OBJECT_AGGREGATE: (FUNCTION, "aggregate"),
+    ObjectType.OBJECT_TRIGGER: ("trigger", "trigger"),
+    ObjectType.OBJECT_POLICY: ("policy", "policy"),
+    ObjectType.OBJECT_ROLE: ("role", "role"),
+    ObjectType.OBJECT_FOREIGN_TABLE: (TABLE, "foreign table"),
+}
 # Queries never name an index or a constraint: renaming one breaks only hints, ON CONFLICT ON
 # CONSTRAINT and code matching error messages.
-LOW_IMPACT = {ObjectType.OBJECT_INDEX, ObjectType.OBJECT_TABCONSTRAINT, ObjectType.OBJECT_TRIGGER,
-              ObjectType.OBJECT_POLICY}
+LOW_IMPACT = {
+    ObjectType.OBJECT_INDEX,
+    ObjectType.OBJECT_TABCONSTRAINT,
+    ObjectType.OBJECT_TRIGGER,
+    ObjectType.OBJECT_POLICY,
+}
 
 
-@rule("renaming-object", "RENAME of a view, function, type, sequence, schema, domain, index or constraint",
-      "high", "breaking", squawk=True,
-      cases=[trigger("ALTER VIEW active_users RENAME TO current_users;"),
-             trigger("ALTER FUNCTION f() RENAME TO g;"), trigger("ALTER TYPE mood RENAME VALUE 'ok' TO 'fine';"),
-             trigger("ALTER INDEX orders_idx RENAME TO orders_customer_idx;"),
-             passes("ALTER TABLE t RENAME TO u;"),
-             passes("CREATE VIEW v AS SELECT 1 AS one;\nALTER VIEW v RENAME TO w;")])
+@rule(
+    "renaming-object",
+    "RENAME of a view, function, type, sequence, schema, domain, index or constraint",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("ALTER VIEW active_users RENAME TO current_users;"),
+        trigger("ALTER FUNCTION f() RENAME TO g;"),
+        trigger("ALTER TYPE mood RENAME VALUE 'ok' TO 'fine';"),
+        trigger("ALTER INDEX orders_idx RENAME TO orders_customer_idx;"),
+        passes("ALTER TABLE t RENAME TO u;"),
+        passes("CREATE VIEW v AS SELECT 1 AS one;\nALTER VIEW v RENAME TO w;"),
+    ],
+)
 def renaming_object(mig, settings):
     """An object other than a table or column renamed under running application code.
 
@@ -601,14 +795,19 @@ def renaming_object(mig, settings):
         node = stmt.node
         if isinstance(node, ast.AlterEnumStmt) and node.oldVal:
             if not new.before(TYPE, last_name(node.typeName), stmt):
-                yield violation(stmt, f"RENAME VALUE {node.oldVal!r} -> {node.newVal!r} breaks code and data that "
-                                      "use the old value")
+                yield violation(
+                    stmt, f"RENAME VALUE {node.oldVal!r} -> {node.newVal!r} breaks code and data that use the old value"
+                )
             continue
         if not isinstance(node, ast.RenameStmt) or node.renameType not in RENAMED:
             continue
         kind, word = RENAMED[node.renameType]
-        if node.renameType in (ObjectType.OBJECT_SCHEMA, ObjectType.OBJECT_ROLE, ObjectType.OBJECT_TRIGGER,
-                               ObjectType.OBJECT_POLICY):
+        if node.renameType in (
+            ObjectType.OBJECT_SCHEMA,
+            ObjectType.OBJECT_ROLE,
+            ObjectType.OBJECT_TRIGGER,
+            ObjectType.OBJECT_POLICY,
+        ):
             old = node.subname
         elif node.renameType == ObjectType.OBJECT_TABCONSTRAINT:
             old = node.subname
@@ -618,21 +817,41 @@ def renaming_object(mig, settings):
             old = last_name(node.relation) if node.relation is not None else last_name(node.object)
         if new.before(kind, old, stmt):
             continue
-        yield violation(stmt, f"RENAME {word} {old} -> {node.newname} breaks code that uses the old name",
-                        severity="low" if node.renameType in LOW_IMPACT else None)
+        yield violation(
+            stmt,
+            f"RENAME {word} {old} -> {node.newname} breaks code that uses the old name",
+            severity="low" if node.renameType in LOW_IMPACT else None,
+        )
 
 
-MOVED = {ObjectType.OBJECT_TABLE: TABLE, ObjectType.OBJECT_VIEW: VIEW, ObjectType.OBJECT_MATVIEW: VIEW,
-         ObjectType.OBJECT_FUNCTION: FUNCTION, ObjectType.OBJECT_PROCEDURE: FUNCTION, ObjectType.OBJECT_TYPE: TYPE,
-         ObjectType.OBJECT_SEQUENCE: "sequence", ObjectType.OBJECT_DOMAIN: TYPE,
-         ObjectType.OBJECT_FOREIGN_TABLE: TABLE, ObjectType.OBJECT_AGGREGATE: FUNCTION,
-         ObjectType.OBJECT_EXTENSION: "extension"}
+MOVED = {
+    ObjectType.OBJECT_TABLE: TABLE,
+    ObjectType.OBJECT_VIEW: VIEW,
+    ObjectType.OBJECT_MATVIEW: VIEW,
+    ObjectType.OBJECT_FUNCTION: FUNCTION,
+    ObjectType.OBJECT_PROCEDURE: FUNCTION,
+    ObjectType.OBJECT_TYPE: TYPE,
+    ObjectType.OBJECT_SEQUENCE: "sequence",
+    ObjectType.OBJECT_DOMAIN: TYPE,
+    ObjectType.OBJECT_FOREIGN_TABLE: TABLE,
+    ObjectType.OBJECT_AGGREGATE: FUNCTION,
+    ObjectType.OBJECT_EXTENSION: "extension",
+}
 
 
-@rule("ban-set-schema", "SET SCHEMA (moving an object to another schema)", "high", "breaking", squawk=True,
-      cases=[trigger("ALTER TABLE events SET SCHEMA archive;"), trigger("ALTER FUNCTION f() SET SCHEMA util;"),
-             passes("ALTER TABLE events OWNER TO app;"),
-             passes("CREATE TABLE staging (id bigint);\nALTER TABLE staging SET SCHEMA archive;")])
+@rule(
+    "ban-set-schema",
+    "SET SCHEMA (moving an object to another schema)",
+    "high",
+    "breaking",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE events SET SCHEMA archive;"),
+        trigger("ALTER FUNCTION f() SET SCHEMA util;"),
+        passes("ALTER TABLE events OWNER TO app;"),
+        passes("CREATE TABLE staging (id bigint);\nALTER TABLE staging SET SCHEMA archive;"),
+    ],
+)
 def ban_set_schema(mig, settings):
     """An object moved to another schema under running application code.
 
@@ -674,6 +893,10 @@ def ban_set_schema(mig, settings):
         if new.before(MOVED[node.objectType], name, stmt):
             continue
         table = node.objectType == ObjectType.OBJECT_TABLE
-        yield violation(stmt, f"SET SCHEMA {node.newschema} moves {name} away from code that names it",
-                        lock=ACCESS_EXCLUSIVE if table else None, rewrite=False if table else None,
-                        table=relname(node.relation) if table else None)
+        yield violation(
+            stmt,
+            f"SET SCHEMA {node.newschema} moves {name} away from code that names it",
+            lock=ACCESS_EXCLUSIVE if table else None,
+            rewrite=False if table else None,
+            table=relname(node.relation) if table else None,
+        )

@@ -1,4 +1,5 @@
 """Operational rules: timeouts, table-locking maintenance, TRUNCATE, enums, partitions."""
+
 from __future__ import annotations
 
 from pglast import ast
@@ -10,10 +11,25 @@ from queryaudit.migrations.rules._util import CreatedTables, alter_table_cmds, r
 from queryaudit.migrations.rules.index import option_enabled
 
 # Statements that take no lock another session could be queued behind for long.
-QUICK_STATEMENTS = (ast.SelectStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt,
-                    ast.VariableSetStmt, ast.VariableShowStmt, ast.TransactionStmt, ast.ExplainStmt,
-                    ast.CreateFunctionStmt, ast.DoStmt, ast.PrepareStmt, ast.ExecuteStmt, ast.DeallocateStmt,
-                    ast.NotifyStmt, ast.ListenStmt, ast.DiscardStmt)
+QUICK_STATEMENTS = (
+    ast.SelectStmt,
+    ast.InsertStmt,
+    ast.UpdateStmt,
+    ast.DeleteStmt,
+    ast.MergeStmt,
+    ast.VariableSetStmt,
+    ast.VariableShowStmt,
+    ast.TransactionStmt,
+    ast.ExplainStmt,
+    ast.CreateFunctionStmt,
+    ast.DoStmt,
+    ast.PrepareStmt,
+    ast.ExecuteStmt,
+    ast.DeallocateStmt,
+    ast.NotifyStmt,
+    ast.ListenStmt,
+    ast.DiscardStmt,
+)
 LOCK_TIMEOUT_SQL = "SET lock_timeout = '2s';"
 STATEMENT_TIMEOUT_SQL = "SET statement_timeout = '5min';"
 
@@ -75,16 +91,18 @@ def _blocks_nobody(stmt, created: CreatedTables) -> bool:
         return False
     if target is None:
         return False
-    return all(rv is not None and (rv.relname == target.relname or created.before(stmt, rv))
-               for rv in _references(node))
+    return all(
+        rv is not None and (rv.relname == target.relname or created.before(stmt, rv)) for rv in _references(node)
+    )
 
 
 def _missing_timeout(mig, name: str, fix: str, rule_id: str):
     created = CreatedTables(mig)
     # CREATE TABLE IF NOT EXISTS may find the table already there, with its readers: only an
     # unconditional CREATE TABLE makes the later statements on it harmless.
-    created.created = {t: i for t, i in created.created.items()
-                       if not getattr(mig.statements[i].node, "if_not_exists", False)}
+    created.created = {
+        t: i for t, i in created.created.items() if not getattr(mig.statements[i].node, "if_not_exists", False)
+    }
     turned_off = None  # the SET name = 0 that disables it, when that is what the file did
     for stmt in mig.statements:
         value = _set_value(stmt, name)
@@ -92,25 +110,43 @@ def _missing_timeout(mig, name: str, fix: str, rule_id: str):
             if value not in ("0", ""):  # 0 turns the timeout off
                 return
             turned_off = stmt
-        elif (not isinstance(stmt.node, QUICK_STATEMENTS) and not _is_analyze(stmt.node)
-              and not _blocks_nobody(stmt, created)):
-            consequence = ("a lock wait queues every query behind it" if name == "lock_timeout"
-                           else "a slow statement runs unbounded")
-            why = (f"{name} = 0 (line {turned_off.line}) disables the timeout for the first DDL" if turned_off
-                   else f"no {name} set before the first DDL")
-            yield violation(stmt, f"{why}: {consequence}", safe_sql=fix + "  -- at the top of the migration",
-                            severity=None)
+        elif (
+            not isinstance(stmt.node, QUICK_STATEMENTS)
+            and not _is_analyze(stmt.node)
+            and not _blocks_nobody(stmt, created)
+        ):
+            consequence = (
+                "a lock wait queues every query behind it"
+                if name == "lock_timeout"
+                else "a slow statement runs unbounded"
+            )
+            why = (
+                f"{name} = 0 (line {turned_off.line}) disables the timeout for the first DDL"
+                if turned_off
+                else f"no {name} set before the first DDL"
+            )
+            yield violation(
+                stmt, f"{why}: {consequence}", safe_sql=fix + "  -- at the top of the migration", severity=None
+            )
             return
 
 
-@rule("require-lock-timeout", "No lock_timeout before DDL", "medium", "operations", squawk=True,
-      cases=[trigger("ALTER TABLE t ADD COLUMN c boolean;"),
-             passes("SET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c boolean;"),
-             passes("CREATE TABLE t (id bigint);\nCREATE INDEX t_id ON t (id);\nALTER TABLE t ADD COLUMN c text;"),
-             trigger("CREATE TABLE t (id bigint, user_id bigint REFERENCES users (id));"),
-             trigger("CREATE TABLE t (id bigint);\nALTER TABLE t ADD FOREIGN KEY (id) REFERENCES users (id);"),
-             passes('ANALYZE "identities";\nANALYZE "identity_credentials";'),
-             trigger("SET LOCAL lock_timeout = 0;\nALTER TABLE t ADD COLUMN c boolean;")])
+@rule(
+    "require-lock-timeout",
+    "No lock_timeout before DDL",
+    "medium",
+    "operations",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t ADD COLUMN c boolean;"),
+        passes("SET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c boolean;"),
+        passes("CREATE TABLE t (id bigint);\nCREATE INDEX t_id ON t (id);\nALTER TABLE t ADD COLUMN c text;"),
+        trigger("CREATE TABLE t (id bigint, user_id bigint REFERENCES users (id));"),
+        trigger("CREATE TABLE t (id bigint);\nALTER TABLE t ADD FOREIGN KEY (id) REFERENCES users (id);"),
+        passes('ANALYZE "identities";\nANALYZE "identity_credentials";'),
+        trigger("SET LOCAL lock_timeout = 0;\nALTER TABLE t ADD COLUMN c boolean;"),
+    ],
+)
 def require_lock_timeout(mig, settings):
     """DDL run without a lock_timeout.
 
@@ -170,13 +206,21 @@ def require_lock_timeout(mig, settings):
     yield from _missing_timeout(mig, "lock_timeout", LOCK_TIMEOUT_SQL, "require-lock-timeout")
 
 
-@rule("require-statement-timeout", "No statement_timeout before DDL", "medium", "operations", squawk=True,
-      cases=[trigger("ALTER TABLE t ADD COLUMN c boolean;"),
-             passes("SET statement_timeout = '5s';\nALTER TABLE t ADD COLUMN c boolean;"),
-             passes("CREATE TABLE t (id bigint);\nCOMMENT ON TABLE t IS 'new';"),
-             trigger("CREATE TABLE t_2024 PARTITION OF t FOR VALUES FROM (1) TO (2);"),
-             passes('ANALYZE "identities";'),
-             trigger("BEGIN;\nSET LOCAL statement_timeout = 0;\nALTER TABLE t ALTER COLUMN c TYPE bigint;\nCOMMIT;")])
+@rule(
+    "require-statement-timeout",
+    "No statement_timeout before DDL",
+    "medium",
+    "operations",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t ADD COLUMN c boolean;"),
+        passes("SET statement_timeout = '5s';\nALTER TABLE t ADD COLUMN c boolean;"),
+        passes("CREATE TABLE t (id bigint);\nCOMMENT ON TABLE t IS 'new';"),
+        trigger("CREATE TABLE t_2024 PARTITION OF t FOR VALUES FROM (1) TO (2);"),
+        passes('ANALYZE "identities";'),
+        trigger("BEGIN;\nSET LOCAL statement_timeout = 0;\nALTER TABLE t ALTER COLUMN c TYPE bigint;\nCOMMIT;"),
+    ],
+)
 def require_statement_timeout(mig, settings):
     """DDL run without a statement_timeout.
 
@@ -216,8 +260,14 @@ def require_statement_timeout(mig, settings):
     yield from _missing_timeout(mig, "statement_timeout", STATEMENT_TIMEOUT_SQL, "require-statement-timeout")
 
 
-@rule("ban-truncate-cascade", "TRUNCATE ... CASCADE", "high", "operations", squawk=True,
-      cases=[trigger("TRUNCATE a, b CASCADE;"), passes("TRUNCATE a;")])
+@rule(
+    "ban-truncate-cascade",
+    "TRUNCATE ... CASCADE",
+    "high",
+    "operations",
+    squawk=True,
+    cases=[trigger("TRUNCATE a, b CASCADE;"), passes("TRUNCATE a;")],
+)
 def ban_truncate_cascade(mig, settings):
     """TRUNCATE ... CASCADE, which empties every table that references these.
 
@@ -245,8 +295,12 @@ def ban_truncate_cascade(mig, settings):
     for stmt in mig.statements:
         node = stmt.node
         if isinstance(node, ast.TruncateStmt) and node.behavior.name == "DROP_CASCADE":
-            yield violation(stmt, "TRUNCATE CASCADE also empties every table that references these",
-                            lock=ACCESS_EXCLUSIVE, rewrite=True)
+            yield violation(
+                stmt,
+                "TRUNCATE CASCADE also empties every table that references these",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=True,
+            )
 
 
 def _vacuum_full(node) -> bool:
@@ -256,9 +310,18 @@ def _vacuum_full(node) -> bool:
 REPACK_VERSION = (19, 0)  # PostgreSQL 19: REPACK (CONCURRENTLY) replaces VACUUM FULL / CLUSTER
 
 
-@rule("prefer-repack", "VACUUM FULL / CLUSTER where REPACK exists (PostgreSQL 19+)", "high", "operations",
-      squawk=True, cases=[trigger("VACUUM FULL foo;", pg_version="19"), passes("VACUUM FULL foo;"),
-                          passes("VACUUM (FULL false) foo;", pg_version="19")])
+@rule(
+    "prefer-repack",
+    "VACUUM FULL / CLUSTER where REPACK exists (PostgreSQL 19+)",
+    "high",
+    "operations",
+    squawk=True,
+    cases=[
+        trigger("VACUUM FULL foo;", pg_version="19"),
+        passes("VACUUM FULL foo;"),
+        passes("VACUUM (FULL false) foo;", pg_version="19"),
+    ],
+)
 def prefer_repack(mig, settings):
     """VACUUM FULL or CLUSTER on PostgreSQL 19+, which has REPACK.
 
@@ -289,14 +352,27 @@ def prefer_repack(mig, settings):
     for stmt in mig.statements:
         if _vacuum_full(stmt.node) or isinstance(stmt.node, ast.ClusterStmt):
             target = stmt.node.relation if isinstance(stmt.node, ast.ClusterStmt) else None
-            yield violation(stmt, "VACUUM FULL / CLUSTER rewrite the table under ACCESS EXCLUSIVE; REPACK "
-                                  "(CONCURRENTLY) does not block", lock=ACCESS_EXCLUSIVE, rewrite=True,
-                            safe_sql=f"REPACK (CONCURRENTLY) {relname(target) or '<table>'};")
+            yield violation(
+                stmt,
+                "VACUUM FULL / CLUSTER rewrite the table under ACCESS EXCLUSIVE; REPACK (CONCURRENTLY) does not block",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=True,
+                safe_sql=f"REPACK (CONCURRENTLY) {relname(target) or '<table>'};",
+            )
 
 
-@rule("ban-vacuum-full", "VACUUM FULL / CLUSTER in a migration", "high", "operations",
-      cases=[trigger("VACUUM FULL orders;"), trigger("CLUSTER orders USING orders_pkey;"),
-             passes("VACUUM (ANALYZE) orders;"), passes("VACUUM FULL orders;", pg_version="19")])
+@rule(
+    "ban-vacuum-full",
+    "VACUUM FULL / CLUSTER in a migration",
+    "high",
+    "operations",
+    cases=[
+        trigger("VACUUM FULL orders;"),
+        trigger("CLUSTER orders USING orders_pkey;"),
+        passes("VACUUM (ANALYZE) orders;"),
+        passes("VACUUM FULL orders;", pg_version="19"),
+    ],
+)
 def ban_vacuum_full(mig, settings):
     """VACUUM FULL or CLUSTER (before PostgreSQL 19): a full rewrite that blocks reads and writes.
 
@@ -330,20 +406,30 @@ def ban_vacuum_full(mig, settings):
         node = stmt.node
         if _vacuum_full(node) or isinstance(node, ast.ClusterStmt):
             what = "CLUSTER" if isinstance(node, ast.ClusterStmt) else "VACUUM FULL"
-            yield violation(stmt, f"{what} rewrites the table under ACCESS EXCLUSIVE: reads and writes wait for "
-                                  "the whole copy", lock=ACCESS_EXCLUSIVE, rewrite=True,
-                            safe_sql="-- pg_repack --table=<schema.table> <database>   (online rebuild)\n"
-                                     "VACUUM (ANALYZE) <table>;  -- if reusable space is enough")
+            yield violation(
+                stmt,
+                f"{what} rewrites the table under ACCESS EXCLUSIVE: reads and writes wait for the whole copy",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=True,
+                safe_sql="-- pg_repack --table=<schema.table> <database>   (online rebuild)\n"
+                "VACUUM (ANALYZE) <table>;  -- if reusable space is enough",
+            )
 
 
 ENUM_IN_TRANSACTION_VERSION = (12, 0)  # PostgreSQL 12 allows ALTER TYPE ... ADD VALUE in a transaction block
 
 
-@rule("ban-enum-add-value-in-transaction", "ALTER TYPE ... ADD VALUE inside a transaction (PostgreSQL < 12)",
-      "high", "operations",
-      cases=[trigger("BEGIN;\nALTER TYPE mood ADD VALUE 'meh';\nCOMMIT;", pg_version="11"),
-             passes("BEGIN;\nALTER TYPE mood ADD VALUE 'meh';\nCOMMIT;"),
-             passes("ALTER TYPE mood ADD VALUE 'meh';", pg_version="11")])
+@rule(
+    "ban-enum-add-value-in-transaction",
+    "ALTER TYPE ... ADD VALUE inside a transaction (PostgreSQL < 12)",
+    "high",
+    "operations",
+    cases=[
+        trigger("BEGIN;\nALTER TYPE mood ADD VALUE 'meh';\nCOMMIT;", pg_version="11"),
+        passes("BEGIN;\nALTER TYPE mood ADD VALUE 'meh';\nCOMMIT;"),
+        passes("ALTER TYPE mood ADD VALUE 'meh';", pg_version="11"),
+    ],
+)
 def ban_enum_add_value_in_transaction(mig, settings):
     """ALTER TYPE ... ADD VALUE inside a transaction block on PostgreSQL 11 and older.
 
@@ -373,16 +459,28 @@ def ban_enum_add_value_in_transaction(mig, settings):
     if settings.pg_version >= ENUM_IN_TRANSACTION_VERSION:
         return
     for stmt in mig.statements:
-        if isinstance(stmt.node, ast.AlterEnumStmt) and stmt.node.newVal and not stmt.node.oldVal \
-                and stmt.in_transaction:
-            yield violation(stmt, "ALTER TYPE ... ADD VALUE cannot run inside a transaction block before "
-                                  "PostgreSQL 12: the migration fails", safe_sql=stmt.text.strip() + ";  -- alone, "
-                                                                                        "outside a transaction")
+        if (
+            isinstance(stmt.node, ast.AlterEnumStmt)
+            and stmt.node.newVal
+            and not stmt.node.oldVal
+            and stmt.in_transaction
+        ):
+            yield violation(
+                stmt,
+                "ALTER TYPE ... ADD VALUE cannot run inside a transaction block before "
+                "PostgreSQL 12: the migration fails",
+                safe_sql=stmt.text.strip() + ";  -- alone, outside a transaction",
+            )
 
 
-@rule("require-enum-value-ordering", "ALTER TYPE ... ADD VALUE without BEFORE/AFTER", "low", "operations",
-      squawk=True, cases=[trigger("ALTER TYPE mood ADD VALUE 'meh';"),
-                          passes("ALTER TYPE mood ADD VALUE 'meh' AFTER 'ok';")])
+@rule(
+    "require-enum-value-ordering",
+    "ALTER TYPE ... ADD VALUE without BEFORE/AFTER",
+    "low",
+    "operations",
+    squawk=True,
+    cases=[trigger("ALTER TYPE mood ADD VALUE 'meh';"), passes("ALTER TYPE mood ADD VALUE 'meh' AFTER 'ok';")],
+)
 def require_enum_value_ordering(mig, settings):
     """A new enum value appended without saying where it sorts.
 
@@ -411,17 +509,26 @@ def require_enum_value_ordering(mig, settings):
     for stmt in mig.statements:
         node = stmt.node
         if isinstance(node, ast.AlterEnumStmt) and node.newVal and not node.oldVal and not node.newValNeighbor:
-            yield violation(stmt, f"enum value {node.newVal!r} added without BEFORE/AFTER: its sort position is "
-                                  "implicit")
+            yield violation(
+                stmt, f"enum value {node.newVal!r} added without BEFORE/AFTER: its sort position is implicit"
+            )
 
 
 DETACH_CONCURRENTLY_VERSION = (14, 0)
 
 
-@rule("require-concurrent-partition-detach", "DETACH PARTITION without CONCURRENTLY", "high", "operations",
-      squawk=True, cases=[trigger("ALTER TABLE t DETACH PARTITION p;"),
-                          passes("ALTER TABLE t DETACH PARTITION p CONCURRENTLY;"),
-                          passes("ALTER TABLE t DETACH PARTITION p;", pg_version="13")])
+@rule(
+    "require-concurrent-partition-detach",
+    "DETACH PARTITION without CONCURRENTLY",
+    "high",
+    "operations",
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t DETACH PARTITION p;"),
+        passes("ALTER TABLE t DETACH PARTITION p CONCURRENTLY;"),
+        passes("ALTER TABLE t DETACH PARTITION p;", pg_version="13"),
+    ],
+)
 def require_concurrent_partition_detach(mig, settings):
     """DETACH PARTITION without CONCURRENTLY (PostgreSQL 14+).
 
@@ -457,9 +564,14 @@ def require_concurrent_partition_detach(mig, settings):
         return
     for stmt, node, cmd in alter_table_cmds(mig):
         if cmd.subtype == AlterTableType.AT_DetachPartition and not cmd.def_.concurrent:
-            yield violation(stmt, "DETACH PARTITION without CONCURRENTLY blocks every query on the partitioned "
-                                  "table", lock=ACCESS_EXCLUSIVE, rewrite=False, table=relname(node.relation),
-                            safe_sql=f"ALTER TABLE {relname(node.relation)} DETACH PARTITION "
-                                     f"{relname(cmd.def_.name)} CONCURRENTLY;")
+            yield violation(
+                stmt,
+                "DETACH PARTITION without CONCURRENTLY blocks every query on the partitioned table",
+                lock=ACCESS_EXCLUSIVE,
+                rewrite=False,
+                table=relname(node.relation),
+                safe_sql=f"ALTER TABLE {relname(node.relation)} DETACH PARTITION "
+                f"{relname(cmd.def_.name)} CONCURRENTLY;",
+            )
         elif cmd.subtype == AlterTableType.AT_DetachPartitionFinalize:
             continue

@@ -1,6 +1,7 @@
 """Security and access rules (squawk 2.70's opt-in ones): policies, row level security, role,
 database, server, function, view and extension options. All opt-in, as in squawk. Policies
 and row level security on a table created earlier in the file change nobody's access yet."""
+
 from __future__ import annotations
 
 from pglast import ast
@@ -18,10 +19,19 @@ def _policy_statements(mig, kind):
             yield stmt, node
 
 
-@rule("ban-create-policy", "CREATE POLICY on an existing table", "medium", "security", default=False, squawk=True,
-      cases=[trigger("CREATE POLICY own_rows ON orders USING (user_id = current_user_id());"),
-             passes("DROP POLICY p ON t;"),
-             passes("CREATE TABLE t (id bigint);\nCREATE POLICY p ON t USING (true);")])
+@rule(
+    "ban-create-policy",
+    "CREATE POLICY on an existing table",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("CREATE POLICY own_rows ON orders USING (user_id = current_user_id());"),
+        passes("DROP POLICY p ON t;"),
+        passes("CREATE TABLE t (id bigint);\nCREATE POLICY p ON t USING (true);"),
+    ],
+)
 def ban_create_policy(mig, settings):
     """A row level security policy created on a table clients use (opt-in).
 
@@ -50,12 +60,22 @@ def ban_create_policy(mig, settings):
     squawk (2.70) reports policies on tables created in the same file too.
     """
     for stmt, node in _policy_statements(mig, ast.CreatePolicyStmt):
-        yield violation(stmt, f"CREATE POLICY {node.policy_name} on {relname(node.table)} changes which rows roles "
-                              "can see or write", table=relname(node.table))
+        yield violation(
+            stmt,
+            f"CREATE POLICY {node.policy_name} on {relname(node.table)} changes which rows roles can see or write",
+            table=relname(node.table),
+        )
 
 
-@rule("ban-alter-policy-roles", "ALTER POLICY ... TO roles", "medium", "security", default=False, squawk=True,
-      cases=[trigger("ALTER POLICY p ON t TO admin;"), passes("ALTER POLICY p ON t USING (true);")])
+@rule(
+    "ban-alter-policy-roles",
+    "ALTER POLICY ... TO roles",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[trigger("ALTER POLICY p ON t TO admin;"), passes("ALTER POLICY p ON t USING (true);")],
+)
 def ban_alter_policy_roles(mig, settings):
     """The roles a policy applies to changed (opt-in).
 
@@ -84,9 +104,15 @@ def ban_alter_policy_roles(mig, settings):
             yield violation(stmt, f"policy {node.policy_name} now applies to other roles", table=relname(node.table))
 
 
-@rule("ban-alter-policy-condition", "ALTER POLICY ... USING / WITH CHECK", "medium", "security", default=False,
-      squawk=True,
-      cases=[trigger("ALTER POLICY p ON t USING (true) WITH CHECK (false);"), passes("ALTER POLICY p ON t TO admin;")])
+@rule(
+    "ban-alter-policy-condition",
+    "ALTER POLICY ... USING / WITH CHECK",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[trigger("ALTER POLICY p ON t USING (true) WITH CHECK (false);"), passes("ALTER POLICY p ON t TO admin;")],
+)
 def ban_alter_policy_condition(mig, settings):
     """A policy's condition changed (opt-in).
 
@@ -116,9 +142,18 @@ def ban_alter_policy_condition(mig, settings):
                 yield violation(stmt, f"policy {node.policy_name}: new {part} condition", table=relname(node.table))
 
 
-@rule("ban-drop-policy", "DROP POLICY", "medium", "security", default=False, squawk=True,
-      cases=[trigger("DROP POLICY own_rows ON orders;"),
-             passes("CREATE POLICY p ON t USING (true);\nDROP POLICY p ON t;")])
+@rule(
+    "ban-drop-policy",
+    "DROP POLICY",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("DROP POLICY own_rows ON orders;"),
+        passes("CREATE POLICY p ON t USING (true);\nDROP POLICY p ON t;"),
+    ],
+)
 def ban_drop_policy(mig, settings):
     """A row level security policy dropped (opt-in).
 
@@ -162,15 +197,27 @@ def ban_drop_policy(mig, settings):
                     yield violation(stmt, f"DROP POLICY {name}: the rows it governed are hidden or exposed")
 
 
-ROW_SECURITY = {AlterTableType.AT_EnableRowSecurity: "ENABLE", AlterTableType.AT_DisableRowSecurity: "DISABLE",
-                AlterTableType.AT_ForceRowSecurity: "FORCE", AlterTableType.AT_NoForceRowSecurity: "NO FORCE"}
+ROW_SECURITY = {
+    AlterTableType.AT_EnableRowSecurity: "ENABLE",
+    AlterTableType.AT_DisableRowSecurity: "DISABLE",
+    AlterTableType.AT_ForceRowSecurity: "FORCE",
+    AlterTableType.AT_NoForceRowSecurity: "NO FORCE",
+}
 
 
-@rule("ban-alter-row-level-security", "ENABLE / DISABLE / FORCE ROW LEVEL SECURITY", "medium", "security",
-      default=False, squawk=True,
-      cases=[trigger("ALTER TABLE t ENABLE ROW LEVEL SECURITY;"),
-             passes("ALTER TABLE t ADD COLUMN c int;"),
-             passes("CREATE TABLE t (id bigint);\nALTER TABLE t ENABLE ROW LEVEL SECURITY;")])
+@rule(
+    "ban-alter-row-level-security",
+    "ENABLE / DISABLE / FORCE ROW LEVEL SECURITY",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER TABLE t ENABLE ROW LEVEL SECURITY;"),
+        passes("ALTER TABLE t ADD COLUMN c int;"),
+        passes("CREATE TABLE t (id bigint);\nALTER TABLE t ENABLE ROW LEVEL SECURITY;"),
+    ],
+)
 def ban_alter_row_level_security(mig, settings):
     """Row level security switched on or off for a table clients use (opt-in).
 
@@ -206,14 +253,27 @@ def ban_alter_row_level_security(mig, settings):
     new = NewObjects(mig)
     for stmt, node, cmd in alter_table_cmds(mig):
         if cmd.subtype in ROW_SECURITY and not new.before(TABLE, node.relation.relname, stmt):
-            yield violation(stmt, f"{ROW_SECURITY[cmd.subtype]} ROW LEVEL SECURITY on {relname(node.relation)} "
-                                  "changes which rows roles see", table=relname(node.relation))
+            yield violation(
+                stmt,
+                f"{ROW_SECURITY[cmd.subtype]} ROW LEVEL SECURITY on {relname(node.relation)} "
+                "changes which rows roles see",
+                table=relname(node.relation),
+            )
 
 
-@rule("ban-alter-function-options", "ALTER FUNCTION / PROCEDURE / ROUTINE options", "medium", "security",
-      default=False, squawk=True,
-      cases=[trigger("ALTER FUNCTION f() SECURITY DEFINER;"), trigger("ALTER ROUTINE f() SET search_path TO private;"),
-             passes("ALTER FUNCTION f() RENAME TO g;")])
+@rule(
+    "ban-alter-function-options",
+    "ALTER FUNCTION / PROCEDURE / ROUTINE options",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER FUNCTION f() SECURITY DEFINER;"),
+        trigger("ALTER ROUTINE f() SET search_path TO private;"),
+        passes("ALTER FUNCTION f() RENAME TO g;"),
+    ],
+)
 def ban_alter_function_options(mig, settings):
     """A function's options changed (opt-in).
 
@@ -246,9 +306,15 @@ def ban_alter_function_options(mig, settings):
             yield violation(stmt, f"function options changed ({options}): callers get other behaviour or rights")
 
 
-@rule("ban-alter-view-options", "ALTER VIEW ... SET / RESET (options)", "medium", "security", default=False,
-      squawk=True,
-      cases=[trigger("ALTER VIEW v SET (security_barrier = true);"), passes("ALTER VIEW v RENAME TO w;")])
+@rule(
+    "ban-alter-view-options",
+    "ALTER VIEW ... SET / RESET (options)",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[trigger("ALTER VIEW v SET (security_barrier = true);"), passes("ALTER VIEW v RENAME TO w;")],
+)
 def ban_alter_view_options(mig, settings):
     """A view's options changed (opt-in).
 
@@ -278,16 +344,29 @@ def ban_alter_view_options(mig, settings):
         node = stmt.node
         if isinstance(node, ast.AlterTableStmt) and node.objtype == ObjectType.OBJECT_VIEW:
             for cmd in node.cmds or ():
-                if getattr(cmd, "subtype", None) in (AlterTableType.AT_SetRelOptions,
-                                                     AlterTableType.AT_ResetRelOptions):
-                    yield violation(stmt, f"options of view {node.relation.relname} changed: readers' rights or "
-                                          "writes through it change")
+                if getattr(cmd, "subtype", None) in (
+                    AlterTableType.AT_SetRelOptions,
+                    AlterTableType.AT_ResetRelOptions,
+                ):
+                    yield violation(
+                        stmt,
+                        f"options of view {node.relation.relname} changed: readers' rights or writes through it change",
+                    )
 
 
-@rule("ban-alter-role-options", "ALTER ROLE / USER options or settings", "medium", "security", default=False,
-      squawk=True,
-      cases=[trigger("ALTER ROLE app NOLOGIN;"), trigger("ALTER USER app SET search_path TO private;"),
-             passes("ALTER ROLE r RENAME TO s;")])
+@rule(
+    "ban-alter-role-options",
+    "ALTER ROLE / USER options or settings",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER ROLE app NOLOGIN;"),
+        trigger("ALTER USER app SET search_path TO private;"),
+        passes("ALTER ROLE r RENAME TO s;"),
+    ],
+)
 def ban_alter_role_options(mig, settings):
     """A role's options or settings changed (opt-in).
 
@@ -315,13 +394,18 @@ def ban_alter_role_options(mig, settings):
     for stmt in mig.statements:
         node = stmt.node
         if isinstance(node, (ast.AlterRoleStmt, ast.AlterRoleSetStmt)):
-            yield violation(stmt, "role options or settings changed: clients using the role connect or run "
-                                  "differently")
+            yield violation(stmt, "role options or settings changed: clients using the role connect or run differently")
 
 
-@rule("ban-alter-database-options", "ALTER DATABASE options or settings", "medium", "security", default=False,
-      squawk=True,
-      cases=[trigger("ALTER DATABASE shop SET search_path TO public;"), passes("ALTER DATABASE d RENAME TO e;")])
+@rule(
+    "ban-alter-database-options",
+    "ALTER DATABASE options or settings",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[trigger("ALTER DATABASE shop SET search_path TO public;"), passes("ALTER DATABASE d RENAME TO e;")],
+)
 def ban_alter_database_options(mig, settings):
     """A database's options or settings changed (opt-in).
 
@@ -352,8 +436,15 @@ def ban_alter_database_options(mig, settings):
             yield violation(stmt, f"database {node.dbname} options or settings changed for every new session")
 
 
-@rule("ban-alter-system-options", "ALTER SYSTEM", "medium", "security", default=False, squawk=True,
-      cases=[trigger("ALTER SYSTEM SET timezone = 'UTC';"), passes("ALTER DATABASE d SET timezone = 'UTC';")])
+@rule(
+    "ban-alter-system-options",
+    "ALTER SYSTEM",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[trigger("ALTER SYSTEM SET timezone = 'UTC';"), passes("ALTER DATABASE d SET timezone = 'UTC';")],
+)
 def ban_alter_system_options(mig, settings):
     """Server configuration changed from a migration (opt-in).
 
@@ -383,11 +474,19 @@ def ban_alter_system_options(mig, settings):
             yield violation(stmt, "ALTER SYSTEM changes the configuration of the whole server")
 
 
-@rule("ban-alter-extension", "ALTER EXTENSION ... UPDATE / DROP object", "medium", "security", default=False,
-      squawk=True,
-      cases=[trigger("ALTER EXTENSION postgis UPDATE TO '3.4.0';"),
-             trigger("ALTER EXTENSION postgis DROP FUNCTION f();"),
-             passes("ALTER EXTENSION postgis ADD FUNCTION f();")])
+@rule(
+    "ban-alter-extension",
+    "ALTER EXTENSION ... UPDATE / DROP object",
+    "medium",
+    "security",
+    default=False,
+    squawk=True,
+    cases=[
+        trigger("ALTER EXTENSION postgis UPDATE TO '3.4.0';"),
+        trigger("ALTER EXTENSION postgis DROP FUNCTION f();"),
+        passes("ALTER EXTENSION postgis ADD FUNCTION f();"),
+    ],
+)
 def ban_alter_extension(mig, settings):
     """An extension updated, or an object taken out of it (opt-in).
 

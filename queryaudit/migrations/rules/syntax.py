@@ -1,12 +1,16 @@
 """syntax-error: a migration file PostgreSQL's grammar rejects, reported as a finding of its own file."""
+
 from __future__ import annotations
 
 from queryaudit.migrations import input_rule
 
 SYNTAX_ERROR = "syntax-error"
 
-input_rule(SYNTAX_ERROR, "The file does not parse as PostgreSQL", "critical",
-           """A migration file that PostgreSQL's parser rejects.
+input_rule(
+    SYNTAX_ERROR,
+    "The file does not parse as PostgreSQL",
+    "critical",
+    """A migration file that PostgreSQL's parser rejects.
 
 ## What it detects
 A file that libpg_query (PostgreSQL's own grammar, through pglast) cannot parse: the
@@ -34,4 +38,6 @@ deselected: a file that does not parse was not reviewed.
 ## Known false positives
 SQL for another database, or psql meta-commands (`\\set`, `\\i`) that only psql
 understands.
-""", __name__)
+""",
+    __name__,
+)

@@ -1,4 +1,5 @@
 """Transaction structure rules: nesting and unfinished transactions."""
+
 from __future__ import annotations
 
 from queryaudit.migrations import passes, rule, trigger
@@ -6,10 +7,18 @@ from queryaudit.migrations.rules._util import violation
 from queryaudit.migrations.source import BEGIN_KINDS, END_KINDS, is_transaction
 
 
-@rule("transaction-nesting", "BEGIN inside a transaction, or COMMIT outside one", "medium", "transactions",
-      squawk=True, cases=[trigger("BEGIN;\nBEGIN;\nSELECT 1;\nCOMMIT;"), trigger("SELECT 1;\nCOMMIT;",
-                                                                                  assume_in_transaction=True),
-                          passes("BEGIN;\nSELECT 1;\nCOMMIT;")])
+@rule(
+    "transaction-nesting",
+    "BEGIN inside a transaction, or COMMIT outside one",
+    "medium",
+    "transactions",
+    squawk=True,
+    cases=[
+        trigger("BEGIN;\nBEGIN;\nSELECT 1;\nCOMMIT;"),
+        trigger("SELECT 1;\nCOMMIT;", assume_in_transaction=True),
+        passes("BEGIN;\nSELECT 1;\nCOMMIT;"),
+    ],
+)
 def transaction_nesting(mig, settings):
     """Transaction control that does not do what it looks like.
 
@@ -50,9 +59,17 @@ def transaction_nesting(mig, settings):
             depth = 0
 
 
-@rule("ban-uncommitted-transaction", "BEGIN without COMMIT", "high", "transactions", squawk=True,
-      cases=[trigger("BEGIN;\nCREATE TABLE users (id bigint);"),
-             passes("BEGIN;\nCREATE TABLE users (id bigint);\nCOMMIT;")])
+@rule(
+    "ban-uncommitted-transaction",
+    "BEGIN without COMMIT",
+    "high",
+    "transactions",
+    squawk=True,
+    cases=[
+        trigger("BEGIN;\nCREATE TABLE users (id bigint);"),
+        passes("BEGIN;\nCREATE TABLE users (id bigint);\nCOMMIT;"),
+    ],
+)
 def ban_uncommitted_transaction(mig, settings):
     """A transaction opened and never committed.
 

@@ -1,4 +1,5 @@
 """Every relation kind Django has, for the lazy-load cases of tests/capture_apps/press_app.py."""
+
 from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
