@@ -676,7 +676,12 @@ def compare(
 @app.command()
 @handle_errors
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="where the demo reports go")] = Path("reports"),
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out-dir", help="where the demo reports go (reports/ holds the committed samples: make samples)"
+        ),
+    ] = Path("demo-output"),
     scale: Annotated[int, typer.Option("--scale", min=1, help="fixture size multiplier")] = 1,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="workload rounds before the audit")] = 2,
     dsn: Annotated[
