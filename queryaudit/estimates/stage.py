@@ -20,7 +20,7 @@ from queryaudit.connect import scalar
 from queryaudit.estimates.model import EstimateExperiment, PredicateCount
 from queryaudit.estimates.predicates import conjunction, source, testable
 from queryaudit.plans.captured import analyzed_plans, table_for
-from queryaudit.plans.explain import plan_document, set_local
+from queryaudit.plans.explain import SET_LOCAL_SQL, explain_rolled_back, set_local
 from queryaudit.snapshot import Snapshot
 
 COUNT_TIMEOUT_MS = 5_000  # one count(*) of the audited table
@@ -48,8 +48,13 @@ def _read(conn: psycopg.Connection, query: str, timeout_ms: int):
 
 
 def _estimate(conn: psycopg.Connection, from_sql: str, where: str | None, timeout_ms: int) -> float:
-    text = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {from_sql}" + (f" WHERE {where}" if where else "")
-    return float(plan_document(_read(conn, text, timeout_ms))["Plan"]["Plan Rows"])
+    # Through plan capture's one prepared statement: the EXPLAIN text is the same for every
+    # experiment, so pg_stat_statements gains no entry per condition tried.
+    text = f"SELECT 1 FROM {from_sql}" + (f" WHERE {where}" if where else "")
+    plan = explain_rolled_back(
+        conn, text, "FORMAT JSON", setup=[(SET_LOCAL_SQL, ("statement_timeout", f"{timeout_ms}ms"))]
+    )
+    return float(plan["Plan"]["Plan Rows"])
 
 
 def _measure(conn: psycopg.Connection, budget: _Budget, from_sql: str, predicate: PredicateCount, where: str) -> None:
