@@ -172,7 +172,11 @@ def test_a_rare_value_the_workload_asks_for_is_found_and_sizes_the_index(empty_d
     assert index["columns"][0] == "status"
     sized = index["evidence"]["workload_sizing"][0]
     # HypoPG (PostgreSQL 15 here) plans it with `failed`; without it, the representative plan's scan sizes it
-    assert sized["values"] == ["failed"] and sized["uses_index"] and sized["fraction_removed"] > 0.5
+    assert sized["values"] == ["failed"] and sized["uses_index"]
+    if sized["method"] == "hypopg":  # planner costs: the same on any machine
+        assert sized["fraction_removed"] > 0.5
+    else:  # the plan's own scan: its time share moves with the machine's load, its rows do not
+        assert sized["fraction_removed"] > 0 and sized["rows_kept"] / sized["rows_read"] < 0.01
     assert "sized on the workload's values" in index["title"] and "failed" in index["verification"]["detail"]
 
 
