@@ -102,12 +102,18 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
     for n, (_, what, job) in enumerate(work):
         try:
             result.measurements.append(job())
-        except (BudgetExhausted, psycopg.errors.QueryCanceled) as exc:
-            if isinstance(exc, psycopg.errors.QueryCanceled) and runner.remaining_ms() > 100:
-                # Its own per-statement limit, not the budget: this fix only.
-                result.measurements.append(
-                    unmeasured(what, f"not measured: a run hit the per-statement limit ({first_line(exc)})")
-                )
+        except (BudgetExhausted, psycopg.Error) as exc:
+            if isinstance(exc, psycopg.Error) and (runner.conn.broken or runner.conn.closed):
+                raise
+            # A cancel at the budget's deadline can surface as the next statement's error in
+            # the transaction it aborted: with no budget left, any error is the budget's.
+            if isinstance(exc, psycopg.Error) and runner.remaining_ms() > 100:
+                if isinstance(exc, psycopg.errors.QueryCanceled):  # its own per-statement limit
+                    detail = f"not measured: a run hit the per-statement limit ({first_line(exc)})"
+                else:  # kept, unmeasured: the fix stays in the report with its heuristic saving and why
+                    result.notes.append(f"a measurement failed: {first_line(exc)}")
+                    detail = f"not measured: {first_line(exc)}"
+                result.measurements.append(unmeasured(what, detail))
                 continue
             result.notes.append(
                 "the EXPLAIN budget ran out: the remaining fixes are not measured (raise --explain-budget)"
@@ -117,12 +123,6 @@ def verify_fixes(runner: Runner, snapshot: Snapshot, options: VerifyOptions, rea
                 for _, item, _ in work[n:]
             ]
             break
-        except psycopg.Error as exc:
-            if runner.conn.broken or runner.conn.closed:
-                raise
-            result.notes.append(f"a measurement failed: {first_line(exc)}")
-            # Kept, unmeasured: the fix stays in the report with its heuristic saving and why.
-            result.measurements.append(unmeasured(what, f"not measured: {first_line(exc)}"))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             # A shape this code did not foresee: that fix stays unmeasured, the others go on.
             result.notes.append(f"a measurement failed: {type(exc).__name__}: {exc}")
