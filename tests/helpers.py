@@ -6,6 +6,11 @@ import json
 from pathlib import Path
 
 import jsonschema
+import psycopg
+
+from queryaudit.collect import CollectOptions, collect_snapshot
+from queryaudit.connect import session
+from queryaudit.plans.stage import PlanOptions, plan_stage
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = ROOT.parent / "shared" / "spec" / "report.schema.json"
@@ -71,3 +76,21 @@ def client_wal(cluster, start_lsn: str, end_lsn: str) -> list[str]:
         for rmgr, kind, line in wal_records_between(cluster, start_lsn, end_lsn)
         if (rmgr, kind) not in SERVER_HOUSEKEEPING_WAL
     ]
+
+
+def captured_workload(db, setup: str, workload: dict[str, str], top: int = 60):
+    """Run `setup`, then each statement of `workload` with its literals (pg_stat_statements
+    normalizes them), and capture plans: (snapshot, queryid of each statement by name)."""
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        for statement in setup.split(";\n"):
+            conn.execute(statement)
+        queryids = {}
+        for name, text in workload.items():
+            plan = conn.execute("EXPLAIN (VERBOSE, FORMAT JSON) " + text).fetchone()[0][0]
+            queryids[name] = str(plan["Query Identifier"])
+        conn.execute("SELECT pg_stat_statements_reset()")
+        for text in workload.values():
+            conn.execute(text).fetchall()
+    with session(db.dsn) as conn:
+        snapshot = collect_snapshot(conn, CollectOptions(top=top, stages=[plan_stage(PlanOptions(top=top))]))
+    return snapshot, queryids

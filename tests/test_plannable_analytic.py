@@ -14,15 +14,12 @@ PostgreSQL 18 squashes the IN lists to `IN ($5 /*, ... */)`).
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
-from queryaudit.collect import CollectOptions, collect_snapshot
-from queryaudit.connect import session
+from helpers import captured_workload
 from queryaudit.plans import model as plan_model
 from queryaudit.plans.params import find_slots
 from queryaudit.plans.plannable import make_plannable
-from queryaudit.plans.stage import PlanOptions, plan_stage
 from queryaudit.snapshot import Column, Table
 
 SETUP = """
@@ -91,20 +88,7 @@ READS = {
 
 @pytest.fixture
 def analytic(server):
-    db = server.create_database()
-    with psycopg.connect(db.dsn, autocommit=True) as conn:
-        for statement in SETUP.split(";\n"):
-            conn.execute(statement)
-        queryids = {}
-        for name, text in WORKLOAD.items():
-            plan = conn.execute("EXPLAIN (VERBOSE, FORMAT JSON) " + text).fetchone()[0][0]
-            queryids[name] = str(plan["Query Identifier"])
-        conn.execute("SELECT pg_stat_statements_reset()")
-        for text in WORKLOAD.values():
-            conn.execute(text).fetchall()
-    with session(db.dsn) as conn:
-        snapshot = collect_snapshot(conn, CollectOptions(top=60, stages=[plan_stage(PlanOptions(top=60))]))
-    return snapshot, queryids
+    return captured_workload(server.create_database(), SETUP, WORKLOAD)
 
 
 def test_every_analytic_shape_is_analyzed_with_values(analytic):
