@@ -20,6 +20,7 @@ MAY_CONNECT = {
     "collect/server.py",
     "collect/statements.py",
     "plans/explain.py",
+    "plans/nested.py",
     "plans/stage.py",
     "locks/sampling.py",
     "estimates/stage.py",

@@ -21,7 +21,7 @@ from queryaudit.plans.explain import EXPLAIN_ENTRIES
 PGSS_MAX = 400  # the smallest pg_stat_statements.max accepts is 100
 # The auditor's own constant texts, whatever the workload: the collection queries of
 # every stage, the EXPLAIN machinery (one EXPLAIN text per options string), HypoPG
-# calls, BEGIN/ROLLBACK/SAVEPOINT (44 on 15 measured).
+# calls, BEGIN/ROLLBACK/SAVEPOINT (47 on 15 and 44 on 18 measured).
 OWN_ENTRIES_BOUND = 60
 
 SHAPES = [
@@ -109,21 +109,18 @@ def test_audit_and_advisor_leave_pg_stat_statements_as_found(version, tmp_path):
             f"{version}: {len(before)} entries before, {len(after)} after, {len(own)} of the auditor's, "
             f"{snap.index_advice.planner_calls} advisor plans, dealloc {dealloc_before} -> {dealloc_after}"
         )
-        # Every statement the auditor PREPAREs with a constant in its text (the values array's
-        # subscripts) leaves pg_stat_statements an invisible "sticky" entry (created at parse
-        # analysis, never executed at top level). At a max of 400 they can fill the table and
-        # make it deallocate; sticky entries decay fastest, so they go first: what must hold
-        # is that no workload entry goes and no workload figure moves.
+        # No deallocation: the auditor's statements fit in the room the table had, and its
+        # PREPAREs (nested in a DO block) leave no invisible "sticky" entry behind.
+        assert dealloc_after == dealloc_before
         assert workload <= set(after), "a workload statement was evicted"
         # track = top: an EXPLAIN ANALYZE of a workload statement runs it nested, uncounted.
         assert calls_after == calls_before
-        # Plan capture's sampled rows (queryaudit.plans.samples) read each table once per
-        # column set: one entry per sampled table and column set, counted apart.
-        sampled = [q for q in own.values() if "TABLESAMPLE" in q]
-        rest = sorted(q[:120] for q in own.values() if "TABLESAMPLE" not in q)
-        print(f"{len(sampled)} sampled-row entries, {len(rest)} others")
+        # Plan capture's sampled rows and the estimate experiments' counts run nested too:
+        # no entry per table, column set or condition.
+        rest = sorted(q[:120] for q in own.values())
+        print(f"{len(rest)} entries of the auditor's")
         assert len(rest) <= OWN_ENTRIES_BOUND, "\n".join(rest)
-        assert len(sampled) <= len(workload)
+        assert not [q for q in rest if "TABLESAMPLE" in q or "count(*)" in q.lower()], rest
         # No EXPLAIN text per statement: the auditor's EXPLAINs are a handful of texts.
         explains = [q for q in own.values() if q.lstrip().upper().startswith("EXPLAIN")]
         assert len(explains) <= EXPLAIN_ENTRIES, explains

@@ -16,11 +16,11 @@ import time
 import psycopg
 
 from queryaudit.checks import row_estimate_error
-from queryaudit.connect import scalar
 from queryaudit.estimates.model import EstimateExperiment, PredicateCount
 from queryaudit.estimates.predicates import conjunction, source, testable
 from queryaudit.plans.captured import analyzed_plans, table_for
 from queryaudit.plans.explain import SET_LOCAL_SQL, explain_rolled_back, set_local
+from queryaudit.plans.nested import read_nested
 from queryaudit.snapshot import Snapshot
 
 COUNT_TIMEOUT_MS = 5_000  # one count(*) of the audited table
@@ -41,10 +41,10 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _read(conn: psycopg.Connection, query: str, timeout_ms: int):
+def _count(conn: psycopg.Connection, query: str, timeout_ms: int) -> int:
     with conn.transaction(force_rollback=True):
         set_local(conn, "statement_timeout", f"{timeout_ms}ms")  # one pgss entry, whatever the value
-        return scalar(conn, query)
+        return int(read_nested(conn, query, 1)[0][0])  # nested: no pgss entry per condition
 
 
 def _estimate(conn: psycopg.Connection, from_sql: str, where: str | None, timeout_ms: int) -> float:
@@ -65,7 +65,7 @@ def _measure(conn: psycopg.Connection, budget: _Budget, from_sql: str, predicate
         return
     try:
         predicate.estimated_rows = _estimate(conn, from_sql, where, timeout)
-        predicate.actual_rows = int(_read(conn, f"SELECT count(*) FROM {from_sql} WHERE {where}", timeout))
+        predicate.actual_rows = _count(conn, f"SELECT count(*) FROM {from_sql} WHERE {where}", timeout)
     except psycopg.errors.QueryCanceled:
         predicate.problem = f"the count was cut off by statement_timeout ({timeout} ms)"
     except psycopg.Error as exc:

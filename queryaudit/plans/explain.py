@@ -9,21 +9,29 @@ times; one entry per plan fills the view and evicts the workload's own statement
 auditing role cannot turn track_utility off, so every plan here is sent as the same few
 texts, whatever the statement and its values:
 
-    SELECT set_config('queryaudit.values', $1, true)         -- the values, as one text[]
-    PREPARE queryaudit_stmt(text[]) AS <statement, $n -> ($1[n])::type>
+    SELECT set_config('queryaudit.values', $1, true)          -- the values, as one text[]
+    SELECT set_config('queryaudit.nested', $1, true)          -- PREPARE queryaudit_stmt(text[]) AS
+                                                              --   <statement, $n -> ($1[n])::type>
+    DO $$BEGIN EXECUTE current_setting('queryaudit.nested'); END$$
     EXPLAIN (<options>) EXECUTE queryaudit_stmt(current_setting('queryaudit.values')::text[])
     DEALLOCATE queryaudit_stmt
 
 pg_stat_statements never records PREPARE or EXECUTE themselves (its utility hook skips
-them); the EXPLAIN text depends only on the options, the set_config is a SELECT whose
-values are bind parameters. In a custom plan PostgreSQL folds `('{5}'::text[])[1]::int4`
-into the constant 5 before estimating, so the plan is the one the values give; under
-plan_cache_mode = force_generic_plan the same text gives the generic plan. Settings go
-through set_config too: `SET LOCAL statement_timeout = '123ms'` is one entry per value
-on PostgreSQL 15. Measured (tests/test_pgss_untouched.py): with the default
-pg_stat_statements.track = top the explain machinery adds at most EXPLAIN_ENTRIES
-entries however many statements it plans; with track = all, each statement planned
-adds one more (its nested execution, toplevel = false).
+them), but it does look at the statement a PREPARE parses: one with a constant or (from
+18 on) a placeholder gets a "sticky" entry at parse analysis, invisible in the view
+(never executed at top level) yet holding a slot, so a full table deallocates. The
+PREPARE therefore runs nested in a DO block of constant text (queryaudit.plans.nested),
+where the default track = top does not look; without plpgsql it is sent as it is, and
+each statement planned leaves its sticky entry. The EXPLAIN text depends only on the options,
+and the set_config is a SELECT whose values are bind parameters. In a custom plan
+PostgreSQL folds `('{5}'::text[])[1]::int4` into the constant 5 before estimating, so
+the plan is the one the values give; under plan_cache_mode = force_generic_plan the same
+text gives the generic plan. Settings go through set_config too: `SET LOCAL
+statement_timeout = '123ms'` is one entry per value on PostgreSQL 15. Measured
+(tests/test_pgss_untouched.py): with the default pg_stat_statements.track = top the
+explain machinery adds at most EXPLAIN_ENTRIES entries however many statements it plans,
+and no sticky ones; with track = all, each statement planned adds one more (its nested
+execution, toplevel = false).
 """
 
 from __future__ import annotations
@@ -35,16 +43,16 @@ from pglast.parser import scan
 from psycopg import sql
 
 from queryaudit.connect import first_column, scalar
+from queryaudit.plans.nested import can_nest, run_nested
 
 STATEMENT_NAME = "queryaudit_stmt"  # the one prepared-statement name queryaudit uses
-VALUES_SETTING = "queryaudit.values"  # a placeholder setting (custom prefix), local to the transaction
-# Texts the mechanism sends, per EXPLAIN options string: set_config (values, settings),
-# EXPLAIN EXECUTE, DEALLOCATE (recorded from 17 on), BEGIN, ROLLBACK.
-EXPLAIN_ENTRIES = 6
+# Texts the mechanism sends, per EXPLAIN options string: set_config (values, the PREPARE,
+# settings), DO, EXPLAIN EXECUTE, DEALLOCATE (recorded from 17 on), BEGIN, ROLLBACK.
+EXPLAIN_ENTRIES = 7
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 _SET_LOCAL = re.compile(r"^\s*SET\s+LOCAL\s+([A-Za-z_][\w.]*)\s*(?:=|TO)\s*'((?:[^']|'')*)'\s*$", re.IGNORECASE)
 
-_SET_VALUES = "SELECT set_config('queryaudit.values', %s, true)"
+_SET_VALUES = "SELECT set_config('queryaudit.values', %s, %s)"
 _SET_SETTING = SET_LOCAL_SQL = "SELECT set_config(%s, %s, true)"  # SET LOCAL, one pgss entry for any value
 
 
@@ -59,7 +67,7 @@ def _server_version(conn: psycopg.Connection) -> int:
 def parameter_types(conn: psycopg.Connection, query: str) -> list[str]:
     """The types PostgreSQL infers for $1..$n (PREPARE + pg_prepared_statements)."""
     with conn.transaction(force_rollback=True):
-        conn.execute(sql.SQL("PREPARE {} AS ").format(sql.Identifier(STATEMENT_NAME)) + sql.SQL(query))
+        run_nested(conn, sql.SQL("PREPARE {} AS ").format(sql.Identifier(STATEMENT_NAME)) + sql.SQL(query))
         types = scalar(
             conn, "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s", (STATEMENT_NAME,)
         )
@@ -70,6 +78,12 @@ def parameter_types(conn: psycopg.Connection, query: str) -> list[str]:
 # A type name as pg_prepared_statements prints it may not mean the same in a cast:
 # `'Brand#33'::character` is char(1) and keeps 'B', `::bit` is bit(1).
 _UNBOUNDED = {"character": "bpchar", "bit": "bit varying"}
+
+
+def _prepare(conn: psycopg.Connection, prepare_sql: sql.Composed, values_array: str, local: bool) -> None:
+    """Set the values, then PREPARE nested (queryaudit.plans.nested): no sticky entry."""
+    conn.execute(_SET_VALUES, (values_array, local))
+    run_nested(conn, prepare_sql, local)
 
 
 def from_values_array(query: str, types: list[str | None]) -> str:
@@ -118,10 +132,12 @@ def prepare(conn: psycopg.Connection, query: str, values=None, types=None) -> No
     types = list(types or [])
     if nparams and not types:
         types = parameter_types(conn, query)
-    conn.execute(_SET_VALUES, (_values_array(values),))
-    conn.execute(
-        sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
-        + sql.SQL(from_values_array(query, types))
+    _prepare(conn, _prepare_sql(query, types), _values_array(values), True)
+
+
+def _prepare_sql(query: str, types: list[str | None]) -> sql.Composed:
+    return sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME)) + sql.SQL(
+        from_values_array(query, types)
     )
 
 
@@ -239,17 +255,14 @@ class Planner:
             types = self.types[query]
         mode = "force_generic_plan" if generic else "force_custom_plan"
         prepared, self.current = self.current is not None, None
+        can_nest(self.conn)  # asked once, before the pipeline
         try:
             with self.conn.pipeline():
                 if prepared:
                     self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(STATEMENT_NAME)))
                 if mode != self.mode:
                     self.conn.execute(_SET_SESSION, ("plan_cache_mode", mode))
-                self.conn.execute(_SET_SESSION, (VALUES_SETTING, _values_array(vals)))
-                self.conn.execute(
-                    sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME))
-                    + sql.SQL(from_values_array(query, types or []))
-                )
+                _prepare(self.conn, _prepare_sql(query, types or []), _values_array(vals), False)
                 cur = self.conn.cursor(row_factory=first_column).execute(
                     sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')::text[])").format(
                         sql.SQL(options), sql.Identifier(STATEMENT_NAME)

@@ -47,6 +47,7 @@ from queryaudit.plans.explain import (
 from queryaudit.plans.limits import DEFAULT_BUDGET_S, DEFAULT_STATEMENT_LIMIT_MS
 from queryaudit.plans.logged import logged_plan, logged_statement, logged_values
 from queryaudit.plans.model import build
+from queryaudit.plans.nested import read_nested
 from queryaudit.plans.params import Binding, ParameterSlot, infer_parameters
 from queryaudit.plans.plannable import date_columns, make_plannable
 from queryaudit.plans.samples import SAMPLES, RowSample, apply_rows, join_request, sample_requests
@@ -416,7 +417,8 @@ class PlanCapturer:
         for exact in (True,) if exact_only else (False, True):
             with self.conn.transaction(force_rollback=True):
                 set_local(self.conn, "statement_timeout", f"{timeout_ms}ms")  # one pgss entry, whatever the value
-                rows = self.conn.execute(request.sql(self.snapshot, exact=exact)).fetchall()
+                # nested: pg_stat_statements gains no entry per table sampled
+                rows = read_nested(self.conn, request.sql(self.snapshot, exact=exact), len(request.outputs))
             if rows:
                 break
         return rows
