@@ -36,6 +36,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from queryaudit.plans import model as plan_model
+
 __all__ = ["load_plan", "load_plan_file", "walk", "node_label", "tree_lines", "detail_lines"]
 
 TAB_WIDTH = 4  # tabs in pasted plans stand for runs of spaces; 4 keeps relative depth
@@ -1046,15 +1048,9 @@ def _fmt_rows(value) -> str:
 def tree_lines(explain: dict) -> list[str]:
     """The plan as indented lines: node, relation, estimated vs actual rows, actual total
     time and, with the plan model (queryaudit.plans.model), exclusive time and q-error."""
-    exclusive: dict[int, tuple] = {}
-    try:
-        from queryaudit.plans import model as plan_model
-    except ImportError:  # the model is optional for this view
-        plan_model = None
-    if plan_model is not None:
-        model = plan_model.build(explain)
-        # The model cleans a copy of each node, so nodes are matched by their path in the tree.
-        exclusive = {n.path: (n.exclusive_ms, n.q_error, model.share(n)) for n in model.nodes}
+    model = plan_model.build(explain)
+    # The model cleans a copy of each node, so nodes are matched by their path in the tree.
+    exclusive = {n.path: (n.exclusive_ms, n.q_error, model.share(n)) for n in model.nodes}
     lines = []
     for key in ("Planning Time", "Execution Time"):
         if explain.get(key) is not None:
