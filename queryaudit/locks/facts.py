@@ -82,9 +82,28 @@ class LockEpisode:
     wait_ms: float = 0.0
     relations: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
-    # The largest tree seen: {pid, statement, query, state, locktype, mode, relation, row,
-    # waiting_ms, held_modes, children: [...]} (plain dicts, rendered as a tree).
+    # The largest tree seen: chain_node dicts, each with its children (rendered as a tree).
     tree: dict[str, Any] = field(default_factory=dict)
+
+
+def chain_node(pid: int, statement: str | None, **known: Any) -> dict[str, Any]:
+    """One session of a lock chain (LockEpisode.tree), the same keys from the sampler and the
+    log: what the source does not know stays None (the lock it waits for: None at the root)."""
+    return {
+        "pid": pid,
+        "statement": statement,
+        "queryid": None,
+        "query": None,
+        "state": None,
+        "locktype": None,
+        "mode": None,
+        "relation": None,
+        "row": None,
+        "waiting_ms": None,
+        "blocked_by_holds": [],
+        "also_blocked_by": [],
+        "children": [],
+    } | known
 
 
 @dataclass

@@ -36,6 +36,7 @@ from queryaudit.locks.facts import (
     LockWait,
     TimelineTick,
     TransactionObservation,
+    chain_node,
     write_target,
 )
 from queryaudit.snapshot import Snapshot
@@ -419,23 +420,15 @@ class LockSampler:
     def _tree(self, pid: int, nodes: dict, children: dict, parent: dict, seen: frozenset = frozenset()) -> dict:
         node = nodes.get(pid) or {"pid": pid, "locks": [], "blocked_by": []}
         stmt = self.facts.statement(node.get("statement"))
-        out = {
-            "pid": pid,
-            "statement": node.get("statement"),
-            "queryid": stmt.queryid if stmt else None,
-            "query": stmt.query if stmt else None,
-            "state": node.get("state"),
-            "backend_type": node.get("backend_type"),
-            "xact_age_s": node.get("xact_age_s"),
-            "locktype": None,
-            "mode": None,
-            "relation": None,
-            "row": None,
-            "waiting_ms": None,
-            "blocked_by_holds": [],
-            "also_blocked_by": [],
-            "children": [],
-        }
+        out = chain_node(
+            pid,
+            node.get("statement"),
+            queryid=stmt.queryid if stmt else None,
+            query=stmt.query if stmt else None,
+            state=node.get("state"),
+            backend_type=node.get("backend_type"),
+            xact_age_s=node.get("xact_age_s"),
+        )
         if pid in parent:
             lock = _waited_lock(node)
             relation, row = _object_of(node, lock, nodes)

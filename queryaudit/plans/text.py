@@ -113,7 +113,9 @@ _MEMBER_PARENTS = {"Append", "Merge Append", "BitmapAnd", "BitmapOr"}
 
 # --- detail lines ----------------------------------------------------------------------
 
-_STRING_KEYS = {
+# Detail lines holding SQL expressions (conditions, keys, calls), where the statement's
+# literals show: the text parse keeps them as strings, and redact.py scans them token by token.
+EXPRESSION_KEYS = {
     "Filter",
     "Index Cond",
     "Recheck Cond",
@@ -126,27 +128,16 @@ _STRING_KEYS = {
     "Function Call",
     "Table Function Call",
     "Cache Key",
-    "Cache Mode",
     "Run Condition",
     "Remote SQL",
     "Conflict Filter",
-    "Conflict Resolution",
-    "Relations",
     "Sampling",
     "Repeatable Seed",
     "Window",
-    "Command",
-    "Strategy",
 }
-_LIST_KEYS = {
-    "Output",
-    "Sort Key",
-    "Presorted Key",
-    "Group Key",
-    "Hash Key",
-    "Conflict Arbiter Indexes",
-    "Params Evaluated",
-}
+EXPRESSION_LIST_KEYS = {"Output", "Sort Key", "Presorted Key", "Group Key", "Hash Key"}
+_STRING_KEYS = EXPRESSION_KEYS | {"Cache Mode", "Conflict Resolution", "Relations", "Command", "Strategy"}
+_LIST_KEYS = EXPRESSION_LIST_KEYS | {"Conflict Arbiter Indexes", "Params Evaluated"}
 BUFFER_KEYS = tuple(
     f"{scope} {kind} Blocks" for scope in ("Shared", "Local") for kind in ("Hit", "Read", "Dirtied", "Written")
 ) + ("Temp Read Blocks", "Temp Written Blocks")
