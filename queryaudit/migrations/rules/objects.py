@@ -258,12 +258,7 @@ def ban_drop_type(mig, settings):
             .replace("OPCLASS", "OPERATOR CLASS")
             .replace("OPFAMILY", "OPERATOR FAMILY")
         )
-        yield _drop_violation(
-            stmt,
-            node,
-            f"DROP {what} {name or ''} breaks code that uses it",
-            cascade_severity="high",
-        )
+        yield _drop_violation(stmt, node, f"DROP {what} {name or ''} breaks code that uses it", cascade_severity="high")
 
 
 @rule(
@@ -303,12 +298,7 @@ def ban_drop_domain(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips domains created earlier in the file.
     """
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_DOMAIN):
-        yield _drop_violation(
-            stmt,
-            node,
-            f"DROP DOMAIN {name} breaks code that casts to it",
-            cascade_severity="high",
-        )
+        yield _drop_violation(stmt, node, f"DROP DOMAIN {name} breaks code that casts to it", cascade_severity="high")
 
 
 @rule(
