@@ -291,18 +291,41 @@ def main(
     STATE["debug"] = debug
 
 
-def _audit_options(**values):
+# The audit options a command declares, by option name -> AuditOptions field (where they differ).
+AUDIT_PARAMETERS = {
+    "top": "top",
+    "sample_seconds": "sample_seconds",
+    "explain": "explain",
+    "explain_budget": "explain_budget_s",
+    "analyze_dml": "analyze_dml",
+    "queries": "queries_file",
+    "logs": "logs",
+    "log_line_prefix": "log_line_prefix",
+    "n1_min_executions": "n_plus_one_min_executions",
+    "n1_min_ms": "n_plus_one_min_run_ms",
+    "round_trip_ms": "round_trip_ms",
+    "log_jobs": "log_jobs",
+    "unused_index_min_days": "unused_index_min_days",
+    "redact": "redact",
+}
+
+
+def _audit_options(parameters: dict):
+    """AuditOptions from a command's parameters (its `locals()`): audit, fleet, check and
+    snapshot declare the same options under the same names, each only those it takes."""
     from queryaudit.pipeline import AuditOptions
 
-    timeout = values.pop("explain_timeout")
-    if "verify" in values or "verify_real" in values:
+    values = {field: parameters[name] for name, field in AUDIT_PARAMETERS.items() if name in parameters}
+    if "logs" in values:
+        values["logs"] = list(values["logs"] or [])
+    if "verify" in parameters:
         from queryaudit.advisor.stage import AdvisorOptions
         from queryaudit.verify.stage import VerifyOptions
 
-        verify, verify_real = values.pop("verify", True), values.pop("verify_real", False)
+        verify, verify_real = parameters["verify"], parameters["verify_real"]
         values["verify"] = VerifyOptions(enabled=verify or verify_real, verify_real=verify_real)
         values["advisor"] = AdvisorOptions(verify_real=verify_real)
-    return AuditOptions(explain_statement_ms=int(timeout * 1000), **values)
+    return AuditOptions(explain_statement_ms=int(parameters["explain_timeout"] * 1000), **values)
 
 
 @app.command()
@@ -354,25 +377,7 @@ def audit(
     workers: Workers = None,
 ) -> None:
     """Collect (or load) a snapshot, run every check and write the reports."""
-    options = _audit_options(
-        top=top,
-        sample_seconds=sample_seconds,
-        explain=explain,
-        explain_budget_s=explain_budget,
-        explain_timeout=explain_timeout,
-        analyze_dml=analyze_dml,
-        queries_file=queries,
-        logs=list(logs or []),
-        log_line_prefix=log_line_prefix,
-        n_plus_one_min_executions=n1_min_executions,
-        n_plus_one_min_run_ms=n1_min_ms,
-        round_trip_ms=round_trip_ms,
-        log_jobs=log_jobs,
-        verify=verify,
-        verify_real=verify_real,
-        unused_index_min_days=unused_index_min_days,
-        redact=redact,
-    )
+    options = _audit_options(locals())
     outputs = {"json": json_path, "html": html_path, "markdown": markdown_path}
     if targets is not None:
         from queryaudit.history.command import run_fleet_command
@@ -437,24 +442,7 @@ def fleet(
     """Audit every database of a targets.toml concurrently: one report each and an index page in --out-dir."""
     from queryaudit.history.command import run_fleet_command
 
-    options = _audit_options(
-        top=top,
-        sample_seconds=sample_seconds,
-        explain=explain,
-        explain_budget_s=explain_budget,
-        explain_timeout=explain_timeout,
-        analyze_dml=analyze_dml,
-        logs=list(logs or []),
-        log_line_prefix=log_line_prefix,
-        n_plus_one_min_executions=n1_min_executions,
-        n_plus_one_min_run_ms=n1_min_ms,
-        round_trip_ms=round_trip_ms,
-        log_jobs=log_jobs,
-        verify=verify,
-        verify_real=verify_real,
-        unused_index_min_days=unused_index_min_days,
-        redact=redact,
-    )
+    options = _audit_options(locals())
     run_fleet_command(
         targets,
         out_dir,
@@ -494,15 +482,7 @@ def snapshot_cmd(
     run_snapshot_command(
         dsn,
         output,
-        _audit_options(
-            top=top,
-            explain=explain,
-            explain_budget_s=explain_budget,
-            explain_timeout=explain_timeout,
-            analyze_dml=analyze_dml,
-            queries_file=queries,
-            redact=redact,
-        ),
+        _audit_options(locals()),
         console,
     )
 
@@ -800,23 +780,7 @@ def check(
     """Budgets and suppressions (queryaudit.toml): exit 1 when a budget is broken, naming it; 0 when all hold."""
     from queryaudit.history.command import run_check_command
 
-    options = _audit_options(
-        top=top,
-        explain=explain,
-        explain_budget_s=explain_budget,
-        explain_timeout=explain_timeout,
-        analyze_dml=analyze_dml,
-        sample_seconds=sample_seconds,
-        logs=list(logs or []),
-        log_line_prefix=log_line_prefix,
-        n_plus_one_min_executions=n1_min_executions,
-        n_plus_one_min_run_ms=n1_min_ms,
-        round_trip_ms=round_trip_ms,
-        log_jobs=log_jobs,
-        verify=verify,
-        verify_real=verify_real,
-        unused_index_min_days=unused_index_min_days,
-    )
+    options = _audit_options(locals())
     code = run_check_command(
         config,
         store,

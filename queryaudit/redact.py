@@ -13,6 +13,8 @@ import re
 
 from pglast.parser import scan
 
+from queryaudit.plans.text import EXPRESSION_KEYS, EXPRESSION_LIST_KEYS
+
 PLACEHOLDER = "?"
 LITERAL_TOKENS = {"SCONST", "ICONST", "FCONST", "BCONST", "XCONST", "USCONST"}
 # Keys whose value is user data as a whole (values, not SQL): replaced entirely.
@@ -65,48 +67,40 @@ def redact_text(text: str) -> str:
     return _ERROR_VALUE.sub(rf'\1"{PLACEHOLDER}"', _QUOTED.sub(PLACEHOLDER, text))
 
 
-# Keys whose strings are SQL or plan expressions: scanned token by token.
-SQL_KEYS = {
-    "query",
-    "query_text",
-    "fix_sql",
-    "sql",
-    "statement",
-    "definition",
-    "predicate",
-    "rewrite",
-    "batched_sql",
-    "Filter",
-    "Index Cond",
-    "Recheck Cond",
-    "Hash Cond",
-    "Merge Cond",
-    "Join Filter",
-    "One-Time Filter",
-    "TID Cond",
-    "Cache Key",
-    "Output",
-    "Sort Key",
-    "Group Key",
-    "Query Text",
-    "before_plan",
-    "after_plan",
-    "blocking_query",
-    "waiting_query",
-    "text",
-    "query_pretty",
-    "detail",
-    "label",
-    "root_query",
-    "parent_query",
-    # lock evidence: a row "(page,tuple)" and an advisory lock key the application chose
-    "row",
-    "rows",
-    "keys",
-    # fix verification (queryaudit.verify): the fix as tried, which may carry a real key
-    "kind",
-    "fix",
-}
+# Keys whose strings are SQL or plan expressions (EXPLAIN's, from plans/text.py): scanned token by token.
+SQL_KEYS = (
+    EXPRESSION_KEYS
+    | EXPRESSION_LIST_KEYS
+    | {
+        "query",
+        "query_text",
+        "fix_sql",
+        "sql",
+        "statement",
+        "definition",
+        "predicate",
+        "rewrite",
+        "batched_sql",
+        "Query Text",
+        "before_plan",
+        "after_plan",
+        "blocking_query",
+        "waiting_query",
+        "text",
+        "query_pretty",
+        "detail",
+        "label",
+        "root_query",
+        "parent_query",
+        # lock evidence: a row "(page,tuple)" and an advisory lock key the application chose
+        "row",
+        "rows",
+        "keys",
+        # fix verification (queryaudit.verify): the fix as tried, which may carry a real key
+        "kind",
+        "fix",
+    }
+)
 
 
 def redact(value, key: str | None = None):

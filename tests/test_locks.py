@@ -3,6 +3,7 @@ sessions (threads, each with its own connection, all bounded in time)."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import threading
@@ -10,11 +11,15 @@ import time
 
 import psycopg
 import pytest
+from rich.console import Console
 
 from conftest import run_cli
 from helpers import validate_report
 from queryaudit.checks import run_checks
+from queryaudit.checks._locks import IDLE_BLOCKER_TICKS
 from queryaudit.connect import session
+from queryaudit.locks import sampling
+from queryaudit.locks.report import facts_section, print_section
 from queryaudit.locks.sampling import SAMPLER_STATEMENT_TIMEOUT_MS, LockSampler, SampleOptions
 from queryaudit.snapshot import Snapshot
 
@@ -102,7 +107,9 @@ def test_row_lock_held_by_long_transaction_is_found_by_the_audit(empty_db, sessi
     _waiting(empty_db, 3)
     time.sleep(1.0)  # the holder has been idle in its transaction for a second: that is the cause
     out = tmp_path / "r.json"
-    result = run_cli("audit", "--dsn", empty_db.dsn, "--sample-seconds", "1", "--json", str(out))
+    # Two seconds: the verdict needs the holder seen idle at consecutive ticks, and each tick
+    # that is not lost takes under the sampler's 1 s statement_timeout.
+    result = run_cli("audit", "--dsn", empty_db.dsn, "--sample-seconds", "2", "--json", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     validate_report(report)
@@ -112,6 +119,9 @@ def test_row_lock_held_by_long_transaction_is_found_by_the_audit(empty_db, sessi
     assert ev["source"] == "sample" and ev["wait_share"] > 0.5 and ev["wait_ms"] > 1000
     assert ev["pattern"] == "idle-blocker" and ev["patterns"] == ["idle-blocker"]
     assert ev["root_idle_in_transaction_s"] >= 1.0
+    # One idle period, seen at every tick that was not lost (the holder never ran again).
+    ticks = report["locks"]["sample"]["ticks"]
+    assert ev["root_idle_ticks"] == ticks >= IDLE_BLOCKER_TICKS == ev["idle_threshold_ticks"]
     assert ev["rows"] and set(ev["lock_modes"]) & {"ShareLock", "ExclusiveLock"}
     blocker = ev["blocking_statements"][0]
     assert blocker["query"].startswith("UPDATE accounts SET balance = balance +")
@@ -209,6 +219,46 @@ def test_sampler_stops_at_its_deadline_and_reads_no_locks_while_nobody_waits(emp
         assert 0.6 <= time.monotonic() - started < 0.6 + AFTER_DEADLINE_S
         assert 0.6 <= facts.elapsed_s and 1 <= facts.ticks <= 31
         assert facts.lock_queries == facts.ticks > 0 and facts.waits
+
+
+@pytest.mark.parametrize("limit", ["statement_timeout", "lock_timeout"])
+def test_a_tick_slower_than_its_timeout_is_lost_and_the_sample_goes_on(empty_db, sessions, monkeypatch, limit):
+    # Ticks 4 to 6 find the catalog the tick query reads (pg_namespace, this database's own)
+    # locked by another session: each waits until its lock_timeout, or with a lock_timeout
+    # past the statement_timeout, until the statement_timeout cancels it. The virtual clock
+    # counts ticks, not seconds: how long a lost tick takes does not change what is counted.
+    if limit == "statement_timeout":
+        monkeypatch.setattr(sampling, "SAMPLER_LOCK_TIMEOUT_MS", 10 * SAMPLER_STATEMENT_TIMEOUT_MS)
+    _accounts(empty_db)
+    sessions.hold("UPDATE accounts SET balance = 1 WHERE id = 1")
+    sessions.run("UPDATE accounts SET balance = 2 WHERE id = 1")
+    _waiting(empty_db, 1)
+    catalog = psycopg.connect(empty_db.dsn)
+    clock, pauses = VirtualClock(), []
+
+    def sleep(seconds: float) -> None:  # between two ticks: the ticks so far are len(pauses)
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            catalog.execute("LOCK TABLE pg_catalog.pg_namespace IN ACCESS EXCLUSIVE MODE")
+        if len(pauses) == 6:
+            catalog.rollback()
+        clock.sleep(seconds)
+
+    try:
+        with session(empty_db.dsn) as conn:
+            facts = LockSampler(conn, SampleOptions(seconds=0.2, rate_hz=50), clock=clock, sleep=sleep).run()
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"  # the audit's limits are back
+    finally:
+        catalog.close()
+    # 0.2 s at 50 Hz: 10 ticks (11 if the sum of the intervals rounds just under 0.2), 3 lost.
+    assert facts.lost_ticks == 3 and facts.ticks + facts.lost_ticks in (10, 11), facts
+    assert facts.elapsed_s == pytest.approx(0.2, abs=0.02) and not facts.interrupted
+    assert facts.waits and facts.waits[0].samples == facts.ticks  # the wait was seen before and after
+    section = facts_section(facts)
+    assert section["lost_ticks"] == 3 and section["ticks"] == facts.ticks
+    console = Console(file=io.StringIO(), width=200)
+    print_section(section, console, "locks")
+    assert f"{facts.ticks} samples (3 lost: slower than the sampler statement_timeout)" in console.file.getvalue()
 
 
 def test_long_and_idle_transactions_are_reported(empty_db, sessions):

@@ -34,6 +34,20 @@ def test_redact_keeps_structure_and_metrics():
     assert out["findings"][0]["evidence"]["parameters"] == ["?", "?"]
 
 
+def test_every_plan_expression_line_is_scanned_for_literals():
+    # Numbers are literals too: prose redaction (quoted strings only) would keep 4242.
+    plan = {
+        "Run Condition": "(row_number() OVER (?) <= 4242)",
+        "Order By": "(location <-> '(4242,1)'::point)",
+        "Repeatable Seed": "'4242'::double precision",
+        "Presorted Key": ["(a + 4242)"],
+        "Cache Key": "(t.id + 4242)",
+    }
+    out = redact({"plan": {"Plan": plan}})["plan"]["Plan"]
+    assert "4242" not in json.dumps(out)
+    assert out["Cache Key"] == "(t.id + ?)"
+
+
 @given(st.text())
 @settings(max_examples=200, deadline=None)
 def test_redaction_never_crashes(text):

@@ -13,8 +13,13 @@ from rich.text import Text
 from queryaudit.advisor.model import IndexAdvice
 from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.advisor.units import megabytes
+from queryaudit.checks import missing_index
+from queryaudit.connect import resolve_dsn
 from queryaudit.errors import AuditError
+from queryaudit.pipeline import AuditOptions, collect_live
 from queryaudit.snapshot import Snapshot
+from queryaudit.verify.apply import apply_measurements
+from queryaudit.verify.stage import VerifyOptions
 
 REAL_WARNING = (
     "--verify-real builds each proposed index for real inside a transaction that is rolled back "
@@ -23,9 +28,6 @@ REAL_WARNING = (
 
 
 def run_advisor(dsn: str, options: AdvisorOptions, explain: bool = True, top: int = 20) -> Snapshot:
-    from queryaudit.pipeline import AuditOptions, collect_live
-    from queryaudit.verify.stage import VerifyOptions
-
     # Plan capture binds values to every statement the advisor costs (top = its statements).
     snapshot = collect_live(
         dsn,
@@ -40,9 +42,7 @@ def run_advisor(dsn: str, options: AdvisorOptions, explain: bool = True, top: in
 
 
 def advice_dict(snapshot: Snapshot) -> dict:
-    from queryaudit.checks import missing_index
-    from queryaudit.verify.apply import apply_measurements  # confidence follows the method, as in audit
-
+    # confidence follows the method, as in audit (apply_measurements)
     return {
         "database": snapshot.server.database,
         "server_version_num": snapshot.server.version_num,
@@ -146,8 +146,6 @@ def run_advise_command(
     err_console: Console,
 ) -> None:
     """`queryaudit advise-indexes`: the advisor alone, printed and optionally written as JSON."""
-    from queryaudit.connect import resolve_dsn
-
     if options.verify_real:
         err_console.print(REAL_WARNING, markup=False, highlight=False)
     snap = run_advisor(resolve_dsn(dsn), options, explain=explain)

@@ -23,6 +23,7 @@ from queryaudit.advisor.model import IndexAdvice, ProposedIndex, StatementEffect
 from queryaudit.connect import SessionLimits, session
 from queryaudit.errors import AuditError
 from queryaudit.plans.explain import Planner
+from queryaudit.plans.logged import log_only_statements
 from queryaudit.snapshot import Snapshot
 from queryaudit.sql import quote_qualified, statement_kind
 
@@ -57,8 +58,6 @@ def _max_indexes(options: AdvisorOptions) -> int:
 
 
 def _statements(snapshot: Snapshot, limit: int):
-    from queryaudit.plans.logged import log_only_statements
-
     # Statements seen only in the server log (--log) compete on their logged time.
     ranked = sorted(
         snapshot.statements + log_only_statements(snapshot), key=lambda s: s.total_exec_time_ms, reverse=True

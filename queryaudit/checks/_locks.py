@@ -34,8 +34,12 @@ def alter_database_sql(snapshot: Snapshot, name: str, value: str) -> str:
 
 # -- lock contention patterns: which one a wait belongs to ------------------------------
 # A root blocker idle inside its transaction this long, while others waited, is the cause
-# of their wait (a client between two statements is idle for microseconds: not a cause).
+# of their wait (a client between two statements is idle for microseconds: not a cause)...
 IDLE_BLOCKER_S = 1.0
+# ...when the sampler saw it idle, in that one idle period, at this many consecutive ticks
+# of the wait: a single tick can catch a client the scheduler held up between two
+# statements (on a busy machine, for a second or more) in an otherwise hot-row wait.
+IDLE_BLOCKER_TICKS = 2
 DDL_MODES = {"AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock"}
 ROW_LOCKTYPES = ("tuple", "transactionid")
 # Precedence when several explain one wait: the first one names it.
@@ -72,7 +76,7 @@ def classify(facts: LockFacts, wait: LockWait, snapshot: Snapshot, ddl: tuple[se
         target = write_target(stmt.query if stmt else None)
         if target and wait.relation and target != wait.relation and _references(snapshot, target, wait.relation):
             return "fk-share"
-    if wait.root_idle_s >= IDLE_BLOCKER_S:
+    if wait.root_idle_s >= IDLE_BLOCKER_S and wait.root_idle_ticks >= IDLE_BLOCKER_TICKS:
         return "idle-blocker"
     if facts.source == "sample" and wait.root_xact_age_s >= facts.long_transaction_s:
         return "long-transaction"

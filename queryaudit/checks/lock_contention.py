@@ -25,9 +25,10 @@ pattern, each with its own evidence and fix:
   batch the increments or shard the counter into several rows summed on read; for a
   queue table (`SELECT ... FOR UPDATE` without `SKIP LOCKED`) use `FOR UPDATE SKIP LOCKED`.
 - `idle-blocker`: the root blocker sat idle inside its transaction for at least
-  `IDLE_BLOCKER_S` while others waited: commit before network calls and user think
-  time; set `idle_in_transaction_session_timeout`. A client idle for microseconds
-  between two statements is not this pattern.
+  `IDLE_BLOCKER_S` while others waited, seen idle at `IDLE_BLOCKER_TICKS` consecutive
+  ticks: commit before network calls and user think time; set
+  `idle_in_transaction_session_timeout`. A client idle for microseconds between two
+  statements is not this pattern, nor one held up once by the scheduler.
 - `long-transaction`: the root blocker's transaction was open longer than the
   sampler's long-transaction threshold: shorten or split it; bound it with
   `statement_timeout` (and `transaction_timeout`, 17+) for its role.
@@ -63,6 +64,11 @@ SELECT id FROM jobs WHERE status = 'new' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOC
   (5%) of the ticks of the window, for at least `MIN_WAIT_MS` (200 ms) of summed
   session wait. High severity from `HIGH_WAIT_SHARE` (25%) of the window, or when DDL
   queued other sessions behind it.
+- `idle-blocker` (sampling): the root blocker seen idle in its transaction, in one idle
+  period, at `IDLE_BLOCKER_TICKS` (2) consecutive ticks of the wait, that period reaching
+  `IDLE_BLOCKER_S` (1 s). One tick is not enough: a client held up between two
+  statements by a busy machine's scheduler looks idle at that tick for as long as it
+  was held up, in a wait that is otherwise hot rows.
 - Logs: any relation with logged waits (each already lasted `deadlock_timeout`);
   medium from `LOG_MEDIUM_WAITS` (3) waits or any deadlock, high from
   `LOG_HIGH_WAIT_MS` (10 s) of summed logged wait.
@@ -86,6 +92,7 @@ from collections import defaultdict
 from queryaudit.checks import declare
 from queryaudit.checks._locks import (
     IDLE_BLOCKER_S,
+    IDLE_BLOCKER_TICKS,
     alter_database_sql,
     classify,
     ddl_waits,
@@ -113,7 +120,7 @@ LOG_HIGH_WAIT_MS = 10_000.0
 MAX_CHAINS = 5
 MAX_STATEMENTS = 10
 HOT_ROWS = 10  # rows listed in the evidence
-_ = IDLE_BLOCKER_S  # documented above; the pattern rule lives in checks/_locks.py
+_ = IDLE_BLOCKER_S, IDLE_BLOCKER_TICKS  # documented above; the pattern rule lives in checks/_locks.py
 
 _FOR_UPDATE = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?UPDATE\b", re.I)
 _SKIP = re.compile(r"\b(SKIP\s+LOCKED|NOWAIT)\b", re.I)
@@ -141,6 +148,7 @@ CHECK = declare(
         "LOG_HIGH_WAIT_MS",
         "HOT_ROWS",
         "IDLE_BLOCKER_S",
+        "IDLE_BLOCKER_TICKS",
     ),
 )
 
@@ -352,7 +360,9 @@ def _pattern_evidence(snapshot: Snapshot, facts: LockFacts, pattern: str, relati
     if pattern == "idle-blocker":
         return {
             "root_idle_in_transaction_s": round(max(w.root_idle_s for w in waits), 3),
+            "root_idle_ticks": max(w.root_idle_ticks for w in waits),
             "idle_threshold_s": IDLE_BLOCKER_S,
+            "idle_threshold_ticks": IDLE_BLOCKER_TICKS,
         }
     if pattern == "long-transaction":
         return {

@@ -85,13 +85,21 @@ def _c(name, type_, references: str | None = None, **kw):
 
 
 Double = sa.Double()
-# The window counters of schema 2, frozen: a later counter is a later schema step.
+# The statement counters of schemas 1 and 2 (cumulative, then per-window deltas), frozen: a later
+# counter is a later schema step.
 V2_COUNTERS = ("calls", "total_exec_time_ms", "rows", "shared_blks_hit", "shared_blks_read", "temp_blks_written")
 assert set(V2_COUNTERS) == set(COUNTERS)
+
+
+def _counters(prefix: str = "") -> list:
+    return [_c(f"{prefix}{c}", Double if c == "total_exec_time_ms" else sa.BigInteger) for c in V2_COUNTERS]
+
+
+ROW_ID = _c("id", sa.Integer, primary_key=True, autoincrement=True)
 SCHEMA: dict[int, dict[str, list]] = {
     1: {
         "qa_targets": [
-            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            ROW_ID,
             _c("key", sa.Text, nullable=False, unique=True),
             _c("name", sa.Text),
             _c("host", sa.Text),
@@ -100,7 +108,7 @@ SCHEMA: dict[int, dict[str, list]] = {
             _c("created_at", sa.Text),
         ],
         "qa_audits": [
-            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            ROW_ID,
             _c("target_id", sa.Integer, "qa_targets.id", nullable=False),
             _c("collected_at", sa.Text, nullable=False),
             _c("recorded_at", sa.Text),
@@ -121,20 +129,15 @@ SCHEMA: dict[int, dict[str, list]] = {
             _c("query", sa.Text),
         ],
         "qa_statements": [
-            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            ROW_ID,
             _c("audit_id", sa.Integer, "qa_audits.id", nullable=False),
             _c("queryid", sa.Text, nullable=False),
             _c("userid", sa.BigInteger),
             _c("toplevel", sa.Boolean),
-            _c("calls", sa.BigInteger),
-            _c("total_exec_time_ms", Double),
-            _c("rows", sa.BigInteger),
-            _c("shared_blks_hit", sa.BigInteger),
-            _c("shared_blks_read", sa.BigInteger),
-            _c("temp_blks_written", sa.BigInteger),
+            *_counters(),
         ],
         "qa_findings": [
-            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            ROW_ID,
             _c("audit_id", sa.Integer, "qa_audits.id", nullable=False, index=True),
             _c("finding_id", sa.Text, nullable=False),
             _c("check_id", sa.Text),
@@ -156,8 +159,7 @@ SCHEMA: dict[int, dict[str, list]] = {
             _c("window_exec_time_ms", Double),
             _c("window_calls", sa.BigInteger),
         ],
-        "qa_statements": [_c("stats_since", sa.Text), _c("window_kind", sa.Text)]
-        + [_c(f"d_{c}", Double if c == "total_exec_time_ms" else sa.BigInteger) for c in V2_COUNTERS],
+        "qa_statements": [_c("stats_since", sa.Text), _c("window_kind", sa.Text), *_counters("d_")],
     },
     # 3: each statement's sum of squared times (its window spread, for Welch's test), and
     # when each index first appeared (an index younger than the unused-index window is not judged).
@@ -176,7 +178,7 @@ SCHEMA: dict[int, dict[str, list]] = {
         "qa_audits": [_c("evidence", sa.Text)],
         "qa_findings": [_c("prediction", sa.Text)],
         "qa_prediction_outcomes": [
-            _c("id", sa.Integer, primary_key=True, autoincrement=True),
+            ROW_ID,
             _c("target_id", sa.Integer, "qa_targets.id", nullable=False),
             _c("audit_id", sa.Integer, "qa_audits.id", nullable=False),
             _c("before_audit_id", sa.Integer),

@@ -61,10 +61,13 @@ class LockWait:
     # Per "(page,tuple)" (or advisory key): how many waiting samples named it; the
     # hot-row pattern is many waits on few of these.
     row_samples: dict[str, int] = field(default_factory=dict)
-    # The root blocker at the ticks of this wait, at its worst: how long it had been idle
-    # inside its transaction, and how old its transaction was (sampler only).
+    # The root blocker's longest stretch idle inside its transaction while this wait lasted
+    # (sampler only): at how many consecutive ticks it was seen idle in one and the same idle
+    # period, and how long it had been idle at the last of them. One tick alone can catch a
+    # client between two statements that the scheduler held up: a stretch shows it stayed idle.
+    root_idle_ticks: int = 0
     root_idle_s: float = 0.0
-    root_xact_age_s: float = 0.0
+    root_xact_age_s: float = 0.0  # the oldest the root blocker's transaction was, at any tick
 
 
 @dataclass
@@ -82,9 +85,28 @@ class LockEpisode:
     wait_ms: float = 0.0
     relations: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
-    # The largest tree seen: {pid, statement, query, state, locktype, mode, relation, row,
-    # waiting_ms, held_modes, children: [...]} (plain dicts, rendered as a tree).
+    # The largest tree seen: chain_node dicts, each with its children (rendered as a tree).
     tree: dict[str, Any] = field(default_factory=dict)
+
+
+def chain_node(pid: int, statement: str | None, **known: Any) -> dict[str, Any]:
+    """One session of a lock chain (LockEpisode.tree), the same keys from the sampler and the
+    log: what the source does not know stays None (the lock it waits for: None at the root)."""
+    return {
+        "pid": pid,
+        "statement": statement,
+        "queryid": None,
+        "query": None,
+        "state": None,
+        "locktype": None,
+        "mode": None,
+        "relation": None,
+        "row": None,
+        "waiting_ms": None,
+        "blocked_by_holds": [],
+        "also_blocked_by": [],
+        "children": [],
+    } | known
 
 
 @dataclass
@@ -124,6 +146,9 @@ class LockFacts:
     elapsed_s: float = 0.0
     rate_hz: float = 0.0
     ticks: int = 0
+    # Ticks whose query outlived the sampler's statement_timeout (a busy server or a stalled
+    # sampler): skipped, the sample goes on; the wait they would have seen is not counted.
+    lost_ticks: int = 0
     lock_queries: int = 0  # pg_locks reads (only on ticks where someone waited)
     interrupted: bool = False
     long_transaction_s: float = LONG_TRANSACTION_S

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from queryaudit.locks.facts import LockEpisode, LockFacts, LockWait
+from queryaudit.locks.facts import LockEpisode, LockFacts, LockWait, chain_node
 from queryaudit.logs import LockEvent, SessionEndEvent, StatementEvent, iter_events
 from queryaudit.sql import referenced_relations
 
@@ -246,22 +246,7 @@ class LockLogAnalyser:
                 root_xact_start=None,
                 first_ms=0.0,
                 last_ms=0.0,
-                tree={
-                    "pid": root_pid,
-                    "statement": wait.root,
-                    "queryid": None,
-                    "query": None,
-                    "state": None,
-                    "locktype": None,
-                    "mode": None,
-                    "relation": None,
-                    "row": None,
-                    "waiting_ms": None,
-                    "blocked_by_holds": [],
-                    "also_blocked_by": [],
-                    "children": [],
-                    "timestamp": state["timestamp"],
-                },
+                tree=chain_node(root_pid, wait.root, timestamp=state["timestamp"]),
             )
         episode.ticks += 1
         episode.wait_ms = round(episode.wait_ms + state["waited_ms"], 3)

@@ -55,6 +55,7 @@ def facts_section(facts: LockFacts, snapshot: Snapshot | None = None) -> dict:
         "elapsed_s": facts.elapsed_s,
         "rate_hz": facts.rate_hz,
         "ticks": facts.ticks,
+        "lost_ticks": facts.lost_ticks,
         "ticks_with_waits": sum(1 for t in facts.timeline if t.waiting),
         "lock_queries": facts.lock_queries,
         "interrupted": facts.interrupted,
@@ -152,10 +153,13 @@ def _line(node: dict) -> str:
 def print_section(section: dict, console, title: str) -> None:
 
     if section["source"] == "sample":
+        lost = section.get("lost_ticks")  # absent from reports written before it was counted
         console.print(
             Text(
                 f"{title}: {section['elapsed_s']:.1f} s at {section['rate_hz']:g} Hz, "
-                f"{section['ticks']} samples, {section['ticks_with_waits']} with lock waits "
+                f"{section['ticks']} samples"
+                f"{f' ({lost} lost: slower than the sampler statement_timeout)' if lost else ''}"
+                f", {section['ticks_with_waits']} with lock waits "
                 f"(at most {section['max_waiting']} sessions waiting), "
                 f"{section['total_wait_ms'] / 1000:.1f} s waited in total"
                 f"{' (interrupted)' if section['interrupted'] else ''}"

@@ -36,6 +36,7 @@ from queryaudit.locks.facts import (
     LockWait,
     TimelineTick,
     TransactionObservation,
+    chain_node,
     write_target,
 )
 from queryaudit.snapshot import Snapshot
@@ -192,6 +193,8 @@ class LockSampler:
         self._waits: dict[tuple, LockWait] = {}
         self._episodes: dict[tuple, LockEpisode] = {}
         self._transactions: dict[tuple, TransactionObservation] = {}
+        # Per wait: (tick, root pid, idle s, ticks) of the stretch its root blocker is idle in.
+        self._idle_stretches: dict[tuple, tuple[int, int, float, int]] = {}
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> LockFacts:
@@ -210,13 +213,21 @@ class LockSampler:
                 now = self.clock()
                 if now >= deadline:
                     break
-                rows = named_rows(self.conn, self.tick_sql, (record_after,))
+                try:
+                    rows = named_rows(self.conn, self.tick_sql, (record_after,))
+                except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable):
+                    # Slower than the sampler's statement_timeout (or a catalog lock held past its
+                    # lock_timeout): this tick is lost and counted, the sample goes on (autocommit:
+                    # no transaction to roll back). The next tick's weight is capped as for a slow tick.
+                    facts.lost_ticks += 1
+                    rows = None
                 t = self.clock()
                 # The wait seen now stands for the time since the previous tick (capped:
                 # a slow tick must not attribute more than two intervals to one sample).
                 weight_ms = min(t - previous, 2 * interval) * 1000 if previous is not None else interval * 1000
-                previous = t
-                self._tick((t - start) * 1000, weight_ms, rows, deadline)
+                if rows is not None:
+                    previous = t
+                    self._tick((t - start) * 1000, weight_ms, rows, deadline)
                 next_tick += interval
                 if next_tick < self.clock():  # fell behind: skip ticks rather than burst
                     next_tick = self.clock() + interval
@@ -225,7 +236,7 @@ class LockSampler:
                     self.sleep(pause)
             self._held_locks()
         except psycopg.errors.QueryCanceled:
-            pass  # a tick outlived the statement_timeout near the deadline: keep what we have
+            pass  # the held locks outlived the statement_timeout: the sample stands without them
         except KeyboardInterrupt:
             facts.interrupted = True
             raise
@@ -380,7 +391,7 @@ class LockSampler:
             wait.samples += 1
             wait.blocker_modes = sorted(set(wait.blocker_modes) | set(held))
             wait.blocker_state = blocker.get("state")
-            wait.root_idle_s = max(wait.root_idle_s, root.get("idle_s") or 0.0)
+            note_root_idle(self._idle_stretches, key, wait, self.facts.ticks, root_of(pid), root.get("idle_s") or 0.0)
             wait.root_xact_age_s = max(wait.root_xact_age_s, root.get("xact_age_s") or 0.0)
             if row and row not in wait.rows and len(wait.rows) < 20:
                 wait.rows.append(row)
@@ -419,23 +430,15 @@ class LockSampler:
     def _tree(self, pid: int, nodes: dict, children: dict, parent: dict, seen: frozenset = frozenset()) -> dict:
         node = nodes.get(pid) or {"pid": pid, "locks": [], "blocked_by": []}
         stmt = self.facts.statement(node.get("statement"))
-        out = {
-            "pid": pid,
-            "statement": node.get("statement"),
-            "queryid": stmt.queryid if stmt else None,
-            "query": stmt.query if stmt else None,
-            "state": node.get("state"),
-            "backend_type": node.get("backend_type"),
-            "xact_age_s": node.get("xact_age_s"),
-            "locktype": None,
-            "mode": None,
-            "relation": None,
-            "row": None,
-            "waiting_ms": None,
-            "blocked_by_holds": [],
-            "also_blocked_by": [],
-            "children": [],
-        }
+        out = chain_node(
+            pid,
+            node.get("statement"),
+            queryid=stmt.queryid if stmt else None,
+            query=stmt.query if stmt else None,
+            state=node.get("state"),
+            backend_type=node.get("backend_type"),
+            xact_age_s=node.get("xact_age_s"),
+        )
         if pid in parent:
             lock = _waited_lock(node)
             relation, row = _object_of(node, lock, nodes)
@@ -555,6 +558,25 @@ def _subtree(root: int, children: dict) -> list[int]:
         out.append(pid)
         stack.extend(children.get(pid, []))
     return out
+
+
+def note_root_idle(stretches: dict, key: tuple, wait: LockWait, tick: int, root_pid: int, idle_s: float) -> None:
+    """One tick of `wait` (sampler tick number `tick`) seen with its root blocker idle in its
+    transaction for `idle_s` (0: not idle): extend or restart the stretch of consecutive ticks
+    in one idle period (`stretches[key]`: last tick, root pid, idle s, ticks); the wait keeps
+    its longest stretch and the idle time it reached."""
+    last = stretches.get(key)
+    if last is not None and last[0] == tick:  # another waiter of the same wait, this tick
+        return
+    if idle_s <= 0:
+        stretches.pop(key, None)
+        return
+    # The same idle period: seen at the previous tick, same session, idle for longer since.
+    same = last is not None and last[0] == tick - 1 and last[1] == root_pid and idle_s > last[2]
+    ticks = last[3] + 1 if last is not None and same else 1
+    stretches[key] = (tick, root_pid, idle_s, ticks)
+    if (ticks, idle_s) > (wait.root_idle_ticks, wait.root_idle_s):
+        wait.root_idle_ticks, wait.root_idle_s = ticks, round(idle_s, 3)
 
 
 def fold_timeline(ticks: list[TimelineTick], limit: int) -> list[TimelineTick]:

@@ -331,7 +331,7 @@ def emit(console, *parts: tuple[str, str | None]) -> None:
     if console is None:
         print("".join(text for text, _ in parts))
         return
-    from rich.text import Text
+    from rich.text import Text  # rich only on a terminal (start-up)
 
     console.print(
         Text.assemble(*[(text, style or "") for text, style in parts]), highlight=False, soft_wrap=True

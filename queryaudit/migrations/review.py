@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from queryaudit.errors import AuditError
 from queryaudit.findings import SEVERITY_RANK
 from queryaudit.migrations import ALIASES, Rule, Settings, all_rules, expand_selection
+from queryaudit.migrations.rules.syntax import SYNTAX_ERROR
 from queryaudit.migrations.source import MigrationFile, MigrationSyntaxError, parse_migration
 
 
@@ -62,8 +64,6 @@ def select_rules(select: Iterable[str] | None = None, ignore: Iterable[str] | No
     known = {r.id for r in all_rules()} | set(ALIASES)
     for rid in list(select or ()) + list(ignore or ()):
         if rid not in known:
-            from queryaudit.errors import AuditError
-
             raise AuditError(f"unknown rule {rid!r}: run `queryaudit review-migration --list-rules`")
     if select:
         chosen = expand_selection(select)
@@ -143,8 +143,6 @@ def review(sources: list[tuple[str, str]], settings: Settings, select=None, igno
 
 
 def syntax_finding(exc: MigrationSyntaxError) -> MigrationFinding:
-    from queryaudit.migrations.rules.syntax import SYNTAX_ERROR
-
     return MigrationFinding(
         rule=SYNTAX_ERROR,
         severity="critical",

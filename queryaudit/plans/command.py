@@ -11,7 +11,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from queryaudit.checks import ids, run_checks
 from queryaudit.errors import AuditError
+from queryaudit.findings import SEVERITY_RANK
+from queryaudit.plans.text import load_plan, tree_lines
+from queryaudit.snapshot import PlanCapture, ServerInfo, Snapshot, Statement
 
 PASTED = "pasted"  # the queryid of the one statement a pasted plan stands for
 
@@ -20,8 +24,6 @@ def pasted_plan_snapshot(explain: dict):
     """A snapshot holding one statement and its plan, so the plan checks run on a pasted plan
     exactly as on a captured one. The statement is the whole window: severities and savings
     are shares of this plan's own time."""
-    from queryaudit.snapshot import PlanCapture, ServerInfo, Snapshot, Statement
-
     root = explain.get("Plan") or {}
     analyzed = "Actual Total Time" in root or "Actual Loops" in root
     ms = float(explain.get("Execution Time") or root.get("Actual Total Time") or 0.0)
@@ -47,9 +49,6 @@ def pasted_plan_snapshot(explain: dict):
 def pasted_plan_findings(explain: dict) -> tuple[list, list[str]]:
     """The plan checks' findings on one pasted plan, worst first, and the checks that failed on
     it. Checks that need the catalog (table sizes, indexes) find nothing to say without it."""
-    from queryaudit.checks import ids, run_checks
-    from queryaudit.findings import SEVERITY_RANK
-
     snapshot = pasted_plan_snapshot(explain)
     findings = run_checks(snapshot, set(ids("plan")))
     failed = [f"{e.stage}: {e.message}" for e in snapshot.errors]
@@ -70,8 +69,6 @@ def finding_lines(findings: list, failed: list[str]) -> list[str]:
 
 
 def run_plan_command(file: str, as_json: bool, console: Console) -> None:
-    from queryaudit.plans.text import load_plan, tree_lines
-
     if file == "-":
         text = sys.stdin.read()
     else:

@@ -36,6 +36,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from queryaudit.plans import model as plan_model
+
 __all__ = ["load_plan", "load_plan_file", "walk", "node_label", "tree_lines", "detail_lines"]
 
 TAB_WIDTH = 4  # tabs in pasted plans stand for runs of spaces; 4 keeps relative depth
@@ -111,7 +113,9 @@ _MEMBER_PARENTS = {"Append", "Merge Append", "BitmapAnd", "BitmapOr"}
 
 # --- detail lines ----------------------------------------------------------------------
 
-_STRING_KEYS = {
+# Detail lines holding SQL expressions (conditions, keys, calls), where the statement's
+# literals show: the text parse keeps them as strings, and redact.py scans them token by token.
+EXPRESSION_KEYS = {
     "Filter",
     "Index Cond",
     "Recheck Cond",
@@ -124,27 +128,16 @@ _STRING_KEYS = {
     "Function Call",
     "Table Function Call",
     "Cache Key",
-    "Cache Mode",
     "Run Condition",
     "Remote SQL",
     "Conflict Filter",
-    "Conflict Resolution",
-    "Relations",
     "Sampling",
     "Repeatable Seed",
     "Window",
-    "Command",
-    "Strategy",
 }
-_LIST_KEYS = {
-    "Output",
-    "Sort Key",
-    "Presorted Key",
-    "Group Key",
-    "Hash Key",
-    "Conflict Arbiter Indexes",
-    "Params Evaluated",
-}
+EXPRESSION_LIST_KEYS = {"Output", "Sort Key", "Presorted Key", "Group Key", "Hash Key"}
+_STRING_KEYS = EXPRESSION_KEYS | {"Cache Mode", "Conflict Resolution", "Relations", "Command", "Strategy"}
+_LIST_KEYS = EXPRESSION_LIST_KEYS | {"Conflict Arbiter Indexes", "Params Evaluated"}
 BUFFER_KEYS = tuple(
     f"{scope} {kind} Blocks" for scope in ("Shared", "Local") for kind in ("Hit", "Read", "Dirtied", "Written")
 ) + ("Temp Read Blocks", "Temp Written Blocks")
@@ -1046,15 +1039,9 @@ def _fmt_rows(value) -> str:
 def tree_lines(explain: dict) -> list[str]:
     """The plan as indented lines: node, relation, estimated vs actual rows, actual total
     time and, with the plan model (queryaudit.plans.model), exclusive time and q-error."""
-    exclusive: dict[int, tuple] = {}
-    try:
-        from queryaudit.plans import model as plan_model
-    except ImportError:  # the model is optional for this view
-        plan_model = None
-    if plan_model is not None:
-        model = plan_model.build(explain)
-        # The model cleans a copy of each node, so nodes are matched by their path in the tree.
-        exclusive = {n.path: (n.exclusive_ms, n.q_error, model.share(n)) for n in model.nodes}
+    model = plan_model.build(explain)
+    # The model cleans a copy of each node, so nodes are matched by their path in the tree.
+    exclusive = {n.path: (n.exclusive_ms, n.q_error, model.share(n)) for n in model.nodes}
     lines = []
     for key in ("Planning Time", "Execution Time"):
         if explain.get(key) is not None:

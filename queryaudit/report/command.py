@@ -8,7 +8,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from queryaudit.pipeline import AuditOptions
+from queryaudit.advisor.command import REAL_WARNING
+from queryaudit.before_after import build_comparison, load_report
+from queryaudit.connect import resolve_dsn
+from queryaudit.pipeline import AuditOptions, is_live, live_snapshot, open_source, run_audit
+from queryaudit.redact import redact as redact_values
+from queryaudit.report import terminal, write_outputs
 
 
 def stage_progress(err_console: Console):
@@ -16,9 +21,7 @@ def stage_progress(err_console: Console):
     an interactive terminal. Returns (display to stop, callback taking (stage name[, done, total]))."""
     if not err_console.is_terminal:
         return None, None
-    from queryaudit.report.terminal import StageProgress
-
-    status = StageProgress(err_console)
+    status = terminal.StageProgress(err_console)
     status.start()
     return status, status
 
@@ -29,8 +32,6 @@ def _say(console: Console, line: str) -> None:
 
 def save_snapshot_file(snap, path: Path, redact: bool = False) -> None:
     if redact:
-        from queryaudit.redact import redact as redact_values
-
         path.write_text(json.dumps(redact_values(snap.to_dict()), indent=1, default=str))
     else:
         snap.save(path)
@@ -49,13 +50,8 @@ def run_audit_command(
     err_console: Console,
 ) -> None:
     """Collect (or load) a snapshot, run every check and write the reports."""
-    from queryaudit.pipeline import is_live, open_source, run_audit
-    from queryaudit.report import terminal, write_outputs
-
     live = is_live(dsn, snapshot, options)
     if live and options.verify is not None and options.verify.verify_real:
-        from queryaudit.advisor.command import REAL_WARNING
-
         err_console.print(REAL_WARNING, markup=False, highlight=False)
     status, progress = stage_progress(err_console) if live else (None, None)
     try:
@@ -64,7 +60,7 @@ def run_audit_command(
         if status:
             status.stop()
     if store or baseline:
-        from queryaudit.history.service import index_first_seen
+        from queryaudit.history.service import index_first_seen  # SQLAlchemy: only with a store
 
         # An index younger than the unused-index window is judged by its age in the store.
         source.extras["index_first_seen"] = index_first_seen(source, store, target_name)
@@ -73,7 +69,7 @@ def run_audit_command(
         save_snapshot_file(run.snapshot, save_snapshot, options.redact)
     history_lines = []
     if store or baseline:
-        from queryaudit.history.service import attach_history
+        from queryaudit.history.service import attach_history  # SQLAlchemy: only with a store
 
         history_lines = attach_history(
             run.report,
@@ -94,9 +90,6 @@ def run_audit_command(
 
 def run_snapshot_command(dsn: str | None, output: Path, options: AuditOptions, console: Console) -> None:
     """Collect the facts from a server into a JSON file, for auditing later without it."""
-    from queryaudit.connect import resolve_dsn
-    from queryaudit.pipeline import live_snapshot
-
     snap = live_snapshot(resolve_dsn(dsn), options)
     save_snapshot_file(snap, output, options.redact)
     _say(
@@ -108,9 +101,6 @@ def run_snapshot_command(dsn: str | None, output: Path, options: AuditOptions, c
 
 def run_compare_command(before: Path, after: Path, outputs: dict[str, Path | None], console: Console) -> None:
     """Compare two reports of the same database."""
-    from queryaudit.before_after import build_comparison, load_report
-    from queryaudit.report import terminal, write_outputs
-
     comparison = build_comparison(load_report(before), load_report(after))
     written = write_outputs(comparison, outputs)
     terminal.render_compare(comparison, console)

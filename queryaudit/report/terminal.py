@@ -14,6 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from queryaudit.history.causes import cause_summary
+from queryaudit.history.predictions import prediction_text
+
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
 STATUS_STYLE = {"improved": "bold green", "regressed": "bold red", "new": "cyan", "gone": "dim", "unchanged": ""}
 
@@ -185,9 +188,6 @@ def render(report: dict, console: Console | None = None, limit: int = 10) -> Non
 
 
 def _predictions_and_causes(c: dict, console: Console) -> None:
-    from queryaudit.history.causes import cause_summary
-    from queryaudit.history.predictions import prediction_text
-
     for p in c.get("predictions") or []:
         console.print(
             Text(f"predicted vs realized: {prediction_text(p)}", style="red" if p["off_by_more_than_2x"] else "")

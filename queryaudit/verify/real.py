@@ -14,6 +14,7 @@ import pglast
 import psycopg
 
 from queryaudit.plans.explain import deallocate, explain_execute, prepare, set_local
+from queryaudit.plans.model import build
 from queryaudit.verify import logic
 from queryaudit.verify.measure import OPTIONS, Runner
 from queryaudit.verify.model import FixMeasurement
@@ -25,8 +26,6 @@ def _explain(conn: psycopg.Connection, query: str) -> dict:
 
 def scan_q_error(explain: dict, relation: str, alias: str | None) -> float | None:
     """The worst q-error of the scans of `relation` (under `alias`, when given) in a plan."""
-    from queryaudit.plans.model import build
-
     errors = [
         n.q_error
         for n in build(explain).nodes

@@ -6,18 +6,11 @@ import copy
 
 from pglast import ast
 from pglast.enums import AlterTableType, ConstrType, ObjectType
+from pglast.stream import RawStream
 
 from queryaudit.migrations import Settings, Violation
 from queryaudit.migrations.locks import blocks
-from queryaudit.migrations.source import MigrationFile, Statement
-
-
-def quote_ident(name: str) -> str:
-    """queryaudit.sql's one quoting rule, imported when a fix is written (start-up: queryaudit.sql
-    brings the snapshot model along)."""
-    from queryaudit.sql import quote_ident as quote
-
-    return quote(name)
+from queryaudit.migrations.source import END_KINDS, MigrationFile, Statement, is_transaction
 
 
 def loc(node) -> int | None:
@@ -55,8 +48,6 @@ def typmods(tn: ast.TypeName) -> list[int]:
 
 
 def deparse(node) -> str:
-    from pglast.stream import RawStream  # only when a message or a fix needs SQL text
-
     try:
         return RawStream()(node)
     except Exception:
@@ -290,8 +281,6 @@ class NewObjects:
         that clients only see as a replacement once the transaction commits."""
         if not stmt.in_transaction:
             return None
-        from queryaudit.migrations.source import END_KINDS, is_transaction
-
         for later in mig.statements[stmt.index + 1 :]:
             if is_transaction(later.node, *END_KINDS):
                 return None

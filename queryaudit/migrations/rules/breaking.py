@@ -22,6 +22,12 @@ EXPAND_CONTRACT = (
 )
 
 
+def _breaks_running_code(stmt, message: str, table: str | None):
+    """An instant catalog change (no rewrite) under ACCESS EXCLUSIVE that running code still
+    relies on: the fix is expand/contract, not a safer statement."""
+    return violation(stmt, message, lock=ACCESS_EXCLUSIVE, rewrite=False, table=table, safe_sql=EXPAND_CONTRACT)
+
+
 @rule(
     "renaming-column",
     "RENAME COLUMN",
@@ -66,13 +72,10 @@ def renaming_column(mig, settings):
             and node.relationType in COLUMN_OWNERS
             and not created.before(stmt, node.relation)
         ):
-            yield violation(
+            yield _breaks_running_code(
                 stmt,
                 f"RENAME COLUMN {node.subname} -> {node.newname} breaks running code that uses {node.subname}",
-                lock=ACCESS_EXCLUSIVE,
-                rewrite=False,
-                table=relname(node.relation),
-                safe_sql=EXPAND_CONTRACT,
+                relname(node.relation),
             )
 
 
@@ -167,13 +170,10 @@ def ban_drop_column(mig, settings):
     """
     for stmt, node, cmd in alter_table_cmds(mig, COLUMN_OWNERS):
         if cmd.subtype == AlterTableType.AT_DropColumn:
-            yield violation(
+            yield _breaks_running_code(
                 stmt,
                 f"DROP COLUMN {cmd.name} breaks running code that uses it and loses its data",
-                lock=ACCESS_EXCLUSIVE,
-                rewrite=False,
-                table=relname(node.relation),
-                safe_sql=EXPAND_CONTRACT,
+                relname(node.relation),
             )
 
 
@@ -225,13 +225,10 @@ def ban_drop_table(mig, settings):
             tables = [".".join(n.sval for n in obj) for obj in node.objects or ()]
             if all(created.created.get(t.split(".")[-1], 1 << 30) < stmt.index for t in tables):
                 continue
-            yield violation(
+            yield _breaks_running_code(
                 stmt,
                 f"DROP TABLE {', '.join(tables)} breaks running code and loses the data",
-                lock=ACCESS_EXCLUSIVE,
-                rewrite=False,
-                table=tables[0] if tables else None,
-                safe_sql=EXPAND_CONTRACT,
+                tables[0] if tables else None,
             )
 
 

@@ -18,11 +18,11 @@ from queryaudit.migrations.rules._util import (
     has_constraint,
     loc,
     names,
-    quote_ident,
     relname,
     typmods,
     violation,
 )
+from queryaudit.sql import quote_ident
 
 # PostgreSQL 11 made ADD COLUMN with a constant DEFAULT a catalog-only change. squawk
 # (whose rule we follow) still flags 11 itself, so the fast path is assumed from 12.

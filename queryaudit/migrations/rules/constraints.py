@@ -12,11 +12,12 @@ from queryaudit.migrations.rules._util import (
     alter_table_cmds,
     deparse,
     has_constraint,
-    quote_ident,
     relname,
     violation,
     with_changes,
 )
+from queryaudit.migrations.source import END_KINDS, is_transaction
+from queryaudit.sql import quote_ident
 
 
 def _not_valid_sql(node: ast.AlterTableStmt, cmd: ast.AlterTableCmd) -> str:
@@ -132,8 +133,6 @@ def constraint_missing_not_valid(mig, settings):
 
 
 def _same_transaction(mig, first, second) -> bool:
-    from queryaudit.migrations.source import END_KINDS, is_transaction
-
     return not any(is_transaction(s.node, *END_KINDS) for s in mig.statements[first.index + 1 : second.index])
 
 

@@ -7,8 +7,9 @@ from pglast.enums import AlterTableType, ObjectType, OnCommitAction
 from pglast.parser import scan
 
 from queryaudit.migrations import passes, rule, trigger
-from queryaudit.migrations.rules._util import deparse, loc, names, quote_ident, violation
+from queryaudit.migrations.rules._util import deparse, loc, names, violation
 from queryaudit.migrations.rules.index import is_concurrent
+from queryaudit.sql import quote_ident
 
 NOT_RERUNNABLE = "not re-runnable: use IF [NOT] EXISTS so a retry after a partial failure works"
 # RENAME of these with IF EXISTS is skipped when the old name is already gone.

@@ -62,8 +62,11 @@ def _drops(mig, *types: ObjectType, replaceable: bool = False):
             yield stmt, node, name
 
 
-def _cascade(node) -> str:
-    return " CASCADE also drops everything that depends on it" if node.behavior == DropBehavior.DROP_CASCADE else ""
+def _drop_violation(stmt, node, message: str, cascade_severity: str | None = None, note: str = "", **kw):
+    """A DROP's finding: with CASCADE the message says what else goes, and the severity may rise."""
+    cascade = node.behavior == DropBehavior.DROP_CASCADE
+    tail = " CASCADE also drops everything that depends on it" if cascade else ""
+    return violation(stmt, f"{message}{tail}{note}", severity=cascade_severity if cascade else None, **kw)
 
 
 @rule(
@@ -124,9 +127,11 @@ def ban_drop_view(mig, settings):
             if any(s.index > stmt.index for s in new.created.get((VIEW, name), ()))
             else ""
         )
-        yield violation(
+        yield _drop_violation(
             stmt,
-            f"DROP VIEW {name} breaks running code that reads it{_cascade(node)}{recreate}",
+            node,
+            f"DROP VIEW {name} breaks running code that reads it",
+            note=recreate,
             lock=ACCESS_EXCLUSIVE,
             rewrite=False,
             table=name,
@@ -188,9 +193,10 @@ def ban_drop_function(mig, settings):
         ObjectType.OBJECT_AGGREGATE,
         replaceable=True,
     ):
-        yield violation(
+        yield _drop_violation(
             stmt,
-            f"DROP FUNCTION {name} breaks the code, triggers and defaults that call it{_cascade(node)}",
+            node,
+            f"DROP FUNCTION {name} breaks the code, triggers and defaults that call it",
             safe_sql=EXPAND_CONTRACT,
         )
 
@@ -252,11 +258,7 @@ def ban_drop_type(mig, settings):
             .replace("OPCLASS", "OPERATOR CLASS")
             .replace("OPFAMILY", "OPERATOR FAMILY")
         )
-        yield violation(
-            stmt,
-            f"DROP {what} {name or ''} breaks code that uses it{_cascade(node)}",
-            severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None,
-        )
+        yield _drop_violation(stmt, node, f"DROP {what} {name or ''} breaks code that uses it", cascade_severity="high")
 
 
 @rule(
@@ -296,11 +298,7 @@ def ban_drop_domain(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips domains created earlier in the file.
     """
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_DOMAIN):
-        yield violation(
-            stmt,
-            f"DROP DOMAIN {name} breaks code that casts to it{_cascade(node)}",
-            severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None,
-        )
+        yield _drop_violation(stmt, node, f"DROP DOMAIN {name} breaks code that casts to it", cascade_severity="high")
 
 
 @rule(
@@ -344,10 +342,11 @@ def ban_drop_schema(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips schemas created earlier in the file.
     """
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_SCHEMA):
-        yield violation(
+        yield _drop_violation(
             stmt,
-            f"DROP SCHEMA {name} breaks code that uses its objects{_cascade(node)}",
-            severity="critical" if node.behavior == DropBehavior.DROP_CASCADE else None,
+            node,
+            f"DROP SCHEMA {name} breaks code that uses its objects",
+            cascade_severity="critical",
         )
 
 
@@ -388,10 +387,11 @@ def ban_drop_sequence(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips sequences created earlier in the file.
     """
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_SEQUENCE):
-        yield violation(
+        yield _drop_violation(
             stmt,
-            f"DROP SEQUENCE {name} breaks code and defaults that call nextval() on it{_cascade(node)}",
-            severity="high" if node.behavior == DropBehavior.DROP_CASCADE else None,
+            node,
+            f"DROP SEQUENCE {name} breaks code and defaults that call nextval() on it",
+            cascade_severity="high",
         )
 
 
@@ -432,9 +432,10 @@ def ban_drop_extension(mig, settings):
     squawk (2.70) reports every drop; queryaudit skips extensions created earlier in the file.
     """
     for stmt, node, name in _drops(mig, ObjectType.OBJECT_EXTENSION):
-        yield violation(
+        yield _drop_violation(
             stmt,
-            f"DROP EXTENSION {name} removes the functions, types and operators code and indexes use{_cascade(node)}",
+            node,
+            f"DROP EXTENSION {name} removes the functions, types and operators code and indexes use",
         )
 
 
