@@ -2,6 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# The whole suite in parallel: one pytest-xdist worker per core, each starting its own
+# clusters; worksteal evens out the long live tests. PARALLEL= runs it in one process.
+PARALLEL ?= -n auto --dist worksteal
 comma := ,
 # Debian packages the tests use when we can install them (root with apt): PostgreSQL 15
 # with HypoPG and pg_qualstats, pgBadger for the log benchmark, Chromium for the HTML test.
@@ -35,11 +38,11 @@ system-deps:
 	else echo "not root or no apt-get: using the PostgreSQL and extensions already installed"; fi
 
 test: install system-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 # The whole suite while busy loops hold every core: how CI may find a developer's machine.
 test-busy: install system-deps
-	$(PY) tests/busy.py -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) tests/busy.py -- $(PY) -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 # The database-free layer (golden cases, parsers, rules): no cluster, under a minute.
 test-fast: install

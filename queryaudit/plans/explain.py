@@ -44,6 +44,7 @@ from psycopg import sql
 
 from queryaudit.connect import first_column, scalar
 from queryaudit.plans.nested import can_nest, run_nested
+from queryaudit.plans.plannable import make_plannable
 
 STATEMENT_NAME = "queryaudit_stmt"  # the one prepared-statement name queryaudit uses
 # Texts the mechanism sends, per EXPLAIN options string: set_config (values, the PREPARE,
@@ -199,8 +200,6 @@ def explain_generic(conn: psycopg.Connection, query: str, options: str = "FORMAT
     session settings (e.g. HypoPG's hypothetical indexes) apply. Not EXPLAIN
     (GENERIC_PLAN) on 16+: its text is the statement's, one entry per statement.
     """
-    from queryaudit.plans.plannable import make_plannable
-
     # pg_stat_statements' text as the server can plan it (typed literals, GROUP BY
     # constants, untyped placeholders): the advisor and migration review plan it too.
     query = make_plannable(query).text
