@@ -201,7 +201,7 @@ def test_index_candidates_on_quoted_names():
         c.columns: c
         for use in cand.statement_uses(
             'SELECT p.title FROM "Post" p WHERE p."authorId" = $1 AND lower(p.title) = $2', snap
-        )
+        ).tables
         for c in cand.candidates_for_use(use, snap, "q1")
     }
     assert ("authorId", "lower(title)") in found
@@ -211,7 +211,7 @@ def test_index_candidates_on_quoted_names():
     # A CTE named like a table is not that table.
     uses = cand.statement_uses(
         "WITH orders AS (SELECT 1 AS customer_id) SELECT * FROM orders WHERE customer_id = $1", snap
-    )
+    ).tables
     assert not [u for u in uses if u.table == "public.orders"]
 
 
