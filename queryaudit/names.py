@@ -423,11 +423,10 @@ class _Resolver:
         self._merged(by_select)
         for at, qualifier, select in stars:  # what `*` and `t.*` read, before qualify expanded them
             scope = by_select.get(id(select))
-            sources = (
-                (scope.sources.get(qualifier),) if qualifier and scope else (scope.sources.values() if scope else ())
-            )
-            if at is not None and scope:
-                self.result.stars[at] = [self.tables[id(t)].qualified_name for t in sources if id(t) in self.tables]
+            if at is None or scope is None:
+                continue
+            sources = [scope.sources.get(qualifier)] if qualifier else list(scope.sources.values())
+            self.result.stars[at] = [self.tables[id(t)].qualified_name for t in sources if id(t) in self.tables]
         if scopes:
             self.result.outputs = self._outputs(scopes[-1])
 

@@ -1,5 +1,6 @@
 """The advisor's pure parts: candidates from SQL and plans, column order, selection."""
 
+from queryaudit import names
 from queryaudit.advisor import candidates as cand
 from queryaudit.advisor import select
 from queryaudit.snapshot import Column, ColumnStats, Index, ServerInfo, Snapshot, Table
@@ -418,7 +419,7 @@ def test_a_statement_sqlglot_cannot_read_is_reported_unresolved_with_its_reason(
     assert not [c for c in found if "q1" in c.queryids] and [c for c in found if "q2" in c.queryids]
     # A location the resolution has no answer for is reported too, not dropped.
     extractor = cand._Extractor(snap, "sql", readable.query)
-    extractor.resolution = extractor.catalog.resolve("SELECT 1 FROM orders WHERE status = $1")
+    extractor.resolution = names.resolve("SELECT 1 FROM orders WHERE status = $1", snap)
     extractor.statement(cand.parse(readable.query)[0].stmt)
     assert "'orders' at character 15" in extractor.unresolved()
 

@@ -64,6 +64,8 @@ class TableUse:
 
 @dataclass
 class StatementUses:
+    """What one statement asks of each table it reads."""
+
     tables: list[TableUse]
     unresolved: str | None = None  # why some names were not resolved: candidates may be missing
 
@@ -115,13 +117,11 @@ class _Extractor:
     location with no answer there (sqlglot read the text differently, or not at all) is
     kept in `missed`: the statement is reported unresolved, not quietly given less."""
 
-    def __init__(self, snapshot: Snapshot, source: str, query: str | None = None):
-        self.snapshot = snapshot
+    def __init__(self, snapshot: Snapshot, source: str, query: str):
         self.source = source
-        self.query = query or ""
+        self.query = query
         self.uses: dict[str, TableUse] = {}
-        self.catalog = names.catalog_for(snapshot)
-        self.resolution = self.catalog.resolve(query) if query is not None else names.Resolution()
+        self.resolution = names.catalog_for(snapshot).resolve(query)
         self.missed: list[int] = []
 
     def unresolved(self) -> str | None:
@@ -130,7 +130,7 @@ class _Extractor:
             return self.resolution.unresolved
         at = self.missed[0]
         first = self.query[at:].split()[0]
-        return f"{len(self.missed)} name(s) sqlglot read otherwise than pglast, first {first!r} at character {at}"
+        return f"no resolution for {len(self.missed)} name(s) pglast reads, first {first!r} at character {at}"
 
     def use(self, table: str) -> TableUse:
         if table not in self.uses:
@@ -140,7 +140,7 @@ class _Extractor:
 
     def column(self, ref: ast.ColumnRef) -> tuple[str, str] | None:
         """(table, column) of a column reference, None for anything else (a CTE's computed
-        column, an output alias, an ambiguous name)."""
+        column, an ambiguous name) and where names has no answer (kept in `missed`)."""
         if any(isinstance(f, ast.A_Star) for f in ref.fields):
             return None
         found = self.resolution.reference_at(ref.location)
