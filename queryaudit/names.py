@@ -11,7 +11,8 @@ snapshot's catalog: tables, views and their columns); this module adds the searc
 traces columns of subqueries, CTEs and views back to the base table, and maps every
 name back to its place in the text (the character offset pglast reports as
 `location`), so the pglast-based code (parameters, index candidates) can ask "which
-column is this ColumnRef?".
+column is this ColumnRef?", "which table is this RangeVar?", "which tables does this `*`
+read?", and tell "not a table's column" (an answer) from "no answer at that offset".
 
 Pure: no database. One Catalog per snapshot, one Resolution per text (cached).
 Text sqlglot cannot read comes back as a Resolution with `unresolved` set to the
