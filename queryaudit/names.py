@@ -95,9 +95,6 @@ class Resolution:
         c = self.reference_at(at)
         return (c.table, c.column) if c and c.table and c.column else None
 
-    def relation_at(self, at: int) -> str | None:
-        return self.relations.get(at)
-
     def written(self, qualifier: str | None, name: str) -> tuple[str, str] | None:
         """(table, column) of a reference written `qualifier.name` (or bare `name`), when
         every such reference in the statement means the same column."""

@@ -232,7 +232,7 @@ class _Extractor:
         columns: list[tuple[str, str]] = []
         desc: list[bool] = []
         for item in items:
-            expr = _output_column(item.node if isinstance(item, ast.SortBy) else item, targets, self, kind)
+            expr = _output_column(item.node if isinstance(item, ast.SortBy) else item, targets, self.resolution, kind)
             if isinstance(expr, ast.ColumnRef):
                 resolved = self.column(expr)
                 if not resolved:
@@ -344,9 +344,10 @@ class _Extractor:
                 self.use(side[0]).predicates.append(Predicate(side[1], "range", side[2]))
 
 
-def _output_column(expr, targets, extractor: _Extractor, kind: str):
+def _output_column(expr, targets, resolution: names.Resolution, kind: str):
     """ORDER BY 2 and ORDER BY alias mean a select-list entry: its expression. An ORDER BY
-    name matches an output alias first; a GROUP BY name an input column first (SQL rule)."""
+    name matches an output alias first; a GROUP BY name an input column first (SQL rule):
+    one names resolves to a table's column (an alias has no answer there: a probe, not a miss)."""
     targets = list(targets or ())
     if isinstance(expr, ast.A_Const) and isinstance(expr.val, ast.Integer):
         n = expr.val.ival
@@ -354,7 +355,7 @@ def _output_column(expr, targets, extractor: _Extractor, kind: str):
     if isinstance(expr, ast.ColumnRef) and len(expr.fields) == 1 and isinstance(expr.fields[0], ast.String):
         name = expr.fields[0].sval
         aliased = [t.val for t in targets if _output_name(t) == name]
-        if len(aliased) == 1 and (kind == "sort" or extractor.resolution.column_at(expr.location) is None):
+        if len(aliased) == 1 and (kind == "sort" or resolution.column_at(expr.location) is None):
             return aliased[0]
     return expr
 
