@@ -7,7 +7,8 @@ Candidates follow the B-tree rule: equality columns first (any order serves the
 statement; the most selective first lets others share the index), then either one
 range column or the sort columns, never both, since a range column before a sort
 column breaks the order. Every candidate is verified later (HypoPG or for real); this
-module only proposes.
+module only proposes. Which table and column a name means is queryaudit.names' answer;
+a statement whose names do not all resolve is reported with the reason (StatementUses).
 """
 
 from __future__ import annotations
