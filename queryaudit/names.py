@@ -78,6 +78,8 @@ class Resolution:
     # Offset of every table reference -> qualified name (None: a CTE, or a relation the catalog lacks).
     relations: dict[int, str | None] = field(default_factory=dict)
     stars: dict[int, list[str]] = field(default_factory=dict)  # offset of `*` or `t.*` in a select list -> its tables
+    # Offset of the table joined by JOIN ... USING -> the ((table, column), (table, column)) pairs it equates.
+    using: dict[int, list[tuple[tuple[str, str] | None, tuple[str, str] | None]]] = field(default_factory=dict)
     tables: list[str] = field(default_factory=list)  # catalog relations named, in text order (views as views)
     base_tables: list[str] = field(default_factory=list)  # the same with views replaced by what they read
     aliases: dict[str, str | None] = field(default_factory=dict)  # alias or name -> table (None: ambiguous)
@@ -292,6 +294,7 @@ class _Resolver:
         self.ctes: set[str] = set()
         self.using_sides: dict[int, set[str]] = {}  # id(exp.Select) -> sides of its JOIN ... USING
         self.spots: list[tuple] = []  # (column as written, its parent, arg_key, index): to find what replaced it
+        self.joins: list[tuple[exp.Join, exp.Select]] = []  # JOIN ... USING, which qualify turns into ON
 
     def run(self) -> Resolution:
         tree, problem = _parse(self.query)
@@ -303,6 +306,7 @@ class _Resolver:
             # FOR UPDATE OF o names an alias, not a table: qualify would read a second table o.
             select.set("locks", None)
             self.using_sides[id(select)] = {j.side for j in select.args.get("joins") or () if j.args.get("using")}
+            self.joins += [(j, select) for j in select.args.get("joins") or () if j.args.get("using")]
         for node in tree.find_all(exp.Column, exp.Table):
             node.meta["at"] = _start(node)
         normalize_identifiers(tree, dialect="postgres")
@@ -419,6 +423,7 @@ class _Resolver:
                     self._record(col, self._in_dml(tree, col))
         by_select = {id(s.expression): s for s in scopes}
         self._merged(by_select)
+        self._using(by_select)
         for at, qualifier, select in stars:  # what `*` and `t.*` read, before qualify expanded them
             scope = by_select.get(id(select))
             if at is None or scope is None:
@@ -443,6 +448,26 @@ class _Resolver:
                 continue
             left = self.using_sides.get(id(select), set()) <= {"", "LEFT"}
             self._record(col, self._in_scope(scope, now.this.table, now.this.name) if left else None)
+
+    def _using(self, by_select: dict[int, Scope]) -> None:
+        """The column pairs each JOIN ... USING equates, which qualify wrote as ON a.x = b.x
+        (COALESCE(a.x, b.x) = c.x after an earlier USING join: the merged column, as above)."""
+        for join, select in self.joins:
+            scope, at, on = by_select.get(id(select)), join.this.meta.get("at"), join.args.get("on")
+            if scope is None or at is None or not isinstance(on, exp.Expression):
+                continue
+            left = self.using_sides.get(id(select), set()) <= {"", "LEFT"}
+            pairs = []
+            for eq in on.flatten() if isinstance(on, exp.And) else [on]:
+                if isinstance(eq, exp.EQ):
+                    lhs = (eq.this.this if left else None) if isinstance(eq.this, exp.Coalesce) else eq.this
+                    pairs.append(
+                        tuple(
+                            self._in_scope(scope, c.table, c.name) if isinstance(c, exp.Column) else None
+                            for c in (lhs, eq.expression)
+                        )
+                    )
+            self.result.using[at] = pairs
 
     def _record(self, col: exp.Column, meaning: tuple[str, str] | None) -> None:
         written = col.meta.get("written")

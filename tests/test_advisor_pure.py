@@ -387,8 +387,8 @@ def test_statements_are_costed_on_their_values_generic_only_without_any():
 def test_tables_and_columns_come_from_names_where_the_parsers_used_to_disagree():
     """Candidates name what queryaudit.names resolves at each node's location. Two shapes
     the pglast walk and sqlglot once read apart, leaving no candidate: a queue's
-    FOR UPDATE OF (qualify took the alias o for a second table and gave up), and a bare
-    name of a JOIN ... USING column (PostgreSQL reads the left table's column)."""
+    FOR UPDATE OF (qualify took the alias o for a second table and gave up), and a
+    JOIN ... USING: its join keys, and a bare name of its column (the left table's)."""
     queue = (
         "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id "
         "WHERE c.city = $1 FOR UPDATE OF o SKIP LOCKED"
@@ -396,13 +396,11 @@ def test_tables_and_columns_come_from_names_where_the_parsers_used_to_disagree()
     assert cand.statement_uses(queue, snapshot()).unresolved is None
     found = {(c.table, c.columns) for c in cands(queue)}
     assert {("public.customers", ("city",)), ("public.orders", ("customer_id",))} <= found
-    found = {
-        (c.table, c.columns) for c in cands("SELECT total, email FROM orders JOIN customers USING (id) WHERE id = $1")
-    }
-    assert ("public.orders", ("id",)) in found and ("public.customers", ("id",)) not in found
-    # A RIGHT JOIN's merged column is the right table's, a FULL JOIN's neither: no guess.
-    right = "SELECT total FROM orders RIGHT JOIN customers USING (id) WHERE id = $1"
-    assert not [c for c in cands(right) if c.table == "public.orders"]
+    # JOIN ... USING (id): a join key on both sides, as ON orders.id = customers.id.
+    found = {(c.table, c.columns) for c in cands("SELECT total FROM orders JOIN customers USING (id) WHERE email = $1")}
+    assert {("public.orders", ("id",)), ("public.customers", ("id",)), ("public.customers", ("email",))} <= found
+    uses = cand.statement_uses("SELECT id, total FROM orders JOIN customers USING (id)", snapshot()).tables
+    assert {u.table: u.referenced for u in uses}["public.orders"] == {"id", "total"}  # the bare id: the left table's
 
 
 def test_a_statement_sqlglot_cannot_read_is_reported_unresolved_with_its_reason():

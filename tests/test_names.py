@@ -139,6 +139,7 @@ def test_row_locks_using_joins_stars_and_ctes_by_offset():
     # A bare USING column is the left table's for an inner or left join; a FULL join's is neither.
     q = 'SELECT id, title FROM "Post" JOIN "User" USING (id) WHERE id = $1'
     assert meaning(q, "id = $1") == ("public.Post", "id") and meaning(q, "id,") == ("public.Post", "id")
+    assert names.resolve(q, snapshot()).using == {q.index('"User"'): [(("public.Post", "id"), ("public.User", "id"))]}
     q = 'SELECT title FROM "Post" FULL JOIN "User" USING (id) WHERE id = $1'
     r = names.resolve(q, snapshot())
     assert r.reference_at(q.index("id = $1")) is not None and meaning(q, "id = $1") is None  # answered: no one column

@@ -14,7 +14,7 @@ a statement whose names do not all resolve is reported with the reason (Statemen
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pglast
 from pglast import ast, enums
@@ -211,8 +211,21 @@ class _Extractor:
             self.from_item(item.rarg)
             if item.quals is not None:
                 self.where(item.quals)
+            if item.usingClause and isinstance(item.rarg, ast.RangeVar):
+                self.join_using(item.rarg.location)
         elif isinstance(item, ast.RangeSubselect) and item.subquery is not None:
             self.statement(item.subquery)
+
+    def join_using(self, at: int) -> None:
+        """JOIN ... USING (x): a join key on both sides, as ON a.x = b.x."""
+        if at not in self.resolution.using:
+            self.missed.append(at)
+        for pair in self.resolution.using.get(at, ()):
+            for table, column in pair if pair[0] and pair[1] and pair[0][0] != pair[1][0] else ():
+                use = self.use(table)
+                use.predicates.append(Predicate(column, "join"))
+                if use.referenced is not None:
+                    use.referenced.add(column)
 
     def reference(self, node) -> None:
         for r in _column_refs(node):
@@ -641,21 +654,9 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
             add(keys, len(rest), reasons | {"partial"}, constant)
     cands = []
     for cols, n_eq, why, predicate, include, desc in out:
-        if expressions & set(cols):
-            why = why | {"expression"}
-        cands.append(
-            Candidate(
-                use.table,
-                tuple(cols),
-                include,
-                predicate,
-                n_eq,
-                set(why),
-                {queryid},
-                desc,
-                tuple(c for c in cols if c in expressions),
-            )
-        )
+        exprs = tuple(c for c in cols if c in expressions)
+        why = why | ({"expression"} if exprs else set())
+        cands.append(Candidate(use.table, tuple(cols), include, predicate, n_eq, set(why), {queryid}, desc, exprs))
     return cands
 
 
@@ -683,17 +684,7 @@ def merge(candidates: list[Candidate]) -> list[Candidate]:
             merged[c.key].queryids |= c.queryids
             merged[c.key].reasons |= c.reasons
         else:
-            merged[c.key] = Candidate(
-                c.table,
-                c.columns,
-                c.include,
-                c.predicate,
-                c.equality_prefix,
-                set(c.reasons),
-                set(c.queryids),
-                c.descending,
-                c.expressions,
-            )
+            merged[c.key] = replace(c, reasons=set(c.reasons), queryids=set(c.queryids))
     return list(merged.values())
 
 
