@@ -121,9 +121,9 @@ def test_quoted_mixed_case_names(empty_db):
 
 def test_statements_the_two_parsers_read_apart(empty_db):
     """A queue's FOR UPDATE OF j (sqlglot's qualify took the alias for a second table) and
-    a bare JOIN ... USING column (the left table's) used to leave their statements with
-    no candidate; a statement sqlglot cannot parse (ORDER BY ... USING <) is reported
-    unresolved with its reason, not quietly given none."""
+    a JOIN ... USING (its join key, and its bare column: the left table's) used to leave
+    their statements with no candidate; a statement sqlglot cannot parse (ORDER BY ...
+    USING <) is reported unresolved with its reason, not quietly given none."""
     advice = advise(
         empty_db,
         """
