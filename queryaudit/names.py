@@ -11,7 +11,8 @@ snapshot's catalog: tables, views and their columns); this module adds the searc
 traces columns of subqueries, CTEs and views back to the base table, and maps every
 name back to its place in the text (the character offset pglast reports as
 `location`), so the pglast-based code (parameters, index candidates) can ask "which
-column is this ColumnRef?".
+column is this ColumnRef?", "which table is this RangeVar?", "which tables does this `*`
+read?", and tell "not a table's column" (an answer) from "no answer at that offset".
 
 Pure: no database. One Catalog per snapshot, one Resolution per text (cached).
 Text sqlglot cannot read comes back as a Resolution with `unresolved` set to the
@@ -74,7 +75,11 @@ class ColumnName:
 class Resolution:
     """What every name of one statement means."""
 
-    relations: dict[int, str] = field(default_factory=dict)  # offset of a table reference -> qualified name
+    # Offset of every table reference -> qualified name (None: a CTE, or a relation the catalog lacks).
+    relations: dict[int, str | None] = field(default_factory=dict)
+    stars: dict[int, list[str]] = field(default_factory=dict)  # offset of `*` or `t.*` in a select list -> its tables
+    # Offset of the table joined by JOIN ... USING -> the ((table, column), (table, column)) pairs it equates.
+    using: dict[int, list[tuple[tuple[str, str] | None, tuple[str, str] | None]]] = field(default_factory=dict)
     tables: list[str] = field(default_factory=list)  # catalog relations named, in text order (views as views)
     base_tables: list[str] = field(default_factory=list)  # the same with views replaced by what they read
     aliases: dict[str, str | None] = field(default_factory=dict)  # alias or name -> table (None: ambiguous)
@@ -82,15 +87,15 @@ class Resolution:
     outputs: list[tuple[str, tuple[str, str] | None]] = field(default_factory=list)  # top select list
     unresolved: str | None = None  # why the columns could not be resolved
 
+    def reference_at(self, at: int) -> ColumnName | None:
+        """The column reference starting at character `at`; None when this resolution has
+        no answer there (the text did not resolve, or sqlglot read it differently)."""
+        return next((c for c in self.columns if c.at == at), None)
+
     def column_at(self, at: int) -> tuple[str, str] | None:
         """(table, column) of the column reference starting at character `at`."""
-        for c in self.columns:
-            if c.at == at:
-                return (c.table, c.column) if c.table and c.column else None
-        return None
-
-    def relation_at(self, at: int) -> str | None:
-        return self.relations.get(at)
+        c = self.reference_at(at)
+        return (c.table, c.column) if c and c.table and c.column else None
 
     def written(self, qualifier: str | None, name: str) -> tuple[str, str] | None:
         """(table, column) of a reference written `qualifier.name` (or bare `name`), when
@@ -287,6 +292,9 @@ class _Resolver:
         self.result = Resolution()
         self.tables: dict[int, Relation] = {}  # id(exp.Table) -> relation
         self.ctes: set[str] = set()
+        self.using_sides: dict[int, set[str]] = {}  # id(exp.Select) -> sides of its JOIN ... USING
+        self.spots: list[tuple] = []  # (column as written, its parent, arg_key, index): to find what replaced it
+        self.joins: list[tuple[exp.Join, exp.Select]] = []  # JOIN ... USING, which qualify turns into ON
 
     def run(self) -> Resolution:
         tree, problem = _parse(self.query)
@@ -294,11 +302,24 @@ class _Resolver:
             self.result.unresolved = problem
             self._tables_from_pglast()
             return self.result
+        for select in tree.find_all(exp.Select):
+            # FOR UPDATE OF o names an alias, not a table: qualify would read a second table o.
+            select.set("locks", None)
+            self.using_sides[id(select)] = {j.side for j in select.args.get("joins") or () if j.args.get("using")}
+            self.joins += [(j, select) for j in select.args.get("joins") or () if j.args.get("using")]
         for node in tree.find_all(exp.Column, exp.Table):
             node.meta["at"] = _start(node)
         normalize_identifiers(tree, dialect="postgres")
         for node in tree.find_all(exp.Column):  # as PostgreSQL folds them
             node.meta["written"] = (node.table or None, node.name)
+            self.spots.append((node, node.parent, node.arg_key, node.index))
+        stars = [  # (offset, qualifier, select): `*` and `t.*` (also inside row_to_json(t.*)), not count(*)
+            (s.meta.get("start"), None, s.parent)
+            if isinstance(s.parent, exp.Select)
+            else (s.parent.meta.get("at"), s.parent.table, s.parent.find_ancestor(exp.Select))
+            for s in tree.find_all(exp.Star)
+            if isinstance(s.parent, exp.Select | exp.Column)
+        ]
         self._place_tables(tree)
         try:
             qualify(
@@ -313,7 +334,7 @@ class _Resolver:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.result.unresolved = f"sqlglot cannot qualify the text ({reason})"
             return self.result
-        self._columns(tree)
+        self._columns(tree, stars)
         return self.result
 
     # tables ---------------------------------------------------------------------------
@@ -325,10 +346,12 @@ class _Resolver:
             if t.name and not t.alias:
                 # qualify would alias "Post" as post, and "Post".title would then name nothing.
                 t.set("alias", exp.TableAlias(this=exp.to_identifier(t.name, quoted=True)))
-            if not t.name or (not t.db and t.name in self.ctes):
-                continue
-            relation = self.catalog.find(t.db or None, t.name)
+            relation = (
+                None if not t.name or (not t.db and t.name in self.ctes) else self.catalog.find(t.db or None, t.name)
+            )
             if relation is None:
+                if t.meta.get("at") is not None:
+                    self.result.relations.setdefault(t.meta["at"], None)
                 continue
             if not t.db:
                 t.set("db", exp.to_identifier(relation.schema, quoted=True))
@@ -363,10 +386,10 @@ class _Resolver:
         ctes = {c.ctename for s in stmts for c in find_nodes(s.stmt, ast.CommonTableExpr)}
         for s in stmts:
             for rv in find_nodes(s.stmt, ast.RangeVar):
-                if not rv.schemaname and rv.relname in ctes:
-                    continue
-                relation = self.catalog.find(rv.schemaname, rv.relname)
+                cte = not rv.schemaname and rv.relname in ctes
+                relation = None if cte else self.catalog.find(rv.schemaname, rv.relname)
                 if relation is None:
+                    self.result.relations.setdefault(rv.location, None)
                     continue
                 q = relation.qualified_name
                 self.result.relations[rv.location] = q
@@ -380,7 +403,7 @@ class _Resolver:
                     self.result.base_tables.append(b)
 
     # columns --------------------------------------------------------------------------
-    def _columns(self, tree: exp.Expression) -> None:
+    def _columns(self, tree: exp.Expression, stars: list[tuple]) -> None:
         placed: set[int] = set()
         try:
             scopes = traverse_scope(tree)
@@ -398,8 +421,53 @@ class _Resolver:
             for col in tree.find_all(exp.Column):
                 if id(col) not in placed:
                     self._record(col, self._in_dml(tree, col))
+        by_select = {id(s.expression): s for s in scopes}
+        self._merged(by_select)
+        self._using(by_select)
+        for at, qualifier, select in stars:  # what `*` and `t.*` read, before qualify expanded them
+            scope = by_select.get(id(select))
+            if at is None or scope is None:
+                continue
+            sources = [scope.sources.get(qualifier)] if qualifier else list(scope.sources.values())
+            self.result.stars[at] = [self.tables[id(t)].qualified_name for t in sources if id(t) in self.tables]
         if scopes:
             self.result.outputs = self._outputs(scopes[-1])
+
+    def _merged(self, by_select: dict[int, Scope]) -> None:
+        """A bare name of a JOIN ... USING column, which qualify replaced by COALESCE(a.x, b.x):
+        PostgreSQL reads the left table's column for an inner or left join, COALESCE otherwise."""
+        for col, parent, key, index in self.spots:
+            if col.parent is not None or parent is None or col.is_star:
+                continue
+            now = parent.args.get(key)
+            now = now[index] if isinstance(now, list) and index is not None and index < len(now) else now
+            now = now.this if isinstance(now, exp.Alias) else now
+            select = parent if isinstance(parent, exp.Select) else parent.find_ancestor(exp.Select)
+            scope = by_select.get(id(select))
+            if not isinstance(now, exp.Coalesce) or scope is None or not isinstance(now.this, exp.Column):
+                continue
+            left = self.using_sides.get(id(select), set()) <= {"", "LEFT"}
+            self._record(col, self._in_scope(scope, now.this.table, now.this.name) if left else None)
+
+    def _using(self, by_select: dict[int, Scope]) -> None:
+        """The column pairs each JOIN ... USING equates, which qualify wrote as ON a.x = b.x
+        (COALESCE(a.x, b.x) = c.x after an earlier USING join: the merged column, as above)."""
+        for join, select in self.joins:
+            scope, at, on = by_select.get(id(select)), join.this.meta.get("at"), join.args.get("on")
+            if scope is None or at is None or not isinstance(on, exp.Expression):
+                continue
+            left = self.using_sides.get(id(select), set()) <= {"", "LEFT"}
+            pairs = []
+            for eq in on.flatten() if isinstance(on, exp.And) else [on]:
+                if isinstance(eq, exp.EQ):
+                    lhs = (eq.this.this if left else None) if isinstance(eq.this, exp.Coalesce) else eq.this
+                    pairs.append(
+                        tuple(
+                            self._in_scope(scope, c.table, c.name) if isinstance(c, exp.Column) else None
+                            for c in (lhs, eq.expression)
+                        )
+                    )
+            self.result.using[at] = pairs
 
     def _record(self, col: exp.Column, meaning: tuple[str, str] | None) -> None:
         written = col.meta.get("written")

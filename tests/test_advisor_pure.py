@@ -1,5 +1,6 @@
 """The advisor's pure parts: candidates from SQL and plans, column order, selection."""
 
+from queryaudit import names
 from queryaudit.advisor import candidates as cand
 from queryaudit.advisor import select
 from queryaudit.snapshot import Column, ColumnStats, Index, ServerInfo, Snapshot, Table
@@ -36,7 +37,7 @@ def snapshot() -> Snapshot:
 def cands(query, snap=None):
     snap = snap or snapshot()
     out = []
-    for use in cand.statement_uses(query, snap):
+    for use in cand.statement_uses(query, snap).tables:
         out += cand.candidates_for_use(use, snap, "q1")
     return out
 
@@ -381,3 +382,53 @@ def test_statements_are_costed_on_their_values_generic_only_without_any():
     # No placeholder: the text itself.
     [e] = value_sets(snap, "q4", "SELECT count(*) FROM orders")
     assert e.values == [] and e.query == "SELECT count(*) FROM orders"
+
+
+def test_tables_and_columns_come_from_names_where_the_parsers_used_to_disagree():
+    """Candidates name what queryaudit.names resolves at each node's location. Two shapes
+    the pglast walk and sqlglot once read apart, leaving no candidate: a queue's
+    FOR UPDATE OF (qualify took the alias o for a second table and gave up), and a
+    JOIN ... USING: its join keys, and a bare name of its column (the left table's)."""
+    queue = (
+        "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id "
+        "WHERE c.city = $1 FOR UPDATE OF o SKIP LOCKED"
+    )
+    assert cand.statement_uses(queue, snapshot()).unresolved is None
+    found = {(c.table, c.columns) for c in cands(queue)}
+    assert {("public.customers", ("city",)), ("public.orders", ("customer_id",))} <= found
+    # JOIN ... USING (id): a join key on both sides, as ON orders.id = customers.id.
+    found = {(c.table, c.columns) for c in cands("SELECT total FROM orders JOIN customers USING (id) WHERE email = $1")}
+    assert {("public.orders", ("id",)), ("public.customers", ("id",)), ("public.customers", ("email",))} <= found
+    uses = cand.statement_uses("SELECT id, total FROM orders JOIN customers USING (id)", snapshot()).tables
+    assert {u.table: u.referenced for u in uses}["public.orders"] == {"id", "total"}  # the bare id: the left table's
+
+
+def test_a_statement_sqlglot_cannot_read_is_reported_unresolved_with_its_reason():
+    from queryaudit.snapshot import Statement
+
+    snap = snapshot()
+    unreadable = Statement(
+        "q1", "SELECT id FROM orders WHERE status = $1 ORDER BY created_at USING <", 10, 50.0, 5.0, 1
+    )
+    readable = Statement("q2", "SELECT id FROM orders WHERE status = $1 ORDER BY created_at", 10, 50.0, 5.0, 1)
+    found, touched, unresolved = cand.workload_candidates(snap, [unreadable, readable])
+    assert set(unresolved) == {"q1"} and "sqlglot cannot parse" in unresolved["q1"]
+    assert touched["q1"] == {"public.orders"}  # the tables still come from pglast's parse
+    assert not [c for c in found if "q1" in c.queryids] and [c for c in found if "q2" in c.queryids]
+    # A location the resolution has no answer for is reported too, not dropped.
+    extractor = cand._Extractor(snap, "sql", readable.query)
+    extractor.resolution = names.resolve("SELECT 1 FROM orders WHERE status = $1", snap)
+    extractor.statement(cand.parse(readable.query)[0].stmt)
+    assert "'orders' at character 15" in extractor.unresolved()
+
+
+def test_unresolved_statements_reach_the_report_and_survive_the_snapshot():
+    from queryaudit.advisor.model import IndexAdvice
+    from queryaudit.report.model import build_report
+
+    snap = snapshot()
+    snap.index_advice = IndexAdvice("none", unresolved={"q1": "sqlglot cannot parse the text (Unexpected token)"})
+    again = Snapshot.from_dict(snap.to_dict())
+    assert again.index_advice.unresolved == snap.index_advice.unresolved
+    notes = build_report(again, [])["method"]["notes"]
+    assert any("1 statement(s) did not all resolve" in n and "q1 (sqlglot cannot parse" in n for n in notes), notes

@@ -119,6 +119,43 @@ def test_quoted_mixed_case_names(empty_db):
     assert "Index" in plan(empty_db, 'SELECT "Id" FROM "Sales"."OrderItems" WHERE "CustomerId" = 5')
 
 
+def test_statements_the_two_parsers_read_apart(empty_db):
+    """A queue's FOR UPDATE OF j (sqlglot's qualify took the alias for a second table) and
+    a JOIN ... USING (its join key, and its bare column: the left table's) used to leave
+    their statements with no candidate; a statement sqlglot cannot parse (ORDER BY ...
+    USING <) is reported unresolved with its reason, not quietly given none."""
+    advice = advise(
+        empty_db,
+        """
+        CREATE TABLE jobs (id bigint PRIMARY KEY, owner_id int NOT NULL, body text);
+        INSERT INTO jobs SELECT g, g % 3000, 'x' FROM generate_series(1, 60000) g;
+        CREATE TABLE owners (owner_id int PRIMARY KEY, name text);
+        INSERT INTO owners SELECT g, 'o' || g FROM generate_series(1, 3000) g;
+        CREATE TABLE visits (id bigint PRIMARY KEY, owner_id int NOT NULL, at int NOT NULL);
+        INSERT INTO visits SELECT g, g % 3000, g FROM generate_series(1, 60000) g;
+        ANALYZE jobs, owners, visits;
+        """,
+        [
+            ("SELECT j.id FROM jobs j WHERE j.owner_id = %s FOR UPDATE OF j SKIP LOCKED", (7,)),
+            ("SELECT at, name FROM visits JOIN owners USING (owner_id) WHERE owner_id = %s", (9,)),
+            ("SELECT id FROM jobs WHERE body = %s ORDER BY id USING <", ("y",)),
+        ],
+    )
+    tables = {(p.table, tuple(p.columns[:1])) for p in advice.proposed}
+    assert {("public.jobs", ("owner_id",)), ("public.visits", ("owner_id",))} <= tables, (tables, advice.notes)
+    [(queryid, why)] = advice.unresolved.items()
+    assert "sqlglot cannot parse" in why and any(
+        n.startswith(f"{queryid}: names not all resolved") for n in advice.notes
+    )
+    for p in advice.proposed:
+        apply(empty_db, p.create_sql)
+    for table, query in (
+        ("public.jobs", "SELECT j.id FROM jobs j WHERE j.owner_id = 7 FOR UPDATE OF j SKIP LOCKED"),
+        ("public.visits", "SELECT at, name FROM visits JOIN owners USING (owner_id) WHERE owner_id = 9"),
+    ):
+        assert only(advice, table).name in plan(empty_db, query)
+
+
 @pytest.mark.parametrize("analyzed", [True, False])
 def test_partitioned_table(empty_db, analyzed):
     """CREATE INDEX CONCURRENTLY is refused on a partitioned table: the fix is the

@@ -132,6 +132,24 @@ def test_dml_targets_set_and_upsert():
     assert meaning(q, "excluded.title") == ("public.Post", "title")
 
 
+def test_row_locks_using_joins_stars_and_ctes_by_offset():
+    q = 'SELECT p.title FROM "Post" p JOIN "User" u ON u.id = p."authorId" WHERE u.email = $1 FOR UPDATE OF p'
+    assert names.resolve(q, snapshot()).unresolved is None  # OF p is an alias, not a second table
+    assert meaning(q, "u.email") == ("public.User", "email")
+    # A bare USING column is the left table's for an inner or left join; a FULL join's is neither.
+    q = 'SELECT id, title FROM "Post" JOIN "User" USING (id) WHERE id = $1'
+    assert meaning(q, "id = $1") == ("public.Post", "id") and meaning(q, "id,") == ("public.Post", "id")
+    assert names.resolve(q, snapshot()).using == {q.index('"User"'): [(("public.Post", "id"), ("public.User", "id"))]}
+    q = 'SELECT title FROM "Post" FULL JOIN "User" USING (id) WHERE id = $1'
+    r = names.resolve(q, snapshot())
+    assert r.reference_at(q.index("id = $1")) is not None and meaning(q, "id = $1") is None  # answered: no one column
+    q = 'WITH orders AS (SELECT * FROM "Post") SELECT o.*, u.* FROM orders o, "User" u'
+    r = names.resolve(q, snapshot())
+    assert r.stars == {q.index("*"): ["public.Post"], q.index("o.*"): [], q.index("u.*"): ["public.User"]}
+    assert r.relations[q.index("orders o")] is None and r.relations[q.index('"User" u')] == "public.User"
+    assert r.reference_at(q.index("SELECT o.*")) is None  # nothing there: no answer, not a guess
+
+
 def test_placeholders_and_typed_literals_are_tolerated():
     q = "SELECT count(*) FROM orders WHERE created_at > date $1 - interval $2 day AND status = $3"
     r = names.resolve(q, snapshot())  # PostgreSQL's grammar rejects `date $1`; the names still resolve
@@ -201,7 +219,7 @@ def test_index_candidates_on_quoted_names():
         c.columns: c
         for use in cand.statement_uses(
             'SELECT p.title FROM "Post" p WHERE p."authorId" = $1 AND lower(p.title) = $2', snap
-        )
+        ).tables
         for c in cand.candidates_for_use(use, snap, "q1")
     }
     assert ("authorId", "lower(title)") in found
@@ -211,7 +229,7 @@ def test_index_candidates_on_quoted_names():
     # A CTE named like a table is not that table.
     uses = cand.statement_uses(
         "WITH orders AS (SELECT 1 AS customer_id) SELECT * FROM orders WHERE customer_id = $1", snap
-    )
+    ).tables
     assert not [u for u in uses if u.table == "public.orders"]
 
 

@@ -7,13 +7,14 @@ Candidates follow the B-tree rule: equality columns first (any order serves the
 statement; the most selective first lets others share the index), then either one
 range column or the sort columns, never both, since a range column before a sort
 column breaks the order. Every candidate is verified later (HypoPG or for real); this
-module only proposes.
+module only proposes. Which table and column a name means is queryaudit.names' answer;
+a statement whose names do not all resolve is reported with the reason (StatementUses).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pglast
 from pglast import ast, enums
@@ -63,6 +64,14 @@ class TableUse:
 
 
 @dataclass
+class StatementUses:
+    """What one statement asks of each table it reads."""
+
+    tables: list[TableUse]
+    unresolved: str | None = None  # why some names were not resolved: candidates may be missing
+
+
+@dataclass
 class Candidate:
     table: str
     columns: tuple[str, ...]
@@ -103,28 +112,26 @@ def _predicate_parts(predicate: str):
 # -- SQL ------------------------------------------------------------------------------
 
 
-class _Scope:
-    def __init__(self, parent: _Scope | None = None):
-        self.aliases: dict[str, str] = {}  # alias or name -> qualified table
-        self.parent = parent
-
-    def tables(self) -> list[str]:
-        return list(dict.fromkeys(self.aliases.values()))
-
-
 class _Extractor:
-    def __init__(self, snapshot: Snapshot, source: str, query: str | None = None):
-        self.snapshot = snapshot
-        self.source = source
-        self.uses: dict[str, TableUse] = {}
-        # Which table and column each name means comes from queryaudit.names, by position.
-        self.catalog = names.catalog_for(snapshot)
-        self.resolution = self.catalog.resolve(query) if query is not None else names.Resolution()
+    """Walks pglast's tree for what an index can serve; which table and column each name
+    means is queryaudit.names' answer for the node's location, one Resolution per text. A
+    location with no answer there (sqlglot read the text differently, or not at all) is
+    kept in `missed`: the statement is reported unresolved, not quietly given less."""
 
-    # table and column resolution
-    def resolve_table(self, schema: str | None, name: str) -> str | None:
-        relation = self.catalog.find(schema, name)
-        return relation.qualified_name if relation else None
+    def __init__(self, snapshot: Snapshot, source: str, query: str):
+        self.source = source
+        self.query = query
+        self.uses: dict[str, TableUse] = {}
+        self.resolution = names.catalog_for(snapshot).resolve(query)
+        self.missed: list[int] = []
+
+    def unresolved(self) -> str | None:
+        """Why not every name of the statement is known; None when every one is."""
+        if self.resolution.unresolved or not self.missed:
+            return self.resolution.unresolved
+        at = self.missed[0]
+        first = self.query[at:].split()[0]
+        return f"no resolution for {len(self.missed)} name(s) pglast reads, first {first!r} at character {at}"
 
     def use(self, table: str) -> TableUse:
         if table not in self.uses:
@@ -132,106 +139,116 @@ class _Extractor:
         self.uses[table].sources.add(self.source)
         return self.uses[table]
 
-    def resolve_column(self, ref: ast.ColumnRef, scope: _Scope) -> tuple[str, str] | None:
+    def column(self, ref: ast.ColumnRef) -> tuple[str, str] | None:
+        """(table, column) of a column reference, None for anything else (a CTE's computed
+        column, an ambiguous name) and where names has no answer (kept in `missed`)."""
         if any(isinstance(f, ast.A_Star) for f in ref.fields):
             return None
-        return self.resolution.column_at(ref.location)
+        found = self.resolution.reference_at(ref.location)
+        if found is None:
+            self.missed.append(ref.location)
+            return None
+        return (found.table, found.column) if found.table and found.column else None
 
-    def star(self, ref: ast.ColumnRef, scope: _Scope) -> None:
-        fields = ref.fields
-        if len(fields) == 1:
-            for t in scope.tables():
-                self.use(t).referenced = None
-        elif isinstance(fields[0], ast.String) and fields[0].sval in scope.aliases:
-            self.use(scope.aliases[fields[0].sval]).referenced = None
+    def star(self, ref: ast.ColumnRef) -> None:
+        """`*` or `t.*`: every column of the tables it covers is read."""
+        tables = self.resolution.stars.get(ref.location)
+        if tables is None:
+            self.missed.append(ref.location)
+        for t in tables or ():
+            self.use(t).referenced = None
 
-    def columns_in(self, node, scope: _Scope) -> list[tuple[str, str]]:
-        found = []
-        for r in _column_refs(node):
-            resolved = self.resolve_column(r, scope)
-            found.append(resolved if resolved else ("?", "?"))
-        return found
+    def columns_in(self, node) -> list[tuple[str, str]]:
+        return [self.column(r) or ("?", "?") for r in _column_refs(node)]
 
     # statements
-    def statement(self, node, scope: _Scope | None = None) -> None:
+    def statement(self, node) -> None:
         if isinstance(node, ast.SelectStmt):
-            self.select(node, scope)
+            self.select(node)
         elif isinstance(node, (ast.UpdateStmt, ast.DeleteStmt)):
-            inner = _Scope(scope)
-            self.add_range(node.relation, inner)
+            self.add_range(node.relation)
             for item in getattr(node, "fromClause", None) or getattr(node, "usingClause", None) or ():
-                self.from_item(item, inner)
+                self.from_item(item)
             if node.whereClause is not None:
-                self.where(node.whereClause, inner)
+                self.where(node.whereClause)
             if getattr(node, "withClause", None):
                 for cte in node.withClause.ctes:
-                    self.statement(cte.ctequery, scope)
+                    self.statement(cte.ctequery)
 
-    def select(self, node: ast.SelectStmt, parent: _Scope | None) -> None:
+    def select(self, node: ast.SelectStmt) -> None:
         if node.withClause:
             for cte in node.withClause.ctes:
-                self.statement(cte.ctequery, parent)
+                self.statement(cte.ctequery)
         if node.larg is not None or node.rarg is not None:
             for arm in (node.larg, node.rarg):
                 if arm is not None:
-                    self.select(arm, parent)
+                    self.select(arm)
             return
-        scope = _Scope(parent)
         for item in node.fromClause or ():
-            self.from_item(item, scope)
+            self.from_item(item)
         for target in node.targetList or ():
-            self.reference(target, scope)
+            self.reference(target)
         if node.whereClause is not None:
-            self.where(node.whereClause, scope)
+            self.where(node.whereClause)
         if node.havingClause is not None:
-            self.sublinks(node.havingClause, scope)
+            self.sublinks(node.havingClause)
         if node.sortClause:
-            self.order(node.sortClause, scope, "sort", node.targetList)
+            self.order(node.sortClause, "sort", node.targetList)
         if node.groupClause:
-            self.order(node.groupClause, scope, "group", node.targetList)
+            self.order(node.groupClause, "group", node.targetList)
 
-    def add_range(self, rv: ast.RangeVar, scope: _Scope) -> None:
-        table = self.resolution.relation_at(rv.location)  # None for a CTE name
-        if table is None:
-            return
-        scope.aliases[rv.alias.aliasname if rv.alias else rv.relname] = table
-        self.use(table)
+    def add_range(self, rv: ast.RangeVar) -> None:
+        if rv.location not in self.resolution.relations:
+            self.missed.append(rv.location)
+        elif table := self.resolution.relations[rv.location]:  # None for a CTE name
+            self.use(table)
 
-    def from_item(self, item, scope: _Scope) -> None:
+    def from_item(self, item) -> None:
         if isinstance(item, ast.RangeVar):
-            self.add_range(item, scope)
+            self.add_range(item)
         elif isinstance(item, ast.JoinExpr):
-            self.from_item(item.larg, scope)
-            self.from_item(item.rarg, scope)
+            self.from_item(item.larg)
+            self.from_item(item.rarg)
             if item.quals is not None:
-                self.where(item.quals, scope)
+                self.where(item.quals)
+            if item.usingClause and isinstance(item.rarg, ast.RangeVar):
+                self.join_using(item.rarg.location)
         elif isinstance(item, ast.RangeSubselect) and item.subquery is not None:
-            self.statement(item.subquery, scope.parent)
+            self.statement(item.subquery)
 
-    def reference(self, node, scope: _Scope) -> None:
+    def join_using(self, at: int) -> None:
+        """JOIN ... USING (x): a join key on both sides, as ON a.x = b.x."""
+        if at not in self.resolution.using:
+            self.missed.append(at)
+        for pair in self.resolution.using.get(at, ()):
+            for table, column in pair if pair[0] and pair[1] and pair[0][0] != pair[1][0] else ():
+                use = self.use(table)
+                use.predicates.append(Predicate(column, "join"))
+                if use.referenced is not None:
+                    use.referenced.add(column)
+
+    def reference(self, node) -> None:
         for r in _column_refs(node):
             if any(isinstance(f, ast.A_Star) for f in r.fields):
-                self.star(r, scope)
-                continue
-            resolved = self.resolve_column(r, scope)
-            if resolved:
+                self.star(r)
+            elif resolved := self.column(r):
                 use = self.use(resolved[0])
                 if use.referenced is not None:
                     use.referenced.add(resolved[1])
-        self.sublinks(node, scope)
+        self.sublinks(node)
 
-    def sublinks(self, node, scope: _Scope) -> None:
+    def sublinks(self, node) -> None:
         for sub in find_nodes(node, ast.SubLink, stop_at=ast.SubLink):
             if sub.subselect is not None:
-                self.statement(sub.subselect, scope)
+                self.statement(sub.subselect)
 
-    def order(self, items, scope: _Scope, kind: str, targets=None) -> None:
+    def order(self, items, kind: str, targets=None) -> None:
         columns: list[tuple[str, str]] = []
         desc: list[bool] = []
         for item in items:
-            expr = _output_column(item.node if isinstance(item, ast.SortBy) else item, targets, scope, self, kind)
+            expr = _output_column(item.node if isinstance(item, ast.SortBy) else item, targets, self.resolution, kind)
             if isinstance(expr, ast.ColumnRef):
-                resolved = self.resolve_column(expr, scope)
+                resolved = self.column(expr)
                 if not resolved:
                     return
                 columns.append(resolved)
@@ -255,38 +272,38 @@ class _Extractor:
             if use.referenced is not None:
                 use.referenced.add(c)
 
-    def where(self, node, scope: _Scope) -> None:
+    def where(self, node) -> None:
         for conjunct in _conjuncts(node):
-            self.conjunct(conjunct, scope)
-            self.reference(conjunct, scope)
+            self.conjunct(conjunct)
+            self.reference(conjunct)
 
-    def _side(self, node, scope: _Scope) -> tuple[str, str, bool] | None:
+    def _side(self, node) -> tuple[str, str, bool] | None:
         """(table, column or expression, is_expression) when node reads one table's columns."""
         while isinstance(node, ast.TypeCast):  # col::type compares like col for our purpose
             node = node.arg
         if isinstance(node, ast.ColumnRef):
-            resolved = self.resolve_column(node, scope)
+            resolved = self.column(node)
             return (resolved[0], resolved[1], False) if resolved else None
         if isinstance(node, (ast.FuncCall, ast.A_Expr, ast.CoalesceExpr)):
-            cols = self.columns_in(node, scope)
+            cols = self.columns_in(node)
             tables = {t for t, _ in cols}
             if cols and len(tables) == 1 and "?" not in tables and not _has_sublink(node) and not _has_param(node):
                 return cols[0][0], _deparse_unqualified(node), True
         return None
 
-    def _is_value(self, node, scope: _Scope, table: str) -> bool:
+    def _is_value(self, node, table: str) -> bool:
         """A parameter, a constant or an expression not reading `table` (outer column, now())."""
         if _has_sublink(node):
             return False
         return (
-            all(t not in ("?", table) for t, _ in self.columns_in(node, scope))
+            all(t not in ("?", table) for t, _ in self.columns_in(node))
             if not isinstance(node, (ast.A_Const, ast.ParamRef))
             else True
         )
 
-    def conjunct(self, node, scope: _Scope) -> None:
+    def conjunct(self, node) -> None:
         if isinstance(node, ast.NullTest):
-            side = self._side(node.arg, scope)
+            side = self._side(node.arg)
             if side:
                 table, column, expr = side
                 if node.nulltesttype == enums.NullTestType.IS_NULL:
@@ -296,7 +313,7 @@ class _Extractor:
                     self.use(table).partial.append(f"{key_sql(column, expr)} IS NOT NULL")
             return
         if isinstance(node, ast.ColumnRef):  # WHERE active
-            side = self._side(node, scope)
+            side = self._side(node)
             if side:
                 self.use(side[0]).partial.append(key_sql(side[1], side[2]))
             return
@@ -305,7 +322,7 @@ class _Extractor:
             and node.boolop == enums.BoolExprType.NOT_EXPR
             and isinstance(node.args[0], ast.ColumnRef)
         ):
-            side = self._side(node.args[0], scope)
+            side = self._side(node.args[0])
             if side:
                 self.use(side[0]).partial.append(f"NOT {key_sql(side[1], side[2])}")
             return
@@ -314,13 +331,13 @@ class _Extractor:
         op = node.name[-1].sval if node.name and isinstance(node.name[-1], ast.String) else None
         kind = node.kind
         if kind == enums.A_Expr_Kind.AEXPR_OP and op in ({"="} | _RANGE_OPS):
-            left, right = self._side(node.lexpr, scope), self._side(node.rexpr, scope)
+            left, right = self._side(node.lexpr), self._side(node.rexpr)
             if op == "=" and left and right and left[0] != right[0]:
                 for t, c, e in (left, right):
                     self.use(t).predicates.append(Predicate(c, "join", e))
                 return
             for side, other in ((left, node.rexpr), (right, node.lexpr)):
-                if side and self._is_value(other, scope, side[0]):
+                if side and self._is_value(other, side[0]):
                     table, column, expr = side
                     constant = None
                     if isinstance(other, ast.A_Const) or (
@@ -332,18 +349,19 @@ class _Extractor:
                         self.use(table).partial.append(constant)
                     return
         elif kind in (enums.A_Expr_Kind.AEXPR_IN, enums.A_Expr_Kind.AEXPR_OP_ANY) and op == "=":
-            side = self._side(node.lexpr, scope)
+            side = self._side(node.lexpr)
             if side:
                 self.use(side[0]).predicates.append(Predicate(side[1], "in", side[2]))
         elif kind == enums.A_Expr_Kind.AEXPR_BETWEEN:
-            side = self._side(node.lexpr, scope)
+            side = self._side(node.lexpr)
             if side:
                 self.use(side[0]).predicates.append(Predicate(side[1], "range", side[2]))
 
 
-def _output_column(expr, targets, scope: _Scope, extractor: _Extractor, kind: str):
+def _output_column(expr, targets, resolution: names.Resolution, kind: str):
     """ORDER BY 2 and ORDER BY alias mean a select-list entry: its expression. An ORDER BY
-    name matches an output alias first; a GROUP BY name an input column first (SQL rule)."""
+    name matches an output alias first; a GROUP BY name an input column first (SQL rule):
+    one names resolves to a table's column (an alias has no answer there: a probe, not a miss)."""
     targets = list(targets or ())
     if isinstance(expr, ast.A_Const) and isinstance(expr.val, ast.Integer):
         n = expr.val.ival
@@ -351,7 +369,7 @@ def _output_column(expr, targets, scope: _Scope, extractor: _Extractor, kind: st
     if isinstance(expr, ast.ColumnRef) and len(expr.fields) == 1 and isinstance(expr.fields[0], ast.String):
         name = expr.fields[0].sval
         aliased = [t.val for t in targets if _output_name(t) == name]
-        if len(aliased) == 1 and (kind == "sort" or extractor.resolve_column(expr, scope) is None):
+        if len(aliased) == 1 and (kind == "sort" or resolution.column_at(expr.location) is None):
             return aliased[0]
     return expr
 
@@ -397,17 +415,17 @@ def _deparse_unqualified(node) -> str:
     return RawStream()(expr)
 
 
-def statement_uses(query: str, snapshot: Snapshot, source: str = "sql") -> list[TableUse]:
-    """What a statement asks of each table it reads; [] when it does not parse."""
+def statement_uses(query: str, snapshot: Snapshot, source: str = "sql") -> StatementUses:
+    """What a statement asks of each table it reads, and why not all of it is known."""
     stmts = parse(query)
     if not stmts or len(stmts) != 1:
-        return []
+        return StatementUses([], "not one statement pglast can parse")
     extractor = _Extractor(snapshot, source, query)
     try:
         extractor.statement(stmts[0].stmt)
-    except (AttributeError, TypeError, IndexError, KeyError):  # an AST shape we do not model
-        return []
-    return list(extractor.uses.values())
+    except (AttributeError, TypeError, IndexError, KeyError) as exc:
+        return StatementUses([], f"a statement shape the advisor does not model ({type(exc).__name__})")
+    return StatementUses(list(extractor.uses.values()), extractor.unresolved())
 
 
 # -- plans ----------------------------------------------------------------------------
@@ -425,26 +443,24 @@ def plan_uses(plan: dict, snapshot: Snapshot) -> list[TableUse]:
     """Candidates a captured plan points at: scans that throw most rows away by filter
     (or read a large table for few rows), and sorts over one table's columns."""
     uses: dict[str, TableUse] = {}
-    extractor = _Extractor(snapshot, "plan")
+    catalog = names.catalog_for(snapshot)
     root = plan.get("Plan", plan)
     for node, _ in _walk(root):
         kind = node.get("Node Type")
         if kind in _SCANS and node.get("Relation Name"):
-            table = extractor.resolve_table(node.get("Schema"), node["Relation Name"])
-            if not table:
-                continue
+            relation = catalog.find(node.get("Schema"), node["Relation Name"])
+            found = snapshot.table(relation.qualified_name) if relation else None
             conditions = [node[k] for k in ("Filter", "Recheck Cond") if node.get(k)]
             if kind in ("Index Scan", "Index Only Scan") and node.get("Filter") and node.get("Index Cond"):
                 conditions.append(node["Index Cond"])
-            if not conditions or not _selective_scan(node, snapshot.table(table)):
+            if found is None or not conditions or not _selective_scan(node, found):
                 continue
             alias = node.get("Alias") or node["Relation Name"]
-            found = snapshot.table(table)
             text = (
                 f"SELECT 1 FROM {quote_qualified(found.schema, found.name)} AS {quote_ident(alias)} WHERE "
                 + " AND ".join(f"({c})" for c in conditions)
             )
-            for use in _plan_fragment_uses(text, snapshot, extractor):
+            for use in statement_uses(text, snapshot, "plan").tables:
                 uses.setdefault(use.table, TableUse(use.table)).predicates.extend(
                     Predicate(p.column, p.kind, p.expression) for p in use.predicates
                 )  # plan constants are parameters
@@ -453,7 +469,8 @@ def plan_uses(plan: dict, snapshot: Snapshot) -> list[TableUse]:
             scans = [n for n, _ in _walk(node) if n.get("Relation Name")]
             if len(scans) != 1:
                 continue
-            table = extractor.resolve_table(scans[0].get("Schema"), scans[0]["Relation Name"])
+            relation = catalog.find(scans[0].get("Schema"), scans[0]["Relation Name"])
+            table = relation.qualified_name if relation else None
             cols = []
             for key in node["Sort Key"]:
                 column = names.column_name(key)
@@ -466,18 +483,6 @@ def plan_uses(plan: dict, snapshot: Snapshot) -> list[TableUse]:
                 use.sort = use.sort or cols
                 use.sources.add("plan:sort")
     return list(uses.values())
-
-
-def _plan_fragment_uses(text: str, snapshot: Snapshot, extractor: _Extractor) -> list[TableUse]:
-    stmts = parse(text)
-    if not stmts:
-        return []
-    sub = _Extractor(snapshot, "plan", text)
-    try:
-        sub.statement(stmts[0].stmt)
-    except (AttributeError, TypeError, IndexError):
-        return []
-    return list(sub.uses.values())
 
 
 def _selective_scan(node: dict, table: Table | None) -> bool:
@@ -649,21 +654,9 @@ def candidates_for_use(use: TableUse, snapshot: Snapshot, queryid: str) -> list[
             add(keys, len(rest), reasons | {"partial"}, constant)
     cands = []
     for cols, n_eq, why, predicate, include, desc in out:
-        if expressions & set(cols):
-            why = why | {"expression"}
-        cands.append(
-            Candidate(
-                use.table,
-                tuple(cols),
-                include,
-                predicate,
-                n_eq,
-                set(why),
-                {queryid},
-                desc,
-                tuple(c for c in cols if c in expressions),
-            )
-        )
+        exprs = tuple(c for c in cols if c in expressions)
+        why = why | ({"expression"} if exprs else set())
+        cands.append(Candidate(use.table, tuple(cols), include, predicate, n_eq, set(why), {queryid}, desc, exprs))
     return cands
 
 
@@ -691,45 +684,39 @@ def merge(candidates: list[Candidate]) -> list[Candidate]:
             merged[c.key].queryids |= c.queryids
             merged[c.key].reasons |= c.reasons
         else:
-            merged[c.key] = Candidate(
-                c.table,
-                c.columns,
-                c.include,
-                c.predicate,
-                c.equality_prefix,
-                set(c.reasons),
-                set(c.queryids),
-                c.descending,
-                c.expressions,
-            )
+            merged[c.key] = replace(c, reasons=set(c.reasons), queryids=set(c.queryids))
     return list(merged.values())
 
 
-def all_uses(statement, snapshot: Snapshot) -> list[TableUse]:
+def all_uses(statement, snapshot: Snapshot) -> StatementUses:
     """What a statement asks of each table, from its SQL and its captured plan."""
     uses = statement_uses(statement.query, snapshot)
     capture = snapshot.plan_for(statement.queryid)
     if capture and isinstance(capture.plan, dict):
         try:
-            uses += plan_uses(capture.plan, snapshot)
+            uses.tables += plan_uses(capture.plan, snapshot)
         except (AttributeError, TypeError, ValueError, KeyError):  # a plan shape we do not know: SQL only
             pass
     return uses
 
 
-def workload_candidates(snapshot: Snapshot, statements) -> tuple[list[Candidate], dict[str, set[str]]]:
+def workload_candidates(snapshot: Snapshot, statements) -> tuple[list[Candidate], dict[str, set[str]], dict[str, str]]:
     """Every candidate for the given statements (SQL and plans), minus what existing
-    indexes already serve; and for each statement, the tables it touches."""
+    indexes already serve; for each statement, the tables it touches; and the statements
+    whose names did not all resolve, with the reason (their candidates may be missing)."""
     found: list[Candidate] = []
     touched: dict[str, set[str]] = {}
+    unresolved: dict[str, str] = {}
     existing = {}
     for i in snapshot.indexes:
         existing.setdefault(i.table, []).append(i)
     for s in statements:
         uses = all_uses(s, snapshot)
-        touched[s.queryid] = {u.table for u in uses}
-        for use in uses:
+        touched[s.queryid] = {u.table for u in uses.tables}
+        if uses.unresolved:
+            unresolved[s.queryid] = uses.unresolved
+        for use in uses.tables:
             for c in candidates_for_use(use, snapshot, s.queryid):
                 if not any(covered_by(c, i) for i in existing.get(c.table, [])):
                     found.append(c)
-    return merge(found), touched
+    return merge(found), touched, unresolved

@@ -72,6 +72,8 @@ class IndexAdvice:
     proposed: list[ProposedIndex] = field(default_factory=list)
     # queryid -> what its cost was computed on: representative | plan capture | generic plan | ...
     costed_on: dict[str, str] = field(default_factory=dict)
+    # queryid -> why not every name of its SQL resolved (queryaudit.names): candidates may be missing
+    unresolved: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 

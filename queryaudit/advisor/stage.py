@@ -113,7 +113,9 @@ def _advise(
             f"no parameter value known ({', '.join(generic[:5])}{', ...' if len(generic) > 5 else ''})"
         )
     advice.costed_on = {q: v[0].source for q, v in sets.items() if q in baseline}
-    candidates, touched = cand.workload_candidates(snapshot, statements)
+    candidates, touched, advice.unresolved = cand.workload_candidates(snapshot, statements)
+    for q, why in advice.unresolved.items():
+        advice.notes.append(f"{q}: names not all resolved, candidates from its SQL may be missing ({why})")
     weights = select.statement_weights(snapshot, [s.queryid for s in statements])
     weights.update({s.queryid: s.total_exec_time_ms for s in statements if s.queryid not in weights})
     if version:
@@ -187,7 +189,7 @@ def _workload(snapshot: Snapshot, statements, baseline) -> select.Workload:
         w.baseline[s.queryid] = cost
         w.weight[s.queryid] = s.total_exec_time_ms / cost
         indexable, attributes = w.indexable.setdefault(s.queryid, {}), w.attributes.setdefault(s.queryid, {})
-        for use in cand.all_uses(s, snapshot):
+        for use in cand.all_uses(s, snapshot).tables:
             if cand.table_rows(snapshot, use.table) < cand.MIN_TABLE_ROWS:
                 continue
             cols = {p.column for p in use.predicates} | set(use.sort) | set(use.group)

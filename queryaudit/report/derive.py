@@ -427,6 +427,12 @@ def _method(report: dict, snapshot: Snapshot, checks: list[tuple[str, str]]) -> 
         notes.append("Audited a hot standby: statistics reflect the standby's own reads.")
     notes.append(_verification_note(snapshot))
     advice = snapshot.index_advice
+    if advice and advice.unresolved:
+        notes.append(
+            f"Index advisor: the names of {len(advice.unresolved)} statement(s) did not all resolve, so candidates "
+            "from their SQL may be missing: "
+            + "; ".join(f"{q} ({why})" for q, why in sorted(advice.unresolved.items()))
+        )
     rejected = [
         {"kind": r.kind, "sql": r.sql, "error": r.error, "queryid": r.queryid, "table": r.table}
         for r in (advice.rejected if advice else [])
