@@ -23,3 +23,21 @@ def test_demo_without_the_demo_extra_says_how_to_install_it(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1 and "pip install 'queryaudit[demo]'" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_commands_sharing_audit_options_name_them_alike():
+    """audit, fleet, check and snapshot hand their `locals()` to `_audit_options`, which reads
+    AUDIT_PARAMETERS by name: a flag spelled as audit's but held under another name would be
+    dropped without a word."""
+    from typer.main import get_command
+
+    from queryaudit.cli import AUDIT_PARAMETERS, app
+
+    commands = get_command(app).commands
+    read = {*AUDIT_PARAMETERS, "explain_timeout", "verify", "verify_real"}  # what _audit_options reads
+    audit_names = {flag: p.name for p in commands["audit"].params for flag in p.opts if p.name in read}
+    assert set(audit_names.values()) == read
+    for command in ("fleet", "check", "snapshot"):
+        shared = [(flag, p.name) for p in commands[command].params for flag in p.opts if flag in audit_names]
+        assert shared, command
+        assert [(flag, audit_names[flag]) for flag, _ in shared] == shared, command
