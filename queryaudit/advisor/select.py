@@ -197,7 +197,7 @@ REORDER_TOLERANCE = 0.001
 # less (planner noise between equal plans is smaller).
 IMPROVE_MIN_GAIN = 0.0001
 IMPROVE_PAIRS = 4  # pairs left out together: of the chosen indexes this many cheapest to lose
-IMPROVE_PLAN_SHARE = 1.0  # the pass plans at most this share of what the steps planned
+IMPROVE_PLAN_SHARE = 4.0  # the pass plans at most this many times what the steps planned
 
 
 @dataclass
@@ -339,7 +339,7 @@ class Extend:
 
     def run(self, seeds: list[Candidate]) -> list[Candidate]:
         config = self.grow(seeds, [])
-        # The improvement pass may plan as much again as the steps did, no more.
+        # The improvement pass may plan IMPROVE_PLAN_SHARE times what the steps did, no more.
         return self.improve(seeds, config, self.planner_calls * (1 + IMPROVE_PLAN_SHARE))
 
     def grow(self, seeds: list[Candidate], config: list[Candidate], banned=frozenset(), bound=None) -> list[Candidate]:
