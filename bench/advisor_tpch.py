@@ -17,8 +17,10 @@ Published (best of Extend, DB2Advis, AutoAdmin, Drop, Relaxation, AnyTime; Exten
 63.9 / 55.0 / 50.5 % at 250 / 500 / 1000 MB, in 3-6 s.
 
 Run from a checkout:  .venv/bin/python bench/advisor_tpch.py [--dsn postgresql://.../tpch] [--sf 1]
-Without --dsn it starts a throwaway PostgreSQL 15 (needs postgresql-15-hypopg) and loads SF1.
-With --dsn the database must hold the TPC-H tables and HypoPG; it is only read.
+Without --dsn it starts a throwaway PostgreSQL 15 (needs postgresql-15-hypopg) and loads SF1;
+--keep leaves that cluster running (its DSN is printed) so later runs reuse the same data and
+statistics with --dsn. With --dsn the database must hold the TPC-H tables and HypoPG; it is
+only read. --budgets 250 --queries 19 runs part of the table.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def literal_score(conn, names: list[str], advice) -> float:
     return after / before
 
 
-def run(dsn: str, verbose: bool) -> None:
+def run(dsn: str, verbose: bool, budgets=BUDGETS_MB, workloads=("19", "22")) -> None:
     with session(dsn) as conn:
         snap = collect_snapshot(conn, CollectOptions(top=0))
         existing = [i.name for i in snap.indexes]
@@ -162,8 +164,10 @@ def run(dsn: str, verbose: bool) -> None:
             ("19", [q for q in tpch.QUERIES if q not in tpch.SLOW_QUERIES]),
             ("22", list(tpch.QUERIES)),
         ):
+            if label not in workloads:
+                continue
             workload(conn, snap, names)
-            for mb in BUDGETS_MB:
+            for mb in budgets:
                 budget = mb * UNITS["mb"]
                 started = time.monotonic()
                 advice = advise(conn, snap, AdvisorOptions(statements=len(names), budget_bytes=budget))
@@ -199,18 +203,29 @@ def main() -> None:
         help="indexes before the advisor runs (a database this script loads)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print each proposed index")
+    parser.add_argument("--budgets", type=int, nargs="+", default=BUDGETS_MB, help="budgets in MB")
+    parser.add_argument("--queries", choices=("19", "22"), nargs="+", default=["19", "22"], help="workloads")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the loaded cluster running and print its DSN (re-run with --dsn; stop it with pg_ctl)",
+    )
     args = parser.parse_args()
     if args.dsn:
-        run(args.dsn, args.verbose)
+        run(args.dsn, args.verbose, args.budgets, args.queries)
         return
     bin_dir = system_bin_dir(15)
     if bin_dir is None:
         sys.exit("PostgreSQL 15 with HypoPG is needed (apt install postgresql-15 postgresql-15-hypopg)")
     cluster = start_cluster(bin_dir, {"shared_buffers": "256MB", "maintenance_work_mem": "512MB"})
     try:
-        run(load_database(cluster, args.sf, args.baseline), args.verbose)
+        dsn = load_database(cluster, args.sf, args.baseline)
+        if args.keep:
+            print(f"kept: --dsn {dsn}  (stop: pg_ctl -D {cluster.pgdata} stop, then remove {cluster.data_dir})")
+        run(dsn, args.verbose, args.budgets, args.queries)
     finally:
-        cluster.destroy()
+        if not args.keep:
+            cluster.destroy()
 
 
 if __name__ == "__main__":

@@ -79,6 +79,20 @@ def test_join_keys_correlated_subqueries_and_dml():
     assert cands("SELECT * FROM tiny WHERE x = $1") == []  # a small table needs no index
 
 
+def test_a_join_key_in_every_arm_of_an_or_is_a_join_key():
+    """(a = b AND x) OR (a = b AND y): the planner factors a = b out of the OR, so it can
+    use an index; a predicate in one arm only cannot."""
+    query = (
+        "SELECT c.email FROM customers c, orders o WHERE (c.id = o.customer_id AND o.status = $1) "
+        "OR (c.id = o.customer_id AND o.total > $2)"
+    )
+    [orders] = [u for u in cand.statement_uses(query, snapshot()) if u.table == "public.orders"]
+    assert {(p.column, p.kind) for p in orders.predicates} == {("customer_id", "join")}
+    assert ("public.orders", ("customer_id",)) in {(c.table, c.columns) for c in cands(query)}
+    one_arm = "SELECT c.email FROM customers c, orders o WHERE (c.id = o.customer_id AND o.status = $1) OR o.total > $2"
+    assert ("public.orders", ("customer_id",)) not in {(c.table, c.columns) for c in cands(one_arm)}
+
+
 def test_expression_partial_and_include():
     found = {c.columns: c for c in cands("SELECT id FROM customers WHERE lower(email) = $1")}
     assert ("lower(email)",) in found and "expression" in found[("lower(email)",)].reasons
@@ -286,6 +300,33 @@ def test_extend_widens_within_the_budget_and_caches():
     w.write_ms["public.orders"] = 600.0
     search = select.Extend(w, cost_of, size_of, budget_bytes=None, max_indexes=10, threshold=0.05)
     assert {c.columns for c in search.run(seeds)} == {("customer_id", "total")}
+
+
+def test_improvement_pass_gives_back_budget_a_small_first_choice_took():
+    """Benefit per byte takes the small index on x first (500 saved for 1000 bytes), and
+    then the large one on y (1000 saved for 2500 bytes) no longer fits in 3000 bytes. The
+    pass leaves x out, refills the budget, and keeps the set that saves more."""
+    w = select.Workload(
+        weight={"qx": 1.0, "qy": 1.0},
+        baseline={"qx": 1000.0, "qy": 1000.0},
+        indexable={"qx": {"public.orders": {"x"}}, "qy": {"public.orders": {"y"}}},
+        attributes={"qx": {"public.orders": {"x"}}, "qy": {"public.orders": {"y"}}},
+    )
+
+    def cost_of(q, indexes, harmless=None):
+        lead = q[1]
+        return {"x": 500.0, "y": 0.0}[lead] if any(c.columns[0] == lead for c in indexes) else 1000.0
+
+    sizes = {"x": 1000, "y": 2500}
+    seeds = [cand.Candidate("public.orders", ("x",)), cand.Candidate("public.orders", ("y",))]
+    search = select.Extend(w, cost_of, lambda c: sizes[c.columns[0]], 3000, 10, 0.05)
+    greedy = search.grow(seeds, [])
+    assert [c.columns for c in greedy] == [("x",)]
+    chosen = search.improve(seeds, greedy)
+    assert [c.columns for c in chosen] == [("y",)]
+    assert (search.objective(chosen), search.objective(greedy)) == (1000.0, 1500.0)
+    fresh = select.Extend(w, cost_of, lambda c: sizes[c.columns[0]], 3000, 10, 0.05)
+    assert [c.columns for c in fresh.run(seeds)] == [("y",)]  # run() is the steps, then the pass
 
 
 def test_bad_budget_is_one_line_exit_2():

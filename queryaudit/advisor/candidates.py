@@ -274,6 +274,8 @@ class _Extractor:
 
     def where(self, node) -> None:
         for conjunct in _conjuncts(node):
+            for factor in _or_factors(conjunct):
+                self.conjunct(factor)
             self.conjunct(conjunct)
             self.reference(conjunct)
 
@@ -391,6 +393,17 @@ def _conjuncts(node) -> list:
             out.extend(_conjuncts(arg))
         return out
     return [node]
+
+
+def _or_factors(node) -> list:
+    """The conjuncts every arm of an OR shares: (a = b AND x) OR (a = b AND y) is
+    a = b AND (x OR y) to the planner (canonicalize_qual factors them out), so a = b can
+    use an index (a join key repeated in each arm, as reports write them)."""
+    if not (isinstance(node, ast.BoolExpr) and node.boolop == enums.BoolExprType.OR_EXPR):
+        return []
+    arms = [_conjuncts(arg) for arg in node.args]
+    others = [{RawStream()(c) for c in arm} for arm in arms[1:]]
+    return [c for c in arms[0] if all(RawStream()(c) in texts for texts in others)]
 
 
 def _has_sublink(node) -> bool:

@@ -20,6 +20,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import combinations
 
 from queryaudit.advisor import ddl
 from queryaudit.advisor.candidates import Candidate, table_rows
@@ -192,6 +193,11 @@ MAX_WIDTH = 4  # key columns Extend grows an index to
 # A composite is put in the DBA's order when its statements cost no more than this
 # fraction above the order Extend found (planner costs of equal plans differ in noise).
 REORDER_TOLERANCE = 0.001
+# The local improvement pass keeps a changed set only when it costs at least this much
+# less (planner noise between equal plans is smaller).
+IMPROVE_MIN_GAIN = 0.0001
+IMPROVE_PAIRS = 4  # pairs left out together: of the chosen indexes this many cheapest to lose
+IMPROVE_PLAN_SHARE = 4.0  # the pass plans at most this many times what the steps planned
 
 
 @dataclass
@@ -204,6 +210,7 @@ class Workload:
     attributes: dict[str, dict[str, set[str]]]  # queryid -> table -> every column it reads there
     write_ms: dict[str, float] = field(default_factory=dict)  # table -> ms one more index adds to its writes
     expressions: dict[str, set[str]] = field(default_factory=dict)  # table -> indexable entries that are expressions
+    parents: dict[str, str] = field(default_factory=dict)  # partition -> its partitioned parent
 
 
 @dataclass
@@ -241,6 +248,8 @@ class Extend:
         self.sizes: dict[tuple, int] = {}
         self.planner_calls = 0
         self.stopped_early = False
+        self.bound: dict[tuple, float] = {}  # option key -> its last ratio, an upper bound for later steps
+        self.touches: dict[tuple, set[str]] = {}  # option key -> the statements its benefit depends on
 
     def _serves(self, q: str, c: Candidate) -> bool:
         return bool(c.columns) and c.columns[0] in self.w.indexable.get(q, {}).get(c.table, ())
@@ -326,14 +335,22 @@ class Extend:
             and (o.removed is not None or best_cut >= MIN_COST_SAVED)
         )
         o.ratio = o.benefit / max(o.dsize, 1) if useful and o.benefit > 0 else -math.inf
+        self.touches[o.key] = changed
 
     def run(self, seeds: list[Candidate]) -> list[Candidate]:
-        config: list[Candidate] = []
-        used = 0
-        current = dict(self.w.baseline)
-        bound: dict[tuple, float] = {}
+        config = self.grow(seeds, [])
+        # The improvement pass may plan IMPROVE_PLAN_SHARE times what the steps did, no more.
+        return self.improve(seeds, config, self.planner_calls * (1 + IMPROVE_PLAN_SHARE))
+
+    def grow(self, seeds: list[Candidate], config: list[Candidate], banned=frozenset(), bound=None) -> list[Candidate]:
+        """Extend's steps from `config` until no step fits the budget or pays; `banned`
+        keys are never added; `bound`: ratios known to be upper bounds from `config` on."""
+        config = list(config)
+        used = sum(self.size(c) for c in config)
+        current = {q: self.cost(q, config) for q in self.w.baseline}
+        self.bound = bound = {} if bound is None else bound
         while True:
-            options = self._options(config, seeds)
+            options = [o for o in self._options(config, seeds) if not self._banned(o.added, banned)]
             for o in options:
                 o.dsize = self.size(o.added) - (self.size(o.removed) if o.removed else 0)
             options = [o for o in options if used + o.dsize <= self.budget]
@@ -355,6 +372,51 @@ class Extend:
             used += best.dsize
             for q in set(self.relevant(best.added)) | (set(self.relevant(best.removed)) if best.removed else set()):
                 current[q] = self.cost(q, config)
+
+    def _banned(self, c: Candidate, banned) -> bool:
+        """c, or c as one partition's share of a banned index on the parent: a parent's
+        index left out is not to come back split over its partitions."""
+        parent = self.w.parents.get(c.table)
+        return c.key in banned or (parent is not None and (parent, *c.key[1:]) in banned)
+
+    def objective(self, config: list[Candidate]) -> float:
+        """What Extend minimizes: the workload's weighted cost with `config`, plus what
+        its indexes add to the writes."""
+        reads = sum(self.w.weight[q] * self.cost(q, config) for q in self.w.baseline)
+        return reads + sum(self.w.write_ms.get(c.table, 0.0) for c in config)
+
+    def improve(self, seeds: list[Candidate], config: list[Candidate], max_plans: float = math.inf) -> list[Candidate]:
+        """Local improvement after the greedy steps, which never take a choice back: each
+        chosen index is left out in turn, then each pair of the IMPROVE_PAIRS cheapest to
+        lose, and the budget refilled by Extend's steps (without them); the first set that
+        costs less is kept, until none does or `max_plans` is reached. The index whose
+        loss costs least per byte is tried first. Benefit per byte picks small indexes
+        early and can leave the budget in pieces no large, better index fits in; this
+        gives it back."""
+        best = self.objective(config)
+        bound = self.bound
+        improved = True
+        while improved and not self.stopped_early:
+            improved = False
+            loss = {c.key: (self.objective([x for x in config if x is not c]) - best) / self.size(c) for c in config}
+            order = sorted(config, key=lambda c: (loss[c.key], repr(c.key)))
+            for out in [[c] for c in order] + [list(p) for p in combinations(order[:IMPROVE_PAIRS], 2)]:
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    self.stopped_early = True
+                    break
+                if self.planner_calls >= max_plans:
+                    return config
+                # Without them only the statements they serve can gain more: every other
+                # ratio known stays an upper bound, so the refill re-plans little.
+                served = {q for c in out for q in self.relevant(c)}
+                kept = {k: r for k, r in bound.items() if not self.touches.get(k, served) & served}
+                rest = [x for x in config if all(x is not c for c in out)]
+                trial = self.grow(seeds, rest, banned={c.key for c in out}, bound=kept)
+                cost = self.objective(trial)
+                if cost < best * (1 - IMPROVE_MIN_GAIN):
+                    config, best, improved, bound = trial, cost, True, self.bound
+                    break
+        return config
 
     def leaders(self, table: str, column: str) -> int:
         """How many statements could lead with `column` of `table`: an index starting

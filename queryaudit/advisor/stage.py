@@ -199,6 +199,7 @@ def _workload(snapshot: Snapshot, statements, baseline) -> select.Workload:
             attributes.setdefault(use.table, set()).update(c for c in cols | (use.referenced or set()) if c in names)
     for table in {t for per in w.indexable.values() for t in per}:
         w.write_ms[table] = select.write_penalty_ms(snapshot, table)
+    w.parents = {t.qualified_name: t.partition_of for t in snapshot.tables if t.partition_of}
     return w
 
 
