@@ -86,7 +86,7 @@ def test_a_join_key_in_every_arm_of_an_or_is_a_join_key():
         "SELECT c.email FROM customers c, orders o WHERE (c.id = o.customer_id AND o.status = $1) "
         "OR (c.id = o.customer_id AND o.total > $2)"
     )
-    [orders] = [u for u in cand.statement_uses(query, snapshot()) if u.table == "public.orders"]
+    [orders] = [u for u in cand.statement_uses(query, snapshot()).tables if u.table == "public.orders"]
     assert {(p.column, p.kind) for p in orders.predicates} == {("customer_id", "join")}
     assert ("public.orders", ("customer_id",)) in {(c.table, c.columns) for c in cands(query)}
     one_arm = "SELECT c.email FROM customers c, orders o WHERE (c.id = o.customer_id AND o.status = $1) OR o.total > $2"
