@@ -3,7 +3,7 @@
 import pytest
 
 from queryaudit.connect import session
-from queryaudit.plans.explain import explain_generic, parameter_count, parameter_types, plan_cost
+from queryaudit.plans.explain import explain_generic, explain_prepared, parameter_count, parameter_types, plan_cost
 
 
 def test_parameter_count():
@@ -38,3 +38,21 @@ def test_invalid_statement_raises_a_psycopg_error(shop_db):
             explain_generic(conn, "SELECT * FROM no_such_table WHERE id = $1")
         # The session is still usable after the failure.
         assert conn.execute("SELECT 1").fetchone()[0] == 1
+
+
+def test_values_plan_and_cost_as_the_literal_text_does(empty_db):
+    """Bound values are written in as typed literals: a date compared per row costs what the
+    workload's literal costs (a parameter cast to date, a stable input function, would be
+    evaluated on every row), and a quote or a backslash in a value reads as it is."""
+    empty_db.execute("CREATE TABLE d (id int, at date, note text)")
+    empty_db.execute("INSERT INTO d SELECT g, date '2020-01-01' + g % 1000, 'n' || g FROM generate_series(1, 20000) g")
+    empty_db.execute("INSERT INTO d VALUES (0, '2021-01-15', 'it''s \\ here')")
+    empty_db.execute("ANALYZE d")
+    query = "SELECT id FROM d WHERE at >= $1 AND at < $2 AND note = $3"
+    literal = "SELECT id FROM d WHERE at >= '2021-01-01' AND at < '2021-02-01' AND note = 'it''s \\ here'"
+    with session(empty_db.dsn) as conn:
+        bound = explain_prepared(conn, query, "ANALYZE, FORMAT JSON", ["2021-01-01", "2021-02-01", "it's \\ here"])
+        written = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {literal}").fetchone()[0][0]
+    assert bound["Plan"]["Total Cost"] == written["Plan"]["Total Cost"]
+    assert bound["Plan"]["Plan Rows"] == written["Plan"]["Plan Rows"]
+    assert bound["Plan"]["Actual Rows"] == written["Plan"]["Actual Rows"] == 1

@@ -87,19 +87,38 @@ def _prepare(conn: psycopg.Connection, prepare_sql: sql.Composed, values_array: 
     run_nested(conn, prepare_sql, local)
 
 
-def from_values_array(query: str, types: list[str | None]) -> str:
-    """`query` with each $n read from the one text[] parameter: `($1[n])::type`. On
+def from_values_array(query: str, types: list[str | None], values: list | None = None) -> str:
+    """`query` with each $n read from the one text[] parameter, `($1[n])::type` (a generic
+    plan sees a parameter), or with `values`, written in as typed literals, `'v'::type` (a
+    custom plan: the planner then sees the constants the workload ran, where the cast of
+    a parameter to a type whose input function is only stable, such as date, is not
+    folded and costs its evaluation on every row, as the literal's does not). On
     PostgreSQL's tokens, so a `$1` inside a string or a comment stays as it is."""
     edits = []
     for token in scan(query):  # offsets in characters (pglast converts the scanner's bytes)
         if token.name != "PARAM":
             continue
         n = int(query[token.start + 1 : token.end + 1])
-        kind = types[n - 1] if n <= len(types) and types[n - 1] else "unknown"
-        edits.append((token.start, token.end, f"(($1[{n}])::{kind})"))
+        kind = (types[n - 1] if n <= len(types) else None) or "unknown"
+        if values is None:
+            edits.append((token.start, token.end, f"(($1[{n}])::{kind})"))
+        else:
+            edits.append((token.start, token.end, _literal(values[n - 1] if n <= len(values) else None, kind)))
     for start, end, new in sorted(edits, reverse=True):
         query = query[:start] + new + query[end + 1 :]
     return query
+
+
+def _literal(value, kind: str) -> str:
+    """A typed SQL literal; an untyped one where the type is unknown. A backslash is written
+    in an E'' string, which reads the same whatever standard_conforming_strings says."""
+    if value is None:
+        text = "NULL"
+    elif "\\" in (value := str(value)):
+        text = "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    else:
+        text = "'" + value.replace("'", "''") + "'"
+    return f"({text}::{kind})" if kind != "unknown" else f"({text})"
 
 
 def _values_array(values) -> str:
@@ -123,9 +142,9 @@ def _setting(conn: psycopg.Connection, statement, params) -> tuple:
     return statement, params
 
 
-def prepare(conn: psycopg.Connection, query: str, values=None, types=None) -> None:
-    """PREPARE `query` as the one statement name, its $1..$n bound to `values` (cast to
-    `types`, inferred when not given) through the transaction-local values setting.
+def prepare(conn: psycopg.Connection, query: str, values=None, types=None, generic: bool = False) -> None:
+    """PREPARE `query` as the one statement name, its $1..$n bound to `values` (typed
+    literals of `types`, inferred when not given; `generic`: read from the values setting).
     Inside the caller's transaction; the caller DEALLOCATEs (`deallocate`)."""
     nparams = parameter_count(query)
     values = list(values or [])[:nparams]
@@ -133,12 +152,14 @@ def prepare(conn: psycopg.Connection, query: str, values=None, types=None) -> No
     types = list(types or [])
     if nparams and not types:
         types = parameter_types(conn, query)
-    _prepare(conn, _prepare_sql(query, types), _values_array(values), True)
+    _prepare(conn, _prepare_sql(query, types, None if generic else values), _values_array(values), True)
 
 
-def _prepare_sql(query: str, types: list[str | None]) -> sql.Composed:
+def _prepare_sql(query: str, types: list[str | None], values: list | None) -> sql.Composed:
+    # (text[]) even where the values are written in: a statement without parameters gets
+    # a cached generic plan, blind to hypothetical indexes made after it.
     return sql.SQL("PREPARE {}(text[]) AS ").format(sql.Identifier(STATEMENT_NAME)) + sql.SQL(
-        from_values_array(query, types)
+        from_values_array(query, types, values)
     )
 
 
@@ -187,7 +208,7 @@ def explain_prepared(
                 conn.execute(*_setting(conn, statement, params))
             if generic:
                 set_local(conn, "plan_cache_mode", "force_generic_plan")
-            prepare(conn, query, values, types)
+            prepare(conn, query, values, types, generic)
             return explain_execute(conn, options)
     finally:
         deallocate(conn)
@@ -261,7 +282,8 @@ class Planner:
                     self.conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(STATEMENT_NAME)))
                 if mode != self.mode:
                     self.conn.execute(_SET_SESSION, ("plan_cache_mode", mode))
-                _prepare(self.conn, _prepare_sql(query, types or []), _values_array(vals), False)
+                prepared_sql = _prepare_sql(query, types or [], None if generic else vals)
+                _prepare(self.conn, prepared_sql, _values_array(vals), False)
                 cur = self.conn.cursor(row_factory=first_column).execute(
                     sql.SQL("EXPLAIN ({}) EXECUTE {}(current_setting('queryaudit.values')::text[])").format(
                         sql.SQL(options), sql.Identifier(STATEMENT_NAME)
