@@ -226,6 +226,17 @@ class _Option:
         return (self.added.key, self.removed.key if self.removed else None)
 
 
+def _score(o: _Option, by_benefit: bool) -> float:
+    """What a step maximizes: benefit per byte, or benefit (a useless option never wins)."""
+    return o.benefit if by_benefit and o.ratio > -math.inf else o.ratio
+
+
+def _ceiling(o: _Option, bound: dict, by_benefit: bool) -> float:
+    """An upper bound of _score from the option's stale ratio (benefit = ratio x bytes)."""
+    ratio = bound.get(o.key, math.inf)
+    return ratio * max(o.dsize, 1) if by_benefit and ratio > -math.inf else ratio
+
+
 class Extend:
     """cost_of(queryid, candidates) plans a statement with exactly those hypothetical
     indexes (besides the real ones); size_of(candidate) is HypoPG's size estimate."""
@@ -342,9 +353,13 @@ class Extend:
         # The improvement pass may plan IMPROVE_PLAN_SHARE times what the steps did, no more.
         return self.improve(seeds, config, self.planner_calls * (1 + IMPROVE_PLAN_SHARE))
 
-    def grow(self, seeds: list[Candidate], config: list[Candidate], banned=frozenset(), bound=None) -> list[Candidate]:
+    def grow(
+        self, seeds: list[Candidate], config: list[Candidate], banned=frozenset(), bound=None, largest_first=False
+    ) -> list[Candidate]:
         """Extend's steps from `config` until no step fits the budget or pays; `banned`
-        keys are never added; `bound`: ratios known to be upper bounds from `config` on."""
+        keys are never added; `bound`: ratios known to be upper bounds from `config` on.
+        `largest_first`: the first step takes the option of most benefit, not most per
+        byte (the refill of a freed budget: see improve)."""
         config = list(config)
         used = sum(self.size(c) for c in config)
         current = {q: self.cost(q, config) for q in self.w.baseline}
@@ -354,20 +369,22 @@ class Extend:
             for o in options:
                 o.dsize = self.size(o.added) - (self.size(o.removed) if o.removed else 0)
             options = [o for o in options if used + o.dsize <= self.budget]
-            options.sort(key=lambda o: -bound.get(o.key, math.inf))
+            by_benefit = largest_first
+            options.sort(key=lambda o: -_ceiling(o, bound, by_benefit))
             best = None
             for o in options:
-                if best is not None and bound.get(o.key, math.inf) <= best.ratio:
+                if best is not None and _ceiling(o, bound, by_benefit) <= _score(best, by_benefit):
                     break  # benefits only shrink as the set grows: a stale ratio is an upper bound
                 if self.deadline is not None and time.monotonic() > self.deadline:
                     self.stopped_early = True
                     break
                 self._evaluate(o, config, current)
                 bound[o.key] = o.ratio
-                if o.ratio > -math.inf and (best is None or o.ratio > best.ratio):
+                if o.ratio > -math.inf and (best is None or _score(o, by_benefit) > _score(best, by_benefit)):
                     best = o
             if best is None:
                 return config
+            largest_first = False
             config = [c for c in config if c is not best.removed] + [best.added]
             used += best.dsize
             for q in set(self.relevant(best.added)) | (set(self.relevant(best.removed)) if best.removed else set()):
@@ -392,7 +409,9 @@ class Extend:
         costs less is kept, until none does or `max_plans` is reached. The index whose
         loss costs least per byte is tried first. Benefit per byte picks small indexes
         early and can leave the budget in pieces no large, better index fits in; this
-        gives it back."""
+        gives it back. Each freed budget is refilled twice: by Extend's steps, and with a
+        first step of most benefit (a small index of high ratio taken first can leave no
+        room for a larger one that saves more: the knapsack greedy's known gap)."""
         best = self.objective(config)
         bound = self.bound
         improved = True
@@ -411,10 +430,15 @@ class Extend:
                 served = {q for c in out for q in self.relevant(c)}
                 kept = {k: r for k, r in bound.items() if not self.touches.get(k, served) & served}
                 rest = [x for x in config if all(x is not c for c in out)]
-                trial = self.grow(seeds, rest, banned={c.key for c in out}, bound=kept)
-                cost = self.objective(trial)
+                banned = {c.key for c in out}
+                trial = self.grow(seeds, rest, banned=banned, bound=dict(kept))
+                cost, trial_bound = self.objective(trial), self.bound
+                if self.planner_calls < max_plans:
+                    larger = self.grow(seeds, rest, banned=banned, bound=dict(kept), largest_first=True)
+                    if self.objective(larger) < cost:
+                        trial, cost, trial_bound = larger, self.objective(larger), self.bound
                 if cost < best * (1 - IMPROVE_MIN_GAIN):
-                    config, best, improved, bound = trial, cost, True, self.bound
+                    config, best, improved, bound = trial, cost, True, trial_bound
                     break
         return config
 
