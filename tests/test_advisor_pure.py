@@ -329,6 +329,33 @@ def test_improvement_pass_gives_back_budget_a_small_first_choice_took():
     assert [c.columns for c in fresh.run(seeds)] == [("y",)]  # run() is the steps, then the pass
 
 
+def test_improvement_pass_refills_a_freed_budget_with_the_largest_saving_first():
+    """Benefit per byte takes a and the composite (b, c); leaving (b, c) out, Extend's
+    refill takes its prefix (b) again, the best per byte, and then d no longer fits. The
+    refill that takes the largest saving first finds {a, d}, which saves more."""
+    t = "public.orders"
+    w = select.Workload(
+        weight={"qa": 1.0, "qb": 1.0, "qd": 1.0},
+        baseline={"qa": 1000.0, "qb": 1000.0, "qd": 1000.0},
+        indexable={"qa": {t: {"a"}}, "qb": {t: {"b"}}, "qd": {t: {"d"}}},
+        attributes={"qa": {t: {"a"}}, "qb": {t: {"b", "c"}}, "qd": {t: {"d"}}},
+    )
+    with_index = {("a",): 200.0, ("b",): 580.0, ("b", "c"): 500.0, ("d",): 400.0}
+
+    def cost_of(q, indexes, harmless=None):
+        return min([with_index[c.columns] for c in indexes] + [w.baseline[q]])
+
+    sizes = {("a",): 1000, ("b",): 900, ("b", "c"): 1200, ("d",): 1900}
+    seeds = [cand.Candidate(t, (col,)) for col in "abd"]
+    search = select.Extend(w, cost_of, lambda c: sizes[c.columns], 3000, 10, 0.05)
+    greedy = search.grow(seeds, [])
+    assert sorted(c.columns for c in greedy) == [("a",), ("b", "c")]
+    chosen = search.improve(seeds, greedy)
+    assert sorted(c.columns for c in chosen) == [("a",), ("d",)]
+    assert (search.objective(chosen), search.objective(greedy)) == (1600.0, 1700.0)
+    assert sum(sizes[c.columns] for c in chosen) <= 3000
+
+
 def test_bad_budget_is_one_line_exit_2():
     from conftest import run_cli
 
