@@ -31,10 +31,15 @@ OWN_STATEMENT_PATTERN = "%" + MARKER  # LIKE pattern over pg_stat_statements.que
 AUDIT_COST = {"statements": 0, "ms": 0.0}
 
 
+def marked(text: str) -> str:
+    """A statement's text with the auditor's mark at its end."""
+    return text + "\n" + MARKER
+
+
 class MarkedCursor(psycopg.Cursor):
     def execute(self, query, params=None, **kwargs):
         if isinstance(query, str):
-            query = query + "\n" + MARKER
+            query = marked(query)
         elif isinstance(query, sql.Composable):
             query = sql.Composed([query, sql.SQL("\n" + MARKER)])
         started = time.perf_counter()

@@ -11,7 +11,7 @@ texts, whatever the statement and its values:
 
     SELECT set_config('queryaudit.values', $1, true)          -- the values, as one text[]
     SELECT set_config('queryaudit.nested', $1, true)          -- PREPARE queryaudit_stmt(text[]) AS
-                                                              --   <statement, $n -> ($1[n])::type>
+                                                              --   <statement, $n -> 'v'::type>
     DO $$BEGIN EXECUTE current_setting('queryaudit.nested'); END$$
     EXPLAIN (<options>) EXECUTE queryaudit_stmt(current_setting('queryaudit.values')::text[])
     DEALLOCATE queryaudit_stmt
@@ -22,16 +22,16 @@ them), but it does look at the statement a PREPARE parses: one with a constant o
 (never executed at top level) yet holding a slot, so a full table deallocates. The
 PREPARE therefore runs nested in a DO block of constant text (queryaudit.plans.nested),
 where the default track = top does not look; without plpgsql it is sent as it is, and
-each statement planned leaves its sticky entry. The EXPLAIN text depends only on the options,
-and the set_config is a SELECT whose values are bind parameters. In a custom plan
-PostgreSQL folds `('{5}'::text[])[1]::int4` into the constant 5 before estimating, so
-the plan is the one the values give; under plan_cache_mode = force_generic_plan the same
-text gives the generic plan. Settings go through set_config too: `SET LOCAL
-statement_timeout = '123ms'` is one entry per value on PostgreSQL 15. Measured
-(tests/test_pgss_untouched.py): with the default pg_stat_statements.track = top the
-explain machinery adds at most EXPLAIN_ENTRIES entries however many statements it plans,
-and no sticky ones; with track = all, each statement planned adds one more (its nested
-execution, toplevel = false).
+each statement planned leaves its sticky entry. So the values can be written into the
+prepared text as typed literals, the constants the workload ran (from_values_array); a
+generic plan reads them from the text[] parameter instead, `($1[n])::type`, under
+plan_cache_mode = force_generic_plan. The EXPLAIN text depends only on the options, and
+the set_config is a SELECT whose values are bind parameters. Settings go through
+set_config too: `SET LOCAL statement_timeout = '123ms'` is one entry per value on
+PostgreSQL 15. Measured (tests/test_pgss_untouched.py): with the default
+pg_stat_statements.track = top the explain machinery adds at most EXPLAIN_ENTRIES
+entries however many statements it plans, and no sticky ones; with track = all, each
+statement planned adds one more (its nested execution, toplevel = false).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import weakref
 import psycopg
 from psycopg import sql
 
-from queryaudit.connect import MARKER, scalar
+from queryaudit.connect import marked, scalar
 
 _HAS_PLPGSQL = (
     "SELECT EXISTS (SELECT 1 FROM pg_language WHERE lanname = 'plpgsql' AND has_language_privilege(oid, 'USAGE'))"
@@ -31,12 +31,6 @@ _READ = (
 _SET_STATEMENT = "SELECT set_config('queryaudit.nested', %s, %s)"
 _RESULT = "SELECT current_setting('queryaudit.result')"
 _CAN_NEST: weakref.WeakKeyDictionary[psycopg.Connection, bool] = weakref.WeakKeyDictionary()
-
-
-def _marked(text: str) -> str:
-    """The auditor's mark, as on every statement it sends: under track = all the nested
-    statement is recorded, and the mark keeps it out of the workload."""
-    return text + "\n" + MARKER
 
 
 def can_nest(conn: psycopg.Connection) -> bool:
@@ -54,7 +48,9 @@ def run_nested(conn: psycopg.Connection, statement: sql.Composed, local: bool = 
     if not can_nest(conn):
         conn.execute(statement)
         return
-    conn.execute(_SET_STATEMENT, (_marked(statement.as_string(conn)), local))
+    # marked: under track = all the nested statement is recorded, and the mark keeps it
+    # out of the workload, as it does every statement the auditor sends
+    conn.execute(_SET_STATEMENT, (marked(statement.as_string(conn)), local))
     conn.execute(_RUN)
 
 
@@ -65,6 +61,6 @@ def read_nested(conn: psycopg.Connection, query: str, columns: int) -> list[tupl
         return conn.execute(query).fetchall()
     names = ", ".join(f"c{i}" for i in range(columns))
     wrapped = f"SELECT json_agg(json_build_array({names}))::text FROM ({query}) AS r({names})"
-    conn.execute(_SET_STATEMENT, (_marked(wrapped), True))
+    conn.execute(_SET_STATEMENT, (marked(wrapped), True))
     conn.execute(_READ)
     return [tuple(row) for row in json.loads(scalar(conn, _RESULT))]
