@@ -204,7 +204,7 @@ def test_the_same_workload_twice_is_no_significant_change(shop_db, tmp_path):
     assert result.returncode == 0, result.stderr
     comparison = json.loads(out.read_text())
     moved = [
-        (s["status"], s["query"][:60], s["mean_change_text"])
+        (s["status"], s["query"][:60], s["mean_change_text"], s["before"], s["after"])
         for s in comparison["statements"]
         if s["status"] in ("improved", "regressed")
     ]
@@ -324,3 +324,36 @@ def test_a_verdict_quotes_first_the_statement_the_fix_served_most():
         assert verdict["text"].startswith("index x created: statement 'SELECT c.id")
     lookup["before"]["mean_exec_time_ms"] = 4.0  # now 239.4 ms saved: the lookup first
     assert _statement_verdict("index x created", [join, lookup])["statements"] == ["1", "2"]
+
+
+def _calls(mean_ms: float, blocks: int, rows: int = 20, calls: int = 20) -> dict:
+    """One statement's record: `blocks` and `rows` per call."""
+    return {
+        "calls": calls,
+        "mean_exec_time_ms": mean_ms,
+        "stddev_exec_time_ms": mean_ms * 0.05,
+        "shared_blks_hit": blocks * calls,
+        "shared_blks_read": 0,
+        "temp_blks_written": 0,
+        "rows": rows * calls,
+    }
+
+
+def test_a_time_change_with_the_same_work_per_call_is_the_machine_not_the_statement():
+    """Calls of one statement run close together: a busy spell slows them all at once, and
+    neither their spread nor the other statements show it (CI saw 1.9x on an unchanged
+    workload). With the same blocks and rows per call only a TIME_ONLY_FACTOR change counts;
+    the same time change with more work per call is a regression."""
+    from queryaudit.before_after import TIME_ONLY_FACTOR, judge
+
+    before = _calls(40.0, 5000)
+    slower = judge(before, _calls(76.0, 5000))
+    assert slower["status"] == "unchanged" and slower["test"]["same_work_per_call"], slower
+    assert slower["test"]["significant"] and slower["text"].startswith("no significant change: 1.9x slower in time alone")
+    assert judge(before, _calls(76.0, 9000))["status"] == "regressed"  # its calls read more blocks
+    assert judge(before, _calls(76.0, 5000, rows=40))["status"] == "regressed"  # and returned more rows
+    assert judge(before, _calls(40.0 * (TIME_ONLY_FACTOR + 0.5), 5000))["status"] == "regressed"
+    assert judge(before, _calls(10.0, 5000))["status"] == "improved"  # 4x faster: beyond the machine
+    # A report without the counters (written before they were kept): time alone decides, as before.
+    bare = {k: v for k, v in before.items() if not k.startswith(("shared", "temp"))}
+    assert judge(bare, {**bare, "mean_exec_time_ms": 76.0})["status"] == "regressed"

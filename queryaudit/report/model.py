@@ -40,6 +40,9 @@ def _query_entry(snapshot: Snapshot, statement) -> dict:
         "cache_hit_ratio": round(statement.cache_hit_ratio, 4) if statement.cache_hit_ratio is not None else None,
         "max_exec_time_ms": round(statement.max_exec_time_ms, 3),
         "stddev_exec_time_ms": round(statement.stddev_exec_time_ms, 3),
+        # What the calls did, whatever the machine's load: compare weighs a time change against it.
+        "shared_blks_hit": statement.shared_blks_hit,
+        "shared_blks_read": statement.shared_blks_read,
         "temp_blks_written": statement.temp_blks_written,
         "toplevel": statement.toplevel,
         "username": statement.username,
