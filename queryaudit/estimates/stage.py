@@ -20,7 +20,7 @@ from queryaudit.estimates.model import EstimateExperiment, PredicateCount
 from queryaudit.estimates.predicates import conjunction, source, testable
 from queryaudit.plans.captured import analyzed_plans, table_for
 from queryaudit.plans.explain import SET_LOCAL_SQL, explain_rolled_back, set_local
-from queryaudit.plans.nested import read_nested
+from queryaudit.plans.nested import nested_scalar
 from queryaudit.snapshot import Snapshot
 
 COUNT_TIMEOUT_MS = 5_000  # one count(*) of the audited table
@@ -44,7 +44,7 @@ def _first_line(exc: BaseException) -> str:
 def _count(conn: psycopg.Connection, query: str, timeout_ms: int) -> int:
     with conn.transaction(force_rollback=True):
         set_local(conn, "statement_timeout", f"{timeout_ms}ms")  # one pgss entry, whatever the value
-        return int(read_nested(conn, query, 1)[0][0])  # nested: no pgss entry per condition
+        return int(nested_scalar(conn, query) or 0)  # nested: no pgss entry per condition
 
 
 def _estimate(conn: psycopg.Connection, from_sql: str, where: str | None, timeout_ms: int) -> float:

@@ -64,3 +64,9 @@ def read_nested(conn: psycopg.Connection, query: str, columns: int) -> list[tupl
     conn.execute(_SET_STATEMENT, (marked(wrapped), True))
     conn.execute(_READ)
     return [tuple(row) for row in json.loads(scalar(conn, _RESULT))]
+
+
+def nested_scalar(conn: psycopg.Connection, query: str):
+    """The value of a one-column query's first row, read nested (read_nested); None without a row."""
+    rows = read_nested(conn, query, 1)
+    return rows[0][0] if rows else None
