@@ -2,7 +2,7 @@
 
 from queryaudit import names
 from queryaudit.advisor import candidates as cand
-from queryaudit.advisor import select
+from queryaudit.advisor import select, swap
 from queryaudit.snapshot import Column, ColumnStats, Index, ServerInfo, Snapshot, Table
 
 
@@ -523,3 +523,33 @@ def test_extend_takes_an_index_that_makes_one_statement_cheaper_by_the_threshold
     # 3 % and 1.5 %: no statement reaches the threshold, nothing is taken
     w.baseline["q13"] = 1376.0
     assert select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05).run([cand.Candidate(t, ("c_custkey",))]) == []
+
+
+def test_swap_pass_reaches_a_set_no_greedy_first_step_starts():
+    """Benefit per byte takes a (350 saved for 700 bytes) and nothing else fits in the 500
+    left of 1200. The improvement pass leaves a out and refills, by ratio and largest
+    first: d (350 for 800) either way, no gain. The best set, {b, c} (400), starts with c,
+    which no greedy step takes first: the swap pass puts c in place of a and the refill
+    adds b (fails without the pass)."""
+    t = "public.orders"
+    saved = {"a": 350.0, "b": 150.0, "c": 250.0, "d": 350.0}
+    sizes = {"a": 700, "b": 600, "c": 600, "d": 800}
+    w = select.Workload(
+        weight={f"q{c}": 1.0 for c in saved},
+        baseline={f"q{c}": 1000.0 for c in saved},
+        indexable={f"q{c}": {t: {c}} for c in saved},
+        attributes={f"q{c}": {t: {c}} for c in saved},
+    )
+
+    def cost_of(q, indexes, harmless=None):
+        return 1000.0 - saved[q[1]] if any(c.columns[0] == q[1] for c in indexes) else 1000.0
+
+    seeds = [cand.Candidate(t, (c,)) for c in saved]
+    search = select.Extend(w, cost_of, lambda c: sizes[c.columns[0]], 1200, 10, 0.05)
+    greedy = search.improve(seeds, search.grow(seeds, []))
+    assert [c.columns for c in greedy] == [("a",)]
+    chosen = select.Extend(w, cost_of, lambda c: sizes[c.columns[0]], 1200, 10, 0.05).run(seeds)
+    assert sorted(c.columns for c in chosen) == [("b",), ("c",)]
+    assert search.objective(chosen) == 3600.0 and search.objective(greedy) == 3650.0
+    # a pass held to no plans at all changes nothing
+    assert swap.swap(search, seeds, greedy, max_plans=0) == greedy

@@ -198,6 +198,7 @@ REORDER_TOLERANCE = 0.001
 IMPROVE_MIN_GAIN = 0.0001
 IMPROVE_PAIRS = 4  # pairs left out together: of the chosen indexes this many cheapest to lose
 IMPROVE_PLAN_SHARE = 4.0  # the pass plans at most this many times what the steps planned
+SWAP_PLAN_SHARE = 1.0  # the swap pass (swap.py) plans at most this many times what came before
 
 
 @dataclass
@@ -346,9 +347,13 @@ class Extend:
         self.touches[o.key] = changed
 
     def run(self, seeds: list[Candidate]) -> list[Candidate]:
+        from queryaudit.advisor.swap import swap  # swap.py builds on this module
+
         config = self.grow(seeds, [])
-        # The improvement pass may plan IMPROVE_PLAN_SHARE times what the steps did, no more.
-        return self.improve(seeds, config, self.planner_calls * (1 + IMPROVE_PLAN_SHARE))
+        # The improvement pass may plan IMPROVE_PLAN_SHARE times what the steps did, no more;
+        # the swap pass SWAP_PLAN_SHARE times what both did.
+        config = self.improve(seeds, config, self.planner_calls * (1 + IMPROVE_PLAN_SHARE))
+        return swap(self, seeds, config, self.planner_calls * (1 + SWAP_PLAN_SHARE))
 
     def grow(
         self, seeds: list[Candidate], config: list[Candidate], banned=frozenset(), bound=None, largest_first=False
