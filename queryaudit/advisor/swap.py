@@ -66,7 +66,7 @@ def moves(search: Extend, seeds: list[Candidate], config: list[Candidate], max_p
         for p in prefixes(c):
             pool.setdefault(p.key, p)
     keys = {c.key for c in config}
-    out = []
+    out, seen = [], set()
     for x in pool.values():
         if x.key in keys or search._banned(x, ()) or search.size(x) < 0:
             continue
@@ -80,6 +80,9 @@ def moves(search: Extend, seeds: list[Candidate], config: list[Candidate], max_p
             if sum(search.size(c) for c in new) + search.size(x) > search.budget:
                 continue
             new.append(x)
+            if frozenset(c.key for c in new) in seen:
+                continue  # x beside a chosen prefix of it, and x in its place: one set
+            seen.add(frozenset(c.key for c in new))
             out.append((search.objective(new), new, out_, x))
     out.sort(key=lambda m: (m[0], repr(m[3].key)))
     return out
