@@ -10,6 +10,7 @@ is the whole workload re-planned with the whole set (index interaction), minus t
 write cost one more index adds to the statements writing its table. Costs are cached
 per statement and per set of indexes that can serve it, and options are evaluated
 lazily (a stale ratio is an upper bound), so a step re-plans only a few statements.
+After the steps, an improvement pass (leave out and refill) and a swap pass (swap.py).
 
 Without HypoPG, `choose`: greedy on estimated marginal saving (no planner to ask).
 """
