@@ -16,17 +16,24 @@ all 22 is printed as well.
 Published (best of Extend, DB2Advis, AutoAdmin, Drop, Relaxation, AnyTime; Extend):
 63.9 / 55.0 / 50.5 % at 250 / 500 / 1000 MB, in 3-6 s.
 
+ANALYZE samples rows at random and the planner's costs move with the sample, so one
+sample is a noisy measurement: --samples N (default 3) re-ANALYZEs the TPC-H tables N
+times, advises and scores each sample, then prints per budget the median over the
+samples, their range, and whether the median meets the published figure.
+
 Run from a checkout:  .venv/bin/python bench/advisor_tpch.py [--dsn postgresql://.../tpch] [--sf 1]
 Without --dsn it starts a throwaway PostgreSQL 15 (needs postgresql-15-hypopg) and loads SF1;
---keep leaves that cluster running (its DSN is printed) so later runs reuse the same data and
-statistics with --dsn. With --dsn the database must hold the TPC-H tables and HypoPG; it is
-only read. --budgets 250 --queries 19 runs part of the table.
+--keep leaves that cluster running (its DSN is printed) so later runs reuse the same data
+with --dsn. With --dsn the database must hold the TPC-H tables and HypoPG; it is only read
+unless --analyze allows re-ANALYZE (a write); without it, one sample on its current
+statistics. --budgets 250 --queries 19 runs part of the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,7 +49,7 @@ from queryaudit.advisor.ddl import create_index_sql  # noqa: E402
 from queryaudit.advisor.stage import AdvisorOptions, advise  # noqa: E402
 from queryaudit.advisor.units import UNITS  # noqa: E402
 from queryaudit.collect import CollectOptions, catalog, collect_snapshot  # noqa: E402
-from queryaudit.connect import session  # noqa: E402
+from queryaudit.connect import scalar, session  # noqa: E402
 from queryaudit.demo.cluster import start_cluster, system_bin_dir  # noqa: E402
 from queryaudit.plans.explain import explain_rolled_back, plan_cost  # noqa: E402
 from queryaudit.plans.plannable import make_plannable  # noqa: E402
@@ -138,58 +145,94 @@ def literal_score(conn, names: list[str], advice) -> float:
     return after / before
 
 
-def run(dsn: str, verbose: bool, budgets=BUDGETS_MB, workloads=("19", "22")) -> None:
+def analyze(dsn: str) -> None:
+    """A new random sample of each TPC-H table's rows for the planner's statistics (its
+    costs move with the sample). A write: only on a cluster this script started, or with --analyze."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"ANALYZE {', '.join(tpch.TABLES)}")
+
+
+def shown(r: float) -> str:
+    return f"{r:.2%}" if r >= 0.01 else f"{r:.4%}"  # Q17 and Q20 dominate the 22
+
+
+def score_sample(conn, sample: int, verbose: bool, budgets, workloads, scores: dict) -> None:
+    """One statistics sample: the advisor at each budget, its literal score appended to
+    scores[(workload, budget)] and printed with its estimate, size, runtime and plans."""
+    snap = collect_snapshot(conn, CollectOptions(top=0))
+    touched = sorted({t for q in tpch.QUERIES.values() for t in resolve_tables(q, snap.tables)})
+    snap.column_stats = catalog.collect_column_stats(conn, touched)
+    for label, names in (
+        ("19", [q for q in tpch.QUERIES if q not in tpch.SLOW_QUERIES]),
+        ("22", list(tpch.QUERIES)),
+    ):
+        if label not in workloads:
+            continue
+        workload(conn, snap, names)
+        for mb in budgets:
+            budget = mb * UNITS["mb"]
+            started = time.monotonic()
+            advice = advise(conn, snap, AdvisorOptions(statements=len(names), budget_bytes=budget))
+            seconds = time.monotonic() - started
+            estimate = advice.workload_cost_after / advice.workload_cost_before
+            score = literal_score(conn, names, advice)
+            scores.setdefault((label, mb), []).append(score)
+            size = advice.total_size_bytes
+            assert size <= budget, f"over budget: {size} > {budget}"
+            published = f"{PUBLISHED[mb]:.1f} %" if label == "19" and mb in PUBLISHED else "-"
+            print(
+                f"| {sample} | {label} | {mb} MB | {shown(score)} | {shown(estimate)} | {published} | "
+                f"{len(advice.proposed)} | {size / 10**6:.1f} | {seconds:.1f} s | {advice.planner_calls} |",
+                flush=True,
+            )
+            if verbose:
+                for p in advice.proposed:
+                    print(f"    {p.create_sql}  -- {p.size_bytes / 10**6:.1f} MB, {', '.join(p.queryids)}")
+
+
+def summarize(scores: dict) -> None:
+    """Per workload and budget: the median literal score over the samples, their range, and
+    whether the median meets the published figure."""
+    print("| queries | budget | samples | median literal score | range | published best | median meets it |")
+    print("|---|---|---|---|---|---|---|")
+    for (label, mb), values in scores.items():
+        median = statistics.median(values)
+        target = PUBLISHED.get(mb) if label == "19" else None
+        meets = "-" if target is None else ("yes" if round(median * 100, 2) <= target else "no")
+        print(
+            f"| {label} | {mb} MB | {len(values)} | {shown(median)} | {shown(min(values))} - "
+            f"{shown(max(values))} | {'-' if target is None else f'{target:.1f} %'} | {meets} |"
+        )
+
+
+def run(dsn: str, verbose: bool, budgets=BUDGETS_MB, workloads=("19", "22"), samples: int = 1, reanalyze=True) -> None:
+    """`samples` statistics samples, each after a fresh ANALYZE when `reanalyze` (else the
+    database's current statistics, one sample), then the median and range per budget."""
+    scores: dict[tuple[str, int], list[float]] = {}
     with session(dsn) as conn:
-        snap = collect_snapshot(conn, CollectOptions(top=0))
-        existing = [i.name for i in snap.indexes]
         settings = dict(
             conn.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN "
                 "('max_parallel_workers_per_gather', 'server_version')"
             ).fetchall()
         )
+        existing = scalar(conn, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'")
         print(
             f"PostgreSQL {settings['server_version']}, max_parallel_workers_per_gather "
-            f"{settings['max_parallel_workers_per_gather']}, existing indexes: {len(existing)}"
+            f"{settings['max_parallel_workers_per_gather']}, existing indexes: {existing}"
         )
-        touched = sorted({t for q in tpch.QUERIES.values() for t in resolve_tables(q, snap.tables)})
-        snap.column_stats = catalog.collect_column_stats(conn, touched)
         print(f"load average at start: {os.getloadavg()[0]:.1f}")
         print(
-            "| queries | budget | literal score | advisor's estimate | published best | indexes "
+            "| sample | queries | budget | literal score | advisor's estimate | published best | indexes "
             "| size (MB = 10^6 B) | runtime | plans |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
-        for label, names in (
-            ("19", [q for q in tpch.QUERIES if q not in tpch.SLOW_QUERIES]),
-            ("22", list(tpch.QUERIES)),
-        ):
-            if label not in workloads:
-                continue
-            workload(conn, snap, names)
-            for mb in budgets:
-                budget = mb * UNITS["mb"]
-                started = time.monotonic()
-                advice = advise(conn, snap, AdvisorOptions(statements=len(names), budget_bytes=budget))
-                seconds = time.monotonic() - started
-                estimate = advice.workload_cost_after / advice.workload_cost_before
-                score = literal_score(conn, names, advice)
-                size = advice.total_size_bytes
-                assert size <= budget, f"over budget: {size} > {budget}"
-                published = f"{PUBLISHED[mb]:.1f} %" if label == "19" else "-"
-
-                def shown(r):
-                    return f"{r:.2%}" if r >= 0.01 else f"{r:.4%}"  # Q17 and Q20 dominate the 22
-
-                print(
-                    f"| {label} | {mb} MB | {shown(score)} | {shown(estimate)} | {published} | "
-                    f"{len(advice.proposed)} | {size / 10**6:.1f} | {seconds:.1f} s | {advice.planner_calls} |",
-                    flush=True,
-                )
-                if verbose:
-                    for p in advice.proposed:
-                        print(f"    {p.create_sql}  -- {p.size_bytes / 10**6:.1f} MB, {', '.join(p.queryids)}")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for sample in range(1, samples + 1):
+            if reanalyze:
+                analyze(dsn)
+            score_sample(conn, sample, verbose, budgets, workloads, scores)
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    summarize(scores)
 
 
 def main() -> None:
@@ -210,9 +253,18 @@ def main() -> None:
         action="store_true",
         help="leave the loaded cluster running and print its DSN (re-run with --dsn; stop it with pg_ctl)",
     )
+    parser.add_argument("--samples", type=int, default=3, help="statistics samples: ANALYZE, advise and score, N times")
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="with --dsn: re-ANALYZE its TPC-H tables before each sample (a write; without it, 1 sample)",
+    )
     args = parser.parse_args()
     if args.dsn:
-        run(args.dsn, args.verbose, args.budgets, args.queries)
+        if not args.analyze and args.samples > 1:
+            print("--dsn without --analyze: 1 sample, on the database's current statistics (ANALYZE is a write)")
+        samples = args.samples if args.analyze else 1
+        run(args.dsn, args.verbose, args.budgets, args.queries, samples, reanalyze=args.analyze)
         return
     bin_dir = system_bin_dir(15)
     if bin_dir is None:
@@ -222,7 +274,7 @@ def main() -> None:
         dsn = load_database(cluster, args.sf, args.baseline)
         if args.keep:
             print(f"kept: --dsn {dsn}  (stop: pg_ctl -D {cluster.pgdata} stop, then remove {cluster.data_dir})")
-        run(dsn, args.verbose, args.budgets, args.queries)
+        run(dsn, args.verbose, args.budgets, args.queries, args.samples)
     finally:
         if not args.keep:
             cluster.destroy()
