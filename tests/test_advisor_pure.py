@@ -3,6 +3,7 @@
 from queryaudit import names
 from queryaudit.advisor import candidates as cand
 from queryaudit.advisor import select, swap
+from queryaudit.advisor.search import search_indexes
 from queryaudit.snapshot import Column, ColumnStats, Index, ServerInfo, Snapshot, Table
 
 
@@ -286,20 +287,20 @@ def _extend_workload():
 def test_extend_widens_within_the_budget_and_caches():
     w, cost_of, size_of, seeds = _extend_workload()
     search = select.Extend(w, cost_of, size_of, budget_bytes=None, max_indexes=10, threshold=0.05)
-    chosen = {c.columns for c in search.run(seeds)}
+    chosen = {c.columns for c in search_indexes(search, seeds)}
     assert chosen == {("customer_id", "total"), ("status",)}
     calls = search.planner_calls
-    search.run(seeds)
+    search_indexes(search, seeds)
     assert search.planner_calls == calls  # every cost came from the cache the second time
     # 2000 bytes: two single-column indexes fit, widening one would not
     search = select.Extend(w, cost_of, size_of, budget_bytes=2000, max_indexes=10, threshold=0.05)
-    chosen = search.run(seeds)
+    chosen = search_indexes(search, seeds)
     assert {c.columns for c in chosen} == {("customer_id",), ("status",)}
     assert sum(size_of(c) for c in chosen) <= 2000
     # a write cost above the saving keeps an index out
     w.write_ms["public.orders"] = 600.0
     search = select.Extend(w, cost_of, size_of, budget_bytes=None, max_indexes=10, threshold=0.05)
-    assert {c.columns for c in search.run(seeds)} == {("customer_id", "total")}
+    assert {c.columns for c in search_indexes(search, seeds)} == {("customer_id", "total")}
 
 
 def test_improvement_pass_gives_back_budget_a_small_first_choice_took():
@@ -326,7 +327,7 @@ def test_improvement_pass_gives_back_budget_a_small_first_choice_took():
     assert [c.columns for c in chosen] == [("y",)]
     assert (search.objective(chosen), search.objective(greedy)) == (1000.0, 1500.0)
     fresh = select.Extend(w, cost_of, lambda c: sizes[c.columns[0]], 3000, 10, 0.05)
-    assert [c.columns for c in fresh.run(seeds)] == [("y",)]  # run() is the steps, then the pass
+    assert [c.columns for c in search_indexes(fresh, seeds)] == [("y",)]  # the search is the steps, then the pass
 
 
 def test_improvement_pass_refills_a_freed_budget_with_the_largest_saving_first():
@@ -379,7 +380,7 @@ def test_extend_counts_a_statement_once_when_two_indexes_serve_it():
         return 10.0 if indexes else 1000.0
 
     seeds = [cand.Candidate("public.orders", ("a",)), cand.Candidate("public.orders", ("b",))]
-    chosen = select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05).run(seeds)
+    chosen = search_indexes(select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05), seeds)
     assert len(chosen) == 1
 
 
@@ -518,11 +519,16 @@ def test_extend_takes_an_index_that_makes_one_statement_cheaper_by_the_threshold
     def cost_of(q, indexes, harmless=None):
         return {"q13": 1335.0, "q18": 3546.0}[q] if indexes else w.baseline[q]
 
-    chosen = select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05).run([cand.Candidate(t, ("c_custkey",))])
+    chosen = search_indexes(
+        select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05), [cand.Candidate(t, ("c_custkey",))]
+    )
     assert [c.columns for c in chosen] == [("c_custkey",)]
     # 3 % and 1.5 %: no statement reaches the threshold, nothing is taken
     w.baseline["q13"] = 1376.0
-    assert select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05).run([cand.Candidate(t, ("c_custkey",))]) == []
+    assert (
+        search_indexes(select.Extend(w, cost_of, lambda c: 1000, None, 10, 0.05), [cand.Candidate(t, ("c_custkey",))])
+        == []
+    )
 
 
 def test_swap_pass_reaches_a_set_no_greedy_first_step_starts():
@@ -548,7 +554,7 @@ def test_swap_pass_reaches_a_set_no_greedy_first_step_starts():
     search = select.Extend(w, cost_of, lambda c: sizes[c.columns[0]], 1200, 10, 0.05)
     greedy = search.improve(seeds, search.grow(seeds, []))
     assert [c.columns for c in greedy] == [("a",)]
-    chosen = select.Extend(w, cost_of, lambda c: sizes[c.columns[0]], 1200, 10, 0.05).run(seeds)
+    chosen = search_indexes(select.Extend(w, cost_of, lambda c: sizes[c.columns[0]], 1200, 10, 0.05), seeds)
     assert sorted(c.columns for c in chosen) == [("b",), ("c",)]
     assert search.objective(chosen) == 3600.0 and search.objective(greedy) == 3650.0
     # a pass held to no plans at all changes nothing

@@ -347,15 +347,6 @@ class Extend:
         o.ratio = o.benefit / max(o.dsize, 1) if useful and o.benefit > 0 else -math.inf
         self.touches[o.key] = changed
 
-    def run(self, seeds: list[Candidate]) -> list[Candidate]:
-        from queryaudit.advisor.swap import swap  # swap.py builds on this module
-
-        config = self.grow(seeds, [])
-        # The improvement pass may plan IMPROVE_PLAN_SHARE times what the steps did, no more;
-        # the swap pass SWAP_PLAN_SHARE times what both did.
-        config = self.improve(seeds, config, self.planner_calls * (1 + IMPROVE_PLAN_SHARE))
-        return swap(self, seeds, config, self.planner_calls * (1 + SWAP_PLAN_SHARE))
-
     def grow(
         self, seeds: list[Candidate], config: list[Candidate], banned=frozenset(), bound=None, largest_first=False
     ) -> list[Candidate]:

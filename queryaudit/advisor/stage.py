@@ -20,6 +20,7 @@ import psycopg
 from queryaudit.advisor import candidates as cand
 from queryaudit.advisor import costing, ddl, select
 from queryaudit.advisor.model import IndexAdvice, ProposedIndex, StatementEffect
+from queryaudit.advisor.search import search_indexes
 from queryaudit.connect import SessionLimits, session
 from queryaudit.errors import AuditError
 from queryaudit.plans.explain import Planner
@@ -255,7 +256,7 @@ def _extend(
             options.threshold,
             deadline=started + options.max_seconds,
         )
-        config = search.run(seeds)
+        config = search_indexes(search, seeds)
         advice.candidates_verified = len(search.sizes)
         if search.stopped_early:
             advice.notes.append(f"search stopped after {options.max_seconds:.0f} s: the set chosen so far is shown")
