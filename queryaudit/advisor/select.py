@@ -328,20 +328,11 @@ class Extend:
 
     def _evaluate(self, o: _Option, config: list[Candidate], current: dict[str, float]) -> None:
         new = [c for c in config if c is not o.removed] + [o.added]
-        net = best_cut = 0.0
-        cut_enough = False
         changed = set(self.relevant(o.added)) | (set(self.relevant(o.removed)) if o.removed else set())
-        for q in changed:
-            was, now = current[q], self.cost(q, new)
-            net += self.w.weight[q] * (was - now)  # a wider index can make some statement dearer
-            # A step pays when some statement gets `threshold` cheaper, as --verify-real
-            # keeps an index: a pooled cut would refuse an index that makes one statement
-            # 11 % cheaper because it also trims a large one by 1 % (TPC-H customer(c_custkey):
-            # Q13 and Q8 against Q18). MIN_COST_SAVED guards against a new index for a
-            # negligible gain; widening or swapping a chosen one adds no index.
-            cut_enough = cut_enough or now <= was * (1 - self.threshold)
-            best_cut = max(best_cut, was - now)
-        useful = cut_enough and (o.removed is not None or best_cut >= MIN_COST_SAVED)
+        cuts = {q: (current[q], self.cost(q, new)) for q in changed}
+        # a wider index can make some statement dearer: the net counts it
+        net = sum(self.w.weight[q] * (was - now) for q, (was, now) in cuts.items())
+        useful = step_pays(list(cuts.values()), self.threshold, adds_index=o.removed is None)
         write = 0.0 if o.removed else self.w.write_ms.get(o.added.table, 0.0)
         o.benefit = net - write
         o.ratio = o.benefit / max(o.dsize, 1) if useful and o.benefit > 0 else -math.inf
@@ -480,6 +471,16 @@ class Extend:
 
     def config_cost(self, config: list[Candidate]) -> dict[str, float]:
         return {q: self.cost(q, config) for q in self.w.baseline}
+
+
+def step_pays(cuts: list[tuple[float, float]], threshold: float, adds_index: bool) -> bool:
+    """A step pays when some statement it changes gets `threshold` cheaper ((cost before,
+    cost after) per statement), as --verify-real keeps an index: a pooled cut would refuse
+    an index that makes one statement 11 % cheaper because it also trims a large one by 1 %
+    (TPC-H customer(c_custkey): Q13 and Q8 against Q18). MIN_COST_SAVED guards against a
+    new index for a negligible gain; widening or swapping a chosen one adds no index."""
+    cut_enough = any(now <= was * (1 - threshold) for was, now in cuts)
+    return cut_enough and (not adds_index or max((was - now for was, now in cuts), default=0.0) >= MIN_COST_SAVED)
 
 
 def _prefix_of(narrow: Candidate, wide: Candidate) -> bool:

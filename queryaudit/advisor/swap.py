@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 from queryaudit.advisor.candidates import Candidate
-from queryaudit.advisor.select import IMPROVE_MIN_GAIN, MIN_COST_SAVED, Extend, _prefix_of
+from queryaudit.advisor.select import IMPROVE_MIN_GAIN, Extend, _prefix_of, step_pays
 
 # Of the moves, this many of lowest cost before the refill are refilled and compared
 # (each refill re-plans; the moves below are seldom better once refilled).
@@ -30,30 +31,24 @@ def prefixes(c: Candidate) -> list[Candidate]:
     for n in range(1, len(c.columns)):
         cols = c.columns[:n]
         out.append(
-            Candidate(
-                c.table,
-                cols,
-                (),
-                c.predicate,
-                min(c.equality_prefix, n),
-                set(c.reasons),
-                set(c.queryids),
-                tuple(d for d in c.descending if d in cols),
-                tuple(e for e in c.expressions if e in cols),
+            replace(
+                c,
+                columns=cols,
+                include=(),
+                equality_prefix=min(c.equality_prefix, n),
+                reasons=set(c.reasons),
+                queryids=set(c.queryids),
+                descending=tuple(d for d in c.descending if d in cols),
+                expressions=tuple(e for e in c.expressions if e in cols),
             )
         )
     return out
 
 
 def pays(search: Extend, added: Candidate, without: list[Candidate], with_: list[Candidate]) -> bool:
-    """`added` passes Extend's own test for a step: some statement gets `threshold`
-    cheaper, and a statement saves at least MIN_COST_SAVED."""
-    cut_enough, best_cut = False, 0.0
-    for q in search.relevant(added):
-        was, now = search.cost(q, without), search.cost(q, with_)
-        cut_enough = cut_enough or now <= was * (1 - search.threshold)
-        best_cut = max(best_cut, was - now)
-    return cut_enough and best_cut >= MIN_COST_SAVED
+    """`added` passes Extend's own test for a new index (select.step_pays)."""
+    cuts = [(search.cost(q, without), search.cost(q, with_)) for q in search.relevant(added)]
+    return step_pays(cuts, search.threshold, adds_index=True)
 
 
 def moves(search: Extend, seeds: list[Candidate], config: list[Candidate], max_plans: float = math.inf):
