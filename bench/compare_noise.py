@@ -4,8 +4,8 @@ Loads the shop fixture into a fresh cluster, warms it up, then runs the shop's w
 `--runs` times (VACUUM and a pg_stat_statements reset before each, an audit after each) and
 compares each run with the one before, as `queryaudit compare` does. Nothing changed
 between the runs, so every "improved" or "regressed" is a false alarm. Per statement it
-prints the largest change of the mean time and of the work per call (shared and temp
-blocks, rows) seen between consecutive runs; `--busy N` keeps N more processes spinning
+prints the largest change of the mean time, of the fastest call and of the work per call
+(shared and temp blocks, rows) seen between consecutive runs; `--busy N` keeps N more processes spinning
 on the cores meanwhile, as a developer's machine may be.
 
     .venv/bin/python bench/compare_noise.py --runs 6 --busy 2
@@ -73,16 +73,21 @@ def summarise(pairs: list[list[dict]]) -> None:
             if not b or not a or not b["mean_exec_time_ms"] or not a["mean_exec_time_ms"]:
                 continue
             time = math.exp(abs(math.log(a["mean_exec_time_ms"] / b["mean_exec_time_ms"])))
+            fb, fa = b.get("min_exec_time_ms"), a.get("min_exec_time_ms")
+            fastest = math.exp(abs(math.log(fa / fb))) if fb and fa else 1.0
             wb, wa = work_per_call(b) or (), work_per_call(a) or ()
             ratios = [math.exp(abs(math.log(y / x))) for x, y in zip(wb, wa, strict=True) if x > 0 and y > 0]
             work = max(ratios, default=1.0)
-            entry = worst.setdefault(" ".join(r["query"].split())[:58], {"time": 1.0, "work": 1.0, "called": 0})
+            entry = worst.setdefault(
+                " ".join(r["query"].split())[:58], {"time": 1.0, "fastest": 1.0, "work": 1.0, "called": 0}
+            )
             entry["time"] = max(entry["time"], time)
+            entry["fastest"] = max(entry["fastest"], fastest)
             entry["work"] = max(entry["work"], work)
             entry["called"] += r["status"] in ("improved", "regressed")
-    print(f"{'statement':58}  {'time x':>7}  {'work x':>7}  called")
+    print(f"{'statement':58}  {'time x':>7}  {'fastest x':>9}  {'work x':>7}  called")
     for query, e in sorted(worst.items(), key=lambda kv: -kv[1]["time"]):
-        print(f"{query:58}  {e['time']:7.2f}  {e['work']:7.2f}  {e['called']}/{len(pairs)}")
+        print(f"{query:58}  {e['time']:7.2f}  {e['fastest']:9.2f}  {e['work']:7.2f}  {e['called']}/{len(pairs)}")
     alarms = sum(r["status"] in ("improved", "regressed") for rows in pairs for r in rows)
     print(f"false alarms: {alarms} in {len(pairs)} comparisons; load average {os.getloadavg()[0]:.1f}")
 

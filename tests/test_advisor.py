@@ -6,6 +6,7 @@ import json
 import pytest
 
 from conftest import run_cli
+from helpers import set_up_outside_the_window
 from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.checks import run_checks
 from queryaudit.connect import session
@@ -69,14 +70,17 @@ def test_advise_indexes_on_the_shop(shop_db, tmp_path):
 def composite_db(empty_db):
     """Tenant events: looked up by tenant and a time range, newest first. Only
     (tenant_id, created_at) serves the lookup, the range and the order at once."""
-    empty_db.execute("""
+    set_up_outside_the_window(
+        empty_db,
+        """
         CREATE TABLE tenant_events (id bigint PRIMARY KEY, tenant_id int NOT NULL, kind int NOT NULL,
                                     created_at timestamptz NOT NULL, payload text);
         INSERT INTO tenant_events SELECT g, g % 100, g % 7, timestamptz '2024-01-01' + g * interval '1 minute', 'x'
         FROM generate_series(1, 60000) g;
         CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL);
         INSERT INTO accounts SELECT g, 'User' || g || '@example.com' FROM generate_series(1, 20000) g;
-        ANALYZE""")
+        ANALYZE""",
+    )
     with empty_db.connect() as conn:
         for n in range(15):
             conn.execute(
@@ -167,7 +171,9 @@ def test_no_index_suggested_for_the_clean_fixture(clean_db):
 
 
 def test_unique_and_primary_key_indexes_never_proposed_for_removal(empty_db):
-    empty_db.execute("""
+    set_up_outside_the_window(
+        empty_db,
+        """
         CREATE TABLE t (id bigint PRIMARY KEY, code text UNIQUE, a int, b int, c int);
         INSERT INTO t SELECT g, 'c' || g, g % 1000, g % 10, g FROM generate_series(1, 60000) g;
         CREATE UNIQUE INDEX t_id_dup ON t (id);            -- duplicates the primary key
@@ -178,7 +184,8 @@ def test_unique_and_primary_key_indexes_never_proposed_for_removal(empty_db):
         CREATE INDEX t_b_idx ON t (b);
         CREATE INDEX t_b_idx2 ON t (b);                    -- duplicate
         CREATE INDEX t_code_c_idx ON t (code, c);          -- unused, above MIN_BYTES
-        ANALYZE""")
+        ANALYZE""",
+    )
     snap = collect(empty_db, enabled=False)
     snap.extras["unused_index_min_days"] = 0  # a test cluster has no week of statistics
     findings = [f for f in run_checks(snap) if f.check in HYGIENE]

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from helpers import set_up_outside_the_window
 from queryaudit.advisor import costing, stage
 from queryaudit.advisor.candidates import Candidate
 from queryaudit.advisor.stage import AdvisorOptions
@@ -30,15 +31,31 @@ def apply(db, advice) -> None:
         conn.execute("ANALYZE")
 
 
+def _why_not(advice) -> dict:
+    """What the advisor saw, for a failure message: a proposal missing is otherwise mute."""
+    return {
+        "notes": advice.notes,
+        "rejected": [r.error for r in advice.rejected],
+        "statements": advice.statements_considered,
+        "costed_on": advice.costed_on,
+        "candidates": (advice.candidates_considered, advice.candidates_verified),
+        "cost": (advice.workload_cost_before, advice.workload_cost_after),
+        "proposed": [(p.table, p.columns) for p in advice.proposed],
+    }
+
+
 def plan_text(db, query: str) -> str:
     return json.dumps(db.execute("EXPLAIN (FORMAT JSON) " + query)[0][0])
 
 
 def test_composite_leads_with_the_column_other_statements_can_use(empty_db):
-    empty_db.execute("""
+    set_up_outside_the_window(
+        empty_db,
+        """
         CREATE TABLE book (id bigint PRIMARY KEY, publisher_id int NOT NULL, author_id int NOT NULL, title text);
         INSERT INTO book SELECT g, g % 1000, g % 9875, 't' || g FROM generate_series(1, 200000) g;
-        ANALYZE book""")
+        ANALYZE book""",
+    )
     with empty_db.connect() as conn:
         for n in range(20):
             conn.execute(
@@ -62,10 +79,13 @@ def test_composite_leads_with_the_column_other_statements_can_use(empty_db):
 def test_final_pass_drops_an_index_no_final_plan_uses(empty_db):
     """(a) and (a, b) chosen together: the statement filters on both, the planner takes
     (a, b) and (a) serves nothing in the final set: the pass leaves it out."""
-    empty_db.execute("""
+    set_up_outside_the_window(
+        empty_db,
+        """
         CREATE TABLE t (id bigint PRIMARY KEY, a int, b int, c text);
         INSERT INTO t SELECT g, g % 500, g % 97, 'x' FROM generate_series(1, 100000) g;
-        ANALYZE t""")
+        ANALYZE t""",
+    )
     if not has_hypopg(empty_db):
         pytest.skip("the pass plans the chosen set together with HypoPG (PG15 here)")
     query = "SELECT id FROM t WHERE a = $1 AND b = $2"
@@ -82,19 +102,22 @@ def test_final_pass_drops_an_index_no_final_plan_uses(empty_db):
 
 
 def test_partitioned_parent_gets_an_index_on_the_parent(empty_db):
-    empty_db.execute("""
+    set_up_outside_the_window(
+        empty_db,
+        """
         CREATE TABLE events (id bigint NOT NULL, blog_id int NOT NULL, created_at date NOT NULL, body text)
             PARTITION BY RANGE (created_at);
         CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
         CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
         INSERT INTO events SELECT g, g % 2000, date '2024-01-01' + (g % 700), 'x' FROM generate_series(1, 120000) g;
-        ANALYZE events""")
+        ANALYZE events""",
+    )
     with empty_db.connect() as conn:
         for n in range(20):
             conn.execute("SELECT id, body FROM events WHERE blog_id = %s", (n,)).fetchall()
     advice = advise(empty_db)
     on_events = [p for p in advice.proposed if p.table == "public.events"]
-    assert on_events, (advice.notes, [r.error for r in advice.rejected])
+    assert on_events, _why_not(advice)
     fix = on_events[0].create_sql
     assert "ON ONLY" in fix and "ATTACH PARTITION" in fix and "CONCURRENTLY" in fix
     apply(empty_db, advice)
@@ -112,11 +135,14 @@ def test_advisor_costs_on_the_workloads_values_not_the_generic_plan(empty_db):
     statement was costed on its generic plan."""
     if not has_hypopg(empty_db):
         pytest.skip("costs on values are compared with HypoPG (PG15 here)")
-    empty_db.execute("""
+    set_up_outside_the_window(
+        empty_db,
+        """
         CREATE TABLE jobs (id bigint PRIMARY KEY, status text NOT NULL, payload text);
         INSERT INTO jobs SELECT g, CASE WHEN g % 200 = 0 THEN 'pending' WHEN g % 200 = 1 THEN 'failed'
                                         ELSE 'done' END, 'x' FROM generate_series(1, 200000) g;
-        ANALYZE jobs""")
+        ANALYZE jobs""",
+    )
     with empty_db.connect() as conn:
         for _ in range(20):
             conn.execute("SELECT id, payload FROM jobs WHERE status = %s", ("pending",)).fetchall()

@@ -355,6 +355,13 @@ def test_a_time_change_with_the_same_work_per_call_is_the_machine_not_the_statem
     assert judge(before, _calls(76.0, 5000, rows=40))["status"] == "regressed"  # and returned more rows
     assert judge(before, _calls(40.0 * (TIME_ONLY_FACTOR + 0.5), 5000))["status"] == "regressed"
     assert judge(before, _calls(10.0, 5000))["status"] == "improved"  # 4x faster: beyond the machine
+    # CI saw 5.5x on an unchanged workload: a burst slowed most calls, not the fastest one.
+    burst = judge({**before, "min_exec_time_ms": 38.0}, {**_calls(220.0, 5000), "min_exec_time_ms": 41.0})
+    assert burst["status"] == "unchanged", burst
+    assert "5.5x slower in time alone, its fastest call 1.1x slower" in burst["text"]
+    # Every call 5.5x slower with the same work (JIT switched on, a slower function): a regression.
+    every = judge({**before, "min_exec_time_ms": 38.0}, {**_calls(220.0, 5000), "min_exec_time_ms": 200.0})
+    assert every["status"] == "regressed", every
     # A report without the counters (written before they were kept): time alone decides, as before.
     bare = {k: v for k, v in before.items() if not k.startswith(("shared", "temp"))}
     assert judge(bare, {**bare, "mean_exec_time_ms": 76.0})["status"] == "regressed"

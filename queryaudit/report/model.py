@@ -38,6 +38,7 @@ def _query_entry(snapshot: Snapshot, statement) -> dict:
         "share_of_total_time": round(min(1.0, statement.total_exec_time_ms / total), 6) if total > 0 else 0.0,
         "rows_per_call": round(statement.rows / statement.calls, 2) if statement.calls else 0,
         "cache_hit_ratio": round(statement.cache_hit_ratio, 4) if statement.cache_hit_ratio is not None else None,
+        "min_exec_time_ms": round(statement.min_exec_time_ms, 3),
         "max_exec_time_ms": round(statement.max_exec_time_ms, 3),
         "stddev_exec_time_ms": round(statement.stddev_exec_time_ms, 3),
         # What the calls did, whatever the machine's load: compare weighs a time change against it.
