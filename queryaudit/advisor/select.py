@@ -287,12 +287,14 @@ class Extend:
             self.sizes[c.key] = self.size_of(c)
         return self.sizes[c.key]
 
-    def _options(self, config: list[Candidate], seeds: list[Candidate]) -> list[_Option]:
+    def step_options(self, config: list[Candidate], seeds: list[Candidate]) -> list[_Option]:
+        """The moves from `config`: add a seed, widen a chosen index by one column, or swap it
+        for a seed holding its leading column further in (the swap pass draws from these too)."""
         out = []
         keys = {c.key for c in config}
         if len(config) < self.max_indexes:
             for s in seeds:
-                if s.key in keys or any(_prefix_of(s, c) for c in config):
+                if s.key in keys or any(is_prefix_of(s, c) for c in config):
                     continue
                 out.append(_Option(s, None, 0))
         for c in config:
@@ -350,7 +352,7 @@ class Extend:
         current = {q: self.cost(q, config) for q in self.w.baseline}
         self.bound = bound = {} if bound is None else bound
         while True:
-            options = [o for o in self._options(config, seeds) if not self._banned(o.added, banned)]
+            options = [o for o in self.step_options(config, seeds) if not self.is_banned(o.added, banned)]
             for o in options:
                 o.dsize = self.size(o.added) - (self.size(o.removed) if o.removed else 0)
             options = [o for o in options if used + o.dsize <= self.budget]
@@ -375,7 +377,7 @@ class Extend:
             for q in set(self.relevant(best.added)) | (set(self.relevant(best.removed)) if best.removed else set()):
                 current[q] = self.cost(q, config)
 
-    def _banned(self, c: Candidate, banned) -> bool:
+    def is_banned(self, c: Candidate, banned) -> bool:
         """c, or c as one partition's share of a banned index on the parent: a parent's
         index left out is not to come back split over its partitions."""
         parent = self.w.parents.get(c.table)
@@ -483,7 +485,7 @@ def step_pays(cuts: list[tuple[float, float]], threshold: float, adds_index: boo
     return cut_enough and (not adds_index or max((was - now for was, now in cuts), default=0.0) >= MIN_COST_SAVED)
 
 
-def _prefix_of(narrow: Candidate, wide: Candidate) -> bool:
+def is_prefix_of(narrow: Candidate, wide: Candidate) -> bool:
     """wide starts with narrow's columns (same table, predicate and directions): adding
     narrow next to wide serves nothing wide does not."""
     n = len(narrow.columns)

@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 
 from queryaudit.advisor.candidates import Candidate
-from queryaudit.advisor.select import IMPROVE_MIN_GAIN, Extend, _prefix_of, step_pays
+from queryaudit.advisor.select import IMPROVE_MIN_GAIN, Extend, is_prefix_of, step_pays
 
 # Of the moves, this many of lowest cost before the refill are refilled and compared
 # (each refill re-plans; the moves below are seldom better once refilled).
@@ -55,7 +55,7 @@ def moves(search: Extend, seeds: list[Candidate], config: list[Candidate], max_p
     """(cost before any refill, new set, index taken out or None, index put in), cheapest
     first; those costed before `max_plans` plans were made."""
     pool = {c.key: c for c in seeds}
-    for o in search._options(config, seeds):  # widenings and reorderings of the chosen ones
+    for o in search.step_options(config, seeds):  # widenings and reorderings of the chosen ones
         pool.setdefault(o.added.key, o.added)
     for c in config:
         for p in prefixes(c):
@@ -63,14 +63,14 @@ def moves(search: Extend, seeds: list[Candidate], config: list[Candidate], max_p
     keys = {c.key for c in config}
     out, seen = [], set()
     for x in pool.values():
-        if x.key in keys or search._banned(x, ()) or search.size(x) < 0:
+        if x.key in keys or search.is_banned(x, ()) or search.size(x) < 0:
             continue
         for out_ in [None, *config]:
             if search.planner_calls >= max_plans:
                 break
             # x in place of out_; a chosen prefix of x is served by x and leaves too.
-            new = [c for c in config if c is not out_ and not _prefix_of(c, x)]
-            if any(_prefix_of(x, c) for c in new) or len(new) >= search.max_indexes:
+            new = [c for c in config if c is not out_ and not is_prefix_of(c, x)]
+            if any(is_prefix_of(x, c) for c in new) or len(new) >= search.max_indexes:
                 continue
             if sum(search.size(c) for c in new) + search.size(x) > search.budget:
                 continue
