@@ -220,7 +220,8 @@ def judge(before: dict | None, after: dict | None, drift: float = 0.0) -> dict:
         material = material and (high <= -MATERIAL_CHANGE if a < b else low >= MATERIAL_CHANGE)
     same = same_work(before, after)
     time_only = significant and material and same and a > 0 and b > 0 and not _beyond_the_machine(before, after)
-    detail.update(significant=significant, material=material, same_work_per_call=same)
+    # within_machine_noise: significant in time, but the work says the machine (budgets read it).
+    detail.update(significant=significant, material=material, same_work_per_call=same, within_machine_noise=time_only)
     if low is None:
         interval = f"{test.low:+.3g} … {test.high:+.3g} ms"
     else:  # a 100x speed-up is -99 %: keep the digit that tells it from -100 %

@@ -331,6 +331,7 @@ def _calls(mean_ms: float, blocks: int, rows: int = 20, calls: int = 20) -> dict
     return {
         "calls": calls,
         "mean_exec_time_ms": mean_ms,
+        "total_exec_time_ms": mean_ms * calls,
         "stddev_exec_time_ms": mean_ms * 0.05,
         "shared_blks_hit": blocks * calls,
         "shared_blks_read": 0,
@@ -365,3 +366,20 @@ def test_a_time_change_with_the_same_work_per_call_is_the_machine_not_the_statem
     # A report without the counters (written before they were kept): time alone decides, as before.
     bare = {k: v for k, v in before.items() if not k.startswith(("shared", "temp"))}
     assert judge(bare, {**bare, "mean_exec_time_ms": 76.0})["status"] == "regressed"
+
+
+def test_a_budget_holds_a_time_change_the_machine_explains():
+    """A CI budget gate reads compare's verdict: 1.9x in time alone, with the same work per
+    call, is a note within the noise, not a broken budget; with more blocks per call it breaks."""
+    from queryaudit.before_after import match_statements
+    from queryaudit.history.budgets import Config, evaluate
+
+    def report(record: dict) -> dict:
+        return {"queries": [{"queryid": "7", "query": "SELECT v FROM t WHERE k = $1", **record}]}
+
+    config = Config(thresholds={"mean-time-regression-pct": 50})
+    before = report(_calls(40.0, 5000))
+    machine = evaluate(config, {"before": {}, "statements": match_statements(before, report(_calls(76.0, 5000)))})
+    assert machine.ok and any("within the noise" in n for n in machine.notes), (machine.violations, machine.notes)
+    reads_more = evaluate(config, {"before": {}, "statements": match_statements(before, report(_calls(76.0, 9000)))})
+    assert [v.budget for v in reads_more.violations] == ["mean-time-regression-pct"]

@@ -338,10 +338,13 @@ def evaluate(config: Config, comparison: dict, today: dt.date | None = None) -> 
                 and mean_before > 0
             ):
                 change = (mean_after - mean_before) / mean_before * 100
-                # Over budget only when the spread says the change is real (Welch's test in
-                # queryaudit.before_after); without a spread the change alone decides.
+                # Over budget only when the change is real as compare judges it (Welch's test,
+                # and not the machine's load: queryaudit.before_after); without a spread the
+                # change alone decides.
                 test = row.get("significance") or {}
-                noise = test.get("method") == "welch" and not test.get("significant")
+                noise = test.get("method") == "welch" and (
+                    not test.get("significant") or bool(test.get("within_machine_noise"))
+                )
                 if change > limits["mean-time-regression-pct"] and noise:
                     verdict.notes.append(
                         f"{subject}: mean {_ms(mean_before)} -> {_ms(mean_after)} "
