@@ -5,8 +5,8 @@ Loads the shop fixture into a fresh cluster, warms it up, then runs the shop's w
 compares each run with the one before, as `queryaudit compare` does. Nothing changed
 between the runs, so every "improved" or "regressed" is a false alarm. Per statement it
 prints the largest change of the mean time, of the fastest call and of the work per call
-(shared and temp blocks, rows) seen between consecutive runs; `--busy N` keeps N more processes spinning
-on the cores meanwhile, as a developer's machine may be.
+(shared and temp blocks, rows) seen between consecutive runs; `--busy N` keeps N more
+processes spinning on the cores meanwhile, as a developer's machine may be.
 
     .venv/bin/python bench/compare_noise.py --runs 6 --busy 2
 """
@@ -65,6 +65,11 @@ def measure(bin_dir: Path, runs: int, out: Path) -> list[list[dict]]:
         cluster.destroy()
 
 
+def factor(x: float, y: float) -> float:
+    """How many times one of x and y is the other, whichever way: 2.0 for 1 -> 2 and 2 -> 1."""
+    return math.exp(abs(math.log(y / x)))
+
+
 def summarise(pairs: list[list[dict]]) -> None:
     worst: dict[str, dict] = {}
     for rows in pairs:
@@ -72,11 +77,11 @@ def summarise(pairs: list[list[dict]]) -> None:
             b, a = r["before"], r["after"]
             if not b or not a or not b["mean_exec_time_ms"] or not a["mean_exec_time_ms"]:
                 continue
-            time = math.exp(abs(math.log(a["mean_exec_time_ms"] / b["mean_exec_time_ms"])))
+            time = factor(b["mean_exec_time_ms"], a["mean_exec_time_ms"])
             fb, fa = b.get("min_exec_time_ms"), a.get("min_exec_time_ms")
-            fastest = math.exp(abs(math.log(fa / fb))) if fb and fa else 1.0
+            fastest = factor(fb, fa) if fb and fa else 1.0
             wb, wa = work_per_call(b) or (), work_per_call(a) or ()
-            ratios = [math.exp(abs(math.log(y / x))) for x, y in zip(wb, wa, strict=True) if x > 0 and y > 0]
+            ratios = [factor(x, y) for x, y in zip(wb, wa, strict=True) if x > 0 and y > 0]
             work = max(ratios, default=1.0)
             entry = worst.setdefault(
                 " ".join(r["query"].split())[:58], {"time": 1.0, "fastest": 1.0, "work": 1.0, "called": 0}

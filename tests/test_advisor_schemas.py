@@ -8,14 +8,14 @@ import json
 
 import pytest
 
+from helpers import set_up_outside_the_window
 from queryaudit.advisor.stage import AdvisorOptions
 from queryaudit.pipeline import AuditOptions, collect_live
 
 
 def advise(db, setup: str, queries: list[tuple[str, tuple]], rounds: int = 5):
-    db.execute(setup)
+    set_up_outside_the_window(db, setup)
     with db.connect() as conn:
-        conn.execute("SELECT pg_stat_statements_reset()")
         for _ in range(rounds):
             for query, params in queries:
                 conn.execute(query, params).fetchall()
