@@ -69,11 +69,16 @@ class Runner:
             return self.conn.cursor(row_factory=first_column).execute(query, params).fetchall()
 
     def interleaved(self, before, after, runs: int) -> tuple[list[dict], list[dict]]:
-        """`runs` timed runs of each side, alternating (a warm-up of each first, not counted):
-        drift in the cache or the machine's load then hits both sides alike."""
+        """`runs` timed runs of each side, alternating (a warm-up of each first, not counted),
+        and in swapped order every other round (B A, A B, B A, ...): drift in the cache or the
+        machine's load then hits both sides alike, and neither side always runs second."""
         before(), after()
         b, a = [], []
-        for _ in range(runs):
-            b.append(before())
-            a.append(after())
+        for round_ in range(runs):
+            if round_ % 2:
+                a.append(after())
+                b.append(before())
+            else:
+                b.append(before())
+                a.append(after())
         return b, a
