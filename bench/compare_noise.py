@@ -5,10 +5,10 @@ Loads the shop fixture into a fresh cluster, warms it up, then runs the shop's w
 compares each run with the one before, as `queryaudit compare` does. Nothing changed
 between the runs, so every "improved" or "regressed" is a false alarm. Per statement it
 prints the largest change of the mean time, of the fastest call and of the work per call
-(shared and temp blocks, rows) seen between consecutive runs; `--busy N` keeps N more
-processes spinning on the cores meanwhile, as a developer's machine may be.
+(shared and temp blocks, rows) seen between consecutive runs. Under `tests/busy.py` busy
+loops hold the cores meanwhile, as a developer's machine may be:
 
-    .venv/bin/python bench/compare_noise.py --runs 6 --busy 2
+    .venv/bin/python tests/busy.py --cores 2 -- .venv/bin/python bench/compare_noise.py --runs 6
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -28,11 +27,6 @@ import psycopg
 from queryaudit.before_after import match_statements, work_per_call
 from queryaudit.demo.cluster import embedded_bin_dir, start_cluster, system_bin_dir
 from queryaudit.demo.fixtures import load, run_workload
-
-
-def spin() -> None:
-    while True:
-        pass
 
 
 def audit(dsn: str, path: Path) -> dict:
@@ -100,21 +94,13 @@ def summarise(pairs: list[list[dict]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=6)
-    parser.add_argument("--busy", type=int, default=0, help="busy loops to run meanwhile")
     parser.add_argument("--version", choices=("pg15", "pg18"), default="pg18")
     args = parser.parse_args()
     bin_dir = system_bin_dir(15) if args.version == "pg15" else embedded_bin_dir()
     if bin_dir is None:
         sys.exit(f"{args.version}: binaries not found")
-    spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.busy)]
-    for p in spinners:
-        p.start()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            summarise(measure(bin_dir, args.runs, Path(tmp)))
-    finally:
-        for p in spinners:
-            p.terminate()
+    with tempfile.TemporaryDirectory() as tmp:
+        summarise(measure(bin_dir, args.runs, Path(tmp)))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Run a command while other processes keep the machine's cores busy, the way CI may find a
 developer's machine: `python tests/busy.py [--cores N] -- COMMAND ...` (`make test-busy`).
 
-The spinners are plain CPU loops at normal priority; they stop when the command ends, and
-the command's exit code is returned."""
+The spinners are plain CPU loops at normal priority, each in a session of its own as other
+jobs' processes are; they stop when the command ends, and the command's exit code is
+returned."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ import sys
 
 
 def spin() -> None:
+    # A session of its own: with the kernel's autogroup scheduling (sched_autogroup_enabled)
+    # CPU is shared between sessions first, and PostgreSQL's postmaster runs in its own. In
+    # this command's session the loops would mostly slow the command's Python, not the
+    # server (a sort 1.27x slower, against 3.6x with each loop in its own session).
+    os.setsid()
     while True:
         pass
 

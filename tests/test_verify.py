@@ -211,12 +211,17 @@ def test_verification_stays_within_the_explain_budget(empty_db):
     run_ms = min(
         empty_db.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {NARROW}")[0][0][0]["Execution Time"] for _ in range(3)
     )
-    budget_s = max(0.3, 2.5 * run_ms / 1000)
     empty_db.execute("SELECT pg_stat_statements_reset()")
     empty_db.execute(NARROW)
+    # Plan capture analyses the statement only when its recorded mean (this one call, which
+    # a burst of load may have slowed) fits the budget: the budget holds that too.
+    [[mean_ms]] = empty_db.execute(f"SELECT mean_exec_time FROM pg_stat_statements WHERE query = '{NARROW}'")
+    budget_s = max(0.3, 2.5 * max(run_ms, mean_ms) / 1000)
     snap = collect_live(
         empty_db.dsn, AuditOptions(top=20, explain_budget_s=budget_s, advisor=AdvisorOptions(enabled=False))
     )
+    [captured] = [p for p in snap.plans if "FROM narrow" in snap.statement(p.queryid).query]
+    assert captured.method == "analyze", (captured.method, captured.skipped_reason, mean_ms, budget_s)
     verification = snap.fix_verification
     assert verification.budget_s <= budget_s
     assert verification.duration_ms <= verification.budget_s * 1000 + 500
