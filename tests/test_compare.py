@@ -188,7 +188,7 @@ def _audit(db, path) -> dict:
 def test_the_same_workload_twice_is_no_significant_change(shop_db, tmp_path):
     """Two runs of one workload on one database differ only by noise: Welch's test on
     pg_stat_statements' spread calls nothing improved or regressed, and says so with the interval."""
-    shop_db.run_workload("shop", rounds=3)  # warm the caches: both measured runs start alike
+    shop_db.run_workload("shop")  # warm the caches: both measured runs start alike
     _audit(shop_db, tmp_path / "warm-up.json")  # and each measured run follows an audit
     reports = []
     for name in ("first", "second"):

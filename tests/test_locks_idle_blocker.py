@@ -4,8 +4,9 @@ held up by the scheduler between two statements leaves a hot-row wait a hot-row 
 
 from __future__ import annotations
 
+from queryaudit.checks import lock_contention
 from queryaudit.checks._locks import IDLE_BLOCKER_S, IDLE_BLOCKER_TICKS, classify
-from queryaudit.locks.facts import LockFacts, LockStatement, LockWait
+from queryaudit.locks.facts import LockFacts, LockStatement, LockWait, TimelineTick
 from queryaudit.locks.sampling import note_root_idle
 from queryaudit.snapshot import ServerInfo, Snapshot
 
@@ -73,3 +74,24 @@ def test_a_new_idle_period_a_new_session_or_a_missed_tick_restart_the_stretch():
     assert not_seen.root_idle_ticks == 1
     busy_between = sampled([(1, 42, 1.1), (2, 42, 0.0), (3, 42, 1.3)])
     assert (busy_between.root_idle_ticks, verdict(busy_between)) == (1, "hot-row")
+
+
+def test_database_time_is_never_reported_below_the_waits_it_holds():
+    """The sampler sums database time and each wait apart, each rounded: with only waiters
+    active the two sums can differ in the last digit (CI saw 5992.8 ms of database time
+    beside 5992.9 ms of waits). The waits are database time, so the evidence never shows less."""
+    wait = row_wait()
+    wait.wait_ms, wait.samples = 5992.9, 30
+    facts = LockFacts(
+        source="sample",
+        window_s=2.0,
+        statements={k: LockStatement(k, None, UPDATE) for k in ("w", "r")},
+        waits=[wait],
+        timeline=[TimelineTick(t_ms=n * 200.0, waiting=3, relations={"public.accounts": 3}) for n in range(10)],
+        db_time_ms=5992.8,
+    )
+    snapshot = Snapshot(server=ServerInfo(version_num=0, version="", database=""), collected_at="")
+    snapshot.lock_samples = facts
+    [finding] = lock_contention.run(snapshot)
+    ev = finding.evidence
+    assert ev["db_time_ms"] >= ev["wait_ms"] == 5992.9 and ev["wait_share_of_db_time"] == 1.0

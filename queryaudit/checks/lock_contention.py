@@ -239,7 +239,8 @@ def _finding(
         "window_s": facts.window_s,
         "wait_ms": round(wait_ms, 1),
         "wait_share": round(share, 4) if share is not None else None,
-        "db_time_ms": round(facts.db_time_ms, 1) if db_share is not None else None,
+        # The waits are database time too: the sums round apart, so never report less (the shares use the same).
+        "db_time_ms": round(max(facts.db_time_ms, wait_ms), 1) if db_share is not None else None,
         "wait_share_of_db_time": round(db_share, 4) if db_share is not None else None,
         "lock_modes": {m: round(ms, 1) for m, ms in _rank(waits, lambda w: w.mode)},
         "lock_types": {t: round(ms, 1) for t, ms in _rank(waits, lambda w: w.locktype)},
