@@ -69,6 +69,20 @@ def wal_records_between(cluster, start_lsn: str, end_lsn: str) -> list[tuple[str
     return records
 
 
+def insert_lsn(cluster) -> str:
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        return conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+
+
+def wal_window_start(cluster) -> str:
+    """Where a window of client_wal starts: after a CHECKPOINT, which finishes one that the
+    WAL of earlier tests (template copies) may have requested and that would otherwise
+    write its record inside the window."""
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    return insert_lsn(cluster)
+
+
 def client_wal(cluster, start_lsn: str, end_lsn: str) -> list[str]:
     """WAL records between two positions other than the server's own housekeeping."""
     return [

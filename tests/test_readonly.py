@@ -3,7 +3,7 @@
 import json
 
 from conftest import flush_statistics, run_cli
-from helpers import client_wal, validate_report
+from helpers import client_wal, insert_lsn, validate_report, wal_window_start
 
 
 def _write_counters(db):
@@ -21,11 +21,10 @@ def test_audit_as_monitoring_role_writes_nothing(shop_db, tmp_path):
     # everything once; what is measured next is an audit alone.
     shop_db.execute("VACUUM")
     assert run_cli("audit", "--dsn", shop_db.dsn_as(role)).returncode == 0
-    shop_db.execute("CHECKPOINT")
     with shop_db.connect() as conn:
         flush_statistics(conn)
     before = _write_counters(shop_db)
-    lsn_before = shop_db.execute("SELECT pg_current_wal_insert_lsn()")[0][0]
+    lsn_before = wal_window_start(shop_db.server.cluster)
     out = tmp_path / "r.json"
     result = run_cli("audit", "--dsn", shop_db.dsn_as(role), "--json", str(out))
     assert result.returncode == 0, result.stderr
@@ -33,7 +32,7 @@ def test_audit_as_monitoring_role_writes_nothing(shop_db, tmp_path):
     with shop_db.connect() as conn:
         flush_statistics(conn)
     after = _write_counters(shop_db)
-    lsn_after = shop_db.execute("SELECT pg_current_wal_insert_lsn()")[0][0]
+    lsn_after = insert_lsn(shop_db.server.cluster)
     assert after == before
     # Every WAL record in between is named: only the server's own housekeeping may be there.
     assert client_wal(shop_db.server.cluster, lsn_before, lsn_after) == [], "the audit generated WAL"
@@ -57,11 +56,9 @@ def test_audit_session_is_read_only(shop_db):
 
 def test_the_wal_check_sees_a_real_write(empty_db):
     """Guards the WAL assertions above against passing vacuously."""
-    from helpers import client_wal
-
     empty_db.execute("CREATE TABLE t (id int)")
-    start = empty_db.execute("SELECT pg_current_wal_insert_lsn()")[0][0]
+    start = wal_window_start(empty_db.server.cluster)
     empty_db.execute("INSERT INTO t VALUES (1)")
-    end = empty_db.execute("SELECT pg_current_wal_insert_lsn()")[0][0]
+    end = insert_lsn(empty_db.server.cluster)
     records = client_wal(empty_db.server.cluster, start, end)
     assert any("INSERT" in line for line in records), records

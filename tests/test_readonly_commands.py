@@ -6,7 +6,7 @@ scratch database the user names; it is not run against a target here.
 """
 
 from conftest import run_cli, wait_for_replay
-from helpers import client_wal
+from helpers import client_wal, insert_lsn, wal_window_start
 
 COMMANDS = {
     "audit": lambda dsn, tmp: ["audit", "--dsn", dsn, "--json", str(tmp / "audit.json")],
@@ -15,10 +15,6 @@ COMMANDS = {
     "locks": lambda dsn, tmp: ["locks", "--dsn", dsn, "--seconds", "0.5"],
     "check": lambda dsn, tmp: ["check", "--dsn", dsn, "--store", f"sqlite:///{tmp / 'history.db'}"],
 }
-
-
-def _insert_lsn(conn) -> str:
-    return conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
 
 
 def _run_all(dsn, tmp_path) -> dict[str, object]:
@@ -40,12 +36,9 @@ def test_every_command_as_a_monitoring_role(shop_db, tmp_path):
     # Warm-up: first reads set hint bits (see test_readonly). One audit reads every page
     # the other commands read (snapshot and check collect as it does, the advisor plans).
     assert run_cli(*COMMANDS["audit"](dsn, tmp_path)).returncode == 0
-    shop_db.execute("CHECKPOINT")
-    with shop_db.connect() as conn:
-        start = _insert_lsn(conn)
+    start = wal_window_start(shop_db.server.cluster)
     results = _run_all(dsn, tmp_path)
-    with shop_db.connect() as conn:
-        end = _insert_lsn(conn)
+    end = insert_lsn(shop_db.server.cluster)
     assert client_wal(shop_db.server.cluster, start, end) == []
     assert (tmp_path / "advice.json").exists() and (tmp_path / "snap.json").exists()
     assert "orders" in results["audit"].stdout
@@ -61,12 +54,9 @@ def test_every_command_on_a_hot_standby(pg15_standby, tmp_path):
     with psycopg.connect(dsn, autocommit=True) as conn:  # read traffic on the replica
         for n in range(1, 40):
             conn.execute("SELECT id, status FROM orders WHERE customer_id = %s", (n,)).fetchall()
-    with primary.admin() as conn:
-        conn.execute("CHECKPOINT")  # finish one the copies' WAL may have requested (see test_standby)
-        start = _insert_lsn(conn)
+    start = wal_window_start(primary.cluster)
     _run_all(dsn, tmp_path)
-    with primary.admin() as conn:
-        end = _insert_lsn(conn)
+    end = insert_lsn(primary.cluster)
     assert client_wal(primary.cluster, start, end) == []
     import json
 

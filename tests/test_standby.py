@@ -4,7 +4,7 @@ to the primary, the standby being read-only by nature."""
 import json
 
 from conftest import run_cli, wait_for_replay
-from helpers import client_wal, validate_report
+from helpers import client_wal, insert_lsn, validate_report, wal_window_start
 
 
 def test_audit_on_hot_standby(pg15_standby, tmp_path):
@@ -18,11 +18,7 @@ def test_audit_on_hot_standby(pg15_standby, tmp_path):
     with psycopg.connect(standby.dsn(db.name), autocommit=True) as conn:
         for query, params in read_only_workload:
             conn.execute(query, params).fetchall()
-    with primary.admin() as conn:
-        # A checkpoint the copies' WAL requested may still be under way: its record would land
-        # in the window. CHECKPOINT finishes it first.
-        conn.execute("CHECKPOINT")
-        lsn_before = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+    lsn_before = wal_window_start(primary.cluster)
     out = tmp_path / "standby.json"
     result = run_cli("audit", "--dsn", standby.dsn(db.name), "--json", str(out))
     assert result.returncode == 0, result.stderr
@@ -30,6 +26,5 @@ def test_audit_on_hot_standby(pg15_standby, tmp_path):
     validate_report(report)
     assert report["target"]["in_recovery"] is True
     assert any("customer_id = $1" in q["query"] for q in report["queries"])
-    with primary.admin() as conn:
-        lsn_after = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+    lsn_after = insert_lsn(primary.cluster)
     assert client_wal(primary.cluster, lsn_before, lsn_after) == []

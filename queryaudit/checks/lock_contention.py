@@ -202,7 +202,10 @@ def _finding(
 ) -> Finding | None:
     wait_ms = sum(w.wait_ms for w in waits)
     share = _share(facts, relation) if facts.source == "sample" else None
-    db_share = wait_ms / max(facts.db_time_ms, wait_ms) if facts.source == "sample" and facts.db_time_ms else None
+    # The waits are database time too: the sampler sums the two apart, each rounded, so the
+    # denominator is never less than the waits it holds.
+    db_time_ms = max(facts.db_time_ms, wait_ms)
+    db_share = wait_ms / db_time_ms if facts.source == "sample" and facts.db_time_ms else None
     if facts.source == "sample":
         if share < MIN_WAIT_SHARE or wait_ms < MIN_WAIT_MS:
             return None
@@ -239,8 +242,7 @@ def _finding(
         "window_s": facts.window_s,
         "wait_ms": round(wait_ms, 1),
         "wait_share": round(share, 4) if share is not None else None,
-        # The waits are database time too: the sums round apart, so never report less (the shares use the same).
-        "db_time_ms": round(max(facts.db_time_ms, wait_ms), 1) if db_share is not None else None,
+        "db_time_ms": round(db_time_ms, 1) if db_share is not None else None,
         "wait_share_of_db_time": round(db_share, 4) if db_share is not None else None,
         "lock_modes": {m: round(ms, 1) for m, ms in _rank(waits, lambda w: w.mode)},
         "lock_types": {t: round(ms, 1) for t, ms in _rank(waits, lambda w: w.locktype)},
@@ -302,7 +304,7 @@ def _finding(
     advice, fix_sql = _advice(snapshot, facts, pattern, relation, evidence)
     saving = None
     if db_share is not None:
-        saving = saving_from_share(wait_ms, 1.0, max(facts.db_time_ms, wait_ms), 0)
+        saving = saving_from_share(wait_ms, 1.0, db_time_ms, 0)
         evidence["saving_method"] = (
             "sampled lock wait of the waiting statements / database time sampled in the "
             "same window (active sessions per tick): the fix removes at most the wait"
